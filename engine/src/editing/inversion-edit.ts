@@ -1,0 +1,210 @@
+// The inversion edit: VAE-encode (mean) → DDIM-invert under the source prompt, recording every level → denoise
+// under the target prompt with classifier-free guidance, optionally with direct inversion and a mask → VAE-decode.
+// The denoising loop is written out here in one place, as diffusers does, so each stage reads in order.
+import type { ImageBatch } from '../diffusion/images';
+import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
+import type { DiffusionModel } from '../models/sd-model';
+import { blendOutsideMask, latentMask } from './latent-mask';
+import { CanceledError, type EditOutput, type EditParams, type InversionParams, type InvertedTrajectory, type Progress, type RunHooks, type Stage } from './types';
+
+/** Counts work units over a whole run so progress is one fraction across stages. */
+export class ProgressTracker {
+  done = 0;
+  constructor(
+    readonly total: number,
+    private readonly frames: number,
+    private readonly hooks: RunHooks,
+  ) {}
+  checkStop(): void {
+    if (this.hooks.shouldStop?.()) throw new CanceledError();
+  }
+  advance(stage: Stage, frame: number, extra: Partial<Progress> = {}): void {
+    this.done++;
+    this.hooks.onProgress?.({ stage, done: this.done, total: this.total, frame, frames: this.frames, ...extra });
+  }
+}
+
+export function batches(n: number, size: number): { start: number; count: number }[] {
+  if (!Number.isInteger(size) || size < 1) throw new Error(`batch size must be a positive integer, got ${size}`);
+  const out = [];
+  for (let start = 0; start < n; start += size) out.push({ start, count: Math.min(size, n - start) });
+  return out;
+}
+
+/** Repeats each prompt's embedding `times` times, in order: [p0 ×times, p1 ×times, ...]. */
+export function repeatEmbeddings(rows: Float32Array[], times: number): Float32Array {
+  const per = rows[0].length;
+  const out = new Float32Array(rows.length * times * per);
+  rows.forEach((row, i) => {
+    for (let k = 0; k < times; k++) out.set(row, (i * times + k) * per);
+  });
+  return out;
+}
+
+async function embedRows(model: DiffusionModel, prompts: string[], warnings: string[]): Promise<Map<string, Float32Array>> {
+  const unique = [...new Set(prompts)];
+  const emb = await model.encodePrompts(unique);
+  for (const w of emb.warnings) if (!warnings.includes(w)) warnings.push(w);
+  const per = emb.data.length / unique.length;
+  return new Map(unique.map((p, i) => [p, emb.data.slice(i * per, (i + 1) * per)]));
+}
+
+function validateFrames(model: DiffusionModel, frames: ImageBatch): void {
+  const s = model.info.vaeScale;
+  if (frames.n < 1) throw new Error('no frames to edit');
+  if (frames.height % s || frames.width % s) {
+    throw new Error(`frame size ${frames.width}x${frames.height} must be a multiple of ${s} (the model's VAE factor); resize or crop the frames`);
+  }
+}
+
+/** VAE-encodes all frames and DDIM-inverts them under the source prompt, keeping every level. */
+export async function invertFrames(model: DiffusionModel, frames: ImageBatch, p: InversionParams, hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<InvertedTrajectory> {
+  validateFrames(model, frames);
+  const schedule = ddimSchedule(model.scheduler, p.steps);
+  const levels = ddimLevels(schedule);
+  const K = strengthSteps(p.steps, p.strength);
+  const C = model.info.latentChannels;
+  const h = frames.height / model.info.vaeScale;
+  const w = frames.width / model.info.vaeScale;
+  const per = C * h * w;
+  const parts = batches(frames.n, p.batchSize);
+  const track = tracker ?? new ProgressTracker(parts.length * (1 + K), frames.n, hooks);
+  const warnings: string[] = [];
+  const source = (await embedRows(model, [p.sourcePrompt], warnings)).get(p.sourcePrompt)!;
+
+  const latents = Array.from({ length: K + 1 }, () => new Float32Array(frames.n * per));
+  const pixelsPer = 3 * frames.height * frames.width;
+  for (const { start, count } of parts) {
+    track.checkStop();
+    const batch = { n: count, height: frames.height, width: frames.width, data: frames.data.subarray(start * pixelsPer, (start + count) * pixelsPer) };
+    let z = await model.encodeImages(batch);
+    latents[0].set(z, start * per);
+    track.advance('encoding latents', start);
+    const emb = repeatEmbeddings([source], count);
+    for (let k = 1; k <= K; k++) {
+      track.checkStop();
+      // Inversion evaluates the model at the noisier timestep on the current, less noisy latent (diffusers
+      // DDIMInverseScheduler); the same DDIM move then carries it up one level.
+      const eps = await model.predict(z, count, h, w, levels.timestep[k], emb);
+      z = ddimMove(eps, z, levels.alpha[k - 1], levels.alpha[k], model.scheduler.predictionType);
+      latents[k].set(z, start * per);
+      track.advance('inverting', start, { step: k, steps: K });
+    }
+  }
+  return {
+    modelDir: model.info.dir,
+    sourcePrompt: p.sourcePrompt,
+    steps: p.steps,
+    strength: p.strength,
+    n: frames.n,
+    channels: C,
+    height: h,
+    width: w,
+    imageHeight: frames.height,
+    imageWidth: frames.width,
+    alphas: levels.alpha.slice(0, K + 1),
+    timesteps: levels.timestep.slice(0, K + 1),
+    latents,
+  };
+}
+
+type Branch = { latent: 'source' | 'target'; prompt: string };
+
+/**
+ * The UNet evaluations one denoising step needs, deduplicated: with guidance 1 there is no unconditional branch,
+ * and when the source prompt is empty the source branch's conditional and unconditional evaluations coincide.
+ */
+function planBranches(p: EditParams): { branches: Branch[]; tgtU: number; tgtC: number; srcU: number; srcC: number } {
+  const branches: Branch[] = [];
+  const idx = (b: Branch) => {
+    let i = branches.findIndex((x) => x.latent === b.latent && x.prompt === b.prompt);
+    if (i < 0) i = branches.push(b) - 1;
+    return i;
+  };
+  const cfg = p.guidance !== 1;
+  const tgtC = idx({ latent: 'target', prompt: p.prompt });
+  const tgtU = cfg ? idx({ latent: 'target', prompt: '' }) : -1;
+  const srcC = p.directInversion ? idx({ latent: 'source', prompt: p.sourcePrompt }) : -1;
+  const srcU = p.directInversion && cfg ? idx({ latent: 'source', prompt: '' }) : -1;
+  return { branches, tgtU, tgtC, srcU, srcC };
+}
+
+/** Denoises from the inverted trajectory under the target prompt and decodes the frames. */
+export async function editFromInversion(model: DiffusionModel, traj: InvertedTrajectory, p: EditParams, hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<EditOutput> {
+  if (traj.modelDir !== model.info.dir) throw new Error(`this inversion was made with ${traj.modelDir}, not ${model.info.dir}; invert again with the current model`);
+  const { n, channels: C, height: h, width: w } = traj;
+  const K = traj.latents.length - 1;
+  const hw = h * w;
+  const per = C * hw;
+  const type = model.scheduler.predictionType;
+  const parts = batches(n, p.batchSize);
+  const track = tracker ?? new ProgressTracker(parts.length * (K + 1), n, hooks);
+  const warnings: string[] = [];
+  const plan = planBranches(p);
+  const rows = await embedRows(model, plan.branches.map((b) => b.prompt), warnings);
+  const mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
+  const out = new Float32Array(n * per);
+
+  for (const { start, count } of parts) {
+    const sz = count * per;
+    const at = (k: number) => traj.latents[k].subarray(start * per, start * per + sz);
+    const emb = repeatEmbeddings(plan.branches.map((b) => rows.get(b.prompt)!), count);
+    const batchMask = mask?.subarray(start * hw, (start + count) * hw);
+    const input = new Float32Array(plan.branches.length * sz);
+    let z: Float32Array = Float32Array.from(at(K));
+
+    for (let k = K; k >= 1; k--) {
+      track.checkStop();
+      const src = at(k);
+      plan.branches.forEach((b, i) => input.set(b.latent === 'target' ? z : src, i * sz));
+      const pred = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, p.guidance - 1);
+      const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
+      const epsT = plan.tgtU >= 0 ? guidance(part(plan.tgtU), part(plan.tgtC), p.guidance) : part(plan.tgtC);
+      const next = ddimMove(epsT, z, traj.alphas[k], traj.alphas[k - 1], type);
+      if (plan.srcC >= 0) {
+        // Direct inversion: where the source branch's own step misses the recorded trajectory, correct the target by
+        // the same amount. With target prompt = source prompt the two branches coincide and the input comes back.
+        const epsS = plan.srcU >= 0 ? guidance(part(plan.srcU), part(plan.srcC), p.guidance) : part(plan.srcC);
+        const srcNext = ddimMove(epsS, src, traj.alphas[k], traj.alphas[k - 1], type);
+        const recorded = at(k - 1);
+        for (let i = 0; i < sz; i++) next[i] += recorded[i] - srcNext[i];
+      }
+      if (batchMask) blendOutsideMask(next, at(k - 1), batchMask, C, hw);
+      const preview = hooks.onProgress ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0 : undefined;
+      z = next;
+      track.advance('editing', start, { step: K - k + 1, steps: K, preview: preview && { latent: preview, channels: C, height: h, width: w } });
+    }
+    out.set(z, start * per);
+  }
+  const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
+  return { frames, latentMask: mask, warnings };
+}
+
+export async function decodeAll(model: DiffusionModel, latents: Float32Array, n: number, C: number, h: number, w: number, batchSize: number, track: ProgressTracker): Promise<ImageBatch> {
+  const per = C * h * w;
+  let result: ImageBatch | undefined;
+  for (const { start, count } of batches(n, batchSize)) {
+    track.checkStop();
+    const img = await model.decodeLatents(latents.subarray(start * per, (start + count) * per), count, h, w);
+    if (!result) result = { n, height: img.height, width: img.width, data: new Float32Array(n * 3 * img.height * img.width) };
+    result.data.set(img.data, start * 3 * img.height * img.width);
+    track.advance('decoding latents', start);
+  }
+  return result!;
+}
+
+export interface InversionEditParams extends InversionParams, EditParams {}
+
+export interface InversionEditResult extends EditOutput {
+  trajectory: InvertedTrajectory;
+}
+
+/** Invert then edit, with one progress fraction over both. */
+export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p: InversionEditParams, hooks: RunHooks = {}): Promise<InversionEditResult> {
+  const K = strengthSteps(p.steps, p.strength);
+  const nb = batches(frames.n, p.batchSize).length;
+  const track = new ProgressTracker(nb * (1 + K) + nb * (K + 1), frames.n, hooks);
+  const trajectory = await invertFrames(model, frames, p, hooks, track);
+  const edited = await editFromInversion(model, trajectory, p, hooks, track);
+  return { ...edited, trajectory };
+}

@@ -1,0 +1,82 @@
+import type { ImageBatch, MaskBatch } from '../diffusion/images';
+
+export interface InversionParams {
+  /** What the frames show now; the empty prompt is the unconditional model. */
+  sourcePrompt: string;
+  /** DDIM steps of the full schedule; strength selects how many of them run. */
+  steps: number;
+  /** In (0, 1]: the edit starts at the noise level reached after strength × steps inversion steps. */
+  strength: number;
+  /** Frames per UNet call (each guidance branch multiplies the UNet batch). */
+  batchSize: number;
+}
+
+export interface EditParams {
+  prompt: string;
+  sourcePrompt: string;
+  /** Classifier-free guidance scale; 1 disables the unconditional branch. */
+  guidance: number;
+  /**
+   * Run the source branch beside the target and add its per-step deviation from the inverted trajectory to the
+   * target (direct inversion), so the target prompt equal to the source prompt reproduces the input.
+   */
+  directInversion: boolean;
+  /** 1 = edit, 0 = keep the source trajectory; one matte for all frames or one per frame, at frame resolution. */
+  mask?: MaskBatch | null;
+  batchSize: number;
+}
+
+/** Latents of every frame at every DDIM level of the inversion, so a range can be re-edited without inverting again. */
+export interface InvertedTrajectory {
+  modelDir: string;
+  sourcePrompt: string;
+  steps: number;
+  strength: number;
+  n: number;
+  channels: number;
+  height: number;
+  width: number;
+  imageHeight: number;
+  imageWidth: number;
+  /** Level 0 is the clean end; level k follows the k-th inversion step. */
+  alphas: number[];
+  timesteps: number[];
+  /** latents[k] = all frames at level k, [n, C, h, w]. */
+  latents: Float32Array[];
+}
+
+export type Stage = 'encoding latents' | 'inverting' | 'editing' | 'decoding latents';
+
+export interface Progress {
+  stage: Stage;
+  /** Units of work done and in all (UNet steps per batch, VAE batches). */
+  done: number;
+  total: number;
+  step?: number;
+  steps?: number;
+  /** First frame of the batch being processed and the number of frames in all. */
+  frame: number;
+  frames: number;
+  /** The target branch's predicted clean latent of the batch's first frame, [C, h, w]. */
+  preview?: { latent: Float32Array; channels: number; height: number; width: number };
+}
+
+export interface RunHooks {
+  onProgress?(p: Progress): void;
+  /** Polled between UNet calls; returning true stops the run with CanceledError. */
+  shouldStop?(): boolean;
+}
+
+export class CanceledError extends Error {
+  override name = 'CanceledError';
+  constructor() {
+    super('canceled');
+  }
+}
+
+export interface EditOutput {
+  frames: ImageBatch;
+  /** The latent-resolution mask that was applied, when there was one. */
+  latentMask?: Float32Array;
+  warnings: string[];
+}

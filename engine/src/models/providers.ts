@@ -1,0 +1,59 @@
+// Execution providers. onnxruntime-node does not fall back by itself: a session created with ['cuda', 'cpu'] on a
+// machine without the CUDA libraries throws instead of running on CPU. So we try what was asked, then CPU, and
+// always say which provider a session really uses.
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
+
+export const PROVIDERS = ['cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+export interface SessionSettings {
+  /** In order of preference; CPU is always tried last. */
+  providers?: ProviderName[];
+  /** ORT intra-op threads; defaults to the machine's cores. */
+  threads?: number;
+}
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  provider: ProviderName;
+  /** Why a requested provider was not used, one line per provider that failed. */
+  fallbacks: string[];
+}
+
+export function parseProviders(value: string): ProviderName[] {
+  const names = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const n of names) {
+    if (!(PROVIDERS as readonly string[]).includes(n)) {
+      throw new Error(`unknown execution provider "${n}"; choose from ${PROVIDERS.join(', ')}`);
+    }
+  }
+  return names as ProviderName[];
+}
+
+export async function openSession(file: string, settings: SessionSettings = {}): Promise<OpenedSession> {
+  const wanted = [...(settings.providers ?? []), 'cpu' as const].filter((p, i, all) => all.indexOf(p) === i);
+  const threads = settings.threads ?? os.availableParallelism();
+  const fallbacks: string[] = [];
+  for (const provider of wanted) {
+    try {
+      const session = await ort.InferenceSession.create(file, {
+        executionProviders: [provider],
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+      });
+      return { session, provider, fallbacks };
+    } catch (err) {
+      const message = firstLine(err);
+      if (provider === 'cpu') throw new Error(`${file}: ONNX Runtime could not load this model: ${message}`);
+      fallbacks.push(`${provider}: ${message}`);
+    }
+  }
+  throw new Error('unreachable: cpu is always tried');
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0].trim();
+}

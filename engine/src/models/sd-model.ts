@@ -1,0 +1,445 @@
+// Loads a Stable Diffusion pipeline exported to ONNX in the diffusers/optimum folder layout and adapts to the
+// exporter it came from by reading each session's metadata (input dtypes and shapes, output names), never by
+// guessing from the folder name. Every failure at load names the file and what was expected.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { ImageBatch } from '../diffusion/images';
+import { parseSchedulerConfig, type SchedulerConfig } from '../diffusion/scheduler';
+import { ClipTokenizer, idsTensorData } from './tokenizer';
+import { openSession, type ProviderName, type SessionSettings } from './providers';
+import { floatFeed, floatOutput, numberFeed, tensorMeta, type TensorMeta } from './tensors';
+
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+const COMPONENTS = ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'] as const;
+type Component = (typeof COMPONENTS)[number];
+
+/** What the loader found out about the model: exporter variant, shapes, numbers that drive the pipeline. */
+export interface ModelInfo {
+  dir: string;
+  name: string;
+  provider: ProviderName;
+  providerFallbacks: string[];
+  latentChannels: number;
+  vaeScale: number;
+  scalingFactor: number;
+  hiddenSize: number;
+  sequenceLength: number;
+  /** Image size the model was trained at (unet sample_size × vae scale). */
+  nativeSize: number;
+  /** LCM-style guidance embedding input width, 0 when absent. */
+  timestepCondDim: number;
+  fp16: boolean;
+  variant: {
+    inputIds: string;
+    timestep: string;
+    unetOutput: string;
+    vaeEncoderOutput: string;
+    vaeDecoderInput: string;
+    vaeDecoderOutput: string;
+    externalData: Partial<Record<Component, string>>;
+  };
+}
+
+export interface PromptEmbeddings {
+  /** [prompts, sequenceLength, hiddenSize] */
+  data: Float32Array;
+  count: number;
+  warnings: string[];
+}
+
+export interface ModelStats {
+  unetRuns: number;
+  /** Batch items evaluated by the UNet: the hardware-free cost figure. */
+  unetEvals: number;
+  unetMs: number;
+  vaeMs: number;
+  textMs: number;
+}
+
+export interface DiffusionModel {
+  readonly info: ModelInfo;
+  readonly scheduler: SchedulerConfig;
+  readonly tokenizer: ClipTokenizer;
+  readonly stats: ModelStats;
+  encodePrompts(prompts: string[]): Promise<PromptEmbeddings>;
+  /**
+   * One UNet evaluation over a batch: sample [batch, C, h, w], embeddings [batch, S, D] (row i conditions item i).
+   * `guidanceEmbedding` feeds LCM's timestep_cond when the graph has it.
+   */
+  predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding?: number): Promise<Float32Array>;
+  /** Scaled latent means [n, C, H/s, W/s]. */
+  encodeImages(images: ImageBatch): Promise<Float32Array>;
+  decodeLatents(latents: Float32Array, n: number, h: number, w: number): Promise<ImageBatch>;
+  release(): Promise<void>;
+}
+
+const ALIASES = {
+  unetOutput: ['out_sample', 'latent'],
+  vaeEncoderOutput: ['latent_parameters', 'latent_sample', 'latent_dist', 'latent'],
+  vaeDecoderInput: ['latent_sample', 'latent'],
+  vaeDecoderOutput: ['sample', 'images'],
+  textOutput: ['last_hidden_state'],
+};
+
+export async function loadDiffusionModel(dir: string, settings: SessionSettings = {}): Promise<DiffusionModel> {
+  const root = path.resolve(dir);
+  checkLayout(root);
+  const readJson = (rel: string, required: boolean): Record<string, unknown> => {
+    const file = path.join(root, rel);
+    if (!fs.existsSync(file)) {
+      if (required) throw new ModelLoadError(`${file}: missing; an exported Stable Diffusion folder has ${rel}`);
+      return {};
+    }
+    try {
+      const v = JSON.parse(fs.readFileSync(file, 'utf8'));
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+      return v as Record<string, unknown>;
+    } catch (err) {
+      throw new ModelLoadError(`${file}: not valid JSON (${(err as Error).message}); re-export or re-download the model`);
+    }
+  };
+  const schedulerFile = path.join(root, 'scheduler', 'scheduler_config.json');
+  let scheduler: SchedulerConfig;
+  try {
+    scheduler = parseSchedulerConfig(readJson('scheduler/scheduler_config.json', true), schedulerFile);
+  } catch (err) {
+    if (err instanceof ModelLoadError) throw err;
+    throw new ModelLoadError((err as Error).message);
+  }
+  let tokenizer: ClipTokenizer;
+  try {
+    tokenizer = ClipTokenizer.fromFolder(path.join(root, 'tokenizer'));
+  } catch (err) {
+    throw new ModelLoadError((err as Error).message);
+  }
+  const configs = Object.fromEntries(COMPONENTS.map((c) => [c, readJson(`${c}/config.json`, false)])) as Record<Component, Record<string, unknown>>;
+
+  const sessions = {} as Record<Component, ort.InferenceSession>;
+  let provider: ProviderName = 'cpu';
+  const fallbacks = new Set<string>();
+  try {
+    for (const c of COMPONENTS) {
+      const opened = await openSession(path.join(root, c, 'model.onnx'), settings).catch((err: Error) => {
+        throw new ModelLoadError(err.message);
+      });
+      sessions[c] = opened.session;
+      if (c === 'unet') provider = opened.provider;
+      opened.fallbacks.forEach((f) => fallbacks.add(f));
+    }
+    return new OnnxDiffusionModel(root, sessions, configs, scheduler, tokenizer, provider, [...fallbacks]);
+  } catch (err) {
+    await Promise.all(Object.values(sessions).map((s) => s.release().catch(() => undefined)));
+    throw err;
+  }
+}
+
+function checkLayout(root: string): void {
+  if (!fs.existsSync(root)) throw new ModelLoadError(`${root}: model folder does not exist; pass a folder exported with optimum-cli or the diffusers ONNX script`);
+  if (!fs.statSync(root).isDirectory()) throw new ModelLoadError(`${root}: not a folder; pass the exported model's top folder (the one holding model_index.json)`);
+  const missing = [
+    ...COMPONENTS.map((c) => `${c}/model.onnx`),
+    'scheduler/scheduler_config.json',
+  ].filter((rel) => !fs.existsSync(path.join(root, rel)));
+  if (!fs.existsSync(path.join(root, 'tokenizer'))) missing.push('tokenizer/');
+  if (missing.length) {
+    throw new ModelLoadError(
+      `${root}: incomplete model folder, missing ${missing.join(', ')}; expected the diffusers/optimum ONNX layout ` +
+        '(text_encoder/, unet/, vae_encoder/, vae_decoder/ each with model.onnx, plus scheduler/ and tokenizer/)',
+    );
+  }
+}
+
+function pickName(available: readonly string[], aliases: string[], file: string, role: string): string {
+  const found = aliases.find((a) => available.includes(a));
+  if (found) return found;
+  if (available.length === 1) return available[0];
+  throw new ModelLoadError(`${file}: no ${role} named ${aliases.join(' or ')} (the graph has ${available.join(', ') || 'none'})`);
+}
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function staticDim(meta: TensorMeta | undefined, axis: number): number | undefined {
+  const d = meta?.shape[axis];
+  return typeof d === 'number' && d > 0 ? d : undefined;
+}
+
+function externalDataFile(dir: string): string | undefined {
+  return fs.readdirSync(dir).find((f) => f !== 'model.onnx' && f !== 'config.json' && (f.endsWith('_data') || f.endsWith('.pb') || f.endsWith('.data')));
+}
+
+/** How the timestep is fed: dtype, and whether it is a scalar, a [1] tensor or one value per batch item. */
+type TimestepForm = { type: string; form: 'scalar' | 'one' | 'batch' };
+
+class OnnxDiffusionModel implements DiffusionModel {
+  readonly info: ModelInfo;
+  readonly stats: ModelStats = { unetRuns: 0, unetEvals: 0, unetMs: 0, vaeMs: 0, textMs: 0 };
+  private readonly ids: { name: string; type: 'int32' | 'int64' };
+  private readonly textOutput: string;
+  private readonly unet: { sample: TensorMeta; timestep: TimestepForm; hidden: TensorMeta; cond?: TensorMeta; output: string; fixedBatch?: number };
+  private readonly vaeEnc: { input: TensorMeta; output: string; parameters: boolean };
+  private readonly vaeDec: { input: TensorMeta; output: string };
+
+  constructor(
+    root: string,
+    private readonly sessions: Record<Component, ort.InferenceSession>,
+    configs: Record<Component, Record<string, unknown>>,
+    readonly scheduler: SchedulerConfig,
+    readonly tokenizer: ClipTokenizer,
+    provider: ProviderName,
+    fallbacks: string[],
+  ) {
+    const file = (c: Component) => path.join(root, c, 'model.onnx');
+    const { text_encoder: te, unet, vae_encoder: ve, vae_decoder: vd } = sessions;
+
+    // Text encoder.
+    const idsName = pickName(te.inputNames, ['input_ids'], file('text_encoder'), 'input');
+    const idsMeta = tensorMeta(te.inputMetadata, idsName)!;
+    if (idsMeta.type !== 'int32' && idsMeta.type !== 'int64') {
+      throw new ModelLoadError(`${file('text_encoder')}: input_ids must be int32 or int64, the graph declares ${idsMeta.type}`);
+    }
+    this.ids = { name: idsName, type: idsMeta.type };
+    this.textOutput = pickName(te.outputNames, ALIASES.textOutput, file('text_encoder'), 'output');
+    const textOutMeta = tensorMeta(te.outputMetadata, this.textOutput);
+
+    // UNet.
+    const required = ['sample', 'timestep', 'encoder_hidden_states'];
+    const missing = required.filter((n) => !unet.inputNames.includes(n));
+    if (missing.length) {
+      throw new ModelLoadError(`${file('unet')}: missing input ${missing.join(', ')}; a Stable Diffusion UNet takes sample, timestep, encoder_hidden_states (has ${unet.inputNames.join(', ')})`);
+    }
+    const extra = unet.inputNames.filter((n) => !required.includes(n) && n !== 'timestep_cond');
+    if (extra.length) {
+      throw new ModelLoadError(
+        `${file('unet')}: unexpected input ${extra.join(', ')}; supported are SD 1.x/2.x, SD-Turbo and LCM UNets ` +
+          '(SDXL-style text_embeds/time_ids and ControlNet residual inputs are not supported yet)',
+      );
+    }
+    const sample = tensorMeta(unet.inputMetadata, 'sample')!;
+    const hidden = tensorMeta(unet.inputMetadata, 'encoder_hidden_states')!;
+    const ts = tensorMeta(unet.inputMetadata, 'timestep')!;
+    if (sample.shape.length !== 0 && sample.shape.length !== 4) {
+      throw new ModelLoadError(`${file('unet')}: sample must be [batch, channels, height, width], the graph declares [${sample.shape.join(', ')}]`);
+    }
+    const tsForm: TimestepForm = {
+      type: ts.type,
+      form: ts.shape.length === 0 ? 'scalar' : ts.shape.length === 1 && ts.shape[0] === 1 ? 'one' : 'batch',
+    };
+    if (!['float32', 'float16', 'float64', 'int64', 'int32'].includes(ts.type)) {
+      throw new ModelLoadError(`${file('unet')}: timestep must be a float or integer tensor, the graph declares ${ts.type}`);
+    }
+    const cond = unet.inputNames.includes('timestep_cond') ? tensorMeta(unet.inputMetadata, 'timestep_cond') : undefined;
+    this.unet = {
+      sample,
+      timestep: tsForm,
+      hidden,
+      cond,
+      output: pickName(unet.outputNames, ALIASES.unetOutput, file('unet'), 'output'),
+      fixedBatch: staticDim(sample, 0),
+    };
+
+    // VAE.
+    const vaeEncIn = tensorMeta(ve.inputMetadata, pickName(ve.inputNames, ['sample'], file('vae_encoder'), 'input'))!;
+    const vaeEncOut = pickName(ve.outputNames, ALIASES.vaeEncoderOutput, file('vae_encoder'), 'output');
+    const vaeDecIn = tensorMeta(vd.inputMetadata, pickName(vd.inputNames, ALIASES.vaeDecoderInput, file('vae_decoder'), 'input'))!;
+    const vaeDecOut = pickName(vd.outputNames, ALIASES.vaeDecoderOutput, file('vae_decoder'), 'output');
+
+    // Numbers the pipeline depends on, read from the graphs first and the configs second.
+    const channelCandidates = [staticDim(sample, 1), staticDim(vaeDecIn, 1), num(configs.unet.in_channels), num(configs.vae_decoder.latent_channels)];
+    const latentChannels = channelCandidates.find((c) => c !== undefined) ?? 4;
+    const graphChannels = [staticDim(sample, 1), staticDim(vaeDecIn, 1)].filter((c): c is number => c !== undefined);
+    if (graphChannels.some((c) => c !== latentChannels)) {
+      throw new ModelLoadError(`${root}: the UNet takes ${staticDim(sample, 1)} latent channels but the VAE decoder takes ${staticDim(vaeDecIn, 1)}; the parts come from different models`);
+    }
+    const encOutMeta = tensorMeta(ve.outputMetadata, vaeEncOut);
+    const encChannels = staticDim(encOutMeta, 1);
+    const parameters = vaeEncOut === 'latent_parameters' || vaeEncOut === 'latent_dist' || encChannels === 2 * latentChannels;
+    this.vaeEnc = { input: vaeEncIn, output: vaeEncOut, parameters };
+    this.vaeDec = { input: vaeDecIn, output: vaeDecOut };
+
+    const blocks = configs.vae_decoder.block_out_channels ?? configs.vae_encoder.block_out_channels;
+    const vaeScale = Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : 8;
+    const scalingFactor = num(configs.vae_decoder.scaling_factor) ?? num(configs.vae_encoder.scaling_factor) ?? 0.18215;
+    const hiddenSize = staticDim(hidden, 2) ?? staticDim(textOutMeta, 2) ?? num(configs.text_encoder.hidden_size) ?? num(configs.unet.cross_attention_dim) ?? 768;
+    const textHidden = staticDim(textOutMeta, 2);
+    if (textHidden !== undefined && staticDim(hidden, 2) !== undefined && textHidden !== staticDim(hidden, 2)) {
+      throw new ModelLoadError(`${root}: the text encoder outputs width ${textHidden} but the UNet expects encoder_hidden_states of width ${staticDim(hidden, 2)}`);
+    }
+    const sequenceLength = staticDim(idsMeta, 1) ?? tokenizer.maxLength;
+    if (sequenceLength !== tokenizer.maxLength) {
+      throw new ModelLoadError(`${root}: the text encoder takes ${sequenceLength} tokens but the tokenizer pads to ${tokenizer.maxLength}`);
+    }
+    const condDim = cond ? staticDim(cond, 1) ?? num(configs.unet.time_cond_proj_dim) ?? 256 : 0;
+    const externalData: Partial<Record<Component, string>> = {};
+    for (const c of COMPONENTS) {
+      const ext = externalDataFile(path.join(root, c));
+      if (ext) externalData[c] = ext;
+    }
+    this.info = {
+      dir: root,
+      name: path.basename(root),
+      provider,
+      providerFallbacks: fallbacks,
+      latentChannels,
+      vaeScale,
+      scalingFactor,
+      hiddenSize,
+      sequenceLength,
+      nativeSize: (num(configs.unet.sample_size) ?? 64) * vaeScale,
+      timestepCondDim: condDim,
+      fp16: sample.type === 'float16',
+      variant: {
+        inputIds: `${idsName}:${this.ids.type}`,
+        timestep: `${ts.type}${tsForm.form === 'scalar' ? '[]' : tsForm.form === 'one' ? '[1]' : '[batch]'}`,
+        unetOutput: this.unet.output,
+        vaeEncoderOutput: `${vaeEncOut}${parameters ? ' (mean of mean‖logvar)' : ''}`,
+        vaeDecoderInput: vaeDecIn.name,
+        vaeDecoderOutput: vaeDecOut,
+        externalData,
+      },
+    };
+  }
+
+  async encodePrompts(prompts: string[]): Promise<PromptEmbeddings> {
+    const t0 = performance.now();
+    const warnings: string[] = [];
+    const rows = prompts.map((p) => {
+      const enc = this.tokenizer.encode(p);
+      if (enc.truncated) {
+        const kept = this.tokenizer.decode(enc.ids);
+        warnings.push(`prompt is longer than ${this.tokenizer.maxLength - 2} tokens; ${enc.droppedTokens} tokens were cut, the model sees: "${kept}"`);
+      }
+      return enc.ids;
+    });
+    const len = this.info.sequenceLength;
+    const ids = new ort.Tensor(this.ids.type, idsTensorData(rows, this.ids.type), [rows.length, len]);
+    const out = await this.sessions.text_encoder.run({ [this.ids.name]: ids }, [this.textOutput]);
+    const data = floatOutput(out[this.textOutput]);
+    this.stats.textMs += performance.now() - t0;
+    const expected = rows.length * len * this.info.hiddenSize;
+    if (data.length !== expected) {
+      throw new Error(`text encoder returned ${data.length} values, expected ${rows.length}×${len}×${this.info.hiddenSize}`);
+    }
+    return { data, count: rows.length, warnings };
+  }
+
+  async predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding = 0): Promise<Float32Array> {
+    const step = this.unet.fixedBatch ?? batch;
+    if (step === batch) return this.predictChunk(sample, batch, h, w, timestep, embeddings, guidanceEmbedding);
+    // Graphs exported with a fixed batch dimension are fed in chunks of exactly that size, padding the last one.
+    const C = this.info.latentChannels;
+    const per = C * h * w;
+    const perEmb = embeddings.length / batch;
+    const out = new Float32Array(batch * per);
+    for (let start = 0; start < batch; start += step) {
+      const n = Math.min(step, batch - start);
+      const s = new Float32Array(step * per);
+      const e = new Float32Array(step * perEmb);
+      s.set(sample.subarray(start * per, (start + n) * per));
+      e.set(embeddings.subarray(start * perEmb, (start + n) * perEmb));
+      const r = await this.predictChunk(s, step, h, w, timestep, e, guidanceEmbedding);
+      out.set(r.subarray(0, n * per), start * per);
+    }
+    return out;
+  }
+
+  private async predictChunk(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number): Promise<Float32Array> {
+    const C = this.info.latentChannels;
+    const S = embeddings.length / (batch * this.info.hiddenSize);
+    const feeds: Record<string, ort.Tensor> = {
+      sample: floatFeed(this.unet.sample.type, sample, [batch, C, h, w]),
+      encoder_hidden_states: floatFeed(this.unet.hidden.type, embeddings, [batch, S, this.info.hiddenSize]),
+      timestep: timestepFeed(this.unet.timestep, timestep, batch),
+    };
+    if (this.unet.cond) {
+      feeds.timestep_cond = floatFeed(this.unet.cond.type, guidanceScaleEmbedding(guidanceEmbedding, this.info.timestepCondDim, batch), [batch, this.info.timestepCondDim]);
+    }
+    const t0 = performance.now();
+    const out = await this.sessions.unet.run(feeds, [this.unet.output]);
+    this.stats.unetMs += performance.now() - t0;
+    this.stats.unetRuns++;
+    this.stats.unetEvals += batch;
+    const result = floatOutput(out[this.unet.output]);
+    if (result.length !== sample.length) {
+      throw new Error(`UNet returned ${result.length} values for a sample of ${sample.length}; the graph's output shape does not match its input`);
+    }
+    return result;
+  }
+
+  async encodeImages(images: ImageBatch): Promise<Float32Array> {
+    const { n, height, width } = images;
+    const s = this.info.vaeScale;
+    if (height % s || width % s) throw new Error(`frame size ${width}x${height} must be a multiple of the VAE factor ${s}`);
+    const t0 = performance.now();
+    const out = await this.sessions.vae_encoder.run({ [this.vaeEnc.input.name]: floatFeed(this.vaeEnc.input.type, images.data, [n, 3, height, width]) }, [this.vaeEnc.output]);
+    this.stats.vaeMs += performance.now() - t0;
+    const raw = floatOutput(out[this.vaeEnc.output]);
+    const C = this.info.latentChannels;
+    const hw = (height / s) * (width / s);
+    const outC = raw.length / (n * hw);
+    if (!Number.isInteger(outC) || (outC !== C && outC !== 2 * C)) {
+      throw new Error(`VAE encoder returned ${raw.length} values for ${n} frames of ${width}x${height}; expected ${C} or ${2 * C} channels at 1/${s} resolution`);
+    }
+    const latents = new Float32Array(n * C * hw);
+    const k = this.info.scalingFactor;
+    for (let f = 0; f < n; f++) {
+      // latent_parameters is mean ‖ logvar along channels: the first C channels are the mean we invert from.
+      const src = raw.subarray(f * outC * hw, f * outC * hw + C * hw);
+      const dst = f * C * hw;
+      for (let i = 0; i < C * hw; i++) latents[dst + i] = src[i] * k;
+    }
+    return latents;
+  }
+
+  async decodeLatents(latents: Float32Array, n: number, h: number, w: number): Promise<ImageBatch> {
+    const C = this.info.latentChannels;
+    const inv = 1 / this.info.scalingFactor;
+    const scaled = new Float32Array(latents.length);
+    for (let i = 0; i < latents.length; i++) scaled[i] = latents[i] * inv;
+    const t0 = performance.now();
+    const out = await this.sessions.vae_decoder.run({ [this.vaeDec.input.name]: floatFeed(this.vaeDec.input.type, scaled, [n, C, h, w]) }, [this.vaeDec.output]);
+    this.stats.vaeMs += performance.now() - t0;
+    const tensor = out[this.vaeDec.output];
+    const dims = tensor.dims;
+    if (dims.length !== 4 || dims[0] !== n || dims[1] !== 3) throw new Error(`VAE decoder returned shape [${dims.join(', ')}], expected [${n}, 3, H, W]`);
+    return { n, height: dims[2], width: dims[3], data: Float32Array.from(floatOutput(tensor)) };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all(Object.values(this.sessions).map((s) => s.release()));
+  }
+}
+
+function timestepFeed(form: TimestepForm, t: number, batch: number): ort.Tensor {
+  switch (form.form) {
+    case 'scalar':
+      return numberFeed(form.type, [t], []);
+    case 'one':
+      return numberFeed(form.type, [t], [1]);
+    case 'batch':
+      return numberFeed(form.type, new Array(batch).fill(t), [batch]);
+  }
+}
+
+/**
+ * LCM's guidance embedding (diffusers get_guidance_scale_embedding): sinusoidal features of w·1000, sin half then
+ * cos half, repeated per batch item.
+ */
+export function guidanceScaleEmbedding(w: number, dim: number, batch: number): Float32Array {
+  const half = dim / 2;
+  const out = new Float32Array(batch * dim);
+  const scale = Math.log(10000) / (half - 1);
+  for (let i = 0; i < half; i++) {
+    const arg = w * 1000 * Math.exp(-scale * i);
+    for (let b = 0; b < batch; b++) {
+      out[b * dim + i] = Math.sin(arg);
+      out[b * dim + half + i] = Math.cos(arg);
+    }
+  }
+  return out;
+}
