@@ -1,0 +1,157 @@
+// Main-thread handle on the compute worker. One task runs at a time (one GPU, one set of sessions); callers queue
+// behind it. If the worker dies, the task in flight fails with the reason and the next call starts a fresh worker.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { CanceledError, type Progress } from '../editing/types';
+import type { ModelInfo } from '../models/sd-model';
+import type { SessionSettings } from '../models/providers';
+import { buffersOf, type FromWorker, type Task, type TaskResult, type ToWorker } from './protocol';
+
+export interface RunOptions {
+  onProgress?(p: Progress): void;
+  /** Hand the input frames' memory to the worker instead of copying it (the caller's arrays become unusable). */
+  transfer?: boolean;
+}
+
+export interface RunningTask {
+  /** Stops the task at the next UNet call boundary; the promise then rejects with CanceledError. */
+  cancel(): void;
+  result: Promise<TaskResult>;
+}
+
+type Pending = { resolve(v: FromWorker): void; reject(e: Error): void; onProgress?(p: Progress): void };
+
+function workerScript(): string {
+  // Under ts-jest/swc this module runs from TypeScript source; the worker needs compiled JavaScript (npm run build).
+  const own = __filename.endsWith('.ts')
+    ? path.resolve(__dirname, '../../../dist/engine/src/worker/edit-worker.js')
+    : path.join(__dirname, 'edit-worker.js');
+  if (!fs.existsSync(own)) throw new Error(`compute worker script ${own} is missing; run \`npm run build\` first`);
+  return own;
+}
+
+export class PipelineWorker {
+  private worker?: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private loaded?: ModelInfo;
+  private current?: { flag: Int32Array; done: Promise<unknown> };
+
+  private constructor(
+    private readonly modelDir: string,
+    private readonly settings: SessionSettings,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  /**
+   * Starts a worker and loads the model in it; rejects with the loader's message when the folder is unusable.
+   * `env` adds variables to the worker's environment (e.g. RESHOOT_FAULT for fault-injection tests).
+   */
+  static async start(modelDir: string, settings: SessionSettings = {}, env: Record<string, string> = {}): Promise<PipelineWorker> {
+    const w = new PipelineWorker(modelDir, settings, env);
+    await w.ensureLoaded();
+    return w;
+  }
+
+  get info(): ModelInfo {
+    if (!this.loaded) throw new Error('model not loaded');
+    return this.loaded;
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(workerScript(), { env: { ...process.env, ...this.env } });
+    worker.on('message', (msg: FromWorker) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      if (msg.type === 'progress') return p.onProgress?.(msg.progress);
+      this.pending.delete(msg.id);
+      if (msg.type === 'error') {
+        const err = msg.error.name === 'CanceledError' ? new CanceledError() : Object.assign(new Error(msg.error.message), { name: msg.error.name });
+        p.reject(err);
+      } else p.resolve(msg);
+    });
+    const fail = (reason: string) => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.loaded = undefined;
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(new Error(`the compute worker stopped (${reason}); the task was not finished`));
+      }
+    };
+    worker.on('error', (err) => fail(err.message));
+    worker.on('exit', (code) => fail(`exit code ${code}`));
+    // The worker must not keep the process alive on its own (CLI exits once its work is done).
+    worker.unref();
+    return worker;
+  }
+
+  private request(msg: ToWorker, transfer: ArrayBuffer[] = [], onProgress?: (p: Progress) => void): Promise<FromWorker> {
+    const worker = this.worker;
+    if (!worker) return Promise.reject(new Error('the compute worker is not running'));
+    return new Promise((resolve, reject) => {
+      this.pending.set(msg.id, { resolve, reject, onProgress });
+      worker.postMessage(msg, transfer);
+    });
+  }
+
+  private async ensureLoaded(): Promise<void> {
+    if (this.worker && this.loaded) return;
+    this.worker ??= this.spawn();
+    this.worker.ref();
+    try {
+      const reply = await this.request({ type: 'load', id: this.nextId++, modelDir: this.modelDir, settings: this.settings });
+      if (reply.type !== 'loaded') throw new Error(`unexpected reply ${reply.type}`);
+      this.loaded = reply.info;
+    } catch (err) {
+      await this.terminate();
+      throw err;
+    } finally {
+      this.worker?.unref();
+    }
+  }
+
+  run(task: Task, options: RunOptions = {}): RunningTask {
+    const cancelFlag = new SharedArrayBuffer(4);
+    const flag = new Int32Array(cancelFlag);
+    const result = (this.queue = this.queue.catch(() => undefined).then(async () => {
+      if (Atomics.load(flag, 0)) throw new CanceledError();
+      await this.ensureLoaded();
+      const transfer = options.transfer ? buffersOf(task.kind === 'edit-from-inversion' ? undefined : task.frames.data) : [];
+      this.worker!.ref();
+      const done = this.request({ type: 'run', id: this.nextId++, task, cancelFlag }, transfer, options.onProgress);
+      this.current = { flag, done };
+      try {
+        const reply = await done;
+        if (reply.type !== 'result') throw new Error(`unexpected reply ${reply.type}`);
+        return reply.result;
+      } finally {
+        this.current = undefined;
+        this.worker?.unref();
+      }
+    })) as Promise<TaskResult>;
+    return { cancel: () => Atomics.store(flag, 0, 1), result };
+  }
+
+  /**
+   * Stops the worker thread. A task in flight is canceled first and waited for: terminating a thread while it is
+   * inside a native ONNX Runtime call aborts the whole process.
+   */
+  async terminate(): Promise<void> {
+    const running = this.current;
+    if (running) {
+      Atomics.store(running.flag, 0, 1);
+      await running.done.catch(() => undefined);
+    }
+    const w = this.worker;
+    this.worker = undefined;
+    this.loaded = undefined;
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(new Error('the compute worker was shut down'));
+    }
+    if (w) await w.terminate();
+  }
+}
