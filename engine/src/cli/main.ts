@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// The `reshoot` command. Each subcommand lives in its own module; this file only dispatches.
+import { runDemo } from './demo';
+import { runModels } from './models';
+import { CliError } from './args';
+
+const USAGE = `reshoot — prompt-based video editing on a local diffusion engine
+
+Usage:
+  reshoot demo [--out DIR] [--frames N] [--provider LIST]
+  reshoot models check DIR [--provider LIST] [--json]
+  reshoot help
+
+Models: "oracle" is the embedded default (generated, no download). A real model is a Stable Diffusion pipeline
+exported to ONNX in the diffusers/optimum layout (optimum-cli export onnx --model ... DIR).`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'demo':
+      return runDemo(rest);
+    case 'models':
+      return runModels(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return 0;
+    default:
+      throw new CliError(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`reshoot: ${message}`);
+    process.exitCode = err instanceof CliError ? 2 : 1;
+  },
+);
