@@ -42,6 +42,8 @@ export async function openSession(file: string, settings: SessionSettings = {}):
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
+        // A provider that cannot load is reported once through `fallbacks`; ORT's own error log would repeat it per model.
+        logSeverityLevel: provider === 'cpu' ? 2 : 4,
       });
       return { session, provider, fallbacks };
     } catch (err) {

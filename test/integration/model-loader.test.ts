@@ -1,0 +1,169 @@
+// The loader against every generated exporter variant and against broken folders.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { inversionEdit } from '../../engine/src/editing/inversion-edit';
+import { imageBatch } from '../../engine/src/diffusion/images';
+import { generateSdModel, SD_VARIANTS } from '../../engine/src/models/generate/tiny-sd';
+import { loadDiffusionModel, guidanceScaleEmbedding } from '../../engine/src/models/sd-model';
+
+let root: string;
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'loader-'));
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const expectations: Record<string, { ids: string; timestep: string; unetOut: string; enc: RegExp; dec: string; ext?: string; pred: string }> = {
+  optimum: { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters \(mean/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
+  'optimum-legacy': { ids: 'input_ids:int64', timestep: 'int64[1]', unetOut: 'out_sample', enc: /^latent_sample$/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
+  'diffusers-script': { ids: 'input_ids:int32', timestep: 'float32[batch]', unetOut: 'out_sample', enc: /^latent_sample$/, dec: 'sample', ext: 'weights.pb', pred: 'epsilon' },
+  'olive-fp16': { ids: 'input_ids:int32', timestep: 'float16[batch]', unetOut: 'out_sample', enc: /^latent_sample$/, dec: 'sample', ext: 'weights.pb', pred: 'epsilon' },
+  'ort-demo': { ids: 'input_ids:int32', timestep: 'float32[1]', unetOut: 'latent', enc: /^latent_sample$/, dec: 'images', pred: 'epsilon' },
+  'sd2-v': { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'v_prediction' },
+  'sd-turbo': { ids: 'input_ids:int64', timestep: 'int64[1]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
+  lcm: { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
+  'vae-f4-c16': { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
+};
+
+describe.each(Object.keys(SD_VARIANTS))('variant %s', (name) => {
+  it('loads by reading the session metadata and runs an edit end to end', async () => {
+    const v = SD_VARIANTS[name];
+    const e = expectations[name];
+    expect(e).toBeDefined();
+    const dir = path.join(root, name);
+    generateSdModel(dir, v, 3);
+    const model = await loadDiffusionModel(dir, { threads: 1 });
+    try {
+      const { info } = model;
+      expect(info.provider).toBe('cpu');
+      expect(info.latentChannels).toBe(v.latentChannels);
+      expect(info.vaeScale).toBe(v.vaeScale);
+      expect(info.scalingFactor).toBeCloseTo(v.scalingFactor, 6);
+      expect(info.hiddenSize).toBe(v.hiddenSize);
+      expect(info.fp16).toBe(v.fp16);
+      expect(info.timestepCondDim).toBe(v.timestepCond);
+      expect(info.variant.inputIds).toBe(e.ids);
+      expect(info.variant.timestep).toBe(e.timestep);
+      expect(info.variant.unetOutput).toBe(e.unetOut);
+      expect(info.variant.vaeEncoderOutput).toMatch(e.enc);
+      expect(info.variant.vaeDecoderOutput).toBe(e.dec);
+      expect(info.variant.externalData.unet).toBe(e.ext);
+      expect(model.scheduler.predictionType).toBe(e.pred);
+      expect(model.tokenizer.padId).toBe(v.pad === '!' ? 0 : model.tokenizer.eosId);
+
+      const emb = await model.encodePrompts(['a red car on a gray road', '']);
+      expect(emb.data.length).toBe(2 * 77 * v.hiddenSize);
+      const s = v.vaeScale;
+      const frames = imageBatch(3, 8 * s, 16 * s, Float32Array.from({ length: 3 * 3 * 8 * s * 16 * s }, (_, i) => Math.sin(i * 0.37)));
+      const latents = await model.encodeImages(frames);
+      expect(latents.length).toBe(3 * v.latentChannels * 8 * 16);
+      expect(latents.every(Number.isFinite)).toBe(true);
+      const out = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), 7);
+      expect(out.length).toBe(latents.length);
+      expect(out.every(Number.isFinite)).toBe(true);
+      const decoded = await model.decodeLatents(latents, 3, 8, 16);
+      expect([decoded.n, decoded.height, decoded.width]).toEqual([3, 8 * s, 16 * s]);
+
+      const r = await inversionEdit(model, frames, { sourcePrompt: 'a red car', prompt: 'a blue car', steps: 3, strength: 1, guidance: 3, directInversion: true, batchSize: 2 });
+      expect([r.frames.n, r.frames.height, r.frames.width]).toEqual([3, 8 * s, 16 * s]);
+      expect(r.frames.data.every(Number.isFinite)).toBe(true);
+      expect(r.trajectory.latents).toHaveLength(4);
+    } finally {
+      await model.release();
+    }
+  });
+});
+
+describe('broken model folders fail at load with the file and what was expected', () => {
+  let good: string;
+  beforeAll(() => {
+    good = path.join(root, 'good');
+    generateSdModel(good, SD_VARIANTS.optimum, 5);
+  });
+  const broken = (name: string, damage: (dir: string) => void) => {
+    const dir = path.join(root, `broken-${name}`);
+    fs.cpSync(good, dir, { recursive: true });
+    damage(dir);
+    return dir;
+  };
+
+  it('a missing folder', async () => {
+    await expect(loadDiffusionModel(path.join(root, 'absent'))).rejects.toThrow(/absent: model folder does not exist/);
+  });
+
+  it('a file instead of a folder', async () => {
+    const file = path.join(root, 'a-file');
+    fs.writeFileSync(file, 'x');
+    await expect(loadDiffusionModel(file)).rejects.toThrow(/not a folder/);
+  });
+
+  it('missing parts are all named at once', async () => {
+    const dir = broken('missing', (d) => {
+      fs.rmSync(path.join(d, 'unet', 'model.onnx'));
+      fs.rmSync(path.join(d, 'tokenizer'), { recursive: true });
+    });
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/missing unet\/model\.onnx, tokenizer\//);
+  });
+
+  it('a corrupt ONNX file', async () => {
+    const dir = broken('corrupt', (d) => fs.writeFileSync(path.join(d, 'vae_decoder', 'model.onnx'), Buffer.from('not an onnx model at all')));
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/vae_decoder\/model\.onnx: ONNX Runtime could not load this model/);
+  });
+
+  it('missing external data', async () => {
+    const dir = broken('nodata', (d) => fs.rmSync(path.join(d, 'unet', 'model.onnx_data')));
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/unet\/model\.onnx: ONNX Runtime could not load/);
+  });
+
+  it('a UNet with unexpected inputs', async () => {
+    const dir = broken('inputs', (d) => fs.copyFileSync(path.join(d, 'vae_decoder', 'model.onnx'), path.join(d, 'unet', 'model.onnx')));
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/unet\/model\.onnx: missing input sample, timestep, encoder_hidden_states/);
+  });
+
+  it('a text encoder in the UNet slot is caught by its inputs too', async () => {
+    const dir = broken('swap', (d) => fs.copyFileSync(path.join(d, 'text_encoder', 'model.onnx'), path.join(d, 'unet', 'model.onnx')));
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/unet\/model\.onnx: missing input/);
+  });
+
+  it('invalid JSON in the scheduler config', async () => {
+    const dir = broken('json', (d) => fs.writeFileSync(path.join(d, 'scheduler', 'scheduler_config.json'), '{ "beta_start": '));
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/scheduler_config\.json: not valid JSON/);
+  });
+
+  it('an unknown prediction type', async () => {
+    const dir = broken('pred', (d) => {
+      const f = path.join(d, 'scheduler', 'scheduler_config.json');
+      fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), prediction_type: 'flow' }));
+    });
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(/prediction_type/);
+  });
+});
+
+describe('execution providers', () => {
+  it('falls back to CPU and says why when CUDA cannot be used here', async () => {
+    const dir = path.join(root, 'prov');
+    generateSdModel(dir, SD_VARIANTS['ort-demo'], 2);
+    const model = await loadDiffusionModel(dir, { providers: ['cuda'], threads: 1 });
+    try {
+      expect(model.info.provider).toBe('cpu');
+      expect(model.info.providerFallbacks.length).toBeGreaterThan(0);
+      expect(model.info.providerFallbacks[0]).toMatch(/^cuda: /);
+    } finally {
+      await model.release();
+    }
+  });
+});
+
+describe('LCM guidance embedding', () => {
+  it('matches diffusers get_guidance_scale_embedding (sin half, then cos half of w·1000·freq)', () => {
+    const e = guidanceScaleEmbedding(7.5, 8, 2);
+    const half = 4;
+    const scale = Math.log(10000) / (half - 1);
+    for (let i = 0; i < half; i++) {
+      const arg = 7500 * Math.exp(-scale * i);
+      expect(e[i]).toBeCloseTo(Math.sin(arg), 5);
+      expect(e[half + i]).toBeCloseTo(Math.cos(arg), 5);
+      expect(e[8 + i]).toBe(e[i]);
+    }
+  });
+});
