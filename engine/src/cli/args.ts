@@ -1,8 +1,14 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-/** A usage error: exit code 2 and the message, no stack. */
+/** An error the user can act on: printed without a stack; exit code 2 for usage errors, 1 for failed work. */
 export class CliError extends Error {
   override name = 'CliError';
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
 }
 
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, allowPositionals = false) {

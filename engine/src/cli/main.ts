@@ -2,13 +2,21 @@
 // The `reshoot` command. Each subcommand lives in its own module; this file only dispatches.
 import { runDemo } from './demo';
 import { runModels } from './models';
+import { runEdit } from './edit';
+import { runServe } from './serve';
+import { VERSION } from '../version';
 import { CliError } from './args';
 
 const USAGE = `reshoot — prompt-based video editing on a local diffusion engine
 
 Usage:
+  reshoot serve [--port N] [--model DIR] [--provider LIST] [--threads N]
+  reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
+               [--method inversion|sdedit] [--steps N] [--guidance G] [--strength S] [--seed N]
+               [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--json]
   reshoot demo [--out DIR] [--frames N] [--provider LIST]
   reshoot models check DIR [--provider LIST] [--json]
+  reshoot models pull REPO_ID [--revision REV] [--dest DIR]
   reshoot help
 
 Models: "oracle" is the embedded default (generated, no download). A real model is a Stable Diffusion pipeline
@@ -21,6 +29,14 @@ async function main(argv: string[]): Promise<number> {
       return runDemo(rest);
     case 'models':
       return runModels(rest);
+    case 'edit':
+      return runEdit(rest);
+    case 'serve':
+      return runServe(rest);
+    case '--version':
+    case 'version':
+      console.log(VERSION);
+      return 0;
     case undefined:
     case 'help':
     case '--help':
@@ -39,6 +55,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     console.error(`reshoot: ${message}`);
-    process.exitCode = err instanceof CliError ? 2 : 1;
+    process.exitCode = err instanceof CliError ? err.exitCode : 1;
   },
 );

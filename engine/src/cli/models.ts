@@ -2,11 +2,17 @@
 import { parseProviders } from '../models/providers';
 import { loadDiffusionModel } from '../models/sd-model';
 import { resolveModel } from '../models/default-model';
+import * as path from 'node:path';
+import { modelsDir } from '../config/paths';
+import { HubPullError, pullModel } from '../models/hub-pull';
 import { CliError, parse } from './args';
+
+const USAGE = 'usage: reshoot models check DIR [--provider LIST] [--json]\n       reshoot models pull REPO_ID [--revision REV] [--dest DIR]';
 
 export async function runModels(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'check') throw new CliError('usage: reshoot models check DIR [--provider LIST] [--json]');
+  if (sub === 'pull') return runPull(rest);
+  if (sub !== 'check') throw new CliError(USAGE);
   const { values, positionals } = parse(rest, { provider: { type: 'string' }, json: { type: 'boolean' } }, true);
   if (positionals.length !== 1) throw new CliError('usage: reshoot models check DIR [--provider LIST] [--json]');
   const dir = resolveModel(positionals[0]);
@@ -32,5 +38,39 @@ export async function runModels(argv: string[]): Promise<number> {
     return 0;
   } finally {
     await model.release();
+  }
+}
+
+/** `reshoot models pull REPO_ID`: a diffusers-ONNX repository from the Hugging Face Hub into the models folder. */
+async function runPull(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { revision: { type: 'string' }, dest: { type: 'string' }, json: { type: 'boolean' } }, true);
+  if (positionals.length !== 1) throw new CliError(USAGE);
+  const repoId = positionals[0];
+  const destDir = path.resolve(values.dest ?? path.join(modelsDir(), repoId.replace('/', '--')));
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  let lastPrint = 0;
+  try {
+    const result = await pullModel({
+      repoId,
+      revision: values.revision,
+      destDir,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (values.json) return console.log(JSON.stringify({ event: 'progress', ...p }));
+        if (Date.now() - lastPrint < 500 && p.bytes < p.total) return;
+        lastPrint = Date.now();
+        process.stderr.write(`${((100 * p.bytes) / Math.max(1, p.total)).toFixed(1).padStart(5)}%  ${(p.bytes / 2 ** 20).toFixed(1)} / ${(p.total / 2 ** 20).toFixed(1)} MiB  ${p.file}\n`);
+      },
+    });
+    if (values.json) console.log(JSON.stringify({ event: 'done', ...result }));
+    else console.log(`pulled ${repoId} at ${result.commit} into ${result.dir} (${result.files.length} files, ${(result.downloadedBytes / 2 ** 20).toFixed(1)} MiB downloaded, ${(result.resumedBytes / 2 ** 20).toFixed(1)} MiB resumed)\ncheck it with: reshoot models check ${result.dir}`);
+    return 0;
+  } catch (err) {
+    if (err instanceof HubPullError) throw new CliError(err.message, 1);
+    throw err;
+  } finally {
+    process.off('SIGINT', stop);
   }
 }

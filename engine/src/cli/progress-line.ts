@@ -1,3 +1,4 @@
+import type { JobProgress } from '../api/schemas';
 import type { Progress } from '../editing/types';
 
 /** One self-rewriting progress line on a terminal; plain lines every 10 % when output is a file or pipe. */
@@ -6,12 +7,25 @@ export class ProgressLine {
   private readonly start = Date.now();
   private readonly tty = Boolean(process.stderr.isTTY);
 
+  /** Progress of a bare pipeline run (demo). */
   update(p: Progress): void {
     const fraction = p.done / p.total;
     const elapsed = (Date.now() - this.start) / 1000;
-    const eta = fraction > 0 ? (elapsed / fraction) * (1 - fraction) : 0;
-    const step = p.step ? ` step ${p.step}/${p.steps}` : '';
-    const text = `${(fraction * 100).toFixed(0).padStart(3)}% ${p.stage}${step}, frames ${p.frame + 1}+ of ${p.frames}, ETA ${eta.toFixed(0)} s`;
+    const eta = fraction > 0 ? (elapsed / fraction) * (1 - fraction) : undefined;
+    this.render(fraction, p.stage, p.step, p.steps, p.frame, p.frames, eta);
+  }
+
+  /** Progress of a whole job (edit). */
+  updateJob(p: JobProgress): void {
+    this.render(p.fraction, p.stage, p.step, p.steps, p.frame, p.frames, p.etaSec);
+  }
+
+  private render(fraction: number, stage: string, step?: number, steps?: number, frame?: number, frames?: number, eta?: number): void {
+    const parts = [`${(fraction * 100).toFixed(0).padStart(3)}% ${stage}`];
+    if (step) parts.push(`step ${step}/${steps}`);
+    if (frame !== undefined && frames) parts.push(`frames ${frame + 1}+ of ${frames}`);
+    if (eta !== undefined) parts.push(`ETA ${eta.toFixed(0)} s`);
+    const text = parts.join(', ');
     if (this.tty) {
       const width = 24;
       const filled = Math.round(fraction * width);

@@ -1,0 +1,144 @@
+// `reshoot edit INPUT --prompt "…"`: the same request contract and job code as the server, run in-process.
+import * as path from 'node:path';
+import { JobRequest, validationProblem, type JobRequestInput } from '../api/schemas';
+import { dataDir } from '../config/paths';
+import { CanceledError } from '../editing/types';
+import { InversionCache } from '../jobs/inversion-cache';
+import { mediaProblem } from '../jobs/manager';
+import { planJob, runJob } from '../jobs/runner';
+import { ProblemError } from '../jobs/service';
+import { MediaError } from '../media/binaries';
+import { probeMedia } from '../media/probe';
+import { resolveModel } from '../models/default-model';
+import { parseProviders } from '../models/providers';
+import { PipelineWorker } from '../worker/pipeline-worker';
+import { CliError, parse } from './args';
+import { ProgressLine } from './progress-line';
+
+const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
+       [--method inversion|sdedit] [--steps N] [--guidance G] [--strength S] [--seed N] [--batch N]
+       [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST] [--json]`;
+
+export function maskArg(value: string | undefined): JobRequestInput['mask'] {
+  if (value === undefined || value === 'none') return { type: 'none' };
+  if (value === 'auto') return { type: 'auto' };
+  const parts = value.split(',');
+  if (parts.length === 4 && parts.every((p) => p.trim() !== '' && Number.isFinite(Number(p)))) {
+    const [x, y, w, h] = parts.map(Number);
+    return { type: 'box', x, y, w, h };
+  }
+  return { type: 'file', path: path.resolve(value) };
+}
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new CliError(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+export async function runEdit(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      prompt: { type: 'string', short: 'p' },
+      'source-prompt': { type: 'string' },
+      in: { type: 'string' },
+      out: { type: 'string' },
+      mask: { type: 'string' },
+      method: { type: 'string' },
+      steps: { type: 'string' },
+      guidance: { type: 'string' },
+      strength: { type: 'string' },
+      seed: { type: 'string' },
+      batch: { type: 'string' },
+      codec: { type: 'string' },
+      audio: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
+      overwrite: { type: 'boolean' },
+      model: { type: 'string' },
+      provider: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    true,
+  );
+  if (positionals.length !== 1) throw new CliError(`give exactly one INPUT clip\n${USAGE}`);
+  if (!values.prompt) throw new CliError(`--prompt is required\n${USAGE}`);
+  const input = path.resolve(positionals[0]);
+  const json = Boolean(values.json);
+  const emit = (obj: unknown) => json && console.log(JSON.stringify(obj));
+
+  let durationSec: number | undefined;
+  if (values.out === undefined) {
+    try {
+      durationSec = (await probeMedia(input)).durationSec;
+    } catch (err) {
+      if (err instanceof MediaError) throw new CliError(err.message, 1);
+      throw err;
+    }
+  }
+  const codec = values.codec ?? 'h264';
+  const output = path.resolve(values.output ?? path.join(path.dirname(input), `${path.basename(input).replace(/\.[^.]+$/, '')}.reshoot${codec === 'prores' ? '.mov' : '.mp4'}`));
+  const parsed = JobRequest.safeParse({
+    source: { path: input, in: num(values.in, 'in') ?? 0, out: num(values.out, 'out') ?? durationSec },
+    prompt: values.prompt,
+    sourcePrompt: values['source-prompt'],
+    mask: maskArg(values.mask),
+    method: values.method,
+    steps: num(values.steps, 'steps'),
+    guidance: num(values.guidance, 'guidance'),
+    strength: num(values.strength, 'strength'),
+    seed: num(values.seed, 'seed'),
+    batchSize: num(values.batch, 'batch'),
+    output: { path: output, codec, audio: values.audio ?? false, overwrite: values.overwrite ?? false },
+  } satisfies Record<string, unknown>);
+  if (!parsed.success) throw new CliError(validationProblem(parsed.error, 'options').detail.replace(/\bsource\.in\b/g, '--in').replace(/\bsource\.out\b/g, '--out'));
+  const req = parsed.data;
+
+  const worker = await PipelineWorker.start(resolveModel(values.model), { providers: values.provider ? parseProviders(values.provider) : [] });
+  const bar = json ? undefined : new ProgressLine();
+  try {
+    const info = worker.info;
+    if (!json) console.error(`model ${info.name} on ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`);
+    let plan;
+    try {
+      plan = await planJob(req, info, output);
+    } catch (err) {
+      if (err instanceof MediaError) throw new CliError(mediaProblem(err, 'source').message, 1);
+      if (err instanceof ProblemError) throw new CliError(err.message, 1);
+      throw err;
+    }
+    emit({ event: 'plan', frames: plan.frameCount, workingSize: { width: plan.width, height: plan.height }, output });
+    if (!json) console.error(`editing ${plan.frameCount} frames at ${plan.width}x${plan.height} → ${output}`);
+    const seed = req.seed ?? Math.floor(Math.random() * 2 ** 32);
+    const cache = new InversionCache(path.join(dataDir(), 'cache', 'inversions'), Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3));
+    const ctx = {
+      worker,
+      cache,
+      seed,
+      onProgress: (p: import('../api/schemas').JobProgress) => {
+        emit({ event: 'progress', ...p });
+        if (bar && p.stage !== 'done') bar.updateJob(p);
+      },
+      onWarning: (w: string) => (json ? emit({ event: 'warning', message: w }) : console.error(`warning: ${w}`)),
+    };
+    const stop = () => (ctx as { cancelHook?: { cancel(): void } }).cancelHook?.cancel();
+    process.once('SIGINT', stop);
+    try {
+      const result = await runJob(req, plan, ctx);
+      bar?.done();
+      emit({ event: 'done', result, seed });
+      if (!json) console.log(`wrote ${result.path}: ${result.frames} frames, ${result.width}x${result.height}, ${result.durationSec.toFixed(3)} s, seed ${seed}, ${result.seconds.toFixed(1)} s${result.inversionCacheHit ? ' (inversion reused)' : ''}`);
+      return 0;
+    } catch (err) {
+      bar?.done();
+      if (err instanceof CanceledError) throw new CliError('canceled; no output was written', 130);
+      if (err instanceof MediaError || err instanceof ProblemError) throw new CliError(err.message, 1);
+      throw err;
+    } finally {
+      process.off('SIGINT', stop);
+    }
+  } finally {
+    await worker.terminate();
+  }
+}

@@ -1,0 +1,52 @@
+// `reshoot serve`: the engine the panel and the web UI talk to, on 127.0.0.1 only unless told otherwise.
+import { configDir, dataDir } from '../config/paths';
+import { JobManager } from '../jobs/manager';
+import { resolveModel } from '../models/default-model';
+import { parseProviders } from '../models/providers';
+import { createApp } from '../server/app';
+import { startServer } from '../server/listen';
+import { loadOrCreateToken, tokenPath } from '../server/token';
+import { PipelineWorker } from '../worker/pipeline-worker';
+import { VERSION } from '../version';
+import { intOption, parse } from './args';
+
+export const DEFAULT_PORT = 7865;
+
+export async function runServe(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    port: { type: 'string' },
+    host: { type: 'string' },
+    'allow-non-loopback': { type: 'boolean' },
+    model: { type: 'string' },
+    provider: { type: 'string' },
+    threads: { type: 'string' },
+  });
+  const port = intOption(values.port ?? process.env.RESHOOT_PORT, 'port', DEFAULT_PORT, 0, 65535);
+  const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+  const token = loadOrCreateToken(configDir());
+  const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
+    providers: values.provider ? parseProviders(values.provider) : [],
+    threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
+  });
+  const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log });
+  const app = createApp(manager, { token, port, version: VERSION, log });
+  const server = await startServer(app, { host: values.host ?? '127.0.0.1', port, allowNonLoopback: values['allow-non-loopback'] ?? false });
+  const info = worker.info;
+  log(`model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`);
+  log(`token file ${tokenPath(configDir())}; data ${dataDir()}`);
+  // Like Jupyter: the one URL that carries the token, for the browser UI. Printed on stdout so scripts can read it.
+  console.log(`${server.url}/?token=${token}`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log(`${signal}: stopping; a running job is re-queued for the next start`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await manager.close();
+  await server.close();
+  await worker.terminate();
+  return 0;
+}

@@ -1,0 +1,125 @@
+// Inverted trajectories on disk, so re-editing the same range with a new prompt skips the inversion (half the UNet
+// work of a first edit). Keyed by what determines the trajectory: the file's identity, the frames, the working
+// size, the model and the inversion parameters. Bounded in bytes; least recently used entries go first.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { InvertedTrajectory } from '../editing/types';
+
+export interface TrajectoryKey {
+  file: string;
+  startFrame: number;
+  frameCount: number;
+  width: number;
+  height: number;
+  modelDir: string;
+  sourcePrompt: string;
+  steps: number;
+  strength: number;
+}
+
+const MAGIC = 'RSHTRAJ1';
+
+export class InversionCache {
+  constructor(
+    readonly dir: string,
+    readonly maxBytes: number,
+  ) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+
+  /** Identity of the source file: path plus size and modification time, so a re-rendered file misses. */
+  static keyOf(k: TrajectoryKey): string {
+    const st = fs.statSync(k.file);
+    const identity = { ...k, file: path.resolve(k.file), size: st.size, mtimeMs: Math.floor(st.mtimeMs) };
+    return crypto.createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 40);
+  }
+
+  private fileOf(key: string): string {
+    return path.join(this.dir, `${key}.traj`);
+  }
+
+  get(key: string): InvertedTrajectory | undefined {
+    const file = this.fileOf(key);
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(file);
+    } catch {
+      return undefined;
+    }
+    try {
+      if (buf.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error('bad magic');
+      const headerLen = buf.readUInt32LE(8);
+      const header = JSON.parse(buf.subarray(12, 12 + headerLen).toString('utf8')) as Omit<InvertedTrajectory, 'latents'> & { levels: number };
+      const per = header.n * header.channels * header.height * header.width;
+      let offset = 12 + headerLen;
+      offset += (4 - (offset % 4)) % 4;
+      if (buf.length !== offset + header.levels * per * 4) throw new Error('truncated');
+      const latents: Float32Array[] = [];
+      for (let k = 0; k < header.levels; k++) {
+        // Copy out of the file buffer: each level must own an ArrayBuffer to be transferable to the worker.
+        latents.push(new Float32Array(buf.buffer.slice(buf.byteOffset + offset + k * per * 4, buf.byteOffset + offset + (k + 1) * per * 4)));
+      }
+      const { levels: _levels, ...rest } = header;
+      const now = new Date();
+      fs.utimesSync(file, now, now);
+      return { ...rest, latents };
+    } catch {
+      // A damaged entry (e.g. the engine died while an older version wrote it) is a miss, not an error.
+      fs.rmSync(file, { force: true });
+      return undefined;
+    }
+  }
+
+  put(key: string, t: InvertedTrajectory): void {
+    const { latents, ...rest } = t;
+    const header = Buffer.from(JSON.stringify({ ...rest, levels: latents.length }), 'utf8');
+    let offset = 12 + header.length;
+    const pad = (4 - (offset % 4)) % 4;
+    offset += pad;
+    const prefix = Buffer.alloc(offset);
+    prefix.write(MAGIC, 0, 'latin1');
+    prefix.writeUInt32LE(header.length, 8);
+    header.copy(prefix, 12);
+    const file = this.fileOf(key);
+    const tmp = `${file}.partial-${process.pid}`;
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, prefix);
+      for (const level of latents) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    this.evict();
+  }
+
+  /** Bytes in use, after removing stale temp files. */
+  sizeBytes(): number {
+    return this.entries().reduce((s, e) => s + e.size, 0);
+  }
+
+  private entries(): { file: string; size: number; mtimeMs: number }[] {
+    const out = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const file = path.join(this.dir, name);
+      if (name.includes('.partial-')) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      if (!name.endsWith('.traj')) continue;
+      const st = fs.statSync(file);
+      out.push({ file, size: st.size, mtimeMs: st.mtimeMs });
+    }
+    return out;
+  }
+
+  private evict(): void {
+    const entries = this.entries().sort((a, b) => b.mtimeMs - a.mtimeMs);
+    let total = 0;
+    for (const e of entries) {
+      total += e.size;
+      if (total > this.maxBytes) fs.rmSync(e.file, { force: true });
+    }
+  }
+}

@@ -1,0 +1,307 @@
+// The engine's job queue: one compute worker, jobs run one at a time in submission order, every state change
+// persisted. After a crash or kill, reopening shows every job again; one that was running is re-queued (its
+// partial output removed) or, after repeated restarts, failed with the reason.
+import * as crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Health, Job, JobEvent, JobProgress, JobRequest } from '../api/schemas';
+import { CanceledError } from '../editing/types';
+import { MediaError } from '../media/binaries';
+import { probeMedia } from '../media/probe';
+import { extractStill } from '../media/still';
+import type { PipelineWorker } from '../worker/pipeline-worker';
+import { InversionCache } from './inversion-cache';
+import { defaultOutputPath, planJob, runJob, type JobPlan } from './runner';
+import { ProblemError, type JobService, type ModelSummary } from './service';
+import { JobStore } from './store';
+
+export interface JobManagerOptions {
+  worker: PipelineWorker;
+  dataDir: string;
+  version: string;
+  /** Jobs waiting at most; more submissions get 429. */
+  maxQueued?: number;
+  /** Inversion cache budget in bytes (default 2 GiB, RESHOOT_CACHE_BYTES). */
+  cacheBytes?: number;
+  /** A job re-queued by this many restarts is failed instead of tried again. */
+  maxRestarts?: number;
+  log?(line: string): void;
+}
+
+const PERSIST_INTERVAL_MS = 1000;
+
+/** MediaError codes are the user's input problems: 422 with the field they came from. */
+export function mediaProblem(err: MediaError, field: string): ProblemError {
+  const status = err.code === 'ffmpeg-missing' || err.code === 'ffmpeg-failed' ? 500 : err.code === 'output-exists' ? 409 : 422;
+  return ProblemError.of(status, titleOf(err.code), err.message, status === 500 ? undefined : field, err.code);
+}
+
+function titleOf(code: string): string {
+  return code.replace(/-/g, ' ').replace(/^./, (c) => c.toUpperCase());
+}
+
+export class JobManager implements JobService {
+  private readonly jobs = new Map<string, Job>();
+  private readonly plans = new Map<string, JobPlan>();
+  private readonly events = new EventEmitter();
+  private readonly store: JobStore;
+  private readonly cache: InversionCache;
+  private readonly rendersDir: string;
+  private current?: { id: string; cancel(): void };
+  private pumping = false;
+  private lastPersist = new Map<string, number>();
+  private closed = false;
+
+  private constructor(private readonly o: JobManagerOptions) {
+    this.store = new JobStore(path.join(o.dataDir, 'jobs'));
+    this.cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), o.cacheBytes ?? Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3));
+    this.rendersDir = path.join(o.dataDir, 'renders');
+    this.events.setMaxListeners(0);
+  }
+
+  static async open(o: JobManagerOptions): Promise<JobManager> {
+    const m = new JobManager(o);
+    m.recover();
+    void m.pump();
+    return m;
+  }
+
+  private log(line: string): void {
+    this.o.log?.(line);
+  }
+
+  private recover(): void {
+    const maxRestarts = this.o.maxRestarts ?? 2;
+    for (const job of this.store.loadAll((file, reason) => this.log(`ignoring unreadable job file ${file}: ${reason}`))) {
+      this.jobs.set(job.id, job);
+      if (job.state !== 'running') continue;
+      removePartialOutputs(job.outputPath);
+      if (job.restarts >= maxRestarts) {
+        this.finish(job, 'failed', { error: { title: 'Engine stopped', detail: `the engine stopped while this job was running, ${job.restarts + 1} times; it was not tried again. Submit it again, with fewer frames or a smaller batch size if the machine runs out of memory` } });
+      } else {
+        this.update(job, { state: 'queued', restarts: job.restarts + 1, progress: { stage: 'queued', fraction: 0 }, warnings: [...job.warnings, 'the engine restarted while this job was running; it was queued again'] }, true);
+      }
+    }
+  }
+
+  async submit(request: JobRequest): Promise<Job> {
+    if (this.closed) throw ProblemError.of(503, 'Engine stopping', 'the engine is shutting down; submit again when it is back');
+    const queued = [...this.jobs.values()].filter((j) => j.state === 'queued').length;
+    const max = this.o.maxQueued ?? 100;
+    if (queued >= max) throw ProblemError.of(429, 'Queue full', `${queued} jobs are waiting already; wait for some to finish or cancel some, then submit again`);
+    const id = crypto.randomBytes(6).toString('hex');
+    const outputPath = defaultOutputPath(request, id, this.rendersDir);
+    let plan: JobPlan;
+    try {
+      plan = await planJob(request, this.o.worker.info, outputPath);
+    } catch (err) {
+      if (err instanceof MediaError) throw mediaProblem(err, err.code === 'bad-range' ? 'source.in' : err.code === 'bad-mask' ? 'mask.path' : 'source.path');
+      throw err;
+    }
+    // A second job writing the same file would collide at rename time; refuse it now.
+    const clash = [...this.jobs.values()].find((j) => (j.state === 'queued' || j.state === 'running') && j.outputPath === outputPath);
+    if (clash) throw ProblemError.of(409, 'Output in use', `job ${clash.id} is already writing ${outputPath}; choose another output path`, 'output.path');
+    const job: Job = {
+      id,
+      state: 'queued',
+      createdAt: new Date().toISOString(),
+      request,
+      seed: request.seed ?? crypto.randomInt(0, 2 ** 32 - 1),
+      outputPath,
+      progress: { stage: 'queued', fraction: 0, frames: plan.frameCount },
+      warnings: [],
+      restarts: 0,
+    };
+    this.plans.set(id, plan);
+    this.jobs.set(id, job);
+    this.store.save(job);
+    this.emit(job, { type: 'progress', job });
+    // Start on the next turn, so a caller that subscribes right after submitting sees every stage.
+    setImmediate(() => void this.pump());
+    return structuredClone(job);
+  }
+
+  list(): Job[] {
+    return [...this.jobs.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  get(id: string): Job | undefined {
+    return this.jobs.get(id);
+  }
+
+  private require(id: string): Job {
+    const job = this.jobs.get(id);
+    if (!job) throw ProblemError.of(404, 'No such job', `there is no job ${id}; list jobs with GET /v1/jobs`, undefined, 'job-not-found');
+    return job;
+  }
+
+  cancel(id: string): Job {
+    const job = this.require(id);
+    if (job.state === 'queued') return this.finish(job, 'canceled', {});
+    if (job.state === 'running') {
+      if (this.current?.id === id) this.current.cancel();
+      return job;
+    }
+    throw ProblemError.of(409, 'Job already finished', `job ${id} already ${job.state}; nothing to cancel`, undefined, 'job-finished');
+  }
+
+  resultFile(id: string): string {
+    const job = this.require(id);
+    if (job.state !== 'succeeded' || !job.result) {
+      throw ProblemError.of(409, 'No result', job.state === 'failed' || job.state === 'canceled' ? `job ${id} ${job.state}; it has no result` : `job ${id} is ${job.state}; the result is ready when its state is succeeded`, undefined, 'no-result');
+    }
+    if (!fs.existsSync(job.result.path)) throw ProblemError.of(410, 'Result removed', `${job.result.path} no longer exists; it was moved or deleted after the job finished`, undefined, 'result-gone');
+    return job.result.path;
+  }
+
+  subscribe(id: string, listener: (e: JobEvent) => void): () => void {
+    this.require(id);
+    this.events.on(id, listener);
+    return () => this.events.off(id, listener);
+  }
+
+  health(): Health {
+    const info = this.o.worker.info;
+    const all = [...this.jobs.values()];
+    return {
+      ok: true,
+      version: this.o.version,
+      model: info.name,
+      modelDir: info.dir,
+      provider: info.provider,
+      providerFallbacks: info.providerFallbacks,
+      queue: { queued: all.filter((j) => j.state === 'queued').length, running: all.filter((j) => j.state === 'running').length },
+    };
+  }
+
+  models(): ModelSummary[] {
+    const info = this.o.worker.info;
+    return [{ name: info.name, dir: info.dir, loaded: true, nativeSize: info.nativeSize, latentChannels: info.latentChannels, provider: info.provider }];
+  }
+
+  async probe(file: string) {
+    try {
+      return await probeMedia(file);
+    } catch (err) {
+      if (err instanceof MediaError) throw mediaProblem(err, 'path');
+      throw err;
+    }
+  }
+
+  async still(file: string, t: number, maxWidth?: number): Promise<Buffer> {
+    try {
+      return await extractStill(file, t, maxWidth);
+    } catch (err) {
+      if (err instanceof MediaError) throw mediaProblem(err, 'path');
+      throw err;
+    }
+  }
+
+  /** Stops taking jobs; a running job is canceled and left queued for the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const running = this.current;
+    if (running) {
+      const job = this.jobs.get(running.id);
+      running.cancel();
+      await new Promise<void>((resolve) => {
+        const check = () => (this.current ? setTimeout(check, 20) : resolve());
+        check();
+      });
+      if (job) this.update(job, { state: 'queued', progress: { stage: 'queued', fraction: 0 } }, true);
+    }
+  }
+
+  private emit(job: Job, e: JobEvent): void {
+    // Listeners get a snapshot: the job object itself keeps changing after the event.
+    if (this.events.listenerCount(job.id) === 0) return;
+    this.events.emit(job.id, e.type === 'preview' ? e : { ...e, job: structuredClone(e.job) });
+  }
+
+  private update(job: Job, patch: Partial<Job>, persist: boolean): Job {
+    Object.assign(job, patch);
+    const now = Date.now();
+    if (persist || now - (this.lastPersist.get(job.id) ?? 0) > PERSIST_INTERVAL_MS) {
+      this.lastPersist.set(job.id, now);
+      this.store.save(job);
+    }
+    this.emit(job, { type: 'progress', job });
+    return job;
+  }
+
+  private finish(job: Job, state: 'succeeded' | 'failed' | 'canceled', patch: Partial<Job>): Job {
+    Object.assign(job, patch, { state, finishedAt: new Date().toISOString() });
+    if (state === 'succeeded') job.progress = { ...job.progress, stage: 'done', fraction: 1, etaSec: 0 };
+    this.store.save(job);
+    this.plans.delete(job.id);
+    this.lastPersist.delete(job.id);
+    this.emit(job, { type: 'done', job });
+    return job;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        if (this.closed) return;
+        const next = [...this.jobs.values()].filter((j) => j.state === 'queued').sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
+        if (!next) return;
+        await this.execute(next);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async execute(job: Job): Promise<void> {
+    const hook: { cancel(): void } = { cancel: () => (canceledEarly = true) };
+    let canceledEarly = false;
+    const ctx = {
+      worker: this.o.worker,
+      cache: this.cache,
+      seed: job.seed,
+      onProgress: (p: JobProgress) => this.update(job, { progress: p }, false),
+      onPreview: (png: Buffer) => this.emit(job, { type: 'preview', jobId: job.id, png: png.toString('base64') }),
+      onWarning: (w: string) => {
+        if (!job.warnings.includes(w)) job.warnings.push(w);
+      },
+      cancelHook: undefined as { cancel(): void } | undefined,
+    };
+    this.current = { id: job.id, cancel: () => (ctx.cancelHook ?? hook).cancel() };
+    this.update(job, { state: 'running', startedAt: new Date().toISOString(), progress: { stage: 'probing', fraction: 0 } }, true);
+    try {
+      // Jobs recovered after a restart were planned by another process; plan again against the media as it is now.
+      const plan = this.plans.get(job.id) ?? (await planJob(job.request, this.o.worker.info, job.outputPath));
+      if (canceledEarly) throw new CanceledError();
+      const result = await runJob(job.request, plan, ctx);
+      this.finish(job, 'succeeded', { result });
+      this.log(`job ${job.id} succeeded: ${result.frames} frames in ${result.seconds.toFixed(1)} s → ${result.path}`);
+    } catch (err) {
+      if (err instanceof CanceledError) {
+        if (!this.closed) this.finish(job, 'canceled', {});
+      } else {
+        const detail = err instanceof ProblemError || err instanceof MediaError ? err.message : `${(err as Error).message ?? err}`;
+        this.finish(job, 'failed', { error: { title: err instanceof ProblemError ? err.problem.title : 'Edit failed', detail } });
+        this.log(`job ${job.id} failed: ${detail}`);
+      }
+    } finally {
+      this.current = undefined;
+    }
+  }
+}
+
+/** Temp files the encoder leaves next to an output when the process dies mid-write (media/encode partialPath). */
+export function removePartialOutputs(outputPath: string): void {
+  const dir = path.dirname(outputPath);
+  const ext = path.extname(outputPath);
+  const prefix = `.${path.basename(outputPath, ext)}.partial-`;
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.startsWith(prefix) && name.endsWith(ext)) fs.rmSync(path.join(dir, name), { force: true });
+}

@@ -1,0 +1,244 @@
+// Runs one job end to end: probe → decode the range in chunks → edit each chunk in the compute worker (reusing a
+// cached inversion when there is one) → encode → rename into place. Memory is bounded by the chunk, not the clip.
+// Shared by the engine's queue and by `reshoot edit`, so both behave the same.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { JobProgress, JobRequest, JobResult } from '../api/schemas';
+import type { MaskBatch } from '../diffusion/images';
+import { CanceledError, type Progress } from '../editing/types';
+import { decodeFrames } from '../media/decode';
+import { createEncoder } from '../media/encode';
+import { loadMask } from '../media/mask-input';
+import { probeMedia, type MediaInfo } from '../media/probe';
+import { resolveRange } from '../media/range';
+import { workingSize } from '../media/working-size';
+import type { ModelInfo } from '../models/sd-model';
+import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
+import { InversionCache } from './inversion-cache';
+import { latentPreviewPng } from './preview';
+import { ProblemError } from './service';
+
+/** Frames edited per chunk: bounds memory (frames, trajectory) whatever the clip length. */
+export const CHUNK_FRAMES = 16;
+
+/** What a request resolves to against the actual media, computed before a job is queued. */
+export interface JobPlan {
+  info: MediaInfo;
+  startFrame: number;
+  frameCount: number;
+  width: number;
+  height: number;
+  outWidth: number;
+  outHeight: number;
+  outputPath: string;
+  strength: number;
+}
+
+export interface RunContext {
+  worker: PipelineWorker;
+  cache?: InversionCache;
+  seed: number;
+  onProgress(p: JobProgress): void;
+  onPreview?(png: Buffer): void;
+  onWarning?(w: string): void;
+  /** Set by the runner: cancels what is running now. */
+  cancelHook?: { cancel(): void };
+}
+
+export function defaultStrength(req: JobRequest): number {
+  return req.strength ?? (req.method === 'sdedit' ? 0.6 : 1);
+}
+
+/** Pixel multiple the model needs: latents must survive the UNet's three 2× downsamplings. */
+export function sizeMultiple(model: ModelInfo): number {
+  return model.vaeScale === 1 ? 8 : model.vaeScale * 8;
+}
+
+export function defaultOutputPath(req: JobRequest, jobId: string, rendersDir: string): string {
+  const ext = req.output?.codec === 'prores' ? '.mov' : '.mp4';
+  if (req.output?.path) return path.resolve(req.output.path);
+  const base = path.basename(req.source.path).replace(/\.[^.]+$/, '');
+  const folder = req.output?.folder ? path.resolve(req.output.folder) : rendersDir;
+  return path.join(folder, `${base}.reshoot-${jobId}${ext}`);
+}
+
+/** Checks a request against the media and the file system; throws ProblemError (4xx) with the field at fault. */
+export async function planJob(req: JobRequest, model: ModelInfo, outputPath: string): Promise<JobPlan> {
+  const info = await probeMedia(req.source.path);
+  const range = resolveRange(info, { in: req.source.in, out: req.source.out });
+  let frameCount = range.frameCount;
+  let native = model.nativeSize;
+  if (req.preview) {
+    frameCount = Math.min(frameCount, req.preview.frames);
+    native = Math.max(sizeMultiple(model), Math.round(native * req.preview.scale));
+  }
+  const size = workingSize(info.video.displayWidth, info.video.displayHeight, native, sizeMultiple(model));
+  if (req.mask.type === 'auto') {
+    throw ProblemError.of(422, 'Mask not available', 'automatic masks are not available in this engine version yet; use mask type "box" or "file", or "none"', 'mask.type');
+  }
+  if (req.mask.type === 'file' && !fs.existsSync(req.mask.path)) {
+    throw ProblemError.of(422, 'Mask file not found', `${req.mask.path} does not exist; give the path of a PNG matte, a matte video or a PNG sequence pattern`, 'mask.path');
+  }
+  const folder = path.dirname(outputPath);
+  if (!fs.existsSync(folder)) {
+    if (req.output?.path) throw ProblemError.of(422, 'Output folder missing', `${folder} does not exist; create it or choose another output path`, 'output.path');
+    fs.mkdirSync(folder, { recursive: true });
+  }
+  try {
+    fs.accessSync(folder, fs.constants.W_OK);
+  } catch {
+    throw ProblemError.of(422, 'Output not writable', `cannot write into ${folder}; choose a folder you can write to`, req.output?.path ? 'output.path' : 'output.folder');
+  }
+  if (fs.existsSync(outputPath) && !req.output?.overwrite) {
+    throw ProblemError.of(409, 'Output exists', `${outputPath} already exists; choose another name or set output.overwrite`, 'output.path');
+  }
+  return {
+    info,
+    startFrame: range.startFrame,
+    frameCount,
+    width: size.width,
+    height: size.height,
+    outWidth: info.video.displayWidth,
+    outHeight: info.video.displayHeight,
+    outputPath,
+    strength: defaultStrength(req),
+  };
+}
+
+/** Maps the pipeline's per-chunk progress onto the whole job: 2 % probing, 96 % chunks, 2 % writing. */
+class JobProgressMapper {
+  private readonly started = Date.now();
+  constructor(
+    private readonly chunks: number,
+    private readonly frames: number,
+    private readonly emit: (p: JobProgress) => void,
+  ) {}
+  stage(stage: JobProgress['stage'], fraction: number): void {
+    this.emit({ stage, fraction, frames: this.frames, etaSec: this.eta(fraction) });
+  }
+  chunk(index: number, chunkStart: number, p: Progress): void {
+    const fraction = 0.02 + (0.96 * (index + p.done / p.total)) / this.chunks;
+    this.emit({ stage: p.stage, fraction, step: p.step, steps: p.steps, frame: chunkStart + p.frame, frames: this.frames, etaSec: this.eta(fraction) });
+  }
+  private eta(fraction: number): number | undefined {
+    if (fraction < 0.03) return undefined;
+    const elapsed = (Date.now() - this.started) / 1000;
+    return Math.round((elapsed / fraction) * (1 - fraction));
+  }
+}
+
+export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): Promise<JobResult> {
+  const t0 = Date.now();
+  const model = ctx.worker.info;
+  const chunks = Math.ceil(plan.frameCount / CHUNK_FRAMES);
+  const progress = new JobProgressMapper(chunks, plan.frameCount, ctx.onProgress);
+  let canceled = false;
+  let running: RunningTask | undefined;
+  let lastPreview = 0;
+  ctx.cancelHook = {
+    cancel() {
+      canceled = true;
+      running?.cancel();
+    },
+  };
+  const checkCanceled = () => {
+    if (canceled) throw new CanceledError();
+  };
+
+  progress.stage('decoding', 0.01);
+  const maskSpec = req.mask.type === 'box' || req.mask.type === 'file' ? req.mask : undefined;
+  const fullMask: MaskBatch | undefined = maskSpec
+    ? await loadMask(maskSpec.type === 'box' ? { kind: 'box', x: maskSpec.x, y: maskSpec.y, w: maskSpec.w, h: maskSpec.h } : { kind: 'file', path: maskSpec.path }, {
+        frames: plan.frameCount,
+        width: plan.width,
+        height: plan.height,
+        startFrame: plan.startFrame,
+        fps: plan.info.video.fps,
+      })
+    : undefined;
+
+  const encoder = await createEncoder({
+    output: plan.outputPath,
+    width: plan.width,
+    height: plan.height,
+    outWidth: plan.outWidth,
+    outHeight: plan.outHeight,
+    fps: plan.info.video.fps,
+    codec: req.output?.codec ?? 'h264',
+    audio: req.output?.audio && plan.info.audio.length ? { file: req.source.path, startSec: plan.startFrame * plan.info.video.fps.den / plan.info.video.fps.num, durationSec: plan.frameCount * plan.info.video.fps.den / plan.info.video.fps.num } : undefined,
+    overwrite: req.output?.overwrite ?? false,
+  });
+  let unetEvaluations = 0;
+  let cacheHits = 0;
+  try {
+    let index = 0;
+    let done = 0;
+    const frames = decodeFrames(req.source.path, { startFrame: plan.startFrame, frameCount: plan.frameCount, fps: plan.info.video.fps, width: plan.width, height: plan.height, chunkFrames: CHUNK_FRAMES });
+    for await (const chunk of frames) {
+      checkCanceled();
+      const chunkStart = done;
+      const mask = fullMask && sliceMask(fullMask, chunkStart, chunk.n);
+      const onProgress = (p: Progress) => {
+        progress.chunk(index, chunkStart, p);
+        if (p.preview && ctx.onPreview && Date.now() - lastPreview > 1000) {
+          lastPreview = Date.now();
+          ctx.onPreview(latentPreviewPng(p.preview.latent, p.preview.channels, p.preview.height, p.preview.width, model.vaeScale));
+        }
+      };
+      const common = { prompt: req.prompt, guidance: req.guidance, batchSize: req.batchSize, mask };
+      let result;
+      if (req.method === 'sdedit') {
+        running = ctx.worker.run({ kind: 'sdedit', frames: chunk, params: { ...common, steps: req.steps, strength: plan.strength, seed: ctx.seed } }, { onProgress, transfer: true });
+        result = await running.result;
+      } else {
+        const key = ctx.cache
+          ? InversionCache.keyOf({ file: req.source.path, startFrame: plan.startFrame + chunkStart, frameCount: chunk.n, width: plan.width, height: plan.height, modelDir: model.dir, sourcePrompt: req.sourcePrompt, steps: req.steps, strength: plan.strength })
+          : undefined;
+        const cached = key ? ctx.cache!.get(key) : undefined;
+        const editParams = { ...common, sourcePrompt: req.sourcePrompt, directInversion: req.directInversion };
+        if (cached) {
+          cacheHits++;
+          running = ctx.worker.run({ kind: 'edit-from-inversion', trajectory: cached, params: editParams }, { onProgress });
+          result = await running.result;
+        } else {
+          running = ctx.worker.run({ kind: 'inversion-edit', frames: chunk, params: { ...editParams, steps: req.steps, strength: plan.strength } }, { onProgress, transfer: true });
+          result = await running.result;
+          if (key && result.trajectory) ctx.cache!.put(key, result.trajectory);
+        }
+      }
+      running = undefined;
+      result.warnings.forEach((w) => ctx.onWarning?.(w));
+      unetEvaluations += result.stats.unetEvals;
+      checkCanceled();
+      await encoder.write(result.frames);
+      done += chunk.n;
+      index++;
+    }
+    if (done !== plan.frameCount) throw new Error(`decoded ${done} frames, expected ${plan.frameCount}`);
+    progress.stage('writing', 0.99);
+    const written = await encoder.finish();
+    const fps = plan.info.video.fps;
+    return {
+      path: written.path,
+      frames: written.frames,
+      fps,
+      width: plan.outWidth,
+      height: plan.outHeight,
+      durationSec: (written.frames * fps.den) / fps.num,
+      codec: req.output?.codec ?? 'h264',
+      workingSize: { width: plan.width, height: plan.height },
+      unetEvaluations,
+      inversionCacheHit: cacheHits > 0 && cacheHits === chunks,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } catch (err) {
+    await encoder.abort();
+    throw err;
+  }
+}
+
+function sliceMask(mask: MaskBatch, start: number, count: number): MaskBatch {
+  if (mask.n === 1) return mask;
+  const per = mask.height * mask.width;
+  return { n: count, height: mask.height, width: mask.width, data: mask.data.slice(start * per, (start + count) * per) };
+}

@@ -1,0 +1,39 @@
+// Jobs persisted one JSON file each, written atomically (temp file, then rename), so a kill at any moment leaves
+// either the old or the new state of a job on disk, never half of one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Job } from '../api/schemas';
+
+export class JobStore {
+  constructor(readonly dir: string) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+
+  save(job: Job): void {
+    const file = path.join(this.dir, `${job.id}.json`);
+    const tmp = `${file}.partial-${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(job, null, 1));
+    fs.renameSync(tmp, file);
+  }
+
+  /** Every readable job, oldest first; unreadable files are reported, not fatal. */
+  loadAll(onBadFile: (file: string, reason: string) => void = () => undefined): Job[] {
+    const jobs: Job[] = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const file = path.join(this.dir, name);
+      if (name.includes('.partial-')) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      if (!name.endsWith('.json')) continue;
+      try {
+        const parsed = Job.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
+        if (!parsed.success) throw new Error(parsed.error.issues[0]?.message ?? 'invalid');
+        jobs.push(parsed.data);
+      } catch (err) {
+        onBadFile(file, (err as Error).message);
+      }
+    }
+    return jobs.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+}

@@ -1,0 +1,180 @@
+// Frames out of a media file as planar float batches, a chunk at a time. ffmpeg writes raw frames to a pipe;
+// the generator pulls from that pipe only when its consumer asks for the next chunk, so a paused consumer
+// stops ffmpeg through pipe backpressure and memory stays at one chunk whatever the clip length.
+
+import { ImageBatch, fromRgb24, imageBatch } from '../diffusion/images';
+import { ffmpegPath } from './binaries';
+import { MediaError } from './errors';
+import { checkInputFile, ColorMatrix } from './probe';
+import { lastLines, spawnFailure, start } from './process';
+import { Rational, frameTime } from './rational';
+
+export interface DecodeOptions {
+  /** First frame to decode (frame k is at k·den/num s from the media start). */
+  startFrame: number;
+  frameCount: number;
+  /** The media's frame rate, as probed; used to turn frame numbers into seek times. */
+  fps: Rational;
+  /** Output size, in display orientation (after the file's rotation is applied). */
+  width: number;
+  height: number;
+  /** At most this many frames per yielded batch. */
+  chunkFrames: number;
+  /** 16 decodes through rgb48le, keeping 10/12-bit sources' precision; default 8 (rgb24). */
+  bitDepth?: 8 | 16;
+  /** YUV->RGB matrix; pass the probed `video.colorMatrix` (default bt709) so the encoder can invert it exactly. */
+  colorMatrix?: ColorMatrix;
+}
+
+export interface RawDecodeOptions {
+  /** Names the source in error messages. */
+  file: string;
+  /** Everything up to and including `-i input`. */
+  inputArgs: string[];
+  frames: number;
+  chunkFrames: number;
+  /** The -vf chain (scaling to the output size). */
+  filters: string;
+  pixFmt: string;
+  frameBytes: number;
+  /** E.g. "frames 10..19", for error messages. */
+  what: string;
+}
+
+export interface RawChunk {
+  data: Buffer;
+  frames: number;
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`decode: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/**
+ * Exactly `frames` raw frames from an ffmpeg input, `chunkFrames` at a time. Throws 'not-media' with the number
+ * of frames that could be read when the input ends early (truncated or damaged file); ffmpeg is killed
+ * whenever the consumer stops early.
+ */
+export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChunk, void, undefined> {
+  const ffmpeg = ffmpegPath();
+  const args = [
+    '-nostdin', '-hide_banner', '-v', 'error',
+    ...opts.inputArgs,
+    '-map', '0:v:0', '-an', '-sn', '-dn',
+    // Passthrough: each decoded frame exactly once. The default (cfr for rawvideo) duplicates or drops frames
+    // whenever timestamps sit off the nominal grid, which breaks the frame count the caller relies on.
+    '-vsync', 'passthrough',
+    '-frames:v', String(opts.frames),
+    '-vf', opts.filters,
+    '-f', 'rawvideo', '-pix_fmt', opts.pixFmt, 'pipe:1',
+  ];
+  const ff = start(ffmpeg, args);
+  ff.proc.stdin.end();
+  let delivered = 0;
+  let chunk: Buffer | null = null;
+  let filled = 0;
+  let need = 0;
+  try {
+    for await (const piece of ff.proc.stdout as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < piece.length && delivered < opts.frames) {
+        if (!chunk) {
+          const n = Math.min(opts.chunkFrames, opts.frames - delivered);
+          need = n * opts.frameBytes;
+          chunk = Buffer.allocUnsafe(need);
+          filled = 0;
+        }
+        const take = Math.min(need - filled, piece.length - off);
+        piece.copy(chunk, filled, off, off + take);
+        filled += take;
+        off += take;
+        if (filled === need) {
+          const frames = need / opts.frameBytes;
+          const data = chunk;
+          chunk = null;
+          delivered += frames;
+          yield { data, frames };
+        }
+      }
+    }
+    const exit = await ff.exited;
+    if (exit.spawnError) throw spawnFailure(ffmpeg, exit.spawnError);
+    if (delivered < opts.frames) {
+      const readable = delivered + Math.floor(filled / opts.frameBytes);
+      const why = lastLines(ff.stderrTail());
+      if (readable === 0 && exit.code !== 0) {
+        throw new MediaError(
+          'ffmpeg-failed',
+          `ffmpeg could not decode ${opts.what} of ${opts.file}${why ? ` (${why})` : ''}. The file may be damaged; re-export it or try another ffmpeg via FFMPEG_PATH.`,
+          { file: opts.file },
+        );
+      }
+      throw new MediaError(
+        'not-media',
+        `${opts.file} ended early: only ${readable} of the ${opts.frames} requested frames (${opts.what}) could be read. ` +
+          `The file is probably truncated or damaged (an interrupted copy or export); re-copy or re-export it.`,
+        { file: opts.file },
+      );
+    }
+  } finally {
+    if (!ff.done) await ff.kill();
+  }
+}
+
+/** -ss for frame k. Half a frame early, so that rounding the time to ffmpeg's microseconds can never skip frame k. */
+export function seekArgs(startFrame: number, fps: Rational): string[] {
+  if (startFrame <= 0) return [];
+  return ['-ss', frameTime(startFrame - 0.5, fps).toFixed(6)];
+}
+
+/** Scale filter producing exactly width×height RGB with an explicit YUV matrix. */
+export function scaleFilter(width: number, height: number, colorMatrix: ColorMatrix = 'bt709'): string {
+  return `scale=${width}:${height}:flags=bicubic+accurate_rnd+full_chroma_int:in_color_matrix=${colorMatrix}`;
+}
+
+function fromRgb48(bytes: Buffer, n: number, height: number, width: number): ImageBatch {
+  const hw = height * width;
+  const out = imageBatch(n, height, width);
+  const scale = 2 / 65535;
+  for (let f = 0; f < n; f++) {
+    const src = f * hw * 6;
+    const dst = f * 3 * hw;
+    for (let p = 0; p < hw; p++) {
+      const o = src + 6 * p;
+      out.data[dst + p] = bytes.readUInt16LE(o) * scale - 1;
+      out.data[dst + hw + p] = bytes.readUInt16LE(o + 2) * scale - 1;
+      out.data[dst + 2 * hw + p] = bytes.readUInt16LE(o + 4) * scale - 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * Frames [startFrame, startFrame + frameCount) of `file`, scaled to width×height in display orientation,
+ * as batches of at most chunkFrames frames. Seeks with -ss before -i (ffmpeg then decodes from the previous
+ * keyframe and discards up to the target, which is frame-accurate for constant-rate files).
+ */
+export async function* decodeFrames(file: string, opts: DecodeOptions): AsyncGenerator<ImageBatch, void, undefined> {
+  if (!Number.isInteger(opts.startFrame) || opts.startFrame < 0) throw new RangeError(`decode: startFrame must be an integer ≥ 0, got ${opts.startFrame}`);
+  const frames = positiveInt('frameCount', opts.frameCount);
+  const width = positiveInt('width', opts.width);
+  const height = positiveInt('height', opts.height);
+  const chunkFrames = positiveInt('chunkFrames', opts.chunkFrames);
+  if (!(opts.fps?.num > 0 && opts.fps?.den > 0)) throw new RangeError(`decode: fps must be a positive rational, got ${JSON.stringify(opts.fps)}`);
+  const deep = opts.bitDepth === 16;
+  await checkInputFile(file);
+  const raw = decodeRaw({
+    file,
+    inputArgs: [...seekArgs(opts.startFrame, opts.fps), '-i', file],
+    frames,
+    chunkFrames,
+    filters: scaleFilter(width, height, opts.colorMatrix),
+    pixFmt: deep ? 'rgb48le' : 'rgb24',
+    frameBytes: width * height * (deep ? 6 : 3),
+    what: `frames ${opts.startFrame}..${opts.startFrame + frames - 1}`,
+  });
+  for await (const c of raw) {
+    yield deep ? fromRgb48(c.data, c.frames, height, width) : fromRgb24(c.data, c.frames, height, width);
+  }
+}

@@ -1,0 +1,287 @@
+// Frames in, a finished media file out. The file appears at its final path only once ffmpeg has exited
+// cleanly: ffmpeg writes a hidden temp file next to it (same folder, so the final rename is atomic on one
+// volume), and Premiere, the job store or a user never see a half-written result.
+
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, open, rename, stat, unlink } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { ImageBatch, toRgb24 } from '../diffusion/images';
+import { ffmpegPath } from './binaries';
+import { MediaError } from './errors';
+import { ColorMatrix, checkInputFile } from './probe';
+import { Exit, lastLines, spawnFailure, start } from './process';
+import { Rational, frameTime, rationalArg } from './rational';
+
+export type OutputCodec = 'h264' | 'prores';
+
+export interface EncoderOptions {
+  output: string;
+  /** Size of the frames you will write. */
+  width: number;
+  height: number;
+  /** Size to scale to, normally the source's display size; default: the written size. */
+  outWidth?: number;
+  outHeight?: number;
+  fps: Rational;
+  /** 'h264': H.264 High 4:2:0 8-bit MP4 (crf 16). 'prores': ProRes 422 HQ 10-bit MOV. */
+  codec: OutputCodec;
+  /** Carry the source's audio for the range (AAC in MP4, 16-bit PCM in MOV), trimmed to durationSec. */
+  audio?: { file: string; startSec: number; durationSec: number };
+  overwrite?: boolean;
+  /** RGB->YUV matrix and the colour tags written; use the matrix the frames were decoded with (default bt709). */
+  colorMatrix?: ColorMatrix;
+  /** Pixel aspect to tag the output with (the source's sampleAspect); default square. */
+  sampleAspect?: Rational;
+}
+
+export interface EncodeResult {
+  frames: number;
+  path: string;
+  /** Frame size actually written (outWidth×outHeight unless it had to be made even). */
+  width: number;
+  height: number;
+  /** frames·den/num. */
+  durationSec: number;
+  /** Set when the size differs from the one asked for, saying why. */
+  note?: string;
+}
+
+export interface Encoder {
+  write(batch: ImageBatch): Promise<void>;
+  finish(): Promise<EncodeResult>;
+  /** Stop ffmpeg and delete the temp file; nothing is left at or next to the output path. Safe to call twice. */
+  abort(): Promise<void>;
+  /** Where ffmpeg is writing until finish() renames it (for diagnostics and tests). */
+  readonly tempPath: string;
+}
+
+const COLOR_TAGS: Record<ColorMatrix, string[]> = {
+  bt709: ['-colorspace', 'bt709', '-color_primaries', 'bt709', '-color_trc', 'bt709'],
+  bt601: ['-colorspace', 'smpte170m', '-color_primaries', 'smpte170m', '-color_trc', 'smpte170m'],
+  bt2020: ['-colorspace', 'bt2020nc', '-color_primaries', 'bt2020', '-color_trc', 'bt2020-10'],
+};
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`createEncoder: ${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/** The hidden sibling ffmpeg writes to: `.name.partial-<pid>-<rand>.ext`. */
+export function partialPath(output: string): string {
+  const ext = extname(output);
+  const name = basename(output, ext);
+  return join(dirname(output), `.${name}.partial-${process.pid}-${randomBytes(4).toString('hex')}${ext}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function checkOutput(output: string, overwrite: boolean): Promise<void> {
+  const dir = dirname(output);
+  let dirStat;
+  try {
+    dirStat = await stat(dir);
+  } catch {
+    throw new MediaError('output-not-writable', `Cannot write ${output}: the folder ${dir} does not exist. Create it or choose another output folder.`, { file: output });
+  }
+  if (!dirStat.isDirectory()) {
+    throw new MediaError('output-not-writable', `Cannot write ${output}: ${dir} is not a folder. Choose another output folder.`, { file: output });
+  }
+  try {
+    await access(dir, constants.W_OK);
+  } catch {
+    throw new MediaError('output-not-writable', `Cannot write ${output}: no write permission in ${dir}. Choose another output folder or fix its permissions.`, { file: output });
+  }
+  let outStat;
+  try {
+    outStat = await stat(output);
+  } catch {
+    return;
+  }
+  if (outStat.isDirectory()) {
+    throw new MediaError('output-exists', `Cannot write ${output}: a folder with that name exists. Choose another output name.`, { file: output });
+  }
+  if (!overwrite) {
+    throw new MediaError('output-exists', `${output} already exists. Choose another output name, or allow overwriting it.`, { file: output });
+  }
+}
+
+function toRgb48(batch: ImageBatch): Buffer {
+  const hw = batch.height * batch.width;
+  const out = new Uint16Array(batch.n * hw * 3);
+  const d = batch.data;
+  for (let f = 0; f < batch.n; f++) {
+    const src = f * 3 * hw;
+    const dst = f * hw * 3;
+    for (let c = 0; c < 3; c++) {
+      for (let p = 0; p < hw; p++) {
+        const v = Math.round((d[src + c * hw + p] + 1) * 32767.5);
+        out[dst + 3 * p + c] = v < 0 ? 0 : v > 65535 ? 65535 : v;
+      }
+    }
+  }
+  const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  // rgb48le on the pipe; typed arrays use the host's byte order.
+  if (endianness() !== 'LE') buf.swap16();
+  return buf;
+}
+
+export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
+  const width = positiveInt('width', opts.width);
+  const height = positiveInt('height', opts.height);
+  const askedW = positiveInt('outWidth', opts.outWidth ?? width);
+  const askedH = positiveInt('outHeight', opts.outHeight ?? height);
+  if (!(opts.fps?.num > 0 && opts.fps?.den > 0 && Number.isInteger(opts.fps.num) && Number.isInteger(opts.fps.den))) {
+    throw new RangeError(`createEncoder: fps must be a positive integer rational, got ${JSON.stringify(opts.fps)}`);
+  }
+  if (opts.codec !== 'h264' && opts.codec !== 'prores') throw new RangeError(`createEncoder: codec must be 'h264' or 'prores', got ${String(opts.codec)}`);
+  const output = resolve(opts.output);
+  const ffmpeg = ffmpegPath();
+  await checkOutput(output, opts.overwrite === true);
+  if (opts.audio) {
+    await checkInputFile(opts.audio.file);
+    const { startSec, durationSec } = opts.audio;
+    if (!(Number.isFinite(startSec) && startSec >= 0 && Number.isFinite(durationSec) && durationSec > 0)) {
+      throw new MediaError('bad-range', `Audio range start ${startSec} s, duration ${durationSec} s of ${opts.audio.file} is invalid: start must be ≥ 0 and duration > 0.`, { file: opts.audio.file });
+    }
+  }
+
+  const prores = opts.codec === 'prores';
+  // 4:2:0 halves both dimensions of the chroma planes, 4:2:2 only the width: the encoders refuse odd sizes
+  // there. Growing by one pixel (a one-pixel stretch) is invisible; a padded black line would not be.
+  const outW = askedW + (askedW % 2);
+  const outH = prores ? askedH : askedH + (askedH % 2);
+  const note =
+    outW !== askedW || outH !== askedH
+      ? `${askedW}x${askedH} was written as ${outW}x${outH}: ${prores ? 'ProRes 4:2:2 needs an even width' : 'H.264 4:2:0 needs even width and height'}.`
+      : undefined;
+
+  const ext = extname(output).toLowerCase();
+  const container = ext === '.mov' || prores ? 'mov' : 'mp4';
+  const matrix = opts.colorMatrix ?? 'bt709';
+  const sar = opts.sampleAspect && opts.sampleAspect.num > 0 && opts.sampleAspect.den > 0 ? opts.sampleAspect : { num: 1, den: 1 };
+  const pixFmt = prores ? 'yuv422p10le' : 'yuv420p';
+  const deep = prores;
+
+  const tempPath = partialPath(output);
+  try {
+    // Creating the temp file ourselves proves the folder is writable (read-only mounts pass access() checks
+    // on some systems) before any frame is computed.
+    await (await open(tempPath, 'wx')).close();
+  } catch (e) {
+    throw new MediaError('output-not-writable', `Cannot write into ${dirname(output)} (${(e as Error).message}). Choose another output folder or fix its permissions.`, { file: output, cause: e });
+  }
+
+  const args: string[] = [
+    '-nostdin', '-hide_banner', '-v', 'error', '-y',
+    '-f', 'rawvideo', '-pix_fmt', deep ? 'rgb48le' : 'rgb24', '-s', `${width}x${height}`, '-r', rationalArg(opts.fps), '-i', 'pipe:0',
+  ];
+  if (opts.audio) {
+    args.push('-ss', opts.audio.startSec.toFixed(6), '-t', opts.audio.durationSec.toFixed(6), '-i', opts.audio.file);
+  }
+  args.push('-map', '0:v:0');
+  if (opts.audio) args.push('-map', '1:a:0?');
+  args.push(
+    '-vf',
+    `scale=${outW}:${outH}:flags=bicubic+accurate_rnd+full_chroma_int:out_color_matrix=${matrix}:out_range=tv,` +
+      `setsar=${sar.num}/${sar.den},format=${pixFmt}`,
+  );
+  if (prores) {
+    args.push('-c:v', 'prores_ks', '-profile:v', '3', '-vendor', 'apl0');
+  } else {
+    args.push('-c:v', 'libx264', '-preset', 'medium', '-crf', '16', '-profile:v', 'high');
+  }
+  args.push('-pix_fmt', pixFmt, '-color_range', 'tv', ...COLOR_TAGS[matrix]);
+  if (opts.audio) args.push(...(container === 'mp4' ? ['-c:a', 'aac', '-b:a', '256k'] : ['-c:a', 'pcm_s16le']));
+  args.push('-movflags', container === 'mov' ? '+faststart+write_colr' : '+faststart', '-f', container, tempPath);
+
+  const ff = start(ffmpeg, args);
+  const stdin = ff.proc.stdin;
+  let frames = 0;
+  let state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+  let queue: Promise<void> = Promise.resolve();
+
+  const failure = (exit: Exit, doing: string): MediaError => {
+    if (exit.spawnError) return spawnFailure(ffmpeg, exit.spawnError);
+    const why = lastLines(ff.stderrTail()) || (exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`);
+    return new MediaError('ffmpeg-failed', `ffmpeg failed while ${doing} ${output} (${why}).`, { file: output });
+  };
+
+  const removeTemp = async () => {
+    try {
+      await unlink(tempPath);
+    } catch {
+      // already gone
+    }
+  };
+
+  const writeOne = async (batch: ImageBatch) => {
+    if (batch.width !== width || batch.height !== height) {
+      throw new RangeError(`encoder for ${output} expects ${width}x${height} frames, got ${batch.width}x${batch.height}`);
+    }
+    if (batch.n === 0) return;
+    if (ff.done) throw failure(await ff.exited, 'encoding');
+    const bytes = deep ? toRgb48(batch) : toRgb24(batch);
+    const ok = stdin.write(bytes);
+    if (!ok) {
+      // Wait for ffmpeg to take the data, or for it to die (then 'drain' never comes).
+      const drained = new Promise<void>((res) => stdin.once('drain', res));
+      const died = ff.exited.then(() => 'died' as const);
+      if ((await Promise.race([drained, died])) === 'died') throw failure(await ff.exited, 'encoding');
+    }
+    frames += batch.n;
+  };
+
+  return {
+    tempPath,
+    write(batch: ImageBatch) {
+      if (state !== 'open') return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
+      // Serialised so concurrent callers cannot interleave frames or miss a drain.
+      const p = queue.then(() => writeOne(batch));
+      queue = p.catch(() => undefined);
+      return p;
+    },
+    async finish() {
+      if (state !== 'open') throw new Error(`encoder for ${output} is ${state}; finish() called twice or after abort()`);
+      state = 'finishing';
+      await queue;
+      stdin.end();
+      const exit = await ff.exited;
+      if (exit.code !== 0 || frames === 0) {
+        state = 'done';
+        await removeTemp();
+        if (frames === 0 && exit.code === 0) throw new MediaError('ffmpeg-failed', `No frames were written, so ${output} was not created.`, { file: output });
+        throw failure(exit, 'finishing');
+      }
+      if (opts.overwrite !== true && (await exists(output))) {
+        state = 'done';
+        await removeTemp();
+        throw new MediaError('output-exists', `${output} appeared while it was being encoded; the result was discarded. Choose another output name.`, { file: output });
+      }
+      try {
+        await rename(tempPath, output);
+      } catch (e) {
+        state = 'done';
+        await removeTemp();
+        throw new MediaError('output-not-writable', `Could not move the finished result to ${output} (${(e as Error).message}).`, { file: output, cause: e });
+      }
+      state = 'done';
+      return { frames, path: output, width: outW, height: outH, durationSec: frameTime(frames, opts.fps), ...(note ? { note } : {}) };
+    },
+    async abort() {
+      if (state === 'aborted') return;
+      const wasDone = state === 'done';
+      state = 'aborted';
+      await ff.kill();
+      if (!wasDone) await removeTemp();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+// Spawning ffmpeg/ffprobe. Plain child_process rather than fluent-ffmpeg: the raw-frame pipes need direct
+// control of stdin/stdout backpressure and of killing, and fluent-ffmpeg's ffprobe parser flattens side data
+// (the display matrix that carries phone rotation). Keeping the spawn logic here means nothing else in the
+// engine knows ffmpeg is a separate process.
+
+import { spawn, ChildProcessWithoutNullStreams } from 'node:child_process';
+import { MediaError } from './errors';
+
+const STDERR_TAIL = 8192;
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the process could not be started at all. */
+  spawnError?: Error;
+}
+
+export interface Running {
+  proc: ChildProcessWithoutNullStreams;
+  /** Resolves (never rejects) once the process has exited and its pipes are closed. */
+  exited: Promise<Exit>;
+  /** The last few KB of stderr: ffmpeg's explanation when something fails. */
+  stderrTail(): string;
+  /** SIGKILL if still running, then wait for the exit so no zombie or open pipe is left behind. */
+  kill(): Promise<Exit>;
+  readonly done: boolean;
+}
+
+export function start(bin: string, args: readonly string[]): Running {
+  const proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
+  let tail = '';
+  let done = false;
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (s: string) => {
+    tail = (tail + s).slice(-STDERR_TAIL);
+  });
+  // Writing to a process that has already exited raises EPIPE on stdin; unhandled, that kills Node. Callers
+  // learn about the failure from the exit status instead.
+  proc.stdin.on('error', () => undefined);
+  const exited = new Promise<Exit>((resolve) => {
+    proc.once('error', (err) => {
+      done = true;
+      resolve({ code: null, signal: null, spawnError: err });
+    });
+    proc.once('close', (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+  });
+  return {
+    proc,
+    exited,
+    stderrTail: () => tail,
+    get done() {
+      return done;
+    },
+    async kill() {
+      if (!done) {
+        proc.stdout.destroy();
+        proc.kill('SIGKILL');
+      }
+      return exited;
+    },
+  };
+}
+
+/** The last meaningful lines of ffmpeg's stderr, for error messages. */
+export function lastLines(stderr: string, count = 3): string {
+  const lines = stderr
+    .split(/\r?\n|\r/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !/^(frame|size)=/.test(l));
+  return lines.slice(-count).join(' | ');
+}
+
+export function spawnFailure(bin: string, err: Error): MediaError {
+  return new MediaError(
+    'ffmpeg-missing',
+    `Could not start ${bin} (${err.message}). Install ffmpeg, or set FFMPEG_PATH / FFPROBE_PATH to working executables.`,
+    { file: bin, cause: err },
+  );
+}
+
+export interface RunResult extends Exit {
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Run to completion, collecting stdout (small outputs only: probe JSON, a PNG still, codec lists). */
+export async function run(bin: string, args: readonly string[]): Promise<RunResult> {
+  const r = start(bin, args);
+  r.proc.stdin.end();
+  const chunks: Buffer[] = [];
+  r.proc.stdout.on('data', (b: Buffer) => chunks.push(b));
+  const exit = await r.exited;
+  if (exit.spawnError) throw spawnFailure(bin, exit.spawnError);
+  return { ...exit, stdout: Buffer.concat(chunks), stderr: r.stderrTail() };
+}
