@@ -6,7 +6,7 @@ import { inversionEdit, editFromInversion, type InversionEditParams } from '../.
 import { sdedit } from '../../engine/src/editing/sdedit';
 import { CanceledError, type Progress } from '../../engine/src/editing/types';
 import { makeMovingObjectClip } from '../../engine/src/eval/synthetic-clip';
-import { colourError, maskedPsnr, meanColour, psnr } from '../../engine/src/eval/metrics';
+import { colourError, maskedPsnr, maskIoU, meanColour, psnr } from '../../engine/src/eval/metrics';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { ORACLE, oracleEditPrediction, oracleLatent } from '../../engine/src/models/generate/oracle-spec';
 import { loadDiffusionModel, type DiffusionModel } from '../../engine/src/models/sd-model';
@@ -72,6 +72,20 @@ describe('inversion edit on the oracle model', () => {
     expect(inside[2]).toBeGreaterThan(0.5);
     expect(inside[0]).toBeLessThan(-0.5);
     expect(bg).toBeGreaterThanOrEqual(45);
+  });
+
+  it('the automatic mask finds the object and keeps the background without a user matte', async () => {
+    const r = await inversionEdit(model, clip.frames, { ...base, prompt: TGT, autoMask: { threshold: 0.5 } });
+    const auto = { n: clip.frames.n, height: 24, width: 32, data: r.latentMask! };
+    const iou = maskIoU(auto, clip.objectMask);
+    const bg = maskedPsnr(r.frames, clip.frames, clip.objectMask, 'outside');
+    const err = colourError(r.frames, clip.objectMask, BLUE, 'inside');
+    const free = await inversionEdit(model, clip.frames, { ...base, prompt: TGT });
+    const bgFree = maskedPsnr(free.frames, clip.frames, clip.objectMask, 'outside');
+    console.log(`auto mask: IoU ${iou.toFixed(3)}, background PSNR ${bg.toFixed(1)} dB (no mask: ${bgFree.toFixed(1)} dB), colour error ${err.toFixed(3)}`);
+    expect(iou).toBeGreaterThan(0.9);
+    expect(bg).toBeGreaterThan(bgFree + 10);
+    expect(err).toBeLessThan(0.3);
   });
 
   it('at strength 0.3 the edit is partial by the amount the single-component flow predicts', async () => {

@@ -4,6 +4,7 @@
 import type { ImageBatch } from '../diffusion/images';
 import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
 import type { DiffusionModel } from '../models/sd-model';
+import { autoMask } from './auto-mask';
 import { blendOutsideMask, latentMask } from './latent-mask';
 import { CanceledError, type EditOutput, type EditParams, type InversionParams, type InvertedTrajectory, type Progress, type RunHooks, type Stage } from './types';
 
@@ -141,8 +142,11 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   const track = tracker ?? new ProgressTracker(parts.length * (K + 1), n, hooks);
   const warnings: string[] = [];
   const plan = planBranches(p);
-  const rows = await embedRows(model, plan.branches.map((b) => b.prompt), warnings);
-  const mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
+  const rows = await embedRows(model, [...plan.branches.map((b) => b.prompt), p.sourcePrompt, p.prompt], warnings);
+  let mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
+  if (!mask && p.autoMask) {
+    mask = (await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, () => track.checkStop())).mask;
+  }
   const out = new Float32Array(n * per);
 
   for (const { start, count } of parts) {

@@ -23,6 +23,8 @@ export interface EditParams {
   directInversion: boolean;
   /** 1 = edit, 0 = keep the source trajectory; one matte for all frames or one per frame, at frame resolution. */
   mask?: MaskBatch | null;
+  /** With no explicit mask: derive one from where source and target prompts disagree (InvEdit / DiffEdit). */
+  autoMask?: { threshold: number; levels?: number } | null;
   batchSize: number;
 }
 

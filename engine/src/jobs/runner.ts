@@ -73,8 +73,8 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
     native = Math.max(sizeMultiple(model), Math.round(native * req.preview.scale));
   }
   const size = workingSize(info.video.displayWidth, info.video.displayHeight, native, sizeMultiple(model));
-  if (req.mask.type === 'auto') {
-    throw ProblemError.of(422, 'Mask not available', 'automatic masks are not available in this engine version yet; use mask type "box" or "file", or "none"', 'mask.type');
+  if (req.mask.type === 'auto' && req.method === 'sdedit') {
+    throw ProblemError.of(422, 'Mask not available', 'the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with SDEdit', 'mask.type');
   }
   if (req.mask.type === 'file' && !fs.existsSync(req.mask.path)) {
     throw ProblemError.of(422, 'Mask file not found', `${req.mask.path} does not exist; give the path of a PNG matte, a matte video or a PNG sequence pattern`, 'mask.path');
@@ -167,13 +167,15 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     codec: req.output?.codec ?? 'h264',
     audio: req.output?.audio && plan.info.audio.length ? { file: req.source.path, startSec: plan.startFrame * plan.info.video.fps.den / plan.info.video.fps.num, durationSec: plan.frameCount * plan.info.video.fps.den / plan.info.video.fps.num } : undefined,
     overwrite: req.output?.overwrite ?? false,
+    colorMatrix: plan.info.video.colorMatrix,
+    sampleAspect: plan.info.video.sampleAspect,
   });
   let unetEvaluations = 0;
   let cacheHits = 0;
   try {
     let index = 0;
     let done = 0;
-    const frames = decodeFrames(req.source.path, { startFrame: plan.startFrame, frameCount: plan.frameCount, fps: plan.info.video.fps, width: plan.width, height: plan.height, chunkFrames: CHUNK_FRAMES });
+    const frames = decodeFrames(req.source.path, { startFrame: plan.startFrame, frameCount: plan.frameCount, fps: plan.info.video.fps, width: plan.width, height: plan.height, chunkFrames: CHUNK_FRAMES, colorMatrix: plan.info.video.colorMatrix, bitDepth: plan.info.video.bitDepth > 8 ? 16 : 8 });
     for await (const chunk of frames) {
       checkCanceled();
       const chunkStart = done;
@@ -195,7 +197,8 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
           ? InversionCache.keyOf({ file: req.source.path, startFrame: plan.startFrame + chunkStart, frameCount: chunk.n, width: plan.width, height: plan.height, modelDir: model.dir, sourcePrompt: req.sourcePrompt, steps: req.steps, strength: plan.strength })
           : undefined;
         const cached = key ? ctx.cache!.get(key) : undefined;
-        const editParams = { ...common, sourcePrompt: req.sourcePrompt, directInversion: req.directInversion };
+        const autoMask = req.mask.type === 'auto' ? { threshold: req.mask.threshold ?? 0.5 } : undefined;
+        const editParams = { ...common, sourcePrompt: req.sourcePrompt, directInversion: req.directInversion, autoMask };
         if (cached) {
           cacheHits++;
           running = ctx.worker.run({ kind: 'edit-from-inversion', trajectory: cached, params: editParams }, { onProgress });
