@@ -1,0 +1,86 @@
+// What the panel UI needs from wherever it runs: Premiere Pro (UXP) or a browser tab served by the engine. The UI
+// knows nothing else about its host.
+
+/** A selected video clip, with both its source range (media time) and its place on the timeline (sequence time). */
+export interface ClipSelection {
+  kind: 'clip';
+  name: string;
+  /** The clip's media file; what the engine reads when the clip plays its media as is. */
+  mediaPath: string;
+  /** Source range in seconds from the start of the media file. */
+  sourceIn: number;
+  sourceOut: number;
+  /** Timeline range in seconds, and the same in ticks (254016000000 per second) for exact placement. */
+  sequenceStart: number;
+  sequenceEnd: number;
+  sequenceStartTicks: string;
+  sequenceEndTicks: string;
+  /** Sequence frame rate and frame size. */
+  fps: number;
+  frameWidth: number;
+  frameHeight: number;
+  /** Frames the clip spans on the timeline. */
+  frames: number;
+  /** 0-based video track index (0 = V1). */
+  trackIndex: number;
+  /**
+   * Why the clip cannot be read straight from its media file (speed change, reversed, nested sequence,
+   * offline media); null when it can. The host renders such clips through Premiere's exporter first.
+   */
+  renderReason: string | null;
+}
+
+export type Selection =
+  | { kind: 'no-project' }
+  | { kind: 'no-sequence' }
+  | { kind: 'none' }
+  | { kind: 'several'; count: number }
+  | { kind: 'audio-only' }
+  | ClipSelection;
+
+/** The range the engine should read. */
+export interface SourceRef {
+  path: string;
+  in: number;
+  out: number;
+}
+
+export interface PlaceResult {
+  /** 0-based video track the result went to. */
+  trackIndex: number;
+  newTrack: boolean;
+}
+
+export interface HistoryEntry {
+  jobId: string;
+  createdAt: string;
+  clipName: string;
+  prompt: string;
+  sourcePrompt: string;
+  seed: number;
+  settings: { steps: number; guidance: number; strength?: number; method: string; mask: string };
+  resultPath: string;
+  /** Where it was placed, so "place again" can reuse the clip's timeline range. */
+  placement?: { sequenceStartTicks: string; sequenceEndTicks: string; trackIndex: number };
+}
+
+export interface Host {
+  readonly kind: 'premiere' | 'browser';
+  /** Base URL of the engine, e.g. http://127.0.0.1:7865. */
+  engineUrl(): string;
+  /** The engine's access token, or null when it cannot be found (engine never started). */
+  readToken(): Promise<string | null>;
+  getSelection(): Promise<Selection>;
+  /** Calls back when the user selects something else; returns the unsubscribe function. */
+  onSelectionChanged(cb: () => void): () => void;
+  /** A file and range the engine can read: the media as is, or a rendered copy of the clip. */
+  prepareSource(sel: ClipSelection, onStatus?: (message: string) => void): Promise<SourceRef>;
+  /** A persistent folder for results (next to the project in Premiere), never a temporary one. */
+  resultsFolder(): Promise<string>;
+  /** Imports the result and places it above the original, in one undoable step. */
+  placeResult(sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>, resultPath: string, label: string): Promise<PlaceResult>;
+  /** Shows the file in the OS file browser (or opens it, where that is all a host can do). */
+  revealFile(path: string): Promise<void>;
+  loadHistory(): Promise<HistoryEntry[]>;
+  saveHistory(entries: HistoryEntry[]): Promise<void>;
+}
