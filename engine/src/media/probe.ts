@@ -208,7 +208,7 @@ export async function ffprobeJson(file: string): Promise<ProbeJson> {
     json = {};
   }
   if (r.code !== 0 || !json.format || !json.streams || json.streams.length === 0) {
-    const why = lastLines(r.stderr, 1).replace(`${file}: `, '') || 'no streams found';
+    const why = lastLines(r.stderr, 2).split(`${file}: `).join('') || 'no streams found';
     throw new MediaError(
       'not-media',
       `${file} is not a media file ffmpeg can read (${why}). It may be damaged or incompletely copied; re-export or re-copy it.`,

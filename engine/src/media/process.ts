@@ -68,7 +68,8 @@ export function start(bin: string, args: readonly string[]): Running {
 export function lastLines(stderr: string, count = 3): string {
   const lines = stderr
     .split(/\r?\n|\r/)
-    .map((l) => l.trim())
+    // "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x17e00080] moov atom not found" -> "moov atom not found"
+    .map((l) => l.replace(/^\[[^\]]* @ 0x[0-9a-f]+\]\s*/, '').trim())
     .filter((l) => l.length > 0 && !/^(frame|size)=/.test(l));
   return lines.slice(-count).join(' | ');
 }

@@ -78,7 +78,7 @@ export function rampIndex(batch: ImageBatch, frame: number): number {
   if (k < 0 || k >= RAMP_PERIOD || Math.abs(level - rampLevel(k)) > 3) {
     throw new Error(`frame ${frame}: centre level ${level.toFixed(1)} (rgb ${r.toFixed(0)},${g.toFixed(0)},${b.toFixed(0)}) is not an index-ramp level`);
   }
-  return k;
+  return k || 0; // never -0
 }
 
 function drawFrame(k: number, frames: number, w: number, h: number, content: TestClipContent, out: Buffer): void {
