@@ -139,6 +139,26 @@ describe('broken model folders fail at load with the file and what was expected'
   });
 });
 
+describe('VAE factor without a config', () => {
+  it('is measured by decoding a small latent instead of assuming 8', async () => {
+    const dir = path.join(root, 'noconfig');
+    generateSdModel(dir, SD_VARIANTS['vae-f4-c16'], 4);
+    for (const c of ['vae_encoder', 'vae_decoder']) {
+      const f = path.join(dir, c, 'config.json');
+      const cfg = JSON.parse(fs.readFileSync(f, 'utf8'));
+      delete cfg.block_out_channels;
+      fs.writeFileSync(f, JSON.stringify(cfg));
+    }
+    const model = await loadDiffusionModel(dir, { threads: 1 });
+    try {
+      expect(model.info.vaeScale).toBe(4);
+      expect(model.info.latentChannels).toBe(16);
+    } finally {
+      await model.release();
+    }
+  });
+});
+
 describe('execution providers', () => {
   it('falls back to CPU and says why when CUDA cannot be used here', async () => {
     const dir = path.join(root, 'prov');

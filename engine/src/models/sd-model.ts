@@ -130,7 +130,10 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
       if (c === 'unet') provider = opened.provider;
       opened.fallbacks.forEach((f) => fallbacks.add(f));
     }
-    return new OnnxDiffusionModel(root, sessions, configs, scheduler, tokenizer, provider, [...fallbacks]);
+    const model = new OnnxDiffusionModel(root, sessions, configs, scheduler, tokenizer, provider, [...fallbacks]);
+    const blocks = configs.vae_decoder.block_out_channels ?? configs.vae_encoder.block_out_channels;
+    if (!Array.isArray(blocks) || blocks.length === 0) await model.measureVaeScale();
+    return model;
   } catch (err) {
     await Promise.all(Object.values(sessions).map((s) => s.release().catch(() => undefined)));
     throw err;
@@ -303,6 +306,22 @@ class OnnxDiffusionModel implements DiffusionModel {
         externalData,
       },
     };
+  }
+
+  /**
+   * Without a VAE config saying how many 2× stages the decoder has, decode a small latent once and read the
+   * factor off the output, rather than assuming SD's 8.
+   */
+  async measureVaeScale(): Promise<void> {
+    const probe = 8;
+    const img = await this.decodeLatents(new Float32Array(this.info.latentChannels * probe * probe), 1, probe, probe);
+    const scale = img.height / probe;
+    if (!Number.isInteger(scale) || scale < 1 || img.width / probe !== scale) {
+      throw new ModelLoadError(`${path.join(this.info.dir, 'vae_decoder', 'model.onnx')}: decoding an ${probe}x${probe} latent gave ${img.width}x${img.height}; expected a whole-number upscaling factor`);
+    }
+    const info = this.info as { vaeScale: number; nativeSize: number };
+    info.nativeSize = (info.nativeSize / info.vaeScale) * scale;
+    info.vaeScale = scale;
   }
 
   async encodePrompts(prompts: string[]): Promise<PromptEmbeddings> {
