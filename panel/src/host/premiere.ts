@@ -1,0 +1,784 @@
+// Host adapter for Premiere Pro (UXP, 25.6+). Every Premiere call here is one documented in the reference notes
+// (../shared/reference/premiere-uxp.md); the modules are injected so the tests can run it against a faithful fake.
+//
+// Edits follow the 26.3 rules: all awaiting happens first, then one project.lockedAccess() holding one
+// executeTransaction() whose callback creates and adds the actions synchronously. Each such transaction is one
+// undo step in Premiere's history.
+
+import type {
+  Action,
+  AudioClipTrackItem,
+  ClipProjectItem,
+  CompoundAction,
+  Constants,
+  FolderItem,
+  premierepro,
+  Project,
+  ProjectItem,
+  Sequence,
+  VideoClipTrackItem,
+  VideoTrack,
+  AudioTrack,
+} from '@adobe/premierepro';
+import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceRef } from './host';
+import { dirname, hasFolder, joinPath, safeFileStem, samePath } from './premiere-paths';
+import { overlaps, parseTicks, ticksToSeconds, TICKS_PER_SECOND } from './premiere-ticks';
+
+/** The parts of UXP's Node-like `fs` module the adapter uses (promise forms: no callback passed). */
+export interface UxpFs {
+  readFile(path: string, options?: { encoding?: string }): Promise<string | ArrayBuffer>;
+  writeFile(path: string, data: string, options?: { encoding?: string }): Promise<unknown>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<unknown>;
+  lstat(path: string): Promise<{ isDirectory?: () => boolean; isFile?: () => boolean }>;
+}
+
+export interface UxpOs {
+  homedir(): string;
+  platform(): string;
+}
+
+export interface UxpModule {
+  shell?: { openPath?: (path: string, developerText?: string) => Promise<string> };
+}
+
+export interface PremiereHostOptions {
+  /** The `premierepro` module: `require('premierepro')` in the panel. */
+  ppro: premierepro;
+  uxp?: UxpModule;
+  fs?: UxpFs;
+  os?: UxpOs;
+  engineUrl?: string;
+  /** An .epr export preset (native path) for clips that have to be rendered through Premiere first. */
+  exportPresetPath?: string;
+  /** Overrides os.platform() ("darwin", "win32", "win10"). */
+  platform?: string;
+}
+
+export const RESULTS_FOLDER_NAME = 'Reshoot Renders';
+export const RESULTS_BIN_NAME = 'Reshoot';
+export const HISTORY_FILE_NAME = 'reshoot-history.json';
+export const RENDER_STATUS = 'Rendering the clip through Premiere…';
+
+const REASON_OFFLINE = 'media offline';
+const REASON_NESTED = 'nested sequence';
+const REASON_REVERSED = 'reversed';
+const REASON_NOT_MEDIA = 'not a media file (graphic or generated clip)';
+
+const MEDIA_START_COLUMN = 'Column.Intrinsic.MediaStart';
+const MEDIA_END_COLUMN = 'Column.Intrinsic.MediaEnd';
+
+export class ProjectNotSavedError extends Error {
+  constructor() {
+    super(`Save the project first: Reshoot keeps its renders in a "${RESULTS_FOLDER_NAME}" folder next to the project file, and an unsaved project has no folder yet.`);
+    this.name = 'ProjectNotSavedError';
+  }
+}
+
+export class NoProjectError extends Error {
+  constructor() {
+    super('Open a project in Premiere Pro first.');
+    this.name = 'NoProjectError';
+  }
+}
+
+interface Context {
+  project: Project;
+  sequence: Sequence;
+}
+
+interface StoredHistory {
+  version: 1;
+  entries: HistoryEntry[];
+}
+
+type TrackItem = VideoClipTrackItem | AudioClipTrackItem;
+
+export class PremiereHost implements Host {
+  readonly kind = 'premiere' as const;
+
+  private readonly ppro: premierepro;
+  private readonly engineBase: string;
+  private readonly exportPresetPath: string | undefined;
+  private readonly platformOverride: string | undefined;
+  private uxpModule: UxpModule | undefined;
+  private fsModule: UxpFs | undefined;
+  private osModule: UxpOs | undefined;
+  // The selection names no sequence, and an engine job takes minutes: the result must go back to the sequence the
+  // clip came from even if the editor has opened another one meanwhile.
+  private readonly origins = new WeakMap<object, Context>();
+
+  constructor(options: PremiereHostOptions) {
+    this.ppro = options.ppro;
+    this.uxpModule = options.uxp;
+    this.fsModule = options.fs;
+    this.osModule = options.os;
+    this.engineBase = options.engineUrl ?? 'http://127.0.0.1:7865';
+    this.exportPresetPath = options.exportPresetPath;
+    this.platformOverride = options.platform;
+  }
+
+  engineUrl(): string {
+    return this.engineBase;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Selection
+
+  async getSelection(): Promise<Selection> {
+    const project = await this.ppro.Project.getActiveProject();
+    if (!project) return { kind: 'no-project' };
+    const sequence = await project.getActiveSequence();
+    if (!sequence) return { kind: 'no-sequence' };
+
+    const items = await (await sequence.getSelection()).getTrackItems();
+    const videos: VideoClipTrackItem[] = [];
+    for (const item of items) {
+      const video = this.asVideoClip(item);
+      if (video) videos.push(video);
+    }
+    if (videos.length === 0) return items.length > 0 ? { kind: 'audio-only' } : { kind: 'none' };
+    if (videos.length > 1) return { kind: 'several', count: videos.length };
+
+    const clip = await this.describeClip(sequence, videos[0]);
+    this.origins.set(clip, { project, sequence });
+    return clip;
+  }
+
+  onSelectionChanged(cb: () => void): () => void {
+    const events = this.ppro.EventManager;
+    const SequenceEvent = this.ppro.Constants.SequenceEvent;
+    const notify = (): void => cb();
+    let disposed = false;
+    let detachSequence: (() => void) | null = null;
+
+    const attachToActive = async (): Promise<void> => {
+      detachSequence?.();
+      detachSequence = null;
+      const project = await this.ppro.Project.getActiveProject();
+      const sequence = project ? await project.getActiveSequence() : null;
+      if (disposed || !sequence) return;
+      events.addEventListener(sequence, SequenceEvent.SELECTION_CHANGED, notify);
+      detachSequence = () => events.removeEventListener(sequence, SequenceEvent.SELECTION_CHANGED, notify);
+    };
+
+    // A sequence listener only hears its own sequence; when another becomes active the listener moves with it, and
+    // the panel refreshes because what is selected has changed too.
+    const onActivated = (): void => {
+      void attachToActive().then(notify, notify);
+    };
+
+    let detachGlobal: () => void = () => {};
+    const useGlobal = (): void => {
+      if (disposed) return;
+      events.addGlobalEventListener(SequenceEvent.SELECTION_CHANGED, notify);
+      detachGlobal = () => events.removeGlobalEventListener(SequenceEvent.SELECTION_CHANGED, notify);
+    };
+
+    void attachToActive().then(
+      () => {
+        if (disposed) return;
+        if (!detachSequence) {
+          useGlobal();
+          return;
+        }
+        events.addGlobalEventListener(SequenceEvent.ACTIVATED, onActivated);
+        const previous = detachGlobal;
+        detachGlobal = () => {
+          previous();
+          events.removeGlobalEventListener(SequenceEvent.ACTIVATED, onActivated);
+        };
+      },
+      // Builds that do not accept a sequence as event target still deliver the global event.
+      useGlobal,
+    );
+
+    return () => {
+      disposed = true;
+      detachSequence?.();
+      detachSequence = null;
+      detachGlobal();
+      detachGlobal = () => {};
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Source for the engine
+
+  async prepareSource(sel: ClipSelection, onStatus?: (message: string) => void): Promise<SourceRef> {
+    if (sel.renderReason === null) return { path: sel.mediaPath, in: sel.sourceIn, out: sel.sourceOut };
+    if (sel.renderReason.includes(REASON_OFFLINE)) {
+      // Rendering would only encode Premiere's "Media Offline" slate.
+      throw new Error(`The media of "${sel.name}" is offline. Relink it in Premiere (right-click the clip → Link Media…), select the clip again and retry.`);
+    }
+
+    const { project, sequence } = await this.contextFor(sel);
+    const folder = await this.resultsFolder();
+    const extension = await this.exportExtension(sequence);
+    const outFile = joinPath(folder, `${safeFileStem(sel.name)}-${timestamp()}.source.${extension}`);
+    const TickTime = this.ppro.TickTime;
+    const clipIn = TickTime.createWithTicks(sel.sequenceStartTicks);
+    const clipOut = TickTime.createWithTicks(sel.sequenceEndTicks);
+    const originalIn = await sequence.getInPoint();
+    const originalOut = await sequence.getOutPoint();
+
+    // The third-party recipe in the notes (§6): encodeFile/encodeProjectItem ignored their in/out on 2026 builds,
+    // while a subsequence cut from the sequence In/Out and exported whole renders exactly the clip's range.
+    const marked = this.transact(project, 'Reshoot: mark the clip for rendering', (ca) => {
+      add(ca, sequence.createSetInPointAction(clipIn), 'set the sequence In point');
+      add(ca, sequence.createSetOutPointAction(clipOut), 'set the sequence Out point');
+    });
+    if (!marked.ok) {
+      throw new Error(`Premiere refused to set the sequence In/Out points to the clip's range (${marked.reason}), so the clip could not be rendered. Check that the sequence is not locked and try again.`);
+    }
+
+    let sub: Sequence | null = null;
+    let subFailure = 'Premiere returned no sequence';
+    try {
+      sub = (await sequence.createSubsequence(true)) ?? null;
+    } catch (err) {
+      subFailure = messageOf(err);
+    }
+
+    const restored = this.transact(project, 'Reshoot: restore the In/Out points', (ca) => {
+      add(ca, sequence.createSetInPointAction(originalIn), 'restore the sequence In point');
+      add(ca, sequence.createSetOutPointAction(originalOut), 'restore the sequence Out point');
+    });
+    if (!restored.ok) {
+      if (sub) await this.discardSubsequence(project, sub, onStatus);
+      throw new Error(`Premiere could not put the sequence In/Out points back (${restored.reason}); they now mark the clip. Undo "Reshoot: mark the clip for rendering" (Edit → Undo) to get them back, then try again.`);
+    }
+    if (!sub) {
+      throw new Error(`Premiere could not make a subsequence of the clip's range (${subFailure}). Check that the clip's track is not locked and try again.`);
+    }
+
+    try {
+      onStatus?.(RENDER_STATUS);
+      const manager = this.ppro.EncoderManager.getManager();
+      const immediately = this.ppro.Constants.ExportType.IMMEDIATELY;
+      let exported: boolean;
+      try {
+        exported = this.exportPresetPath
+          ? await manager.exportSequence(sub, immediately, outFile, this.exportPresetPath)
+          : await manager.exportSequence(sub, immediately, outFile);
+      } catch (err) {
+        throw new Error(`Premiere could not render the clip to ${outFile}: ${messageOf(err)}. ${this.exportAdvice()}`);
+      }
+      if (!exported) throw new Error(`Premiere could not render the clip to ${outFile} (the export reported failure). ${this.exportAdvice()}`);
+      if (!(await this.statOrNull(outFile))) {
+        throw new Error(`Premiere reported the render finished, but ${outFile} is not there. ${this.exportAdvice()}`);
+      }
+    } finally {
+      await this.discardSubsequence(project, sub, onStatus);
+    }
+    return { path: outFile, in: 0, out: sel.sequenceEnd - sel.sequenceStart };
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Results
+
+  async resultsFolder(): Promise<string> {
+    const folder = this.resultsFolderPath(await this.requireProject());
+    const stat = await this.statOrNull(folder);
+    if (stat) {
+      if (stat.isDirectory && !stat.isDirectory()) {
+        throw new Error(`${folder} exists but is not a folder. Rename it so Reshoot can keep its renders there.`);
+      }
+      return folder;
+    }
+    try {
+      await this.fs().mkdir(folder);
+    } catch (err) {
+      throw new Error(`Could not create ${folder}: ${messageOf(err)}. The panel needs permission to write next to the project file.`);
+    }
+    return folder;
+  }
+
+  async placeResult(
+    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>,
+    resultPath: string,
+    label: string,
+  ): Promise<PlaceResult> {
+    const { project, sequence } = await this.contextFor(sel);
+    const start = parseTicks(sel.sequenceStartTicks, 'the clip start');
+    const end = parseTicks(sel.sequenceEndTicks, 'the clip end');
+    if (end <= start) throw new Error(`The clip "${sel.name}" has no length on the timeline, so there is nothing to place.`);
+
+    // "Place again" finds the item imported the first time instead of importing the file twice.
+    let item = await this.findByMediaPath(project, resultPath);
+    if (!item) {
+      const bin = await this.resultsBin(project);
+      let imported: boolean;
+      try {
+        // Always with a real bin: passing undefined as the bin threw "Illegal Parameter type" on a 2026 build.
+        imported = await project.importFiles([resultPath], true, bin);
+      } catch (err) {
+        throw new Error(`Premiere could not import ${resultPath}: ${messageOf(err)}. Check that the file exists and plays, then use "Place again".`);
+      }
+      if (!imported) {
+        throw new Error(`Premiere could not import ${resultPath}: the import was refused. Check that the file exists and plays, then use "Place again".`);
+      }
+      item = await this.findByMediaPath(project, resultPath, bin);
+      if (!item) {
+        throw new Error(`Premiere could not import ${resultPath}: the import reported success but no project item uses that file. Import it by hand from the "${RESULTS_FOLDER_NAME}" folder.`);
+      }
+    }
+
+    const clipType = this.ppro.Constants.TrackItemType.CLIP;
+    const videoCount = await sequence.getVideoTrackCount();
+    let target = -1;
+    for (let index = sel.trackIndex + 1; index < videoCount; index++) {
+      if (await this.isFree(await sequence.getVideoTrack(index), clipType, start, end)) {
+        target = index;
+        break;
+      }
+    }
+    const newTrack = target < 0;
+    const videoIndex = newTrack ? videoCount : target;
+    const audioCount = await sequence.getAudioTrackCount();
+    // The result is video-only, so the audio index places nothing; it is still chosen so that it could not harm the
+    // original's audio if it did: an overwrite names an audio track that is empty over the span, and an insert
+    // names the index past the last audio track (a fresh track, never a ripple of existing audio).
+    const audioIndex = newTrack ? audioCount : await this.freeAudioTrack(sequence, clipType, audioCount, start, end);
+
+    const TickTime = this.ppro.TickTime;
+    const at = TickTime.createWithTicks(start.toString());
+    const mediaIn = TickTime.createWithTicks('0');
+    const mediaOut = TickTime.createWithTicks((end - start).toString());
+    const clipItem = this.asClipItem(item);
+    const trimToSpan = clipItem !== null && typeof clipItem.createSetInOutPointsAction === 'function';
+    const editor = this.ppro.SequenceEditor.getEditor(sequence);
+    const placedItem = item;
+
+    const placed = this.transact(project, label, (ca) => {
+      // A result a frame longer than the span would otherwise overwrite the first frame of the next clip.
+      if (trimToSpan) add(ca, clipItem.createSetInOutPointsAction(mediaIn, mediaOut), 'trim the result to the clip span');
+      add(
+        ca,
+        newTrack
+          ? editor.createInsertProjectItemAction(placedItem, at, videoIndex, audioIndex, true)
+          : editor.createOverwriteItemAction(placedItem, at, videoIndex, audioIndex),
+        `place the result on V${videoIndex + 1}`,
+      );
+    });
+    if (!placed.ok) {
+      throw new Error(`Premiere refused to place the result on V${videoIndex + 1} (${placed.reason}). Check that the track is not locked; the result is in the "${RESULTS_BIN_NAME}" bin if you want to place it by hand.`);
+    }
+    return { trackIndex: videoIndex, newTrack };
+  }
+
+  async readToken(): Promise<string | null> {
+    const file = this.tokenPath();
+    if (!(await this.statOrNull(file))) return null;
+    let data: string | ArrayBuffer;
+    try {
+      data = await this.fs().readFile(file, { encoding: 'utf-8' });
+    } catch (err) {
+      throw new Error(`Could not read the engine token at ${file}: ${messageOf(err)}. The panel needs permission to read that folder.`);
+    }
+    const token = (typeof data === 'string' ? data : asciiText(data)).trim();
+    return token === '' ? null : token;
+  }
+
+  async revealFile(path: string): Promise<void> {
+    const shell = this.uxp().shell;
+    if (!shell || typeof shell.openPath !== 'function') {
+      throw new Error(`This version of Premiere cannot open folders from a panel. The file is at ${path}`);
+    }
+    const folder = dirname(path) || path;
+    let answer: string;
+    try {
+      answer = await shell.openPath(folder, 'Reshoot shows the folder that holds this result.');
+    } catch (err) {
+      throw new Error(`Could not open ${folder}: ${messageOf(err)}`);
+    }
+    // openPath resolves with "" on success and with the reason otherwise.
+    if (typeof answer === 'string' && answer !== '') throw new Error(`Could not open ${folder}: ${answer}`);
+  }
+
+  async loadHistory(): Promise<HistoryEntry[]> {
+    let folder: string;
+    try {
+      folder = this.resultsFolderPath(await this.requireProject());
+    } catch (err) {
+      // No project or an unsaved one has no history of its own yet.
+      if (err instanceof ProjectNotSavedError || err instanceof NoProjectError) return [];
+      throw err;
+    }
+    const file = joinPath(folder, HISTORY_FILE_NAME);
+    if (!(await this.statOrNull(file))) return [];
+    const data = await this.fs().readFile(file, { encoding: 'utf-8' });
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(typeof data === 'string' ? data : asciiText(data));
+    } catch {
+      throw new Error(`${file} is not valid JSON. Fix it, or move it away to start a new history for this project.`);
+    }
+    const entries = Array.isArray(parsed) ? parsed : isStoredHistory(parsed) ? parsed.entries : null;
+    if (!entries) throw new Error(`${file} does not hold a Reshoot history. Move it away to start a new history for this project.`);
+    return entries.filter(isHistoryEntry);
+  }
+
+  async saveHistory(entries: HistoryEntry[]): Promise<void> {
+    const file = joinPath(await this.resultsFolder(), HISTORY_FILE_NAME);
+    const stored: StoredHistory = { version: 1, entries };
+    try {
+      await this.fs().writeFile(file, `${JSON.stringify(stored, null, 2)}\n`, { encoding: 'utf-8' });
+    } catch (err) {
+      throw new Error(`Could not save the history to ${file}: ${messageOf(err)}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Premiere helpers
+
+  private async requireProject(): Promise<Project> {
+    const project = await this.ppro.Project.getActiveProject();
+    if (!project) throw new NoProjectError();
+    return project;
+  }
+
+  private async contextFor(sel: object): Promise<Context> {
+    const known = this.origins.get(sel);
+    if (known) return known;
+    const project = await this.requireProject();
+    const sequence = await project.getActiveSequence();
+    if (!sequence) throw new Error('Open the sequence that holds the clip in Premiere first.');
+    return { project, sequence };
+  }
+
+  private resultsFolderPath(project: Project): string {
+    const projectPath = project.path;
+    if (!hasFolder(projectPath)) throw new ProjectNotSavedError();
+    return joinPath(dirname(projectPath), RESULTS_FOLDER_NAME);
+  }
+
+  /** Runs one undoable step: the lock, the transaction and every action inside, with no await anywhere. */
+  private transact(project: Project, label: string, build: (ca: CompoundAction) => void): { ok: boolean; reason: string } {
+    let ok = false;
+    let reason = 'Premiere rejected the change';
+    try {
+      project.lockedAccess(() => {
+        ok = project.executeTransaction((ca) => {
+          build(ca);
+        }, label);
+      });
+    } catch (err) {
+      ok = false;
+      reason = messageOf(err);
+    }
+    return { ok, reason };
+  }
+
+  /**
+   * The video clip behind a selected item, or null for audio. `instanceof` works on current builds; `cast` exists on
+   * some builds and is missing on others; the method check is the last resort where neither is available.
+   */
+  private asVideoClip(item: TrackItem): VideoClipTrackItem | null {
+    const statics = this.ppro as unknown as Record<string, unknown>;
+    const Video = statics.VideoClipTrackItem;
+    const Audio = statics.AudioClipTrackItem;
+    if (typeof Video === 'function' && item instanceof Video) return item as VideoClipTrackItem;
+    if (typeof Audio === 'function' && item instanceof Audio) return null;
+    const cast = (Video as { cast?: unknown } | undefined)?.cast;
+    if (typeof cast === 'function') {
+      try {
+        const video = cast.call(Video, item) as VideoClipTrackItem | null | undefined;
+        return video ?? null;
+      } catch {
+        return null;
+      }
+    }
+    return typeof (item as { createAddVideoTransitionAction?: unknown }).createAddVideoTransitionAction === 'function'
+      ? (item as VideoClipTrackItem)
+      : null;
+  }
+
+  private asClipItem(item: ProjectItem): ClipProjectItem | null {
+    try {
+      return this.ppro.ClipProjectItem.cast(item) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  private asFolder(item: ProjectItem): FolderItem | null {
+    try {
+      return this.ppro.FolderItem.cast(item) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  private async describeClip(sequence: Sequence, item: VideoClipTrackItem): Promise<ClipSelection> {
+    const [name, projectItem, inPoint, outPoint, startTime, endTime, speed, reversed, trackIndex, timebase, size] = await Promise.all([
+      item.getName(),
+      item.getProjectItem(),
+      item.getInPoint(),
+      item.getOutPoint(),
+      item.getStartTime(),
+      item.getEndTime(),
+      item.getSpeed(),
+      item.isSpeedReversed(),
+      item.getTrackIndex(),
+      sequence.getTimebase(),
+      this.frameSize(sequence),
+    ]);
+    const clip = projectItem ? this.asClipItem(projectItem) : null;
+    const [mediaPath, nested, offline] = clip
+      ? await Promise.all([clip.getMediaFilePath(), clip.isSequence(), clip.isOffline()])
+      : ['', false, false];
+
+    const ticksPerFrame = parseTicks(timebase, 'the sequence timebase');
+    if (ticksPerFrame <= 0n) throw new Error(`Premiere reported a sequence timebase of ${timebase} ticks per frame`);
+    const start = parseTicks(startTime.ticks, 'the clip start');
+    const end = parseTicks(endTime.ticks, 'the clip end');
+    let sourceIn = parseTicks(inPoint.ticks, 'the clip In point');
+    let sourceOut = parseTicks(outPoint.ticks, 'the clip Out point');
+    if (clip && !nested && projectItem) {
+      const offset = await this.timecodeOffset(projectItem, sourceIn, sourceOut);
+      sourceIn -= offset;
+      sourceOut -= offset;
+    }
+
+    const reasons: string[] = [];
+    if (offline) reasons.push(REASON_OFFLINE);
+    if (nested) reasons.push(REASON_NESTED);
+    if (reversed || speed < 0) reasons.push(REASON_REVERSED);
+    if (Math.abs(Math.abs(speed) - 1) > 1e-6) reasons.push(`speed changed to ${formatPercent(Math.abs(speed))}`);
+    if (!nested && !mediaPath) reasons.push(REASON_NOT_MEDIA);
+
+    return {
+      kind: 'clip',
+      name,
+      mediaPath,
+      sourceIn: ticksToSeconds(sourceIn),
+      sourceOut: ticksToSeconds(sourceOut),
+      sequenceStart: ticksToSeconds(start),
+      sequenceEnd: ticksToSeconds(end),
+      sequenceStartTicks: start.toString(),
+      sequenceEndTicks: end.toString(),
+      fps: Number(TICKS_PER_SECOND) / Number(ticksPerFrame),
+      frameWidth: size.width,
+      frameHeight: size.height,
+      frames: Math.round(Number(end - start) / Number(ticksPerFrame)),
+      trackIndex,
+      renderReason: reasons.length > 0 ? reasons.join(', ') : null,
+    };
+  }
+
+  /**
+   * Ticks to subtract from a clip's In/Out to count from the file's first frame. Track item In/Out points are
+   * documented as relative to the media start (Adobe's sample: media starting at 1 min with an In at 1 min 1 s
+   * reports 1 s), which is already what the engine needs, so this is normally 0. Only when the points cannot be
+   * relative — the Out lies past the media's own length while the In is at or after the start timecode — are they
+   * read as timecode-based and shifted by Column.Intrinsic.MediaStart.
+   */
+  private async timecodeOffset(projectItem: ProjectItem, sourceIn: bigint, sourceOut: bigint): Promise<bigint> {
+    const metadata = (this.ppro as { Metadata?: { getProjectColumnsMetadata?: (item: ProjectItem) => Promise<string> } }).Metadata;
+    if (typeof metadata?.getProjectColumnsMetadata !== 'function') return 0n;
+    let columns: unknown;
+    try {
+      columns = JSON.parse(await metadata.getProjectColumnsMetadata(projectItem));
+    } catch {
+      return 0n;
+    }
+    if (!Array.isArray(columns)) return 0n;
+    const column = (id: string): bigint | null => {
+      const found = columns.find((c: unknown) => (c as { ColumnID?: unknown })?.ColumnID === id) as { ColumnValue?: unknown } | undefined;
+      const value = found?.ColumnValue;
+      if ((typeof value !== 'string' && typeof value !== 'number') || !/^\d+$/.test(String(value).trim())) return null;
+      return BigInt(String(value).trim());
+    };
+    const mediaStart = column(MEDIA_START_COLUMN);
+    const mediaEnd = column(MEDIA_END_COLUMN);
+    if (mediaStart === null || mediaEnd === null || mediaStart <= 0n || mediaEnd <= mediaStart) return 0n;
+    const length = mediaEnd - mediaStart;
+    if (sourceOut > length && sourceIn >= mediaStart && sourceOut - mediaStart <= length) return mediaStart;
+    return 0n;
+  }
+
+  private async frameSize(sequence: Sequence): Promise<{ width: number; height: number }> {
+    if (typeof sequence.getFrameSize === 'function') {
+      const rect = await sequence.getFrameSize();
+      if (rect && rect.width > 0 && rect.height > 0) return { width: rect.width, height: rect.height };
+    }
+    const settings = await sequence.getSettings();
+    const rect = await settings.getVideoFrameRect();
+    if (rect && rect.width > 0 && rect.height > 0) return { width: rect.width, height: rect.height };
+    throw new Error('Premiere did not report the sequence frame size.');
+  }
+
+  private async isFree(track: VideoTrack | AudioTrack, clipType: Constants.TrackItemType, start: bigint, end: bigint): Promise<boolean> {
+    const items: TrackItem[] = track.getTrackItems(clipType, false);
+    for (const item of items) {
+      const [itemStart, itemEnd] = await Promise.all([item.getStartTime(), item.getEndTime()]);
+      if (overlaps(parseTicks(itemStart.ticks, 'a clip start'), parseTicks(itemEnd.ticks, 'a clip end'), start, end)) return false;
+    }
+    return true;
+  }
+
+  private async freeAudioTrack(sequence: Sequence, clipType: Constants.TrackItemType, count: number, start: bigint, end: bigint): Promise<number> {
+    for (let index = 0; index < count; index++) {
+      if (await this.isFree(await sequence.getAudioTrack(index), clipType, start, end)) return index;
+    }
+    return count;
+  }
+
+  /** Walks the bins (the preferred one first) for the clip whose media is `path`. */
+  private async findByMediaPath(project: Project, path: string, preferred?: ProjectItem): Promise<ProjectItem | null> {
+    const root = await project.getRootItem();
+    const queue: FolderItem[] = [];
+    const preferredFolder = preferred ? this.asFolder(preferred) : null;
+    if (preferredFolder) queue.push(preferredFolder);
+    queue.push(root);
+    const seen = new Set<unknown>();
+    while (queue.length > 0) {
+      const folder = queue.shift() as FolderItem;
+      for (const child of await folder.getItems()) {
+        const subfolder = this.asFolder(child);
+        if (subfolder) {
+          queue.push(subfolder);
+          continue;
+        }
+        if (seen.has(child)) continue;
+        seen.add(child);
+        const clip = this.asClipItem(child);
+        if (!clip) continue;
+        const media = await clip.getMediaFilePath();
+        if (media && samePath(media, path)) return child;
+      }
+    }
+    return null;
+  }
+
+  /** The top-level "Reshoot" bin, created (as its own undo step) the first time. */
+  private async resultsBin(project: Project): Promise<ProjectItem> {
+    const root = await project.getRootItem();
+    const existing = await this.findBin(root);
+    if (existing) return existing;
+    const created = this.transact(project, `Reshoot: create the "${RESULTS_BIN_NAME}" bin`, (ca) => {
+      add(ca, root.createBinAction(RESULTS_BIN_NAME, false), `create the "${RESULTS_BIN_NAME}" bin`);
+    });
+    const bin = created.ok ? await this.findBin(root) : null;
+    if (!bin) {
+      throw new Error(`Premiere could not create the "${RESULTS_BIN_NAME}" bin (${created.ok ? 'it did not appear' : created.reason}). Create a bin named "${RESULTS_BIN_NAME}" in the Project panel and place the result again.`);
+    }
+    return bin;
+  }
+
+  private async findBin(root: FolderItem): Promise<ProjectItem | null> {
+    for (const child of await root.getItems()) {
+      if (child.name === RESULTS_BIN_NAME && this.asFolder(child)) return child;
+    }
+    return null;
+  }
+
+  private async exportExtension(sequence: Sequence): Promise<string> {
+    const preset = this.exportPresetPath;
+    const manager = this.ppro.EncoderManager;
+    if (preset && typeof manager.getExportFileExtension === 'function') {
+      try {
+        const extension = String(await manager.getExportFileExtension(sequence, preset)).trim().replace(/^\./, '');
+        if (/^[A-Za-z0-9]{1,8}$/.test(extension)) return extension;
+      } catch {
+        // The preset's own extension is only a nicety; mp4 is what the bundled preset writes.
+      }
+    }
+    return 'mp4';
+  }
+
+  private exportAdvice(): string {
+    return this.exportPresetPath
+      ? `Check that the export preset ${this.exportPresetPath} exists and that the "${RESULTS_FOLDER_NAME}" folder can be written, then try again.`
+      : `Check that the "${RESULTS_FOLDER_NAME}" folder can be written, then try again.`;
+  }
+
+  private async discardSubsequence(project: Project, sub: Sequence, onStatus?: (message: string) => void): Promise<void> {
+    let deleted = false;
+    try {
+      deleted = await project.deleteSequence(sub);
+    } catch {
+      deleted = false;
+    }
+    // The render itself is fine; a leftover sequence is only clutter, so the editor is told rather than the render lost.
+    if (!deleted) onStatus?.(`Premiere kept the temporary sequence "${sub.name}"; delete it from the Project panel.`);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Files
+
+  private tokenPath(): string {
+    const os = this.os();
+    const home = os.homedir();
+    const platform = this.platformOverride ?? os.platform();
+    // The engine's config folder (engine/src/config/paths.ts). UXP exposes no environment, so %APPDATA% is taken
+    // at its default place under the home folder.
+    if (/^win/i.test(platform)) return `${home.replace(/[\\/]+$/, '')}\\AppData\\Roaming\\reshoot\\token`;
+    if (platform === 'darwin') return `${home.replace(/\/+$/, '')}/Library/Application Support/reshoot/token`;
+    return `${home.replace(/\/+$/, '')}/.config/reshoot/token`;
+  }
+
+  private async statOrNull(path: string): Promise<{ isDirectory?: () => boolean } | null> {
+    try {
+      return await this.fs().lstat(path);
+    } catch {
+      return null;
+    }
+  }
+
+  private fs(): UxpFs {
+    this.fsModule ??= require('fs') as UxpFs;
+    return this.fsModule;
+  }
+
+  private os(): UxpOs {
+    this.osModule ??= require('os') as UxpOs;
+    return this.osModule;
+  }
+
+  private uxp(): UxpModule {
+    this.uxpModule ??= require('uxp') as UxpModule;
+    return this.uxpModule;
+  }
+}
+
+function add(ca: CompoundAction, action: Action, what: string): void {
+  if (!ca.addAction(action)) throw new Error(`Premiere refused to ${what}`);
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+function formatPercent(speed: number): string {
+  return `${Number((speed * 100).toFixed(2))}%`;
+}
+
+function timestamp(): string {
+  const d = new Date();
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${two(d.getMonth() + 1)}${two(d.getDate())}-${two(d.getHours())}${two(d.getMinutes())}${two(d.getSeconds())}-${String(d.getMilliseconds()).padStart(3, '0')}`;
+}
+
+/** UXP has no TextDecoder; the files read as bytes here (token, history) are ASCII/UTF-8 JSON. */
+function asciiText(buffer: ArrayBuffer): string {
+  const bytes = new Uint8Array(buffer);
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  try {
+    return decodeURIComponent(escape(text));
+  } catch {
+    return text;
+  }
+}
+
+function isStoredHistory(value: unknown): value is StoredHistory {
+  return typeof value === 'object' && value !== null && Array.isArray((value as { entries?: unknown }).entries);
+}
+
+function isHistoryEntry(value: unknown): value is HistoryEntry {
+  if (typeof value !== 'object' || value === null) return false;
+  const entry = value as Record<string, unknown>;
+  return typeof entry.jobId === 'string' && typeof entry.resultPath === 'string' && typeof entry.prompt === 'string';
+}
