@@ -1,4 +1,6 @@
 // `reshoot serve`: the engine the panel and the web UI talk to, on 127.0.0.1 only unless told otherwise.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { configDir, dataDir } from '../config/paths';
 import { JobManager } from '../jobs/manager';
 import { resolveModel } from '../models/default-model';
@@ -29,7 +31,11 @@ export async function runServe(argv: string[]): Promise<number> {
     threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
   });
   const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log });
-  const app = createApp(manager, { token, port, version: VERSION, log });
+  // The web UI is built next to the engine (dist/panel-web, by `npm run build`); without it the API still runs.
+  const webDir = path.resolve(__dirname, '../../../panel-web');
+  const staticDir = fs.existsSync(path.join(webDir, 'index.html')) ? webDir : undefined;
+  if (!staticDir) log(`no web UI at ${webDir} (run npm run build); serving the API only`);
+  const app = createApp(manager, { token, port, version: VERSION, log, staticDir });
   const server = await startServer(app, { host: values.host ?? '127.0.0.1', port, allowNonLoopback: values['allow-non-loopback'] ?? false });
   const info = worker.info;
   log(`model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`);

@@ -1,0 +1,193 @@
+// The panel's UI, the same in Premiere (UXP) and in a browser tab served by the engine. It talks to its host only
+// through the Host interface and to the engine only through EngineClient; the few things that differ by host
+// (events or polling, placing or comparing) are options with defaults taken from host.kind.
+import type { Job } from '../../../engine/src/api/schemas';
+import type { EngineClient } from '../engine-client';
+import type { HistoryEntry, Host } from '../host/host';
+import { fill, h } from './dom';
+import { CompareView } from './compare';
+import { EditForm, type SubmitKind } from './edit-form';
+import { EngineStatus, type EngineState } from './engine-status';
+import { describeError, FieldError } from './errors';
+import { maskLabel, trackName } from './format';
+import { HistoryView } from './history';
+import { JobList, type JobCard } from './jobs';
+import { SourceSection, type SourcePicker } from './source';
+
+export interface AppOptions {
+  /** A form that chooses the source, for hosts without a selection of their own (the browser). */
+  sourcePicker?: SourcePicker;
+  /** Follow jobs over Server-Sent Events (with preview images) or by polling. Default: sse in a browser, poll in UXP. */
+  live?: 'sse' | 'poll';
+  /** Poll period for jobs, default 500 ms. */
+  pollMs?: number;
+  /** Place finished edits on the timeline (Premiere). Default: host.kind === 'premiere'. */
+  placeResults?: boolean;
+  /** Show finished edits beside the original. Default: host.kind === 'browser'. */
+  compare?: boolean;
+  /** How often to look for the engine while it is away, default 3000 ms. */
+  retryMs?: number;
+}
+
+export interface App {
+  destroy(): void;
+}
+
+const LABEL_MAX = 80;
+
+export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}): App {
+  const live = options.live ?? (host.kind === 'browser' ? 'sse' : 'poll');
+  const placeResults = options.placeResults ?? host.kind === 'premiere';
+  const compareEnabled = options.compare ?? host.kind === 'browser';
+  const pollMs = options.pollMs ?? 500;
+
+  const status = new EngineStatus(host, { retryMs: options.retryMs });
+  const client = (): EngineClient | null => status.client;
+  const stillUrl = (path: string, t: number, maxWidth: number) => client()?.stillUrl(path, t, maxWidth) ?? null;
+  const reveal = (path: string) => {
+    host.revealFile(path).catch((e) => form.showProblem({ ...describeError(e), field: undefined }, () => undefined));
+  };
+
+  const source = new SourceSection(host, options.sourcePicker);
+  const form = new EditForm({ onSubmit: (kind) => void submit(kind), stillUrl });
+  const compare = compareEnabled ? new CompareView({ client, onReveal: reveal }) : null;
+  const jobs = new JobList({ client, live, pollMs, onEnded: (card) => void ended(card), onCompare: compare ? (job) => showCompare(job) : undefined, onReveal: reveal });
+  const history = new HistoryView(host, {
+    stillUrl,
+    onPlace: placeResults ? (e) => placeAgain(e) : undefined,
+    onCompare: compare ? (e) => void compareEntry(e) : undefined,
+    onReuse: (e) => form.reuse(e),
+    onReveal: (e) => reveal(e.resultPath),
+  });
+
+  const app = h(
+    'div',
+    { class: `app host-${host.kind}` },
+    h('header', { class: 'topbar' }, h('div', { class: 'brand' }, h('span', { class: 'logo', text: 'R' }), h('span', { class: 'brand-name', text: 'Reshoot' })), status.el),
+    h('main', { class: 'columns' }, h('div', { class: 'col col-controls' }, source.el, form.el), h('div', { class: 'col col-results' }, jobs.el, compare?.el ?? null, history.el)),
+  );
+  fill(root, app);
+
+  let engineState: EngineState['kind'] = 'checking';
+  const updateEnabled = () => {
+    const connected = status.state.kind === 'connected';
+    const clip = source.clip();
+    form.setClip(clip);
+    form.setEnabled(connected && !!clip, !connected ? 'Connect to the engine to edit.' : host.kind === 'browser' ? 'Choose a video file and press Probe.' : 'Select one video clip on the timeline.');
+  };
+  status.onChange((s, c) => {
+    const was = engineState;
+    engineState = s.kind;
+    if (s.kind === 'connected' && was !== 'connected') {
+      // The browser's selection needs the engine (it probes the typed path), and jobs may have run while we were away.
+      void source.refresh();
+      history.render();
+      c?.jobs().then((list) => jobs.adopt(list), () => {});
+    }
+    updateEnabled();
+  });
+  source.onChange(() => updateEnabled());
+  const unsubscribe = host.onSelectionChanged(() => void source.refresh());
+
+  void history.load();
+  void status.check();
+  if (host.kind !== 'browser') void source.refresh();
+
+  async function submit(kind: SubmitKind): Promise<void> {
+    const c = client();
+    if (!c) return;
+    form.clearProblems();
+    source.clearInvalid();
+    form.setBusy('Checking…');
+    try {
+      form.validateSettings(kind);
+      const sel = await source.refresh();
+      if (!sel) throw new FieldError('No clip', 'the clip could not be read; see the message above', 'source');
+      if (sel.kind !== 'clip') throw new FieldError('No clip to edit', host.kind === 'browser' ? 'choose a video file and press Probe' : 'select one video clip on the timeline', 'source');
+      if (sel.renderReason) form.setBusy('Rendering the clip in Premiere first…');
+      const src = await host.prepareSource(sel, (m) => form.setBusy(m));
+      const folder = kind === 'edit' ? await host.resultsFolder() : '';
+      const request = form.request(src, kind, folder);
+      form.validate(request);
+      form.setBusy('Sending to the engine…');
+      const job = await c.submit(request);
+      jobs.add(job, { kind, clip: sel, source: src });
+    } catch (e) {
+      form.showProblem(describeError(e), (name) => source.fieldFor(name));
+    } finally {
+      form.setBusy(null);
+    }
+  }
+
+  async function ended(card: JobCard): Promise<void> {
+    const job = card.job;
+    // The queue figures in the status line changed.
+    void status.check();
+    if (job.state !== 'succeeded' || !job.result) return;
+    const ctx = card.ctx;
+    if (compare && (job.request.preview || ctx)) showCompare(job);
+    if (!ctx || ctx.kind === 'preview') return;
+    const label = `Reshoot: ${job.request.prompt}`.slice(0, LABEL_MAX);
+    const entry: HistoryEntry = {
+      jobId: job.id,
+      createdAt: job.createdAt,
+      clipName: ctx.clip.name,
+      prompt: job.request.prompt,
+      sourcePrompt: job.request.sourcePrompt,
+      seed: job.seed,
+      settings: { steps: job.request.steps, guidance: job.request.guidance, strength: job.request.strength, method: job.request.method, mask: maskLabel(job.request.mask) },
+      resultPath: job.result.path,
+      // The original's range and track: "place again" puts the result over the same span, above the original.
+      placement: { sequenceStartTicks: ctx.clip.sequenceStartTicks, sequenceEndTicks: ctx.clip.sequenceEndTicks, trackIndex: ctx.clip.trackIndex },
+    };
+    await history.add(entry);
+    if (!placeResults) return;
+    const place = async () => {
+      card.note('Placing on the timeline…', 'info');
+      try {
+        const placed = await host.placeResult(ctx.clip, job.result!.path, label);
+        card.note(placedText(placed.trackIndex, placed.newTrack), 'ok');
+      } catch (e) {
+        const p = describeError(e);
+        card.note(`Not placed: ${p.detail}`, 'error', { label: 'Try again', run: () => void place() });
+      }
+    };
+    await place();
+  }
+
+  async function placeAgain(e: HistoryEntry): Promise<string> {
+    if (!e.placement) throw new FieldError('Nothing to place', 'this entry has no timeline position');
+    const placed = await host.placeResult({ ...e.placement, name: e.clipName }, e.resultPath, `Reshoot: ${e.prompt}`.slice(0, LABEL_MAX));
+    return placedText(placed.trackIndex, placed.newTrack);
+  }
+
+  function showCompare(job: Job): void {
+    if (!compare) return;
+    compare.show(job);
+    compare.el.scrollIntoView?.({ block: 'nearest' });
+  }
+
+  async function compareEntry(e: HistoryEntry): Promise<void> {
+    const c = client();
+    if (!c) return;
+    try {
+      showCompare(await c.job(e.jobId));
+    } catch (err) {
+      form.showProblem({ ...describeError(err), field: undefined }, () => undefined);
+    }
+  }
+
+  return {
+    destroy(): void {
+      status.stop();
+      jobs.stopAll();
+      compare?.hide();
+      unsubscribe();
+      fill(root);
+    },
+  };
+}
+
+function placedText(trackIndex: number, newTrack: boolean): string {
+  return newTrack ? `Placed on a new track, ${trackName(trackIndex)}` : `Placed on ${trackName(trackIndex)}`;
+}

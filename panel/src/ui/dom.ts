@@ -1,0 +1,153 @@
+// A few lines of DOM building instead of a framework: the same code has to run in UXP, whose DOM is a subset of a
+// browser's (no custom elements we rely on, no innerHTML templates needed, no CSS grid), and in Chromium.
+
+type Child = Node | string | number | null | undefined | false;
+type Handler = (ev: Event) => void;
+
+export interface Props {
+  class?: string;
+  text?: string;
+  title?: string;
+  id?: string;
+  /** Attributes set verbatim (aria-*, data-*, for, type, ...). */
+  attrs?: Record<string, string>;
+  /** Event listeners: { click: fn }. */
+  on?: Record<string, Handler>;
+}
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props?: Props | null, ...children: (Child | Child[])[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  if (props) {
+    if (props.class) el.className = props.class;
+    if (props.id) el.id = props.id;
+    if (props.title) el.title = props.title;
+    if (props.text !== undefined) el.textContent = props.text;
+    for (const [k, v] of Object.entries(props.attrs ?? {})) el.setAttribute(k, v);
+    for (const [k, fn] of Object.entries(props.on ?? {})) el.addEventListener(k, fn);
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el: Node, children: (Child | Child[])[]): void {
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+  }
+}
+
+/** Replaces an element's children. */
+export function fill(el: Node, ...children: (Child | Child[])[]): void {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  append(el, children);
+}
+
+export function show(el: HTMLElement, visible: boolean): void {
+  el.classList.toggle('hidden', !visible);
+}
+
+/** In the document and not inside anything hidden; walked by hand because UXP's DOM is not known to have closest() or isConnected. */
+export function isShown(el: HTMLElement): boolean {
+  for (let n: Node | null = el; n; n = n.parentNode) {
+    if (n === document) return true;
+    if ((n as HTMLElement).classList?.contains('hidden')) return false;
+  }
+  return false;
+}
+
+/** `<code>` spans inside a sentence: "Start it with `npx reshoot serve`" → text + code element. */
+export function richText(s: string): Node[] {
+  return s.split(/(`[^`]+`)/).filter(Boolean).map((part) => (part.startsWith('`') && part.endsWith('`') ? h('code', { text: part.slice(1, -1) }) : document.createTextNode(part)));
+}
+
+/** A labelled form row whose wrapper can be marked invalid with a message under the control. */
+export interface Field {
+  row: HTMLElement;
+  control: HTMLElement;
+  message: HTMLElement;
+}
+
+export function field(label: string, control: HTMLElement, opts: { hint?: string; id?: string; extra?: HTMLElement } = {}): Field {
+  const id = opts.id ?? control.id;
+  if (id) control.id = id;
+  const message = h('div', { class: 'field-message', attrs: { role: 'alert' } });
+  const row = h(
+    'div',
+    { class: 'field' },
+    h('label', { class: 'field-label', text: label, attrs: id ? { for: id } : {} }),
+    opts.extra ? h('div', { class: 'field-inline' }, control, opts.extra) : control,
+    opts.hint ? h('div', { class: 'field-hint', text: opts.hint }) : null,
+    message,
+  );
+  return { row, control, message };
+}
+
+export function setInvalid(f: Field, message: string | null): void {
+  f.row.classList.toggle('invalid', message !== null);
+  f.control.setAttribute('aria-invalid', message !== null ? 'true' : 'false');
+  f.message.textContent = message ?? '';
+}
+
+export function input(id: string, opts: { type?: string; placeholder?: string; value?: string; step?: string; min?: string; max?: string; autocomplete?: string } = {}): HTMLInputElement {
+  const el = h('input', { id, class: 'input' });
+  el.type = opts.type ?? 'text';
+  if (opts.placeholder) el.placeholder = opts.placeholder;
+  if (opts.value !== undefined) el.value = opts.value;
+  if (opts.step) el.step = opts.step;
+  if (opts.min) el.min = opts.min;
+  if (opts.max) el.max = opts.max;
+  el.setAttribute('autocomplete', opts.autocomplete ?? 'off');
+  el.setAttribute('spellcheck', 'false');
+  return el;
+}
+
+export function button(text: string, onClick: (ev: Event) => void, opts: { class?: string; title?: string; id?: string } = {}): HTMLButtonElement {
+  const b = h('button', { class: `btn ${opts.class ?? ''}`.trim(), text, title: opts.title, id: opts.id, on: { click: onClick } });
+  b.type = 'button';
+  return b;
+}
+
+/** A die showing five: the seed button. Drawn as SVG because emoji fonts are not everywhere (Linux, UXP). */
+export function diceIcon(): SVGSVGElement {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('width', '14');
+  svg.setAttribute('height', '14');
+  svg.setAttribute('aria-hidden', 'true');
+  const rect = document.createElementNS(NS, 'rect');
+  for (const [k, v] of Object.entries({ x: '1.5', y: '1.5', width: '13', height: '13', rx: '3', fill: 'none', stroke: 'currentColor', 'stroke-width': '1.4' })) rect.setAttribute(k, v);
+  svg.appendChild(rect);
+  for (const [cx, cy] of [[5, 5], [11, 5], [8, 8], [5, 11], [11, 11]]) {
+    const c = document.createElementNS(NS, 'circle');
+    c.setAttribute('cx', String(cx));
+    c.setAttribute('cy', String(cy));
+    c.setAttribute('r', '1.3');
+    c.setAttribute('fill', 'currentColor');
+    svg.appendChild(c);
+  }
+  return svg;
+}
+
+/** A row of toggle buttons acting as one choice (UXP's radio inputs are unreliable to style). */
+export function segmented<T extends string>(id: string, options: { value: T; label: string; title?: string }[], initial: T, onChange: (v: T) => void): { el: HTMLElement; value: () => T; set: (v: T) => void } {
+  let current = initial;
+  const buttons = options.map((o) => {
+    const b = button(o.label, () => set(o.value, true), { class: 'seg', title: o.title });
+    b.setAttribute('data-value', o.value);
+    return b;
+  });
+  const el = h('div', { class: 'segmented', id, attrs: { role: 'radiogroup' } }, buttons);
+  function set(v: T, notify = false): void {
+    current = v;
+    for (const b of buttons) {
+      const on = b.getAttribute('data-value') === v;
+      b.classList.toggle('selected', on);
+      b.setAttribute('aria-checked', on ? 'true' : 'false');
+      b.setAttribute('role', 'radio');
+    }
+    if (notify) onChange(v);
+  }
+  set(initial);
+  return { el, value: () => current, set: (v: T) => set(v, true) };
+}

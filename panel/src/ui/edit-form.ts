@@ -1,0 +1,290 @@
+// Prompt, mask and settings, and the two buttons. The request is checked with the engine's own zod schema before it
+// is sent, so a mistake is pointed at in the form with the very words the engine would use.
+import { JobRequest, METHODS, type JobRequestInput } from '../../../engine/src/api/schemas';
+import type { ClipSelection, HistoryEntry, SourceRef } from '../host/host';
+import { button, diceIcon, field, fill, h, input, segmented, setInvalid, show, type Field } from './dom';
+import { FieldError, type Problemish } from './errors';
+import { BoxDrawer, type Box } from './mask-box';
+
+export type MaskChoice = 'none' | 'auto' | 'file' | 'box';
+export type SubmitKind = 'preview' | 'edit';
+
+export const PREVIEW = { frames: 4, scale: 0.5 } as const;
+
+export interface EditFormOptions {
+  onSubmit(kind: SubmitKind): void;
+  stillUrl(path: string, t: number, maxWidth: number): string | null;
+}
+
+export class EditForm {
+  readonly el: HTMLElement;
+  private readonly prompt: Field;
+  private readonly sourcePrompt: Field;
+  private readonly maskChoice;
+  private readonly maskField: Field;
+  private readonly mattePath: Field;
+  private readonly boxDrawer: BoxDrawer;
+  private readonly steps: Field;
+  private readonly guidance: Field;
+  private readonly strength: Field;
+  private readonly seed: Field;
+  private readonly method;
+  private readonly methodField: Field;
+  private readonly advanced = h('div', { class: 'advanced hidden', id: 'advanced' });
+  private readonly advancedToggle: HTMLButtonElement;
+  private readonly previewButton: HTMLButtonElement;
+  private readonly editButton: HTMLButtonElement;
+  private readonly hint = h('div', { class: 'action-hint', id: 'action-hint', attrs: { 'aria-live': 'polite' } });
+  private readonly problem = h('div', { class: 'problem hidden', id: 'form-problem', attrs: { role: 'alert' } });
+  private enabled = false;
+  private disabledReason = '';
+  private busy: string | null = null;
+
+  constructor(private readonly opts: EditFormOptions) {
+    const promptInput = h('textarea', { id: 'prompt', class: 'input textarea', attrs: { rows: '3', placeholder: 'What the range should become, e.g. "a blue vintage convertible on a gray road"' } });
+    promptInput.addEventListener('keydown', (ev) => {
+      const k = ev as KeyboardEvent;
+      if (k.key === 'Enter' && (k.ctrlKey || k.metaKey)) this.submit('edit');
+    });
+    this.prompt = field('Prompt', promptInput);
+    this.sourcePrompt = field('What is there now (optional)', input('source-prompt', { placeholder: 'e.g. "a red car on a gray road"' }), {
+      hint: 'Describing the current picture makes the edit more faithful and the automatic mask more precise.',
+    });
+
+    this.mattePath = field('Matte file', input('mask-path', { placeholder: '/path/to/matte.png or matte.mov' }), { hint: 'White (or opaque) where the picture should change. A still, a matte video or a PNG sequence pattern.' });
+    this.boxDrawer = new BoxDrawer(opts.stillUrl);
+    this.maskChoice = segmented<MaskChoice>(
+      'mask-choice',
+      [
+        { value: 'none', label: 'Whole frame', title: 'Edit the whole picture' },
+        { value: 'auto', label: 'Auto', title: 'Automatic: the engine finds the area from the difference between the two prompts' },
+        { value: 'file', label: 'Matte', title: 'A matte file you made: PNG still, matte video or PNG sequence' },
+        { value: 'box', label: 'Box', title: 'Drag a rectangle on a still of the clip' },
+      ],
+      'none',
+      () => this.renderMask(),
+    );
+    this.maskField = { row: h('div', { class: 'field' }, h('div', { class: 'field-label', text: 'Where to change' }), this.maskChoice.el), control: this.maskChoice.el, message: h('div', { class: 'field-message' }) };
+    this.maskField.row.appendChild(this.maskField.message);
+
+    this.steps = field('Steps', input('steps', { type: 'number', value: '50', min: '1', max: '200', step: '1' }), { hint: 'More is finer and slower.' });
+    this.guidance = field('Guidance', input('guidance', { type: 'number', value: '7.5', min: '0', max: '30', step: '0.5' }), { hint: 'How strongly to follow the prompt.' });
+    this.strength = field('Strength', input('strength', { type: 'number', placeholder: 'auto', min: '0', max: '1', step: '0.05' }), { hint: 'Blank: 1 for inversion, 0.6 for SDEdit.' });
+    const seedInput = input('seed', { type: 'number', placeholder: 'random', min: '0', step: '1' });
+    const dice = button('', () => {
+      seedInput.value = String(Math.floor(Math.random() * 2 ** 32));
+      setInvalid(this.seed, null);
+    }, { class: 'icon', title: 'Pick a random seed (the same seed repeats an edit exactly)', id: 'seed-dice' });
+    dice.appendChild(diceIcon());
+    dice.setAttribute('aria-label', 'Random seed');
+    this.seed = field('Seed', seedInput, { extra: dice, hint: 'Blank: a new one each time.' });
+    this.method = segmented<(typeof METHODS)[number]>(
+      'method',
+      [
+        { value: 'inversion', label: 'Inversion', title: 'Invert the clip, then edit: keeps what the prompt does not mention' },
+        { value: 'sdedit', label: 'SDEdit', title: 'Add noise, then denoise under the prompt: looser, faster' },
+      ],
+      'inversion',
+      () => {},
+    );
+    this.methodField = { row: h('div', { class: 'field' }, h('div', { class: 'field-label', text: 'Method' }), this.method.el), control: this.method.el, message: h('div', { class: 'field-message' }) };
+    this.methodField.row.appendChild(this.methodField.message);
+    fill(this.advanced, h('div', { class: 'row two' }, this.steps.row, this.guidance.row), h('div', { class: 'row two' }, this.strength.row, this.seed.row), this.methodField.row);
+    this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), { class: 'disclosure', id: 'advanced-toggle' });
+    this.advancedToggle.setAttribute('aria-expanded', 'false');
+    this.advancedToggle.setAttribute('aria-controls', 'advanced');
+
+    this.previewButton = button('Preview', () => this.submit('preview'), { id: 'preview', title: `Edit only the first ${PREVIEW.frames} frames at ${PREVIEW.scale * 100}% size, to try a prompt quickly` });
+    this.editButton = button('Edit with prompt', () => this.submit('edit'), { class: 'primary', id: 'edit', title: 'Edit the whole range (Ctrl+Enter in the prompt)' });
+
+    for (const f of this.fields()) f.control.addEventListener('input', () => setInvalid(f, null));
+
+    this.el = h(
+      'section',
+      { class: 'section form' },
+      h('h2', { class: 'section-title', text: 'Edit' }),
+      this.prompt.row,
+      this.sourcePrompt.row,
+      this.maskField.row,
+      h('div', { class: 'mask-extra' }, this.mattePath.row, this.boxDrawer.el),
+      this.advancedToggle,
+      this.advanced,
+      this.problem,
+      h('div', { class: 'actions' }, this.previewButton, this.editButton),
+      this.hint,
+    );
+    this.renderMask();
+    this.renderButtons();
+  }
+
+  setClip(clip: ClipSelection | null): void {
+    this.boxDrawer.setClip(clip);
+  }
+
+  setEnabled(enabled: boolean, reason = ''): void {
+    this.enabled = enabled;
+    this.disabledReason = reason;
+    this.renderButtons();
+  }
+
+  setBusy(message: string | null): void {
+    this.busy = message;
+    this.renderButtons();
+  }
+
+  /** The form as a job request (not yet validated). */
+  request(source: SourceRef, kind: SubmitKind, outputFolder: string): JobRequestInput {
+    const v = (f: Field) => (f.control as HTMLInputElement).value.trim();
+    const num = (f: Field) => (v(f) === '' ? undefined : Number(v(f)));
+    const req: JobRequestInput = {
+      source: { path: source.path, in: source.in, out: source.out },
+      prompt: v(this.prompt),
+      sourcePrompt: v(this.sourcePrompt),
+      mask: this.mask(),
+      method: this.method.value(),
+    };
+    const steps = num(this.steps);
+    const guidance = num(this.guidance);
+    const strength = num(this.strength);
+    const seed = num(this.seed);
+    if (steps !== undefined) req.steps = steps;
+    if (guidance !== undefined) req.guidance = guidance;
+    if (strength !== undefined) req.strength = strength;
+    if (seed !== undefined) req.seed = seed;
+    if (kind === 'preview') req.preview = { ...PREVIEW };
+    // Previews are throwaway: they go to the engine's own folder, not next to the project.
+    else if (outputFolder) req.output = { folder: outputFolder };
+    return req;
+  }
+
+  /** Checks with the engine's schema; throws a FieldError naming the first field at fault. */
+  validate(req: JobRequestInput): void {
+    const parsed = JobRequest.safeParse(req);
+    if (parsed.success) return;
+    throw FieldError.fromZod(parsed.error);
+  }
+
+  /** Checks everything but the source, before the host spends time on it (Premiere may render the clip first). */
+  validateSettings(kind: SubmitKind): void {
+    const req = this.request({ path: '-', in: 0, out: 1 }, kind, '');
+    const parsed = JobRequest.safeParse(req);
+    if (parsed.success) return;
+    const issues = parsed.error.issues.filter((i) => i.path[0] !== 'source');
+    if (issues.length === 0) return;
+    throw FieldError.fromZod({ ...parsed.error, issues } as typeof parsed.error);
+  }
+
+  /** Marks the fields a problem names; returns false when none of them is in this form. */
+  showProblem(p: Problemish, extraLookup: (name: string) => Field | undefined): void {
+    this.clearProblems();
+    const issues = p.issues?.length ? p.issues : p.field ? [{ field: p.field, message: p.detail }] : [];
+    let first: Field | undefined;
+    const unplaced: string[] = [];
+    for (const issue of issues) {
+      const f = this.fieldFor(issue.field) ?? extraLookup(issue.field) ?? extraLookup(issue.field.split('.')[0]);
+      if (!f) {
+        unplaced.push(issue.message);
+        continue;
+      }
+      if (f.row.classList.contains('invalid')) continue;
+      setInvalid(f, issue.message);
+      first ??= f;
+      if (this.advanced.contains(f.row)) this.toggleAdvanced(true);
+    }
+    // The summary says what happened even when the field message alone would; it is what a screen reader announces.
+    fill(this.problem, h('div', { class: 'problem-title', text: p.title }), h('div', { class: 'problem-detail', text: issues.length && !unplaced.length ? 'See the highlighted field.' : p.detail }));
+    this.problem.setAttribute('data-field', p.field ?? '');
+    show(this.problem, true);
+    if (first) {
+      first.control.focus?.();
+      first.row.scrollIntoView?.({ block: 'center' });
+    }
+  }
+
+  clearProblems(): void {
+    for (const f of this.fields()) setInvalid(f, null);
+    show(this.problem, false);
+    this.problem.setAttribute('data-field', '');
+  }
+
+  /** Fills the form from a history entry. */
+  reuse(e: HistoryEntry): void {
+    (this.prompt.control as HTMLTextAreaElement).value = e.prompt;
+    (this.sourcePrompt.control as HTMLInputElement).value = e.sourcePrompt;
+    (this.steps.control as HTMLInputElement).value = String(e.settings.steps);
+    (this.guidance.control as HTMLInputElement).value = String(e.settings.guidance);
+    (this.strength.control as HTMLInputElement).value = e.settings.strength === undefined ? '' : String(e.settings.strength);
+    (this.seed.control as HTMLInputElement).value = String(e.seed);
+    if ((METHODS as readonly string[]).includes(e.settings.method)) this.method.set(e.settings.method as (typeof METHODS)[number]);
+    const maskType = e.settings.mask.split(' ')[0];
+    if (maskType === 'none' || maskType === 'auto') this.maskChoice.set(maskType);
+    this.clearProblems();
+    (this.prompt.control as HTMLTextAreaElement).focus?.();
+  }
+
+  private mask(): JobRequestInput['mask'] {
+    switch (this.maskChoice.value()) {
+      case 'none':
+        return { type: 'none' };
+      case 'auto':
+        return { type: 'auto' };
+      case 'file':
+        return { type: 'file', path: (this.mattePath.control as HTMLInputElement).value.trim() };
+      case 'box': {
+        const b: Box | null = this.boxDrawer.value();
+        // An undrawn box is sent as an empty one, so the schema's own message explains what is missing.
+        const r = (n: number) => Math.round(n * 1e4) / 1e4;
+        return b ? { type: 'box', x: r(b.x), y: r(b.y), w: r(b.w), h: r(b.h) } : { type: 'box', x: 0, y: 0, w: 0, h: 0 };
+      }
+    }
+  }
+
+  private fieldFor(name: string): Field | undefined {
+    const map: Record<string, Field> = {
+      prompt: this.prompt,
+      sourcePrompt: this.sourcePrompt,
+      'mask.path': this.mattePath,
+      mask: this.maskField,
+      steps: this.steps,
+      guidance: this.guidance,
+      strength: this.strength,
+      seed: this.seed,
+      method: this.methodField,
+    };
+    if (map[name]) return map[name];
+    if (name.startsWith('mask')) return this.maskField;
+    return undefined;
+  }
+
+  private fields(): Field[] {
+    return [this.prompt, this.sourcePrompt, this.mattePath, this.maskField, this.steps, this.guidance, this.strength, this.seed, this.methodField];
+  }
+
+  private toggleAdvanced(open?: boolean): void {
+    const isOpen = open ?? this.advanced.classList.contains('hidden');
+    show(this.advanced, isOpen);
+    this.advancedToggle.setAttribute('aria-expanded', isOpen ? 'true' : 'false');
+    this.advancedToggle.classList.toggle('open', isOpen);
+  }
+
+  private renderMask(): void {
+    const m = this.maskChoice.value();
+    show(this.mattePath.row, m === 'file');
+    show(this.boxDrawer.el, m === 'box');
+    setInvalid(this.maskField, null);
+    if (m === 'box') this.boxDrawer.activate();
+  }
+
+  private submit(kind: SubmitKind): void {
+    if (!this.enabled || this.busy) return;
+    this.opts.onSubmit(kind);
+  }
+
+  private renderButtons(): void {
+    const ok = this.enabled && !this.busy;
+    this.previewButton.disabled = !ok;
+    this.editButton.disabled = !ok;
+    this.hint.textContent = this.busy ?? (this.enabled ? '' : this.disabledReason);
+    this.hint.classList.toggle('busy', !!this.busy);
+  }
+}

@@ -1,0 +1,112 @@
+// How numbers read in the panel. Editors think in frames, so times are shown as mm:ss.ff (ff = frame within the
+// second at the nominal rate, 30 for 29.97), not as decimal seconds.
+import type { Job, JobProgress } from '../../../engine/src/api/schemas';
+
+export function timecode(sec: number, fps: number): string {
+  if (!Number.isFinite(sec)) return '—';
+  const nominal = Math.max(1, Math.round(fps || 25));
+  const totalFrames = Math.round(Math.max(0, sec) * (fps || 25));
+  const ff = totalFrames % nominal;
+  const totalSec = Math.floor(totalFrames / nominal);
+  const ss = totalSec % 60;
+  const mm = Math.floor(totalSec / 60) % 60;
+  const hh = Math.floor(totalSec / 3600);
+  const core = `${pad(mm)}:${pad(ss)}.${pad(ff)}`;
+  return hh > 0 ? `${hh}:${core}` : core;
+}
+
+export function seconds(sec: number): string {
+  if (!Number.isFinite(sec)) return '—';
+  if (sec < 60) return `${trim(sec, 2)} s`;
+  const m = Math.floor(sec / 60);
+  return `${m} min ${Math.round(sec - m * 60)} s`;
+}
+
+export function fpsLabel(fps: { num: number; den: number } | number): string {
+  const v = typeof fps === 'number' ? fps : fps.num / fps.den;
+  return `${trim(v, 3)} fps`;
+}
+
+export function eta(sec: number | undefined): string {
+  if (sec === undefined || !Number.isFinite(sec)) return '';
+  if (sec < 1) return 'almost done';
+  if (sec < 60) return `about ${Math.ceil(sec)} s left`;
+  if (sec < 3600) return `about ${Math.round(sec / 60)} min left`;
+  return `about ${trim(sec / 3600, 1)} h left`;
+}
+
+export function percent(fraction: number): string {
+  return `${Math.floor(Math.max(0, Math.min(1, fraction)) * 100)}%`;
+}
+
+const STAGE_LABELS: Record<JobProgress['stage'], string> = {
+  queued: 'Waiting in the queue',
+  probing: 'Reading the clip',
+  decoding: 'Decoding frames',
+  'encoding latents': 'Encoding frames',
+  inverting: 'Inverting',
+  editing: 'Editing',
+  'decoding latents': 'Rendering frames',
+  writing: 'Writing the video',
+  done: 'Finishing',
+};
+
+export function stageLine(job: Job): string {
+  switch (job.state) {
+    case 'queued':
+      return 'Waiting in the queue';
+    case 'succeeded':
+      return job.result ? `Done in ${seconds(job.result.seconds)} · ${job.result.frames} frames` : 'Done';
+    case 'failed':
+      return job.error?.title ?? 'Failed';
+    case 'canceled':
+      return 'Canceled';
+    default: {
+      const p = job.progress;
+      const parts = [STAGE_LABELS[p.stage] ?? p.stage];
+      if (p.step !== undefined && p.steps) parts.push(`step ${p.step}/${p.steps}`);
+      else if (p.frame !== undefined && p.frames) parts.push(`frame ${Math.min(p.frame, p.frames)}/${p.frames}`);
+      return parts.join(' · ');
+    }
+  }
+}
+
+export function maskLabel(mask: Job['request']['mask']): string {
+  switch (mask.type) {
+    case 'none':
+      return 'whole frame';
+    case 'auto':
+      return 'auto mask';
+    case 'file':
+      return `matte ${basename(mask.path)}`;
+    case 'box':
+      return `box ${trim(mask.x, 2)},${trim(mask.y, 2)} ${trim(mask.w, 2)}×${trim(mask.h, 2)}`;
+  }
+}
+
+export function basename(p: string): string {
+  return p.split(/[\\/]/).filter(Boolean).pop() ?? p;
+}
+
+export function ago(iso: string, now = Date.now()): string {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return '';
+  const s = Math.max(0, (now - t) / 1000);
+  if (s < 60) return 'just now';
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(t).toLocaleDateString();
+}
+
+/** 0-based video track index → Premiere's name for it. */
+export function trackName(index: number): string {
+  return `V${index + 1}`;
+}
+
+function pad(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
+}
+
+function trim(n: number, digits: number): string {
+  return String(Number(n.toFixed(digits)));
+}

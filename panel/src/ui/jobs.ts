@@ -1,0 +1,263 @@
+// Jobs in flight: one card each with stage, percent, ETA, a live thumbnail and Cancel. Browsers follow a job over
+// Server-Sent Events (progress and preview images as they happen); UXP has no EventSource and no TextDecoder to
+// read a stream by hand, so there the card polls GET /v1/jobs/:id and does without preview images.
+import type { Job } from '../../../engine/src/api/schemas';
+import { isTerminal, type EngineClient } from '../engine-client';
+import type { ClipSelection, SourceRef } from '../host/host';
+import { button, fill, h, show } from './dom';
+import { describeError } from './errors';
+import type { SubmitKind } from './edit-form';
+import { eta, percent, stageLine } from './format';
+
+export interface JobContext {
+  kind: SubmitKind;
+  clip: ClipSelection;
+  source: SourceRef;
+}
+
+export interface JobListOptions {
+  client(): EngineClient | null;
+  live: 'sse' | 'poll';
+  pollMs: number;
+  /** A job this UI follows ended; ctx is null for jobs found running on the engine (submitted elsewhere or before a reload). */
+  onEnded(card: JobCard): void;
+  /** Browser only: show the result beside the original. */
+  onCompare?(job: Job): void;
+  onReveal(path: string): void;
+}
+
+interface EventSourceLike {
+  readonly readyState: number;
+  addEventListener(type: string, fn: (ev: { data: string }) => void): void;
+  close(): void;
+  onerror: ((ev: unknown) => void) | null;
+}
+type EventSourceCtor = new (url: string) => EventSourceLike;
+
+// Browsers allow six connections per host over HTTP/1.1; the result video and stills need some of them.
+const MAX_STREAMS = 2;
+const MAX_ENDED_CARDS = 4;
+
+export class JobList {
+  readonly el: HTMLElement;
+  private readonly list = h('div', { class: 'job-list', id: 'jobs' });
+  private readonly cards = new Map<string, JobCard>();
+  private streams = 0;
+
+  constructor(private readonly opts: JobListOptions) {
+    this.el = h('section', { class: 'section jobs hidden' }, h('h2', { class: 'section-title', text: 'Jobs' }), this.list);
+  }
+
+  has(id: string): boolean {
+    return this.cards.has(id);
+  }
+
+  add(job: Job, ctx: JobContext | null): JobCard {
+    const existing = this.cards.get(job.id);
+    if (existing) return existing;
+    const card = new JobCard(job, ctx, this.opts, () => this.remove(job.id));
+    this.cards.set(job.id, card);
+    this.list.insertBefore(card.el, this.list.firstChild);
+    show(this.el, true);
+    this.follow(card);
+    this.trim();
+    return card;
+  }
+
+  /** Shows jobs that are queued or running on the engine but not on this page (after a reload, or from the CLI). */
+  adopt(jobs: Job[]): void {
+    for (const j of [...jobs].reverse()) if (!isTerminal(j.state) && !this.cards.has(j.id)) this.add(j, null);
+  }
+
+  stopAll(): void {
+    for (const c of this.cards.values()) c.stop();
+  }
+
+  private remove(id: string): void {
+    const c = this.cards.get(id);
+    if (!c) return;
+    c.stop();
+    c.el.parentNode?.removeChild(c.el);
+    this.cards.delete(id);
+    show(this.el, this.cards.size > 0);
+  }
+
+  private trim(): void {
+    const ended = [...this.cards.values()].filter((c) => isTerminal(c.job.state));
+    for (const c of ended.slice(MAX_ENDED_CARDS)) this.remove(c.job.id);
+  }
+
+  private follow(card: JobCard): void {
+    const client = this.opts.client();
+    if (!client || isTerminal(card.job.state)) return;
+    const ES = (globalThis as unknown as { EventSource?: EventSourceCtor }).EventSource;
+    if (this.opts.live === 'sse' && ES && this.streams < MAX_STREAMS) {
+      this.streams++;
+      let released = false;
+      const release = () => {
+        if (!released) this.streams--;
+        released = true;
+      };
+      const es = new ES(client.eventsUrl(card.job.id));
+      const onJob = (ev: { data: string }) => {
+        const d = JSON.parse(ev.data) as { job?: Job };
+        if (d.job) card.update(d.job);
+        if (d.job && isTerminal(d.job.state)) {
+          es.close();
+          release();
+        }
+      };
+      for (const type of ['job', 'progress', 'done']) es.addEventListener(type, onJob);
+      es.addEventListener('preview', (ev) => card.preview((JSON.parse(ev.data) as { png: string }).png));
+      es.onerror = () => {
+        // EventSource retries by itself while CONNECTING; CLOSED means it gave up (or the job ended): poll instead.
+        if (es.readyState === 2) {
+          release();
+          if (!isTerminal(card.job.state)) card.stopWith(client.watch(card.job.id, (j) => card.update(j), { intervalMs: this.opts.pollMs }));
+        }
+      };
+      card.stopWith(() => {
+        es.close();
+        release();
+      });
+    } else {
+      card.stopWith(client.watch(card.job.id, (j) => card.update(j), { intervalMs: this.opts.pollMs, onError: (e) => card.note(e.detail, 'error') }));
+    }
+  }
+}
+
+export class JobCard {
+  readonly el: HTMLElement;
+  private readonly thumb = h('img', { class: 'job-thumb-img', attrs: { alt: '' } });
+  private readonly title = h('div', { class: 'job-prompt' });
+  private readonly stage = h('div', { class: 'job-stage' });
+  private readonly bar = h('div', { class: 'bar-fill' });
+  private readonly pct = h('span', { class: 'job-pct' });
+  private readonly etaEl = h('span', { class: 'job-eta' });
+  private readonly noteEl = h('div', { class: 'job-note hidden' });
+  private readonly actions = h('div', { class: 'job-actions hidden' });
+  private readonly closeButton: HTMLButtonElement;
+  private readonly cancelButton: HTMLButtonElement;
+  private stops: (() => void)[] = [];
+  private ended = false;
+  private hadPreview = false;
+
+  constructor(
+    public job: Job,
+    readonly ctx: JobContext | null,
+    private readonly opts: JobListOptions,
+    private readonly dismiss: () => void,
+  ) {
+    const kind = job.request.preview ? 'Preview' : 'Edit';
+    this.cancelButton = button('Cancel', () => void this.cancel(), { class: 'small danger job-cancel' });
+    this.closeButton = button('×', () => this.dismiss(), { class: 'icon quiet job-close', title: 'Remove from the list' });
+    this.title.textContent = job.request.prompt;
+    this.title.title = job.request.prompt;
+    const client = opts.client();
+    const src = job.request.source;
+    // Until the first preview arrives, the thumbnail shows the clip itself rather than an empty box.
+    const still = client?.stillUrl(src.path, src.in, 192);
+    if (still) this.thumb.src = still;
+    this.thumb.addEventListener('error', () => this.thumb.classList.add('broken'));
+    this.thumb.addEventListener('load', () => this.thumb.classList.remove('broken'));
+    this.el = h(
+      'article',
+      { class: 'job', attrs: { 'data-job-id': job.id } },
+      h('div', { class: 'job-thumb' }, this.thumb),
+      h(
+        'div',
+        { class: 'job-body' },
+        h('div', { class: 'job-head' }, h('span', { class: `badge ${kind.toLowerCase()}`, text: kind }), this.title, this.cancelButton, this.closeButton),
+        this.stage,
+        h('div', { class: 'bar', attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' } }, this.bar),
+        h('div', { class: 'job-meta' }, this.pct, this.etaEl),
+        this.noteEl,
+        this.actions,
+      ),
+    );
+    this.render();
+  }
+
+  update(job: Job): void {
+    if (job.id !== this.job.id) return;
+    this.job = job;
+    this.render();
+    if (isTerminal(job.state) && !this.ended) {
+      this.ended = true;
+      this.stop();
+      this.onEnded();
+    }
+  }
+
+  preview(pngBase64: string): void {
+    if (this.ended) return;
+    this.hadPreview = true;
+    this.thumb.src = `data:image/png;base64,${pngBase64}`;
+    this.thumb.classList.add('live');
+  }
+
+  /** A line under the progress: placement status, or why something failed. */
+  note(text: string | null, tone: 'info' | 'ok' | 'error' = 'info', action?: { label: string; run: () => void }): void {
+    show(this.noteEl, !!text);
+    this.noteEl.className = `job-note ${tone}${text ? '' : ' hidden'}`;
+    fill(this.noteEl, text ?? '', action ? button(action.label, action.run, { class: 'small link' }) : null);
+  }
+
+  stopWith(stop: () => void): void {
+    this.stops.push(stop);
+  }
+
+  stop(): void {
+    for (const s of this.stops.splice(0)) s();
+  }
+
+  private async cancel(): Promise<void> {
+    const client = this.opts.client();
+    if (!client) return;
+    this.cancelButton.disabled = true;
+    this.cancelButton.textContent = 'Canceling…';
+    try {
+      this.update(await client.cancel(this.job.id));
+    } catch (e) {
+      const p = describeError(e);
+      this.note(`${p.title}: ${p.detail}`, 'error');
+      this.cancelButton.disabled = false;
+      this.cancelButton.textContent = 'Cancel';
+    }
+  }
+
+  private onEnded(): void {
+    const j = this.job;
+    const client = this.opts.client();
+    if (j.state === 'succeeded' && j.result) {
+      const still = client?.stillUrl(j.result.path, j.result.durationSec / 2, 192);
+      if (still) this.thumb.src = still;
+      this.thumb.classList.remove('live');
+      fill(this.actions);
+      show(this.actions, true);
+      if (this.opts.onCompare) this.actions.appendChild(button('Compare', () => this.opts.onCompare!(this.job), { class: 'small', title: 'Play the result beside the original' }));
+      this.actions.appendChild(button('Reveal file', () => this.opts.onReveal(j.result!.path), { class: 'small quiet' }));
+    } else if (j.state === 'failed' && j.error) {
+      this.note(j.error.detail, 'error');
+    } else if (j.state === 'canceled' && this.hadPreview) {
+      this.thumb.classList.add('dim');
+    }
+    this.opts.onEnded(this);
+  }
+
+  private render(): void {
+    const j = this.job;
+    const p = j.progress;
+    const terminal = isTerminal(j.state);
+    this.el.setAttribute('data-state', j.state);
+    this.stage.textContent = stageLine(j);
+    const fraction = j.state === 'succeeded' ? 1 : p.fraction;
+    this.bar.style.width = `${Math.round(fraction * 1000) / 10}%`;
+    this.bar.parentElement?.setAttribute('aria-valuenow', String(Math.floor(fraction * 100)));
+    this.pct.textContent = j.state === 'queued' ? '' : j.state === 'canceled' || j.state === 'failed' ? `stopped at ${percent(p.fraction)}` : percent(fraction);
+    this.etaEl.textContent = j.state === 'running' ? eta(p.etaSec) : j.state === 'succeeded' ? `seed ${j.seed}` : '';
+    show(this.cancelButton, !terminal);
+    show(this.closeButton, terminal);
+    if (j.warnings.length && !terminal) this.note(j.warnings[j.warnings.length - 1], 'info');
+  }
+}

@@ -1,0 +1,209 @@
+// What will be edited: Premiere's selected clip, or in a browser a media path typed by the user. Either way the UI
+// shows what host.getSelection() returns; the browser adds a small form that drives that selection.
+import type { MediaInfo } from '../engine-client';
+import type { ClipSelection, Host, Selection } from '../host/host';
+import { button, field, fill, h, input, setInvalid, show, type Field } from './dom';
+import { describeError, type Problemish } from './errors';
+import { basename, fpsLabel, seconds, timecode, trackName } from './format';
+
+export interface SourceFormValues {
+  path: string;
+  /** Seconds as typed; empty means the start (in) or the end (out) of the media. */
+  in: string;
+  out: string;
+}
+
+/** A host without a selection of its own (the browser) lets the user type the source; the host reads it from here. */
+export interface SourcePicker {
+  values(): SourceFormValues;
+  set(values: Partial<SourceFormValues>): void;
+  /** The last probe of the current path, or null. */
+  info(): MediaInfo | null;
+}
+
+const SELECTION_MESSAGES: Record<Exclude<Selection['kind'], 'clip'>, (s: Selection, host: Host) => { title: string; detail: string }> = {
+  'no-project': () => ({ title: 'No project open', detail: 'Open or create a project in Premiere Pro.' }),
+  'no-sequence': () => ({ title: 'No sequence open', detail: 'Open a sequence: Reshoot edits clips on the active sequence\'s timeline.' }),
+  none: (_s, host) =>
+    host.kind === 'browser'
+      ? { title: 'No clip yet', detail: 'Type the path of a video file on this machine and press Probe.' }
+      : { title: 'Nothing selected', detail: 'Select one video clip on the timeline.' },
+  several: (s) => ({ title: `${s.kind === 'several' ? s.count : 'Several'} clips selected`, detail: 'Select just one video clip; Reshoot edits one clip at a time.' }),
+  'audio-only': () => ({ title: 'Audio clip selected', detail: 'Reshoot edits pictures: select a video clip.' }),
+};
+
+export class SourceSection {
+  readonly el: HTMLElement;
+  private readonly card = h('div', { class: 'clip-card', id: 'clip-card', attrs: { 'aria-live': 'polite' } });
+  private readonly cardField: Field;
+  private readonly pathField?: Field;
+  private readonly inField?: Field;
+  private readonly outField?: Field;
+  private readonly probeLine = h('div', { class: 'probe-line', id: 'probe-info' });
+  private selection: Selection | null = null;
+  private refreshing: Promise<Selection | null> | null = null;
+  private again = false;
+  private listeners: ((s: Selection | null) => void)[] = [];
+
+  constructor(
+    private readonly host: Host,
+    private readonly picker: SourcePicker | undefined,
+  ) {
+    this.cardField = { row: this.card, control: this.card, message: h('div', { class: 'field-message' }) };
+    const children: HTMLElement[] = [h('h2', { class: 'section-title', text: host.kind === 'browser' ? 'Source clip' : 'Selected clip' })];
+    if (picker) {
+      const pathInput = input('source-path', { placeholder: '/path/to/clip.mp4' });
+      pathInput.addEventListener('keydown', (ev) => {
+        if ((ev as KeyboardEvent).key === 'Enter') this.probe();
+      });
+      pathInput.addEventListener('change', () => this.probe());
+      const probeButton = button('Probe', () => this.probe(), { id: 'probe', title: 'Read the file\'s size, frame rate and length through the engine' });
+      this.pathField = field('Media file on this machine', pathInput, { extra: probeButton });
+      const inInput = input('source-in', { type: 'number', placeholder: 'start', step: 'any', min: '0' });
+      const outInput = input('source-out', { type: 'number', placeholder: 'end', step: 'any', min: '0' });
+      for (const el of [inInput, outInput]) el.addEventListener('change', () => this.applyRange());
+      // One message under both: a range problem is usually about the pair, and half the width is too narrow for it.
+      const rangeMessage = h('div', { class: 'field-message range-message', attrs: { role: 'alert' } });
+      this.inField = { ...field('In (s)', inInput, { hint: 'Blank: the start' }), message: rangeMessage };
+      this.outField = { ...field('Out (s)', outInput, { hint: 'Blank: the end' }), message: rangeMessage };
+      children.push(this.pathField.row, this.probeLine, h('div', { class: 'row two' }, this.inField.row, this.outField.row), rangeMessage);
+    }
+    children.push(this.card, this.cardField.message);
+    this.el = h('section', { class: 'section source' }, children);
+    this.renderSelection(null, null);
+  }
+
+  onChange(cb: (s: Selection | null) => void): void {
+    this.listeners.push(cb);
+  }
+
+  /** The selected clip, when exactly one video clip is. */
+  clip(): ClipSelection | null {
+    return this.selection?.kind === 'clip' ? this.selection : null;
+  }
+
+  /** Where a problem about `source.*` is shown. */
+  fieldFor(name: string): Field | undefined {
+    if (name === 'source.path') return this.pathField ?? this.cardField;
+    if (name === 'source.in') return this.inField ?? this.cardField;
+    if (name === 'source.out') return this.outField ?? this.cardField;
+    if (name === 'source') return this.pathField ?? this.cardField;
+    return undefined;
+  }
+
+  clearInvalid(): void {
+    for (const f of [this.pathField, this.inField, this.outField, this.cardField]) if (f) setInvalid(f, null);
+  }
+
+  /** Re-reads the selection; concurrent calls coalesce, and a call during a read causes one more read after it. */
+  refresh(): Promise<Selection | null> {
+    if (this.refreshing) {
+      this.again = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      let result: Selection | null = null;
+      do {
+        this.again = false;
+        try {
+          result = await this.host.getSelection();
+          this.renderSelection(result, null);
+        } catch (e) {
+          result = null;
+          this.renderSelection(null, describeError(e));
+        }
+      } while (this.again);
+      this.refreshing = null;
+      this.selection = result;
+      for (const cb of this.listeners) cb(result);
+      return result;
+    })();
+    return this.refreshing;
+  }
+
+  private probe(): void {
+    if (!this.picker || !this.pathField) return;
+    const path = (this.pathField.control as HTMLInputElement).value.trim();
+    this.picker.set({ path });
+    // The host probes while building the selection; the card shows "reading" until it answers.
+    fill(this.probeLine, path ? 'Reading the file…' : '');
+    void this.refresh();
+  }
+
+  private applyRange(): void {
+    if (!this.picker || !this.inField || !this.outField) return;
+    this.picker.set({ in: (this.inField.control as HTMLInputElement).value.trim(), out: (this.outField.control as HTMLInputElement).value.trim() });
+    void this.refresh();
+  }
+
+  /** Puts values into the form (history "reuse"); browser only. */
+  setValues(v: Partial<SourceFormValues>): void {
+    if (!this.picker) return;
+    if (v.path !== undefined && this.pathField) (this.pathField.control as HTMLInputElement).value = v.path;
+    if (v.in !== undefined && this.inField) (this.inField.control as HTMLInputElement).value = v.in;
+    if (v.out !== undefined && this.outField) (this.outField.control as HTMLInputElement).value = v.out;
+    this.picker.set(v);
+  }
+
+  private renderSelection(sel: Selection | null, error: Problemish | null): void {
+    this.clearInvalid();
+    this.renderProbe(error);
+    if (error) {
+      const f = error.field ? this.fieldFor(error.field) : undefined;
+      const atField = !!f && f !== this.cardField;
+      this.card.className = 'clip-card error';
+      // When a form field carries the message, the card only points at it rather than repeating it.
+      fill(this.card, h('div', { class: 'clip-title', text: error.title }), h('div', { class: 'clip-detail', text: atField ? 'See the highlighted field above.' : error.detail }));
+      if (f && atField) setInvalid(f, error.detail);
+      return;
+    }
+    if (!sel) {
+      this.card.className = 'clip-card empty';
+      fill(this.card, h('div', { class: 'clip-detail', text: this.host.kind === 'browser' ? 'Type the path of a video file on this machine and press Probe.' : 'Reading the selection…' }));
+      return;
+    }
+    if (sel.kind !== 'clip') {
+      const m = SELECTION_MESSAGES[sel.kind](sel, this.host);
+      this.card.className = `clip-card empty kind-${sel.kind}`;
+      fill(this.card, h('div', { class: 'clip-title', text: m.title }), h('div', { class: 'clip-detail', text: m.detail }));
+      return;
+    }
+    this.card.className = 'clip-card';
+    const premiere = this.host.kind === 'premiere';
+    const start = premiere ? sel.sequenceStart : sel.sourceIn;
+    const end = premiere ? sel.sequenceEnd : sel.sourceOut;
+    fill(
+      this.card,
+      h('div', { class: 'clip-head' }, h('span', { class: 'clip-title', text: sel.name || basename(sel.mediaPath) }), premiere ? h('span', { class: 'badge', text: trackName(sel.trackIndex) }) : null),
+      h(
+        'div',
+        { class: 'clip-facts' },
+        h('span', { class: 'mono', text: `${timecode(start, sel.fps)} – ${timecode(end, sel.fps)}` }),
+        h('span', { text: seconds(end - start) }),
+        h('span', { text: `${sel.frames} frames` }),
+      ),
+      premiere ? h('div', { class: 'clip-sub mono', text: `source ${timecode(sel.sourceIn, sel.fps)} – ${timecode(sel.sourceOut, sel.fps)} · ${sel.frameWidth}×${sel.frameHeight} · ${fpsLabel(sel.fps)}` }) : null,
+      sel.renderReason ? h('div', { class: 'note warn', text: `Premiere renders this clip first (${sel.renderReason}), then the engine edits the rendered copy.` }) : null,
+    );
+  }
+
+  private renderProbe(error: Problemish | null): void {
+    if (!this.picker) return;
+    const info = this.picker.info();
+    if (error || !info) {
+      fill(this.probeLine, '');
+      show(this.probeLine, false);
+      return;
+    }
+    const v = info.video;
+    show(this.probeLine, true);
+    fill(
+      this.probeLine,
+      h('span', { text: `${v.displayWidth}×${v.displayHeight}` }),
+      h('span', { text: fpsLabel(v.fps) }),
+      h('span', { text: seconds(info.durationSec) }),
+      h('span', { text: `${v.frameCount} frames` }),
+      h('span', { text: v.codec }),
+    );
+  }
+}
