@@ -86,7 +86,10 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     }
     updateEnabled();
   });
-  source.onChange(() => updateEnabled());
+  source.onChange(() => {
+    form.clearProblemAbout('source');
+    updateEnabled();
+  });
   const unsubscribe = host.onSelectionChanged(() => void source.refresh());
 
   void history.load();

@@ -89,13 +89,13 @@ export function setInvalid(f: Field, message: string | null): void {
 }
 
 export function input(id: string, opts: { type?: string; placeholder?: string; value?: string; step?: string; min?: string; max?: string; autocomplete?: string } = {}): HTMLInputElement {
-  const el = h('input', { id, class: 'input' });
-  el.type = opts.type ?? 'text';
-  if (opts.placeholder) el.placeholder = opts.placeholder;
+  // Attributes rather than properties: UXP's inputs are not known to reflect every property back.
+  const el = h('input', { id, class: 'input', attrs: { type: opts.type ?? 'text' } });
+  if (opts.placeholder) el.setAttribute('placeholder', opts.placeholder);
+  if (opts.step) el.setAttribute('step', opts.step);
+  if (opts.min) el.setAttribute('min', opts.min);
+  if (opts.max) el.setAttribute('max', opts.max);
   if (opts.value !== undefined) el.value = opts.value;
-  if (opts.step) el.step = opts.step;
-  if (opts.min) el.min = opts.min;
-  if (opts.max) el.max = opts.max;
   el.setAttribute('autocomplete', opts.autocomplete ?? 'off');
   el.setAttribute('spellcheck', 'false');
   return el;
@@ -103,13 +103,14 @@ export function input(id: string, opts: { type?: string; placeholder?: string; v
 
 export function button(text: string, onClick: (ev: Event) => void, opts: { class?: string; title?: string; id?: string } = {}): HTMLButtonElement {
   const b = h('button', { class: `btn ${opts.class ?? ''}`.trim(), text, title: opts.title, id: opts.id, on: { click: onClick } });
-  b.type = 'button';
+  b.setAttribute('type', 'button');
   return b;
 }
 
 /** A die showing five: the seed button. Drawn as SVG because emoji fonts are not everywhere (Linux, UXP). */
-export function diceIcon(): SVGSVGElement {
+export function diceIcon(): Node {
   const NS = 'http://www.w3.org/2000/svg';
+  if (typeof document.createElementNS !== 'function') return document.createTextNode('Random');
   const svg = document.createElementNS(NS, 'svg');
   svg.setAttribute('viewBox', '0 0 16 16');
   svg.setAttribute('width', '14');

@@ -11,6 +11,13 @@ export type SubmitKind = 'preview' | 'edit';
 
 export const PREVIEW = { frames: 4, scale: 0.5 } as const;
 
+type Method = (typeof METHODS)[number];
+const METHOD_TEXT: Record<string, { label: string; title: string }> = {
+  inversion: { label: 'Inversion', title: 'Invert the clip, then edit: keeps what the prompt does not mention' },
+  sdedit: { label: 'SDEdit', title: 'Add noise, then denoise under the prompt: looser, faster' },
+  fast: { label: 'Fast', title: 'For distilled models (SD-Turbo, LCM): one to four steps per frame' },
+};
+
 export interface EditFormOptions {
   onSubmit(kind: SubmitKind): void;
   stillUrl(path: string, t: number, maxWidth: number): string | null;
@@ -69,7 +76,7 @@ export class EditForm {
 
     this.steps = field('Steps', input('steps', { type: 'number', value: '50', min: '1', max: '200', step: '1' }), { hint: 'More is finer and slower.' });
     this.guidance = field('Guidance', input('guidance', { type: 'number', value: '7.5', min: '0', max: '30', step: '0.5' }), { hint: 'How strongly to follow the prompt.' });
-    this.strength = field('Strength', input('strength', { type: 'number', placeholder: 'auto', min: '0', max: '1', step: '0.05' }), { hint: 'Blank: 1 for inversion, 0.6 for SDEdit.' });
+    this.strength = field('Strength', input('strength', { type: 'number', placeholder: 'auto', min: '0', max: '1', step: '0.05' }), { hint: 'Blank: the method\'s own (1 for inversion, 0.6 for SDEdit).' });
     const seedInput = input('seed', { type: 'number', placeholder: 'random', min: '0', step: '1' });
     const dice = button('', () => {
       seedInput.value = String(Math.floor(Math.random() * 2 ** 32));
@@ -78,12 +85,10 @@ export class EditForm {
     dice.appendChild(diceIcon());
     dice.setAttribute('aria-label', 'Random seed');
     this.seed = field('Seed', seedInput, { extra: dice, hint: 'Blank: a new one each time.' });
-    this.method = segmented<(typeof METHODS)[number]>(
+    // The choices come from the contract, so a method the engine adds shows up here (under its own name at worst).
+    this.method = segmented<Method>(
       'method',
-      [
-        { value: 'inversion', label: 'Inversion', title: 'Invert the clip, then edit: keeps what the prompt does not mention' },
-        { value: 'sdedit', label: 'SDEdit', title: 'Add noise, then denoise under the prompt: looser, faster' },
-      ],
+      METHODS.map((m) => ({ value: m, label: METHOD_TEXT[m]?.label ?? m, title: METHOD_TEXT[m]?.title })),
       'inversion',
       () => {},
     );
@@ -97,7 +102,12 @@ export class EditForm {
     this.previewButton = button('Preview', () => this.submit('preview'), { id: 'preview', title: `Edit only the first ${PREVIEW.frames} frames at ${PREVIEW.scale * 100}% size, to try a prompt quickly` });
     this.editButton = button('Edit with prompt', () => this.submit('edit'), { class: 'primary', id: 'edit', title: 'Edit the whole range (Ctrl+Enter in the prompt)' });
 
-    for (const f of this.fields()) f.control.addEventListener('input', () => setInvalid(f, null));
+    for (const f of this.fields()) {
+      f.control.addEventListener('input', () => {
+        setInvalid(f, null);
+        this.dropSettledProblem();
+      });
+    }
 
     this.el = h(
       'section',
@@ -174,7 +184,7 @@ export class EditForm {
     throw FieldError.fromZod({ ...parsed.error, issues } as typeof parsed.error);
   }
 
-  /** Marks the fields a problem names; returns false when none of them is in this form. */
+  /** Marks the fields a problem names (here or, through extraLookup, in the source section) and sums it up above the buttons. */
   showProblem(p: Problemish, extraLookup: (name: string) => Field | undefined): void {
     this.clearProblems();
     const issues = p.issues?.length ? p.issues : p.field ? [{ field: p.field, message: p.detail }] : [];
@@ -215,7 +225,7 @@ export class EditForm {
     (this.guidance.control as HTMLInputElement).value = String(e.settings.guidance);
     (this.strength.control as HTMLInputElement).value = e.settings.strength === undefined ? '' : String(e.settings.strength);
     (this.seed.control as HTMLInputElement).value = String(e.seed);
-    if ((METHODS as readonly string[]).includes(e.settings.method)) this.method.set(e.settings.method as (typeof METHODS)[number]);
+    if ((METHODS as readonly string[]).includes(e.settings.method)) this.method.set(e.settings.method as Method);
     const maskType = e.settings.mask.split(' ')[0];
     if (maskType === 'none' || maskType === 'auto') this.maskChoice.set(maskType);
     this.clearProblems();
@@ -267,11 +277,24 @@ export class EditForm {
     this.advancedToggle.classList.toggle('open', isOpen);
   }
 
+  /** Hides the summary of a problem about fields outside the form (the source) once those changed. */
+  clearProblemAbout(prefix: string): void {
+    const f = this.problem.getAttribute('data-field') ?? '';
+    if (f === prefix || f.startsWith(`${prefix}.`)) this.clearProblems();
+  }
+
+  /** Once the user has touched every field a problem named, its summary is old news. */
+  private dropSettledProblem(): void {
+    if (this.problem.getAttribute('data-field') && !this.fields().some((f) => f.row.classList.contains('invalid'))) this.clearProblems();
+  }
+
   private renderMask(): void {
     const m = this.maskChoice.value();
     show(this.mattePath.row, m === 'file');
     show(this.boxDrawer.el, m === 'box');
     setInvalid(this.maskField, null);
+    setInvalid(this.mattePath, null);
+    this.dropSettledProblem();
     if (m === 'box') this.boxDrawer.activate();
   }
 

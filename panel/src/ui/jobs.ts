@@ -113,7 +113,7 @@ export class JobList {
         // EventSource retries by itself while CONNECTING; CLOSED means it gave up (or the job ended): poll instead.
         if (es.readyState === 2) {
           release();
-          if (!isTerminal(card.job.state)) card.stopWith(client.watch(card.job.id, (j) => card.update(j), { intervalMs: this.opts.pollMs }));
+          if (!isTerminal(card.job.state)) card.stopWith(this.poll(client, card));
         }
       };
       card.stopWith(() => {
@@ -121,8 +121,28 @@ export class JobList {
         release();
       });
     } else {
-      card.stopWith(client.watch(card.job.id, (j) => card.update(j), { intervalMs: this.opts.pollMs, onError: (e) => card.note(e.detail, 'error') }));
+      card.stopWith(this.poll(client, card));
     }
+  }
+
+  private poll(client: EngineClient, card: JobCard): () => void {
+    let failing = false;
+    return client.watch(
+      card.job.id,
+      (j) => {
+        // The engine is back: the "cannot reach" line from the failed polls goes.
+        if (failing) card.note(null);
+        failing = false;
+        card.update(j);
+      },
+      {
+        intervalMs: this.opts.pollMs,
+        onError: (e) => {
+          failing = true;
+          card.note(e.detail, 'error');
+        },
+      },
+    );
   }
 }
 

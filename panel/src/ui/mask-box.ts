@@ -24,9 +24,9 @@ export class BoxDrawer {
   private drag: { x0: number; y0: number } | null = null;
 
   constructor(private readonly stillUrl: (path: string, t: number, maxWidth: number) => string | null) {
-    this.slider.type = 'range';
-    this.slider.min = '0';
-    this.slider.max = '1000';
+    this.slider.setAttribute('type', 'range');
+    this.slider.setAttribute('min', '0');
+    this.slider.setAttribute('max', '1000');
     this.slider.value = '500';
     this.slider.setAttribute('aria-label', 'Which frame to draw on');
     this.slider.addEventListener('change', () => this.loadStill());

@@ -1,0 +1,527 @@
+// The web UI in real Chromium against a real `reshoot serve` on loopback with the generated oracle model: open the
+// printed URL, probe a clip, run an edit with live progress, cancel a second one, play the result beside the
+// original, read at the panel's 320 px, and check that a page of another origin cannot submit a job.
+// Screenshots of each state go to test-output/e2e/.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { build } from 'esbuild';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { makeTestClip } from '../../engine/src/media';
+
+const ROOT = path.resolve(__dirname, '../..');
+const CLI = path.join(ROOT, 'dist/engine/src/cli/main.js');
+const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
+const HARNESS = path.join(__dirname, 'fixtures/premiere-harness.mts');
+const SHOTS = path.join(ROOT, 'test-output/e2e');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const PROMPT = 'a blue car on a gray road';
+const SOURCE_PROMPT = 'a red car on a gray road';
+
+jest.setTimeout(90_000);
+
+// Callbacks passed to page.evaluate/waitForFunction run in Chromium, but this file is compiled with the repository's
+// Node-only settings (no DOM library, which would retype the engine's timers and fetch). These stand in for the
+// few browser names the callbacks use.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+declare const document: any;
+declare const window: any;
+declare const MutationObserver: any;
+type VideoEl = { readyState: number; duration: number; currentTime: number; paused: boolean };
+type ImageEl = { naturalWidth: number };
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+interface Engine {
+  proc: ChildProcess;
+  origin: string;
+  token: string;
+  printedUrl: string;
+  stderr: string[];
+}
+
+let home: string;
+let clip: string;
+let engine: Engine;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+const pageErrors: string[] = [];
+
+function startEngine(port = 0): Promise<Engine> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--threads', '1'], { env: { ...process.env, RESHOOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stderr: string[] = [];
+    proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /((http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+))/.exec(out);
+      if (m) resolve({ proc, printedUrl: m[1], origin: m[2], token: m[3], stderr });
+    });
+    proc.on('exit', (code) => reject(new Error(`engine exited with ${code}: ${stderr.join('')}`)));
+  });
+}
+
+function stopped(proc: ChildProcess): Promise<void> {
+  return proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function api(method: string, route: string): Promise<any> {
+  const res = await fetch(`${engine.origin}${route}`, { method, headers: { authorization: `Bearer ${engine.token}` } });
+  return res.json();
+}
+
+async function shot(name: string, p: Page = page): Promise<void> {
+  await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function jobPercent(id: string): Promise<number> {
+  const text = (await page.textContent(`[data-job-id="${id}"] .job-pct`)) ?? '';
+  const m = /(\d+)%/.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+async function waitForPercentAbove(id: string, min: number, timeout = 30_000): Promise<number> {
+  await page.waitForFunction(
+    ([sel, m]) => {
+      const t = document.querySelector(sel as string)?.textContent ?? '';
+      const r = /(\d+)%/.exec(t);
+      return !!r && Number(r[1]) > (m as number);
+    },
+    [`[data-job-id="${id}"] .job-pct`, min],
+    { timeout, polling: 50 },
+  );
+  return jobPercent(id);
+}
+
+async function newestJobId(): Promise<string> {
+  return (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
+}
+
+beforeAll(async () => {
+  if (!fs.existsSync(WEB_UI)) throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  home = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-e2e-'));
+  clip = path.join(home, 'street.mp4');
+  const [, started, launched] = await Promise.all([
+    makeTestClip({ file: clip, width: 128, height: 72, fps: { num: 24, den: 1 }, frames: 24, content: 'moving-square' }),
+    startEngine(),
+    chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+    }),
+  ]);
+  engine = started;
+  browser = launched;
+  context = await browser.newContext({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content.Security.Policy|Uncaught/i.test(m.text())) pageErrors.push(`console: ${m.text()}`);
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  if (engine && engine.proc.exitCode === null) {
+    engine.proc.kill('SIGTERM');
+    await stopped(engine.proc);
+  }
+  if (home) fs.rmSync(home, { recursive: true, force: true });
+});
+
+it('opens the printed URL, connects to the engine and takes the token out of the address bar', async () => {
+  await page.goto(engine.printedUrl);
+  await page.waitForSelector('#engine-status[data-state="connected"]');
+  const status = await page.textContent('#engine-status');
+  expect(status).toContain('Engine connected');
+  expect(status).toContain('oracle');
+  expect(status).toContain('cpu');
+  expect(page.url()).toBe(`${engine.origin}/`);
+  expect(page.url()).not.toContain(engine.token);
+  await shot('01-connected-empty');
+});
+
+it('probes a clip, and marks the field at fault for client-side and engine-side problems', async () => {
+  // A path that does not exist: the engine's problem lands on the path field.
+  await page.fill('#source-path', path.join(home, 'missing.mp4'));
+  await page.click('#probe');
+  await page.waitForSelector('#source-path[aria-invalid="true"]');
+  expect(await page.textContent('#clip-card')).toMatch(/missing\.mp4|not|No such/i);
+
+  await page.fill('#source-path', clip);
+  await page.click('#probe');
+  await page.waitForFunction(() => /24 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
+  const probe = (await page.textContent('#probe-info'))!;
+  expect(probe).toContain('128×72');
+  expect(probe).toContain('24 fps');
+  expect(probe).toContain('1 s');
+  expect(await page.textContent('#clip-card')).toContain('street.mp4');
+  expect(await page.getAttribute('#source-path', 'aria-invalid')).toBe('false');
+
+  // No prompt: the engine's own schema, run in the page, names the field; nothing is sent.
+  const before = (await api('GET', '/v1/jobs')).jobs.length;
+  await page.click('#edit');
+  await page.waitForSelector('#prompt[aria-invalid="true"]');
+  expect(await page.textContent('.field.invalid .field-message')).toContain('prompt is empty');
+
+  // An out point past the end of the media: the browser host knows the length from the probe and says so at once.
+  await page.fill('#prompt', PROMPT);
+  await page.fill('#source-out', '5');
+  await page.press('#source-out', 'Tab');
+  await page.waitForSelector('#source-out[aria-invalid="true"]');
+  expect(await page.textContent('.range-message')).toContain('past the end of the media (24 frames, 1 s)');
+  expect(await page.isDisabled('#edit')).toBe(true);
+  await page.fill('#source-out', '');
+  await page.press('#source-out', 'Tab');
+  await page.waitForSelector('#edit:not([disabled])');
+
+  // A matte that does not exist passes the schema but not the engine: its 422 problem document marks the field.
+  await page.click('#mask-choice [data-value="file"]');
+  await page.fill('#mask-path', path.join(home, 'no-such-matte.png'));
+  await page.click('#edit');
+  await page.waitForSelector('#mask-path[aria-invalid="true"]');
+  expect(await page.getAttribute('#form-problem', 'data-field')).toBe('mask.path');
+  expect(await page.textContent('#form-problem')).toContain('Mask file not found');
+  expect(await page.textContent('.field.invalid .field-message')).toContain('no-such-matte.png does not exist');
+  await shot('02-problem-marked');
+  expect((await api('GET', '/v1/jobs')).jobs.length).toBe(before);
+  await page.click('#mask-choice [data-value="none"]');
+});
+
+it('draws a box mask on a still of the clip', async () => {
+  await page.click('#mask-choice [data-value="box"]');
+  const stage = await page.waitForSelector('#mask-stage img[src*="/v1/media/still"]');
+  await page.waitForFunction(() => ((document.querySelector('#mask-stage img') as ImageEl | null)?.naturalWidth ?? 0) > 0);
+  const box = (await stage.boundingBox())!;
+  await page.mouse.move(box.x + box.width * 0.25, box.y + box.height * 0.2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5, { steps: 4 });
+  await page.mouse.move(box.x + box.width * 0.75, box.y + box.height * 0.8, { steps: 4 });
+  await page.mouse.up();
+  const value = (await page.textContent('#mask-box-value'))!;
+  expect(value).toMatch(/x 0\.2[45] · y 0\.(19|20|21) · w 0\.5[01] · h 0\.(59|60|61)/);
+  await shot('03-box-mask');
+  await page.click('#mask-box-clear');
+  await page.click('#mask-choice [data-value="auto"]');
+});
+
+it('runs an edit with live progress, cancels a second one, and plays the result beside the original', async () => {
+  await page.fill('#source-prompt', SOURCE_PROMPT);
+  await page.click('#advanced-toggle');
+  await page.fill('#steps', '10');
+  await page.fill('#seed', '7');
+  await shot('04-ready');
+
+  await page.click('#edit');
+  await page.waitForSelector('#jobs article.job');
+  const first = await newestJobId();
+  // Previews arrive over SSE while the job runs; record them as they come, since the thumbnail turns into the
+  // result's still once the job is done.
+  await page.evaluate((id) => {
+    const img = document.querySelector(`[data-job-id="${id}"] .job-thumb-img`)!;
+    const w = window as { sawPreview: boolean };
+    w.sawPreview = false;
+    new MutationObserver(() => {
+      if (img.getAttribute('src')?.startsWith('data:image/png')) w.sawPreview = true;
+    }).observe(img, { attributes: true, attributeFilter: ['src'] });
+  }, first);
+  const p1 = await waitForPercentAbove(first, 0);
+  const p2 = await waitForPercentAbove(first, p1);
+  expect(p2).toBeGreaterThan(p1);
+  const stage = (await page.textContent(`[data-job-id="${first}"] .job-stage`))!;
+  expect(stage).toMatch(/Decoding|Encoding|Inverting|Editing|Rendering|Writing|Reading/);
+  await page.waitForSelector(`[data-job-id="${first}"] .job-thumb-img.live, [data-job-id="${first}"][data-state="succeeded"]`, { timeout: 30_000 });
+  await shot('05-running');
+
+  // A second, long job queues behind the first.
+  await page.fill('#steps', '200');
+  await page.click('#edit');
+  await page.waitForFunction((id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id, first);
+  const second = await newestJobId();
+  expect(second).not.toBe(first);
+
+  // The first finishes: the before/after player loads its result.
+  await page.waitForSelector(`[data-job-id="${first}"][data-state="succeeded"]`, { timeout: 60_000 });
+  expect(await page.evaluate(() => (window as { sawPreview: boolean }).sawPreview)).toBe(true);
+  await page.waitForSelector('#compare:not(.empty)');
+  await page.waitForFunction(() => ((document.querySelector('#after-video') as VideoEl | null)?.readyState ?? 0) >= 2, undefined, { timeout: 15_000 });
+  const duration = await page.$eval('#after-video', (v) => (v as unknown as VideoEl).duration);
+  expect(duration).toBeGreaterThan(0.95);
+  expect(duration).toBeLessThan(1.1);
+  await page.waitForFunction(() => ((document.querySelector('#before img') as ImageEl | null)?.naturalWidth ?? 0) === 128);
+  expect(await page.textContent('#compare')).toContain(PROMPT);
+
+  // Playing moves the result's clock, and the "before" side follows it frame by frame.
+  await page.click('#play');
+  await page.waitForFunction(() => (document.querySelector('#after-video') as VideoEl).currentTime > 0.3, undefined, { timeout: 10_000 });
+  expect(await page.$eval('#after-video', (v) => (v as unknown as VideoEl).paused)).toBe(false);
+  await page.click('#play');
+  await page.$eval('#scrub', (el) => {
+    const input = el as unknown as { value: string; dispatchEvent(e: unknown): void };
+    input.value = '12';
+    input.dispatchEvent(new window.Event('input', { bubbles: true }));
+  });
+  await page.waitForFunction(() => document.querySelector('#before img')?.getAttribute('alt') === 'Original frame 13');
+  const t = await page.$eval('#after-video', (v) => (v as unknown as VideoEl).currentTime);
+  expect(Math.floor(t * 24)).toBe(12);
+  expect(await page.textContent('#compare-clock')).toContain('frame 13 of 24');
+
+  // "Open video" shows the result file itself in a new tab (a browser cannot reveal a folder).
+  const [tab] = await Promise.all([context.waitForEvent('page'), page.click('#open-result')]);
+  await tab.waitForURL(new RegExp(`/v1/jobs/${first}/result\\?token=`));
+  await tab.close();
+
+  // The second job runs once the first is done; cancel it mid-way.
+  const p3 = await waitForPercentAbove(second, 0, 30_000);
+  expect(p3).toBeGreaterThan(0);
+  await shot('06-done-and-second-running');
+  await page.click(`[data-job-id="${second}"] .job-cancel`);
+  await page.waitForSelector(`[data-job-id="${second}"][data-state="canceled"]`);
+  expect(await page.textContent(`[data-job-id="${second}"] .job-stage`)).toBe('Canceled');
+  expect((await api('GET', `/v1/jobs/${second}`)).state).toBe('canceled');
+  expect((await api('GET', `/v1/jobs/${first}`)).state).toBe('succeeded');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('07-done-before-after-and-canceled');
+
+  // Preview: the first four frames at half size, shown in the same player.
+  await page.fill('#steps', '10');
+  await page.click('#preview');
+  await page.waitForFunction((id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id, second);
+  const preview = await newestJobId();
+  expect(await page.textContent(`[data-job-id="${preview}"] .badge`)).toBe('Preview');
+  await page.waitForSelector(`[data-job-id="${preview}"][data-state="succeeded"]`, { timeout: 30_000 });
+  await page.waitForFunction(() => /preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
+  expect(await page.textContent('.compare-sub')).toContain('4 frames');
+  const previewJob = await api('GET', `/v1/jobs/${preview}`);
+  expect(previewJob.request.preview).toEqual({ frames: 4, scale: 0.5 });
+  expect(previewJob.request.output).toBeUndefined();
+  await page.waitForFunction(() => ((document.querySelector('#after-video') as VideoEl | null)?.readyState ?? 0) >= 2);
+  expect(await page.$eval('#after-video', (v) => (v as unknown as VideoEl).duration)).toBeCloseTo(4 / 24, 2);
+
+  // The finished edit is in the history, with its seed and settings; the preview is not.
+  const item = (await page.textContent(`#history [data-job-id="${first}"]`))!;
+  expect(item).toContain(PROMPT);
+  expect(item).toContain('seed 7');
+  expect(item).toContain('10 steps');
+  expect(await page.$(`#history [data-job-id="${preview}"]`)).toBeNull();
+  await page.click(`#history [data-job-id="${first}"] button:has-text("Compare")`);
+  await page.waitForFunction(() => !/preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
+});
+
+it('reads at the docked panel width of 320 px', async () => {
+  await page.setViewportSize({ width: 320, height: 900 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+  // Every control stays inside the viewport.
+  const outside = await page.$$eval('button:not(.hidden), input, textarea', (els) =>
+    els.filter((el) => (el as unknown as { offsetParent: unknown }).offsetParent !== null && el.getBoundingClientRect().right > 320.5).map((el) => el.id || el.className),
+  );
+  expect(outside).toEqual([]);
+  // The panel shows one screenful at a time: its top, then the jobs and the player further down; and the whole page.
+  await page.screenshot({ path: path.join(SHOTS, '08a-narrow-320-top.png') });
+  await page.$eval('.jobs', (el) => (el as unknown as { scrollIntoView(): void }).scrollIntoView());
+  await page.screenshot({ path: path.join(SHOTS, '08b-narrow-320-results.png') });
+  await shot('08c-narrow-320-full');
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+it('keeps the token for the tab and the history across a reload', async () => {
+  await page.reload();
+  await page.waitForSelector('#engine-status[data-state="connected"]');
+  await page.waitForSelector('#history .history-item');
+  expect(await page.textContent('#history')).toContain(PROMPT);
+
+  // A tab opened on the bare address has no token and says how to get one.
+  const other = await browser.newPage({ viewport: { width: 900, height: 600 } });
+  await other.goto(`${engine.origin}/`);
+  await other.waitForSelector('#engine-status[data-state="no-token"]');
+  expect(await other.textContent('#engine-status')).toContain('?token=');
+  await shot('09-token-missing', other);
+  await other.close();
+});
+
+it('a page from another origin can neither submit a job nor read the API', async () => {
+  const jobsBefore = (await api('GET', '/v1/jobs')).jobs.length;
+  const request = JSON.stringify({ source: { path: clip, in: 0, out: 1 }, prompt: 'stolen', sourcePrompt: '', steps: 1 });
+  const evil = http.createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    res.end(`<!doctype html><title>elsewhere</title><pre id="out">running</pre><script>
+      const engine = ${JSON.stringify(engine.origin)};
+      const body = ${JSON.stringify(request)};
+      async function attempt(name, run) {
+        try { const res = await run(); let text = null; try { text = await res.text(); } catch (e) {}
+          return { name, read: true, type: res.type, status: res.status, text };
+        } catch (e) { return { name, read: false, error: String(e) }; }
+      }
+      (async () => {
+        const results = [
+          // A "simple" request: no preflight, so it reaches the engine; the Origin check must refuse it.
+          await attempt('text/plain', () => fetch(engine + '/v1/jobs', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body })),
+          await attempt('no-cors', () => fetch(engine + '/v1/jobs', { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' }, body })),
+          // JSON, even with the right token, needs a preflight, which the engine refuses.
+          await attempt('json+token', () => fetch(engine + '/v1/jobs', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ${engine.token}' }, body })),
+          await attempt('list', () => fetch(engine + '/v1/jobs', { headers: { Authorization: 'Bearer ${engine.token}' } })),
+        ];
+        document.getElementById('out').textContent = JSON.stringify(results);
+      })();
+    </script>`);
+  });
+  await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
+  try {
+    const evilPage = await browser.newPage();
+    await evilPage.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+    await evilPage.waitForFunction(() => document.getElementById('out')?.textContent !== 'running');
+    const results = JSON.parse((await evilPage.textContent('#out'))!) as { name: string; read: boolean; type?: string; status?: number; text?: string | null; error?: string }[];
+    await evilPage.close();
+    expect(results.map((r) => r.name)).toEqual(['text/plain', 'no-cors', 'json+token', 'list']);
+    for (const r of results) {
+      // Either the fetch failed outright (CORS), or it got an opaque response with nothing to read.
+      if (r.read) {
+        expect(r).toMatchObject({ type: 'opaque', status: 0, text: '' });
+      } else {
+        expect(r.error).toMatch(/TypeError/);
+      }
+    }
+    expect(results.find((r) => r.name === 'text/plain')!.read).toBe(false);
+    expect(results.find((r) => r.name === 'json+token')!.read).toBe(false);
+    expect(results.find((r) => r.name === 'list')!.read).toBe(false);
+  } finally {
+    await new Promise<void>((r) => evil.close(() => r()));
+  }
+  const after = (await api('GET', '/v1/jobs')).jobs;
+  expect(after.length).toBe(jobsBefore);
+  expect(after.some((j: { request: { prompt: string } }) => j.request.prompt === 'stolen')).toBe(false);
+  expect(engine.stderr.join('')).toMatch(/refused Origin "http:\/\/127\.0\.0\.1:\d+" on POST \/v1\/jobs/);
+});
+
+it('in Premiere mode: explains each selection, polls the job, places the result and places it again', async () => {
+  // The shared UI mounted as main-uxp.ts mounts it, with a scripted host in place of the Premiere adapter. Its page is
+  // served at the engine's origin by request interception, so the engine sees it as its own page and nothing in the
+  // engine changes for the test.
+  const bundle = await build({ entryPoints: [HARNESS], bundle: true, write: false, format: 'iife', platform: 'browser', target: 'chrome110', absWorkingDir: ROOT, logLevel: 'silent' });
+  const files: Record<string, { body: string | Buffer; contentType: string }> = {
+    'index.html': { body: '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="index.css"></head><body><div id="app"></div><script src="harness.js"></script></body></html>', contentType: 'text/html' },
+    'harness.js': { body: bundle.outputFiles[0].text, contentType: 'text/javascript' },
+    'index.css': { body: fs.readFileSync(path.join(path.dirname(WEB_UI), 'index.css')), contentType: 'text/css' },
+  };
+  const resultsFolder = path.join(home, 'Project', 'Reshoot Renders');
+  fs.mkdirSync(resultsFolder, { recursive: true });
+  const panelContext = await browser.newContext({ viewport: { width: 320, height: 760 }, deviceScaleFactor: 1 });
+  await panelContext.addInitScript((cfg) => {
+    (window as { harnessConfig?: unknown }).harnessConfig = cfg;
+  }, { token: engine.token, resultsFolder });
+  await panelContext.route(`${engine.origin}/premiere-harness/*`, (route) => {
+    const file = files[new URL(route.request().url()).pathname.split('/').pop()!];
+    return file ? route.fulfill({ status: 200, body: file.body, contentType: file.contentType }) : route.fulfill({ status: 404 });
+  });
+  const panel = await panelContext.newPage();
+  const requests: string[] = [];
+  panel.on('request', (r) => requests.push(new URL(r.url()).pathname));
+  panel.on('pageerror', (e) => pageErrors.push(`premiere pageerror: ${e.message}`));
+  try {
+    await panel.goto(`${engine.origin}/premiere-harness/index.html`);
+    await panel.waitForSelector('#engine-status[data-state="connected"]');
+    await panel.waitForFunction(() => /Nothing selected/.test(document.querySelector('#clip-card')?.textContent ?? ''));
+    expect(await panel.isDisabled('#edit')).toBe(true);
+    expect(await panel.$('#source-path')).toBeNull();
+    expect(await panel.$('#compare')).toBeNull();
+
+    const messages: [unknown, string][] = [
+      [{ kind: 'several', count: 3 }, '3 clips selected'],
+      [{ kind: 'audio-only' }, 'Audio clip selected'],
+      [{ kind: 'no-sequence' }, 'No sequence open'],
+      [{ kind: 'no-project' }, 'No project open'],
+    ];
+    for (const [sel, text] of messages) {
+      await panel.evaluate((s) => window.harness.setSelection(s), sel);
+      await panel.waitForFunction((t) => (document.querySelector('#clip-card')?.textContent ?? '').includes(t), text);
+      expect(await panel.isDisabled('#edit')).toBe(true);
+    }
+    await panel.evaluate(() => window.harness.setSelection({ kind: 'several', count: 3 }));
+    await panel.waitForFunction(() => /3 clips selected/.test(document.querySelector('#clip-card')?.textContent ?? ''));
+    await shot('11a-premiere-320-several-selected', panel);
+
+    // One clip on V2 at 10 s on the timeline, playing its media from 0 s.
+    const clipSel = {
+      kind: 'clip', name: 'street.mp4', mediaPath: clip, sourceIn: 0, sourceOut: 1, sequenceStart: 10, sequenceEnd: 11,
+      sequenceStartTicks: String(10n * 254016000000n), sequenceEndTicks: String(11n * 254016000000n),
+      fps: 24, frameWidth: 128, frameHeight: 72, frames: 24, trackIndex: 1, renderReason: 'speed 50%',
+    };
+    await panel.evaluate((s) => window.harness.setSelection(s), clipSel);
+    await panel.waitForFunction(() => /Premiere renders this clip first \(speed 50%\)/.test(document.querySelector('#clip-card')?.textContent ?? ''));
+    await panel.evaluate((s) => window.harness.setSelection(s), { ...clipSel, renderReason: null });
+    await panel.waitForFunction(() => (document.querySelector('#clip-card')?.textContent ?? '').includes('00:10.00 – 00:11.00'));
+    const card = (await panel.textContent('#clip-card'))!;
+    expect(card).toContain('street.mp4');
+    expect(card).toContain('V2');
+    expect(card).toContain('24 frames');
+    expect(card).toContain('source 00:00.00 – 00:01.00');
+
+    await panel.fill('#prompt', PROMPT);
+    await panel.fill('#source-prompt', SOURCE_PROMPT);
+    await panel.click('#advanced-toggle');
+    await panel.fill('#steps', '5');
+    await panel.fill('#seed', '3');
+    await panel.click('#edit');
+    await panel.waitForSelector('#jobs article.job');
+    const id = (await panel.getAttribute('#jobs article.job', 'data-job-id'))!;
+    await panel.waitForFunction((jid) => /[1-9]\d*%/.test(document.querySelector(`[data-job-id="${jid}"] .job-pct`)?.textContent ?? ''), id, { timeout: 30_000 });
+    await panel.$eval('.jobs', (el) => (el as unknown as { scrollIntoView(): void }).scrollIntoView());
+    await panel.screenshot({ path: path.join(SHOTS, '11b-premiere-320-running.png') });
+
+    // Done: placed by itself, above the original, labelled with the prompt.
+    await panel.waitForSelector(`[data-job-id="${id}"] .job-note.ok`, { timeout: 60_000 });
+    expect(await panel.textContent(`[data-job-id="${id}"] .job-note`)).toBe('Placed on V3');
+    const first = await panel.evaluate(() => window.harness.placed);
+    expect(first).toHaveLength(1);
+    expect(first[0].label).toBe(`Reshoot: ${PROMPT}`);
+    expect(first[0].sel).toEqual({ sequenceStartTicks: clipSel.sequenceStartTicks, sequenceEndTicks: clipSel.sequenceEndTicks, trackIndex: 1, name: 'street.mp4' });
+    expect(path.dirname(first[0].resultPath)).toBe(resultsFolder);
+    expect(fs.existsSync(first[0].resultPath)).toBe(true);
+    const job = await api('GET', `/v1/jobs/${id}`);
+    expect(job.request.output.folder).toBe(resultsFolder);
+    // UXP has no EventSource: the panel polled the job instead of opening its event stream.
+    expect(requests.some((r) => r.endsWith('/events'))).toBe(false);
+    expect(requests.filter((r) => r === `/v1/jobs/${id}`).length).toBeGreaterThan(2);
+
+    // "Place again" from the history reuses the clip's range and track.
+    await panel.click(`#history [data-job-id="${id}"] button:has-text("Place again")`);
+    await panel.waitForFunction((jid) => /new track, V4/.test(document.querySelector(`#history [data-job-id="${jid}"] .history-status`)?.textContent ?? ''), id);
+    const again = await panel.evaluate(() => window.harness.placed);
+    expect(again).toHaveLength(2);
+    expect(again[1].sel).toEqual(again[0].sel);
+    expect(again[1].resultPath).toBe(first[0].resultPath);
+    expect((await panel.evaluate(() => window.harness.history))[0]).toMatchObject({ jobId: id, prompt: PROMPT, seed: 3, clipName: 'street.mp4', settings: { steps: 5, method: 'inversion' } });
+    await panel.$eval('.jobs', (el) => (el as unknown as { scrollIntoView(): void }).scrollIntoView());
+    await panel.screenshot({ path: path.join(SHOTS, '11c-premiere-320-placed.png') });
+    await panel.evaluate(() => window.scrollTo(0, 0));
+    await panel.screenshot({ path: path.join(SHOTS, '11d-premiere-320-top.png') });
+  } finally {
+    await panelContext.close();
+  }
+});
+
+it('says how to start the engine when it is not running, and reconnects by itself', async () => {
+  engine.proc.kill('SIGTERM');
+  await stopped(engine.proc);
+  await page.waitForSelector('#engine-status[data-state="not-running"]', { timeout: 15_000 });
+  expect(await page.textContent('#engine-status')).toContain('npx reshoot serve');
+  expect(await page.isDisabled('#edit')).toBe(true);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('10-engine-not-running');
+
+  // Same home (same token) and same port: the page finds it again without a reload.
+  engine = await startEngine(Number(new URL(engine.origin).port));
+  await page.waitForSelector('#engine-status[data-state="connected"]', { timeout: 15_000 });
+  await page.fill('#source-path', clip);
+  await page.click('#probe');
+  await page.waitForSelector('#edit:not([disabled])');
+  expect(pageErrors).toEqual([]);
+});
