@@ -1,74 +1,19 @@
-// Per-UNet-call time of the generated models through the engine's own loader (the figure every later benchmark
-// is read against). Usage: node dist/scripts/bench-unet.js [--runs N] [--json]
-import * as fs from 'node:fs';
+// Per-UNet-call time of the generated models (the same section as `node dist/scripts/bench.js --unet-only`).
+// Usage: node dist/scripts/bench-unet.js [--runs N] [--json]
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateOracle } from '../engine/src/models/generate/oracle';
-import { generateSdBench, generateTinySd } from '../engine/src/models/generate/tiny-sd';
-import { loadDiffusionModel } from '../engine/src/models/sd-model';
-
-interface Case {
-  model: string;
-  latent: number;
-  batch: number;
-  threads: number;
-  medianMs: number;
-  minMs: number;
-}
+import { benchUnetCalls, formatUnetCalls } from '../engine/src/bench/unet-calls';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string' }, json: { type: 'boolean' } } });
   const runs = Number(values.runs ?? 10);
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-unet-'));
-  const models: { name: string; gen(dir: string): void; latent: number }[] = [
-    { name: 'tiny-sd', gen: (d) => generateTinySd(d, 'optimum'), latent: 16 },
-    { name: 'oracle', gen: generateOracle, latent: 128 },
-    { name: 'oracle', gen: generateOracle, latent: 512 },
-    { name: 'sd-bench', gen: (d) => generateSdBench(d), latent: 64 },
-  ];
-  const cases: Case[] = [];
-  try {
-    for (const m of models) {
-      const dir = path.join(root, m.name);
-      if (!fs.existsSync(dir)) m.gen(dir);
-      for (const threads of [1, os.availableParallelism()]) {
-        const model = await loadDiffusionModel(dir, { threads });
-        try {
-          const emb = await model.encodePrompts(['a red car on a gray road']);
-          for (const batch of [1, 2]) {
-            const C = model.info.latentChannels;
-            const sample = Float32Array.from({ length: batch * C * m.latent * m.latent }, (_, i) => Math.sin(i));
-            const e = new Float32Array(batch * emb.data.length);
-            for (let b = 0; b < batch; b++) e.set(emb.data, b * emb.data.length);
-            await model.predict(sample, batch, m.latent, m.latent, 500, e); // warm-up
-            const times: number[] = [];
-            for (let r = 0; r < runs; r++) {
-              const t0 = performance.now();
-              await model.predict(sample, batch, m.latent, m.latent, 500, e);
-              times.push(performance.now() - t0);
-            }
-            times.sort((a, b) => a - b);
-            cases.push({ model: m.name, latent: m.latent, batch, threads, medianMs: +times[Math.floor(runs / 2)].toFixed(2), minMs: +times[0].toFixed(2) });
-          }
-        } finally {
-          await model.release();
-        }
-      }
-    }
-  } finally {
-    fs.rmSync(root, { recursive: true, force: true });
-  }
+  const cases = await benchUnetCalls(runs);
   const machine = `${os.cpus()[0]?.model ?? 'cpu'} ×${os.availableParallelism()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
   if (values.json) {
     console.log(JSON.stringify({ machine, runs, cases }, null, 2));
     return;
   }
-  console.log(`UNet call time, CPU provider, ${runs} runs after one warm-up — ${machine}`);
-  console.log('model     latent   batch  threads   median ms   min ms');
-  for (const c of cases) {
-    console.log(`${c.model.padEnd(9)} ${`${c.latent}x${c.latent}`.padStart(7)} ${String(c.batch).padStart(6)} ${String(c.threads).padStart(8)} ${c.medianMs.toFixed(2).padStart(11)} ${c.minMs.toFixed(2).padStart(8)}`);
-  }
+  console.log(`${formatUnetCalls(cases, runs)}\n${machine}`);
 }
 
 main().catch((err) => {

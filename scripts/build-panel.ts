@@ -37,11 +37,12 @@ export async function buildPanel(outRoot = path.join(ROOT, 'dist')): Promise<Pan
     bundle: true,
     logLevel: 'warning',
     legalComments: 'none',
+    // Labels like "128×72" and "·" stay readable in the output instead of becoming \u escapes.
     charset: 'utf8',
-    // The engine's api/ schemas are the contract; bundling them in keeps the panel on the same version as the engine it ships with.
     absWorkingDir: ROOT,
   };
 
+  // Both bundles carry the engine's api/ schemas, so the panel validates against the very contract of the engine it ships with.
   const web = path.join(outRoot, 'panel-web');
   fs.rmSync(web, { recursive: true, force: true });
   fs.mkdirSync(web, { recursive: true });
@@ -77,7 +78,7 @@ export async function buildPanel(outRoot = path.join(ROOT, 'dist')): Promise<Pan
     minify: false,
   });
   await build({ ...common, entryPoints: [path.join(PANEL, 'src/styles.css')], outfile: path.join(uxp, 'index.css'), minify: false });
-  fs.writeFileSync(path.join(uxp, 'index.html'), html.replace('<!-- reshoot:csp -->\n', '').replace('<!-- reshoot:csp -->', ''));
+  fs.writeFileSync(path.join(uxp, 'index.html'), html.replace(/^[ \t]*<!-- reshoot:csp -->\r?\n/m, ''));
   const manifest = path.join(ROOT, 'manifest.json');
   if (fs.existsSync(manifest)) fs.copyFileSync(manifest, path.join(uxp, 'manifest.json'));
   const icons = path.join(PANEL, 'icons');

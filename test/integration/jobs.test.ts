@@ -137,7 +137,7 @@ describe('jobs', () => {
     p = await problem(request({ source: { path: root, in: 0, out: 1 } }));
     expect([p.status, p.field]).toEqual([422, 'source.path']);
     p = await problem(request({ source: { path: clip, in: 0.5, out: 9 } }));
-    expect([p.status, p.field]).toEqual([422, 'source.in']);
+    expect([p.status, p.field]).toEqual([422, 'source.out']);
     expect(p.detail).toMatch(/1\.2/); // the clip's duration
     const existing = path.join(root, 'exists.mp4');
     fs.writeFileSync(existing, 'x');

@@ -25,7 +25,7 @@ export const MaskSpec = z.discriminatedUnion('type', [
     .refine((b) => b.w > 0 && b.h > 0 && b.x + b.w <= 1.0001 && b.y + b.h <= 1.0001, { message: 'the mask box must have a size and lie inside the frame (x + w ≤ 1, y + h ≤ 1)' }),
 ]);
 
-export const METHODS = ['inversion', 'sdedit'] as const;
+export const METHODS = ['inversion', 'sdedit', 'fast'] as const;
 export const CODECS = ['h264', 'prores'] as const;
 
 export const OutputSpec = z
@@ -41,22 +41,66 @@ export const OutputSpec = z
   .strict()
   .refine((o) => !(o.path && o.folder), { message: 'give output.path or output.folder, not both' });
 
+/**
+ * Temporal-consistency stages of the inversion edit (docs/QUALITY.md: what each does to the measured figures). The
+ * defaults are the best setting measured by `reshoot eval --suite synthetic`; every stage can be switched off.
+ */
+const weight = z.number().min(0, 'latent correction weights must be 0 or more').max(1, 'latent correction weights must be at most 1');
+export const ConsistencySpec = z
+  .object({
+    /** GenVideo §3.3: blend each frame's latent inside the mask with its neighbours' along source correspondences. */
+    latentCorrection: z
+      .object({
+        /** Denoising steps (from the noisy end) after which the correction runs. */
+        steps: z.int().min(0).max(200),
+        /** [previous frame, the frame, next frame]; they sum to 1. */
+        weights: z.tuple([weight, weight, weight]).refine((w) => Math.abs(w[0] + w[1] + w[2] - 1) < 1e-6, { message: 'latent correction weights must sum to 1' }),
+      })
+      .strict()
+      .nullable()
+      .default({ steps: 10, weights: [0.25, 0.5, 0.25] }),
+    /** Align each frame's latent mean and spread inside the mask to the chunk's first frame. */
+    anchorStats: z.boolean().default(false),
+    /** Motion-compensated temporal smoothing of the automatic mask: each neighbouring frame's weight. */
+    maskSmoothing: z.number().min(0).max(1 / 3, 'consistency.maskSmoothing must be at most 1/3').default(0.25),
+    /** Grow the automatic mask by this many latent pixels. */
+    maskDilate: z.int().min(0).max(16).default(0),
+    /** Outward soft edge of the automatic mask, latent pixels. */
+    softEdge: z.int().min(0).max(16).default(1),
+    /** Frames shared and crossfaded by consecutive chunks of a long clip, so chunk seams do not show. */
+    chunkOverlap: z.int().min(0).max(8).default(4),
+  })
+  .strict();
+export type ConsistencySpec = z.output<typeof ConsistencySpec>;
+
 export const PROMPT_MAX_CHARS = 2000;
 
 export const JobRequest = z
   .object({
     source: SourceRange,
-    prompt: z.string().trim().min(1, 'prompt is empty: say what the range should become').max(PROMPT_MAX_CHARS, `prompt is longer than ${PROMPT_MAX_CHARS} characters; the text encoder reads only ~75 words`),
-    sourcePrompt: z.string().trim().max(PROMPT_MAX_CHARS, `sourcePrompt is longer than ${PROMPT_MAX_CHARS} characters`).default(''),
+    prompt: z.string().trim().min(1, 'prompt is empty: say what the range should become').max(PROMPT_MAX_CHARS, `prompt is longer than ${PROMPT_MAX_CHARS} characters; shorten it to the words that matter (the text encoder reads only ~75 words)`),
+    sourcePrompt: z.string().trim().max(PROMPT_MAX_CHARS, `sourcePrompt is longer than ${PROMPT_MAX_CHARS} characters; shorten it to a plain description of the shot`).default(''),
     mask: MaskSpec.default({ type: 'none' }),
     method: z.enum(METHODS).default('inversion'),
     steps: z.int('steps must be a whole number').min(1, 'steps must be at least 1').max(200, 'steps must be at most 200').default(50),
     guidance: z.number().finite().min(0, 'guidance must be 0 or more').max(30, 'guidance above 30 only burns the image; use 1–15').default(7.5),
-    /** Defaults by method: 1 for inversion (edit from the fully inverted latent), 0.6 for SDEdit. */
+    /** Defaults by method: 1 for inversion (edit from the fully inverted latent), 0.6 for SDEdit, 0.5 for fast. */
     strength: z.number().finite().gt(0, 'strength must be more than 0').max(1, 'strength must be at most 1').optional(),
     seed: z.int().min(0).max(2 ** 32 - 1).optional(),
     directInversion: z.boolean().default(true),
     batchSize: z.int().min(1).max(64).default(4),
+    /** Absent: the defaults of ConsistencySpec (the runner fills them in), so every stage's default applies. */
+    consistency: ConsistencySpec.optional(),
+    /**
+     * method "fast", for distilled models (SD-Turbo, LCM): UNet evaluations per frame, with no guidance batch (an LCM
+     * UNet gets guidance as its embedding). `steps` is the schedule of the other methods and does not apply.
+     */
+    fast: z
+      .object({
+        steps: z.int('fast.steps must be a whole number').min(1, 'fast.steps must be at least 1').max(4, 'fast.steps must be at most 4; for more steps use method "sdedit" or "inversion"').default(2),
+      })
+      .strict()
+      .optional(),
     preview: z
       .object({
         frames: z.int().min(1).max(16).default(4),
@@ -87,6 +131,34 @@ export const JobProgress = z.object({
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
+const ms = z.number().min(0);
+
+/**
+ * Where a job's wall time went, in milliseconds. The stages (probe … encode wait, then other) add up to totalMs; decode
+ * and encode run beside the compute, so only the time the job waited on them is charged. unetMs/vaeMs/textMs are time
+ * inside ONNX Runtime's session.run, counted within their stages.
+ */
+export const JobTimings = z.object({
+  probeMs: ms,
+  decodeWaitMs: ms,
+  vaeEncodeMs: ms,
+  inversionMs: ms,
+  editMs: ms,
+  vaeDecodeMs: ms,
+  encodeWaitMs: ms,
+  otherMs: ms,
+  totalMs: ms,
+  /** Inside "other": text encoding, moving tasks and results between threads, the inversion cache, finishing the file. */
+  textMs: ms,
+  transferMs: ms,
+  cacheMs: ms,
+  finishMs: ms,
+  unetRuns: z.int(),
+  unetMs: ms,
+  vaeMs: ms,
+});
+export type JobTimings = z.infer<typeof JobTimings>;
+
 export const JobResult = z.object({
   path: z.string(),
   frames: z.int(),
@@ -99,6 +171,9 @@ export const JobResult = z.object({
   unetEvaluations: z.int(),
   inversionCacheHit: z.boolean(),
   seconds: z.number(),
+  /** PNG sequence (printf pattern) of the automatic mask, one matte per output frame, when the job used one. */
+  mattePath: z.string().optional(),
+  timings: JobTimings.optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 
@@ -129,6 +204,8 @@ export const Health = z.object({
   modelDir: z.string(),
   provider: z.string(),
   providerFallbacks: z.array(z.string()),
+  /** Whether ffmpeg/ffprobe can be started; when not, detail says how to point the engine at them. */
+  ffmpeg: z.object({ ok: z.boolean(), detail: z.string().optional() }).optional(),
   queue: z.object({ queued: z.int(), running: z.int() }),
 });
 export type Health = z.infer<typeof Health>;
@@ -196,5 +273,20 @@ export function validationProblem(error: z.ZodError, what = 'request'): Problem 
 function humanIssue(i: z.core.$ZodIssue): string {
   if (i.code === 'unrecognized_keys') return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against GET /v1/openapi.json`;
   if (i.code === 'invalid_type' && /received undefined/.test(i.message)) return `is required (${i.expected})`;
-  return i.message;
+  const rule = asRule(i.message);
+  return i.path.length === 0 && rule !== i.message ? `the body ${rule.replace('must be an object', 'must be a JSON object holding the request')}` : rule;
+}
+
+const KINDS: Record<string, string> = { string: 'text', number: 'a number', object: 'an object', boolean: 'true or false', array: 'a list', int: 'a whole number' };
+const BOUNDS: Record<string, string> = { '>=': 'at least', '>': 'more than', '<=': 'at most', '<': 'less than' };
+
+/** zod's own wording names the failed check ("Too small: expected number to be >=0"); a person needs the rule. Messages written in this file pass through. */
+function asRule(m: string): string {
+  let r = /^Invalid input: expected (\w+), received (\w+)$/.exec(m);
+  if (r) return `must be ${KINDS[r[1]] ?? r[1]} (expected ${r[1]}, received ${r[2]})`;
+  r = /^Invalid (?:option: expected one of|discriminator value\. Expected) (.+)$/.exec(m);
+  if (r) return `must be one of ${r[1].split(/\s*\|\s*/).join(', ')}`;
+  r = /^Too (?:small|big): expected (\w+) to (be|have) (>=|>|<=|<)\s*(\S+)(?: (\w+))?$/.exec(m);
+  if (r) return r[2] === 'have' ? `must have ${BOUNDS[r[3]]} ${r[4]} ${r[5] ?? 'items'}` : `must be ${BOUNDS[r[3]]} ${r[4]}`;
+  return m;
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The `reshoot` command. Each subcommand lives in its own module; this file only dispatches.
+import { runBenchCommand } from './bench';
 import { runDemo } from './demo';
 import { runModels } from './models';
 import { runEdit } from './edit';
+import { runEval } from './eval';
 import { runServe } from './serve';
 import { VERSION } from '../version';
 import { CliError } from './args';
@@ -15,8 +17,10 @@ Usage:
                [--method inversion|sdedit] [--steps N] [--guidance G] [--strength S] [--seed N]
                [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--json]
   reshoot demo [--out DIR] [--frames N] [--provider LIST]
+  reshoot eval [--suite synthetic|large] [--clip FILE --prompt "…"] [--out DIR] [--json] [--no-rss]
   reshoot models check DIR [--provider LIST] [--json]
   reshoot models pull REPO_ID [--revision REV] [--dest DIR]
+  reshoot bench [--json] [--out FILE] [--sections LIST] [--unet-calls] [--unet-only]
   reshoot help
 
 Models: "oracle" is the embedded default (generated, no download). A real model is a Stable Diffusion pipeline
@@ -33,6 +37,10 @@ async function main(argv: string[]): Promise<number> {
       return runEdit(rest);
     case 'serve':
       return runServe(rest);
+    case 'eval':
+      return runEval(rest);
+    case 'bench':
+      return runBenchCommand(rest);
     case '--version':
     case 'version':
       console.log(VERSION);

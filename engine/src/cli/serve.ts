@@ -6,11 +6,11 @@ import { JobManager } from '../jobs/manager';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { createApp } from '../server/app';
-import { startServer } from '../server/listen';
+import { isLoopbackHost, startServer } from '../server/listen';
 import { loadOrCreateToken, tokenPath } from '../server/token';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { VERSION } from '../version';
-import { intOption, parse } from './args';
+import { CliError, intOption, parse } from './args';
 
 export const DEFAULT_PORT = 7865;
 
@@ -24,6 +24,15 @@ export async function runServe(argv: string[]): Promise<number> {
     threads: { type: 'string' },
   });
   const port = intOption(values.port ?? process.env.RESHOOT_PORT, 'port', DEFAULT_PORT, 0, 65535);
+  const host = values.host ?? '127.0.0.1';
+  const allowNonLoopback = values['allow-non-loopback'] ?? false;
+  // Before the model loads and recovered jobs resume: an engine that will not listen must not start working either.
+  if (!isLoopbackHost(host) && !allowNonLoopback) {
+    throw new CliError(
+      `refusing to listen on ${host}: that makes the engine reachable from other machines, where anyone who obtains the token can read and write your files and use your GPU. ` +
+        `Leave --host out (127.0.0.1 is the default); to serve other machines on purpose (a render node behind a firewall), add --allow-non-loopback.`,
+    );
+  }
   const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
   const token = loadOrCreateToken(configDir());
   const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
@@ -36,7 +45,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const staticDir = fs.existsSync(path.join(webDir, 'index.html')) ? webDir : undefined;
   if (!staticDir) log(`no web UI at ${webDir} (run npm run build); serving the API only`);
   const app = createApp(manager, { token, port, version: VERSION, log, staticDir });
-  const server = await startServer(app, { host: values.host ?? '127.0.0.1', port, allowNonLoopback: values['allow-non-loopback'] ?? false });
+  const server = await startServer(app, { host, port, allowNonLoopback });
   const info = worker.info;
   log(`model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`);
   log(`token file ${tokenPath(configDir())}; data ${dataDir()}`);

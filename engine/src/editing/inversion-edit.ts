@@ -5,6 +5,8 @@ import type { ImageBatch } from '../diffusion/images';
 import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
 import type { DiffusionModel } from '../models/sd-model';
 import { autoMask } from './auto-mask';
+import { CrossFrameStages, refineMask } from './consistency';
+import type { NeighbourFields } from './latent-correction';
 import { blendOutsideMask, latentMask } from './latent-mask';
 import { CanceledError, type EditOutput, type EditParams, type InversionParams, type InvertedTrajectory, type Progress, type RunHooks, type Stage } from './types';
 
@@ -144,41 +146,61 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   const plan = planBranches(p);
   const rows = await embedRows(model, [...plan.branches.map((b) => b.prompt), p.sourcePrompt, p.prompt], warnings);
   let mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
+  // Consistency hooks (consistency.ts): mask refinement, then the stages that need every frame at the same step.
+  let fields: NeighbourFields | undefined;
   if (!mask && p.autoMask) {
-    mask = (await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, () => track.checkStop())).mask;
+    const auto = await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, () => track.checkStop());
+    const refined = refineMask(auto.score, p.autoMask.threshold, traj, p.consistency ?? undefined);
+    mask = refined?.mask ?? auto.mask;
+    fields = refined?.fields;
   }
-  const out = new Float32Array(n * per);
+  const cross = CrossFrameStages.plan(p.consistency ?? undefined, traj, mask, fields);
+  // Every frame's current latent; each batch steps its own slice in place.
+  const out = Float32Array.from(traj.latents[K]);
+  // Embeddings and UNet input depend on the batch size only, and there are at most two sizes (full and last).
+  const embFor = new Map<number, Float32Array>();
+  const inputFor = new Map<number, Float32Array>();
 
-  for (const { start, count } of parts) {
+  const step = async ({ start, count }: { start: number; count: number }, k: number) => {
     const sz = count * per;
-    const at = (k: number) => traj.latents[k].subarray(start * per, start * per + sz);
-    const emb = repeatEmbeddings(plan.branches.map((b) => rows.get(b.prompt)!), count);
-    const batchMask = mask?.subarray(start * hw, (start + count) * hw);
-    const input = new Float32Array(plan.branches.length * sz);
-    let z: Float32Array = Float32Array.from(at(K));
-
-    for (let k = K; k >= 1; k--) {
-      track.checkStop();
-      const src = at(k);
-      plan.branches.forEach((b, i) => input.set(b.latent === 'target' ? z : src, i * sz));
-      const pred = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, p.guidance - 1);
-      const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
-      const epsT = plan.tgtU >= 0 ? guidance(part(plan.tgtU), part(plan.tgtC), p.guidance) : part(plan.tgtC);
-      const next = ddimMove(epsT, z, traj.alphas[k], traj.alphas[k - 1], type);
-      if (plan.srcC >= 0) {
-        // Direct inversion: where the source branch's own step misses the recorded trajectory, correct the target by
-        // the same amount. With target prompt = source prompt the two branches coincide and the input comes back.
-        const epsS = plan.srcU >= 0 ? guidance(part(plan.srcU), part(plan.srcC), p.guidance) : part(plan.srcC);
-        const srcNext = ddimMove(epsS, src, traj.alphas[k], traj.alphas[k - 1], type);
-        const recorded = at(k - 1);
-        for (let i = 0; i < sz; i++) next[i] += recorded[i] - srcNext[i];
-      }
-      if (batchMask) blendOutsideMask(next, at(k - 1), batchMask, C, hw);
-      const preview = hooks.onProgress ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0 : undefined;
-      z = next;
-      track.advance('editing', start, { step: K - k + 1, steps: K, preview: preview && { latent: preview, channels: C, height: h, width: w } });
+    const at = (level: number) => traj.latents[level].subarray(start * per, start * per + sz);
+    if (!embFor.has(count)) {
+      embFor.set(count, repeatEmbeddings(plan.branches.map((b) => rows.get(b.prompt)!), count));
+      inputFor.set(count, new Float32Array(plan.branches.length * sz));
     }
-    out.set(z, start * per);
+    const emb = embFor.get(count)!;
+    const input = inputFor.get(count)!;
+    const batchMask = mask?.subarray(start * hw, (start + count) * hw);
+    const z = out.subarray(start * per, start * per + sz);
+    track.checkStop();
+    const src = at(k);
+    plan.branches.forEach((b, i) => input.set(b.latent === 'target' ? z : src, i * sz));
+    const pred = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, p.guidance - 1);
+    const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
+    const epsT = plan.tgtU >= 0 ? guidance(part(plan.tgtU), part(plan.tgtC), p.guidance) : part(plan.tgtC);
+    const next = ddimMove(epsT, z, traj.alphas[k], traj.alphas[k - 1], type);
+    if (plan.srcC >= 0) {
+      // Direct inversion: where the source branch's own step misses the recorded trajectory, correct the target by
+      // the same amount. With target prompt = source prompt the two branches coincide and the input comes back.
+      const epsS = plan.srcU >= 0 ? guidance(part(plan.srcU), part(plan.srcC), p.guidance) : part(plan.srcC);
+      const srcNext = ddimMove(epsS, src, traj.alphas[k], traj.alphas[k - 1], type);
+      const recorded = at(k - 1);
+      for (let i = 0; i < sz; i++) next[i] += recorded[i] - srcNext[i];
+    }
+    if (batchMask) blendOutsideMask(next, at(k - 1), batchMask, C, hw);
+    const preview = hooks.onProgress ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0 : undefined;
+    z.set(next);
+    track.advance('editing', start, { step: K - k + 1, steps: K, preview: preview && { latent: preview, channels: C, height: h, width: w } });
+  };
+
+  if (!cross) {
+    for (const part of parts) for (let k = K; k >= 1; k--) await step(part, k);
+  } else {
+    // Cross-frame stages read neighbouring frames at the same noise level: steps outer, batches inner.
+    for (let k = K; k >= 1; k--) {
+      for (const part of parts) await step(part, k);
+      cross.afterStep(out, K - k + 1);
+    }
   }
   const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
   return { frames, latentMask: mask, warnings };

@@ -1,5 +1,6 @@
 // SDEdit baseline: noise the encoded frames to the strength's level and denoise under the target prompt. Every
 // frame gets the same noise tensor (same seed), the simplest way to keep unrelated frames from drifting apart.
+// The fast preset (fast-edit.ts) is the same loop with a few-step schedule and a single branch.
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
 import { seededNoise } from '../diffusion/random';
 import { addNoise, ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
@@ -19,10 +20,30 @@ export interface SdeditParams {
 }
 
 export async function sdedit(model: DiffusionModel, frames: ImageBatch, p: SdeditParams, hooks: RunHooks = {}): Promise<EditOutput> {
+  const levels = ddimLevels(ddimSchedule(model.scheduler, p.steps));
+  return noiseAndDenoise(model, frames, { ...p, levels, K: strengthSteps(p.steps, p.strength), cfg: p.guidance !== 1 }, hooks);
+}
+
+export interface NoisedEditParams {
+  prompt: string;
+  /** DDIM levels (ddimLevels): level 0 is the clean end. */
+  levels: { alpha: number[]; timestep: number[] };
+  /** Start level: the frames are noised to levels[K] and denoised in K UNet steps. */
+  K: number;
+  /** Classifier-free guidance as a second (unconditional) branch; without it the UNet batch is one branch. */
+  cfg: boolean;
+  /** The CFG scale; guidance − 1 also goes to LCM-style guidance embeddings when the UNet takes one. */
+  guidance: number;
+  seed: number;
+  batchSize: number;
+  mask?: MaskBatch | null;
+}
+
+/** Noise the encoded frames to level K with one shared noise tensor, then DDIM-denoise K steps under the prompt. */
+export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch, p: NoisedEditParams, hooks: RunHooks = {}): Promise<EditOutput> {
   const s = model.info.vaeScale;
   if (frames.height % s || frames.width % s) throw new Error(`frame size ${frames.width}x${frames.height} must be a multiple of ${s}`);
-  const levels = ddimLevels(ddimSchedule(model.scheduler, p.steps));
-  const K = strengthSteps(p.steps, p.strength);
+  const { levels, K, cfg } = p;
   const C = model.info.latentChannels;
   const h = frames.height / s;
   const w = frames.width / s;
@@ -31,7 +52,6 @@ export async function sdedit(model: DiffusionModel, frames: ImageBatch, p: Sdedi
   const type = model.scheduler.predictionType;
   const parts = batches(frames.n, p.batchSize);
   const track = new ProgressTracker(parts.length * (2 + K), frames.n, hooks);
-  const cfg = p.guidance !== 1;
   const prompts = cfg ? ['', p.prompt] : [p.prompt];
   const emb = await model.encodePrompts(prompts);
   const rowLen = emb.data.length / prompts.length;

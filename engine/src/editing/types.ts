@@ -1,4 +1,5 @@
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
+import type { ConsistencyParams } from './consistency';
 
 export interface InversionParams {
   /** What the frames show now; the empty prompt is the unconditional model. */
@@ -25,6 +26,8 @@ export interface EditParams {
   mask?: MaskBatch | null;
   /** With no explicit mask: derive one from where source and target prompts disagree (InvEdit / DiffEdit). */
   autoMask?: { threshold: number; levels?: number } | null;
+  /** Temporal-consistency stages (consistency.ts, docs/QUALITY.md); absent = none, the loop as it always was. */
+  consistency?: ConsistencyParams | null;
   batchSize: number;
 }
 

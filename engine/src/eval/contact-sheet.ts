@@ -105,7 +105,7 @@ export function labelWidth(label: string, fs = 1): number {
   return label.length === 0 ? 0 : (label.length * (GLYPH_W + 1) - 1) * fs;
 }
 
-function fill(rgb: Uint8Array, width: number, x: number, y: number, w: number, h: number, colour: [number, number, number]): void {
+export function fill(rgb: Uint8Array, width: number, x: number, y: number, w: number, h: number, colour: [number, number, number]): void {
   for (let yy = y; yy < y + h; yy++) {
     for (let xx = x; xx < x + w; xx++) {
       const i = (yy * width + xx) * 3;
@@ -116,7 +116,7 @@ function fill(rgb: Uint8Array, width: number, x: number, y: number, w: number, h
   }
 }
 
-function drawText(rgb: Uint8Array, width: number, x: number, y: number, text: string, fs: number): void {
+export function drawText(rgb: Uint8Array, width: number, x: number, y: number, text: string, fs: number): void {
   let cx = x;
   for (const raw of text.toUpperCase()) {
     const glyph = FONT.get(raw) ?? FONT.get('?')!;

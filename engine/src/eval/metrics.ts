@@ -193,6 +193,14 @@ function bilinear(data: Float32Array, plane: number, W: number, x: number, y: nu
  * A pair with nothing visible contributes 0, as in the reference. Result: mean of E_t over the n-1 pairs.
  */
 export function warpError(frames: ImageBatch, flow: Float32Array, occlusion?: MaskBatch): number {
+  const perPair = warpErrorPerPair(frames, flow, occlusion);
+  let total = 0;
+  for (const e of perPair) total += e;
+  return total / perPair.length;
+}
+
+/** E_t of each pair (t, t+1), as defined for warpError; for per-frame plots and seam measurements. */
+export function warpErrorPerPair(frames: ImageBatch, flow: Float32Array, occlusion?: MaskBatch): number[] {
   checkImageData(frames, 'warpError');
   const { n, height: H, width: W } = frames;
   if (n < 2) throw new Error(`warpError: needs at least 2 frames, got ${n}`);
@@ -208,7 +216,7 @@ export function warpError(frames: ImageBatch, flow: Float32Array, occlusion?: Ma
     if (occlusion.data.length !== pairs * hw) throw new Error(`warpError: occlusion needs ${pairs * hw} values, has ${occlusion.data.length}`);
   }
   const d = frames.data;
-  let total = 0;
+  const out: number[] = [];
   for (let t = 0; t < pairs; t++) {
     let s = 0;
     let w = 0;
@@ -234,7 +242,89 @@ export function warpError(frames: ImageBatch, flow: Float32Array, occlusion?: Ma
         w += vis;
       }
     }
-    total += w > 0 ? s / (3 * w) : 0;
+    out.push(w > 0 ? s / (3 * w) : 0);
   }
-  return total / pairs;
+  return out;
+}
+
+/**
+ * Occlusion for a warp error restricted to a region of frame t (e.g. the true object): 1 where the pair's own
+ * occlusion says so or where the region mask of frame t is 0. region is [n, H, W]; the result has one plane per pair.
+ */
+export function regionOcclusion(occlusion: MaskBatch, region: MaskBatch): MaskBatch {
+  const hw = occlusion.height * occlusion.width;
+  if (region.height !== occlusion.height || region.width !== occlusion.width || region.n < occlusion.n) {
+    throw new Error(`regionOcclusion: region ${sizeOf(region)} does not cover occlusion ${sizeOf(occlusion)}`);
+  }
+  const data = new Float32Array(occlusion.n * hw);
+  for (let i = 0; i < data.length; i++) data[i] = Math.max(occlusion.data[i], 1 - region.data[i]);
+  return { n: occlusion.n, height: occlusion.height, width: occlusion.width, data };
+}
+
+/**
+ * SSIM (Wang et al. 2004) per pixel on one channel plane pair, with a (2r+1)² uniform window (scikit-image's default
+ * is 7×7, r = 3), C1 = (0.01·L)², C2 = (0.03·L)², L = 2 for [-1, 1] images, sample covariance (N − 1). Windows are
+ * clipped at the border rather than padded.
+ */
+function ssimPlane(a: Float32Array, ao: number, b: Float32Array, bo: number, H: number, W: number, r: number, out: Float64Array): void {
+  const C1 = (0.01 * 2) ** 2;
+  const C2 = (0.03 * 2) ** 2;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      let n = 0;
+      let sa = 0;
+      let sb = 0;
+      let saa = 0;
+      let sbb = 0;
+      let sab = 0;
+      for (let yy = Math.max(0, y - r); yy <= Math.min(H - 1, y + r); yy++) {
+        for (let xx = Math.max(0, x - r); xx <= Math.min(W - 1, x + r); xx++) {
+          const va = a[ao + yy * W + xx];
+          const vb = b[bo + yy * W + xx];
+          n++;
+          sa += va;
+          sb += vb;
+          saa += va * va;
+          sbb += vb * vb;
+          sab += va * vb;
+        }
+      }
+      const ma = sa / n;
+      const mb = sb / n;
+      const k = n > 1 ? n / (n - 1) : 1;
+      const va = (saa / n - ma * ma) * k;
+      const vb = (sbb / n - mb * mb) * k;
+      const cov = (sab / n - ma * mb) * k;
+      out[y * W + x] = ((2 * ma * mb + C1) * (2 * cov + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
+    }
+  }
+}
+
+/**
+ * Mean SSIM over the pixels a mask selects ('outside' = 1 − mask, the unedited region), each pixel's SSIM averaged
+ * over the three channels and weighted like maskedPsnr. Windows straddling the mask edge still see both sides, which
+ * is why masked PSNR is the cleaner number (docs/QUALITY.md). NaN when the region is empty.
+ */
+export function maskedSsim(a: ImageBatch, b: ImageBatch, mask: MaskBatch, region: Region, radius = 3): number {
+  sameImageSize(a, b, 'maskedSsim');
+  maskMatches(a, mask, 'maskedSsim');
+  const { n, height: H, width: W } = a;
+  const hw = H * W;
+  const plane = new Float64Array(hw);
+  const acc = new Float64Array(hw);
+  let s = 0;
+  let w = 0;
+  for (let f = 0; f < n; f++) {
+    acc.fill(0);
+    for (let c = 0; c < 3; c++) {
+      ssimPlane(a.data, (f * 3 + c) * hw, b.data, (f * 3 + c) * hw, H, W, radius, plane);
+      for (let p = 0; p < hw; p++) acc[p] += plane[p] / 3;
+    }
+    for (let p = 0; p < hw; p++) {
+      const wt = weightOf(mask.data[f * hw + p], region);
+      s += wt * acc[p];
+      w += wt;
+    }
+  }
+  return w > 0 ? s / w : NaN;
 }

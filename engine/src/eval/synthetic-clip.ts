@@ -60,7 +60,7 @@ function hash32(x: number): number {
  * coordinates, not of a generator's call order, which is what lets the same object texel show up unchanged
  * at its moved position in the next frame.
  */
-function latticeNormal(seed: number, salt: number, channel: number, ix: number, iy: number): number {
+export function latticeNormal(seed: number, salt: number, channel: number, ix: number, iy: number): number {
   let h = hash32(seed ^ salt);
   h = hash32(h ^ Math.imul(channel + 1, 0x9e3779b1));
   h = hash32(h ^ Math.imul(ix | 0, 0x85ebca6b));

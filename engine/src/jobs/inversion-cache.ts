@@ -26,6 +26,8 @@ export class InversionCache {
     readonly maxBytes: number,
   ) {
     fs.mkdirSync(dir, { recursive: true });
+    // An engine killed mid-put leaves its temp file; sweep at start rather than at the next put, which may never come.
+    this.entries();
   }
 
   /** Identity of the source file: path plus size and modification time, so a re-rendered file misses. */
@@ -62,7 +64,11 @@ export class InversionCache {
       }
       const { levels: _levels, ...rest } = header;
       const now = new Date();
-      fs.utimesSync(file, now, now);
+      try {
+        fs.utimesSync(file, now, now);
+      } catch {
+        // Only the eviction order suffers.
+      }
       return { ...rest, latents };
     } catch {
       // A damaged entry (e.g. the engine died while an older version wrote it) is a miss, not an error.
@@ -71,7 +77,20 @@ export class InversionCache {
     }
   }
 
-  put(key: string, t: InvertedTrajectory): void {
+  /**
+   * Stores a trajectory, or quietly does not: the cache only saves time, so a full drive or a vanished folder must not
+   * fail the job that produced it. Returns whether the entry was stored.
+   */
+  put(key: string, t: InvertedTrajectory): boolean {
+    try {
+      this.write(key, t);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private write(key: string, t: InvertedTrajectory): void {
     const { latents, ...rest } = t;
     const header = Buffer.from(JSON.stringify({ ...rest, levels: latents.length }), 'utf8');
     let offset = 12 + header.length;
@@ -83,14 +102,19 @@ export class InversionCache {
     header.copy(prefix, 12);
     const file = this.fileOf(key);
     const tmp = `${file}.partial-${process.pid}`;
-    const fd = fs.openSync(tmp, 'w');
     try {
-      fs.writeSync(fd, prefix);
-      for (const level of latents) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
-    } finally {
-      fs.closeSync(fd);
+      const fd = fs.openSync(tmp, 'w');
+      try {
+        fs.writeSync(fd, prefix);
+        for (const level of latents) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
     }
-    fs.renameSync(tmp, file);
     this.evict();
   }
 

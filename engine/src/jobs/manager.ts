@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Health, Job, JobEvent, JobProgress, JobRequest } from '../api/schemas';
 import { CanceledError } from '../editing/types';
-import { MediaError } from '../media/binaries';
+import { ffmpegPath, ffprobePath, MediaError } from '../media/binaries';
+import { checkMask } from '../media/mask-input';
+import { checkOutputTarget } from '../media/output-target';
 import { probeMedia } from '../media/probe';
 import { extractStill } from '../media/still';
 import type { PipelineWorker } from '../worker/pipeline-worker';
@@ -31,10 +33,24 @@ export interface JobManagerOptions {
 
 const PERSIST_INTERVAL_MS = 1000;
 
-/** MediaError codes are the user's input problems: 422 with the field they came from. */
+/**
+ * MediaError codes are the user's input problems: 422 with the field they came from. A missing or broken ffmpeg is
+ * the engine's own state, not the request's: 503, with the message that says how to point the engine at one.
+ */
 export function mediaProblem(err: MediaError, field: string): ProblemError {
-  const status = err.code === 'ffmpeg-missing' || err.code === 'ffmpeg-failed' ? 500 : err.code === 'output-exists' ? 409 : 422;
-  return ProblemError.of(status, titleOf(err.code), err.message, status === 500 ? undefined : field, err.code);
+  const engineSide = err.code === 'ffmpeg-missing' || (err.code === 'ffmpeg-failed' && err.file === undefined);
+  const status = engineSide ? 503 : err.code === 'output-exists' ? 409 : 422;
+  return ProblemError.of(status, titleOf(err.code), err.message, engineSide ? undefined : field, err.code);
+}
+
+/** Request paths the engine opens: plain absolute paths only (its working folder means nothing to the panel). */
+function checkPaths(fields: [string, string | undefined][]): void {
+  for (const [field, p] of fields) {
+    if (p === undefined) continue;
+    // fs calls throw a TypeError on NUL, which would surface as a 500.
+    if (p.includes('\0')) throw ProblemError.of(400, 'Invalid path', `${field} contains a NUL character, which no file name can hold; give the path as plain text`, field, 'invalid-path');
+    if (!path.isAbsolute(p)) throw ProblemError.of(422, 'Relative path', `${field} "${p}" is a relative path; give an absolute path (the engine's working folder means nothing to the panel or the web UI)`, field, 'relative-path');
+  }
 }
 
 function titleOf(code: string): string {
@@ -49,6 +65,8 @@ export class JobManager implements JobService {
   private readonly cache: InversionCache;
   private readonly rendersDir: string;
   private current?: { id: string; cancel(): void };
+  /** Submissions past the queue check and still being checked against their media: they hold a place in the queue. */
+  private admitting = 0;
   private pumping = false;
   private lastPersist = new Map<string, number>();
   private closed = false;
@@ -89,15 +107,41 @@ export class JobManager implements JobService {
     if (this.closed) throw ProblemError.of(503, 'Engine stopping', 'the engine is shutting down; submit again when it is back');
     const queued = [...this.jobs.values()].filter((j) => j.state === 'queued').length;
     const max = this.o.maxQueued ?? 100;
-    if (queued >= max) throw ProblemError.of(429, 'Queue full', `${queued} jobs are waiting already; wait for some to finish or cancel some, then submit again`);
+    // Checking a request awaits ffprobe, so without counting those in flight a burst would all pass the bound at once.
+    if (queued + this.admitting >= max) {
+      throw ProblemError.of(429, 'Queue full', `${queued + this.admitting} jobs are waiting already; wait for some to finish or cancel some, then submit again`, undefined, 'queue-full');
+    }
+    this.admitting++;
+    try {
+      return await this.admit(request);
+    } finally {
+      this.admitting--;
+    }
+  }
+
+  private async admit(request: JobRequest): Promise<Job> {
+    const mask = request.mask.type === 'file' ? request.mask : undefined;
+    const out = request.output;
+    checkPaths([['source.path', request.source.path], ['mask.path', mask?.path], ['output.path', out?.path], ['output.folder', out?.folder]]);
     const id = crypto.randomBytes(6).toString('hex');
     const outputPath = defaultOutputPath(request, id, this.rendersDir);
-    let plan: JobPlan;
-    try {
-      plan = await planJob(request, this.o.worker.info, outputPath);
-    } catch (err) {
-      if (err instanceof MediaError) throw mediaProblem(err, err.code === 'bad-range' ? 'source.in' : err.code === 'bad-mask' ? 'mask.path' : 'source.path');
-      throw err;
+    const asMediaProblem = (field: (e: MediaError) => string) => (err: unknown): never => {
+      throw err instanceof MediaError ? mediaProblem(err, field(err)) : err;
+    };
+    // The default renders folder is the engine's own; a folder or file the client named is checked like any input.
+    if (out?.path || out?.folder) {
+      try {
+        checkOutputTarget(outputPath, { overwrite: out.overwrite, mayCreateFolder: !out.path, videoName: !!out.path });
+      } catch (err) {
+        asMediaProblem(() => (out.path ? 'output.path' : 'output.folder'))(err);
+      }
+    }
+    const plan: JobPlan = await planJob(request, this.o.worker.info, outputPath).catch(
+      asMediaProblem((e) => (e.code === 'bad-range' ? (/out point/.test(e.message) ? 'source.out' : 'source.in') : e.code === 'bad-mask' ? 'mask.path' : 'source.path')),
+    );
+    if (mask) {
+      const target = { frames: plan.frameCount, width: plan.width, height: plan.height, startFrame: plan.startFrame, fps: plan.info.video.fps };
+      await checkMask({ kind: 'file', path: mask.path }, target).catch(asMediaProblem(() => 'mask.path'));
     }
     // A second job writing the same file would collide at rename time; refuse it now.
     const clash = [...this.jobs.values()].find((j) => (j.state === 'queued' || j.state === 'running') && j.outputPath === outputPath);
@@ -113,9 +157,13 @@ export class JobManager implements JobService {
       warnings: [],
       restarts: 0,
     };
+    try {
+      this.store.save(job);
+    } catch (err) {
+      throw ProblemError.of(507, 'Cannot save the job', `the engine could not record the job in ${this.store.dir} (${(err as Error).message}); free space on that drive, then submit again`, undefined, 'storage-full');
+    }
     this.plans.set(id, plan);
     this.jobs.set(id, job);
-    this.store.save(job);
     this.emit(job, { type: 'progress', job });
     // Start on the next turn, so a caller that subscribes right after submitting sees every stage.
     setImmediate(() => void this.pump());
@@ -171,6 +219,7 @@ export class JobManager implements JobService {
       modelDir: info.dir,
       provider: info.provider,
       providerFallbacks: info.providerFallbacks,
+      ffmpeg: mediaTools(),
       queue: { queued: all.filter((j) => j.state === 'queued').length, running: all.filter((j) => j.state === 'running').length },
     };
   }
@@ -181,6 +230,7 @@ export class JobManager implements JobService {
   }
 
   async probe(file: string) {
+    checkPaths([['path', file]]);
     try {
       return await probeMedia(file);
     } catch (err) {
@@ -190,6 +240,7 @@ export class JobManager implements JobService {
   }
 
   async still(file: string, t: number, maxWidth?: number): Promise<Buffer> {
+    checkPaths([['path', file]]);
     try {
       return await extractStill(file, t, maxWidth);
     } catch (err) {
@@ -213,6 +264,18 @@ export class JobManager implements JobService {
     }
   }
 
+  /**
+   * A state change that cannot be written (data drive full, folder removed) must not take the engine down: this runs
+   * inside worker progress callbacks, where a throw would be an uncaught exception. The job lives on in memory.
+   */
+  private save(job: Job): void {
+    try {
+      this.store.save(job);
+    } catch (err) {
+      this.log(`could not save job ${job.id} in ${this.store.dir}: ${(err as Error).message}; its state survives a restart only once saving works again`);
+    }
+  }
+
   private emit(job: Job, e: JobEvent): void {
     // Listeners get a snapshot: the job object itself keeps changing after the event.
     if (this.events.listenerCount(job.id) === 0) return;
@@ -224,7 +287,7 @@ export class JobManager implements JobService {
     const now = Date.now();
     if (persist || now - (this.lastPersist.get(job.id) ?? 0) > PERSIST_INTERVAL_MS) {
       this.lastPersist.set(job.id, now);
-      this.store.save(job);
+      this.save(job);
     }
     this.emit(job, { type: 'progress', job });
     return job;
@@ -233,7 +296,7 @@ export class JobManager implements JobService {
   private finish(job: Job, state: 'succeeded' | 'failed' | 'canceled', patch: Partial<Job>): Job {
     Object.assign(job, patch, { state, finishedAt: new Date().toISOString() });
     if (state === 'succeeded') job.progress = { ...job.progress, stage: 'done', fraction: 1, etaSec: 0 };
-    this.store.save(job);
+    this.save(job);
     this.plans.delete(job.id);
     this.lastPersist.delete(job.id);
     this.emit(job, { type: 'done', job });
@@ -282,13 +345,26 @@ export class JobManager implements JobService {
       if (err instanceof CanceledError) {
         if (!this.closed) this.finish(job, 'canceled', {});
       } else {
-        const detail = err instanceof ProblemError || err instanceof MediaError ? err.message : `${(err as Error).message ?? err}`;
+        let detail = err instanceof ProblemError || err instanceof MediaError ? err.message : `${(err as Error).message ?? err}`;
+        // The worker's own words say what happened, not what to do next; the next task gets a fresh thread.
+        if (/compute worker (stopped|was shut down)/.test(detail)) detail += '. Submit the job again; if it keeps failing, lower batchSize (the machine may be running out of memory)';
         this.finish(job, 'failed', { error: { title: err instanceof ProblemError ? err.problem.title : 'Edit failed', detail } });
         this.log(`job ${job.id} failed: ${detail}`);
       }
     } finally {
       this.current = undefined;
     }
+  }
+}
+
+/** Whether ffmpeg and ffprobe can be started, and if not, the sentence that says how to fix it. */
+function mediaTools(): { ok: boolean; detail?: string } {
+  try {
+    ffprobePath();
+    ffmpegPath();
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, detail: err instanceof Error ? err.message : String(err) };
   }
 }
 

@@ -3,7 +3,7 @@
 // Shared by the engine's queue and by `reshoot edit`, so both behave the same.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { JobProgress, JobRequest, JobResult } from '../api/schemas';
+import type { JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames } from '../media/decode';
@@ -14,6 +14,8 @@ import { resolveRange } from '../media/range';
 import { workingSize } from '../media/working-size';
 import type { ModelInfo } from '../models/sd-model';
 import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
+import type { TaskResult } from '../worker/protocol';
+import { ChunkOverlap } from './chunk-overlap';
 import { InversionCache } from './inversion-cache';
 import { latentPreviewPng } from './preview';
 import { ProblemError } from './service';
@@ -32,6 +34,8 @@ export interface JobPlan {
   outHeight: number;
   outputPath: string;
   strength: number;
+  /** Wall time of the media probe, reported in the job's timings. */
+  probeMs: number;
 }
 
 export interface RunContext {
@@ -46,7 +50,7 @@ export interface RunContext {
 }
 
 export function defaultStrength(req: JobRequest): number {
-  return req.strength ?? (req.method === 'sdedit' ? 0.6 : 1);
+  return req.strength ?? (req.method === 'sdedit' ? 0.6 : req.method === 'fast' ? 0.5 : 1);
 }
 
 /** Pixel multiple the model needs: latents must survive the UNet's three 2× downsamplings. */
@@ -64,7 +68,9 @@ export function defaultOutputPath(req: JobRequest, jobId: string, rendersDir: st
 
 /** Checks a request against the media and the file system; throws ProblemError (4xx) with the field at fault. */
 export async function planJob(req: JobRequest, model: ModelInfo, outputPath: string): Promise<JobPlan> {
+  const probeStart = performance.now();
   const info = await probeMedia(req.source.path);
+  const probeMs = performance.now() - probeStart;
   const range = resolveRange(info, { in: req.source.in, out: req.source.out });
   let frameCount = range.frameCount;
   let native = model.nativeSize;
@@ -73,8 +79,11 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
     native = Math.max(sizeMultiple(model), Math.round(native * req.preview.scale));
   }
   const size = workingSize(info.video.displayWidth, info.video.displayHeight, native, sizeMultiple(model));
-  if (req.mask.type === 'auto' && req.method === 'sdedit') {
-    throw ProblemError.of(422, 'Mask not available', 'the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with SDEdit', 'mask.type');
+  if (req.mask.type === 'auto' && req.method !== 'inversion') {
+    throw ProblemError.of(422, 'Mask not available', `the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with ${req.method === 'fast' ? 'the fast preset' : 'SDEdit'}`, 'mask.type');
+  }
+  if (req.fast && req.method !== 'fast') {
+    throw ProblemError.of(400, 'Option not used', `"fast" sets the fast preset's steps; it applies with method "fast", not "${req.method}"`, 'fast');
   }
   if (req.mask.type === 'file' && !fs.existsSync(req.mask.path)) {
     throw ProblemError.of(422, 'Mask file not found', `${req.mask.path} does not exist; give the path of a PNG matte, a matte video or a PNG sequence pattern`, 'mask.path');
@@ -102,6 +111,7 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
     outHeight: info.video.displayHeight,
     outputPath,
     strength: defaultStrength(req),
+    probeMs,
   };
 }
 
@@ -129,16 +139,21 @@ class JobProgressMapper {
 
 export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): Promise<JobResult> {
   const t0 = Date.now();
+  const start = performance.now();
+  const times = { decodeWaitMs: 0, vaeEncodeMs: 0, inversionMs: 0, editMs: 0, vaeDecodeMs: 0, encodeWaitMs: 0, textMs: 0, transferMs: 0, cacheMs: 0, finishMs: 0, workerOtherMs: 0, unetRuns: 0, unetMs: 0, vaeMs: 0 };
   const model = ctx.worker.info;
   const chunks = Math.ceil(plan.frameCount / CHUNK_FRAMES);
   const progress = new JobProgressMapper(chunks, plan.frameCount, ctx.onProgress);
   let canceled = false;
   let running: RunningTask | undefined;
+  let finishing: { abort(): Promise<void> } | undefined;
   let lastPreview = 0;
   ctx.cancelHook = {
     cancel() {
       canceled = true;
       running?.cancel();
+      // The final write can take long (faststart rewrites the file); a cancel then must still leave no file.
+      void finishing?.abort();
     },
   };
   const checkCanceled = () => {
@@ -170,15 +185,22 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     colorMatrix: plan.info.video.colorMatrix,
     sampleAspect: plan.info.video.sampleAspect,
   });
+  const seams = new ChunkOverlap(req, { ...plan, vaeScale: model.vaeScale });
   let unetEvaluations = 0;
   let cacheHits = 0;
   try {
     let index = 0;
     let done = 0;
-    const frames = decodeFrames(req.source.path, { startFrame: plan.startFrame, frameCount: plan.frameCount, fps: plan.info.video.fps, width: plan.width, height: plan.height, chunkFrames: CHUNK_FRAMES, colorMatrix: plan.info.video.colorMatrix, bitDepth: plan.info.video.bitDepth > 8 ? 16 : 8 });
-    for await (const chunk of frames) {
+    // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
+    const frames = readAhead(decodeFrames(req.source.path, { startFrame: plan.startFrame, frameCount: plan.frameCount, fps: plan.info.video.fps, width: plan.width, height: plan.height, chunkFrames: CHUNK_FRAMES, colorMatrix: plan.info.video.colorMatrix, bitDepth: plan.info.video.bitDepth > 8 ? 16 : 8 }));
+    let writing: Promise<void> = Promise.resolve();
+    let waitFrom = performance.now();
+    for await (const decoded of frames) {
+      times.decodeWaitMs += performance.now() - waitFrom;
       checkCanceled();
-      const chunkStart = done;
+      // Consistency: each chunk after the first starts with the previous chunk's last frames (chunk-overlap.ts).
+      const { frames: chunk, lead } = seams.next(decoded);
+      const chunkStart = done - lead;
       const mask = fullMask && sliceMask(fullMask, chunkStart, chunk.n);
       const onProgress = (p: Progress) => {
         progress.chunk(index, chunkStart, p);
@@ -189,37 +211,56 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       };
       const common = { prompt: req.prompt, guidance: req.guidance, batchSize: req.batchSize, mask };
       let result;
+      let sent = performance.now();
       if (req.method === 'sdedit') {
         running = ctx.worker.run({ kind: 'sdedit', frames: chunk, params: { ...common, steps: req.steps, strength: plan.strength, seed: ctx.seed } }, { onProgress, transfer: true });
         result = await running.result;
+      } else if (req.method === 'fast') {
+        running = ctx.worker.run({ kind: 'fast', frames: chunk, params: { ...common, steps: req.fast?.steps ?? 2, strength: plan.strength, seed: ctx.seed } }, { onProgress, transfer: true });
+        result = await running.result;
       } else {
+        const cacheStart = performance.now();
         const key = ctx.cache
           ? InversionCache.keyOf({ file: req.source.path, startFrame: plan.startFrame + chunkStart, frameCount: chunk.n, width: plan.width, height: plan.height, modelDir: model.dir, sourcePrompt: req.sourcePrompt, steps: req.steps, strength: plan.strength })
           : undefined;
-        const cached = key ? ctx.cache!.get(key) : undefined;
+        sent = performance.now();
+        times.cacheMs += sent - cacheStart;
         const autoMask = req.mask.type === 'auto' ? { threshold: req.mask.threshold ?? 0.5 } : undefined;
-        const editParams = { ...common, sourcePrompt: req.sourcePrompt, directInversion: req.directInversion, autoMask };
-        if (cached) {
-          cacheHits++;
-          running = ctx.worker.run({ kind: 'edit-from-inversion', trajectory: cached, params: editParams }, { onProgress });
-          result = await running.result;
-        } else {
-          running = ctx.worker.run({ kind: 'inversion-edit', frames: chunk, params: { ...editParams, steps: req.steps, strength: plan.strength } }, { onProgress, transfer: true });
-          result = await running.result;
-          if (key && result.trajectory) ctx.cache!.put(key, result.trajectory);
-        }
+        const editParams = { ...common, sourcePrompt: req.sourcePrompt, directInversion: req.directInversion, autoMask, consistency: seams.consistency };
+        // The worker reads and writes the cache itself: on a hit it edits from the stored trajectory.
+        const cache = key ? { dir: ctx.cache!.dir, maxBytes: ctx.cache!.maxBytes, key } : undefined;
+        running = ctx.worker.run({ kind: 'inversion-edit', frames: chunk, params: { ...editParams, steps: req.steps, strength: plan.strength }, cache }, { onProgress, transfer: true });
+        result = await running.result;
+        if (result.cacheHit) cacheHits++;
       }
+      times.transferMs += performance.now() - sent - result.timings.taskMs;
       running = undefined;
       result.warnings.forEach((w) => ctx.onWarning?.(w));
       unetEvaluations += result.stats.unetEvals;
+      addWorkerTimes(times, result);
       checkCanceled();
-      await encoder.write(result.frames);
-      done += chunk.n;
+      const writeStart = performance.now();
+      const ready = seams.stitch(result, lead);
+      // At most one chunk waits for the encoder: memory stays bounded and a failed write still stops the job.
+      await writing;
+      times.encodeWaitMs += performance.now() - writeStart;
+      if (ready.n) writing = handled(encoder.write(ready));
+      done += decoded.n;
       index++;
+      waitFrom = performance.now();
     }
+    const lastWrite = performance.now();
+    await writing;
+    times.encodeWaitMs += performance.now() - lastWrite;
     if (done !== plan.frameCount) throw new Error(`decoded ${done} frames, expected ${plan.frameCount}`);
+    const tail = seams.flush();
+    if (tail?.n) await encoder.write(tail);
+    checkCanceled();
     progress.stage('writing', 0.99);
+    finishing = encoder;
+    const finishStart = performance.now();
     const written = await encoder.finish();
+    times.finishMs = performance.now() - finishStart;
     const fps = plan.info.video.fps;
     return {
       path: written.path,
@@ -233,11 +274,66 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       unetEvaluations,
       inversionCacheHit: cacheHits > 0 && cacheHits === chunks,
       seconds: (Date.now() - t0) / 1000,
+      timings: jobTimings(plan.probeMs, performance.now() - start, times),
+      mattePath: seams.finish(),
     };
   } catch (err) {
+    seams.abort();
     await encoder.abort();
-    throw err;
+    // A canceled encoder fails with its own error; the job was canceled all the same.
+    throw canceled ? new CanceledError() : err;
   }
+}
+
+/** The promise, with its rejection marked as handled: it is awaited later, or the job has already failed. */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+/**
+ * Keeps the next item of `source` in flight while the caller works on the current one. For the frame decoder this
+ * means ffmpeg decodes chunk k+1 while the worker edits chunk k; one chunk ahead, so memory stays bounded.
+ */
+export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+  const it = source[Symbol.asyncIterator]();
+  let next = handled(it.next());
+  try {
+    for (;;) {
+      const r = await next;
+      if (r.done) return;
+      next = handled(it.next());
+      yield r.value;
+    }
+  } finally {
+    // Stops the source (kills ffmpeg) once the read in flight has settled.
+    await it.return?.();
+  }
+}
+
+type Times = Omit<JobTimings, 'probeMs' | 'otherMs' | 'totalMs'> & { workerOtherMs: number };
+
+function addWorkerTimes(t: Times, r: TaskResult): void {
+  t.vaeEncodeMs += r.timings.vaeEncodeMs;
+  t.inversionMs += r.timings.inversionMs;
+  t.editMs += r.timings.editMs;
+  t.vaeDecodeMs += r.timings.vaeDecodeMs;
+  t.textMs += r.timings.textMs;
+  t.cacheMs += r.timings.cacheMs;
+  t.workerOtherMs += r.timings.otherMs;
+  t.unetRuns += r.stats.unetRuns;
+  t.unetMs += r.stats.unetMs;
+  t.vaeMs += r.stats.vaeMs;
+}
+
+/** Stage times plus "other" (everything else on the job's critical path), so the stages add up to the total. */
+function jobTimings(probeMs: number, runMs: number, t: Times): JobTimings {
+  const { workerOtherMs: _w, ...rest } = t;
+  const totalMs = probeMs + runMs;
+  const staged = probeMs + t.decodeWaitMs + t.vaeEncodeMs + t.inversionMs + t.editMs + t.vaeDecodeMs + t.encodeWaitMs;
+  const round = (v: number) => Math.round(Math.max(0, v) * 10) / 10;
+  const out = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, k === 'unetRuns' ? v : round(v)])) as Omit<JobTimings, 'probeMs' | 'otherMs' | 'totalMs'>;
+  return { ...out, probeMs: round(probeMs), otherMs: round(totalMs - staged), totalMs: round(totalMs) };
 }
 
 function sliceMask(mask: MaskBatch, start: number, count: number): MaskBatch {

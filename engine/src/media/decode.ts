@@ -5,6 +5,7 @@
 import { ImageBatch, fromRgb24, imageBatch } from '../diffusion/images';
 import { ffmpegPath } from './binaries';
 import { MediaError } from './errors';
+import { mediaFaults, pause } from './faults';
 import { checkInputFile, ColorMatrix } from './probe';
 import { lastLines, spawnFailure, start } from './process';
 import { Rational, frameTime } from './rational';
@@ -174,7 +175,9 @@ export async function* decodeFrames(file: string, opts: DecodeOptions): AsyncGen
     frameBytes: width * height * (deep ? 6 : 3),
     what: `frames ${opts.startFrame}..${opts.startFrame + frames - 1}`,
   });
+  const slowMs = mediaFaults().slowDecodeMs;
   for await (const c of raw) {
+    await pause(slowMs);
     yield deep ? fromRgb48(c.data, c.frames, height, width) : fromRgb24(c.data, c.frames, height, width);
   }
 }

@@ -10,6 +10,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ImageBatch, toRgb24 } from '../diffusion/images';
 import { ffmpegPath } from './binaries';
 import { MediaError } from './errors';
+import { mediaFaults, pause } from './faults';
 import { ColorMatrix, checkInputFile } from './probe';
 import { Exit, lastLines, spawnFailure, start } from './process';
 import { Rational, frameTime, rationalArg } from './rational';
@@ -109,6 +110,10 @@ async function checkOutput(output: string, overwrite: boolean): Promise<void> {
   if (outStat.isDirectory()) {
     throw new MediaError('output-exists', `Cannot write ${output}: a folder with that name exists. Choose another output name.`, { file: output });
   }
+  // rename() over a device or pipe would replace it (as root, /dev/null itself); only a file is ever replaced.
+  if (!outStat.isFile()) {
+    throw new MediaError('output-not-allowed', `Cannot write ${output}: it is not a regular file (a device, pipe or socket). Choose another output name.`, { file: output });
+  }
   if (!overwrite) {
     throw new MediaError('output-exists', `${output} already exists. Choose another output name, or allow overwriting it.`, { file: output });
   }
@@ -145,6 +150,7 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   if (opts.codec !== 'h264' && opts.codec !== 'prores') throw new RangeError(`createEncoder: codec must be 'h264' or 'prores', got ${String(opts.codec)}`);
   const output = resolve(opts.output);
   const ffmpeg = ffmpegPath();
+  const faults = mediaFaults();
   await checkOutput(output, opts.overwrite === true);
   if (opts.audio) {
     await checkInputFile(opts.audio.file);
@@ -201,16 +207,25 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   }
   args.push('-pix_fmt', pixFmt, '-color_range', 'tv', ...COLOR_TAGS[matrix]);
   if (opts.audio) args.push(...(container === 'mp4' ? ['-c:a', 'aac', '-b:a', '256k'] : ['-c:a', 'pcm_s16le']));
-  args.push('-movflags', container === 'mov' ? '+faststart+write_colr' : '+faststart', '-f', container, tempPath);
+  args.push('-movflags', container === 'mov' ? '+faststart+write_colr' : '+faststart', '-f', container, faults.diskFull ? '/dev/full' : tempPath);
 
   const ff = start(ffmpeg, args);
   const stdin = ff.proc.stdin;
   let frames = 0;
   let state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
   let queue: Promise<void> = Promise.resolve();
+  // A function, not a comparison: abort() changes state while finish() awaits, which narrowing cannot see.
+  const aborted = () => state === 'aborted';
 
   const failure = (exit: Exit, doing: string): MediaError => {
     if (exit.spawnError) return spawnFailure(ffmpeg, exit.spawnError);
+    if (/No space left on device/i.test(ff.stderrTail())) {
+      return new MediaError(
+        'disk-full',
+        `The drive holding ${dirname(output)} is full, so ${output} could not be written (nothing was left behind). Free space on that drive or choose an output folder on another one, then submit again.`,
+        { file: output },
+      );
+    }
     const why = lastLines(ff.stderrTail()) || (exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`);
     return new MediaError('ffmpeg-failed', `ffmpeg failed while ${doing} ${output} (${why}).`, { file: output });
   };
@@ -228,6 +243,7 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       throw new RangeError(`encoder for ${output} expects ${width}x${height} frames, got ${batch.width}x${batch.height}`);
     }
     if (batch.n === 0) return;
+    await pause(faults.slowEncodeMs);
     if (ff.done) throw failure(await ff.exited, 'encoding');
     const bytes = deep ? toRgb48(batch) : toRgb24(batch);
     const ok = stdin.write(bytes);
@@ -255,6 +271,11 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       await queue;
       stdin.end();
       const exit = await ff.exited;
+      // abort() while finishing (a cancel during the final write) wins: nothing may appear at the output path.
+      if (aborted()) {
+        await removeTemp();
+        throw new MediaError('ffmpeg-failed', `Writing ${output} was stopped; no file was written.`, { file: output });
+      }
       if (exit.code !== 0 || frames === 0) {
         state = 'done';
         await removeTemp();
@@ -265,6 +286,11 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
         state = 'done';
         await removeTemp();
         throw new MediaError('output-exists', `${output} appeared while it was being encoded; the result was discarded. Choose another output name.`, { file: output });
+      }
+      await pause(faults.slowEncodeMs);
+      if (aborted()) {
+        await removeTemp();
+        throw new MediaError('ffmpeg-failed', `Writing ${output} was stopped; no file was written.`, { file: output });
       }
       try {
         await rename(tempPath, output);

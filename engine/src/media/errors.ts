@@ -13,7 +13,9 @@ export type MediaErrorCode =
   | 'ffmpeg-failed'
   | 'bad-mask'
   | 'output-exists'
-  | 'output-not-writable';
+  | 'output-not-writable'
+  | 'output-not-allowed'
+  | 'disk-full';
 
 export class MediaError extends Error {
   readonly code: MediaErrorCode;

@@ -138,16 +138,17 @@ function notReadable(file: string, why: string): MediaError {
   );
 }
 
-async function stillMask(file: string, t: MaskTarget): Promise<MaskBatch> {
+async function stillMask(file: string, t: MaskTarget, checkOnly: boolean): Promise<MaskBatch | undefined> {
   const json = await ffprobeJson(file);
   const s = (json.streams ?? []).find((x) => x.codec_type === 'video');
   if (!s?.width || !s.height) throw notReadable(file, 'no picture in it');
   checkAspect(file, s.width, s.height, t);
+  if (checkOnly) return undefined;
   const raw = await readYa8(file, ['-i', file], 1, s.width, s.height, t, 'the image');
   return replicate(toMask(raw, 1, t), t.frames);
 }
 
-async function videoMask(file: string, info: MediaInfo, t: MaskTarget): Promise<MaskBatch> {
+async function videoMask(file: string, info: MediaInfo, t: MaskTarget, checkOnly: boolean): Promise<MaskBatch | undefined> {
   const v = info.video;
   checkAspect(file, v.displayWidth, v.displayHeight, t);
   if (!rationalEquals(v.fps, t.fps)) {
@@ -165,6 +166,7 @@ async function videoMask(file: string, info: MediaInfo, t: MaskTarget): Promise<
       { file },
     );
   }
+  if (checkOnly) return undefined;
   const raw = await readYa8(file, [...seekArgs(t.startFrame, v.fps), '-i', file], t.frames, v.displayWidth, v.displayHeight, t, `frames ${t.startFrame}..${last}`);
   return toMask(raw, t.frames, t);
 }
@@ -174,7 +176,7 @@ function formatIndex(spec: string, n: number): string {
   return String(n).padStart(width, spec.startsWith('0') ? '0' : ' ');
 }
 
-async function sequenceMask(pattern: string, t: MaskTarget): Promise<MaskBatch> {
+async function sequenceMask(pattern: string, t: MaskTarget, checkOnly: boolean): Promise<MaskBatch | undefined> {
   const dir = dirname(pattern);
   const base = basename(pattern);
   const m = PATTERN.exec(base);
@@ -221,6 +223,7 @@ async function sequenceMask(pattern: string, t: MaskTarget): Promise<MaskBatch> 
   const s = (json.streams ?? []).find((x) => x.codec_type === 'video');
   if (!s?.width || !s.height) throw notReadable(firstFile, 'no picture in it');
   checkAspect(firstFile, s.width, s.height, t);
+  if (checkOnly) return undefined;
   const raw = await readYa8(
     pattern,
     ['-f', 'image2', '-start_number', String(from), '-framerate', rationalArg(t.fps), '-i', pattern],
@@ -239,16 +242,32 @@ async function sequenceMask(pattern: string, t: MaskTarget): Promise<MaskBatch> 
  * frame, read from the same frame numbers as the clip (a sequence's first image is clip frame 0).
  */
 export async function loadMask(spec: MaskSpec, target: MaskTarget): Promise<MaskBatch> {
+  return (await inspectMask(spec, target, false))!;
+}
+
+/**
+ * Everything loadMask would refuse (missing or unreadable file, wrong aspect, frame rate or length), found by probing
+ * alone: cheap enough to run when a job is submitted, so a bad matte is a 422 then instead of a failed job later.
+ */
+export async function checkMask(spec: MaskSpec, target: MaskTarget): Promise<void> {
+  await inspectMask(spec, target, true);
+}
+
+async function inspectMask(spec: MaskSpec, target: MaskTarget, checkOnly: boolean): Promise<MaskBatch | undefined> {
   for (const [k, v] of [['frames', target.frames], ['width', target.width], ['height', target.height]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`loadMask: target.${k} must be a positive integer, got ${v}`);
   }
   if (!Number.isInteger(target.startFrame) || target.startFrame < 0) throw new RangeError(`loadMask: target.startFrame must be an integer ≥ 0, got ${target.startFrame}`);
-  if (spec.kind === 'box') return boxMask(spec, target);
+  if (spec.kind === 'box') {
+    // One frame proves the box; the full stack is frames × pixels of floats, only worth building to use it.
+    if (checkOnly) return void boxMask(spec, { ...target, frames: 1 });
+    return boxMask(spec, target);
+  }
   if (spec.kind !== 'file' || typeof spec.path !== 'string' || spec.path === '') {
     throw new MediaError('bad-mask', `Unknown matte ${JSON.stringify(spec)}: use { kind: 'box', x, y, w, h } or { kind: 'file', path }.`);
   }
   const file = spec.path;
-  if (PATTERN.test(basename(file))) return sequenceMask(file, target);
+  if (PATTERN.test(basename(file))) return sequenceMask(file, target, checkOnly);
   try {
     await checkInputFile(file);
   } catch (e) {
@@ -259,9 +278,9 @@ export async function loadMask(spec: MaskSpec, target: MaskTarget): Promise<Mask
   try {
     info = await probeMedia(file);
   } catch (e) {
-    if (isMediaError(e, 'still-image')) return stillMask(file, target);
+    if (isMediaError(e, 'still-image')) return stillMask(file, target, checkOnly);
     if (isMediaError(e) && (e.code === 'ffmpeg-missing' || e.code === 'not-found' || e.code === 'not-a-file')) throw e;
     throw notReadable(file, REASONS[isMediaError(e) ? e.code : ''] ?? String(e));
   }
-  return videoMask(file, info, target);
+  return videoMask(file, info, target, checkOnly);
 }

@@ -4,6 +4,7 @@
 // engine knows ffmpeg is a separate process.
 
 import { spawn, ChildProcessWithoutNullStreams } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { MediaError } from './errors';
 
 const STDERR_TAIL = 8192;
@@ -87,8 +88,42 @@ export interface RunResult extends Exit {
   stderr: string;
 }
 
+// Short runs (ffprobe) come in bursts when many jobs are submitted at once. Each spawn blocks the event loop for a few
+// milliseconds, so a hundred at once would stall every other request (health included) for a second; a few at a time
+// keeps the engine answering while the burst drains at the same overall speed. A run that hangs (a stalled network
+// drive) gives its place up after SLOT_HOLD_MS, so it can slow the others but never stop them.
+const MAX_SHORT_RUNS = Math.max(2, availableParallelism());
+const SLOT_HOLD_MS = 2000;
+let shortRuns = 0;
+const waiting: (() => void)[] = [];
+
+async function slot(): Promise<() => void> {
+  if (shortRuns >= MAX_SHORT_RUNS) await new Promise<void>((r) => waiting.push(r));
+  shortRuns++;
+  let held = true;
+  const release = () => {
+    if (!held) return;
+    held = false;
+    clearTimeout(timer);
+    shortRuns--;
+    waiting.shift()?.();
+  };
+  const timer = setTimeout(release, SLOT_HOLD_MS);
+  timer.unref();
+  return release;
+}
+
 /** Run to completion, collecting stdout (small outputs only: probe JSON, a PNG still, codec lists). */
 export async function run(bin: string, args: readonly string[]): Promise<RunResult> {
+  const release = await slot();
+  try {
+    return await runNow(bin, args);
+  } finally {
+    release();
+  }
+}
+
+async function runNow(bin: string, args: readonly string[]): Promise<RunResult> {
   const r = start(bin, args);
   r.proc.stdin.end();
   const chunks: Buffer[] = [];

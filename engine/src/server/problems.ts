@@ -44,7 +44,7 @@ export function problemFor(err: unknown): Problem | undefined {
     case 'entity.too.large':
       return problem(413, 'body-too-large', 'Request body too large', `the request body is larger than ${formatBytes(e.limit ?? 65536)}; a job request is a few hundred bytes of JSON, so send file paths rather than file contents`);
     case 'entity.parse.failed':
-      return problem(400, 'malformed-json', 'Malformed JSON', `body is not valid JSON: ${withoutBodyExcerpt(e.message ?? 'parse error')}`);
+      return problem(400, 'malformed-json', 'Malformed JSON', `body is not valid JSON: ${withoutBodyExcerpt(e.message ?? 'parse error')}; send one JSON object with double-quoted names and plain numbers (no NaN, Infinity or trailing commas)`);
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return problem(415, 'unsupported-media-type', 'Unsupported encoding', `${e.message ?? 'unsupported encoding'}; send UTF-8 JSON without Content-Encoding`);

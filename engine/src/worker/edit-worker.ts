@@ -1,11 +1,13 @@
 // Worker thread entry: owns the model's ONNX Runtime sessions so the main thread (HTTP server, CLI progress) never
 // blocks on a UNet call. session.run executes on the calling thread, which is why this has to live here.
 import { parentPort } from 'node:worker_threads';
+import { fastEdit } from '../editing/fast-edit';
 import { editFromInversion, inversionEdit } from '../editing/inversion-edit';
 import { sdedit } from '../editing/sdedit';
-import type { Progress } from '../editing/types';
+import type { InvertedTrajectory, Progress, Stage } from '../editing/types';
+import { InversionCache } from '../jobs/inversion-cache';
 import { loadDiffusionModel, type DiffusionModel } from '../models/sd-model';
-import { buffersOf, type FromWorker, type Task, type TaskResult, type ToWorker } from './protocol';
+import { buffersOf, type FromWorker, type Task, type TaskResult, type TaskTimings, type ToWorker } from './protocol';
 
 const PREVIEW_INTERVAL_MS = 250;
 // Fault injection for reliability tests: RESHOOT_FAULT=worker-exit-at-progress:N ends this thread abruptly after the
@@ -15,28 +17,86 @@ const port = parentPort;
 if (!port) throw new Error('edit-worker must run inside a worker thread');
 
 let model: DiffusionModel | undefined;
+const caches = new Map<string, InversionCache>();
+
+/** One cache object per folder: constructing one sweeps stale temp files, which must not happen under a live put. */
+function cacheAt(dir: string, maxBytes: number): InversionCache {
+  let c = caches.get(dir);
+  if (!c || c.maxBytes !== maxBytes) caches.set(dir, (c = new InversionCache(dir, maxBytes)));
+  return c;
+}
 
 function send(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(msg, transfer);
 }
 
+const STAGE_FIELD: Record<Stage, keyof TaskTimings> = {
+  'encoding latents': 'vaeEncodeMs',
+  inverting: 'inversionMs',
+  editing: 'editMs',
+  'decoding latents': 'vaeDecodeMs',
+};
+
 async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Progress) => void): Promise<TaskResult> {
   if (!model) throw new Error('no model is loaded in the compute worker');
-  const before = { ...model.stats };
-  const hooks = { shouldStop, onProgress };
-  let out: Omit<TaskResult, 'stats'>;
+  const m = model;
+  const before = { ...m.stats };
+  const timings: TaskTimings = { vaeEncodeMs: 0, inversionMs: 0, editMs: 0, vaeDecodeMs: 0, textMs: 0, cacheMs: 0, otherMs: 0, taskMs: 0 };
+  let tailCacheMs = 0;
+  const t0 = performance.now();
+  let mark = t0;
+  let textMark = m.stats.textMs;
+  const hooks = {
+    shouldStop,
+    onProgress(p: Progress) {
+      const now = performance.now();
+      const text = m.stats.textMs - textMark;
+      timings[STAGE_FIELD[p.stage]] += now - mark - text;
+      timings.textMs += text;
+      mark = now;
+      textMark = m.stats.textMs;
+      onProgress(p);
+    },
+  };
+  let out: Omit<TaskResult, 'stats' | 'timings'>;
   switch (task.kind) {
-    case 'inversion-edit':
-      out = await inversionEdit(model, task.frames, task.params, hooks);
+    case 'inversion-edit': {
+      const cache = task.cache && cacheAt(task.cache.dir, task.cache.maxBytes);
+      let cached: InvertedTrajectory | undefined;
+      if (cache) {
+        cached = cache.get(task.cache!.key);
+        mark = performance.now();
+        timings.cacheMs += mark - t0;
+      }
+      if (cached) {
+        out = { ...(await editFromInversion(m, cached, task.params, hooks)), cacheHit: true };
+      } else {
+        const r = await inversionEdit(m, task.frames, task.params, hooks);
+        if (cache) {
+          const putStart = performance.now();
+          cache.put(task.cache!.key, r.trajectory);
+          tailCacheMs = performance.now() - putStart;
+          timings.cacheMs += tailCacheMs;
+          out = { frames: r.frames, latentMask: r.latentMask, warnings: r.warnings, cacheHit: false };
+        } else out = r;
+      }
       break;
+    }
     case 'edit-from-inversion':
-      out = await editFromInversion(model, task.trajectory, task.params, hooks);
+      out = await editFromInversion(m, task.trajectory, task.params, hooks);
       break;
     case 'sdedit':
-      out = await sdedit(model, task.frames, task.params, hooks);
+      out = await sdedit(m, task.frames, task.params, hooks);
+      break;
+    case 'fast':
+      out = await fastEdit(m, task.frames, task.params, hooks);
       break;
   }
-  const s = model.stats;
+  const end = performance.now();
+  timings.textMs += m.stats.textMs - textMark;
+  timings.otherMs = end - mark - (m.stats.textMs - textMark) - tailCacheMs;
+  timings.taskMs = end - t0;
+  const s = m.stats;
   const stats = {
     unetRuns: s.unetRuns - before.unetRuns,
     unetEvals: s.unetEvals - before.unetEvals,
@@ -44,7 +104,7 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
     vaeMs: s.vaeMs - before.vaeMs,
     textMs: s.textMs - before.textMs,
   };
-  return { ...out, stats };
+  return { ...out, stats, timings };
 }
 
 port.on('message', async (msg: ToWorker) => {

@@ -37,6 +37,8 @@ export class PipelineWorker {
   private readonly pending = new Map<number, Pending>();
   private queue: Promise<unknown> = Promise.resolve();
   private loaded?: ModelInfo;
+  /** The model's description outlives a crashed thread: health and job planning need it before the next task reloads. */
+  private lastInfo?: ModelInfo;
   private current?: { flag: Int32Array; done: Promise<unknown> };
 
   private constructor(
@@ -56,8 +58,9 @@ export class PipelineWorker {
   }
 
   get info(): ModelInfo {
-    if (!this.loaded) throw new Error('model not loaded');
-    return this.loaded;
+    const info = this.loaded ?? this.lastInfo;
+    if (!info) throw new Error('model not loaded');
+    return info;
   }
 
   private spawn(): Worker {
@@ -105,6 +108,7 @@ export class PipelineWorker {
       const reply = await this.request({ type: 'load', id: this.nextId++, modelDir: this.modelDir, settings: this.settings });
       if (reply.type !== 'loaded') throw new Error(`unexpected reply ${reply.type}`);
       this.loaded = reply.info;
+      this.lastInfo = reply.info;
     } catch (err) {
       await this.terminate();
       throw err;

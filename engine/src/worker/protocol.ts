@@ -1,22 +1,56 @@
 // Messages between the engine's main thread and the compute worker that owns the ONNX Runtime sessions.
 import type { ImageBatch } from '../diffusion/images';
+import type { FastEditParams } from '../editing/fast-edit';
 import type { InversionEditParams } from '../editing/inversion-edit';
 import type { SdeditParams } from '../editing/sdedit';
 import type { EditParams, InvertedTrajectory, Progress } from '../editing/types';
 import type { ModelInfo, ModelStats } from '../models/sd-model';
 import type { SessionSettings } from '../models/providers';
 
+/**
+ * An inversion cache the worker reads and writes itself (jobs/inversion-cache.ts): multi-megabyte synchronous file IO
+ * stays off the main thread, which answers HTTP, and the trajectory never has to travel between threads.
+ */
+export interface WorkerCache {
+  dir: string;
+  maxBytes: number;
+  key: string;
+}
+
 export type Task =
-  | { kind: 'inversion-edit'; frames: ImageBatch; params: InversionEditParams }
+  | { kind: 'inversion-edit'; frames: ImageBatch; params: InversionEditParams; cache?: WorkerCache }
   | { kind: 'edit-from-inversion'; trajectory: InvertedTrajectory; params: EditParams }
-  | { kind: 'sdedit'; frames: ImageBatch; params: SdeditParams };
+  | { kind: 'sdedit'; frames: ImageBatch; params: SdeditParams }
+  | { kind: 'fast'; frames: ImageBatch; params: FastEditParams };
+
+/**
+ * Where a task's wall time went inside the worker. Each stage is charged the time up to the progress event that ends
+ * one of its units, so the stages add up to taskMs without timers inside the editing loops; text encoding is split
+ * out of whichever stage called it.
+ */
+export interface TaskTimings {
+  vaeEncodeMs: number;
+  inversionMs: number;
+  editMs: number;
+  vaeDecodeMs: number;
+  textMs: number;
+  /** Reading and writing the inversion cache. */
+  cacheMs: number;
+  /** After the last progress event (result assembly). */
+  otherMs: number;
+  taskMs: number;
+}
 
 export type TaskResult = {
   frames: ImageBatch;
+  /** Returned unless the task had a cache to put it in. */
   trajectory?: InvertedTrajectory;
+  /** With a cache: the trajectory came from it (only the edit ran). */
+  cacheHit?: boolean;
   latentMask?: Float32Array;
   warnings: string[];
   stats: ModelStats;
+  timings: TaskTimings;
 };
 
 export type ToWorker =

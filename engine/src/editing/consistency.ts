@@ -1,0 +1,122 @@
+// Temporal-consistency stages of the inversion edit, switchable per job (docs/QUALITY.md has what each measurably
+// does). The denoising loop in inversion-edit.ts calls two hooks from here: refineMask() once the automatic mask's
+// score is known, and CrossFrameStages.afterStep() after every denoising step when a stage needs all frames of the
+// chunk at the same step (latent correction, anchor statistics), which is what makes the loop step in lockstep.
+import { alignToAnchor } from './anchor-stats';
+import { correctLatents, neighbourFields, type NeighbourFields } from './latent-correction';
+import { refineAutoMask } from './mask-ops';
+import type { InvertedTrajectory } from './types';
+
+export interface LatentCorrectionParams {
+  /** Denoising steps, counted from the noisy end, after which the correction runs. */
+  steps: number;
+  /** [w₋₁, w₀, w₊₁]: weights of the previous frame, the frame itself and the next frame; they sum to 1. */
+  weights: [number, number, number];
+  /** Correspondence search radius in latent pixels; default 6 (motion up to 6 latent pixels a frame: 5 px/frame on the oracle was missed at 4). */
+  radius?: number;
+  /** Matches below this cosine similarity are not used; default 0.5. */
+  minSimilarity?: number;
+}
+
+export interface ConsistencyParams {
+  latentCorrection?: LatentCorrectionParams | null;
+  /**
+   * Align each frame's per-channel latent mean and spread inside the mask to the chunk's first frame: `true` after
+   * every denoising step, or after the first `steps` steps only.
+   */
+  anchorStats?: boolean | { steps: number };
+  /** Motion-compensated temporal smoothing of the automatic mask's score: each neighbour's weight, 0..1/3. */
+  maskSmoothing?: number;
+  /** Dilation of the automatic mask, latent pixels. */
+  maskDilate?: number;
+  /** Outward soft edge of the automatic mask, latent pixels. */
+  softEdge?: number;
+  /** Frames shared by consecutive chunks of a long clip and crossfaded (read by the job runner, not the loop). */
+  chunkOverlap?: number;
+}
+
+const DEFAULT_RADIUS = 6;
+const DEFAULT_MIN_SIMILARITY = 0.5;
+
+/** Library callers get the same checks the job schema makes (weights summing to 1, smoothing ≤ 1/3). */
+export function checkConsistency(c: ConsistencyParams): void {
+  const lc = c.latentCorrection;
+  if (lc) {
+    if (!Number.isInteger(lc.steps) || lc.steps < 0) throw new Error(`latentCorrection.steps must be a non-negative integer, got ${lc.steps}`);
+    if (lc.weights.length !== 3 || lc.weights.some((v) => !(v >= 0))) throw new Error('latentCorrection.weights must be three non-negative numbers');
+    const sum = lc.weights[0] + lc.weights[1] + lc.weights[2];
+    if (Math.abs(sum - 1) > 1e-6) throw new Error(`latentCorrection.weights must sum to 1, they sum to ${sum}`);
+  }
+  const s = c.maskSmoothing ?? 0;
+  if (!(s >= 0 && s <= 1 / 3 + 1e-9)) throw new Error(`maskSmoothing must be between 0 and 1/3, got ${s}`);
+}
+
+/** Correspondences between neighbouring frames of the source, from the trajectory's clean latents (level 0). */
+function sourceFields(traj: InvertedTrajectory, radius: number, need?: (t: number, p: number) => boolean): NeighbourFields {
+  return neighbourFields(traj.latents[0], traj.n, traj.channels, traj.height, traj.width, { radius }, need);
+}
+
+/**
+ * The automatic mask after the consistency refinements, or the plain thresholded mask when none is asked for.
+ * Returns the fields it computed so latent correction can reuse them.
+ */
+export function refineMask(score: Float32Array, threshold: number, traj: InvertedTrajectory, c: ConsistencyParams | undefined): { mask: Float32Array; fields?: NeighbourFields } | undefined {
+  if (!c) return undefined;
+  checkConsistency(c);
+  const smoothing = c.maskSmoothing ?? 0;
+  const dilate = c.maskDilate ?? 0;
+  const softEdge = c.softEdge ?? 0;
+  if (smoothing <= 0 && dilate <= 0 && softEdge <= 0) return undefined;
+  const radius = c.latentCorrection?.radius ?? DEFAULT_RADIUS;
+  const minSimilarity = c.latentCorrection?.minSimilarity ?? DEFAULT_MIN_SIMILARITY;
+  const a = Math.min(smoothing, 1 / 3);
+  // Smoothing gives s' = (1 − 2a)·s + a·(s₋ + s₊) ≥ (1 − 2a)·s, bounded above by (1 − 2a)·s + 2a: a pixel whose own
+  // score is at most `low` can never pass the threshold, so it needs no correspondences (which are what cost time).
+  const low = (threshold - 2 * a) / (1 - 2 * a);
+  const hw = traj.height * traj.width;
+  const fields = a > 0 && traj.n > 1 ? sourceFields(traj, radius, (t, p) => score[t * hw + p] > low) : undefined;
+  const mask = refineAutoMask(score, traj.n, traj.height, traj.width, { threshold, smoothing: a, dilate, softEdge, minSimilarity }, fields);
+  return { mask, fields };
+}
+
+/** The stages that act on all frames of a chunk between denoising steps. */
+export class CrossFrameStages {
+  /** The frames as they were before a correction pass (every frame reads its neighbours' uncorrected latents). */
+  private snapshot?: Float32Array;
+  private constructor(
+    private readonly c: ConsistencyParams,
+    private readonly traj: InvertedTrajectory,
+    private readonly mask: Float32Array,
+    private readonly fields: NeighbourFields | undefined,
+    private readonly anchorSteps: number,
+  ) {}
+
+  /** Undefined when no cross-frame stage is on: the loop then runs batch by batch as before. */
+  static plan(c: ConsistencyParams | undefined, traj: InvertedTrajectory, mask: Float32Array | undefined, fields?: NeighbourFields): CrossFrameStages | undefined {
+    if (!c) return undefined;
+    checkConsistency(c);
+    if (traj.n < 2) return undefined;
+    const K = traj.latents.length - 1;
+    const lc = c.latentCorrection;
+    const correct = !!lc && lc.steps > 0 && lc.weights[1] < 1;
+    const anchorSteps = c.anchorStats === true ? K : c.anchorStats ? Math.min(K, c.anchorStats.steps) : 0;
+    if (!correct && anchorSteps <= 0) return undefined;
+    const hw = traj.height * traj.width;
+    // Without a mask the whole frame is the edit region.
+    const m = mask ?? new Float32Array(traj.n * hw).fill(1);
+    let f: NeighbourFields | undefined;
+    if (correct) f = fields ?? sourceFields(traj, lc!.radius ?? DEFAULT_RADIUS, (t, p) => m[t * hw + p] > 0);
+    return new CrossFrameStages(c, traj, m, f, anchorSteps);
+  }
+
+  /** After denoising step `step` (1 = the first, from the noisiest level) for all frames; z is [n, C, h, w]. */
+  afterStep(z: Float32Array, step: number): void {
+    const { n, channels: C, height: h, width: w } = this.traj;
+    const lc = this.c.latentCorrection;
+    if (lc && this.fields && step <= lc.steps) {
+      this.snapshot ??= new Float32Array(z.length);
+      correctLatents(z, n, C, h * w, this.mask, this.fields, { weights: lc.weights, minSimilarity: lc.minSimilarity ?? DEFAULT_MIN_SIMILARITY }, this.snapshot);
+    }
+    if (step <= this.anchorSteps) alignToAnchor(z, this.mask, n, C, h * w);
+  }
+}

@@ -1,0 +1,452 @@
+// Latent correction across frames (GenVideo §3.3). Early in denoising, each frame's latent inside the edit mask is
+// replaced by a weighted mix of itself and its neighbours' latents carried over through nearest-neighbour
+// correspondence fields, so all frames commit to the same content where the content is the same.
+//
+// Features: GenVideo matches UNet decoder features. Exposing an internal UNet tensor needs the ONNX graph rewritten
+// to add it as an output (future work); here the features are the source clip's own latents (trajectory level 0),
+// compared as zero-mean, unit-norm 5×5 patches (cosine similarity of centred patches, i.e. normalised
+// cross-correlation). Centring matters: a latent's mean says "object" or "background" and is the same over a whole
+// region, so raw cosine similarity would call every object pixel a perfect match for every other one; the texture
+// around a pixel is what identifies it. The fields are computed once per chunk, since the source does not change.
+
+export interface CorrespondenceOptions {
+  /** Search window radius in latent pixels (the window is (2r+1)²). */
+  radius: number;
+  /** Patch radius of the features; default 2 (5×5 patches: 3×3 ones matched a third as often under sensor noise). */
+  patch?: number;
+  /** Below this cosine similarity a match is not trusted (occlusion, textureless area) and not used. */
+  minSimilarity?: number;
+}
+
+/** For each pixel of frame t, the best match in frame t + d (d = ±1): flat pixel index, or −1 when none. */
+export interface NeighbourFields {
+  n: number;
+  h: number;
+  w: number;
+  /** prev[t·hw + p]: match of (t, p) in frame t − 1. */
+  prev: Int32Array;
+  /** next[t·hw + p]: match of (t, p) in frame t + 1. */
+  next: Int32Array;
+  /** Cosine similarities of those matches (−1 when none). */
+  prevSim: Float32Array;
+  nextSim: Float32Array;
+}
+
+const EPS = 1e-8;
+
+/**
+ * Zero-mean unit-norm patch descriptors of one frame, [hw, D] with D = C·(2·patch+1)². Each channel is centred on
+ * its own patch mean: channels differ in scale (the oracle's object channel is ±4, colours ±0.8), and a shared mean
+ * would let the largest channel's level dominate. Patches are clamped at the frame border.
+ */
+export function patchDescriptors(latent: Float32Array, C: number, h: number, w: number, patch = 1): Float32Array {
+  const side = 2 * patch + 1;
+  const taps = side * side;
+  const D = C * taps;
+  const hw = h * w;
+  const out = new Float32Array(hw * D);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = y * w + x;
+      const o = p * D;
+      let norm = 0;
+      for (let c = 0; c < C; c++) {
+        const plane = c * hw;
+        let mean = 0;
+        let i = 0;
+        for (let dy = -patch; dy <= patch; dy++) {
+          const yy = Math.min(h - 1, Math.max(0, y + dy));
+          for (let dx = -patch; dx <= patch; dx++) {
+            const xx = Math.min(w - 1, Math.max(0, x + dx));
+            const v = latent[plane + yy * w + xx];
+            out[o + c * taps + i++] = v;
+            mean += v;
+          }
+        }
+        mean /= taps;
+        for (let k = 0; k < taps; k++) {
+          const v = out[o + c * taps + k] - mean;
+          out[o + c * taps + k] = v;
+          norm += v * v;
+        }
+      }
+      const inv = 1 / Math.sqrt(norm + EPS);
+      for (let k = 0; k < D; k++) out[o + k] *= inv;
+    }
+  }
+  return out;
+}
+
+/**
+ * Nearest-neighbour field from frame a to frame b: for each pixel of a where `need` is set (all when omitted), the
+ * pixel of b within the search window whose descriptor has the largest cosine similarity. Ties go to the smaller
+ * displacement, so a textureless region maps onto itself rather than drifting to the window's corner.
+ */
+export function nearestNeighbourField(
+  descA: Float32Array,
+  descB: Float32Array,
+  D: number,
+  h: number,
+  w: number,
+  radius: number,
+  need?: (p: number) => boolean,
+): { index: Int32Array; sim: Float32Array } {
+  const hw = h * w;
+  const index = new Int32Array(hw).fill(-1);
+  const sim = new Float32Array(hw).fill(-1);
+  // Candidates ordered by distance, so the first best found is also the nearest among equals.
+  const offsets: [number, number][] = [];
+  for (let dy = -radius; dy <= radius; dy++) for (let dx = -radius; dx <= radius; dx++) offsets.push([dx, dy]);
+  offsets.sort((a, b) => a[0] * a[0] + a[1] * a[1] - (b[0] * b[0] + b[1] * b[1]));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = y * w + x;
+      if (need && !need(p)) continue;
+      const oa = p * D;
+      let best = -Infinity;
+      let bestQ = -1;
+      for (const [dx, dy] of offsets) {
+        const xx = x + dx;
+        const yy = y + dy;
+        if (xx < 0 || xx >= w || yy < 0 || yy >= h) continue;
+        const ob = (yy * w + xx) * D;
+        let s = 0;
+        for (let k = 0; k < D; k++) s += descA[oa + k] * descB[ob + k];
+        if (s > best + 1e-7) {
+          best = s;
+          bestQ = yy * w + xx;
+        }
+      }
+      index[p] = bestQ;
+      sim[p] = bestQ >= 0 ? best : -1;
+    }
+  }
+  return { index, sim };
+}
+
+/**
+ * Reusable working arrays for one chunk's field computation. The search runs per frame pair over windows of varying
+ * size; allocating its dozen arrays each time made megabytes of short-lived garbage per frame, which showed up as a
+ * slowly rising peak RSS over long jobs.
+ */
+export class Scratch {
+  private readonly f = new Map<string, Float32Array>();
+  private readonly i = new Map<string, Int32Array>();
+  f32(key: string, n: number): Float32Array {
+    let b = this.f.get(key);
+    if (!b || b.length < n) this.f.set(key, (b = new Float32Array(n)));
+    return b.subarray(0, n);
+  }
+  i32(key: string, n: number): Int32Array {
+    let b = this.i.get(key);
+    if (!b || b.length < n) this.i.set(key, (b = new Int32Array(n)));
+    return b.subarray(0, n);
+  }
+}
+
+/** Sums over a (2r+1)² window with edge replication, separable with running sums: O(hw) whatever r is. */
+function boxSum(src: Float32Array, h: number, w: number, r: number, tmp: Float32Array, out: Float32Array): void {
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    let s = 0;
+    for (let k = -r; k <= r; k++) s += src[row + Math.min(w - 1, Math.max(0, k))];
+    for (let x = 0; x < w; x++) {
+      tmp[row + x] = s;
+      s += src[row + Math.min(w - 1, x + r + 1)] - src[row + Math.max(0, x - r)];
+    }
+  }
+  for (let x = 0; x < w; x++) {
+    let s = 0;
+    for (let k = -r; k <= r; k++) s += tmp[Math.min(h - 1, Math.max(0, k)) * w + x];
+    for (let y = 0; y < h; y++) {
+      out[y * w + x] = s;
+      s += tmp[Math.min(h - 1, y + r + 1) * w + x] - tmp[Math.max(0, y - r) * w + x];
+    }
+  }
+}
+
+/** Window sums of an (h + 2r)×(w + 2r) grid over its (2r+1)² windows that fit, giving h×w values. */
+function boxValid(src: Float32Array, He: number, We: number, r: number, tmp: Float32Array, out: Float32Array): void {
+  const h = He - 2 * r;
+  const w = We - 2 * r;
+  const side = 2 * r + 1;
+  // Columns first (h rows of We sums), then rows.
+  for (let X = 0; X < We; X++) {
+    let s = 0;
+    for (let k = 0; k < side; k++) s += src[k * We + X];
+    for (let y = 0; y < h; y++) {
+      tmp[y * We + X] = s;
+      if (y + side < He) s += src[(y + side) * We + X] - src[y * We + X];
+    }
+  }
+  for (let y = 0; y < h; y++) {
+    const row = y * We;
+    let s = 0;
+    for (let k = 0; k < side; k++) s += tmp[row + k];
+    for (let x = 0; x < w; x++) {
+      out[y * w + x] = s;
+      if (x + side < We) s += tmp[row + x + side] - tmp[row + x];
+    }
+  }
+}
+
+/** Per channel patch means, and the norm of each pixel's centred patch vector over all channels. */
+function patchMoments(z: Float32Array, C: number, h: number, w: number, patch: number, sc: Scratch, tag: string): { mean: Float32Array; norm: Float32Array } {
+  const hw = h * w;
+  const taps = (2 * patch + 1) ** 2;
+  const mean = sc.f32(`mean${tag}`, C * hw);
+  const norm = sc.f32(`norm${tag}`, hw).fill(0);
+  const sq = sc.f32('sq', hw);
+  const tmp = sc.f32('tmp', hw);
+  const box = sc.f32('box', hw);
+  for (let c = 0; c < C; c++) {
+    const plane = z.subarray(c * hw, (c + 1) * hw);
+    boxSum(plane, h, w, patch, tmp, box);
+    for (let p = 0; p < hw; p++) mean[c * hw + p] = box[p] / taps;
+    for (let p = 0; p < hw; p++) sq[p] = plane[p] * plane[p];
+    boxSum(sq, h, w, patch, tmp, box);
+    for (let p = 0; p < hw; p++) {
+      const m = mean[c * hw + p];
+      norm[p] += Math.max(0, box[p] - taps * m * m);
+    }
+  }
+  for (let p = 0; p < hw; p++) norm[p] = Math.sqrt(norm[p] + EPS);
+  return { mean, norm };
+}
+
+/**
+ * The same field as nearestNeighbourField over patchDescriptors, computed per displacement instead of per pixel:
+ * for each offset d the patch sums of A·B(· + d) come from one box filter, so the cost no longer grows with the
+ * patch area, and all channels share one filter pass (about 4× faster than per-pixel dot products at 5×5 patches,
+ * where those cost more than the oracle's UNet). Exactly the descriptor form's similarities, borders included.
+ */
+export function fastNeighbourField(
+  a: Float32Array,
+  b: Float32Array,
+  C: number,
+  h: number,
+  w: number,
+  radius: number,
+  patch: number,
+  need?: (p: number) => boolean,
+  sc: Scratch = new Scratch(),
+): { index: Int32Array; sim: Float32Array } {
+  const hw = h * w;
+  const taps = (2 * patch + 1) ** 2;
+  const ma = patchMoments(a, C, h, w, patch, sc, 'A');
+  const mb = patchMoments(b, C, h, w, patch, sc, 'B');
+  const index = sc.i32('index', hw).fill(-1);
+  const sim = sc.f32('sim', hw).fill(-1);
+  const best = sc.f32('best', hw).fill(-Infinity);
+  // Products live on the frame grown by the patch radius, each factor clamped on its own, so a border patch
+  // replicates its edge exactly as patchDescriptors does.
+  const He = h + 2 * patch;
+  const We = w + 2 * patch;
+  const prod = sc.f32('prod', He * We);
+  const tmp = sc.f32('tmpv', h * We);
+  const box = sc.f32('boxv', hw);
+  const offsets: [number, number][] = [];
+  for (let dy = -radius; dy <= radius; dy++) for (let dx = -radius; dx <= radius; dx++) offsets.push([dx, dy]);
+  offsets.sort((u, v) => u[0] * u[0] + u[1] * u[1] - (v[0] * v[0] + v[1] * v[1]));
+  const wanted = sc.i32('wanted', hw);
+  for (let p = 0; p < hw; p++) wanted[p] = !need || need(p) ? 1 : 0;
+  const clamp = (v: number, n: number) => (v < 0 ? 0 : v >= n ? n - 1 : v);
+  const colA = sc.i32('colA', We);
+  const rowA = sc.i32('rowA', He);
+  for (let X = 0; X < We; X++) colA[X] = clamp(X - patch, w);
+  for (let Y = 0; Y < He; Y++) rowA[Y] = clamp(Y - patch, h) * w;
+  const colB = sc.i32('colB', We);
+  const rowB = sc.i32('rowB', He);
+  for (const [dx, dy] of offsets) {
+    for (let X = 0; X < We; X++) colB[X] = clamp(X - patch + dx, w);
+    for (let Y = 0; Y < He; Y++) rowB[Y] = clamp(Y - patch + dy, h) * w;
+    // The window sum is linear, so the channels' products are added first and filtered once.
+    prod.fill(0);
+    for (let c = 0; c < C; c++) {
+      const pa = c * hw;
+      for (let Y = 0; Y < He; Y++) {
+        const ra = pa + rowA[Y];
+        const rb = pa + rowB[Y];
+        const o = Y * We;
+        for (let X = 0; X < We; X++) prod[o + X] += a[ra + colA[X]] * b[rb + colB[X]];
+      }
+    }
+    boxValid(prod, He, We, patch, tmp, box);
+    for (let y = Math.max(0, -dy); y < Math.min(h, h - dy); y++) {
+      for (let x = Math.max(0, -dx); x < Math.min(w, w - dx); x++) {
+        const p = y * w + x;
+        if (!wanted[p]) continue;
+        const q = p + dy * w + dx;
+        let m = 0;
+        for (let c = 0; c < C; c++) m += ma.mean[c * hw + p] * mb.mean[c * hw + q];
+        const s = (box[p] - taps * m) / (ma.norm[p] * mb.norm[q]);
+        if (s > best[p] + 1e-7) {
+          best[p] = s;
+          index[p] = q;
+        }
+      }
+    }
+  }
+  for (let p = 0; p < hw; p++) if (index[p] >= 0) sim[p] = best[p];
+  return { index, sim };
+}
+
+/** [C, h, w] → the [C, y1−y0, x1−x0] window. */
+function crop(z: Float32Array, C: number, h: number, w: number, x0: number, y0: number, x1: number, y1: number, out: Float32Array): Float32Array {
+  const cw = x1 - x0;
+  const ch = y1 - y0;
+  for (let c = 0; c < C; c++) for (let y = 0; y < ch; y++) out.set(z.subarray(c * h * w + (y0 + y) * w + x0, c * h * w + (y0 + y) * w + x1), (c * ch + y) * cw);
+  return out;
+}
+
+/**
+ * The field from frame a to frame b for the pixels `need` selects, computed only over their bounding box grown by
+ * the search radius and the patch: every value a selected pixel's match depends on lies in that window, and where
+ * the window meets the frame edge the edge is the same one, so the result equals the whole-frame computation.
+ * A compact object costs its own area rather than the frame's.
+ */
+function fieldWithin(a: Float32Array, b: Float32Array, C: number, h: number, w: number, radius: number, patch: number, sc: Scratch, need?: (p: number) => boolean): { index: Int32Array; sim: Float32Array } {
+  if (!need) return fastNeighbourField(a, b, C, h, w, radius, patch, undefined, sc);
+  let x0 = w;
+  let y0 = h;
+  let x1 = -1;
+  let y1 = -1;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (!need(y * w + x)) continue;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+  }
+  const hw = h * w;
+  const index = sc.i32('fullIndex', hw).fill(-1);
+  const sim = sc.f32('fullSim', hw).fill(-1);
+  if (x1 < 0) return { index, sim };
+  const m = radius + patch;
+  const cx0 = Math.max(0, x0 - m);
+  const cy0 = Math.max(0, y0 - m);
+  const cx1 = Math.min(w, x1 + 1 + m);
+  const cy1 = Math.min(h, y1 + 1 + m);
+  const cw = cx1 - cx0;
+  const ch = cy1 - cy0;
+  const size = C * ch * cw;
+  const r = fastNeighbourField(
+    crop(a, C, h, w, cx0, cy0, cx1, cy1, sc.f32('cropA', size)),
+    crop(b, C, h, w, cx0, cy0, cx1, cy1, sc.f32('cropB', size)),
+    C,
+    ch,
+    cw,
+    radius,
+    patch,
+    (p) => need((cy0 + Math.floor(p / cw)) * w + cx0 + (p % cw)),
+    sc,
+  );
+  for (let y = 0; y < ch; y++) {
+    for (let x = 0; x < cw; x++) {
+      const q = r.index[y * cw + x];
+      if (q < 0) continue;
+      const p = (cy0 + y) * w + cx0 + x;
+      index[p] = (cy0 + Math.floor(q / cw)) * w + cx0 + (q % cw);
+      sim[p] = r.sim[y * cw + x];
+    }
+  }
+  return { index, sim };
+}
+
+/**
+ * Fields to both neighbours for every frame of a chunk, from the frames' latents [n, C, h, w]. `need(t, p)` limits
+ * the search to the pixels a stage will use (those that can end up in the mask); others get no match.
+ */
+export function neighbourFields(latents: Float32Array, n: number, C: number, h: number, w: number, o: CorrespondenceOptions, need?: (t: number, p: number) => boolean): NeighbourFields {
+  const hw = h * w;
+  const per = C * hw;
+  const patch = o.patch ?? 2;
+  const frame = (t: number) => latents.subarray(t * per, (t + 1) * per);
+  const f: NeighbourFields = {
+    n,
+    h,
+    w,
+    prev: new Int32Array(n * hw).fill(-1),
+    next: new Int32Array(n * hw).fill(-1),
+    prevSim: new Float32Array(n * hw).fill(-1),
+    nextSim: new Float32Array(n * hw).fill(-1),
+  };
+  const sc = new Scratch();
+  for (let t = 0; t < n; t++) {
+    const sel = need ? (p: number) => need(t, p) : undefined;
+    if (t > 0) {
+      const r = fieldWithin(frame(t), frame(t - 1), C, h, w, o.radius, patch, sc, sel);
+      f.prev.set(r.index, t * hw);
+      f.prevSim.set(r.sim, t * hw);
+    }
+    if (t < n - 1) {
+      const r = fieldWithin(frame(t), frame(t + 1), C, h, w, o.radius, patch, sc, sel);
+      f.next.set(r.index, t * hw);
+      f.nextSim.set(r.sim, t * hw);
+    }
+  }
+  return f;
+}
+
+export interface LatentCorrectionOptions {
+  /** [w₋₁, w₀, w₊₁], summing to 1. */
+  weights: [number, number, number];
+  minSimilarity: number;
+}
+
+/**
+ * One correction pass over all frames of a chunk at one denoising step, in place:
+ *   z_t(p) ← z_t(p) + m_t(p) · Σ_d w_d · (z_{t+d}(q_d(p)) − z_t(p)),  d ∈ {−1, +1},
+ * i.e. the weighted mean w₋₁·z_{t−1}(q₋) + w₀·z_t(p) + w₊₁·z_{t+1}(q₊) inside the mask. A neighbour is left out —
+ * its weight going to w₀ — at the chunk's ends, where its match is not trusted, and where the match lies outside
+ * the neighbour's own mask (mixing kept background into the edited object would undo the mask). Every frame is
+ * corrected from the same snapshot, so the result does not depend on frame order.
+ */
+export function correctLatents(z: Float32Array, n: number, C: number, hw: number, mask: Float32Array, fields: NeighbourFields, o: LatentCorrectionOptions, snapshot?: Float32Array): void {
+  const per = C * hw;
+  const snap = snapshot && snapshot.length === z.length ? snapshot : new Float32Array(z.length);
+  snap.set(z);
+  const [wm, , wp] = o.weights;
+  for (let t = 0; t < n; t++) {
+    for (let p = 0; p < hw; p++) {
+      const m = mask[t * hw + p];
+      if (m <= 0) continue;
+      const i = t * hw + p;
+      const qPrev = t > 0 && fields.prevSim[i] >= o.minSimilarity ? fields.prev[i] : -1;
+      const qNext = t < n - 1 && fields.nextSim[i] >= o.minSimilarity ? fields.next[i] : -1;
+      const usePrev = qPrev >= 0 && mask[(t - 1) * hw + qPrev] > 0.5 && wm > 0;
+      const useNext = qNext >= 0 && mask[(t + 1) * hw + qNext] > 0.5 && wp > 0;
+      if (!usePrev && !useNext) continue;
+      for (let c = 0; c < C; c++) {
+        const self = snap[t * per + c * hw + p];
+        let delta = 0;
+        if (usePrev) delta += wm * (snap[(t - 1) * per + c * hw + qPrev] - self);
+        if (useNext) delta += wp * (snap[(t + 1) * per + c * hw + qNext] - self);
+        z[t * per + c * hw + p] = self + m * delta;
+      }
+    }
+  }
+}
+
+/**
+ * Motion-compensated temporal smoothing of a per-frame map [n, hw] (the automatic mask's score): each value is
+ * mixed with its matches in the neighbouring frames, a·s_{t−1}(q₋) + (1 − 2a)·s_t(p) + a·s_{t+1}(q₊), an untrusted
+ * or missing neighbour's share staying with the frame itself. Following the matches rather than the pixel grid
+ * keeps a moving object's map from smearing along its path.
+ */
+export function smoothAlongFields(map: Float32Array, n: number, hw: number, fields: NeighbourFields, a: number, minSimilarity: number): Float32Array {
+  const out = new Float32Array(map.length);
+  for (let t = 0; t < n; t++) {
+    for (let p = 0; p < hw; p++) {
+      const i = t * hw + p;
+      const self = map[i];
+      let v = self;
+      if (t > 0 && fields.prevSim[i] >= minSimilarity && fields.prev[i] >= 0) v += a * (map[(t - 1) * hw + fields.prev[i]] - self);
+      if (t < n - 1 && fields.nextSim[i] >= minSimilarity && fields.next[i] >= 0) v += a * (map[(t + 1) * hw + fields.next[i]] - self);
+      out[i] = v;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,65 @@
+// The job runner's side of the temporal-consistency stages: overlapping chunks crossfaded at the seams (long-clip.ts)
+// and the automatic mask written out as a matte sequence. Kept out of runner.ts so the runner only calls it.
+import { ConsistencySpec, type JobRequest } from '../api/schemas';
+import type { ImageBatch } from '../diffusion/images';
+import type { ConsistencyParams } from '../editing/consistency';
+import { OverlapFeeder, OverlapStitcher } from '../editing/long-clip';
+import { MatteSequenceWriter } from './matte-output';
+
+export class ChunkOverlap {
+  /** What the edit loop takes (the chunk overlap is the runner's business, not the loop's). */
+  readonly consistency?: ConsistencyParams;
+  private readonly feeder: OverlapFeeder;
+  private readonly stitcher: OverlapStitcher;
+  private readonly matte?: MatteSequenceWriter;
+  private readonly latentH: number;
+  private readonly latentW: number;
+
+  constructor(req: JobRequest, o: { outputPath: string; width: number; height: number; outWidth: number; outHeight: number; vaeScale: number }) {
+    const inversion = req.method === 'inversion';
+    const c = req.consistency ?? ConsistencySpec.parse({});
+    // Seams come only from the stages that look at neighbouring frames, which only the inversion edit has.
+    const overlap = inversion ? c.chunkOverlap : 0;
+    if (inversion) this.consistency = { ...c, latentCorrection: c.latentCorrection && { steps: c.latentCorrection.steps, weights: [...c.latentCorrection.weights] } };
+    this.feeder = new OverlapFeeder(overlap);
+    this.stitcher = new OverlapStitcher(overlap);
+    this.latentH = o.height / o.vaeScale;
+    this.latentW = o.width / o.vaeScale;
+    if (inversion && req.mask.type === 'auto') this.matte = new MatteSequenceWriter(o.outputPath, o.outWidth, o.outHeight);
+  }
+
+  /** The chunk to edit: the decoded frames preceded by `lead` frames of the previous chunk. */
+  next(chunk: ImageBatch): { frames: ImageBatch; lead: number } {
+    return this.feeder.next(chunk);
+  }
+
+  /** The frames that are final after this chunk (its overlap crossfaded with the previous one's held tail). */
+  stitch(result: { frames: ImageBatch; latentMask?: Float32Array }, lead: number): ImageBatch {
+    const per = this.latentH * this.latentW;
+    const mask = this.matte && result.latentMask?.length === result.frames.n * per ? { data: result.latentMask, per } : undefined;
+    const ready = this.stitcher.push(result.frames, lead, mask);
+    if (ready.mask) this.matte!.write(ready.mask, ready.frames.n, this.latentH, this.latentW);
+    return ready.frames;
+  }
+
+  /** The last chunk's held-back frames. */
+  flush(): ImageBatch | undefined {
+    const last = this.stitcher.flush();
+    if (last?.mask) this.matte!.write(last.mask, last.frames.n, this.latentH, this.latentW);
+    return last?.frames;
+  }
+
+  /** Moves the matte sequence into place; its pattern, or undefined when the job made none. */
+  finish(): string | undefined {
+    if (!this.matte) return undefined;
+    if (this.matte.frames === 0) {
+      this.matte.abort();
+      return undefined;
+    }
+    return this.matte.finish();
+  }
+
+  abort(): void {
+    this.matte?.abort();
+  }
+}
