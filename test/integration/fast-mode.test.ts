@@ -39,7 +39,7 @@ function frames(n: number, height: number, width: number): ImageBatch {
 const base = { prompt: 'a blue car on a gray road', strength: 0.5, guidance: 7.5, seed: 3, batchSize: 2 };
 
 describe.each(['sd-turbo', 'lcm'] as const)('%s', (variant) => {
-  it.each([1, 2, 3, 4])('edits 5 frames in exactly %i UNet evaluations per frame, one branch per call', async (steps) => {
+  it.each([1, 2, 3, 4])('edits 5 frames with exactly %i UNet evaluation(s) per frame, one branch per call', async (steps) => {
     const model = models[variant];
     const before = { ...model.stats };
     const input = frames(5, 48, 64);

@@ -10,8 +10,10 @@ import { openSession, type ProviderName, type SessionSettings } from '../models/
 import { PipelineWorker } from '../worker/pipeline-worker';
 
 export interface ChildSpec {
-  /** Only try each GPU execution provider this build lists on this model's UNet (in a child, so ORT's and Dawn's
-   * own stderr lines about missing drivers stay out of the report). */
+  /**
+   * Only try each GPU execution provider this build lists on this model's UNet (in a child, so ORT's and Dawn's own
+   * stderr lines about missing drivers stay out of the report).
+   */
   probeProviders?: boolean;
   modelDir: string;
   settings: SessionSettings;

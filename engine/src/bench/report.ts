@@ -58,7 +58,7 @@ export function formatReport(r: BenchReport): string {
   if (d.memory) lines.push(`  memory flatness      ${num(s.memoryFlatness, 3)}  (target ${r.targets.memoryFlatness}; peak RSS ${d.memory.long.peakRssMb.toFixed(0)} MiB for 60 s ÷ ${d.memory.short.peakRssMb.toFixed(0)} MiB for 5 s; ${d.memory.model}; wall ${(d.memory.long.totalMs / 1000).toFixed(1)} s vs ${(d.memory.short.totalMs / 1000).toFixed(1)} s)`);
   if (d.reEdit) {
     lines.push(`  re-edit ratio        ${num(s.reEditRatio, 3)}  (target ${r.targets.reEditRatio}; ${d.reEdit.second.totalMs.toFixed(0)} ms ÷ ${d.reEdit.first.totalMs.toFixed(0)} ms, cache hit ${d.reEdit.secondCacheHit}; UNet evals/frame ${d.reEdit.second.unetEvalsPerFrame} vs ${d.reEdit.first.unetEvalsPerFrame})`);
-    lines.push(`    median of ${d.reEdit.rounds.length} rounds: ${d.reEdit.rounds.map((v) => v.toFixed(3)).join(', ')}`);
+    lines.push(`    fastest re-edit ÷ fastest first edit of ${d.reEdit.rounds.length} rounds; per round: ${d.reEdit.rounds.map((v) => v.toFixed(3)).join(', ')}`);
     lines.push(`    with the direct-inversion source branch cached too (a re-edit with only the target branches): ${num(d.reEdit.withoutSourceBranchRatio, 3)} (rounds ${d.reEdit.roundsWithoutSourceBranch.map((v) => v.toFixed(3)).join(', ')}; ${d.reEdit.withoutSourceBranch.unetEvalsPerFrame} evals/frame)`);
   }
   if (d.unetEvals) {
@@ -67,7 +67,7 @@ export function formatReport(r: BenchReport): string {
   }
   if (d.health) {
     lines.push(`  health p99           ${num(s.healthP99Ms, 1)} ms  (target ${r.targets.healthP99Ms} ms; worst of the runs below)`);
-    for (const h of d.health) lines.push(`    ${h.name}: p50 ${num(h.p50Ms, 1)} ms, p99 ${num(h.p99Ms, 1)} ms, max ${num(h.maxMs, 1)} ms over ${h.samples} requests, ${h.failures} failed; job ${h.jobState} in ${h.jobSeconds} s (${h.settings})`);
+    for (const h of d.health) lines.push(`    ${h.name}: p50 ${num(h.p50Ms, 1)} ms, p99 ${num(h.p99Ms, 1)} ms, max ${num(h.maxMs, 1)} ms, ${h.over50} over 50 ms, of ${h.samples} requests, ${h.failures} failed; job ${h.jobState} in ${h.jobSeconds} s (${h.settings})`);
   }
   if (d.memory || d.reEdit) {
     lines.push('', 'Runs behind the headline figures:');

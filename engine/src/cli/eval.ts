@@ -16,6 +16,12 @@ function seconds(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+function startSeconds(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`--in must be 0 or more seconds, got "${v}"`);
+  return n;
+}
+
 export async function runEval(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     suite: { type: 'string' },
@@ -56,7 +62,7 @@ export async function runEval(argv: string[]): Promise<number> {
     clipFile: values.clip,
     prompt: values.prompt,
     sourcePrompt: values['source-prompt'],
-    startSec: values.in === undefined ? undefined : Number(values.in),
+    startSec: values.in === undefined ? undefined : startSeconds(values.in),
     frames: values.frames === undefined ? undefined : intOption(values.frames, 'frames', 16, 2, 1000),
     outDir,
     modelDir: values.model,

@@ -157,7 +157,9 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
     for (const p of r.pictures.filter((p) => path.basename(p).startsWith(`${c.name}-`))) lines.push(`![${path.basename(p)}](${p})`);
     lines.push('');
   }
-  lines.push('## Peak memory', '', '```json', JSON.stringify(r.peakRss, null, 2), '```', '');
+  lines.push('## Peak memory', '');
+  if (r.pictures.includes(path.join('pictures', 'peak-rss.png'))) lines.push(`![peak-rss.png](${path.join('pictures', 'peak-rss.png')})`, '');
+  lines.push('```json', JSON.stringify(r.peakRss, null, 2), '```', '');
   lines.push('## CLIP metrics', '', typeof r.clipMetrics === 'string' ? r.clipMetrics : '```json\n' + JSON.stringify(r.clipMetrics, null, 2) + '\n```', '');
   if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
   return lines.join('\n');

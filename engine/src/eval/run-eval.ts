@@ -14,6 +14,7 @@ import { ClipScorer, NO_CLIP_MODEL } from './clip-score';
 import { aggregate, db, evaluateMethod, methodTable, SDEDIT_STRENGTH, type EvalClip, type MethodResult, type RunSettings } from './harness';
 import { psnr } from './metrics';
 import { estimateFlow } from './optical-flow';
+import { lineChartPng } from './pictures';
 import { markdownReport, serialisable, writeClipPictures, type EvalReport } from './report';
 import { measurePeakRss, type RssMeasurement } from './rss';
 import { makeSuite, type SuiteName } from './suite';
@@ -139,6 +140,16 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       log('peak memory: short and long clip through the job runner, each in its own process');
       rss = await measurePeakRss({ modelDir, workDir: path.join(o.outDir, 'rss-work'), ...(o.rss ?? {}), threads: o.threads });
       fs.rmSync(path.join(o.outDir, 'rss-work'), { recursive: true, force: true });
+      const chart = lineChartPng(
+        [
+          { label: `${rss.long.durationSec} s clip`, values: rss.long.rssPerChunkMiB.map((v) => v ?? NaN) },
+          { label: `${rss.short.durationSec} s clip`, values: rss.short.rssPerChunkMiB.map((v) => v ?? NaN) },
+        ],
+        { title: 'RESIDENT MEMORY (MIB) WHILE EDITING EACH 16-FRAME STRETCH, JOB RUNNER IN ITS OWN PROCESS', xLabel: 'STRETCH' },
+      );
+      fs.mkdirSync(path.join(o.outDir, 'pictures'), { recursive: true });
+      fs.writeFileSync(path.join(o.outDir, 'pictures', 'peak-rss.png'), chart);
+      pictures.push(path.join('pictures', 'peak-rss.png'));
     } else notes.push('peak memory not measured (--no-rss)');
 
     const all = (id: string) => clips.map((c) => perClip.get(c.name)!.get(id)).filter((r): r is MethodResult => !!r);

@@ -295,7 +295,7 @@ function handled<T>(p: Promise<T>): Promise<T> {
  * Keeps the next item of `source` in flight while the caller works on the current one. For the frame decoder this
  * means ffmpeg decodes chunk k+1 while the worker edits chunk k; one chunk ahead, so memory stays bounded.
  */
-export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
   const it = source[Symbol.asyncIterator]();
   let next = handled(it.next());
   try {

@@ -43,8 +43,8 @@ export async function openSession(file: string, settings: SessionSettings = {}):
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
         // ORT's pool threads spin between parallel sections by default. Beside ffmpeg's decode and encode (which the
-        // runner overlaps with compute) and Premiere itself, spinning threads take the cores those need: measured on
-        // 2 cores, turning it off cut CPU per UNet call by 25–50 % and wall time by 20–40 % (docs/BENCHMARKS.md).
+        // runner overlaps with compute), Premiere and anything else running, spinning threads burn the cores those
+        // need: on a busy 2-core machine, not spinning made UNet calls 25–50 % faster (docs/BENCHMARKS.md).
         extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
         // A provider that cannot load is reported once through `fallbacks`; ORT's own error log would repeat it per model.
         logSeverityLevel: provider === 'cpu' ? 2 : 4,
