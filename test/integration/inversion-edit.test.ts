@@ -103,14 +103,28 @@ describe('inversion edit on the oracle model', () => {
     for (let c = 0; c < 3; c++) expect(inside[c]).toBeCloseTo(predicted[c], 1);
   });
 
-  it('re-edits from the returned trajectory without inverting again', async () => {
+  it('re-edits from the returned trajectory without inverting again, and without the source branch when its steps are known', async () => {
     const first = await inversionEdit(model, clip.frames, { ...base, prompt: TGT, steps: 20, mask: clip.objectMask });
-    const before = model.stats.unetEvals;
-    const again = await editFromInversion(model, first.trajectory, { ...base, prompt: TGT, mask: clip.objectMask });
-    const evals = model.stats.unetEvals - before;
-    // 20 steps × 6 frames × 2 branches (target + source), no inversion steps.
-    expect(evals).toBe(20 * 6 * 2);
-    expect(psnr(again.frames, first.frames)).toBeGreaterThan(60);
+    expect(first.trajectory.sourceSteps?.guidance).toBe(1);
+    expect(first.trajectory.sourceSteps?.levels).toHaveLength(20);
+    const evalsOf = async (run: () => Promise<unknown>) => {
+      const before = model.stats.unetEvals;
+      await run();
+      return model.stats.unetEvals - before;
+    };
+    let again: Awaited<ReturnType<typeof editFromInversion>> | undefined;
+    let cold: Awaited<ReturnType<typeof editFromInversion>> | undefined;
+    // 20 steps × 6 frames × the target branch only: no inversion, no source branch.
+    expect(await evalsOf(async () => (again = await editFromInversion(model, first.trajectory, { ...base, prompt: TGT, mask: clip.objectMask })))).toBe(20 * 6);
+    expect(again!.sourceSteps).toBeUndefined();
+    const { sourceSteps: _known, ...bare } = first.trajectory;
+    // Without them the source branch runs beside the target (and its steps come back for the cache).
+    expect(await evalsOf(async () => (cold = await editFromInversion(model, bare, { ...base, prompt: TGT, mask: clip.objectMask })))).toBe(20 * 6 * 2);
+    expect(cold!.sourceSteps?.levels).toHaveLength(20);
+    expect(psnr(again!.frames, first.frames)).toBeGreaterThan(60);
+    expect(psnr(again!.frames, cold!.frames)).toBeGreaterThan(60);
+    // A source prompt with guidance: the steps depend on the scale, so another scale runs the source branch again.
+    expect(await evalsOf(() => editFromInversion(model, first.trajectory, { ...base, prompt: TGT, guidance: 3, mask: clip.objectMask }))).toBe(20 * 6 * 4);
   });
 
   it('reports progress through every stage and stops between UNet calls when canceled', async () => {

@@ -59,7 +59,6 @@ export function formatReport(r: BenchReport): string {
   if (d.reEdit) {
     lines.push(`  re-edit ratio        ${num(s.reEditRatio, 3)}  (target ${r.targets.reEditRatio}; ${d.reEdit.second.totalMs.toFixed(0)} ms ÷ ${d.reEdit.first.totalMs.toFixed(0)} ms, cache hit ${d.reEdit.secondCacheHit}; UNet evals/frame ${d.reEdit.second.unetEvalsPerFrame} vs ${d.reEdit.first.unetEvalsPerFrame})`);
     lines.push(`    fastest re-edit ÷ fastest first edit of ${d.reEdit.rounds.length} rounds; per round: ${d.reEdit.rounds.map((v) => v.toFixed(3)).join(', ')}`);
-    lines.push(`    with the direct-inversion source branch cached too (a re-edit with only the target branches): ${num(d.reEdit.withoutSourceBranchRatio, 3)} (rounds ${d.reEdit.roundsWithoutSourceBranch.map((v) => v.toFixed(3)).join(', ')}; ${d.reEdit.withoutSourceBranch.unetEvalsPerFrame} evals/frame)`);
   }
   if (d.unetEvals) {
     lines.push('  UNet evaluations per output frame:');
@@ -71,7 +70,7 @@ export function formatReport(r: BenchReport): string {
   }
   if (d.memory || d.reEdit) {
     lines.push('', 'Runs behind the headline figures:');
-    lines.push(casesTable([...(d.reEdit ? [d.reEdit.first, d.reEdit.second, d.reEdit.withoutSourceBranch] : []), ...(d.memory ? [d.memory.short, d.memory.long] : [])]));
+    lines.push(casesTable([...(d.reEdit ? [d.reEdit.first, d.reEdit.second] : []), ...(d.memory ? [d.memory.short, d.memory.long] : [])]));
   }
   if (r.unetCalls) lines.push('', formatUnetCalls(r.unetCalls, r.unetCallRuns ?? 10));
   lines.push('', `bench wall time ${r.wallSeconds} s`);

@@ -84,11 +84,8 @@ export interface BenchReport {
       first: CaseReport;
       second: CaseReport;
       secondCacheHit: boolean;
-      withoutSourceBranch: CaseReport;
-      withoutSourceBranchRatio: number;
       /** Per round: re-edit ÷ first edit. */
       rounds: number[];
-      roundsWithoutSourceBranch: number[];
       ortShareRounds: number[];
     };
     unetEvals?: Record<string, { evalsPerFrame: number; settings: string }>;
@@ -307,33 +304,27 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const jobs: JobRequestInput[] = [at(40, { steps: 1 }), at(40, { steps: 1, directInversion: false })];
       const skip = jobs.length;
       for (let i = 0; i < rounds; i++) {
+        // The re-edit finds the inversion and the direct-inversion source steps in the cache: only the target branches run.
         jobs.push(at(i * 8, {}), at(i * 8, { prompt: OTHER_PROMPT }));
-        // The UNet work a re-edit would do if the direct-inversion source branch were cached with the trajectory: only
-        // the target branches run (the cache key does not depend on directInversion, so this is a hit too).
-        jobs.push(at(i * 8, { prompt: OTHER_PROMPT, directInversion: false }));
       }
       const r = await runChild({ modelDir: model('sd-bench'), settings, jobs, cacheDir: path.join(work, 'cache') });
       const rows = Array.from({ length: rounds }, (_, i) => {
-        const k = skip + 3 * i;
-        const [f, s2, s3] = [r.jobs[k], r.jobs[k + 1], r.jobs[k + 2]];
+        const k = skip + 2 * i;
+        const [f, s2] = [r.jobs[k], r.jobs[k + 1]];
         const name = (what: string) => `sd-bench 1f ${what}, round ${i + 1}`;
         return {
           first: caseReport(name('first edit'), 'sd-bench', r.provider, jobs[k], f, r.maxRssMb),
           second: caseReport(name('re-edit'), 'sd-bench', r.provider, jobs[k + 1], s2, r.maxRssMb),
-          third: caseReport(name('re-edit, target branches only'), 'sd-bench', r.provider, jobs[k + 2], s3, r.maxRssMb),
-          hit: s2.inversionCacheHit && s3.inversionCacheHit,
+          hit: s2.inversionCacheHit,
         };
       });
       const fastest = (pick: (x: (typeof rows)[number]) => CaseReport) => rows.map(pick).sort((a, b) => a.totalMs - b.totalMs)[0];
-      const [first, second, third] = [fastest((x) => x.first), fastest((x) => x.second), fastest((x) => x.third)];
+      const [first, second] = [fastest((x) => x.first), fastest((x) => x.second)];
       report.details.reEdit = {
         first,
         second,
         secondCacheHit: rows.every((x) => x.hit),
-        withoutSourceBranch: third,
-        withoutSourceBranchRatio: r3(third.totalMs / first.totalMs),
         rounds: rows.map((x) => r3(x.second.totalMs / x.first.totalMs)),
-        roundsWithoutSourceBranch: rows.map((x) => r3(x.third.totalMs / x.first.totalMs)),
         ortShareRounds: rows.map((x) => x.first.ortShare),
       };
       report.summary.reEditRatio = r3(second.totalMs / first.totalMs);

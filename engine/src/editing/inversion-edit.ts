@@ -115,9 +115,10 @@ type Branch = { latent: 'source' | 'target'; prompt: string };
 
 /**
  * The UNet evaluations one denoising step needs, deduplicated: with guidance 1 there is no unconditional branch,
- * and when the source prompt is empty the source branch's conditional and unconditional evaluations coincide.
+ * when the source prompt is empty the source branch's conditional and unconditional evaluations coincide, and
+ * when the source branch's steps are already known (a re-edit) it does not run at all.
  */
-function planBranches(p: EditParams): { branches: Branch[]; tgtU: number; tgtC: number; srcU: number; srcC: number } {
+function planBranches(p: EditParams, sourceBranch: boolean): { branches: Branch[]; tgtU: number; tgtC: number; srcU: number; srcC: number } {
   const branches: Branch[] = [];
   const idx = (b: Branch) => {
     let i = branches.findIndex((x) => x.latent === b.latent && x.prompt === b.prompt);
@@ -127,9 +128,14 @@ function planBranches(p: EditParams): { branches: Branch[]; tgtU: number; tgtC: 
   const cfg = p.guidance !== 1;
   const tgtC = idx({ latent: 'target', prompt: p.prompt });
   const tgtU = cfg ? idx({ latent: 'target', prompt: '' }) : -1;
-  const srcC = p.directInversion ? idx({ latent: 'source', prompt: p.sourcePrompt }) : -1;
-  const srcU = p.directInversion && cfg ? idx({ latent: 'source', prompt: '' }) : -1;
+  const srcC = sourceBranch ? idx({ latent: 'source', prompt: p.sourcePrompt }) : -1;
+  const srcU = sourceBranch && cfg ? idx({ latent: 'source', prompt: '' }) : -1;
   return { branches, tgtU, tgtC, srcU, srcC };
+}
+
+/** What the source branch's steps depend on besides the trajectory: the guidance scale, unless nothing can use it. */
+function sourceStepsGuidance(model: DiffusionModel, p: EditParams): number | null {
+  return p.sourcePrompt === '' && model.info.timestepCondDim === 0 ? null : p.guidance;
 }
 
 /** Denoises from the inverted trajectory under the target prompt and decodes the frames. */
@@ -143,7 +149,11 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   const parts = batches(n, p.batchSize);
   const track = tracker ?? new ProgressTracker(parts.length * (K + 1), n, hooks);
   const warnings: string[] = [];
-  const plan = planBranches(p);
+  const stepsKey = sourceStepsGuidance(model, p);
+  const steps = traj.sourceSteps;
+  const known = p.directInversion && steps?.guidance === stepsKey && steps.levels.length === K ? steps.levels : undefined;
+  const plan = planBranches(p, p.directInversion && !known);
+  const recorded = plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
   const rows = await embedRows(model, [...plan.branches.map((b) => b.prompt), p.sourcePrompt, p.prompt], warnings);
   let mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
   // Consistency hooks (consistency.ts): mask refinement, then the stages that need every frame at the same step.
@@ -179,13 +189,18 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
     const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
     const epsT = plan.tgtU >= 0 ? guidance(part(plan.tgtU), part(plan.tgtC), p.guidance) : part(plan.tgtC);
     const next = ddimMove(epsT, z, traj.alphas[k], traj.alphas[k - 1], type);
-    if (plan.srcC >= 0) {
+    if (p.directInversion) {
       // Direct inversion: where the source branch's own step misses the recorded trajectory, correct the target by
       // the same amount. With target prompt = source prompt the two branches coincide and the input comes back.
-      const epsS = plan.srcU >= 0 ? guidance(part(plan.srcU), part(plan.srcC), p.guidance) : part(plan.srcC);
-      const srcNext = ddimMove(epsS, src, traj.alphas[k], traj.alphas[k - 1], type);
-      const recorded = at(k - 1);
-      for (let i = 0; i < sz; i++) next[i] += recorded[i] - srcNext[i];
+      let srcNext: Float32Array;
+      if (known) srcNext = known[k - 1].subarray(start * per, start * per + sz);
+      else {
+        const epsS = plan.srcU >= 0 ? guidance(part(plan.srcU), part(plan.srcC), p.guidance) : part(plan.srcC);
+        srcNext = ddimMove(epsS, src, traj.alphas[k], traj.alphas[k - 1], type);
+        recorded![k - 1].set(srcNext, start * per);
+      }
+      const target = at(k - 1);
+      for (let i = 0; i < sz; i++) next[i] += target[i] - srcNext[i];
     }
     if (batchMask) blendOutsideMask(next, at(k - 1), batchMask, C, hw);
     const preview = hooks.onProgress ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0 : undefined;
@@ -203,7 +218,7 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
     }
   }
   const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
-  return { frames, latentMask: mask, warnings };
+  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded } };
 }
 
 export async function decodeAll(model: DiffusionModel, latents: Float32Array, n: number, C: number, h: number, w: number, batchSize: number, track: ProgressTracker): Promise<ImageBatch> {
@@ -232,5 +247,5 @@ export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p
   const track = new ProgressTracker(nb * (1 + K) + nb * (K + 1), frames.n, hooks);
   const trajectory = await invertFrames(model, frames, p, hooks, track);
   const edited = await editFromInversion(model, trajectory, p, hooks, track);
-  return { ...edited, trajectory };
+  return { ...edited, trajectory: { ...trajectory, sourceSteps: edited.sourceSteps } };
 }

@@ -48,6 +48,19 @@ export interface InvertedTrajectory {
   timesteps: number[];
   /** latents[k] = all frames at level k, [n, C, h, w]. */
   latents: Float32Array[];
+  /** Direct inversion's source-branch steps, recorded by the first edit so a re-edit runs only the target branches. */
+  sourceSteps?: SourceSteps;
+}
+
+/**
+ * The source branch's own DDIM step from every level: levels[k - 1] = the step from level k, [n, C, h, w]. It depends
+ * on the source latents, the source prompt and (unless the source branch has no unconditional half and the model no
+ * guidance embedding) the guidance scale, never on the target prompt, mask or consistency stages.
+ */
+export interface SourceSteps {
+  /** The guidance scale they were made with, or null when they do not depend on it. */
+  guidance: number | null;
+  levels: Float32Array[];
 }
 
 export type Stage = 'encoding latents' | 'inverting' | 'editing' | 'decoding latents';
@@ -84,4 +97,6 @@ export interface EditOutput {
   /** The latent-resolution mask that was applied, when there was one. */
   latentMask?: Float32Array;
   warnings: string[];
+  /** Source-branch steps this edit computed (direct inversion without matching ones on the trajectory), for caching. */
+  sourceSteps?: SourceSteps;
 }

@@ -1,5 +1,5 @@
-// Inverted trajectories on disk, so re-editing the same range with a new prompt skips the inversion (half the UNet
-// work of a first edit). Keyed by what determines the trajectory: the file's identity, the frames, the working
+// Inverted trajectories on disk, so re-editing the same range with a new prompt skips the inversion and, with the
+// direct-inversion source steps stored beside it, the source branch too (two thirds of a first edit's UNet work). Keyed by what determines the trajectory: the file's identity, the frames, the working
 // size, the model and the inversion parameters. Bounded in bytes; least recently used entries go first.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -18,7 +18,8 @@ export interface TrajectoryKey {
   strength: number;
 }
 
-const MAGIC = 'RSHTRAJ1';
+// Version 2 adds the direct-inversion source steps after the levels; version-1 entries read as damaged, i.e. misses.
+const MAGIC = 'RSHTRAJ2';
 
 export class InversionCache {
   constructor(
@@ -52,24 +53,28 @@ export class InversionCache {
     try {
       if (buf.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error('bad magic');
       const headerLen = buf.readUInt32LE(8);
-      const header = JSON.parse(buf.subarray(12, 12 + headerLen).toString('utf8')) as Omit<InvertedTrajectory, 'latents'> & { levels: number };
+      const header = JSON.parse(buf.subarray(12, 12 + headerLen).toString('utf8')) as Omit<InvertedTrajectory, 'latents' | 'sourceSteps'> & {
+        levels: number;
+        sourceSteps: { guidance: number | null; levels: number } | null;
+      };
       const per = header.n * header.channels * header.height * header.width;
       let offset = 12 + headerLen;
       offset += (4 - (offset % 4)) % 4;
-      if (buf.length !== offset + header.levels * per * 4) throw new Error('truncated');
-      const latents: Float32Array[] = [];
-      for (let k = 0; k < header.levels; k++) {
-        // Copy out of the file buffer: each level must own an ArrayBuffer to be transferable to the worker.
-        latents.push(new Float32Array(buf.buffer.slice(buf.byteOffset + offset + k * per * 4, buf.byteOffset + offset + (k + 1) * per * 4)));
-      }
-      const { levels: _levels, ...rest } = header;
+      const stepLevels = header.sourceSteps?.levels ?? 0;
+      if (stepLevels && stepLevels !== header.levels - 1) throw new Error('source steps do not match the levels');
+      if (buf.length !== offset + (header.levels + stepLevels) * per * 4) throw new Error('truncated');
+      // Copy out of the file buffer: each level must own an ArrayBuffer to be transferable to the worker.
+      const level = (i: number) => new Float32Array(buf.buffer.slice(buf.byteOffset + offset + i * per * 4, buf.byteOffset + offset + (i + 1) * per * 4));
+      const latents = Array.from({ length: header.levels }, (_, k) => level(k));
+      const sourceSteps = header.sourceSteps && { guidance: header.sourceSteps.guidance, levels: Array.from({ length: stepLevels }, (_, k) => level(header.levels + k)) };
+      const { levels: _levels, sourceSteps: _steps, ...rest } = header;
       const now = new Date();
       try {
         fs.utimesSync(file, now, now);
       } catch {
         // Only the eviction order suffers.
       }
-      return { ...rest, latents };
+      return sourceSteps ? { ...rest, latents, sourceSteps } : { ...rest, latents };
     } catch {
       // A damaged entry (e.g. the engine died while an older version wrote it) is a miss, not an error.
       fs.rmSync(file, { force: true });
@@ -91,8 +96,9 @@ export class InversionCache {
   }
 
   private write(key: string, t: InvertedTrajectory): void {
-    const { latents, ...rest } = t;
-    const header = Buffer.from(JSON.stringify({ ...rest, levels: latents.length }), 'utf8');
+    const { latents, sourceSteps, ...rest } = t;
+    const steps = sourceSteps && { guidance: sourceSteps.guidance, levels: sourceSteps.levels.length };
+    const header = Buffer.from(JSON.stringify({ ...rest, levels: latents.length, sourceSteps: steps ?? null }), 'utf8');
     let offset = 12 + header.length;
     const pad = (4 - (offset % 4)) % 4;
     offset += pad;
@@ -106,7 +112,7 @@ export class InversionCache {
       const fd = fs.openSync(tmp, 'w');
       try {
         fs.writeSync(fd, prefix);
-        for (const level of latents) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
+        for (const level of [...latents, ...(sourceSteps?.levels ?? [])]) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
       } finally {
         fs.closeSync(fd);
       }

@@ -68,23 +68,31 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
         mark = performance.now();
         timings.cacheMs += mark - t0;
       }
+      const put = (t: InvertedTrajectory) => {
+        const putStart = performance.now();
+        cache!.put(task.cache!.key, t);
+        tailCacheMs = performance.now() - putStart;
+        timings.cacheMs += tailCacheMs;
+      };
       if (cached) {
-        out = { ...(await editFromInversion(m, cached, task.params, hooks)), cacheHit: true };
+        const { sourceSteps, ...edited } = await editFromInversion(m, cached, task.params, hooks);
+        // An entry from an edit without direct inversion (or another guidance scale) gains this edit's source steps.
+        if (sourceSteps) put({ ...cached, sourceSteps });
+        out = { ...edited, cacheHit: true };
       } else {
-        const r = await inversionEdit(m, task.frames, task.params, hooks);
+        const { sourceSteps: _steps, ...r } = await inversionEdit(m, task.frames, task.params, hooks);
         if (cache) {
-          const putStart = performance.now();
-          cache.put(task.cache!.key, r.trajectory);
-          tailCacheMs = performance.now() - putStart;
-          timings.cacheMs += tailCacheMs;
+          put(r.trajectory);
           out = { frames: r.frames, latentMask: r.latentMask, warnings: r.warnings, cacheHit: false };
         } else out = r;
       }
       break;
     }
-    case 'edit-from-inversion':
-      out = await editFromInversion(m, task.trajectory, task.params, hooks);
+    case 'edit-from-inversion': {
+      const { sourceSteps, ...edited } = await editFromInversion(m, task.trajectory, task.params, hooks);
+      out = sourceSteps ? { ...edited, trajectory: { ...task.trajectory, sourceSteps } } : edited;
       break;
+    }
     case 'sdedit':
       out = await sdedit(m, task.frames, task.params, hooks);
       break;
@@ -129,7 +137,7 @@ port.on('message', async (msg: ToWorker) => {
           send({ type: 'progress', id: msg.id, progress: withPreview ? p : { ...p, preview: undefined } });
         });
         const traj = result.trajectory;
-        send({ type: 'result', id: msg.id, result }, buffersOf(result.frames.data, result.latentMask, ...(traj?.latents ?? [])));
+        send({ type: 'result', id: msg.id, result }, buffersOf(result.frames.data, result.latentMask, ...(traj?.latents ?? []), ...(traj?.sourceSteps?.levels ?? [])));
         break;
       }
       case 'close':
