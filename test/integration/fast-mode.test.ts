@@ -1,6 +1,7 @@
 // The fast preset for distilled models: SD-Turbo and LCM exports (generated tiny variants with their real I/O and
 // scheduler configs) edited in 1–4 UNet evaluations per frame, no guidance batch, through the same loader and the
 // same job path as every other method.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -115,5 +116,27 @@ describe('as a job', () => {
     await expect(planJob(wrong, worker.info, path.join(root, 'never.mp4'))).rejects.toThrow(ProblemError);
     const auto = JobRequest.parse({ source: { path: clip, in: 0, out: 0.5 }, prompt: 'x', method: 'fast', mask: { type: 'auto' } });
     await expect(planJob(auto, worker.info, path.join(root, 'never.mp4'))).rejects.toMatchObject({ problem: { field: 'mask.type' } });
+  });
+
+  it('`reshoot edit --method fast --fast-steps N` runs the same job from the command line, and refuses a bad step count', async () => {
+    const cli = path.resolve(__dirname, '../../dist/engine/src/cli/main.js');
+    const out = path.join(root, 'cli-fast.mp4');
+    const env = { ...process.env, RESHOOT_HOME: path.join(root, 'home') };
+    const run = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, [cli, 'edit', clip, '--model', path.join(root, 'sd-turbo'), '--prompt', 'a blue car', '--in', '0', '--out', String(6 / 24), ...args], { env }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const ok = await run(['--method', 'fast', '--fast-steps', '3', '--json', '-o', out]);
+    expect(ok.code).toBe(0);
+    const done = ok.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; result?: { frames: number; unetEvaluations: number } }).find((e) => e.event === 'done');
+    expect(done?.result?.frames).toBe(6);
+    expect(done?.result?.unetEvaluations).toBe(6 * 3);
+    expect((await probeMedia(out)).video.frameCount).toBe(6);
+    const bad = await run(['--method', 'fast', '--fast-steps', '9', '-o', path.join(root, 'cli-bad.mp4')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--fast-steps must be at most 4/);
+    expect(fs.existsSync(path.join(root, 'cli-bad.mp4'))).toBe(false);
   });
 });

@@ -16,7 +16,7 @@ import { CliError, parse } from './args';
 import { ProgressLine } from './progress-line';
 
 const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
-       [--method inversion|sdedit] [--steps N] [--guidance G] [--strength S] [--seed N] [--batch N]
+       [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
@@ -47,6 +47,7 @@ export async function runEdit(argv: string[]): Promise<number> {
       out: { type: 'string' },
       mask: { type: 'string' },
       method: { type: 'string' },
+      'fast-steps': { type: 'string' },
       steps: { type: 'string' },
       guidance: { type: 'string' },
       strength: { type: 'string' },
@@ -90,9 +91,10 @@ export async function runEdit(argv: string[]): Promise<number> {
     strength: num(values.strength, 'strength'),
     seed: num(values.seed, 'seed'),
     batchSize: num(values.batch, 'batch'),
+    fast: values['fast-steps'] === undefined ? undefined : { steps: num(values['fast-steps'], 'fast-steps') },
     output: { path: output, codec, audio: values.audio ?? false, overwrite: values.overwrite ?? false },
   } satisfies Record<string, unknown>);
-  if (!parsed.success) throw new CliError(validationProblem(parsed.error, 'options').detail.replace(/\bsource\.in\b/g, '--in').replace(/\bsource\.out\b/g, '--out'));
+  if (!parsed.success) throw new CliError(validationProblem(parsed.error, 'options').detail.replace(/\bsource\.in\b/g, '--in').replace(/\bsource\.out\b/g, '--out').replace(/\bfast\.steps\b/g, '--fast-steps'));
   const req = parsed.data;
 
   const worker = await PipelineWorker.start(resolveModel(values.model), { providers: values.provider ? parseProviders(values.provider) : [] });
