@@ -177,4 +177,25 @@ describe('jobs', () => {
     expect(done.warnings.join(' ')).toMatch(/restarted/);
     expect((await probeMedia(outputPath)).video.frameCount).toBe(15);
   });
+
+  it('forgets the oldest finished jobs beyond the history bound, keeping their result files', async () => {
+    const dataDir = path.join(root, 'd6');
+    const m = await open(dataDir, { maxHistory: 2 });
+    const first = await m.submit(request({ steps: 2 }));
+    const rest = [await m.submit(request()), await m.submit(request()), await m.submit(request())];
+    for (const j of rest) expect(m.cancel(j.id).state).toBe('canceled');
+    const done = await settle(m, first.id);
+    expect(done.state).toBe('succeeded');
+    // Newest finished first: the succeeded job, then the last canceled one.
+    expect(m.list().map((j) => j.id)).toEqual(expect.arrayContaining([first.id, rest[2].id]));
+    expect(m.list()).toHaveLength(2);
+    expect(m.get(rest[0].id)).toBeUndefined();
+    const files = () => fs.readdirSync(path.join(dataDir, 'jobs')).filter((f) => f.endsWith('.json')).sort();
+    expect(files()).toEqual([`${first.id}.json`, `${rest[2].id}.json`].sort());
+    const reopened = await open(dataDir, { maxHistory: 0 });
+    expect(reopened.list()).toEqual([]);
+    expect(files()).toEqual([]);
+    expect((await probeMedia(done.result!.path)).video.frameCount).toBe(15);
+  });
 });
+

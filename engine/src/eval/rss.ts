@@ -13,7 +13,10 @@ export interface RssOptions {
   /** Clip durations in seconds; default 5 and 60. */
   shortSec?: number;
   longSec?: number;
-  /** Default 4: 60 s is then 240 frames in 15 chunks, enough to show that the peak stops growing after the first. */
+  /**
+   * Default 12: 5 s is 60 frames (4 chunks), 60 s is 720 (45). At 4 fps the 5-s clip is 1¼ chunks and ends before the
+   * garbage collector and the allocator reach their steady state, which the peak then misses (docs/QUALITY.md).
+   */
   fps?: number;
   /** DDIM steps of the job; default 2 (the figure is memory, not quality). */
   steps?: number;
@@ -54,7 +57,7 @@ function runProbe(args: ProbeArgs): Promise<ProbeResult> {
 }
 
 export async function measurePeakRss(o: RssOptions): Promise<RssMeasurement> {
-  const fps = o.fps ?? 4;
+  const fps = o.fps ?? 12;
   const shortSec = o.shortSec ?? 5;
   const longSec = o.longSec ?? 60;
   const width = 160;

@@ -28,6 +28,8 @@ export interface JobManagerOptions {
   cacheBytes?: number;
   /** A job re-queued by this many restarts is failed instead of tried again. */
   maxRestarts?: number;
+  /** Finished jobs remembered (newest first; default 1000, RESHOOT_JOB_HISTORY); older records are forgotten, their result files kept. */
+  maxHistory?: number;
   log?(line: string): void;
 }
 
@@ -100,6 +102,22 @@ export class JobManager implements JobService {
       } else {
         this.update(job, { state: 'queued', restarts: job.restarts + 1, progress: { stage: 'queued', fraction: 0 }, warnings: [...job.warnings, 'the engine restarted while this job was running; it was queued again'] }, true);
       }
+    }
+    this.pruneHistory();
+  }
+
+  /**
+   * An engine that runs for months must not keep every job it ever ran in memory and on disk: beyond the bound the
+   * oldest finished jobs are forgotten. Their results stay where they were written (a Premiere project may use them).
+   */
+  private pruneHistory(): void {
+    const max = this.o.maxHistory ?? Number(process.env.RESHOOT_JOB_HISTORY ?? 1000);
+    const finished = [...this.jobs.values()].filter((j) => j.finishedAt && ['succeeded', 'failed', 'canceled'].includes(j.state));
+    if (finished.length <= max) return;
+    finished.sort((a, b) => b.finishedAt!.localeCompare(a.finishedAt!) || b.createdAt.localeCompare(a.createdAt));
+    for (const job of finished.slice(Math.max(0, max))) {
+      this.jobs.delete(job.id);
+      this.store.remove(job.id);
     }
   }
 
@@ -300,6 +318,7 @@ export class JobManager implements JobService {
     this.plans.delete(job.id);
     this.lastPersist.delete(job.id);
     this.emit(job, { type: 'done', job });
+    this.pruneHistory();
     return job;
   }
 

@@ -16,6 +16,15 @@ export class JobStore {
     fs.renameSync(tmp, file);
   }
 
+  /** Forgets a job's record (never its result file); a record that cannot be removed is simply loaded again later. */
+  remove(id: string): void {
+    try {
+      fs.rmSync(path.join(this.dir, `${id}.json`), { force: true });
+    } catch {
+      // The next start prunes it again.
+    }
+  }
+
   /** Every readable job, oldest first; unreadable files are reported, not fatal. */
   loadAll(onBadFile: (file: string, reason: string) => void = () => undefined): Job[] {
     const jobs: Job[] = [];
