@@ -61,7 +61,7 @@ describe('reshoot eval, tiny suite', () => {
     for (const k of ['roundTripPsnr', 'inversionRoundTripPsnr', 'autoMaskIoU', 'backgroundPsnr', 'backgroundPsnrNoMask', 'warpErrorRatio', 'peakRssRatio'] as const) expect(typeof s[k]).toBe('number');
     expect(s.method).toBe('default');
     const ids = report.methods.map((m) => m.id);
-    expect(ids).toEqual(expect.arrayContaining(['sdedit', 'inversion', 'inversion+mask', '+smoothing', '+soft-edge', '+latent-correction', '+anchor-stats', 'default', 'chunked', 'chunked+overlap']));
+    expect(ids).toEqual(expect.arrayContaining(['sdedit', 'inversion', 'inversion+mask', '+smoothing', '+soft-edge', '+latent-correction', '+anchor-stats', 'true-mask', 'default', 'chunked', 'chunked+overlap']));
     for (const m of report.methods) {
       expect(m.metrics.clips).toBeGreaterThan(0);
       expect(m.metrics.unetEvalsPerFrame).toBeGreaterThan(0);
@@ -89,6 +89,9 @@ describe('reshoot eval, tiny suite', () => {
     expect(s.warpErrorRatio!).toBeLessThan(row('inversion').warpErrorRatio);
     // The edit turns the object towards the target colour.
     expect(row('default').colourError).toBeLessThan(0.5 * row('default').colourErrorBefore);
+    // The reference row edits inside the true mask: its mask is the truth, and the background outside stays the source's.
+    expect(row('true-mask').autoMaskIoU).toBe(1);
+    expect(row('true-mask').backgroundPsnr).toBeGreaterThanOrEqual(s.backgroundPsnr!);
     // Chunking with overlap costs UNet evaluations on the repeated frames.
     expect(row('chunked+overlap').unetEvalsPerFrame).toBeGreaterThan(row('chunked').unetEvalsPerFrame);
     // A sanity bound, not the proof (clips this short differ by little either way; the proof is the suite's 60 s clip

@@ -22,6 +22,8 @@ export interface MethodSpec {
   consistency?: ConsistencyParams;
   /** Edited in chunks of the suite's chunk size with this many overlap frames; only on clips longer than a chunk. */
   chunkOverlap?: number;
+  /** Edited with the clip's true object mask instead of the automatic one; only on clips with ground truth. */
+  trueMask?: boolean;
 }
 
 /** The job's default consistency settings (ConsistencySpec's defaults) as the editing code takes them. */
@@ -63,6 +65,15 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
       kind: 'inversion',
       autoMask: true,
       consistency: { maskSmoothing: smoothing, softEdge: 1, latentCorrection: lc, anchorStats: true },
+    },
+    {
+      id: 'true-mask',
+      label: 'true mask + latent correction (reference)',
+      description: 'the ground-truth object mask instead of the automatic one, + latent correction: the flicker left when the mask is perfect',
+      kind: 'inversion',
+      autoMask: false,
+      trueMask: true,
+      consistency: { latentCorrection: lc },
     },
     { id: 'correction-no-mask', label: 'correction, no mask (ablation)', description: 'inversion + latent correction over the whole frame, no mask', kind: 'inversion', autoMask: false, consistency: { latentCorrection: lc } },
     { id: 'default', label: 'job default', description: `the job defaults (ConsistencySpec): ${describeConsistency(d)}`, kind: 'inversion', autoMask: true, consistency: d },
@@ -149,7 +160,8 @@ export interface RunSettings {
   batchSize: number;
 }
 
-async function runMethod(model: DiffusionModel, m: MethodSpec, frames: ImageBatch, prompt: string, sourcePrompt: string, s: RunSettings): Promise<{ frames: ImageBatch; mask?: Float32Array }> {
+async function runMethod(model: DiffusionModel, m: MethodSpec, frames: ImageBatch, prompt: string, sourcePrompt: string, s: RunSettings, truth?: MaskBatch): Promise<{ frames: ImageBatch; mask?: Float32Array }> {
+  if (m.trueMask && !truth) throw new Error(`method ${m.id} needs a clip with a ground-truth object mask`);
   if (m.kind === 'sdedit') {
     const r = await sdedit(model, frames, { prompt, steps: s.steps, strength: SDEDIT_STRENGTH, guidance: 1, seed: SDEDIT_SEED, batchSize: s.batchSize });
     return { frames: r.frames };
@@ -164,6 +176,7 @@ async function runMethod(model: DiffusionModel, m: MethodSpec, frames: ImageBatc
       directInversion: !m.plainDdim,
       batchSize: s.batchSize,
       autoMask: m.autoMask ? { threshold: 0.5 } : null,
+      mask: m.trueMask ? truth : null,
       consistency: m.consistency ?? null,
     });
     return { frames: r.frames, mask: r.latentMask };
@@ -177,7 +190,7 @@ export async function evaluateMethod(model: DiffusionModel, m: MethodSpec, clip:
   const { frames } = clip;
   const evals0 = model.stats.unetEvals;
   const t0 = performance.now();
-  const r = await runMethod(model, m, frames, clip.prompt, clip.sourcePrompt, s);
+  const r = await runMethod(model, m, frames, clip.prompt, clip.sourcePrompt, s, clip.objectMask);
   const seconds = (performance.now() - t0) / 1000;
   const unetEvalsPerFrame = (model.stats.unetEvals - evals0) / frames.n;
   const { n, height: H, width: W } = frames;

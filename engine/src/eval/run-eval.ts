@@ -109,6 +109,7 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       const results = new Map<string, MethodResult>();
       for (const m of methods) {
         if (m.chunkOverlap !== undefined && clip.frames.n <= settings.chunk) continue;
+        if (m.trueMask && !clip.objectMask) continue;
         const r = await evaluateMethod(model, m, clip, settings, { roundTrip: m.id === table.defaultId });
         results.set(m.id, r);
         log(`${clip.name} ${m.id}: warp error ratio ${r.warpErrorRatio.toFixed(3)}${r.autoMaskIoU !== undefined ? `, IoU ${r.autoMaskIoU.toFixed(3)}` : ''}${r.backgroundPsnr !== undefined ? `, background ${r.backgroundPsnr.toFixed(1)} dB` : ''}, ${r.seconds.toFixed(1)} s`);
