@@ -24,6 +24,8 @@ export interface MethodSpec {
   chunkOverlap?: number;
   /** Edited with the clip's true object mask instead of the automatic one; only on clips with ground truth. */
   trueMask?: boolean;
+  /** The automatic mask's threshold; default 0.5 (the job default). */
+  threshold?: number;
 }
 
 /** The job's default consistency settings (ConsistencySpec's defaults) as the editing code takes them. */
@@ -76,6 +78,15 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
       consistency: { latentCorrection: lc },
     },
     { id: 'correction-no-mask', label: 'correction, no mask (ablation)', description: 'inversion + latent correction over the whole frame, no mask', kind: 'inversion', autoMask: false, consistency: { latentCorrection: lc } },
+    {
+      id: 'threshold-0.7',
+      label: 'default, mask threshold 0.7 (ablation)',
+      description: 'the job defaults with the automatic mask thresholded at 0.7 instead of 0.5 (`mask: {type: "auto", threshold: 0.7}`)',
+      kind: 'inversion',
+      autoMask: true,
+      threshold: 0.7,
+      consistency: d,
+    },
     { id: 'default', label: 'job default', description: `the job defaults (ConsistencySpec): ${describeConsistency(d)}`, kind: 'inversion', autoMask: true, consistency: d },
     { id: 'chunked', label: 'default, chunks, no overlap', description: 'the job defaults edited in independent chunks', kind: 'inversion', autoMask: true, consistency: d, chunkOverlap: 0 },
     { id: 'chunked+overlap', label: 'default, chunks + overlap', description: `the job defaults in chunks overlapping by ${d.chunkOverlap || 4} frames, crossfaded`, kind: 'inversion', autoMask: true, consistency: d, chunkOverlap: d.chunkOverlap || 4 },
@@ -175,7 +186,7 @@ async function runMethod(model: DiffusionModel, m: MethodSpec, frames: ImageBatc
       guidance: 1,
       directInversion: !m.plainDdim,
       batchSize: s.batchSize,
-      autoMask: m.autoMask ? { threshold: 0.5 } : null,
+      autoMask: m.autoMask ? { threshold: m.threshold ?? 0.5 } : null,
       mask: m.trueMask ? truth : null,
       consistency: m.consistency ?? null,
     });
