@@ -64,10 +64,21 @@ describe.each(Object.keys(SD_VARIANTS))('variant %s', (name) => {
       const decoded = await model.decodeLatents(latents, 3, 8, 16);
       expect([decoded.n, decoded.height, decoded.width]).toEqual([3, 8 * s, 16 * s]);
 
-      const r = await inversionEdit(model, frames, { sourcePrompt: 'a red car', prompt: 'a blue car', steps: 3, strength: 1, guidance: 3, directInversion: true, batchSize: 2 });
+      // The last up block's output, exposed by rewriting the graph in memory (external weights resolved from its folder).
+      expect(info.decoderFeatures).toBe('/up_blocks.1/attentions.1/Add_output_0');
+      const feats = await model.decoderFeatures!(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1));
+      expect(feats.channels).toBe(v.channels[0]);
+      expect(feats.data.length).toBe(3 * v.channels[0] * 8 * 16);
+      expect(feats.data.every(Number.isFinite)).toBe(true);
+
+      const evals = model.stats.unetEvals;
+      const r = await inversionEdit(model, frames, { sourcePrompt: 'a red car', prompt: 'a blue car', steps: 3, strength: 1, guidance: 3, directInversion: true, batchSize: 2, consistency: { latentCorrection: { steps: 2, weights: [0.25, 0.5, 0.25] } } });
       expect([r.frames.n, r.frames.height, r.frames.width]).toEqual([3, 8 * s, 16 * s]);
       expect(r.frames.data.every(Number.isFinite)).toBe(true);
       expect(r.trajectory.latents).toHaveLength(4);
+      // Latent correction matched frames by those features: one more UNet evaluation per frame (3 inversion + 3 × 4 edit + 1).
+      expect(r.correspondences).toBe('decoder features');
+      expect(model.stats.unetEvals - evals).toBe(3 * (3 + 3 * 4 + 1));
     } finally {
       await model.release();
     }
@@ -136,6 +147,35 @@ describe('broken model folders fail at load with the file and what was expected'
       fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), prediction_type: 'flow' }));
     });
     await expect(loadDiffusionModel(dir)).rejects.toThrow(/prediction_type/);
+  });
+});
+
+describe('decoder features', () => {
+  it("leave the UNet's own output as it was, and fall back to latents (saying why) where they cannot be exposed", async () => {
+    const dir = path.join(root, 'features');
+    generateSdModel(dir, SD_VARIANTS.optimum, 5);
+    const withFeatures = await loadDiffusionModel(dir, { threads: 1 });
+    const without = await loadDiffusionModel(dir, { threads: 1, decoderFeatures: false });
+    try {
+      expect(without.info.decoderFeatures).toBeNull();
+      expect(without.info.decoderFeaturesNote).toBe('turned off');
+      const sample = Float32Array.from({ length: 2 * 4 * 8 * 8 }, (_, i) => Math.cos(i * 0.21));
+      const emb = new Float32Array(2 * 77 * SD_VARIANTS.optimum.hiddenSize).fill(0.05);
+      const a = await withFeatures.predict(sample, 2, 8, 8, 300, emb);
+      const b = await without.predict(sample, 2, 8, 8, 300, emb);
+      let maxDiff = 0;
+      for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+      expect(maxDiff).toBeLessThan(1e-5);
+      // Without features the correspondences come from the latents, and no UNet evaluation is added.
+      const frames = imageBatch(3, 64, 64, Float32Array.from({ length: 3 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.11)));
+      const evals = without.stats.unetEvals;
+      const r = await inversionEdit(without, frames, { sourcePrompt: '', prompt: 'a blue car', steps: 2, strength: 1, guidance: 1, directInversion: false, batchSize: 3, consistency: { latentCorrection: { steps: 1, weights: [0.25, 0.5, 0.25] } } });
+      expect(r.correspondences).toBe('latents');
+      expect(without.stats.unetEvals - evals).toBe(3 * (2 + 2));
+    } finally {
+      await withFeatures.release();
+      await without.release();
+    }
   });
 });
 

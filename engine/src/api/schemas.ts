@@ -173,6 +173,8 @@ export const JobResult = z.object({
   seconds: z.number(),
   /** PNG sequence (printf pattern) of the automatic mask, one matte per output frame, when the job used one. */
   mattePath: z.string().optional(),
+  /** What mask smoothing and latent correction matched frames by: the UNet's decoder features, or the latents when the model exposes none. */
+  correspondences: z.enum(['decoder features', 'latents']).optional(),
   timings: JobTimings.optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;

@@ -30,6 +30,7 @@ export async function runModels(argv: string[]): Promise<number> {
       `text       ${info.variant.inputIds}, width ${info.hiddenSize}, ${info.sequenceLength} tokens`,
       `unet       timestep ${info.variant.timestep}, output ${info.variant.unetOutput}${info.timestepCondDim ? `, timestep_cond ${info.timestepCondDim}` : ''}${info.fp16 ? ', fp16 I/O' : ''}`,
       `vae        encoder → ${info.variant.vaeEncoderOutput}; decoder ${info.variant.vaeDecoderInput} → ${info.variant.vaeDecoderOutput}`,
+      `features   ${info.decoderFeatures ? `decoder features ${info.decoderFeatures} (frame correspondences)` : `latents for frame correspondences: ${info.decoderFeaturesNote}`}`,
       `scheduler  ${scheduler.className}, ${scheduler.predictionType}, ${scheduler.timestepSpacing} spacing`,
     ];
     const ext = Object.entries(info.variant.externalData).map(([c, f]) => `${c}/${f}`);

@@ -5,6 +5,7 @@
 import { alignToAnchor } from './anchor-stats';
 import { correctLatents, neighbourFields, type NeighbourFields } from './latent-correction';
 import { refineAutoMask } from './mask-ops';
+import { latentFeatures, type SourceFeatures } from './source-features';
 import type { InvertedTrajectory } from './types';
 
 export interface LatentCorrectionParams {
@@ -51,16 +52,24 @@ export function checkConsistency(c: ConsistencyParams): void {
   if (!(s >= 0 && s <= 1 / 3 + 1e-9)) throw new Error(`maskSmoothing must be between 0 and 1/3, got ${s}`);
 }
 
-/** Correspondences between neighbouring frames of the source, from the trajectory's clean latents (level 0). */
-function sourceFields(traj: InvertedTrajectory, radius: number, need?: (t: number, p: number) => boolean): NeighbourFields {
-  return neighbourFields(traj.latents[0], traj.n, traj.channels, traj.height, traj.width, { radius }, need);
+/** Whether the stages asked for need correspondences between frames (and so the source features). */
+export function needsCorrespondences(c: ConsistencyParams | undefined, autoMask: boolean): boolean {
+  if (!c) return false;
+  const lc = c.latentCorrection;
+  return (autoMask && (c.maskSmoothing ?? 0) > 0) || (!!lc && lc.steps > 0 && lc.weights[1] < 1);
+}
+
+/** Correspondences between neighbouring frames of the source, from its decoder features or clean latents. */
+function sourceFields(traj: InvertedTrajectory, features: SourceFeatures | undefined, radius: number, need?: (t: number, p: number) => boolean): NeighbourFields {
+  const f = features ?? latentFeatures(traj);
+  return neighbourFields(f.data, traj.n, f.channels, traj.height, traj.width, { radius }, need);
 }
 
 /**
  * The automatic mask after the consistency refinements, or the plain thresholded mask when none is asked for.
  * Returns the fields it computed so latent correction can reuse them.
  */
-export function refineMask(score: Float32Array, threshold: number, traj: InvertedTrajectory, c: ConsistencyParams | undefined): { mask: Float32Array; fields?: NeighbourFields } | undefined {
+export function refineMask(score: Float32Array, threshold: number, traj: InvertedTrajectory, c: ConsistencyParams | undefined, features?: SourceFeatures): { mask: Float32Array; fields?: NeighbourFields } | undefined {
   if (!c) return undefined;
   checkConsistency(c);
   const smoothing = c.maskSmoothing ?? 0;
@@ -74,7 +83,7 @@ export function refineMask(score: Float32Array, threshold: number, traj: Inverte
   // score is at most `low` can never pass the threshold, so it needs no correspondences (which are what cost time).
   const low = (threshold - 2 * a) / (1 - 2 * a);
   const hw = traj.height * traj.width;
-  const fields = a > 0 && traj.n > 1 ? sourceFields(traj, radius, (t, p) => score[t * hw + p] > low) : undefined;
+  const fields = a > 0 && traj.n > 1 ? sourceFields(traj, features, radius, (t, p) => score[t * hw + p] > low) : undefined;
   const mask = refineAutoMask(score, traj.n, traj.height, traj.width, { threshold, smoothing: a, dilate, softEdge, minSimilarity }, fields);
   return { mask, fields };
 }
@@ -92,7 +101,7 @@ export class CrossFrameStages {
   ) {}
 
   /** Undefined when no cross-frame stage is on: the loop then runs batch by batch as before. */
-  static plan(c: ConsistencyParams | undefined, traj: InvertedTrajectory, mask: Float32Array | undefined, fields?: NeighbourFields): CrossFrameStages | undefined {
+  static plan(c: ConsistencyParams | undefined, traj: InvertedTrajectory, mask: Float32Array | undefined, fields?: NeighbourFields, features?: SourceFeatures): CrossFrameStages | undefined {
     if (!c) return undefined;
     checkConsistency(c);
     if (traj.n < 2) return undefined;
@@ -105,7 +114,7 @@ export class CrossFrameStages {
     // Without a mask the whole frame is the edit region.
     const m = mask ?? new Float32Array(traj.n * hw).fill(1);
     let f: NeighbourFields | undefined;
-    if (correct) f = fields ?? sourceFields(traj, lc!.radius ?? DEFAULT_RADIUS, (t, p) => m[t * hw + p] > 0);
+    if (correct) f = fields ?? sourceFields(traj, features, lc!.radius ?? DEFAULT_RADIUS, (t, p) => m[t * hw + p] > 0);
     return new CrossFrameStages(c, traj, m, f, anchorSteps);
   }
 

@@ -5,9 +5,10 @@ import type { ImageBatch } from '../diffusion/images';
 import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
 import type { DiffusionModel } from '../models/sd-model';
 import { autoMask } from './auto-mask';
-import { CrossFrameStages, refineMask } from './consistency';
+import { CrossFrameStages, needsCorrespondences, refineMask } from './consistency';
 import type { NeighbourFields } from './latent-correction';
 import { blendOutsideMask, latentMask } from './latent-mask';
+import { sourceFeatures } from './source-features';
 import { CanceledError, type EditOutput, type EditParams, type InversionParams, type InvertedTrajectory, type Progress, type RunHooks, type Stage } from './types';
 
 /** Counts work units over a whole run so progress is one fraction across stages. */
@@ -158,13 +159,15 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   let mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
   // Consistency hooks (consistency.ts): mask refinement, then the stages that need every frame at the same step.
   let fields: NeighbourFields | undefined;
+  const consistency = p.consistency ?? undefined;
+  const features = needsCorrespondences(consistency, !mask && !!p.autoMask) && n > 1 ? await sourceFeatures(model, traj, p.batchSize, () => track.checkStop()) : undefined;
   if (!mask && p.autoMask) {
     const auto = await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, () => track.checkStop());
-    const refined = refineMask(auto.score, p.autoMask.threshold, traj, p.consistency ?? undefined);
+    const refined = refineMask(auto.score, p.autoMask.threshold, traj, consistency, features);
     mask = refined?.mask ?? auto.mask;
     fields = refined?.fields;
   }
-  const cross = CrossFrameStages.plan(p.consistency ?? undefined, traj, mask, fields);
+  const cross = CrossFrameStages.plan(consistency, traj, mask, fields, features);
   // Every frame's current latent; each batch steps its own slice in place.
   const out = Float32Array.from(traj.latents[K]);
   // Embeddings and UNet input depend on the batch size only, and there are at most two sizes (full and last).
@@ -218,7 +221,7 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
     }
   }
   const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
-  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded } };
+  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded }, correspondences: features?.kind };
 }
 
 export async function decodeAll(model: DiffusionModel, latents: Float32Array, n: number, C: number, h: number, w: number, batchSize: number, track: ProgressTracker): Promise<ImageBatch> {

@@ -99,4 +99,6 @@ export interface EditOutput {
   warnings: string[];
   /** Source-branch steps this edit computed (direct inversion without matching ones on the trajectory), for caching. */
   sourceSteps?: SourceSteps;
+  /** What the cross-frame correspondences were computed from, when a stage needed them. */
+  correspondences?: 'decoder features' | 'latents';
 }

@@ -188,6 +188,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   const seams = new ChunkOverlap(req, { ...plan, vaeScale: model.vaeScale });
   let unetEvaluations = 0;
   let cacheHits = 0;
+  let correspondences: JobResult['correspondences'];
   try {
     let index = 0;
     let done = 0;
@@ -232,6 +233,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
         running = ctx.worker.run({ kind: 'inversion-edit', frames: chunk, params: { ...editParams, steps: req.steps, strength: plan.strength }, cache }, { onProgress, transfer: true });
         result = await running.result;
         if (result.cacheHit) cacheHits++;
+        correspondences ??= result.correspondences;
       }
       times.transferMs += performance.now() - sent - result.timings.taskMs;
       running = undefined;
@@ -273,6 +275,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       workingSize: { width: plan.width, height: plan.height },
       unetEvaluations,
       inversionCacheHit: cacheHits > 0 && cacheHits === chunks,
+      ...(correspondences ? { correspondences } : {}),
       seconds: (Date.now() - t0) / 1000,
       timings: jobTimings(plan.probeMs, performance.now() - start, times),
       mattePath: seams.finish(),

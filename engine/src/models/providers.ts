@@ -12,6 +12,8 @@ export interface SessionSettings {
   providers?: ProviderName[];
   /** ORT intra-op threads; defaults to the machine's cores. */
   threads?: number;
+  /** Expose the UNet's last decoder features for correspondences (models/decoder-features.ts); default true. */
+  decoderFeatures?: boolean;
 }
 
 export interface OpenedSession {
@@ -31,13 +33,22 @@ export function parseProviders(value: string): ProviderName[] {
   return names as ProviderName[];
 }
 
-export async function openSession(file: string, settings: SessionSettings = {}): Promise<OpenedSession> {
+/** A graph held in memory (e.g. rewritten), whose external weights, if any, are files in `dir`. */
+export interface GraphInMemory {
+  bytes: Uint8Array;
+  dir: string;
+  /** For messages: the file the graph came from. */
+  file: string;
+}
+
+export async function openSession(source: string | GraphInMemory, settings: SessionSettings = {}): Promise<OpenedSession> {
+  const file = typeof source === 'string' ? source : source.file;
   const wanted = [...(settings.providers ?? []), 'cpu' as const].filter((p, i, all) => all.indexOf(p) === i);
   const threads = settings.threads ?? os.availableParallelism();
   const fallbacks: string[] = [];
   for (const provider of wanted) {
     try {
-      const session = await ort.InferenceSession.create(file, {
+      const options: ort.InferenceSession.SessionOptions = {
         executionProviders: [provider],
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
@@ -45,10 +56,18 @@ export async function openSession(file: string, settings: SessionSettings = {}):
         // ORT's pool threads spin between parallel sections by default. Beside ffmpeg's decode and encode (which the
         // runner overlaps with compute), Premiere and anything else running, spinning threads burn the cores those
         // need: on a busy 2-core machine, not spinning made UNet calls 25–50 % faster (docs/BENCHMARKS.md).
-        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+        extra: {
+          session: {
+            intra_op: { allow_spinning: '0' },
+            inter_op: { allow_spinning: '0' },
+            // A graph loaded from memory has no folder of its own to resolve external weight files against.
+            ...(typeof source === 'string' ? {} : { model_external_initializers_file_folder_path: source.dir }),
+          },
+        },
         // A provider that cannot load is reported once through `fallbacks`; ORT's own error log would repeat it per model.
         logSeverityLevel: provider === 'cpu' ? 2 : 4,
-      });
+      };
+      const session = typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source.bytes, options);
       return { session, provider, fallbacks };
     } catch (err) {
       const message = firstLine(err);

@@ -7,7 +7,8 @@ import * as ort from 'onnxruntime-node';
 import type { ImageBatch } from '../diffusion/images';
 import { parseSchedulerConfig, type SchedulerConfig } from '../diffusion/scheduler';
 import { ClipTokenizer, idsTensorData } from './tokenizer';
-import { openSession, type ProviderName, type SessionSettings } from './providers';
+import { exposeDecoderFeatures } from './decoder-features';
+import { openSession, type OpenedSession, type ProviderName, type SessionSettings } from './providers';
 import { floatFeed, floatOutput, numberFeed, tensorMeta, type TensorMeta } from './tensors';
 
 export class ModelLoadError extends Error {
@@ -32,6 +33,12 @@ export interface ModelInfo {
   nativeSize: number;
   /** LCM-style guidance embedding input width, 0 when absent. */
   timestepCondDim: number;
+  /**
+   * The UNet tensor exposed as decoder features (the last up block's output), or null with the reason in
+   * `decoderFeaturesNote`: correspondences then come from the latents.
+   */
+  decoderFeatures: string | null;
+  decoderFeaturesNote?: string;
   fp16: boolean;
   variant: {
     inputIds: string;
@@ -42,6 +49,11 @@ export interface ModelInfo {
     vaeDecoderOutput: string;
     externalData: Partial<Record<Component, string>>;
   };
+}
+
+export interface DecoderFeatures {
+  tensor: string | null;
+  note?: string;
 }
 
 export interface PromptEmbeddings {
@@ -71,6 +83,11 @@ export interface DiffusionModel {
    * `guidanceEmbedding` feeds LCM's timestep_cond when the graph has it.
    */
   predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding?: number): Promise<Float32Array>;
+  /**
+   * The UNet's last decoder features for a batch, [batch, channels, h, w], when `info.decoderFeatures` names them
+   * (one UNet evaluation per item, counted like predict's).
+   */
+  decoderFeatures?(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array): Promise<{ data: Float32Array; channels: number }>;
   /** Scaled latent means [n, C, H/s, W/s]. */
   encodeImages(images: ImageBatch): Promise<Float32Array>;
   decodeLatents(latents: Float32Array, n: number, h: number, w: number): Promise<ImageBatch>;
@@ -119,24 +136,51 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
   const configs = Object.fromEntries(COMPONENTS.map((c) => [c, readJson(`${c}/config.json`, false)])) as Record<Component, Record<string, unknown>>;
 
   const sessions = {} as Record<Component, ort.InferenceSession>;
+  let features: DecoderFeatures = { tensor: null, note: 'not tried' };
   let provider: ProviderName = 'cpu';
   const fallbacks = new Set<string>();
   try {
     for (const c of COMPONENTS) {
-      const opened = await openSession(path.join(root, c, 'model.onnx'), settings).catch((err: Error) => {
+      const file = path.join(root, c, 'model.onnx');
+      let opened: OpenedSession | undefined;
+      if (c === 'unet') ({ opened, features } = await openUnetWithFeatures(file, settings));
+      opened ??= await openSession(file, settings).catch((err: Error) => {
         throw new ModelLoadError(err.message);
       });
       sessions[c] = opened.session;
       if (c === 'unet') provider = opened.provider;
       opened.fallbacks.forEach((f) => fallbacks.add(f));
     }
-    const model = new OnnxDiffusionModel(root, sessions, configs, scheduler, tokenizer, provider, [...fallbacks]);
+    const model = new OnnxDiffusionModel(root, sessions, configs, scheduler, tokenizer, provider, [...fallbacks], features);
     const blocks = configs.vae_decoder.block_out_channels ?? configs.vae_encoder.block_out_channels;
     if (!Array.isArray(blocks) || blocks.length === 0) await model.measureVaeScale();
     return model;
   } catch (err) {
     await Promise.all(Object.values(sessions).map((s) => s.release().catch(() => undefined)));
     throw err;
+  }
+}
+
+/** Largest UNet graph file rewritten in memory; above it (weights inside model.onnx) features are not exposed. */
+const FEATURE_GRAPH_MAX_BYTES = 256 * 1024 ** 2;
+
+/**
+ * The UNet session, from a graph with the decoder features as an extra output when that works; otherwise undefined
+ * (the caller opens the file as it is) and a note saying why the correspondences will use latents instead.
+ */
+async function openUnetWithFeatures(file: string, settings: SessionSettings): Promise<{ opened?: OpenedSession; features: DecoderFeatures }> {
+  if (settings.decoderFeatures === false) return { features: { tensor: null, note: 'turned off' } };
+  const size = fs.statSync(file).size;
+  if (size > FEATURE_GRAPH_MAX_BYTES) {
+    return { features: { tensor: null, note: `the UNet's weights are inside model.onnx (${Math.round(size / 1024 ** 2)} MiB), too large to rewrite in memory; export with external data` } };
+  }
+  const rewrite = exposeDecoderFeatures(fs.readFileSync(file));
+  if (!rewrite.ok) return { features: { tensor: null, note: rewrite.reason } };
+  try {
+    const opened = await openSession({ bytes: rewrite.bytes, dir: path.dirname(file), file }, settings);
+    return { opened, features: { tensor: rewrite.tensor } };
+  } catch (err) {
+    return { features: { tensor: null, note: `the rewritten UNet did not load (${(err as Error).message.split('\n')[0]})` } };
   }
 }
 
@@ -196,6 +240,7 @@ class OnnxDiffusionModel implements DiffusionModel {
     readonly tokenizer: ClipTokenizer,
     provider: ProviderName,
     fallbacks: string[],
+    features: DecoderFeatures = { tensor: null, note: 'not tried' },
   ) {
     const file = (c: Component) => path.join(root, c, 'model.onnx');
     const { text_encoder: te, unet, vae_encoder: ve, vae_decoder: vd } = sessions;
@@ -295,6 +340,8 @@ class OnnxDiffusionModel implements DiffusionModel {
       sequenceLength,
       nativeSize: (num(configs.unet.sample_size) ?? 64) * vaeScale,
       timestepCondDim: condDim,
+      decoderFeatures: features.tensor,
+      ...(features.tensor ? {} : { decoderFeaturesNote: features.note }),
       fp16: sample.type === 'float16',
       variant: {
         inputIds: `${idsName}:${this.ids.type}`,
@@ -348,26 +395,44 @@ class OnnxDiffusionModel implements DiffusionModel {
   }
 
   async predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding = 0): Promise<Float32Array> {
+    return (await this.runUnet(sample, batch, h, w, timestep, embeddings, guidanceEmbedding, false)).eps;
+  }
+
+  async decoderFeatures(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array): Promise<{ data: Float32Array; channels: number }> {
+    if (!this.info.decoderFeatures) throw new Error(`this UNet exposes no decoder features: ${this.info.decoderFeaturesNote}`);
+    const r = await this.runUnet(sample, batch, h, w, timestep, embeddings, 0, true);
+    const channels = r.features!.length / (batch * h * w);
+    if (!Number.isInteger(channels)) throw new Error(`the UNet's decoder features (${r.features!.length} values) are not at the latent resolution ${w}x${h}`);
+    return { data: r.features!, channels };
+  }
+
+  private async runUnet(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number, features: boolean): Promise<{ eps: Float32Array; features?: Float32Array }> {
     const step = this.unet.fixedBatch ?? batch;
-    if (step === batch) return this.predictChunk(sample, batch, h, w, timestep, embeddings, guidanceEmbedding);
+    if (step === batch) return this.unetChunk(sample, batch, h, w, timestep, embeddings, guidanceEmbedding, features);
     // Graphs exported with a fixed batch dimension are fed in chunks of exactly that size, padding the last one.
     const C = this.info.latentChannels;
     const per = C * h * w;
     const perEmb = embeddings.length / batch;
-    const out = new Float32Array(batch * per);
+    const eps = new Float32Array(batch * per);
+    let feats: Float32Array | undefined;
     for (let start = 0; start < batch; start += step) {
       const n = Math.min(step, batch - start);
       const s = new Float32Array(step * per);
       const e = new Float32Array(step * perEmb);
       s.set(sample.subarray(start * per, (start + n) * per));
       e.set(embeddings.subarray(start * perEmb, (start + n) * perEmb));
-      const r = await this.predictChunk(s, step, h, w, timestep, e, guidanceEmbedding);
-      out.set(r.subarray(0, n * per), start * per);
+      const r = await this.unetChunk(s, step, h, w, timestep, e, guidanceEmbedding, features);
+      eps.set(r.eps.subarray(0, n * per), start * per);
+      if (r.features) {
+        const fper = r.features.length / step;
+        feats ??= new Float32Array(batch * fper);
+        feats.set(r.features.subarray(0, n * fper), start * fper);
+      }
     }
-    return out;
+    return { eps, features: feats };
   }
 
-  private async predictChunk(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number): Promise<Float32Array> {
+  private async unetChunk(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number, features: boolean): Promise<{ eps: Float32Array; features?: Float32Array }> {
     const C = this.info.latentChannels;
     const S = embeddings.length / (batch * this.info.hiddenSize);
     const feeds: Record<string, ort.Tensor> = {
@@ -378,8 +443,9 @@ class OnnxDiffusionModel implements DiffusionModel {
     if (this.unet.cond) {
       feeds.timestep_cond = floatFeed(this.unet.cond.type, guidanceScaleEmbedding(guidanceEmbedding, this.info.timestepCondDim, batch), [batch, this.info.timestepCondDim]);
     }
+    const fetch = features ? [this.unet.output, this.info.decoderFeatures!] : [this.unet.output];
     const t0 = performance.now();
-    const out = await this.sessions.unet.run(feeds, [this.unet.output]);
+    const out = await this.sessions.unet.run(feeds, fetch);
     this.stats.unetMs += performance.now() - t0;
     this.stats.unetRuns++;
     this.stats.unetEvals += batch;
@@ -387,7 +453,7 @@ class OnnxDiffusionModel implements DiffusionModel {
     if (result.length !== sample.length) {
       throw new Error(`UNet returned ${result.length} values for a sample of ${sample.length}; the graph's output shape does not match its input`);
     }
-    return result;
+    return { eps: result, features: features ? floatOutput(out[this.info.decoderFeatures!]) : undefined };
   }
 
   async encodeImages(images: ImageBatch): Promise<Float32Array> {

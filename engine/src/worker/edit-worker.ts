@@ -83,7 +83,7 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
         const { sourceSteps: _steps, ...r } = await inversionEdit(m, task.frames, task.params, hooks);
         if (cache) {
           put(r.trajectory);
-          out = { frames: r.frames, latentMask: r.latentMask, warnings: r.warnings, cacheHit: false };
+          out = { frames: r.frames, latentMask: r.latentMask, warnings: r.warnings, correspondences: r.correspondences, cacheHit: false };
         } else out = r;
       }
       break;

@@ -49,6 +49,8 @@ export type TaskResult = {
   cacheHit?: boolean;
   latentMask?: Float32Array;
   warnings: string[];
+  /** What the consistency stages' correspondences were computed from, when one needed them. */
+  correspondences?: 'decoder features' | 'latents';
   stats: ModelStats;
   timings: TaskTimings;
 };
