@@ -9,7 +9,7 @@ import { alignToAnchor, maskedChannelStats } from '../../engine/src/editing/anch
 import { inversionEdit, type InversionEditParams } from '../../engine/src/editing/inversion-edit';
 import { correctLatents, fastNeighbourField, nearestNeighbourField, neighbourFields, patchDescriptors } from '../../engine/src/editing/latent-correction';
 import { crossfadeWeights, editInChunks, OverlapFeeder, OverlapStitcher, planChunks } from '../../engine/src/editing/long-clip';
-import { growAndFeather, refineAutoMask, resizeMask, thresholdMap } from '../../engine/src/editing/mask-ops';
+import { growAndFeather, hysteresisMap, refineAutoMask, resizeMask, thresholdMap } from '../../engine/src/editing/mask-ops';
 import { maskIoU, meanColour, psnr, regionOcclusion, warpError, warpErrorPerPair } from '../../engine/src/eval/metrics';
 import { decodePng } from '../../engine/src/eval/png';
 import { makeScene } from '../../engine/src/eval/synthetic-scene';
@@ -114,6 +114,26 @@ describe('mask refinement', () => {
     expect(soft[4 * w + 7]).toBe(0);
   });
 
+  it('hysteresis seeds keep a region with a strong core, its weak edge included, and drop a region without one', () => {
+    const h = 5;
+    const w = 12;
+    // Frame 0: an object (core 0.95, edge 0.55) at x 0..3 and a speck region of 0.6–0.7 at x 8..9; frame 1: the speck only.
+    const score = new Float32Array(2 * h * w);
+    for (let y = 1; y < 4; y++) {
+      for (let x = 0; x < 4; x++) score[y * w + x] = x === 3 ? 0.55 : 0.95;
+      score[y * w + 8] = 0.6;
+      score[y * w + 9] = 0.7;
+      score[h * w + y * w + 8] = 0.95;
+    }
+    const m = hysteresisMap(score, 2, h, w, 0.5, 0.8);
+    const at = (f: number, y: number, x: number) => m[f * h * w + y * w + x];
+    expect([at(0, 2, 0), at(0, 2, 3)]).toEqual([1, 1]); // core and weak edge
+    expect([at(0, 2, 8), at(0, 2, 9)]).toEqual([0, 0]); // no pixel of the speck region reaches the seed
+    expect(at(0, 2, 4)).toBe(0);
+    expect(at(1, 2, 8)).toBe(1); // connectivity is per frame: frame 1's seed does not reach into frame 0
+    expect(Array.from(thresholdMap(score, 0.5)).filter((v) => v).length).toBe(Array.from(m).filter((v) => v).length + 6);
+  });
+
   it('temporal smoothing fills a one-frame hole in a static mask and removes a one-frame speck', () => {
     const n = 3;
     const h = 6;
@@ -127,7 +147,7 @@ describe('mask refinement', () => {
     for (let t = 0; t < n; t++) for (let p = 0; p < hw; p++) fields.prev[t * hw + p] = fields.next[t * hw + p] = p;
     const plain = thresholdMap(score, 0.5);
     expect([plain[hw + 1], plain[hw + 5]]).toEqual([0, 1]);
-    const smooth = refineAutoMask(score, n, h, w, { threshold: 0.5, smoothing: 0.25, dilate: 0, softEdge: 0, minSimilarity: 0.5 }, fields);
+    const smooth = refineAutoMask(score, n, h, w, { threshold: 0.5, smoothing: 0.25, seed: 0, dilate: 0, softEdge: 0, minSimilarity: 0.5 }, fields);
     expect([smooth[hw + 1], smooth[hw + 5]]).toEqual([1, 0]);
   });
 

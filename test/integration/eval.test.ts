@@ -61,7 +61,7 @@ describe('reshoot eval, tiny suite', () => {
     for (const k of ['roundTripPsnr', 'inversionRoundTripPsnr', 'autoMaskIoU', 'backgroundPsnr', 'backgroundPsnrNoMask', 'warpErrorRatio', 'peakRssRatio'] as const) expect(typeof s[k]).toBe('number');
     expect(s.method).toBe('default');
     const ids = report.methods.map((m) => m.id);
-    expect(ids).toEqual(expect.arrayContaining(['sdedit', 'inversion', 'inversion+mask', '+smoothing', '+soft-edge', '+latent-correction', '+anchor-stats', 'true-mask', 'threshold-0.7', 'default', 'chunked', 'chunked+overlap']));
+    expect(ids).toEqual(expect.arrayContaining(['sdedit', 'inversion', 'inversion+mask', '+smoothing', '+soft-edge', '+latent-correction', '+anchor-stats', 'true-mask', 'threshold-0.7', '+mask-seeds', 'default', 'chunked', 'chunked+overlap']));
     for (const m of report.methods) {
       expect(m.metrics.clips).toBeGreaterThan(0);
       expect(m.metrics.unetEvalsPerFrame).toBeGreaterThan(0);

@@ -63,6 +63,12 @@ export const ConsistencySpec = z
     anchorStats: z.boolean().default(false),
     /** Motion-compensated temporal smoothing of the automatic mask: each neighbouring frame's weight. */
     maskSmoothing: z.number().min(0).max(1 / 3, 'consistency.maskSmoothing must be at most 1/3').default(0.25),
+    /**
+     * Hysteresis for the automatic mask: a region above mask.threshold is kept only if its score reaches this value
+     * somewhere (scores are normalised to the frame's maximum), so specks without a strong core are dropped. Off (0)
+     * by default: a wanted region that scores weaker than the frame's strongest one is dropped too (docs/QUALITY.md).
+     */
+    maskSeed: z.number().min(0).max(1).default(0),
     /** Grow the automatic mask by this many latent pixels. */
     maskDilate: z.int().min(0).max(16).default(0),
     /** Outward soft edge of the automatic mask, latent pixels. */

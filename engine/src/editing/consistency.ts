@@ -28,6 +28,8 @@ export interface ConsistencyParams {
   anchorStats?: boolean | { steps: number };
   /** Motion-compensated temporal smoothing of the automatic mask's score: each neighbour's weight, 0..1/3. */
   maskSmoothing?: number;
+  /** Hysteresis seed of the automatic mask: regions above the threshold are kept only if they reach this score. */
+  maskSeed?: number;
   /** Dilation of the automatic mask, latent pixels. */
   maskDilate?: number;
   /** Outward soft edge of the automatic mask, latent pixels. */
@@ -75,7 +77,8 @@ export function refineMask(score: Float32Array, threshold: number, traj: Inverte
   const smoothing = c.maskSmoothing ?? 0;
   const dilate = c.maskDilate ?? 0;
   const softEdge = c.softEdge ?? 0;
-  if (smoothing <= 0 && dilate <= 0 && softEdge <= 0) return undefined;
+  const seed = c.maskSeed ?? 0;
+  if (smoothing <= 0 && dilate <= 0 && softEdge <= 0 && seed <= threshold) return undefined;
   const radius = c.latentCorrection?.radius ?? DEFAULT_RADIUS;
   const minSimilarity = c.latentCorrection?.minSimilarity ?? DEFAULT_MIN_SIMILARITY;
   const a = Math.min(smoothing, 1 / 3);
@@ -84,7 +87,7 @@ export function refineMask(score: Float32Array, threshold: number, traj: Inverte
   const low = (threshold - 2 * a) / (1 - 2 * a);
   const hw = traj.height * traj.width;
   const fields = a > 0 && traj.n > 1 ? sourceFields(traj, features, radius, (t, p) => score[t * hw + p] > low) : undefined;
-  const mask = refineAutoMask(score, traj.n, traj.height, traj.width, { threshold, smoothing: a, dilate, softEdge, minSimilarity }, fields);
+  const mask = refineAutoMask(score, traj.n, traj.height, traj.width, { threshold, smoothing: a, seed, dilate, softEdge, minSimilarity }, fields);
   return { mask, fields };
 }
 

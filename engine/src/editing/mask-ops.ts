@@ -8,6 +8,11 @@ export interface MaskRefinement {
   threshold: number;
   /** Weight a of each neighbouring frame in the motion-compensated score average; 0 = off, at most 1/3. */
   smoothing: number;
+  /**
+   * Hysteresis (as in Canny's edge detector): a region above `threshold` is kept only if it reaches `seed` somewhere;
+   * 0 (or anything not above the threshold) keeps every pixel above the threshold.
+   */
+  seed: number;
   /** Grow the binary mask by this radius (Euclidean disc). */
   dilate: number;
   /**
@@ -22,6 +27,46 @@ export interface MaskRefinement {
 export function thresholdMap(score: Float32Array, threshold: number): Float32Array {
   const out = new Float32Array(score.length);
   for (let i = 0; i < score.length; i++) out[i] = score[i] > threshold ? 1 : 0;
+  return out;
+}
+
+/**
+ * Score → binary mask by hysteresis, per frame: pixels above `seed` and every pixel above `threshold` connected to
+ * one of them (8-neighbourhood). Regions that pass the threshold without a strong core — the background specks that
+ * noise and texture push over it in one frame and not the next — are dropped; the object's weaker edge pixels stay,
+ * because they hang together with its core.
+ */
+export function hysteresisMap(score: Float32Array, n: number, h: number, w: number, threshold: number, seed: number): Float32Array {
+  const out = new Float32Array(score.length);
+  const hw = h * w;
+  const stack = new Int32Array(score.length);
+  let top = 0;
+  for (let i = 0; i < score.length; i++) {
+    if (score[i] > seed) {
+      out[i] = 1;
+      stack[top++] = i;
+    }
+  }
+  while (top > 0) {
+    const i = stack[--top];
+    const base = i - (i % hw);
+    const p = i - base;
+    const y = (p / w) | 0;
+    const x = p - y * w;
+    for (let dy = -1; dy <= 1; dy++) {
+      const yy = y + dy;
+      if (yy < 0 || yy >= h) continue;
+      for (let dx = -1; dx <= 1; dx++) {
+        const xx = x + dx;
+        if (xx < 0 || xx >= w) continue;
+        const j = base + yy * w + xx;
+        if (out[j] === 0 && score[j] > threshold) {
+          out[j] = 1;
+          stack[top++] = j;
+        }
+      }
+    }
+  }
   return out;
 }
 
@@ -61,12 +106,14 @@ export function growAndFeather(mask: Float32Array, n: number, h: number, w: numb
 }
 
 /**
- * The automatic mask after refinement: smoothed score (when `fields` are given and smoothing > 0) → threshold →
- * dilation → soft edge. Without any refinement this is exactly the automatic mask's own thresholding.
+ * The automatic mask after refinement: smoothed score (when `fields` are given and smoothing > 0) → threshold, with
+ * hysteresis seeds when asked → dilation → soft edge. Without any refinement this is exactly the automatic mask's
+ * own thresholding.
  */
 export function refineAutoMask(score: Float32Array, n: number, h: number, w: number, r: MaskRefinement, fields?: NeighbourFields): Float32Array {
   const smoothed = fields && r.smoothing > 0 ? smoothAlongFields(score, n, h * w, fields, Math.min(r.smoothing, 1 / 3), r.minSimilarity) : score;
-  return growAndFeather(thresholdMap(smoothed, r.threshold), n, h, w, r.dilate, r.softEdge);
+  const binary = r.seed > r.threshold ? hysteresisMap(smoothed, n, h, w, r.threshold, r.seed) : thresholdMap(smoothed, r.threshold);
+  return growAndFeather(binary, n, h, w, r.dilate, r.softEdge);
 }
 
 /**

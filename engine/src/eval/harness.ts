@@ -61,6 +61,14 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
       consistency: { maskSmoothing: smoothing, softEdge: 1, latentCorrection: lc },
     },
     {
+      id: '+mask-seeds',
+      label: '+ mask seeds 0.8 (ablation)',
+      description: '+ latent correction + hysteresis: mask regions kept only where the score reaches 0.8 somewhere',
+      kind: 'inversion',
+      autoMask: true,
+      consistency: { ...d, maskSeed: 0.8 },
+    },
+    {
       id: '+anchor-stats',
       label: '+ anchor stats',
       description: '+ latent correction + per-frame latent mean/std aligned to the first frame inside the mask, every step',
@@ -99,6 +107,7 @@ export function describeConsistency(c: ConsistencyParams): string {
   return [
     lc ? `latent correction ${lc.steps} steps ${lc.weights.map((w) => +w.toFixed(3)).join('/')}` : 'no latent correction',
     `mask smoothing ${c.maskSmoothing ?? 0}`,
+    c.maskSeed ? `mask seeds ${c.maskSeed}` : 'no mask seeds',
     `dilate ${c.maskDilate ?? 0}`,
     `soft edge ${c.softEdge ?? 0}`,
     c.anchorStats ? 'anchor stats' : 'no anchor stats',
