@@ -10,6 +10,8 @@ export type FeatureRewrite = { ok: true; bytes: Uint8Array; tensor: string } | {
 /** Ops between the decoder features and conv_out: the normalisation (whole or decomposed), SiLU, casts, layouts. */
 const PASS_THROUGH = new Set(['Mul', 'Add', 'Sigmoid', 'Reshape', 'Cast', 'Identity', 'Transpose', 'Div', 'Sub']);
 const NORMS = new Set(['GroupNormalization', 'InstanceNormalization', 'GroupNorm']);
+/** Of these only the first input is data. */
+const SINGLE_DATA_INPUT = new Set(['Reshape', 'Cast', 'Identity', 'Transpose', 'Sigmoid']);
 
 /**
  * Finds the tensor that feeds the UNet's output normalisation, walking back from the node that writes the graph's
@@ -60,6 +62,11 @@ export function exposeDecoderFeatures(modelBytes: Uint8Array): FeatureRewrite {
       return addOutput(model, tensor, elemType);
     }
     if (!PASS_THROUGH.has(op)) return { ok: false, reason: `unexpected ${op} between the output normalisation and conv_out` };
+    if (SINGLE_DATA_INPUT.has(op)) {
+      // Reshape's shape may be computed from the data (torch writes Shape → Gather → Concat), so it is not a constant.
+      tensor = node.input![0];
+      continue;
+    }
     const inputs = (node.input ?? []).filter(isData);
     if (op === 'Mul' && inputs.length === 2) {
       // SiLU written as x · sigmoid(x): follow x.
