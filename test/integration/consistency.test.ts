@@ -7,6 +7,7 @@ import { JobRequest } from '../../engine/src/api/schemas';
 import type { ImageBatch } from '../../engine/src/diffusion/images';
 import { alignToAnchor, maskedChannelStats } from '../../engine/src/editing/anchor-stats';
 import { inversionEdit, type InversionEditParams } from '../../engine/src/editing/inversion-edit';
+import { CanceledError } from '../../engine/src/editing/types';
 import { correctLatents, fastNeighbourField, nearestNeighbourField, neighbourFields, patchDescriptors } from '../../engine/src/editing/latent-correction';
 import { crossfadeWeights, editInChunks, OverlapFeeder, OverlapStitcher, planChunks } from '../../engine/src/editing/long-clip';
 import { growAndFeather, hysteresisMap, refineAutoMask, resizeMask, thresholdMap } from '../../engine/src/editing/mask-ops';
@@ -96,6 +97,16 @@ describe('correspondence fields', () => {
       }
     }
     expect(part.next[0]).toBe(-1);
+  });
+
+  it('checks for cancel between frame pairs, so a cancel does not wait for the whole search', () => {
+    const lat = Float32Array.from({ length: 5 * 4 * 12 * 12 }, (_, i) => Math.sin(i * 1.3));
+    let calls = 0;
+    const stop = () => {
+      if (++calls === 3) throw new CanceledError();
+    };
+    expect(() => neighbourFields(lat, 5, 4, 12, 12, { radius: 2, checkStop: stop })).toThrow(CanceledError);
+    expect(calls).toBe(3);
   });
 });
 

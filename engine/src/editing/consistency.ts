@@ -62,16 +62,16 @@ export function needsCorrespondences(c: ConsistencyParams | undefined, autoMask:
 }
 
 /** Correspondences between neighbouring frames of the source, from its decoder features or clean latents. */
-function sourceFields(traj: InvertedTrajectory, features: SourceFeatures | undefined, radius: number, need?: (t: number, p: number) => boolean): NeighbourFields {
+function sourceFields(traj: InvertedTrajectory, features: SourceFeatures | undefined, radius: number, checkStop: (() => void) | undefined, need?: (t: number, p: number) => boolean): NeighbourFields {
   const f = features ?? latentFeatures(traj);
-  return neighbourFields(f.data, traj.n, f.channels, traj.height, traj.width, { radius }, need);
+  return neighbourFields(f.data, traj.n, f.channels, traj.height, traj.width, { radius, checkStop }, need);
 }
 
 /**
  * The automatic mask after the consistency refinements, or the plain thresholded mask when none is asked for.
  * Returns the fields it computed so latent correction can reuse them.
  */
-export function refineMask(score: Float32Array, threshold: number, traj: InvertedTrajectory, c: ConsistencyParams | undefined, features?: SourceFeatures): { mask: Float32Array; fields?: NeighbourFields } | undefined {
+export function refineMask(score: Float32Array, threshold: number, traj: InvertedTrajectory, c: ConsistencyParams | undefined, features?: SourceFeatures, checkStop?: () => void): { mask: Float32Array; fields?: NeighbourFields } | undefined {
   if (!c) return undefined;
   checkConsistency(c);
   const smoothing = c.maskSmoothing ?? 0;
@@ -86,7 +86,7 @@ export function refineMask(score: Float32Array, threshold: number, traj: Inverte
   // score is at most `low` can never pass the threshold, so it needs no correspondences (which are what cost time).
   const low = (threshold - 2 * a) / (1 - 2 * a);
   const hw = traj.height * traj.width;
-  const fields = a > 0 && traj.n > 1 ? sourceFields(traj, features, radius, (t, p) => score[t * hw + p] > low) : undefined;
+  const fields = a > 0 && traj.n > 1 ? sourceFields(traj, features, radius, checkStop, (t, p) => score[t * hw + p] > low) : undefined;
   const mask = refineAutoMask(score, traj.n, traj.height, traj.width, { threshold, smoothing: a, seed, dilate, softEdge, minSimilarity }, fields);
   return { mask, fields };
 }
@@ -104,7 +104,7 @@ export class CrossFrameStages {
   ) {}
 
   /** Undefined when no cross-frame stage is on: the loop then runs batch by batch as before. */
-  static plan(c: ConsistencyParams | undefined, traj: InvertedTrajectory, mask: Float32Array | undefined, fields?: NeighbourFields, features?: SourceFeatures): CrossFrameStages | undefined {
+  static plan(c: ConsistencyParams | undefined, traj: InvertedTrajectory, mask: Float32Array | undefined, fields?: NeighbourFields, features?: SourceFeatures, checkStop?: () => void): CrossFrameStages | undefined {
     if (!c) return undefined;
     checkConsistency(c);
     if (traj.n < 2) return undefined;
@@ -117,7 +117,7 @@ export class CrossFrameStages {
     // Without a mask the whole frame is the edit region.
     const m = mask ?? new Float32Array(traj.n * hw).fill(1);
     let f: NeighbourFields | undefined;
-    if (correct) f = fields ?? sourceFields(traj, features, lc!.radius ?? DEFAULT_RADIUS, (t, p) => m[t * hw + p] > 0);
+    if (correct) f = fields ?? sourceFields(traj, features, lc!.radius ?? DEFAULT_RADIUS, checkStop, (t, p) => m[t * hw + p] > 0);
     return new CrossFrameStages(c, traj, m, f, anchorSteps);
   }
 

@@ -160,14 +160,15 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   // Consistency hooks (consistency.ts): mask refinement, then the stages that need every frame at the same step.
   let fields: NeighbourFields | undefined;
   const consistency = p.consistency ?? undefined;
-  const features = needsCorrespondences(consistency, !mask && !!p.autoMask) && n > 1 ? await sourceFeatures(model, traj, p.batchSize, () => track.checkStop()) : undefined;
+  const checkStop = () => track.checkStop();
+  const features = needsCorrespondences(consistency, !mask && !!p.autoMask) && n > 1 ? await sourceFeatures(model, traj, p.batchSize, checkStop) : undefined;
   if (!mask && p.autoMask) {
-    const auto = await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, () => track.checkStop());
-    const refined = refineMask(auto.score, p.autoMask.threshold, traj, consistency, features);
+    const auto = await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, checkStop);
+    const refined = refineMask(auto.score, p.autoMask.threshold, traj, consistency, features, checkStop);
     mask = refined?.mask ?? auto.mask;
     fields = refined?.fields;
   }
-  const cross = CrossFrameStages.plan(consistency, traj, mask, fields, features);
+  const cross = CrossFrameStages.plan(consistency, traj, mask, fields, features, checkStop);
   // Every frame's current latent; each batch steps its own slice in place.
   const out = Float32Array.from(traj.latents[K]);
   // Embeddings and UNet input depend on the batch size only, and there are at most two sizes (full and last).

@@ -16,6 +16,8 @@ export interface CorrespondenceOptions {
   patch?: number;
   /** Below this cosine similarity a match is not trusted (occlusion, textureless area) and not used. */
   minSimilarity?: number;
+  /** Called between frame pairs: the search is the longest stretch of JavaScript in an edit, and cancel must not wait for all of it. */
+  checkStop?: () => void;
 }
 
 /** For each pixel of frame t, the best match in frame t + d (d = ±1): flat pixel index, or −1 when none. */
@@ -401,6 +403,7 @@ export function neighbourFields(latents: Float32Array, n: number, C: number, h: 
   };
   const sc = new Scratch();
   for (let t = 0; t + 1 < n; t++) {
+    o.checkStop?.();
     const r = pairWithin(frame(t), frame(t + 1), C, h, w, o.radius, patch, sc, need && ((p) => need(t, p)), need && ((p) => need(t + 1, p)));
     f.next.set(r.fwd.index, t * hw);
     f.nextSim.set(r.fwd.sim, t * hw);
