@@ -288,7 +288,8 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
     // Say whether the engine or the page is behind, so a failure here can be explained from the CI log alone.
     const seen = await api('GET', `/v1/jobs/${second}`).catch((e: Error) => ({ error: e.message }));
     const card = await page.$eval(`[data-job-id="${second}"]`, (el) => (el as unknown as { outerHTML: string }).outerHTML).catch(() => 'no card');
-    throw new Error(`${(err as Error).message}\nengine says: ${JSON.stringify({ state: seen.state, progress: seen.progress, error: seen.error })}\ncard: ${card.slice(0, 600)}\npage errors: ${pageErrors.join(' | ')}\nengine log (tail): ${engine.stderr.join('').slice(-3000)}`);
+    const machine = `load ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}, free ${(os.freemem() / 2 ** 30).toFixed(1)} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
+    throw new Error(`${(err as Error).message}\nmachine: ${machine}\nengine says: ${JSON.stringify({ state: seen.state, progress: seen.progress, error: seen.error })}\ncard: ${card.slice(0, 600)}\npage errors: ${pageErrors.join(' | ')}\nengine log (tail): ${engine.stderr.join('').slice(-3000)}`);
   }
   expect(await page.textContent(`[data-job-id="${second}"] .job-stage`)).toBe('Canceled');
   expect((await api('GET', `/v1/jobs/${second}`)).state).toBe('canceled');
