@@ -54,11 +54,15 @@ export function checkConsistency(c: ConsistencyParams): void {
   if (!(s >= 0 && s <= 1 / 3 + 1e-9)) throw new Error(`maskSmoothing must be between 0 and 1/3, got ${s}`);
 }
 
+/** Whether latent correction would change anything: it runs for some steps and the neighbours have weight. */
+function correctsLatents(lc: LatentCorrectionParams | null | undefined): lc is LatentCorrectionParams {
+  return !!lc && lc.steps > 0 && lc.weights[1] < 1;
+}
+
 /** Whether the stages asked for need correspondences between frames (and so the source features). */
 export function needsCorrespondences(c: ConsistencyParams | undefined, autoMask: boolean): boolean {
   if (!c) return false;
-  const lc = c.latentCorrection;
-  return (autoMask && (c.maskSmoothing ?? 0) > 0) || (!!lc && lc.steps > 0 && lc.weights[1] < 1);
+  return (autoMask && (c.maskSmoothing ?? 0) > 0) || correctsLatents(c.latentCorrection);
 }
 
 /** Correspondences between neighbouring frames of the source, from its decoder features or clean latents. */
@@ -110,14 +114,14 @@ export class CrossFrameStages {
     if (traj.n < 2) return undefined;
     const K = traj.latents.length - 1;
     const lc = c.latentCorrection;
-    const correct = !!lc && lc.steps > 0 && lc.weights[1] < 1;
+    const correct = correctsLatents(lc);
     const anchorSteps = c.anchorStats === true ? K : c.anchorStats ? Math.min(K, c.anchorStats.steps) : 0;
     if (!correct && anchorSteps <= 0) return undefined;
     const hw = traj.height * traj.width;
     // Without a mask the whole frame is the edit region.
     const m = mask ?? new Float32Array(traj.n * hw).fill(1);
     let f: NeighbourFields | undefined;
-    if (correct) f = fields ?? sourceFields(traj, features, lc!.radius ?? DEFAULT_RADIUS, checkStop, (t, p) => m[t * hw + p] > 0);
+    if (correct) f = fields ?? sourceFields(traj, features, lc.radius ?? DEFAULT_RADIUS, checkStop, (t, p) => m[t * hw + p] > 0);
     return new CrossFrameStages(c, traj, m, f, anchorSteps);
   }
 

@@ -250,6 +250,7 @@ export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p
   const nb = batches(frames.n, p.batchSize).length;
   const track = new ProgressTracker(nb * (1 + K) + nb * (K + 1), frames.n, hooks);
   const trajectory = await invertFrames(model, frames, p, hooks, track);
-  const edited = await editFromInversion(model, trajectory, p, hooks, track);
-  return { ...edited, trajectory: { ...trajectory, sourceSteps: edited.sourceSteps } };
+  // The source steps belong with the trajectory they were taken along (and are cached with it), not beside it.
+  const { sourceSteps, ...edited } = await editFromInversion(model, trajectory, p, hooks, track);
+  return { ...edited, trajectory: { ...trajectory, sourceSteps } };
 }

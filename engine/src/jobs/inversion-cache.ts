@@ -1,6 +1,7 @@
 // Inverted trajectories on disk, so re-editing the same range with a new prompt skips the inversion and, with the
-// direct-inversion source steps stored beside it, the source branch too (two thirds of a first edit's UNet work). Keyed by what determines the trajectory: the file's identity, the frames, the working
-// size, the model and the inversion parameters. Bounded in bytes; least recently used entries go first.
+// direct-inversion source steps stored beside it, the source branch too. Keyed by what determines the trajectory:
+// the file's identity, the frames, the working size, the model and the inversion parameters. Bounded in bytes; least
+// recently used entries go first.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

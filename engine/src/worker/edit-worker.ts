@@ -80,10 +80,11 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
         if (sourceSteps) put({ ...cached, sourceSteps });
         out = { ...edited, cacheHit: true };
       } else {
-        const { sourceSteps: _steps, ...r } = await inversionEdit(m, task.frames, task.params, hooks);
+        const r = await inversionEdit(m, task.frames, task.params, hooks);
         if (cache) {
-          put(r.trajectory);
-          out = { frames: r.frames, latentMask: r.latentMask, warnings: r.warnings, correspondences: r.correspondences, cacheHit: false };
+          const { trajectory, ...edited } = r;
+          put(trajectory);
+          out = { ...edited, cacheHit: false };
         } else out = r;
       }
       break;
