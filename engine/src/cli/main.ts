@@ -2,6 +2,7 @@
 // The `reshoot` command. Each subcommand lives in its own module; this file only dispatches.
 import { runBenchCommand } from './bench';
 import { runDemo } from './demo';
+import { runDoctor } from './doctor';
 import { runModels } from './models';
 import { runEdit } from './edit';
 import { runEval } from './eval';
@@ -21,6 +22,7 @@ Usage:
   reshoot models check DIR [--provider LIST] [--json]
   reshoot models pull REPO_ID [--revision REV] [--dest DIR]
   reshoot bench [--json] [--out FILE] [--sections LIST] [--unet-calls] [--unet-only]
+  reshoot doctor [--json]        which ffmpeg/ffprobe are used, their versions, why, and warnings
   reshoot help
 
 Models: "oracle" is the embedded default (generated, no download). A real model is a Stable Diffusion pipeline
@@ -41,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
       return runEval(rest);
     case 'bench':
       return runBenchCommand(rest);
+    case 'doctor':
+      return runDoctor(rest);
     case '--version':
     case 'version':
       console.log(VERSION);

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { modelsDir } from '../config/paths';
 import { HubPullError, pullModel } from '../models/hub-pull';
 import { CliError, parse } from './args';
+import { ffmpegLine } from './doctor';
 
 const USAGE = 'usage: reshoot models check DIR [--provider LIST] [--json]\n       reshoot models pull REPO_ID [--revision REV] [--dest DIR]';
 
@@ -32,6 +33,7 @@ export async function runModels(argv: string[]): Promise<number> {
       `vae        encoder → ${info.variant.vaeEncoderOutput}; decoder ${info.variant.vaeDecoderInput} → ${info.variant.vaeDecoderOutput}`,
       `features   ${info.decoderFeatures ? `decoder features ${info.decoderFeatures} (frame correspondences)` : `latents for frame correspondences: ${info.decoderFeaturesNote}`}`,
       `scheduler  ${scheduler.className}, ${scheduler.predictionType}, ${scheduler.timestepSpacing} spacing`,
+      `ffmpeg     ${ffmpegLine()}`,
     ];
     const ext = Object.entries(info.variant.externalData).map(([c, f]) => `${c}/${f}`);
     if (ext.length) lines.push(`data       ${ext.join(', ')}`);
