@@ -11,7 +11,7 @@ import { CanceledError } from '../../engine/src/editing/types';
 import { correctLatents, fastNeighbourField, nearestNeighbourField, neighbourFields, patchDescriptors } from '../../engine/src/editing/latent-correction';
 import { crossfadeWeights, editInChunks, OverlapFeeder, OverlapStitcher, planChunks } from '../../engine/src/editing/long-clip';
 import { growAndFeather, hysteresisMap, refineAutoMask, resizeMask, thresholdMap } from '../../engine/src/editing/mask-ops';
-import { maskIoU, meanColour, psnr, regionOcclusion, warpError, warpErrorPerPair } from '../../engine/src/eval/metrics';
+import { colourError, maskIoU, meanColour, psnr, regionOcclusion, warpError, warpErrorPerPair } from '../../engine/src/eval/metrics';
 import { decodePng } from '../../engine/src/eval/png';
 import { makeScene } from '../../engine/src/eval/synthetic-scene';
 import { planJob, runJob } from '../../engine/src/jobs/runner';
@@ -24,6 +24,7 @@ import { PipelineWorker } from '../../engine/src/worker/pipeline-worker';
 type Rgb = [number, number, number];
 const RED = [...ORACLE.colours.red] as Rgb;
 const WHITE = [...ORACLE.colours.white] as Rgb;
+const BLUE = [...ORACLE.colours.blue] as Rgb;
 const SRC = 'a red car on a gray road';
 const TGT = 'a blue car on a gray road';
 
@@ -200,20 +201,27 @@ describe('latent correction', () => {
     expect(Array.from(z.subarray(8, 12))).toEqual([5.25, 5.25, 6, 6]);
   });
 
-  it('reduces the warp error of the edited object on a clip with per-frame noise (and does not raise the whole frame\'s)', async () => {
+  it('makes the edit agree across frames: the object flickers down to its source\'s own grain, not below it (and the whole frame no more)', async () => {
+    // Latent correction blends the edit's deviation from the source trajectory, not the latents: the source's own
+    // per-frame noise is kept (a same-prompt edit must give the source back), the part the edit adds is averaged
+    // along the correspondences. So the object's warp error falls towards the source's (ratio 1), not below it.
     const clip = noisyClip(8);
     const c = { maskSmoothing: 0.2 };
+    const lc = (steps: number) => ({ ...c, latentCorrection: { steps, weights: [0.25, 0.5, 0.25] as [number, number, number] } });
     const plain = await inversionEdit(model, clip.frames, { ...base, consistency: c });
-    const corrected = await inversionEdit(model, clip.frames, { ...base, consistency: { ...c, latentCorrection: { steps: 5, weights: [0.25, 0.5, 0.25] } } });
+    const early = await inversionEdit(model, clip.frames, { ...base, consistency: lc(5) });
+    const all = await inversionEdit(model, clip.frames, { ...base, consistency: lc(base.steps) });
     const objOcc = regionOcclusion(clip.occlusion, clip.objectMask);
     const obj = (f: ImageBatch) => warpError(f, clip.flow, objOcc);
     const whole = (f: ImageBatch) => warpError(f, clip.flow, clip.occlusion);
     const src = obj(clip.frames);
-    console.log(`latent correction: object warp error ÷ source ${(obj(plain.frames) / src).toFixed(3)} → ${(obj(corrected.frames) / src).toFixed(3)}; whole frame ${whole(plain.frames).toExponential(3)} → ${whole(corrected.frames).toExponential(3)}`);
-    expect(obj(corrected.frames)).toBeLessThan(0.6 * obj(plain.frames));
-    expect(whole(corrected.frames)).toBeLessThanOrEqual(whole(plain.frames));
-    // Correction leaves the UNet work as it was: the stages cost CPU time, not evaluations.
-    expect(psnr(corrected.frames, clip.frames)).toBeLessThan(Infinity);
+    const ratio = (f: ImageBatch) => (obj(f) / src).toFixed(3);
+    console.log(`latent correction: object warp error ÷ source ${ratio(plain.frames)} → ${ratio(early.frames)} (5 steps) → ${ratio(all.frames)} (all ${base.steps}); whole frame ${whole(plain.frames).toExponential(3)} → ${whole(early.frames).toExponential(3)} → ${whole(all.frames).toExponential(3)}`);
+    expect(obj(early.frames)).toBeLessThanOrEqual(obj(plain.frames));
+    expect(obj(all.frames)).toBeLessThan(0.6 * obj(plain.frames));
+    expect(obj(all.frames)).toBeGreaterThan(0.8 * src);
+    expect(whole(all.frames)).toBeLessThanOrEqual(whole(plain.frames));
+    expect(colourError(all.frames, clip.objectMask, BLUE, 'inside')).toBeLessThan(1.1 * colourError(plain.frames, clip.objectMask, BLUE, 'inside'));
   });
 
   it('steps all batches in lockstep: the result does not depend on the batch size', async () => {
@@ -255,7 +263,12 @@ describe('anchor statistics', () => {
     expect(z[2 * C * hw + 12]).toBe(outside);
   });
 
-  it('in the edit, bring the frames\' object colours closer together', async () => {
+  it('in the edit, act on the deviation from the source: the edit is kept, and (measured) they do not bring the object colours together', async () => {
+    // The stage aligns statistics of d = z − z_source (so a same-prompt edit stays the identity, identity.test.ts).
+    // On this clip the mask's make-up changes from frame to frame (the occluder, ring pixels), so matching the
+    // deviation's mask-wide mean and spread moves the object's own colour: its spread over frames went up, 0.0053 →
+    // 0.0103 (it went down, 0.0053 → 0.0044, when the stage aligned the latents themselves). Off by default; pinned
+    // here so that a change in either direction is noticed and docs/QUALITY.md updated.
     const clip = noisyClip(8, true);
     const c = { maskSmoothing: 0.2 };
     const plain = await inversionEdit(model, clip.frames, { ...base, consistency: c });
@@ -267,10 +280,11 @@ describe('anchor statistics', () => {
       return Math.sqrt(means.reduce((a, b) => a + (b - m) ** 2, 0) / means.length);
     };
     const we = (f: ImageBatch) => warpError(f, clip.flow, clip.occlusion);
-    console.log(`anchor stats: spread of the object's blue over frames ${spread(plain.frames).toFixed(4)} → ${spread(anchored.frames).toFixed(4)}; warp error ${we(plain.frames).toExponential(3)} → ${we(anchored.frames).toExponential(3)}`);
-    expect(spread(anchored.frames)).toBeLessThan(spread(plain.frames));
-    // Its effect on warp error depends on the clip (lower here, higher on the synthetic suite's mean: docs/QUALITY.md),
-    // so it is reported above rather than asserted.
+    const err = (f: ImageBatch) => colourError(f, clip.objectMask, BLUE, 'inside');
+    console.log(`anchor stats: spread of the object's blue over frames ${spread(plain.frames).toFixed(4)} → ${spread(anchored.frames).toFixed(4)}; colour error ${err(plain.frames).toFixed(3)} → ${err(anchored.frames).toFixed(3)}; warp error ${we(plain.frames).toExponential(3)} → ${we(anchored.frames).toExponential(3)}`);
+    expect(err(anchored.frames)).toBeLessThan(1.1 * err(plain.frames));
+    expect(spread(anchored.frames)).toBeGreaterThan(spread(plain.frames));
+    expect(spread(anchored.frames)).toBeLessThan(0.02);
   });
 });
 

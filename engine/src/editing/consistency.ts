@@ -2,6 +2,9 @@
 // does). The denoising loop in inversion-edit.ts calls two hooks from here: refineMask() once the automatic mask's
 // score is known, and CrossFrameStages.afterStep() after every denoising step when a stage needs all frames of the
 // chunk at the same step (latent correction, anchor statistics), which is what makes the loop step in lockstep.
+// Both act on the edit's deviation from the source trajectory at the same level, d = z − z*ₖ, never on the latents
+// themselves: z ← z*ₖ + blend(d). Where the edit equals the source (a same-prompt edit with direct inversion, or
+// anywhere a mask keeps the source) d ≡ 0 and the stages change nothing, bit for bit, mask or no mask.
 import { alignToAnchor } from './anchor-stats';
 import { correctLatents, neighbourFields, type NeighbourFields } from './latent-correction';
 import { refineAutoMask } from './mask-ops';
@@ -118,21 +121,28 @@ export class CrossFrameStages {
     const anchorSteps = c.anchorStats === true ? K : c.anchorStats ? Math.min(K, c.anchorStats.steps) : 0;
     if (!correct && anchorSteps <= 0) return undefined;
     const hw = traj.height * traj.width;
-    // Without a mask the whole frame is the edit region.
+    // Without a mask the whole frame is the edit region. That is safe for an unchanged edit: the stages blend the
+    // deviation from the source trajectory, which is zero wherever the edit did not move off it.
     const m = mask ?? new Float32Array(traj.n * hw).fill(1);
     let f: NeighbourFields | undefined;
     if (correct) f = fields ?? sourceFields(traj, features, lc.radius ?? DEFAULT_RADIUS, checkStop, (t, p) => m[t * hw + p] > 0);
     return new CrossFrameStages(c, traj, m, f, anchorSteps);
   }
 
-  /** After denoising step `step` (1 = the first, from the noisiest level) for all frames; z is [n, C, h, w]. */
+  /**
+   * After denoising step `step` (1 = the first, from the noisiest level) for all frames; z is [n, C, h, w] at
+   * trajectory level K − step, and the stages act on its deviation from the source trajectory at that level.
+   */
   afterStep(z: Float32Array, step: number): void {
     const { n, channels: C, height: h, width: w } = this.traj;
+    const K = this.traj.latents.length - 1;
+    const reference = this.traj.latents[K - step];
+    if (!reference || reference.length !== z.length) throw new Error(`consistency: no source latents for step ${step} of ${K}`);
     const lc = this.c.latentCorrection;
     if (lc && this.fields && step <= lc.steps) {
       this.snapshot ??= new Float32Array(z.length);
-      correctLatents(z, n, C, h * w, this.mask, this.fields, { weights: lc.weights, minSimilarity: lc.minSimilarity ?? DEFAULT_MIN_SIMILARITY }, this.snapshot);
+      correctLatents(z, n, C, h * w, this.mask, this.fields, { weights: lc.weights, minSimilarity: lc.minSimilarity ?? DEFAULT_MIN_SIMILARITY, reference }, this.snapshot);
     }
-    if (step <= this.anchorSteps) alignToAnchor(z, this.mask, n, C, h * w);
+    if (step <= this.anchorSteps) alignToAnchor(z, this.mask, n, C, h * w, { reference });
   }
 }
