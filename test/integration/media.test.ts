@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageBatch, imageBatch } from '../../engine/src/diffusion/images';
 import { decodePng, encodePng } from '../../engine/src/eval/png';
+import { decodeAll } from '../support/container-corpus';
 import {
   MediaError,
   MediaInfo,
@@ -332,14 +333,33 @@ describe('createEncoder', () => {
     expect(info.durationSec).toBeCloseTo(7 / 25, 3);
   });
 
-  it('makes odd sizes even for 4:2:0 and says so', async () => {
+  it('keeps odd sizes exactly: H.264 in 4:4:4 (and says so), ProRes 4:2:2 as it is', async () => {
     const out = join(dir, 'enc-odd.mp4');
     const enc = await createEncoder({ output: out, width: 32, height: 32, outWidth: 65, outHeight: 37, fps: FPS24, codec: 'h264' });
     await enc.write(solid(2, 32, 32, [128, 128, 128]));
     const res = await enc.finish();
-    expect(res).toMatchObject({ width: 66, height: 38 });
+    expect(res).toMatchObject({ width: 65, height: 37 });
     expect(res.note).toContain('65x37');
-    expect((await probeMedia(out)).video).toMatchObject({ width: 66, height: 38 });
+    expect((await probeMedia(out)).video).toMatchObject({ width: 65, height: 37, pixFmt: 'yuv444p', profile: 'High 4:4:4 Predictive' });
+    const mov = join(dir, 'enc-odd.mov');
+    const pro = await createEncoder({ output: mov, width: 32, height: 32, outWidth: 65, outHeight: 37, fps: FPS24, codec: 'prores' });
+    await pro.write(solid(2, 32, 32, [128, 128, 128]));
+    expect(await pro.finish()).toMatchObject({ width: 65, height: 37 });
+    expect((await probeMedia(mov)).video).toMatchObject({ width: 65, height: 37, codec: 'prores' });
+  });
+
+  it('stamps frames with their own times (variable frame rate), the last one included', async () => {
+    const out = join(dir, 'enc-vfr.mp4');
+    const times = [0, 1 / 30, 2 / 30, 4 / 30, 6 / 30, 7 / 30];
+    const enc = await createEncoder({ output: out, width: 32, height: 32, fps: { num: 25, den: 1 }, codec: 'h264', frameTimes: times, endSec: 8 / 30, timeBase: { num: 1, den: 90000 } });
+    await enc.write(solid(6, 32, 32, [90, 120, 200]));
+    expect(await enc.finish()).toMatchObject({ frames: 6, durationSec: 8 / 30 });
+    // Every frame decodes at its own time, the last one included.
+    const decoded = decodeAll(out, 8, 8);
+    expect(decoded.times.length).toBe(6);
+    decoded.times.forEach((t, i) => expect(Math.abs(t - times[i])).toBeLessThan(1e-4));
+    // The last frame lasts until endSec: the file's video ends there, not at the last frame's start.
+    expect((await probeMedia(out)).durationSec).toBeCloseTo(8 / 30, 3);
   });
 
   it('carries the range of the source audio, trimmed to the video', async () => {

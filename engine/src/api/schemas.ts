@@ -37,6 +37,12 @@ export const OutputSpec = z
     codec: z.enum(CODECS).default('h264'),
     audio: z.boolean().default(false),
     overwrite: z.boolean().default(false),
+    /**
+     * "full": the result is built at the source's display size from the source's own pixels, source + (edit −
+     * reconstruction) upscaled through the mask, so what the edit leaves alone comes back as it was. "working": the
+     * model's frames scaled up to the display size (the behaviour before full-resolution compositing).
+     */
+    composite: z.enum(['full', 'working']).default('full'),
   })
   .strict()
   .refine((o) => !(o.path && o.folder), { message: 'give output.path or output.folder, not both' });

@@ -11,9 +11,43 @@ export class CliError extends Error {
   }
 }
 
+/** A negative number such as -1, -0.5, -.5 or -1e3: after an option that takes a value, it is that value. */
+const NEGATIVE_NUMBER = /^-(\d|\.\d|inf)/i;
+
+/**
+ * parseArgs refuses `--in -1` as ambiguous (the value looks like an option) with a message about `--in=-XYZ`. An option
+ * that takes a value gets a negative number as its value here, so the command can refuse it with its own sentence
+ * (or accept it: `--seed -1` is no error of syntax).
+ */
+export function joinNegativeValues(args: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const takesValue = (arg: string): string | undefined => {
+    if (arg.startsWith('--') && !arg.includes('=')) {
+      const name = arg.slice(2);
+      return options[name]?.type === 'string' ? name : undefined;
+    }
+    if (/^-[^-]$/.test(arg)) return Object.entries(options).find(([, o]) => o.short === arg[1] && o.type === 'string')?.[0];
+    return undefined;
+  };
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const name = takesValue(args[i]);
+    if (name !== undefined && i + 1 < args.length && NEGATIVE_NUMBER.test(args[i + 1])) {
+      out.push(`--${name}=${args[i + 1]}`);
+      i++;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, allowPositionals = false) {
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    return parseArgs({ args: joinNegativeValues(args, options), options, allowPositionals, strict: true });
   } catch (err) {
     throw new CliError((err as Error).message);
   }

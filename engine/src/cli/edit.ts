@@ -8,7 +8,8 @@ import { mediaProblem } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
 import { ProblemError } from '../jobs/service';
 import { MediaError } from '../media/binaries';
-import { probeMedia } from '../media/probe';
+import { inputClash } from '../media/output-target';
+import { probeMedia, type MediaInfo } from '../media/probe';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';
@@ -35,6 +36,35 @@ function num(v: string | undefined, name: string): number | undefined {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n)) throw new CliError(`--${name} must be a number, got "${v}"`);
   return n;
+}
+
+/** --in/--out: seconds from the start of the clip. */
+function seconds(v: string | undefined, name: 'in' | 'out'): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new CliError(`--${name} takes seconds from the start of the clip, a number ≥ 0 (0 = the first frame), e.g. --${name} ${name === 'in' ? '1.5' : '3'}; got "${v}"`);
+  }
+  return n;
+}
+
+const EXAMPLE_PROMPT = '--prompt "a blue car on a gray road"';
+
+/** The engine's messages name API fields (output.overwrite); on the command line they are options. */
+export function cliWording(detail: string): string {
+  return detail
+    .replace(/choose another name or set output\.overwrite/g, 'choose another name with -o, or pass --overwrite to replace it')
+    .replace(/even with overwrite/g, 'even with --overwrite')
+    .replace(/\bset output\.overwrite\b/g, 'pass --overwrite')
+    .replace(/\boutput\.overwrite\b/g, '--overwrite')
+    .replace(/([Cc])hoose another output path/g, '$1hoose another output with -o')
+    .replace(/, or leave the output unset to write into .*$/, ', or leave out -o to write next to the clip.')
+    .replace(/\boutput\.path\b/g, '-o')
+    .replace(/\boutput\.codec\b/g, '--codec')
+    .replace(/\bsource\.in\b/g, '--in')
+    .replace(/\bsource\.out\b/g, '--out')
+    .replace(/\bfast\.steps\b/g, '--fast-steps')
+    .replace(/\bbatchSize\b/g, '--batch');
 }
 
 export async function runEdit(argv: string[]): Promise<number> {
@@ -64,27 +94,47 @@ export async function runEdit(argv: string[]): Promise<number> {
     true,
   );
   if (positionals.length !== 1) throw new CliError(`give exactly one INPUT clip\n${USAGE}`);
-  if (!values.prompt) throw new CliError(`--prompt is required\n${USAGE}`);
+  if (values.prompt === undefined) throw new CliError(`--prompt is required: say what the edited range should show, e.g. ${EXAMPLE_PROMPT}\n${USAGE}`);
+  if (values.prompt.trim() === '') {
+    throw new CliError(`--prompt is empty: type what the edited range should show, in quotes, e.g. ${EXAMPLE_PROMPT} (and --source-prompt "…" for what it shows now)`);
+  }
+  const inSec = seconds(values.in, 'in');
+  const outSec = seconds(values.out, 'out');
   const input = path.resolve(positionals[0]);
   const json = Boolean(values.json);
   const emit = (obj: unknown) => json && console.log(JSON.stringify(obj));
+  const warn = (w: string) => (json ? emit({ event: 'warning', message: w }) : console.error(`warning: ${w}`));
 
-  let durationSec: number | undefined;
-  if (values.out === undefined) {
-    try {
-      durationSec = (await probeMedia(input)).durationSec;
-    } catch (err) {
-      if (err instanceof MediaError) throw new CliError(err.message, 1);
-      throw err;
-    }
+  let media: MediaInfo;
+  try {
+    media = await probeMedia(input);
+  } catch (err) {
+    if (err instanceof MediaError) throw new CliError(err.message, 1);
+    throw err;
   }
+  // Without --out the edit runs to the end of the clip: the end of its last video frame.
+  const fps = media.video.fps;
+  const clipSec = (media.video.frameCount * fps.den) / fps.num;
+  const length = `${Number(clipSec.toFixed(3))} s (${media.video.frameCount} frames)`;
+  if (outSec === undefined && inSec !== undefined && inSec >= clipSec) {
+    throw new CliError(`--in ${inSec} is at or past the end of the clip: ${input} is ${length} long. Give an --in below ${Number(clipSec.toFixed(3))}, or leave it out to start at the first frame.`);
+  }
+  if (outSec !== undefined && outSec <= (inSec ?? 0)) {
+    throw new CliError(`--out ${outSec} must be later than --in ${inSec ?? 0}; both are seconds from the start of the clip (${input} is ${length} long). Leave out --out to edit to the end of the clip.`);
+  }
+  if (values.audio && media.audio.length === 0) warn(`${input} has no audio stream, so --audio has nothing to carry; the result will be silent`);
+
   const codec = values.codec ?? 'h264';
   const output = path.resolve(values.output ?? path.join(path.dirname(input), `${path.basename(input).replace(/\.[^.]+$/, '')}.reshoot${codec === 'prores' ? '.mov' : '.mp4'}`));
+  const mask = maskArg(values.mask);
+  // Before the model loads: -o naming the clip itself (or its matte) would destroy it, --overwrite or not.
+  const clash = inputClash(output, { source: input, mask: mask?.type === 'file' ? mask.path : undefined });
+  if (clash) throw new CliError(cliWording(clash));
   const parsed = JobRequest.safeParse({
-    source: { path: input, in: num(values.in, 'in') ?? 0, out: num(values.out, 'out') ?? durationSec },
+    source: { path: input, in: inSec ?? 0, out: outSec ?? clipSec },
     prompt: values.prompt,
     sourcePrompt: values['source-prompt'],
-    mask: maskArg(values.mask),
+    mask,
     method: values.method,
     steps: num(values.steps, 'steps'),
     guidance: num(values.guidance, 'guidance'),
@@ -94,7 +144,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     fast: values['fast-steps'] === undefined ? undefined : { steps: num(values['fast-steps'], 'fast-steps') },
     output: { path: output, codec, audio: values.audio ?? false, overwrite: values.overwrite ?? false },
   } satisfies Record<string, unknown>);
-  if (!parsed.success) throw new CliError(validationProblem(parsed.error, 'options').detail.replace(/\bsource\.in\b/g, '--in').replace(/\bsource\.out\b/g, '--out').replace(/\bfast\.steps\b/g, '--fast-steps'));
+  if (!parsed.success) throw new CliError(cliWording(validationProblem(parsed.error, 'options').detail));
   const req = parsed.data;
 
   const worker = await PipelineWorker.start(resolveModel(values.model), { providers: values.provider ? parseProviders(values.provider) : [] });
@@ -106,8 +156,8 @@ export async function runEdit(argv: string[]): Promise<number> {
     try {
       plan = await planJob(req, info, output);
     } catch (err) {
-      if (err instanceof MediaError) throw new CliError(mediaProblem(err, 'source').message, 1);
-      if (err instanceof ProblemError) throw new CliError(err.message, 1);
+      if (err instanceof MediaError) throw new CliError(cliWording(mediaProblem(err, 'source').message), 1);
+      if (err instanceof ProblemError) throw new CliError(cliWording(err.message), 1);
       throw err;
     }
     emit({ event: 'plan', frames: plan.frameCount, workingSize: { width: plan.width, height: plan.height }, output });
@@ -122,7 +172,7 @@ export async function runEdit(argv: string[]): Promise<number> {
         emit({ event: 'progress', ...p });
         if (bar && p.stage !== 'done') bar.updateJob(p);
       },
-      onWarning: (w: string) => (json ? emit({ event: 'warning', message: w }) : console.error(`warning: ${w}`)),
+      onWarning: warn,
     };
     const stop = () => (ctx as { cancelHook?: { cancel(): void } }).cancelHook?.cancel();
     process.once('SIGINT', stop);
@@ -135,7 +185,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     } catch (err) {
       bar?.done();
       if (err instanceof CanceledError) throw new CliError('canceled; no output was written', 130);
-      if (err instanceof MediaError || err instanceof ProblemError) throw new CliError(err.message, 1);
+      if (err instanceof MediaError || err instanceof ProblemError) throw new CliError(cliWording(err.message), 1);
       throw err;
     } finally {
       process.off('SIGINT', stop);

@@ -26,6 +26,8 @@ export interface FastEditParams {
   seed: number;
   batchSize: number;
   mask?: MaskBatch | null;
+  /** Also return the VAE decode of the source's clean latents (EditParams.reconstruct). */
+  reconstruct?: boolean;
 }
 
 /** The schedule the fast preset runs: K levels of an N-step schedule in the model's spacing. */
@@ -41,5 +43,5 @@ export function fastLevels(scheduler: SchedulerConfig, steps: number, strength: 
 
 export async function fastEdit(model: DiffusionModel, frames: ImageBatch, p: FastEditParams, hooks: RunHooks = {}): Promise<EditOutput> {
   const { levels, K } = fastLevels(model.scheduler, p.steps, p.strength);
-  return noiseAndDenoise(model, frames, { prompt: p.prompt, levels, K, cfg: false, guidance: p.guidance, seed: p.seed, batchSize: p.batchSize, mask: p.mask }, hooks);
+  return noiseAndDenoise(model, frames, { prompt: p.prompt, levels, K, cfg: false, guidance: p.guidance, seed: p.seed, batchSize: p.batchSize, mask: p.mask, reconstruct: p.reconstruct }, hooks);
 }

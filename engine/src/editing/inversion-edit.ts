@@ -148,7 +148,7 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   const per = C * hw;
   const type = model.scheduler.predictionType;
   const parts = batches(n, p.batchSize);
-  const track = tracker ?? new ProgressTracker(parts.length * (K + 1), n, hooks);
+  const track = tracker ?? new ProgressTracker(parts.length * (K + (p.reconstruct ? 2 : 1)), n, hooks);
   const warnings: string[] = [];
   const stepsKey = sourceStepsGuidance(model, p);
   const steps = traj.sourceSteps;
@@ -222,7 +222,10 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
     }
   }
   const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
-  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded }, correspondences: features?.kind };
+  // The source's own clean latents decoded in the same batches as the edit, so an edit that changes nothing
+  // decodes to exactly the reconstruction.
+  const reconstruction = p.reconstruct ? await decodeAll(model, traj.latents[0], n, C, h, w, p.batchSize, track) : undefined;
+  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded }, correspondences: features?.kind, ...(reconstruction ? { reconstruction } : {}) };
 }
 
 export async function decodeAll(model: DiffusionModel, latents: Float32Array, n: number, C: number, h: number, w: number, batchSize: number, track: ProgressTracker): Promise<ImageBatch> {
@@ -248,7 +251,7 @@ export interface InversionEditResult extends EditOutput {
 export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p: InversionEditParams, hooks: RunHooks = {}): Promise<InversionEditResult> {
   const K = strengthSteps(p.steps, p.strength);
   const nb = batches(frames.n, p.batchSize).length;
-  const track = new ProgressTracker(nb * (1 + K) + nb * (K + 1), frames.n, hooks);
+  const track = new ProgressTracker(nb * (1 + K) + nb * (K + (p.reconstruct ? 2 : 1)), frames.n, hooks);
   const trajectory = await invertFrames(model, frames, p, hooks, track);
   // The source steps belong with the trajectory they were taken along (and are cached with it), not beside it.
   const { sourceSteps, ...edited } = await editFromInversion(model, trajectory, p, hooks, track);

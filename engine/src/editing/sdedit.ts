@@ -17,6 +17,8 @@ export interface SdeditParams {
   seed: number;
   batchSize: number;
   mask?: MaskBatch | null;
+  /** Also return the VAE decode of the source's clean latents (EditParams.reconstruct). */
+  reconstruct?: boolean;
 }
 
 export async function sdedit(model: DiffusionModel, frames: ImageBatch, p: SdeditParams, hooks: RunHooks = {}): Promise<EditOutput> {
@@ -37,6 +39,8 @@ export interface NoisedEditParams {
   seed: number;
   batchSize: number;
   mask?: MaskBatch | null;
+  /** Also return the VAE decode of the source's clean latents (EditParams.reconstruct). */
+  reconstruct?: boolean;
 }
 
 /** Noise the encoded frames to level K with one shared noise tensor, then DDIM-denoise K steps under the prompt. */
@@ -51,7 +55,7 @@ export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch,
   const per = C * hw;
   const type = model.scheduler.predictionType;
   const parts = batches(frames.n, p.batchSize);
-  const track = new ProgressTracker(parts.length * (2 + K), frames.n, hooks);
+  const track = new ProgressTracker(parts.length * (2 + K + (p.reconstruct ? 1 : 0)), frames.n, hooks);
   const prompts = cfg ? ['', p.prompt] : [p.prompt];
   const emb = await model.encodePrompts(prompts);
   const rowLen = emb.data.length / prompts.length;
@@ -59,12 +63,14 @@ export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch,
   const noise = seededNoise(p.seed, per);
   const mask = p.mask ? latentMask(p.mask, frames.n, h, w) : undefined;
   const out = new Float32Array(frames.n * per);
+  const clean = p.reconstruct ? new Float32Array(frames.n * per) : undefined;
   const pixelsPer = 3 * frames.height * frames.width;
 
   for (const { start, count } of parts) {
     track.checkStop();
     const sz = count * per;
     const x0 = await model.encodeImages({ n: count, height: frames.height, width: frames.width, data: frames.data.subarray(start * pixelsPer, (start + count) * pixelsPer) });
+    clean?.set(x0, start * per);
     track.advance('encoding latents', start);
     const sharedNoise = new Float32Array(sz);
     for (let f = 0; f < count; f++) sharedNoise.set(noise, f * per);
@@ -88,5 +94,7 @@ export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch,
     out.set(z, start * per);
   }
   const edited = await decodeAll(model, out, frames.n, C, h, w, p.batchSize, track);
-  return { frames: edited, latentMask: mask, warnings: emb.warnings };
+  // The VAE encode → decode of the source, in the same batches as the edit.
+  const reconstruction = clean && (await decodeAll(model, clean, frames.n, C, h, w, p.batchSize, track));
+  return { frames: edited, latentMask: mask, warnings: emb.warnings, ...(reconstruction ? { reconstruction } : {}) };
 }

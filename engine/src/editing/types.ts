@@ -29,6 +29,11 @@ export interface EditParams {
   /** Temporal-consistency stages (consistency.ts, docs/QUALITY.md); absent = none, the loop as it always was. */
   consistency?: ConsistencyParams | null;
   batchSize: number;
+  /**
+   * Also VAE-decode the source's own clean latents (level 0 of the trajectory), batched like the edit, and return
+   * them as `reconstruction`: the job composites source + (edit − reconstruction) at full resolution.
+   */
+  reconstruct?: boolean;
 }
 
 /** Latents of every frame at every DDIM level of the inversion, so a range can be re-edited without inverting again. */
@@ -101,4 +106,6 @@ export interface EditOutput {
   sourceSteps?: SourceSteps;
   /** What the cross-frame correspondences were computed from, when a stage needed them. */
   correspondences?: 'decoder features' | 'latents';
+  /** With `reconstruct`: the VAE decode of the source's clean latents, the same size as `frames`. */
+  reconstruction?: ImageBatch;
 }

@@ -1,10 +1,13 @@
 // The job runner's side of the temporal-consistency stages: overlapping chunks crossfaded at the seams (long-clip.ts)
 // and the automatic mask written out as a matte sequence. Kept out of runner.ts so the runner only calls it.
 import { ConsistencySpec, type JobRequest } from '../api/schemas';
-import type { ImageBatch } from '../diffusion/images';
+import type { ImageBatch, MaskBatch } from '../diffusion/images';
 import type { ConsistencyParams } from '../editing/consistency';
 import { OverlapFeeder, OverlapStitcher } from '../editing/long-clip';
 import { MatteSequenceWriter } from './matte-output';
+
+/** Final frames, with the automatic mask stitched the same way ([n, latent h, latent w]) when the job has one. */
+export type StitchedFrames = ImageBatch & { matte?: MaskBatch };
 
 export class ChunkOverlap {
   /** What the edit loop takes (the chunk overlap is the runner's business, not the loop's). */
@@ -34,19 +37,23 @@ export class ChunkOverlap {
   }
 
   /** The frames that are final after this chunk (its overlap crossfaded with the previous one's held tail). */
-  stitch(result: { frames: ImageBatch; latentMask?: Float32Array }, lead: number): ImageBatch {
+  stitch(result: { frames: ImageBatch; latentMask?: Float32Array }, lead: number): StitchedFrames {
     const per = this.latentH * this.latentW;
     const mask = this.matte && result.latentMask?.length === result.frames.n * per ? { data: result.latentMask, per } : undefined;
     const ready = this.stitcher.push(result.frames, lead, mask);
     if (ready.mask) this.matte!.write(ready.mask, ready.frames.n, this.latentH, this.latentW);
-    return ready.frames;
+    return this.withMatte(ready.frames, ready.mask);
   }
 
   /** The last chunk's held-back frames. */
-  flush(): ImageBatch | undefined {
+  flush(): StitchedFrames | undefined {
     const last = this.stitcher.flush();
     if (last?.mask) this.matte!.write(last.mask, last.frames.n, this.latentH, this.latentW);
-    return last?.frames;
+    return last && this.withMatte(last.frames, last.mask);
+  }
+
+  private withMatte(frames: ImageBatch, mask?: Float32Array): StitchedFrames {
+    return mask ? { ...frames, matte: { n: frames.n, height: this.latentH, width: this.latentW, data: mask } } : frames;
   }
 
   /** Moves the matte sequence into place; its pattern, or undefined when the job made none. */

@@ -9,7 +9,7 @@ import type { Health, Job, JobEvent, JobProgress, JobRequest } from '../api/sche
 import { CanceledError } from '../editing/types';
 import { ffmpegPath, ffprobePath, MediaError } from '../media/binaries';
 import { checkMask } from '../media/mask-input';
-import { checkOutputTarget } from '../media/output-target';
+import { checkNotAnInput, checkOutputTarget } from '../media/output-target';
 import { probeMedia } from '../media/probe';
 import { extractStill } from '../media/still';
 import type { PipelineWorker } from '../worker/pipeline-worker';
@@ -149,6 +149,8 @@ export class JobManager implements JobService {
     // The default renders folder is the engine's own; a folder or file the client named is checked like any input.
     if (out?.path || out?.folder) {
       try {
+        // First: a result never replaces what the job reads or the engine's state, even with overwrite.
+        checkNotAnInput(outputPath, { source: request.source.path, mask: mask?.path, stateDir: this.o.dataDir });
         checkOutputTarget(outputPath, { overwrite: out.overwrite, mayCreateFolder: !out.path, videoName: !!out.path });
       } catch (err) {
         asMediaProblem(() => (out.path ? 'output.path' : 'output.folder'))(err);
@@ -158,7 +160,7 @@ export class JobManager implements JobService {
       asMediaProblem((e) => (e.code === 'bad-range' ? (/out point/.test(e.message) ? 'source.out' : 'source.in') : e.code === 'bad-mask' ? 'mask.path' : 'source.path')),
     );
     if (mask) {
-      const target = { frames: plan.frameCount, width: plan.width, height: plan.height, startFrame: plan.startFrame, fps: plan.info.video.fps };
+      const target = { frames: plan.frameCount, width: plan.width, height: plan.height, startFrame: plan.startFrame, fps: plan.info.video.fps, sourceWidth: plan.outWidth, sourceHeight: plan.outHeight };
       await checkMask({ kind: 'file', path: mask.path }, target).catch(asMediaProblem(() => 'mask.path'));
     }
     // A second job writing the same file would collide at rename time; refuse it now.

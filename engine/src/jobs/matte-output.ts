@@ -31,12 +31,13 @@ export class MatteSequenceWriter {
 
   /** Appends n mattes given at latent resolution [n, h, w]. */
   write(mask: Float32Array, n: number, h: number, w: number): void {
-    const big = resizeMask(mask, n, h, w, this.height, this.width);
     const hw = this.width * this.height;
     for (let f = 0; f < n; f++) {
+      // One frame at a time: a chunk of 4K mattes as floats would be half a gigabyte.
+      const big = resizeMask(mask.subarray(f * h * w, (f + 1) * h * w), 1, h, w, this.height, this.width);
       const rgb = new Uint8Array(hw * 3);
       for (let p = 0; p < hw; p++) {
-        const v = Math.round(Math.min(1, Math.max(0, big[f * hw + p])) * 255);
+        const v = Math.round(Math.min(1, Math.max(0, big[p])) * 255);
         rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = v;
       }
       fs.writeFileSync(path.join(this.tmp, `matte_${String(this.index++).padStart(6, '0')}.png`), encodePng(rgb, this.width, this.height, 3));

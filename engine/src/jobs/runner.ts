@@ -6,16 +6,18 @@ import * as path from 'node:path';
 import type { JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
 import { CanceledError, type Progress } from '../editing/types';
-import { decodeFrames } from '../media/decode';
+import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
 import { loadMask } from '../media/mask-input';
+import { inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
-import { resolveRange } from '../media/range';
+import { selectFrames, type FrameSelection } from '../media/frame-times';
 import { workingSize } from '../media/working-size';
 import type { ModelInfo } from '../models/sd-model';
 import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
 import type { TaskResult } from '../worker/protocol';
 import { ChunkOverlap } from './chunk-overlap';
+import { fullResOutput, workingSizeOutput, type OutputSink } from './full-res';
 import { InversionCache } from './inversion-cache';
 import { latentPreviewPng } from './preview';
 import { ProblemError } from './service';
@@ -28,6 +30,11 @@ export interface JobPlan {
   info: MediaInfo;
   startFrame: number;
   frameCount: number;
+  /** The first frame's time after the video stream's first frame, and the range's length: what the audio is cut to. */
+  inSec: number;
+  durationSec: number;
+  /** Variable frame rate: the frames' own times and the decoder's seek (media/frame-times.ts). */
+  variable?: FrameSelection['variable'];
   width: number;
   height: number;
   outWidth: number;
@@ -71,11 +78,19 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
   const probeStart = performance.now();
   const info = await probeMedia(req.source.path);
   const probeMs = performance.now() - probeStart;
-  const range = resolveRange(info, { in: req.source.in, out: req.source.out });
+  const range = await selectFrames(info, { in: req.source.in, out: req.source.out });
   let frameCount = range.frameCount;
+  let durationSec = range.outSec - range.inSec;
+  let variable = range.variable;
   let native = model.nativeSize;
   if (req.preview) {
     frameCount = Math.min(frameCount, req.preview.frames);
+    if (variable && frameCount < range.frameCount) {
+      durationSec = variable.times[frameCount];
+      variable = { ...variable, times: variable.times.slice(0, frameCount) };
+    } else if (!variable) {
+      durationSec = (frameCount * info.video.fps.den) / info.video.fps.num;
+    }
     native = Math.max(sizeMultiple(model), Math.round(native * req.preview.scale));
   }
   const size = workingSize(info.video.displayWidth, info.video.displayHeight, native, sizeMultiple(model));
@@ -85,9 +100,13 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
   if (req.fast && req.method !== 'fast') {
     throw ProblemError.of(400, 'Option not used', `"fast" sets the fast preset's steps; it applies with method "fast", not "${req.method}"`, 'fast');
   }
-  if (req.mask.type === 'file' && !fs.existsSync(req.mask.path)) {
+  // A PNG-sequence pattern (matte_%06d.png, what mattePath returns) names no file of its own; loadMask checks its images.
+  if (req.mask.type === 'file' && !/%0?\d*d/.test(path.basename(req.mask.path)) && !fs.existsSync(req.mask.path)) {
     throw ProblemError.of(422, 'Mask file not found', `${req.mask.path} does not exist; give the path of a PNG matte, a matte video or a PNG sequence pattern`, 'mask.path');
   }
+  // Never write over an input (the source, a matte) or into the engine's state, whatever output.overwrite says.
+  const clash = inputClash(outputPath, { source: req.source.path, mask: req.mask.type === 'file' ? req.mask.path : undefined });
+  if (clash) throw ProblemError.of(422, 'Output not allowed', clash, req.output?.folder && !req.output.path ? 'output.folder' : 'output.path', 'output-not-allowed');
   const folder = path.dirname(outputPath);
   if (!fs.existsSync(folder)) {
     if (req.output?.path) throw ProblemError.of(422, 'Output folder missing', `${folder} does not exist; create it or choose another output path`, 'output.path');
@@ -105,6 +124,9 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
     info,
     startFrame: range.startFrame,
     frameCount,
+    inSec: range.inSec,
+    durationSec,
+    ...(variable ? { variable } : {}),
     width: size.width,
     height: size.height,
     outWidth: info.video.displayWidth,
@@ -112,6 +134,25 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
     outputPath,
     strength: defaultStrength(req),
     probeMs,
+  };
+}
+
+/** How to decode exactly the plan's frames at a given size (the working-size and the full-size decode share it). */
+export function rangeDecodeOptions(plan: JobPlan, width: number, height: number): DecodeOptions {
+  const v = plan.info.video;
+  return {
+    startFrame: plan.startFrame,
+    frameCount: plan.frameCount,
+    fps: v.fps,
+    originSec: v.originSec,
+    streamStartSec: v.startTimeSec,
+    byteSeeking: v.byteSeeking,
+    ...(plan.variable ? { seek: plan.variable.seek } : {}),
+    width,
+    height,
+    chunkFrames: CHUNK_FRAMES,
+    colorMatrix: v.colorMatrix,
+    bitDepth: v.bitDepth > 8 ? 16 : 8,
   };
 }
 
@@ -169,18 +210,25 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
         height: plan.height,
         startFrame: plan.startFrame,
         fps: plan.info.video.fps,
+        sourceWidth: plan.outWidth,
+        sourceHeight: plan.outHeight,
       })
     : undefined;
 
+  // Full-resolution compositing (full-res.ts): the encoder gets display-size frames built from the source's pixels.
+  const full = (req.output?.composite ?? 'full') === 'full';
   const encoder = await createEncoder({
     output: plan.outputPath,
-    width: plan.width,
-    height: plan.height,
+    width: full ? plan.outWidth : plan.width,
+    height: full ? plan.outHeight : plan.height,
+    ...(full ? { inputBitDepth: plan.info.video.bitDepth > 8 ? (16 as const) : (8 as const) } : {}),
     outWidth: plan.outWidth,
     outHeight: plan.outHeight,
     fps: plan.info.video.fps,
     codec: req.output?.codec ?? 'h264',
-    audio: req.output?.audio && plan.info.audio.length ? { file: req.source.path, startSec: plan.startFrame * plan.info.video.fps.den / plan.info.video.fps.num, durationSec: plan.frameCount * plan.info.video.fps.den / plan.info.video.fps.num } : undefined,
+    // The audio of the range is cut at the same instants as the frames, on the container's clock.
+    audio: req.output?.audio && plan.info.audio.length ? { file: req.source.path, startSec: plan.info.video.originSec + plan.inSec, durationSec: plan.durationSec } : undefined,
+    ...(plan.variable ? { frameTimes: plan.variable.times, endSec: plan.durationSec, timeBase: plan.info.video.timeBase } : {}),
     overwrite: req.output?.overwrite ?? false,
     colorMatrix: plan.info.video.colorMatrix,
     sampleAspect: plan.info.video.sampleAspect,
@@ -189,11 +237,15 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   let unetEvaluations = 0;
   let cacheHits = 0;
   let correspondences: JobResult['correspondences'];
+  let sink: OutputSink | undefined;
   try {
     let index = 0;
     let done = 0;
     // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
-    const frames = readAhead(decodeFrames(req.source.path, { startFrame: plan.startFrame, frameCount: plan.frameCount, fps: plan.info.video.fps, width: plan.width, height: plan.height, chunkFrames: CHUNK_FRAMES, colorMatrix: plan.info.video.colorMatrix, bitDepth: plan.info.video.bitDepth > 8 ? 16 : 8 }));
+    const decodeOpts = rangeDecodeOptions(plan, plan.width, plan.height);
+    // The full-size decode selects the same frames from the same options; only the size differs.
+    sink = full ? fullResOutput({ file: req.source.path, decode: { ...decodeOpts, width: plan.outWidth, height: plan.outHeight }, encoder, mask: fullMask }) : workingSizeOutput(encoder);
+    const frames = readAhead(decodeFrames(req.source.path, decodeOpts));
     let writing: Promise<void> = Promise.resolve();
     let waitFrom = performance.now();
     for await (const decoded of frames) {
@@ -210,7 +262,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
           ctx.onPreview(latentPreviewPng(p.preview.latent, p.preview.channels, p.preview.height, p.preview.width, model.vaeScale));
         }
       };
-      const common = { prompt: req.prompt, guidance: req.guidance, batchSize: req.batchSize, mask };
+      const common = { prompt: req.prompt, guidance: req.guidance, batchSize: req.batchSize, mask, reconstruct: sink.reconstruct };
       let result;
       let sent = performance.now();
       if (req.method === 'sdedit') {
@@ -242,11 +294,11 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       addWorkerTimes(times, result);
       checkCanceled();
       const writeStart = performance.now();
-      const ready = seams.stitch(result, lead);
+      const ready = seams.stitch(sink.prepare(result), lead);
       // At most one chunk waits for the encoder: memory stays bounded and a failed write still stops the job.
       await writing;
       times.encodeWaitMs += performance.now() - writeStart;
-      if (ready.n) writing = handled(encoder.write(ready));
+      if (ready.n) writing = handled(sink.write(ready));
       done += decoded.n;
       index++;
       waitFrom = performance.now();
@@ -256,7 +308,8 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     times.encodeWaitMs += performance.now() - lastWrite;
     if (done !== plan.frameCount) throw new Error(`decoded ${done} frames, expected ${plan.frameCount}`);
     const tail = seams.flush();
-    if (tail?.n) await encoder.write(tail);
+    if (tail?.n) await sink.write(tail);
+    await sink.finish();
     checkCanceled();
     progress.stage('writing', 0.99);
     finishing = encoder;
@@ -270,7 +323,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       fps,
       width: plan.outWidth,
       height: plan.outHeight,
-      durationSec: (written.frames * fps.den) / fps.num,
+      durationSec: written.frames === plan.frameCount ? plan.durationSec : (written.frames * fps.den) / fps.num,
       codec: req.output?.codec ?? 'h264',
       workingSize: { width: plan.width, height: plan.height },
       unetEvaluations,
@@ -282,6 +335,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     };
   } catch (err) {
     seams.abort();
+    await sink?.abort();
     await encoder.abort();
     // A canceled encoder fails with its own error; the job was canceled all the same.
     throw canceled ? new CanceledError() : err;

@@ -16,6 +16,17 @@ export interface DecodeOptions {
   frameCount: number;
   /** The media's frame rate, as probed; used to turn frame numbers into seek times. */
   fps: Rational;
+  /** Where the video stream's first frame sits on the container's clock (`video.originSec`); default 0. */
+  originSec?: number;
+  /**
+   * Variable frame rate: the first frame's time after the stream's first frame and how far before it to seek
+   * (less than the gap to the frame before); replaces startFrame/fps for the seek.
+   */
+  seek?: { timeSec: number; leadSec: number };
+  /** The container seeks by byte position (MPEG-TS, MPEG-PS: `video.byteSeeking`); needs streamStartSec. */
+  byteSeeking?: boolean;
+  /** The video stream's first presentation time on the container's clock (`video.startTimeSec`). */
+  streamStartSec?: number;
   /** Output size, in display orientation (after the file's rotation is applied). */
   width: number;
   height: number;
@@ -123,10 +134,20 @@ export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChun
   }
 }
 
-/** -ss for frame k. Half a frame early, so that rounding the time to ffmpeg's microseconds can never skip frame k. */
-export function seekArgs(startFrame: number, fps: Rational): string[] {
-  if (startFrame <= 0) return [];
-  return ['-ss', frameTime(startFrame - 0.5, fps).toFixed(6)];
+/**
+ * -ss for frame k of a stream whose first frame sits at `originSec` on the container's clock (ffmpeg's input -ss
+ * counts from the container's start, not the stream's). Half a frame early, so that rounding the time to ffmpeg's
+ * microseconds can never skip frame k; ffmpeg then drops every frame before that point.
+ */
+export function seekArgs(startFrame: number, fps: Rational, originSec = 0): string[] {
+  return seekToArgs(frameTime(startFrame, fps), originSec, frameTime(0.5, fps));
+}
+
+/** -ss for the frame at `timeSec` after the stream's first frame, `leadSec` early (less than the gap to the frame before). */
+export function seekToArgs(timeSec: number, originSec: number, leadSec: number): string[] {
+  const t = originSec + timeSec - leadSec;
+  if (timeSec <= 0 || t <= 0) return [];
+  return ['-ss', t.toFixed(6)];
 }
 
 /** Scale filter producing exactly width×height RGB with an explicit YUV matrix. */
@@ -157,6 +178,18 @@ function fromRgb48(bytes: Buffer, n: number, height: number, width: number): Ima
  * keyframe and discards up to the target, which is frame-accurate for constant-rate files).
  */
 export async function* decodeFrames(file: string, opts: DecodeOptions): AsyncGenerator<ImageBatch, void, undefined> {
+  const { width, height } = opts;
+  const deep = opts.bitDepth === 16;
+  for await (const c of decodeFrameBytes(file, opts)) {
+    yield deep ? fromRgb48(c.data, c.frames, height, width) : fromRgb24(c.data, c.frames, height, width);
+  }
+}
+
+/**
+ * The frames decodeFrames selects, as packed bytes instead of floats: rgb24, or rgb48le (`bitDepth` 16). The
+ * full-size decode the job streams beside the working-size one (jobs/full-res.ts) composites in these bytes.
+ */
+export async function* decodeFrameBytes(file: string, opts: DecodeOptions): AsyncGenerator<RawChunk, void, undefined> {
   if (!Number.isInteger(opts.startFrame) || opts.startFrame < 0) throw new RangeError(`decode: startFrame must be an integer ≥ 0, got ${opts.startFrame}`);
   const frames = positiveInt('frameCount', opts.frameCount);
   const width = positiveInt('width', opts.width);
@@ -165,19 +198,38 @@ export async function* decodeFrames(file: string, opts: DecodeOptions): AsyncGen
   if (!(opts.fps?.num > 0 && opts.fps?.den > 0)) throw new RangeError(`decode: fps must be a positive rational, got ${JSON.stringify(opts.fps)}`);
   const deep = opts.bitDepth === 16;
   await checkInputFile(file);
-  const raw = decodeRaw({
+  const { inputArgs, select } = rangeInput(file, opts);
+  const slowMs = mediaFaults().slowDecodeMs;
+  for await (const c of decodeRaw({
     file,
-    inputArgs: [...seekArgs(opts.startFrame, opts.fps), '-i', file],
+    inputArgs,
     frames,
     chunkFrames,
-    filters: scaleFilter(width, height, opts.colorMatrix),
+    filters: select + scaleFilter(width, height, opts.colorMatrix),
     pixFmt: deep ? 'rgb48le' : 'rgb24',
     frameBytes: width * height * (deep ? 6 : 3),
     what: `frames ${opts.startFrame}..${opts.startFrame + frames - 1}`,
-  });
-  const slowMs = mediaFaults().slowDecodeMs;
-  for await (const c of raw) {
+  })) {
     await pause(slowMs);
-    yield deep ? fromRgb48(c.data, c.frames, height, width) : fromRgb24(c.data, c.frames, height, width);
+    yield c;
   }
+}
+
+/** Seconds decoded before the target where the demuxer's seek may land late. Longer than broadcast GOPs. */
+const PREROLL_SEC = 10;
+
+/**
+ * ffmpeg's input arguments for the frames DecodeOptions select, and a select filter where needed. MPEG-TS and
+ * MPEG-PS seek by byte position and can land after the target (a whole GOP late), and ffmpeg then starts there:
+ * those seek PREROLL_SEC early, keep the file's own timestamps (-copyts) and select frames from the target's time.
+ */
+function rangeInput(file: string, opts: DecodeOptions): { inputArgs: string[]; select: string } {
+  const timeSec = opts.seek?.timeSec ?? frameTime(opts.startFrame, opts.fps);
+  const leadSec = opts.seek?.leadSec ?? frameTime(0.5, opts.fps);
+  const origin = opts.originSec ?? 0;
+  if (opts.byteSeeking && timeSec > 0) {
+    const from = (opts.streamStartSec ?? 0) + timeSec - leadSec;
+    return { inputArgs: ['-copyts', ...seekToArgs(timeSec - PREROLL_SEC, origin, 0), '-i', file], select: `select='gte(t,${from.toFixed(6)})',` };
+  }
+  return { inputArgs: [...seekToArgs(timeSec, origin, leadSec), '-i', file], select: '' };
 }

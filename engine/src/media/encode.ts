@@ -11,6 +11,7 @@ import { ImageBatch, toRgb24 } from '../diffusion/images';
 import { ffmpegPath } from './binaries';
 import { MediaError } from './errors';
 import { mediaFaults, pause } from './faults';
+import { setLastFrameDuration } from './mp4-last-frame';
 import { ColorMatrix, checkInputFile } from './probe';
 import { Exit, lastLines, spawnFailure, start } from './process';
 import { Rational, frameTime, rationalArg } from './rational';
@@ -35,6 +36,19 @@ export interface EncoderOptions {
   colorMatrix?: ColorMatrix;
   /** Pixel aspect to tag the output with (the source's sampleAspect); default square. */
   sampleAspect?: Rational;
+  /**
+   * Variable frame rate: each frame's time in seconds after the first (frameTimes[0] = 0), written as the frames'
+   * timestamps in `timeBase` (the source's, so they come back exactly); `fps` then only labels the input.
+   */
+  frameTimes?: number[];
+  /** With frameTimes: when the last frame ends (the next source frame's time, or the range's out point). */
+  endSec?: number;
+  timeBase?: Rational;
+  /**
+   * Sample depth of the frames on ffmpeg's input pipe: 8 = rgb24, 16 = rgb48le. Default: 16 for ProRes, else 8.
+   * writeRaw() takes frames in this format (a full-size composite written in the bytes the source was decoded to).
+   */
+  inputBitDepth?: 8 | 16;
 }
 
 export interface EncodeResult {
@@ -51,6 +65,8 @@ export interface EncodeResult {
 
 export interface Encoder {
   write(batch: ImageBatch): Promise<void>;
+  /** `frames` packed frames of width×height in the input format (rgb24, or rgb48le with inputBitDepth 16). */
+  writeRaw(bytes: Uint8Array, frames: number): Promise<void>;
   finish(): Promise<EncodeResult>;
   /** Stop ffmpeg and delete the temp file; nothing is left at or next to the output path. Safe to call twice. */
   abort(): Promise<void>;
@@ -161,21 +177,22 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   }
 
   const prores = opts.codec === 'prores';
-  // 4:2:0 halves both dimensions of the chroma planes, 4:2:2 only the width: the encoders refuse odd sizes
-  // there. Growing by one pixel (a one-pixel stretch) is invisible; a padded black line would not be.
-  const outW = askedW + (askedW % 2);
-  const outH = prores ? askedH : askedH + (askedH % 2);
-  const note =
-    outW !== askedW || outH !== askedH
-      ? `${askedW}x${askedH} was written as ${outW}x${outH}: ${prores ? 'ProRes 4:2:2 needs an even width' : 'H.264 4:2:0 needs even width and height'}.`
-      : undefined;
+  // The result has the source's exact size. 4:2:0 halves both dimensions of the chroma planes, so H.264 cannot
+  // hold an odd size in it (the encoder would round down); an odd size is written in 4:4:4 (High 4:4:4
+  // Predictive) instead. prores_ks writes odd sizes in 4:2:2 as they are.
+  const outW = askedW;
+  const outH = askedH;
+  const odd444 = !prores && (outW % 2 === 1 || outH % 2 === 1);
+  const note = odd444
+    ? `${outW}x${outH} is odd, which H.264 4:2:0 cannot hold, so it was written as H.264 High 4:4:4; choose ProRes if the host cannot decode that.`
+    : undefined;
 
   const ext = extname(output).toLowerCase();
   const container = ext === '.mov' || prores ? 'mov' : 'mp4';
   const matrix = opts.colorMatrix ?? 'bt709';
   const sar = opts.sampleAspect && opts.sampleAspect.num > 0 && opts.sampleAspect.den > 0 ? opts.sampleAspect : { num: 1, den: 1 };
-  const pixFmt = prores ? 'yuv422p10le' : 'yuv420p';
-  const deep = prores;
+  const pixFmt = prores ? 'yuv422p10le' : odd444 ? 'yuv444p' : 'yuv420p';
+  const deep = opts.inputBitDepth === undefined ? prores : opts.inputBitDepth === 16;
 
   const tempPath = partialPath(output);
   try {
@@ -186,9 +203,14 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     throw new MediaError('output-not-writable', `Cannot write into ${dirname(output)} (${(e as Error).message}). Choose another output folder or fix its permissions.`, { file: output, cause: e });
   }
 
+  const endSec = opts.frameTimes ? (opts.endSec ?? opts.frameTimes[opts.frameTimes.length - 1] + frameTime(1, opts.fps)) : 0;
+  const timing = opts.frameTimes ? variableTiming(opts.frameTimes, opts.timeBase) : undefined;
+  // With own timestamps the input rate is the timestamps' clock: the encoder's time base is 1/rate, and a coarser
+  // one would round every timestamp to the average rate's grid.
+  const inputRate = timing ? String(timing.timescale) : rationalArg(opts.fps);
   const args: string[] = [
     '-nostdin', '-hide_banner', '-v', 'error', '-y',
-    '-f', 'rawvideo', '-pix_fmt', deep ? 'rgb48le' : 'rgb24', '-s', `${width}x${height}`, '-r', rationalArg(opts.fps), '-i', 'pipe:0',
+    '-f', 'rawvideo', '-pix_fmt', deep ? 'rgb48le' : 'rgb24', '-s', `${width}x${height}`, '-r', inputRate, '-i', 'pipe:0',
   ];
   if (opts.audio) {
     args.push('-ss', opts.audio.startSec.toFixed(6), '-t', opts.audio.durationSec.toFixed(6), '-i', opts.audio.file);
@@ -197,15 +219,19 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   if (opts.audio) args.push('-map', '1:a:0?');
   args.push(
     '-vf',
-    `scale=${outW}:${outH}:flags=bicubic+accurate_rnd+full_chroma_int:out_color_matrix=${matrix}:out_range=tv,` +
+    `${timing ? `${timing.filter},` : ''}scale=${outW}:${outH}:flags=bicubic+accurate_rnd+full_chroma_int:out_color_matrix=${matrix}:out_range=tv,` +
       `setsar=${sar.num}/${sar.den},format=${pixFmt}`,
   );
   if (prores) {
     args.push('-c:v', 'prores_ks', '-profile:v', '3', '-vendor', 'apl0');
   } else {
-    args.push('-c:v', 'libx264', '-preset', 'medium', '-crf', '16', '-profile:v', 'high');
+    args.push('-c:v', 'libx264', '-preset', 'medium', '-crf', '16', '-profile:v', odd444 ? 'high444' : 'high');
   }
   args.push('-pix_fmt', pixFmt, '-color_range', 'tv', ...COLOR_TAGS[matrix]);
+  // Passthrough keeps the timestamps setpts wrote (the default would resample them to a constant rate).
+  // No B-frames with own timestamps: decode order is presentation order, and the last sample is the last frame,
+  // whose duration finish() writes into the sample table (mp4-last-frame.ts).
+  if (timing) args.push('-vsync', 'passthrough', '-video_track_timescale', String(timing.timescale), ...(prores ? [] : ['-bf', '0']));
   if (opts.audio) args.push(...(container === 'mp4' ? ['-c:a', 'aac', '-b:a', '256k'] : ['-c:a', 'pcm_s16le']));
   args.push('-movflags', container === 'mov' ? '+faststart+write_colr' : '+faststart', '-f', container, faults.diskFull ? '/dev/full' : tempPath);
 
@@ -238,14 +264,18 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     }
   };
 
-  const writeOne = async (batch: ImageBatch) => {
-    if (batch.width !== width || batch.height !== height) {
+  const writeOne = async (batch: ImageBatch | { raw: Uint8Array; n: number }) => {
+    if ('raw' in batch) {
+      if (batch.raw.byteLength !== batch.n * width * height * (deep ? 6 : 3)) {
+        throw new RangeError(`encoder for ${output} expects ${batch.n} ${width}x${height} ${deep ? 'rgb48le' : 'rgb24'} frames, got ${batch.raw.byteLength} bytes`);
+      }
+    } else if (batch.width !== width || batch.height !== height) {
       throw new RangeError(`encoder for ${output} expects ${width}x${height} frames, got ${batch.width}x${batch.height}`);
     }
     if (batch.n === 0) return;
     await pause(faults.slowEncodeMs);
     if (ff.done) throw failure(await ff.exited, 'encoding');
-    const bytes = deep ? toRgb48(batch) : toRgb24(batch);
+    const bytes = 'raw' in batch ? batch.raw : deep ? toRgb48(batch) : toRgb24(batch);
     const ok = stdin.write(bytes);
     if (!ok) {
       // Wait for ffmpeg to take the data, or for it to die (then 'drain' never comes).
@@ -262,6 +292,12 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       if (state !== 'open') return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
       // Serialised so concurrent callers cannot interleave frames or miss a drain.
       const p = queue.then(() => writeOne(batch));
+      queue = p.catch(() => undefined);
+      return p;
+    },
+    writeRaw(bytes: Uint8Array, n: number) {
+      if (state !== 'open') return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
+      const p = queue.then(() => writeOne({ raw: bytes, n }));
       queue = p.catch(() => undefined);
       return p;
     },
@@ -282,6 +318,9 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
         if (frames === 0 && exit.code === 0) throw new MediaError('ffmpeg-failed', `No frames were written, so ${output} was not created.`, { file: output });
         throw failure(exit, 'finishing');
       }
+      if (opts.frameTimes && frames === opts.frameTimes.length && !faults.diskFull) {
+        await setLastFrameDuration(tempPath, endSec - opts.frameTimes[frames - 1]);
+      }
       if (opts.overwrite !== true && (await exists(output))) {
         state = 'done';
         await removeTemp();
@@ -300,7 +339,8 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
         throw new MediaError('output-not-writable', `Could not move the finished result to ${output} (${(e as Error).message}).`, { file: output, cause: e });
       }
       state = 'done';
-      return { frames, path: output, width: outW, height: outH, durationSec: frameTime(frames, opts.fps), ...(note ? { note } : {}) };
+      const durationSec = opts.frameTimes && frames === opts.frameTimes.length ? endSec : frameTime(frames, opts.fps);
+      return { frames, path: output, width: outW, height: outH, durationSec, ...(note ? { note } : {}) };
     },
     async abort() {
       if (state === 'aborted') return;
@@ -311,3 +351,20 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     },
   };
 }
+
+/**
+ * setpts for frames with their own times: frame N gets times[N], as a balanced tree of if(lt(N,…)) so the
+ * expression stays shallow for long ranges. Ticks of `timeBase` when it is a plain 1/D clock, else 1/90000.
+ */
+export function variableTiming(times: number[], timeBase?: Rational): { filter: string; timescale: number } {
+  if (times.length === 0) throw new RangeError('variableTiming: no frame times');
+  const timescale = timeBase && timeBase.num === 1 && timeBase.den >= 1000 && timeBase.den <= 1_000_000 ? timeBase.den : 90000;
+  const ticks = times.map((t) => Math.round(t * timescale));
+  const tree = (lo: number, hi: number): string => {
+    if (hi - lo === 1) return String(ticks[lo]);
+    const mid = (lo + hi) >> 1;
+    return `if(lt(N,${mid}),${tree(lo, mid)},${tree(mid, hi)})`;
+  };
+  return { filter: `settb=1/${timescale},setpts='${tree(0, ticks.length)}'`, timescale };
+}
+

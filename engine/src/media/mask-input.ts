@@ -22,6 +22,13 @@ export interface MaskTarget {
   /** First frame of the range in the clip; matte videos and sequences are read from the same frame number. */
   startFrame: number;
   fps: Rational;
+  /**
+   * The clip's display size (what the editor sees, what a compositor exports mattes at). A matte is checked against
+   * this aspect, not the working size's: the working size rounds to the model's multiple (640x360 is edited at
+   * 224x128), and the matte is resampled to it exactly as the frames are. Without it, width×height is used.
+   */
+  sourceWidth?: number;
+  sourceHeight?: number;
 }
 
 const ASPECT_TOLERANCE = 0.01;
@@ -65,12 +72,14 @@ function boxMask(spec: { x: number; y: number; w: number; h: number }, t: MaskTa
 
 function checkAspect(file: string, mw: number, mh: number, t: MaskTarget): void {
   const ma = mw / mh;
-  const ta = t.width / t.height;
+  const source = t.sourceWidth !== undefined && t.sourceHeight !== undefined && t.sourceWidth > 0 && t.sourceHeight > 0;
+  const [tw, th] = source ? [t.sourceWidth!, t.sourceHeight!] : [t.width, t.height];
+  const ta = tw / th;
   if (Math.abs(ma / ta - 1) > ASPECT_TOLERANCE) {
     throw new MediaError(
       'bad-mask',
-      `The matte ${file} is ${mw}x${mh} (aspect ${ma.toFixed(3)}) but the clip is processed at ${t.width}x${t.height} ` +
-        `(aspect ${ta.toFixed(3)}). Export the matte at the clip's frame size.`,
+      `The matte ${file} is ${mw}x${mh} (aspect ${ma.toFixed(3)}) but the clip ${source ? 'is' : 'is processed at'} ${tw}x${th} ` +
+        `(aspect ${ta.toFixed(3)}). Export the matte at the clip's frame size${source ? ` (${tw}x${th}) or at the same aspect ratio` : ''}.`,
       { file },
     );
   }
@@ -167,7 +176,7 @@ async function videoMask(file: string, info: MediaInfo, t: MaskTarget, checkOnly
     );
   }
   if (checkOnly) return undefined;
-  const raw = await readYa8(file, [...seekArgs(t.startFrame, v.fps), '-i', file], t.frames, v.displayWidth, v.displayHeight, t, `frames ${t.startFrame}..${last}`);
+  const raw = await readYa8(file, [...seekArgs(t.startFrame, v.fps, v.originSec), '-i', file], t.frames, v.displayWidth, v.displayHeight, t, `frames ${t.startFrame}..${last}`);
   return toMask(raw, t.frames, t);
 }
 

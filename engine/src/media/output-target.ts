@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { configDir, dataDir, modelsDir } from '../config/paths';
 import { MediaError } from './errors';
 
 export const VIDEO_EXTENSIONS = ['.mp4', '.m4v', '.mov'] as const;
@@ -132,4 +133,134 @@ function probeWrite(dir: string, file: string): void {
     throw new MediaError('output-not-writable', `Cannot write ${file}: cannot create files in ${dir} (${why}). Choose a folder you can write to${code === 'ENOSPC' ? ', or free space there' : ''}.`, { file, cause: err });
   }
   fs.rmSync(probe, { force: true });
+}
+
+/** What a job reads and where the engine keeps its own state: a result may replace none of it. */
+export interface JobInputs {
+  /** The clip the job edits. */
+  source: string;
+  /** A file mask: a PNG still, a matte clip, or a PNG sequence pattern (printf %d in the file name). */
+  mask?: string;
+  /** The engine's data folder (jobs, cache, models; default dataDir()). Results may go only into its `renders` subfolder. */
+  stateDir?: string;
+  /** More folders of engine state (default: the models folder, which RESHOOT_MODELS may move, and the config folder). */
+  moreStateDirs?: string[];
+}
+
+/** A printf frame number in a sequence's file name, as mask-input.ts reads it. */
+const SEQUENCE_PATTERN = /%(0?\d*)d/;
+
+function statOf(p: string, follow: boolean): fs.BigIntStats | undefined {
+  try {
+    return follow ? fs.statSync(p, { bigint: true }) : fs.lstatSync(p, { bigint: true });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How `output` is the file `input`, or undefined when it is not: the same path once every symlink in it is resolved,
+ * a symbolic link at the output path that leads to the input, or the same file under another name (a hard link, or
+ * another spelling on a case-insensitive drive: same device and inode).
+ */
+function sameFileAs(output: string, input: string): string | undefined {
+  const out = path.resolve(output);
+  const inp = path.resolve(input);
+  const link = statOf(out, false)?.isSymbolicLink() ?? false;
+  if (samePath(realPathOf(out), realPathOf(inp))) {
+    if (link) return 'a symbolic link to it';
+    return samePath(out, inp) ? '' : `the same file reached through a linked folder`;
+  }
+  const a = statOf(out, true);
+  const b = statOf(inp, true);
+  if (a && b && a.ino !== 0n && a.dev === b.dev && a.ino === b.ino) return link ? 'a symbolic link to it' : 'the same file under another name (a hard link, or another spelling of its name)';
+  return undefined;
+}
+
+/**
+ * Throws MediaError 'output-not-allowed' when writing `output` would destroy something the job reads (the source
+ * clip, a matte file or any image of a matte sequence) or land in the engine's own state folder. Overwrite never
+ * changes this: replacing the source with the edited range is data loss.
+ */
+export function checkNotAnInput(output: string, inputs: JobInputs): void {
+  const file = path.resolve(output);
+  const refuse = (what: string, how: string | undefined) => {
+    const ext = path.extname(file);
+    const suggestion = path.join(path.dirname(file), `${path.basename(file, ext)}.reshoot${ext || '.mp4'}`);
+    throw new MediaError(
+      'output-not-allowed',
+      `${file} is ${what}${how ? ` (${how})` : ''}; writing the result there would destroy it, so it is refused even with overwrite. Choose another output path, e.g. ${suggestion}.`,
+      { file },
+    );
+  };
+  const how = sameFileAs(file, inputs.source);
+  if (how !== undefined) refuse(`the source clip this job reads${samePath(file, path.resolve(inputs.source)) ? '' : `, ${path.resolve(inputs.source)}`}`, how);
+
+  if (inputs.mask) {
+    const mask = path.resolve(inputs.mask);
+    const m = SEQUENCE_PATTERN.exec(path.basename(mask));
+    if (!m) {
+      const howMask = sameFileAs(file, mask);
+      if (howMask !== undefined) refuse(`the matte file this job reads${samePath(file, mask) ? '' : `, ${mask}`}`, howMask);
+    } else {
+      sequenceImage(file, mask, m, refuse);
+    }
+  }
+
+  {
+    const real = realPathOf(file);
+    const state = path.resolve(inputs.stateDir ?? dataDir());
+    const renders = path.join(state, 'renders');
+    const realRenders = realPathOf(renders);
+    // The default renders folder is where results go when no output is named; everything else there is state.
+    if (inside(real, realRenders) && !samePath(real, realRenders)) return;
+    for (const dir of [state, ...(inputs.moreStateDirs ?? [modelsDir(), configDir()]).map((d) => path.resolve(d))]) {
+      if (!inside(real, realPathOf(dir))) continue;
+      throw new MediaError(
+        'output-not-allowed',
+        `${file} lies in the engine's own ${dir === state ? 'data folder' : 'folder'} ${dir}${dir === state ? ' (its jobs, cache and models)' : ''}; a result written there could destroy the engine's state. Choose a folder of your own, or leave the output unset to write into ${renders}.`,
+        { file },
+      );
+    }
+  }
+}
+
+/** checkNotAnInput's refusal as a sentence, or undefined when `output` may be written. */
+export function inputClash(output: string, inputs: JobInputs): string | undefined {
+  try {
+    checkNotAnInput(output, inputs);
+    return undefined;
+  } catch (err) {
+    if (err instanceof MediaError) return err.message;
+    throw err;
+  }
+}
+
+/** Refuses an output that is, or would become, an image of the matte sequence `pattern`. */
+function sequenceImage(file: string, pattern: string, m: RegExpExecArray, refuse: (what: string, how: string | undefined) => never): void {
+  const base = path.basename(pattern);
+  const [prefix, suffix] = [base.slice(0, m.index), base.slice(m.index + m[0].length)];
+  const matches = (name: string) => {
+    const n = process.platform === 'win32' || process.platform === 'darwin' ? name.toLowerCase() : name;
+    const [p, s] = process.platform === 'win32' || process.platform === 'darwin' ? [prefix.toLowerCase(), suffix.toLowerCase()] : [prefix, suffix];
+    return n.length > p.length + s.length && n.startsWith(p) && n.endsWith(s) && /^\d+$/.test(n.slice(p.length, n.length - s.length));
+  };
+  const dir = path.dirname(pattern);
+  const realFile = realPathOf(file);
+  const what = `an image of the matte sequence ${pattern} this job reads`;
+  if (samePath(path.dirname(realFile), realPathOf(dir)) && matches(path.basename(realFile))) refuse(what, undefined);
+  // A hard link (or a symlink) elsewhere to one of the images: compare against every image of the sequence.
+  const out = statOf(file, true);
+  if (!out) return;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!matches(name)) continue;
+    const img = statOf(path.join(dir, name), true);
+    if (img && out.ino !== 0n && img.dev === out.dev && img.ino === out.ino) refuse(what, `the same file as ${path.join(dir, name)}`);
+  }
 }

@@ -36,7 +36,18 @@ export interface VideoInfo {
   colorMatrix: ColorMatrix;
   /** SMPTE start timecode (e.g. "01:00:00:00") from the stream, the container or a tmcd track. */
   timecode?: string;
+  /** The stream's first presentation time on the container's clock (edit lists applied; B-frame delay, stream offsets and TS clocks included). */
   startTimeSec: number;
+  /**
+   * startTimeSec relative to the container's start, which is what ffmpeg's input -ss counts from. Frame k of the
+   * clip (k/fps after the stream's first frame) sits at originSec + k/fps on that clock; audio that leads the
+   * video (an MKV remux, an MP4 without edit list) makes this positive.
+   */
+  originSec: number;
+  /** The stream's time base (1/30000, 1/90000, 1/1000, …): packet timestamps are integers in it. */
+  timeBase: Rational;
+  /** MPEG-TS / MPEG-PS: the container seeks by byte position, and a seek can land after its target. */
+  byteSeeking: boolean;
 }
 
 export interface AudioInfo {
@@ -46,6 +57,8 @@ export interface AudioInfo {
   sampleRate: number;
   /** Stream duration when the container states one. */
   durationSec?: number;
+  /** First sample's time on the container's clock. */
+  startTimeSec: number;
 }
 
 export interface MediaInfo {
@@ -74,6 +87,7 @@ interface ProbeStream {
   duration?: string;
   nb_frames?: string;
   start_time?: string;
+  time_base?: string;
   sample_aspect_ratio?: string;
   color_space?: string;
   sample_rate?: string;
@@ -85,7 +99,7 @@ interface ProbeStream {
 
 interface ProbeJson {
   streams?: ProbeStream[];
-  format?: { format_name?: string; duration?: string; tags?: Record<string, string> };
+  format?: { format_name?: string; duration?: string; start_time?: string; tags?: Record<string, string> };
 }
 
 /** Demuxers that mean "one picture", not a clip. */
@@ -102,6 +116,11 @@ function tag(tags: Record<string, string> | undefined, key: string): string | un
 function positive(text: unknown): number | null {
   const v = typeof text === 'number' ? text : typeof text === 'string' ? Number(text) : NaN;
   return Number.isFinite(v) && v > 0 ? v : null;
+}
+
+function finite(text: unknown): number | null {
+  const v = typeof text === 'string' && text.trim() !== '' ? Number(text) : NaN;
+  return Number.isFinite(v) ? v : null;
 }
 
 const STANDARD_RATES: Rational[] = [
@@ -207,6 +226,15 @@ export async function ffprobeJson(file: string): Promise<ProbeJson> {
   } catch {
     json = {};
   }
+  if (r.signal) {
+    // A crash says nothing about the file: the bundled ffprobe build segfaults on every MPEG-TS file, for one.
+    throw new MediaError(
+      'ffmpeg-failed',
+      `ffprobe crashed (${r.signal}) while reading ${file}, so its streams could not be read; the file is probably fine. ` +
+        `Install ffmpeg 6 or later (with ffprobe) and put it on PATH or set FFMPEG_PATH and FFPROBE_PATH; \`reshoot doctor\` shows which ffprobe is used and why.`,
+      { file },
+    );
+  }
   if (r.code !== 0 || !json.format || !json.streams || json.streams.length === 0) {
     const why = lastLines(r.stderr, 2).split(`${file}: `).join('') || 'no streams found';
     throw new MediaError(
@@ -229,7 +257,14 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
     .filter((s) => s.codec_type === 'audio')
     .map((s) => {
       const d = positive(s.duration);
-      return { index: s.index ?? 0, codec: s.codec_name ?? 'unknown', channels: s.channels ?? 0, sampleRate: Number(s.sample_rate) || 0, ...(d ? { durationSec: d } : {}) };
+      return {
+        index: s.index ?? 0,
+        codec: s.codec_name ?? 'unknown',
+        channels: s.channels ?? 0,
+        sampleRate: Number(s.sample_rate) || 0,
+        ...(d ? { durationSec: d } : {}),
+        startTimeSec: finite(s.start_time) ?? 0,
+      };
     });
 
   const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
@@ -288,6 +323,7 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
     tag(format.tags, 'timecode') ??
     streams.map((s) => tag(s.tags, 'timecode')).find((t): t is string => t !== undefined);
   const sar = parseRational(v.sample_aspect_ratio) ?? rational(1, 1);
+  const startTimeSec = finite(v.start_time) ?? 0;
 
   return {
     path: file,
@@ -310,7 +346,10 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
       sampleAspect: sar,
       colorMatrix: colorMatrixOf(v, height),
       ...(timecode !== undefined ? { timecode } : {}),
-      startTimeSec: Number(v.start_time) || 0,
+      startTimeSec,
+      originSec: startTimeSec - (finite(format.start_time) ?? Math.min(startTimeSec, ...audio.map((a) => a.startTimeSec))),
+      timeBase: parseRational(v.time_base) ?? rational(1, 90000),
+      byteSeeking: container.split(',').some((f) => f === 'mpegts' || f === 'mpeg' || f === 'mpegvideo'),
     },
     audio,
   };

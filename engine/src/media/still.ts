@@ -33,7 +33,7 @@ export async function extractStill(file: string, timeSec: number, maxWidth?: num
   }
   const chunks = decodeRaw({
     file,
-    inputArgs: [...seekArgs(frame, v.fps), '-i', file],
+    inputArgs: [...seekArgs(frame, v.fps, v.originSec), '-i', file],
     frames: 1,
     chunkFrames: 1,
     filters: scaleFilter(width, height, v.colorMatrix),

@@ -138,7 +138,7 @@ port.on('message', async (msg: ToWorker) => {
           send({ type: 'progress', id: msg.id, progress: withPreview ? p : { ...p, preview: undefined } });
         });
         const traj = result.trajectory;
-        send({ type: 'result', id: msg.id, result }, buffersOf(result.frames.data, result.latentMask, ...(traj?.latents ?? []), ...(traj?.sourceSteps?.levels ?? [])));
+        send({ type: 'result', id: msg.id, result }, buffersOf(result.frames.data, result.reconstruction?.data, result.latentMask, ...(traj?.latents ?? []), ...(traj?.sourceSteps?.levels ?? [])));
         break;
       }
       case 'close':

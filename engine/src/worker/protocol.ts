@@ -48,6 +48,8 @@ export type TaskResult = {
   /** With a cache: the trajectory came from it (only the edit ran). */
   cacheHit?: boolean;
   latentMask?: Float32Array;
+  /** With params.reconstruct: the VAE decode of the source's clean latents (jobs/full-res.ts composites with it). */
+  reconstruction?: ImageBatch;
   warnings: string[];
   /** What the consistency stages' correspondences were computed from, when one needed them. */
   correspondences?: 'decoder features' | 'latents';

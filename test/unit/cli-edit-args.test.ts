@@ -1,0 +1,119 @@
+// `reshoot edit`'s own sentences: what a mistyped command line gets back, run in-process through runEdit.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CliError, joinNegativeValues, parse } from '../../engine/src/cli/args';
+import { cliWording, runEdit } from '../../engine/src/cli/edit';
+import { makeTestClip, probeMedia } from '../../engine/src/media';
+import { generateOracle } from '../../engine/src/models/generate/oracle';
+
+let root: string;
+let silent: string;
+let oracle: string;
+const savedHome = process.env.RESHOOT_HOME;
+
+beforeAll(async () => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-edit-'));
+  process.env.RESHOOT_HOME = path.join(root, 'home');
+  oracle = path.join(root, 'oracle');
+  generateOracle(oracle);
+  // 12 frames at 24 fps: 0.5 s, no audio stream.
+  silent = path.join(root, 'silent.mp4');
+  await makeTestClip({ file: silent, width: 64, height: 36, fps: { num: 24, den: 1 }, frames: 12, content: 'moving-square' });
+});
+
+afterAll(() => {
+  if (savedHome === undefined) delete process.env.RESHOOT_HOME;
+  else process.env.RESHOOT_HOME = savedHome;
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+async function failure(args: string[]): Promise<CliError> {
+  const err = await runEdit(args).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CliError);
+  return err as CliError;
+}
+
+describe('argument parsing', () => {
+  it('takes a negative number after an option as its value', () => {
+    const opts = { in: { type: 'string' }, output: { type: 'string', short: 'o' }, json: { type: 'boolean' } } as const;
+    expect(joinNegativeValues(['--in', '-1', '-o', '-2.5', '--json'], opts)).toEqual(['--in=-1', '--output=-2.5', '--json']);
+    expect(joinNegativeValues(['--json', '-1'], opts)).toEqual(['--json', '-1']);
+    expect(joinNegativeValues(['--', '--in', '-1'], opts)).toEqual(['--', '--in', '-1']);
+    expect(parse(['--in', '-.5'], opts).values.in).toBe('-.5');
+  });
+});
+
+describe('reshoot edit says what is wrong in its own words', () => {
+  it('--in -1: --in takes seconds ≥ 0', async () => {
+    const err = await failure([silent, '--prompt', 'a blue car', '--in', '-1']);
+    expect(err.message).toMatch(/^--in takes seconds from the start of the clip, a number ≥ 0/);
+    expect(err.message).toMatch(/got "-1"/);
+    expect(err.message).not.toMatch(/ambiguous|--in=-XYZ/);
+    expect(err.exitCode).toBe(2);
+    expect((await failure([silent, '--prompt', 'a blue car', '--out', '-0.5'])).message).toMatch(/^--out takes seconds .*≥ 0.*got "-0.5"/);
+  });
+
+  it('--in past the end without --out names the clip\'s length', async () => {
+    const err = await failure([silent, '--prompt', 'a blue car', '--in', '5']);
+    expect(err.message).toMatch(/--in 5 is at or past the end of the clip/);
+    expect(err.message).toMatch(/0\.5 s \(12 frames\) long/);
+    expect(err.message).not.toMatch(/--out must be later/);
+  });
+
+  it('--out before --in says both are seconds and that --out may be left out', async () => {
+    const err = await failure([silent, '--prompt', 'a blue car', '--in', '0.4', '--out', '0.2']);
+    expect(err.message).toMatch(/--out 0\.2 must be later than --in 0\.4/);
+    expect(err.message).toMatch(/Leave out --out to edit to the end of the clip/);
+  });
+
+  it('an empty prompt says it is empty and what to type', async () => {
+    for (const p of ['', '   ']) {
+      const err = await failure([silent, '--prompt', p]);
+      expect(err.message).toMatch(/^--prompt is empty: type what the edited range should show/);
+      expect(err.message).toMatch(/--prompt "a blue car on a gray road"/);
+    }
+    expect((await failure([silent])).message).toMatch(/^--prompt is required: say what the edited range should show/);
+  });
+
+  it('the engine\'s API field names become options', () => {
+    expect(cliWording('/x/a.mp4 already exists; choose another name or set output.overwrite')).toBe('/x/a.mp4 already exists; choose another name with -o, or pass --overwrite to replace it');
+    expect(cliWording('/x/a.mp4 is the source clip this job reads; writing the result there would destroy it, so it is refused even with overwrite. Choose another output path, e.g. /x/a.reshoot.mp4.')).toMatch(
+      /refused even with --overwrite\. Choose another output with -o, e\.g\./,
+    );
+    expect(cliWording('source.out must be later than source.in')).toBe('--out must be later than --in');
+  });
+
+  it('an existing output: the hint names --overwrite, not output.overwrite', async () => {
+    const out = path.join(root, 'exists.mp4');
+    fs.writeFileSync(out, 'an earlier render');
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const err = await failure([silent, '--prompt', 'a blue car', '--model', oracle, '-o', out]).finally(() => quiet.mockRestore());
+    expect(err.message).toMatch(/already exists; choose another name with -o, or pass --overwrite/);
+    expect(err.message).not.toMatch(/output\.overwrite/);
+    expect(fs.readFileSync(out, 'utf8')).toBe('an earlier render');
+  });
+});
+
+describe('reshoot edit runs', () => {
+  it('--in without --out edits to the end of the clip; --audio on a silent clip warns', async () => {
+    const out = path.join(root, 'tail.mp4');
+    const warnings: string[] = [];
+    const spy = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void warnings.push(a.join(' ')));
+    const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    try {
+      const code = await runEdit([silent, '--prompt', 'a blue car on a gray road', '--source-prompt', 'a red car on a gray road', '--in', '0.25', '--audio', '--steps', '2', '--guidance', '1', '--model', oracle, '-o', out]);
+      expect(code).toBe(0);
+    } finally {
+      spy.mockRestore();
+      log.mockRestore();
+    }
+    expect(warnings.filter((w) => w.startsWith('warning:'))).toEqual([`warning: ${silent} has no audio stream, so --audio has nothing to carry; the result will be silent`]);
+    const info = await probeMedia(out);
+    expect(info.video.frameCount).toBe(6); // frames 6..11
+    expect(info.audio).toEqual([]);
+  });
+});
