@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { JobRequest } from '../../engine/src/api/schemas';
 import { planJob, rangeDecodeOptions, runJob, type JobPlan } from '../../engine/src/jobs/runner';
-import { probeMedia } from '../../engine/src/media';
+import { decodePng } from '../../engine/src/eval/png';
+import { extractStill, probeMedia } from '../../engine/src/media';
 import { decodeFrameBytes } from '../../engine/src/media/decode';
 import { createEncoder } from '../../engine/src/media/encode';
 import { ffmpegSelection } from '../../engine/src/media/binaries';
@@ -116,6 +117,21 @@ describe.each(Array.from({ length: 18 }, (_, i) => i))('corpus clip %i', (i) => 
     });
     // A same-prompt edit is the identity and is composited from the source's own pixels: only the codec is left.
     expect(worst).toBeGreaterThan(boundWorst - 0.5);
+
+    // The panel's poster frame at the in point seeks the same way: the frame shown at that time (on the constant-rate
+    // grid; a still of a clip whose frames sit off it is taken from the grid, not from its packets).
+    if (!plan.variable && clip.display[0] * 3 === clip.display[1] * 4) {
+      const still = decodePng(await extractStill(clip.file, clip.range[0], SMALL[0]));
+      expect([still.width, still.height, still.channels]).toEqual([...SMALL, 3]);
+      const shown = source.times.filter((t) => t <= clip.range[0] + 1e-6).length - 1;
+      let best = -1;
+      let bestDb = -Infinity;
+      source.frames.forEach((f, k) => {
+        const db = Math.abs(k - shown) <= 3 ? psnr(still.data, f) : -Infinity;
+        if (db > bestDb) [best, bestDb] = [k, db];
+      });
+      expect(best).toBe(shown);
+    }
 
     let offsetMs = NaN;
     if (clip.hasAudio) {

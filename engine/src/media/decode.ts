@@ -134,17 +134,8 @@ export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChun
   }
 }
 
-/**
- * -ss for frame k of a stream whose first frame sits at `originSec` on the container's clock (ffmpeg's input -ss
- * counts from the container's start, not the stream's). Half a frame early, so that rounding the time to ffmpeg's
- * microseconds can never skip frame k; ffmpeg then drops every frame before that point.
- */
-export function seekArgs(startFrame: number, fps: Rational, originSec = 0): string[] {
-  return seekToArgs(frameTime(startFrame, fps), originSec, frameTime(0.5, fps));
-}
-
 /** -ss for the frame at `timeSec` after the stream's first frame, `leadSec` early (less than the gap to the frame before). */
-export function seekToArgs(timeSec: number, originSec: number, leadSec: number): string[] {
+function seekToArgs(timeSec: number, originSec: number, leadSec: number): string[] {
   const t = originSec + timeSec - leadSec;
   if (timeSec <= 0 || t <= 0) return [];
   return ['-ss', t.toFixed(6)];
@@ -215,6 +206,20 @@ export async function* decodeFrameBytes(file: string, opts: DecodeOptions): Asyn
   }
 }
 
+type SeekOptions = Pick<DecodeOptions, 'startFrame' | 'fps' | 'originSec' | 'seek' | 'byteSeeking' | 'streamStartSec'>;
+
+/**
+ * ffmpeg's input arguments and select filter (put it before the scaling) that start at frame `startFrame` of a
+ * constant-rate video stream as probed: the same seek as decodeFrames', for single frames and mattes.
+ */
+export function frameSeek(
+  file: string,
+  video: { fps: Rational; originSec: number; startTimeSec: number; byteSeeking: boolean },
+  startFrame: number,
+): { inputArgs: string[]; select: string } {
+  return rangeInput(file, { startFrame, fps: video.fps, originSec: video.originSec, streamStartSec: video.startTimeSec, byteSeeking: video.byteSeeking });
+}
+
 /** Seconds decoded before the target where the demuxer's seek may land late. Longer than broadcast GOPs. */
 const PREROLL_SEC = 10;
 
@@ -223,8 +228,10 @@ const PREROLL_SEC = 10;
  * MPEG-PS seek by byte position and can land after the target (a whole GOP late), and ffmpeg then starts there:
  * those seek PREROLL_SEC early, keep the file's own timestamps (-copyts) and select frames from the target's time.
  */
-function rangeInput(file: string, opts: DecodeOptions): { inputArgs: string[]; select: string } {
+function rangeInput(file: string, opts: SeekOptions): { inputArgs: string[]; select: string } {
   const timeSec = opts.seek?.timeSec ?? frameTime(opts.startFrame, opts.fps);
+  // Half a frame early, so that rounding the time to ffmpeg's microseconds can never skip the target frame; ffmpeg
+  // drops every frame before the seek point.
   const leadSec = opts.seek?.leadSec ?? frameTime(0.5, opts.fps);
   const origin = opts.originSec ?? 0;
   if (opts.byteSeeking && timeSec > 0) {

@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MaskBatch } from '../diffusion/images';
-import { decodeRaw, seekArgs } from './decode';
+import { decodeRaw, frameSeek } from './decode';
 import { MediaError, isMediaError } from './errors';
 import { checkInputFile, ffprobeJson, probeMedia, MediaInfo } from './probe';
 import { Rational, formatFps, rationalArg, rationalEquals } from './rational';
@@ -106,15 +106,15 @@ function toMask(raw: Buffer, frames: number, t: MaskTarget): MaskBatch {
   return mask;
 }
 
-async function readYa8(file: string, inputArgs: string[], frames: number, mw: number, mh: number, t: MaskTarget, what: string): Promise<Buffer> {
+async function readYa8(file: string, input: { inputArgs: string[]; select?: string }, frames: number, mw: number, mh: number, t: MaskTarget, what: string): Promise<Buffer> {
   const frameBytes = t.width * t.height * 2;
   const parts: Buffer[] = [];
   for await (const c of decodeRaw({
     file,
-    inputArgs,
+    inputArgs: input.inputArgs,
     frames,
     chunkFrames: 16,
-    filters: `scale=${t.width}:${t.height}:flags=${scaleFlags(mw, mh, t)}`,
+    filters: `${input.select ?? ''}scale=${t.width}:${t.height}:flags=${scaleFlags(mw, mh, t)}`,
     pixFmt: 'ya8',
     frameBytes,
     what,
@@ -153,7 +153,7 @@ async function stillMask(file: string, t: MaskTarget, checkOnly: boolean): Promi
   if (!s?.width || !s.height) throw notReadable(file, 'no picture in it');
   checkAspect(file, s.width, s.height, t);
   if (checkOnly) return undefined;
-  const raw = await readYa8(file, ['-i', file], 1, s.width, s.height, t, 'the image');
+  const raw = await readYa8(file, { inputArgs: ['-i', file] }, 1, s.width, s.height, t, 'the image');
   return replicate(toMask(raw, 1, t), t.frames);
 }
 
@@ -176,7 +176,7 @@ async function videoMask(file: string, info: MediaInfo, t: MaskTarget, checkOnly
     );
   }
   if (checkOnly) return undefined;
-  const raw = await readYa8(file, [...seekArgs(t.startFrame, v.fps, v.originSec), '-i', file], t.frames, v.displayWidth, v.displayHeight, t, `frames ${t.startFrame}..${last}`);
+  const raw = await readYa8(file, frameSeek(file, v, t.startFrame), t.frames, v.displayWidth, v.displayHeight, t, `frames ${t.startFrame}..${last}`);
   return toMask(raw, t.frames, t);
 }
 
@@ -235,7 +235,7 @@ async function sequenceMask(pattern: string, t: MaskTarget, checkOnly: boolean):
   if (checkOnly) return undefined;
   const raw = await readYa8(
     pattern,
-    ['-f', 'image2', '-start_number', String(from), '-framerate', rationalArg(t.fps), '-i', pattern],
+    { inputArgs: ['-f', 'image2', '-start_number', String(from), '-framerate', rationalArg(t.fps), '-i', pattern] },
     t.frames,
     s.width,
     s.height,

@@ -1,7 +1,7 @@
 // A poster frame for the panel and the web UI: one frame as PNG, in the orientation the editor sees.
 
 import { encodePng } from '../eval/png';
-import { decodeRaw, scaleFilter, seekArgs } from './decode';
+import { decodeRaw, frameSeek, scaleFilter } from './decode';
 import { MediaError } from './errors';
 import { probeMedia } from './probe';
 import { frameTime } from './rational';
@@ -31,12 +31,13 @@ export async function extractStill(file: string, timeSec: number, maxWidth?: num
     height = Math.max(1, Math.round((height * maxWidth) / width));
     width = maxWidth;
   }
+  const { inputArgs, select } = frameSeek(file, v, frame);
   const chunks = decodeRaw({
     file,
-    inputArgs: [...seekArgs(frame, v.fps, v.originSec), '-i', file],
+    inputArgs,
     frames: 1,
     chunkFrames: 1,
-    filters: scaleFilter(width, height, v.colorMatrix),
+    filters: select + scaleFilter(width, height, v.colorMatrix),
     pixFmt: 'rgb24',
     frameBytes: width * height * 3,
     what: `frame ${frame}`,
