@@ -5,6 +5,7 @@
 import { ImageBatch, fromRgb24, imageBatch } from '../diffusion/images';
 import { ffmpegPath } from './binaries';
 import { MediaError } from './errors';
+import { LOCAL_INPUT } from './local-input';
 import { mediaFaults, pause } from './faults';
 import { checkInputFile, ColorMatrix } from './probe';
 import { lastLines, spawnFailure, start } from './process';
@@ -72,6 +73,7 @@ export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChun
   const ffmpeg = ffmpegPath();
   const args = [
     '-nostdin', '-hide_banner', '-v', 'error',
+    ...LOCAL_INPUT,
     ...opts.inputArgs,
     '-map', '0:v:0', '-an', '-sn', '-dn',
     // Passthrough: each decoded frame exactly once. The default (cfr for rawvideo) duplicates or drops frames

@@ -10,6 +10,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ImageBatch, toRgb24 } from '../diffusion/images';
 import { ffmpegPath } from './binaries';
 import { MediaError } from './errors';
+import { LOCAL_INPUT } from './local-input';
 import { mediaFaults, pause } from './faults';
 import { setLastFrameDuration } from './mp4-last-frame';
 import { ColorMatrix, checkInputFile } from './probe';
@@ -213,7 +214,7 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     '-f', 'rawvideo', '-pix_fmt', deep ? 'rgb48le' : 'rgb24', '-s', `${width}x${height}`, '-r', inputRate, '-i', 'pipe:0',
   ];
   if (opts.audio) {
-    args.push('-ss', opts.audio.startSec.toFixed(6), '-t', opts.audio.durationSec.toFixed(6), '-i', opts.audio.file);
+    args.push(...LOCAL_INPUT, '-ss', opts.audio.startSec.toFixed(6), '-t', opts.audio.durationSec.toFixed(6), '-i', opts.audio.file);
   }
   args.push('-map', '0:v:0');
   if (opts.audio) args.push('-map', '1:a:0?');

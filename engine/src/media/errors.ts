@@ -5,6 +5,7 @@ export type MediaErrorCode =
   | 'not-found'
   | 'not-a-file'
   | 'not-media'
+  | 'not-local'
   | 'no-video'
   | 'still-image'
   | 'unsupported-codec'

@@ -8,6 +8,7 @@ import type { MediaInfo } from './probe';
 import { run } from './process';
 import { FrameRange, resolveRange } from './range';
 import { MediaError } from './errors';
+import { LOCAL_INPUT } from './local-input';
 import { frameTime, rationalValue } from './rational';
 
 export interface FrameSelection extends FrameRange {
@@ -49,7 +50,7 @@ export async function packetTimes(info: MediaInfo, fromSec: number, toSec: numbe
   const clock = (t: number) => (v.startTimeSec + t).toFixed(6);
   const interval = `${fromSec > 0 ? clock(fromSec) : ''}%${clock(toSec)}`;
   const r = await run(ffprobePath(), [
-    '-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts', '-read_intervals', interval, '-of', 'csv=p=0', '--', info.path,
+    '-v', 'error', ...LOCAL_INPUT, '-select_streams', String(v.index), '-show_entries', 'packet=pts', '-read_intervals', interval, '-of', 'csv=p=0', '--', info.path,
   ]);
   if (r.code !== 0) return null;
   const tb = rationalValue(v.timeBase);

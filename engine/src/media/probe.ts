@@ -4,6 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { ffmpegPath, ffprobePath } from './binaries';
 import { MediaError } from './errors';
+import { LOCAL_INPUT, refuseManifest } from './local-input';
 import { lastLines, run } from './process';
 import { Rational, formatFps, parseRational, rational, rationalValue } from './rational';
 
@@ -214,12 +215,13 @@ export async function checkInputFile(file: string): Promise<number> {
   if (st.size === 0) {
     throw new MediaError('not-media', `${file} is empty (0 bytes), so it holds no video. Re-export or re-copy it.`, { file });
   }
+  await refuseManifest(file);
   return st.size;
 }
 
 /** Raw ffprobe JSON for a file, or 'not-media' with ffprobe's reason. */
 export async function ffprobeJson(file: string): Promise<ProbeJson> {
-  const r = await run(ffprobePath(), ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', '--', file]);
+  const r = await run(ffprobePath(), ['-v', 'error', ...LOCAL_INPUT, '-print_format', 'json', '-show_format', '-show_streams', '--', file]);
   let json: ProbeJson = {};
   try {
     json = JSON.parse(r.stdout.toString('utf8')) as ProbeJson;
