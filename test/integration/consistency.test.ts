@@ -365,7 +365,7 @@ describe('jobs', () => {
     expect((await probeMedia(out)).video.frameCount).toBe(21);
     // 21 frames in chunks of 16 with the default 4-frame overlap: 16 + (4 + 5) frames edited.
     expect(result.unetEvaluations % 25).toBe(0);
-    expect(result.mattePath).toBe(path.join(root, 'long.out.matte', 'matte_%06d.png'));
+    expect(result.mattePath).toBe(path.join(root, 'long.out.mp4.matte', 'matte_%06d.png'));
     const files = fs.readdirSync(path.dirname(result.mattePath!)).sort();
     expect(files).toHaveLength(21);
     const png = decodePng(fs.readFileSync(path.join(path.dirname(result.mattePath!), files[0])));

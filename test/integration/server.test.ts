@@ -365,13 +365,20 @@ describe('CORS and Origin', () => {
     expect(ok.status).toBe(204);
     expect(ok.text).toBe('');
     expect(ok.headers['access-control-allow-origin']).toBe(EXTRA_ORIGIN);
-    expect(ok.headers['access-control-allow-methods']).toBe('POST, GET');
+    expect(ok.headers['access-control-allow-methods']).toBe('GET, POST');
     expect(ok.headers['access-control-allow-headers']).toMatch(/Authorization/);
     expect(ok.headers['access-control-allow-headers']).toMatch(/Content-Type/);
     expect(ok.headers['access-control-max-age']).toBe('600');
     const bad = await call('OPTIONS', '/v1/jobs', { token: null, headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
     expectProblem(bad, 403);
     expect(bad.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  test('OPTIONS without a token says the same for existing and missing routes and job ids', async () => {
+    const answers = await Promise.all(['/v1/jobs', '/v1/health', '/v1/jobs/nope/result', '/v1/no-such-route', '/v1/jobs/x/cancel'].map((p) => call('OPTIONS', p, { token: null })));
+    const shape = (r: (typeof answers)[number]) => ({ status: r.status, allow: r.headers['allow'], methods: r.headers['access-control-allow-methods'], body: r.text });
+    for (const r of answers) expect(shape(r)).toEqual(shape(answers[0]));
+    expect(shape(answers[0])).toEqual({ status: 204, allow: 'GET, POST, OPTIONS', methods: 'GET, POST', body: '' });
   });
 });
 

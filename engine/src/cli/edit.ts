@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { JobRequest, validationProblem, type JobRequestInput } from '../api/schemas';
 import { dataDir } from '../config/paths';
+import { makePrivateDir } from '../config/private-dir';
 import { CanceledError } from '../editing/types';
 import { InversionCache } from '../jobs/inversion-cache';
 import { mediaProblem } from '../jobs/manager';
@@ -163,6 +164,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     emit({ event: 'plan', frames: plan.frameCount, workingSize: { width: plan.width, height: plan.height }, output });
     if (!json) console.error(`editing ${plan.frameCount} frames at ${plan.width}x${plan.height} → ${output}`);
     const seed = req.seed ?? Math.floor(Math.random() * 2 ** 32);
+    makePrivateDir(dataDir());
     const cache = new InversionCache(path.join(dataDir(), 'cache', 'inversions'), Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3));
     const ctx = {
       worker,

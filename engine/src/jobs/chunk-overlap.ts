@@ -28,7 +28,7 @@ export class ChunkOverlap {
     this.stitcher = new OverlapStitcher(overlap);
     this.latentH = o.height / o.vaeScale;
     this.latentW = o.width / o.vaeScale;
-    if (inversion && req.mask.type === 'auto') this.matte = new MatteSequenceWriter(o.outputPath, o.outWidth, o.outHeight);
+    if (inversion && req.mask.type === 'auto') this.matte = new MatteSequenceWriter(o.outputPath, o.outWidth, o.outHeight, req.output?.overwrite ?? false);
   }
 
   /** The chunk to edit: the decoded frames preceded by `lead` frames of the previous chunk. */

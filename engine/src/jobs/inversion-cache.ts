@@ -5,6 +5,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 import type { InvertedTrajectory } from '../editing/types';
 
 export interface TrajectoryKey {
@@ -27,7 +28,7 @@ export class InversionCache {
     readonly dir: string,
     readonly maxBytes: number,
   ) {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     // An engine killed mid-put leaves its temp file; sweep at start rather than at the next put, which may never come.
     this.entries();
   }
@@ -110,7 +111,7 @@ export class InversionCache {
     const file = this.fileOf(key);
     const tmp = `${file}.partial-${process.pid}`;
     try {
-      const fd = fs.openSync(tmp, 'w');
+      const fd = fs.openSync(tmp, 'w', PRIVATE_FILE_MODE);
       try {
         fs.writeSync(fd, prefix);
         for (const level of [...latents, ...(sourceSteps?.levels ?? [])]) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));

@@ -13,7 +13,9 @@ import { checkNotAnInput, checkOutputTarget } from '../media/output-target';
 import { probeMedia } from '../media/probe';
 import { extractStill } from '../media/still';
 import type { PipelineWorker } from '../worker/pipeline-worker';
+import { makePrivateDir, PRIVATE_DIR_MODE } from '../config/private-dir';
 import { InversionCache } from './inversion-cache';
+import { partialMattePrefix } from './matte-output';
 import { defaultOutputPath, planJob, runJob, type JobPlan } from './runner';
 import { ProblemError, type JobService, type ModelSummary } from './service';
 import { JobStore } from './store';
@@ -74,9 +76,11 @@ export class JobManager implements JobService {
   private closed = false;
 
   private constructor(private readonly o: JobManagerOptions) {
+    makePrivateDir(o.dataDir);
     this.store = new JobStore(path.join(o.dataDir, 'jobs'));
     this.cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), o.cacheBytes ?? Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3));
     this.rendersDir = path.join(o.dataDir, 'renders');
+    fs.mkdirSync(this.rendersDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     this.events.setMaxListeners(0);
   }
 
@@ -389,7 +393,7 @@ function mediaTools(): { ok: boolean; detail?: string } {
   }
 }
 
-/** Temp files the encoder leaves next to an output when the process dies mid-write (media/encode partialPath). */
+/** Temp files the encoder and the matte writer leave next to an output when the process dies mid-write. */
 export function removePartialOutputs(outputPath: string): void {
   const dir = path.dirname(outputPath);
   const ext = path.extname(outputPath);
@@ -400,5 +404,10 @@ export function removePartialOutputs(outputPath: string): void {
   } catch {
     return;
   }
-  for (const name of names) if (name.startsWith(prefix) && name.endsWith(ext)) fs.rmSync(path.join(dir, name), { force: true });
+  const mattePrefix = partialMattePrefix(outputPath);
+  for (const name of names) {
+    if (name.startsWith(prefix) && name.endsWith(ext)) fs.rmSync(path.join(dir, name), { force: true });
+    // A matte sequence's hidden temp folder (jobs/matte-output.ts).
+    if (name.startsWith(mattePrefix)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+  }
 }

@@ -2,11 +2,47 @@
 // change: a PNG sequence next to the output, one 8-bit matte per output frame at the output's size, white = edited.
 // A sequence rather than a matte video because it is lossless (H.264's 4:2:0 would smear a 1-pixel soft edge) and
 // Premiere imports it as a clip; the printf pattern is exactly what `mask: { type: "file", path }` accepts back.
-// Written into a temporary folder and renamed into place when the job succeeds, like the video itself.
+// Written into a hidden temporary folder and renamed into place when the job succeeds, like the video itself. The folder
+// is `<output>.matte` (the output's whole name, so clip.mp4 and clip.mov do not share one) and obeys the output's
+// overwrite rule: an existing one is refused, and with overwrite only a previous matte sequence is replaced, never a
+// folder holding anything else, a file or a symbolic link.
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resizeMask } from '../editing/mask-ops';
 import { encodePng } from '../eval/png';
+
+/** Where a job writing `outputPath` puts its matte sequence. */
+export function matteFolderOf(outputPath: string): string {
+  return `${outputPath}.matte`;
+}
+
+const MATTE_NAME = /^matte_\d{6}\.png$/;
+
+/**
+ * Why the matte folder of `outputPath` may not be written, or undefined. Without overwrite nothing may be there;
+ * with it, only a folder of matte_NNNNNN.png images (an earlier result's matte) is replaced.
+ */
+export function matteFolderProblem(outputPath: string, overwrite: boolean): string | undefined {
+  const dir = matteFolderOf(outputPath);
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch {
+    return undefined;
+  }
+  const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a folder' : 'a file';
+  if (!overwrite) return `${dir} already exists (${what}); the automatic mask's matte sequence goes there. Choose another output name, or allow overwriting it`;
+  if (!st.isDirectory() || st.isSymbolicLink() || fs.readdirSync(dir).some((name) => !MATTE_NAME.test(name))) {
+    return `${dir} is ${what} that is not a matte sequence Reshoot wrote, so it is not replaced even with overwrite. Move it, or choose another output name`;
+  }
+  return undefined;
+}
+
+/** Hidden temp folders a matte writer leaves when the process dies mid-job (see removePartialOutputs). */
+export function partialMattePrefix(outputPath: string): string {
+  return `.${path.basename(matteFolderOf(outputPath))}.partial-`;
+}
 
 export class MatteSequenceWriter {
   readonly dir: string;
@@ -14,14 +50,14 @@ export class MatteSequenceWriter {
   private index = 0;
 
   constructor(
-    outputPath: string,
+    private readonly outputPath: string,
     private readonly width: number,
     private readonly height: number,
+    private readonly overwrite: boolean,
   ) {
-    this.dir = outputPath.replace(/\.[^./\\]+$/, '') + '.matte';
-    this.tmp = `${this.dir}.partial-${process.pid}`;
-    fs.rmSync(this.tmp, { recursive: true, force: true });
-    fs.mkdirSync(this.tmp, { recursive: true });
+    this.dir = matteFolderOf(outputPath);
+    this.tmp = path.join(path.dirname(outputPath), `${partialMattePrefix(outputPath)}${process.pid}-${randomBytes(4).toString('hex')}`);
+    fs.mkdirSync(this.tmp);
   }
 
   /** The printf pattern of the finished sequence. */
@@ -48,8 +84,14 @@ export class MatteSequenceWriter {
     return this.index;
   }
 
+  /** Moves the sequence into place, re-checking the overwrite rule now (the folder may have appeared meanwhile). */
   finish(): string {
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    const problem = matteFolderProblem(this.outputPath, this.overwrite);
+    if (problem) {
+      this.abort();
+      throw new Error(`${problem}; the matte was discarded.`);
+    }
+    if (fs.existsSync(this.dir)) fs.rmSync(this.dir, { recursive: true });
     fs.renameSync(this.tmp, this.dir);
     return this.pattern;
   }

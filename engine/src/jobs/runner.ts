@@ -19,6 +19,7 @@ import type { TaskResult } from '../worker/protocol';
 import { ChunkOverlap } from './chunk-overlap';
 import { fullResOutput, workingSizeOutput, type OutputSink } from './full-res';
 import { InversionCache } from './inversion-cache';
+import { matteFolderProblem } from './matte-output';
 import { latentPreviewPng } from './preview';
 import { ProblemError } from './service';
 
@@ -107,6 +108,8 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
   // Never write over an input (the source, a matte) or into the engine's state, whatever output.overwrite says.
   const clash = inputClash(outputPath, { source: req.source.path, mask: req.mask.type === 'file' ? req.mask.path : undefined });
   if (clash) throw ProblemError.of(422, 'Output not allowed', clash, req.output?.folder && !req.output.path ? 'output.folder' : 'output.path', 'output-not-allowed');
+  const matteProblem = req.method === 'inversion' && req.mask.type === 'auto' ? matteFolderProblem(outputPath, req.output?.overwrite ?? false) : undefined;
+  if (matteProblem) throw ProblemError.of(409, 'Matte folder exists', matteProblem, req.output?.folder && !req.output.path ? 'output.folder' : 'output.path', 'output-exists');
   const folder = path.dirname(outputPath);
   if (!fs.existsSync(folder)) {
     if (req.output?.path) throw ProblemError.of(422, 'Output folder missing', `${folder} does not exist; create it or choose another output path`, 'output.path');

@@ -3,16 +3,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Job } from '../api/schemas';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 
 export class JobStore {
   constructor(readonly dir: string) {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   }
 
   save(job: Job): void {
     const file = path.join(this.dir, `${job.id}.json`);
     const tmp = `${file}.partial-${process.pid}`;
-    fs.writeFileSync(tmp, JSON.stringify(job, null, 1));
+    fs.writeFileSync(tmp, JSON.stringify(job, null, 1), { mode: PRIVATE_FILE_MODE });
     fs.renameSync(tmp, file);
   }
 

@@ -109,9 +109,11 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       res.set({ 'Access-Control-Allow-Origin': origin, 'Access-Control-Expose-Headers': 'Location, Content-Range, Accept-Ranges, Content-Length, WWW-Authenticate' });
     }
     if (req.method === 'OPTIONS') {
-      const methods = allowedMethods(req.path);
+      // The same answer for every path: a preflight needs no token, so a per-path answer would tell anyone which
+      // routes (and job ids) exist. The request itself is then judged by its route and token.
+      const methods = API_METHODS;
       res.set({
-        'Access-Control-Allow-Methods': methods.join(', ') || 'GET, POST',
+        'Access-Control-Allow-Methods': methods.join(', '),
         'Access-Control-Allow-Headers': 'Authorization, Content-Type, Range, Last-Event-ID',
         'Access-Control-Max-Age': '600',
         Allow: [...methods, 'OPTIONS'].join(', '),
@@ -219,6 +221,8 @@ function parseQuery<T extends z.ZodType>(schema: T, req: Request): z.output<T> {
   if (!parsed.success) throw new ProblemError(validationProblem(parsed.error, 'query'));
   return parsed.data;
 }
+
+const API_METHODS = [...new Set(ROUTES.map((r) => r.method))];
 
 function allowedMethods(p: string): string[] {
   return [...new Set(routesForPath(p).map((r) => r.method))];
