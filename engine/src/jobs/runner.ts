@@ -192,9 +192,12 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   let running: RunningTask | undefined;
   let finishing: { abort(): Promise<void> } | undefined;
   let lastPreview = 0;
+  // Stops both decoders at once, even while one waits on a file that stopped answering.
+  const decoding = new AbortController();
   ctx.cancelHook = {
     cancel() {
       canceled = true;
+      decoding.abort();
       running?.cancel();
       // The final write can take long (faststart rewrites the file); a cancel then must still leave no file.
       void finishing?.abort();
@@ -245,7 +248,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     let index = 0;
     let done = 0;
     // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
-    const decodeOpts = rangeDecodeOptions(plan, plan.width, plan.height);
+    const decodeOpts = { ...rangeDecodeOptions(plan, plan.width, plan.height), signal: decoding.signal };
     // The full-size decode selects the same frames from the same options; only the size differs.
     sink = full ? fullResOutput({ file: req.source.path, decode: { ...decodeOpts, width: plan.outWidth, height: plan.outHeight }, encoder, mask: fullMask }) : workingSizeOutput(encoder);
     const frames = readAhead(decodeFrames(req.source.path, decodeOpts));

@@ -37,6 +37,8 @@ export interface DecodeOptions {
   bitDepth?: 8 | 16;
   /** YUV->RGB matrix; pass the probed `video.colorMatrix` (default bt709) so the encoder can invert it exactly. */
   colorMatrix?: ColorMatrix;
+  /** Aborting it stops the decode at once (a canceled job), even while ffmpeg is stalled. */
+  signal?: AbortSignal;
 }
 
 export interface RawDecodeOptions {
@@ -52,6 +54,8 @@ export interface RawDecodeOptions {
   frameBytes: number;
   /** E.g. "frames 10..19", for error messages. */
   what: string;
+  /** Stops ffmpeg at once (a cancel), whatever it is waiting on; the generator then throws. */
+  signal?: AbortSignal;
 }
 
 export interface RawChunk {
@@ -62,6 +66,33 @@ export interface RawChunk {
 function positiveInt(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`decode: ${name} must be a positive integer, got ${String(v)}`);
   return v;
+}
+
+/** How long a decode may wait for ffmpeg's next bytes before it is taken for stalled: RESHOOT_MEDIA_STALL_MS, or 60 s. */
+function stallMs(): number {
+  const v = Number(process.env.RESHOOT_MEDIA_STALL_MS);
+  return Number.isFinite(v) && v > 0 ? v : 60_000;
+}
+
+async function untilStalledOrAborted<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | 'stalled' | 'aborted'> {
+  // Left pending when the decode stops; its later failure (the pipe destroyed) must not count as unhandled.
+  p.catch(() => undefined);
+  if (signal?.aborted) return 'aborted';
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), ms))),
+      new Promise<'aborted'>((resolve) => {
+        onAbort = () => resolve('aborted');
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 /**
@@ -90,7 +121,21 @@ export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChun
   let filled = 0;
   let need = 0;
   try {
-    for await (const piece of ff.proc.stdout as AsyncIterable<Buffer>) {
+    const pieces = (ff.proc.stdout as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    for (;;) {
+      // Only while waiting for ffmpeg: a consumer that is slow to ask for the next chunk pauses ffmpeg, not this.
+      const next = await untilStalledOrAborted(pieces.next(), stallMs(), opts.signal);
+      if (next === 'aborted' || next === 'stalled') {
+        await ff.kill();
+        if (next === 'aborted') throw new MediaError('ffmpeg-failed', `Decoding ${opts.what} of ${opts.file} was stopped.`, { file: opts.file });
+        throw new MediaError(
+          'ffmpeg-failed',
+          `${opts.file} stopped delivering frames: nothing for ${stallMs() / 1000} s while decoding ${opts.what}. The file may sit on a drive that is not answering (a network share, a stalled sync); copy it to a local drive and try again.`,
+          { file: opts.file },
+        );
+      }
+      if (next.done) break;
+      const piece = next.value;
       let off = 0;
       while (off < piece.length && delivered < opts.frames) {
         if (!chunk) {
@@ -202,6 +247,7 @@ export async function* decodeFrameBytes(file: string, opts: DecodeOptions): Asyn
     pixFmt: deep ? 'rgb48le' : 'rgb24',
     frameBytes: width * height * (deep ? 6 : 3),
     what: `frames ${opts.startFrame}..${opts.startFrame + frames - 1}`,
+    ...(opts.signal ? { signal: opts.signal } : {}),
   })) {
     await pause(slowMs);
     yield c;

@@ -51,7 +51,7 @@ export async function packetTimes(info: MediaInfo, fromSec: number, toSec: numbe
   const interval = `${fromSec > 0 ? clock(fromSec) : ''}%${clock(toSec)}`;
   const r = await run(ffprobePath(), [
     '-v', 'error', ...LOCAL_INPUT, '-select_streams', String(v.index), '-show_entries', 'packet=pts', '-read_intervals', interval, '-of', 'csv=p=0', '--', info.path,
-  ]);
+  ], info.path);
   if (r.code !== 0) return null;
   const tb = rationalValue(v.timeBase);
   const out: number[] = [];

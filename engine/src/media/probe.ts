@@ -221,7 +221,7 @@ export async function checkInputFile(file: string): Promise<number> {
 
 /** Raw ffprobe JSON for a file, or 'not-media' with ffprobe's reason. */
 export async function ffprobeJson(file: string): Promise<ProbeJson> {
-  const r = await run(ffprobePath(), ['-v', 'error', ...LOCAL_INPUT, '-print_format', 'json', '-show_format', '-show_streams', '--', file]);
+  const r = await run(ffprobePath(), ['-v', 'error', ...LOCAL_INPUT, '-print_format', 'json', '-show_format', '-show_streams', '--', file], file);
   let json: ProbeJson = {};
   try {
     json = JSON.parse(r.stdout.toString('utf8')) as ProbeJson;

@@ -5,6 +5,7 @@
 
 import { spawn, ChildProcessWithoutNullStreams } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { basename } from 'node:path';
 import { MediaError } from './errors';
 
 const STDERR_TAIL = 8192;
@@ -113,22 +114,43 @@ async function slot(): Promise<() => void> {
   return release;
 }
 
-/** Run to completion, collecting stdout (small outputs only: probe JSON, a PNG still, codec lists). */
-export async function run(bin: string, args: readonly string[]): Promise<RunResult> {
+/** How long a short run may take: RESHOOT_PROBE_TIMEOUT_MS, or 30 s (a local probe takes well under a second). */
+function shortRunTimeoutMs(): number {
+  const v = Number(process.env.RESHOOT_PROBE_TIMEOUT_MS);
+  return Number.isFinite(v) && v > 0 ? v : 30_000;
+}
+
+/**
+ * Run to completion, collecting stdout (small outputs only: probe JSON, a PNG still, codec lists). A run that has not
+ * finished within the timeout (a file on a drive that stopped answering) is killed and fails with 'ffmpeg-failed'
+ * naming `file`.
+ */
+export async function run(bin: string, args: readonly string[], file?: string): Promise<RunResult> {
   const release = await slot();
   try {
-    return await runNow(bin, args);
+    return await runNow(bin, args, file);
   } finally {
     release();
   }
 }
 
-async function runNow(bin: string, args: readonly string[]): Promise<RunResult> {
+async function runNow(bin: string, args: readonly string[], file?: string): Promise<RunResult> {
   const r = start(bin, args);
   r.proc.stdin.end();
   const chunks: Buffer[] = [];
   r.proc.stdout.on('data', (b: Buffer) => chunks.push(b));
-  const exit = await r.exited;
+  const ms = shortRunTimeoutMs();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  const exit = await Promise.race([r.exited, late]).finally(() => clearTimeout(timer));
+  if (exit === 'late') {
+    await r.kill();
+    throw new MediaError(
+      'ffmpeg-failed',
+      `${file ?? 'The media'} could not be read: ${basename(bin)} got no answer within ${ms / 1000} s. The file may sit on a drive that is not answering (a network share, a stalled sync); copy it to a local drive and try again.`,
+      file === undefined ? {} : { file },
+    );
+  }
   if (exit.spawnError) throw spawnFailure(bin, exit.spawnError);
   return { ...exit, stdout: Buffer.concat(chunks), stderr: r.stderrTail() };
 }
