@@ -9,7 +9,7 @@ import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
 import { loadMask } from '../media/mask-input';
-import { inputClash } from '../media/output-target';
+import { checkNotAnInput, checkOutputTarget, inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
 import { selectFrames, type FrameSelection } from '../media/frame-times';
 import { workingSize } from '../media/working-size';
@@ -140,6 +140,12 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
   };
 }
 
+/** Where a result may be written (media/output-target.ts), resolved through links as the file system is now. */
+function checkWriteTarget(req: JobRequest, plan: JobPlan): void {
+  checkNotAnInput(plan.outputPath, { source: req.source.path, mask: req.mask.type === 'file' ? req.mask.path : undefined });
+  checkOutputTarget(plan.outputPath, { overwrite: req.output?.overwrite ?? false, mayCreateFolder: false, videoName: !!req.output?.path });
+}
+
 /** How to decode exactly the plan's frames at a given size (the working-size and the full-size decode share it). */
 export function rangeDecodeOptions(plan: JobPlan, width: number, height: number): DecodeOptions {
   const v = plan.info.video;
@@ -207,6 +213,10 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     if (canceled) throw new CanceledError();
   };
 
+  // The output rules again, now: the folder may have been swapped for a link while the job waited (or the engine
+  // restarted), and once more just before the rename.
+  const checkTarget = () => checkWriteTarget(req, plan);
+  checkTarget();
   progress.stage('decoding', 0.01);
   const maskSpec = req.mask.type === 'box' || req.mask.type === 'file' ? req.mask : undefined;
   const fullMask: MaskBatch | undefined = maskSpec
@@ -238,6 +248,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     overwrite: req.output?.overwrite ?? false,
     colorMatrix: plan.info.video.colorMatrix,
     sampleAspect: plan.info.video.sampleAspect,
+    beforeRename: checkTarget,
   });
   const seams = new ChunkOverlap(req, { ...plan, vaeScale: model.vaeScale });
   let unetEvaluations = 0;

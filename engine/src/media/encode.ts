@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, rename, stat, unlink } from 'node:fs/promises';
+import { access, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ImageBatch, toRgb24 } from '../diffusion/images';
@@ -42,6 +42,8 @@ export interface EncoderOptions {
    * timestamps in `timeBase` (the source's, so they come back exactly); `fps` then only labels the input.
    */
   frameTimes?: number[];
+  /** Runs just before the finished file is renamed to the output; throwing discards it (the output rules, re-checked). */
+  beforeRename?: () => void | Promise<void>;
   /** With frameTimes: when the last frame ends (the next source frame's time, or the range's out point). */
   endSec?: number;
   timeBase?: Rational;
@@ -195,11 +197,13 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   const pixFmt = prores ? 'yuv422p10le' : odd444 ? 'yuv444p' : 'yuv420p';
   const deep = opts.inputBitDepth === undefined ? prores : opts.inputBitDepth === 16;
 
-  const tempPath = partialPath(output);
+  let tempPath = partialPath(output);
   try {
     // Creating the temp file ourselves proves the folder is writable (read-only mounts pass access() checks
     // on some systems) before any frame is computed.
     await (await open(tempPath, 'wx')).close();
+    // Resolved once: the links in its folder path as they are now, not as they may be when the job ends.
+    tempPath = await realpath(tempPath);
   } catch (e) {
     throw new MediaError('output-not-writable', `Cannot write into ${dirname(output)} (${(e as Error).message}). Choose another output folder or fix its permissions.`, { file: output, cause: e });
   }
@@ -331,6 +335,13 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       if (aborted()) {
         await removeTemp();
         throw new MediaError('ffmpeg-failed', `Writing ${output} was stopped; no file was written.`, { file: output });
+      }
+      try {
+        await opts.beforeRename?.();
+      } catch (e) {
+        state = 'done';
+        await removeTemp();
+        throw e;
       }
       try {
         await rename(tempPath, output);
