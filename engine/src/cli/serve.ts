@@ -33,7 +33,8 @@ export async function runServe(argv: string[]): Promise<number> {
         `Leave --host out (127.0.0.1 is the default); to serve other machines on purpose (a render node behind a firewall), add --allow-non-loopback.`,
     );
   }
-  const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+  // Control characters escaped: a path or prompt with a newline in it must not forge a line of its own.
+  const log = (line: string) => console.error(`${new Date().toISOString()} ${escapeControls(line)}`);
   const token = loadOrCreateToken(configDir());
   const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
     providers: values.provider ? parseProviders(values.provider) : [],
@@ -64,4 +65,9 @@ export async function runServe(argv: string[]): Promise<number> {
   await server.close();
   await worker.terminate();
   return 0;
+}
+
+/** Control characters (and the Unicode line separators) written as \uXXXX. */
+export function escapeControls(line: string): string {
+  return line.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -2,15 +2,21 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+/** An environment folder as the XDG spec reads it: set, not empty, and absolute, else ignored. */
+function absoluteEnv(name: string): string | undefined {
+  const v = process.env[name];
+  return v && path.isAbsolute(v) ? v : undefined;
+}
+
 function platformBase(kind: 'data' | 'config'): string {
   const home = os.homedir();
   switch (process.platform) {
     case 'win32':
-      return kind === 'data' ? process.env.LOCALAPPDATA ?? path.join(home, 'AppData', 'Local') : process.env.APPDATA ?? path.join(home, 'AppData', 'Roaming');
+      return kind === 'data' ? absoluteEnv('LOCALAPPDATA') ?? path.join(home, 'AppData', 'Local') : absoluteEnv('APPDATA') ?? path.join(home, 'AppData', 'Roaming');
     case 'darwin':
       return path.join(home, 'Library', 'Application Support');
     default:
-      return kind === 'data' ? process.env.XDG_DATA_HOME ?? path.join(home, '.local', 'share') : process.env.XDG_CONFIG_HOME ?? path.join(home, '.config');
+      return kind === 'data' ? absoluteEnv('XDG_DATA_HOME') ?? path.join(home, '.local', 'share') : absoluteEnv('XDG_CONFIG_HOME') ?? path.join(home, '.config');
   }
 }
 

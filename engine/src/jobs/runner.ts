@@ -69,7 +69,9 @@ export function sizeMultiple(model: ModelInfo): number {
 export function defaultOutputPath(req: JobRequest, jobId: string, rendersDir: string): string {
   const ext = req.output?.codec === 'prores' ? '.mov' : '.mp4';
   if (req.output?.path) return path.resolve(req.output.path);
-  const base = path.basename(req.source.path).replace(/\.[^.]+$/, '');
+  let base = path.basename(req.source.path).replace(/\.[^.]+$/, '');
+  // A long source name must still leave room for the job id and the engine's temporary names (255 bytes a name).
+  while (Buffer.byteLength(base) > 120) base = base.slice(0, -1);
   const folder = req.output?.folder ? path.resolve(req.output.folder) : rendersDir;
   return path.join(folder, `${base}.reshoot-${jobId}${ext}`);
 }

@@ -74,6 +74,12 @@ export function checkOutputTarget(output: string, o: OutputTargetOptions): void 
   if (o.videoName && !(VIDEO_EXTENSIONS as readonly string[]).includes(ext)) {
     throw new MediaError('output-not-allowed', `${file} is not a video file name: the engine writes results only to files ending in ${VIDEO_EXTENSIONS.join(', ')}. Choose a name such as ${path.basename(file, ext)}.mp4.`, { file });
   }
+  // The longest name the engine makes beside the result (the matte's hidden temp folder) must fit a file name (255 bytes).
+  const longest = `.${path.basename(file)}.matte.partial-${process.pid}-12345678`;
+  if (Buffer.byteLength(longest) > 255) {
+    const room = 255 - (Buffer.byteLength(longest) - Buffer.byteLength(path.basename(file)));
+    throw new MediaError('output-not-allowed', `The file name ${path.basename(file)} is too long (${Buffer.byteLength(path.basename(file))} bytes): the engine needs room beside it for its temporary files. Choose a name of at most ${room} bytes.`, { file });
+  }
   const system = systemFolderOf(folder);
   if (system !== undefined) {
     throw new MediaError('output-not-allowed', `${file} lies in the system folder ${system}; Reshoot does not write results there. Choose a folder of your own, e.g. next to the project.`, { file });

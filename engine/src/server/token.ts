@@ -59,8 +59,10 @@ function readToken(file: string): string | undefined {
   tighten(file, 0o600);
   const token = fs.readFileSync(file, 'utf8').trim();
   if (token === '') return undefined;
-  if (token.length < MIN_TOKEN_CHARS || /\s/.test(token)) {
-    throw new Error(`${file} holds a token that is too short or contains spaces (at least ${MIN_TOKEN_CHARS} characters, no spaces); delete the file and start the engine again to create a strong one`);
+  // Printable ASCII only: anything else cannot travel in an Authorization header, so the engine would start with a
+  // token no client can send.
+  if (token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
+    throw new Error(`${file} holds a token that is too short or has spaces or characters other than printable ASCII (at least ${MIN_TOKEN_CHARS} characters); delete the file and start the engine again to create a strong one`);
   }
   return token;
 }
