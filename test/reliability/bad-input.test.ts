@@ -119,6 +119,7 @@ function cases(): Case[] {
     { name: 'mask of the wrong aspect', send: () => post(job({ mask: { type: 'file', path: fx.matteSquare } })), status: 422, field: 'mask.path', says: /64x64.*Export the matte at the clip's frame size/ },
     { name: 'mask that is not an image', send: () => post(job({ mask: { type: 'file', path: fx.matteText } })), status: 422, field: 'mask.path', says: /not an image.*Export it as PNG/ },
     { name: 'mask box outside the frame', send: () => post(job({ mask: { type: 'box', x: 0.8, y: 0.1, w: 0.5, h: 0.5 } })), status: 400, says: /inside the frame/ },
+    { name: 'mask box too small to cover a pixel', send: () => post(job({ mask: { type: 'box', x: 0.5, y: 0.5, w: 0.0001, h: 0.0001 } })), status: 422, field: 'mask', says: /covers no pixel.*draw a larger box/ },
     { name: 'auto mask with SDEdit', send: () => post(job({ method: 'sdedit', mask: { type: 'auto' } })), status: 422, field: 'mask.type', says: /use method "inversion"/ },
     // Outputs
     { name: 'output file exists', send: () => post(job({ output: { path: existing } })), status: 409, field: 'output.path', says: /overwrite/ },

@@ -163,9 +163,12 @@ export class JobManager implements JobService {
     const plan: JobPlan = await planJob(request, this.o.worker.info, outputPath).catch(
       asMediaProblem((e) => (e.code === 'bad-range' ? (/out point/.test(e.message) ? 'source.out' : 'source.in') : e.code === 'bad-mask' ? 'mask.path' : 'source.path')),
     );
-    if (mask) {
-      const target = { frames: plan.frameCount, width: plan.width, height: plan.height, startFrame: plan.startFrame, fps: plan.info.video.fps, sourceWidth: plan.outWidth, sourceHeight: plan.outHeight };
-      await checkMask({ kind: 'file', path: mask.path }, target).catch(asMediaProblem(() => 'mask.path'));
+    const target = { frames: plan.frameCount, width: plan.width, height: plan.height, startFrame: plan.startFrame, fps: plan.info.video.fps, sourceWidth: plan.outWidth, sourceHeight: plan.outHeight };
+    if (mask) await checkMask({ kind: 'file', path: mask.path }, target).catch(asMediaProblem(() => 'mask.path'));
+    // A box too small to cover a pixel at the working size used to fail only when the job ran.
+    if (request.mask.type === 'box') {
+      const { x, y, w, h } = request.mask;
+      await checkMask({ kind: 'box', x, y, w, h }, target).catch(asMediaProblem(() => 'mask'));
     }
     // A second job writing the same file would collide at rename time; refuse it now.
     const clash = [...this.jobs.values()].find((j) => (j.state === 'queued' || j.state === 'running') && j.outputPath === outputPath);
