@@ -155,7 +155,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     if (!json) console.error(`model ${info.name} on ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`);
     let plan;
     try {
-      plan = await planJob(req, info, output);
+      plan = await planJob(req, info, output, media);
     } catch (err) {
       if (err instanceof MediaError) throw new CliError(cliWording(mediaProblem(err, 'source').message), 1);
       if (err instanceof ProblemError) throw new CliError(cliWording(err.message), 1);

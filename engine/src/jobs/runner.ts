@@ -76,10 +76,13 @@ export function defaultOutputPath(req: JobRequest, jobId: string, rendersDir: st
   return path.join(folder, `${base}.reshoot-${jobId}${ext}`);
 }
 
-/** Checks a request against the media and the file system; throws ProblemError (4xx) with the field at fault. */
-export async function planJob(req: JobRequest, model: ModelInfo, outputPath: string): Promise<JobPlan> {
+/**
+ * Checks a request against the media and the file system; throws ProblemError (4xx) with the field at fault. `media`:
+ * the source as the caller has just probed it (the CLI probes first to know the clip's length).
+ */
+export async function planJob(req: JobRequest, model: ModelInfo, outputPath: string, media?: MediaInfo): Promise<JobPlan> {
   const probeStart = performance.now();
-  const info = await probeMedia(req.source.path);
+  const info = media ?? (await probeMedia(req.source.path));
   const probeMs = performance.now() - probeStart;
   const range = await selectFrames(info, { in: req.source.in, out: req.source.out });
   let frameCount = range.frameCount;

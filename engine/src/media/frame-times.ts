@@ -45,7 +45,7 @@ export async function selectFrames(info: MediaInfo, range: { in: number; out: nu
  * Presentation times (after the stream's first frame, sorted) of the video packets between `fromSec` and `toSec`,
  * or null when the container does not time its packets (AVI, raw streams), where only the grid can be used.
  */
-export async function packetTimes(info: MediaInfo, fromSec: number, toSec: number): Promise<number[] | null> {
+async function packetTimes(info: MediaInfo, fromSec: number, toSec: number): Promise<number[] | null> {
   const v = info.video;
   const clock = (t: number) => (v.startTimeSec + t).toFixed(6);
   const interval = `${fromSec > 0 ? clock(fromSec) : ''}%${clock(toSec)}`;
