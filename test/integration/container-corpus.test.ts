@@ -54,10 +54,10 @@ async function codecBound(plan: JobPlan, file: string, out: string): Promise<str
 const PROMPT = 'a red car on a gray road';
 
 it('covers every container of the corpus', () => {
-  expect(corpus.map((c) => c.name)).toHaveLength(18);
+  expect(corpus.map((c) => c.name)).toHaveLength(19);
 });
 
-describe.each(Array.from({ length: 18 }, (_, i) => i))('corpus clip %i', (i) => {
+describe.each(Array.from({ length: 19 }, (_, i) => i))('corpus clip %i', (i) => {
   it('comes back frame-exact with its audio in sync', async () => {
     const clip = corpus[i];
     const out = path.join(root, `out-${i}.mp4`);
@@ -98,7 +98,7 @@ describe.each(Array.from({ length: 18 }, (_, i) => i))('corpus clip %i', (i) => 
     // Each output frame's own time, relative to the first: the source's spacing, kept (variable rate included).
     let maxDt = 0;
     output.times.forEach((t, j) => (maxDt = Math.max(maxDt, Math.abs(t - (expected[j].t - expected[0].t)))));
-    expect(maxDt).toBeLessThan(0.001);
+    expect(maxDt).toBeLessThan(clip.timeToleranceSec ?? 0.001);
     // The best-matching source frame (of the expected one and its three neighbours each side) is the expected one.
     let worst = Infinity;
     const bound = decodeAll(await codecBound(plan, clip.file, path.join(root, `bound-${i}.mp4`)), ...SMALL);

@@ -16,6 +16,8 @@ export interface CorpusClip {
   sampleAspect?: [number, number];
   /** Variable frame rate: the result keeps each frame's own timestamp. */
   variable?: boolean;
+  /** How far an output frame's time may sit from the source's (default 1 ms). */
+  timeToleranceSec?: number;
   /** Matroska/WebM: timestamps are whole milliseconds, so the container itself places audio to ±0.5 ms. */
   millisecondClock?: boolean;
   /** MPEG-TS family: the bundled ffprobe (a 2023 git build) crashes on these. */
@@ -97,6 +99,12 @@ export function makeCorpus(dir: string): CorpusClip[] {
   const jitter = at('vfr-jitter.mp4');
   ffmpeg([...pattern('320x240', '30', ",settb=1/90000,setpts='(N/30+0.012*sin(N*2.3))/TB'"), ...WITH_CHIRP, ...AV, ...H264, '-vsync', 'passthrough', '-video_track_timescale', '90000', '-c:a', 'aac', jitter]);
   add({ name: 'VFR: jittered timestamps', file: jitter, range, hasAudio: true, display: [320, 240], variable: true });
+
+  // A careless muxer: jittered times rounded to the 1/30 s clock, so some frames share a timestamp (Matroska keeps them).
+  const duplicated = at('vfr-duplicate-times.mkv');
+  ffmpeg([...pattern('320x240', '30', ",setpts='(N/30+0.01*sin(N*1.7))/TB'"), ...WITH_CHIRP, ...AV, ...H264, '-vsync', 'passthrough', '-c:a', 'aac', duplicated]);
+  // Frames that share a time come back one tick (1 ms in Matroska) apart, as a muxer needs them.
+  add({ name: 'VFR: frames sharing a timestamp (Matroska)', file: duplicated, range, hasAudio: true, display: [320, 240], variable: true, millisecondClock: true, timeToleranceSec: 0.0011 });
 
   const hevc = at('hevc-10bit.mp4');
   ffmpeg([...pattern('320x240', '24'), ...WITH_CHIRP, ...AV, '-c:v', 'libx265', '-preset', 'ultrafast', '-x265-params', 'log-level=error:crf=12', '-pix_fmt', 'yuv420p10le', '-tag:v', 'hvc1', '-c:a', 'aac', hevc]);

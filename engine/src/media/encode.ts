@@ -372,6 +372,8 @@ export function variableTiming(times: number[], timeBase?: Rational): { filter: 
   if (times.length === 0) throw new RangeError('variableTiming: no frame times');
   const timescale = timeBase && timeBase.num === 1 && timeBase.den >= 1000 && timeBase.den <= 1_000_000 ? timeBase.den : 90000;
   const ticks = times.map((t) => Math.round(t * timescale));
+  // Strictly increasing: frames that share a timestamp in the source are one tick apart, as a muxer needs them.
+  for (let i = 1; i < ticks.length; i++) ticks[i] = Math.max(ticks[i], ticks[i - 1] + 1);
   const tree = (lo: number, hi: number): string => {
     if (hi - lo === 1) return String(ticks[lo]);
     const mid = (lo + hi) >> 1;

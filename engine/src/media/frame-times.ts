@@ -62,8 +62,9 @@ async function packetTimes(info: MediaInfo, fromSec: number, toSec: number): Pro
     if (!Number.isFinite(pts)) return null;
     out.push(pts * tb - v.startTimeSec);
   }
-  out.sort((a, b) => a - b);
-  return out.filter((t, i) => i === 0 || t - out[i - 1] > 1e-9);
+  // Two packets with one timestamp (a careless muxer) are still two frames the decoder delivers: kept, so the count
+  // matches what ffmpeg hands over; the grid check then sees a slot taken twice.
+  return out.sort((a, b) => a - b);
 }
 
 /** Every frame within a quarter frame of the grid, and no grid slot skipped or taken twice. */
