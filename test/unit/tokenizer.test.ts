@@ -28,6 +28,13 @@ function idsOf(g: GeneratedVocab, tokens: string[]): number[] {
   });
 }
 
+/** The parts of a Hugging Face tokenizer.json these tests read or rewrite. */
+interface FastTokenizerJson {
+  model: { merges: string[] | string[][] };
+  added_tokens: { id: number; content: string }[];
+  post_processor: unknown;
+}
+
 describe('buildClipVocab', () => {
   it('lays out the vocabulary like CLIP: byte alphabet, </w> twins, merge results, specials last', () => {
     const g = buildClipVocab(['red', 'car']);
@@ -82,12 +89,12 @@ describe('buildClipVocab', () => {
       'tokenizer_config.json',
       'vocab.json',
     ]);
-    const cfg = JSON.parse(sd1.files['tokenizer_config.json']);
+    const cfg: unknown = JSON.parse(sd1.files['tokenizer_config.json']);
     expect(cfg).toMatchObject({ model_max_length: 16, do_lower_case: true, tokenizer_class: 'CLIPTokenizer', pad_token: '<|endoftext|>' });
-    const fast = JSON.parse(sd1.files['tokenizer.json']);
+    const fast = JSON.parse(sd1.files['tokenizer.json']) as FastTokenizerJson;
     expect(fast.model).toMatchObject({ type: 'BPE', end_of_word_suffix: '</w>', continuing_subword_prefix: '', unk_token: '<|endoftext|>' });
     expect(fast.model.merges).toEqual(['r e', 're d</w>']);
-    expect(fast.added_tokens.map((a: { id: number; content: string }) => [a.id, a.content])).toEqual([
+    expect(fast.added_tokens.map((a) => [a.id, a.content])).toEqual([
       [514, '<|startoftext|>'],
       [515, '<|endoftext|>'],
     ]);
@@ -96,7 +103,7 @@ describe('buildClipVocab', () => {
     const sd2 = buildClipVocab(['red'], { pad: '!', format: 'tokenizer.json' });
     expect(sd2.padId).toBe(0);
     expect(Object.keys(sd2.files).sort()).toEqual(['special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
-    expect(JSON.parse(sd2.files['special_tokens_map.json']).pad_token).toBe('!');
+    expect(JSON.parse(sd2.files['special_tokens_map.json'])).toMatchObject({ pad_token: '!' });
   });
 });
 
@@ -108,9 +115,9 @@ describe('ClipTokenizer.tokenize / encode', () => {
   it('encodes a prompt to BOS, one id per word, EOS, then eos padding to 77', () => {
     const e = t.encode('A RED  car on a gray road');
     const content = idsOf(g, ['a</w>', 'red</w>', 'car</w>', 'on</w>', 'a</w>', 'gray</w>', 'road</w>']);
-    expect(e.ids).toEqual([bos, ...content, eos, ...new Array(77 - 9).fill(eos)]);
+    expect(e.ids).toEqual([bos, ...content, eos, ...new Array<number>(77 - 9).fill(eos)]);
     expect(e.ids).toHaveLength(77);
-    expect(e.attentionMask).toEqual([...new Array(9).fill(1), ...new Array(68).fill(0)]);
+    expect(e.attentionMask).toEqual([...new Array<number>(9).fill(1), ...new Array<number>(68).fill(0)]);
     expect(e).toMatchObject({ truncated: false, droppedTokens: 0, unknownTokens: 0 });
     expect(t.tokenize('  \t a\nRED car ')).toEqual(idsOf(g, ['a</w>', 'red</w>', 'car</w>']));
     expect([t.bosId, t.eosId, t.padId, t.maxLength, t.vocabSize]).toEqual([bos, eos, eos, 77, eos + 1]);
@@ -143,6 +150,23 @@ describe('ClipTokenizer.tokenize / encode', () => {
     expect(t.tokenize('\u00ad')).toEqual(idsOf(g, ['Â', 'Ń</w>']));
   });
 
+  it('cleans a prompt as CLIP does (ftfy, double HTML unescape, Python whitespace) before splitting', () => {
+    const redCar = idsOf(g, ['red</w>', 'car</w>']);
+    const messyRedCars = ['ＲＥＤ ｃａｒ', '\ufeffred car', 'red&nbsp;car', 'red&amp;nbsp;car', 'RED\u3000CAR'];
+    messyRedCars.push(' red\u2003car\r\n');
+    for (const messy of messyRedCars) {
+      expect([messy, t.tokenize(messy)]).toEqual([messy, redCar]);
+    }
+    expect(t.tokenize('“red” car')).toEqual(idsOf(g, ['"</w>', 'red</w>', '"</w>', 'car</w>']));
+    expect(t.tokenize('it’s')).toEqual(t.tokenize("it's"));
+    expect(t.tokenize('ﬁeld')).toEqual(idsOf(g, ['field</w>']));
+    expect(t.tokenize('cafÃ©')).toEqual(idsOf(g, ['ca', 'f', 'Ã', '©</w>']));
+    expect(t.tokenize('&amp;amp;')).toEqual(idsOf(g, ['&</w>']));
+    // U+FEFF is whitespace to JavaScript's \s but a removed control character to ftfy: the words join
+    expect(t.tokenize('red\ufeffcar')).toEqual(t.tokenize('redcar'));
+    expect(t.decode(t.tokenize('ＲＥＤ&amp;ｃａｒ'))).toBe('red & car');
+  });
+
   it('maps symbols missing from a small vocabulary to the unk (eos) id and counts them', () => {
     const small = { ...g.vocab };
     delete small['q</w>'];
@@ -154,22 +178,22 @@ describe('ClipTokenizer.tokenize / encode', () => {
   });
 
   it('truncates to 75 content tokens and keeps EOS last', () => {
-    const long = new Array(100).fill('red').join(' ');
+    const long = new Array<string>(100).fill('red').join(' ');
     const e = t.encode(long);
     expect(e.ids).toHaveLength(77);
     expect(e.ids[0]).toBe(bos);
-    expect(e.ids.slice(1, 76)).toEqual(new Array(75).fill(g.vocab['red</w>']));
+    expect(e.ids.slice(1, 76)).toEqual(new Array<number>(75).fill(g.vocab['red</w>']));
     expect(e.ids[76]).toBe(eos);
     expect(e).toMatchObject({ truncated: true, droppedTokens: 25 });
-    expect(e.attentionMask).toEqual(new Array(77).fill(1));
+    expect(e.attentionMask).toEqual(new Array<number>(77).fill(1));
 
-    const exact = t.encode(new Array(75).fill('car').join(' '));
+    const exact = t.encode(new Array<string>(75).fill('car').join(' '));
     expect(exact).toMatchObject({ truncated: false, droppedTokens: 0 });
     expect(exact.ids[75]).toBe(g.vocab['car</w>']);
     expect(exact.ids[76]).toBe(eos);
 
     // a word of several BPE pieces counts each piece
-    const pieces = t.encode(new Array(74).fill('car').join(' ') + ' zq');
+    const pieces = t.encode(new Array<string>(74).fill('car').join(' ') + ' zq');
     expect(pieces).toMatchObject({ truncated: true, droppedTokens: 1 });
     expect(pieces.ids.slice(74, 77)).toEqual([g.vocab['car</w>'], g.vocab['z'], eos]);
   });
@@ -191,7 +215,7 @@ describe('ClipTokenizer.fromFolder', () => {
     const t = ClipTokenizer.fromFolder(writeFolder(g.files));
     expect([t.bosId, t.eosId, t.padId, t.maxLength]).toEqual([g.bosId, g.eosId, g.eosId, 77]);
     const e = t.encode('red car');
-    expect(e.ids).toEqual([g.bosId, ...idsOf(g, ['red</w>', 'car</w>']), g.eosId, ...new Array(73).fill(g.eosId)]);
+    expect(e.ids).toEqual([g.bosId, ...idsOf(g, ['red</w>', 'car</w>']), g.eosId, ...new Array<number>(73).fill(g.eosId)]);
     for (const p of prompts) expect(t.encode(p)).toEqual(tok(g).encode(p));
   });
 
@@ -202,21 +226,21 @@ describe('ClipTokenizer.fromFolder', () => {
     const fastStrings = { ...g.files };
     delete fastStrings['vocab.json'];
     delete fastStrings['merges.txt'];
-    const fj = JSON.parse(g.files['tokenizer.json']);
+    const fj = JSON.parse(g.files['tokenizer.json']) as FastTokenizerJson;
     fj.model.merges = (fj.model.merges as string[]).map((m) => m.split(' '));
     const fastPairs = { ...fastStrings, 'tokenizer.json': JSON.stringify(fj) };
 
     const tokenizers = [slow, fastStrings, fastPairs].map((f) => ClipTokenizer.fromFolder(writeFolder(f)));
     for (const t of tokenizers) {
       expect(t.padId).toBe(0);
-      expect(t.encode('red car').ids).toEqual([g.bosId, ...idsOf(g, ['red</w>', 'car</w>']), g.eosId, ...new Array(73).fill(0)]);
+      expect(t.encode('red car').ids).toEqual([g.bosId, ...idsOf(g, ['red</w>', 'car</w>']), g.eosId, ...new Array<number>(73).fill(0)]);
       for (const p of prompts) expect(t.encode(p)).toEqual(tokenizers[0].encode(p));
     }
   });
 
   it('resolves pad from special_tokens_map.json before tokenizer_config.json, objects with content too', () => {
     const g = buildClipVocab(['red'], { pad: 'eos' });
-    const cfg = JSON.parse(g.files['tokenizer_config.json']);
+    const cfg = JSON.parse(g.files['tokenizer_config.json']) as Record<string, unknown>;
     const onlyConfig: Record<string, string> = { ...g.files, 'tokenizer_config.json': JSON.stringify({ ...cfg, pad_token: { content: '!' } }) };
     delete onlyConfig['special_tokens_map.json'];
     expect(ClipTokenizer.fromFolder(writeFolder(onlyConfig)).padId).toBe(0);
@@ -236,7 +260,7 @@ describe('ClipTokenizer.fromFolder', () => {
   it('reads model_max_length and treats the "no limit" sentinel as 77', () => {
     const g = buildClipVocab(['red'], { maxLength: 12 });
     expect(ClipTokenizer.fromFolder(writeFolder(g.files)).encode('red').ids).toHaveLength(12);
-    const cfg = JSON.parse(g.files['tokenizer_config.json']);
+    const cfg = JSON.parse(g.files['tokenizer_config.json']) as Record<string, unknown>;
     const huge = { ...g.files, 'tokenizer_config.json': JSON.stringify(cfg).replace('"model_max_length":12', '"model_max_length":1000000000000000019884624838656') };
     expect(huge['tokenizer_config.json']).toContain('1000000000000000019884624838656');
     expect(ClipTokenizer.fromFolder(writeFolder(huge)).maxLength).toBe(77);
@@ -286,8 +310,8 @@ describe('decode', () => {
     expect(t.decode(t.encode('A RED  car on a gray road').ids)).toBe('a red car on a gray road');
     expect(t.decode(t.tokenize('zq café'))).toBe('zq café');
     expect(t.decode(t.encode('car, red!').ids)).toBe('car , red !');
-    const cut = t.encode(new Array(80).fill('dog').join(' '));
-    expect(t.decode(cut.ids)).toBe(new Array(75).fill('dog').join(' '));
+    const cut = t.encode(new Array<string>(80).fill('dog').join(' '));
+    expect(t.decode(cut.ids)).toBe(new Array<string>(75).fill('dog').join(' '));
     expect(() => t.decode([g.eosId + 1])).toThrow(RangeError);
   });
 

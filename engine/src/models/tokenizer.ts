@@ -3,6 +3,7 @@
 // ~470 MB and drops EOS on truncation, which breaks CLIP's pooling on the EOS position.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { clipCleanText } from './text-clean';
 
 export const CLIP_BOS = '<|startoftext|>';
 export const CLIP_EOS = '<|endoftext|>';
@@ -341,9 +342,9 @@ export class ClipTokenizer {
   }
 
   private contentIds(text: string): WordIds {
-    // CLIP's whitespace_clean(basic_clean(text)).lower() without ftfy; NFC as both HF tokenizers apply it, so a
-    // decomposed "é" gives the same ids as the composed one.
-    const clean = text.normalize('NFC').replace(/\s+/gu, ' ').trim().toLowerCase();
+    // The clean-up CLIP's own tokenizer applies (ftfy, HTML unescape, Python whitespace, lower case), so curly quotes,
+    // full-width letters, ligatures and pasted mojibake give the ids the text encoder was trained on.
+    const clean = clipCleanText(text);
     const ids: number[] = [];
     let unknown = 0;
     for (const m of clean.matchAll(SPLIT_RE)) {
@@ -419,7 +420,7 @@ function readText(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`${file}: cannot be read (${(e as Error).message}); expected a readable text file`);
+    throw new Error(`${file}: cannot be read (${(e as Error).message}); expected a readable text file`, { cause: e });
   }
 }
 
@@ -428,7 +429,7 @@ function readJson(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: invalid JSON (${(e as Error).message}); expected a JSON document`);
+    throw new Error(`${file}: invalid JSON (${(e as Error).message}); expected a JSON document`, { cause: e });
   }
 }
 
