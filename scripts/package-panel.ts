@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deflateRawSync } from 'node:zlib';
-import { crc32 } from '../engine/src/eval/png';
+import { crc32 } from '../engine/src/media/png';
 
 export class PackageError extends Error {
   override name = 'PackageError';
@@ -248,13 +248,13 @@ export function validatePluginFolder(pluginDir: string, expectedVersion: string)
   // UXP's own default when main is absent (manifest reference).
   const main = m.main === undefined ? 'main.js' : m.main;
   const mainFile = typeof main === 'string' ? insidePlugin(pluginDir, main) : null;
-  if (!mainFile) {
+  if (typeof main !== 'string' || !mainFile) {
     problems.push(`main ${JSON.stringify(main)} must be a relative path inside the plugin folder`);
   } else if (!isFile(mainFile)) {
     problems.push(`main file ${main} is missing from ${pluginDir}`);
   } else if (/\.html?$/i.test(mainFile)) {
     for (const ref of htmlAssets(fs.readFileSync(mainFile, 'utf8'))) {
-      const asset = insidePlugin(pluginDir, path.posix.join(path.posix.dirname(main as string), ref));
+      const asset = insidePlugin(pluginDir, path.posix.join(path.posix.dirname(main), ref));
       if (!asset || !isFile(asset)) problems.push(`${main} loads ${ref}, which is missing from ${pluginDir}`);
     }
   }

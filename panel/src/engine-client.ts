@@ -143,7 +143,8 @@ export class EngineClient {
         // A job the engine no longer knows will not come back.
         if (err.status === 404) return;
       }
-      timer = setTimeout(tick, failures ? Math.min(5_000, interval * 2 ** failures) : interval);
+      // tick catches its own failures (they go to onError), so nothing waits on the promise.
+      timer = setTimeout(() => void tick(), failures ? Math.min(5_000, interval * 2 ** failures) : interval);
     };
     void tick();
     return () => {

@@ -2,6 +2,7 @@
 // shared UI on the Premiere host adapter. The browser build has its own entry (main-browser.ts).
 
 import type { Host } from './host/host';
+import type { PremiereHostOptions } from './host/premiere';
 
 type UxpModule = typeof import('uxp');
 type UiModule = typeof import('./ui/app');
@@ -28,7 +29,12 @@ function mountOnce(rootNode: HTMLElement | undefined): void {
     require('./ui/zod-jitless');
     const { PremiereHost } = require('./host/premiere') as PremiereHostModule;
     const { mountApp } = require('./ui/app') as UiModule;
-    const host: Host = new PremiereHost({ ppro: require('premierepro'), uxp: require('uxp'), fs: require('fs'), os: require('os') });
+    const host: Host = new PremiereHost({
+      ppro: require('premierepro') as PremiereHostOptions['ppro'],
+      uxp: require('uxp') as PremiereHostOptions['uxp'],
+      fs: require('fs') as PremiereHostOptions['fs'],
+      os: require('os') as PremiereHostOptions['os'],
+    });
     mountApp(container, host);
   } catch (err) {
     console.error('Reshoot: the panel could not start', err);

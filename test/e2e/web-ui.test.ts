@@ -10,7 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip } from '../../engine/src/media';
+import type { ClipSelection, HistoryEntry, Selection } from '../../panel/src/host/host';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist/engine/src/cli/main.js');
@@ -25,14 +27,42 @@ jest.setTimeout(90_000);
 
 // Callbacks passed to page.evaluate/waitForFunction run in Chromium, but this file is compiled with the repository's
 // Node-only settings (no DOM library, which would retype the engine's timers and fetch). These stand in for the
-// few browser names the callbacks use.
-/* eslint-disable @typescript-eslint/no-explicit-any */
-declare const document: any;
-declare const window: any;
-declare const MutationObserver: any;
+// few browser names the callbacks use, with just the members they use.
+interface PageElement {
+  id: string;
+  className: string;
+  textContent: string | null;
+  outerHTML: string;
+  offsetParent: unknown;
+  getAttribute(name: string): string | null;
+  getBoundingClientRect(): { right: number };
+  scrollIntoView(): void;
+}
 type VideoEl = { readyState: number; duration: number; currentTime: number; paused: boolean };
 type ImageEl = { naturalWidth: number };
-/* eslint-enable @typescript-eslint/no-explicit-any */
+type InputEl = { value: string; dispatchEvent(event: unknown): boolean };
+/** window.harness of fixtures/premiere-harness.mts, as far as the test reads it. */
+interface Harness {
+  setSelection(sel: Selection): void;
+  placed: { sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>; resultPath: string; label: string }[];
+  history: HistoryEntry[];
+}
+declare const document: {
+  /** Typed like the DOM's: the caller names the kind of element its selector finds. */
+  querySelector<E = PageElement>(selector: string): E | null;
+  getElementById(id: string): PageElement | null;
+  documentElement: { scrollWidth: number; clientWidth: number };
+};
+declare const window: {
+  Event: new (type: string, init?: { bubbles?: boolean }) => unknown;
+  scrollTo(x: number, y: number): void;
+  sawPreview: boolean;
+  harness: Harness;
+  harnessConfig: unknown;
+};
+declare const MutationObserver: new (callback: () => void) => {
+  observe(target: PageElement, options: { attributes?: boolean; attributeFilter?: string[] }): void;
+};
 
 interface Engine {
   proc: ChildProcess;
@@ -54,9 +84,9 @@ function startEngine(port = 0): Promise<Engine> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--threads', '1'], { env: { ...process.env, RESHOOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
     const stderr: string[] = [];
-    proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+    proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
     let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
+    proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /((http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+))/.exec(out);
       if (m) resolve({ proc, printedUrl: m[1], origin: m[2], token: m[3], stderr });
@@ -69,10 +99,18 @@ function stopped(proc: ChildProcess): Promise<void> {
   return proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function api(method: string, route: string): Promise<any> {
+async function api(method: string, route: string): Promise<unknown> {
   const res = await fetch(`${engine.origin}${route}`, { method, headers: { authorization: `Bearer ${engine.token}` } });
   return res.json();
+}
+
+// The engine's own answers, in the shapes of its contract (engine/src/api/schemas.ts).
+async function listJobs(): Promise<Job[]> {
+  return ((await api('GET', '/v1/jobs')) as { jobs: Job[] }).jobs;
+}
+
+async function getJob(id: string): Promise<Job> {
+  return (await api('GET', `/v1/jobs/${id}`)) as Job;
 }
 
 async function shot(name: string, p: Page = page): Promise<void> {
@@ -87,12 +125,12 @@ async function jobPercent(id: string): Promise<number> {
 
 async function waitForPercentAbove(id: string, min: number, timeout = 30_000): Promise<number> {
   await page.waitForFunction(
-    ([sel, m]) => {
-      const t = document.querySelector(sel as string)?.textContent ?? '';
+    ({ sel, m }) => {
+      const t = document.querySelector(sel)?.textContent ?? '';
       const r = /(\d+)%/.exec(t);
-      return !!r && Number(r[1]) > (m as number);
+      return !!r && Number(r[1]) > m;
     },
-    [`[data-job-id="${id}"] .job-pct`, min],
+    { sel: `[data-job-id="${id}"] .job-pct`, m: min },
     { timeout, polling: 50 },
   );
   return jobPercent(id);
@@ -165,7 +203,7 @@ it('probes a clip, and marks the field at fault for client-side and engine-side 
   expect(await page.getAttribute('#source-path', 'aria-invalid')).toBe('false');
 
   // No prompt: the engine's own schema, run in the page, names the field; nothing is sent.
-  const before = (await api('GET', '/v1/jobs')).jobs.length;
+  const before = (await listJobs()).length;
   await page.click('#edit');
   await page.waitForSelector('#prompt[aria-invalid="true"]');
   expect(await page.textContent('.field.invalid .field-message')).toContain('prompt is empty');
@@ -190,14 +228,14 @@ it('probes a clip, and marks the field at fault for client-side and engine-side 
   expect(await page.textContent('#form-problem')).toContain('Mask file not found');
   expect(await page.textContent('.field.invalid .field-message')).toContain('no-such-matte.png does not exist');
   await shot('02-problem-marked');
-  expect((await api('GET', '/v1/jobs')).jobs.length).toBe(before);
+  expect((await listJobs()).length).toBe(before);
   await page.click('#mask-choice [data-value="none"]');
 });
 
 it('draws a box mask on a still of the clip', async () => {
   await page.click('#mask-choice [data-value="box"]');
   const stage = await page.waitForSelector('#mask-stage img[src*="/v1/media/still"]');
-  await page.waitForFunction(() => ((document.querySelector('#mask-stage img') as ImageEl | null)?.naturalWidth ?? 0) > 0);
+  await page.waitForFunction(() => (document.querySelector<ImageEl>('#mask-stage img')?.naturalWidth ?? 0) > 0);
   const box = (await stage.boundingBox())!;
   await page.mouse.move(box.x + box.width * 0.25, box.y + box.height * 0.2);
   await page.mouse.down();
@@ -225,10 +263,9 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   // result's still once the job is done.
   await page.evaluate((id) => {
     const img = document.querySelector(`[data-job-id="${id}"] .job-thumb-img`)!;
-    const w = window as { sawPreview: boolean };
-    w.sawPreview = false;
+    window.sawPreview = false;
     new MutationObserver(() => {
-      if (img.getAttribute('src')?.startsWith('data:image/png')) w.sawPreview = true;
+      if (img.getAttribute('src')?.startsWith('data:image/png')) window.sawPreview = true;
     }).observe(img, { attributes: true, attributeFilter: ['src'] });
   }, first);
   const p1 = await waitForPercentAbove(first, 0);
@@ -248,27 +285,26 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
 
   // The first finishes: the before/after player loads its result.
   await page.waitForSelector(`[data-job-id="${first}"][data-state="succeeded"]`, { timeout: 60_000 });
-  expect(await page.evaluate(() => (window as { sawPreview: boolean }).sawPreview)).toBe(true);
+  expect(await page.evaluate(() => window.sawPreview)).toBe(true);
   await page.waitForSelector('#compare:not(.empty)');
-  await page.waitForFunction(() => ((document.querySelector('#after-video') as VideoEl | null)?.readyState ?? 0) >= 2, undefined, { timeout: 15_000 });
-  const duration = await page.$eval('#after-video', (v) => (v as unknown as VideoEl).duration);
+  await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2, undefined, { timeout: 15_000 });
+  const duration = await page.$eval('#after-video', (v: VideoEl) => v.duration);
   expect(duration).toBeGreaterThan(0.95);
   expect(duration).toBeLessThan(1.1);
-  await page.waitForFunction(() => ((document.querySelector('#before img') as ImageEl | null)?.naturalWidth ?? 0) === 128);
+  await page.waitForFunction(() => (document.querySelector<ImageEl>('#before img')?.naturalWidth ?? 0) === 128);
   expect(await page.textContent('#compare')).toContain(PROMPT);
 
   // Playing moves the result's clock, and the "before" side follows it frame by frame.
   await page.click('#play');
-  await page.waitForFunction(() => (document.querySelector('#after-video') as VideoEl).currentTime > 0.3, undefined, { timeout: 10_000 });
-  expect(await page.$eval('#after-video', (v) => (v as unknown as VideoEl).paused)).toBe(false);
+  await page.waitForFunction(() => document.querySelector<VideoEl>('#after-video')!.currentTime > 0.3, undefined, { timeout: 10_000 });
+  expect(await page.$eval('#after-video', (v: VideoEl) => v.paused)).toBe(false);
   await page.click('#play');
-  await page.$eval('#scrub', (el) => {
-    const input = el as unknown as { value: string; dispatchEvent(e: unknown): void };
+  await page.$eval('#scrub', (input: InputEl) => {
     input.value = '12';
     input.dispatchEvent(new window.Event('input', { bubbles: true }));
   });
   await page.waitForFunction(() => document.querySelector('#before img')?.getAttribute('alt') === 'Original frame 13');
-  const t = await page.$eval('#after-video', (v) => (v as unknown as VideoEl).currentTime);
+  const t = await page.$eval('#after-video', (v: VideoEl) => v.currentTime);
   expect(Math.floor(t * 24)).toBe(12);
   expect(await page.textContent('#compare-clock')).toContain('frame 13 of 24');
 
@@ -286,14 +322,17 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
     await page.waitForSelector(`[data-job-id="${second}"][data-state="canceled"]`);
   } catch (err) {
     // Say whether the engine or the page is behind, so a failure here can be explained from the CI log alone.
-    const seen = await api('GET', `/v1/jobs/${second}`).catch((e: Error) => ({ error: e.message }));
-    const card = await page.$eval(`[data-job-id="${second}"]`, (el) => (el as unknown as { outerHTML: string }).outerHTML).catch(() => 'no card');
+    const seen = await getJob(second).then(
+      (j) => ({ state: j.state, progress: j.progress, error: j.error }),
+      (e: Error) => ({ error: e.message }),
+    );
+    const card = await page.$eval(`[data-job-id="${second}"]`, (el: PageElement) => el.outerHTML).catch(() => 'no card');
     const machine = `load ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}, free ${(os.freemem() / 2 ** 30).toFixed(1)} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
-    throw new Error(`${(err as Error).message}\nmachine: ${machine}\nengine says: ${JSON.stringify({ state: seen.state, progress: seen.progress, error: seen.error })}\ncard: ${card.slice(0, 600)}\npage errors: ${pageErrors.join(' | ')}\nengine log (tail): ${engine.stderr.join('').slice(-3000)}`);
+    throw new Error(`${(err as Error).message}\nmachine: ${machine}\nengine says: ${JSON.stringify(seen)}\ncard: ${card.slice(0, 600)}\npage errors: ${pageErrors.join(' | ')}\nengine log (tail): ${engine.stderr.join('').slice(-3000)}`, { cause: err });
   }
   expect(await page.textContent(`[data-job-id="${second}"] .job-stage`)).toBe('Canceled');
-  expect((await api('GET', `/v1/jobs/${second}`)).state).toBe('canceled');
-  expect((await api('GET', `/v1/jobs/${first}`)).state).toBe('succeeded');
+  expect((await getJob(second)).state).toBe('canceled');
+  expect((await getJob(first)).state).toBe('succeeded');
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot('07-done-before-after-and-canceled');
 
@@ -306,11 +345,11 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   await page.waitForSelector(`[data-job-id="${preview}"][data-state="succeeded"]`, { timeout: 30_000 });
   await page.waitForFunction(() => /preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
   expect(await page.textContent('.compare-sub')).toContain('4 frames');
-  const previewJob = await api('GET', `/v1/jobs/${preview}`);
+  const previewJob = await getJob(preview);
   expect(previewJob.request.preview).toEqual({ frames: 4, scale: 0.5 });
   expect(previewJob.request.output).toBeUndefined();
-  await page.waitForFunction(() => ((document.querySelector('#after-video') as VideoEl | null)?.readyState ?? 0) >= 2);
-  expect(await page.$eval('#after-video', (v) => (v as unknown as VideoEl).duration)).toBeCloseTo(4 / 24, 2);
+  await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2);
+  expect(await page.$eval('#after-video', (v: VideoEl) => v.duration)).toBeCloseTo(4 / 24, 2);
 
   // The finished edit is in the history, with its seed and settings; the preview is not.
   const item = (await page.textContent(`#history [data-job-id="${first}"]`))!;
@@ -328,13 +367,13 @@ it('reads at the docked panel width of 320 px', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   // Every control stays inside the viewport.
-  const outside = await page.$$eval('button:not(.hidden), input, textarea', (els) =>
-    els.filter((el) => (el as unknown as { offsetParent: unknown }).offsetParent !== null && el.getBoundingClientRect().right > 320.5).map((el) => el.id || el.className),
+  const outside = await page.$$eval('button:not(.hidden), input, textarea', (els: PageElement[]) =>
+    els.filter((el) => el.offsetParent !== null && el.getBoundingClientRect().right > 320.5).map((el) => el.id || el.className),
   );
   expect(outside).toEqual([]);
   // The panel shows one screenful at a time: its top, then the jobs and the player further down; and the whole page.
   await page.screenshot({ path: path.join(SHOTS, '08a-narrow-320-top.png') });
-  await page.$eval('.jobs', (el) => (el as unknown as { scrollIntoView(): void }).scrollIntoView());
+  await page.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
   await page.screenshot({ path: path.join(SHOTS, '08b-narrow-320-results.png') });
   await shot('08c-narrow-320-full');
   await page.setViewportSize({ width: 1280, height: 860 });
@@ -356,7 +395,7 @@ it('keeps the token for the tab and the history across a reload', async () => {
 });
 
 it('a page from another origin can neither submit a job nor read the API', async () => {
-  const jobsBefore = (await api('GET', '/v1/jobs')).jobs.length;
+  const jobsBefore = (await listJobs()).length;
   const request = JSON.stringify({ source: { path: clip, in: 0, out: 1 }, prompt: 'stolen', sourcePrompt: '', steps: 1 });
   const evil = http.createServer((_req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html' });
@@ -403,9 +442,9 @@ it('a page from another origin can neither submit a job nor read the API', async
   } finally {
     await new Promise<void>((r) => evil.close(() => r()));
   }
-  const after = (await api('GET', '/v1/jobs')).jobs;
+  const after = await listJobs();
   expect(after.length).toBe(jobsBefore);
-  expect(after.some((j: { request: { prompt: string } }) => j.request.prompt === 'stolen')).toBe(false);
+  expect(after.some((j) => j.request.prompt === 'stolen')).toBe(false);
   expect(engine.stderr.join('')).toMatch(/refused Origin "http:\/\/127\.0\.0\.1:\d+" on POST \/v1\/jobs/);
 });
 
@@ -423,7 +462,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
   fs.mkdirSync(resultsFolder, { recursive: true });
   const panelContext = await browser.newContext({ viewport: { width: 320, height: 760 }, deviceScaleFactor: 1 });
   await panelContext.addInitScript((cfg) => {
-    (window as { harnessConfig?: unknown }).harnessConfig = cfg;
+    window.harnessConfig = cfg;
   }, { token: engine.token, resultsFolder });
   await panelContext.route(`${engine.origin}/premiere-harness/*`, (route) => {
     const file = files[new URL(route.request().url()).pathname.split('/').pop()!];
@@ -441,7 +480,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(await panel.$('#source-path')).toBeNull();
     expect(await panel.$('#compare')).toBeNull();
 
-    const messages: [unknown, string][] = [
+    const messages: [Selection, string][] = [
       [{ kind: 'several', count: 3 }, '3 clips selected'],
       [{ kind: 'audio-only' }, 'Audio clip selected'],
       [{ kind: 'no-sequence' }, 'No sequence open'],
@@ -457,7 +496,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     await shot('11a-premiere-320-several-selected', panel);
 
     // One clip on V2 at 10 s on the timeline, playing its media from 0 s.
-    const clipSel = {
+    const clipSel: ClipSelection = {
       kind: 'clip', name: 'street.mp4', mediaPath: clip, sourceIn: 0, sourceOut: 1, sequenceStart: 10, sequenceEnd: 11,
       sequenceStartTicks: String(10n * 254016000000n), sequenceEndTicks: String(11n * 254016000000n),
       fps: 24, frameWidth: 128, frameHeight: 72, frames: 24, trackIndex: 1, renderReason: 'speed 50%',
@@ -481,7 +520,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     await panel.waitForSelector('#jobs article.job');
     const id = (await panel.getAttribute('#jobs article.job', 'data-job-id'))!;
     await panel.waitForFunction((jid) => /[1-9]\d*%/.test(document.querySelector(`[data-job-id="${jid}"] .job-pct`)?.textContent ?? ''), id, { timeout: 30_000 });
-    await panel.$eval('.jobs', (el) => (el as unknown as { scrollIntoView(): void }).scrollIntoView());
+    await panel.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
     await panel.screenshot({ path: path.join(SHOTS, '11b-premiere-320-running.png') });
 
     // Done: placed by itself, above the original, labelled with the prompt.
@@ -493,8 +532,8 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(first[0].sel).toEqual({ sequenceStartTicks: clipSel.sequenceStartTicks, sequenceEndTicks: clipSel.sequenceEndTicks, trackIndex: 1, name: 'street.mp4' });
     expect(path.dirname(first[0].resultPath)).toBe(resultsFolder);
     expect(fs.existsSync(first[0].resultPath)).toBe(true);
-    const job = await api('GET', `/v1/jobs/${id}`);
-    expect(job.request.output.folder).toBe(resultsFolder);
+    const job = await getJob(id);
+    expect(job.request.output?.folder).toBe(resultsFolder);
     // UXP has no EventSource: the panel polled the job instead of opening its event stream.
     expect(requests.some((r) => r.endsWith('/events'))).toBe(false);
     expect(requests.filter((r) => r === `/v1/jobs/${id}`).length).toBeGreaterThan(2);
@@ -507,7 +546,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(again[1].sel).toEqual(again[0].sel);
     expect(again[1].resultPath).toBe(first[0].resultPath);
     expect((await panel.evaluate(() => window.harness.history))[0]).toMatchObject({ jobId: id, prompt: PROMPT, seed: 3, clipName: 'street.mp4', settings: { steps: 5, method: 'inversion' } });
-    await panel.$eval('.jobs', (el) => (el as unknown as { scrollIntoView(): void }).scrollIntoView());
+    await panel.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
     await panel.screenshot({ path: path.join(SHOTS, '11c-premiere-320-placed.png') });
     await panel.evaluate(() => window.scrollTo(0, 0));
     await panel.screenshot({ path: path.join(SHOTS, '11d-premiere-320-top.png') });

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { JobRequest } from '../../engine/src/api/schemas';
 import { planJob, rangeDecodeOptions, runJob, type JobPlan } from '../../engine/src/jobs/runner';
-import { decodePng } from '../../engine/src/eval/png';
+import { decodePng } from '../../engine/src/media/png';
 import { extractStill, probeMedia } from '../../engine/src/media';
 import { decodeFrameBytes } from '../../engine/src/media/decode';
 import { createEncoder } from '../../engine/src/media/encode';

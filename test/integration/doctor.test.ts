@@ -5,13 +5,14 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { buildSync } from 'esbuild';
 import { doctorReport, doctorText, ffmpegLine, runDoctor } from '../../engine/src/cli/doctor';
 import { CliError } from '../../engine/src/cli/args';
 import { inspectFfmpeg, resetFfmpegSelection } from '../../engine/src/media/binaries';
 
 const REPO = resolve(__dirname, '../..');
-const BUNDLED_FFMPEG: string = require('@ffmpeg-installer/ffmpeg').path;
-const BUNDLED_FFPROBE: string = require('@ffprobe-installer/ffprobe').path;
+const BUNDLED_FFMPEG = (require('@ffmpeg-installer/ffmpeg') as { path: string }).path;
+const BUNDLED_FFPROBE = (require('@ffprobe-installer/ffprobe') as { path: string }).path;
 const posix = process.platform !== 'win32';
 const d = posix ? describe : describe.skip;
 
@@ -30,6 +31,9 @@ function wrappers(dir: string, lines: Record<'ffmpeg' | 'ffprobe', string>): str
   return dir;
 }
 
+/** What `reshoot doctor --json` prints (typed only; the tests check the values). */
+type DoctorJson = ReturnType<typeof doctorReport>;
+
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'doctor-'));
   current = wrappers(join(root, 'current'), {
@@ -41,8 +45,7 @@ beforeAll(() => {
     ffprobe: 'ffprobe version 5.1.9-0+deb12u1 Copyright (c) 2007-2026 the FFmpeg developers',
   });
   cli = join(root, 'reshoot.js');
-  const esbuild = require('esbuild') as typeof import('esbuild');
-  esbuild.buildSync({ entryPoints: [join(REPO, 'engine/src/cli/main.ts')], bundle: true, platform: 'node', packages: 'external', outfile: cli, logLevel: 'error' });
+  buildSync({ entryPoints: [join(REPO, 'engine/src/cli/main.ts')], bundle: true, platform: 'node', packages: 'external', outfile: cli, logLevel: 'error' });
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -65,12 +68,12 @@ d('reshoot doctor as a child process', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n')).toHaveLength(1);
-    const j = JSON.parse(r.stdout);
+    const j: unknown = JSON.parse(r.stdout);
     expect(j).toEqual({
       ok: true,
       ffmpeg: { ok: true, path: join(current, 'ffmpeg'), version: '7.1.1', source: 'path', raw: '7.1.1' },
       ffprobe: { ok: true, path: join(current, 'ffprobe'), version: '7.1.1', source: 'path', raw: '7.1.1' },
-      why: expect.stringMatching(/^ffmpeg and ffprobe found on PATH: .* both current/),
+      why: expect.stringMatching(/^ffmpeg and ffprobe found on PATH: .* both current/) as unknown,
       warnings: [],
     });
   });
@@ -78,7 +81,7 @@ d('reshoot doctor as a child process', () => {
   it('--json with an old pair on PATH: the bundled pair, why, and what to install', () => {
     const r = reshoot(['doctor', '--json'], { PATH: old });
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as DoctorJson;
     expect(j.ffmpeg).toMatchObject({ ok: true, path: BUNDLED_FFMPEG, source: 'bundled' });
     expect(j.ffprobe).toMatchObject({ ok: true, path: BUNDLED_FFPROBE, source: 'bundled' });
     expect(j.why).toMatch(/^The bundled ffmpeg and ffprobe are used: the ffmpeg on PATH is too old: .*5\.1\.9-0\+deb12u1.*older than 6\.$/);
@@ -90,16 +93,16 @@ d('reshoot doctor as a child process', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`ffmpeg   ${join(current, 'ffmpeg')}\n         version 7.1.1; from FFMPEG_PATH\n`);
     expect(r.stdout).toContain(`ffprobe  ${join(current, 'ffprobe')}\n         version 7.1.1; beside FFMPEG_PATH\n`);
-    expect(r.stdout).toMatch(/\nwhy      FFMPEG_PATH is set and used as given; ffprobe was found beside it/);
-    expect(r.stdout).toMatch(/\nok       no known problems with this pair/);
+    expect(r.stdout).toMatch(/\nwhy {6}FFMPEG_PATH is set and used as given; ffprobe was found beside it/);
+    expect(r.stdout).toMatch(/\nok {7}no known problems with this pair/);
   });
 
   it('a bad FFMPEG_PATH: exit 1, and the same sentence the engine gives', () => {
     const r = reshoot(['doctor', '--json'], { PATH: current, FFMPEG_PATH: '/nonexistent/ffmpeg' });
     expect(r.code).toBe(1);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as DoctorJson;
     expect(j.ok).toBe(false);
-    expect(j.ffmpeg).toEqual({ ok: false, error: expect.stringMatching(/^FFMPEG_PATH points to \/nonexistent\/ffmpeg, which does not exist\. Set FFMPEG_PATH/), file: '/nonexistent/ffmpeg' });
+    expect(j.ffmpeg).toEqual({ ok: false, error: expect.stringMatching(/^FFMPEG_PATH points to \/nonexistent\/ffmpeg, which does not exist\. Set FFMPEG_PATH/) as unknown, file: '/nonexistent/ffmpeg' });
     expect(j.ffprobe).toMatchObject({ ok: true, source: 'path' });
   });
 
@@ -140,7 +143,7 @@ d('doctor in-process', () => {
     jest.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
     expect(await runDoctor(['--json'])).toBe(0);
     expect(out).toHaveLength(1);
-    expect(JSON.parse(out[0]).ffprobe).toMatchObject({ path: join(current, 'ffprobe'), source: 'path' });
+    expect((JSON.parse(out[0]) as DoctorJson).ffprobe).toMatchObject({ path: join(current, 'ffprobe'), source: 'path' });
     await expect(runDoctor(['--nope'])).rejects.toBeInstanceOf(CliError);
   });
 
@@ -148,7 +151,7 @@ d('doctor in-process', () => {
     const s = inspectFfmpeg({ env: { PATH: current, FFPROBE_PATH: '/nonexistent/ffprobe' } });
     const report = doctorReport(s);
     expect(report.ok).toBe(false);
-    expect(doctorText(report)).toMatch(/^ffprobe  NOT USABLE: FFPROBE_PATH points to \/nonexistent\/ffprobe/m);
+    expect(doctorText(report)).toMatch(/^ffprobe {2}NOT USABLE: FFPROBE_PATH points to \/nonexistent\/ffprobe/m);
     expect(ffmpegLine(s)).toMatch(/^ffmpeg 7\.1\.1 \[path\] .*; ffprobe not usable \(FFPROBE_PATH points to/);
     const bundled = inspectFfmpeg({ env: { PATH: old } });
     expect(ffmpegLine(bundled)).toMatch(/^ffmpeg .* \[bundled\] .*; ffprobe .* \[bundled\] .*; \d+ warnings?, see `reshoot doctor`$/);

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 
 const CLI = path.resolve(__dirname, '../../dist/engine/src/cli/main.js');
@@ -21,9 +22,9 @@ function startEngine(): Promise<Engine> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1'], { env: { ...process.env, RESHOOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
     const stderr: string[] = [];
-    proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+    proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
     let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
+    proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /(http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+)/.exec(out);
       if (m) resolve({ proc, url: m[1], token: m[2], stderr });
@@ -32,14 +33,19 @@ function startEngine(): Promise<Engine> {
   });
 }
 
-async function api(e: Engine, method: string, route: string, body?: unknown): Promise<{ status: number; json: any }> {
+async function api(e: Engine, method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${e.url}${route}`, {
     method,
     headers: { authorization: `Bearer ${e.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : undefined };
+}
+
+/** A response body read as a job: a type only, the assertions check the values. */
+function asJob(json: unknown): Job {
+  return json as Job;
 }
 
 async function waitFor<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 60000): Promise<T> {
@@ -84,10 +90,10 @@ it('serves the API with a token, answers health while a job computes, and surviv
       output: { path: output },
     });
     expect(submit.status).toBe(202);
-    const id = submit.json.id as string;
+    const id = asJob(submit.json).id;
 
     // Health keeps answering quickly while the worker computes.
-    await waitFor(async () => ((await api(engine, 'GET', `/v1/jobs/${id}`)).json.progress.stage === 'inverting' ? true : undefined), 'inverting');
+    await waitFor(async () => (asJob((await api(engine, 'GET', `/v1/jobs/${id}`)).json).progress.stage === 'inverting' ? true : undefined), 'inverting');
     const latencies: number[] = [];
     for (let i = 0; i < 20; i++) {
       const t0 = performance.now();
@@ -105,11 +111,11 @@ it('serves the API with a token, answers health while a job computes, and surviv
     engine = await startEngine();
     const after = await api(engine, 'GET', `/v1/jobs/${id}`);
     expect(after.status).toBe(200);
-    expect(['queued', 'running']).toContain(after.json.state);
-    expect(after.json.restarts).toBe(1);
+    expect(['queued', 'running']).toContain(asJob(after.json).state);
+    expect(asJob(after.json).restarts).toBe(1);
     // Left over partial files were cleaned up at start; the job completes on its own.
     const done = await waitFor(async () => {
-      const j = (await api(engine, 'GET', `/v1/jobs/${id}`)).json;
+      const j = asJob((await api(engine, 'GET', `/v1/jobs/${id}`)).json);
       return ['succeeded', 'failed', 'canceled'].includes(j.state) ? j : undefined;
     }, 'the re-queued job', 120000);
     expect(done.state).toBe('succeeded');

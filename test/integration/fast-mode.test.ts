@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { JobRequest } from '../../engine/src/api/schemas';
 import { imageBatch, type ImageBatch } from '../../engine/src/diffusion/images';
-import { fastEdit, fastLevels } from '../../engine/src/editing/fast-edit';
+import { fastEdit, fastLevels } from '../../engine/src/editing/pipelines/fast-edit';
 import { planJob, runJob } from '../../engine/src/jobs/runner';
 import { ProblemError } from '../../engine/src/jobs/service';
 import { makeTestClip, probeMedia } from '../../engine/src/media';

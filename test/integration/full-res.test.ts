@@ -96,8 +96,8 @@ const outsideBox = (x: number, y: number) =>
   x < BOX.x * W - margin || x >= (BOX.x + BOX.w) * W + margin || y < BOX.y * H - margin || y >= (BOX.y + BOX.h) * H + margin;
 
 it('gives the source back outside a box mask at full resolution (1080p from a 128 px working size)', async () => {
-  const full = await job('box-full', { mask: { type: 'box', ...BOX }, output: { codec: 'prores' } as JobRequestInput['output'] });
-  const working = await job('box-working', { mask: { type: 'box', ...BOX }, output: { codec: 'prores', composite: 'working' } as JobRequestInput['output'] });
+  const full = await job('box-full', { mask: { type: 'box', ...BOX }, output: { codec: 'prores' } });
+  const working = await job('box-working', { mask: { type: 'box', ...BOX }, output: { codec: 'prores', composite: 'working' } });
   expect(Math.min(full.plan.width, full.plan.height)).toBe(128);
   // The output has the source's display size.
   for (const r of [full, working]) {
@@ -120,7 +120,7 @@ it('gives the source back outside a box mask at full resolution (1080p from a 12
 }, 600000);
 
 it('gives the source back nearly exactly for a same-prompt inversion edit without a mask', async () => {
-  const same = await job('same-prompt', { prompt: 'a red car on a gray road', directInversion: true, mask: { type: 'none' } as JobRequestInput['mask'] });
+  const same = await job('same-prompt', { prompt: 'a red car on a gray road', directInversion: true, mask: { type: 'none' } });
   const p = psnr(await fullFrames(same.out, FRAMES), await fullFrames(clip, FRAMES), () => true);
   const ceiling = await codecCeiling('h264');
   console.log(`same-prompt inversion edit, H.264, whole frame: PSNR ${p.toFixed(2)} dB against the source; the source re-encoded as it is: ${ceiling.toFixed(2)} dB`);
@@ -131,7 +131,7 @@ it('gives the source back for a same-prompt edit with every default stage on: at
   // Automatic mask, mask smoothing, latent correction and chunk overlap are the defaults; guidance as a user has it.
   const same = { prompt: 'a red car on a gray road', guidance: 7.5, mask: { type: 'auto' } as JobRequestInput['mask'] };
   const h264 = await job('same-auto-h264', same);
-  const prores = await job('same-auto-prores', { ...same, output: { codec: 'prores' } as JobRequestInput['output'] });
+  const prores = await job('same-auto-prores', { ...same, output: { codec: 'prores' } });
   const source = await fullFrames(clip, FRAMES);
   const dbH264 = psnr(await fullFrames(h264.out, FRAMES), source, () => true);
   const dbProres = psnr(await fullFrames(prores.out, FRAMES), source, () => true);
@@ -141,7 +141,7 @@ it('gives the source back for a same-prompt edit with every default stage on: at
 }, 600000);
 
 it('gives the source back outside a box mask with SDEdit too (reconstruction = VAE encode → decode)', async () => {
-  const r = await job('box-sdedit', { method: 'sdedit', strength: 0.6, mask: { type: 'box', ...BOX }, output: { codec: 'prores' } as JobRequestInput['output'] });
+  const r = await job('box-sdedit', { method: 'sdedit', strength: 0.6, mask: { type: 'box', ...BOX }, output: { codec: 'prores' } });
   const p = psnr(await fullFrames(r.out, FRAMES), await fullFrames(clip, FRAMES), outsideBox);
   console.log(`SDEdit, ProRes output, outside the box: PSNR ${p.toFixed(2)} dB`);
   expect(p).toBeGreaterThanOrEqual(45);
@@ -173,7 +173,12 @@ it('stitches deltas and the automatic mask across chunks (20 frames, overlap 4) 
   };
   const [a, b] = [await get(out), await get(small)];
   let se = 0, n = 0;
-  for (let f = 0; f < 20; f++) for (let i = 0; i < a[f].length; i++) (se += (a[f][i] - b[f][i]) ** 2), n++;
+  for (let f = 0; f < 20; f++) {
+    for (let i = 0; i < a[f].length; i++) {
+      se += (a[f][i] - b[f][i]) ** 2;
+      n++;
+    }
+  }
   const p = 10 * Math.log10((255 * 255) / Math.max(se / n, 1e-12));
   console.log(`same prompt, automatic mask, 20 frames in two chunks, ProRes: PSNR ${p.toFixed(2)} dB against the source`);
   expect(p).toBeGreaterThanOrEqual(45);

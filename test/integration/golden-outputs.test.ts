@@ -11,9 +11,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageBatch, MaskBatch } from '../../engine/src/diffusion/images';
-import { fastEdit } from '../../engine/src/editing/fast-edit';
-import { inversionEdit, type InversionEditParams } from '../../engine/src/editing/inversion-edit';
-import { sdedit } from '../../engine/src/editing/sdedit';
+import { fastEdit } from '../../engine/src/editing/pipelines/fast-edit';
+import { inversionEdit, type InversionEditParams } from '../../engine/src/editing/pipelines/inversion-edit';
+import { sdedit } from '../../engine/src/editing/pipelines/sdedit';
 import type { EditOutput } from '../../engine/src/editing/types';
 import { defaultConsistency } from '../../engine/src/eval/harness';
 import { makeScene } from '../../engine/src/eval/synthetic-scene';
@@ -99,7 +99,7 @@ function check(name: string, out: EditOutput): void {
   if (UPDATE) return;
   const want = stored?.cases[name];
   if (!want) throw new Error(`no golden output for "${name}": run with RESHOOT_UPDATE_GOLDEN=1 only when the change is meant to alter outputs`);
-  if (stored!.cpu === cpu) expect(g.hash).toBe(want.hash);
+  if (stored.cpu === cpu) expect(g.hash).toBe(want.hash);
   else g.samples.forEach((v, i) => expect(Math.abs(v - want.samples[i])).toBeLessThan(1e-3));
 }
 

@@ -2,8 +2,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inversionEdit, editFromInversion, type InversionEditParams } from '../../engine/src/editing/inversion-edit';
-import { sdedit } from '../../engine/src/editing/sdedit';
+import { inversionEdit, editFromInversion, type InversionEditParams } from '../../engine/src/editing/pipelines/inversion-edit';
+import { sdedit } from '../../engine/src/editing/pipelines/sdedit';
 import { CanceledError, type Progress } from '../../engine/src/editing/types';
 import { makeMovingObjectClip } from '../../engine/src/eval/synthetic-clip';
 import { colourError, maskedPsnr, maskIoU, meanColour, psnr } from '../../engine/src/eval/metrics';
@@ -67,7 +67,7 @@ describe('inversion edit on the oracle model', () => {
     const err = colourError(r.frames, clip.objectMask, BLUE, 'inside');
     const errBefore = colourError(clip.frames, clip.objectMask, BLUE, 'inside');
     const bg = maskedPsnr(r.frames, clip.frames, clip.objectMask, 'outside');
-    console.log(`red→blue, mask, strength 1: object mean ${inside.map((v) => v.toFixed(2))}, colour error ${err.toFixed(3)} (before ${errBefore.toFixed(3)}), background PSNR ${bg.toFixed(1)} dB`);
+    console.log(`red→blue, mask, strength 1: object mean ${inside.map((v) => v.toFixed(2)).join(',')}, colour error ${err.toFixed(3)} (before ${errBefore.toFixed(3)}), background PSNR ${bg.toFixed(1)} dB`);
     expect(err).toBeLessThan(0.25 * errBefore);
     expect(inside[2]).toBeGreaterThan(0.5);
     expect(inside[0]).toBeLessThan(-0.5);
@@ -99,7 +99,7 @@ describe('inversion edit on the oracle model', () => {
     // Object pixels are red + texture δ; the predicted colour is the mean of μ_tgt + δ + residual.
     const predicted = oracleEditPrediction(muSrc, muSrc, muTgt, aT0);
     const inside = meanColour(r.frames, clip.objectMask, 'inside');
-    console.log(`strength 0.3: object mean ${inside.map((v) => v.toFixed(3))}, closed form ${Array.from(predicted.slice(0, 3), (v) => v.toFixed(3))}`);
+    console.log(`strength 0.3: object mean ${inside.map((v) => v.toFixed(3)).join(',')}, closed form ${Array.from(predicted.slice(0, 3), (v) => v.toFixed(3)).join(',')}`);
     for (let c = 0; c < 3; c++) expect(inside[c]).toBeCloseTo(predicted[c], 1);
   });
 
@@ -131,8 +131,8 @@ describe('inversion edit on the oracle model', () => {
     const seen: Progress[] = [];
     await inversionEdit(model, clip.frames, { ...base, steps: 5, batchSize: 3 }, { onProgress: (p) => seen.push(p) });
     expect(seen.map((p) => p.stage)).toEqual([
-      ...Array(2).fill(['encoding latents', ...Array(5).fill('inverting')]).flat(),
-      ...Array(2).fill(Array(5).fill('editing')).flat(),
+      ...Array<string[]>(2).fill(['encoding latents', ...Array<string>(5).fill('inverting')]).flat(),
+      ...Array<string[]>(2).fill(Array<string>(5).fill('editing')).flat(),
       'decoding latents',
       'decoding latents',
     ]);

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageBatch, imageBatch } from '../../engine/src/diffusion/images';
-import { decodePng, encodePng } from '../../engine/src/eval/png';
+import { decodePng, encodePng } from '../../engine/src/media/png';
 import { decodeAll } from '../support/container-corpus';
 import {
   MediaError,
@@ -74,7 +74,7 @@ function solid(n: number, w: number, h: number, rgb: [number, number, number]): 
 
 /** ffmpeg children of this Jest worker, zombies included. */
 function ffmpegChildren(): string[] {
-  let out = '';
+  let out: string;
   try {
     out = execFileSync('ps', ['-o', 'pid=,stat=,comm=', '--ppid', String(process.pid)], { encoding: 'utf8' });
   } catch {

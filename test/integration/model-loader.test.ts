@@ -2,10 +2,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inversionEdit } from '../../engine/src/editing/inversion-edit';
+import { inversionEdit } from '../../engine/src/editing/pipelines/inversion-edit';
 import { imageBatch } from '../../engine/src/diffusion/images';
 import { generateSdModel, SD_VARIANTS } from '../../engine/src/models/generate/tiny-sd';
 import { loadDiffusionModel, guidanceScaleEmbedding } from '../../engine/src/models/sd-model';
+import { FEATURE_TAP_OUTPUT } from '../../engine/src/onnx/passes/feature-tap';
 
 let root: string;
 beforeAll(() => {
@@ -58,17 +59,17 @@ describe.each(Object.keys(SD_VARIANTS))('variant %s', (name) => {
       const latents = await model.encodeImages(frames);
       expect(latents.length).toBe(3 * v.latentChannels * 8 * 16);
       expect(latents.every(Number.isFinite)).toBe(true);
-      const out = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), 7);
+      const { eps: out } = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), { guidanceEmbedding: 7 });
       expect(out.length).toBe(latents.length);
       expect(out.every(Number.isFinite)).toBe(true);
       const decoded = await model.decodeLatents(latents, 3, 8, 16);
       expect([decoded.n, decoded.height, decoded.width]).toEqual([3, 8 * s, 16 * s]);
 
-      // The last up block's output, exposed by rewriting the graph in memory (external weights resolved from its folder).
+      // The last up block's output, exposed by rewriting the graph (external weights resolved from its folder).
       expect(info.decoderFeatures).toBe('/up_blocks.1/attentions.1/Add_output_0');
-      const feats = await model.decoderFeatures!(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1));
-      expect(feats.channels).toBe(v.channels[0]);
-      expect(feats.data.length).toBe(3 * v.channels[0] * 8 * 16);
+      const tapped = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), { outputs: [FEATURE_TAP_OUTPUT] });
+      const feats = tapped.outputs[FEATURE_TAP_OUTPUT];
+      expect(feats.dims).toEqual([3, v.channels[0], 8, 16]);
       expect(feats.data.every(Number.isFinite)).toBe(true);
 
       const evals = model.stats.unetEvals;
@@ -161,8 +162,8 @@ describe('decoder features', () => {
       expect(without.info.decoderFeaturesNote).toBe('turned off');
       const sample = Float32Array.from({ length: 2 * 4 * 8 * 8 }, (_, i) => Math.cos(i * 0.21));
       const emb = new Float32Array(2 * 77 * SD_VARIANTS.optimum.hiddenSize).fill(0.05);
-      const a = await withFeatures.predict(sample, 2, 8, 8, 300, emb);
-      const b = await without.predict(sample, 2, 8, 8, 300, emb);
+      const { eps: a } = await withFeatures.predict(sample, 2, 8, 8, 300, emb);
+      const { eps: b } = await without.predict(sample, 2, 8, 8, 300, emb);
       let maxDiff = 0;
       for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
       expect(maxDiff).toBeLessThan(1e-5);
@@ -185,7 +186,7 @@ describe('VAE factor without a config', () => {
     generateSdModel(dir, SD_VARIANTS['vae-f4-c16'], 4);
     for (const c of ['vae_encoder', 'vae_decoder']) {
       const f = path.join(dir, c, 'config.json');
-      const cfg = JSON.parse(fs.readFileSync(f, 'utf8'));
+      const cfg = JSON.parse(fs.readFileSync(f, 'utf8')) as Record<string, unknown>;
       delete cfg.block_out_channels;
       fs.writeFileSync(f, JSON.stringify(cfg));
     }

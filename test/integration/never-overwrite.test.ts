@@ -13,7 +13,7 @@ import { runEdit } from '../../engine/src/cli/edit';
 import { JobManager } from '../../engine/src/jobs/manager';
 import { planJob } from '../../engine/src/jobs/runner';
 import { ProblemError } from '../../engine/src/jobs/service';
-import { encodePng } from '../../engine/src/eval/png';
+import { encodePng } from '../../engine/src/media/png';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { PipelineWorker } from '../../engine/src/worker/pipeline-worker';

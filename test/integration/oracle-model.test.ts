@@ -52,8 +52,9 @@ beforeAll(async () => {
   generateOracle(dir);
   const load = (name: string) => ort.InferenceSession.create(path.join(dir, name, 'model.onnx'));
   [te, unet, vaeEnc, vaeDec] = await Promise.all([load('text_encoder'), load('unet'), load('vae_encoder'), load('vae_decoder')]);
-  vocab = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'vocab.json'), 'utf8'));
-  const pad = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'special_tokens_map.json'), 'utf8')).pad_token;
+  vocab = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'vocab.json'), 'utf8')) as Record<string, number>;
+  const specials = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'special_tokens_map.json'), 'utf8')) as { pad_token: string | { content: string } };
+  const pad = specials.pad_token;
   padId = vocab[typeof pad === 'string' ? pad : pad.content];
 });
 
@@ -135,7 +136,7 @@ describe('oracle model folder', () => {
       expect(fs.existsSync(path.join(dir, c, 'model.onnx'))).toBe(true);
       expect(fs.existsSync(path.join(dir, c, 'config.json'))).toBe(true);
     }
-    const read = (f: string) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+    const read = (f: string) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, unknown>;
     expect(read('model_index.json')._class_name).toBe('ORTStableDiffusionPipeline');
     expect(read('scheduler/scheduler_config.json')).toMatchObject({
       _class_name: 'PNDMScheduler', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, steps_offset: 1, set_alpha_to_one: false, prediction_type: 'epsilon',

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Job, MediaInfoSchema, Problem } from '../../engine/src/api/schemas';
+import { Job, MediaInfoSchema, Problem, type Health } from '../../engine/src/api/schemas';
 import { ProblemError } from '../../engine/src/jobs/service';
 import { createApp, ROUTES } from '../../engine/src/server/app';
 import { startServer, type RunningServer } from '../../engine/src/server/listen';
@@ -33,8 +33,7 @@ interface Reply {
   headers: http.IncomingHttpHeaders;
   body: Buffer;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
+  json: unknown;
 }
 
 interface CallOptions {
@@ -98,8 +97,17 @@ function expectProblem(r: Reply, status: number): Problem {
 interface SseEvent {
   id?: string;
   event: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  data: any;
+  data: unknown;
+}
+
+/** The `type` of an event's data: a JobEvent's, or `job` for the snapshot that opens the stream. */
+function eventType(e: SseEvent): string {
+  return (e.data as { type: string }).type;
+}
+
+/** The job that a `job`, `progress` or `done` event carries (a type only: the tests check the values). */
+function eventJob(e: SseEvent): Job {
+  return (e.data as { job: Job }).job;
 }
 
 interface SseClient {
@@ -314,7 +322,7 @@ describe('Host header (DNS rebinding)', () => {
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
       const r = await call('GET', '/v1/health', { headers: { host } });
       expect(r.status).toBe(200);
-      expect(r.json.ok).toBe(true);
+      expect((r.json as Health).ok).toBe(true);
     }
   });
 
@@ -467,7 +475,7 @@ describe('GET /v1/jobs', () => {
     const job = await submit();
     const r = await call('GET', '/v1/jobs');
     expect(r.status).toBe(200);
-    const jobs = (r.json.jobs as unknown[]).map((j) => Job.parse(j));
+    const jobs = (r.json as { jobs: unknown[] }).jobs.map((j) => Job.parse(j));
     expect(jobs.map((j) => j.id)).toEqual(service.list().map((j) => j.id));
     expect(jobs.map((j) => j.id)).toContain(job.id);
     const one = await call('GET', `/v1/jobs/${job.id}`);
@@ -497,12 +505,12 @@ describe('GET /v1/jobs/:id/events', () => {
     await sse.ended;
     expect(sse.events.map((e) => e.event)).toEqual(['job', 'progress', 'progress', 'preview', 'done']);
     expect(sse.events.map((e) => e.id)).toEqual(['1', '2', '3', '4', '5']);
-    expect(sse.events.map((e) => e.data.type)).toEqual(['job', 'progress', 'progress', 'preview', 'done']);
-    expect(Job.parse(sse.events[0].data.job).state).toBe('queued');
-    expect(sse.events[1].data.job.progress).toEqual({ stage: 'editing', fraction: 0.25 });
-    expect(sse.events[2].data.job.progress).toEqual({ stage: 'inverting', fraction: 0.5, step: 5, steps: 10 });
+    expect(sse.events.map((e) => eventType(e))).toEqual(['job', 'progress', 'progress', 'preview', 'done']);
+    expect(Job.parse(eventJob(sse.events[0])).state).toBe('queued');
+    expect(eventJob(sse.events[1]).progress).toEqual({ stage: 'editing', fraction: 0.25 });
+    expect(eventJob(sse.events[2]).progress).toEqual({ stage: 'inverting', fraction: 0.5, step: 5, steps: 10 });
     expect(sse.events[3].data).toEqual({ type: 'preview', jobId: job.id, png: PNG.toString('base64') });
-    const done = Job.parse(sse.events[4].data.job);
+    const done = Job.parse(eventJob(sse.events[4]));
     expect(done.state).toBe('succeeded');
     expect(done.result?.path).toBe(path.join(tmp, 'events.mp4'));
     expect(service.listenerCount(job.id)).toBe(0);
@@ -527,7 +535,7 @@ describe('GET /v1/jobs/:id/events', () => {
     service.cancel(job.id);
     await sse.ended;
     expect(sse.events.map((e) => e.event)).toEqual(['job', 'done']);
-    expect(sse.events[1].data.job.state).toBe('canceled');
+    expect(eventJob(sse.events[1]).state).toBe('canceled');
   });
 
   test('a finished job: snapshot and done at once; a reconnect with Last-Event-ID gets 204', async () => {
@@ -536,7 +544,7 @@ describe('GET /v1/jobs/:id/events', () => {
     const sse = await openEvents(`/v1/jobs/${job.id}/events`);
     await sse.ended;
     expect(sse.events.map((e) => e.event)).toEqual(['job', 'done']);
-    expect(sse.events[1].data.job.error).toEqual({ title: 'Out of memory', detail: 'the GPU ran out of memory' });
+    expect(eventJob(sse.events[1]).error).toEqual({ title: 'Out of memory', detail: 'the GPU ran out of memory' });
     expect(service.listenerCount(job.id)).toBe(0);
     const again = await call('GET', `/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '2' } });
     expect(again.status).toBe(204);
@@ -653,11 +661,33 @@ describe('media', () => {
   });
 });
 
+/** The parts of the OpenAPI document that the test reads (a type only: the assertions check the values). */
+interface OpenApiContent {
+  content: Record<string, { schema: unknown }>;
+}
+interface OpenApiOperation {
+  operationId: string;
+  responses: Record<string, OpenApiContent>;
+  requestBody?: OpenApiContent;
+}
+interface JsonSchema {
+  additionalProperties?: unknown;
+  required?: string[];
+  enum?: unknown[];
+  properties: Record<string, JsonSchema>;
+}
+interface OpenApiDocument {
+  openapi: string;
+  info: { version: string };
+  paths: Record<string, Record<string, OpenApiOperation>>;
+  components: { schemas: Record<string, JsonSchema> };
+}
+
 describe('GET /v1/openapi.json', () => {
   test('documents every route and generates components from the zod schemas', async () => {
     const r = await call('GET', '/v1/openapi.json');
     expect(r.status).toBe(200);
-    const doc = r.json;
+    const doc = r.json as OpenApiDocument;
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.info.version).toBe('9.9.9-test');
     for (const route of ROUTES) {
@@ -666,7 +696,7 @@ describe('GET /v1/openapi.json', () => {
       expect(op.operationId).toBe(route.operationId);
       expect(op.responses['401'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/Problem' });
     }
-    const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
+    const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
     expect(documented.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path.replace(':id', '{id}')}`).sort());
     const schemas = doc.components.schemas;
     expect(schemas.JobRequest.additionalProperties).toBe(false);
@@ -678,7 +708,7 @@ describe('GET /v1/openapi.json', () => {
     const refs = [...r.text.matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]);
     expect(refs.length).toBeGreaterThan(10);
     for (const name of refs) expect(schemas[name]).toBeDefined();
-    expect(doc.paths['/v1/jobs'].post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/JobRequest' });
+    expect(doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/JobRequest' });
   });
 });
 

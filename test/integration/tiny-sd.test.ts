@@ -44,8 +44,25 @@ async function releaseAll(s: Sessions | undefined): Promise<void> {
   if (s) await Promise.all(Object.values(s).map((x) => x.release()));
 }
 
-function readJson(file: string): any {
+function readJson(file: string): unknown {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+// The fields of the generated configs that the tests read: types only, the assertions check the values.
+interface TextConfig {
+  bos_token_id: number;
+  eos_token_id: number;
+  pad_token_id: number;
+  vocab_size: number;
+}
+interface SchedulerConfig {
+  _class_name: string;
+  prediction_type: string;
+  timestep_spacing: string;
+  original_inference_steps?: number;
+}
+interface VaeConfig {
+  block_out_channels: number[];
 }
 
 function meta(list: readonly ort.InferenceSession.ValueMetadata[], name: string): { type: string; shape: readonly (number | string)[] } {
@@ -119,11 +136,11 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
   const C = v.latentChannels;
   let dir: string;
   let s: Sessions | undefined;
-  let textConfig: any;
+  let textConfig: TextConfig;
 
   beforeAll(async () => {
     dir = generated(name);
-    textConfig = readJson(path.join(dir, 'text_encoder', 'config.json'));
+    textConfig = readJson(path.join(dir, 'text_encoder', 'config.json')) as TextConfig;
     s = await openAll(dir);
   });
   afterAll(() => releaseAll(s));
@@ -135,12 +152,12 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
   };
 
   it('writes the pipeline folder with the variant configs', () => {
-    const index = readJson(path.join(dir, 'model_index.json'));
+    const index = readJson(path.join(dir, 'model_index.json')) as Record<string, unknown>;
     const onnxClass = name === 'diffusers-script' || name === 'olive-fp16';
     expect(index._class_name).toBe(onnxClass ? 'OnnxStableDiffusionPipeline' : 'ORTStableDiffusionPipeline');
     for (const c of [...COMPONENTS, 'tokenizer', 'scheduler']) expect(index[c]).toBeDefined();
 
-    const sched = readJson(path.join(dir, 'scheduler', 'scheduler_config.json'));
+    const sched = readJson(path.join(dir, 'scheduler', 'scheduler_config.json')) as SchedulerConfig;
     expect(sched._class_name).toBe(v.schedulerClass);
     expect(sched.prediction_type).toBe(v.predictionType);
     expect(sched.timestep_spacing).toBe(v.timestepSpacing);
@@ -152,7 +169,7 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
     if (v.tokenizerFormat === 'tokenizer.json') expect(tok).toContain('tokenizer.json');
     else expect(tok).toEqual(expect.arrayContaining(['vocab.json', 'merges.txt']));
     if (v.tokenizerFormat === 'vocab+merges') {
-      const vocab = readJson(path.join(dir, 'tokenizer', 'vocab.json'));
+      const vocab = readJson(path.join(dir, 'tokenizer', 'vocab.json')) as Record<string, number>;
       expect(textConfig.vocab_size).toBe(Object.keys(vocab).length);
     }
     expect(textConfig).toMatchObject({ hidden_size: v.hiddenSize, max_position_embeddings: 77 });
@@ -170,7 +187,7 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
       block_out_channels: v.channels,
     });
     for (const c of ['vae_encoder', 'vae_decoder']) {
-      const vae = readJson(path.join(dir, c, 'config.json'));
+      const vae = readJson(path.join(dir, c, 'config.json')) as VaeConfig;
       expect(vae).toMatchObject({ latent_channels: C, scaling_factor: v.scalingFactor });
       expect(2 ** (vae.block_out_channels.length - 1)).toBe(v.vaeScale);
     }

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Problem } from '../../engine/src/api/schemas';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
-import { Engine, serveFails, type Reply } from './support/engine';
+import { Engine, jobId, serveFails, type Reply } from './support/engine';
 import { makeFixtures, smallJob, type Fixtures } from './support/fixtures';
 
 jest.setTimeout(120_000);
@@ -184,7 +184,7 @@ it('answers every bad input with the right status and an instruction, and keeps 
   const normalJobSucceeds = async (after: string) => {
     const r = await post(job());
     if (r.status !== 202) return failures.push(`normal job after "${after}": ${r.status} ${r.text}`);
-    const done = await engine.settle(r.json.id);
+    const done = await engine.settle(jobId(r));
     if (done.state !== 'succeeded') failures.push(`normal job after "${after}" ${done.state}: ${JSON.stringify(done.error)}`);
     normalJobs++;
   };
@@ -207,7 +207,7 @@ it('answers every bad input with the right status and an instruction, and keeps 
         if (c.field && p.data.field !== c.field) problems.push(`field ${p.data.field}, expected ${c.field}`);
         if (c.says && !c.says.test(p.data.detail)) problems.push(`detail "${p.data.detail}" does not match ${c.says}`);
       }
-    } else if (r.status === 202) accepted.push(r.json.id);
+    } else if (r.status === 202) accepted.push(jobId(r));
     if (!engine.alive) throw new Error(`the engine died on "${c.name}": ${engine.logText().slice(-2000)}`);
     if (problems.length) failures.push(`${c.name}: ${problems.join('; ')}`);
     else right++;
@@ -259,15 +259,15 @@ it('says what to do when ffmpeg cannot be found: in health, and on submission', 
   try {
     const health = await missing.api('GET', '/v1/health');
     expect(health.status).toBe(200);
-    expect(health.json.ffmpeg).toMatchObject({ ok: false });
-    expect(health.json.ffmpeg.detail).toMatch(/FFPROBE_PATH points to \/nonexistent\/ffprobe.*Set FFPROBE_PATH to the full path/);
+    expect(health.json?.ffmpeg).toMatchObject({ ok: false });
+    expect(health.json?.ffmpeg?.detail).toMatch(/FFPROBE_PATH points to \/nonexistent\/ffprobe.*Set FFPROBE_PATH to the full path/);
     const r = await missing.api('POST', '/v1/jobs', job());
     expect(r.status).toBe(503);
     const p = Problem.parse(r.json);
     expect(p.detail).toMatch(/\/nonexistent\/ff(mpeg|probe).*set FF(MPEG|PROBE)_PATH/i);
     const probe = await missing.api('GET', `/v1/media/probe?path=${encodeURIComponent(fx.clip)}`);
     expect(probe.status).toBe(503);
-    console.log(`ffmpeg not found: health says "${health.json.ffmpeg.detail.slice(0, 80)}…", submission ${r.status}, probe ${probe.status}`);
+    console.log(`ffmpeg not found: health says "${health.json?.ffmpeg?.detail?.slice(0, 80) ?? ''}…", submission ${r.status}, probe ${probe.status}`);
     expect(missing.alive).toBe(true);
     missing.expectNoTokenLeak();
   } finally {

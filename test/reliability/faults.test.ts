@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InversionCache } from '../../engine/src/jobs/inversion-cache';
+import { InversionCache } from '../../engine/src/store/inversion-cache';
 import { probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { Engine, partialFiles, type Job } from './support/engine';
@@ -90,7 +90,7 @@ it('kill -9 while decoding, computing and writing: after each restart every job 
   };
   const restartAndCheck = async (deadPid: number, fault: string | undefined, restarts: number) => {
     e = await start(home, fault);
-    const jobs = (await e.api('GET', '/v1/jobs')).json.jobs as Job[];
+    const jobs = await e.jobs();
     expect(jobs.map((j) => j.id).sort()).toEqual([a.id, b.id, c.id].sort());
     const ja = jobs.find((j) => j.id === a.id)!;
     expect(ja.restarts).toBe(restarts);
@@ -156,7 +156,7 @@ it('a compute thread that dies mid-job fails that job only; the next jobs get a 
     // With nothing queued, no task has reloaded the model yet: the engine must still describe itself.
     const health = await e.api('GET', '/v1/health');
     expect(health.status).toBe(200);
-    expect(health.json.model).toBe('oracle');
+    expect(health.json?.model).toBe('oracle');
     const next = [await submit(e, smallJob(fx.clip, out)), await submit(e, smallJob(fx.clip, out, { method: 'sdedit' }))];
     for (const j of next) expect((await e.settle(j.id)).state).toBe('succeeded');
     expect(e.alive).toBe(true);
@@ -203,8 +203,8 @@ it('a full output drive fails the job cleanly, with a message that says what to 
         fillUp(path.join(jobsDir, 'filler.bin'));
         const r = await d.api('POST', '/v1/jobs', smallJob(fx.clip, out));
         expect(r.status).toBe(507);
-        expect(r.json.detail).toMatch(/free space on that drive/);
-        expect((await d.api('GET', '/v1/jobs')).json.jobs).toEqual([]);
+        expect(r.json?.detail).toMatch(/free space on that drive/);
+        expect(await d.jobs()).toEqual([]);
         fs.rmSync(path.join(jobsDir, 'filler.bin'));
         expect((await d.settle((await submit(d, smallJob(fx.clip, out))).id)).state).toBe('succeeded');
         covered.push('tmpfs data drive (507)');

@@ -161,7 +161,7 @@ function places(v: unknown, at: string[] = []): string[][] {
 function setAt(root: unknown, at: string[], f: (parent: Record<string, unknown>, key: string) => void): unknown {
   if (at.length === 0) {
     const box = { v: root };
-    f(box as unknown as Record<string, unknown>, 'v');
+    f(box, 'v');
     return box.v;
   }
   let parent = root as Record<string, unknown>;
@@ -236,7 +236,7 @@ it(`job submissions generated from the contract and mutated (${RUNS} runs): neve
     try {
       r = await engine.call('POST', '/v1/jobs', { body: text, headers: { 'content-type': 'application/json' } });
     } catch (err) {
-      throw new Error(`no answer (${(err as Error).message}); engine alive: ${engine.alive}`);
+      throw new Error(`no answer (${(err as Error).message}); engine alive: ${engine.alive}`, { cause: err });
     }
     counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
     if (!engine.alive) throw new Error(`the engine died: ${engine.logText().slice(-3000)}`);
@@ -250,14 +250,14 @@ it(`job submissions generated from the contract and mutated (${RUNS} runs): neve
     }
     // A valid request must not be refused for the request's form: only for its media, its output or the queue.
     if (mutations.length === 0 && cut === null && JobRequest.safeParse(request).success && r.status === 400 && r.json?.title === 'Invalid request') {
-      problems.push(`a request the contract accepts was refused as invalid: ${r.json.detail}`);
+      problems.push(`a request the contract accepts was refused as invalid: ${r.json.detail ?? r.text}`);
     }
   });
   await fc.assert(property, { numRuns: RUNS, seed: SEED, endOnFailure: true });
 
   expect(engine.alive).toBe(true);
   expect((await engine.api('GET', '/v1/health')).status).toBe(200);
-  const listed = ((await engine.api('GET', '/v1/jobs')).json.jobs as { id: string }[]).map((j) => j.id);
+  const listed = (await engine.jobs()).map((j) => j.id);
   expect([...listed].sort()).toEqual([...accepted].sort());
   await Promise.all(accepted.map((id) => engine.api('POST', `/v1/jobs/${id}/cancel`)));
   const summary = [...counts].sort(([a], [b]) => a - b).map(([s, n]) => `${n}×${s}`).join(', ');

@@ -33,8 +33,39 @@ afterAll(async () => {
   if (root) fs.rmSync(root, { recursive: true, force: true });
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function client(mode: 'burst' | 'soak', options: Record<string, unknown>, timeoutMs: number): Promise<any> {
+/** Latency figures in ms, as load-client.mjs reports them. */
+interface Latency {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** The summary line load-client.mjs prints for `burst`. */
+interface BurstSummary {
+  burstMs: number;
+  statusCounts: Record<string, number>;
+  accepted: string[];
+  refusedDetails: string[];
+  pollsOk: number;
+  submitLatency: Latency;
+  health: Latency;
+  maxQueuedSeen: number;
+  listIds: string[];
+}
+
+/** The summary line load-client.mjs prints for `soak`. */
+interface SoakSummary {
+  ids: string[];
+  requests: number;
+  events: number;
+  errors: string[];
+  health: Latency;
+}
+
+function client(mode: 'burst', options: Record<string, unknown>, timeoutMs: number): Promise<BurstSummary>;
+function client(mode: 'soak', options: Record<string, unknown>, timeoutMs: number): Promise<SoakSummary>;
+function client(mode: 'burst' | 'soak', options: Record<string, unknown>, timeoutMs: number): Promise<BurstSummary | SoakSummary> {
   const proc = spawn(process.execPath, [CLIENT, mode, JSON.stringify({ url: engine.url, token: engine.token, job: smallJob(fx.clip, out), ...options })], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -45,7 +76,8 @@ function client(mode: 'burst' | 'soak', options: Record<string, unknown>, timeou
     proc.once('exit', (code) => {
       clearTimeout(timer);
       if (code !== 0) return reject(new Error(`load client (${mode}) exited ${code}: ${stderr}`));
-      resolve(JSON.parse(stdout.trim().split('\n').pop()!));
+      // The client is ours and prints exactly one of the two summaries; the assertions below check its contents.
+      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as BurstSummary | SoakSummary);
     });
   });
 }
@@ -54,8 +86,8 @@ const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
 
 it(`${BURST} concurrent submissions from another process: each accepted or refused with 429 at the bound, none lost or duplicated`, async () => {
   const r = await client('burst', { count: BURST }, 90_000);
-  const accepted = r.accepted as string[];
-  const counts = r.statusCounts as Record<string, number>;
+  const accepted = r.accepted;
+  const counts = r.statusCounts;
   expect(Object.keys(counts).sort()).toEqual(['202', '429']);
   expect(counts['202'] + counts['429']).toBe(BURST);
   expect(new Set(accepted).size).toBe(accepted.length);
@@ -71,7 +103,7 @@ it(`${BURST} concurrent submissions from another process: each accepted or refus
   const cancels = await Promise.all(accepted.map((id) => engine.api('POST', `/v1/jobs/${id}/cancel`)));
   expect(cancels.every((c) => c.status === 200 || c.status === 409)).toBe(true);
   const finals = await waitFor(async () => {
-    const jobs = (await engine.api('GET', '/v1/jobs')).json.jobs as { id: string; state: string }[];
+    const jobs = await engine.jobs();
     return jobs.every((j) => ['succeeded', 'canceled'].includes(j.state)) ? jobs : undefined;
   }, 'every burst job to end', 60_000);
   expect(finals.map((j) => j.id).sort()).toEqual([...accepted].sort());
@@ -92,7 +124,7 @@ it(`soak for ${SOAK_SECONDS} s: jobs, polls, event streams, probes and stills ke
   const samples: number[] = [];
   const sampler = setInterval(() => samples.push(engine.rssBytes()), 250);
   samples.push(engine.rssBytes());
-  let r;
+  let r: SoakSummary;
   try {
     r = await client('soak', { seconds: SOAK_SECONDS }, SOAK_SECONDS * 1000 + 60_000);
   } finally {

@@ -12,7 +12,7 @@ import { createApp, ROUTES } from '../../engine/src/server/app';
 import { startServer } from '../../engine/src/server/listen';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { FakeJobService } from '../support/fake-job-service';
-import { Engine, httpCall, serveFails, type Reply } from './support/engine';
+import { Engine, httpCall, jobId, serveFails, type Reply } from './support/engine';
 import { makeFixtures, smallJob, type Fixtures } from './support/fixtures';
 
 // Counts every constant-time comparison the token check makes; the real function still does the work.
@@ -50,12 +50,13 @@ afterAll(async () => {
 async function concreteRoutes(): Promise<{ method: string; path: string; queryToken: boolean }[]> {
   const job = await engine.api('POST', '/v1/jobs', smallJob(fx.clip, out));
   expect(job.status).toBe(202);
-  await engine.settle(job.json.id);
+  const id = jobId(job);
+  await engine.settle(id);
   const query: Record<string, string> = {
     '/v1/media/probe': `?path=${encodeURIComponent(fx.clip)}`,
     '/v1/media/still': `?path=${encodeURIComponent(fx.clip)}&t=0`,
   };
-  return ROUTES.map((r) => ({ method: r.method, path: r.path.replace(':id', job.json.id) + (query[r.path] ?? ''), queryToken: r.queryToken }));
+  return ROUTES.map((r) => ({ method: r.method, path: r.path.replace(':id', id) + (query[r.path] ?? ''), queryToken: r.queryToken }));
 }
 
 describe('binding', () => {
@@ -74,7 +75,7 @@ describe('binding', () => {
       expect(r.stdout).toBe('');
       expect(r.ms).toBeLessThan(5000);
     }
-    expect(JSON.parse(fs.readFileSync(path.join(jobsDir, 'waiting00001.json'), 'utf8')).state).toBe('queued');
+    expect((JSON.parse(fs.readFileSync(path.join(jobsDir, 'waiting00001.json'), 'utf8')) as { state: string }).state).toBe('queued');
     expect(fs.existsSync(path.join(out, 'never.mp4'))).toBe(false);
 
     // Told explicitly, it listens on all interfaces but still answers only to loopback host names.
@@ -244,7 +245,7 @@ describe('foreign pages in Chromium', () => {
     await browser?.close();
   });
 
-  const jobCount = async () => ((await engine.api('GET', '/v1/jobs')).json.jobs as unknown[]).length;
+  const jobCount = async () => (await engine.jobs()).length;
   const request = () => JSON.stringify({ ...smallJob(fx.clip, out), prompt: 'planted by a web page' });
   const attempts = (base: string) => `
     async function attempt(name, run) {

@@ -145,7 +145,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, opts: FakeHu
           const next = new URL(url.pathname, base);
           next.search = url.search;
           next.searchParams.set('cursor', String(cursor + pageSize));
-          headers.link = `<${next}>; rel="next"`;
+          headers.link = `<${next.href}>; rel="next"`;
         }
         return json(page, headers);
       }

@@ -197,7 +197,7 @@ export class FakeFs {
     const content = this.files.get(path);
     if (content === undefined) throw enoent('open', path);
     if (options?.encoding) return content;
-    return new TextEncoder().encode(content).buffer as ArrayBuffer;
+    return new TextEncoder().encode(content).buffer;
   }
 
   async writeFile(path: string, data: string, _options?: { encoding?: string }): Promise<number> {
@@ -816,10 +816,10 @@ export class FakeProject {
     if (args.length >= 3 && targetBin === undefined) throw new Error('Illegal Parameter type');
     if (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string')) throw new Error('Illegal Parameter type');
     if (targetBin !== undefined && !(targetBin instanceof FakeFolderItem)) throw new Error('Illegal Parameter type');
-    this.world.importCalls.push({ paths: [...paths], bin: (targetBin as FakeFolderItem | undefined) ?? null });
+    this.world.importCalls.push({ paths: [...paths], bin: targetBin ?? null });
     if (this.world.importBehaviour === 'fail') return false;
-    const bin = (targetBin as FakeFolderItem | undefined) ?? this.root;
-    for (const path of paths as string[]) {
+    const bin = targetBin ?? this.root;
+    for (const path of paths) {
       if (!this.world.fs.files.has(path)) return false;
       if (this.world.importBehaviour === 'vanish') continue;
       const name = path.split(/[\\/]/).pop() ?? path;
@@ -1092,7 +1092,6 @@ export class FakePremiere {
   }
 
   private buildModule(classes: 'constructors' | 'cast-only'): premierepro {
-    const world = this;
     const trackItemStatics = { TRACKITEMTYPE_EMPTY: 0, TRACKITEMTYPE_CLIP: 1, TRACKITEMTYPE_TRANSITION: 2, TRACKITEMTYPE_PREVIEW: 3, TRACKITEMTYPE_FEEDBACK: 4 };
     const VideoClipTrackItem =
       classes === 'constructors'
@@ -1104,13 +1103,17 @@ export class FakePremiere {
         : { ...trackItemStatics, cast: (item: unknown) => (item instanceof FakeAudioClipTrackItem ? item : null) };
     const encoder = {
       isAMEInstalled: false,
-      async exportSequence(sequence: unknown, exportType: unknown, outputFile?: string, presetFile?: string, exportFull?: boolean): Promise<boolean> {
+      // Rest parameters, so that the call records how many arguments the panel passed (3 without a preset, 4 with).
+      exportSequence: async (
+        ...args: [sequence: unknown, exportType: unknown, outputFile?: string, presetFile?: string, exportFull?: boolean]
+      ): Promise<boolean> => {
+        const [sequence, exportType, outputFile, presetFile, exportFull] = args;
         if (!(sequence instanceof FakeSequence)) throw new Error('Illegal Parameter type');
-        world.exportCalls.push({ sequence, exportType, outputFile, presetFile, exportFull, argumentCount: arguments.length });
-        if (!world.exportSucceeds || !outputFile) return false;
-        if (!world.fs.dirs.has(parentOf(outputFile))) return false;
-        world.fs.addFile(outputFile, `rendered ${sequence.name}`);
-        world.mediaDurations.set(outputFile, sequence.endTicks());
+        this.exportCalls.push({ sequence, exportType, outputFile, presetFile, exportFull, argumentCount: args.length });
+        if (!this.exportSucceeds || !outputFile) return false;
+        if (!this.fs.dirs.has(parentOf(outputFile))) return false;
+        this.fs.addFile(outputFile, `rendered ${sequence.name}`);
+        this.mediaDurations.set(outputFile, sequence.endTicks());
         return true;
       },
     };
@@ -1118,7 +1121,7 @@ export class FakePremiere {
       Constants: FakeConstants,
       TickTime: FakeTickTime,
       Project: {
-        getActiveProject: async () => world.project,
+        getActiveProject: async () => this.project,
       },
       ProjectItem: {
         cast: (item: unknown) => item,
@@ -1137,7 +1140,7 @@ export class FakePremiere {
       SequenceEditor: {
         getEditor: (sequence: unknown) => {
           if (!(sequence instanceof FakeSequence)) throw new Error('Illegal Parameter type');
-          return new FakeSequenceEditor(world, sequence);
+          return new FakeSequenceEditor(this, sequence);
         },
       },
       EncoderManager: {
@@ -1147,7 +1150,7 @@ export class FakePremiere {
         EXPORT_QUEUE_TO_AME: FakeConstants.ExportType.QUEUE_TO_AME,
         EXPORT_QUEUE_TO_APP: FakeConstants.ExportType.QUEUE_TO_APP,
       },
-      EventManager: world.events,
+      EventManager: this.events,
       Metadata: {
         getProjectColumnsMetadata: async (item: unknown) => {
           const columns: Array<{ ColumnID: string; ColumnValue: string; ColumnName: string }> = [];

@@ -1,7 +1,7 @@
 // Full-resolution compositing math (media/composite.ts): out = source + matte · upscale(delta), in place on raw
 // packed frames. Checked against closed forms and against an independent per-pixel bilinear reference.
 import { bilinearTaps, compositeFrame, subtractInto, type DeltaFrames } from '../../engine/src/media/composite';
-import { resizeMask } from '../../engine/src/editing/mask-ops';
+import { resizeMask } from '../../engine/src/editing/masks/mask-ops';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

@@ -22,6 +22,17 @@ function client(fetchImpl: FetchLike, timeoutMs?: number): { c: EngineClient; ca
   return { c, calls };
 }
 
+/** The EngineError a call rejects with; anything else (a resolve, another error) fails the test. */
+async function engineError(call: Promise<unknown>): Promise<EngineError> {
+  try {
+    await call;
+  } catch (e) {
+    if (e instanceof EngineError) return e;
+    throw e;
+  }
+  throw new Error('the call resolved; expected an EngineError');
+}
+
 const HEALTH = { ok: true, version: '0.1.0', model: 'oracle', modelDir: '/m', provider: 'cpu', providerFallbacks: [], queue: { queued: 0, running: 0 } };
 
 it('sends the token as a bearer header and JSON bodies with their content type', async () => {
@@ -48,8 +59,7 @@ it('puts the token in the URL only for what browser elements load', () => {
 it('turns problem documents into EngineErrors with the field at fault', async () => {
   const problem = { type: 'https://reshoot.dev/problems/invalid-request', title: 'Invalid request', status: 400, detail: 'source.out must be later than source.in', field: 'source.out', issues: [{ field: 'source.out', message: 'source.out must be later than source.in' }] };
   const { c } = client(async () => reply(400, problem, 'application/problem+json'));
-  const err = await c.submit({ source: { path: '/a.mp4', in: 2, out: 1 }, prompt: 'p' }).catch((e) => e);
-  expect(err).toBeInstanceOf(EngineError);
+  const err = await engineError(c.submit({ source: { path: '/a.mp4', in: 2, out: 1 }, prompt: 'p' }));
   expect(err).toMatchObject({ code: 'http', status: 400, title: 'Invalid request', field: 'source.out', issues: problem.issues });
 });
 
@@ -57,7 +67,7 @@ it('says how to start the engine when nothing answers', async () => {
   const { c } = client(async () => {
     throw new TypeError('Failed to fetch');
   });
-  const err: EngineError = await c.health().catch((e) => e);
+  const err = await engineError(c.health());
   expect(err).toMatchObject({ code: 'unreachable', status: 0, title: 'Engine not running' });
   expect(err.detail).toContain('npx reshoot serve');
 });
@@ -72,7 +82,7 @@ it('gives up after its timeout and aborts the request', async () => {
       }),
     50,
   );
-  const err: EngineError = await c.job('j1').catch((e) => e);
+  const err = await engineError(c.job('j1'));
   expect(err).toMatchObject({ code: 'timeout', status: 0 });
   expect(signal?.aborted).toBe(true);
 });

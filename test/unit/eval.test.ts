@@ -2,7 +2,7 @@ import { deflateSync } from 'node:zlib';
 import { ImageBatch, MaskBatch, imageBatch, sliceFrames, toRgb24 } from '../../engine/src/diffusion/images';
 import { makeMovingObjectClip } from '../../engine/src/eval/synthetic-clip';
 import { colourError, maskIoU, maskedPsnr, meanColour, mse, psnr, warpError } from '../../engine/src/eval/metrics';
-import { decodePng, encodePng, imageBatchFramePng, maskPng } from '../../engine/src/eval/png';
+import { decodePng, encodePng, imageBatchFramePng, maskPng } from '../../engine/src/media/png';
 import { contactSheet, contactSheetPng, labelWidth, sampleIndices } from '../../engine/src/eval/contact-sheet';
 
 function constantBatch(n: number, h: number, w: number, rgb: [number, number, number]): ImageBatch {
@@ -205,7 +205,7 @@ describe('metrics', () => {
   });
 
   it('maskIoU gives exact fractions', () => {
-    const a = mask(1, 2, 4, (_f, y, x) => y === 0); // pixels 0..3
+    const a = mask(1, 2, 4, (_f, y) => y === 0); // pixels 0..3
     const b = mask(1, 2, 4, (_f, y, x) => (y === 0 && x >= 2) || (y === 1 && x < 2)); // pixels 2..5
     expect(maskIoU(a, b)).toBeCloseTo(2 / 6, 12);
     expect(maskIoU(a, a)).toBe(1);

@@ -18,8 +18,8 @@ import {
 } from '../../engine/src/media/binaries';
 import { makeTestClip, probeMedia, rational } from '../../engine/src/media';
 
-const BUNDLED_FFMPEG: string = require('@ffmpeg-installer/ffmpeg').path;
-const BUNDLED_FFPROBE: string = require('@ffprobe-installer/ffprobe').path;
+const BUNDLED_FFMPEG = (require('@ffmpeg-installer/ffmpeg') as { path: string }).path;
+const BUNDLED_FFPROBE = (require('@ffprobe-installer/ffprobe') as { path: string }).path;
 
 const V = {
   brew: 'ffmpeg version 7.1.1 Copyright (c) 2000-2025 the FFmpeg developers',
@@ -309,6 +309,7 @@ d('the bundled binaries: runnable by every user', () => {
     let result: FfmpegInspection | undefined;
     jest.isolateModules(() => {
       jest.doMock('@ffprobe-installer/ffprobe', () => ({ path: file }));
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- isolateModules needs a synchronous require
       const b = require('../../engine/src/media/binaries') as typeof import('../../engine/src/media/binaries');
       result = b.inspectFfmpeg({ env: { PATH: '' } });
     });

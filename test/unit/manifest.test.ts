@@ -3,10 +3,37 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_PORT } from '../../engine/src/cli/serve';
-import { decodePng } from '../../engine/src/eval/png';
+import { decodePng } from '../../engine/src/media/png';
+
+interface Size {
+  width: number;
+  height: number;
+}
+
+/** The manifest as the documented schema describes it; the tests below check that the file keeps to it. */
+interface Manifest {
+  manifestVersion: number;
+  id: string;
+  name: string;
+  main?: string;
+  version: string;
+  host: { app: string; minVersion: string; maxVersion?: string };
+  entrypoints: {
+    type: string;
+    id: string;
+    label?: string | { default?: string };
+    shortcut?: unknown;
+    minimumSize?: Size;
+    maximumSize?: Size;
+    preferredDockedSize?: Size;
+    preferredFloatingSize?: Size;
+  }[];
+  requiredPermissions: Record<string, unknown> & { network: { domains: string[] } };
+  icons: { width: number; height: number; path: string; scale?: number[]; theme?: string[]; species?: string[] }[];
+}
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'manifest.json'), 'utf8'));
+const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'manifest.json'), 'utf8')) as Manifest;
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
 
 const THEMES = ['all', 'lightest', 'light', 'medium', 'dark', 'darkest'];
@@ -68,7 +95,7 @@ describe('manifest.json', () => {
   });
 
   it('declares one panel entrypoint with unique ids, labels and consistent sizes', () => {
-    const entrypoints = manifest.entrypoints as Array<Record<string, any>>;
+    const entrypoints = manifest.entrypoints;
     const ids = entrypoints.map((e) => e.id);
     expect(new Set(ids).size).toBe(ids.length);
     for (const e of entrypoints) {
@@ -85,22 +112,26 @@ describe('manifest.json', () => {
     expect(panel.label).toEqual({ default: 'Reshoot' });
     expect(panel.minimumSize).toEqual({ width: 260, height: 300 });
     expect(panel.preferredDockedSize).toEqual({ width: 320, height: 560 });
-    for (const size of ['minimumSize', 'maximumSize', 'preferredDockedSize', 'preferredFloatingSize']) {
-      if (panel[size] === undefined) continue;
-      expect(Object.keys(panel[size]).sort()).toEqual(['height', 'width']);
-      expect(Number.isInteger(panel[size].width) && Number.isInteger(panel[size].height)).toBe(true);
+    for (const key of ['minimumSize', 'maximumSize', 'preferredDockedSize', 'preferredFloatingSize'] as const) {
+      const size = panel[key];
+      if (size === undefined) continue;
+      expect(Object.keys(size).sort()).toEqual(['height', 'width']);
+      expect(Number.isInteger(size.width) && Number.isInteger(size.height)).toBe(true);
     }
-    for (const size of ['preferredDockedSize', 'preferredFloatingSize']) {
-      expect(panel[size].width).toBeGreaterThanOrEqual(panel.minimumSize.width);
-      expect(panel[size].height).toBeGreaterThanOrEqual(panel.minimumSize.height);
-      expect(panel[size].width).toBeLessThanOrEqual(panel.maximumSize.width);
-      expect(panel[size].height).toBeLessThanOrEqual(panel.maximumSize.height);
+    // Both preferred sizes and both bounds must be there; a missing one fails here.
+    const { minimumSize: min, maximumSize: max } = panel as Required<typeof panel>;
+    for (const key of ['preferredDockedSize', 'preferredFloatingSize'] as const) {
+      const size = panel[key]!;
+      expect(size.width).toBeGreaterThanOrEqual(min.width);
+      expect(size.height).toBeGreaterThanOrEqual(min.height);
+      expect(size.width).toBeLessThanOrEqual(max.width);
+      expect(size.height).toBeLessThanOrEqual(max.height);
     }
   });
 
   it('uses the same panel id as entrypoints.setup() in main-uxp.ts', () => {
     const source = fs.readFileSync(path.join(ROOT, 'panel', 'src', 'main-uxp.ts'), 'utf8');
-    const panelIds = (manifest.entrypoints as Array<{ type: string; id: string }>).filter((e) => e.type === 'panel').map((e) => e.id);
+    const panelIds = manifest.entrypoints.filter((e) => e.type === 'panel').map((e) => e.id);
     expect(setupPanelKeys(source).sort()).toEqual(panelIds.sort());
     // The hooks UXP calls on a v5 panel; hide/destroy are unreliable in Premiere, so mounting must not need them.
     expect(source).toMatch(/reshootPanel\s*:\s*\{[\s\S]*\bcreate\s*\([\s\S]*\bshow\s*\(/);
@@ -110,7 +141,7 @@ describe('manifest.json', () => {
     const domains = manifest.requiredPermissions.network.domains;
     expect(Array.isArray(domains)).toBe(true);
     expect(domains).toEqual(expect.arrayContaining([`http://127.0.0.1:${DEFAULT_PORT}`, `http://localhost:${DEFAULT_PORT}`]));
-    for (const domain of domains as string[]) {
+    for (const domain of domains) {
       expect(domain).not.toBe('all');
       expect(domain).not.toContain('*');
       const url = new URL(domain);
@@ -123,7 +154,7 @@ describe('manifest.json', () => {
   });
 
   it('asks for no more permissions than the panel uses', () => {
-    const permissions = manifest.requiredPermissions as Record<string, unknown>;
+    const permissions = manifest.requiredPermissions;
     for (const key of Object.keys(permissions)) expect(PERMISSIONS).toContain(key);
     expect(Object.keys(permissions).sort()).toEqual(['launchProcess', 'localFileSystem', 'network']);
     expect(['plugin', 'request', 'fullAccess']).toContain(permissions.localFileSystem);
@@ -144,15 +175,15 @@ describe('manifest.json', () => {
   });
 
   it('lists icons in the documented schema, present in panel/icons at every scale', () => {
-    const icons = manifest.icons as Array<Record<string, any>>;
+    const icons = manifest.icons;
     expect(icons.length).toBeGreaterThan(0);
     for (const icon of icons) {
       for (const key of Object.keys(icon)) expect(['width', 'height', 'path', 'scale', 'theme', 'species']).toContain(key);
       expect(icon.path).toMatch(/^icons\/[\w.@-]+\.(png|jpe?g|svg)$/);
       for (const theme of icon.theme ?? []) expect(THEMES).toContain(theme);
       for (const species of icon.species ?? []) expect(SPECIES).toContain(species);
-      for (const scale of (icon.scale ?? [1]) as number[]) {
-        const rel = scale === 1 ? icon.path : (icon.path as string).replace(/(\.\w+)$/, `@${scale}x$1`);
+      for (const scale of icon.scale ?? [1]) {
+        const rel = scale === 1 ? icon.path : icon.path.replace(/(\.\w+)$/, `@${scale}x$1`);
         const file = path.join(ROOT, 'panel', rel);
         expect(fs.existsSync(file)).toBe(true);
         const png = decodePng(fs.readFileSync(file));

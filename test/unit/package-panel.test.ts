@@ -163,7 +163,7 @@ describe('package-panel', () => {
     }
     expect(entries.find((e) => e.name === 'index.js')?.method).toBe(8);
     expect(entries.find((e) => e.name === 'assets/noise.bin')?.method).toBe(0);
-    expect(JSON.parse(entries[0].data.toString('utf8')).version).toBe('1.2.3');
+    expect((JSON.parse(entries[0].data.toString('utf8')) as { version: string }).version).toBe('1.2.3');
   });
 
   it('writes empty files, nested folders and non-ASCII names that a reader gets back intact', () => {

@@ -609,6 +609,7 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     const project = fake.project!;
     expect(() =>
       project.lockedAccess(() => {
+        // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the misuse under test: Premiere refuses it
         project.executeTransaction(async (ca) => {
           ca.addAction(seq.createSetInPointAction(new FakeTickTime(frames(5))));
         }, 'async');
@@ -620,9 +621,12 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
 
   test('awaiting inside lockedAccess throws', () => {
     const { fake } = setup();
-    expect(() => fake.project!.lockedAccess((async () => {
-      await Promise.resolve();
-    }) as () => void)).toThrow(/must be synchronous/);
+    expect(() =>
+      // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the misuse under test: Premiere refuses it
+      fake.project!.lockedAccess(async () => {
+        await Promise.resolve();
+      }),
+    ).toThrow(/must be synchronous/);
   });
 
   test('addAction outside its transaction, or with an action from an ended lock, throws', () => {

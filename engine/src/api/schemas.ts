@@ -61,12 +61,19 @@ export const ConsistencySpec = z
         steps: z.int().min(0).max(200),
         /** [previous frame, the frame, next frame]; they sum to 1. */
         weights: z.tuple([weight, weight, weight]).refine((w) => Math.abs(w[0] + w[1] + w[2] - 1) < 1e-6, { message: 'latent correction weights must sum to 1' }),
+        /** Correspondence search radius in latent pixels; default 6 (motion up to 6 latent pixels a frame: 5 px/frame on the oracle was missed at 4). */
+        radius: z.int().min(1).max(16).optional(),
+        /** Matches below this cosine similarity are not used; default 0.5. */
+        minSimilarity: z.number().min(-1).max(1).optional(),
       })
       .strict()
       .nullable()
       .default({ steps: 10, weights: [0.25, 0.5, 0.25] }),
-    /** Align each frame's latent mean and spread inside the mask to the chunk's first frame. */
-    anchorStats: z.boolean().default(false),
+    /**
+     * Align each frame's latent mean and spread inside the mask to the chunk's first frame: after every denoising
+     * step, or after the first `steps` only.
+     */
+    anchorStats: z.union([z.boolean(), z.object({ steps: z.int().min(0).max(200) }).strict()]).default(false),
     /** Motion-compensated temporal smoothing of the automatic mask: each neighbouring frame's weight. */
     maskSmoothing: z.number().min(0).max(1 / 3, 'consistency.maskSmoothing must be at most 1/3').default(0.25),
     /**
@@ -128,7 +135,6 @@ export type JobRequestInput = z.input<typeof JobRequest>;
 export type JobRequest = z.output<typeof JobRequest>;
 
 export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
-export type JobState = (typeof JOB_STATES)[number];
 
 export const STAGES = ['queued', 'probing', 'decoding', 'encoding latents', 'inverting', 'editing', 'decoding latents', 'writing', 'done'] as const;
 

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { JobRequest, type JobRequestInput, type JobResult } from '../api/schemas';
-import { InversionCache } from '../jobs/inversion-cache';
+import { InversionCache } from '../store/inversion-cache';
 import { planJob, runJob } from '../jobs/runner';
 import { openSession, type ProviderName, type SessionSettings } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';

@@ -25,7 +25,7 @@ export interface BenchOptions {
   unetCalls?: boolean;
   unetRuns?: number;
   threads?: number;
-  log?(line: string): void;
+  log?: (line: string) => void;
 }
 
 export const STAGES = ['probe', 'decode', 'vaeEncode', 'inversion', 'edit', 'vaeDecode', 'encode', 'other'] as const;

@@ -4,8 +4,6 @@ import { ffmpegInspection, type FfmpegInspection, type ToolChoice } from '../med
 import { MediaError } from '../media/errors';
 import { parse } from './args';
 
-export const DOCTOR_USAGE = 'usage: reshoot doctor [--json]';
-
 type Tool = ToolChoice | { error: MediaError };
 
 function toolJson(t: Tool): { ok: true; path: string; version: string; source: string; raw?: string } | { ok: false; error: string; file?: string } {

@@ -4,7 +4,7 @@ import { JobRequest, validationProblem, type JobRequestInput } from '../api/sche
 import { dataDir } from '../config/paths';
 import { makePrivateDir } from '../config/private-dir';
 import { CanceledError } from '../editing/types';
-import { InversionCache } from '../jobs/inversion-cache';
+import { InversionCache } from '../store/inversion-cache';
 import { mediaProblem } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
 import { ProblemError } from '../jobs/service';

@@ -1,6 +1,6 @@
 // `reshoot models check DIR`: what loads, which exporter variant, which provider.
 import { parseProviders } from '../models/providers';
-import { loadDiffusionModel } from '../models/sd-model';
+import { loadDiffusionModel, type ModelInfo } from '../models/sd-model';
 import { resolveModel } from '../models/default-model';
 import * as path from 'node:path';
 import { modelsDir } from '../config/paths';
@@ -32,9 +32,11 @@ export async function runModels(argv: string[]): Promise<number> {
       `unet       timestep ${info.variant.timestep}, output ${info.variant.unetOutput}${info.timestepCondDim ? `, timestep_cond ${info.timestepCondDim}` : ''}${info.fp16 ? ', fp16 I/O' : ''}`,
       `vae        encoder → ${info.variant.vaeEncoderOutput}; decoder ${info.variant.vaeDecoderInput} → ${info.variant.vaeDecoderOutput}`,
       `features   ${info.decoderFeatures ? `decoder features ${info.decoderFeatures} (frame correspondences)` : `latents for frame correspondences: ${info.decoderFeaturesNote}`}`,
+      `attention  ${attentionLine(info.attention)}`,
       `scheduler  ${scheduler.className}, ${scheduler.predictionType}, ${scheduler.timestepSpacing} spacing`,
       `ffmpeg     ${ffmpegLine()}`,
     ];
+    if (info.vaeEncoderNote) lines.push(`vae note   ${info.vaeEncoderNote}`);
     const ext = Object.entries(info.variant.externalData).map(([c, f]) => `${c}/${f}`);
     if (ext.length) lines.push(`data       ${ext.join(', ')}`);
     console.log(lines.join('\n'));
@@ -76,4 +78,13 @@ async function runPull(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', stop);
   }
+}
+
+/** "12 sites (6 self, 6 cross), torch1-baddbmm; self-attention at 1/1, 1/2 latent resolution, 8 heads", or why none. */
+function attentionLine(a: ModelInfo['attention']): string {
+  if (!a.sites.length) return `no usable sites (${a.pattern})${a.note ? `: ${a.note}` : ''}`;
+  const self = a.sites.filter((s) => s.kind === 'self');
+  const resolutions = [...new Set(a.sites.map((s) => `1/${s.resolution}`))].join(', ');
+  const heads = [...new Set(a.sites.map((s) => s.heads))].join('/');
+  return `${a.sites.length} sites (${self.length} self, ${a.sites.length - self.length} cross), ${a.pattern}; at ${resolutions} latent resolution, ${heads} heads`;
 }

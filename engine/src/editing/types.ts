@@ -1,5 +1,9 @@
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import type { ConsistencyParams } from './consistency';
+import type { ConsistencySpec } from '../api/schemas';
+
+/** Temporal-consistency stages (stages/consistency.ts): the job contract's fields, each optional for library callers. */
+export type ConsistencyParams = Partial<ConsistencySpec>;
+export type LatentCorrectionParams = NonNullable<ConsistencySpec['latentCorrection']>;
 
 export interface InversionParams {
   /** What the frames show now; the empty prompt is the unconditional model. */
@@ -108,4 +112,20 @@ export interface EditOutput {
   correspondences?: 'decoder features' | 'latents';
   /** With `reconstruct`: the VAE decode of the source's clean latents, the same size as `frames`. */
   reconstruction?: ImageBatch;
+}
+
+/**
+ * Where trajectories are kept between edits (the worker adapts store/inversion-cache.ts to this): a method that can
+ * reuse an inversion reads and writes it itself.
+ */
+export interface TrajectoryStore {
+  get(): InvertedTrajectory | undefined;
+  put(t: InvertedTrajectory): void;
+}
+
+/** What a method gives back: the edit, and for an inversion the trajectory (unless it went into a store). */
+export interface MethodOutput extends Omit<EditOutput, 'sourceSteps'> {
+  trajectory?: InvertedTrajectory;
+  /** With a store: the trajectory came from it (only the edit ran). */
+  cacheHit?: boolean;
 }

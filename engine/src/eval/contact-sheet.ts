@@ -3,7 +3,7 @@
 // renders identically everywhere.
 
 import { ImageBatch } from '../diffusion/images';
-import { encodePng } from './png';
+import { encodePng } from '../media/png';
 
 export interface ContactSheetRow {
   label: string;
@@ -96,9 +96,6 @@ const FONT: Map<string, number[]> = new Map(
     }),
   ]),
 );
-
-/** Characters the label font draws; others (after upper-casing) are drawn as '?'. */
-export const LABEL_CHARACTERS = [...FONT.keys()].join('');
 
 /** Width in pixels of a label at font scale fs: glyphs 5 wide with 1 column of spacing between them. */
 export function labelWidth(label: string, fs = 1): number {

@@ -3,10 +3,10 @@
 // warp error against the source's flow, and cost. report.ts turns the numbers into report.md/report.json/pictures.
 import { ConsistencySpec } from '../api/schemas';
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import type { ConsistencyParams } from '../editing/consistency';
-import { inversionEdit } from '../editing/inversion-edit';
+import type { ConsistencyParams } from '../editing/types';
+import { inversionEdit } from '../editing/pipelines/inversion-edit';
 import { editInChunks, planChunks } from '../editing/long-clip';
-import { sdedit } from '../editing/sdedit';
+import { sdedit } from '../editing/pipelines/sdedit';
 import type { DiffusionModel } from '../models/sd-model';
 import { colourError, maskedPsnr, maskedSsim, maskIoU, meanColour, psnr, regionOcclusion, warpErrorPerPair } from './metrics';
 import type { Rgb } from './synthetic-scene';
@@ -30,8 +30,7 @@ export interface MethodSpec {
 
 /** The job's default consistency settings (ConsistencySpec's defaults) as the editing code takes them. */
 export function defaultConsistency(): ConsistencyParams {
-  const d = ConsistencySpec.parse({});
-  return { ...d, latentCorrection: d.latentCorrection ? { steps: d.latentCorrection.steps, weights: [...d.latentCorrection.weights] } : null };
+  return ConsistencySpec.parse({});
 }
 
 export const SDEDIT_STRENGTH = 0.8;

@@ -2,7 +2,7 @@
 // per-frame line chart, drawn with the contact sheet's bitmap font so the report needs no plotting library.
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
 import { drawText, fill, labelWidth } from './contact-sheet';
-import { encodePng } from './png';
+import { encodePng } from '../media/png';
 
 type Rgb8 = [number, number, number];
 

@@ -94,7 +94,7 @@ export function writeClipPictures(dir: string, clip: EvalClip, methods: MethodSp
   if (maskRows.length > 1) write(`${clip.name}-masks.png`, contactSheetPng(maskRows, { maxColumns: 8 }));
 
   const series: Series[] = [];
-  const first = results.values().next().value as MethodResult | undefined;
+  const first = results.values().next().value;
   if (first) series.push({ label: 'source', values: first.perPairWarpErrorSource, colour: [255, 255, 255] });
   for (const m of methods) {
     const r = results.get(m.id);

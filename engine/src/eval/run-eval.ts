@@ -13,7 +13,7 @@ import { VERSION } from '../version';
 import { ClipScorer, NO_CLIP_MODEL } from './clip-score';
 import { aggregate, db, evaluateMethod, methodTable, SDEDIT_STRENGTH, type EvalClip, type MethodResult, type RunSettings } from './harness';
 import { psnr } from './metrics';
-import { estimateFlow } from './optical-flow';
+import { estimateFlow } from '../flow/optical-flow';
 import { lineChartPng } from './pictures';
 import { markdownReport, serialisable, writeClipPictures, type EvalReport } from './report';
 import { measurePeakRss, type RssMeasurement } from './rss';
@@ -41,7 +41,7 @@ export interface EvalOptions {
   threads?: number;
   command: string;
   date?: string;
-  log?(line: string): void;
+  log?: (line: string) => void;
 }
 
 async function realClip(model: DiffusionModel, o: EvalOptions): Promise<EvalClip> {

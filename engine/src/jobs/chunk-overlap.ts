@@ -2,7 +2,7 @@
 // and the automatic mask written out as a matte sequence. Kept out of runner.ts so the runner only calls it.
 import { ConsistencySpec, type JobRequest } from '../api/schemas';
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import type { ConsistencyParams } from '../editing/consistency';
+import type { ConsistencyParams } from '../editing/types';
 import { OverlapFeeder, OverlapStitcher } from '../editing/long-clip';
 import { MatteSequenceWriter } from './matte-output';
 

@@ -14,7 +14,7 @@ import { probeMedia } from '../media/probe';
 import { extractStill } from '../media/still';
 import type { PipelineWorker } from '../worker/pipeline-worker';
 import { makePrivateDir, PRIVATE_DIR_MODE } from '../config/private-dir';
-import { InversionCache } from './inversion-cache';
+import { InversionCache } from '../store/inversion-cache';
 import { partialMattePrefix } from './matte-output';
 import { defaultOutputPath, planJob, runJob, type JobPlan } from './runner';
 import { ProblemError, type JobService, type ModelSummary } from './service';
@@ -401,7 +401,7 @@ export function removePartialOutputs(outputPath: string): void {
   const dir = path.dirname(outputPath);
   const ext = path.extname(outputPath);
   const prefix = `.${path.basename(outputPath, ext)}.partial-`;
-  let names: string[] = [];
+  let names: string[];
   try {
     names = fs.readdirSync(dir);
   } catch {

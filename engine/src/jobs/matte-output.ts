@@ -9,8 +9,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { resizeMask } from '../editing/mask-ops';
-import { encodePng } from '../eval/png';
+import { resizeMask } from '../editing/masks/mask-ops';
+import { encodePng } from '../media/png';
 
 /** Where a job writing `outputPath` puts its matte sequence. */
 export function matteFolderOf(outputPath: string): string {

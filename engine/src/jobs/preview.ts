@@ -1,6 +1,6 @@
 // A small picture of what the denoiser currently predicts, for the panel's live thumbnail. Decoding through the
 // VAE on every step would cost as much as a UNet call on real models, so the latent is mapped to RGB linearly.
-import { encodePng } from '../eval/png';
+import { encodePng } from '../media/png';
 
 /**
  * Approximate latent→RGB map of the Stable Diffusion 1.x/2.x VAE (scaled latents), a least-squares fit that is

@@ -18,8 +18,9 @@ import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
 import type { TaskResult } from '../worker/protocol';
 import { ChunkOverlap } from './chunk-overlap';
 import { fullResOutput, workingSizeOutput, type OutputSink } from './full-res';
-import { InversionCache } from './inversion-cache';
+import { InversionCache } from '../store/inversion-cache';
 import { matteFolderProblem } from './matte-output';
+import { chunkTask } from './method-tasks';
 import { latentPreviewPng } from './preview';
 import { ProblemError } from './service';
 
@@ -50,7 +51,7 @@ export interface RunContext {
   worker: PipelineWorker;
   cache?: InversionCache;
   seed: number;
-  onProgress(p: JobProgress): void;
+  onProgress: (p: JobProgress) => void;
   onPreview?(png: Buffer): void;
   onWarning?(w: string): void;
   /** Set by the runner: cancels what is running now. */
@@ -284,31 +285,19 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
           ctx.onPreview(latentPreviewPng(p.preview.latent, p.preview.channels, p.preview.height, p.preview.width, model.vaeScale));
         }
       };
-      const common = { prompt: req.prompt, guidance: req.guidance, batchSize: req.batchSize, mask, reconstruct: sink.reconstruct };
-      let result;
-      let sent = performance.now();
-      if (req.method === 'sdedit') {
-        running = ctx.worker.run({ kind: 'sdedit', frames: chunk, params: { ...common, steps: req.steps, strength: plan.strength, seed: ctx.seed } }, { onProgress, transfer: true });
-        result = await running.result;
-      } else if (req.method === 'fast') {
-        running = ctx.worker.run({ kind: 'fast', frames: chunk, params: { ...common, steps: req.fast?.steps ?? 2, strength: plan.strength, seed: ctx.seed } }, { onProgress, transfer: true });
-        result = await running.result;
-      } else {
-        const cacheStart = performance.now();
-        const key = ctx.cache
-          ? InversionCache.keyOf({ file: req.source.path, startFrame: plan.startFrame + chunkStart, frameCount: chunk.n, width: plan.width, height: plan.height, modelDir: model.dir, sourcePrompt: req.sourcePrompt, steps: req.steps, strength: plan.strength })
-          : undefined;
-        sent = performance.now();
-        times.cacheMs += sent - cacheStart;
-        const autoMask = req.mask.type === 'auto' ? { threshold: req.mask.threshold ?? 0.5 } : undefined;
-        const editParams = { ...common, sourcePrompt: req.sourcePrompt, directInversion: req.directInversion, autoMask, consistency: seams.consistency };
-        // The worker reads and writes the cache itself: on a hit it edits from the stored trajectory.
-        const cache = key ? { dir: ctx.cache!.dir, maxBytes: ctx.cache!.maxBytes, key } : undefined;
-        running = ctx.worker.run({ kind: 'inversion-edit', frames: chunk, params: { ...editParams, steps: req.steps, strength: plan.strength }, cache }, { onProgress, transfer: true });
-        result = await running.result;
-        if (result.cacheHit) cacheHits++;
-        correspondences ??= result.correspondences;
-      }
+      const cacheStart = performance.now();
+      const cache = ctx.cache && {
+        dir: ctx.cache.dir,
+        maxBytes: ctx.cache.maxBytes,
+        key: () => InversionCache.keyOf({ file: req.source.path, startFrame: plan.startFrame + chunkStart, frameCount: chunk.n, width: plan.width, height: plan.height, modelDir: model.dir, sourcePrompt: req.sourcePrompt, steps: req.steps, strength: plan.strength }),
+      };
+      const task = chunkTask({ req, frames: chunk, mask, strength: plan.strength, seed: ctx.seed, reconstruct: sink.reconstruct, consistency: seams.consistency, cache });
+      const sent = performance.now();
+      times.cacheMs += sent - cacheStart;
+      running = ctx.worker.run(task, { onProgress, transfer: true });
+      const result = await running.result;
+      if (result.cacheHit) cacheHits++;
+      correspondences ??= result.correspondences;
       times.transferMs += performance.now() - sent - result.timings.taskMs;
       running = undefined;
       result.warnings.forEach((w) => ctx.onWarning?.(w));

@@ -5,7 +5,7 @@ export type { MediaErrorCode } from './errors';
 export { ffmpegPath, ffprobePath } from './binaries';
 export { rational, parseRational, rationalEquals, rationalValue, frameTime, formatFps } from './rational';
 export type { Rational } from './rational';
-export { probeMedia, describeMedia } from './probe';
+export { probeMedia } from './probe';
 export type { MediaInfo, VideoInfo, AudioInfo, ColorMatrix } from './probe';
 export { resolveRange } from './range';
 export type { FrameRange } from './range';

@@ -6,7 +6,7 @@ import { ffmpegPath, ffprobePath } from './binaries';
 import { MediaError } from './errors';
 import { LOCAL_INPUT, refuseManifest } from './local-input';
 import { lastLines, run } from './process';
-import { Rational, formatFps, parseRational, rational, rationalValue } from './rational';
+import { Rational, parseRational, rational, rationalValue } from './rational';
 
 export type { Rational } from './rational';
 
@@ -222,7 +222,7 @@ export async function checkInputFile(file: string): Promise<number> {
 /** Raw ffprobe JSON for a file, or 'not-media' with ffprobe's reason. */
 export async function ffprobeJson(file: string): Promise<ProbeJson> {
   const r = await run(ffprobePath(), ['-v', 'error', ...LOCAL_INPUT, '-print_format', 'json', '-show_format', '-show_streams', '--', file], file);
-  let json: ProbeJson = {};
+  let json: ProbeJson;
   try {
     json = JSON.parse(r.stdout.toString('utf8')) as ProbeJson;
   } catch {
@@ -355,11 +355,4 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
     },
     audio,
   };
-}
-
-/** One line for logs and the panel: "1920x1080 h264 29.97 fps (30000/1001), 300 frames". */
-export function describeMedia(info: MediaInfo): string {
-  const v = info.video;
-  const rot = v.rotation ? `, rotated ${v.rotation}°` : '';
-  return `${v.displayWidth}x${v.displayHeight} ${v.codec} ${formatFps(v.fps)}, ${v.frameCount} frames${rot}`;
 }

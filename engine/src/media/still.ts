@@ -1,6 +1,6 @@
 // A poster frame for the panel and the web UI: one frame as PNG, in the orientation the editor sees.
 
-import { encodePng } from '../eval/png';
+import { encodePng } from './png';
 import { decodeRaw, frameSeek, scaleFilter } from './decode';
 import { MediaError } from './errors';
 import { probeMedia } from './probe';

@@ -178,8 +178,3 @@ export async function makeTestClip(opts: TestClipOptions): Promise<void> {
     await unlink(encoded).catch(() => undefined);
   }
 }
-
-/** Convenience for benchmarks: a clip path next to `dir` with the codec's usual extension. */
-export function testClipName(dir: string, name: string, codec: TestClipOptions['codec'] = 'h264'): string {
-  return join(dir, `${name}${codec === 'prores' ? '.mov' : codec === 'ffv1' ? '.mkv' : '.mp4'}`);
-}

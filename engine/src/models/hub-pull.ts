@@ -562,25 +562,24 @@ function checkRepoPath(p: string): void {
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
+function cancelledError(ctx: Ctx): HubPullError {
+  return new HubPullError(
+    'cancelled',
+    `pull of ${ctx.repoId} cancelled; what was downloaded is kept in ${ctx.partialDir} and the next pull resumes it`,
+    { cause: ctx.signal?.reason },
+  );
+}
+
 function checkCancelled(ctx: Ctx): void {
-  if (ctx.signal?.aborted) {
-    throw new HubPullError(
-      'cancelled',
-      `pull of ${ctx.repoId} cancelled; what was downloaded is kept in ${ctx.partialDir} and the next pull resumes it`,
-      { cause: ctx.signal.reason },
-    );
-  }
+  if (ctx.signal?.aborted) throw cancelledError(ctx);
 }
 
 function sleep(ms: number, ctx: Ctx): Promise<void> {
   return new Promise((resolve, reject) => {
+    // Fires only once the signal has aborted.
     const onAbort = () => {
       clearTimeout(t);
-      try {
-        checkCancelled(ctx);
-      } catch (e) {
-        reject(e);
-      }
+      reject(cancelledError(ctx));
     };
     const t = setTimeout(() => {
       ctx.signal?.removeEventListener('abort', onAbort);

@@ -12,8 +12,10 @@ export interface SessionSettings {
   providers?: ProviderName[];
   /** ORT intra-op threads; defaults to the machine's cores. */
   threads?: number;
-  /** Expose the UNet's last decoder features for correspondences (models/decoder-features.ts); default true. */
+  /** Expose the UNet's last decoder features for correspondences (onnx/passes/feature-tap.ts); default true. */
   decoderFeatures?: boolean;
+  /** Folder for rewritten graphs (onnx/graph-cache.ts); default `<data dir>/graph-cache`, null = no cache. */
+  graphCache?: string | null;
 }
 
 export interface OpenedSession {
@@ -71,7 +73,7 @@ export async function openSession(source: string | GraphInMemory, settings: Sess
       return { session, provider, fallbacks };
     } catch (err) {
       const message = firstLine(err);
-      if (provider === 'cpu') throw new Error(`${file}: ONNX Runtime could not load this model: ${message}`);
+      if (provider === 'cpu') throw new Error(`${file}: ONNX Runtime could not load this model: ${message}`, { cause: err });
       fallbacks.push(`${provider}: ${message}`);
     }
   }

@@ -6,10 +6,13 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { ImageBatch } from '../diffusion/images';
 import { parseSchedulerConfig, type SchedulerConfig } from '../diffusion/scheduler';
+import { dataDir } from '../config/paths';
+import { rewriteGraph, type PassRequest } from '../onnx/graph-cache';
+import { vaeMean } from '../onnx/passes/vae-mean';
 import { ClipTokenizer, idsTensorData } from './tokenizer';
-import { exposeDecoderFeatures } from './decoder-features';
 import { openSession, type OpenedSession, type ProviderName, type SessionSettings } from './providers';
 import { floatFeed, floatOutput, numberFeed, tensorMeta, type TensorMeta } from './tensors';
+import { BASE_VARIANT, UnetVariants, type AttentionInfo, type DecoderFeatureInfo, type VariantResult } from './unet-variants';
 
 export class ModelLoadError extends Error {
   override name = 'ModelLoadError';
@@ -39,6 +42,10 @@ export interface ModelInfo {
    */
   decoderFeatures: string | null;
   decoderFeaturesNote?: string;
+  /** The UNet's attention sites as the graph passes see them, or the pattern and why none is usable. */
+  attention: AttentionInfo;
+  /** Set when the exported VAE encoder drew a random sample and the engine rewrote it to output the mean. */
+  vaeEncoderNote?: string;
   fp16: boolean;
   variant: {
     inputIds: string;
@@ -49,11 +56,6 @@ export interface ModelInfo {
     vaeDecoderOutput: string;
     externalData: Partial<Record<Component, string>>;
   };
-}
-
-export interface DecoderFeatures {
-  tensor: string | null;
-  note?: string;
 }
 
 export interface PromptEmbeddings {
@@ -80,18 +82,37 @@ export interface DiffusionModel {
   encodePrompts(prompts: string[]): Promise<PromptEmbeddings>;
   /**
    * One UNet evaluation over a batch: sample [batch, C, h, w], embeddings [batch, S, D] (row i conditions item i).
-   * `guidanceEmbedding` feeds LCM's timestep_cond when the graph has it.
+   * `call` adds LCM's guidance embedding, extra inputs and outputs of the variant's ports (model.variant).
    */
-  predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding?: number): Promise<Float32Array>;
-  /**
-   * The UNet's last decoder features for a batch, [batch, channels, h, w], when `info.decoderFeatures` names them
-   * (one UNet evaluation per item, counted like predict's).
-   */
-  decoderFeatures?(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array): Promise<{ data: Float32Array; channels: number }>;
+  predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, call?: UnetCall): Promise<UnetResult>;
+  /** A UNet variant with these graph passes (after the base ones), opened once; refused with the reason. */
+  variant(passes: PassRequest[]): Promise<VariantResult>;
   /** Scaled latent means [n, C, H/s, W/s]. */
   encodeImages(images: ImageBatch): Promise<Float32Array>;
   decodeLatents(latents: Float32Array, n: number, h: number, w: number): Promise<ImageBatch>;
   release(): Promise<void>;
+}
+
+/** A tensor for a port: plain data and dims, so callers never touch ONNX Runtime (converted to the port's dtype). */
+export interface PortTensor {
+  data: Float32Array;
+  dims: readonly number[];
+}
+
+export interface UnetCall {
+  /** LCM's guidance embedding input (timestep_cond), when the graph has one: the CFG scale − 1. */
+  guidanceEmbedding?: number;
+  /** The variant (model.variant) whose session runs the call; the base one by default. */
+  variant?: string;
+  /** Values for the variant's input ports; ports left out get their neutral values. */
+  feeds?: Readonly<Record<string, PortTensor>>;
+  /** Output ports to return besides the noise prediction. */
+  outputs?: readonly string[];
+}
+
+export interface UnetResult {
+  eps: Float32Array;
+  outputs: Record<string, PortTensor>;
 }
 
 const ALIASES = {
@@ -112,7 +133,7 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
       return {};
     }
     try {
-      const v = JSON.parse(fs.readFileSync(file, 'utf8'));
+      const v: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
       return v as Record<string, unknown>;
     } catch (err) {
@@ -136,52 +157,46 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
   const configs = Object.fromEntries(COMPONENTS.map((c) => [c, readJson(`${c}/config.json`, false)])) as Record<Component, Record<string, unknown>>;
 
   const sessions = {} as Record<Component, ort.InferenceSession>;
-  let features: DecoderFeatures = { tensor: null, note: 'not tried' };
-  let provider: ProviderName = 'cpu';
+  let unet: UnetVariants | undefined;
+  let vaeNote: string | undefined;
   const fallbacks = new Set<string>();
+  const cacheDir = settings.graphCache === undefined ? path.join(dataDir(), 'graph-cache') : settings.graphCache;
+  const failed = (err: Error) => {
+    throw new ModelLoadError(err.message);
+  };
   try {
     for (const c of COMPONENTS) {
       const file = path.join(root, c, 'model.onnx');
-      let opened: OpenedSession | undefined;
-      if (c === 'unet') ({ opened, features } = await openUnetWithFeatures(file, settings));
-      opened ??= await openSession(file, settings).catch((err: Error) => {
-        throw new ModelLoadError(err.message);
-      });
+      let opened: OpenedSession;
+      if (c === 'unet') {
+        unet = await UnetVariants.open(file, settings, cacheDir).catch(failed);
+        opened = unet.opened;
+      } else if (c === 'vae_encoder') {
+        ({ opened, note: vaeNote } = await openVaeEncoder(file, settings, cacheDir).catch(failed));
+      } else opened = await openSession(file, settings).catch(failed);
       sessions[c] = opened.session;
-      if (c === 'unet') provider = opened.provider;
       opened.fallbacks.forEach((f) => fallbacks.add(f));
     }
-    const model = new OnnxDiffusionModel(root, sessions, configs, scheduler, tokenizer, provider, [...fallbacks], features);
+    const model = new OnnxDiffusionModel(root, sessions, unet!, configs, scheduler, tokenizer, [...fallbacks], vaeNote);
     const blocks = configs.vae_decoder.block_out_channels ?? configs.vae_encoder.block_out_channels;
     if (!Array.isArray(blocks) || blocks.length === 0) await model.measureVaeScale();
     return model;
   } catch (err) {
     await Promise.all(Object.values(sessions).map((s) => s.release().catch(() => undefined)));
+    await unet?.release();
     throw err;
   }
 }
 
-/** Largest UNet graph file rewritten in memory; above it (weights inside model.onnx) features are not exposed. */
-const FEATURE_GRAPH_MAX_BYTES = 256 * 1024 ** 2;
-
 /**
- * The UNet session, from a graph with the decoder features as an extra output when that works; otherwise undefined
- * (the caller opens the file as it is) and a note saying why the correspondences will use latents instead.
+ * The VAE encoder, rewritten to output the posterior mean when the export samples from it inside the graph (the
+ * vae-mean pass refuses every other graph, which then opens as it is).
  */
-async function openUnetWithFeatures(file: string, settings: SessionSettings): Promise<{ opened?: OpenedSession; features: DecoderFeatures }> {
-  if (settings.decoderFeatures === false) return { features: { tensor: null, note: 'turned off' } };
-  const size = fs.statSync(file).size;
-  if (size > FEATURE_GRAPH_MAX_BYTES) {
-    return { features: { tensor: null, note: `the UNet's weights are inside model.onnx (${Math.round(size / 1024 ** 2)} MiB), too large to rewrite in memory; export with external data` } };
-  }
-  const rewrite = exposeDecoderFeatures(fs.readFileSync(file));
-  if (!rewrite.ok) return { features: { tensor: null, note: rewrite.reason } };
-  try {
-    const opened = await openSession({ bytes: rewrite.bytes, dir: path.dirname(file), file }, settings);
-    return { opened, features: { tensor: rewrite.tensor } };
-  } catch (err) {
-    return { features: { tensor: null, note: `the rewritten UNet did not load (${(err as Error).message.split('\n')[0]})` } };
-  }
+async function openVaeEncoder(file: string, settings: SessionSettings, cacheDir: string | null): Promise<{ opened: OpenedSession; note?: string }> {
+  const mean = await rewriteGraph(file, [{ pass: vaeMean }], { cacheDir });
+  if (!mean.ok) return { opened: await openSession(file, settings) };
+  const note = 'the exported encoder draws a random sample inside the graph (RandomNormalLike); rewritten to output the mean, so encoding is deterministic';
+  return { opened: await openSession({ bytes: mean.bytes, dir: mean.dir, file }, settings), note };
 }
 
 function checkLayout(root: string): void {
@@ -235,13 +250,15 @@ class OnnxDiffusionModel implements DiffusionModel {
   constructor(
     root: string,
     private readonly sessions: Record<Component, ort.InferenceSession>,
+    private readonly unetVariants: UnetVariants,
     configs: Record<Component, Record<string, unknown>>,
     readonly scheduler: SchedulerConfig,
     readonly tokenizer: ClipTokenizer,
-    provider: ProviderName,
     fallbacks: string[],
-    features: DecoderFeatures = { tensor: null, note: 'not tried' },
+    vaeEncoderNote?: string,
   ) {
+    const provider: ProviderName = unetVariants.opened.provider;
+    const features: DecoderFeatureInfo = unetVariants.features;
     const file = (c: Component) => path.join(root, c, 'model.onnx');
     const { text_encoder: te, unet, vae_encoder: ve, vae_decoder: vd } = sessions;
 
@@ -342,6 +359,8 @@ class OnnxDiffusionModel implements DiffusionModel {
       timestepCondDim: condDim,
       decoderFeatures: features.tensor,
       ...(features.tensor ? {} : { decoderFeaturesNote: features.note }),
+      attention: unetVariants.attention,
+      ...(vaeEncoderNote ? { vaeEncoderNote } : {}),
       fp16: sample.type === 'float16',
       variant: {
         inputIds: `${idsName}:${this.ids.type}`,
@@ -394,48 +413,57 @@ class OnnxDiffusionModel implements DiffusionModel {
     return { data, count: rows.length, warnings };
   }
 
-  async predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding = 0): Promise<Float32Array> {
-    return (await this.runUnet(sample, batch, h, w, timestep, embeddings, guidanceEmbedding, false)).eps;
-  }
-
-  async decoderFeatures(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array): Promise<{ data: Float32Array; channels: number }> {
-    if (!this.info.decoderFeatures) throw new Error(`this UNet exposes no decoder features: ${this.info.decoderFeaturesNote}`);
-    const r = await this.runUnet(sample, batch, h, w, timestep, embeddings, 0, true);
-    const channels = r.features!.length / (batch * h * w);
-    if (!Number.isInteger(channels)) throw new Error(`the UNet's decoder features (${r.features!.length} values) are not at the latent resolution ${w}x${h}`);
-    return { data: r.features!, channels };
-  }
-
-  private async runUnet(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number, features: boolean): Promise<{ eps: Float32Array; features?: Float32Array }> {
-    const step = this.unet.fixedBatch ?? batch;
-    if (step === batch) return this.unetChunk(sample, batch, h, w, timestep, embeddings, guidanceEmbedding, features);
-    // Graphs exported with a fixed batch dimension are fed in chunks of exactly that size, padding the last one.
+  async predict(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, call: UnetCall = {}): Promise<UnetResult> {
+    const variant = this.unetVariants.session(call.variant ?? BASE_VARIANT);
+    const known = new Set(variant.ports.outputs.map((o) => o.name));
+    const unknown = (call.outputs ?? []).filter((o) => !known.has(o));
+    if (unknown.length) throw new Error(`the UNet variant has no output port ${unknown.join(', ')}; ask model.variant for the pass that adds it`);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const port of variant.ports.inputs) {
+      const given = call.feeds?.[port.name];
+      const count = port.neutralShape.reduce((a, d) => a * d, 1);
+      const data = given?.data ?? new Float32Array(count).fill(port.neutralValue);
+      feeds[port.name] = port.type === 'int64' ? numberFeed('int64', Array.from(data), given?.dims ?? port.neutralShape) : floatFeed(port.type, data, given?.dims ?? port.neutralShape);
+    }
+    const extra = Object.keys(call.feeds ?? {}).filter((name) => !(name in feeds));
+    if (extra.length) throw new Error(`the UNet variant has no input port ${extra.join(', ')}`);
+    const fixed = this.unet.fixedBatch;
+    const step = fixed ?? batch;
+    const run = (s: Float32Array, e: Float32Array, n: number) => this.unetChunk(variant.session, s, n, h, w, timestep, e, call.guidanceEmbedding ?? 0, feeds, call.outputs ?? []);
+    if (step === batch) return run(sample, embeddings, batch);
+    // Graphs exported with a fixed batch dimension are fed in chunks of exactly that size, padding the last one;
+    // extra outputs are split along their first axis like the noise prediction.
     const C = this.info.latentChannels;
     const per = C * h * w;
     const perEmb = embeddings.length / batch;
     const eps = new Float32Array(batch * per);
-    let feats: Float32Array | undefined;
+    const outputs: Record<string, PortTensor> = {};
     for (let start = 0; start < batch; start += step) {
       const n = Math.min(step, batch - start);
       const s = new Float32Array(step * per);
       const e = new Float32Array(step * perEmb);
       s.set(sample.subarray(start * per, (start + n) * per));
       e.set(embeddings.subarray(start * perEmb, (start + n) * perEmb));
-      const r = await this.unetChunk(s, step, h, w, timestep, e, guidanceEmbedding, features);
+      const r = await run(s, e, step);
       eps.set(r.eps.subarray(0, n * per), start * per);
-      if (r.features) {
-        const fper = r.features.length / step;
-        feats ??= new Float32Array(batch * fper);
-        feats.set(r.features.subarray(0, n * fper), start * fper);
+      for (const [name, t] of Object.entries(r.outputs)) {
+        const itemSize = t.data.length / step;
+        outputs[name] ??= { data: new Float32Array(batch * itemSize), dims: [batch, ...t.dims.slice(1)] };
+        outputs[name].data.set(t.data.subarray(0, n * itemSize), start * itemSize);
       }
     }
-    return { eps, features: feats };
+    return { eps, outputs };
   }
 
-  private async unetChunk(sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number, features: boolean): Promise<{ eps: Float32Array; features?: Float32Array }> {
+  variant(passes: PassRequest[]): Promise<VariantResult> {
+    return this.unetVariants.variant(passes);
+  }
+
+  private async unetChunk(session: ort.InferenceSession, sample: Float32Array, batch: number, h: number, w: number, timestep: number, embeddings: Float32Array, guidanceEmbedding: number, extra: Record<string, ort.Tensor>, outputs: readonly string[]): Promise<UnetResult> {
     const C = this.info.latentChannels;
     const S = embeddings.length / (batch * this.info.hiddenSize);
     const feeds: Record<string, ort.Tensor> = {
+      ...extra,
       sample: floatFeed(this.unet.sample.type, sample, [batch, C, h, w]),
       encoder_hidden_states: floatFeed(this.unet.hidden.type, embeddings, [batch, S, this.info.hiddenSize]),
       timestep: timestepFeed(this.unet.timestep, timestep, batch),
@@ -443,17 +471,18 @@ class OnnxDiffusionModel implements DiffusionModel {
     if (this.unet.cond) {
       feeds.timestep_cond = floatFeed(this.unet.cond.type, guidanceScaleEmbedding(guidanceEmbedding, this.info.timestepCondDim, batch), [batch, this.info.timestepCondDim]);
     }
-    const fetch = features ? [this.unet.output, this.info.decoderFeatures!] : [this.unet.output];
     const t0 = performance.now();
-    const out = await this.sessions.unet.run(feeds, fetch);
+    const out = await session.run(feeds, [this.unet.output, ...outputs]);
     this.stats.unetMs += performance.now() - t0;
     this.stats.unetRuns++;
     this.stats.unetEvals += batch;
-    const result = floatOutput(out[this.unet.output]);
-    if (result.length !== sample.length) {
-      throw new Error(`UNet returned ${result.length} values for a sample of ${sample.length}; the graph's output shape does not match its input`);
+    const eps = floatOutput(out[this.unet.output]);
+    if (eps.length !== sample.length) {
+      throw new Error(`UNet returned ${eps.length} values for a sample of ${sample.length}; the graph's output shape does not match its input`);
     }
-    return { eps: result, features: features ? floatOutput(out[this.info.decoderFeatures!]) : undefined };
+    const extraOut: Record<string, PortTensor> = {};
+    for (const name of outputs) extraOut[name] = { data: floatOutput(out[name]), dims: out[name].dims };
+    return { eps, outputs: extraOut };
   }
 
   async encodeImages(images: ImageBatch): Promise<Float32Array> {
@@ -496,7 +525,8 @@ class OnnxDiffusionModel implements DiffusionModel {
   }
 
   async release(): Promise<void> {
-    await Promise.all(Object.values(this.sessions).map((s) => s.release()));
+    // The UNet's sessions belong to its variants; the others are released here.
+    await Promise.all(Object.entries(this.sessions).map(([c, s]) => (c === 'unet' ? this.unetVariants.release() : s.release())));
   }
 }
 
@@ -507,7 +537,7 @@ function timestepFeed(form: TimestepForm, t: number, batch: number): ort.Tensor 
     case 'one':
       return numberFeed(form.type, [t], [1]);
     case 'batch':
-      return numberFeed(form.type, new Array(batch).fill(t), [batch]);
+      return numberFeed(form.type, new Array<number>(batch).fill(t), [batch]);
   }
 }
 

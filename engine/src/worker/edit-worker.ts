@@ -1,11 +1,10 @@
 // Worker thread entry: owns the model's ONNX Runtime sessions so the main thread (HTTP server, CLI progress) never
 // blocks on a UNet call. session.run executes on the calling thread, which is why this has to live here.
 import { parentPort } from 'node:worker_threads';
-import { fastEdit } from '../editing/fast-edit';
-import { editFromInversion, inversionEdit } from '../editing/inversion-edit';
-import { sdedit } from '../editing/sdedit';
-import type { InvertedTrajectory, Progress, Stage } from '../editing/types';
-import { InversionCache } from '../jobs/inversion-cache';
+import { runMethod } from '../editing/pipelines';
+import { editFromInversion } from '../editing/pipelines/inversion-edit';
+import type { MethodOutput, Progress, Stage, TrajectoryStore } from '../editing/types';
+import { InversionCache } from '../store/inversion-cache';
 import { loadDiffusionModel, type DiffusionModel } from '../models/sd-model';
 import { buffersOf, type FromWorker, type Task, type TaskResult, type TaskTimings, type ToWorker } from './protocol';
 
@@ -58,48 +57,30 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
       onProgress(p);
     },
   };
-  let out: Omit<TaskResult, 'stats' | 'timings'>;
-  switch (task.kind) {
-    case 'inversion-edit': {
-      const cache = task.cache && cacheAt(task.cache.dir, task.cache.maxBytes);
-      let cached: InvertedTrajectory | undefined;
-      if (cache) {
-        cached = cache.get(task.cache!.key);
+  let out: MethodOutput;
+  if (task.kind === 'edit-from-inversion') {
+    const { sourceSteps, ...edited } = await editFromInversion(m, task.trajectory, task.params, hooks);
+    out = sourceSteps ? { ...edited, trajectory: { ...task.trajectory, sourceSteps } } : edited;
+  } else {
+    // The cache's reads are charged to cacheMs, not to the first stage; its writes come after the last progress.
+    const cache = task.cache && cacheAt(task.cache.dir, task.cache.maxBytes);
+    const key = task.cache?.key ?? '';
+    const store: TrajectoryStore | undefined = cache && {
+      get() {
+        const start = performance.now();
+        const t = cache.get(key);
         mark = performance.now();
-        timings.cacheMs += mark - t0;
-      }
-      const put = (t: InvertedTrajectory) => {
-        const putStart = performance.now();
-        cache!.put(task.cache!.key, t);
-        tailCacheMs = performance.now() - putStart;
+        timings.cacheMs += mark - start;
+        return t;
+      },
+      put(t) {
+        const start = performance.now();
+        cache.put(key, t);
+        tailCacheMs = performance.now() - start;
         timings.cacheMs += tailCacheMs;
-      };
-      if (cached) {
-        const { sourceSteps, ...edited } = await editFromInversion(m, cached, task.params, hooks);
-        // An entry from an edit without direct inversion (or another guidance scale) gains this edit's source steps.
-        if (sourceSteps) put({ ...cached, sourceSteps });
-        out = { ...edited, cacheHit: true };
-      } else {
-        const r = await inversionEdit(m, task.frames, task.params, hooks);
-        if (cache) {
-          const { trajectory, ...edited } = r;
-          put(trajectory);
-          out = { ...edited, cacheHit: false };
-        } else out = r;
-      }
-      break;
-    }
-    case 'edit-from-inversion': {
-      const { sourceSteps, ...edited } = await editFromInversion(m, task.trajectory, task.params, hooks);
-      out = sourceSteps ? { ...edited, trajectory: { ...task.trajectory, sourceSteps } } : edited;
-      break;
-    }
-    case 'sdedit':
-      out = await sdedit(m, task.frames, task.params, hooks);
-      break;
-    case 'fast':
-      out = await fastEdit(m, task.frames, task.params, hooks);
-      break;
+      },
+    };
+    out = await runMethod(task, m, hooks, store);
   }
   const end = performance.now();
   timings.textMs += m.stats.textMs - textMark;
@@ -116,7 +97,7 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
   return { ...out, stats, timings };
 }
 
-port.on('message', async (msg: ToWorker) => {
+async function handle(msg: ToWorker): Promise<void> {
   try {
     switch (msg.type) {
       case 'load': {
@@ -151,4 +132,7 @@ port.on('message', async (msg: ToWorker) => {
     const e = err instanceof Error ? err : new Error(String(err));
     send({ type: 'error', id: msg.id, error: { name: e.name, message: e.message } });
   }
-});
+}
+
+// handle() reports every failure to the main thread itself, so nothing is left to catch here.
+port.on('message', (msg: ToWorker) => void handle(msg));

@@ -9,7 +9,7 @@ import type { SessionSettings } from '../models/providers';
 import { buffersOf, type FromWorker, type Task, type TaskResult, type ToWorker } from './protocol';
 
 export interface RunOptions {
-  onProgress?(p: Progress): void;
+  onProgress?: (p: Progress) => void;
   /** Hand the input frames' memory to the worker instead of copying it (the caller's arrays become unusable). */
   transfer?: boolean;
 }

@@ -1,9 +1,6 @@
 // Messages between the engine's main thread and the compute worker that owns the ONNX Runtime sessions.
-import type { ImageBatch } from '../diffusion/images';
-import type { FastEditParams } from '../editing/fast-edit';
-import type { InversionEditParams } from '../editing/inversion-edit';
-import type { SdeditParams } from '../editing/sdedit';
-import type { EditParams, InvertedTrajectory, Progress } from '../editing/types';
+import type { MethodCall } from '../editing/pipelines';
+import type { EditParams, InvertedTrajectory, MethodOutput, Progress } from '../editing/types';
 import type { ModelInfo, ModelStats } from '../models/sd-model';
 import type { SessionSettings } from '../models/providers';
 
@@ -17,11 +14,10 @@ export interface WorkerCache {
   key: string;
 }
 
-export type Task =
-  | { kind: 'inversion-edit'; frames: ImageBatch; params: InversionEditParams; cache?: WorkerCache }
-  | { kind: 'edit-from-inversion'; trajectory: InvertedTrajectory; params: EditParams }
-  | { kind: 'sdedit'; frames: ImageBatch; params: SdeditParams }
-  | { kind: 'fast'; frames: ImageBatch; params: FastEditParams };
+/** One edit method on frames (editing/pipelines/index.ts); `cache` is used by the methods that invert. */
+export type MethodTask = MethodCall & { cache?: WorkerCache };
+
+export type Task = MethodTask | { kind: 'edit-from-inversion'; trajectory: InvertedTrajectory; params: EditParams };
 
 /**
  * Where a task's wall time went inside the worker. Each stage is charged the time up to the progress event that ends
@@ -41,18 +37,8 @@ export interface TaskTimings {
   taskMs: number;
 }
 
-export type TaskResult = {
-  frames: ImageBatch;
-  /** Returned unless the task had a cache to put it in. */
-  trajectory?: InvertedTrajectory;
-  /** With a cache: the trajectory came from it (only the edit ran). */
-  cacheHit?: boolean;
-  latentMask?: Float32Array;
-  /** With params.reconstruct: the VAE decode of the source's clean latents (jobs/full-res.ts composites with it). */
-  reconstruction?: ImageBatch;
-  warnings: string[];
-  /** What the consistency stages' correspondences were computed from, when one needed them. */
-  correspondences?: 'decoder features' | 'latents';
+/** The method's output (the trajectory only when the task had no cache to put it in) plus what it cost. */
+export type TaskResult = MethodOutput & {
   stats: ModelStats;
   timings: TaskTimings;
 };

@@ -261,7 +261,7 @@ export class PremiereHost implements Host {
           ? await manager.exportSequence(sub, immediately, outFile, this.exportPresetPath)
           : await manager.exportSequence(sub, immediately, outFile);
       } catch (err) {
-        throw new Error(`Premiere could not render the clip to ${outFile}: ${messageOf(err)}. ${this.exportAdvice()}`);
+        throw new Error(`Premiere could not render the clip to ${outFile}: ${messageOf(err)}. ${this.exportAdvice()}`, { cause: err });
       }
       if (!exported) throw new Error(`Premiere could not render the clip to ${outFile} (the export reported failure). ${this.exportAdvice()}`);
       if (!(await this.statOrNull(outFile))) {
@@ -288,7 +288,7 @@ export class PremiereHost implements Host {
     try {
       await this.fs().mkdir(folder);
     } catch (err) {
-      throw new Error(`Could not create ${folder}: ${messageOf(err)}. The panel needs permission to write next to the project file.`);
+      throw new Error(`Could not create ${folder}: ${messageOf(err)}. The panel needs permission to write next to the project file.`, { cause: err });
     }
     return folder;
   }
@@ -312,7 +312,7 @@ export class PremiereHost implements Host {
         // Always with a real bin: passing undefined as the bin threw "Illegal Parameter type" on a 2026 build.
         imported = await project.importFiles([resultPath], true, bin);
       } catch (err) {
-        throw new Error(`Premiere could not import ${resultPath}: ${messageOf(err)}. Check that the file exists and plays, then use "Place again".`);
+        throw new Error(`Premiere could not import ${resultPath}: ${messageOf(err)}. Check that the file exists and plays, then use "Place again".`, { cause: err });
       }
       if (!imported) {
         throw new Error(`Premiere could not import ${resultPath}: the import was refused. Check that the file exists and plays, then use "Place again".`);
@@ -373,7 +373,7 @@ export class PremiereHost implements Host {
     try {
       data = await this.fs().readFile(file, { encoding: 'utf-8' });
     } catch (err) {
-      throw new Error(`Could not read the engine token at ${file}: ${messageOf(err)}. The panel needs permission to read that folder.`);
+      throw new Error(`Could not read the engine token at ${file}: ${messageOf(err)}. The panel needs permission to read that folder.`, { cause: err });
     }
     const token = (typeof data === 'string' ? data : asciiText(data)).trim();
     return token === '' ? null : token;
@@ -389,7 +389,7 @@ export class PremiereHost implements Host {
     try {
       answer = await shell.openPath(folder, 'Reshoot shows the folder that holds this result.');
     } catch (err) {
-      throw new Error(`Could not open ${folder}: ${messageOf(err)}`);
+      throw new Error(`Could not open ${folder}: ${messageOf(err)}`, { cause: err });
     }
     // openPath resolves with "" on success and with the reason otherwise.
     if (typeof answer === 'string' && answer !== '') throw new Error(`Could not open ${folder}: ${answer}`);
@@ -424,7 +424,7 @@ export class PremiereHost implements Host {
     try {
       await this.fs().writeFile(file, `${JSON.stringify(stored, null, 2)}\n`, { encoding: 'utf-8' });
     } catch (err) {
-      throw new Error(`Could not save the history to ${file}: ${messageOf(err)}`);
+      throw new Error(`Could not save the history to ${file}: ${messageOf(err)}`, { cause: err });
     }
   }
 
@@ -694,7 +694,7 @@ export class PremiereHost implements Host {
   }
 
   private async discardSubsequence(project: Project, sub: Sequence, onStatus?: (message: string) => void): Promise<void> {
-    let deleted = false;
+    let deleted: boolean;
     try {
       deleted = await project.deleteSequence(sub);
     } catch {

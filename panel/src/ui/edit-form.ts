@@ -20,7 +20,7 @@ const METHOD_TEXT: Record<string, { label: string; title: string }> = {
 
 export interface EditFormOptions {
   onSubmit(kind: SubmitKind): void;
-  stillUrl(path: string, t: number, maxWidth: number): string | null;
+  stillUrl: (path: string, t: number, maxWidth: number) => string | null;
 }
 
 export class EditForm {
@@ -49,8 +49,7 @@ export class EditForm {
 
   constructor(private readonly opts: EditFormOptions) {
     const promptInput = h('textarea', { id: 'prompt', class: 'input textarea', attrs: { rows: '3', placeholder: 'What the range should become, e.g. "a blue vintage convertible on a gray road"' } });
-    promptInput.addEventListener('keydown', (ev) => {
-      const k = ev as KeyboardEvent;
+    promptInput.addEventListener('keydown', (k) => {
       if (k.key === 'Enter' && (k.ctrlKey || k.metaKey)) this.submit('edit');
     });
     this.prompt = field('Prompt', promptInput);
@@ -181,7 +180,7 @@ export class EditForm {
     if (parsed.success) return;
     const issues = parsed.error.issues.filter((i) => i.path[0] !== 'source');
     if (issues.length === 0) return;
-    throw FieldError.fromZod({ ...parsed.error, issues } as typeof parsed.error);
+    throw FieldError.fromZod({ ...parsed.error, issues });
   }
 
   /** Marks the fields a problem names (here or, through extraLookup, in the source section) and sums it up above the buttons. */

@@ -9,7 +9,7 @@ const MAX_ENTRIES = 200;
 export interface HistoryOptions {
   stillUrl(path: string, t: number, maxWidth: number): string | null;
   /** Premiere: place the result again over the same timeline range. */
-  onPlace?(e: HistoryEntry): Promise<string>;
+  onPlace?: (e: HistoryEntry) => Promise<string>;
   /** Browser: show it in the before/after player. */
   onCompare?(e: HistoryEntry): void;
   onReuse(e: HistoryEntry): void;
@@ -83,7 +83,8 @@ export class HistoryView {
     const actions: HTMLElement[] = [];
     if (this.opts.onPlace && e.placement) {
       const place = this.opts.onPlace;
-      const b = button('Place again', async () => {
+      // Every outcome of a placement ends up in the entry's status line, so the click handler need not wait for it.
+      const placeAgain = async (): Promise<void> => {
         b.disabled = true;
         status.textContent = 'Placing…';
         try {
@@ -94,7 +95,8 @@ export class HistoryView {
         } finally {
           b.disabled = false;
         }
-      }, { class: 'small' });
+      };
+      const b = button('Place again', () => void placeAgain(), { class: 'small' });
       actions.push(b);
     }
     if (this.opts.onCompare) actions.push(button('Compare', () => this.opts.onCompare!(e), { class: 'small' }));

@@ -54,7 +54,7 @@ export class SourceSection {
     if (picker) {
       const pathInput = input('source-path', { placeholder: '/path/to/clip.mp4' });
       pathInput.addEventListener('keydown', (ev) => {
-        if ((ev as KeyboardEvent).key === 'Enter') this.probe();
+        if (ev.key === 'Enter') this.probe();
       });
       pathInput.addEventListener('change', () => this.probe());
       const probeButton = button('Probe', () => this.probe(), { id: 'probe', title: 'Read the file\'s size, frame rate and length through the engine' });
@@ -102,7 +102,7 @@ export class SourceSection {
       return this.refreshing;
     }
     this.refreshing = (async () => {
-      let result: Selection | null = null;
+      let result: Selection | null;
       do {
         this.again = false;
         try {

@@ -1,7 +1,7 @@
 // A real `reshoot serve` child process for the reliability suites: started with its own RESHOOT_HOME, spoken to over
 // node:http (fetch cannot set Host), killed with SIGKILL when a suite wants a crash. Every response body and header
 // and every line the engine prints are kept, so each suite can check that the token never leaked.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -12,9 +12,31 @@ export interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
+  /** The body parsed as JSON; undefined when it was not JSON. */
+  json: ApiJson | undefined;
   ms: number;
+}
+
+/**
+ * The fields of the engine's JSON answers that the suites read, loosely: a job's, the job list's, a problem
+ * document's, the health report's. Each is there only in the answers that carry it; where the whole shape matters,
+ * a suite parses `json` with the api/ schemas instead.
+ */
+export interface ApiJson {
+  id?: string;
+  state?: string;
+  jobs?: Job[];
+  title?: string;
+  detail?: string;
+  model?: string;
+  ffmpeg?: { ok: boolean; detail?: string };
+}
+
+/** The id of the job a 202 answer accepted; a readable failure when the answer has none. */
+export function jobId(r: Reply): string {
+  const id = r.json?.id;
+  if (typeof id !== 'string') throw new Error(`expected a job in the answer, got ${r.status}: ${r.text.slice(0, 300)}`);
+  return id;
 }
 
 export interface CallOptions {
@@ -65,8 +87,8 @@ export class Engine {
     const e = new Engine(proc);
     return new Promise((resolve, reject) => {
       let out = '';
-      proc.stderr!.on('data', (d: Buffer) => e.stderr.push(d.toString()));
-      proc.stdout!.on('data', (d: Buffer) => {
+      proc.stderr.on('data', (d: Buffer) => e.stderr.push(d.toString()));
+      proc.stdout.on('data', (d: Buffer) => {
         const s = d.toString();
         e.stdout.push(s);
         out += s;
@@ -102,6 +124,13 @@ export class Engine {
     const r = await this.api('GET', `/v1/jobs/${id}`);
     if (r.status !== 200) throw new Error(`GET /v1/jobs/${id}: ${r.status} ${r.text}`);
     return r.json as Job;
+  }
+
+  /** GET /v1/jobs: every job the engine knows. */
+  async jobs(): Promise<Job[]> {
+    const r = await this.api('GET', '/v1/jobs');
+    if (r.status !== 200 || !Array.isArray(r.json?.jobs)) throw new Error(`GET /v1/jobs: ${r.status} ${r.text.slice(0, 300)}`);
+    return r.json.jobs;
   }
 
   /** Polls until the job is over (SSE is exercised elsewhere; polling keeps failures easy to read). */
@@ -189,9 +218,9 @@ export function httpCall(port: number, method: string, urlPath: string, o: CallO
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
         seen.push(`${JSON.stringify(res.headers)}\n${text}`);
-        let json: unknown;
+        let json: ApiJson | undefined;
         try {
-          json = JSON.parse(text);
+          json = JSON.parse(text) as ApiJson;
         } catch {
           json = undefined;
         }
@@ -226,7 +255,6 @@ export function rssOf(pid: number): number {
   } catch {
     // not Linux
   }
-  const { execFileSync } = require('node:child_process') as typeof import('node:child_process');
   return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
 }
 
@@ -239,8 +267,8 @@ export function serveFails(o: StartOptions & { timeoutMs?: number }): Promise<{ 
   const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], { env, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve) => {
     const timer = setTimeout(() => proc.kill('SIGKILL'), o.timeoutMs ?? 30_000);
     proc.once('exit', (code) => {

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { encodePng } from '../../../engine/src/eval/png';
+import { encodePng } from '../../../engine/src/media/png';
 import { ffmpegPath, makeTestClip } from '../../../engine/src/media';
 
 export interface Fixtures {

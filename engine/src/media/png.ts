@@ -49,7 +49,7 @@ function filterRow(type: number, row: Uint8Array, prev: Uint8Array | null, bpp: 
     const a = i >= bpp ? row[i - bpp] : 0;
     const b = prev ? prev[i] : 0;
     const c = prev && i >= bpp ? prev[i - bpp] : 0;
-    let pred = 0;
+    let pred: number;
     switch (type) {
       case 0: pred = 0; break;
       case 1: pred = a; break;
@@ -69,7 +69,7 @@ export function encodePng(rgb: Uint8Array, width: number, height: number, channe
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new Error(`encodePng: width and height must be positive integers, got ${width}x${height}`);
   }
-  if (channels !== 3 && channels !== 4) throw new Error(`encodePng: channels must be 3 or 4, got ${channels}`);
+  if (channels !== 3 && channels !== 4) throw new Error(`encodePng: channels must be 3 or 4, got ${String(channels)}`);
   return encodeRaw(rgb, width, height, channels, channels === 3 ? 2 : 6);
 }
 
@@ -177,7 +177,7 @@ export function decodePng(buf: Buffer): DecodedPng {
   try {
     raw = inflateSync(Buffer.concat(idat));
   } catch (e) {
-    throw new Error(`decodePng: image data does not inflate: ${(e as Error).message}`);
+    throw new Error(`decodePng: image data does not inflate: ${(e as Error).message}`, { cause: e });
   }
   const stride = width * channels;
   if (raw.length < (stride + 1) * height) {

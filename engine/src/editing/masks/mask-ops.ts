@@ -1,7 +1,7 @@
 // Refinements of the automatic mask between the InvEdit score and the blend: temporal smoothing along the source's
 // correspondences, dilation, and a soft outer edge. All sizes are in latent pixels (the oracle's latents are at
 // pixel resolution; a real SD VAE's latent pixel is 8 image pixels). Masks are [n, h, w] planes in [0, 1].
-import { smoothAlongFields, type NeighbourFields } from './latent-correction';
+import { smoothAlongFields, type NeighbourFields } from '../../flow/correspondence';
 
 export interface MaskRefinement {
   /** Score threshold (the automatic mask's). */

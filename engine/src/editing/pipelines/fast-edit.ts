@@ -7,11 +7,11 @@
 // noisiest level is t = 999, so strength 1 is plain few-step generation. Deterministic DDIM steps are Euler steps in
 // σ-space for the scaled sample, so for SD-Turbo's EulerDiscreteScheduler this is the same sampler; LCM's own sampler
 // re-noises between steps with fresh noise, which this deterministic loop does not (same end point with one step).
-import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import { ddimLevels, ddimSchedule, type SchedulerConfig } from '../diffusion/scheduler';
-import type { DiffusionModel } from '../models/sd-model';
+import type { ImageBatch, MaskBatch } from '../../diffusion/images';
+import { ddimLevels, ddimSchedule, type SchedulerConfig } from '../../diffusion/scheduler';
+import type { DiffusionModel } from '../../models/sd-model';
 import { noiseAndDenoise } from './sdedit';
-import type { EditOutput, RunHooks } from './types';
+import type { EditOutput, RunHooks } from '../types';
 
 export const FAST_MAX_STEPS = 4;
 

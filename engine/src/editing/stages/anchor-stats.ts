@@ -4,6 +4,9 @@
 // (and all of a same-prompt edit) stays exactly the source's.
 // The inversion edit needs no shared noise (it starts from each frame's own inverted latent, deterministically);
 // SDEdit already shares one seeded noise tensor across all frames (sdedit.ts).
+import type { EditContext, EditStage } from '../loop/stage';
+import type { InvertedTrajectory } from '../types';
+import { maskOrAll, referenceAt } from './consistency';
 
 export interface ChannelStats {
   mean: Float64Array;
@@ -87,4 +90,27 @@ export function alignToAnchor(z: Float32Array, mask: Float32Array, n: number, C:
       }
     }
   }
+}
+
+/** The stage: after each of the first `anchorStats.steps` steps (every step for `true`), align to frame 0. */
+export function anchorStats(): EditStage {
+  let traj: InvertedTrajectory;
+  let mask: Float32Array;
+  let steps = 0;
+  return {
+    name: 'anchor statistics',
+    plan(ctx: EditContext) {
+      const a = ctx.params.consistency?.anchorStats;
+      const K = ctx.traj.latents.length - 1;
+      steps = a === true ? K : a ? Math.min(K, a.steps) : 0;
+      if (ctx.traj.n < 2 || steps <= 0) return false;
+      traj = ctx.traj;
+      mask = maskOrAll(ctx.state.mask, traj);
+      return true;
+    },
+    afterStep(z, step) {
+      const reference = referenceAt(traj, z, step);
+      if (step <= steps) alignToAnchor(z, mask, traj.n, traj.channels, traj.height * traj.width, { reference });
+    },
+  };
 }

@@ -1,16 +1,11 @@
 // What the cross-frame correspondences (mask smoothing, latent correction) are computed from. GenVideo matches frames
-// by the UNet's decoder features; where the loader could expose them (models/decoder-features.ts) the source clip's
+// by the UNet's decoder features; where the loader could tap them (onnx/passes/feature-tap.ts) the source clip's
 // features are taken once per chunk, otherwise the source's clean latents serve.
-import { seededNoise } from '../diffusion/random';
-import type { DiffusionModel } from '../models/sd-model';
-import type { InvertedTrajectory } from './types';
-
-export interface SourceFeatures {
-  /** [n, channels, h, w] at the latent resolution. */
-  data: Float32Array;
-  channels: number;
-  kind: 'decoder features' | 'latents';
-}
+import { seededNoise } from '../../diffusion/random';
+import { FEATURE_TAP_OUTPUT } from '../../onnx/passes/feature-tap';
+import type { DiffusionModel } from '../../models/sd-model';
+import type { EditContext, EditStage, SourceFeatures } from '../loop/stage';
+import type { InvertedTrajectory } from '../types';
 
 /**
  * DIFT (Tang et al. 2023) found SD's up-block features at t ≈ 261 the best for correspondence: late enough to keep
@@ -22,13 +17,20 @@ const FEATURE_TIMESTEP = 261;
 const PROJECTED_CHANNELS = 32;
 const PROJECTION_SEED = 0x5eed;
 
-export function latentFeatures(traj: InvertedTrajectory): SourceFeatures {
-  return { data: traj.latents[0], channels: traj.channels, kind: 'latents' };
-}
+/**
+ * The stage: where the model's decoder features can be tapped, they replace the clean latents as what the
+ * correspondences are searched in (computed only if a later stage asks).
+ */
+export const decoderFeatureStage = (): EditStage => ({
+  name: 'decoder features',
+  plan({ model, traj, params, state, checkStop }: EditContext) {
+    if (model.info.decoderFeatures && traj.latents.length >= 2) state.provideFeatures(() => sourceFeatures(model, traj, params.batchSize, checkStop));
+    return false;
+  },
+});
 
-/** The source's decoder features (projected), or its clean latents when the model exposes none. */
+/** The source's decoder features, projected to a few channels. */
 export async function sourceFeatures(model: DiffusionModel, traj: InvertedTrajectory, batchSize: number, checkStop: () => void): Promise<SourceFeatures> {
-  if (!model.info.decoderFeatures || !model.decoderFeatures || traj.latents.length < 2) return latentFeatures(traj);
   const { n, channels: C, height: h, width: w } = traj;
   let level = 1;
   for (let k = 2; k < traj.timesteps.length; k++) {
@@ -45,7 +47,11 @@ export async function sourceFeatures(model: DiffusionModel, traj: InvertedTrajec
     const emb = new Float32Array(count * empty.length);
     for (let i = 0; i < count; i++) emb.set(empty, i * empty.length);
     const sample = traj.latents[level].subarray(start * C * hw, (start + count) * C * hw);
-    const f = await model.decoderFeatures(sample, count, h, w, traj.timesteps[level], emb);
+    const { outputs } = await model.predict(sample, count, h, w, traj.timesteps[level], emb, { outputs: [FEATURE_TAP_OUTPUT] });
+    const f = { data: outputs[FEATURE_TAP_OUTPUT].data, channels: outputs[FEATURE_TAP_OUTPUT].dims[1] };
+    if (f.data.length !== count * f.channels * hw) {
+      throw new Error(`the UNet's decoder features [${outputs[FEATURE_TAP_OUTPUT].dims.join(', ')}] are not at the latent resolution ${w}x${h}`);
+    }
     if (!projection) {
       dims = Math.min(PROJECTED_CHANNELS, f.channels);
       projection = dims === f.channels ? undefined : seededNoise(PROJECTION_SEED, dims * f.channels);

@@ -1,13 +1,14 @@
 // SDEdit baseline: noise the encoded frames to the strength's level and denoise under the target prompt. Every
 // frame gets the same noise tensor (same seed), the simplest way to keep unrelated frames from drifting apart.
 // The fast preset (fast-edit.ts) is the same loop with a few-step schedule and a single branch.
-import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import { seededNoise } from '../diffusion/random';
-import { addNoise, ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
-import type { DiffusionModel } from '../models/sd-model';
-import { batches, decodeAll, ProgressTracker, repeatEmbeddings } from './inversion-edit';
-import { blendOutsideMask, latentMask } from './latent-mask';
-import type { EditOutput, RunHooks } from './types';
+import type { ImageBatch, MaskBatch } from '../../diffusion/images';
+import { seededNoise } from '../../diffusion/random';
+import { addNoise, ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../../diffusion/scheduler';
+import type { DiffusionModel } from '../../models/sd-model';
+import { batches, decodeAll, repeatEmbeddings } from '../loop/batching';
+import { ProgressTracker } from '../loop/progress';
+import { blendOutsideMask, latentMask } from '../masks/latent-mask';
+import type { EditOutput, RunHooks } from '../types';
 
 export interface SdeditParams {
   prompt: string;
@@ -81,7 +82,7 @@ export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch,
     for (let k = K; k >= 1; k--) {
       track.checkStop();
       for (let i = 0; i < prompts.length; i++) input.set(z, i * sz);
-      const pred = await model.predict(input, prompts.length * count, h, w, levels.timestep[k], e, p.guidance - 1);
+      const { eps: pred } = await model.predict(input, prompts.length * count, h, w, levels.timestep[k], e, { guidanceEmbedding: p.guidance - 1 });
       const eps = cfg ? guidance(pred.subarray(0, sz), pred.subarray(sz, 2 * sz), p.guidance) : pred;
       const next = ddimMove(eps, z, levels.alpha[k], levels.alpha[k - 1], type);
       // Outside the mask the source is kept, noised to the same level with the same noise (blended latent diffusion).

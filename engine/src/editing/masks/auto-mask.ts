@@ -1,9 +1,9 @@
 // Automatic edit mask (InvEdit, GenVideo §3.2, after DiffEdit): where the source and target prompts disagree about
 // the noise along the inverted trajectory is where the edit belongs. Per frame: |ε(z*_k, target) − ε(z*_k, source)|
 // averaged over sampled levels and channels, normalised by the frame's maximum, thresholded.
-import type { DiffusionModel } from '../models/sd-model';
-import { batches, repeatEmbeddings } from './inversion-edit';
-import type { InvertedTrajectory } from './types';
+import type { DiffusionModel } from '../../models/sd-model';
+import { batches, repeatEmbeddings } from '../loop/batching';
+import type { InvertedTrajectory } from '../types';
 
 export interface AutoMaskOptions {
   /** Fraction of the frame's strongest difference above which a latent pixel is edited (DiffEdit uses 0.5). */
@@ -44,7 +44,7 @@ export async function autoMask(model: DiffusionModel, traj: InvertedTrajectory, 
       const z = traj.latents[k].subarray(start * per, start * per + sz);
       input.set(z, 0);
       input.set(z, sz);
-      const eps = await model.predict(input, 2 * count, h, w, traj.timesteps[k], emb);
+      const { eps } = await model.predict(input, 2 * count, h, w, traj.timesteps[k], emb);
       unetEvals += 2 * count;
       for (let f = 0; f < count; f++) {
         const dst = (start + f) * hw;

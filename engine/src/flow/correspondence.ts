@@ -1,16 +1,14 @@
-// Latent correction across frames (GenVideo §3.3). Early in denoising, each frame's deviation from the source
-// trajectory inside the edit mask (d = z − z_source at the same level) is replaced by a weighted mix of itself and
-// its neighbours' deviations carried over through nearest-neighbour correspondence fields, so all frames commit to
-// the same change where the content is the same. Blending the deviations rather than the latents (GenVideo blends
-// the latents) keeps what the edit does not change exactly as it was: a same-prompt edit with direct inversion has
-// d ≡ 0 and comes back bit for bit, and the source's own texture and grain are not averaged away with the edit.
+// Correspondences between neighbouring frames: for every pixel of frame t, its best match within a search radius in
+// frames t − 1 and t + 1, and the match's similarity. Latent correction (editing/stages/latent-correction.ts) and
+// the automatic mask's temporal smoothing (smoothAlongFields below) follow these fields; eval measures with the
+// optical flow beside this file.
 //
-// Features: GenVideo matches UNet decoder features. Exposing an internal UNet tensor needs the ONNX graph rewritten
-// to add it as an output (future work); here the features are the source clip's own latents (trajectory level 0),
-// compared as zero-mean, unit-norm 5×5 patches (cosine similarity of centred patches, i.e. normalised
-// cross-correlation). Centring matters: a latent's mean says "object" or "background" and is the same over a whole
-// region, so raw cosine similarity would call every object pixel a perfect match for every other one; the texture
-// around a pixel is what identifies it. The fields are computed once per chunk, since the source does not change.
+// Features are whatever the caller gives: the UNet's decoder features where the graph can be tapped (GenVideo
+// matches by them), else the source clip's own latents (trajectory level 0). They are compared as zero-mean,
+// unit-norm 5×5 patches (cosine similarity of centred patches, i.e. normalised cross-correlation). Centring matters:
+// a latent's mean says "object" or "background" and is the same over a whole region, so raw cosine similarity would
+// call every object pixel a perfect match for every other one; the texture around a pixel is what identifies it. The
+// fields are computed once per chunk, since the source does not change.
 
 export interface CorrespondenceOptions {
   /** Search window radius in latent pixels (the window is (2r+1)²). */
@@ -414,62 +412,6 @@ export function neighbourFields(latents: Float32Array, n: number, C: number, h: 
     f.prevSim.set(r.bwd.sim, (t + 1) * hw);
   }
   return f;
-}
-
-export interface LatentCorrectionOptions {
-  /** [w₋₁, w₀, w₊₁], summing to 1. */
-  weights: [number, number, number];
-  minSimilarity: number;
-  /**
-   * The source trajectory at the same level as z, [n, C, hw]. When given, the pass blends the edit's deviation from
-   * it, d = z − reference, instead of the latents themselves: z ← reference + blend(d). Where the edit has not
-   * moved off the source (d ≡ 0: target prompt = source prompt with direct inversion, or outside the edit) nothing
-   * changes, bit for bit, while the part the edit changed is still made to agree across frames.
-   */
-  reference?: Float32Array;
-}
-
-/**
- * One correction pass over all frames of a chunk at one denoising step, in place, on the deviations
- * d = z − reference (d = z when no reference is given):
- *   d_t(p) ← d_t(p) + m_t(p) · Σ_d w_d · (d_{t+d}(q_d(p)) − d_t(p)),  d ∈ {−1, +1},   z = reference + d,
- * i.e. the weighted mean w₋₁·d_{t−1}(q₋) + w₀·d_t(p) + w₊₁·d_{t+1}(q₊) inside the mask. A neighbour is left out —
- * its weight going to w₀ — at the chunk's ends, where its match is not trusted, and where the match lies outside
- * the neighbour's own mask (mixing kept background into the edited object would undo the mask). Every frame is
- * corrected from the same snapshot, so the result does not depend on frame order. A pixel whose own deviation and
- * used neighbours' deviations are all zero is left exactly as it was.
- */
-export function correctLatents(z: Float32Array, n: number, C: number, hw: number, mask: Float32Array, fields: NeighbourFields, o: LatentCorrectionOptions, snapshot?: Float32Array): void {
-  const per = C * hw;
-  const ref = o.reference;
-  if (ref && ref.length !== z.length) throw new Error(`correctLatents: reference has ${ref.length} values, the latents ${z.length}`);
-  // The snapshot holds the deviations (the latents themselves without a reference).
-  const snap = snapshot && snapshot.length === z.length ? snapshot : new Float32Array(z.length);
-  if (ref) for (let i = 0; i < z.length; i++) snap[i] = z[i] - ref[i];
-  else snap.set(z);
-  const [wm, , wp] = o.weights;
-  for (let t = 0; t < n; t++) {
-    for (let p = 0; p < hw; p++) {
-      const m = mask[t * hw + p];
-      if (m <= 0) continue;
-      const i = t * hw + p;
-      const qPrev = t > 0 && fields.prevSim[i] >= o.minSimilarity ? fields.prev[i] : -1;
-      const qNext = t < n - 1 && fields.nextSim[i] >= o.minSimilarity ? fields.next[i] : -1;
-      const usePrev = qPrev >= 0 && mask[(t - 1) * hw + qPrev] > 0.5 && wm > 0;
-      const useNext = qNext >= 0 && mask[(t + 1) * hw + qNext] > 0.5 && wp > 0;
-      if (!usePrev && !useNext) continue;
-      for (let c = 0; c < C; c++) {
-        const at = t * per + c * hw + p;
-        const self = snap[at];
-        let delta = 0;
-        if (usePrev) delta += wm * (snap[(t - 1) * per + c * hw + qPrev] - self);
-        if (useNext) delta += wp * (snap[(t + 1) * per + c * hw + qNext] - self);
-        // Unchanged where nothing differs: z itself is kept, not reference + (z − reference) rounded.
-        if (delta === 0) continue;
-        z[at] = ref ? ref[at] + self + m * delta : self + m * delta;
-      }
-    }
-  }
 }
 
 /**

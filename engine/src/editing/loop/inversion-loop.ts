@@ -1,65 +1,16 @@
-// The inversion edit: VAE-encode (mean) → DDIM-invert under the source prompt, recording every level → denoise
-// under the target prompt with classifier-free guidance, optionally with direct inversion and a mask → VAE-decode.
-// The denoising loop is written out here in one place, as diffusers does, so each stage reads in order.
-import type { ImageBatch } from '../diffusion/images';
-import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../diffusion/scheduler';
-import type { DiffusionModel } from '../models/sd-model';
-import { autoMask } from './auto-mask';
-import { CrossFrameStages, needsCorrespondences, refineMask } from './consistency';
-import type { NeighbourFields } from './latent-correction';
-import { blendOutsideMask, latentMask } from './latent-mask';
-import { sourceFeatures } from './source-features';
-import { CanceledError, type EditOutput, type EditParams, type InversionParams, type InvertedTrajectory, type Progress, type RunHooks, type Stage } from './types';
-
-/** Counts work units over a whole run so progress is one fraction across stages. */
-export class ProgressTracker {
-  done = 0;
-  constructor(
-    readonly total: number,
-    private readonly frames: number,
-    private readonly hooks: RunHooks,
-  ) {}
-  checkStop(): void {
-    if (this.hooks.shouldStop?.()) throw new CanceledError();
-  }
-  advance(stage: Stage, frame: number, extra: Partial<Progress> = {}): void {
-    this.done++;
-    this.hooks.onProgress?.({ stage, done: this.done, total: this.total, frame, frames: this.frames, ...extra });
-  }
-}
-
-export function batches(n: number, size: number): { start: number; count: number }[] {
-  if (!Number.isInteger(size) || size < 1) throw new Error(`batch size must be a positive integer, got ${size}`);
-  const out = [];
-  for (let start = 0; start < n; start += size) out.push({ start, count: Math.min(size, n - start) });
-  return out;
-}
-
-/** Repeats each prompt's embedding `times` times, in order: [p0 ×times, p1 ×times, ...]. */
-export function repeatEmbeddings(rows: Float32Array[], times: number): Float32Array {
-  const per = rows[0].length;
-  const out = new Float32Array(rows.length * times * per);
-  rows.forEach((row, i) => {
-    for (let k = 0; k < times; k++) out.set(row, (i * times + k) * per);
-  });
-  return out;
-}
-
-async function embedRows(model: DiffusionModel, prompts: string[], warnings: string[]): Promise<Map<string, Float32Array>> {
-  const unique = [...new Set(prompts)];
-  const emb = await model.encodePrompts(unique);
-  for (const w of emb.warnings) if (!warnings.includes(w)) warnings.push(w);
-  const per = emb.data.length / unique.length;
-  return new Map(unique.map((p, i) => [p, emb.data.slice(i * per, (i + 1) * per)]));
-}
-
-function validateFrames(model: DiffusionModel, frames: ImageBatch): void {
-  const s = model.info.vaeScale;
-  if (frames.n < 1) throw new Error('no frames to edit');
-  if (frames.height % s || frames.width % s) {
-    throw new Error(`frame size ${frames.width}x${frames.height} must be a multiple of ${s} (the model's VAE factor); resize or crop the frames`);
-  }
-}
+// The inversion edit's two loops, written out in one place as diffusers does: VAE-encode (mean) → DDIM-invert under
+// the source prompt, recording every level; then denoise under the target prompt with classifier-free guidance,
+// optionally with direct inversion and a mask, → VAE-decode. Everything else an edit does (the automatic mask, its
+// refinement, cross-frame correspondences, latent correction, anchor statistics, and the attention methods to come)
+// is an EditStage the pipeline hands in; this file knows stages only by that interface.
+import type { ImageBatch } from '../../diffusion/images';
+import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../../diffusion/scheduler';
+import type { DiffusionModel, PortTensor } from '../../models/sd-model';
+import { blendOutsideMask, latentMask } from '../masks/latent-mask';
+import type { EditOutput, EditParams, InversionParams, InvertedTrajectory, RunHooks } from '../types';
+import { batches, decodeAll, embedRows, repeatEmbeddings, validateFrames } from './batching';
+import { ProgressTracker } from './progress';
+import { EditState, type EditContext, type EditStage, type UnetCallInfo } from './stage';
 
 /** VAE-encodes all frames and DDIM-inverts them under the source prompt, keeping every level. */
 export async function invertFrames(model: DiffusionModel, frames: ImageBatch, p: InversionParams, hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<InvertedTrajectory> {
@@ -89,7 +40,7 @@ export async function invertFrames(model: DiffusionModel, frames: ImageBatch, p:
       track.checkStop();
       // Inversion evaluates the model at the noisier timestep on the current, less noisy latent (diffusers
       // DDIMInverseScheduler); the same DDIM move then carries it up one level.
-      const eps = await model.predict(z, count, h, w, levels.timestep[k], emb);
+      const { eps } = await model.predict(z, count, h, w, levels.timestep[k], emb);
       z = ddimMove(eps, z, levels.alpha[k - 1], levels.alpha[k], model.scheduler.predictionType);
       latents[k].set(z, start * per);
       track.advance('inverting', start, { step: k, steps: K });
@@ -139,8 +90,20 @@ function sourceStepsGuidance(model: DiffusionModel, p: EditParams): number | nul
   return p.sourcePrompt === '' && model.info.timestepCondDim === 0 ? null : p.guidance;
 }
 
-/** Denoises from the inverted trajectory under the target prompt and decodes the frames. */
-export async function editFromInversion(model: DiffusionModel, traj: InvertedTrajectory, p: EditParams, hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<EditOutput> {
+/** The stages' extra inputs for one call, merged; two stages feeding the same port is a programming error. */
+function stageFeeds(stages: EditStage[], call: UnetCallInfo): Record<string, PortTensor> | undefined {
+  let feeds: Record<string, PortTensor> | undefined;
+  for (const s of stages) {
+    const f = s.beforeUnet?.(call);
+    if (!f) continue;
+    for (const name of Object.keys(f)) if (feeds && name in feeds) throw new Error(`two stages feed the UNet port ${name}`);
+    feeds = { ...feeds, ...f };
+  }
+  return feeds;
+}
+
+/** Denoises from the inverted trajectory under the target prompt, with the given stages, and decodes the frames. */
+export async function denoiseFromInversion(model: DiffusionModel, traj: InvertedTrajectory, p: EditParams, allStages: EditStage[], hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<EditOutput> {
   if (traj.modelDir !== model.info.dir) throw new Error(`this inversion was made with ${traj.modelDir}, not ${model.info.dir}; invert again with the current model`);
   const { n, channels: C, height: h, width: w } = traj;
   const K = traj.latents.length - 1;
@@ -156,19 +119,20 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
   const plan = planBranches(p, p.directInversion && !known);
   const recorded = plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
   const rows = await embedRows(model, [...plan.branches.map((b) => b.prompt), p.sourcePrompt, p.prompt], warnings);
-  let mask = p.mask ? latentMask(p.mask, n, h, w) : undefined;
-  // Consistency hooks (consistency.ts): mask refinement, then the stages that need every frame at the same step.
-  let fields: NeighbourFields | undefined;
-  const consistency = p.consistency ?? undefined;
-  const checkStop = () => track.checkStop();
-  const features = needsCorrespondences(consistency, !mask && !!p.autoMask) && n > 1 ? await sourceFeatures(model, traj, p.batchSize, checkStop) : undefined;
-  if (!mask && p.autoMask) {
-    const auto = await autoMask(model, traj, rows.get(p.sourcePrompt)!, rows.get(p.prompt)!, { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? 10, batchSize: p.batchSize }, checkStop);
-    const refined = refineMask(auto.score, p.autoMask.threshold, traj, consistency, features, checkStop);
-    mask = refined?.mask ?? auto.mask;
-    fields = refined?.fields;
-  }
-  const cross = CrossFrameStages.plan(consistency, traj, mask, fields, features, checkStop);
+
+  // Stages plan in order, each seeing what the ones before it decided (the mask, correspondences).
+  const state = new EditState(traj);
+  if (p.mask) state.mask = latentMask(p.mask, n, h, w);
+  const ctx: EditContext = { model, traj, params: p, embeddings: rows, checkStop: () => track.checkStop(), state };
+  const stages: EditStage[] = [];
+  for (const s of allStages) if (await s.plan(ctx)) stages.push(s);
+  const passes = stages.flatMap((s) => s.passes ?? []);
+  const variant = await model.variant(passes);
+  if (!variant.ok) throw new Error(`the UNet cannot be rewritten for ${stages.filter((s) => s.passes?.length).map((s) => s.name).join(', ')}: ${variant.reason}`);
+  const outputs = [...new Set(stages.flatMap((s) => s.outputs ?? []))];
+  const lockstep = stages.some((s) => s.afterStep);
+  const mask = state.mask;
+
   // Every frame's current latent; each batch steps its own slice in place.
   const out = Float32Array.from(traj.latents[K]);
   // Embeddings and UNet input depend on the batch size only, and there are at most two sizes (full and last).
@@ -189,7 +153,11 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
     track.checkStop();
     const src = at(k);
     plan.branches.forEach((b, i) => input.set(b.latent === 'target' ? z : src, i * sz));
-    const pred = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, p.guidance - 1);
+    const call: UnetCallInfo = { step: K - k + 1, level: k, timestep: traj.timesteps[k], start, count, branches: plan.branches };
+    const feeds = stageFeeds(stages, call);
+    const result = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, { guidanceEmbedding: p.guidance - 1, variant: variant.id, feeds, outputs });
+    for (const s of stages) s.afterUnet?.(call, result.outputs);
+    const pred = result.eps;
     const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
     const epsT = plan.tgtU >= 0 ? guidance(part(plan.tgtU), part(plan.tgtC), p.guidance) : part(plan.tgtC);
     const next = ddimMove(epsT, z, traj.alphas[k], traj.alphas[k - 1], type);
@@ -212,48 +180,18 @@ export async function editFromInversion(model: DiffusionModel, traj: InvertedTra
     track.advance('editing', start, { step: K - k + 1, steps: K, preview: preview && { latent: preview, channels: C, height: h, width: w } });
   };
 
-  if (!cross) {
+  if (!lockstep) {
     for (const part of parts) for (let k = K; k >= 1; k--) await step(part, k);
   } else {
     // Cross-frame stages read neighbouring frames at the same noise level: steps outer, batches inner.
     for (let k = K; k >= 1; k--) {
       for (const part of parts) await step(part, k);
-      cross.afterStep(out, K - k + 1);
+      for (const s of stages) s.afterStep?.(out, K - k + 1);
     }
   }
   const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
   // The source's own clean latents decoded in the same batches as the edit, so an edit that changes nothing
   // decodes to exactly the reconstruction.
   const reconstruction = p.reconstruct ? await decodeAll(model, traj.latents[0], n, C, h, w, p.batchSize, track) : undefined;
-  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded }, correspondences: features?.kind, ...(reconstruction ? { reconstruction } : {}) };
-}
-
-export async function decodeAll(model: DiffusionModel, latents: Float32Array, n: number, C: number, h: number, w: number, batchSize: number, track: ProgressTracker): Promise<ImageBatch> {
-  const per = C * h * w;
-  let result: ImageBatch | undefined;
-  for (const { start, count } of batches(n, batchSize)) {
-    track.checkStop();
-    const img = await model.decodeLatents(latents.subarray(start * per, (start + count) * per), count, h, w);
-    if (!result) result = { n, height: img.height, width: img.width, data: new Float32Array(n * 3 * img.height * img.width) };
-    result.data.set(img.data, start * 3 * img.height * img.width);
-    track.advance('decoding latents', start);
-  }
-  return result!;
-}
-
-export interface InversionEditParams extends InversionParams, EditParams {}
-
-export interface InversionEditResult extends EditOutput {
-  trajectory: InvertedTrajectory;
-}
-
-/** Invert then edit, with one progress fraction over both. */
-export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p: InversionEditParams, hooks: RunHooks = {}): Promise<InversionEditResult> {
-  const K = strengthSteps(p.steps, p.strength);
-  const nb = batches(frames.n, p.batchSize).length;
-  const track = new ProgressTracker(nb * (1 + K) + nb * (K + (p.reconstruct ? 2 : 1)), frames.n, hooks);
-  const trajectory = await invertFrames(model, frames, p, hooks, track);
-  // The source steps belong with the trajectory they were taken along (and are cached with it), not beside it.
-  const { sourceSteps, ...edited } = await editFromInversion(model, trajectory, p, hooks, track);
-  return { ...edited, trajectory: { ...trajectory, sourceSteps } };
+  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded }, correspondences: state.correspondences, ...(reconstruction ? { reconstruction } : {}) };
 }

@@ -1,4 +1,4 @@
-import type { MaskBatch } from '../diffusion/images';
+import type { MaskBatch } from '../../diffusion/images';
 
 /**
  * A frame-resolution matte averaged down to latent resolution, one plane per frame: [n, h, w]. A single matte

@@ -1,0 +1,15 @@
+// The stages of an inversion edit, in the order they plan: what the correspondences are searched in, the automatic
+// mask, its refinement, then the stages that act between steps. A new method adds its stage file and a line here.
+import type { EditStage } from '../loop/stage';
+import type { EditParams } from '../types';
+import { anchorStats } from './anchor-stats';
+import { autoMaskStage } from './auto-mask';
+import { checkConsistency } from './consistency';
+import { latentCorrection } from './latent-correction';
+import { maskRefinement } from './mask-refinement';
+import { decoderFeatureStage } from './source-features';
+
+export function editStages(p: EditParams): EditStage[] {
+  if (p.consistency) checkConsistency(p.consistency);
+  return [decoderFeatureStage(), autoMaskStage(), maskRefinement(), latentCorrection(), anchorStats()];
+}
