@@ -56,8 +56,16 @@ export async function buildPanel(outRoot = path.join(ROOT, 'dist')): Promise<Pan
     minify: true,
     sourcemap: 'linked',
   });
-  await build({ ...common, entryPoints: [path.join(PANEL, 'src/styles.css')], outfile: path.join(web, 'index.css'), minify: true });
-  fs.writeFileSync(path.join(web, 'index.html'), html.replace('<!-- reshoot:csp -->', `<meta http-equiv="Content-Security-Policy" content="${WEB_CSP}" />`));
+  await build({
+    ...common,
+    entryPoints: [path.join(PANEL, 'src/styles.css')],
+    outfile: path.join(web, 'index.css'),
+    minify: true,
+  });
+  fs.writeFileSync(
+    path.join(web, 'index.html'),
+    html.replace('<!-- reshoot:csp -->', `<meta http-equiv="Content-Security-Policy" content="${WEB_CSP}" />`),
+  );
 
   const uxpEntry = path.join(PANEL, 'src/main-uxp.ts');
   if (!fs.existsSync(uxpEntry)) return { web, uxp: null };
@@ -77,7 +85,12 @@ export async function buildPanel(outRoot = path.join(ROOT, 'dist')): Promise<Pan
     // Readable in the UXP Developer Tool's debugger, where source maps are not picked up reliably.
     minify: false,
   });
-  await build({ ...common, entryPoints: [path.join(PANEL, 'src/styles.css')], outfile: path.join(uxp, 'index.css'), minify: false });
+  await build({
+    ...common,
+    entryPoints: [path.join(PANEL, 'src/styles.css')],
+    outfile: path.join(uxp, 'index.css'),
+    minify: false,
+  });
   fs.writeFileSync(path.join(uxp, 'index.html'), html.replace(/^[ \t]*<!-- reshoot:csp -->\r?\n/m, ''));
   const manifest = path.join(ROOT, 'manifest.json');
   if (fs.existsSync(manifest)) fs.copyFileSync(manifest, path.join(uxp, 'manifest.json'));
@@ -89,7 +102,10 @@ export async function buildPanel(outRoot = path.join(ROOT, 'dist')): Promise<Pan
 if (require.main === module) {
   const started = Date.now();
   buildPanel().then(
-    (r) => console.log(`panel built in ${Date.now() - started} ms: ${path.relative(ROOT, r.web)}${r.uxp ? `, ${path.relative(ROOT, r.uxp)}` : ' (no main-uxp.ts: UXP bundle skipped)'}`),
+    (r) =>
+      console.log(
+        `panel built in ${Date.now() - started} ms: ${path.relative(ROOT, r.web)}${r.uxp ? `, ${path.relative(ROOT, r.uxp)}` : ' (no main-uxp.ts: UXP bundle skipped)'}`,
+      ),
     (err) => {
       console.error(err instanceof Error ? err.message : err);
       process.exit(1);

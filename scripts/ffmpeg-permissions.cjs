@@ -13,7 +13,9 @@ function main() {
     try {
       file = require(pkg).path;
     } catch (e) {
-      console.log(`reshoot postinstall: ${pkg} has no binary here (${(e instanceof Error ? e.message : String(e)).split('\n')[0]}); skipped`);
+      console.log(
+        `reshoot postinstall: ${pkg} has no binary here (${(e instanceof Error ? e.message : String(e)).split('\n')[0]}); skipped`,
+      );
       continue;
     }
     if (typeof file !== 'string') continue;
@@ -28,9 +30,13 @@ function main() {
     const wanted = mode | 0o555;
     try {
       fs.chmodSync(file, wanted);
-      console.log(`reshoot postinstall: ${file} mode 0${mode.toString(8)} -> 0${wanted.toString(8)} (runnable by every user)`);
+      console.log(
+        `reshoot postinstall: ${file} mode 0${mode.toString(8)} -> 0${wanted.toString(8)} (runnable by every user)`,
+      );
     } catch (e) {
-      console.warn(`reshoot postinstall: could not make ${file} runnable by every user (${e.code}); run: chmod a+rx ${file}`);
+      console.warn(
+        `reshoot postinstall: could not make ${file} runnable by every user (${e.code}); run: chmod a+rx ${file}`,
+      );
     }
   }
 }

@@ -19,7 +19,8 @@ default: oracle sd-bench tiny-sd:all, into models/`;
 function jobsFor(name: string, seed: number): Job[] {
   if (name === 'oracle') return [{ name, run: (dir) => generateOracle(dir) }];
   if (name === 'sd-bench') return [{ name, run: (dir) => generateSdBench(dir, seed) }];
-  if (name === 'tiny-sd' || name === 'tiny-sd:optimum') return [{ name: 'tiny-sd', run: (dir) => generateTinySd(dir, 'optimum', seed) }];
+  if (name === 'tiny-sd' || name === 'tiny-sd:optimum')
+    return [{ name: 'tiny-sd', run: (dir) => generateTinySd(dir, 'optimum', seed) }];
   if (name === 'tiny-sd:all') return Object.keys(SD_VARIANTS).flatMap((v) => jobsFor(`tiny-sd:${v}`, seed));
   const m = /^tiny-sd:(.+)$/.exec(name);
   if (m && SD_VARIANTS[m[1]]) return [{ name: `tiny-sd-${m[1]}`, run: (dir) => generateTinySd(dir, m[1], seed) }];
@@ -70,7 +71,9 @@ function main(): void {
     // picked up by the loader, so each model folder is replaced whole, but only if it is a model folder.
     if (fs.existsSync(dir)) {
       if (!fs.existsSync(path.join(dir, 'model_index.json'))) {
-        throw new Error(`${dir} exists and is not a model folder (no model_index.json); move it away or choose another --out`);
+        throw new Error(
+          `${dir} exists and is not a model folder (no model_index.json); move it away or choose another --out`,
+        );
       }
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -47,8 +47,15 @@ function dosDateTime(date: Date): { time: number; date: number } {
 }
 
 function checkEntryName(name: string): void {
-  if (!name || name.startsWith('/') || name.includes('\\') || name.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-    throw new PackageError(`ZIP entry name "${name}" must be a relative path with forward slashes and no empty, "." or ".." parts`);
+  if (
+    !name ||
+    name.startsWith('/') ||
+    name.includes('\\') ||
+    name.split('/').some((part) => part === '' || part === '.' || part === '..')
+  ) {
+    throw new PackageError(
+      `ZIP entry name "${name}" must be a relative path with forward slashes and no empty, "." or ".." parts`,
+    );
   }
 }
 
@@ -66,8 +73,12 @@ export function createZip(entries: readonly ZipEntry[]): Buffer {
     const name = Buffer.from(entry.name, 'utf8');
     const deflated = deflateRawSync(entry.data, { level: 9 });
     const method = deflated.length < entry.data.length ? METHOD_DEFLATED : METHOD_STORED;
-    const body = method === METHOD_DEFLATED ? deflated : Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength);
-    if (entry.data.length > MAX_U32 || offset > MAX_U32) throw new PackageError(`"${entry.name}" needs ZIP64, which this writer does not do`);
+    const body =
+      method === METHOD_DEFLATED
+        ? deflated
+        : Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength);
+    if (entry.data.length > MAX_U32 || offset > MAX_U32)
+      throw new PackageError(`"${entry.name}" needs ZIP64, which this writer does not do`);
     const crc = crc32(entry.data);
     const when = dosDateTime(entry.modified ?? new Date(1980, 0, 1));
     const flags = /^[\x20-\x7e]*$/.test(entry.name) ? 0 : FLAG_UTF8;
@@ -139,12 +150,19 @@ export interface PanelManifest {
   version: string;
   main?: string;
   host: { app: string; minVersion: string; maxVersion?: string };
-  entrypoints: Array<{ type: string; id: string; label: string | { default: string }; icons?: IconDefinition[]; icon?: IconDefinition | IconDefinition[] }>;
+  entrypoints: Array<{
+    type: string;
+    id: string;
+    label: string | { default: string };
+    icons?: IconDefinition[];
+    icon?: IconDefinition | IconDefinition[];
+  }>;
   icons?: IconDefinition[];
   requiredPermissions?: Record<string, unknown>;
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** A path from the manifest that must name something inside the plugin folder, or the reason it cannot. */
 function insidePlugin(pluginDir: string, relative: string): string | null {
@@ -191,7 +209,7 @@ function htmlAssets(html: string): string[] {
   const found: string[] = [];
   const attr = (tag: string, name: string): string | undefined => {
     const m = new RegExp(`\\s${name}\\s*=\\s*(?:"([^"]*)"|'([^']*)'|([^\\s>]+))`, 'i').exec(tag);
-    return m ? m[1] ?? m[2] ?? m[3] : undefined;
+    return m ? (m[1] ?? m[2] ?? m[3]) : undefined;
   };
   for (const [tag] of html.matchAll(/<(?:script|link)\b[^>]*>/gi)) {
     const isScript = /^<script/i.test(tag);
@@ -222,9 +240,11 @@ export function validatePluginFolder(pluginDir: string, expectedVersion: string)
   const m = parsed;
   const problems: string[] = [];
 
-  if (m.manifestVersion !== 5) problems.push(`manifestVersion is ${JSON.stringify(m.manifestVersion)}; Premiere Pro supports 5`);
+  if (m.manifestVersion !== 5)
+    problems.push(`manifestVersion is ${JSON.stringify(m.manifestVersion)}; Premiere Pro supports 5`);
   if (typeof m.id !== 'string' || m.id.trim() === '') problems.push('id is missing');
-  if (!(typeof m.name === 'string' || (isObject(m.name) && typeof m.name.default === 'string'))) problems.push('name is missing');
+  if (!(typeof m.name === 'string' || (isObject(m.name) && typeof m.name.default === 'string')))
+    problems.push('name is missing');
   if (typeof m.version !== 'string' || !/^\d+\.\d+\.\d+$/.test(m.version)) {
     problems.push(`version ${JSON.stringify(m.version)} is not major.minor.patch`);
   } else if (m.version !== expectedVersion) {
@@ -260,7 +280,12 @@ export function validatePluginFolder(pluginDir: string, expectedVersion: string)
   }
 
   for (const { where, icon } of collectIcons(m)) {
-    if (!isObject(icon) || typeof icon.path !== 'string' || typeof icon.width !== 'number' || typeof icon.height !== 'number') {
+    if (
+      !isObject(icon) ||
+      typeof icon.path !== 'string' ||
+      typeof icon.width !== 'number' ||
+      typeof icon.height !== 'number'
+    ) {
       problems.push(`${where} needs width, height and path`);
       continue;
     }
@@ -274,7 +299,8 @@ export function validatePluginFolder(pluginDir: string, expectedVersion: string)
     for (const scale of scales) {
       if (typeof scale !== 'number' || scale === 1) continue;
       const variant = scaledIconPath(icon.path, scale);
-      if (!isFile(path.resolve(pluginDir, variant))) problems.push(`icon ${variant} (${where}, scale ${scale}) is missing from ${pluginDir}`);
+      if (!isFile(path.resolve(pluginDir, variant)))
+        problems.push(`icon ${variant} (${where}, scale ${scale}) is missing from ${pluginDir}`);
     }
   }
 
@@ -296,7 +322,9 @@ function shipped(relative: string): boolean {
 
 function listFiles(dir: string, prefix = ''): string[] {
   const out: string[] = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  for (const entry of fs
+    .readdirSync(dir, { withFileTypes: true })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
     if (entry.isDirectory()) out.push(...listFiles(path.join(dir, entry.name), relative));
     else if (entry.isFile()) out.push(relative);
@@ -325,7 +353,9 @@ export function packagePanel(options: PackageOptions): PackageResult {
   const pluginDir = path.resolve(options.pluginDir);
   const manifest = validatePluginFolder(pluginDir, options.expectedVersion);
   // manifest.json first: it is what an installer looks for, and it makes `unzip -l` read naturally.
-  const names = listFiles(pluginDir).filter(shipped).sort((a, b) => (a === 'manifest.json' ? -1 : b === 'manifest.json' ? 1 : 0));
+  const names = listFiles(pluginDir)
+    .filter(shipped)
+    .sort((a, b) => (a === 'manifest.json' ? -1 : b === 'manifest.json' ? 1 : 0));
   const zip = createZip(
     names.map((name) => {
       const file = path.join(pluginDir, ...name.split('/'));
@@ -348,7 +378,8 @@ export function packagePanel(options: PackageOptions): PackageResult {
 function findRepoRoot(start: string): string {
   for (let dir = start; ; dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'manifest.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new PackageError(`no package.json with a manifest.json beside it above ${start}`);
+    if (path.dirname(dir) === dir)
+      throw new PackageError(`no package.json with a manifest.json beside it above ${start}`);
   }
 }
 
@@ -357,7 +388,7 @@ export function installHelp(file: string): string {
     'Install it:',
     '  - double-click the file: Creative Cloud Desktop opens and installs it after a warning that it does not come',
     '    from the Marketplace; or',
-    '  - from a terminal, with Adobe\'s Unified Plugin Installer Agent (admin rights may be needed):',
+    "  - from a terminal, with Adobe's Unified Plugin Installer Agent (admin rights may be needed):",
     '      macOS:   "/Library/Application Support/Adobe/Adobe Desktop Common/RemoteComponents/UPI/UnifiedPluginInstallerAgent/UnifiedPluginInstallerAgent.app/Contents/MacOS/UnifiedPluginInstallerAgent" --install ' +
       JSON.stringify(file),
     '      Windows: "C:\\Program Files\\Common Files\\Adobe\\Adobe Desktop Common\\RemoteComponents\\UPI\\UnifiedPluginInstallerAgent\\UnifiedPluginInstallerAgent.exe" /install ' +
@@ -369,11 +400,14 @@ export function installHelp(file: string): string {
 export function main(): number {
   try {
     const root = findRepoRoot(__dirname);
-    const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
+    const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string })
+      .version;
     const pluginDir = path.join(root, 'dist', 'panel-uxp');
     const built = path.join(pluginDir, 'manifest.json');
     if (isFile(built) && fs.readFileSync(built, 'utf8') !== fs.readFileSync(path.join(root, 'manifest.json'), 'utf8')) {
-      throw new PackageError(`${built} is not the same as manifest.json: the panel build is stale, run npm run build again`);
+      throw new PackageError(
+        `${built} is not the same as manifest.json: the panel build is stale, run npm run build again`,
+      );
     }
     const result = packagePanel({ pluginDir, outDir: path.join(root, 'dist'), expectedVersion: version });
     const kib = (result.bytes / 1024).toFixed(1);

@@ -77,7 +77,12 @@ export class EngineClient {
   health(): Promise<Health> {
     return this.request<Health>('GET', '/v1/health', undefined, 5_000).then((h) => {
       if (!h || (h as { ok?: unknown }).ok !== true || typeof h.version !== 'string') {
-        throw new EngineError('not-reshoot', 200, 'Not a Reshoot engine', `something else answers at ${this.baseUrl}; stop it or start the engine on another port (${START_COMMAND} --port N)`);
+        throw new EngineError(
+          'not-reshoot',
+          200,
+          'Not a Reshoot engine',
+          `something else answers at ${this.baseUrl}; stop it or start the engine on another port (${START_COMMAND} --port N)`,
+        );
       }
       return h;
     });
@@ -122,7 +127,11 @@ export class EngineClient {
    * Polls a job until it ends (UXP has no EventSource, and no TextDecoder to read an SSE stream by hand).
    * Network hiccups are reported and retried; the returned function stops polling.
    */
-  watch(id: string, onJob: (job: Job) => void, opts: { intervalMs?: number; onError?: (e: EngineError) => void } = {}): () => void {
+  watch(
+    id: string,
+    onJob: (job: Job) => void,
+    opts: { intervalMs?: number; onError?: (e: EngineError) => void } = {},
+  ): () => void {
     const interval = opts.intervalMs ?? 500;
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -171,11 +180,21 @@ export class EngineClient {
     let res: FetchResponseLike;
     let text: string;
     try {
-      res = await this.fetchFn(this.baseUrl + route, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: controller?.signal });
+      res = await this.fetchFn(this.baseUrl + route, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: controller?.signal,
+      });
       text = await res.text();
     } catch (e) {
       if (timedOut) {
-        throw new EngineError('timeout', 0, 'Engine did not answer', `${method} ${route.split('?')[0]} got no answer within ${Math.round(timeoutMs / 1000)} s; the engine may be overloaded or stuck; check its terminal`);
+        throw new EngineError(
+          'timeout',
+          0,
+          'Engine did not answer',
+          `${method} ${route.split('?')[0]} got no answer within ${Math.round(timeoutMs / 1000)} s; the engine may be overloaded or stuck; check its terminal`,
+        );
       }
       throw toEngineError(e, this.baseUrl);
     } finally {
@@ -189,12 +208,22 @@ export class EngineClient {
     }
     if (res.ok) {
       if (json === undefined && text) {
-        throw new EngineError('not-reshoot', res.status, 'Unexpected answer', `${this.baseUrl} answered ${method} ${route.split('?')[0]} with something that is not JSON; is another program using this port?`);
+        throw new EngineError(
+          'not-reshoot',
+          res.status,
+          'Unexpected answer',
+          `${this.baseUrl} answered ${method} ${route.split('?')[0]} with something that is not JSON; is another program using this port?`,
+        );
       }
       return json as T;
     }
     if (isProblem(json)) throw EngineError.fromProblem({ ...json, status: res.status });
-    throw new EngineError('http', res.status, `HTTP ${res.status}`, text ? text.slice(0, 300) : `the engine answered ${method} ${route.split('?')[0]} with status ${res.status}`);
+    throw new EngineError(
+      'http',
+      res.status,
+      `HTTP ${res.status}`,
+      text ? text.slice(0, 300) : `the engine answered ${method} ${route.split('?')[0]} with status ${res.status}`,
+    );
   }
 }
 
@@ -205,7 +234,12 @@ export function isTerminal(state: Job['state']): boolean {
 export function toEngineError(e: unknown, baseUrl: string): EngineError {
   if (e instanceof EngineError) return e;
   // fetch reports a refused connection as a bare TypeError ("Failed to fetch" / "fetch failed"), with nothing more specific.
-  return new EngineError('unreachable', 0, 'Engine not running', `nothing answers at ${baseUrl}. Start it in a terminal: ${START_COMMAND}`);
+  return new EngineError(
+    'unreachable',
+    0,
+    'Engine not running',
+    `nothing answers at ${baseUrl}. Start it in a terminal: ${START_COMMAND}`,
+  );
 }
 
 function isProblem(v: unknown): v is Problem {

@@ -44,7 +44,11 @@ type InputEl = { value: string; dispatchEvent(event: unknown): boolean };
 /** window.harness of fixtures/premiere-harness.mts, as far as the test reads it. */
 interface Harness {
   setSelection(sel: Selection): void;
-  placed: { sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>; resultPath: string; label: string }[];
+  placed: {
+    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>;
+    resultPath: string;
+    label: string;
+  }[];
   history: HistoryEntry[];
 }
 declare const document: {
@@ -82,7 +86,10 @@ const pageErrors: string[] = [];
 
 function startEngine(port = 0): Promise<Engine> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--threads', '1'], { env: { ...process.env, RESHOOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--threads', '1'], {
+      env: { ...process.env, RESHOOT_HOME: home },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const stderr: string[] = [];
     proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
     let out = '';
@@ -96,7 +103,9 @@ function startEngine(port = 0): Promise<Engine> {
 }
 
 function stopped(proc: ChildProcess): Promise<void> {
-  return proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
+  return proc.exitCode !== null || proc.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => proc.once('exit', () => r()));
 }
 
 async function api(method: string, route: string): Promise<unknown> {
@@ -141,17 +150,35 @@ async function newestJobId(): Promise<string> {
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(WEB_UI)) throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
+  if (!fs.existsSync(WEB_UI))
+    throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
   fs.mkdirSync(SHOTS, { recursive: true });
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-e2e-'));
   clip = path.join(home, 'street.mp4');
   const [, started, launched] = await Promise.all([
-    makeTestClip({ file: clip, width: 128, height: 72, fps: { num: 24, den: 1 }, frames: 24, content: 'moving-square' }),
+    makeTestClip({
+      file: clip,
+      width: 128,
+      height: 72,
+      fps: { num: 24, den: 1 },
+      frames: 24,
+      content: 'moving-square',
+    }),
     startEngine(),
     chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-dev-shm-usage',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+        '--autoplay-policy=no-user-gesture-required',
+      ],
     }),
   ]);
   engine = started;
@@ -160,7 +187,8 @@ beforeAll(async () => {
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error' && /Content.Security.Policy|Uncaught/i.test(m.text())) pageErrors.push(`console: ${m.text()}`);
+    if (m.type() === 'error' && /Content.Security.Policy|Uncaught/i.test(m.text()))
+      pageErrors.push(`console: ${m.text()}`);
   });
 });
 
@@ -273,13 +301,19 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(p2).toBeGreaterThan(p1);
   const stage = (await page.textContent(`[data-job-id="${first}"] .job-stage`))!;
   expect(stage).toMatch(/Decoding|Encoding|Inverting|Editing|Rendering|Writing|Reading/);
-  await page.waitForSelector(`[data-job-id="${first}"] .job-thumb-img.live, [data-job-id="${first}"][data-state="succeeded"]`, { timeout: 30_000 });
+  await page.waitForSelector(
+    `[data-job-id="${first}"] .job-thumb-img.live, [data-job-id="${first}"][data-state="succeeded"]`,
+    { timeout: 30_000 },
+  );
   await shot('05-running');
 
   // A second, long job queues behind the first.
   await page.fill('#steps', '200');
   await page.click('#edit');
-  await page.waitForFunction((id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id, first);
+  await page.waitForFunction(
+    (id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id,
+    first,
+  );
   const second = await newestJobId();
   expect(second).not.toBe(first);
 
@@ -287,7 +321,9 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   await page.waitForSelector(`[data-job-id="${first}"][data-state="succeeded"]`, { timeout: 60_000 });
   expect(await page.evaluate(() => window.sawPreview)).toBe(true);
   await page.waitForSelector('#compare:not(.empty)');
-  await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2, undefined, { timeout: 15_000 });
+  await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2, undefined, {
+    timeout: 15_000,
+  });
   const duration = await page.$eval('#after-video', (v: VideoEl) => v.duration);
   expect(duration).toBeGreaterThan(0.95);
   expect(duration).toBeLessThan(1.1);
@@ -296,7 +332,9 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
 
   // Playing moves the result's clock, and the "before" side follows it frame by frame.
   await page.click('#play');
-  await page.waitForFunction(() => document.querySelector<VideoEl>('#after-video')!.currentTime > 0.3, undefined, { timeout: 10_000 });
+  await page.waitForFunction(() => document.querySelector<VideoEl>('#after-video')!.currentTime > 0.3, undefined, {
+    timeout: 10_000,
+  });
   expect(await page.$eval('#after-video', (v: VideoEl) => v.paused)).toBe(false);
   await page.click('#play');
   await page.$eval('#scrub', (input: InputEl) => {
@@ -326,9 +364,17 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
       (j) => ({ state: j.state, progress: j.progress, error: j.error }),
       (e: Error) => ({ error: e.message }),
     );
-    const card = await page.$eval(`[data-job-id="${second}"]`, (el: PageElement) => el.outerHTML).catch(() => 'no card');
-    const machine = `load ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}, free ${(os.freemem() / 2 ** 30).toFixed(1)} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
-    throw new Error(`${(err as Error).message}\nmachine: ${machine}\nengine says: ${JSON.stringify(seen)}\ncard: ${card.slice(0, 600)}\npage errors: ${pageErrors.join(' | ')}\nengine log (tail): ${engine.stderr.join('').slice(-3000)}`, { cause: err });
+    const card = await page
+      .$eval(`[data-job-id="${second}"]`, (el: PageElement) => el.outerHTML)
+      .catch(() => 'no card');
+    const machine = `load ${os
+      .loadavg()
+      .map((v) => v.toFixed(1))
+      .join(' ')}, free ${(os.freemem() / 2 ** 30).toFixed(1)} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
+    throw new Error(
+      `${(err as Error).message}\nmachine: ${machine}\nengine says: ${JSON.stringify(seen)}\ncard: ${card.slice(0, 600)}\npage errors: ${pageErrors.join(' | ')}\nengine log (tail): ${engine.stderr.join('').slice(-3000)}`,
+      { cause: err },
+    );
   }
   expect(await page.textContent(`[data-job-id="${second}"] .job-stage`)).toBe('Canceled');
   expect((await getJob(second)).state).toBe('canceled');
@@ -339,7 +385,10 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   // Preview: the first four frames at half size, shown in the same player.
   await page.fill('#steps', '10');
   await page.click('#preview');
-  await page.waitForFunction((id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id, second);
+  await page.waitForFunction(
+    (id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id,
+    second,
+  );
   const preview = await newestJobId();
   expect(await page.textContent(`[data-job-id="${preview}"] .badge`)).toBe('Preview');
   await page.waitForSelector(`[data-job-id="${preview}"][data-state="succeeded"]`, { timeout: 30_000 });
@@ -364,11 +413,15 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
 it('reads at the docked panel width of 320 px', async () => {
   await page.setViewportSize({ width: 320, height: 900 });
   await page.evaluate(() => window.scrollTo(0, 0));
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
   expect(overflow).toBeLessThanOrEqual(0);
   // Every control stays inside the viewport.
   const outside = await page.$$eval('button:not(.hidden), input, textarea', (els: PageElement[]) =>
-    els.filter((el) => el.offsetParent !== null && el.getBoundingClientRect().right > 320.5).map((el) => el.id || el.className),
+    els
+      .filter((el) => el.offsetParent !== null && el.getBoundingClientRect().right > 320.5)
+      .map((el) => el.id || el.className),
   );
   expect(outside).toEqual([]);
   // The panel shows one screenful at a time: its top, then the jobs and the player further down; and the whole page.
@@ -396,7 +449,12 @@ it('keeps the token for the tab and the history across a reload', async () => {
 
 it('a page from another origin can neither submit a job nor read the API', async () => {
   const jobsBefore = (await listJobs()).length;
-  const request = JSON.stringify({ source: { path: clip, in: 0, out: 1 }, prompt: 'stolen', sourcePrompt: '', steps: 1 });
+  const request = JSON.stringify({
+    source: { path: clip, in: 0, out: 1 },
+    prompt: 'stolen',
+    sourcePrompt: '',
+    steps: 1,
+  });
   const evil = http.createServer((_req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end(`<!doctype html><title>elsewhere</title><pre id="out">running</pre><script>
@@ -425,7 +483,14 @@ it('a page from another origin can neither submit a job nor read the API', async
     const evilPage = await browser.newPage();
     await evilPage.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
     await evilPage.waitForFunction(() => document.getElementById('out')?.textContent !== 'running');
-    const results = JSON.parse((await evilPage.textContent('#out'))!) as { name: string; read: boolean; type?: string; status?: number; text?: string | null; error?: string }[];
+    const results = JSON.parse((await evilPage.textContent('#out'))!) as {
+      name: string;
+      read: boolean;
+      type?: string;
+      status?: number;
+      text?: string | null;
+      error?: string;
+    }[];
     await evilPage.close();
     expect(results.map((r) => r.name)).toEqual(['text/plain', 'no-cors', 'json+token', 'list']);
     for (const r of results) {
@@ -452,21 +517,38 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
   // The shared UI mounted as main-uxp.ts mounts it, with a scripted host in place of the Premiere adapter. Its page is
   // served at the engine's origin by request interception, so the engine sees it as its own page and nothing in the
   // engine changes for the test.
-  const bundle = await build({ entryPoints: [HARNESS], bundle: true, write: false, format: 'iife', platform: 'browser', target: 'chrome110', absWorkingDir: ROOT, logLevel: 'silent' });
+  const bundle = await build({
+    entryPoints: [HARNESS],
+    bundle: true,
+    write: false,
+    format: 'iife',
+    platform: 'browser',
+    target: 'chrome110',
+    absWorkingDir: ROOT,
+    logLevel: 'silent',
+  });
   const files: Record<string, { body: string | Buffer; contentType: string }> = {
-    'index.html': { body: '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="index.css"></head><body><div id="app"></div><script src="harness.js"></script></body></html>', contentType: 'text/html' },
+    'index.html': {
+      body: '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="index.css"></head><body><div id="app"></div><script src="harness.js"></script></body></html>',
+      contentType: 'text/html',
+    },
     'harness.js': { body: bundle.outputFiles[0].text, contentType: 'text/javascript' },
     'index.css': { body: fs.readFileSync(path.join(path.dirname(WEB_UI), 'index.css')), contentType: 'text/css' },
   };
   const resultsFolder = path.join(home, 'Project', 'Reshoot Renders');
   fs.mkdirSync(resultsFolder, { recursive: true });
   const panelContext = await browser.newContext({ viewport: { width: 320, height: 760 }, deviceScaleFactor: 1 });
-  await panelContext.addInitScript((cfg) => {
-    window.harnessConfig = cfg;
-  }, { token: engine.token, resultsFolder });
+  await panelContext.addInitScript(
+    (cfg) => {
+      window.harnessConfig = cfg;
+    },
+    { token: engine.token, resultsFolder },
+  );
   await panelContext.route(`${engine.origin}/premiere-harness/*`, (route) => {
     const file = files[new URL(route.request().url()).pathname.split('/').pop()!];
-    return file ? route.fulfill({ status: 200, body: file.body, contentType: file.contentType }) : route.fulfill({ status: 404 });
+    return file
+      ? route.fulfill({ status: 200, body: file.body, contentType: file.contentType })
+      : route.fulfill({ status: 404 });
   });
   const panel = await panelContext.newPage();
   const requests: string[] = [];
@@ -497,14 +579,30 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
 
     // One clip on V2 at 10 s on the timeline, playing its media from 0 s.
     const clipSel: ClipSelection = {
-      kind: 'clip', name: 'street.mp4', mediaPath: clip, sourceIn: 0, sourceOut: 1, sequenceStart: 10, sequenceEnd: 11,
-      sequenceStartTicks: String(10n * 254016000000n), sequenceEndTicks: String(11n * 254016000000n),
-      fps: 24, frameWidth: 128, frameHeight: 72, frames: 24, trackIndex: 1, renderReason: 'speed 50%',
+      kind: 'clip',
+      name: 'street.mp4',
+      mediaPath: clip,
+      sourceIn: 0,
+      sourceOut: 1,
+      sequenceStart: 10,
+      sequenceEnd: 11,
+      sequenceStartTicks: String(10n * 254016000000n),
+      sequenceEndTicks: String(11n * 254016000000n),
+      fps: 24,
+      frameWidth: 128,
+      frameHeight: 72,
+      frames: 24,
+      trackIndex: 1,
+      renderReason: 'speed 50%',
     };
     await panel.evaluate((s) => window.harness.setSelection(s), clipSel);
-    await panel.waitForFunction(() => /Premiere renders this clip first \(speed 50%\)/.test(document.querySelector('#clip-card')?.textContent ?? ''));
+    await panel.waitForFunction(() =>
+      /Premiere renders this clip first \(speed 50%\)/.test(document.querySelector('#clip-card')?.textContent ?? ''),
+    );
     await panel.evaluate((s) => window.harness.setSelection(s), { ...clipSel, renderReason: null });
-    await panel.waitForFunction(() => (document.querySelector('#clip-card')?.textContent ?? '').includes('00:10.00 – 00:11.00'));
+    await panel.waitForFunction(() =>
+      (document.querySelector('#clip-card')?.textContent ?? '').includes('00:10.00 – 00:11.00'),
+    );
     const card = (await panel.textContent('#clip-card'))!;
     expect(card).toContain('street.mp4');
     expect(card).toContain('V2');
@@ -519,7 +617,11 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     await panel.click('#edit');
     await panel.waitForSelector('#jobs article.job');
     const id = (await panel.getAttribute('#jobs article.job', 'data-job-id'))!;
-    await panel.waitForFunction((jid) => /[1-9]\d*%/.test(document.querySelector(`[data-job-id="${jid}"] .job-pct`)?.textContent ?? ''), id, { timeout: 30_000 });
+    await panel.waitForFunction(
+      (jid) => /[1-9]\d*%/.test(document.querySelector(`[data-job-id="${jid}"] .job-pct`)?.textContent ?? ''),
+      id,
+      { timeout: 30_000 },
+    );
     await panel.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
     await panel.screenshot({ path: path.join(SHOTS, '11b-premiere-320-running.png') });
 
@@ -529,7 +631,12 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     const first = await panel.evaluate(() => window.harness.placed);
     expect(first).toHaveLength(1);
     expect(first[0].label).toBe(`Reshoot: ${PROMPT}`);
-    expect(first[0].sel).toEqual({ sequenceStartTicks: clipSel.sequenceStartTicks, sequenceEndTicks: clipSel.sequenceEndTicks, trackIndex: 1, name: 'street.mp4' });
+    expect(first[0].sel).toEqual({
+      sequenceStartTicks: clipSel.sequenceStartTicks,
+      sequenceEndTicks: clipSel.sequenceEndTicks,
+      trackIndex: 1,
+      name: 'street.mp4',
+    });
     expect(path.dirname(first[0].resultPath)).toBe(resultsFolder);
     expect(fs.existsSync(first[0].resultPath)).toBe(true);
     const job = await getJob(id);
@@ -540,12 +647,24 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
 
     // "Place again" from the history reuses the clip's range and track.
     await panel.click(`#history [data-job-id="${id}"] button:has-text("Place again")`);
-    await panel.waitForFunction((jid) => /new track, V4/.test(document.querySelector(`#history [data-job-id="${jid}"] .history-status`)?.textContent ?? ''), id);
+    await panel.waitForFunction(
+      (jid) =>
+        /new track, V4/.test(
+          document.querySelector(`#history [data-job-id="${jid}"] .history-status`)?.textContent ?? '',
+        ),
+      id,
+    );
     const again = await panel.evaluate(() => window.harness.placed);
     expect(again).toHaveLength(2);
     expect(again[1].sel).toEqual(again[0].sel);
     expect(again[1].resultPath).toBe(first[0].resultPath);
-    expect((await panel.evaluate(() => window.harness.history))[0]).toMatchObject({ jobId: id, prompt: PROMPT, seed: 3, clipName: 'street.mp4', settings: { steps: 5, method: 'inversion' } });
+    expect((await panel.evaluate(() => window.harness.history))[0]).toMatchObject({
+      jobId: id,
+      prompt: PROMPT,
+      seed: 3,
+      clipName: 'street.mp4',
+      settings: { steps: 5, method: 'inversion' },
+    });
     await panel.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
     await panel.screenshot({ path: path.join(SHOTS, '11c-premiere-320-placed.png') });
     await panel.evaluate(() => window.scrollTo(0, 0));

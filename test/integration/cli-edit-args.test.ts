@@ -19,7 +19,14 @@ beforeAll(async () => {
   generateOracle(oracle);
   // 12 frames at 24 fps: 0.5 s, no audio stream.
   silent = path.join(root, 'silent.mp4');
-  await makeTestClip({ file: silent, width: 64, height: 36, fps: { num: 24, den: 1 }, frames: 12, content: 'moving-square' });
+  await makeTestClip({
+    file: silent,
+    width: 64,
+    height: 36,
+    fps: { num: 24, den: 1 },
+    frames: 12,
+    content: 'moving-square',
+  });
 });
 
 afterAll(() => {
@@ -40,7 +47,11 @@ async function failure(args: string[]): Promise<CliError> {
 describe('argument parsing', () => {
   it('takes a negative number after an option as its value', () => {
     const opts = { in: { type: 'string' }, output: { type: 'string', short: 'o' }, json: { type: 'boolean' } } as const;
-    expect(joinNegativeValues(['--in', '-1', '-o', '-2.5', '--json'], opts)).toEqual(['--in=-1', '--output=-2.5', '--json']);
+    expect(joinNegativeValues(['--in', '-1', '-o', '-2.5', '--json'], opts)).toEqual([
+      '--in=-1',
+      '--output=-2.5',
+      '--json',
+    ]);
     expect(joinNegativeValues(['--json', '-1'], opts)).toEqual(['--json', '-1']);
     expect(joinNegativeValues(['--', '--in', '-1'], opts)).toEqual(['--', '--in', '-1']);
     expect(parse(['--in', '-.5'], opts).values.in).toBe('-.5');
@@ -54,10 +65,12 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect(err.message).toMatch(/got "-1"/);
     expect(err.message).not.toMatch(/ambiguous|--in=-XYZ/);
     expect(err.exitCode).toBe(2);
-    expect((await failure([silent, '--prompt', 'a blue car', '--out', '-0.5'])).message).toMatch(/^--out takes seconds .*≥ 0.*got "-0.5"/);
+    expect((await failure([silent, '--prompt', 'a blue car', '--out', '-0.5'])).message).toMatch(
+      /^--out takes seconds .*≥ 0.*got "-0.5"/,
+    );
   });
 
-  it('--in past the end without --out names the clip\'s length', async () => {
+  it("--in past the end without --out names the clip's length", async () => {
     const err = await failure([silent, '--prompt', 'a blue car', '--in', '5']);
     expect(err.message).toMatch(/--in 5 is at or past the end of the clip/);
     expect(err.message).toMatch(/0\.5 s \(12 frames\) long/);
@@ -79,11 +92,15 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect((await failure([silent])).message).toMatch(/^--prompt is required: say what the edited range should show/);
   });
 
-  it('the engine\'s API field names become options', () => {
-    expect(cliWording('/x/a.mp4 already exists; choose another name or set output.overwrite')).toBe('/x/a.mp4 already exists; choose another name with -o, or pass --overwrite to replace it');
-    expect(cliWording('/x/a.mp4 is the source clip this job reads; writing the result there would destroy it, so it is refused even with overwrite. Choose another output path, e.g. /x/a.reshoot.mp4.')).toMatch(
-      /refused even with --overwrite\. Choose another output with -o, e\.g\./,
+  it("the engine's API field names become options", () => {
+    expect(cliWording('/x/a.mp4 already exists; choose another name or set output.overwrite')).toBe(
+      '/x/a.mp4 already exists; choose another name with -o, or pass --overwrite to replace it',
     );
+    expect(
+      cliWording(
+        '/x/a.mp4 is the source clip this job reads; writing the result there would destroy it, so it is refused even with overwrite. Choose another output path, e.g. /x/a.reshoot.mp4.',
+      ),
+    ).toMatch(/refused even with --overwrite\. Choose another output with -o, e\.g\./);
     expect(cliWording('source.out must be later than source.in')).toBe('--out must be later than --in');
   });
 
@@ -91,7 +108,9 @@ describe('reshoot edit says what is wrong in its own words', () => {
     const out = path.join(root, 'exists.mp4');
     fs.writeFileSync(out, 'an earlier render');
     const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
-    const err = await failure([silent, '--prompt', 'a blue car', '--model', oracle, '-o', out]).finally(() => quiet.mockRestore());
+    const err = await failure([silent, '--prompt', 'a blue car', '--model', oracle, '-o', out]).finally(() =>
+      quiet.mockRestore(),
+    );
     expect(err.message).toMatch(/already exists; choose another name with -o, or pass --overwrite/);
     expect(err.message).not.toMatch(/output\.overwrite/);
     expect(fs.readFileSync(out, 'utf8')).toBe('an earlier render');
@@ -105,13 +124,32 @@ describe('reshoot edit runs', () => {
     const spy = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void warnings.push(a.join(' ')));
     const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
     try {
-      const code = await runEdit([silent, '--prompt', 'a blue car on a gray road', '--source-prompt', 'a red car on a gray road', '--in', '0.25', '--audio', '--steps', '2', '--guidance', '1', '--model', oracle, '-o', out]);
+      const code = await runEdit([
+        silent,
+        '--prompt',
+        'a blue car on a gray road',
+        '--source-prompt',
+        'a red car on a gray road',
+        '--in',
+        '0.25',
+        '--audio',
+        '--steps',
+        '2',
+        '--guidance',
+        '1',
+        '--model',
+        oracle,
+        '-o',
+        out,
+      ]);
       expect(code).toBe(0);
     } finally {
       spy.mockRestore();
       log.mockRestore();
     }
-    expect(warnings.filter((w) => w.startsWith('warning:'))).toEqual([`warning: ${silent} has no audio stream, so --audio has nothing to carry; the result will be silent`]);
+    expect(warnings.filter((w) => w.startsWith('warning:'))).toEqual([
+      `warning: ${silent} has no audio stream, so --audio has nothing to carry; the result will be silent`,
+    ]);
     const info = await probeMedia(out);
     expect(info.video.frameCount).toBe(6); // frames 6..11
     expect(info.audio).toEqual([]);

@@ -8,11 +8,36 @@ import type { ImageBatch } from '../../engine/src/diffusion/images';
 import { alignToAnchor, maskedChannelStats } from '../../engine/src/editing/stages/anchor-stats';
 import { inversionEdit, type InversionEditParams } from '../../engine/src/editing/pipelines/inversion-edit';
 import { CanceledError } from '../../engine/src/editing/types';
-import { fastNeighbourField, nearestNeighbourField, neighbourFields, patchDescriptors } from '../../engine/src/flow/correspondence';
+import {
+  fastNeighbourField,
+  nearestNeighbourField,
+  neighbourFields,
+  patchDescriptors,
+} from '../../engine/src/flow/correspondence';
 import { correctLatents } from '../../engine/src/editing/stages/latent-correction';
-import { crossfadeWeights, editInChunks, OverlapFeeder, OverlapStitcher, planChunks } from '../../engine/src/editing/long-clip';
-import { growAndFeather, hysteresisMap, refineAutoMask, resizeMask, thresholdMap } from '../../engine/src/editing/masks/mask-ops';
-import { colourError, maskIoU, meanColour, psnr, regionOcclusion, warpError, warpErrorPerPair } from '../../engine/src/eval/metrics';
+import {
+  crossfadeWeights,
+  editInChunks,
+  OverlapFeeder,
+  OverlapStitcher,
+  planChunks,
+} from '../../engine/src/editing/long-clip';
+import {
+  growAndFeather,
+  hysteresisMap,
+  refineAutoMask,
+  resizeMask,
+  thresholdMap,
+} from '../../engine/src/editing/masks/mask-ops';
+import {
+  colourError,
+  maskIoU,
+  meanColour,
+  psnr,
+  regionOcclusion,
+  warpError,
+  warpErrorPerPair,
+} from '../../engine/src/eval/metrics';
 import { decodePng } from '../../engine/src/media/png';
 import { makeScene } from '../../engine/src/eval/synthetic-scene';
 import { planJob, runJob } from '../../engine/src/jobs/runner';
@@ -48,7 +73,16 @@ function noisyClip(frames = 8, occluder = false) {
   });
 }
 
-const base: InversionEditParams = { sourcePrompt: SRC, prompt: TGT, steps: 25, strength: 1, guidance: 1, directInversion: true, batchSize: 8, autoMask: { threshold: 0.5 } };
+const base: InversionEditParams = {
+  sourcePrompt: SRC,
+  prompt: TGT,
+  steps: 25,
+  strength: 1,
+  guidance: 1,
+  directInversion: true,
+  batchSize: 8,
+  autoMask: { threshold: 0.5 },
+};
 
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'consistency-'));
@@ -67,11 +101,18 @@ describe('correspondence fields', () => {
     const h = 14;
     const w = 19;
     let s = 1;
-    const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+    const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5;
     const a = Float32Array.from({ length: C * h * w }, rnd);
     const b = Float32Array.from({ length: C * h * w }, rnd);
     const fast = fastNeighbourField(a, b, C, h, w, 3, 2);
-    const ref = nearestNeighbourField(patchDescriptors(a, C, h, w, 2), patchDescriptors(b, C, h, w, 2), C * 25, h, w, 3);
+    const ref = nearestNeighbourField(
+      patchDescriptors(a, C, h, w, 2),
+      patchDescriptors(b, C, h, w, 2),
+      C * 25,
+      h,
+      w,
+      3,
+    );
     expect(Array.from(fast.index)).toEqual(Array.from(ref.index));
     for (let p = 0; p < h * w; p++) expect(fast.sim[p]).toBeCloseTo(ref.sim[p], 5);
   });
@@ -82,13 +123,17 @@ describe('correspondence fields', () => {
     const w = 24;
     const n = 2;
     let s = 9;
-    const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+    const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5;
     const tex = Float32Array.from({ length: C * h * (w + 4) }, rnd);
     const lat = new Float32Array(n * C * h * w);
     // Frame 1 is frame 0 shifted right by 2: content at x in frame 0 is at x + 2 in frame 1.
-    for (let t = 0; t < n; t++) for (let c = 0; c < C; c++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) lat[((t * C + c) * h + y) * w + x] = tex[(c * h + y) * (w + 4) + x + 4 - 2 * t];
+    for (let t = 0; t < n; t++)
+      for (let c = 0; c < C; c++)
+        for (let y = 0; y < h; y++)
+          for (let x = 0; x < w; x++) lat[((t * C + c) * h + y) * w + x] = tex[(c * h + y) * (w + 4) + x + 4 - 2 * t];
     const full = neighbourFields(lat, n, C, h, w, { radius: 3 });
-    const region = (t: number, p: number) => t === 0 && p % w >= 5 && p % w < 12 && Math.floor(p / w) >= 6 && Math.floor(p / w) < 13;
+    const region = (t: number, p: number) =>
+      t === 0 && p % w >= 5 && p % w < 12 && Math.floor(p / w) >= 6 && Math.floor(p / w) < 13;
     const part = neighbourFields(lat, n, C, h, w, { radius: 3 }, region);
     for (let y = 3; y < h - 3; y++) {
       for (let x = 3; x < w - 5; x++) {
@@ -144,7 +189,9 @@ describe('mask refinement', () => {
     expect([at(0, 2, 8), at(0, 2, 9)]).toEqual([0, 0]); // no pixel of the speck region reaches the seed
     expect(at(0, 2, 4)).toBe(0);
     expect(at(1, 2, 8)).toBe(1); // connectivity is per frame: frame 1's seed does not reach into frame 0
-    expect(Array.from(thresholdMap(score, 0.5)).filter((v) => v).length).toBe(Array.from(m).filter((v) => v).length + 6);
+    expect(Array.from(thresholdMap(score, 0.5)).filter((v) => v).length).toBe(
+      Array.from(m).filter((v) => v).length + 6,
+    );
   });
 
   it('temporal smoothing fills a one-frame hole in a static mask and removes a one-frame speck', () => {
@@ -156,11 +203,26 @@ describe('mask refinement', () => {
     for (let t = 0; t < n; t++) for (let p = 0; p < hw; p++) score[t * hw + p] = p % w < 3 ? 0.9 : 0.1;
     score[hw + 1] = 0.45; // hole in frame 1
     score[hw + 5] = 0.55; // speck in frame 1
-    const fields = { n, h, w, prev: new Int32Array(n * hw), next: new Int32Array(n * hw), prevSim: new Float32Array(n * hw).fill(1), nextSim: new Float32Array(n * hw).fill(1) };
+    const fields = {
+      n,
+      h,
+      w,
+      prev: new Int32Array(n * hw),
+      next: new Int32Array(n * hw),
+      prevSim: new Float32Array(n * hw).fill(1),
+      nextSim: new Float32Array(n * hw).fill(1),
+    };
     for (let t = 0; t < n; t++) for (let p = 0; p < hw; p++) fields.prev[t * hw + p] = fields.next[t * hw + p] = p;
     const plain = thresholdMap(score, 0.5);
     expect([plain[hw + 1], plain[hw + 5]]).toEqual([0, 1]);
-    const smooth = refineAutoMask(score, n, h, w, { threshold: 0.5, smoothing: 0.25, seed: 0, dilate: 0, softEdge: 0, minSimilarity: 0.5 }, fields);
+    const smooth = refineAutoMask(
+      score,
+      n,
+      h,
+      w,
+      { threshold: 0.5, smoothing: 0.25, seed: 0, dilate: 0, softEdge: 0, minSimilarity: 0.5 },
+      fields,
+    );
     expect([smooth[hw + 1], smooth[hw + 5]]).toEqual([1, 0]);
   });
 
@@ -170,7 +232,9 @@ describe('mask refinement', () => {
     const smooth = await inversionEdit(model, clip.frames, { ...base, consistency: { maskSmoothing: 0.2 } });
     const iou = (m: Float32Array) => maskIoU({ ...clip.objectMask, data: m }, clip.objectMask);
     const we = (f: ImageBatch) => warpError(f, clip.flow, clip.occlusion);
-    console.log(`mask smoothing: IoU ${iou(plain.latentMask!).toFixed(3)} → ${iou(smooth.latentMask!).toFixed(3)}, warp error ${we(plain.frames).toExponential(3)} → ${we(smooth.frames).toExponential(3)}`);
+    console.log(
+      `mask smoothing: IoU ${iou(plain.latentMask!).toFixed(3)} → ${iou(smooth.latentMask!).toFixed(3)}, warp error ${we(plain.frames).toExponential(3)} → ${we(smooth.frames).toExponential(3)}`,
+    );
     expect(iou(smooth.latentMask!)).toBeGreaterThanOrEqual(iou(plain.latentMask!));
     expect(we(smooth.frames)).toBeLessThanOrEqual(we(plain.frames));
   });
@@ -194,7 +258,15 @@ describe('latent correction', () => {
     const mask = Float32Array.from([1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1]);
     const id = Int32Array.from({ length: n * hw }, (_, i) => i % hw);
     const sim = new Float32Array(n * hw).fill(1);
-    correctLatents(z, n, C, hw, mask, { n, h: 1, w: hw, prev: id, next: id, prevSim: sim, nextSim: sim }, { weights: [0.25, 0.5, 0.25], minSimilarity: 0.5 });
+    correctLatents(
+      z,
+      n,
+      C,
+      hw,
+      mask,
+      { n, h: 1, w: hw, prev: id, next: id, prevSim: sim, nextSim: sim },
+      { weights: [0.25, 0.5, 0.25], minSimilarity: 0.5 },
+    );
     // Frame 1 inside the mask: 0.25·0 + 0.5·3 + 0.25·6 = 3; outside it stays 3. Frame 0 has no previous frame, so its
     // share stays with itself: 0.75·0 + 0.25·3 = 0.75 (except where frame 1's match is outside frame 1's mask).
     expect(Array.from(z.subarray(4, 8))).toEqual([3, 3, 3, 3]);
@@ -202,13 +274,16 @@ describe('latent correction', () => {
     expect(Array.from(z.subarray(8, 12))).toEqual([5.25, 5.25, 6, 6]);
   });
 
-  it('makes the edit agree across frames: the object flickers down to its source\'s own grain, not below it (and the whole frame no more)', async () => {
+  it("makes the edit agree across frames: the object flickers down to its source's own grain, not below it (and the whole frame no more)", async () => {
     // Latent correction blends the edit's deviation from the source trajectory, not the latents: the source's own
     // per-frame noise is kept (a same-prompt edit must give the source back), the part the edit adds is averaged
     // along the correspondences. So the object's warp error falls towards the source's (ratio 1), not below it.
     const clip = noisyClip(8);
     const c = { maskSmoothing: 0.2 };
-    const lc = (steps: number) => ({ ...c, latentCorrection: { steps, weights: [0.25, 0.5, 0.25] as [number, number, number] } });
+    const lc = (steps: number) => ({
+      ...c,
+      latentCorrection: { steps, weights: [0.25, 0.5, 0.25] as [number, number, number] },
+    });
     const plain = await inversionEdit(model, clip.frames, { ...base, consistency: c });
     const early = await inversionEdit(model, clip.frames, { ...base, consistency: lc(5) });
     const all = await inversionEdit(model, clip.frames, { ...base, consistency: lc(base.steps) });
@@ -217,45 +292,64 @@ describe('latent correction', () => {
     const whole = (f: ImageBatch) => warpError(f, clip.flow, clip.occlusion);
     const src = obj(clip.frames);
     const ratio = (f: ImageBatch) => (obj(f) / src).toFixed(3);
-    console.log(`latent correction: object warp error ÷ source ${ratio(plain.frames)} → ${ratio(early.frames)} (5 steps) → ${ratio(all.frames)} (all ${base.steps}); whole frame ${whole(plain.frames).toExponential(3)} → ${whole(early.frames).toExponential(3)} → ${whole(all.frames).toExponential(3)}`);
+    console.log(
+      `latent correction: object warp error ÷ source ${ratio(plain.frames)} → ${ratio(early.frames)} (5 steps) → ${ratio(all.frames)} (all ${base.steps}); whole frame ${whole(plain.frames).toExponential(3)} → ${whole(early.frames).toExponential(3)} → ${whole(all.frames).toExponential(3)}`,
+    );
     expect(obj(early.frames)).toBeLessThanOrEqual(obj(plain.frames));
     expect(obj(all.frames)).toBeLessThan(0.6 * obj(plain.frames));
     expect(obj(all.frames)).toBeGreaterThan(0.8 * src);
     expect(whole(all.frames)).toBeLessThanOrEqual(whole(plain.frames));
-    expect(colourError(all.frames, clip.objectMask, BLUE, 'inside')).toBeLessThan(1.1 * colourError(plain.frames, clip.objectMask, BLUE, 'inside'));
+    expect(colourError(all.frames, clip.objectMask, BLUE, 'inside')).toBeLessThan(
+      1.1 * colourError(plain.frames, clip.objectMask, BLUE, 'inside'),
+    );
   });
 
   it('steps all batches in lockstep: the result does not depend on the batch size', async () => {
     const clip = noisyClip(6);
-    const consistency = { maskSmoothing: 0.2, softEdge: 1, latentCorrection: { steps: 5, weights: [0.25, 0.5, 0.25] as [number, number, number] } };
+    const consistency = {
+      maskSmoothing: 0.2,
+      softEdge: 1,
+      latentCorrection: { steps: 5, weights: [0.25, 0.5, 0.25] as [number, number, number] },
+    };
     const one = await inversionEdit(model, clip.frames, { ...base, batchSize: 6, consistency });
     const many = await inversionEdit(model, clip.frames, { ...base, batchSize: 2, consistency });
     expect(psnr(one.frames, many.frames)).toBeGreaterThan(80);
   });
 
-  it('with every stage off the edit is the plain loop\'s, bit for bit', async () => {
+  it("with every stage off the edit is the plain loop's, bit for bit", async () => {
     const clip = noisyClip(4);
-    const off = await inversionEdit(model, clip.frames, { ...base, consistency: { maskSmoothing: 0, softEdge: 0, maskDilate: 0, latentCorrection: null, anchorStats: false } });
+    const off = await inversionEdit(model, clip.frames, {
+      ...base,
+      consistency: { maskSmoothing: 0, softEdge: 0, maskDilate: 0, latentCorrection: null, anchorStats: false },
+    });
     const none = await inversionEdit(model, clip.frames, base);
     expect(Array.from(off.frames.data)).toEqual(Array.from(none.frames.data));
   });
 });
 
 describe('anchor statistics', () => {
-  it('align every frame\'s masked channel means and spreads to the anchor frame', () => {
+  it("align every frame's masked channel means and spreads to the anchor frame", () => {
     const n = 3;
     const C = 2;
     const hw = 16;
     let s = 3;
-    const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
-    const z = Float32Array.from({ length: n * C * hw }, (_, i) => rnd() * (1 + Math.floor(i / (C * hw))) + Math.floor(i / (C * hw)));
+    const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5;
+    const z = Float32Array.from(
+      { length: n * C * hw },
+      (_, i) => rnd() * (1 + Math.floor(i / (C * hw))) + Math.floor(i / (C * hw)),
+    );
     const mask = Float32Array.from({ length: n * hw }, (_, i) => (i % hw < 10 ? 1 : 0));
     const outside = z[2 * C * hw + 12];
     // A guard wide enough for these spreads (the default, 2, keeps a near-empty region from being blown up).
     alignToAnchor(z, mask, n, C, hw, { maxScale: 10 });
     const ref = maskedChannelStats(z.subarray(0, C * hw), mask.subarray(0, hw), C, hw);
     for (let t = 1; t < n; t++) {
-      const st = maskedChannelStats(z.subarray(t * C * hw, (t + 1) * C * hw), mask.subarray(t * hw, (t + 1) * hw), C, hw);
+      const st = maskedChannelStats(
+        z.subarray(t * C * hw, (t + 1) * C * hw),
+        mask.subarray(t * hw, (t + 1) * hw),
+        C,
+        hw,
+      );
       for (let c = 0; c < C; c++) {
         expect(st.mean[c]).toBeCloseTo(ref.mean[c], 5);
         expect(st.std[c]).toBeCloseTo(ref.std[c], 5);
@@ -276,13 +370,23 @@ describe('anchor statistics', () => {
     const anchored = await inversionEdit(model, clip.frames, { ...base, consistency: { ...c, anchorStats: true } });
     const hw = 48 * 32;
     const spread = (f: ImageBatch) => {
-      const means = Array.from({ length: f.n }, (_, t) => meanColour({ n: 1, height: 32, width: 48, data: f.data.subarray(t * 3 * hw, (t + 1) * 3 * hw) }, { n: 1, height: 32, width: 48, data: clip.objectMask.data.subarray(t * hw, (t + 1) * hw) }, 'inside')[2]);
+      const means = Array.from(
+        { length: f.n },
+        (_, t) =>
+          meanColour(
+            { n: 1, height: 32, width: 48, data: f.data.subarray(t * 3 * hw, (t + 1) * 3 * hw) },
+            { n: 1, height: 32, width: 48, data: clip.objectMask.data.subarray(t * hw, (t + 1) * hw) },
+            'inside',
+          )[2],
+      );
       const m = means.reduce((a, b) => a + b, 0) / means.length;
       return Math.sqrt(means.reduce((a, b) => a + (b - m) ** 2, 0) / means.length);
     };
     const we = (f: ImageBatch) => warpError(f, clip.flow, clip.occlusion);
     const err = (f: ImageBatch) => colourError(f, clip.objectMask, BLUE, 'inside');
-    console.log(`anchor stats: spread of the object's blue over frames ${spread(plain.frames).toFixed(4)} → ${spread(anchored.frames).toFixed(4)}; colour error ${err(plain.frames).toFixed(3)} → ${err(anchored.frames).toFixed(3)}; warp error ${we(plain.frames).toExponential(3)} → ${we(anchored.frames).toExponential(3)}`);
+    console.log(
+      `anchor stats: spread of the object's blue over frames ${spread(plain.frames).toFixed(4)} → ${spread(anchored.frames).toFixed(4)}; colour error ${err(plain.frames).toFixed(3)} → ${err(anchored.frames).toFixed(3)}; warp error ${we(plain.frames).toExponential(3)} → ${we(anchored.frames).toExponential(3)}`,
+    );
     expect(err(anchored.frames)).toBeLessThan(1.1 * err(plain.frames));
     expect(spread(anchored.frames)).toBeGreaterThan(spread(plain.frames));
     expect(spread(anchored.frames)).toBeLessThan(0.02);
@@ -309,7 +413,12 @@ describe('long clips in overlapping chunks', () => {
     const per = 3 * 32 * 48;
     let written = 0;
     for (let s = 0; s < 11; s += 4) {
-      const chunk = { n: Math.min(4, 11 - s), height: 32, width: 48, data: clip.frames.data.slice(s * per, (s + Math.min(4, 11 - s)) * per) };
+      const chunk = {
+        n: Math.min(4, 11 - s),
+        height: 32,
+        width: 48,
+        data: clip.frames.data.slice(s * per, (s + Math.min(4, 11 - s)) * per),
+      };
       const { frames, lead } = feeder.next(chunk);
       written += stitcher.push(frames, lead).frames.n;
     }
@@ -317,22 +426,30 @@ describe('long clips in overlapping chunks', () => {
     expect(written).toBe(11);
   });
 
-  it('overlap crossfading makes the seam frames\' warp error smaller than independent chunks', async () => {
+  it("overlap crossfading makes the seam frames' warp error smaller than independent chunks", async () => {
     const clip = noisyClip(14);
-    const consistency = { maskSmoothing: 0.2, softEdge: 1, latentCorrection: { steps: 5, weights: [0.25, 0.5, 0.25] as [number, number, number] } };
+    const consistency = {
+      maskSmoothing: 0.2,
+      softEdge: 1,
+      latentCorrection: { steps: 5, weights: [0.25, 0.5, 0.25] as [number, number, number] },
+    };
     const edit = async (f: ImageBatch) => {
       const r = await inversionEdit(model, f, { ...base, consistency });
       return { frames: r.frames, mask: r.latentMask };
     };
     const hard = await editInChunks(clip.frames, 5, 0, edit);
     const soft = await editInChunks(clip.frames, 5, 3, edit);
-    const seams = planChunks(14, 5, 0).slice(1).map((s) => s.start + s.lead);
+    const seams = planChunks(14, 5, 0)
+      .slice(1)
+      .map((s) => s.start + s.lead);
     const src = warpErrorPerPair(clip.frames, clip.flow, clip.occlusion);
     const seamRatio = (f: ImageBatch) => {
       const e = warpErrorPerPair(f, clip.flow, clip.occlusion);
       return seams.reduce((a, b) => a + e[b - 1] / src[b - 1], 0) / seams.length;
     };
-    console.log(`seam warp error ÷ source at frames ${seams.join(', ')}: no overlap ${seamRatio(hard.frames).toFixed(3)}, overlap 3 ${seamRatio(soft.frames).toFixed(3)}`);
+    console.log(
+      `seam warp error ÷ source at frames ${seams.join(', ')}: no overlap ${seamRatio(hard.frames).toFixed(3)}, overlap 3 ${seamRatio(soft.frames).toFixed(3)}`,
+    );
     expect(seamRatio(soft.frames)).toBeLessThan(seamRatio(hard.frames));
     expect(hard.mask!.length).toBe(14 * 32 * 48);
   });
@@ -349,7 +466,15 @@ describe('jobs', () => {
 
   it('a long job with the automatic mask runs in overlapping chunks and writes the matte as a PNG sequence that reads back as a mask', async () => {
     const src = path.join(root, 'long.mp4');
-    await makeTestClip({ file: src, width: 160, height: 120, fps: { num: 12, den: 1 }, frames: 21, codec: 'h264', content: 'moving-square' });
+    await makeTestClip({
+      file: src,
+      width: 160,
+      height: 120,
+      fps: { num: 12, den: 1 },
+      frames: 21,
+      codec: 'h264',
+      content: 'moving-square',
+    });
     const out = path.join(root, 'long.out.mp4');
     const req = JobRequest.parse({
       source: { path: src, in: 0, out: 21 / 12 },
@@ -371,7 +496,10 @@ describe('jobs', () => {
     expect(files).toHaveLength(21);
     const png = decodePng(fs.readFileSync(path.join(path.dirname(result.mattePath!), files[0])));
     expect([png.width, png.height]).toEqual([160, 120]);
-    const matte = await loadMask({ kind: 'file', path: result.mattePath! }, { frames: 21, width: 160, height: 120, startFrame: 0, fps: { num: 12, den: 1 } });
+    const matte = await loadMask(
+      { kind: 'file', path: result.mattePath! },
+      { frames: 21, width: 160, height: 120, startFrame: 0, fps: { num: 12, den: 1 } },
+    );
     // The moving square (30×30, from x = 0 to 130 at y = 45..74) is inside the matte in every frame. The oracle also
     // marks the rows of the blue gradient whose chroma sits between its object and background components.
     for (let k = 0; k < 21; k++) {
@@ -386,7 +514,15 @@ describe('jobs', () => {
 
   it('consistency can be switched off per job, and then no matte-side work changes the frame count', async () => {
     const src = path.join(root, 'short.mp4');
-    await makeTestClip({ file: src, width: 160, height: 120, fps: { num: 12, den: 1 }, frames: 6, codec: 'h264', content: 'moving-square' });
+    await makeTestClip({
+      file: src,
+      width: 160,
+      height: 120,
+      fps: { num: 12, den: 1 },
+      frames: 6,
+      codec: 'h264',
+      content: 'moving-square',
+    });
     const out = path.join(root, 'short.out.mp4');
     const req = JobRequest.parse({
       source: { path: src, in: 0, out: 0.5 },
@@ -402,6 +538,9 @@ describe('jobs', () => {
     const result = await runJob(req, plan, { worker, seed: 1, onProgress: () => undefined });
     expect(result.frames).toBe(6);
     expect(result.mattePath).toBeUndefined();
-    expect(JobRequest.safeParse({ ...req, consistency: { latentCorrection: { steps: 5, weights: [0.5, 0.5, 0.5] } } }).success).toBe(false);
+    expect(
+      JobRequest.safeParse({ ...req, consistency: { latentCorrection: { steps: 5, weights: [0.5, 0.5, 0.5] } } })
+        .success,
+    ).toBe(false);
   });
 });

@@ -31,7 +31,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await worker?.terminate();
   fs.rmSync(root, { recursive: true, force: true });
-  if (rows.length) console.log(['clip | frames | worst frame PSNR dB at 64x48 (codec bound) | max |Δt| ms | audio offset ms', ...rows].join('\n'));
+  if (rows.length)
+    console.log(
+      ['clip | frames | worst frame PSNR dB at 64x48 (codec bound) | max |Δt| ms | audio offset ms', ...rows].join(
+        '\n',
+      ),
+    );
 });
 
 const SMALL: [number, number] = [64, 48];
@@ -44,10 +49,18 @@ async function codecBound(plan: JobPlan, file: string, out: string): Promise<str
   const v = plan.info.video;
   const deep = v.bitDepth > 8;
   const enc = await createEncoder({
-    output: out, width: plan.outWidth, height: plan.outHeight, fps: v.fps, codec: 'h264', colorMatrix: v.colorMatrix, sampleAspect: v.sampleAspect, inputBitDepth: deep ? 16 : 8,
+    output: out,
+    width: plan.outWidth,
+    height: plan.outHeight,
+    fps: v.fps,
+    codec: 'h264',
+    colorMatrix: v.colorMatrix,
+    sampleAspect: v.sampleAspect,
+    inputBitDepth: deep ? 16 : 8,
     ...(plan.variable ? { frameTimes: plan.variable.times, endSec: plan.durationSec, timeBase: v.timeBase } : {}),
   });
-  for await (const c of decodeFrameBytes(file, rangeDecodeOptions(plan, plan.outWidth, plan.outHeight))) await enc.writeRaw(c.data, c.frames);
+  for await (const c of decodeFrameBytes(file, rangeDecodeOptions(plan, plan.outWidth, plan.outHeight)))
+    await enc.writeRaw(c.data, c.frames);
   await enc.finish();
   return out;
 }
@@ -72,13 +85,20 @@ describe.each(Array.from({ length: 19 }, (_, i) => i))('corpus clip %i', (i) => 
     });
     const source = decodeAll(clip.file, ...SMALL);
     const tol = 1e-4;
-    const expected = source.times.map((t, k) => ({ t, k })).filter(({ t }) => t >= clip.range[0] - tol && t < clip.range[1] - tol);
+    const expected = source.times
+      .map((t, k) => ({ t, k }))
+      .filter(({ t }) => t >= clip.range[0] - tol && t < clip.range[1] - tol);
     expect(expected.length).toBeGreaterThan(0);
 
     if (clip.transportStream && /^N-66595-/.test(ffmpegSelection().ffprobe.parsed?.raw ?? '')) {
       // The bundled linux ffprobe segfaults on every MPEG-TS file: the refusal says so and what to install.
-      const err = await planJob(req, worker.info, out).then(() => undefined, (e: Error) => e);
-      expect(err?.message).toMatch(/ffprobe crashed \(SIGSEGV\) while reading .*probably fine.*ffmpeg 6 or later.*FFPROBE_PATH.*reshoot doctor/);
+      const err = await planJob(req, worker.info, out).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(
+        /ffprobe crashed \(SIGSEGV\) while reading .*probably fine.*ffmpeg 6 or later.*FFPROBE_PATH.*reshoot doctor/,
+      );
       expect(fs.existsSync(out)).toBe(false);
       rows.push(`${clip.name} | refused: the bundled ffprobe crashes on MPEG-TS | – | – | –`);
       return;
@@ -91,7 +111,8 @@ describe.each(Array.from({ length: 19 }, (_, i) => i))('corpus clip %i', (i) => 
     const info = await probeMedia(out);
     expect([info.video.displayWidth, info.video.displayHeight]).toEqual(clip.display);
     expect([result.width, result.height]).toEqual(clip.display);
-    if (clip.sampleAspect) expect([info.video.sampleAspect.num, info.video.sampleAspect.den]).toEqual(clip.sampleAspect);
+    if (clip.sampleAspect)
+      expect([info.video.sampleAspect.num, info.video.sampleAspect.den]).toEqual(clip.sampleAspect);
 
     const output = decodeAll(out, ...SMALL);
     expect(output.frames.length).toBe(expected.length);
@@ -138,13 +159,18 @@ describe.each(Array.from({ length: 19 }, (_, i) => i))('corpus clip %i', (i) => 
       const src = await probeMedia(clip.file);
       const sr = 48000;
       const whole = decodeAudio(clip.file);
-      const part = decodeAudio(out).subarray(Math.round((info.video.startTimeSec + 0.1) * sr), Math.round((info.video.startTimeSec + 0.3) * sr));
+      const part = decodeAudio(out).subarray(
+        Math.round((info.video.startTimeSec + 0.1) * sr),
+        Math.round((info.video.startTimeSec + 0.3) * sr),
+      );
       const expectedLag = Math.round((src.video.startTimeSec + expected[0].t + 0.1) * sr);
       const lag = bestLag(whole, part, expectedLag, sr / 20);
       offsetMs = ((lag - expectedLag) / sr) * 1000;
       // Under 1 ms; Matroska's millisecond clock allows its own rounding on top (one sample of slack).
       expect(Math.abs(offsetMs)).toBeLessThan(clip.millisecondClock ? 1 + 1000 / sr : 1);
     }
-    rows.push(`${clip.name} | ${expected.length} | ${worst.toFixed(1)} (bound ${boundWorst.toFixed(1)}) | ${(maxDt * 1000).toFixed(2)} | ${clip.hasAudio ? offsetMs.toFixed(3) : '–'}`);
+    rows.push(
+      `${clip.name} | ${expected.length} | ${worst.toFixed(1)} (bound ${boundWorst.toFixed(1)}) | ${(maxDt * 1000).toFixed(2)} | ${clip.hasAudio ? offsetMs.toFixed(3) : '–'}`,
+    );
   });
 });

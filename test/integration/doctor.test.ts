@@ -25,7 +25,10 @@ function wrappers(dir: string, lines: Record<'ffmpeg' | 'ffprobe', string>): str
   mkdirSync(dir);
   for (const tool of ['ffmpeg', 'ffprobe'] as const) {
     const f = join(dir, tool);
-    writeFileSync(f, `#!/bin/sh\nif [ "$1" = "-version" ]; then echo '${lines[tool]}'; exit 0; fi\nexec '${tool === 'ffmpeg' ? BUNDLED_FFMPEG : BUNDLED_FFPROBE}' "$@"\n`);
+    writeFileSync(
+      f,
+      `#!/bin/sh\nif [ "$1" = "-version" ]; then echo '${lines[tool]}'; exit 0; fi\nexec '${tool === 'ffmpeg' ? BUNDLED_FFMPEG : BUNDLED_FFPROBE}' "$@"\n`,
+    );
     chmodSync(f, 0o755);
   }
   return dir;
@@ -45,12 +48,22 @@ beforeAll(() => {
     ffprobe: 'ffprobe version 5.1.9-0+deb12u1 Copyright (c) 2007-2026 the FFmpeg developers',
   });
   cli = join(root, 'reshoot.js');
-  buildSync({ entryPoints: [join(REPO, 'engine/src/cli/main.ts')], bundle: true, platform: 'node', packages: 'external', outfile: cli, logLevel: 'error' });
+  buildSync({
+    entryPoints: [join(REPO, 'engine/src/cli/main.ts')],
+    bundle: true,
+    platform: 'node',
+    packages: 'external',
+    outfile: cli,
+    logLevel: 'error',
+  });
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Runs the CLI with PATH and the two variables exactly as given (the rest of the environment kept). */
-function reshoot(args: string[], env: { PATH: string; FFMPEG_PATH?: string; FFPROBE_PATH?: string; RESHOOT_HOME?: string }) {
+function reshoot(
+  args: string[],
+  env: { PATH: string; FFMPEG_PATH?: string; FFPROBE_PATH?: string; RESHOOT_HOME?: string },
+) {
   const base = { ...process.env };
   delete base.FFMPEG_PATH;
   delete base.FFPROBE_PATH;
@@ -84,7 +97,9 @@ d('reshoot doctor as a child process', () => {
     const j = JSON.parse(r.stdout) as DoctorJson;
     expect(j.ffmpeg).toMatchObject({ ok: true, path: BUNDLED_FFMPEG, source: 'bundled' });
     expect(j.ffprobe).toMatchObject({ ok: true, path: BUNDLED_FFPROBE, source: 'bundled' });
-    expect(j.why).toMatch(/^The bundled ffmpeg and ffprobe are used: the ffmpeg on PATH is too old: .*5\.1\.9-0\+deb12u1.*older than 6\.$/);
+    expect(j.why).toMatch(
+      /^The bundled ffmpeg and ffprobe are used: the ffmpeg on PATH is too old: .*5\.1\.9-0\+deb12u1.*older than 6\.$/,
+    );
     expect(j.warnings.join('\n')).toMatch(/brew install ffmpeg/);
   });
 
@@ -102,7 +117,13 @@ d('reshoot doctor as a child process', () => {
     expect(r.code).toBe(1);
     const j = JSON.parse(r.stdout) as DoctorJson;
     expect(j.ok).toBe(false);
-    expect(j.ffmpeg).toEqual({ ok: false, error: expect.stringMatching(/^FFMPEG_PATH points to \/nonexistent\/ffmpeg, which does not exist\. Set FFMPEG_PATH/) as unknown, file: '/nonexistent/ffmpeg' });
+    expect(j.ffmpeg).toEqual({
+      ok: false,
+      error: expect.stringMatching(
+        /^FFMPEG_PATH points to \/nonexistent\/ffmpeg, which does not exist\. Set FFMPEG_PATH/,
+      ) as unknown,
+      file: '/nonexistent/ffmpeg',
+    });
     expect(j.ffprobe).toMatchObject({ ok: true, source: 'path' });
   });
 
@@ -119,12 +140,18 @@ d('reshoot doctor as a child process', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('ffmpeg '));
-    expect(lines).toEqual([`ffmpeg     ffmpeg 7.1.1 [path] ${join(current, 'ffmpeg')}; ffprobe 7.1.1 [path] ${join(current, 'ffprobe')}`]);
+    expect(lines).toEqual([
+      `ffmpeg     ffmpeg 7.1.1 [path] ${join(current, 'ffmpeg')}; ffprobe 7.1.1 [path] ${join(current, 'ffprobe')}`,
+    ]);
   });
 });
 
 d('doctor in-process', () => {
-  const saved = { PATH: process.env.PATH, FFMPEG_PATH: process.env.FFMPEG_PATH, FFPROBE_PATH: process.env.FFPROBE_PATH };
+  const saved = {
+    PATH: process.env.PATH,
+    FFMPEG_PATH: process.env.FFMPEG_PATH,
+    FFPROBE_PATH: process.env.FFPROBE_PATH,
+  };
   afterEach(() => {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
@@ -143,7 +170,10 @@ d('doctor in-process', () => {
     jest.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
     expect(await runDoctor(['--json'])).toBe(0);
     expect(out).toHaveLength(1);
-    expect((JSON.parse(out[0]) as DoctorJson).ffprobe).toMatchObject({ path: join(current, 'ffprobe'), source: 'path' });
+    expect((JSON.parse(out[0]) as DoctorJson).ffprobe).toMatchObject({
+      path: join(current, 'ffprobe'),
+      source: 'path',
+    });
     await expect(runDoctor(['--nope'])).rejects.toBeInstanceOf(CliError);
   });
 
@@ -154,6 +184,8 @@ d('doctor in-process', () => {
     expect(doctorText(report)).toMatch(/^ffprobe {2}NOT USABLE: FFPROBE_PATH points to \/nonexistent\/ffprobe/m);
     expect(ffmpegLine(s)).toMatch(/^ffmpeg 7\.1\.1 \[path\] .*; ffprobe not usable \(FFPROBE_PATH points to/);
     const bundled = inspectFfmpeg({ env: { PATH: old } });
-    expect(ffmpegLine(bundled)).toMatch(/^ffmpeg .* \[bundled\] .*; ffprobe .* \[bundled\] .*; \d+ warnings?, see `reshoot doctor`$/);
+    expect(ffmpegLine(bundled)).toMatch(
+      /^ffmpeg .* \[bundled\] .*; ffprobe .* \[bundled\] .*; \d+ warnings?, see `reshoot doctor`$/,
+    );
   });
 });

@@ -22,10 +22,18 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const load = (name: string, cache = path.join(tmp, 'graph-cache')) => loadDiffusionModel(path.join(ROOT, name), { threads: 1, graphCache: cache });
+const load = (name: string, cache = path.join(tmp, 'graph-cache')) =>
+  loadDiffusionModel(path.join(ROOT, name), { threads: 1, graphCache: cache });
 
 function frames(n: number, size: number): ImageBatch {
-  return imageBatch(n, size, size, Float32Array.from({ length: n * 3 * size * size }, (_, i) => Math.sin(i * 0.013 + Math.floor(i / (3 * size * size)) * 0.4)));
+  return imageBatch(
+    n,
+    size,
+    size,
+    Float32Array.from({ length: n * 3 * size * size }, (_, i) =>
+      Math.sin(i * 0.013 + Math.floor(i / (3 * size * size)) * 0.4),
+    ),
+  );
 }
 
 async function withModel<T>(name: string, f: (m: DiffusionModel) => Promise<T>, cache?: string): Promise<T> {
@@ -45,7 +53,9 @@ describe.each(['sd15-tiny', 'sd2v-tiny'])('%s through the loader', (name) => {
       expect(a.sites).toHaveLength(12);
       expect(a.sites.filter((s) => s.kind === 'self')).toHaveLength(6);
       expect(a.sites.map((s) => s.module)).toContain('mid_block.attentions.0.transformer_blocks.0.attn2');
-      expect(a.sites.find((s) => s.module === 'down_blocks.0.attentions.0.transformer_blocks.0.attn1')?.resolution).toBe(1);
+      expect(
+        a.sites.find((s) => s.module === 'down_blocks.0.attentions.0.transformer_blocks.0.attn1')?.resolution,
+      ).toBe(1);
       expect(a.sites.find((s) => s.module === 'mid_block.attentions.0.transformer_blocks.0.attn1')?.resolution).toBe(2);
       expect(m.info.decoderFeatures).toBe('/up_blocks.1/attentions.2/Add_output_0');
     });
@@ -63,11 +73,17 @@ describe.each(['sd15-tiny', 'sd2v-tiny'])('%s through the loader', (name) => {
       if (saved === undefined) delete process.env.RESHOOT_HOME;
       else process.env.RESHOOT_HOME = saved;
     }
-    const report = JSON.parse(printed.join('\n')) as { info: { attention: { pattern: string; sites: { module: string; kind: string; resolution: number; heads: number }[] } } };
+    const report = JSON.parse(printed.join('\n')) as {
+      info: {
+        attention: { pattern: string; sites: { module: string; kind: string; resolution: number; heads: number }[] };
+      };
+    };
     expect(report.info.attention.pattern).toBe('torch1-baddbmm');
     expect(report.info.attention.sites).toHaveLength(12);
     expect(Object.keys(report.info.attention.sites[0]).sort()).toEqual(['heads', 'kind', 'module', 'resolution']);
-    expect(report.info.attention.sites.every((s) => s.heads > 0 && (s.kind === 'self' || s.kind === 'cross'))).toBe(true);
+    expect(report.info.attention.sites.every((s) => s.heads > 0 && (s.kind === 'self' || s.kind === 'cross'))).toBe(
+      true,
+    );
   });
 });
 
@@ -101,7 +117,9 @@ describe('rewritten graphs are cached on disk', () => {
     const contents = entries.map((e) => fs.readFileSync(path.join(cache, e)));
     const second = await withModel('sd15-tiny', (m) => m.predict(sample, 1, 8, 8, 400, emb), cache);
     expect(fs.readdirSync(cache).sort()).toEqual(entries);
-    expect(entries.map((e) => fs.readFileSync(path.join(cache, e)).equals(contents[entries.indexOf(e)]))).toEqual(entries.map(() => true));
+    expect(entries.map((e) => fs.readFileSync(path.join(cache, e)).equals(contents[entries.indexOf(e)]))).toEqual(
+      entries.map(() => true),
+    );
     expect(Array.from(second.eps)).toEqual(Array.from(first.eps));
   });
 });
@@ -110,7 +128,15 @@ describe('a stage on the loop’s UNet channel', () => {
   it('feeds a variant’s ports at their neutral values and reads its outputs on every call, leaving the edit as it was', async () => {
     await withModel('sd15-tiny', async (m) => {
       const clip = frames(3, 64);
-      const p: EditParams = { prompt: 'a blue car', sourcePrompt: 'a red car', guidance: 3, directInversion: true, batchSize: 2, autoMask: { threshold: 0.5 }, consistency: { latentCorrection: { steps: 2, weights: [0.25, 0.5, 0.25] } } };
+      const p: EditParams = {
+        prompt: 'a blue car',
+        sourcePrompt: 'a red car',
+        guidance: 3,
+        directInversion: true,
+        batchSize: 2,
+        autoMask: { threshold: 0.5 },
+        consistency: { latentCorrection: { steps: 2, weights: [0.25, 0.5, 0.25] } },
+      };
       const traj = await invertFrames(m, clip, { sourcePrompt: p.sourcePrompt, steps: 4, strength: 1, batchSize: 2 });
       const plain = await editFromInversion(m, traj, p);
 
@@ -129,7 +155,12 @@ describe('a stage on the loop’s UNet channel', () => {
         plan: () => true,
         beforeUnet(call) {
           calls.push(call);
-          return { [ports.weight]: { data: new Float32Array(weight.neutralShape.reduce((a, d) => a * d, 1)), dims: weight.neutralShape } };
+          return {
+            [ports.weight]: {
+              data: new Float32Array(weight.neutralShape.reduce((a, d) => a * d, 1)),
+              dims: weight.neutralShape,
+            },
+          };
         },
         afterUnet(_call, outputs) {
           keys.push([...outputs[ports.keyOut].dims]);
@@ -138,14 +169,25 @@ describe('a stage on the loop’s UNet channel', () => {
       const probed = await denoiseFromInversion(m, traj, p, [...editStages(p), probe]);
 
       // 4 steps × 2 batches (2 + 1 frames); guided direct inversion runs four branches.
-      expect(calls.map((c) => [c.step, c.start, c.count])).toEqual([1, 2, 3, 4].flatMap((s) => [[s, 0, 2], [s, 2, 1]]));
-      expect(calls[0].branches.map((b) => `${b.latent}:${b.prompt}`)).toEqual(['target:a blue car', 'target:', 'source:a red car', 'source:']);
+      expect(calls.map((c) => [c.step, c.start, c.count])).toEqual(
+        [1, 2, 3, 4].flatMap((s) => [
+          [s, 0, 2],
+          [s, 2, 1],
+        ]),
+      );
+      expect(calls[0].branches.map((b) => `${b.latent}:${b.prompt}`)).toEqual([
+        'target:a blue car',
+        'target:',
+        'source:a red car',
+        'source:',
+      ]);
       // Folded heads: [branches·count·heads, tokens, head dim] at full latent resolution (8×8).
       expect(keys[0]).toEqual([4 * 2 * site.heads, 64, keys[0][2]]);
       expect(keys[1][0]).toBe(4 * 1 * site.heads);
       expect(probed.correspondences).toBe(plain.correspondences);
       let diff = 0;
-      for (let i = 0; i < plain.frames.data.length; i++) diff = Math.max(diff, Math.abs(probed.frames.data[i] - plain.frames.data[i]));
+      for (let i = 0; i < plain.frames.data.length; i++)
+        diff = Math.max(diff, Math.abs(probed.frames.data[i] - plain.frames.data[i]));
       console.log(`probe stage vs plain edit: max diff ${diff}`);
       expect(diff).toBeLessThanOrEqual(1e-5);
     });

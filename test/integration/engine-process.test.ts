@@ -20,7 +20,10 @@ interface Engine {
 
 function startEngine(): Promise<Engine> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1'], { env: { ...process.env, RESHOOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1'], {
+      env: { ...process.env, RESHOOT_HOME: home },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const stderr: string[] = [];
     proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
     let out = '';
@@ -33,7 +36,12 @@ function startEngine(): Promise<Engine> {
   });
 }
 
-async function api(e: Engine, method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+async function api(
+  e: Engine,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${e.url}${route}`, {
     method,
     headers: { authorization: `Bearer ${e.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
@@ -59,13 +67,22 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, what: string, timeou
 }
 
 function stopped(proc: ChildProcess): Promise<void> {
-  return proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
+  return proc.exitCode !== null || proc.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => proc.once('exit', () => r()));
 }
 
 beforeAll(async () => {
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'engine-'));
   clip = path.join(home, 'clip.mp4');
-  await makeTestClip({ file: clip, width: 128, height: 72, fps: { num: 24, den: 1 }, frames: 48, content: 'moving-square' });
+  await makeTestClip({
+    file: clip,
+    width: 128,
+    height: 72,
+    fps: { num: 24, den: 1 },
+    frames: 48,
+    content: 'moving-square',
+  });
 });
 
 afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
@@ -93,7 +110,11 @@ it('serves the API with a token, answers health while a job computes, and surviv
     const id = asJob(submit.json).id;
 
     // Health keeps answering quickly while the worker computes.
-    await waitFor(async () => (asJob((await api(engine, 'GET', `/v1/jobs/${id}`)).json).progress.stage === 'inverting' ? true : undefined), 'inverting');
+    await waitFor(
+      async () =>
+        asJob((await api(engine, 'GET', `/v1/jobs/${id}`)).json).progress.stage === 'inverting' ? true : undefined,
+      'inverting',
+    );
     const latencies: number[] = [];
     for (let i = 0; i < 20; i++) {
       const t0 = performance.now();
@@ -114,16 +135,22 @@ it('serves the API with a token, answers health while a job computes, and surviv
     expect(['queued', 'running']).toContain(asJob(after.json).state);
     expect(asJob(after.json).restarts).toBe(1);
     // Left over partial files were cleaned up at start; the job completes on its own.
-    const done = await waitFor(async () => {
-      const j = asJob((await api(engine, 'GET', `/v1/jobs/${id}`)).json);
-      return ['succeeded', 'failed', 'canceled'].includes(j.state) ? j : undefined;
-    }, 'the re-queued job', 120000);
+    const done = await waitFor(
+      async () => {
+        const j = asJob((await api(engine, 'GET', `/v1/jobs/${id}`)).json);
+        return ['succeeded', 'failed', 'canceled'].includes(j.state) ? j : undefined;
+      },
+      'the re-queued job',
+      120000,
+    );
     expect(done.state).toBe('succeeded');
     expect(fs.readdirSync(home).filter((f) => f.includes('.partial-'))).toEqual([]);
     const info = await probeMedia(output);
     expect(info.video.frameCount).toBe(24);
 
-    const file = await fetch(`${engine.url}/v1/jobs/${id}/result`, { headers: { authorization: `Bearer ${engine.token}` } });
+    const file = await fetch(`${engine.url}/v1/jobs/${id}/result`, {
+      headers: { authorization: `Bearer ${engine.token}` },
+    });
     expect(file.status).toBe(200);
     expect(file.headers.get('content-type')).toMatch(/video\/mp4/);
     expect(Buffer.from(await file.arrayBuffer()).equals(fs.readFileSync(output))).toBe(true);

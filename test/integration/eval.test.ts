@@ -38,7 +38,14 @@ describe('reshoot eval, tiny suite', () => {
   const out = () => path.join(root, 'report');
 
   beforeAll(async () => {
-    report = await runEvaluation({ suite: 'tiny', outDir: out(), modelDir: oracle, rss: { shortSec: 5, longSec: 10, fps: 4, steps: 1 }, command: 'reshoot eval --suite tiny (test)', threads: 1 });
+    report = await runEvaluation({
+      suite: 'tiny',
+      outDir: out(),
+      modelDir: oracle,
+      rss: { shortSec: 5, longSec: 10, fps: 4, steps: 1 },
+      command: 'reshoot eval --suite tiny (test)',
+      threads: 1,
+    });
   }, 300_000);
 
   it('writes report.json, report.md and pictures that decode', () => {
@@ -48,7 +55,8 @@ describe('reshoot eval, tiny suite', () => {
     expect(md).toMatch(/^# Reshoot evaluation: tiny suite/);
     expect(md).toMatch(/\| default \|/);
     const kinds = ['edits', 'masks', 'warp-error'];
-    for (const clip of report.clips) for (const k of kinds) expect(report.pictures).toContain(path.join('pictures', `${clip.name}-${k}.png`));
+    for (const clip of report.clips)
+      for (const k of kinds) expect(report.pictures).toContain(path.join('pictures', `${clip.name}-${k}.png`));
     for (const p of report.pictures) {
       const png = decodePng(fs.readFileSync(path.join(out(), p)));
       expect(png.width).toBeGreaterThan(100);
@@ -58,10 +66,35 @@ describe('reshoot eval, tiny suite', () => {
 
   it('has a summary for the default method and a row for every method combination', () => {
     const s = report.summary;
-    for (const k of ['roundTripPsnr', 'inversionRoundTripPsnr', 'autoMaskIoU', 'backgroundPsnr', 'backgroundPsnrNoMask', 'warpErrorRatio', 'peakRssRatio'] as const) expect(typeof s[k]).toBe('number');
+    for (const k of [
+      'roundTripPsnr',
+      'inversionRoundTripPsnr',
+      'autoMaskIoU',
+      'backgroundPsnr',
+      'backgroundPsnrNoMask',
+      'warpErrorRatio',
+      'peakRssRatio',
+    ] as const)
+      expect(typeof s[k]).toBe('number');
     expect(s.method).toBe('default');
     const ids = report.methods.map((m) => m.id);
-    expect(ids).toEqual(expect.arrayContaining(['sdedit', 'inversion', 'inversion+mask', '+smoothing', '+soft-edge', '+latent-correction', '+anchor-stats', 'true-mask', 'threshold-0.7', '+mask-seeds', 'default', 'chunked', 'chunked+overlap']));
+    expect(ids).toEqual(
+      expect.arrayContaining([
+        'sdedit',
+        'inversion',
+        'inversion+mask',
+        '+smoothing',
+        '+soft-edge',
+        '+latent-correction',
+        '+anchor-stats',
+        'true-mask',
+        'threshold-0.7',
+        '+mask-seeds',
+        'default',
+        'chunked',
+        'chunked+overlap',
+      ]),
+    );
     for (const m of report.methods) {
       expect(m.metrics.clips).toBeGreaterThan(0);
       expect(m.metrics.unetEvalsPerFrame).toBeGreaterThan(0);
@@ -103,9 +136,30 @@ describe('reshoot eval, tiny suite', () => {
 describe('reshoot eval command', () => {
   it('--json prints one JSON document with the summary beside the method table', async () => {
     const main = path.resolve(__dirname, '../../dist/engine/src/cli/main.js');
-    const { stdout } = await run(process.execPath, [main, 'eval', '--suite', 'tiny', '--no-rss', '--json', '--methods', 'inversion', '--model', oracle, '--out', path.join(root, 'cli'), '--threads', '1'], { maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run(
+      process.execPath,
+      [
+        main,
+        'eval',
+        '--suite',
+        'tiny',
+        '--no-rss',
+        '--json',
+        '--methods',
+        'inversion',
+        '--model',
+        oracle,
+        '--out',
+        path.join(root, 'cli'),
+        '--threads',
+        '1',
+      ],
+      { maxBuffer: 64 * 1024 * 1024 },
+    );
     const doc = JSON.parse(stdout) as EvalReport;
-    expect(Object.keys(doc.summary)).toEqual(expect.arrayContaining(['roundTripPsnr', 'autoMaskIoU', 'backgroundPsnr', 'warpErrorRatio', 'peakRssRatio']));
+    expect(Object.keys(doc.summary)).toEqual(
+      expect.arrayContaining(['roundTripPsnr', 'autoMaskIoU', 'backgroundPsnr', 'warpErrorRatio', 'peakRssRatio']),
+    );
     expect(doc.summary.peakRssRatio).toBeNull();
     expect(doc.methods.map((m) => m.id)).toEqual(['inversion', 'default']);
     expect(doc.notes.join(' ')).toMatch(/--no-rss/);
@@ -114,7 +168,18 @@ describe('reshoot eval command', () => {
 
 describe('metrics and pictures', () => {
   const scene = () =>
-    makeScene({ frames: 4, width: 48, height: 36, background: [0, 0, 0], pattern: { amplitude: 0.25, period: 12 }, noise: 0.08, frameNoise: 0.03, seed: 3, pan: [1, 0], object: { shape: 'square', colour: RED, size: 10, centre: [12, 18], velocity: [2, 1] } });
+    makeScene({
+      frames: 4,
+      width: 48,
+      height: 36,
+      background: [0, 0, 0],
+      pattern: { amplitude: 0.25, period: 12 },
+      noise: 0.08,
+      frameNoise: 0.03,
+      seed: 3,
+      pan: [1, 0],
+      object: { shape: 'square', colour: RED, size: 10, centre: [12, 18], velocity: [2, 1] },
+    });
 
   it('pyramidal Lucas–Kanade flow is close to the exact flow, and warp error through it tracks the exact figure', () => {
     const s = scene();
@@ -124,12 +189,19 @@ describe('metrics and pictures', () => {
     for (let t = 0; t < 3; t++) {
       for (let p = 0; p < hw; p++) {
         if (s.occlusion.data[t * hw + p] || est.occlusion.data[t * hw + p]) continue;
-        errs.push(Math.hypot(est.flow[t * 2 * hw + p] - s.flow[t * 2 * hw + p], est.flow[(t * 2 + 1) * hw + p] - s.flow[(t * 2 + 1) * hw + p]));
+        errs.push(
+          Math.hypot(
+            est.flow[t * 2 * hw + p] - s.flow[t * 2 * hw + p],
+            est.flow[(t * 2 + 1) * hw + p] - s.flow[(t * 2 + 1) * hw + p],
+          ),
+        );
       }
     }
     errs.sort((a, b) => a - b);
     const kept = errs.length / (3 * hw);
-    console.log(`Lucas–Kanade: median end-point error ${errs[errs.length >> 1].toFixed(3)} px, 90th percentile ${errs[Math.floor(errs.length * 0.9)].toFixed(3)} px, ${(100 * kept).toFixed(1)} % of pixels kept`);
+    console.log(
+      `Lucas–Kanade: median end-point error ${errs[errs.length >> 1].toFixed(3)} px, 90th percentile ${errs[Math.floor(errs.length * 0.9)].toFixed(3)} px, ${(100 * kept).toFixed(1)} % of pixels kept`,
+    );
     expect(errs[errs.length >> 1]).toBeLessThan(0.25);
     expect(kept).toBeGreaterThan(0.8);
     const exact = warpError(s.frames, s.flow, s.occlusion);
@@ -146,7 +218,9 @@ describe('metrics and pictures', () => {
     expect(maskedSsim(s.frames, s.frames, s.objectMask, 'outside')).toBeCloseTo(1, 10);
     const changed = { ...s.frames, data: Float32Array.from(s.frames.data) };
     const hw = 48 * 36;
-    for (let f = 0; f < 4; f++) for (let c = 0; c < 3; c++) for (let p = 0; p < hw; p++) if (s.objectMask.data[f * hw + p]) changed.data[(f * 3 + c) * hw + p] = -1;
+    for (let f = 0; f < 4; f++)
+      for (let c = 0; c < 3; c++)
+        for (let p = 0; p < hw; p++) if (s.objectMask.data[f * hw + p]) changed.data[(f * 3 + c) * hw + p] = -1;
     const outside = maskedSsim(changed, s.frames, s.objectMask, 'outside');
     expect(outside).toBeGreaterThan(0.8);
     expect(outside).toBeLessThan(1);
@@ -157,7 +231,15 @@ describe('metrics and pictures', () => {
   });
 
   it('draws a line chart and mask overlays', () => {
-    const png = decodePng(lineChartPng([{ label: 'a', values: [1e-3, 2e-3, 1.5e-3] }, { label: 'b', values: [5e-4, 5e-4, 6e-4] }], { title: 'TEST', width: 300, height: 200 }));
+    const png = decodePng(
+      lineChartPng(
+        [
+          { label: 'a', values: [1e-3, 2e-3, 1.5e-3] },
+          { label: 'b', values: [5e-4, 5e-4, 6e-4] },
+        ],
+        { title: 'TEST', width: 300, height: 200 },
+      ),
+    );
     expect([png.width, png.height]).toEqual([300, 200]);
     const s = scene();
     const empty = { ...s.objectMask, data: new Float32Array(s.objectMask.data.length) };
@@ -178,16 +260,29 @@ describe('CLIP metrics', () => {
     g.input('attention_mask', 'int64', ['text_batch', 'sequence']);
     const px = g.input('pixel_values', 'float32', ['image_batch', 3, 224, 224]);
     const pooled = g.o('ReduceMean', [px, g.ints([2, 3])], { keepdims: 0 });
-    g.o('MatMul', [pooled, g.weight('visual_projection', [1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5, 0.5, 0.5], [3, 4])], {}, 'image_embeds');
+    g.o(
+      'MatMul',
+      [pooled, g.weight('visual_projection', [1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5, 0.5, 0.5], [3, 4])],
+      {},
+      'image_embeds',
+    );
     const idsF = g.o('ReduceMean', [g.o('Cast', [ids], { to: 1 }), g.ints([1])], { keepdims: 1 });
     g.o('MatMul', [idsF, g.weight('text_projection', [1, 1, 1, 1], [1, 4])], {}, 'text_embeds');
     g.output('image_embeds', 'float32', ['image_batch', 4]);
     g.output('text_embeds', 'float32', ['text_batch', 4]);
     fs.writeFileSync(path.join(dir, 'model.onnx'), g.save().model);
-    for (const f of fs.readdirSync(path.join(oracle, 'tokenizer'))) fs.copyFileSync(path.join(oracle, 'tokenizer', f), path.join(dir, f));
+    for (const f of fs.readdirSync(path.join(oracle, 'tokenizer')))
+      fs.copyFileSync(path.join(oracle, 'tokenizer', f), path.join(dir, f));
     const scorer = await ClipScorer.open(dir);
     try {
-      const s = makeScene({ frames: 3, width: 32, height: 24, background: [0, 0, 0], object: { shape: 'square', colour: RED, size: 8, centre: [8, 12], velocity: [4, 0] }, seed: 1 });
+      const s = makeScene({
+        frames: 3,
+        width: 32,
+        height: 24,
+        background: [0, 0, 0],
+        object: { shape: 'square', colour: RED, size: 8, centre: [8, 12], velocity: [4, 0] },
+        seed: 1,
+      });
       const scores = await scorer.score(s.frames, 'a blue car on a gray road');
       expect(scores.frameConsistency).toBeGreaterThan(0.99);
       expect(scores.frameConsistency).toBeLessThanOrEqual(1 + 1e-6);

@@ -40,25 +40,33 @@ function frames(n: number, height: number, width: number): ImageBatch {
 const base = { prompt: 'a blue car on a gray road', strength: 0.5, guidance: 7.5, seed: 3, batchSize: 2 };
 
 describe.each(['sd-turbo', 'lcm'] as const)('%s', (variant) => {
-  it.each([1, 2, 3, 4])('edits 5 frames with exactly %i UNet evaluation(s) per frame, one branch per call', async (steps) => {
-    const model = models[variant];
-    const before = { ...model.stats };
-    const input = frames(5, 48, 64);
-    const out = await fastEdit(model, input, { ...base, steps });
-    expect(out.frames.n).toBe(5);
-    expect([out.frames.height, out.frames.width]).toEqual([48, 64]);
-    expect(out.frames.data.length).toBe(5 * 3 * 48 * 64);
-    expect(out.frames.data.every(Number.isFinite)).toBe(true);
-    expect(model.stats.unetEvals - before.unetEvals).toBe(5 * steps);
-    // Batches of 2, 2 and 1 frames, each denoised `steps` times, with no unconditional rows in any call.
-    expect(model.stats.unetRuns - before.unetRuns).toBe(3 * steps);
-  });
+  it.each([1, 2, 3, 4])(
+    'edits 5 frames with exactly %i UNet evaluation(s) per frame, one branch per call',
+    async (steps) => {
+      const model = models[variant];
+      const before = { ...model.stats };
+      const input = frames(5, 48, 64);
+      const out = await fastEdit(model, input, { ...base, steps });
+      expect(out.frames.n).toBe(5);
+      expect([out.frames.height, out.frames.width]).toEqual([48, 64]);
+      expect(out.frames.data.length).toBe(5 * 3 * 48 * 64);
+      expect(out.frames.data.every(Number.isFinite)).toBe(true);
+      expect(model.stats.unetEvals - before.unetEvals).toBe(5 * steps);
+      // Batches of 2, 2 and 1 frames, each denoised `steps` times, with no unconditional rows in any call.
+      expect(model.stats.unetRuns - before.unetRuns).toBe(3 * steps);
+    },
+  );
 });
 
 it('feeds guidance to the LCM embedding only: it changes the LCM result, not the SD-Turbo one', async () => {
   const input = frames(2, 32, 32);
   const run = (v: 'sd-turbo' | 'lcm', guidance: number) => fastEdit(models[v], input, { ...base, steps: 2, guidance });
-  const [t1, t8, l1, l8] = [await run('sd-turbo', 1), await run('sd-turbo', 8), await run('lcm', 1), await run('lcm', 8)];
+  const [t1, t8, l1, l8] = [
+    await run('sd-turbo', 1),
+    await run('sd-turbo', 8),
+    await run('lcm', 1),
+    await run('lcm', 8),
+  ];
   expect(t8.frames.data).toEqual(t1.frames.data);
   expect(l8.frames.data).not.toEqual(l1.frames.data);
 });
@@ -84,7 +92,14 @@ describe('as a job', () => {
   beforeAll(async () => {
     worker = await PipelineWorker.start(path.join(root, 'sd-turbo'), { threads: 1 });
     clip = path.join(root, 'clip.mp4');
-    await makeTestClip({ file: clip, width: 96, height: 64, fps: { num: 24, den: 1 }, frames: 20, content: 'moving-square' });
+    await makeTestClip({
+      file: clip,
+      width: 96,
+      height: 64,
+      fps: { num: 24, den: 1 },
+      frames: 20,
+      content: 'moving-square',
+    });
   });
   afterAll(async () => {
     await worker?.terminate();
@@ -92,7 +107,12 @@ describe('as a job', () => {
 
   it('method "fast" writes every frame of the range in 2 UNet evaluations per frame by default', async () => {
     const out = path.join(root, 'fast.mp4');
-    const req = JobRequest.parse({ source: { path: clip, in: 0, out: 19 / 24 }, prompt: 'a blue car on a gray road', method: 'fast', output: { path: out } });
+    const req = JobRequest.parse({
+      source: { path: clip, in: 0, out: 19 / 24 },
+      prompt: 'a blue car on a gray road',
+      method: 'fast',
+      output: { path: out },
+    });
     expect(req.fast).toBeUndefined();
     const plan = await planJob(req, worker.info, out);
     expect(plan.strength).toBe(0.5);
@@ -106,16 +126,38 @@ describe('as a job', () => {
 
   it('takes 1–4 steps in `fast.steps`, and refuses `fast` with another method', async () => {
     const out = path.join(root, 'fast4.mp4');
-    const req = JobRequest.parse({ source: { path: clip, in: 0, out: 5 / 24 }, prompt: 'a red car', method: 'fast', fast: { steps: 4 }, output: { path: out } });
-    const result = await runJob(req, await planJob(req, worker.info, out), { worker, seed: 1, onProgress: () => undefined });
+    const req = JobRequest.parse({
+      source: { path: clip, in: 0, out: 5 / 24 },
+      prompt: 'a red car',
+      method: 'fast',
+      fast: { steps: 4 },
+      output: { path: out },
+    });
+    const result = await runJob(req, await planJob(req, worker.info, out), {
+      worker,
+      seed: 1,
+      onProgress: () => undefined,
+    });
     expect(result.unetEvaluations).toBe(5 * 4);
-    const tooMany = JobRequest.safeParse({ source: { path: clip, in: 0, out: 1 }, prompt: 'x', method: 'fast', fast: { steps: 5 } });
+    const tooMany = JobRequest.safeParse({
+      source: { path: clip, in: 0, out: 1 },
+      prompt: 'x',
+      method: 'fast',
+      fast: { steps: 5 },
+    });
     expect(tooMany.success).toBe(false);
     expect(tooMany.error?.issues[0].path).toEqual(['fast', 'steps']);
     const wrong = JobRequest.parse({ source: { path: clip, in: 0, out: 0.5 }, prompt: 'x', fast: { steps: 1 } });
     await expect(planJob(wrong, worker.info, path.join(root, 'never.mp4'))).rejects.toThrow(ProblemError);
-    const auto = JobRequest.parse({ source: { path: clip, in: 0, out: 0.5 }, prompt: 'x', method: 'fast', mask: { type: 'auto' } });
-    await expect(planJob(auto, worker.info, path.join(root, 'never.mp4'))).rejects.toMatchObject({ problem: { field: 'mask.type' } });
+    const auto = JobRequest.parse({
+      source: { path: clip, in: 0, out: 0.5 },
+      prompt: 'x',
+      method: 'fast',
+      mask: { type: 'auto' },
+    });
+    await expect(planJob(auto, worker.info, path.join(root, 'never.mp4'))).rejects.toMatchObject({
+      problem: { field: 'mask.type' },
+    });
   });
 
   it('`reshoot edit --method fast --fast-steps N` runs the same job from the command line, and refuses a bad step count', async () => {
@@ -124,13 +166,34 @@ describe('as a job', () => {
     const env = { ...process.env, RESHOOT_HOME: path.join(root, 'home') };
     const run = (args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(process.execPath, [cli, 'edit', clip, '--model', path.join(root, 'sd-turbo'), '--prompt', 'a blue car', '--in', '0', '--out', String(6 / 24), ...args], { env }, (err, stdout, stderr) =>
-          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        execFile(
+          process.execPath,
+          [
+            cli,
+            'edit',
+            clip,
+            '--model',
+            path.join(root, 'sd-turbo'),
+            '--prompt',
+            'a blue car',
+            '--in',
+            '0',
+            '--out',
+            String(6 / 24),
+            ...args,
+          ],
+          { env },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
       });
     const ok = await run(['--method', 'fast', '--fast-steps', '3', '--json', '-o', out]);
     expect(ok.code).toBe(0);
-    const done = ok.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; result?: { frames: number; unetEvaluations: number } }).find((e) => e.event === 'done');
+    const done = ok.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; result?: { frames: number; unetEvaluations: number } })
+      .find((e) => e.event === 'done');
     expect(done?.result?.frames).toBe(6);
     expect(done?.result?.unetEvaluations).toBe(6 * 3);
     expect((await probeMedia(out)).video.frameCount).toBe(6);

@@ -19,7 +19,9 @@ const run = promisify(execFile);
 let root: string;
 let worker: PipelineWorker;
 let clip: string;
-const W = 1920, H = 1080, FRAMES = 3;
+const W = 1920,
+  H = 1080,
+  FRAMES = 3;
 const BOX = { x: 0.375, y: 0.3, w: 0.25, h: 0.4 };
 
 beforeAll(async () => {
@@ -30,7 +32,24 @@ beforeAll(async () => {
   // nearly lossless H.264. Saturated 1-pixel colour edges or temporal noise would measure the output codec's 4:2:x
   // chroma and bit rate instead (a plain re-encode of testsrc2 with noise through ProRes gives 35.5 dB).
   clip = path.join(root, 'texture-1080p.mp4');
-  await run(ffmpegPath(), ['-v', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${W}x${H}:rate=24,hue=s=0.25,noise=c0s=4`, '-frames:v', String(FRAMES), '-c:v', 'libx264', '-crf', '4', '-pix_fmt', 'yuv420p', '-y', clip]);
+  await run(ffmpegPath(), [
+    '-v',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    `testsrc2=size=${W}x${H}:rate=24,hue=s=0.25,noise=c0s=4`,
+    '-frames:v',
+    String(FRAMES),
+    '-c:v',
+    'libx264',
+    '-crf',
+    '4',
+    '-pix_fmt',
+    'yuv420p',
+    '-y',
+    clip,
+  ]);
 }, 180000);
 
 afterAll(async () => {
@@ -41,13 +60,23 @@ afterAll(async () => {
 async function fullFrames(file: string, frames: number): Promise<Buffer[]> {
   const info = await probeMedia(file);
   const out: Buffer[] = [];
-  for await (const c of decodeFrameBytes(file, { startFrame: 0, frameCount: frames, fps: info.video.fps, width: info.video.displayWidth, height: info.video.displayHeight, chunkFrames: 1, colorMatrix: info.video.colorMatrix })) out.push(c.data);
+  for await (const c of decodeFrameBytes(file, {
+    startFrame: 0,
+    frameCount: frames,
+    fps: info.video.fps,
+    width: info.video.displayWidth,
+    height: info.video.displayHeight,
+    chunkFrames: 1,
+    colorMatrix: info.video.colorMatrix,
+  }))
+    out.push(c.data);
   return out;
 }
 
 /** PSNR (8-bit) over the pixels where `keep(x, y)`, all frames. */
 function psnr(a: Buffer[], b: Buffer[], keep: (x: number, y: number) => boolean): number {
-  let se = 0, n = 0;
+  let se = 0,
+    n = 0;
   for (let f = 0; f < a.length; f++) {
     for (let y = 0; y < H; y++) {
       for (let x = 0; x < W; x++) {
@@ -67,7 +96,16 @@ function psnr(a: Buffer[], b: Buffer[], keep: (x: number, y: number) => boolean)
 async function codecCeiling(codec: 'h264' | 'prores'): Promise<number> {
   const info = await probeMedia(clip);
   const out = path.join(root, `ceiling.${codec === 'prores' ? 'mov' : 'mp4'}`);
-  const enc = await createEncoder({ output: out, width: W, height: H, fps: info.video.fps, codec, overwrite: true, colorMatrix: info.video.colorMatrix, inputBitDepth: 8 });
+  const enc = await createEncoder({
+    output: out,
+    width: W,
+    height: H,
+    fps: info.video.fps,
+    codec,
+    overwrite: true,
+    colorMatrix: info.video.colorMatrix,
+    inputBitDepth: 8,
+  });
   const source = await fullFrames(clip, FRAMES);
   for (const f of source) await enc.writeRaw(Buffer.from(f), 1);
   await enc.finish();
@@ -93,11 +131,17 @@ async function job(name: string, body: Partial<JobRequestInput>) {
 // Outside the box by a margin of two working-size pixels (the matte's bilinear edge), in display pixels.
 const margin = Math.ceil((2 * H) / 128);
 const outsideBox = (x: number, y: number) =>
-  x < BOX.x * W - margin || x >= (BOX.x + BOX.w) * W + margin || y < BOX.y * H - margin || y >= (BOX.y + BOX.h) * H + margin;
+  x < BOX.x * W - margin ||
+  x >= (BOX.x + BOX.w) * W + margin ||
+  y < BOX.y * H - margin ||
+  y >= (BOX.y + BOX.h) * H + margin;
 
 it('gives the source back outside a box mask at full resolution (1080p from a 128 px working size)', async () => {
   const full = await job('box-full', { mask: { type: 'box', ...BOX }, output: { codec: 'prores' } });
-  const working = await job('box-working', { mask: { type: 'box', ...BOX }, output: { codec: 'prores', composite: 'working' } });
+  const working = await job('box-working', {
+    mask: { type: 'box', ...BOX },
+    output: { codec: 'prores', composite: 'working' },
+  });
   expect(Math.min(full.plan.width, full.plan.height)).toBe(128);
   // The output has the source's display size.
   for (const r of [full, working]) {
@@ -109,10 +153,17 @@ it('gives the source back outside a box mask at full resolution (1080p from a 12
   const source = await fullFrames(clip, FRAMES);
   const pFull = psnr(await fullFrames(full.out, FRAMES), source, outsideBox);
   const pWorking = psnr(await fullFrames(working.out, FRAMES), source, outsideBox);
-  const inside = (x: number, y: number) => !outsideBox(x, y) && x > BOX.x * W + margin && x < (BOX.x + BOX.w) * W - margin && y > BOX.y * H + margin && y < (BOX.y + BOX.h) * H - margin;
+  const inside = (x: number, y: number) =>
+    !outsideBox(x, y) &&
+    x > BOX.x * W + margin &&
+    x < (BOX.x + BOX.w) * W - margin &&
+    y > BOX.y * H + margin &&
+    y < (BOX.y + BOX.h) * H - margin;
   const pInside = psnr(await fullFrames(full.out, FRAMES), source, inside);
   const ceiling = await codecCeiling('prores');
-  console.log(`ProRes output, outside the box: PSNR ${pFull.toFixed(2)} dB with full-resolution compositing, ${pWorking.toFixed(2)} dB with the working size scaled up (composite "working"); the source re-encoded as it is: ${ceiling.toFixed(2)} dB; inside the box (edited): ${pInside.toFixed(2)} dB`);
+  console.log(
+    `ProRes output, outside the box: PSNR ${pFull.toFixed(2)} dB with full-resolution compositing, ${pWorking.toFixed(2)} dB with the working size scaled up (composite "working"); the source re-encoded as it is: ${ceiling.toFixed(2)} dB; inside the box (edited): ${pInside.toFixed(2)} dB`,
+  );
   expect(pFull).toBeGreaterThanOrEqual(45);
   // Outside the mask only the output codec changes anything.
   expect(pFull).toBeGreaterThan(ceiling - 0.3);
@@ -120,10 +171,16 @@ it('gives the source back outside a box mask at full resolution (1080p from a 12
 }, 600000);
 
 it('gives the source back nearly exactly for a same-prompt inversion edit without a mask', async () => {
-  const same = await job('same-prompt', { prompt: 'a red car on a gray road', directInversion: true, mask: { type: 'none' } });
+  const same = await job('same-prompt', {
+    prompt: 'a red car on a gray road',
+    directInversion: true,
+    mask: { type: 'none' },
+  });
   const p = psnr(await fullFrames(same.out, FRAMES), await fullFrames(clip, FRAMES), () => true);
   const ceiling = await codecCeiling('h264');
-  console.log(`same-prompt inversion edit, H.264, whole frame: PSNR ${p.toFixed(2)} dB against the source; the source re-encoded as it is: ${ceiling.toFixed(2)} dB`);
+  console.log(
+    `same-prompt inversion edit, H.264, whole frame: PSNR ${p.toFixed(2)} dB against the source; the source re-encoded as it is: ${ceiling.toFixed(2)} dB`,
+  );
   expect(p).toBeGreaterThan(ceiling - 1);
 }, 600000);
 
@@ -135,13 +192,20 @@ it('gives the source back for a same-prompt edit with every default stage on: at
   const source = await fullFrames(clip, FRAMES);
   const dbH264 = psnr(await fullFrames(h264.out, FRAMES), source, () => true);
   const dbProres = psnr(await fullFrames(prores.out, FRAMES), source, () => true);
-  console.log(`same-prompt edit, every default stage on, whole 1080p frame: H.264 ${dbH264.toFixed(2)} dB, ProRes ${dbProres.toFixed(2)} dB`);
+  console.log(
+    `same-prompt edit, every default stage on, whole 1080p frame: H.264 ${dbH264.toFixed(2)} dB, ProRes ${dbProres.toFixed(2)} dB`,
+  );
   expect(dbH264).toBeGreaterThanOrEqual(40);
   expect(dbProres).toBeGreaterThan(dbH264);
 }, 600000);
 
 it('gives the source back outside a box mask with SDEdit too (reconstruction = VAE encode → decode)', async () => {
-  const r = await job('box-sdedit', { method: 'sdedit', strength: 0.6, mask: { type: 'box', ...BOX }, output: { codec: 'prores' } });
+  const r = await job('box-sdedit', {
+    method: 'sdedit',
+    strength: 0.6,
+    mask: { type: 'box', ...BOX },
+    output: { codec: 'prores' },
+  });
   const p = psnr(await fullFrames(r.out, FRAMES), await fullFrames(clip, FRAMES), outsideBox);
   console.log(`SDEdit, ProRes output, outside the box: PSNR ${p.toFixed(2)} dB`);
   expect(p).toBeGreaterThanOrEqual(45);
@@ -149,7 +213,24 @@ it('gives the source back outside a box mask with SDEdit too (reconstruction = V
 
 it('stitches deltas and the automatic mask across chunks (20 frames, overlap 4) and keeps an unchanged clip', async () => {
   const small = path.join(root, 'chunks.mp4');
-  await run(ffmpegPath(), ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=480x270:rate=24,hue=s=0.25', '-frames:v', '20', '-c:v', 'libx264', '-crf', '4', '-pix_fmt', 'yuv420p', '-y', small]);
+  await run(ffmpegPath(), [
+    '-v',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=480x270:rate=24,hue=s=0.25',
+    '-frames:v',
+    '20',
+    '-c:v',
+    'libx264',
+    '-crf',
+    '4',
+    '-pix_fmt',
+    'yuv420p',
+    '-y',
+    small,
+  ]);
   const out = path.join(root, 'chunks.out.mov');
   const req = JobRequest.parse({
     source: { path: small, in: 0, out: 20 / 24 },
@@ -168,11 +249,21 @@ it('stitches deltas and the automatic mask across chunks (20 frames, overlap 4) 
   expect([info.video.displayWidth, info.video.displayHeight, info.video.frameCount]).toEqual([480, 270, 20]);
   const get = async (file: string) => {
     const frames: Buffer[] = [];
-    for await (const c of decodeFrameBytes(file, { startFrame: 0, frameCount: 20, fps: info.video.fps, width: 480, height: 270, chunkFrames: 1, colorMatrix: 'bt709' })) frames.push(c.data);
+    for await (const c of decodeFrameBytes(file, {
+      startFrame: 0,
+      frameCount: 20,
+      fps: info.video.fps,
+      width: 480,
+      height: 270,
+      chunkFrames: 1,
+      colorMatrix: 'bt709',
+    }))
+      frames.push(c.data);
     return frames;
   };
   const [a, b] = [await get(out), await get(small)];
-  let se = 0, n = 0;
+  let se = 0,
+    n = 0;
   for (let f = 0; f < 20; f++) {
     for (let i = 0; i < a[f].length; i++) {
       se += (a[f][i] - b[f][i]) ** 2;
@@ -180,19 +271,39 @@ it('stitches deltas and the automatic mask across chunks (20 frames, overlap 4) 
     }
   }
   const p = 10 * Math.log10((255 * 255) / Math.max(se / n, 1e-12));
-  console.log(`same prompt, automatic mask, 20 frames in two chunks, ProRes: PSNR ${p.toFixed(2)} dB against the source`);
+  console.log(
+    `same prompt, automatic mask, 20 frames in two chunks, ProRes: PSNR ${p.toFixed(2)} dB against the source`,
+  );
   expect(p).toBeGreaterThanOrEqual(45);
 }, 600000);
 
 it('selects the same frames in the full-size byte decode as in the working-size decode', async () => {
   const ramp = path.join(root, 'ramp.mp4');
-  await makeTestClip({ file: ramp, width: 320, height: 180, fps: { num: 30000, den: 1001 }, frames: 40, codec: 'h264', content: 'index-ramp' });
+  await makeTestClip({
+    file: ramp,
+    width: 320,
+    height: 180,
+    fps: { num: 30000, den: 1001 },
+    frames: 40,
+    codec: 'h264',
+    content: 'index-ramp',
+  });
   const info = await probeMedia(ramp);
-  const opts: DecodeOptions = { startFrame: 13, frameCount: 9, fps: info.video.fps, originSec: info.video.originSec, width: 96, height: 56, chunkFrames: 4, colorMatrix: info.video.colorMatrix };
+  const opts: DecodeOptions = {
+    startFrame: 13,
+    frameCount: 9,
+    fps: info.video.fps,
+    originSec: info.video.originSec,
+    width: 96,
+    height: 56,
+    chunkFrames: 4,
+    colorMatrix: info.video.colorMatrix,
+  };
   const small: number[] = [];
   for await (const b of decodeFrames(ramp, opts)) for (let f = 0; f < b.n; f++) small.push(rampIndex(b, f));
   const big: number[] = [];
-  for await (const c of decodeFrameBytes(ramp, { ...opts, width: 320, height: 180, chunkFrames: 1 })) big.push(rampIndex(fromRgb24(c.data, 1, 180, 320), 0));
+  for await (const c of decodeFrameBytes(ramp, { ...opts, width: 320, height: 180, chunkFrames: 1 }))
+    big.push(rampIndex(fromRgb24(c.data, 1, 180, 320), 0));
   expect(small).toEqual(Array.from({ length: 9 }, (_, k) => 13 + k));
   expect(big).toEqual(small);
 }, 120000);

@@ -43,7 +43,9 @@ const TGT = 'a blue car on a gray road';
 let root: string;
 const models: Record<string, DiffusionModel> = {};
 const recorded: Record<string, Golden> = {};
-const stored: GoldenFile | undefined = fs.existsSync(FIXTURE) ? (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as GoldenFile) : undefined;
+const stored: GoldenFile | undefined = fs.existsSync(FIXTURE)
+  ? (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as GoldenFile)
+  : undefined;
 const cpu = os.cpus()[0]?.model ?? 'unknown';
 
 beforeAll(async () => {
@@ -85,7 +87,13 @@ function boxMask(width: number, height: number): MaskBatch {
 /** Everything an edit returns that reaches the user: frames, reconstruction, latent mask, source steps. */
 function digest(out: EditOutput & { trajectory?: { latents: Float32Array[] } }): Golden {
   const h = createHash('sha256');
-  const parts = [out.frames.data, out.reconstruction?.data, out.latentMask, ...(out.trajectory?.latents ?? []), ...(out.sourceSteps?.levels ?? [])];
+  const parts = [
+    out.frames.data,
+    out.reconstruction?.data,
+    out.latentMask,
+    ...(out.trajectory?.latents ?? []),
+    ...(out.sourceSteps?.levels ?? []),
+  ];
   for (const p of parts) if (p) h.update(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
   h.update(JSON.stringify({ warnings: out.warnings, correspondences: out.correspondences ?? null }));
   const d = out.frames.data;
@@ -98,7 +106,10 @@ function check(name: string, out: EditOutput): void {
   recorded[name] = g;
   if (UPDATE) return;
   const want = stored?.cases[name];
-  if (!want) throw new Error(`no golden output for "${name}": run with RESHOOT_UPDATE_GOLDEN=1 only when the change is meant to alter outputs`);
+  if (!want)
+    throw new Error(
+      `no golden output for "${name}": run with RESHOOT_UPDATE_GOLDEN=1 only when the change is meant to alter outputs`,
+    );
   if (stored.cpu === cpu) expect(g.hash).toBe(want.hash);
   else g.samples.forEach((v, i) => expect(Math.abs(v - want.samples[i])).toBeLessThan(1e-3));
 }
@@ -118,38 +129,102 @@ const inversion = (over: Partial<InversionEditParams> = {}): InversionEditParams
 describe('golden outputs of the oracle', () => {
   const frames = clip(6, 48, 32);
   it('inversion, direct, automatic mask with every default consistency stage', async () => {
-    check('oracle/inversion-auto-consistency', await inversionEdit(models.oracle, frames, inversion({ autoMask: { threshold: 0.5 }, consistency: defaultConsistency() })));
+    check(
+      'oracle/inversion-auto-consistency',
+      await inversionEdit(
+        models.oracle,
+        frames,
+        inversion({ autoMask: { threshold: 0.5 }, consistency: defaultConsistency() }),
+      ),
+    );
   });
   it('inversion, direct, box mask, anchor statistics', async () => {
-    check('oracle/inversion-box-anchor', await inversionEdit(models.oracle, frames, inversion({ mask: boxMask(48, 32), consistency: { anchorStats: true } })));
+    check(
+      'oracle/inversion-box-anchor',
+      await inversionEdit(
+        models.oracle,
+        frames,
+        inversion({ mask: boxMask(48, 32), consistency: { anchorStats: true } }),
+      ),
+    );
   });
   it('inversion without direct inversion, guidance 3, no mask', async () => {
-    check('oracle/inversion-plain-cfg', await inversionEdit(models.oracle, frames, inversion({ directInversion: false, guidance: 3 })));
+    check(
+      'oracle/inversion-plain-cfg',
+      await inversionEdit(models.oracle, frames, inversion({ directInversion: false, guidance: 3 })),
+    );
   });
   it('a same-prompt edit', async () => {
-    check('oracle/inversion-identity', await inversionEdit(models.oracle, frames, inversion({ prompt: SRC, autoMask: { threshold: 0.5 }, consistency: defaultConsistency() })));
+    check(
+      'oracle/inversion-identity',
+      await inversionEdit(
+        models.oracle,
+        frames,
+        inversion({ prompt: SRC, autoMask: { threshold: 0.5 }, consistency: defaultConsistency() }),
+      ),
+    );
   });
   it('SDEdit with a box mask', async () => {
-    check('oracle/sdedit-box', await sdedit(models.oracle, frames, { prompt: TGT, steps: 10, strength: 0.6, guidance: 2, seed: 7, batchSize: 4, mask: boxMask(48, 32), reconstruct: true }));
+    check(
+      'oracle/sdedit-box',
+      await sdedit(models.oracle, frames, {
+        prompt: TGT,
+        steps: 10,
+        strength: 0.6,
+        guidance: 2,
+        seed: 7,
+        batchSize: 4,
+        mask: boxMask(48, 32),
+        reconstruct: true,
+      }),
+    );
   });
 });
 
 describe('golden outputs of generated Stable Diffusion graphs', () => {
   const frames = clip(3, 32, 32);
   it('tiny-sd (optimum): inversion, automatic mask, latent correction on decoder features', async () => {
-    check('tiny/inversion-auto-consistency', await inversionEdit(models.tiny, frames, inversion({ guidance: 2, autoMask: { threshold: 0.3 }, consistency: defaultConsistency(), batchSize: 2 })));
+    check(
+      'tiny/inversion-auto-consistency',
+      await inversionEdit(
+        models.tiny,
+        frames,
+        inversion({ guidance: 2, autoMask: { threshold: 0.3 }, consistency: defaultConsistency(), batchSize: 2 }),
+      ),
+    );
   });
   it('tiny-sd (optimum): inversion, box mask', async () => {
     check('tiny/inversion-box', await inversionEdit(models.tiny, frames, inversion({ mask: boxMask(32, 32) })));
   });
   it('tiny-sd (optimum): SDEdit', async () => {
-    check('tiny/sdedit', await sdedit(models.tiny, frames, { prompt: TGT, steps: 8, strength: 0.7, guidance: 3, seed: 11, batchSize: 3 }));
+    check(
+      'tiny/sdedit',
+      await sdedit(models.tiny, frames, { prompt: TGT, steps: 8, strength: 0.7, guidance: 3, seed: 11, batchSize: 3 }),
+    );
   });
   it('sd2-v (v-prediction): inversion, no mask, guidance 2', async () => {
-    check('sd2v/inversion-cfg', await inversionEdit(models.sd2v, frames, inversion({ guidance: 2, consistency: defaultConsistency() })));
+    check(
+      'sd2v/inversion-cfg',
+      await inversionEdit(models.sd2v, frames, inversion({ guidance: 2, consistency: defaultConsistency() })),
+    );
   });
   it('lcm: the fast preset, with and without a mask', async () => {
-    check('lcm/fast', await fastEdit(models.lcm, frames, { prompt: TGT, steps: 2, strength: 0.5, guidance: 4, seed: 3, batchSize: 3 }));
-    check('lcm/fast-box', await fastEdit(models.lcm, frames, { prompt: TGT, steps: 3, strength: 0.6, guidance: 4, seed: 3, batchSize: 2, mask: boxMask(32, 32), reconstruct: true }));
+    check(
+      'lcm/fast',
+      await fastEdit(models.lcm, frames, { prompt: TGT, steps: 2, strength: 0.5, guidance: 4, seed: 3, batchSize: 3 }),
+    );
+    check(
+      'lcm/fast-box',
+      await fastEdit(models.lcm, frames, {
+        prompt: TGT,
+        steps: 3,
+        strength: 0.6,
+        guidance: 4,
+        seed: 3,
+        batchSize: 2,
+        mask: boxMask(32, 32),
+        reconstruct: true,
+      }),
+    );
   });
 });

@@ -2,7 +2,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inversionEdit, editFromInversion, type InversionEditParams } from '../../engine/src/editing/pipelines/inversion-edit';
+import {
+  inversionEdit,
+  editFromInversion,
+  type InversionEditParams,
+} from '../../engine/src/editing/pipelines/inversion-edit';
 import { sdedit } from '../../engine/src/editing/pipelines/sdedit';
 import { CanceledError, type Progress } from '../../engine/src/editing/types';
 import { makeMovingObjectClip } from '../../engine/src/eval/synthetic-clip';
@@ -20,7 +24,15 @@ const TGT = 'a blue car on a gray road';
 
 let dir: string;
 let model: DiffusionModel;
-const clip = makeMovingObjectClip({ frames: 6, width: 32, height: 24, objectColour: RED, backgroundColour: GRAY, size: 0.4, seed: 7 });
+const clip = makeMovingObjectClip({
+  frames: 6,
+  width: 32,
+  height: 24,
+  objectColour: RED,
+  backgroundColour: GRAY,
+  size: 0.4,
+  seed: 7,
+});
 
 const base: InversionEditParams = {
   sourcePrompt: SRC,
@@ -67,7 +79,9 @@ describe('inversion edit on the oracle model', () => {
     const err = colourError(r.frames, clip.objectMask, BLUE, 'inside');
     const errBefore = colourError(clip.frames, clip.objectMask, BLUE, 'inside');
     const bg = maskedPsnr(r.frames, clip.frames, clip.objectMask, 'outside');
-    console.log(`red→blue, mask, strength 1: object mean ${inside.map((v) => v.toFixed(2)).join(',')}, colour error ${err.toFixed(3)} (before ${errBefore.toFixed(3)}), background PSNR ${bg.toFixed(1)} dB`);
+    console.log(
+      `red→blue, mask, strength 1: object mean ${inside.map((v) => v.toFixed(2)).join(',')}, colour error ${err.toFixed(3)} (before ${errBefore.toFixed(3)}), background PSNR ${bg.toFixed(1)} dB`,
+    );
     expect(err).toBeLessThan(0.25 * errBefore);
     expect(inside[2]).toBeGreaterThan(0.5);
     expect(inside[0]).toBeLessThan(-0.5);
@@ -82,7 +96,9 @@ describe('inversion edit on the oracle model', () => {
     const err = colourError(r.frames, clip.objectMask, BLUE, 'inside');
     const free = await inversionEdit(model, clip.frames, { ...base, prompt: TGT });
     const bgFree = maskedPsnr(free.frames, clip.frames, clip.objectMask, 'outside');
-    console.log(`auto mask: IoU ${iou.toFixed(3)}, background PSNR ${bg.toFixed(1)} dB (no mask: ${bgFree.toFixed(1)} dB), colour error ${err.toFixed(3)}`);
+    console.log(
+      `auto mask: IoU ${iou.toFixed(3)}, background PSNR ${bg.toFixed(1)} dB (no mask: ${bgFree.toFixed(1)} dB), colour error ${err.toFixed(3)}`,
+    );
     expect(iou).toBeGreaterThan(0.9);
     expect(bg).toBeGreaterThan(bgFree + 10);
     expect(err).toBeLessThan(0.3);
@@ -99,7 +115,9 @@ describe('inversion edit on the oracle model', () => {
     // Object pixels are red + texture δ; the predicted colour is the mean of μ_tgt + δ + residual.
     const predicted = oracleEditPrediction(muSrc, muSrc, muTgt, aT0);
     const inside = meanColour(r.frames, clip.objectMask, 'inside');
-    console.log(`strength 0.3: object mean ${inside.map((v) => v.toFixed(3)).join(',')}, closed form ${Array.from(predicted.slice(0, 3), (v) => v.toFixed(3)).join(',')}`);
+    console.log(
+      `strength 0.3: object mean ${inside.map((v) => v.toFixed(3)).join(',')}, closed form ${Array.from(predicted.slice(0, 3), (v) => v.toFixed(3)).join(',')}`,
+    );
     for (let c = 0; c < 3; c++) expect(inside[c]).toBeCloseTo(predicted[c], 1);
   });
 
@@ -115,23 +133,38 @@ describe('inversion edit on the oracle model', () => {
     let again: Awaited<ReturnType<typeof editFromInversion>> | undefined;
     let cold: Awaited<ReturnType<typeof editFromInversion>> | undefined;
     // 20 steps × 6 frames × the target branch only: no inversion, no source branch.
-    expect(await evalsOf(async () => (again = await editFromInversion(model, first.trajectory, { ...base, prompt: TGT, mask: clip.objectMask })))).toBe(20 * 6);
+    expect(
+      await evalsOf(
+        async () =>
+          (again = await editFromInversion(model, first.trajectory, { ...base, prompt: TGT, mask: clip.objectMask })),
+      ),
+    ).toBe(20 * 6);
     expect(again!.sourceSteps).toBeUndefined();
     const { sourceSteps: _known, ...bare } = first.trajectory;
     // Without them the source branch runs beside the target (and its steps come back for the cache).
-    expect(await evalsOf(async () => (cold = await editFromInversion(model, bare, { ...base, prompt: TGT, mask: clip.objectMask })))).toBe(20 * 6 * 2);
+    expect(
+      await evalsOf(
+        async () => (cold = await editFromInversion(model, bare, { ...base, prompt: TGT, mask: clip.objectMask })),
+      ),
+    ).toBe(20 * 6 * 2);
     expect(cold!.sourceSteps?.levels).toHaveLength(20);
     expect(psnr(again!.frames, first.frames)).toBeGreaterThan(60);
     expect(psnr(again!.frames, cold!.frames)).toBeGreaterThan(60);
     // A source prompt with guidance: the steps depend on the scale, so another scale runs the source branch again.
-    expect(await evalsOf(() => editFromInversion(model, first.trajectory, { ...base, prompt: TGT, guidance: 3, mask: clip.objectMask }))).toBe(20 * 6 * 4);
+    expect(
+      await evalsOf(() =>
+        editFromInversion(model, first.trajectory, { ...base, prompt: TGT, guidance: 3, mask: clip.objectMask }),
+      ),
+    ).toBe(20 * 6 * 4);
   });
 
   it('reports progress through every stage and stops between UNet calls when canceled', async () => {
     const seen: Progress[] = [];
     await inversionEdit(model, clip.frames, { ...base, steps: 5, batchSize: 3 }, { onProgress: (p) => seen.push(p) });
     expect(seen.map((p) => p.stage)).toEqual([
-      ...Array<string[]>(2).fill(['encoding latents', ...Array<string>(5).fill('inverting')]).flat(),
+      ...Array<string[]>(2)
+        .fill(['encoding latents', ...Array<string>(5).fill('inverting')])
+        .flat(),
       ...Array<string[]>(2).fill(Array<string>(5).fill('editing')).flat(),
       'decoding latents',
       'decoding latents',
@@ -149,14 +182,31 @@ describe('inversion edit on the oracle model', () => {
 
 describe('SDEdit baseline on the oracle model', () => {
   it('moves the object towards blue but flips pixels between components; the mask keeps the background', async () => {
-    const free = await sdedit(model, clip.frames, { prompt: TGT, steps: 50, strength: 0.8, guidance: 1, seed: 3, batchSize: 6 });
-    const masked = await sdedit(model, clip.frames, { prompt: TGT, steps: 50, strength: 0.8, guidance: 1, seed: 3, batchSize: 6, mask: clip.objectMask });
+    const free = await sdedit(model, clip.frames, {
+      prompt: TGT,
+      steps: 50,
+      strength: 0.8,
+      guidance: 1,
+      seed: 3,
+      batchSize: 6,
+    });
+    const masked = await sdedit(model, clip.frames, {
+      prompt: TGT,
+      steps: 50,
+      strength: 0.8,
+      guidance: 1,
+      seed: 3,
+      batchSize: 6,
+      mask: clip.objectMask,
+    });
     const errFree = colourError(free.frames, clip.objectMask, BLUE, 'inside');
     const bgFree = maskedPsnr(free.frames, clip.frames, clip.objectMask, 'outside');
     const bgMasked = maskedPsnr(masked.frames, clip.frames, clip.objectMask, 'outside');
     const errMasked = colourError(masked.frames, clip.objectMask, BLUE, 'inside');
     const errBefore = colourError(clip.frames, clip.objectMask, BLUE, 'inside');
-    console.log(`SDEdit strength 0.8: colour error ${errFree.toFixed(3)} unmasked, ${errMasked.toFixed(3)} masked (before ${errBefore.toFixed(3)}), background PSNR ${bgFree.toFixed(1)} dB unmasked, ${bgMasked.toFixed(1)} dB masked`);
+    console.log(
+      `SDEdit strength 0.8: colour error ${errFree.toFixed(3)} unmasked, ${errMasked.toFixed(3)} masked (before ${errBefore.toFixed(3)}), background PSNR ${bgFree.toFixed(1)} dB unmasked, ${bgMasked.toFixed(1)} dB masked`,
+    );
     // Fresh noise decides each pixel's mixture component anew, so SDEdit moves the object towards blue only partly and
     // repaints background pixels as object ones: the failure the inversion edit exists to avoid.
     expect(errFree).toBeLessThan(0.6 * errBefore);
@@ -164,7 +214,14 @@ describe('SDEdit baseline on the oracle model', () => {
     expect(bgFree).toBeLessThan(30);
     expect(bgMasked).toBeGreaterThanOrEqual(45);
     // Same seed: same noise for every frame and a repeatable result.
-    const again = await sdedit(model, clip.frames, { prompt: TGT, steps: 50, strength: 0.8, guidance: 1, seed: 3, batchSize: 2 });
+    const again = await sdedit(model, clip.frames, {
+      prompt: TGT,
+      steps: 50,
+      strength: 0.8,
+      guidance: 1,
+      seed: 3,
+      batchSize: 2,
+    });
     expect(psnr(again.frames, free.frames)).toBeGreaterThan(60);
   });
 });

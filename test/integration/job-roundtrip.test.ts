@@ -39,15 +39,71 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: '24 fps 1280x720 H.264', width: 1280, height: 720, fps: { num: 24, den: 1 }, frames: 12, codec: 'h264', outCodec: 'h264', range: [0.125, 0.375], expectFrames: 6, display: [1280, 720] },
-  { name: '25 fps 1920x1080 with audio carried', width: 1920, height: 1080, fps: { num: 25, den: 1 }, frames: 8, codec: 'h264', audio: true, outCodec: 'h264', range: [0.04, 0.2], expectFrames: 4, display: [1920, 1080] },
-  { name: '29.97 fps 720x1280 portrait (rotation metadata)', width: 1280, height: 720, rotation: 90, fps: { num: 30000, den: 1001 }, frames: 12, codec: 'h264', outCodec: 'h264', range: [3 * 1001 / 30000, 8 * 1001 / 30000], expectFrames: 5, display: [720, 1280] },
-  { name: '10-bit ProRes 422 HQ in, ProRes out', width: 640, height: 360, fps: { num: 24000, den: 1001 }, frames: 10, codec: 'prores', outCodec: 'prores', range: [0, 0.2], expectFrames: 5, display: [640, 360] },
+  {
+    name: '24 fps 1280x720 H.264',
+    width: 1280,
+    height: 720,
+    fps: { num: 24, den: 1 },
+    frames: 12,
+    codec: 'h264',
+    outCodec: 'h264',
+    range: [0.125, 0.375],
+    expectFrames: 6,
+    display: [1280, 720],
+  },
+  {
+    name: '25 fps 1920x1080 with audio carried',
+    width: 1920,
+    height: 1080,
+    fps: { num: 25, den: 1 },
+    frames: 8,
+    codec: 'h264',
+    audio: true,
+    outCodec: 'h264',
+    range: [0.04, 0.2],
+    expectFrames: 4,
+    display: [1920, 1080],
+  },
+  {
+    name: '29.97 fps 720x1280 portrait (rotation metadata)',
+    width: 1280,
+    height: 720,
+    rotation: 90,
+    fps: { num: 30000, den: 1001 },
+    frames: 12,
+    codec: 'h264',
+    outCodec: 'h264',
+    range: [(3 * 1001) / 30000, (8 * 1001) / 30000],
+    expectFrames: 5,
+    display: [720, 1280],
+  },
+  {
+    name: '10-bit ProRes 422 HQ in, ProRes out',
+    width: 640,
+    height: 360,
+    fps: { num: 24000, den: 1001 },
+    frames: 10,
+    codec: 'prores',
+    outCodec: 'prores',
+    range: [0, 0.2],
+    expectFrames: 5,
+    display: [640, 360],
+  },
 ];
 
 it.each(cases)('$name', async (c) => {
   const src = path.join(root, `${c.name.replace(/[^a-z0-9]+/gi, '-')}.${c.codec === 'prores' ? 'mov' : 'mp4'}`);
-  await makeTestClip({ file: src, width: c.width, height: c.height, fps: c.fps, frames: c.frames, codec: c.codec, rotation: c.rotation ?? 0, audio: c.audio, content: 'moving-square' });
+  await makeTestClip({
+    file: src,
+    width: c.width,
+    height: c.height,
+    fps: c.fps,
+    frames: c.frames,
+    codec: c.codec,
+    rotation: c.rotation ?? 0,
+    audio: c.audio,
+    content: 'moving-square',
+  });
   const out = src.replace(/\.(mp4|mov)$/, `.out.${c.outCodec === 'prores' ? 'mov' : 'mp4'}`);
   const req = JobRequest.parse({
     source: { path: src, in: c.range[0], out: c.range[1] },

@@ -18,7 +18,14 @@ beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'jobs-'));
   generateOracle(path.join(root, 'oracle'));
   clip = path.join(root, 'clip.mp4');
-  await makeTestClip({ file: clip, width: 96, height: 54, fps: { num: 25, den: 1 }, frames: 30, content: 'moving-square' });
+  await makeTestClip({
+    file: clip,
+    width: 96,
+    height: 54,
+    fps: { num: 25, den: 1 },
+    frames: 30,
+    content: 'moving-square',
+  });
   worker = await PipelineWorker.start(path.join(root, 'oracle'), { threads: 1 });
 });
 
@@ -58,7 +65,7 @@ async function open(dataDir: string, extra: Partial<Parameters<typeof JobManager
 }
 
 describe('jobs', () => {
-  it('edits a range into a file with the range\'s frame count, fps, size and duration, reporting progress', async () => {
+  it("edits a range into a file with the range's frame count, fps, size and duration, reporting progress", async () => {
     const m = await open(path.join(root, 'd1'));
     const events: JobEvent[] = [];
     const job = await m.submit(request());
@@ -73,8 +80,11 @@ describe('jobs', () => {
     expect([info.video.width, info.video.height]).toEqual([96, 54]);
     expect(info.durationSec).toBeCloseTo(0.6, 2);
     expect(done.result!.unetEvaluations).toBe(15 * 8 * 3); // inversion + edit with target and source branches
-    const stages = new Set(events.filter((e) => e.type === 'progress').map((e) => (e as { job: Job }).job.progress.stage));
-    for (const s of ['probing', 'decoding', 'encoding latents', 'inverting', 'editing', 'decoding latents', 'writing']) expect(stages).toContain(s);
+    const stages = new Set(
+      events.filter((e) => e.type === 'progress').map((e) => (e as { job: Job }).job.progress.stage),
+    );
+    for (const s of ['probing', 'decoding', 'encoding latents', 'inverting', 'editing', 'decoding latents', 'writing'])
+      expect(stages).toContain(s);
     const fractions = events.filter((e) => e.type === 'progress').map((e) => (e as { job: Job }).job.progress.fraction);
     expect(fractions).toEqual([...fractions].sort((a, b) => a - b));
     expect(events[events.length - 1].type).toBe('done');
@@ -164,8 +174,21 @@ describe('jobs', () => {
     const partial = path.join(path.dirname(outputPath), `.${path.basename(outputPath, '.mp4')}.partial-999-abcd.mp4`);
     fs.writeFileSync(partial, 'half a file');
     const base = { request: req, seed: 1, outputPath, warnings: [], createdAt: new Date().toISOString() };
-    store.save({ ...base, id: 'crashed1', state: 'running', restarts: 0, progress: { stage: 'editing', fraction: 0.4 } });
-    store.save({ ...base, id: 'crashed2', state: 'running', restarts: 2, outputPath: path.join(root, 'never.mp4'), progress: { stage: 'editing', fraction: 0.4 } });
+    store.save({
+      ...base,
+      id: 'crashed1',
+      state: 'running',
+      restarts: 0,
+      progress: { stage: 'editing', fraction: 0.4 },
+    });
+    store.save({
+      ...base,
+      id: 'crashed2',
+      state: 'running',
+      restarts: 2,
+      outputPath: path.join(root, 'never.mp4'),
+      progress: { stage: 'editing', fraction: 0.4 },
+    });
     const m = await open(dataDir);
     expect(fs.existsSync(partial)).toBe(false);
     const failed = m.get('crashed2')!;
@@ -190,7 +213,11 @@ describe('jobs', () => {
     expect(m.list().map((j) => j.id)).toEqual(expect.arrayContaining([first.id, rest[2].id]));
     expect(m.list()).toHaveLength(2);
     expect(m.get(rest[0].id)).toBeUndefined();
-    const files = () => fs.readdirSync(path.join(dataDir, 'jobs')).filter((f) => f.endsWith('.json')).sort();
+    const files = () =>
+      fs
+        .readdirSync(path.join(dataDir, 'jobs'))
+        .filter((f) => f.endsWith('.json'))
+        .sort();
     expect(files()).toEqual([`${first.id}.json`, `${rest[2].id}.json`].sort());
     const reopened = await open(dataDir, { maxHistory: 0 });
     expect(reopened.list()).toEqual([]);
@@ -198,4 +225,3 @@ describe('jobs', () => {
     expect((await probeMedia(done.result!.path)).video.frameCount).toBe(15);
   });
 });
-

@@ -28,11 +28,31 @@ afterAll(async () => {
 
 it('takes the matte sequence an automatic-mask job wrote as the mask of the next job', async () => {
   const clip = path.join(root, 'clip.mp4');
-  await makeTestClip({ file: clip, width: 256, height: 192, fps: { num: 24, den: 1 }, frames: 6, codec: 'h264', content: 'moving-square' });
+  await makeTestClip({
+    file: clip,
+    width: 256,
+    height: 192,
+    fps: { num: 24, den: 1 },
+    frames: 6,
+    codec: 'h264',
+    content: 'moving-square',
+  });
   const edit = (out: string, mask: unknown) =>
-    JobRequest.parse({ source: { path: clip, in: 0, out: 0.25 }, prompt: 'a blue car on a gray road', sourcePrompt: 'a red car on a gray road', steps: 3, guidance: 1, mask, output: { path: out } });
+    JobRequest.parse({
+      source: { path: clip, in: 0, out: 0.25 },
+      prompt: 'a blue car on a gray road',
+      sourcePrompt: 'a red car on a gray road',
+      steps: 3,
+      guidance: 1,
+      mask,
+      output: { path: out },
+    });
   const first = edit(path.join(root, 'first.mp4'), { type: 'auto' });
-  const r1 = await runJob(first, await planJob(first, worker.info, first.output!.path!), { worker, seed: 1, onProgress: () => undefined });
+  const r1 = await runJob(first, await planJob(first, worker.info, first.output!.path!), {
+    worker,
+    seed: 1,
+    onProgress: () => undefined,
+  });
   expect(r1.mattePath).toMatch(/%06d\.png$/);
   expect(fs.readdirSync(path.dirname(r1.mattePath!)).filter((f) => f.endsWith('.png'))).toHaveLength(6);
 
@@ -43,21 +63,46 @@ it('takes the matte sequence an automatic-mask job wrote as the mask of the next
   expect(r2.frames).toBe(6);
   expect(fs.statSync(r2.path).size).toBeGreaterThan(0);
 
-  const missing = edit(path.join(root, 'third.mp4'), { type: 'file', path: path.join(root, 'nowhere', 'matte_%06d.png') });
+  const missing = edit(path.join(root, 'third.mp4'), {
+    type: 'file',
+    path: path.join(root, 'nowhere', 'matte_%06d.png'),
+  });
   const p3 = await planJob(missing, worker.info, missing.output!.path!);
-  await expect(runJob(missing, p3, { worker, seed: 1, onProgress: () => undefined })).rejects.toThrow(/nowhere.*does not exist/);
+  await expect(runJob(missing, p3, { worker, seed: 1, onProgress: () => undefined })).rejects.toThrow(
+    /nowhere.*does not exist/,
+  );
   expect(fs.existsSync(missing.output!.path!)).toBe(false);
 });
 
 describe('the matte folder', () => {
   let clip: string;
   const req = (out: string, overwrite = false, codec: 'h264' | 'prores' = 'h264') =>
-    JobRequest.parse({ source: { path: clip, in: 0, out: 0.125 }, prompt: 'a blue car on a gray road', sourcePrompt: 'a red car on a gray road', steps: 2, guidance: 1, mask: { type: 'auto' }, output: { path: out, overwrite, codec } });
-  const refusal = (out: string, overwrite = false) => planJob(req(out, overwrite), worker.info, out).then(() => undefined, (e: { problem?: { status?: number; detail?: string } }) => e.problem);
+    JobRequest.parse({
+      source: { path: clip, in: 0, out: 0.125 },
+      prompt: 'a blue car on a gray road',
+      sourcePrompt: 'a red car on a gray road',
+      steps: 2,
+      guidance: 1,
+      mask: { type: 'auto' },
+      output: { path: out, overwrite, codec },
+    });
+  const refusal = (out: string, overwrite = false) =>
+    planJob(req(out, overwrite), worker.info, out).then(
+      () => undefined,
+      (e: { problem?: { status?: number; detail?: string } }) => e.problem,
+    );
 
   beforeAll(async () => {
     clip = path.join(root, 'matte-clip.mp4');
-    await makeTestClip({ file: clip, width: 256, height: 192, fps: { num: 24, den: 1 }, frames: 3, codec: 'h264', content: 'moving-square' });
+    await makeTestClip({
+      file: clip,
+      width: 256,
+      height: 192,
+      fps: { num: 24, den: 1 },
+      frames: 3,
+      codec: 'h264',
+      content: 'moving-square',
+    });
   });
 
   it('is refused when something is already there, and nothing of it is touched', async () => {
@@ -85,13 +130,25 @@ describe('the matte folder', () => {
   it('belongs to one output: a .mp4 and a .mov of the same name keep their own; overwrite replaces an earlier matte', async () => {
     const mp4 = path.join(root, 'pair.mp4');
     const mov = path.join(root, 'pair.mov');
-    const a = await runJob(req(mp4), await planJob(req(mp4), worker.info, mp4), { worker, seed: 1, onProgress: () => undefined });
-    const b = await runJob(req(mov, false, 'prores'), await planJob(req(mov, false, 'prores'), worker.info, mov), { worker, seed: 1, onProgress: () => undefined });
+    const a = await runJob(req(mp4), await planJob(req(mp4), worker.info, mp4), {
+      worker,
+      seed: 1,
+      onProgress: () => undefined,
+    });
+    const b = await runJob(req(mov, false, 'prores'), await planJob(req(mov, false, 'prores'), worker.info, mov), {
+      worker,
+      seed: 1,
+      onProgress: () => undefined,
+    });
     expect(a.mattePath).toBe(path.join(`${mp4}.matte`, 'matte_%06d.png'));
     expect(b.mattePath).toBe(path.join(`${mov}.matte`, 'matte_%06d.png'));
     expect(fs.readdirSync(`${mp4}.matte`)).toHaveLength(3);
     expect(fs.readdirSync(`${mov}.matte`)).toHaveLength(3);
-    const again = await runJob(req(mp4, true), await planJob(req(mp4, true), worker.info, mp4), { worker, seed: 1, onProgress: () => undefined });
+    const again = await runJob(req(mp4, true), await planJob(req(mp4, true), worker.info, mp4), {
+      worker,
+      seed: 1,
+      onProgress: () => undefined,
+    });
     expect(again.mattePath).toBe(a.mattePath);
     expect(fs.readdirSync(`${mp4}.matte`)).toHaveLength(3);
   });

@@ -33,10 +33,21 @@ const FPS2997: Rational = { num: 30000, den: 1001 };
 
 let dir: string;
 const clip = {
-  c24: '', c25: '', c2997: '', hd720: '', hd1080: '', rot: '', prores: '', matte: '',
+  c24: '',
+  c25: '',
+  c2997: '',
+  hd720: '',
+  hd1080: '',
+  rot: '',
+  prores: '',
+  matte: '',
 };
 
-async function expectMediaError(p: Promise<unknown> | (() => unknown), code: string, ...mentions: (string | RegExp)[]): Promise<MediaError> {
+async function expectMediaError(
+  p: Promise<unknown> | (() => unknown),
+  code: string,
+  ...mentions: (string | RegExp)[]
+): Promise<MediaError> {
   let err: unknown;
   try {
     if (typeof p === 'function') await p();
@@ -68,7 +79,8 @@ function indices(batches: ImageBatch[]): number[] {
 function solid(n: number, w: number, h: number, rgb: [number, number, number]): ImageBatch {
   const b = imageBatch(n, h, w);
   const hw = w * h;
-  for (let f = 0; f < n; f++) for (let c = 0; c < 3; c++) b.data.fill(rgb[c] / 127.5 - 1, (f * 3 + c) * hw, (f * 3 + c + 1) * hw);
+  for (let f = 0; f < n; f++)
+    for (let c = 0; c < 3; c++) b.data.fill(rgb[c] / 127.5 - 1, (f * 3 + c) * hw, (f * 3 + c + 1) * hw);
   return b;
 }
 
@@ -85,7 +97,8 @@ function ffmpegChildren(): string[] {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'reshoot-media-'));
-  for (const k of Object.keys(clip) as (keyof typeof clip)[]) clip[k] = join(dir, `${k}.${k === 'prores' ? 'mov' : 'mp4'}`);
+  for (const k of Object.keys(clip) as (keyof typeof clip)[])
+    clip[k] = join(dir, `${k}.${k === 'prores' ? 'mov' : 'mp4'}`);
   await Promise.all([
     makeTestClip({ file: clip.c24, width: 64, height: 48, fps: FPS24, frames: 40 }),
     makeTestClip({ file: clip.c25, width: 64, height: 48, fps: FPS25, frames: 40 }),
@@ -113,7 +126,16 @@ describe('probeMedia', () => {
     expect(info.video.fps).toEqual(fps);
     expect(info.video.frameCount).toBe(frames);
     expect(info.durationSec).toBeCloseTo((frames * fps.den) / fps.num, 4);
-    expect(info.video).toMatchObject({ codec: 'h264', width: 64, height: 48, displayWidth: 64, displayHeight: 48, rotation: 0, pixFmt: 'yuv420p', bitDepth: 8 });
+    expect(info.video).toMatchObject({
+      codec: 'h264',
+      width: 64,
+      height: 48,
+      displayWidth: 64,
+      displayHeight: 48,
+      rotation: 0,
+      pixFmt: 'yuv420p',
+      bitDepth: 8,
+    });
     expect(info.video.sampleAspect).toEqual({ num: 1, den: 1 });
     expect(info.container).toContain('mp4');
     expect(info.sizeBytes).toBe((await stat(clip[name])).size);
@@ -121,7 +143,14 @@ describe('probeMedia', () => {
 
   it('reads HD sizes', async () => {
     const a = await probeMedia(clip.hd720);
-    expect(a.video).toMatchObject({ width: 1280, height: 720, displayWidth: 1280, displayHeight: 720, frameCount: 3, colorMatrix: 'bt709' });
+    expect(a.video).toMatchObject({
+      width: 1280,
+      height: 720,
+      displayWidth: 1280,
+      displayHeight: 720,
+      frameCount: 3,
+      colorMatrix: 'bt709',
+    });
     const b = await probeMedia(clip.hd1080);
     expect(b.video).toMatchObject({ width: 1920, height: 1080, frameCount: 2 });
     expect(b.video.fps).toEqual(FPS24);
@@ -129,12 +158,25 @@ describe('probeMedia', () => {
 
   it('reports rotation and swaps the display size', async () => {
     const info = await probeMedia(clip.rot);
-    expect(info.video).toMatchObject({ width: 1280, height: 720, rotation: 90, displayWidth: 720, displayHeight: 1280, frameCount: 4 });
+    expect(info.video).toMatchObject({
+      width: 1280,
+      height: 720,
+      rotation: 90,
+      displayWidth: 720,
+      displayHeight: 1280,
+      frameCount: 4,
+    });
   });
 
   it('reads 10-bit ProRes and its audio', async () => {
     const info = await probeMedia(clip.prores);
-    expect(info.video).toMatchObject({ codec: 'prores', profile: 'HQ', pixFmt: 'yuv422p10le', bitDepth: 10, frameCount: 10 });
+    expect(info.video).toMatchObject({
+      codec: 'prores',
+      profile: 'HQ',
+      pixFmt: 'yuv422p10le',
+      bitDepth: 10,
+      frameCount: 10,
+    });
     expect(info.audio).toEqual([expect.objectContaining({ codec: 'pcm_s16le', channels: 2, sampleRate: 48000 })]);
   });
 
@@ -144,7 +186,9 @@ describe('probeMedia', () => {
     const info = await probeMedia(file);
     expect(info.video).toMatchObject({ codec: 'ffv1', frameCount: 20 });
     expect(info.video.fps).toEqual(FPS25);
-    const batches = await collect(decodeFrames(file, { startFrame: 19, frameCount: 1, fps: FPS25, width: 64, height: 48, chunkFrames: 1 }));
+    const batches = await collect(
+      decodeFrames(file, { startFrame: 19, frameCount: 1, fps: FPS25, width: 64, height: 48, chunkFrames: 1 }),
+    );
     expect(indices(batches)).toEqual([19]);
   });
 
@@ -156,7 +200,9 @@ describe('probeMedia', () => {
   });
 
   it('lists audio streams only when there are some', async () => {
-    expect((await probeMedia(clip.c2997)).audio).toEqual([expect.objectContaining({ index: 1, codec: 'aac', channels: 2, sampleRate: 48000 })]);
+    expect((await probeMedia(clip.c2997)).audio).toEqual([
+      expect.objectContaining({ index: 1, codec: 'aac', channels: 2, sampleRate: 48000 }),
+    ]);
     expect((await probeMedia(clip.c24)).audio).toEqual([]);
   });
 });
@@ -166,8 +212,17 @@ describe('resolveRange', () => {
   const T = 1001 / 30000;
 
   it('maps seconds computed from 29.97 frame numbers back to those frames', () => {
-    expect(resolveRange(src, { in: T * 10, out: T * 20 })).toEqual({ startFrame: 10, frameCount: 10, inSec: (10 * 1001) / 30000, outSec: (20 * 1001) / 30000 });
-    for (let k = 0; k < 300; k += 7) expect(resolveRange(src, { in: (k * 1001) / 30000, out: ((k + 1) * 1001) / 30000 })).toMatchObject({ startFrame: k, frameCount: 1 });
+    expect(resolveRange(src, { in: T * 10, out: T * 20 })).toEqual({
+      startFrame: 10,
+      frameCount: 10,
+      inSec: (10 * 1001) / 30000,
+      outSec: (20 * 1001) / 30000,
+    });
+    for (let k = 0; k < 300; k += 7)
+      expect(resolveRange(src, { in: (k * 1001) / 30000, out: ((k + 1) * 1001) / 30000 })).toMatchObject({
+        startFrame: k,
+        frameCount: 1,
+      });
   });
 
   it('snaps an in point between frames forward and excludes a frame starting exactly at out', () => {
@@ -209,7 +264,9 @@ describe('decodeFrames', () => {
     ['c25', 23, FPS25],
     ['c2997', 31, FPS2997],
   ] as const)('%s: starts exactly at frame %i', async (name, start, fps) => {
-    const batches = await collect(decodeFrames(clip[name], { startFrame: start, frameCount: 8, fps, width: 64, height: 48, chunkFrames: 3 }));
+    const batches = await collect(
+      decodeFrames(clip[name], { startFrame: start, frameCount: 8, fps, width: 64, height: 48, chunkFrames: 3 }),
+    );
     expect(batches.map((b) => b.n)).toEqual([3, 3, 2]);
     expect(indices(batches)).toEqual(Array.from({ length: 8 }, (_, i) => (start + i) % 28));
   });
@@ -218,12 +275,16 @@ describe('decodeFrames', () => {
     const info = await probeMedia(clip.c2997);
     const r = resolveRange(info, { in: (13 * 1001) / 30000, out: (19 * 1001) / 30000 });
     expect(r).toMatchObject({ startFrame: 13, frameCount: 6 });
-    const batches = await collect(decodeFrames(clip.c2997, { ...r, fps: info.video.fps, width: 64, height: 48, chunkFrames: 16 }));
+    const batches = await collect(
+      decodeFrames(clip.c2997, { ...r, fps: info.video.fps, width: 64, height: 48, chunkFrames: 16 }),
+    );
     expect(indices(batches)).toEqual([13, 14, 15, 16, 17, 18]);
   });
 
   it('splits 10 frames into chunks of 4, 4 and 2, and reads the last frame of the clip', async () => {
-    const batches = await collect(decodeFrames(clip.c24, { startFrame: 30, frameCount: 10, fps: FPS24, width: 32, height: 24, chunkFrames: 4 }));
+    const batches = await collect(
+      decodeFrames(clip.c24, { startFrame: 30, frameCount: 10, fps: FPS24, width: 32, height: 24, chunkFrames: 4 }),
+    );
     expect(batches.map((b) => [b.n, b.width, b.height, b.data.length])).toEqual([
       [4, 32, 24, 4 * 3 * 32 * 24],
       [4, 32, 24, 4 * 3 * 32 * 24],
@@ -235,7 +296,9 @@ describe('decodeFrames', () => {
   it('scales to the working size', async () => {
     const info = await probeMedia(clip.hd720);
     const size = workingSize(info.video.displayWidth, info.video.displayHeight);
-    const [b] = await collect(decodeFrames(clip.hd720, { startFrame: 1, frameCount: 2, fps: info.video.fps, ...size, chunkFrames: 2 }));
+    const [b] = await collect(
+      decodeFrames(clip.hd720, { startFrame: 1, frameCount: 2, fps: info.video.fps, ...size, chunkFrames: 2 }),
+    );
     expect([b.n, b.width, b.height]).toEqual([2, 912, 512]);
     expect([rampIndex(b, 0), rampIndex(b, 1)]).toEqual([1, 2]);
     // The red marker stays in the top-left corner, nothing else is red.
@@ -245,7 +308,16 @@ describe('decodeFrames', () => {
 
   it('applies the rotation: a phone clip decodes as portrait, turned clockwise', async () => {
     const info = await probeMedia(clip.rot);
-    const [b] = await collect(decodeFrames(clip.rot, { startFrame: 2, frameCount: 2, fps: info.video.fps, width: 360, height: 640, chunkFrames: 8 }));
+    const [b] = await collect(
+      decodeFrames(clip.rot, {
+        startFrame: 2,
+        frameCount: 2,
+        fps: info.video.fps,
+        width: 360,
+        height: 640,
+        chunkFrames: 8,
+      }),
+    );
     expect([b.width, b.height]).toEqual([360, 640]);
     expect([rampIndex(b, 0), rampIndex(b, 1)]).toEqual([2, 3]);
     // The stored top-left marker is shown at the top right after a 90° clockwise turn.
@@ -257,16 +329,34 @@ describe('decodeFrames', () => {
   });
 
   it('decodes 10-bit sources with 16-bit precision when asked', async () => {
-    const [b] = await collect(decodeFrames(clip.prores, { startFrame: 3, frameCount: 4, fps: FPS24, width: 64, height: 48, chunkFrames: 4, bitDepth: 16 }));
+    const [b] = await collect(
+      decodeFrames(clip.prores, {
+        startFrame: 3,
+        frameCount: 4,
+        fps: FPS24,
+        width: 64,
+        height: 48,
+        chunkFrames: 4,
+        bitDepth: 16,
+      }),
+    );
     expect(indices([b])).toEqual([3, 4, 5, 6]);
     // rgb24 would put every sample on a multiple of 1/255; the 10-bit path does not.
     let offGrid = 0;
-    for (let i = 0; i < b.data.length; i++) if (Math.abs((b.data[i] + 1) * 127.5 - Math.round((b.data[i] + 1) * 127.5)) > 0.05) offGrid++;
+    for (let i = 0; i < b.data.length; i++)
+      if (Math.abs((b.data[i] + 1) * 127.5 - Math.round((b.data[i] + 1) * 127.5)) > 0.05) offGrid++;
     expect(offGrid).toBeGreaterThan(b.data.length / 10);
   });
 
   it('kills ffmpeg when the consumer stops early', async () => {
-    const gen = decodeFrames(clip.c24, { startFrame: 0, frameCount: 40, fps: FPS24, width: 640, height: 480, chunkFrames: 1 });
+    const gen = decodeFrames(clip.c24, {
+      startFrame: 0,
+      frameCount: 40,
+      fps: FPS24,
+      width: 640,
+      height: 480,
+      chunkFrames: 1,
+    });
     let end: IteratorResult<ImageBatch> | undefined;
     try {
       const first = await gen.next();
@@ -296,7 +386,12 @@ describe('decodeFrames', () => {
     // faststart puts the index first, so the file still probes as 30 frames but the samples run out early.
     await truncate(file, Math.floor((await stat(file)).size * 0.5));
     expect((await probeMedia(file)).video.frameCount).toBe(30);
-    const me = await expectMediaError(collect(decodeFrames(file, { startFrame: 0, frameCount: 30, fps: FPS25, width: 64, height: 48, chunkFrames: 8 })), 'not-media', file, 'truncated');
+    const me = await expectMediaError(
+      collect(decodeFrames(file, { startFrame: 0, frameCount: 30, fps: FPS25, width: 64, height: 48, chunkFrames: 8 })),
+      'not-media',
+      file,
+      'truncated',
+    );
     const readable = Number(/only (\d+) of the 30 requested frames/.exec(me.message)?.[1]);
     expect(readable).toBeGreaterThan(0);
     expect(readable).toBeLessThan(30);
@@ -306,18 +401,43 @@ describe('decodeFrames', () => {
 describe('createEncoder', () => {
   it('writes exactly the frames given, at the same rational rate, scaled to the output size', async () => {
     const out = join(dir, 'enc-h264.mp4');
-    const enc = await createEncoder({ output: out, width: 64, height: 48, outWidth: 128, outHeight: 96, fps: FPS2997, codec: 'h264' });
+    const enc = await createEncoder({
+      output: out,
+      width: 64,
+      height: 48,
+      outWidth: 128,
+      outHeight: 96,
+      fps: FPS2997,
+      codec: 'h264',
+    });
     for (const n of [5, 5, 2]) await enc.write(solid(n, 64, 48, [200, 60, 40]));
     const res = await enc.finish();
     expect(res).toMatchObject({ frames: 12, path: out, width: 128, height: 96 });
     expect(res.note).toBeUndefined();
     const info = await probeMedia(out);
-    expect(info.video).toMatchObject({ codec: 'h264', width: 128, height: 96, frameCount: 12, pixFmt: 'yuv420p', colorMatrix: 'bt709' });
+    expect(info.video).toMatchObject({
+      codec: 'h264',
+      width: 128,
+      height: 96,
+      frameCount: 12,
+      pixFmt: 'yuv420p',
+      colorMatrix: 'bt709',
+    });
     expect(info.video.fps).toEqual(FPS2997);
     expect(Math.abs(info.durationSec - (12 * 1001) / 30000)).toBeLessThan(1001 / 30000);
     expect(info.audio).toEqual([]);
     // The colour survives RGB -> YUV (bt709) -> RGB.
-    const [b] = await collect(decodeFrames(out, { startFrame: 0, frameCount: 1, fps: FPS2997, width: 128, height: 96, chunkFrames: 1, colorMatrix: info.video.colorMatrix }));
+    const [b] = await collect(
+      decodeFrames(out, {
+        startFrame: 0,
+        frameCount: 1,
+        fps: FPS2997,
+        width: 128,
+        height: 96,
+        chunkFrames: 1,
+        colorMatrix: info.video.colorMatrix,
+      }),
+    );
     const rgb = sampleRgb(b, 0, 0.5, 0.5);
     [200, 60, 40].forEach((v, c) => expect(Math.abs(rgb[c] - v)).toBeLessThan(3));
   });
@@ -328,21 +448,48 @@ describe('createEncoder', () => {
     await enc.write(solid(7, 64, 48, [30, 140, 220]));
     expect(await enc.finish()).toMatchObject({ frames: 7, width: 64, height: 48 });
     const info = await probeMedia(out);
-    expect(info.video).toMatchObject({ codec: 'prores', profile: 'HQ', pixFmt: 'yuv422p10le', bitDepth: 10, frameCount: 7 });
+    expect(info.video).toMatchObject({
+      codec: 'prores',
+      profile: 'HQ',
+      pixFmt: 'yuv422p10le',
+      bitDepth: 10,
+      frameCount: 7,
+    });
     expect(info.video.fps).toEqual(FPS25);
     expect(info.durationSec).toBeCloseTo(7 / 25, 3);
   });
 
   it('keeps odd sizes exactly: H.264 in 4:4:4 (and says so), ProRes 4:2:2 as it is', async () => {
     const out = join(dir, 'enc-odd.mp4');
-    const enc = await createEncoder({ output: out, width: 32, height: 32, outWidth: 65, outHeight: 37, fps: FPS24, codec: 'h264' });
+    const enc = await createEncoder({
+      output: out,
+      width: 32,
+      height: 32,
+      outWidth: 65,
+      outHeight: 37,
+      fps: FPS24,
+      codec: 'h264',
+    });
     await enc.write(solid(2, 32, 32, [128, 128, 128]));
     const res = await enc.finish();
     expect(res).toMatchObject({ width: 65, height: 37 });
     expect(res.note).toContain('65x37');
-    expect((await probeMedia(out)).video).toMatchObject({ width: 65, height: 37, pixFmt: 'yuv444p', profile: 'High 4:4:4 Predictive' });
+    expect((await probeMedia(out)).video).toMatchObject({
+      width: 65,
+      height: 37,
+      pixFmt: 'yuv444p',
+      profile: 'High 4:4:4 Predictive',
+    });
     const mov = join(dir, 'enc-odd.mov');
-    const pro = await createEncoder({ output: mov, width: 32, height: 32, outWidth: 65, outHeight: 37, fps: FPS24, codec: 'prores' });
+    const pro = await createEncoder({
+      output: mov,
+      width: 32,
+      height: 32,
+      outWidth: 65,
+      outHeight: 37,
+      fps: FPS24,
+      codec: 'prores',
+    });
     await pro.write(solid(2, 32, 32, [128, 128, 128]));
     expect(await pro.finish()).toMatchObject({ width: 65, height: 37 });
     expect((await probeMedia(mov)).video).toMatchObject({ width: 65, height: 37, codec: 'prores' });
@@ -351,7 +498,16 @@ describe('createEncoder', () => {
   it('stamps frames with their own times (variable frame rate), the last one included', async () => {
     const out = join(dir, 'enc-vfr.mp4');
     const times = [0, 1 / 30, 2 / 30, 4 / 30, 6 / 30, 7 / 30];
-    const enc = await createEncoder({ output: out, width: 32, height: 32, fps: { num: 25, den: 1 }, codec: 'h264', frameTimes: times, endSec: 8 / 30, timeBase: { num: 1, den: 90000 } });
+    const enc = await createEncoder({
+      output: out,
+      width: 32,
+      height: 32,
+      fps: { num: 25, den: 1 },
+      codec: 'h264',
+      frameTimes: times,
+      endSec: 8 / 30,
+      timeBase: { num: 1, den: 90000 },
+    });
     await enc.write(solid(6, 32, 32, [90, 120, 200]));
     expect(await enc.finish()).toMatchObject({ frames: 6, durationSec: 8 / 30 });
     // Every frame decodes at its own time, the last one included.
@@ -366,9 +522,19 @@ describe('createEncoder', () => {
     const src = await probeMedia(clip.c2997);
     const range = resolveRange(src, { in: (10 * 1001) / 30000, out: (40 * 1001) / 30000 });
     const durationSec = range.outSec - range.inSec;
-    for (const [codec, ext, audioCodec] of [['h264', 'mp4', 'aac'], ['prores', 'mov', 'pcm_s16le']] as const) {
+    for (const [codec, ext, audioCodec] of [
+      ['h264', 'mp4', 'aac'],
+      ['prores', 'mov', 'pcm_s16le'],
+    ] as const) {
       const out = join(dir, `enc-audio.${ext}`);
-      const enc = await createEncoder({ output: out, width: 64, height: 48, fps: FPS2997, codec, audio: { file: clip.c2997, startSec: range.inSec, durationSec } });
+      const enc = await createEncoder({
+        output: out,
+        width: 64,
+        height: 48,
+        fps: FPS2997,
+        codec,
+        audio: { file: clip.c2997, startSec: range.inSec, durationSec },
+      });
       await enc.write(solid(range.frameCount, 64, 48, [90, 90, 90]));
       await enc.finish();
       const info = await probeMedia(out);
@@ -408,14 +574,22 @@ describe('createEncoder', () => {
   it('refuses to replace an existing file unless told to, and an unwritable folder up front', async () => {
     const out = join(dir, 'exists.mp4');
     await writeFile(out, 'keep me');
-    await expectMediaError(createEncoder({ output: out, width: 32, height: 32, fps: FPS24, codec: 'h264' }), 'output-exists', out);
+    await expectMediaError(
+      createEncoder({ output: out, width: 32, height: 32, fps: FPS24, codec: 'h264' }),
+      'output-exists',
+      out,
+    );
     expect(await readFile(out, 'utf8')).toBe('keep me');
     const enc = await createEncoder({ output: out, width: 32, height: 32, fps: FPS24, codec: 'h264', overwrite: true });
     await enc.write(solid(2, 32, 32, [0, 0, 0]));
     await enc.finish();
     expect((await probeMedia(out)).video.frameCount).toBe(2);
     const missing = join(dir, 'no-such-folder', 'x.mp4');
-    await expectMediaError(createEncoder({ output: missing, width: 32, height: 32, fps: FPS24, codec: 'h264' }), 'output-not-writable', 'no-such-folder');
+    await expectMediaError(
+      createEncoder({ output: missing, width: 32, height: 32, fps: FPS24, codec: 'h264' }),
+      'output-not-writable',
+      'no-such-folder',
+    );
   });
 });
 
@@ -431,17 +605,35 @@ describe('round trip: decode a range, encode at source size', () => {
     const { fps, displayWidth, displayHeight } = info.video;
     const range = resolveRange(info, { in: (start * fps.den) / fps.num, out: ((start + count) * fps.den) / fps.num });
     expect(range).toMatchObject({ startFrame: start, frameCount: count });
-    const size = displayWidth > 512 ? workingSize(displayWidth, displayHeight) : { width: displayWidth, height: displayHeight };
+    const size =
+      displayWidth > 512 ? workingSize(displayWidth, displayHeight) : { width: displayWidth, height: displayHeight };
     const out = join(dir, `rt-${name}.mp4`);
-    const enc = await createEncoder({ output: out, ...size, outWidth: displayWidth, outHeight: displayHeight, fps, codec: 'h264', colorMatrix: info.video.colorMatrix });
-    for await (const batch of decodeFrames(clip[name], { ...range, fps, ...size, chunkFrames: 2, colorMatrix: info.video.colorMatrix })) await enc.write(batch);
+    const enc = await createEncoder({
+      output: out,
+      ...size,
+      outWidth: displayWidth,
+      outHeight: displayHeight,
+      fps,
+      codec: 'h264',
+      colorMatrix: info.video.colorMatrix,
+    });
+    for await (const batch of decodeFrames(clip[name], {
+      ...range,
+      fps,
+      ...size,
+      chunkFrames: 2,
+      colorMatrix: info.video.colorMatrix,
+    }))
+      await enc.write(batch);
     const res = await enc.finish();
     expect(res.frames).toBe(count);
     const back = await probeMedia(out);
     expect(back.video).toMatchObject({ frameCount: count, width: displayWidth, height: displayHeight, rotation: 0 });
     expect(back.video.fps).toEqual(fps);
-    expect(Math.abs(back.durationSec - (range.outSec - range.inSec))).toBeLessThan((fps.den / fps.num) / 2);
-    const [first] = await collect(decodeFrames(out, { startFrame: 0, frameCount: 1, fps, width: 64, height: 64, chunkFrames: 1 }));
+    expect(Math.abs(back.durationSec - (range.outSec - range.inSec))).toBeLessThan(fps.den / fps.num / 2);
+    const [first] = await collect(
+      decodeFrames(out, { startFrame: 0, frameCount: 1, fps, width: 64, height: 64, chunkFrames: 1 }),
+    );
     expect(rampIndex(first, 0)).toBe(start % 28);
   });
 });
@@ -459,25 +651,43 @@ describe('extractStill', () => {
 });
 
 describe('loadMask', () => {
-  const target = (frames: number, width: number, height: number, startFrame = 0) => ({ frames, width, height, startFrame, fps: FPS24 });
-  const at = (m: { width: number; height: number; data: Float32Array }, f: number, x: number, y: number) => m.data[f * m.width * m.height + y * m.width + x];
+  const target = (frames: number, width: number, height: number, startFrame = 0) => ({
+    frames,
+    width,
+    height,
+    startFrame,
+    fps: FPS24,
+  });
+  const at = (m: { width: number; height: number; data: Float32Array }, f: number, x: number, y: number) =>
+    m.data[f * m.width * m.height + y * m.width + x];
 
   it('box: 1 inside, 0 outside, on every frame', async () => {
     const m = await loadMask({ kind: 'box', x: 0.25, y: 0.5, w: 0.5, h: 0.25 }, target(3, 16, 8));
     expect([m.n, m.width, m.height]).toEqual([3, 16, 8]);
     for (let f = 0; f < 3; f++) {
       let sum = 0;
-      for (let y = 0; y < 8; y++) for (let x = 0; x < 16; x++) {
-        const inside = x >= 4 && x < 12 && y >= 4 && y < 6;
-        expect(at(m, f, x, y)).toBe(inside ? 1 : 0);
-        sum += at(m, f, x, y);
-      }
+      for (let y = 0; y < 8; y++)
+        for (let x = 0; x < 16; x++) {
+          const inside = x >= 4 && x < 12 && y >= 4 && y < 6;
+          expect(at(m, f, x, y)).toBe(inside ? 1 : 0);
+          sum += at(m, f, x, y);
+        }
       expect(sum).toBe(16);
     }
-    await expectMediaError(loadMask({ kind: 'box', x: 0.8, y: 0, w: 0.5, h: 0.5 }, target(1, 16, 8)), 'bad-mask', 'inside the frame');
+    await expectMediaError(
+      loadMask({ kind: 'box', x: 0.8, y: 0, w: 0.5, h: 0.5 }, target(1, 16, 8)),
+      'bad-mask',
+      'inside the frame',
+    );
   });
 
-  async function writePng(name: string, w: number, h: number, channels: 3 | 4, px: (x: number, y: number) => number[]): Promise<string> {
+  async function writePng(
+    name: string,
+    w: number,
+    h: number,
+    channels: 3 | 4,
+    px: (x: number, y: number) => number[],
+  ): Promise<string> {
     const data = new Uint8Array(w * h * channels);
     for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data.set(px(x, y), (y * w + x) * channels);
     const file = join(dir, name);
@@ -510,7 +720,13 @@ describe('loadMask', () => {
     const m = await loadMask({ kind: 'file', path: clip.matte }, target(3, 32, 24, 5));
     expect([m.n, m.width, m.height]).toEqual([3, 32, 24]);
     for (let f = 0; f < 3; f++) expect(Math.abs(at(m, f, 16, 12) * 255 - rampLevel(5 + f))).toBeLessThanOrEqual(3);
-    await expectMediaError(loadMask({ kind: 'file', path: clip.matte }, target(5, 32, 24, 38)), 'bad-mask', clip.matte, '40 frames', '38..42');
+    await expectMediaError(
+      loadMask({ kind: 'file', path: clip.matte }, target(5, 32, 24, 38)),
+      'bad-mask',
+      clip.matte,
+      '40 frames',
+      '38..42',
+    );
   });
 
   it('PNG sequence: aligned to the range, first image = clip frame 0', async () => {
@@ -524,12 +740,22 @@ describe('loadMask', () => {
     const m = await loadMask({ kind: 'file', path: pattern }, target(3, 16, 12, 2));
     expect(m.n).toBe(3);
     for (let f = 0; f < 3; f++) expect(Math.abs(at(m, f, 8, 6) * 255 - 40 * (3 + f))).toBeLessThanOrEqual(1);
-    await expectMediaError(loadMask({ kind: 'file', path: pattern }, target(3, 16, 12, 4)), 'bad-mask', 'matte_0007.png');
+    await expectMediaError(
+      loadMask({ kind: 'file', path: pattern }, target(3, 16, 12, 4)),
+      'bad-mask',
+      'matte_0007.png',
+    );
   });
 
   it('rejects a matte of the wrong aspect ratio, naming both sizes', async () => {
     const square = await writePng('square.png', 64, 64, 3, () => [255, 255, 255]);
-    await expectMediaError(loadMask({ kind: 'file', path: square }, target(1, 32, 16)), 'bad-mask', '64x64', '32x16', square);
+    await expectMediaError(
+      loadMask({ kind: 'file', path: square }, target(1, 32, 16)),
+      'bad-mask',
+      '64x64',
+      '32x16',
+      square,
+    );
   });
 
   it('rejects a file that is not an image', async () => {
@@ -544,7 +770,11 @@ describe('errors name the file and say what is wrong', () => {
   it('missing file', async () => {
     const f = join(dir, 'missing.mp4');
     await expectMediaError(probeMedia(f), 'not-found', f, 'does not exist');
-    await expectMediaError(collect(decodeFrames(f, { startFrame: 0, frameCount: 1, fps: FPS24, width: 8, height: 8, chunkFrames: 1 })), 'not-found', f);
+    await expectMediaError(
+      collect(decodeFrames(f, { startFrame: 0, frameCount: 1, fps: FPS24, width: 8, height: 8, chunkFrames: 1 })),
+      'not-found',
+      f,
+    );
   });
 
   it('directory', async () => {
@@ -601,7 +831,11 @@ describe('errors name the file and say what is wrong', () => {
       process.env.FFMPEG_PATH = nowhere;
       await expectMediaError(() => ffmpegPath(), 'ffmpeg-missing', nowhere, 'FFMPEG_PATH', 'does not exist');
       await expectMediaError(probeMedia(clip.c24), 'ffmpeg-missing', nowhere);
-      await expectMediaError(createEncoder({ output: join(dir, 'never.mp4'), width: 8, height: 8, fps: FPS24, codec: 'h264' }), 'ffmpeg-missing', nowhere);
+      await expectMediaError(
+        createEncoder({ output: join(dir, 'never.mp4'), width: 8, height: 8, fps: FPS24, codec: 'h264' }),
+        'ffmpeg-missing',
+        nowhere,
+      );
       expect((await readdir(dir)).filter((n) => n.includes('never'))).toEqual([]);
       process.env.FFMPEG_PATH = dir;
       await expectMediaError(() => ffmpegPath(), 'ffmpeg-missing', 'is not a file');
@@ -609,7 +843,10 @@ describe('errors name the file and say what is wrong', () => {
       process.env.FFPROBE_PATH = nowhere;
       await expectMediaError(probeMedia(clip.c24), 'ffmpeg-missing', nowhere, 'FFPROBE_PATH');
     } finally {
-      for (const [k, v] of [['FFMPEG_PATH', saved.ff], ['FFPROBE_PATH', saved.fp]] as const) {
+      for (const [k, v] of [
+        ['FFMPEG_PATH', saved.ff],
+        ['FFPROBE_PATH', saved.fp],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }

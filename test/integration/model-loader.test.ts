@@ -14,16 +14,90 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const expectations: Record<string, { ids: string; timestep: string; unetOut: string; enc: RegExp; dec: string; ext?: string; pred: string }> = {
-  optimum: { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters \(mean/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
-  'optimum-legacy': { ids: 'input_ids:int64', timestep: 'int64[1]', unetOut: 'out_sample', enc: /^latent_sample$/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
-  'diffusers-script': { ids: 'input_ids:int32', timestep: 'float32[batch]', unetOut: 'out_sample', enc: /^latent_sample$/, dec: 'sample', ext: 'weights.pb', pred: 'epsilon' },
-  'olive-fp16': { ids: 'input_ids:int32', timestep: 'float16[batch]', unetOut: 'out_sample', enc: /^latent_sample$/, dec: 'sample', ext: 'weights.pb', pred: 'epsilon' },
-  'ort-demo': { ids: 'input_ids:int32', timestep: 'float32[1]', unetOut: 'latent', enc: /^latent_sample$/, dec: 'images', pred: 'epsilon' },
-  'sd2-v': { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'v_prediction' },
-  'sd-turbo': { ids: 'input_ids:int64', timestep: 'int64[1]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
-  lcm: { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
-  'vae-f4-c16': { ids: 'input_ids:int64', timestep: 'float32[]', unetOut: 'out_sample', enc: /^latent_parameters/, dec: 'sample', ext: 'model.onnx_data', pred: 'epsilon' },
+const expectations: Record<
+  string,
+  { ids: string; timestep: string; unetOut: string; enc: RegExp; dec: string; ext?: string; pred: string }
+> = {
+  optimum: {
+    ids: 'input_ids:int64',
+    timestep: 'float32[]',
+    unetOut: 'out_sample',
+    enc: /^latent_parameters \(mean/,
+    dec: 'sample',
+    ext: 'model.onnx_data',
+    pred: 'epsilon',
+  },
+  'optimum-legacy': {
+    ids: 'input_ids:int64',
+    timestep: 'int64[1]',
+    unetOut: 'out_sample',
+    enc: /^latent_sample$/,
+    dec: 'sample',
+    ext: 'model.onnx_data',
+    pred: 'epsilon',
+  },
+  'diffusers-script': {
+    ids: 'input_ids:int32',
+    timestep: 'float32[batch]',
+    unetOut: 'out_sample',
+    enc: /^latent_sample$/,
+    dec: 'sample',
+    ext: 'weights.pb',
+    pred: 'epsilon',
+  },
+  'olive-fp16': {
+    ids: 'input_ids:int32',
+    timestep: 'float16[batch]',
+    unetOut: 'out_sample',
+    enc: /^latent_sample$/,
+    dec: 'sample',
+    ext: 'weights.pb',
+    pred: 'epsilon',
+  },
+  'ort-demo': {
+    ids: 'input_ids:int32',
+    timestep: 'float32[1]',
+    unetOut: 'latent',
+    enc: /^latent_sample$/,
+    dec: 'images',
+    pred: 'epsilon',
+  },
+  'sd2-v': {
+    ids: 'input_ids:int64',
+    timestep: 'float32[]',
+    unetOut: 'out_sample',
+    enc: /^latent_parameters/,
+    dec: 'sample',
+    ext: 'model.onnx_data',
+    pred: 'v_prediction',
+  },
+  'sd-turbo': {
+    ids: 'input_ids:int64',
+    timestep: 'int64[1]',
+    unetOut: 'out_sample',
+    enc: /^latent_parameters/,
+    dec: 'sample',
+    ext: 'model.onnx_data',
+    pred: 'epsilon',
+  },
+  lcm: {
+    ids: 'input_ids:int64',
+    timestep: 'float32[]',
+    unetOut: 'out_sample',
+    enc: /^latent_parameters/,
+    dec: 'sample',
+    ext: 'model.onnx_data',
+    pred: 'epsilon',
+  },
+  'vae-f4-c16': {
+    ids: 'input_ids:int64',
+    timestep: 'float32[]',
+    unetOut: 'out_sample',
+    enc: /^latent_parameters/,
+    dec: 'sample',
+    ext: 'model.onnx_data',
+    pred: 'epsilon',
+  },
 };
 
 describe.each(Object.keys(SD_VARIANTS))('variant %s', (name) => {
@@ -55,11 +129,24 @@ describe.each(Object.keys(SD_VARIANTS))('variant %s', (name) => {
       const emb = await model.encodePrompts(['a red car on a gray road', '']);
       expect(emb.data.length).toBe(2 * 77 * v.hiddenSize);
       const s = v.vaeScale;
-      const frames = imageBatch(3, 8 * s, 16 * s, Float32Array.from({ length: 3 * 3 * 8 * s * 16 * s }, (_, i) => Math.sin(i * 0.37)));
+      const frames = imageBatch(
+        3,
+        8 * s,
+        16 * s,
+        Float32Array.from({ length: 3 * 3 * 8 * s * 16 * s }, (_, i) => Math.sin(i * 0.37)),
+      );
       const latents = await model.encodeImages(frames);
       expect(latents.length).toBe(3 * v.latentChannels * 8 * 16);
       expect(latents.every(Number.isFinite)).toBe(true);
-      const { eps: out } = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), { guidanceEmbedding: 7 });
+      const { eps: out } = await model.predict(
+        latents,
+        3,
+        8,
+        16,
+        500,
+        new Float32Array(3 * 77 * v.hiddenSize).fill(0.1),
+        { guidanceEmbedding: 7 },
+      );
       expect(out.length).toBe(latents.length);
       expect(out.every(Number.isFinite)).toBe(true);
       const decoded = await model.decodeLatents(latents, 3, 8, 16);
@@ -67,13 +154,24 @@ describe.each(Object.keys(SD_VARIANTS))('variant %s', (name) => {
 
       // The last up block's output, exposed by rewriting the graph (external weights resolved from its folder).
       expect(info.decoderFeatures).toBe('/up_blocks.1/attentions.1/Add_output_0');
-      const tapped = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), { outputs: [FEATURE_TAP_OUTPUT] });
+      const tapped = await model.predict(latents, 3, 8, 16, 500, new Float32Array(3 * 77 * v.hiddenSize).fill(0.1), {
+        outputs: [FEATURE_TAP_OUTPUT],
+      });
       const feats = tapped.outputs[FEATURE_TAP_OUTPUT];
       expect(feats.dims).toEqual([3, v.channels[0], 8, 16]);
       expect(feats.data.every(Number.isFinite)).toBe(true);
 
       const evals = model.stats.unetEvals;
-      const r = await inversionEdit(model, frames, { sourcePrompt: 'a red car', prompt: 'a blue car', steps: 3, strength: 1, guidance: 3, directInversion: true, batchSize: 2, consistency: { latentCorrection: { steps: 2, weights: [0.25, 0.5, 0.25] } } });
+      const r = await inversionEdit(model, frames, {
+        sourcePrompt: 'a red car',
+        prompt: 'a blue car',
+        steps: 3,
+        strength: 1,
+        guidance: 3,
+        directInversion: true,
+        batchSize: 2,
+        consistency: { latentCorrection: { steps: 2, weights: [0.25, 0.5, 0.25] } },
+      });
       expect([r.frames.n, r.frames.height, r.frames.width]).toEqual([3, 8 * s, 16 * s]);
       expect(r.frames.data.every(Number.isFinite)).toBe(true);
       expect(r.trajectory.latents).toHaveLength(4);
@@ -118,8 +216,12 @@ describe('broken model folders fail at load with the file and what was expected'
   });
 
   it('a corrupt ONNX file', async () => {
-    const dir = broken('corrupt', (d) => fs.writeFileSync(path.join(d, 'vae_decoder', 'model.onnx'), Buffer.from('not an onnx model at all')));
-    await expect(loadDiffusionModel(dir)).rejects.toThrow(/vae_decoder\/model\.onnx: ONNX Runtime could not load this model/);
+    const dir = broken('corrupt', (d) =>
+      fs.writeFileSync(path.join(d, 'vae_decoder', 'model.onnx'), Buffer.from('not an onnx model at all')),
+    );
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(
+      /vae_decoder\/model\.onnx: ONNX Runtime could not load this model/,
+    );
   });
 
   it('missing external data', async () => {
@@ -128,17 +230,25 @@ describe('broken model folders fail at load with the file and what was expected'
   });
 
   it('a UNet with unexpected inputs', async () => {
-    const dir = broken('inputs', (d) => fs.copyFileSync(path.join(d, 'vae_decoder', 'model.onnx'), path.join(d, 'unet', 'model.onnx')));
-    await expect(loadDiffusionModel(dir)).rejects.toThrow(/unet\/model\.onnx: missing input sample, timestep, encoder_hidden_states/);
+    const dir = broken('inputs', (d) =>
+      fs.copyFileSync(path.join(d, 'vae_decoder', 'model.onnx'), path.join(d, 'unet', 'model.onnx')),
+    );
+    await expect(loadDiffusionModel(dir)).rejects.toThrow(
+      /unet\/model\.onnx: missing input sample, timestep, encoder_hidden_states/,
+    );
   });
 
   it('a text encoder in the UNet slot is caught by its inputs too', async () => {
-    const dir = broken('swap', (d) => fs.copyFileSync(path.join(d, 'text_encoder', 'model.onnx'), path.join(d, 'unet', 'model.onnx')));
+    const dir = broken('swap', (d) =>
+      fs.copyFileSync(path.join(d, 'text_encoder', 'model.onnx'), path.join(d, 'unet', 'model.onnx')),
+    );
     await expect(loadDiffusionModel(dir)).rejects.toThrow(/unet\/model\.onnx: missing input/);
   });
 
   it('invalid JSON in the scheduler config', async () => {
-    const dir = broken('json', (d) => fs.writeFileSync(path.join(d, 'scheduler', 'scheduler_config.json'), '{ "beta_start": '));
+    const dir = broken('json', (d) =>
+      fs.writeFileSync(path.join(d, 'scheduler', 'scheduler_config.json'), '{ "beta_start": '),
+    );
     await expect(loadDiffusionModel(dir)).rejects.toThrow(/scheduler_config\.json: not valid JSON/);
   });
 
@@ -168,9 +278,23 @@ describe('decoder features', () => {
       for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
       expect(maxDiff).toBeLessThan(1e-5);
       // Without features the correspondences come from the latents, and no UNet evaluation is added.
-      const frames = imageBatch(3, 64, 64, Float32Array.from({ length: 3 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.11)));
+      const frames = imageBatch(
+        3,
+        64,
+        64,
+        Float32Array.from({ length: 3 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.11)),
+      );
       const evals = without.stats.unetEvals;
-      const r = await inversionEdit(without, frames, { sourcePrompt: '', prompt: 'a blue car', steps: 2, strength: 1, guidance: 1, directInversion: false, batchSize: 3, consistency: { latentCorrection: { steps: 1, weights: [0.25, 0.5, 0.25] } } });
+      const r = await inversionEdit(without, frames, {
+        sourcePrompt: '',
+        prompt: 'a blue car',
+        steps: 2,
+        strength: 1,
+        guidance: 1,
+        directInversion: false,
+        batchSize: 3,
+        consistency: { latentCorrection: { steps: 1, weights: [0.25, 0.5, 0.25] } },
+      });
       expect(r.correspondences).toBe('latents');
       expect(without.stats.unetEvals - evals).toBe(3 * (2 + 2));
     } finally {

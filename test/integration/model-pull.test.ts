@@ -19,10 +19,14 @@ function text(s: string): Buffer {
 /** An optimum export in miniature: ≥ 1 KB files are LFS on the fake hub, like the big weights on the real one. */
 function sdExport(): Record<string, Buffer> {
   return {
-    'model_index.json': text(JSON.stringify({ _class_name: 'ORTStableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'] })),
+    'model_index.json': text(
+      JSON.stringify({ _class_name: 'ORTStableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'] }),
+    ),
     'README.md': text('# tiny export\n'),
     '.gitattributes': text('*.onnx filter=lfs diff=lfs merge=lfs -text\n'),
-    'scheduler/scheduler_config.json': text(JSON.stringify({ _class_name: 'PNDMScheduler', num_train_timesteps: 1000 })),
+    'scheduler/scheduler_config.json': text(
+      JSON.stringify({ _class_name: 'PNDMScheduler', num_train_timesteps: 1000 }),
+    ),
     'tokenizer/vocab.json': text(JSON.stringify({ '<|startoftext|>': 49406, '<|endoftext|>': 49407 })),
     'tokenizer/merges.txt': text('#version: 0.2\nt h\n'),
     'tokenizer/special_tokens_map.json': text('{}'),
@@ -57,7 +61,9 @@ const SKIPPED = [
 ];
 
 function wantedOf(files: Record<string, Buffer>): string[] {
-  return Object.keys(files).filter((p) => !SKIPPED.includes(p)).sort();
+  return Object.keys(files)
+    .filter((p) => !SKIPPED.includes(p))
+    .sort();
 }
 
 function sizeOf(files: Record<string, Buffer>, paths: string[]): number {
@@ -84,7 +90,12 @@ async function start(repos: Record<string, FakeRepo>, pageSize?: number): Promis
 
 /** Pins endpoint and token so an HF_ENDPOINT / HF_TOKEN in the developer's shell cannot change the outcome. */
 function pull(o: Partial<PullOptions> & { repoId: string }) {
-  return pullModel({ destDir: path.join(tmp, 'models', o.repoId.replace('/', '--')), endpoint: hub!.url, token: '', ...o });
+  return pullModel({
+    destDir: path.join(tmp, 'models', o.repoId.replace('/', '--')),
+    endpoint: hub!.url,
+    token: '',
+    ...o,
+  });
 }
 
 async function pullError(p: Promise<unknown>): Promise<HubPullError> {
@@ -156,7 +167,11 @@ describe('pullModel', () => {
     expect(h.requests.filter((q) => q.path.includes('/tree/')).length).toBeGreaterThan(2);
     expect(h.requests.some((q) => q.path.includes('/tree/') && q.path.includes('cursor='))).toBe(true);
     for (const q of resolvesOf(h)) expect(q.path).toContain(`/acme/tiny-sd-onnx/resolve/${SHA_MAIN}/`);
-    expect(resolvesOf(h).map((q) => decodeURIComponent(q.path.split(`/resolve/${SHA_MAIN}/`)[1])).sort()).toEqual(wantedOf(files));
+    expect(
+      resolvesOf(h)
+        .map((q) => decodeURIComponent(q.path.split(`/resolve/${SHA_MAIN}/`)[1]))
+        .sort(),
+    ).toEqual(wantedOf(files));
     expect(h.requests.some((q) => q.path.startsWith('/cdn/') && q.path.includes('model.onnx_data'))).toBe(true);
   });
 
@@ -260,7 +275,9 @@ describe('pullModel', () => {
 
     hub = undefined;
     await h.close();
-    await start({ 'acme/tiny-sd-onnx': { revisions: { main: SHA_MAIN }, files: newFiles, commits: { [SHA_OLD]: oldFiles } } });
+    await start({
+      'acme/tiny-sd-onnx': { revisions: { main: SHA_MAIN }, files: newFiles, commits: { [SHA_OLD]: oldFiles } },
+    });
     await pull({ repoId: 'acme/tiny-sd-onnx' });
     await expectFolderHolds(dest, newFiles);
     expect((await fsp.readdir(path.dirname(dest))).sort()).toEqual(['acme--tiny-sd-onnx']);
@@ -311,7 +328,9 @@ describe('pullModel', () => {
     const anonymous = await pullError(pull({ repoId: 'gate/keeper' }));
     expect(anonymous.code).toBe('access-denied');
     expect(anonymous.message).toContain('401');
-    expect(anonymous.message).toContain('the repository is gated or private: accept its terms on huggingface.co and set HF_TOKEN');
+    expect(anonymous.message).toContain(
+      'the repository is gated or private: accept its terms on huggingface.co and set HF_TOKEN',
+    );
     expect(await exists(dest)).toBe(false);
     expect(await exists(`${dest}.partial`)).toBe(false);
 

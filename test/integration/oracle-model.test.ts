@@ -51,9 +51,16 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oracle-'));
   generateOracle(dir);
   const load = (name: string) => ort.InferenceSession.create(path.join(dir, name, 'model.onnx'));
-  [te, unet, vaeEnc, vaeDec] = await Promise.all([load('text_encoder'), load('unet'), load('vae_encoder'), load('vae_decoder')]);
+  [te, unet, vaeEnc, vaeDec] = await Promise.all([
+    load('text_encoder'),
+    load('unet'),
+    load('vae_encoder'),
+    load('vae_decoder'),
+  ]);
   vocab = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'vocab.json'), 'utf8')) as Record<string, number>;
-  const specials = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'special_tokens_map.json'), 'utf8')) as { pad_token: string | { content: string } };
+  const specials = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', 'special_tokens_map.json'), 'utf8')) as {
+    pad_token: string | { content: string };
+  };
   const pad = specials.pad_token;
   padId = vocab[typeof pad === 'string' ? pad : pad.content];
 });
@@ -130,7 +137,13 @@ function testLatents(prompt: string, alphaBar: number, n: number, rng: WeightRng
 
 describe('oracle model folder', () => {
   it('has the optimum layout, SD1.5 scheduler and configs with scaling factor 1', () => {
-    for (const f of ['model_index.json', 'scheduler/scheduler_config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt', 'README.md'])
+    for (const f of [
+      'model_index.json',
+      'scheduler/scheduler_config.json',
+      'tokenizer/vocab.json',
+      'tokenizer/merges.txt',
+      'README.md',
+    ])
       expect(fs.existsSync(path.join(dir, f))).toBe(true);
     for (const c of ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder']) {
       expect(fs.existsSync(path.join(dir, c, 'model.onnx'))).toBe(true);
@@ -139,13 +152,25 @@ describe('oracle model folder', () => {
     const read = (f: string) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, unknown>;
     expect(read('model_index.json')._class_name).toBe('ORTStableDiffusionPipeline');
     expect(read('scheduler/scheduler_config.json')).toMatchObject({
-      _class_name: 'PNDMScheduler', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, steps_offset: 1, set_alpha_to_one: false, prediction_type: 'epsilon',
+      _class_name: 'PNDMScheduler',
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      beta_end: 0.012,
+      steps_offset: 1,
+      set_alpha_to_one: false,
+      prediction_type: 'epsilon',
     });
-    expect(read('vae_decoder/config.json')).toMatchObject({ scaling_factor: 1, latent_channels: 4, block_out_channels: [64] });
+    expect(read('vae_decoder/config.json')).toMatchObject({
+      scaling_factor: 1,
+      latent_channels: 4,
+      block_out_channels: [64],
+    });
     expect(read('unet/config.json')).toMatchObject({ in_channels: 4, sample_size: 128, cross_attention_dim: HIDDEN });
     expect(read('text_encoder/config.json').hidden_size).toBe(HIDDEN);
     // The grammar's words are all in PROMPT_WORDS, so the tokenizer is exactly the shared SD1-style one.
-    expect(fs.readFileSync(path.join(dir, 'tokenizer', 'vocab.json'), 'utf8')).toBe(buildClipVocab(PROMPT_WORDS).files['vocab.json']);
+    expect(fs.readFileSync(path.join(dir, 'tokenizer', 'vocab.json'), 'utf8')).toBe(
+      buildClipVocab(PROMPT_WORDS).files['vocab.json'],
+    );
     expect(padId).toBe(vocab['<|endoftext|>']);
   });
 
@@ -154,7 +179,9 @@ describe('oracle model folder', () => {
     try {
       generateOracle(other);
       for (const c of ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'])
-        expect(fs.readFileSync(path.join(other, c, 'model.onnx')).equals(fs.readFileSync(path.join(dir, c, 'model.onnx')))).toBe(true);
+        expect(
+          fs.readFileSync(path.join(other, c, 'model.onnx')).equals(fs.readFileSync(path.join(dir, c, 'model.onnx'))),
+        ).toBe(true);
     } finally {
       fs.rmSync(other, { recursive: true, force: true });
     }
@@ -179,14 +206,24 @@ describe('oracle spec (float64 reference)', () => {
   });
 
   it('parses the grammar', () => {
-    expect(parseOraclePrompt('a red car on a gray road')).toMatchObject({ conditional: true, object: [0.8, -0.8, -0.8], background: [0, 0, 0] });
-    expect(parseOraclePrompt('A Blue car, on a YELLOW road')).toMatchObject({ object: [-0.8, -0.8, 0.8], background: [0.8, 0.8, -0.8] });
+    expect(parseOraclePrompt('a red car on a gray road')).toMatchObject({
+      conditional: true,
+      object: [0.8, -0.8, -0.8],
+      background: [0, 0, 0],
+    });
+    expect(parseOraclePrompt('A Blue car, on a YELLOW road')).toMatchObject({
+      object: [-0.8, -0.8, 0.8],
+      background: [0.8, 0.8, -0.8],
+    });
     expect(parseOraclePrompt('a red and yellow car on a gray road').object).toEqual([0.8, 0, -0.8]);
     expect(parseOraclePrompt('a red car')).toMatchObject({ conditional: true, background: [0, 0, 0] });
     expect(parseOraclePrompt('a car on a road').conditional).toBe(false);
     expect(parseOraclePrompt('').conditional).toBe(false);
     // The first "on" splits; later ones are ordinary words of the background.
-    expect(parseOraclePrompt('a car on a red road on a blue sea')).toMatchObject({ object: [0, 0, 0], background: [0, -0.8, 0] });
+    expect(parseOraclePrompt('a car on a red road on a blue sea')).toMatchObject({
+      object: [0, 0, 0],
+      background: [0, -0.8, 0],
+    });
   });
 
   it('reduces to the closed forms of a single Gaussian', () => {
@@ -244,7 +281,9 @@ describe('oracle text encoder', () => {
       while (row.length < SEQ) row.push(padId);
       ids.push(...row);
     }
-    const out = await te.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [cases.length, SEQ]) });
+    const out = await te.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [cases.length, SEQ]),
+    });
     const p = out.pooler_output.data as Float32Array;
     cases.forEach(([prompt], b) => {
       const want = expectedCond(prompt);
@@ -263,7 +302,9 @@ describe('oracle unet against the float64 closed form', () => {
 
   afterAll(() => {
     // Reported for the record (docs/ORACLE.md quotes the observed precision).
-    console.log(`oracle unet vs float64: max |Δε̂| = ${maxEpsErr.toExponential(2)}, max |ΔE[x0|x]| (t ≤ 501) = ${maxMeanErr.toExponential(2)}`);
+    console.log(
+      `oracle unet vs float64: max |Δε̂| = ${maxEpsErr.toExponential(2)}, max |ΔE[x0|x]| (t ≤ 501) = ${maxMeanErr.toExponential(2)}`,
+    );
   });
 
   for (let pair = 0; pair < PROMPTS.length; pair += 2) {
@@ -286,14 +327,16 @@ describe('oracle unet against the float64 closed form', () => {
             for (let c = 0; c < 4; c++) {
               const err = Math.abs(got[c] - want[c]);
               maxEpsErr = Math.max(maxEpsErr, err);
-              if (!(err <= EPS_TOL)) throw new Error(`t=${t} "${prompts[b]}" pixel ${i} ch ${c}: ε̂ ${got[c]} vs ${want[c]}`);
+              if (!(err <= EPS_TOL))
+                throw new Error(`t=${t} "${prompts[b]}" pixel ${i} ch ${c}: ε̂ ${got[c]} vs ${want[c]}`);
               // E[x0|x] recovered from ε̂ divides by √ā, so compare it only where that does not amplify (t ≤ 501,
               // √ā ≥ 0.52), which includes t = 0 and 1 where the textbook form of ε̂ is most fragile.
               if (t <= 501) {
                 const mean = (px[c] - Math.sqrt(1 - a) * got[c]) / Math.sqrt(a);
                 const merr = Math.abs(mean - wantMean[c]);
                 maxMeanErr = Math.max(maxMeanErr, merr);
-                if (!(merr <= 2 * EPS_TOL)) throw new Error(`t=${t} "${prompts[b]}" pixel ${i} ch ${c}: E[x0|x] ${mean} vs ${wantMean[c]}`);
+                if (!(merr <= 2 * EPS_TOL))
+                  throw new Error(`t=${t} "${prompts[b]}" pixel ${i} ch ${c}: E[x0|x] ${mean} vs ${wantMean[c]}`);
               }
             }
           }
@@ -364,7 +407,8 @@ describe('oracle VAE', () => {
     const names = Object.keys(ORACLE.colours);
     const img = new Float32Array(3 * names.length);
     names.forEach((w, i) => ORACLE.colours[w].forEach((v, c) => (img[c * names.length + i] = v)));
-    const lp = (await vaeEnc.run({ sample: new ort.Tensor('float32', img, [1, 3, 1, names.length]) })).latent_parameters.data as Float32Array;
+    const lp = (await vaeEnc.run({ sample: new ort.Tensor('float32', img, [1, 3, 1, names.length]) })).latent_parameters
+      .data as Float32Array;
     names.forEach((w, i) => {
       const o = lp[3 * names.length + i];
       if (['white', 'black', 'gray', 'grey'].includes(w)) expect(o).toBe(-ORACLE.K);

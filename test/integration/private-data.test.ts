@@ -49,8 +49,25 @@ it('creates everything private and tightens what it finds looser at start', asyn
     expect(mode(path.join(data, 'jobs', 'old.txt'))).toBe(0o600);
 
     const clip = path.join(root, 'clip.mp4');
-    await makeTestClip({ file: clip, width: 128, height: 96, fps: { num: 24, den: 1 }, frames: 3, codec: 'h264', content: 'moving-square' });
-    const job = await m.submit(JobRequest.parse({ source: { path: clip, in: 0, out: 0.125 }, prompt: 'a blue car on a gray road', sourcePrompt: 'a red car on a gray road', steps: 2, guidance: 1, mask: { type: 'none' } }));
+    await makeTestClip({
+      file: clip,
+      width: 128,
+      height: 96,
+      fps: { num: 24, den: 1 },
+      frames: 3,
+      codec: 'h264',
+      content: 'moving-square',
+    });
+    const job = await m.submit(
+      JobRequest.parse({
+        source: { path: clip, in: 0, out: 0.125 },
+        prompt: 'a blue car on a gray road',
+        sourcePrompt: 'a red car on a gray road',
+        steps: 2,
+        guidance: 1,
+        mask: { type: 'none' },
+      }),
+    );
     const done = await new Promise<Job>((resolve) => {
       const off = m.subscribe(job.id, (e: JobEvent) => {
         if (e.type === 'done') {
@@ -67,7 +84,8 @@ it('creates everything private and tightens what it finds looser at start', asyn
     for (const p of written) {
       const st = fs.statSync(p);
       if (st.isDirectory()) expect({ p, mode: mode(p) }).toEqual({ p, mode: 0o700 });
-      else if (p.includes(`${path.sep}jobs${path.sep}`) || p.includes(`${path.sep}cache${path.sep}`)) expect({ p, mode: mode(p) }).toEqual({ p, mode: 0o600 });
+      else if (p.includes(`${path.sep}jobs${path.sep}`) || p.includes(`${path.sep}cache${path.sep}`))
+        expect({ p, mode: mode(p) }).toEqual({ p, mode: 0o600 });
     }
   } finally {
     await m.close();

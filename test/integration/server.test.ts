@@ -59,23 +59,26 @@ function call(method: string, urlPath: string, o: CallOptions = {}): Promise<Rep
   if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers, setHost: o.setHost ?? true, agent: false }, (res) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const buf = Buffer.concat(chunks);
-        const text = buf.toString('utf8');
-        bodies.push(text);
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text, json });
-      });
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: urlPath, headers, setHost: o.setHost ?? true, agent: false },
+      (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const buf = Buffer.concat(chunks);
+          const text = buf.toString('utf8');
+          bodies.push(text);
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text, json });
+        });
+      },
+    );
     // The server may answer (413) before it has read a large body; the write then fails, which is fine.
     req.on('error', (err) => {
       if (!answered) reject(err);
@@ -120,46 +123,60 @@ interface SseClient {
   close(): void;
 }
 
-function openEvents(urlPath: string, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }): Promise<SseClient> {
+function openEvents(
+  urlPath: string,
+  headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` },
+): Promise<SseClient> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'GET', path: urlPath, headers, agent: false }, (res) => {
-      const events: SseEvent[] = [];
-      const comments: string[] = [];
-      let buffer = '';
-      let done = false;
-      const ended = new Promise<void>((resolveEnd) => {
-        res.on('end', () => {
-          done = true;
-          bodies.push(buffer);
-          resolveEnd();
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'GET', path: urlPath, headers, agent: false },
+      (res) => {
+        const events: SseEvent[] = [];
+        const comments: string[] = [];
+        let buffer = '';
+        let done = false;
+        const ended = new Promise<void>((resolveEnd) => {
+          res.on('end', () => {
+            done = true;
+            bodies.push(buffer);
+            resolveEnd();
+          });
+          res.on('close', () => {
+            done = true;
+            resolveEnd();
+          });
         });
-        res.on('close', () => {
-          done = true;
-          resolveEnd();
-        });
-      });
-      res.setEncoding('utf8');
-      let all = '';
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        all += chunk;
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const e: Partial<SseEvent> = {};
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) comments.push(line);
-            else if (line.startsWith('event: ')) e.event = line.slice(7);
-            else if (line.startsWith('id: ')) e.id = line.slice(4);
-            else if (line.startsWith('data: ')) e.data = JSON.parse(line.slice(6));
+        res.setEncoding('utf8');
+        let all = '';
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          all += chunk;
+          let cut: number;
+          while ((cut = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            const e: Partial<SseEvent> = {};
+            for (const line of block.split('\n')) {
+              if (line.startsWith(':')) comments.push(line);
+              else if (line.startsWith('event: ')) e.event = line.slice(7);
+              else if (line.startsWith('id: ')) e.id = line.slice(4);
+              else if (line.startsWith('data: ')) e.data = JSON.parse(line.slice(6));
+            }
+            if (e.event) events.push(e as SseEvent);
           }
-          if (e.event) events.push(e as SseEvent);
-        }
-        bodies.push(all);
-      });
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, events, comments, ended, isEnded: () => done, close: () => req.destroy() });
-    });
+          bodies.push(all);
+        });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          events,
+          comments,
+          ended,
+          isEnded: () => done,
+          close: () => req.destroy(),
+        });
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -173,7 +190,10 @@ async function waitUntil(check: () => boolean, what: string, timeoutMs = 3000): 
   }
 }
 
-const validRequest = () => ({ source: { path: clip, in: 0.5, out: 2 }, prompt: 'make the red car a blue vintage convertible' });
+const validRequest = () => ({
+  source: { path: clip, in: 0.5, out: 2 },
+  prompt: 'make the red car a blue vintage convertible',
+});
 
 async function submit(): Promise<Job> {
   const r = await call('POST', '/v1/jobs', { json: validRequest() });
@@ -197,7 +217,8 @@ beforeAll(async () => {
   service = new FakeJobService({
     probe: async (p) => {
       probeCalls.push(p);
-      if (p.endsWith('missing.mov')) throw ProblemError.of(422, 'Media not found', `${p} does not exist`, 'path', 'media-not-found');
+      if (p.endsWith('missing.mov'))
+        throw ProblemError.of(422, 'Media not found', `${p} does not exist`, 'path', 'media-not-found');
       if (p.endsWith('explode.mov')) throw new Error('ffprobe crashed at /internal/secret/location');
       // Only what MediaInfoSchema promises clients; the server passes the object through untouched.
       const info = {
@@ -205,7 +226,18 @@ beforeAll(async () => {
         container: 'mov,mp4,m4a,3gp,3g2,mj2',
         durationSec: 2.5,
         sizeBytes: 18,
-        video: { codec: 'h264', width: 64, height: 48, displayWidth: 64, displayHeight: 48, rotation: 0, fps: { num: 24, den: 1 }, frameCount: 60, pixFmt: 'yuv420p', bitDepth: 8 },
+        video: {
+          codec: 'h264',
+          width: 64,
+          height: 48,
+          displayWidth: 64,
+          displayHeight: 48,
+          rotation: 0,
+          fps: { num: 24, den: 1 },
+          frameCount: 60,
+          pixFmt: 'yuv420p',
+          bitDepth: 8,
+        },
         audio: [],
       };
       return info as unknown as Awaited<ReturnType<FakeJobService['probe']>>;
@@ -215,7 +247,15 @@ beforeAll(async () => {
       return PNG;
     },
   });
-  const app = createApp(service, { token: TOKEN, port: 0, version: '9.9.9-test', staticDir, allowedOrigins: [EXTRA_ORIGIN], log: (l) => logs.push(l), heartbeatMs: 100 });
+  const app = createApp(service, {
+    token: TOKEN,
+    port: 0,
+    version: '9.9.9-test',
+    staticDir,
+    allowedOrigins: [EXTRA_ORIGIN],
+    log: (l) => logs.push(l),
+    heartbeatMs: 100,
+  });
   server = await startServer(app, { port: 0 });
   port = server.port;
 });
@@ -227,7 +267,10 @@ afterAll(async () => {
 
 /** A concrete path for a route, with an existing job where it takes one. */
 function concretePath(p: string, id: string): string {
-  return p.replace(':id', id) + (p === '/v1/media/probe' || p === '/v1/media/still' ? `?path=${encodeURIComponent(clip)}` : '');
+  return (
+    p.replace(':id', id) +
+    (p === '/v1/media/probe' || p === '/v1/media/still' ? `?path=${encodeURIComponent(clip)}` : '')
+  );
 }
 
 describe('health and models', () => {
@@ -243,7 +286,11 @@ describe('health and models', () => {
   test('GET /v1/models lists the models', async () => {
     const r = await call('GET', '/v1/models');
     expect(r.status).toBe(200);
-    expect(r.json).toEqual({ models: [{ name: 'oracle', dir: '/models/oracle', loaded: true, nativeSize: 64, latentChannels: 4, provider: 'cpu' }] });
+    expect(r.json).toEqual({
+      models: [
+        { name: 'oracle', dir: '/models/oracle', loaded: true, nativeSize: 64, latentChannels: 4, provider: 'cpu' },
+      ],
+    });
   });
 });
 
@@ -263,7 +310,11 @@ describe('authentication', () => {
   for (const route of ROUTES) {
     for (const [label, headers] of wrongs) {
       test(`${route.method} ${route.path} with ${label} → 401`, async () => {
-        const r = await call(route.method, concretePath(route.path, job.id), { token: null, headers, ...(route.method === 'POST' ? { json: validRequest() } : {}) });
+        const r = await call(route.method, concretePath(route.path, job.id), {
+          token: null,
+          headers,
+          ...(route.method === 'POST' ? { json: validRequest() } : {}),
+        });
         const p = expectProblem(r, 401);
         expect(p.title).toBe('Token required');
         expect(r.headers['www-authenticate']).toMatch(/^Bearer/);
@@ -291,7 +342,10 @@ describe('authentication', () => {
     const accepted: string[] = [];
     for (const route of ROUTES) {
       const url = concretePath(route.path, finished.id);
-      const r = await call(route.method, `${url}${url.includes('?') ? '&' : '?'}token=${TOKEN}`, { token: null, ...(route.method === 'POST' ? { json: validRequest() } : {}) });
+      const r = await call(route.method, `${url}${url.includes('?') ? '&' : '?'}token=${TOKEN}`, {
+        token: null,
+        ...(route.method === 'POST' ? { json: validRequest() } : {}),
+      });
       if (r.status === 401) {
         expect(Problem.parse(r.json).detail).toMatch(/only in the Authorization header/);
       } else {
@@ -302,17 +356,29 @@ describe('authentication', () => {
     expect(accepted.sort()).toEqual(['GET /v1/jobs/:id/events', 'GET /v1/jobs/:id/result', 'GET /v1/media/still']);
     // A wrong query token is refused where query tokens are allowed.
     expectProblem(await call('GET', `/v1/jobs/${finished.id}/result?token=${WRONG_SAME_LENGTH}`, { token: null }), 401);
-    expectProblem(await call('GET', `/v1/jobs/${finished.id}/result?token=${TOKEN}&token=${TOKEN}`, { token: null }), 401);
+    expectProblem(
+      await call('GET', `/v1/jobs/${finished.id}/result?token=${TOKEN}&token=${TOKEN}`, { token: null }),
+      401,
+    );
   });
 });
 
 describe('Host header (DNS rebinding)', () => {
   test('foreign Host names are refused on /v1 and on static files, with or without a token', async () => {
-    for (const host of [`evil.example:${port}`, 'evil.example', `127.0.0.1.nip.io:${port}`, `localhost.evil.example:${port}`, '127.0.0.1:1', '127.0.0.1']) {
+    for (const host of [
+      `evil.example:${port}`,
+      'evil.example',
+      `127.0.0.1.nip.io:${port}`,
+      `localhost.evil.example:${port}`,
+      '127.0.0.1:1',
+      '127.0.0.1',
+    ]) {
       for (const p of ['/v1/health', '/', '/index.html']) {
         const r = await call('GET', p, { headers: { host } });
         const problem = expectProblem(r, 403);
-        expect(problem.detail).toBe(`requests must use http://127.0.0.1:${port} or http://localhost:${port}; this engine refuses other host names so that web pages cannot reach it through DNS rebinding`);
+        expect(problem.detail).toBe(
+          `requests must use http://127.0.0.1:${port} or http://localhost:${port}; this engine refuses other host names so that web pages cannot reach it through DNS rebinding`,
+        );
       }
     }
     expectProblem(await call('GET', '/v1/health', { setHost: false }), 403);
@@ -346,13 +412,17 @@ describe('CORS and Origin', () => {
       expect(get.headers['access-control-allow-origin']).toBeUndefined();
       // A text/plain POST is a "simple" request a foreign page can send without preflight: refused before anything runs.
       const before = service.submitted.length;
-      const post = await call('POST', '/v1/jobs', { token: null, headers: { origin, 'content-type': 'text/plain' }, body: JSON.stringify(validRequest()) });
+      const post = await call('POST', '/v1/jobs', {
+        token: null,
+        headers: { origin, 'content-type': 'text/plain' },
+        body: JSON.stringify(validRequest()),
+      });
       expectProblem(post, 403);
       expect(service.submitted.length).toBe(before);
     }
   });
 
-  test('the engine\'s own origins and configured ones get Access-Control-Allow-Origin', async () => {
+  test("the engine's own origins and configured ones get Access-Control-Allow-Origin", async () => {
     for (const origin of [`http://127.0.0.1:${port}`, `http://localhost:${port}`, EXTRA_ORIGIN]) {
       const r = await call('GET', '/v1/health', { headers: { origin } });
       expect(r.status).toBe(200);
@@ -369,7 +439,14 @@ describe('CORS and Origin', () => {
   });
 
   test('preflight: allowed origins get the methods and headers, others 403', async () => {
-    const ok = await call('OPTIONS', '/v1/jobs', { token: null, headers: { origin: EXTRA_ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' } });
+    const ok = await call('OPTIONS', '/v1/jobs', {
+      token: null,
+      headers: {
+        origin: EXTRA_ORIGIN,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, content-type',
+      },
+    });
     expect(ok.status).toBe(204);
     expect(ok.text).toBe('');
     expect(ok.headers['access-control-allow-origin']).toBe(EXTRA_ORIGIN);
@@ -377,14 +454,26 @@ describe('CORS and Origin', () => {
     expect(ok.headers['access-control-allow-headers']).toMatch(/Authorization/);
     expect(ok.headers['access-control-allow-headers']).toMatch(/Content-Type/);
     expect(ok.headers['access-control-max-age']).toBe('600');
-    const bad = await call('OPTIONS', '/v1/jobs', { token: null, headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    const bad = await call('OPTIONS', '/v1/jobs', {
+      token: null,
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
     expectProblem(bad, 403);
     expect(bad.headers['access-control-allow-origin']).toBeUndefined();
   });
 
   test('OPTIONS without a token says the same for existing and missing routes and job ids', async () => {
-    const answers = await Promise.all(['/v1/jobs', '/v1/health', '/v1/jobs/nope/result', '/v1/no-such-route', '/v1/jobs/x/cancel'].map((p) => call('OPTIONS', p, { token: null })));
-    const shape = (r: (typeof answers)[number]) => ({ status: r.status, allow: r.headers['allow'], methods: r.headers['access-control-allow-methods'], body: r.text });
+    const answers = await Promise.all(
+      ['/v1/jobs', '/v1/health', '/v1/jobs/nope/result', '/v1/no-such-route', '/v1/jobs/x/cancel'].map((p) =>
+        call('OPTIONS', p, { token: null }),
+      ),
+    );
+    const shape = (r: (typeof answers)[number]) => ({
+      status: r.status,
+      allow: r.headers['allow'],
+      methods: r.headers['access-control-allow-methods'],
+      body: r.text,
+    });
     for (const r of answers) expect(shape(r)).toEqual(shape(answers[0]));
     expect(shape(answers[0])).toEqual({ status: 204, allow: 'GET, POST, OPTIONS', methods: 'GET, POST', body: '' });
   });
@@ -401,7 +490,14 @@ describe('POST /v1/jobs', () => {
     const job = Job.parse(r.json);
     expect(r.headers.location).toBe(`/v1/jobs/${job.id}`);
     expect(job.state).toBe('queued');
-    expect(job.request).toMatchObject({ source: { path: clip, in: 0.5, out: 2 }, steps: 20, seed: 7, method: 'inversion', guidance: 7.5, mask: { type: 'none' } });
+    expect(job.request).toMatchObject({
+      source: { path: clip, in: 0.5, out: 2 },
+      steps: 20,
+      seed: 7,
+      method: 'inversion',
+      guidance: 7.5,
+      mask: { type: 'none' },
+    });
     const again = await call('GET', r.headers.location!);
     expect(again.status).toBe(200);
     expect(again.json).toEqual(r.json);
@@ -410,16 +506,41 @@ describe('POST /v1/jobs', () => {
   // Bodies are built lazily: the clip path exists only once beforeAll has run.
   const invalid: Array<[string, () => unknown, string, RegExp]> = [
     ['an unknown field', () => ({ ...validRequest(), colour: 'blue' }), '(body)', /unknown field "colour"/],
-    ['an unknown nested field', () => ({ ...validRequest(), source: { path: '/a.mov', in: 0, out: 1, speed: 2 } }), 'source', /unknown field "speed"/],
+    [
+      'an unknown nested field',
+      () => ({ ...validRequest(), source: { path: '/a.mov', in: 0, out: 1, speed: 2 } }),
+      'source',
+      /unknown field "speed"/,
+    ],
     ['no prompt', () => ({ source: validRequest().source }), 'prompt', /prompt: is required/],
     ['a blank prompt', () => ({ ...validRequest(), prompt: '   ' }), 'prompt', /prompt is empty/],
-    ['a reversed range', () => ({ ...validRequest(), source: { path: clip, in: 3, out: 1 } }), 'source.out', /later than source.in/],
-    ['a non-number in point', () => ({ ...validRequest(), source: { path: clip, in: 'abc', out: 1 } }), 'source.in', /source.in must be a number of seconds/],
+    [
+      'a reversed range',
+      () => ({ ...validRequest(), source: { path: clip, in: 3, out: 1 } }),
+      'source.out',
+      /later than source.in/,
+    ],
+    [
+      'a non-number in point',
+      () => ({ ...validRequest(), source: { path: clip, in: 'abc', out: 1 } }),
+      'source.in',
+      /source.in must be a number of seconds/,
+    ],
     ['steps 0', () => ({ ...validRequest(), steps: 0 }), 'steps', /at least 1/],
     ['steps 500', () => ({ ...validRequest(), steps: 500 }), 'steps', /at most 200/],
     ['fractional steps', () => ({ ...validRequest(), steps: 2.5 }), 'steps', /whole number/],
-    ['a prompt over 2000 characters', () => ({ ...validRequest(), prompt: 'x'.repeat(2001) }), 'prompt', /longer than 2000/],
-    ['a mask box outside the frame', () => ({ ...validRequest(), mask: { type: 'box', x: 0.8, y: 0, w: 0.5, h: 0.5 } }), 'mask', /inside the frame/],
+    [
+      'a prompt over 2000 characters',
+      () => ({ ...validRequest(), prompt: 'x'.repeat(2001) }),
+      'prompt',
+      /longer than 2000/,
+    ],
+    [
+      'a mask box outside the frame',
+      () => ({ ...validRequest(), mask: { type: 'box', x: 0.8, y: 0, w: 0.5, h: 0.5 } }),
+      'mask',
+      /inside the frame/,
+    ],
     ['an array body', () => [validRequest()], '(body)', /expected object/],
   ];
   for (const [label, body, field, detail] of invalid) {
@@ -435,30 +556,59 @@ describe('POST /v1/jobs', () => {
   }
 
   test('a 1 MB body → 413', async () => {
-    const p = expectProblem(await call('POST', '/v1/jobs', { json: { ...validRequest(), prompt: 'x'.repeat(1024 * 1024) } }), 413);
+    const p = expectProblem(
+      await call('POST', '/v1/jobs', { json: { ...validRequest(), prompt: 'x'.repeat(1024 * 1024) } }),
+      413,
+    );
     expect(p.detail).toMatch(/larger than 64 kB/);
   });
 
   test('a body that is not JSON-typed → 415, also without any Content-Type', async () => {
-    const text = expectProblem(await call('POST', '/v1/jobs', { headers: { 'content-type': 'text/plain' }, body: JSON.stringify(validRequest()) }), 415);
+    const text = expectProblem(
+      await call('POST', '/v1/jobs', {
+        headers: { 'content-type': 'text/plain' },
+        body: JSON.stringify(validRequest()),
+      }),
+      415,
+    );
     expect(text.detail).toMatch(/Content-Type: application\/json/);
-    expectProblem(await call('POST', '/v1/jobs', { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'prompt=x' }), 415);
+    expectProblem(
+      await call('POST', '/v1/jobs', {
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'prompt=x',
+      }),
+      415,
+    );
     expectProblem(await call('POST', '/v1/jobs', { body: JSON.stringify(validRequest()) }), 415);
     expectProblem(await call('POST', '/v1/jobs'), 415);
     // A JSON content type with a charset is still JSON.
-    const ok = await call('POST', '/v1/jobs', { headers: { 'content-type': 'application/json; charset=utf-8' }, body: JSON.stringify(validRequest()) });
+    const ok = await call('POST', '/v1/jobs', {
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      body: JSON.stringify(validRequest()),
+    });
     expect(ok.status).toBe(202);
   });
 
   test('malformed JSON → 400 without echoing the body', async () => {
-    const p = expectProblem(await call('POST', '/v1/jobs', { headers: { 'content-type': 'application/json' }, body: '{"prompt": sneaky-body-text' }), 400);
+    const p = expectProblem(
+      await call('POST', '/v1/jobs', {
+        headers: { 'content-type': 'application/json' },
+        body: '{"prompt": sneaky-body-text',
+      }),
+      400,
+    );
     expect(p.title).toBe('Malformed JSON');
     expect(p.detail).toMatch(/^body is not valid JSON: /);
     expect(p.detail).not.toMatch(/sneaky/);
   });
 
   test('a missing source file → 422 from the service', async () => {
-    const p = expectProblem(await call('POST', '/v1/jobs', { json: { ...validRequest(), source: { path: path.join(tmp, 'gone.mov'), in: 0, out: 1 } } }), 422);
+    const p = expectProblem(
+      await call('POST', '/v1/jobs', {
+        json: { ...validRequest(), source: { path: path.join(tmp, 'gone.mov'), in: 0, out: 1 } },
+      }),
+      422,
+    );
     expect(p.field).toBe('source.path');
     expect(p.detail).toMatch(/gone\.mov does not exist/);
   });
@@ -571,7 +721,10 @@ describe('POST /v1/jobs/:id/cancel', () => {
 
   test('a body on cancel must be JSON too', async () => {
     const job = await submit();
-    expectProblem(await call('POST', `/v1/jobs/${job.id}/cancel`, { headers: { 'content-type': 'text/plain' }, body: 'please' }), 415);
+    expectProblem(
+      await call('POST', `/v1/jobs/${job.id}/cancel`, { headers: { 'content-type': 'text/plain' }, body: 'please' }),
+      415,
+    );
     expect(service.get(job.id)?.state).toBe('queued');
   });
 });
@@ -631,8 +784,12 @@ describe('media', () => {
     expect(none.detail).toBe('path: is required: give the absolute path of a media file');
     expect(expectProblem(await call('GET', '/v1/media/probe?path='), 400).field).toBe('path');
     expect(expectProblem(await call('GET', '/v1/media/probe?path=a&path=b'), 400).field).toBe('path');
-    expect(expectProblem(await call('GET', `/v1/media/probe?path=x&extra=1`), 400).detail).toMatch(/unknown field "extra"/);
-    expect(expectProblem(await call('GET', `/v1/media/probe?path=${encodeURIComponent('/v/missing.mov')}`), 422).field).toBe('path');
+    expect(expectProblem(await call('GET', `/v1/media/probe?path=x&extra=1`), 400).detail).toMatch(
+      /unknown field "extra"/,
+    );
+    expect(
+      expectProblem(await call('GET', `/v1/media/probe?path=${encodeURIComponent('/v/missing.mov')}`), 422).field,
+    ).toBe('path');
     const crash = expectProblem(await call('GET', `/v1/media/probe?path=${encodeURIComponent('/v/explode.mov')}`), 500);
     expect(crash.detail).not.toMatch(/secret|ffprobe|internal\//);
     expect(logs.some((l) => l.includes('ffprobe crashed at /internal/secret/location'))).toBe(true);
@@ -694,21 +851,40 @@ describe('GET /v1/openapi.json', () => {
       const op = doc.paths[route.path.replace(':id', '{id}')]?.[route.method.toLowerCase()];
       expect(op).toBeDefined();
       expect(op.operationId).toBe(route.operationId);
-      expect(op.responses['401'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/Problem' });
+      expect(op.responses['401'].content['application/problem+json'].schema).toEqual({
+        $ref: '#/components/schemas/Problem',
+      });
     }
-    const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
+    const documented = Object.entries(doc.paths).flatMap(([p, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`),
+    );
     expect(documented.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path.replace(':id', '{id}')}`).sort());
     const schemas = doc.components.schemas;
     expect(schemas.JobRequest.additionalProperties).toBe(false);
     expect(schemas.JobRequest.required).toEqual(['source', 'prompt']);
-    expect(schemas.JobRequest.properties.steps).toMatchObject({ type: 'integer', minimum: 1, maximum: 200, default: 50 });
+    expect(schemas.JobRequest.properties.steps).toMatchObject({
+      type: 'integer',
+      minimum: 1,
+      maximum: 200,
+      default: 50,
+    });
     expect(schemas.Job.properties.state.enum).toEqual(['queued', 'running', 'succeeded', 'failed', 'canceled']);
-    expect(Object.keys(schemas).sort()).toEqual(['Health', 'Job', 'JobEvent', 'JobRequest', 'MediaInfo', 'ModelEntry', 'Problem']);
+    expect(Object.keys(schemas).sort()).toEqual([
+      'Health',
+      'Job',
+      'JobEvent',
+      'JobRequest',
+      'MediaInfo',
+      'ModelEntry',
+      'Problem',
+    ]);
     // Every $ref points at a component that exists.
     const refs = [...r.text.matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]);
     expect(refs.length).toBeGreaterThan(10);
     for (const name of refs) expect(schemas[name]).toBeDefined();
-    expect(doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/JobRequest' });
+    expect(doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/JobRequest',
+    });
   });
 });
 
@@ -716,7 +892,9 @@ describe('listening', () => {
   test('refuses non-loopback hosts unless allowed, and says why', async () => {
     const app = createApp(new FakeJobService(), { token: TOKEN, port: 0, version: 't' });
     for (const host of ['0.0.0.0', '192.168.1.10', '::']) {
-      await expect(startServer(app, { host, port: 0 })).rejects.toThrow(/refusing to listen on .*reachable from other machines.*allowNonLoopback/);
+      await expect(startServer(app, { host, port: 0 })).rejects.toThrow(
+        /refusing to listen on .*reachable from other machines.*allowNonLoopback/,
+      );
     }
     const open = await startServer(app, { host: '0.0.0.0', port: 0, allowNonLoopback: true });
     try {
@@ -735,7 +913,16 @@ describe('listening', () => {
     const health = await fetch(`${s.url}/v1/health`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(health.status).toBe(200);
     expect(((await health.json()) as { ok: boolean }).ok).toBe(true);
-    const job = await svc.submit({ ...validRequest(), sourcePrompt: '', mask: { type: 'none' }, method: 'inversion', steps: 10, guidance: 7.5, directInversion: true, batchSize: 4 });
+    const job = await svc.submit({
+      ...validRequest(),
+      sourcePrompt: '',
+      mask: { type: 'none' },
+      method: 'inversion',
+      steps: 10,
+      guidance: 7.5,
+      directInversion: true,
+      batchSize: 4,
+    });
     const events = await fetch(`${s.url}/v1/jobs/${job.id}/events?token=${TOKEN}`);
     expect(events.status).toBe(200);
     await waitUntil(() => svc.listenerCount(job.id) === 1, 'the subscription');

@@ -6,7 +6,13 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { fromHalf, toHalf } from '../../engine/src/diffusion/half';
-import { SD_BENCH_VARIANT, SD_VARIANTS, generateSdBench, generateTinySd, type SdVariant } from '../../engine/src/models/generate/tiny-sd';
+import {
+  SD_BENCH_VARIANT,
+  SD_VARIANTS,
+  generateSdBench,
+  generateTinySd,
+  type SdVariant,
+} from '../../engine/src/models/generate/tiny-sd';
 
 const COMPONENTS = ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'] as const;
 type Component = (typeof COMPONENTS)[number];
@@ -36,7 +42,9 @@ function generated(variant: string, seed = 1): string {
 }
 
 async function openAll(dir: string): Promise<Sessions> {
-  const entries = await Promise.all(COMPONENTS.map(async (c) => [c, await ort.InferenceSession.create(path.join(dir, c, 'model.onnx'))] as const));
+  const entries = await Promise.all(
+    COMPONENTS.map(async (c) => [c, await ort.InferenceSession.create(path.join(dir, c, 'model.onnx'))] as const),
+  );
   return Object.fromEntries(entries) as Sessions;
 }
 
@@ -65,7 +73,10 @@ interface VaeConfig {
   block_out_channels: number[];
 }
 
-function meta(list: readonly ort.InferenceSession.ValueMetadata[], name: string): { type: string; shape: readonly (number | string)[] } {
+function meta(
+  list: readonly ort.InferenceSession.ValueMetadata[],
+  name: string,
+): { type: string; shape: readonly (number | string)[] } {
   const m = list.find((x) => x.name === name);
   if (!m) throw new Error(`no ${name} in ${list.map((x) => x.name).join(', ')}`);
   if (!m.isTensor) throw new Error(`${name} is not a tensor`);
@@ -73,7 +84,9 @@ function meta(list: readonly ort.InferenceSession.ValueMetadata[], name: string)
 }
 
 function floatTensor(v: SdVariant, data: ArrayLike<number>, dims: number[]): ort.Tensor {
-  return v.fp16 ? new ort.Tensor('float16', toHalf(data), dims) : new ort.Tensor('float32', Float32Array.from(data), dims);
+  return v.fp16
+    ? new ort.Tensor('float16', toHalf(data), dims)
+    : new ort.Tensor('float32', Float32Array.from(data), dims);
 }
 
 function floats(t: ort.Tensor): Float32Array {
@@ -83,7 +96,13 @@ function floats(t: ort.Tensor): Float32Array {
 function idsTensor(v: SdVariant, rows: number[][]): ort.Tensor {
   const flat = rows.flat();
   const dims = [rows.length, 77];
-  return v.idsType === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(flat, (x) => BigInt(x)), dims) : new ort.Tensor('int32', Int32Array.from(flat), dims);
+  return v.idsType === 'int64'
+    ? new ort.Tensor(
+        'int64',
+        BigInt64Array.from(flat, (x) => BigInt(x)),
+        dims,
+      )
+    : new ort.Tensor('int32', Int32Array.from(flat), dims);
 }
 
 function timestepTensor(v: SdVariant, t: number, batch: number): ort.Tensor {
@@ -92,7 +111,11 @@ function timestepTensor(v: SdVariant, t: number, batch: number): ort.Tensor {
   const values = new Array<number>(n).fill(t);
   switch (v.timestep.type) {
     case 'int64':
-      return new ort.Tensor('int64', BigInt64Array.from(values, (x) => BigInt(x)), dims);
+      return new ort.Tensor(
+        'int64',
+        BigInt64Array.from(values, (x) => BigInt(x)),
+        dims,
+      );
     case 'float16':
       return new ort.Tensor('float16', toHalf(values), dims);
     case 'float32':
@@ -161,8 +184,14 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
     expect(sched._class_name).toBe(v.schedulerClass);
     expect(sched.prediction_type).toBe(v.predictionType);
     expect(sched.timestep_spacing).toBe(v.timestepSpacing);
-    expect(sched).toMatchObject({ num_train_timesteps: 1000, beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 });
-    if (name === 'sd2-v') expect(sched).toMatchObject({ prediction_type: 'v_prediction', set_alpha_to_one: false, steps_offset: 1 });
+    expect(sched).toMatchObject({
+      num_train_timesteps: 1000,
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      beta_end: 0.012,
+    });
+    if (name === 'sd2-v')
+      expect(sched).toMatchObject({ prediction_type: 'v_prediction', set_alpha_to_one: false, steps_offset: 1 });
     if (name === 'lcm') expect(sched.original_inference_steps).toBe(50);
 
     const tok = fs.readdirSync(path.join(dir, 'tokenizer'));
@@ -196,7 +225,9 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
     if (v.externalData) {
       expect(unetFiles).toEqual(['config.json', 'model.onnx', v.externalData].sort());
       // The weights live in the data file, not in model.onnx.
-      expect(fs.statSync(path.join(dir, 'unet', v.externalData)).size).toBeGreaterThan(4 * fs.statSync(path.join(dir, 'unet', 'model.onnx')).size);
+      expect(fs.statSync(path.join(dir, 'unet', v.externalData)).size).toBeGreaterThan(
+        4 * fs.statSync(path.join(dir, 'unet', 'model.onnx')).size,
+      );
     } else {
       expect(unetFiles).toEqual(['config.json', 'model.onnx']);
     }
@@ -212,10 +243,21 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
     expect(meta(te.outputMetadata, 'pooler_output')).toEqual({ type: ft, shape: ['batch', v.hiddenSize] });
 
     const unet = s!.unet;
-    expect(unet.inputNames).toEqual(['sample', 'timestep', 'encoder_hidden_states', ...(v.timestepCond ? ['timestep_cond'] : [])]);
+    expect(unet.inputNames).toEqual([
+      'sample',
+      'timestep',
+      'encoder_hidden_states',
+      ...(v.timestepCond ? ['timestep_cond'] : []),
+    ]);
     expect(meta(unet.inputMetadata, 'sample')).toEqual({ type: ft, shape: ['batch', C, 'height', 'width'] });
-    expect(meta(unet.inputMetadata, 'timestep')).toEqual({ type: v.timestep.type, shape: { scalar: [], one: [1], batch: ['batch'] }[v.timestep.shape] });
-    expect(meta(unet.inputMetadata, 'encoder_hidden_states')).toEqual({ type: ft, shape: ['batch', 'sequence', v.hiddenSize] });
+    expect(meta(unet.inputMetadata, 'timestep')).toEqual({
+      type: v.timestep.type,
+      shape: { scalar: [], one: [1], batch: ['batch'] }[v.timestep.shape],
+    });
+    expect(meta(unet.inputMetadata, 'encoder_hidden_states')).toEqual({
+      type: ft,
+      shape: ['batch', 'sequence', v.hiddenSize],
+    });
     if (v.timestepCond) expect(meta(unet.inputMetadata, 'timestep_cond')).toEqual({ type: ft, shape: ['batch', 256] });
     expect(unet.outputNames).toEqual([v.unetOutput]);
     expect(meta(unet.outputMetadata, v.unetOutput)).toEqual({ type: ft, shape: ['batch', C, 'height', 'width'] });
@@ -287,10 +329,14 @@ describe.each(Object.keys(SD_VARIANTS))('tiny-sd %s', (name) => {
   it('vae encoder and decoder map between image and latent sizes', async () => {
     const f = v.vaeScale;
     const [h, w] = [4, 6];
-    const enc = (await s!.vae_encoder.run({ sample: floatTensor(v, wave(3 * h * f * w * f, 1), [1, 3, h * f, w * f]) }))[v.vaeEncoderOutput];
+    const enc = (
+      await s!.vae_encoder.run({ sample: floatTensor(v, wave(3 * h * f * w * f, 1), [1, 3, h * f, w * f]) })
+    )[v.vaeEncoderOutput];
     expect(enc.dims).toEqual([1, v.vaeEncoderOutput === 'latent_parameters' ? 2 * C : C, h, w]);
     expectFiniteAndVaried(floats(enc));
-    const dec = (await s!.vae_decoder.run({ [v.vaeDecoderInput]: floatTensor(v, wave(2 * C * h * w, 3), [2, C, h, w]) }))[v.vaeDecoderOutput];
+    const dec = (
+      await s!.vae_decoder.run({ [v.vaeDecoderInput]: floatTensor(v, wave(2 * C * h * w, 3), [2, C, h, w]) })
+    )[v.vaeDecoderOutput];
     expect(dec.dims).toEqual([2, 3, h * f, w * f]);
     expectFiniteAndVaried(floats(dec));
   });
@@ -303,7 +349,9 @@ describe('tiny-sd generation', () => {
     generateTinySd(b, 'optimum', 1);
     const c = generated('optimum', 2);
     for (const comp of COMPONENTS) {
-      expect(fs.readFileSync(path.join(a, comp, 'model.onnx')).equals(fs.readFileSync(path.join(b, comp, 'model.onnx')))).toBe(true);
+      expect(
+        fs.readFileSync(path.join(a, comp, 'model.onnx')).equals(fs.readFileSync(path.join(b, comp, 'model.onnx'))),
+      ).toBe(true);
     }
     const data = (d: string) => fs.readFileSync(path.join(d, 'unet', 'model.onnx_data'));
     expect(data(a).equals(data(b))).toBe(true);
@@ -327,7 +375,9 @@ describe('tiny-sd generation', () => {
     ]) {
       expect(unet).toContain(n);
     }
-    expect(nodeNames(path.join(dir, 'text_encoder', 'model.onnx'))).toContain('/text_model/encoder/layers.0/self_attn/Softmax');
+    expect(nodeNames(path.join(dir, 'text_encoder', 'model.onnx'))).toContain(
+      '/text_model/encoder/layers.0/self_attn/Softmax',
+    );
   });
 
   it('stores fp16 weights at half the size', () => {
@@ -347,16 +397,26 @@ describe('sd-bench', () => {
     const dir = tempDir('sd-bench-');
     generateSdBench(dir);
     let total = 0;
-    for (const c of COMPONENTS) for (const f of fs.readdirSync(path.join(dir, c))) total += fs.statSync(path.join(dir, c, f)).size;
+    for (const c of COMPONENTS)
+      for (const f of fs.readdirSync(path.join(dir, c))) total += fs.statSync(path.join(dir, c, f)).size;
     expect(total).toBeLessThan(60e6);
     const v = SD_BENCH_VARIANT;
     const s = await openAll(dir);
     try {
       expect(meta(s.unet.inputMetadata, 'encoder_hidden_states').shape).toEqual(['batch', 'sequence', v.hiddenSize]);
       const out = await s.unet.run({
-        sample: new ort.Tensor('float32', Float32Array.from(wave(v.latentChannels * 64, 0)), [1, v.latentChannels, 8, 8]),
+        sample: new ort.Tensor('float32', Float32Array.from(wave(v.latentChannels * 64, 0)), [
+          1,
+          v.latentChannels,
+          8,
+          8,
+        ]),
         timestep: timestepTensor(v, 300, 1),
-        encoder_hidden_states: new ort.Tensor('float32', Float32Array.from(wave(77 * v.hiddenSize, 1)), [1, 77, v.hiddenSize]),
+        encoder_hidden_states: new ort.Tensor('float32', Float32Array.from(wave(77 * v.hiddenSize, 1)), [
+          1,
+          77,
+          v.hiddenSize,
+        ]),
       });
       expect(out.out_sample.dims).toEqual([1, v.latentChannels, 8, 8]);
       expectFiniteAndVaried(out.out_sample.data as Float32Array);

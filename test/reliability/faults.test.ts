@@ -31,10 +31,12 @@ afterAll(() => {
 });
 
 const SLOW = 'slow-decode:700,slow-encode:700';
-const start = (home: string, fault?: string) => Engine.start({ home, args: ['--model', model], env: { RESHOOT_FAULT: fault } });
+const start = (home: string, fault?: string) =>
+  Engine.start({ home, args: ['--model', model], env: { RESHOOT_FAULT: fault } });
 
 /** A job long enough to be caught computing (12 frames, 24 steps), short enough for CI. */
-const longJob = (outDir: string, over: Record<string, unknown> = {}) => smallJob(fx.clip, outDir, { source: { path: fx.clip, in: 0, out: 0.5 }, steps: 24, ...over });
+const longJob = (outDir: string, over: Record<string, unknown> = {}) =>
+  smallJob(fx.clip, outDir, { source: { path: fx.clip, in: 0, out: 0.5 }, steps: 24, ...over });
 
 async function submit(e: Engine, body: Record<string, unknown>): Promise<Job> {
   const r = await e.api('POST', '/v1/jobs', body);
@@ -110,14 +112,19 @@ it('kill -9 while decoding, computing and writing: after each restart every job 
   // A cache entry half-written when the engine died, and one damaged on disk.
   fs.mkdirSync(cacheDir, { recursive: true });
   fs.writeFileSync(path.join(cacheDir, `${'d'.repeat(40)}.traj.partial-${pid}`), Buffer.alloc(4096, 7));
-  fs.writeFileSync(path.join(cacheDir, `${'e'.repeat(40)}.traj`), Buffer.concat([Buffer.from('RSHTRAJ1'), Buffer.alloc(64, 1)]));
+  fs.writeFileSync(
+    path.join(cacheDir, `${'e'.repeat(40)}.traj`),
+    Buffer.concat([Buffer.from('RSHTRAJ1'), Buffer.alloc(64, 1)]),
+  );
 
   e = await start(home);
   try {
     expect(partialFiles(cacheDir)).toEqual([]);
     const failed = await e.settle(a.id);
     expect(failed.state).toBe('failed');
-    expect(failed.error?.detail).toMatch(/the engine stopped while this job was running, 3 times; it was not tried again\. Submit it again/);
+    expect(failed.error?.detail).toMatch(
+      /the engine stopped while this job was running, 3 times; it was not tried again\. Submit it again/,
+    );
     const [jb, jc] = [await e.settle(b.id), await e.settle(c.id)];
     expect([jb.state, jc.state]).toEqual(['succeeded', 'succeeded']);
     for (const j of [jb, jc]) expect((await probeMedia(j.result!.path)).video.frameCount).toBe(3);
@@ -157,11 +164,16 @@ it('a compute thread that dies mid-job fails that job only; the next jobs get a 
     const health = await e.api('GET', '/v1/health');
     expect(health.status).toBe(200);
     expect(health.json?.model).toBe('oracle');
-    const next = [await submit(e, smallJob(fx.clip, out)), await submit(e, smallJob(fx.clip, out, { method: 'sdedit' }))];
+    const next = [
+      await submit(e, smallJob(fx.clip, out)),
+      await submit(e, smallJob(fx.clip, out, { method: 'sdedit' })),
+    ];
     for (const j of next) expect((await e.settle(j.id)).state).toBe('succeeded');
     expect(e.alive).toBe(true);
     expect(partialFiles(out)).toEqual([]);
-    console.log(`worker crash: 1 job failed ("${failed.error!.detail.slice(0, 70)}…"), ${next.length} following jobs succeeded, engine up`);
+    console.log(
+      `worker crash: 1 job failed ("${failed.error!.detail.slice(0, 70)}…"), ${next.length} following jobs succeeded, engine up`,
+    );
     e.expectNoTokenLeak();
   } finally {
     await e.stop();
@@ -184,7 +196,9 @@ it('a full output drive fails the job cleanly, with a message that says what to 
     const e = await start(path.join(root, 'home-full'));
     try {
       fillUp(path.join(full, 'filler.bin'));
-      const j = await e.settle((await submit(e, smallJob(fx.clip, full, { source: { path: fx.clip, in: 0, out: 0.5 } }))).id);
+      const j = await e.settle(
+        (await submit(e, smallJob(fx.clip, full, { source: { path: fx.clip, in: 0, out: 0.5 } }))).id,
+      );
       expectDiskFull(j);
       expect(fs.readdirSync(full)).toEqual(['filler.bin']);
       expect((await e.settle((await submit(e, smallJob(fx.clip, out))).id)).state).toBe('succeeded');
@@ -226,7 +240,9 @@ it('a full output drive fails the job cleanly, with a message that says what to 
   } finally {
     await e.stop();
   }
-  console.log(`disk full: ${covered.join(', ')}: job failed with "free space or choose another drive", no file left, engine up`);
+  console.log(
+    `disk full: ${covered.join(', ')}: job failed with "free space or choose another drive", no file left, engine up`,
+  );
 });
 
 it('cancels while decoding, computing and encoding, and a storm of cancels, leave no files and no 5xx', async () => {
@@ -251,7 +267,9 @@ it('cancels while decoding, computing and encoding, and a storm of cancels, leav
     const jobs: Job[] = [];
     for (let i = 0; i < 24; i++) jobs.push(await submit(e, i === 0 ? longJob(out) : smallJob(fx.clip, out)));
     await e.waitForStage(jobs[0].id, ['decoding', 'encoding latents', 'inverting']);
-    const replies = await Promise.all(jobs.flatMap((j) => [0, 1, 2].map(() => e.api('POST', `/v1/jobs/${j.id}/cancel`))));
+    const replies = await Promise.all(
+      jobs.flatMap((j) => [0, 1, 2].map(() => e.api('POST', `/v1/jobs/${j.id}/cancel`))),
+    );
     const statuses = new Map<number, number>();
     for (const r of replies) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
     expect([...statuses.keys()].every((s) => s === 200 || s === 409)).toBe(true);

@@ -27,7 +27,10 @@ beforeAll(async () => {
   generateOracle(model);
   out = path.join(root, 'out');
   fs.mkdirSync(out);
-  [fx, engine] = await Promise.all([makeFixtures(path.join(root, 'media')), Engine.start({ home: path.join(root, 'home'), args: ['--model', model], cwd: root })]);
+  [fx, engine] = await Promise.all([
+    makeFixtures(path.join(root, 'media')),
+    Engine.start({ home: path.join(root, 'home'), args: ['--model', model], cwd: root }),
+  ]);
 });
 
 afterAll(async () => {
@@ -59,16 +62,51 @@ interface JsonSchema {
 function hints(): Record<string, fc.Arbitrary<unknown>> {
   const name = fc.stringMatching(/^[a-z0-9]{1,12}$/);
   return {
-    'source.path': fc.constantFrom(fx.clip, fx.clip, fx.clip, fx.text, fx.folder, fx.still, fx.empty, fx.truncated, fx.audioOnly, fx.unknownCodec, path.join(fx.dir, 'gone.mp4'), 'relative.mp4'),
+    'source.path': fc.constantFrom(
+      fx.clip,
+      fx.clip,
+      fx.clip,
+      fx.text,
+      fx.folder,
+      fx.still,
+      fx.empty,
+      fx.truncated,
+      fx.audioOnly,
+      fx.unknownCodec,
+      path.join(fx.dir, 'gone.mp4'),
+      'relative.mp4',
+    ),
     'source.in': fc.double({ min: 0, max: 0.6, noNaN: true }),
     'source.out': fc.double({ min: 0, max: 0.7, noNaN: true }),
     prompt: fc.constantFrom('a blue car on a gray road', 'a green car', '🚗 סכוניות', 'x'),
     sourcePrompt: fc.constantFrom('a red car on a gray road', ''),
     steps: fc.integer({ min: 1, max: 3 }),
     batchSize: fc.integer({ min: 1, max: 4 }),
-    'mask.path': fc.constantFrom(fx.matte, fx.matteSquare, fx.matteText, fx.clip, path.join(fx.dir, 'matte_%04d.png'), path.join(fx.dir, 'none.png')),
-    'output.path': fc.oneof(name.map((n) => path.join(out, `${n}.mp4`)), name.map((n) => path.join(out, `${n}.mov`)), fc.constantFrom('/etc/reshoot.mp4', `${out}/../../../etc/x.mp4`, '/dev/null', out, path.join(fx.text, 'x.mp4'), 'rel.mp4', path.join(out, 'x.txt'))),
-    'output.folder': fc.oneof(name.map((n) => path.join(out, n)), fc.constantFrom(out, '/usr/lib', fx.text, path.join(out, 'a', 'b'), 'relative')),
+    'mask.path': fc.constantFrom(
+      fx.matte,
+      fx.matteSquare,
+      fx.matteText,
+      fx.clip,
+      path.join(fx.dir, 'matte_%04d.png'),
+      path.join(fx.dir, 'none.png'),
+    ),
+    'output.path': fc.oneof(
+      name.map((n) => path.join(out, `${n}.mp4`)),
+      name.map((n) => path.join(out, `${n}.mov`)),
+      fc.constantFrom(
+        '/etc/reshoot.mp4',
+        `${out}/../../../etc/x.mp4`,
+        '/dev/null',
+        out,
+        path.join(fx.text, 'x.mp4'),
+        'rel.mp4',
+        path.join(out, 'x.txt'),
+      ),
+    ),
+    'output.folder': fc.oneof(
+      name.map((n) => path.join(out, n)),
+      fc.constantFrom(out, '/usr/lib', fx.text, path.join(out, 'a', 'b'), 'relative'),
+    ),
   };
 }
 
@@ -76,15 +114,33 @@ function hints(): Record<string, fc.Arbitrary<unknown>> {
 function objectHints(h: Record<string, fc.Arbitrary<unknown>>): Record<string, fc.Arbitrary<unknown>> {
   const unit = fc.double({ min: 0, max: 0.5, noNaN: true });
   return {
-    source: fc.record({ path: h['source.path'], in: fc.double({ min: 0, max: 0.4, noNaN: true }), d: fc.double({ min: 0.01, max: 0.3, noNaN: true }) }).map(({ path: p, in: i, d }) => ({ path: p, in: i, out: i + d })),
+    source: fc
+      .record({
+        path: h['source.path'],
+        in: fc.double({ min: 0, max: 0.4, noNaN: true }),
+        d: fc.double({ min: 0.01, max: 0.3, noNaN: true }),
+      })
+      .map(({ path: p, in: i, d }) => ({ path: p, in: i, out: i + d })),
     mask: fc.oneof(
       fc.constant({ type: 'none' }),
-      fc.record({ type: fc.constant('auto'), threshold: fc.double({ min: 0, max: 1, noNaN: true }) }, { requiredKeys: ['type'] }),
-      fc.record({ type: fc.constant('box'), x: unit, y: unit, w: unit.map((v) => v + 0.01), h: unit.map((v) => v + 0.01) }),
+      fc.record(
+        { type: fc.constant('auto'), threshold: fc.double({ min: 0, max: 1, noNaN: true }) },
+        { requiredKeys: ['type'] },
+      ),
+      fc.record({
+        type: fc.constant('box'),
+        x: unit,
+        y: unit,
+        w: unit.map((v) => v + 0.01),
+        h: unit.map((v) => v + 0.01),
+      }),
       fc.record({ type: fc.constant('file'), path: h['mask.path'] }),
     ),
     output: fc.oneof(
-      fc.record({ path: h['output.path'], codec: fc.constantFrom('h264', 'prores'), overwrite: fc.boolean() }, { requiredKeys: ['path'] }),
+      fc.record(
+        { path: h['output.path'], codec: fc.constantFrom('h264', 'prores'), overwrite: fc.boolean() },
+        { requiredKeys: ['path'] },
+      ),
       fc.record({ folder: h['output.folder'], audio: fc.boolean() }, { requiredKeys: ['folder'] }),
     ),
   };
@@ -99,7 +155,11 @@ function fromSchema(s: JsonSchema, at: string, hint: Record<string, fc.Arbitrary
     if (s.enum) return fc.constantFrom(...s.enum);
     switch (s.type) {
       case 'string':
-        return fc.string({ minLength: s.minLength ?? 0, maxLength: Math.min(s.maxLength ?? 64, 64), unit: fc.oneof(fc.constant('a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 })) });
+        return fc.string({
+          minLength: s.minLength ?? 0,
+          maxLength: Math.min(s.maxLength ?? 64, 64),
+          unit: fc.oneof(fc.constant('a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 })),
+        });
       case 'integer':
         return fc.integer({ min: Math.ceil(s.minimum ?? -(2 ** 31)), max: Math.floor(s.maximum ?? 2 ** 31) });
       case 'number':
@@ -116,7 +176,10 @@ function fromSchema(s: JsonSchema, at: string, hint: Record<string, fc.Arbitrary
         return fc.constant(null);
       case 'array':
         if (s.prefixItems) return fc.tuple(...s.prefixItems.map((p, i) => fromSchema(p, `${at}.${i}`, hint)));
-        return fc.array(s.items ? fromSchema(s.items, `${at}[]`, hint) : fc.jsonValue(), { minLength: s.minItems ?? 0, maxLength: Math.min(s.maxItems ?? 4, 4) });
+        return fc.array(s.items ? fromSchema(s.items, `${at}[]`, hint) : fc.jsonValue(), {
+          minLength: s.minItems ?? 0,
+          maxLength: Math.min(s.maxItems ?? 4, 4),
+        });
       case 'object': {
         const props = s.properties ?? {};
         const model: Record<string, fc.Arbitrary<unknown>> = {};
@@ -143,10 +206,34 @@ type Mutation =
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('drop' as const), pick: fc.nat() }),
   fc.record({ kind: fc.constant('retype' as const), pick: fc.nat(), value: fc.jsonValue({ maxDepth: 3 }) }),
-  fc.record({ kind: fc.constant('extra' as const), pick: fc.nat(), key: fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype', '', 'promt', 'toString'), fc.string()), value: fc.jsonValue({ maxDepth: 2 }) }),
+  fc.record({
+    kind: fc.constant('extra' as const),
+    pick: fc.nat(),
+    key: fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype', '', 'promt', 'toString'), fc.string()),
+    value: fc.jsonValue({ maxDepth: 2 }),
+  }),
   // Strings here become raw JSON number literals, which JSON.stringify cannot produce: 1e999 parses as Infinity.
-  fc.record({ kind: fc.constant('huge' as const), pick: fc.nat(), value: fc.constantFrom<number | string>(1e308, -1e308, Number.MAX_SAFE_INTEGER + 2, 2 ** 64, -0, 5e-324, '1e999', '-1e999', '1' + '0'.repeat(400)) }),
-  fc.record({ kind: fc.constant('deep' as const), pick: fc.nat(), depth: fc.integer({ min: 64, max: 12_000 }), shape: fc.constantFrom('array' as const, 'object' as const) }),
+  fc.record({
+    kind: fc.constant('huge' as const),
+    pick: fc.nat(),
+    value: fc.constantFrom<number | string>(
+      1e308,
+      -1e308,
+      Number.MAX_SAFE_INTEGER + 2,
+      2 ** 64,
+      -0,
+      5e-324,
+      '1e999',
+      '-1e999',
+      '1' + '0'.repeat(400),
+    ),
+  }),
+  fc.record({
+    kind: fc.constant('deep' as const),
+    pick: fc.nat(),
+    depth: fc.integer({ min: 64, max: 12_000 }),
+    shape: fc.constantFrom('array' as const, 'object' as const),
+  }),
   fc.record({ kind: fc.constant('long' as const), pick: fc.nat(), length: fc.constantFrom(2001, 4097, 70_000) }),
   fc.record({ kind: fc.constant('whole' as const), value: fc.jsonValue({ maxDepth: 2 }) }),
 );
@@ -154,7 +241,8 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
 /** Dotted places in a value where a mutation can land: every object member, and the value itself. */
 function places(v: unknown, at: string[] = []): string[][] {
   const here = [at];
-  if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k, c] of Object.entries(v)) here.push(...places(c, [...at, k]));
+  if (v && typeof v === 'object' && !Array.isArray(v))
+    for (const [k, c] of Object.entries(v)) here.push(...places(c, [...at, k]));
   return here;
 }
 
@@ -192,7 +280,13 @@ function body(request: unknown, mutations: Mutation[], cut: number | null): stri
           break;
         case 'extra': {
           const target = parent[key];
-          if (target && typeof target === 'object' && !Array.isArray(target)) Object.defineProperty(target, m.key, { value: m.value, enumerable: true, configurable: true, writable: true });
+          if (target && typeof target === 'object' && !Array.isArray(target))
+            Object.defineProperty(target, m.key, {
+              value: m.value,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
           break;
         }
         case 'huge':
@@ -201,7 +295,12 @@ function body(request: unknown, mutations: Mutation[], cut: number | null): stri
           break;
         case 'deep':
           parent[key] = marker;
-          raw.set(marker, m.shape === 'array' ? `${'['.repeat(m.depth)}1${']'.repeat(m.depth)}` : `${'{"a":'.repeat(m.depth)}1${'}'.repeat(m.depth)}`);
+          raw.set(
+            marker,
+            m.shape === 'array'
+              ? `${'['.repeat(m.depth)}1${']'.repeat(m.depth)}`
+              : `${'{"a":'.repeat(m.depth)}1${'}'.repeat(m.depth)}`,
+          );
           break;
         case 'long':
           parent[key] = 'ẞ'.repeat(m.length);
@@ -226,7 +325,10 @@ it(`job submissions generated from the contract and mutated (${RUNS} runs): neve
   let mutated = 0;
   const problems: string[] = [];
   // About a third go as generated; one body in ten is cut short.
-  const mutations = fc.oneof({ arbitrary: fc.constant<Mutation[]>([]), weight: 1 }, { arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }), weight: 2 });
+  const mutations = fc.oneof(
+    { arbitrary: fc.constant<Mutation[]>([]), weight: 1 },
+    { arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }), weight: 2 },
+  );
   const cuts = fc.oneof({ arbitrary: fc.constant(null), weight: 9 }, { arbitrary: fc.nat(), weight: 1 });
   const property = fc.asyncProperty(requestArb, mutations, cuts, async (request, mutations, cut) => {
     const text = body(request, mutations, cut);
@@ -240,7 +342,8 @@ it(`job submissions generated from the contract and mutated (${RUNS} runs): neve
     }
     counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
     if (!engine.alive) throw new Error(`the engine died: ${engine.logText().slice(-3000)}`);
-    if (!ALLOWED.has(r.status)) throw new Error(`status ${r.status} for ${text.slice(0, 500)}: ${r.text.slice(0, 500)}`);
+    if (!ALLOWED.has(r.status))
+      throw new Error(`status ${r.status} for ${text.slice(0, 500)}: ${r.text.slice(0, 500)}`);
     if (r.status === 202) {
       const job = Job.safeParse(r.json);
       if (!job.success) throw new Error(`202 without a valid job: ${r.text.slice(0, 300)}`);
@@ -249,7 +352,13 @@ it(`job submissions generated from the contract and mutated (${RUNS} runs): neve
       throw new Error(`${r.status} without a problem document: ${r.text.slice(0, 300)}`);
     }
     // A valid request must not be refused for the request's form: only for its media, its output or the queue.
-    if (mutations.length === 0 && cut === null && JobRequest.safeParse(request).success && r.status === 400 && r.json?.title === 'Invalid request') {
+    if (
+      mutations.length === 0 &&
+      cut === null &&
+      JobRequest.safeParse(request).success &&
+      r.status === 400 &&
+      r.json?.title === 'Invalid request'
+    ) {
       problems.push(`a request the contract accepts was refused as invalid: ${r.json.detail ?? r.text}`);
     }
   });
@@ -260,21 +369,52 @@ it(`job submissions generated from the contract and mutated (${RUNS} runs): neve
   const listed = (await engine.jobs()).map((j) => j.id);
   expect([...listed].sort()).toEqual([...accepted].sort());
   await Promise.all(accepted.map((id) => engine.api('POST', `/v1/jobs/${id}/cancel`)));
-  const summary = [...counts].sort(([a], [b]) => a - b).map(([s, n]) => `${n}×${s}`).join(', ');
-  console.log(`API fuzz (seed ${SEED}): ${RUNS} job submissions (${valid} as generated from the contract, ${mutated} mutated) → ${summary}; no 5xx, engine up, ${accepted.length} accepted jobs all listed`);
+  const summary = [...counts]
+    .sort(([a], [b]) => a - b)
+    .map(([s, n]) => `${n}×${s}`)
+    .join(', ');
+  console.log(
+    `API fuzz (seed ${SEED}): ${RUNS} job submissions (${valid} as generated from the contract, ${mutated} mutated) → ${summary}; no 5xx, engine up, ${accepted.length} accepted jobs all listed`,
+  );
   expect(problems).toEqual([]);
 });
 
 it(`query strings and path parameters (${Math.ceil(RUNS / 2)} runs): never a 5xx`, async () => {
   const counts = new Map<number, number>();
   const value = fc.oneof(
-    fc.constantFrom(fx.clip, fx.text, fx.folder, fx.still, '', '0', '-0', '1e999', 'NaN', '0x10', ' 1', '1e-400', '9'.repeat(400), '%00', '..', '/etc/passwd', '/dev/zero', '/proc/self/environ'),
+    fc.constantFrom(
+      fx.clip,
+      fx.text,
+      fx.folder,
+      fx.still,
+      '',
+      '0',
+      '-0',
+      '1e999',
+      'NaN',
+      '0x10',
+      ' 1',
+      '1e-400',
+      '9'.repeat(400),
+      '%00',
+      '..',
+      '/etc/passwd',
+      '/dev/zero',
+      '/proc/self/environ',
+    ),
     fc.string({ unit: 'binary', maxLength: 40 }),
   );
-  const query = fc.array(fc.tuple(fc.constantFrom('path', 't', 'maxWidth', 'token', 'x', 'path[]', '__proto__'), value), { maxLength: 4 });
+  const query = fc.array(
+    fc.tuple(fc.constantFrom('path', 't', 'maxWidth', 'token', 'x', 'path[]', '__proto__'), value),
+    { maxLength: 4 },
+  );
   const target = fc.oneof(
-    query.map((q) => `/v1/media/probe?${q.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&')}`),
-    query.map((q) => `/v1/media/still?${q.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&')}`),
+    query.map(
+      (q) => `/v1/media/probe?${q.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&')}`,
+    ),
+    query.map(
+      (q) => `/v1/media/still?${q.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&')}`,
+    ),
     fc.string({ unit: 'binary', minLength: 1, maxLength: 30 }).map((id) => `/v1/jobs/${encodeURIComponent(id)}`),
     fc.string({ unit: 'binary', minLength: 1, maxLength: 30 }).map((id) => `/v1/jobs/${encodeURIComponent(id)}/events`),
     fc.string({ unit: 'binary', minLength: 1, maxLength: 30 }).map((id) => `/v1/jobs/${encodeURIComponent(id)}/result`),
@@ -288,7 +428,10 @@ it(`query strings and path parameters (${Math.ceil(RUNS / 2)} runs): never a 5xx
     }),
     { numRuns: Math.ceil(RUNS / 2), seed: SEED, endOnFailure: true },
   );
-  const summary = [...counts].sort(([a], [b]) => a - b).map(([s, n]) => `${n}×${s}`).join(', ');
+  const summary = [...counts]
+    .sort(([a], [b]) => a - b)
+    .map(([s, n]) => `${n}×${s}`)
+    .join(', ');
   console.log(`API fuzz (seed ${SEED}): ${Math.ceil(RUNS / 2)} probe/still/job URLs → ${summary}; no 5xx`);
   engine.expectNoTokenLeak();
 });

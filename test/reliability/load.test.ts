@@ -25,7 +25,10 @@ beforeAll(async () => {
   generateOracle(model);
   out = path.join(root, 'out');
   fs.mkdirSync(out);
-  [fx, engine] = await Promise.all([makeFixtures(path.join(root, 'media')), Engine.start({ home: path.join(root, 'home'), args: ['--model', model] })]);
+  [fx, engine] = await Promise.all([
+    makeFixtures(path.join(root, 'media')),
+    Engine.start({ home: path.join(root, 'home'), args: ['--model', model] }),
+  ]);
 });
 
 afterAll(async () => {
@@ -65,8 +68,16 @@ interface SoakSummary {
 
 function client(mode: 'burst', options: Record<string, unknown>, timeoutMs: number): Promise<BurstSummary>;
 function client(mode: 'soak', options: Record<string, unknown>, timeoutMs: number): Promise<SoakSummary>;
-function client(mode: 'burst' | 'soak', options: Record<string, unknown>, timeoutMs: number): Promise<BurstSummary | SoakSummary> {
-  const proc = spawn(process.execPath, [CLIENT, mode, JSON.stringify({ url: engine.url, token: engine.token, job: smallJob(fx.clip, out), ...options })], { stdio: ['ignore', 'pipe', 'pipe'] });
+function client(
+  mode: 'burst' | 'soak',
+  options: Record<string, unknown>,
+  timeoutMs: number,
+): Promise<BurstSummary | SoakSummary> {
+  const proc = spawn(
+    process.execPath,
+    [CLIENT, mode, JSON.stringify({ url: engine.url, token: engine.token, job: smallJob(fx.clip, out), ...options })],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -102,10 +113,14 @@ it(`${BURST} concurrent submissions from another process: each accepted or refus
   // Nothing accepted goes missing: cancel what still waits, and every job ends (canceled or edited).
   const cancels = await Promise.all(accepted.map((id) => engine.api('POST', `/v1/jobs/${id}/cancel`)));
   expect(cancels.every((c) => c.status === 200 || c.status === 409)).toBe(true);
-  const finals = await waitFor(async () => {
-    const jobs = await engine.jobs();
-    return jobs.every((j) => ['succeeded', 'canceled'].includes(j.state)) ? jobs : undefined;
-  }, 'every burst job to end', 60_000);
+  const finals = await waitFor(
+    async () => {
+      const jobs = await engine.jobs();
+      return jobs.every((j) => ['succeeded', 'canceled'].includes(j.state)) ? jobs : undefined;
+    },
+    'every burst job to end',
+    60_000,
+  );
   expect(finals.map((j) => j.id).sort()).toEqual([...accepted].sort());
   const edited = finals.filter((j) => j.state === 'succeeded').length;
   console.log(

@@ -46,13 +46,28 @@ const manifests = (): { kind: RegExp; names: string[]; text: string }[] => [
       `<Representation id="1" bandwidth="100000" codecs="avc1.64001e" width="64" height="48"><BaseURL>${base}/dash-segment.mp4</BaseURL>` +
       `<SegmentBase indexRange="0-100"/></Representation></AdaptationSet></Period></MPD>\n`,
   },
-  { kind: /HLS playlist/, names: ['hls.mp4', 'hls.m3u8'], text: `#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n${base}/hls-segment.ts\n#EXT-X-ENDLIST\n` },
-  { kind: /ffconcat list/, names: ['concat.mp4', 'list.ffconcat'], text: `ffconcat version 1.0\nfile '${base}/concat-part.mp4'\n` },
-  { kind: /SDP session/, names: ['session.mp4', 'session.sdp'], text: `v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n` },
+  {
+    kind: /HLS playlist/,
+    names: ['hls.mp4', 'hls.m3u8'],
+    text: `#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n${base}/hls-segment.ts\n#EXT-X-ENDLIST\n`,
+  },
+  {
+    kind: /ffconcat list/,
+    names: ['concat.mp4', 'list.ffconcat'],
+    text: `ffconcat version 1.0\nfile '${base}/concat-part.mp4'\n`,
+  },
+  {
+    kind: /SDP session/,
+    names: ['session.mp4', 'session.sdp'],
+    text: `v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n`,
+  },
 ];
 
 async function refusal(p: Promise<unknown>): Promise<MediaError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(MediaError);
   return err as MediaError;
 }
@@ -74,7 +89,11 @@ it('refuses manifests at probe, still, mask and job planning, and nothing is fet
       expect((await refusal(extractStill(file, 0))).code).toBe('not-local');
       const target = { frames: 2, width: 64, height: 48, startFrame: 0, fps: { num: 24, den: 1 } };
       expect((await refusal(loadMask({ kind: 'file', path: file }, target))).code).toBe('not-local');
-      const req = JobRequest.parse({ source: { path: file, in: 0, out: 1 }, prompt: 'a blue car on a gray road', output: { path: path.join(root, `${name}.out.mp4`) } });
+      const req = JobRequest.parse({
+        source: { path: file, in: 0, out: 1 },
+        prompt: 'a blue car on a gray road',
+        output: { path: path.join(root, `${name}.out.mp4`) },
+      });
       expect((await refusal(planJob(req, model, req.output!.path!))).code).toBe('not-local');
       cases++;
     }

@@ -38,7 +38,10 @@ beforeAll(async () => {
   home = path.join(root, 'home');
   out = path.join(root, 'out');
   fs.mkdirSync(out);
-  [fx, engine] = await Promise.all([makeFixtures(path.join(root, 'media')), Engine.start({ home, args: ['--model', model] })]);
+  [fx, engine] = await Promise.all([
+    makeFixtures(path.join(root, 'media')),
+    Engine.start({ home, args: ['--model', model] }),
+  ]);
 });
 
 afterAll(async () => {
@@ -56,7 +59,11 @@ async function concreteRoutes(): Promise<{ method: string; path: string; queryTo
     '/v1/media/probe': `?path=${encodeURIComponent(fx.clip)}`,
     '/v1/media/still': `?path=${encodeURIComponent(fx.clip)}&t=0`,
   };
-  return ROUTES.map((r) => ({ method: r.method, path: r.path.replace(':id', id) + (query[r.path] ?? ''), queryToken: r.queryToken }));
+  return ROUTES.map((r) => ({
+    method: r.method,
+    path: r.path.replace(':id', id) + (query[r.path] ?? ''),
+    queryToken: r.queryToken,
+  }));
 }
 
 describe('binding', () => {
@@ -65,21 +72,47 @@ describe('binding', () => {
     // A queued job from an earlier run: an engine that refuses to listen must not start editing it.
     const jobsDir = path.join(h, 'data', 'jobs');
     fs.mkdirSync(jobsDir, { recursive: true });
-    const queued = { id: 'waiting00001', state: 'queued', createdAt: new Date().toISOString(), request: { ...(smallJob(fx.clip, out) as object), sourcePrompt: '', mask: { type: 'none' }, method: 'inversion', directInversion: true, batchSize: 4 }, seed: 1, outputPath: path.join(out, 'never.mp4'), progress: { stage: 'queued', fraction: 0 }, warnings: [], restarts: 0 };
+    const queued = {
+      id: 'waiting00001',
+      state: 'queued',
+      createdAt: new Date().toISOString(),
+      request: {
+        ...(smallJob(fx.clip, out) as object),
+        sourcePrompt: '',
+        mask: { type: 'none' },
+        method: 'inversion',
+        directInversion: true,
+        batchSize: 4,
+      },
+      seed: 1,
+      outputPath: path.join(out, 'never.mp4'),
+      progress: { stage: 'queued', fraction: 0 },
+      warnings: [],
+      restarts: 0,
+    };
     fs.writeFileSync(path.join(jobsDir, 'waiting00001.json'), JSON.stringify(queued));
     for (const host of ['0.0.0.0', '::', '192.0.2.1']) {
       const r = await serveFails({ home: h, args: ['--model', model, '--host', host] });
       expect(r.code).not.toBe(0);
       expect(r.code).not.toBeNull();
-      expect(r.stderr).toMatch(new RegExp(`refusing to listen on ${host.replace(/\./g, '\\.')}: .*reachable from other machines.*--allow-non-loopback`));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `refusing to listen on ${host.replace(/\./g, '\\.')}: .*reachable from other machines.*--allow-non-loopback`,
+        ),
+      );
       expect(r.stdout).toBe('');
       expect(r.ms).toBeLessThan(5000);
     }
-    expect((JSON.parse(fs.readFileSync(path.join(jobsDir, 'waiting00001.json'), 'utf8')) as { state: string }).state).toBe('queued');
+    expect(
+      (JSON.parse(fs.readFileSync(path.join(jobsDir, 'waiting00001.json'), 'utf8')) as { state: string }).state,
+    ).toBe('queued');
     expect(fs.existsSync(path.join(out, 'never.mp4'))).toBe(false);
 
     // Told explicitly, it listens on all interfaces but still answers only to loopback host names.
-    const open = await Engine.start({ home: path.join(root, 'home-open'), args: ['--model', model, '--host', '0.0.0.0', '--allow-non-loopback'] });
+    const open = await Engine.start({
+      home: path.join(root, 'home-open'),
+      args: ['--model', model, '--host', '0.0.0.0', '--allow-non-loopback'],
+    });
     try {
       expect((await open.api('GET', '/v1/health')).status).toBe(200);
       expect((await open.call('GET', '/v1/health', { host: `192.0.2.1:${open.port}` })).status).toBe(403);
@@ -87,7 +120,9 @@ describe('binding', () => {
     } finally {
       await open.stop();
     }
-    console.log('binding: 0.0.0.0, ::, 192.0.2.1 refused with the reason (exit non-zero, queued job untouched); --allow-non-loopback listens but keeps the Host check');
+    console.log(
+      'binding: 0.0.0.0, ::, 192.0.2.1 refused with the reason (exit non-zero, queued job untouched); --allow-non-loopback listens but keeps the Host check',
+    );
   });
 });
 
@@ -102,7 +137,12 @@ describe('the token', () => {
     const variants = (p: string) => {
       const [pathname, q = ''] = p.split('?');
       const qs = q ? `?${q}` : '';
-      return [p, `${pathname}/${qs}`, `${pathname.replace('/v1/', '/V1/')}${qs}`, `${pathname}${qs ? `${qs}&` : '?'}x=1`];
+      return [
+        p,
+        `${pathname}/${qs}`,
+        `${pathname.replace('/v1/', '/V1/')}${qs}`,
+        `${pathname}${qs ? `${qs}&` : '?'}x=1`,
+      ];
     };
     for (const r of routes) {
       const methods = r.method === 'GET' ? ['GET', 'HEAD'] : [r.method];
@@ -110,18 +150,45 @@ describe('the token', () => {
         for (const p of variants(r.path)) {
           checks.push({ what: `${method} ${p} without a token`, send: () => engine.call(method, p, { token: null }) });
         }
-        checks.push({ what: `${method} ${r.path} with a wrong token of the same length`, send: () => engine.call(method, r.path, { token: wrongSameLength }) });
-        checks.push({ what: `${method} ${r.path} with the token off by one character`, send: () => engine.call(method, r.path, { token: nearMiss }) });
-        checks.push({ what: `${method} ${r.path} with a Basic header`, send: () => engine.call(method, r.path, { token: null, headers: { authorization: `Basic ${Buffer.from(`x:${engine.token}`).toString('base64')}` } }) });
+        checks.push({
+          what: `${method} ${r.path} with a wrong token of the same length`,
+          send: () => engine.call(method, r.path, { token: wrongSameLength }),
+        });
+        checks.push({
+          what: `${method} ${r.path} with the token off by one character`,
+          send: () => engine.call(method, r.path, { token: nearMiss }),
+        });
+        checks.push({
+          what: `${method} ${r.path} with a Basic header`,
+          send: () =>
+            engine.call(method, r.path, {
+              token: null,
+              headers: { authorization: `Basic ${Buffer.from(`x:${engine.token}`).toString('base64')}` },
+            }),
+        });
         const sep = r.path.includes('?') ? '&' : '?';
-        checks.push({ what: `${method} ${r.path} with a wrong ?token=`, send: () => engine.call(method, `${r.path}${sep}token=${wrongSameLength}`, { token: null }) });
+        checks.push({
+          what: `${method} ${r.path} with a wrong ?token=`,
+          send: () => engine.call(method, `${r.path}${sep}token=${wrongSameLength}`, { token: null }),
+        });
         if (!r.queryToken) {
-          checks.push({ what: `${method} ${r.path} with the right token in the query, where only the header counts`, send: () => engine.call(method, `${r.path}${sep}token=${engine.token}`, { token: null }) });
+          checks.push({
+            what: `${method} ${r.path} with the right token in the query, where only the header counts`,
+            send: () => engine.call(method, `${r.path}${sep}token=${engine.token}`, { token: null }),
+          });
         }
       }
     }
     // Paths that are not routes must not tell a caller without the token which ones are.
-    for (const p of ['/v1', '/v1/', '/v1/admin', '/v1/jobs/x/y/z', '/v1/../v1/jobs', '/V1/JOBS', '/v1/%2e%2e/v1/jobs']) {
+    for (const p of [
+      '/v1',
+      '/v1/',
+      '/v1/admin',
+      '/v1/jobs/x/y/z',
+      '/v1/../v1/jobs',
+      '/V1/JOBS',
+      '/v1/%2e%2e/v1/jobs',
+    ]) {
       checks.push({ what: `GET ${p} without a token`, send: () => engine.call('GET', p, { token: null }) });
     }
     const failures: string[] = [];
@@ -129,14 +196,18 @@ describe('the token', () => {
       const r = await c.send();
       if (r.status !== 401) failures.push(`${c.what}: ${r.status}`);
       else if (c.what.startsWith('HEAD')) continue;
-      else if (!/token/i.test(r.json?.detail ?? '')) failures.push(`${c.what}: 401 without saying how to authenticate: ${r.text}`);
+      else if (!/token/i.test(r.json?.detail ?? ''))
+        failures.push(`${c.what}: 401 without saying how to authenticate: ${r.text}`);
     }
     // And with the right token every route answers (not 401/403).
     const ok = await Promise.all(routes.map((r) => engine.call(r.method, r.path)));
     ok.forEach((r, i) => {
-      if (r.status === 401 || r.status === 403 || r.status >= 500) failures.push(`${routes[i].method} ${routes[i].path} with the token: ${r.status}`);
+      if (r.status === 401 || r.status === 403 || r.status >= 500)
+        failures.push(`${routes[i].method} ${routes[i].path} with the token: ${r.status}`);
     });
-    console.log(`token: ${ROUTES.length} routes in the table, ${checks.length} unauthenticated or wrongly authenticated requests, all 401; with the token all ${routes.length} answer`);
+    console.log(
+      `token: ${ROUTES.length} routes in the table, ${checks.length} unauthenticated or wrongly authenticated requests, all 401; with the token all ${routes.length} answer`,
+    );
     expect(failures).toEqual([]);
   });
 
@@ -164,10 +235,16 @@ describe('the token', () => {
         expect([a.length, b.length]).toEqual([32, 32]);
       }
       spy.mockClear();
-      const q = await httpCall(server.port, 'GET', `/v1/jobs/x/events?token=${crypto.randomBytes(32).toString('base64url')}`);
+      const q = await httpCall(
+        server.port,
+        'GET',
+        `/v1/jobs/x/events?token=${crypto.randomBytes(32).toString('base64url')}`,
+      );
       expect(q.status).toBe(401);
       expect(spy.mock.calls.length).toBe(1);
-      console.log(`constant-time compare: ${tries.length + 1} token checks (header and query), each exactly one timingSafeEqual over two 32-byte digests`);
+      console.log(
+        `constant-time compare: ${tries.length + 1} token checks (header and query), each exactly one timingSafeEqual over two 32-byte digests`,
+      );
     } finally {
       await server.close();
     }
@@ -199,7 +276,21 @@ describe('the token', () => {
 describe('DNS rebinding', () => {
   it('refuses every Host that is not the loopback address and port, on API routes and on the web UI', async () => {
     const p = engine.port;
-    const hosts = [`evil.example:${p}`, `127.0.0.1.nip.io:${p}`, `localhost.:${p}`, `127.0.0.1:${p + 1}`, `127.0.0.2:${p}`, `0.0.0.0:${p}`, `[::ffff:127.0.0.1]:${p}`, '127.0.0.1', `127.0.0.1:${p}@evil.example`, `127.0.0.1:${p}.evil.example`, `2130706433:${p}`, `0x7f000001:${p}`, ''];
+    const hosts = [
+      `evil.example:${p}`,
+      `127.0.0.1.nip.io:${p}`,
+      `localhost.:${p}`,
+      `127.0.0.1:${p + 1}`,
+      `127.0.0.2:${p}`,
+      `0.0.0.0:${p}`,
+      `[::ffff:127.0.0.1]:${p}`,
+      '127.0.0.1',
+      `127.0.0.1:${p}@evil.example`,
+      `127.0.0.1:${p}.evil.example`,
+      `2130706433:${p}`,
+      `0x7f000001:${p}`,
+      '',
+    ];
     const failures: string[] = [];
     let n = 0;
     for (const host of hosts) {
@@ -208,7 +299,8 @@ describe('DNS rebinding', () => {
         // The right token too: a rebinding page cannot know it, but the Host check must not depend on that.
         const r = await engine.call('GET', target, { host });
         if (r.status !== 403) failures.push(`Host ${JSON.stringify(host)} ${target}: ${r.status}`);
-        else if (!/DNS rebinding/.test(r.json?.detail ?? '')) failures.push(`Host ${JSON.stringify(host)} ${target}: 403 without the reason`);
+        else if (!/DNS rebinding/.test(r.json?.detail ?? ''))
+          failures.push(`Host ${JSON.stringify(host)} ${target}: 403 without the reason`);
       }
     }
     const post = await engine.call('POST', '/v1/jobs', { host: `evil.example:${p}`, json: smallJob(fx.clip, out) });
@@ -217,7 +309,9 @@ describe('DNS rebinding', () => {
       const r = await engine.call('GET', '/v1/health', { host });
       if (r.status !== 200) failures.push(`own Host ${host}: ${r.status}`);
     }
-    console.log(`Host check: ${hosts.length} foreign Host values × 4 targets (${n} requests) and a POST, all 403; 4 loopback spellings accepted`);
+    console.log(
+      `Host check: ${hosts.length} foreign Host values × 4 targets (${n} requests) and a POST, all 403; 4 loopback spellings accepted`,
+    );
     expect(failures).toEqual([]);
   });
 });
@@ -226,12 +320,19 @@ describe('foreign pages in Chromium', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}; install it (apt-get install chromium) or set CHROMIUM_PATH`);
+    if (!fs.existsSync(CHROMIUM))
+      throw new Error(`Chromium not found at ${CHROMIUM}; install it (apt-get install chromium) or set CHROMIUM_PATH`);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
       args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--no-first-run',
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-dev-shm-usage',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
         // rebind.test resolves to 127.0.0.1, as a rebinding attacker's DNS would answer after the page loaded.
         '--host-resolver-rules=MAP rebind.test 127.0.0.1',
         // Chromium's own guard against public pages calling local addresses (Private/Local Network Access) is off:
@@ -270,9 +371,18 @@ describe('foreign pages in Chromium', () => {
     const page = await browser.newPage();
     try {
       // Only the page itself comes from the attacker; everything it fetches goes to whatever the name resolves to now.
-      if (intercept) await page.route(url, (route) => (route.request().isNavigationRequest() ? route.fulfill({ status: 200, contentType: 'text/html', body: html }) : route.continue()));
+      if (intercept)
+        await page.route(url, (route) =>
+          route.request().isNavigationRequest()
+            ? route.fulfill({ status: 200, contentType: 'text/html', body: html })
+            : route.continue(),
+        );
       await page.goto(url);
-      await page.waitForFunction('document.getElementById("out") && document.getElementById("out").textContent !== "running"', undefined, { timeout: 20_000 });
+      await page.waitForFunction(
+        'document.getElementById("out") && document.getElementById("out").textContent !== "running"',
+        undefined,
+        { timeout: 20_000 },
+      );
       return JSON.parse((await page.textContent('#out'))!) as Attempt[];
     } finally {
       await page.close();
@@ -284,7 +394,11 @@ describe('foreign pages in Chromium', () => {
     const refusedBefore = (engine.logText().match(/refused Host "rebind\.test/g) ?? []).length;
     const origin = `http://rebind.test:${engine.port}`;
     // The attacker's page is served for rebind.test; its scripts then talk to "its own" origin, which is now the engine.
-    const results = await run(`${origin}/`, `<!doctype html><pre id="out">running</pre><script>${attempts('')}</script>`, true);
+    const results = await run(
+      `${origin}/`,
+      `<!doctype html><pre id="out">running</pre><script>${attempts('')}</script>`,
+      true,
+    );
     expect(results.map((r) => r.name)).toEqual(['health', 'jobs', 'submit json', 'submit text/plain', 'web UI']);
     for (const r of results) {
       expect([r.name, r.read, r.status]).toEqual([r.name, true, 403]);
@@ -293,7 +407,9 @@ describe('foreign pages in Chromium', () => {
     }
     expect(await jobCount()).toBe(before);
     expect((engine.logText().match(/refused Host "rebind\.test/g) ?? []).length - refusedBefore).toBe(results.length);
-    console.log(`rebinding in Chromium: ${results.length} same-origin requests from http://rebind.test:${engine.port}, all 403, no data, no job`);
+    console.log(
+      `rebinding in Chromium: ${results.length} same-origin requests from http://rebind.test:${engine.port}, all 403, no data, no job`,
+    );
   });
 
   it('a page with Origin null (a data: URL) can neither read nor submit', async () => {
@@ -306,7 +422,9 @@ describe('foreign pages in Chromium', () => {
     }
     expect(await jobCount()).toBe(before);
     expect(engine.logText()).toMatch(/refused Origin "null" on POST \/v1\/jobs/);
-    console.log(`Origin null in Chromium: ${results.length} attempts, none readable, no job; the engine logged the refused Origin "null"`);
+    console.log(
+      `Origin null in Chromium: ${results.length} attempts, none readable, no job; the engine logged the refused Origin "null"`,
+    );
   });
 
   it('a cross-site form post (text/plain, no CORS at all) is refused by its Origin', async () => {
@@ -349,6 +467,8 @@ describe('the token, after everything above', () => {
     await engine.call('GET', '/v1/health', { token: null, host: `${t}.example:${engine.port}` });
     await engine.api('GET', `/v1/jobs/${t}`);
     const { responses, logBytes } = engine.expectNoTokenLeak();
-    console.log(`token leak check: ${responses} responses and ${logBytes} bytes of engine log collected across this suite, token in none (stdout carries it once, in the URL)`);
+    console.log(
+      `token leak check: ${responses} responses and ${logBytes} bytes of engine log collected across this suite, token in none (stdout carries it once, in the URL)`,
+    );
   });
 });

@@ -23,12 +23,23 @@ beforeAll(async () => {
   generateOracle(path.join(root, 'oracle'));
   worker = await PipelineWorker.start(path.join(root, 'oracle'), { threads: 1 });
   clip = path.join(root, 'clip.mp4');
-  await makeTestClip({ file: clip, width: 128, height: 96, fps: { num: 24, den: 1 }, frames: 6, codec: 'h264', content: 'moving-square' });
+  await makeTestClip({
+    file: clip,
+    width: 128,
+    height: 96,
+    fps: { num: 24, den: 1 },
+    frames: 6,
+    codec: 'h264',
+    content: 'moving-square',
+  });
 });
 
 afterAll(async () => {
   await worker?.terminate();
-  for (const [k, v] of [['RESHOOT_HOME', saved.home], ['RESHOOT_FAULT', saved.fault]] as const) {
+  for (const [k, v] of [
+    ['RESHOOT_HOME', saved.home],
+    ['RESHOOT_FAULT', saved.fault],
+  ] as const) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
   }
@@ -39,7 +50,15 @@ function setUp(name: string) {
   const folder = path.join(root, name);
   fs.mkdirSync(folder);
   const out = path.join(folder, 'out.mp4');
-  const req = JobRequest.parse({ source: { path: clip, in: 0, out: 0.25 }, prompt: 'a blue car on a gray road', sourcePrompt: 'a red car on a gray road', steps: 2, guidance: 1, mask: { type: 'none' }, output: { path: out } });
+  const req = JobRequest.parse({
+    source: { path: clip, in: 0, out: 0.25 },
+    prompt: 'a blue car on a gray road',
+    sourcePrompt: 'a red car on a gray road',
+    steps: 2,
+    guidance: 1,
+    mask: { type: 'none' },
+    output: { path: out },
+  });
   const swap = () => {
     fs.renameSync(folder, `${folder}.orig`);
     fs.symlinkSync(path.join(root, 'home', 'data', 'jobs'), folder);
@@ -52,7 +71,10 @@ it('refuses at the start of the run a folder swapped for a link while the job wa
   const t = setUp('queued');
   const plan = await planJob(t.req, worker.info, t.out);
   t.swap();
-  const err = await runJob(t.req, plan, { worker, seed: 1, onProgress: () => undefined }).then(() => undefined, (e: Error) => e);
+  const err = await runJob(t.req, plan, { worker, seed: 1, onProgress: () => undefined }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(err?.message).toMatch(/lies in the engine's own data folder/);
   expect(t.left()).toEqual([]);
 });
@@ -68,7 +90,10 @@ it('refuses just before the rename a folder swapped while the result was being w
       t.swap();
     }
   };
-  const err = await runJob(t.req, plan, { worker, seed: 1, onProgress }).then(() => undefined, (e: Error) => e);
+  const err = await runJob(t.req, plan, { worker, seed: 1, onProgress }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   delete process.env.RESHOOT_FAULT;
   expect(swapped).toBe(true);
   expect(err?.message).toMatch(/lies in the engine's own data folder/);

@@ -51,68 +51,263 @@ export function makeCorpus(dir: string): CorpusClip[] {
   const range: [number, number] = [1.1, 1.6];
 
   const ntsc = at('ntsc-2997-timecode.mp4');
-  ffmpeg([...pattern('320x240', '30000/1001'), ...WITH_CHIRP, ...AV, ...H264, '-bf', '3', '-c:a', 'aac', '-timecode', '01:00:00;00', ntsc]);
+  ffmpeg([
+    ...pattern('320x240', '30000/1001'),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-bf',
+    '3',
+    '-c:a',
+    'aac',
+    '-timecode',
+    '01:00:00;00',
+    ntsc,
+  ]);
   add({ name: '29.97 fps MP4 with timecode and B-frames', file: ntsc, range, hasAudio: true, display: [320, 240] });
 
   const film = at('film-23976-timecode.mov');
-  ffmpeg([...pattern('320x240', '24000/1001'), ...WITH_CHIRP, ...AV, ...H264, '-c:a', 'pcm_s16le', '-timecode', '01:00:00:00', film]);
+  ffmpeg([
+    ...pattern('320x240', '24000/1001'),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-c:a',
+    'pcm_s16le',
+    '-timecode',
+    '01:00:00:00',
+    film,
+  ]);
   add({ name: '23.976 fps MOV with timecode, PCM audio', file: film, range, hasAudio: true, display: [320, 240] });
 
   const fast = at('5994.mp4');
-  ffmpeg([...pattern('320x240', '60000/1001'), ...WITH_CHIRP, ...AV, ...H264, '-c:a', 'aac', '-timecode', '00:59:59;00', fast]);
+  ffmpeg([
+    ...pattern('320x240', '60000/1001'),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-c:a',
+    'aac',
+    '-timecode',
+    '00:59:59;00',
+    fast,
+  ]);
   add({ name: '59.94 fps MP4 with timecode', file: fast, range, hasAudio: true, display: [320, 240] });
 
   const noEditList = at('no-editlist.mp4');
   ffmpeg(['-i', ntsc, '-map', '0:v', '-map', '0:a', '-c', 'copy', '-use_editlist', '0', noEditList]);
-  add({ name: 'MP4 without an edit list (video starts after its B-frame delay)', file: noEditList, range, hasAudio: true, display: [320, 240] });
+  add({
+    name: 'MP4 without an edit list (video starts after its B-frame delay)',
+    file: noEditList,
+    range,
+    hasAudio: true,
+    display: [320, 240],
+  });
 
   const openGop = at('open-gop.mp4');
-  ffmpeg([...pattern('320x240', '25'), ...WITH_CHIRP, ...AV, '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '12', '-pix_fmt', 'yuv420p', '-bf', '3', '-x264-params', 'open-gop=1:keyint=20:min-keyint=20', '-c:a', 'aac', openGop]);
+  ffmpeg([
+    ...pattern('320x240', '25'),
+    ...WITH_CHIRP,
+    ...AV,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-crf',
+    '12',
+    '-pix_fmt',
+    'yuv420p',
+    '-bf',
+    '3',
+    '-x264-params',
+    'open-gop=1:keyint=20:min-keyint=20',
+    '-c:a',
+    'aac',
+    openGop,
+  ]);
   add({ name: 'open GOP with B-frames, 25 fps', file: openGop, range, hasAudio: true, display: [320, 240] });
 
   const offset = at('ts-offset-leading-audio.mp4');
-  ffmpeg(['-itsoffset', '0.3', ...pattern('320x240', '30000/1001'), ...WITH_CHIRP, ...AV, ...H264, '-c:a', 'aac', '-output_ts_offset', '0.5', offset]);
-  add({ name: 'MP4 with -output_ts_offset and audio leading the video by 0.3 s', file: offset, range, hasAudio: true, display: [320, 240] });
+  ffmpeg([
+    '-itsoffset',
+    '0.3',
+    ...pattern('320x240', '30000/1001'),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-c:a',
+    'aac',
+    '-output_ts_offset',
+    '0.5',
+    offset,
+  ]);
+  add({
+    name: 'MP4 with -output_ts_offset and audio leading the video by 0.3 s',
+    file: offset,
+    range,
+    hasAudio: true,
+    display: [320, 240],
+  });
 
   const mkv = at('remux.mkv');
   ffmpeg(['-i', ntsc, '-map', '0:v', '-map', '0:a', '-c', 'copy', mkv]);
-  add({ name: 'MKV remux (audio leads the video)', file: mkv, range, hasAudio: true, display: [320, 240], millisecondClock: true });
+  add({
+    name: 'MKV remux (audio leads the video)',
+    file: mkv,
+    range,
+    hasAudio: true,
+    display: [320, 240],
+    millisecondClock: true,
+  });
 
   const webm = at('vp9.webm');
-  ffmpeg([...pattern('320x240', '30'), ...WITH_CHIRP, ...AV, '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '2M', '-c:a', 'libopus', webm]);
+  ffmpeg([
+    ...pattern('320x240', '30'),
+    ...WITH_CHIRP,
+    ...AV,
+    '-c:v',
+    'libvpx-vp9',
+    '-deadline',
+    'realtime',
+    '-cpu-used',
+    '8',
+    '-b:v',
+    '2M',
+    '-c:a',
+    'libopus',
+    webm,
+  ]);
   add({ name: 'WebM VP9 with Opus', file: webm, range, hasAudio: true, display: [320, 240], millisecondClock: true });
 
   const ts = at('broadcast.ts');
-  ffmpeg([...pattern('320x240', '30000/1001'), ...WITH_CHIRP, ...AV, ...H264, '-bf', '2', '-c:a', 'aac', '-f', 'mpegts', ts]);
+  ffmpeg([
+    ...pattern('320x240', '30000/1001'),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-bf',
+    '2',
+    '-c:a',
+    'aac',
+    '-f',
+    'mpegts',
+    ts,
+  ]);
   add({ name: 'MPEG-TS', file: ts, range, hasAudio: true, display: [320, 240], transportStream: true });
 
   const m2ts = at('avchd.m2ts');
-  ffmpeg([...pattern('320x240', '30000/1001'), ...WITH_CHIRP, ...AV, ...H264, '-bf', '2', '-c:a', 'aac', '-f', 'mpegts', '-mpegts_m2ts_mode', '1', m2ts]);
+  ffmpeg([
+    ...pattern('320x240', '30000/1001'),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-bf',
+    '2',
+    '-c:a',
+    'aac',
+    '-f',
+    'mpegts',
+    '-mpegts_m2ts_mode',
+    '1',
+    m2ts,
+  ]);
   add({ name: 'M2TS (AVCHD)', file: m2ts, range, hasAudio: true, display: [320, 240], transportStream: true });
 
   // Variable rate: 30 fps, then every other frame dropped between 1.3 s and 2.7 s (15 fps), then 30 fps again.
   const segments = at('vfr-segments.mp4');
-  ffmpeg([...pattern('320x240', '30', ",select='not(between(t\\,1.3\\,2.7)*mod(n\\,2))'"), ...WITH_CHIRP, ...AV, ...H264, '-vsync', 'vfr', '-c:a', 'aac', segments]);
-  add({ name: 'VFR: segments at 30/15/30 fps', file: segments, range, hasAudio: true, display: [320, 240], variable: true });
+  ffmpeg([
+    ...pattern('320x240', '30', ",select='not(between(t\\,1.3\\,2.7)*mod(n\\,2))'"),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-vsync',
+    'vfr',
+    '-c:a',
+    'aac',
+    segments,
+  ]);
+  add({
+    name: 'VFR: segments at 30/15/30 fps',
+    file: segments,
+    range,
+    hasAudio: true,
+    display: [320, 240],
+    variable: true,
+  });
 
   // Phone-like jitter: each frame up to ±12 ms off the 30 fps grid.
   const jitter = at('vfr-jitter.mp4');
-  ffmpeg([...pattern('320x240', '30', ",settb=1/90000,setpts='(N/30+0.012*sin(N*2.3))/TB'"), ...WITH_CHIRP, ...AV, ...H264, '-vsync', 'passthrough', '-video_track_timescale', '90000', '-c:a', 'aac', jitter]);
+  ffmpeg([
+    ...pattern('320x240', '30', ",settb=1/90000,setpts='(N/30+0.012*sin(N*2.3))/TB'"),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-vsync',
+    'passthrough',
+    '-video_track_timescale',
+    '90000',
+    '-c:a',
+    'aac',
+    jitter,
+  ]);
   add({ name: 'VFR: jittered timestamps', file: jitter, range, hasAudio: true, display: [320, 240], variable: true });
 
   // A careless muxer: jittered times rounded to the 1/30 s clock, so some frames share a timestamp (Matroska keeps them).
   const duplicated = at('vfr-duplicate-times.mkv');
-  ffmpeg([...pattern('320x240', '30', ",setpts='(N/30+0.01*sin(N*1.7))/TB'"), ...WITH_CHIRP, ...AV, ...H264, '-vsync', 'passthrough', '-c:a', 'aac', duplicated]);
+  ffmpeg([
+    ...pattern('320x240', '30', ",setpts='(N/30+0.01*sin(N*1.7))/TB'"),
+    ...WITH_CHIRP,
+    ...AV,
+    ...H264,
+    '-vsync',
+    'passthrough',
+    '-c:a',
+    'aac',
+    duplicated,
+  ]);
   // Frames that share a time come back one tick (1 ms in Matroska) apart, as a muxer needs them.
-  add({ name: 'VFR: frames sharing a timestamp (Matroska)', file: duplicated, range, hasAudio: true, display: [320, 240], variable: true, millisecondClock: true, timeToleranceSec: 0.0011 });
+  add({
+    name: 'VFR: frames sharing a timestamp (Matroska)',
+    file: duplicated,
+    range,
+    hasAudio: true,
+    display: [320, 240],
+    variable: true,
+    millisecondClock: true,
+    timeToleranceSec: 0.0011,
+  });
 
   const hevc = at('hevc-10bit.mp4');
-  ffmpeg([...pattern('320x240', '24'), ...WITH_CHIRP, ...AV, '-c:v', 'libx265', '-preset', 'ultrafast', '-x265-params', 'log-level=error:crf=12', '-pix_fmt', 'yuv420p10le', '-tag:v', 'hvc1', '-c:a', 'aac', hevc]);
+  ffmpeg([
+    ...pattern('320x240', '24'),
+    ...WITH_CHIRP,
+    ...AV,
+    '-c:v',
+    'libx265',
+    '-preset',
+    'ultrafast',
+    '-x265-params',
+    'log-level=error:crf=12',
+    '-pix_fmt',
+    'yuv420p10le',
+    '-tag:v',
+    'hvc1',
+    '-c:a',
+    'aac',
+    hevc,
+  ]);
   add({ name: '10-bit HEVC', file: hevc, range, hasAudio: true, display: [320, 240] });
 
   const pal = at('anamorphic-pal.mp4');
   ffmpeg([...pattern('720x576', '25', ',setsar=64/45'), ...WITH_CHIRP, ...AV, ...H264, '-c:a', 'aac', pal]);
-  add({ name: 'anamorphic PAL 720x576, pixel aspect 64:45', file: pal, range, hasAudio: true, display: [720, 576], sampleAspect: [64, 45] });
+  add({
+    name: 'anamorphic PAL 720x576, pixel aspect 64:45',
+    file: pal,
+    range,
+    hasAudio: true,
+    display: [720, 576],
+    sampleAspect: [64, 45],
+  });
 
   for (const rotation of [90, 270]) {
     const flat = at(`flat-${rotation}.mp4`);
@@ -125,7 +320,22 @@ export function makeCorpus(dir: string): CorpusClip[] {
 
   const odd = at('odd-721x405.mp4');
   // testsrc2 rounds its size down to even; the crop in 4:4:4 keeps the odd one.
-  ffmpeg([...pattern('722x406', '25', ',format=yuv444p,crop=721:405:0:0'), ...WITH_CHIRP, ...AV, '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '12', '-pix_fmt', 'yuv444p', '-c:a', 'aac', odd]);
+  ffmpeg([
+    ...pattern('722x406', '25', ',format=yuv444p,crop=721:405:0:0'),
+    ...WITH_CHIRP,
+    ...AV,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-crf',
+    '12',
+    '-pix_fmt',
+    'yuv444p',
+    '-c:a',
+    'aac',
+    odd,
+  ]);
   add({ name: 'odd size 721x405', file: odd, range, hasAudio: true, display: [721, 405] });
 
   const single = at('one-frame.mp4');
@@ -145,7 +355,24 @@ export interface DecodedFrames {
 export function decodeAll(file: string, w: number, h: number): DecodedFrames {
   const r = spawnSync(
     ffmpegPath(),
-    ['-nostdin', '-hide_banner', '-copyts', '-i', file, '-map', '0:v:0', '-vsync', 'passthrough', '-vf', `scale=${w}:${h}:flags=area,showinfo`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'],
+    [
+      '-nostdin',
+      '-hide_banner',
+      '-copyts',
+      '-i',
+      file,
+      '-map',
+      '0:v:0',
+      '-vsync',
+      'passthrough',
+      '-vf',
+      `scale=${w}:${h}:flags=area,showinfo`,
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'rgb24',
+      'pipe:1',
+    ],
     { maxBuffer: 1 << 30 },
   );
   if (r.status !== 0) throw new Error(`decoding ${file} failed: ${r.stderr.toString()}`);
@@ -153,7 +380,8 @@ export function decodeAll(file: string, w: number, h: number): DecodedFrames {
   const size = w * h * 3;
   const frames: Uint8Array[] = [];
   for (let off = 0; off + size <= r.stdout.length; off += size) frames.push(r.stdout.subarray(off, off + size));
-  if (pts.length !== frames.length) throw new Error(`${file}: ${frames.length} frames but ${pts.length} showinfo times`);
+  if (pts.length !== frames.length)
+    throw new Error(`${file}: ${frames.length} frames but ${pts.length} showinfo times`);
   const t0 = pts[0];
   return { times: pts.map((t) => t - t0), frames };
 }
@@ -165,7 +393,26 @@ export function decodeAll(file: string, w: number, h: number): DecodedFrames {
 export function decodeAudio(file: string): Float32Array {
   const r = spawnSync(
     ffmpegPath(),
-    ['-nostdin', '-hide_banner', '-v', 'error', '-copyts', '-i', file, '-map', '0:a:0', '-af', 'aresample=async=1:min_hard_comp=0.0005:first_pts=0', '-ac', '1', '-ar', '48000', '-f', 'f32le', 'pipe:1'],
+    [
+      '-nostdin',
+      '-hide_banner',
+      '-v',
+      'error',
+      '-copyts',
+      '-i',
+      file,
+      '-map',
+      '0:a:0',
+      '-af',
+      'aresample=async=1:min_hard_comp=0.0005:first_pts=0',
+      '-ac',
+      '1',
+      '-ar',
+      '48000',
+      '-f',
+      'f32le',
+      'pipe:1',
+    ],
     { maxBuffer: 1 << 30 },
   );
   if (r.status !== 0) throw new Error(`decoding the audio of ${file} failed: ${r.stderr.toString()}`);

@@ -71,8 +71,16 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, opts: FakeHu
       const sha256 = createHash('sha256').update(data).digest('hex');
       const lfs = data.length >= lfsThreshold;
       // For LFS files the git object is the pointer file, so the tree oid is the pointer's blob oid.
-      const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256}\nsize ${data.length}\n`);
-      b = { data, sha256, lfs, gitOid: gitBlobOid(lfs ? pointer : data), lfsPointerSize: lfs ? pointer.length : undefined };
+      const pointer = Buffer.from(
+        `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256}\nsize ${data.length}\n`,
+      );
+      b = {
+        data,
+        sha256,
+        lfs,
+        gitOid: gitBlobOid(lfs ? pointer : data),
+        lfsPointerSize: lfs ? pointer.length : undefined,
+      };
       blobCache.set(data, b);
       if (lfs) cdn.set(sha256, data);
     }
@@ -109,7 +117,8 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, opts: FakeHu
       res.writeHead(200, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
     const findRepo = (id: string): FakeRepo | undefined => {
       const repo = repos[id];
-      if (!repo) fail(token ? 404 : 401, 'RepoNotFound', token ? 'Repository not found' : 'Invalid username or password.');
+      if (!repo)
+        fail(token ? 404 : 401, 'RepoNotFound', token ? 'Repository not found' : 'Invalid username or password.');
       return repo;
     };
 
@@ -127,8 +136,15 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, opts: FakeHu
       if (!repo) return;
       const [kind, rev, ...rest] = segs.slice(4);
       const info = (commit: string) => ({
-        _id: id, id, modelId: id, sha: commit, private: false, gated: repo.gated ? 'manual' : false,
-        siblings: Object.keys(filesAt(repo, commit)).sort().map((rfilename) => ({ rfilename })),
+        _id: id,
+        id,
+        modelId: id,
+        sha: commit,
+        private: false,
+        gated: repo.gated ? 'manual' : false,
+        siblings: Object.keys(filesAt(repo, commit))
+          .sort()
+          .map((rfilename) => ({ rfilename })),
       });
       if (kind === undefined) return json(info(repo.revisions.main ?? Object.values(repo.revisions)[0]));
       const commit = rev === undefined ? undefined : commitOf(repo, rev);
@@ -160,7 +176,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, opts: FakeHu
       const commit = commitOf(repo, segs[3]);
       if (!commit) return fail(404, 'RevisionNotFound', `Invalid rev id: ${segs[3]}`);
       if (repo.gated && !(token && repo.acceptedTokens?.includes(token))) {
-        return fail(token ? 403 : 401, 'GatedRepo', `Access to model ${id} is restricted. You must have access to it and be authenticated to access it. Please log in.`);
+        return fail(
+          token ? 403 : 401,
+          'GatedRepo',
+          `Access to model ${id} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
+        );
       }
       const file = segs.slice(4).join('/');
       const data = filesAt(repo, commit)[file];
@@ -190,9 +210,21 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, opts: FakeHu
     fail(404, undefined, 'Not found');
   });
 
-  const sendBytes = (req: http.IncomingMessage, res: http.ServerResponse, file: string, data: Buffer, etag: string, extra: Record<string, string>) => {
+  const sendBytes = (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    file: string,
+    data: Buffer,
+    etag: string,
+    extra: Record<string, string>,
+  ) => {
     let body = corrupted.has(file) ? flipOneByte(data) : data;
-    const headers: Record<string, string> = { ...extra, etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    const headers: Record<string, string> = {
+      ...extra,
+      etag,
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+    };
     let status = 200;
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     if (range) {
@@ -240,9 +272,20 @@ function flipOneByte(data: Buffer): Buffer {
   return copy;
 }
 
-type TreeEntry = { type: 'file' | 'directory'; oid: string; size: number; path: string; lfs?: { oid: string; size: number; pointerSize: number } };
+type TreeEntry = {
+  type: 'file' | 'directory';
+  oid: string;
+  size: number;
+  path: string;
+  lfs?: { oid: string; size: number; pointerSize: number };
+};
 
-function treeEntries(files: Record<string, Buffer>, prefix: string, recursive: boolean, blob: (d: Buffer) => Blob): TreeEntry[] {
+function treeEntries(
+  files: Record<string, Buffer>,
+  prefix: string,
+  recursive: boolean,
+  blob: (d: Buffer) => Blob,
+): TreeEntry[] {
   const under = prefix ? `${prefix}/` : '';
   const dirs = new Set<string>();
   const out: TreeEntry[] = [];
@@ -261,6 +304,7 @@ function treeEntries(files: Record<string, Buffer>, prefix: string, recursive: b
       ...(b.lfs ? { lfs: { oid: b.sha256, size: data.length, pointerSize: b.lfsPointerSize! } } : {}),
     });
   }
-  for (const d of dirs) out.push({ type: 'directory', oid: createHash('sha1').update(`tree ${d}`).digest('hex'), size: 0, path: d });
+  for (const d of dirs)
+    out.push({ type: 'directory', oid: createHash('sha1').update(`tree ${d}`).digest('hex'), size: 0, path: d });
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

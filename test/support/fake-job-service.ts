@@ -29,11 +29,23 @@ export class FakeJobService implements JobService {
 
   async submit(request: JobRequest): Promise<Job> {
     if (!fs.existsSync(request.source.path)) {
-      throw ProblemError.of(422, 'Media not found', `${request.source.path} does not exist; give the absolute path of the clip's media file`, 'source.path', 'media-not-found');
+      throw ProblemError.of(
+        422,
+        'Media not found',
+        `${request.source.path} does not exist; give the absolute path of the clip's media file`,
+        'source.path',
+        'media-not-found',
+      );
     }
     const active = [...this.jobs.values()].filter((j) => !TERMINAL.has(j.state)).length;
     if (active >= this.maxActive) {
-      throw ProblemError.of(429, 'Queue full', `${active} jobs are waiting already; wait for some to finish or cancel some, then submit again`, undefined, 'queue-full');
+      throw ProblemError.of(
+        429,
+        'Queue full',
+        `${active} jobs are waiting already; wait for some to finish or cancel some, then submit again`,
+        undefined,
+        'queue-full',
+      );
     }
     this.submitted.push(request);
     const id = `job${this.nextId++}`;
@@ -62,13 +74,27 @@ export class FakeJobService implements JobService {
 
   cancel(id: string): Job {
     const job = this.require(id);
-    if (TERMINAL.has(job.state)) throw ProblemError.of(409, 'Job already finished', `job ${id} already ${job.state}; nothing to cancel`, undefined, 'job-finished');
+    if (TERMINAL.has(job.state))
+      throw ProblemError.of(
+        409,
+        'Job already finished',
+        `job ${id} already ${job.state}; nothing to cancel`,
+        undefined,
+        'job-finished',
+      );
     return this.end(job, 'canceled', {});
   }
 
   resultFile(id: string): string {
     const job = this.require(id);
-    if (job.state !== 'succeeded' || !job.result) throw ProblemError.of(409, 'No result', `job ${id} is ${job.state}; the result is ready when its state is succeeded`, undefined, 'no-result');
+    if (job.state !== 'succeeded' || !job.result)
+      throw ProblemError.of(
+        409,
+        'No result',
+        `job ${id} is ${job.state}; the result is ready when its state is succeeded`,
+        undefined,
+        'no-result',
+      );
     return job.result.path;
   }
 
@@ -89,12 +115,19 @@ export class FakeJobService implements JobService {
       modelDir: '/models/oracle',
       provider: 'cpu',
       providerFallbacks: [],
-      queue: { queued: all.filter((j) => j.state === 'queued').length, running: all.filter((j) => j.state === 'running').length },
+      queue: {
+        queued: all.filter((j) => j.state === 'queued').length,
+        running: all.filter((j) => j.state === 'running').length,
+      },
     };
   }
 
   models(): ModelSummary[] {
-    return this.o.models ?? [{ name: 'oracle', dir: '/models/oracle', loaded: true, nativeSize: 64, latentChannels: 4, provider: 'cpu' }];
+    return (
+      this.o.models ?? [
+        { name: 'oracle', dir: '/models/oracle', loaded: true, nativeSize: 64, latentChannels: 4, provider: 'cpu' },
+      ]
+    );
   }
 
   probe(path: string): ReturnType<JobService['probe']> {
@@ -166,7 +199,14 @@ export class FakeJobService implements JobService {
 
   private require(id: string): Job {
     const job = this.jobs.get(id);
-    if (!job) throw ProblemError.of(404, 'No such job', `there is no job ${id}; list jobs with GET /v1/jobs`, undefined, 'job-not-found');
+    if (!job)
+      throw ProblemError.of(
+        404,
+        'No such job',
+        `there is no job ${id}; list jobs with GET /v1/jobs`,
+        undefined,
+        'job-not-found',
+      );
     return job;
   }
 }

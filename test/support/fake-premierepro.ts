@@ -18,12 +18,29 @@ export const TICKS_PER_SECOND = 254016000000n;
 
 export const FakeConstants = {
   TrackItemType: { EMPTY: 0, CLIP: 1, TRANSITION: 2, PREVIEW: 3, FEEDBACK: 4 },
-  SequenceEvent: { ACTIVATED: 'sequence.activated', CLOSED: 'sequence.closed', SELECTION_CHANGED: 'sequence.selectionChanged' },
-  ProjectEvent: { OPENED: 'project.opened', CLOSED: 'project.closed', DIRTY: 'project.dirty', ACTIVATED: 'project.activated', PROJECT_ITEM_SELECTION_CHANGED: 'project.itemSelectionChanged' },
-  ExportType: { QUEUE_TO_AME: 'export.queueToAme', QUEUE_TO_APP: 'export.queueToApp', IMMEDIATELY: 'export.immediately' },
+  SequenceEvent: {
+    ACTIVATED: 'sequence.activated',
+    CLOSED: 'sequence.closed',
+    SELECTION_CHANGED: 'sequence.selectionChanged',
+  },
+  ProjectEvent: {
+    OPENED: 'project.opened',
+    CLOSED: 'project.closed',
+    DIRTY: 'project.dirty',
+    ACTIVATED: 'project.activated',
+    PROJECT_ITEM_SELECTION_CHANGED: 'project.itemSelectionChanged',
+  },
+  ExportType: {
+    QUEUE_TO_AME: 'export.queueToAme',
+    QUEUE_TO_APP: 'export.queueToApp',
+    IMMEDIATELY: 'export.immediately',
+  },
   MediaType: { ANY: 'media.any', DATA: 'media.data', VIDEO: 'media.video', AUDIO: 'media.audio' },
   ContentType: { ANY: 0, SEQUENCE: 1, MEDIA: 2 },
-  OperationCompleteEvent: { EXPORT_MEDIA_COMPLETE: 'op.exportMediaComplete', IMPORT_MEDIA_COMPLETE: 'op.importMediaComplete' },
+  OperationCompleteEvent: {
+    EXPORT_MEDIA_COMPLETE: 'op.exportMediaComplete',
+    IMPORT_MEDIA_COMPLETE: 'op.importMediaComplete',
+  },
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +120,8 @@ class Rules {
 
   createAction(description: string, prepare: () => () => void): FakeAction {
     const lock = this.locks[this.locks.length - 1];
-    if (lock === undefined) throw new Error(`${description}: actions must be created inside project.lockedAccess() (Premiere 26.3)`);
+    if (lock === undefined)
+      throw new Error(`${description}: actions must be created inside project.lockedAccess() (Premiere 26.3)`);
     return new FakeAction(description, lock, prepare);
   }
 
@@ -121,11 +139,16 @@ class Rules {
     }
     if (isPromiseLike(result)) {
       result.then(undefined, () => undefined);
-      throw new Error('lockedAccess callback returned a Promise: the callback must be synchronous (no async, no await)');
+      throw new Error(
+        'lockedAccess callback returned a Promise: the callback must be synchronous (no async, no await)',
+      );
     }
   }
 
-  executeTransaction(callback: (compound: { addAction(a: unknown): boolean; readonly empty: boolean }) => void, undoString?: string): boolean {
+  executeTransaction(
+    callback: (compound: { addAction(a: unknown): boolean; readonly empty: boolean }) => void,
+    undoString?: string,
+  ): boolean {
     if (typeof callback !== 'function') throw new Error('Illegal Parameter type');
     const actions: FakeAction[] = [];
     const outer = this.transaction;
@@ -134,7 +157,8 @@ class Rules {
       addAction: (action: unknown): boolean => {
         if (this.transaction !== actions) throw new Error('addAction called outside its executeTransaction callback');
         if (!(action instanceof FakeAction)) throw new Error('Illegal Parameter type');
-        if (!this.openLocks.has(action.lock)) throw new Error(`${action.description}: the action was created in a lockedAccess that has ended`);
+        if (!this.openLocks.has(action.lock))
+          throw new Error(`${action.description}: the action was created in a lockedAccess that has ended`);
         actions.push(action);
         return true;
       },
@@ -150,7 +174,9 @@ class Rules {
     }
     if (isPromiseLike(result)) {
       result.then(undefined, () => undefined);
-      throw new Error('executeTransaction callback returned a Promise: the callback must be synchronous (no async, no await)');
+      throw new Error(
+        'executeTransaction callback returned a Promise: the callback must be synchronous (no async, no await)',
+      );
     }
     if (actions.length === 0) return true;
     let changes: Array<() => void>;
@@ -209,7 +235,8 @@ export class FakeFs {
 
   async mkdir(path: string, options?: { recursive?: boolean }): Promise<number> {
     const p = trimSep(path);
-    if (this.dirs.has(p) || this.files.has(p)) throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${path}'`), { code: 'EEXIST' });
+    if (this.dirs.has(p) || this.files.has(p))
+      throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${path}'`), { code: 'EEXIST' });
     if (!this.dirs.has(parentOf(p)) && !options?.recursive) throw enoent('mkdir', path);
     this.addDir(p);
     return 0;
@@ -468,7 +495,9 @@ export abstract class FakeTrackItemBase {
   }
   private timecodeBase(): bigint {
     const item = this.projectItem;
-    return this.timing.pointsIncludeMediaStart && item instanceof FakeClipProjectItem ? item.mediaStartTicks ?? 0n : 0n;
+    return this.timing.pointsIncludeMediaStart && item instanceof FakeClipProjectItem
+      ? (item.mediaStartTicks ?? 0n)
+      : 0n;
   }
 }
 
@@ -553,7 +582,9 @@ export class FakeTrack {
 
 function cloneItem(item: FakeTrackItemBase, track: FakeTrack): FakeTrackItemBase {
   const Ctor = item instanceof FakeVideoClipTrackItem ? FakeVideoClipTrackItem : FakeAudioClipTrackItem;
-  return new Ctor((item as unknown as { world: FakePremiere }).world, track, item.name, item.projectItem, { ...item.timing });
+  return new Ctor((item as unknown as { world: FakePremiere }).world, track, item.name, item.projectItem, {
+    ...item.timing,
+  });
 }
 
 export class FakeTrackItemSelection {
@@ -610,7 +641,8 @@ export class FakeSequence {
 
   endTicks(): bigint {
     let end = 0n;
-    for (const track of [...this.videoTracks, ...this.audioTracks]) for (const item of track.items) if (item.timing.end > end) end = item.timing.end;
+    for (const track of [...this.videoTracks, ...this.audioTracks])
+      for (const item of track.items) if (item.timing.end > end) end = item.timing.end;
     return end;
   }
 
@@ -643,10 +675,16 @@ export class FakeSequence {
   async getFrameSize(): Promise<{ width: number; height: number }> {
     return { width: this.width, height: this.height };
   }
-  async getSettings(): Promise<{ getVideoFrameRect(): Promise<{ width: number; height: number }>; getVideoFrameRate(): { value: number; ticksPerFrame: number } }> {
+  async getSettings(): Promise<{
+    getVideoFrameRect(): Promise<{ width: number; height: number }>;
+    getVideoFrameRate(): { value: number; ticksPerFrame: number };
+  }> {
     return {
       getVideoFrameRect: async () => ({ width: this.width, height: this.height }),
-      getVideoFrameRate: () => ({ value: Number(TICKS_PER_SECOND) / Number(this.timebase), ticksPerFrame: Number(this.timebase) }),
+      getVideoFrameRate: () => ({
+        value: Number(TICKS_PER_SECOND) / Number(this.timebase),
+        ticksPerFrame: Number(this.timebase),
+      }),
     };
   }
   async getZeroPoint(): Promise<FakeTickTime> {
@@ -680,7 +718,15 @@ export class FakeSequence {
     if (this.world.failSubsequence) throw new Error('Subsequence creation failed');
     const from = this.inTicks ?? 0n;
     const to = this.outTicks ?? this.endTicks();
-    const sub = new FakeSequence(this.world, `${this.name} Sub-Sequence`, this.timebase, this.width, this.height, this.videoTracks.length, this.audioTracks.length);
+    const sub = new FakeSequence(
+      this.world,
+      `${this.name} Sub-Sequence`,
+      this.timebase,
+      this.width,
+      this.height,
+      this.videoTracks.length,
+      this.audioTracks.length,
+    );
     const copy = (source: FakeTrack[], target: FakeTrack[]): void => {
       source.forEach((track, i) => {
         for (const item of track.items) {
@@ -707,7 +753,12 @@ export class FakeSequenceEditor {
     private readonly sequence: FakeSequence,
   ) {}
 
-  createOverwriteItemAction(projectItem: unknown, time: FakeTickTime, videoTrackIndex: number, audioTrackIndex: number): FakeAction {
+  createOverwriteItemAction(
+    projectItem: unknown,
+    time: FakeTickTime,
+    videoTrackIndex: number,
+    audioTrackIndex: number,
+  ): FakeAction {
     const at = timeArg(time);
     const item = this.placeable(projectItem);
     checkIndex(videoTrackIndex);
@@ -715,8 +766,10 @@ export class FakeSequenceEditor {
     return this.world.rules.createAction(`overwrite "${item.name}" at V${videoTrackIndex + 1}`, () => {
       const seq = this.sequence;
       // Overwriting at a track index that does not exist is unverified in Premiere; refuse it.
-      if (videoTrackIndex >= seq.videoTracks.length) throw new Error(`Video track index ${videoTrackIndex} out of range for overwrite`);
-      if (item.hasAudio && audioTrackIndex >= seq.audioTracks.length) throw new Error(`Audio track index ${audioTrackIndex} out of range for overwrite`);
+      if (videoTrackIndex >= seq.videoTracks.length)
+        throw new Error(`Video track index ${videoTrackIndex} out of range for overwrite`);
+      if (item.hasAudio && audioTrackIndex >= seq.audioTracks.length)
+        throw new Error(`Audio track index ${audioTrackIndex} out of range for overwrite`);
       return () => {
         const length = item.placedLength();
         const video = seq.videoTracks[videoTrackIndex];
@@ -732,7 +785,13 @@ export class FakeSequenceEditor {
     });
   }
 
-  createInsertProjectItemAction(projectItem: unknown, time: FakeTickTime, videoTrackIndex: number, audioTrackIndex: number, limitShift: boolean): FakeAction {
+  createInsertProjectItemAction(
+    projectItem: unknown,
+    time: FakeTickTime,
+    videoTrackIndex: number,
+    audioTrackIndex: number,
+    limitShift: boolean,
+  ): FakeAction {
     const at = timeArg(time);
     const item = this.placeable(projectItem);
     checkIndex(videoTrackIndex);
@@ -750,7 +809,14 @@ export class FakeSequenceEditor {
       }
       video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length));
       if (audio) audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length));
-      this.world.edits.push({ kind: 'insert', videoTrackIndex, audioTrackIndex, atTicks: at, projectItem: item, limitShift });
+      this.world.edits.push({
+        kind: 'insert',
+        videoTrackIndex,
+        audioTrackIndex,
+        atTicks: at,
+        projectItem: item,
+        limitShift,
+      });
     });
   }
 
@@ -759,8 +825,21 @@ export class FakeSequenceEditor {
     return projectItem;
   }
 
-  private newItem(Ctor: typeof FakeVideoClipTrackItem | typeof FakeAudioClipTrackItem, track: FakeTrack, item: FakeClipProjectItem, at: bigint, length: bigint): FakeTrackItemBase {
-    return new Ctor(this.world, track, item.name, item, { start: at, end: at + length, inPoint: item.markIn ?? 0n, speed: 1, reversed: false, pointsIncludeMediaStart: false });
+  private newItem(
+    Ctor: typeof FakeVideoClipTrackItem | typeof FakeAudioClipTrackItem,
+    track: FakeTrack,
+    item: FakeClipProjectItem,
+    at: bigint,
+    length: bigint,
+  ): FakeTrackItemBase {
+    return new Ctor(this.world, track, item.name, item, {
+      start: at,
+      end: at + length,
+      inPoint: item.markIn ?? 0n,
+      speed: 1,
+      reversed: false,
+      pointsIncludeMediaStart: false,
+    });
   }
 }
 
@@ -807,7 +886,10 @@ export class FakeProject {
   lockedAccess(callback: () => void): void {
     this.world.rules.lockedAccess(callback);
   }
-  executeTransaction(callback: (compound: { addAction(a: unknown): boolean; readonly empty: boolean }) => void, undoString?: string): boolean {
+  executeTransaction(
+    callback: (compound: { addAction(a: unknown): boolean; readonly empty: boolean }) => void,
+    undoString?: string,
+  ): boolean {
     return this.world.rules.executeTransaction(callback, undoString);
   }
   async importFiles(...args: unknown[]): Promise<boolean> {
@@ -966,12 +1048,15 @@ export class FakePremiere {
   private readonly mediaItems = new Map<string, FakeClipProjectItem>();
 
   constructor(options: FakeOptions = {}) {
-    const projectPath = options.projectPath === undefined ? '/Users/editor/Films/Harbour/harbour.prproj' : options.projectPath;
+    const projectPath =
+      options.projectPath === undefined ? '/Users/editor/Films/Harbour/harbour.prproj' : options.projectPath;
     this.fs = new FakeFs();
     if (projectPath === null) {
       this.project = null;
     } else {
-      const name = projectPath ? (projectPath.split(/[\\/]/).pop() ?? projectPath).replace(/\.prproj$/, '') : 'Untitled';
+      const name = projectPath
+        ? (projectPath.split(/[\\/]/).pop() ?? projectPath).replace(/\.prproj$/, '')
+        : 'Untitled';
       this.project = new FakeProject(this, name, projectPath);
       if (projectPath) this.fs.addDir(parentOf(projectPath));
     }
@@ -984,7 +1069,15 @@ export class FakePremiere {
 
   addSequence(spec: SequenceSpec = {}): FakeSequence {
     const project = this.requireProject();
-    const seq = new FakeSequence(this, spec.name ?? 'Sequence 01', spec.timebase ?? 10594584000n, spec.width ?? 1920, spec.height ?? 1080, spec.videoTracks ?? 3, spec.audioTracks ?? 2);
+    const seq = new FakeSequence(
+      this,
+      spec.name ?? 'Sequence 01',
+      spec.timebase ?? 10594584000n,
+      spec.width ?? 1920,
+      spec.height ?? 1080,
+      spec.videoTracks ?? 3,
+      spec.audioTracks ?? 2,
+    );
     project.addSequence(seq, spec.active ?? true);
     return seq;
   }
@@ -1042,7 +1135,10 @@ export class FakePremiere {
 
   findBin(name: string): FakeFolderItem | null {
     const project = this.requireProject();
-    return (project.root.children.find((c) => c instanceof FakeFolderItem && c.name === name) as FakeFolderItem | undefined) ?? null;
+    return (
+      (project.root.children.find((c) => c instanceof FakeFolderItem && c.name === name) as
+        FakeFolderItem | undefined) ?? null
+    );
   }
 
   /** Every clip project item in the project, depth first. */
@@ -1080,19 +1176,33 @@ export class FakePremiere {
     item.mediaPath = path;
     this.mediaItems.set(path, item);
     const project = this.requireProject();
-    const bin = spec.bin ? this.findBin(spec.bin) ?? this.addBin(spec.bin) : project.root;
+    const bin = spec.bin ? (this.findBin(spec.bin) ?? this.addBin(spec.bin)) : project.root;
     bin.add(item);
     return item;
   }
 
   private nestedSequenceItem(parent: FakeSequence, spec: ClipSpec): FakeClipProjectItem {
-    const nested = new FakeSequence(this, spec.name ?? 'Nested Sequence 01', parent.timebase, parent.width, parent.height, 1, 1);
+    const nested = new FakeSequence(
+      this,
+      spec.name ?? 'Nested Sequence 01',
+      parent.timebase,
+      parent.width,
+      parent.height,
+      1,
+      1,
+    );
     this.requireProject().addSequence(nested, false);
     return nested.projectItem;
   }
 
   private buildModule(classes: 'constructors' | 'cast-only'): premierepro {
-    const trackItemStatics = { TRACKITEMTYPE_EMPTY: 0, TRACKITEMTYPE_CLIP: 1, TRACKITEMTYPE_TRANSITION: 2, TRACKITEMTYPE_PREVIEW: 3, TRACKITEMTYPE_FEEDBACK: 4 };
+    const trackItemStatics = {
+      TRACKITEMTYPE_EMPTY: 0,
+      TRACKITEMTYPE_CLIP: 1,
+      TRACKITEMTYPE_TRANSITION: 2,
+      TRACKITEMTYPE_PREVIEW: 3,
+      TRACKITEMTYPE_FEEDBACK: 4,
+    };
     const VideoClipTrackItem =
       classes === 'constructors'
         ? FakeVideoClipTrackItem
@@ -1105,7 +1215,13 @@ export class FakePremiere {
       isAMEInstalled: false,
       // Rest parameters, so that the call records how many arguments the panel passed (3 without a preset, 4 with).
       exportSequence: async (
-        ...args: [sequence: unknown, exportType: unknown, outputFile?: string, presetFile?: string, exportFull?: boolean]
+        ...args: [
+          sequence: unknown,
+          exportType: unknown,
+          outputFile?: string,
+          presetFile?: string,
+          exportFull?: boolean,
+        ]
       ): Promise<boolean> => {
         const [sequence, exportType, outputFile, presetFile, exportFull] = args;
         if (!(sequence instanceof FakeSequence)) throw new Error('Illegal Parameter type');
@@ -1155,9 +1271,17 @@ export class FakePremiere {
         getProjectColumnsMetadata: async (item: unknown) => {
           const columns: Array<{ ColumnID: string; ColumnValue: string; ColumnName: string }> = [];
           if (item instanceof FakeClipProjectItem && item.mediaStartTicks !== null) {
-            columns.push({ ColumnID: 'Column.Intrinsic.MediaStart', ColumnName: 'Media Start', ColumnValue: item.mediaStartTicks.toString() });
+            columns.push({
+              ColumnID: 'Column.Intrinsic.MediaStart',
+              ColumnName: 'Media Start',
+              ColumnValue: item.mediaStartTicks.toString(),
+            });
             const end = item.mediaEndTicks ?? item.mediaStartTicks + item.durationTicks;
-            columns.push({ ColumnID: 'Column.Intrinsic.MediaEnd', ColumnName: 'Media End', ColumnValue: end.toString() });
+            columns.push({
+              ColumnID: 'Column.Intrinsic.MediaEnd',
+              ColumnName: 'Media End',
+              ColumnValue: end.toString(),
+            });
           }
           return JSON.stringify(columns);
         },

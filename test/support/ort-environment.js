@@ -3,8 +3,22 @@
 // realm's constructors makes the instanceof checks agree.
 const NodeEnvironment = require('jest-environment-node').TestEnvironment;
 
-const SHARED = ['ArrayBuffer', 'SharedArrayBuffer', 'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array',
-  'Uint16Array', 'Int32Array', 'Uint32Array', 'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array', 'DataView'];
+const SHARED = [
+  'ArrayBuffer',
+  'SharedArrayBuffer',
+  'Int8Array',
+  'Uint8Array',
+  'Uint8ClampedArray',
+  'Int16Array',
+  'Uint16Array',
+  'Int32Array',
+  'Uint32Array',
+  'Float32Array',
+  'Float64Array',
+  'BigInt64Array',
+  'BigUint64Array',
+  'DataView',
+];
 
 class OrtEnvironment extends NodeEnvironment {
   constructor(config, context) {

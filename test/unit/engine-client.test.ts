@@ -1,14 +1,28 @@
 // The panel's engine client against a scripted fetch: what it sends, and how every kind of failure reaches the UI.
-import { EngineClient, EngineError, type FetchInitLike, type FetchLike, type FetchResponseLike } from '../../panel/src/engine-client';
+import {
+  EngineClient,
+  EngineError,
+  type FetchInitLike,
+  type FetchLike,
+  type FetchResponseLike,
+} from '../../panel/src/engine-client';
 
 const TOKEN = 'tok_1234567890abcdef';
 
 function reply(status: number, body: unknown, contentType = 'application/json'): FetchResponseLike {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  return { status, ok: status >= 200 && status < 300, headers: { get: (n) => (n.toLowerCase() === 'content-type' ? contentType : null) }, text: async () => text };
+  return {
+    status,
+    ok: status >= 200 && status < 300,
+    headers: { get: (n) => (n.toLowerCase() === 'content-type' ? contentType : null) },
+    text: async () => text,
+  };
 }
 
-function client(fetchImpl: FetchLike, timeoutMs?: number): { c: EngineClient; calls: { url: string; init: FetchInitLike }[] } {
+function client(
+  fetchImpl: FetchLike,
+  timeoutMs?: number,
+): { c: EngineClient; calls: { url: string; init: FetchInitLike }[] } {
   const calls: { url: string; init: FetchInitLike }[] = [];
   const c = new EngineClient({
     baseUrl: 'http://127.0.0.1:7865/',
@@ -33,7 +47,15 @@ async function engineError(call: Promise<unknown>): Promise<EngineError> {
   throw new Error('the call resolved; expected an EngineError');
 }
 
-const HEALTH = { ok: true, version: '0.1.0', model: 'oracle', modelDir: '/m', provider: 'cpu', providerFallbacks: [], queue: { queued: 0, running: 0 } };
+const HEALTH = {
+  ok: true,
+  version: '0.1.0',
+  model: 'oracle',
+  modelDir: '/m',
+  provider: 'cpu',
+  providerFallbacks: [],
+  queue: { queued: 0, running: 0 },
+};
 
 it('sends the token as a bearer header and JSON bodies with their content type', async () => {
   const { c, calls } = client(async () => reply(202, { id: 'j1' }));
@@ -53,14 +75,29 @@ it('puts the token in the URL only for what browser elements load', () => {
   const { c } = client(async () => reply(200, {}));
   expect(c.resultUrl('abc')).toBe(`http://127.0.0.1:7865/v1/jobs/abc/result?token=${TOKEN}`);
   expect(c.eventsUrl('abc')).toBe(`http://127.0.0.1:7865/v1/jobs/abc/events?token=${TOKEN}`);
-  expect(c.stillUrl('/x y/a&b.mp4', 1.25, 640)).toBe(`http://127.0.0.1:7865/v1/media/still?path=%2Fx%20y%2Fa%26b.mp4&t=1.25&maxWidth=640&token=${TOKEN}`);
+  expect(c.stillUrl('/x y/a&b.mp4', 1.25, 640)).toBe(
+    `http://127.0.0.1:7865/v1/media/still?path=%2Fx%20y%2Fa%26b.mp4&t=1.25&maxWidth=640&token=${TOKEN}`,
+  );
 });
 
 it('turns problem documents into EngineErrors with the field at fault', async () => {
-  const problem = { type: 'https://reshoot.dev/problems/invalid-request', title: 'Invalid request', status: 400, detail: 'source.out must be later than source.in', field: 'source.out', issues: [{ field: 'source.out', message: 'source.out must be later than source.in' }] };
+  const problem = {
+    type: 'https://reshoot.dev/problems/invalid-request',
+    title: 'Invalid request',
+    status: 400,
+    detail: 'source.out must be later than source.in',
+    field: 'source.out',
+    issues: [{ field: 'source.out', message: 'source.out must be later than source.in' }],
+  };
   const { c } = client(async () => reply(400, problem, 'application/problem+json'));
   const err = await engineError(c.submit({ source: { path: '/a.mp4', in: 2, out: 1 }, prompt: 'p' }));
-  expect(err).toMatchObject({ code: 'http', status: 400, title: 'Invalid request', field: 'source.out', issues: problem.issues });
+  expect(err).toMatchObject({
+    code: 'http',
+    status: 400,
+    title: 'Invalid request',
+    field: 'source.out',
+    issues: problem.issues,
+  });
 });
 
 it('says how to start the engine when nothing answers', async () => {

@@ -14,7 +14,8 @@ function constantBatch(n: number, h: number, w: number, rgb: [number, number, nu
 
 function mask(n: number, h: number, w: number, on: (f: number, y: number, x: number) => boolean): MaskBatch {
   const data = new Float32Array(n * h * w);
-  for (let f = 0; f < n; f++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[(f * h + y) * w + x] = on(f, y, x) ? 1 : 0;
+  for (let f = 0; f < n; f++)
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[(f * h + y) * w + x] = on(f, y, x) ? 1 : 0;
   return { n, height: h, width: w, data };
 }
 
@@ -31,10 +32,14 @@ function pseudoBytes(len: number, seed: number): Uint8Array {
 
 describe('synthetic moving-object clip', () => {
   const base = {
-    frames: 6, width: 64, height: 48,
+    frames: 6,
+    width: 64,
+    height: 48,
     objectColour: [0.6, -0.4, -0.5] as [number, number, number],
     backgroundColour: [-0.3, 0.2, 0.5] as [number, number, number],
-    size: 0.25, velocity: [4, 1] as [number, number], seed: 7,
+    size: 0.25,
+    velocity: [4, 1] as [number, number],
+    seed: 7,
   };
 
   it('has the requested frame count and sizes', () => {
@@ -125,7 +130,11 @@ describe('synthetic moving-object clip', () => {
       const still = warpError(clip.frames, new Float32Array(clip.flow.length), clip.occlusion);
       expect(still).toBeGreaterThan(1e-3);
       expect(still).toBeGreaterThan(100 * Math.max(exact, 1e-7));
-      const reversed = warpError(clip.frames, clip.flow.map((v) => -v), clip.occlusion);
+      const reversed = warpError(
+        clip.frames,
+        clip.flow.map((v) => -v),
+        clip.occlusion,
+      );
       expect(reversed).toBeGreaterThan(1e-3);
     }
   });
@@ -155,7 +164,13 @@ describe('metrics', () => {
   });
 
   it('psnr is Infinity for identical batches', () => {
-    const clip = makeMovingObjectClip({ frames: 2, width: 8, height: 8, objectColour: [1, 0, 0], backgroundColour: [0, 0, 1] });
+    const clip = makeMovingObjectClip({
+      frames: 2,
+      width: 8,
+      height: 8,
+      objectColour: [1, 0, 0],
+      backgroundColour: [0, 0, 1],
+    });
     expect(psnr(clip.frames, sliceFrames(clip.frames, 0, 2))).toBe(Infinity);
   });
 
@@ -178,7 +193,14 @@ describe('metrics', () => {
     for (let c = 0; c < 3; c++) b.data[c * 16 + 15] = -1;
     expect(maskedPsnr(a, b, m, 'inside')).toBeCloseTo(10 * Math.log10(4 / 0.25), 10);
     expect(maskedPsnr(a, b, m, 'outside')).toBeCloseTo(10 * Math.log10(4 / (1 / 8)), 10);
-    expect(maskedPsnr(a, b, mask(1, 4, 4, () => true), 'outside')).toBeNaN();
+    expect(
+      maskedPsnr(
+        a,
+        b,
+        mask(1, 4, 4, () => true),
+        'outside',
+      ),
+    ).toBeNaN();
   });
 
   it('meanColour and colourError over hand-made regions', () => {
@@ -209,8 +231,18 @@ describe('metrics', () => {
     const b = mask(1, 2, 4, (_f, y, x) => (y === 0 && x >= 2) || (y === 1 && x < 2)); // pixels 2..5
     expect(maskIoU(a, b)).toBeCloseTo(2 / 6, 12);
     expect(maskIoU(a, a)).toBe(1);
-    expect(maskIoU(a, mask(1, 2, 4, (_f, y) => y === 1))).toBe(0);
-    expect(maskIoU(mask(1, 2, 4, () => false), mask(1, 2, 4, () => false))).toBe(1);
+    expect(
+      maskIoU(
+        a,
+        mask(1, 2, 4, (_f, y) => y === 1),
+      ),
+    ).toBe(0);
+    expect(
+      maskIoU(
+        mask(1, 2, 4, () => false),
+        mask(1, 2, 4, () => false),
+      ),
+    ).toBe(1);
     // 0.6 passes 0.5 but not 0.7.
     const soft: MaskBatch = { ...a, data: a.data.map((v) => v * 0.6) };
     expect(maskIoU(soft, a)).toBe(1);
@@ -222,12 +254,42 @@ describe('metrics', () => {
     const b = imageBatch(2, 5, 4);
     expect(() => psnr(a, b)).toThrow(/2x4x5 vs 2x5x4/);
     expect(() => psnr(a, imageBatch(3, 4, 5))).toThrow(/sizes differ/);
-    expect(() => maskedPsnr(a, a, mask(2, 4, 4, () => true), 'inside')).toThrow(/mask size 2x4x4 differs from image size 2x4x5/);
-    expect(() => meanColour(a, mask(1, 4, 5, () => true), 'inside')).toThrow(/1x4x5/);
-    expect(() => colourError(a, mask(2, 5, 5, () => true), [0, 0, 0])).toThrow(/2x5x5/);
-    expect(() => maskIoU(mask(1, 2, 2, () => true), mask(1, 2, 3, () => true))).toThrow(/1x2x2 vs 1x2x3/);
+    expect(() =>
+      maskedPsnr(
+        a,
+        a,
+        mask(2, 4, 4, () => true),
+        'inside',
+      ),
+    ).toThrow(/mask size 2x4x4 differs from image size 2x4x5/);
+    expect(() =>
+      meanColour(
+        a,
+        mask(1, 4, 5, () => true),
+        'inside',
+      ),
+    ).toThrow(/1x4x5/);
+    expect(() =>
+      colourError(
+        a,
+        mask(2, 5, 5, () => true),
+        [0, 0, 0],
+      ),
+    ).toThrow(/2x5x5/);
+    expect(() =>
+      maskIoU(
+        mask(1, 2, 2, () => true),
+        mask(1, 2, 3, () => true),
+      ),
+    ).toThrow(/1x2x2 vs 1x2x3/);
     expect(() => warpError(a, new Float32Array(10))).toThrow(/flow has 10 values, expected 1x2x4x5/);
-    expect(() => warpError(a, new Float32Array(40), mask(2, 4, 5, () => false))).toThrow(/occlusion size 2x4x5/);
+    expect(() =>
+      warpError(
+        a,
+        new Float32Array(40),
+        mask(2, 4, 5, () => false),
+      ),
+    ).toThrow(/occlusion size 2x4x5/);
     expect(() => warpError(imageBatch(1, 4, 5), new Float32Array(0))).toThrow(/at least 2 frames/);
   });
 
@@ -240,7 +302,13 @@ describe('metrics', () => {
     // Every flow target outside the frame: nothing visible, contributes 0.
     expect(warpError(bw, new Float32Array(12).fill(5))).toBe(0);
     // Occlusion mask excluding the bottom row leaves the same per-pixel error.
-    expect(warpError(bw, new Float32Array(12), mask(1, 2, 3, (_f, y) => y === 1))).toBeCloseTo(1, 10);
+    expect(
+      warpError(
+        bw,
+        new Float32Array(12),
+        mask(1, 2, 3, (_f, y) => y === 1),
+      ),
+    ).toBeCloseTo(1, 10);
 
     // 1x4 ramp: frame 1 channel values v1(x) = 0.2·x - 0.5. Frame 0 shows the content that moves +0.5 px:
     // O_0(x) = O_1(x + 0.5), so forward flow is +0.5 and the warp samples O_1 between pixels.
@@ -256,7 +324,12 @@ describe('metrics', () => {
     // Pixel 3 points to 3.5, outside the frame, and is dropped; the other three match exactly.
     expect(warpError(ramp, flow)).toBeCloseTo(0, 10);
     // The opposite sign samples 0.2 away in [-1,1], i.e. 0.1 in [0,1]; pixel 0 (target -0.5) is dropped.
-    expect(warpError(ramp, flow.map((v) => -v))).toBeCloseTo(0.01, 8);
+    expect(
+      warpError(
+        ramp,
+        flow.map((v) => -v),
+      ),
+    ).toBeCloseTo(0.01, 8);
   });
 });
 
@@ -283,8 +356,16 @@ function testChunk(type: string, data: Uint8Array): Buffer {
 const PNG_SIG = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
 
 function buildPng(opts: {
-  width: number; height: number; colourType: number; bitDepth?: number; interlace?: number;
-  pixels: Uint8Array; channels: number; filter: (y: number) => number; idatPieces?: number; extra?: Buffer[];
+  width: number;
+  height: number;
+  colourType: number;
+  bitDepth?: number;
+  interlace?: number;
+  pixels: Uint8Array;
+  channels: number;
+  filter: (y: number) => number;
+  idatPieces?: number;
+  extra?: Buffer[];
 }): Buffer {
   const { width, height, channels, pixels } = opts;
   const stride = width * channels;
@@ -303,7 +384,9 @@ function buildPng(opts: {
       else if (ft === 3) pred = Math.floor((a + b) / 2);
       else if (ft === 4) {
         const p = a + b - c;
-        const pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+        const pa = Math.abs(p - a),
+          pb = Math.abs(p - b),
+          pc = Math.abs(p - c);
         pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
       }
       raw.push((x - pred + 256) % 256);
@@ -320,7 +403,13 @@ function buildPng(opts: {
   const idats: Buffer[] = [];
   const step = Math.ceil(z.length / pieces);
   for (let i = 0; i < z.length; i += step) idats.push(testChunk('IDAT', z.subarray(i, i + step)));
-  return Buffer.concat([PNG_SIG, testChunk('IHDR', ihdr), ...(opts.extra ?? []), ...idats, testChunk('IEND', new Uint8Array(0))]);
+  return Buffer.concat([
+    PNG_SIG,
+    testChunk('IHDR', ihdr),
+    ...(opts.extra ?? []),
+    ...idats,
+    testChunk('IEND', new Uint8Array(0)),
+  ]);
 }
 
 describe('png', () => {
@@ -333,10 +422,16 @@ describe('png', () => {
   });
 
   it.each([3, 4] as const)('round-trips %i-channel images byte for byte', (channels) => {
-    for (const [w, h] of [[1, 1], [7, 5], [33, 17]]) {
+    for (const [w, h] of [
+      [1, 1],
+      [7, 5],
+      [33, 17],
+    ]) {
       // Noise and a smooth gradient, so both unfiltered and predicted rows are exercised.
       const noisy = pseudoBytes(w * h * channels, w * 31 + h);
-      const smooth = new Uint8Array(w * h * channels).map((_, i) => (Math.floor(i / channels) % w) * 3 + Math.floor(i / (w * channels)) * 5 + (i % channels) * 40);
+      const smooth = new Uint8Array(w * h * channels).map(
+        (_, i) => (Math.floor(i / channels) % w) * 3 + Math.floor(i / (w * channels)) * 5 + (i % channels) * 40,
+      );
       for (const pixels of [noisy, smooth]) {
         const png = encodePng(pixels, w, h, channels);
         const back = decodePng(png);
@@ -350,7 +445,12 @@ describe('png', () => {
     expect(() => encodePng(new Uint8Array(10), 2, 2, 3)).toThrow(/needs 12 bytes, got 10/);
   });
 
-  const colourTypes: [number, number][] = [[0, 1], [2, 3], [4, 2], [6, 4]];
+  const colourTypes: [number, number][] = [
+    [0, 1],
+    [2, 3],
+    [4, 2],
+    [6, 4],
+  ];
   for (const [colourType, channels] of colourTypes) {
     it.each([0, 1, 2, 3, 4])(`decodes colour type ${colourType} with filter type %i on every row`, (filter) => {
       const w = 6;
@@ -366,7 +466,15 @@ describe('png', () => {
   it('decodes mixed per-row filters and skips ancillary chunks', () => {
     const pixels = pseudoBytes(9 * 7 * 3, 5);
     const text = testChunk('tEXt', Buffer.from('Comment\0hello', 'latin1'));
-    const png = buildPng({ width: 9, height: 7, colourType: 2, channels: 3, pixels, filter: (y) => (y * 3) % 5, extra: [text] });
+    const png = buildPng({
+      width: 9,
+      height: 7,
+      colourType: 2,
+      channels: 3,
+      pixels,
+      filter: (y) => (y * 3) % 5,
+      extra: [text],
+    });
     expect(Array.from(decodePng(png).data)).toEqual(Array.from(pixels));
   });
 
@@ -384,16 +492,32 @@ describe('png', () => {
     expect(() => decodePng(good.subarray(0, good.length - 12))).toThrow(/IEND/);
 
     const px = pseudoBytes(4 * 4 * 3, 2);
-    expect(() => decodePng(buildPng({ width: 4, height: 4, colourType: 2, channels: 3, pixels: px, filter: () => 0, interlace: 1 })))
-      .toThrow(/interlaced.*supported: 8-bit/);
-    expect(() => decodePng(buildPng({ width: 2, height: 4, colourType: 2, channels: 6, bitDepth: 16, pixels: px, filter: () => 0 })))
-      .toThrow(/bit depth 16 is not supported; supported: 8-bit/);
-    expect(() => decodePng(buildPng({ width: 4, height: 4, colourType: 3, channels: 1, pixels: px.subarray(0, 16), filter: () => 0 })))
-      .toThrow(/palette.*supported/);
+    expect(() =>
+      decodePng(
+        buildPng({ width: 4, height: 4, colourType: 2, channels: 3, pixels: px, filter: () => 0, interlace: 1 }),
+      ),
+    ).toThrow(/interlaced.*supported: 8-bit/);
+    expect(() =>
+      decodePng(
+        buildPng({ width: 2, height: 4, colourType: 2, channels: 6, bitDepth: 16, pixels: px, filter: () => 0 }),
+      ),
+    ).toThrow(/bit depth 16 is not supported; supported: 8-bit/);
+    expect(() =>
+      decodePng(
+        buildPng({ width: 4, height: 4, colourType: 3, channels: 1, pixels: px.subarray(0, 16), filter: () => 0 }),
+      ),
+    ).toThrow(/palette.*supported/);
   });
 
   it('frame and mask PNGs decode to the batch pixels', () => {
-    const clip = makeMovingObjectClip({ frames: 3, width: 10, height: 6, objectColour: [1, -1, 0], backgroundColour: [-0.5, 0.5, 0.25], seed: 3 });
+    const clip = makeMovingObjectClip({
+      frames: 3,
+      width: 10,
+      height: 6,
+      objectColour: [1, -1, 0],
+      backgroundColour: [-0.5, 0.5, 0.25],
+      seed: 3,
+    });
     const frame = decodePng(imageBatchFramePng(clip.frames, 2));
     expect(frame).toMatchObject({ width: 10, height: 6, channels: 3 });
     expect(Array.from(frame.data)).toEqual(Array.from(toRgb24(sliceFrames(clip.frames, 2, 1))));
@@ -407,10 +531,29 @@ describe('png', () => {
 });
 
 describe('contact sheet', () => {
-  const clip = makeMovingObjectClip({ frames: 10, width: 8, height: 6, objectColour: [1, 0.2, -1], backgroundColour: [-1, -0.2, 0.6], size: 0.5, velocity: [0, 0], seed: 11 });
+  const clip = makeMovingObjectClip({
+    frames: 10,
+    width: 8,
+    height: 6,
+    objectColour: [1, 0.2, -1],
+    backgroundColour: [-1, -0.2, 0.6],
+    size: 0.5,
+    velocity: [0, 0],
+    seed: 11,
+  });
   // Give every frame its own brightness so a wrongly sampled frame is caught.
-  const source = imageBatch(10, 6, 8, clip.frames.data.map((v, i) => Math.max(-1, Math.min(1, v + Math.floor(i / 144) * 0.05 - 0.5))));
-  const edited = imageBatch(10, 6, 8, source.data.map((v) => -v));
+  const source = imageBatch(
+    10,
+    6,
+    8,
+    clip.frames.data.map((v, i) => Math.max(-1, Math.min(1, v + Math.floor(i / 144) * 0.05 - 0.5))),
+  );
+  const edited = imageBatch(
+    10,
+    6,
+    8,
+    source.data.map((v) => -v),
+  );
 
   it('samples frames evenly including first and last', () => {
     expect(sampleIndices(10, 4)).toEqual([0, 3, 6, 9]);
@@ -419,20 +562,42 @@ describe('contact sheet', () => {
   });
 
   it('has exact dimensions and puts frame pixels where the layout says', () => {
-    const sheet = contactSheet([{ label: 'Source', frames: source }, { label: 'Edited', frames: edited }], { maxColumns: 4, gap: 2, scale: 3 });
+    const sheet = contactSheet(
+      [
+        { label: 'Source', frames: source },
+        { label: 'Edited', frames: edited },
+      ],
+      { maxColumns: 4, gap: 2, scale: 3 },
+    );
     // cell 24x18, labels 6 chars = 35 px, left = 2 + 35 + 2 = 39, 4 columns of 24 + 2, rows of 18 + 2.
     expect(labelWidth('SOURCE')).toBe(35);
     expect(sheet.width).toBe(39 + 4 * 26);
     expect(sheet.height).toBe(2 + 2 * 20);
     expect(sheet.rgb.length).toBe(sheet.width * sheet.height * 3);
 
-    const px = (x: number, y: number) => Array.from(sheet.rgb.subarray((y * sheet.width + x) * 3, (y * sheet.width + x) * 3 + 3));
-    for (const [row, batch] of [[0, source], [1, edited]] as const) {
-      for (const [col, frame] of [[0, 0], [2, 6], [3, 9]]) {
+    const px = (x: number, y: number) =>
+      Array.from(sheet.rgb.subarray((y * sheet.width + x) * 3, (y * sheet.width + x) * 3 + 3));
+    for (const [row, batch] of [
+      [0, source],
+      [1, edited],
+    ] as const) {
+      for (const [col, frame] of [
+        [0, 0],
+        [2, 6],
+        [3, 9],
+      ]) {
         const rgb = toRgb24(sliceFrames(batch, frame, 1));
-        for (const [fx, fy] of [[0, 0], [5, 4], [7, 5]]) {
+        for (const [fx, fy] of [
+          [0, 0],
+          [5, 4],
+          [7, 5],
+        ]) {
           const want = Array.from(rgb.subarray((fy * 8 + fx) * 3, (fy * 8 + fx) * 3 + 3));
-          for (const [sx, sy] of [[0, 0], [2, 2], [1, 2]]) {
+          for (const [sx, sy] of [
+            [0, 0],
+            [2, 2],
+            [1, 2],
+          ]) {
             expect(px(39 + col * 26 + fx * 3 + sx, 2 + row * 20 + fy * 3 + sy)).toEqual(want);
           }
         }

@@ -29,11 +29,14 @@ const V = {
   debian12Probe: 'ffprobe version 5.1.9-0+deb12u1 Copyright (c) 2007-2026 the FFmpeg developers',
   ubuntu2404: 'ffmpeg version 6.1.1-3ubuntu5 Copyright (c) 2000-2023 the FFmpeg developers',
   probe61: 'ffprobe version 6.1.1-3ubuntu5 Copyright (c) 2007-2023 the FFmpeg developers',
-  old2018: 'ffmpeg version N-47683-g0e8eb07980-static https://johnvansickle.com/ffmpeg/  Copyright (c) 2000-2018 the FFmpeg developers',
-  git2023Probe: 'ffprobe version N-66595-gc2b38619c0-static https://johnvansickle.com/ffmpeg/  Copyright (c) 2007-2023 the FFmpeg developers',
+  old2018:
+    'ffmpeg version N-47683-g0e8eb07980-static https://johnvansickle.com/ffmpeg/  Copyright (c) 2000-2018 the FFmpeg developers',
+  git2023Probe:
+    'ffprobe version N-66595-gc2b38619c0-static https://johnvansickle.com/ffmpeg/  Copyright (c) 2007-2023 the FFmpeg developers',
   gitNew: 'ffmpeg version N-118448-g43be8d0728-20250209 Copyright (c) 2000-2025 the FFmpeg developers',
   gitNewProbe: 'ffprobe version N-118448-g43be8d0728-20250209 Copyright (c) 2007-2025 the FFmpeg developers',
-  gyanGit: 'ffmpeg version 2024-07-24-git-896c22ef00-full_build-www.gyan.dev Copyright (c) 2000-2024 the FFmpeg developers',
+  gyanGit:
+    'ffmpeg version 2024-07-24-git-896c22ef00-full_build-www.gyan.dev Copyright (c) 2000-2024 the FFmpeg developers',
   gyanRelease: 'ffmpeg version 7.1.1-full_build-www.gyan.dev Copyright (c) 2000-2025 the FFmpeg developers',
 };
 
@@ -90,15 +93,31 @@ describe('parseFfmpegVersion', () => {
   it('reads patch levels and the raw word', () => {
     expect(parseFfmpegVersion(V.brew)).toMatchObject({ raw: '7.1.1', patch: 1, label: '7.1.1' });
     expect(parseFfmpegVersion(V.btbnRelease)).toMatchObject({ raw: 'n7.1', patch: undefined });
-    expect(parseFfmpegVersion(V.debian12)).toMatchObject({ raw: '5.1.9-0+deb12u1', major: 5, minor: 1, patch: 9, year: 2026 });
+    expect(parseFfmpegVersion(V.debian12)).toMatchObject({
+      raw: '5.1.9-0+deb12u1',
+      major: 5,
+      minor: 1,
+      patch: 9,
+      year: 2026,
+    });
   });
 
   it('dates git builds by the copyright year (N-numbers are not releases)', () => {
-    expect(parseFfmpegVersion(V.old2018)).toMatchObject({ kind: 'git', year: 2018, current: false, raw: 'N-47683-g0e8eb07980-static', label: 'git N-47683, 2018' });
+    expect(parseFfmpegVersion(V.old2018)).toMatchObject({
+      kind: 'git',
+      year: 2018,
+      current: false,
+      raw: 'N-47683-g0e8eb07980-static',
+      label: 'git N-47683, 2018',
+    });
     expect(parseFfmpegVersion(V.git2023Probe)).toMatchObject({ kind: 'git', year: 2023, current: true });
     expect(parseFfmpegVersion(V.gitNew)).toMatchObject({ kind: 'git', year: 2025, current: true });
     expect(parseFfmpegVersion(V.gyanGit)).toMatchObject({ kind: 'git', year: 2024, current: true });
-    expect(parseFfmpegVersion('ffmpeg version N-12345-gdeadbeef')).toMatchObject({ kind: 'git', year: undefined, current: false });
+    expect(parseFfmpegVersion('ffmpeg version N-12345-gdeadbeef')).toMatchObject({
+      kind: 'git',
+      year: undefined,
+      current: false,
+    });
     expect(parseFfmpegVersion('not ffmpeg at all')).toMatchObject({ kind: 'unknown', current: false });
   });
 
@@ -136,7 +155,9 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
     const s = inspectFfmpeg({ env: { PATH: dir } });
     expect(ok(s.ffmpeg)).toMatchObject({ path: join(dir, 'ffmpeg'), source: 'path', version: '7.1.1' });
     expect(ok(s.ffprobe)).toMatchObject({ path: join(dir, 'ffprobe'), source: 'path', version: '7.1.1' });
-    expect(s.why).toMatch(/^ffmpeg and ffprobe found on PATH: .*ffmpeg \(7\.1\.1\) and .*ffprobe \(7\.1\.1\), both current .* same release\.$/);
+    expect(s.why).toMatch(
+      /^ffmpeg and ffprobe found on PATH: .*ffmpeg \(7\.1\.1\) and .*ffprobe \(7\.1\.1\), both current .* same release\.$/,
+    );
     expect(s.warnings).toEqual([]);
   });
 
@@ -156,9 +177,21 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
   });
 
   it.each([
-    ['too old (Debian 12)', { ffmpeg: V.debian12, ffprobe: V.debian12Probe }, /too old: .*ffmpeg is 5\.1\.9-0\+deb12u1 and .*ffprobe is 5\.1\.9-0\+deb12u1, older than 6/],
-    ['an old git build', { ffmpeg: V.old2018, ffprobe: V.git2023Probe }, /too old: .*ffmpeg is N-47683-g0e8eb07980-static, older than 6 \(git builds count from 2023\)/],
-    ['not one release', { ffmpeg: V.brew, ffprobe: V.probe61 }, /not from the same build: .*ffmpeg is 7\.1\.1, .*ffprobe is 6\.1\.1-3ubuntu5/],
+    [
+      'too old (Debian 12)',
+      { ffmpeg: V.debian12, ffprobe: V.debian12Probe },
+      /too old: .*ffmpeg is 5\.1\.9-0\+deb12u1 and .*ffprobe is 5\.1\.9-0\+deb12u1, older than 6/,
+    ],
+    [
+      'an old git build',
+      { ffmpeg: V.old2018, ffprobe: V.git2023Probe },
+      /too old: .*ffmpeg is N-47683-g0e8eb07980-static, older than 6 \(git builds count from 2023\)/,
+    ],
+    [
+      'not one release',
+      { ffmpeg: V.brew, ffprobe: V.probe61 },
+      /not from the same build: .*ffmpeg is 7\.1\.1, .*ffprobe is 6\.1\.1-3ubuntu5/,
+    ],
     ['ffprobe missing', { ffmpeg: V.brew }, /ffmpeg is on PATH \(.*\) but ffprobe is not/],
     ['ffmpeg missing', { ffprobe: V.brewProbe }, /ffprobe is on PATH \(.*\) but ffmpeg is not/],
     ['nothing', {}, /no ffmpeg or ffprobe on PATH/],
@@ -169,13 +202,16 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
     expect(ok(s.ffprobe)).toMatchObject({ path: BUNDLED_FFPROBE, source: 'bundled' });
     expect(s.why).toMatch(/^The bundled ffmpeg and ffprobe are used: /);
     expect(s.why).toMatch(why);
-    expect(s.warnings.join('\n')).toMatch(/brew install ffmpeg.*winget install ffmpeg.*apt install ffmpeg.*FFMPEG_PATH and FFPROBE_PATH/);
+    expect(s.warnings.join('\n')).toMatch(
+      /brew install ffmpeg.*winget install ffmpeg.*apt install ffmpeg.*FFMPEG_PATH and FFPROBE_PATH/,
+    );
   });
 
   it('the bundled pair carries the verified defects of these builds', () => {
     const s = inspectFfmpeg({ env: { PATH: '' } });
     const all = s.warnings.join('\n');
-    if (ok(s.ffprobe).parsed?.raw.startsWith('N-66595-')) expect(all).toMatch(/bundled ffprobe .* crashes \(segmentation fault\) on every MPEG-TS \/ M2TS file/);
+    if (ok(s.ffprobe).parsed?.raw.startsWith('N-66595-'))
+      expect(all).toMatch(/bundled ffprobe .* crashes \(segmentation fault\) on every MPEG-TS \/ M2TS file/);
     if (ok(s.ffmpeg).parsed?.raw.startsWith('N-47683-')) {
       expect(all).toMatch(/bundled ffmpeg is an old build \(N-47683-g0e8eb07980-static, from 2018, about 4\.1\)/);
       expect(all).toMatch(/not from the same build/);
@@ -190,7 +226,9 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
   it('FFMPEG_PATH and FFPROBE_PATH are used as given, however old, with a warning', () => {
     const { dir } = folder({ ffmpeg: V.debian12, ffprobe: V.debian12Probe });
     const cur = folder({ ffmpeg: V.brew, ffprobe: V.brewProbe });
-    const s = inspectFfmpeg({ env: { PATH: cur.dir, FFMPEG_PATH: join(dir, 'ffmpeg'), FFPROBE_PATH: join(dir, 'ffprobe') } });
+    const s = inspectFfmpeg({
+      env: { PATH: cur.dir, FFMPEG_PATH: join(dir, 'ffmpeg'), FFPROBE_PATH: join(dir, 'ffprobe') },
+    });
     expect(ok(s.ffmpeg)).toMatchObject({ path: join(dir, 'ffmpeg'), source: 'env', version: '5.1.9-0+deb12u1' });
     expect(ok(s.ffprobe)).toMatchObject({ path: join(dir, 'ffprobe'), source: 'env' });
     expect(s.why).toBe('FFMPEG_PATH and FFPROBE_PATH are set; both are used as given.');
@@ -198,7 +236,10 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
   });
 
   it('with only FFMPEG_PATH, ffprobe is taken from beside it first', () => {
-    const given = folder({ ffmpeg: V.gyanRelease, ffprobe: 'ffprobe version 7.1.1-full_build-www.gyan.dev Copyright (c) 2007-2025' });
+    const given = folder({
+      ffmpeg: V.gyanRelease,
+      ffprobe: 'ffprobe version 7.1.1-full_build-www.gyan.dev Copyright (c) 2007-2025',
+    });
     const onPath = folder({ ffmpeg: V.brew, ffprobe: V.brewProbe });
     const s = inspectFfmpeg({ env: { PATH: onPath.dir, FFMPEG_PATH: join(given.dir, 'ffmpeg') } });
     expect(ok(s.ffmpeg).source).toBe('env');
@@ -219,7 +260,9 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
     const onPath = folder({ ffmpeg: V.brew, ffprobe: V.brewProbe });
     let s = inspectFfmpeg({ env: { PATH: onPath.dir, FFMPEG_PATH: join(given.dir, 'ffmpeg') } });
     expect(ok(s.ffprobe)).toMatchObject({ path: join(onPath.dir, 'ffprobe'), source: 'path' });
-    expect(s.why).toMatch(/there is no ffprobe beside it in .*so ffprobe is chosen as below\. ffprobe is taken from the pair found on PATH/);
+    expect(s.why).toMatch(
+      /there is no ffprobe beside it in .*so ffprobe is chosen as below\. ffprobe is taken from the pair found on PATH/,
+    );
     const old = folder({ ffmpeg: V.debian12, ffprobe: V.debian12Probe });
     s = inspectFfmpeg({ env: { PATH: old.dir, FFMPEG_PATH: join(given.dir, 'ffmpeg') } });
     expect(ok(s.ffprobe)).toMatchObject({ path: BUNDLED_FFPROBE, source: 'bundled' });
@@ -239,12 +282,18 @@ d('selection order (inspectFfmpeg with a given environment)', () => {
     const notExec = join(root, 'not-exec');
     writeFileSync(notExec, '#!/bin/sh\n', { mode: 0o644 });
     const t = inspectFfmpeg({ env: { PATH: '', FFPROBE_PATH: notExec } });
-    expect('error' in t.ffprobe && t.ffprobe.error.message).toMatch(/^FFPROBE_PATH points to .*not-exec, which is not executable\./);
+    expect('error' in t.ffprobe && t.ffprobe.error.message).toMatch(
+      /^FFPROBE_PATH points to .*not-exec, which is not executable\./,
+    );
   });
 });
 
 d('the selection of this process: cached, and chosen again when the environment changes', () => {
-  const saved = { PATH: process.env.PATH, FFMPEG_PATH: process.env.FFMPEG_PATH, FFPROBE_PATH: process.env.FFPROBE_PATH };
+  const saved = {
+    PATH: process.env.PATH,
+    FFMPEG_PATH: process.env.FFMPEG_PATH,
+    FFPROBE_PATH: process.env.FFPROBE_PATH,
+  };
   afterEach(() => {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
@@ -334,6 +383,8 @@ d('the bundled binaries: runnable by every user', () => {
     const s = withBundledProbe(0o644);
     if (!('error' in s.ffprobe)) throw new Error('expected an error');
     expect(s.ffprobe.error.code).toBe('ffmpeg-missing');
-    expect(s.ffprobe.error.message).toMatch(/^The bundled ffprobe at .*ffprobe is not executable by this user( \(uid \d+\))?: its mode is 0644\. Run `chmod a\+rx .*ffprobe`/);
+    expect(s.ffprobe.error.message).toMatch(
+      /^The bundled ffprobe at .*ffprobe is not executable by this user( \(uid \d+\))?: its mode is 0644\. Run `chmod a\+rx .*ffprobe`/,
+    );
   });
 });

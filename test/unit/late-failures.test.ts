@@ -50,14 +50,29 @@ it('writes a path or prompt with a newline or other control characters into one 
 it('refuses a token file of binary garbage at start, with what to do', () => {
   const dir = path.join(root, 'config');
   fs.mkdirSync(dir, { mode: 0o700 });
-  fs.writeFileSync(path.join(dir, 'token'), Buffer.from([0xff, 0xfe, 0x00, 0x41, 0x9c, 0x81, 0x20, 0x10, 0xe2, 0x82, 0xac, 0x7f, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87]), { mode: 0o600 });
-  expect(() => loadOrCreateToken(dir)).toThrow(/characters other than printable ASCII.*delete the file and start the engine again/);
+  fs.writeFileSync(
+    path.join(dir, 'token'),
+    Buffer.from([
+      0xff, 0xfe, 0x00, 0x41, 0x9c, 0x81, 0x20, 0x10, 0xe2, 0x82, 0xac, 0x7f, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86,
+      0x87,
+    ]),
+    { mode: 0o600 },
+  );
+  expect(() => loadOrCreateToken(dir)).toThrow(
+    /characters other than printable ASCII.*delete the file and start the engine again/,
+  );
 });
 
 it('refuses an output name too long for the temporary names beside it, and shortens a default name instead', () => {
   const folder = path.join(root, 'out');
   fs.mkdirSync(folder);
-  expect(() => checkOutputTarget(path.join(folder, `${'x'.repeat(230)}.mp4`), { overwrite: false, mayCreateFolder: false, videoName: true })).toThrow(/is too long \(234 bytes\).*at most \d+ bytes/);
+  expect(() =>
+    checkOutputTarget(path.join(folder, `${'x'.repeat(230)}.mp4`), {
+      overwrite: false,
+      mayCreateFolder: false,
+      videoName: true,
+    }),
+  ).toThrow(/is too long \(234 bytes\).*at most \d+ bytes/);
   const longSource = path.join(folder, `${'é'.repeat(150)}.mov`);
   const req = JobRequest.parse({ source: { path: longSource, in: 0, out: 1 }, prompt: 'a blue car' });
   const out = defaultOutputPath(req, 'abcdef12', folder);

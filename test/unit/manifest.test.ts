@@ -38,7 +38,17 @@ const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
 
 const THEMES = ['all', 'lightest', 'light', 'medium', 'dark', 'darkest'];
 const SPECIES = ['generic', 'toolbar', 'pluginList'];
-const PERMISSIONS = ['clipboard', 'localFileSystem', 'network', 'webview', 'launchProcess', 'allowCodeGenerationFromStrings', 'enableUserInfo', 'ipc', 'enableAddon'];
+const PERMISSIONS = [
+  'clipboard',
+  'localFileSystem',
+  'network',
+  'webview',
+  'launchProcess',
+  'allowCodeGenerationFromStrings',
+  'enableUserInfo',
+  'ipc',
+  'enableAddon',
+];
 
 function semver(v: string): [number, number, number] {
   const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(v);
@@ -75,7 +85,8 @@ function setupPanelKeys(source: string): string[] {
 
 describe('manifest.json', () => {
   it('has the keys UXP requires, with manifest version 5', () => {
-    for (const key of ['manifestVersion', 'id', 'name', 'version', 'host', 'entrypoints']) expect(manifest).toHaveProperty(key);
+    for (const key of ['manifestVersion', 'id', 'name', 'version', 'host', 'entrypoints'])
+      expect(manifest).toHaveProperty(key);
     expect(manifest.manifestVersion).toBe(5);
     expect(manifest.id).toBe('com.reshoot.panel');
     expect(manifest.name).toBe('Reshoot');
@@ -91,7 +102,8 @@ describe('manifest.json', () => {
     expect(Array.isArray(manifest.host)).toBe(false);
     expect(manifest.host.app).toBe('premierepro');
     expect(atLeast(manifest.host.minVersion, '25.6.0')).toBe(true);
-    if (manifest.host.maxVersion !== undefined) expect(atLeast(manifest.host.maxVersion, manifest.host.minVersion)).toBe(true);
+    if (manifest.host.maxVersion !== undefined)
+      expect(atLeast(manifest.host.maxVersion, manifest.host.minVersion)).toBe(true);
   });
 
   it('declares one panel entrypoint with unique ids, labels and consistent sizes', () => {
@@ -140,7 +152,9 @@ describe('manifest.json', () => {
   it('allows the network only to the engine on loopback, with scheme and port', () => {
     const domains = manifest.requiredPermissions.network.domains;
     expect(Array.isArray(domains)).toBe(true);
-    expect(domains).toEqual(expect.arrayContaining([`http://127.0.0.1:${DEFAULT_PORT}`, `http://localhost:${DEFAULT_PORT}`]));
+    expect(domains).toEqual(
+      expect.arrayContaining([`http://127.0.0.1:${DEFAULT_PORT}`, `http://localhost:${DEFAULT_PORT}`]),
+    );
     for (const domain of domains) {
       expect(domain).not.toBe('all');
       expect(domain).not.toContain('*');
@@ -178,7 +192,8 @@ describe('manifest.json', () => {
     const icons = manifest.icons;
     expect(icons.length).toBeGreaterThan(0);
     for (const icon of icons) {
-      for (const key of Object.keys(icon)) expect(['width', 'height', 'path', 'scale', 'theme', 'species']).toContain(key);
+      for (const key of Object.keys(icon))
+        expect(['width', 'height', 'path', 'scale', 'theme', 'species']).toContain(key);
       expect(icon.path).toMatch(/^icons\/[\w.@-]+\.(png|jpe?g|svg)$/);
       for (const theme of icon.theme ?? []) expect(THEMES).toContain(theme);
       for (const species of icon.species ?? []) expect(SPECIES).toContain(species);

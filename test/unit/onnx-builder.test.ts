@@ -9,7 +9,13 @@ describe('GraphBuilder', () => {
   it('writes a model with external, fp16-stored weights that ORT runs to the expected values', async () => {
     const g = new GraphBuilder('t');
     g.input('x', 'float32', ['batch', 2048]);
-    const w = g.scope('down_blocks.0', () => g.weight('scale', Float32Array.from({ length: 2048 }, (_, i) => (i % 7) - 3), [2048]));
+    const w = g.scope('down_blocks.0', () =>
+      g.weight(
+        'scale',
+        Float32Array.from({ length: 2048 }, (_, i) => (i % 7) - 3),
+        [2048],
+      ),
+    );
     const y = g.scope('down_blocks.0', () => g.o('Mul', ['x', w]));
     g.o('Add', [y, g.scalar(1)], {}, 'y');
     g.output('y', 'float32', ['batch', 2048]);
@@ -20,7 +26,7 @@ describe('GraphBuilder', () => {
     const s = await ort.InferenceSession.create(path.join(dir, 'model.onnx'));
     const x = Float32Array.from({ length: 4096 }, (_, i) => i / 100);
     const out = (await s.run({ x: new ort.Tensor('float32', x, [2, 2048]) })).y.data as Float32Array;
-    for (const i of [0, 5, 2047, 3000, 4095]) expect(out[i]).toBeCloseTo((x[i] * ((i % 2048) % 7 - 3)) + 1, 4);
+    for (const i of [0, 5, 2047, 3000, 4095]) expect(out[i]).toBeCloseTo(x[i] * (((i % 2048) % 7) - 3) + 1, 4);
     expect(saved.data!.byteLength).toBe(2048 * 2);
     fs.rmSync(dir, { recursive: true });
   });

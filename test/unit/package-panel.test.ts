@@ -193,12 +193,19 @@ describe('package-panel', () => {
     for (const name of ['../evil', '/abs', 'a\\b', 'a//b', './a', '']) {
       expect(() => createZip([{ name, data: Buffer.from('x') }])).toThrow(PackageError);
     }
-    expect(() => createZip([{ name: 'a', data: Buffer.from('1') }, { name: 'a', data: Buffer.from('2') }])).toThrow(/duplicate/);
+    expect(() =>
+      createZip([
+        { name: 'a', data: Buffer.from('1') },
+        { name: 'a', data: Buffer.from('2') },
+      ]),
+    ).toThrow(/duplicate/);
   });
 
   it('refuses a folder whose main file is missing, and says which', () => {
     fs.rmSync(path.join(plugin, 'index.html'));
-    expect(() => packagePanel({ pluginDir: plugin, outDir: out, expectedVersion: '1.2.3' })).toThrow(/main file index\.html is missing/);
+    expect(() => packagePanel({ pluginDir: plugin, outDir: out, expectedVersion: '1.2.3' })).toThrow(
+      /main file index\.html is missing/,
+    );
     expect(fs.existsSync(out)).toBe(false);
   });
 
@@ -221,7 +228,15 @@ describe('package-panel', () => {
     write('manifest.json', '{ "manifestVersion": 5, ');
     expect(() => validatePluginFolder(plugin, '1.2.3')).toThrow(/manifest\.json is not valid JSON/);
 
-    write('manifest.json', JSON.stringify({ ...MANIFEST, manifestVersion: 6, host: [MANIFEST.host], entrypoints: [MANIFEST.entrypoints[0], MANIFEST.entrypoints[0]] }));
+    write(
+      'manifest.json',
+      JSON.stringify({
+        ...MANIFEST,
+        manifestVersion: 6,
+        host: [MANIFEST.host],
+        entrypoints: [MANIFEST.entrypoints[0], MANIFEST.entrypoints[0]],
+      }),
+    );
     let message = '';
     try {
       validatePluginFolder(plugin, '1.2.3');
@@ -239,7 +254,9 @@ describe('package-panel', () => {
 
   it('refuses missing icons, including the @2x variant a scale promises, and paths outside the folder', () => {
     fs.rmSync(path.join(plugin, 'icons', 'icon@2x.png'));
-    expect(() => validatePluginFolder(plugin, '1.2.3')).toThrow(/icon icons\/icon@2x\.png \(icons\[0\], scale 2\) is missing/);
+    expect(() => validatePluginFolder(plugin, '1.2.3')).toThrow(
+      /icon icons\/icon@2x\.png \(icons\[0\], scale 2\) is missing/,
+    );
     fs.rmSync(path.join(plugin, 'icons', 'icon.png'));
     expect(() => validatePluginFolder(plugin, '1.2.3')).toThrow(/icon icons\/icon\.png \(icons\[0\]\) is missing/);
 
@@ -260,7 +277,13 @@ describe('package-panel', () => {
     fs.writeFileSync(path.join(staged, 'index.js'), '');
     const result = packagePanel({ pluginDir: staged, outDir: out, expectedVersion: pkg.version });
     expect(path.basename(result.file)).toBe(`reshoot-panel-${pkg.version}.ccx`);
-    expect(readZip(fs.readFileSync(result.file)).map((e) => e.name)).toEqual(['manifest.json', 'icons/icon.png', 'icons/icon@2x.png', 'index.html', 'index.js']);
+    expect(readZip(fs.readFileSync(result.file)).map((e) => e.name)).toEqual([
+      'manifest.json',
+      'icons/icon.png',
+      'icons/icon@2x.png',
+      'index.html',
+      'index.js',
+    ]);
   });
 
   it('tells how to install the package on macOS and Windows', () => {

@@ -32,7 +32,9 @@ interface Setup {
 
 function setup(options: FakeOptions & { platform?: string; home?: string; uxp?: UxpModule } = {}): Setup {
   const fake = new FakePremiere(options);
-  const seq = fake.project ? fake.addSequence({ name: 'Harbour edit', timebase: TB, videoTracks: 3, audioTracks: 2 }) : (null as unknown as FakeSequence);
+  const seq = fake.project
+    ? fake.addSequence({ name: 'Harbour edit', timebase: TB, videoTracks: 3, audioTracks: 2 })
+    : (null as unknown as FakeSequence);
   const openPath = jest.fn(async (_path: string, _text?: string) => '');
   const host = new PremiereHost({
     ppro: fake.ppro,
@@ -45,7 +47,11 @@ function setup(options: FakeOptions & { platform?: string; home?: string; uxp?: 
 }
 
 /** The original clip of most scenarios: "Harbour wide" on V1, frames 48–168, with its audio on A1. */
-function addOriginal(fake: FakePremiere, seq: FakeSequence, extra: Partial<Parameters<FakePremiere['addClip']>[1]> = {}) {
+function addOriginal(
+  fake: FakePremiere,
+  seq: FakeSequence,
+  extra: Partial<Parameters<FakePremiere['addClip']>[1]> = {},
+) {
   return fake.addClip(seq, {
     track: 0,
     name: 'Harbour wide',
@@ -66,7 +72,13 @@ async function selectedClip(host: PremiereHost): Promise<ClipSelection> {
 }
 
 function snapshot(item: FakeTrackItemBase) {
-  return { track: item.track.index, ...item.timing, disabled: item.disabled, name: item.name, projectItem: item.projectItem };
+  return {
+    track: item.track.index,
+    ...item.timing,
+    disabled: item.disabled,
+    name: item.name,
+    projectItem: item.projectItem,
+  };
 }
 
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -110,7 +122,11 @@ describe('getSelection', () => {
 
   test('a build reporting timecode-based In/Out: the media start is subtracted', async () => {
     const { fake, seq, host } = setup();
-    addOriginal(fake, seq, { mediaStartTicks: seconds(3600), durationTicks: seconds(60), pointsIncludeMediaStart: true });
+    addOriginal(fake, seq, {
+      mediaStartTicks: seconds(3600),
+      durationTicks: seconds(60),
+      pointsIncludeMediaStart: true,
+    });
     const sel = await selectedClip(host);
     expect(sel.sourceIn).toBeCloseTo(10, 9);
     expect(sel.sourceOut).toBeCloseTo(15.005, 9);
@@ -125,14 +141,27 @@ describe('getSelection', () => {
   test('several video clips selected (their linked audio does not count)', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq);
-    fake.addClip(seq, { track: 0, start: frames(200), end: frames(260), mediaPath: '/Volumes/Footage/A001_C004.mov', selected: true, linkedAudioTrack: 0 });
+    fake.addClip(seq, {
+      track: 0,
+      start: frames(200),
+      end: frames(260),
+      mediaPath: '/Volumes/Footage/A001_C004.mov',
+      selected: true,
+      linkedAudioTrack: 0,
+    });
     await expect(host.getSelection()).resolves.toEqual({ kind: 'several', count: 2 });
   });
 
   test('only audio selected', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { selected: false });
-    fake.addAudioClip(seq, { track: 1, start: frames(0), end: frames(300), mediaPath: '/Volumes/Sound/ambience.wav', selected: true });
+    fake.addAudioClip(seq, {
+      track: 1,
+      start: frames(0),
+      end: frames(300),
+      mediaPath: '/Volumes/Sound/ambience.wav',
+      selected: true,
+    });
     await expect(host.getSelection()).resolves.toEqual({ kind: 'audio-only' });
   });
 
@@ -189,7 +218,11 @@ describe('prepareSource', () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq);
     const sel = await selectedClip(host);
-    await expect(host.prepareSource(sel)).resolves.toEqual({ path: '/Volumes/Footage/A001_C003.mov', in: sel.sourceIn, out: sel.sourceOut });
+    await expect(host.prepareSource(sel)).resolves.toEqual({
+      path: '/Volumes/Footage/A001_C003.mov',
+      in: sel.sourceIn,
+      out: sel.sourceOut,
+    });
     expect(fake.exportCalls).toHaveLength(0);
     expect(fake.undoStack).toHaveLength(0);
   });
@@ -215,13 +248,18 @@ describe('prepareSource', () => {
     expect(call.sequence).toBe(sub.sequence);
     expect(call.exportType).toBe(FakeConstants.ExportType.IMMEDIATELY);
     expect(call.presetFile).toBe(PRESET);
-    expect(call.outputFile).toMatch(/^\/Users\/editor\/Films\/Harbour\/Reshoot Renders\/Harbour wide-\d{8}-\d{6}-\d{3}\.source\.mp4$/);
+    expect(call.outputFile).toMatch(
+      /^\/Users\/editor\/Films\/Harbour\/Reshoot Renders\/Harbour wide-\d{8}-\d{6}-\d{3}\.source\.mp4$/,
+    );
     expect(fake.fs.files.has(call.outputFile!)).toBe(true);
     expect(fake.fs.dirs.has(RENDERS)).toBe(true);
 
     expect(fake.deletedSequences).toEqual([sub.sequence]);
     expect(fake.project!.sequences).not.toContain(sub.sequence);
-    expect(fake.undoStack.map((s) => s.label)).toEqual(['Reshoot: mark the clip for rendering', 'Reshoot: restore the In/Out points']);
+    expect(fake.undoStack.map((s) => s.label)).toEqual([
+      'Reshoot: mark the clip for rendering',
+      'Reshoot: restore the In/Out points',
+    ]);
     expect(status).toContain(RENDER_STATUS);
 
     expect(source.path).toBe(call.outputFile);
@@ -247,7 +285,9 @@ describe('prepareSource', () => {
     seq.outTicks = frames(400);
     fake.exportSucceeds = false;
     const sel = await selectedClip(host);
-    await expect(host.prepareSource(sel)).rejects.toThrow(/Premiere could not render the clip to .*Reshoot Renders.*Check that the export preset/);
+    await expect(host.prepareSource(sel)).rejects.toThrow(
+      /Premiere could not render the clip to .*Reshoot Renders.*Check that the export preset/,
+    );
     expect(fake.deletedSequences).toHaveLength(1);
     expect(fake.project!.sequences).toEqual([seq]);
     expect(seq.inTicks).toBe(frames(3));
@@ -261,7 +301,9 @@ describe('prepareSource', () => {
     seq.outTicks = frames(400);
     fake.failSubsequence = true;
     const sel = await selectedClip(host);
-    await expect(host.prepareSource(sel)).rejects.toThrow(/could not make a subsequence of the clip's range \(Subsequence creation failed\)/);
+    await expect(host.prepareSource(sel)).rejects.toThrow(
+      /could not make a subsequence of the clip's range \(Subsequence creation failed\)/,
+    );
     expect(fake.exportCalls).toHaveLength(0);
     expect(seq.inTicks).toBe(frames(3));
     expect(seq.outTicks).toBe(frames(400));
@@ -312,14 +354,19 @@ describe('placeResult', () => {
 
     // First use: the bin is created in its own step; the timeline edit is the single step named after the prompt.
     expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', LABEL]);
-    expect(s.fake.undoStack[1].actions).toEqual(['set In/Out of "Harbour wide-edit-01.mp4"', 'overwrite "Harbour wide-edit-01.mp4" at V2']);
+    expect(s.fake.undoStack[1].actions).toEqual([
+      'set In/Out of "Harbour wide-edit-01.mp4"',
+      'overwrite "Harbour wide-edit-01.mp4" at V2',
+    ]);
 
     expect(s.seq.videoTracks[0].items).toEqual([video]);
     expect(snapshot(video)).toEqual(before);
     expect(s.seq.audioTracks[0].items).toEqual([audio]);
     expect(snapshot(audio!)).toEqual(audioBefore);
     // A1 holds the original's audio; the (video-only) result names the first audio track free over the span.
-    expect(s.fake.edits).toEqual([expect.objectContaining({ kind: 'overwrite', videoTrackIndex: 1, audioTrackIndex: 1, atTicks: 48n * TB })]);
+    expect(s.fake.edits).toEqual([
+      expect.objectContaining({ kind: 'overwrite', videoTrackIndex: 1, audioTrackIndex: 1, atTicks: 48n * TB }),
+    ]);
   });
 
   test('with the Reshoot bin already there, placing is exactly one undo step', async () => {
@@ -335,12 +382,20 @@ describe('placeResult', () => {
   test('V2 busy over the span but V3 free: V3', async () => {
     const s = setup();
     const { video } = addOriginal(s.fake, s.seq);
-    const { video: title } = s.fake.addClip(s.seq, { track: 1, start: frames(150), end: frames(220), mediaPath: '/Volumes/GFX/title.mov' });
+    const { video: title } = s.fake.addClip(s.seq, {
+      track: 1,
+      start: frames(150),
+      end: frames(220),
+      mediaPath: '/Volumes/GFX/title.mov',
+    });
     withResult(s);
     const titleBefore = snapshot(title);
     const before = snapshot(video);
 
-    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({ trackIndex: 2, newTrack: false });
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 2,
+      newTrack: false,
+    });
 
     expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start, i.timing.end])).toEqual([[48n * TB, 168n * TB]]);
     expect(s.seq.videoTracks[1].items).toEqual([title]);
@@ -351,13 +406,26 @@ describe('placeResult', () => {
   test('V2 busy only outside the span (clips touching both ends): V2, and a result a frame too long does not eat the next clip', async () => {
     const s = setup();
     addOriginal(s.fake, s.seq);
-    const { video: before } = s.fake.addClip(s.seq, { track: 1, start: frames(0), end: frames(48), mediaPath: '/Volumes/GFX/a.mov' });
-    const { video: after } = s.fake.addClip(s.seq, { track: 1, start: frames(168), end: frames(300), mediaPath: '/Volumes/GFX/b.mov' });
+    const { video: before } = s.fake.addClip(s.seq, {
+      track: 1,
+      start: frames(0),
+      end: frames(48),
+      mediaPath: '/Volumes/GFX/a.mov',
+    });
+    const { video: after } = s.fake.addClip(s.seq, {
+      track: 1,
+      start: frames(168),
+      end: frames(300),
+      mediaPath: '/Volumes/GFX/b.mov',
+    });
     withResult(s, 121n * TB);
     const beforeSnap = snapshot(before);
     const afterSnap = snapshot(after);
 
-    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({ trackIndex: 1, newTrack: false });
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 1,
+      newTrack: false,
+    });
 
     const spans = s.seq.videoTracks[1]
       .getTrackItems(FakeConstants.TrackItemType.CLIP, false)
@@ -374,17 +442,44 @@ describe('placeResult', () => {
   test('no free track above: insert at the track count creates V4, with limitShift so nothing else moves', async () => {
     const s = setup();
     const { video, audio } = addOriginal(s.fake, s.seq);
-    const { video: v2 } = s.fake.addClip(s.seq, { track: 1, start: frames(0), end: frames(100), mediaPath: '/Volumes/GFX/a.mov' });
-    const { video: v3 } = s.fake.addClip(s.seq, { track: 2, start: frames(160), end: frames(400), mediaPath: '/Volumes/GFX/b.mov' });
-    const later = s.fake.addClip(s.seq, { track: 0, start: frames(300), end: frames(400), mediaPath: '/Volumes/Footage/A002.mov', linkedAudioTrack: 0 });
+    const { video: v2 } = s.fake.addClip(s.seq, {
+      track: 1,
+      start: frames(0),
+      end: frames(100),
+      mediaPath: '/Volumes/GFX/a.mov',
+    });
+    const { video: v3 } = s.fake.addClip(s.seq, {
+      track: 2,
+      start: frames(160),
+      end: frames(400),
+      mediaPath: '/Volumes/GFX/b.mov',
+    });
+    const later = s.fake.addClip(s.seq, {
+      track: 0,
+      start: frames(300),
+      end: frames(400),
+      mediaPath: '/Volumes/Footage/A002.mov',
+      linkedAudioTrack: 0,
+    });
     withResult(s);
     const snaps = [video, audio!, v2, v3, later.video, later.audio!].map(snapshot);
 
-    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({ trackIndex: 3, newTrack: true });
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 3,
+      newTrack: true,
+    });
 
     expect(s.seq.videoTracks).toHaveLength(4);
     expect(s.seq.videoTracks[3].items.map((i) => [i.timing.start, i.timing.end])).toEqual([[48n * TB, 168n * TB]]);
-    expect(s.fake.edits).toEqual([expect.objectContaining({ kind: 'insert', videoTrackIndex: 3, audioTrackIndex: 2, limitShift: true, atTicks: 48n * TB })]);
+    expect(s.fake.edits).toEqual([
+      expect.objectContaining({
+        kind: 'insert',
+        videoTrackIndex: 3,
+        audioTrackIndex: 2,
+        limitShift: true,
+        atTicks: 48n * TB,
+      }),
+    ]);
     expect(s.seq.audioTracks).toHaveLength(2);
     expect([video, audio!, v2, v3, later.video, later.audio!].map(snapshot)).toEqual(snaps);
     expect(s.fake.undoStack.filter((u) => u.label === LABEL)).toHaveLength(1);
@@ -398,7 +493,9 @@ describe('placeResult', () => {
     s.fake.importBehaviour = 'fail';
     const before = snapshot(video);
 
-    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(`Premiere could not import ${RESULT}: the import was refused`);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(
+      `Premiere could not import ${RESULT}: the import was refused`,
+    );
 
     expect(s.fake.undoStack).toEqual([]);
     expect(s.fake.edits).toEqual([]);
@@ -410,7 +507,9 @@ describe('placeResult', () => {
     const s = setup();
     addOriginal(s.fake, s.seq);
     s.fake.addBin('Reshoot');
-    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(`Premiere could not import ${RESULT}:`);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(
+      `Premiere could not import ${RESULT}:`,
+    );
     expect(s.fake.undoStack).toEqual([]);
     expect(s.fake.edits).toEqual([]);
   });
@@ -421,7 +520,9 @@ describe('placeResult', () => {
     s.fake.addBin('Reshoot');
     withResult(s);
     s.fake.importBehaviour = 'vanish';
-    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(/could not import .*no project item uses that file/);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(
+      /could not import .*no project item uses that file/,
+    );
     expect(s.fake.undoStack).toEqual([]);
   });
 
@@ -432,8 +533,13 @@ describe('placeResult', () => {
     s.fake.fs.addFile(result, 'x');
     s.fake.mediaDurations.set(result, 120n * TB);
     s.fake.reportedImportPath = (p) => p.replace(/\\/g, '/').toLowerCase();
-    await expect(s.host.placeResult(await selectedClip(s.host), result, LABEL)).resolves.toEqual({ trackIndex: 1, newTrack: false });
-    expect((s.seq.videoTracks[1].items[0].projectItem as FakeClipProjectItem).mediaPath).toBe('c:/projects/harbour/reshoot renders/edit.mp4');
+    await expect(s.host.placeResult(await selectedClip(s.host), result, LABEL)).resolves.toEqual({
+      trackIndex: 1,
+      newTrack: false,
+    });
+    expect((s.seq.videoTracks[1].items[0].projectItem as FakeClipProjectItem).mediaPath).toBe(
+      'c:/projects/harbour/reshoot renders/edit.mp4',
+    );
   });
 
   test('placing the same result again reuses the imported item and takes the next free track', async () => {
@@ -442,12 +548,15 @@ describe('placeResult', () => {
     withResult(s);
     const sel = await selectedClip(s.host);
     await s.host.placeResult(sel, RESULT, LABEL);
-    await expect(s.host.placeResult(sel, RESULT, `${LABEL} (again)`)).resolves.toEqual({ trackIndex: 2, newTrack: false });
+    await expect(s.host.placeResult(sel, RESULT, `${LABEL} (again)`)).resolves.toEqual({
+      trackIndex: 2,
+      newTrack: false,
+    });
     expect(s.fake.importCalls).toHaveLength(1);
     expect(s.fake.allClipItems().filter((i) => i.mediaPath === RESULT)).toHaveLength(1);
   });
 
-  test('the result goes back to the clip\'s own sequence even after another sequence became active', async () => {
+  test("the result goes back to the clip's own sequence even after another sequence became active", async () => {
     const s = setup();
     addOriginal(s.fake, s.seq);
     withResult(s);
@@ -504,7 +613,7 @@ describe('results folder and history', () => {
     await expect(host.resultsFolder()).rejects.toThrow(/Open a project/);
   });
 
-  test('history is saved in the project\'s renders folder and read back', async () => {
+  test("history is saved in the project's renders folder and read back", async () => {
     const { fake, host } = setup();
     await expect(host.loadHistory()).resolves.toEqual([]);
     const entry = {
@@ -556,7 +665,9 @@ describe('onSelectionChanged', () => {
     const cb = jest.fn();
     const off = host.onSelectionChanged(cb);
     await flush();
-    expect(fake.events.targeted).toEqual([expect.objectContaining({ target: seq, name: FakeConstants.SequenceEvent.SELECTION_CHANGED })]);
+    expect(fake.events.targeted).toEqual([
+      expect.objectContaining({ target: seq, name: FakeConstants.SequenceEvent.SELECTION_CHANGED }),
+    ]);
     fake.fireSelectionChanged(seq);
     expect(cb).toHaveBeenCalledTimes(1);
     off();
@@ -588,7 +699,9 @@ describe('onSelectionChanged', () => {
     const cb = jest.fn();
     const off = host.onSelectionChanged(cb);
     await flush();
-    expect(fake.events.global).toEqual([expect.objectContaining({ name: FakeConstants.SequenceEvent.SELECTION_CHANGED })]);
+    expect(fake.events.global).toEqual([
+      expect.objectContaining({ name: FakeConstants.SequenceEvent.SELECTION_CHANGED }),
+    ]);
     fake.fireSelectionChanged(seq);
     expect(cb).toHaveBeenCalledTimes(1);
     off();
@@ -601,7 +714,9 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     const { fake, seq } = setup();
     expect(() => seq.createSetInPointAction(FakeTickTime.TIME_ZERO)).toThrow(/inside project\.lockedAccess/);
     const editor = fake.ppro.SequenceEditor.getEditor(seq as never);
-    expect(() => editor.createOverwriteItemAction(seq.projectItem as never, FakeTickTime.TIME_ZERO as never, 0, 0)).toThrow(/inside project\.lockedAccess/);
+    expect(() =>
+      editor.createOverwriteItemAction(seq.projectItem as never, FakeTickTime.TIME_ZERO as never, 0, 0),
+    ).toThrow(/inside project\.lockedAccess/);
   });
 
   test('an async transaction callback throws and changes nothing', () => {
@@ -664,7 +779,9 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     });
     expect(during).toBeNull();
     expect([seq.inTicks, seq.outTicks]).toEqual([frames(5), frames(50)]);
-    expect(fake.undoStack).toEqual([{ label: 'Mark', actions: ['set In of "Harbour edit"', 'set Out of "Harbour edit"'] }]);
+    expect(fake.undoStack).toEqual([
+      { label: 'Mark', actions: ['set In of "Harbour edit"', 'set Out of "Harbour edit"'] },
+    ]);
   });
 
   test('importFiles with undefined as the bin throws "Illegal Parameter type"', async () => {

@@ -1,6 +1,16 @@
 import {
-  addNoise, alphasCumprod, ddimLevels, ddimMove, ddimSchedule, guidance, inferenceTimesteps, parseSchedulerConfig,
-  strengthSteps, toX0Eps, type PredictionType, type SchedulerConfig,
+  addNoise,
+  alphasCumprod,
+  ddimLevels,
+  ddimMove,
+  ddimSchedule,
+  guidance,
+  inferenceTimesteps,
+  parseSchedulerConfig,
+  strengthSteps,
+  toX0Eps,
+  type PredictionType,
+  type SchedulerConfig,
 } from '../../engine/src/diffusion/scheduler';
 import { Rng, seededNoise } from '../../engine/src/diffusion/random';
 
@@ -9,9 +19,17 @@ import { Rng, seededNoise } from '../../engine/src/diffusion/random';
 // deliberately in a different form from the implementation.
 
 const SD15_JSON = {
-  _class_name: 'PNDMScheduler', beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000, steps_offset: 1, set_alpha_to_one: false, skip_prk_steps: true, clip_sample: false,
-  prediction_type: 'epsilon', trained_betas: null,
+  _class_name: 'PNDMScheduler',
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  num_train_timesteps: 1000,
+  steps_offset: 1,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  clip_sample: false,
+  prediction_type: 'epsilon',
+  trained_betas: null,
 };
 
 function refLinspace(a: number, b: number, n: number): number[] {
@@ -43,13 +61,17 @@ function refBetas(schedule: string, b0: number, b1: number, n: number): number[]
 function refTimesteps(spacing: string, n: number, steps: number, offset: number): number[] {
   if (spacing === 'leading') {
     const r = Math.floor(n / steps);
-    return Array.from({ length: steps }, (_, i) => i * r).reverse().map((t) => t + offset);
+    return Array.from({ length: steps }, (_, i) => i * r)
+      .reverse()
+      .map((t) => t + offset);
   }
   if (spacing === 'trailing') {
     const r = n / steps;
     return Array.from({ length: steps }, (_, i) => refRoundHalfEven(n - i * r) - 1);
   }
-  return refLinspace(0, n - 1, steps).map(refRoundHalfEven).reverse();
+  return refLinspace(0, n - 1, steps)
+    .map(refRoundHalfEven)
+    .reverse();
 }
 
 function refDdimStep(x: number, e: number, aFrom: number, aTo: number): number {
@@ -82,16 +104,31 @@ function testVector(seed: number, n: number, scale = 1): Float32Array {
 describe('parseSchedulerConfig', () => {
   it('reads the SD 1.5 config and ignores unrelated fields', () => {
     expect(parseSchedulerConfig(SD15_JSON)).toEqual({
-      className: 'PNDMScheduler', numTrainTimesteps: 1000, betaStart: 0.00085, betaEnd: 0.012,
-      betaSchedule: 'scaled_linear', trainedBetas: null, stepsOffset: 1, setAlphaToOne: false,
-      timestepSpacing: 'leading', predictionType: 'epsilon',
+      className: 'PNDMScheduler',
+      numTrainTimesteps: 1000,
+      betaStart: 0.00085,
+      betaEnd: 0.012,
+      betaSchedule: 'scaled_linear',
+      trainedBetas: null,
+      stepsOffset: 1,
+      setAlphaToOne: false,
+      timestepSpacing: 'leading',
+      predictionType: 'epsilon',
     });
   });
 
   it('fills DDIMScheduler defaults', () => {
     expect(cfgOf({})).toEqual({
-      className: 'DDIMScheduler', numTrainTimesteps: 1000, betaStart: 0.0001, betaEnd: 0.02, betaSchedule: 'linear',
-      trainedBetas: null, stepsOffset: 0, setAlphaToOne: true, timestepSpacing: 'leading', predictionType: 'epsilon',
+      className: 'DDIMScheduler',
+      numTrainTimesteps: 1000,
+      betaStart: 0.0001,
+      betaEnd: 0.02,
+      betaSchedule: 'linear',
+      trainedBetas: null,
+      stepsOffset: 0,
+      setAlphaToOne: true,
+      timestepSpacing: 'leading',
+      predictionType: 'epsilon',
     });
   });
 
@@ -104,18 +141,39 @@ describe('parseSchedulerConfig', () => {
 
   it('parses SD-Turbo (Euler, trailing), SD 2.1 (v_prediction) and LCM configs', () => {
     const turbo = cfgOf({
-      _class_name: 'EulerDiscreteScheduler', _diffusers_version: '0.24.0', beta_end: 0.012, beta_schedule: 'scaled_linear',
-      beta_start: 0.00085, interpolation_type: 'linear', num_train_timesteps: 1000, prediction_type: 'epsilon',
-      steps_offset: 1, timestep_spacing: 'trailing', timestep_type: 'discrete', trained_betas: null,
+      _class_name: 'EulerDiscreteScheduler',
+      _diffusers_version: '0.24.0',
+      beta_end: 0.012,
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      interpolation_type: 'linear',
+      num_train_timesteps: 1000,
+      prediction_type: 'epsilon',
+      steps_offset: 1,
+      timestep_spacing: 'trailing',
+      timestep_type: 'discrete',
+      trained_betas: null,
       use_karras_sigmas: false,
     });
     expect(turbo.timestepSpacing).toBe('trailing');
     expect(turbo.className).toBe('EulerDiscreteScheduler');
-    expect(cfgOf({ _class_name: 'DDIMScheduler', prediction_type: 'v_prediction' }).predictionType).toBe('v_prediction');
+    expect(cfgOf({ _class_name: 'DDIMScheduler', prediction_type: 'v_prediction' }).predictionType).toBe(
+      'v_prediction',
+    );
     const lcm = cfgOf({
-      _class_name: 'LCMScheduler', beta_end: 0.012, beta_schedule: 'scaled_linear', beta_start: 0.00085,
-      clip_sample: false, num_train_timesteps: 1000, original_inference_steps: 50, prediction_type: 'epsilon',
-      set_alpha_to_one: true, steps_offset: 1, timestep_scaling: 10, timestep_spacing: 'leading', trained_betas: null,
+      _class_name: 'LCMScheduler',
+      beta_end: 0.012,
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      clip_sample: false,
+      num_train_timesteps: 1000,
+      original_inference_steps: 50,
+      prediction_type: 'epsilon',
+      set_alpha_to_one: true,
+      steps_offset: 1,
+      timestep_scaling: 10,
+      timestep_spacing: 'leading',
+      trained_betas: null,
     });
     expect(lcm.className).toBe('LCMScheduler');
     expect(lcm.stepsOffset).toBe(1);
@@ -244,7 +302,12 @@ describe('ddimSchedule / ddimLevels / strengthSteps', () => {
     const ref = refCumprod(refBetas('scaled_linear', 0.00085, 0.012, 1000));
     const s = ddimSchedule(sd15, 50);
     expect(s.timesteps).toEqual(inferenceTimesteps(sd15, 50));
-    expect(maxAbsDiff(s.alphas, s.timesteps.map((t) => ref[t]))).toBeLessThan(1e-12);
+    expect(
+      maxAbsDiff(
+        s.alphas,
+        s.timesteps.map((t) => ref[t]),
+      ),
+    ).toBeLessThan(1e-12);
     expect(Math.abs(s.finalAlpha - ref[0])).toBeLessThan(1e-12);
     expect(ddimSchedule({ ...sd15, setAlphaToOne: true }, 50).finalAlpha).toBe(1);
 
@@ -360,8 +423,13 @@ function gaussV(x: Float32Array, a: number, s: number): Float32Array {
   });
 }
 
-function denoise(xT: Float32Array, levels: { alpha: number[] }, model: (x: Float32Array, a: number) => Float32Array,
-  type: PredictionType, onStep?: (k: number, x: Float32Array) => void): Float32Array {
+function denoise(
+  xT: Float32Array,
+  levels: { alpha: number[] },
+  model: (x: Float32Array, a: number) => Float32Array,
+  type: PredictionType,
+  onStep?: (k: number, x: Float32Array) => void,
+): Float32Array {
   let x: Float32Array = xT.slice();
   for (let k = levels.alpha.length - 1; k >= 1; k--) {
     x = ddimMove(model(x, levels.alpha[k]), x, levels.alpha[k], levels.alpha[k - 1], type, x);
@@ -406,15 +474,23 @@ describe('DDIM with an exact Gaussian denoiser', () => {
     const s = 0.5;
     const levels = ddimLevels(ddimSchedule(sd15, 50));
     const ref = Array.from(noise);
-    denoise(noise, levels, (x, a) => gaussEps(x, a, s), 'epsilon', (k, x) => {
-      const a = levels.alpha[k + 1];
-      const v = a * s * s + 1 - a;
-      for (let i = 0; i < ref.length; i++) {
-        const e = (ref[i] - Math.sqrt(a) * (MU + ((Math.sqrt(a) * s * s) / v) * (ref[i] - Math.sqrt(a) * MU))) / Math.sqrt(1 - a);
-        ref[i] = refDdimStep(ref[i], e, a, levels.alpha[k]);
-      }
-      expect(maxAbsDiff(x, ref)).toBeLessThan(2e-5);
-    });
+    denoise(
+      noise,
+      levels,
+      (x, a) => gaussEps(x, a, s),
+      'epsilon',
+      (k, x) => {
+        const a = levels.alpha[k + 1];
+        const v = a * s * s + 1 - a;
+        for (let i = 0; i < ref.length; i++) {
+          const e =
+            (ref[i] - Math.sqrt(a) * (MU + ((Math.sqrt(a) * s * s) / v) * (ref[i] - Math.sqrt(a) * MU))) /
+            Math.sqrt(1 - a);
+          ref[i] = refDdimStep(ref[i], e, a, levels.alpha[k]);
+        }
+        expect(maxAbsDiff(x, ref)).toBeLessThan(2e-5);
+      },
+    );
   });
 
   // DDIM (eta = 0) is Euler's method on the probability-flow ODE in y = x / sqrt(a), sigma = sqrt((1-a)/a), so it
@@ -464,14 +540,29 @@ describe('DDIM with an exact Gaussian denoiser', () => {
 
   it('a v-prediction model follows the same denoising trajectory as the epsilon model', () => {
     const s = 0.5;
-    for (const cfg of [sd15, cfgOf({ timestep_spacing: 'trailing', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 })]) {
+    for (const cfg of [
+      sd15,
+      cfgOf({ timestep_spacing: 'trailing', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 }),
+    ]) {
       const levels = ddimLevels(ddimSchedule(cfg, 25));
       const epsPath: Float32Array[] = [];
-      denoise(noise, levels, (x, a) => gaussEps(x, a, s), 'epsilon', (_k, x) => epsPath.push(x.slice()));
+      denoise(
+        noise,
+        levels,
+        (x, a) => gaussEps(x, a, s),
+        'epsilon',
+        (_k, x) => epsPath.push(x.slice()),
+      );
       let step = 0;
-      denoise(noise, levels, (x, a) => gaussV(x, a, s), 'v_prediction', (_k, x) => {
-        expect(maxAbsDiff(x, epsPath[step++])).toBeLessThan(2e-5);
-      });
+      denoise(
+        noise,
+        levels,
+        (x, a) => gaussV(x, a, s),
+        'v_prediction',
+        (_k, x) => {
+          expect(maxAbsDiff(x, epsPath[step++])).toBeLessThan(2e-5);
+        },
+      );
       expect(step).toBe(25);
     }
   });

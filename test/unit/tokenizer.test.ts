@@ -54,7 +54,12 @@ describe('buildClipVocab', () => {
     expect(g.vocab['<|endoftext|>']).toBe(517);
     expect(Object.keys(g.vocab)).toHaveLength(518);
     expect(g.files['merges.txt']).toBe('#version: 0.2\nr e\nre d</w>\nc a\nca r</w>\n');
-    expect(Object.keys(g.files).sort()).toEqual(['merges.txt', 'special_tokens_map.json', 'tokenizer_config.json', 'vocab.json']);
+    expect(Object.keys(g.files).sort()).toEqual([
+      'merges.txt',
+      'special_tokens_map.json',
+      'tokenizer_config.json',
+      'vocab.json',
+    ]);
     expect(byteLevelAlphabet()).toHaveLength(256);
     expect(new Set(byteLevelAlphabet()).size).toBe(256);
   });
@@ -90,9 +95,19 @@ describe('buildClipVocab', () => {
       'vocab.json',
     ]);
     const cfg: unknown = JSON.parse(sd1.files['tokenizer_config.json']);
-    expect(cfg).toMatchObject({ model_max_length: 16, do_lower_case: true, tokenizer_class: 'CLIPTokenizer', pad_token: '<|endoftext|>' });
+    expect(cfg).toMatchObject({
+      model_max_length: 16,
+      do_lower_case: true,
+      tokenizer_class: 'CLIPTokenizer',
+      pad_token: '<|endoftext|>',
+    });
     const fast = JSON.parse(sd1.files['tokenizer.json']) as FastTokenizerJson;
-    expect(fast.model).toMatchObject({ type: 'BPE', end_of_word_suffix: '</w>', continuing_subword_prefix: '', unk_token: '<|endoftext|>' });
+    expect(fast.model).toMatchObject({
+      type: 'BPE',
+      end_of_word_suffix: '</w>',
+      continuing_subword_prefix: '',
+      unk_token: '<|endoftext|>',
+    });
     expect(fast.model.merges).toEqual(['r e', 're d</w>']);
     expect(fast.added_tokens.map((a) => [a.id, a.content])).toEqual([
       [514, '<|startoftext|>'],
@@ -102,7 +117,11 @@ describe('buildClipVocab', () => {
 
     const sd2 = buildClipVocab(['red'], { pad: '!', format: 'tokenizer.json' });
     expect(sd2.padId).toBe(0);
-    expect(Object.keys(sd2.files).sort()).toEqual(['special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(Object.keys(sd2.files).sort()).toEqual([
+      'special_tokens_map.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     expect(JSON.parse(sd2.files['special_tokens_map.json'])).toMatchObject({ pad_token: '!' });
   });
 });
@@ -201,7 +220,11 @@ describe('ClipTokenizer.tokenize / encode', () => {
   it('honours a custom maxLength', () => {
     const t8 = tok(g, 8);
     const e = t8.encode('red green blue yellow orange purple pink');
-    expect(e.ids).toEqual([bos, ...idsOf(g, ['red</w>', 'green</w>', 'blue</w>', 'yellow</w>', 'orange</w>', 'purple</w>']), eos]);
+    expect(e.ids).toEqual([
+      bos,
+      ...idsOf(g, ['red</w>', 'green</w>', 'blue</w>', 'yellow</w>', 'orange</w>', 'purple</w>']),
+      eos,
+    ]);
     expect(e).toMatchObject({ truncated: true, droppedTokens: 1 });
     expect(() => tok(g, 1)).toThrow(/model_max_length 1; expected an integer >= 2/);
   });
@@ -215,7 +238,12 @@ describe('ClipTokenizer.fromFolder', () => {
     const t = ClipTokenizer.fromFolder(writeFolder(g.files));
     expect([t.bosId, t.eosId, t.padId, t.maxLength]).toEqual([g.bosId, g.eosId, g.eosId, 77]);
     const e = t.encode('red car');
-    expect(e.ids).toEqual([g.bosId, ...idsOf(g, ['red</w>', 'car</w>']), g.eosId, ...new Array<number>(73).fill(g.eosId)]);
+    expect(e.ids).toEqual([
+      g.bosId,
+      ...idsOf(g, ['red</w>', 'car</w>']),
+      g.eosId,
+      ...new Array<number>(73).fill(g.eosId),
+    ]);
     for (const p of prompts) expect(t.encode(p)).toEqual(tok(g).encode(p));
   });
 
@@ -233,7 +261,12 @@ describe('ClipTokenizer.fromFolder', () => {
     const tokenizers = [slow, fastStrings, fastPairs].map((f) => ClipTokenizer.fromFolder(writeFolder(f)));
     for (const t of tokenizers) {
       expect(t.padId).toBe(0);
-      expect(t.encode('red car').ids).toEqual([g.bosId, ...idsOf(g, ['red</w>', 'car</w>']), g.eosId, ...new Array<number>(73).fill(0)]);
+      expect(t.encode('red car').ids).toEqual([
+        g.bosId,
+        ...idsOf(g, ['red</w>', 'car</w>']),
+        g.eosId,
+        ...new Array<number>(73).fill(0),
+      ]);
       for (const p of prompts) expect(t.encode(p)).toEqual(tokenizers[0].encode(p));
     }
   });
@@ -241,7 +274,10 @@ describe('ClipTokenizer.fromFolder', () => {
   it('resolves pad from special_tokens_map.json before tokenizer_config.json, objects with content too', () => {
     const g = buildClipVocab(['red'], { pad: 'eos' });
     const cfg = JSON.parse(g.files['tokenizer_config.json']) as Record<string, unknown>;
-    const onlyConfig: Record<string, string> = { ...g.files, 'tokenizer_config.json': JSON.stringify({ ...cfg, pad_token: { content: '!' } }) };
+    const onlyConfig: Record<string, string> = {
+      ...g.files,
+      'tokenizer_config.json': JSON.stringify({ ...cfg, pad_token: { content: '!' } }),
+    };
     delete onlyConfig['special_tokens_map.json'];
     expect(ClipTokenizer.fromFolder(writeFolder(onlyConfig)).padId).toBe(0);
 
@@ -261,7 +297,13 @@ describe('ClipTokenizer.fromFolder', () => {
     const g = buildClipVocab(['red'], { maxLength: 12 });
     expect(ClipTokenizer.fromFolder(writeFolder(g.files)).encode('red').ids).toHaveLength(12);
     const cfg = JSON.parse(g.files['tokenizer_config.json']) as Record<string, unknown>;
-    const huge = { ...g.files, 'tokenizer_config.json': JSON.stringify(cfg).replace('"model_max_length":12', '"model_max_length":1000000000000000019884624838656') };
+    const huge = {
+      ...g.files,
+      'tokenizer_config.json': JSON.stringify(cfg).replace(
+        '"model_max_length":12',
+        '"model_max_length":1000000000000000019884624838656',
+      ),
+    };
     expect(huge['tokenizer_config.json']).toContain('1000000000000000019884624838656');
     expect(ClipTokenizer.fromFolder(writeFolder(huge)).maxLength).toBe(77);
   });
@@ -283,7 +325,9 @@ describe('ClipTokenizer.fromFolder', () => {
     const badFast = writeFolder({ 'tokenizer.json': 'not json' });
     expect(() => ClipTokenizer.fromFolder(badFast)).toThrow(`${path.join(badFast, 'tokenizer.json')}: invalid JSON`);
     const badMap = writeFolder({ ...g.files, 'special_tokens_map.json': '' });
-    expect(() => ClipTokenizer.fromFolder(badMap)).toThrow(`${path.join(badMap, 'special_tokens_map.json')}: invalid JSON`);
+    expect(() => ClipTokenizer.fromFolder(badMap)).toThrow(
+      `${path.join(badMap, 'special_tokens_map.json')}: invalid JSON`,
+    );
 
     const badPad = writeFolder({ ...g.files, 'special_tokens_map.json': JSON.stringify({ pad_token: '<pad>' }) });
     expect(() => ClipTokenizer.fromFolder(badPad)).toThrow(
@@ -294,11 +338,17 @@ describe('ClipTokenizer.fromFolder', () => {
       'merges.txt': g.files['merges.txt'],
       'tokenizer_config.json': JSON.stringify({ eos_token: '</s>' }),
     });
-    expect(() => ClipTokenizer.fromFolder(badEos)).toThrow(`${path.join(badEos, 'tokenizer_config.json')}: eos_token "</s>"`);
+    expect(() => ClipTokenizer.fromFolder(badEos)).toThrow(
+      `${path.join(badEos, 'tokenizer_config.json')}: eos_token "</s>"`,
+    );
     const badMerge = writeFolder({ ...g.files, 'merges.txt': '#version: 0.2\nr e\nred\n' });
-    expect(() => ClipTokenizer.fromFolder(badMerge)).toThrow(`${path.join(badMerge, 'merges.txt')}:3: merge "red"; expected two symbols`);
+    expect(() => ClipTokenizer.fromFolder(badMerge)).toThrow(
+      `${path.join(badMerge, 'merges.txt')}:3: merge "red"; expected two symbols`,
+    );
     const vocabArray = writeFolder({ ...g.files, 'vocab.json': '[]' });
-    expect(() => ClipTokenizer.fromFolder(vocabArray)).toThrow(`${path.join(vocabArray, 'vocab.json')}: the file is an array; expected a JSON object`);
+    expect(() => ClipTokenizer.fromFolder(vocabArray)).toThrow(
+      `${path.join(vocabArray, 'vocab.json')}: the file is an array; expected a JSON object`,
+    );
   });
 });
 

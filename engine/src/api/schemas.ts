@@ -2,18 +2,20 @@
 // nowhere else; the OpenAPI document is generated from these schemas.
 import { z } from 'zod';
 
-const finiteSeconds = (name: string) => z.number({ error: `${name} must be a number of seconds` }).finite(`${name} must be a finite number of seconds`);
+const finiteSeconds = (name: string) =>
+  z.number({ error: `${name} must be a number of seconds` }).finite(`${name} must be a finite number of seconds`);
 
 export const SourceRange = z
   .object({
-    path: z.string().min(1, 'source.path is empty: give the absolute path of the clip\'s media file').max(4096),
+    path: z.string().min(1, "source.path is empty: give the absolute path of the clip's media file").max(4096),
     in: finiteSeconds('source.in').min(0, 'source.in must be 0 or more seconds'),
     out: finiteSeconds('source.out').positive('source.out must be more than 0 seconds'),
   })
   .strict()
   .refine((r) => r.out > r.in, { message: 'source.out must be later than source.in', path: ['out'] });
 
-const unit = (name: string) => z.number().min(0, `${name} must be between 0 and 1`).max(1, `${name} must be between 0 and 1`);
+const unit = (name: string) =>
+  z.number().min(0, `${name} must be between 0 and 1`).max(1, `${name} must be between 0 and 1`);
 
 export const MaskSpec = z.discriminatedUnion('type', [
   z.object({ type: z.literal('none') }).strict(),
@@ -22,7 +24,9 @@ export const MaskSpec = z.discriminatedUnion('type', [
   z
     .object({ type: z.literal('box'), x: unit('mask.x'), y: unit('mask.y'), w: unit('mask.w'), h: unit('mask.h') })
     .strict()
-    .refine((b) => b.w > 0 && b.h > 0 && b.x + b.w <= 1.0001 && b.y + b.h <= 1.0001, { message: 'the mask box must have a size and lie inside the frame (x + w ≤ 1, y + h ≤ 1)' }),
+    .refine((b) => b.w > 0 && b.h > 0 && b.x + b.w <= 1.0001 && b.y + b.h <= 1.0001, {
+      message: 'the mask box must have a size and lie inside the frame (x + w ≤ 1, y + h ≤ 1)',
+    }),
 ]);
 
 export const METHODS = ['inversion', 'sdedit', 'fast'] as const;
@@ -51,7 +55,10 @@ export const OutputSpec = z
  * Temporal-consistency stages of the inversion edit (docs/QUALITY.md: what each does to the measured figures). The
  * defaults are the best setting measured by `reshoot eval --suite synthetic`; every stage can be switched off.
  */
-const weight = z.number().min(0, 'latent correction weights must be 0 or more').max(1, 'latent correction weights must be at most 1');
+const weight = z
+  .number()
+  .min(0, 'latent correction weights must be 0 or more')
+  .max(1, 'latent correction weights must be at most 1');
 export const ConsistencySpec = z
   .object({
     /** GenVideo §3.3: blend each frame's latent inside the mask with its neighbours' along source correspondences. */
@@ -60,7 +67,9 @@ export const ConsistencySpec = z
         /** Denoising steps (from the noisy end) after which the correction runs. */
         steps: z.int().min(0).max(200),
         /** [previous frame, the frame, next frame]; they sum to 1. */
-        weights: z.tuple([weight, weight, weight]).refine((w) => Math.abs(w[0] + w[1] + w[2] - 1) < 1e-6, { message: 'latent correction weights must sum to 1' }),
+        weights: z.tuple([weight, weight, weight]).refine((w) => Math.abs(w[0] + w[1] + w[2] - 1) < 1e-6, {
+          message: 'latent correction weights must sum to 1',
+        }),
         /** Correspondence search radius in latent pixels; default 6 (motion up to 6 latent pixels a frame: 5 px/frame on the oracle was missed at 4). */
         radius: z.int().min(1).max(16).optional(),
         /** Matches below this cosine similarity are not used; default 0.5. */
@@ -75,7 +84,11 @@ export const ConsistencySpec = z
      */
     anchorStats: z.union([z.boolean(), z.object({ steps: z.int().min(0).max(200) }).strict()]).default(false),
     /** Motion-compensated temporal smoothing of the automatic mask: each neighbouring frame's weight. */
-    maskSmoothing: z.number().min(0).max(1 / 3, 'consistency.maskSmoothing must be at most 1/3').default(0.25),
+    maskSmoothing: z
+      .number()
+      .min(0)
+      .max(1 / 3, 'consistency.maskSmoothing must be at most 1/3')
+      .default(0.25),
     /**
      * Hysteresis for the automatic mask: a region above mask.threshold is kept only if its score reaches this value
      * somewhere (scores are normalised to the frame's maximum), so specks without a strong core are dropped. Off (0)
@@ -97,15 +110,42 @@ export const PROMPT_MAX_CHARS = 2000;
 export const JobRequest = z
   .object({
     source: SourceRange,
-    prompt: z.string().trim().min(1, 'prompt is empty: say what the range should become').max(PROMPT_MAX_CHARS, `prompt is longer than ${PROMPT_MAX_CHARS} characters; shorten it to the words that matter (the text encoder reads only ~75 words)`),
-    sourcePrompt: z.string().trim().max(PROMPT_MAX_CHARS, `sourcePrompt is longer than ${PROMPT_MAX_CHARS} characters; shorten it to a plain description of the shot`).default(''),
+    prompt: z
+      .string()
+      .trim()
+      .min(1, 'prompt is empty: say what the range should become')
+      .max(
+        PROMPT_MAX_CHARS,
+        `prompt is longer than ${PROMPT_MAX_CHARS} characters; shorten it to the words that matter (the text encoder reads only ~75 words)`,
+      ),
+    sourcePrompt: z
+      .string()
+      .trim()
+      .max(
+        PROMPT_MAX_CHARS,
+        `sourcePrompt is longer than ${PROMPT_MAX_CHARS} characters; shorten it to a plain description of the shot`,
+      )
+      .default(''),
     mask: MaskSpec.default({ type: 'none' }),
     method: z.enum(METHODS).default('inversion'),
-    steps: z.int('steps must be a whole number').min(1, 'steps must be at least 1').max(200, 'steps must be at most 200').default(50),
-    guidance: z.number().finite().min(0, 'guidance must be 0 or more').max(30, 'guidance above 30 only burns the image; use 1–15').default(7.5),
+    steps: z
+      .int('steps must be a whole number')
+      .min(1, 'steps must be at least 1')
+      .max(200, 'steps must be at most 200')
+      .default(50),
+    guidance: z
+      .number()
+      .finite()
+      .min(0, 'guidance must be 0 or more')
+      .max(30, 'guidance above 30 only burns the image; use 1–15')
+      .default(7.5),
     /** Defaults by method: 1 for inversion (edit from the fully inverted latent), 0.6 for SDEdit, 0.5 for fast. */
     strength: z.number().finite().gt(0, 'strength must be more than 0').max(1, 'strength must be at most 1').optional(),
-    seed: z.int().min(0).max(2 ** 32 - 1).optional(),
+    seed: z
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .optional(),
     directInversion: z.boolean().default(true),
     batchSize: z.int().min(1).max(64).default(4),
     /** Absent: the defaults of ConsistencySpec (the runner fills them in), so every stage's default applies. */
@@ -116,7 +156,11 @@ export const JobRequest = z
      */
     fast: z
       .object({
-        steps: z.int('fast.steps must be a whole number').min(1, 'fast.steps must be at least 1').max(4, 'fast.steps must be at most 4; for more steps use method "sdedit" or "inversion"').default(2),
+        steps: z
+          .int('fast.steps must be a whole number')
+          .min(1, 'fast.steps must be at least 1')
+          .max(4, 'fast.steps must be at most 4; for more steps use method "sdedit" or "inversion"')
+          .default(2),
       })
       .strict()
       .optional(),
@@ -136,7 +180,17 @@ export type JobRequest = z.output<typeof JobRequest>;
 
 export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
 
-export const STAGES = ['queued', 'probing', 'decoding', 'encoding latents', 'inverting', 'editing', 'decoding latents', 'writing', 'done'] as const;
+export const STAGES = [
+  'queued',
+  'probing',
+  'decoding',
+  'encoding latents',
+  'inverting',
+  'editing',
+  'decoding latents',
+  'writing',
+  'done',
+] as const;
 
 export const JobProgress = z.object({
   stage: z.enum(STAGES),
@@ -239,24 +293,28 @@ export const ModelEntry = z.object({
   provider: z.string().optional(),
 });
 
-export const MediaInfoSchema = z.object({
-  path: z.string(),
-  container: z.string(),
-  durationSec: z.number(),
-  video: z.object({
-    codec: z.string(),
-    width: z.int(),
-    height: z.int(),
-    displayWidth: z.int(),
-    displayHeight: z.int(),
-    rotation: z.int(),
-    fps: z.object({ num: z.int(), den: z.int() }),
-    frameCount: z.int(),
-    pixFmt: z.string(),
-    bitDepth: z.int(),
-  }).passthrough(),
-  audio: z.array(z.object({ codec: z.string(), channels: z.int(), sampleRate: z.int() }).passthrough()),
-}).passthrough();
+export const MediaInfoSchema = z
+  .object({
+    path: z.string(),
+    container: z.string(),
+    durationSec: z.number(),
+    video: z
+      .object({
+        codec: z.string(),
+        width: z.int(),
+        height: z.int(),
+        displayWidth: z.int(),
+        displayHeight: z.int(),
+        rotation: z.int(),
+        fps: z.object({ num: z.int(), den: z.int() }),
+        frameCount: z.int(),
+        pixFmt: z.string(),
+        bitDepth: z.int(),
+      })
+      .passthrough(),
+    audio: z.array(z.object({ codec: z.string(), channels: z.int(), sampleRate: z.int() }).passthrough()),
+  })
+  .passthrough();
 
 /** RFC 9457 problem document: every error body of the API. */
 export const Problem = z.object({
@@ -284,20 +342,32 @@ export function validationProblem(error: z.ZodError, what = 'request'): Problem 
     type: 'https://reshoot.dev/problems/invalid-request',
     title: `Invalid ${what}`,
     status: 400,
-    detail: issues.map((i) => (i.field === '(body)' || i.message.startsWith(i.field) ? i.message : `${i.field}: ${i.message}`)).join('; '),
+    detail: issues
+      .map((i) => (i.field === '(body)' || i.message.startsWith(i.field) ? i.message : `${i.field}: ${i.message}`))
+      .join('; '),
     field: first?.field,
     issues,
   };
 }
 
 function humanIssue(i: z.core.$ZodIssue): string {
-  if (i.code === 'unrecognized_keys') return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against GET /v1/openapi.json`;
+  if (i.code === 'unrecognized_keys')
+    return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against GET /v1/openapi.json`;
   if (i.code === 'invalid_type' && /received undefined/.test(i.message)) return `is required (${i.expected})`;
   const rule = asRule(i.message);
-  return i.path.length === 0 && rule !== i.message ? `the body ${rule.replace('must be an object', 'must be a JSON object holding the request')}` : rule;
+  return i.path.length === 0 && rule !== i.message
+    ? `the body ${rule.replace('must be an object', 'must be a JSON object holding the request')}`
+    : rule;
 }
 
-const KINDS: Record<string, string> = { string: 'text', number: 'a number', object: 'an object', boolean: 'true or false', array: 'a list', int: 'a whole number' };
+const KINDS: Record<string, string> = {
+  string: 'text',
+  number: 'a number',
+  object: 'an object',
+  boolean: 'true or false',
+  array: 'a list',
+  int: 'a whole number',
+};
 const BOUNDS: Record<string, string> = { '>=': 'at least', '>': 'more than', '<=': 'at most', '<': 'less than' };
 
 /** zod's own wording names the failed check ("Too small: expected number to be >=0"); a person needs the rule. Messages written in this file pass through. */
@@ -307,6 +377,7 @@ function asRule(m: string): string {
   r = /^Invalid (?:option: expected one of|discriminator value\. Expected) (.+)$/.exec(m);
   if (r) return `must be one of ${r[1].split(/\s*\|\s*/).join(', ')}`;
   r = /^Too (?:small|big): expected (\w+) to (be|have) (>=|>|<=|<)\s*(\S+)(?: (\w+))?$/.exec(m);
-  if (r) return r[2] === 'have' ? `must have ${BOUNDS[r[3]]} ${r[4]} ${r[5] ?? 'items'}` : `must be ${BOUNDS[r[3]]} ${r[4]}`;
+  if (r)
+    return r[2] === 'have' ? `must have ${BOUNDS[r[3]]} ${r[4]} ${r[5] ?? 'items'}` : `must be ${BOUNDS[r[3]]} ${r[4]}`;
   return m;
 }

@@ -53,10 +53,17 @@ async function probeProviders(modelDir: string): Promise<ProviderProbe> {
       gpu.push({ name: b.name, usable: false, note: 'not bundled with this onnxruntime-node build' });
       continue;
     }
-    const opened = await openSession(path.join(modelDir, 'unet', 'model.onnx'), { providers: [b.name as ProviderName], threads: 1 });
+    const opened = await openSession(path.join(modelDir, 'unet', 'model.onnx'), {
+      providers: [b.name as ProviderName],
+      threads: 1,
+    });
     await opened.session.release();
     const usable = opened.provider === b.name;
-    gpu.push({ name: b.name, usable, note: usable ? 'session created' : opened.fallbacks.join('; ').replace(/^[a-z]+: /, '') });
+    gpu.push({
+      name: b.name,
+      usable,
+      note: usable ? 'session created' : opened.fallbacks.join('; ').replace(/^[a-z]+: /, ''),
+    });
   }
   return { backends: listed.map((b) => `${b.name}${b.bundled ? '' : ' (not bundled)'}`), gpu };
 }
@@ -78,7 +85,13 @@ async function main(): Promise<void> {
       const req = JobRequest.parse(input);
       const plan = await planJob(req, worker.info, req.output!.path!);
       const r = await runJob(req, plan, { worker, cache, seed: req.seed ?? 1, onProgress: () => undefined });
-      jobs.push({ frames: r.frames, workingSize: r.workingSize, unetEvaluations: r.unetEvaluations, inversionCacheHit: r.inversionCacheHit, timings: r.timings! });
+      jobs.push({
+        frames: r.frames,
+        workingSize: r.workingSize,
+        unetEvaluations: r.unetEvaluations,
+        inversionCacheHit: r.inversionCacheHit,
+        timings: r.timings!,
+      });
     }
   } finally {
     await worker.terminate();
@@ -94,6 +107,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.exitCode = 1;
 });

@@ -41,8 +41,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
   fs.mkdirSync(o.home, { recursive: true });
-  const args = [o.cli, 'serve', '--port', '0', '--model', o.modelDir, ...(o.threads ? ['--threads', String(o.threads)] : [])];
-  const child = spawn(process.execPath, args, { env: { ...process.env, RESHOOT_HOME: o.home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    o.cli,
+    'serve',
+    '--port',
+    '0',
+    '--model',
+    o.modelDir,
+    ...(o.threads ? ['--threads', String(o.threads)] : []),
+  ];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, RESHOOT_HOME: o.home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -64,8 +75,13 @@ export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
     const token = u.searchParams.get('token')!;
     const base = `${u.protocol}//${u.host}`;
     const headers = { Authorization: `Bearer ${token}` };
-    const submitted = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(o.request) });
-    if (submitted.status !== 202) throw new Error(`job submission answered ${submitted.status}: ${await submitted.text()}`);
+    const submitted = await fetch(`${base}/v1/jobs`, {
+      method: 'POST',
+      headers: { ...headers, 'Content-Type': 'application/json' },
+      body: JSON.stringify(o.request),
+    });
+    if (submitted.status !== 202)
+      throw new Error(`job submission answered ${submitted.status}: ${await submitted.text()}`);
     const job = (await submitted.json()) as { id: string };
 
     let state = 'queued';
@@ -73,7 +89,9 @@ export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
     const t0 = performance.now();
     const poller = (async () => {
       while (!finished) {
-        const r = await fetch(`${base}/v1/jobs/${job.id}`, { headers, signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+        const r = await fetch(`${base}/v1/jobs/${job.id}`, { headers, signal: AbortSignal.timeout(5000) }).catch(
+          () => undefined,
+        );
         if (r?.ok) state = ((await r.json()) as { state: string }).state;
         if (['succeeded', 'failed', 'canceled'].includes(state)) finished = true;
         else await sleep(200);

@@ -63,7 +63,12 @@ export interface BenchSummary {
   ortShare: number | null;
   memoryFlatness: number | null;
   reEditRatio: number | null;
-  unetEvalsPerFrame: { inversion: number | null; inversionNoCfg?: number | null; sdedit: number | null; fast: number | null };
+  unetEvalsPerFrame: {
+    inversion: number | null;
+    inversionNoCfg?: number | null;
+    sdedit: number | null;
+    fast: number | null;
+  };
   healthP99Ms: number | null;
 }
 
@@ -113,7 +118,9 @@ function probeProviders(modelDir: string): Promise<ProviderProbe> {
 
 function runChild(spec: ChildSpec, timeoutMs = 15 * 60_000): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [distFile('child.js'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [distFile('child.js'), JSON.stringify(spec)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -131,7 +138,14 @@ function runChild(spec: ChildSpec, timeoutMs = 15 * 60_000): Promise<ChildResult
 const r1 = (v: number) => Math.round(v * 10) / 10;
 const r3 = (v: number) => Math.round(v * 1000) / 1000;
 
-function caseReport(name: string, model: string, provider: string, req: JobRequestInput, job: ChildJob, peakRssMb: number): CaseReport {
+function caseReport(
+  name: string,
+  model: string,
+  provider: string,
+  req: JobRequestInput,
+  job: ChildJob,
+  peakRssMb: number,
+): CaseReport {
   const t = job.timings;
   const stagesMs: Record<StageName, number> = {
     probe: t.probeMs,
@@ -177,10 +191,21 @@ function medianIndex(values: number[]): number {
 
 function setOrtShare(report: BenchReport, c: CaseReport): void {
   report.summary.ortShare = c.ortShare;
-  report.details.ortShare = { case: c.name, ortMs: r1(c.ortShare * c.totalMs), totalMs: c.totalMs, unetOnlyShare: r3(c.unetMs / c.totalMs) };
+  report.details.ortShare = {
+    case: c.name,
+    ortMs: r1(c.ortShare * c.totalMs),
+    totalMs: c.totalMs,
+    unetOnlyShare: r3(c.unetMs / c.totalMs),
+  };
 }
 
-function request(clip: string, frames: number, fps: { num: number; den: number }, out: string, over: Partial<JobRequestInput>): JobRequestInput {
+function request(
+  clip: string,
+  frames: number,
+  fps: { num: number; den: number },
+  out: string,
+  over: Partial<JobRequestInput>,
+): JobRequestInput {
   return {
     source: { path: clip, in: 0, out: (frames * fps.den) / fps.num },
     prompt: TARGET_PROMPT,
@@ -194,7 +219,9 @@ function request(clip: string, frames: number, fps: { num: number; den: number }
 function machine(): BenchReport['machine'] {
   let onnxruntime = 'unknown';
   try {
-    onnxruntime = (JSON.parse(fs.readFileSync(require.resolve('onnxruntime-node/package.json'), 'utf8')) as { version: string }).version;
+    onnxruntime = (
+      JSON.parse(fs.readFileSync(require.resolve('onnxruntime-node/package.json'), 'utf8')) as { version: string }
+    ).version;
   } catch {
     // reported as unknown
   }
@@ -238,7 +265,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     commit: gitCommit(),
     machine: machine(),
     providers: { backends: [], gpu: [] },
-    summary: { ortShare: null, memoryFlatness: null, reEditRatio: null, unetEvalsPerFrame: { inversion: null, inversionNoCfg: null, sdedit: null, fast: null }, healthP99Ms: null },
+    summary: {
+      ortShare: null,
+      memoryFlatness: null,
+      reEditRatio: null,
+      unetEvalsPerFrame: { inversion: null, inversionNoCfg: null, sdedit: null, fast: null },
+      healthP99Ms: null,
+    },
     targets: TARGETS,
     cases: [],
     gpuCases: [],
@@ -250,7 +283,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     report.providers = await probeProviders(model('tiny-sd'));
     const fps = { num: 24, den: 1 };
     const square: ClipSpec = { width: 512, height: 512, fps, frames: 48 };
-    const one = async (name: string, m: BenchModel, req: JobRequestInput, providers?: ProviderName[]): Promise<CaseReport> => {
+    const one = async (
+      name: string,
+      m: BenchModel,
+      req: JobRequestInput,
+      providers?: ProviderName[],
+    ): Promise<CaseReport> => {
       log(`  ${name}`);
       const r = await runChild({ modelDir: model(m), settings: { ...settings, providers }, jobs: [req] });
       return caseReport(name, m, r.provider, req, r.jobs[0], r.maxRssMb);
@@ -280,12 +318,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         for (const frames of [2, 3]) {
           for (const batchSize of [1, 2]) {
             const req = request(clip, frames, fps, out(), { steps: 2, batchSize });
-            report.gpuCases.push(await one(`sd-bench ${frames}f b${batchSize} ${g.name}`, 'sd-bench', req, [g.name as ProviderName]));
+            report.gpuCases.push(
+              await one(`sd-bench ${frames}f b${batchSize} ${g.name}`, 'sd-bench', req, [g.name as ProviderName]),
+            );
           }
         }
       }
       // Cold engine (each case is a fresh process); the warm figure of the re-edit section replaces this one.
-      const sd = report.cases.filter((c) => c.model === 'sd-bench').sort((a, b) => b.frames * 10 + b.batchSize - (a.frames * 10 + a.batchSize))[0];
+      const sd = report.cases
+        .filter((c) => c.model === 'sd-bench')
+        .sort((a, b) => b.frames * 10 + b.batchSize - (a.frames * 10 + a.batchSize))[0];
       if (sd) setOrtShare(report, sd);
     }
 
@@ -318,7 +360,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           hit: s2.inversionCacheHit,
         };
       });
-      const fastest = (pick: (x: (typeof rows)[number]) => CaseReport) => rows.map(pick).sort((a, b) => a.totalMs - b.totalMs)[0];
+      const fastest = (pick: (x: (typeof rows)[number]) => CaseReport) =>
+        rows.map(pick).sort((a, b) => a.totalMs - b.totalMs)[0];
       const [first, second] = [fastest((x) => x.first), fastest((x) => x.second)];
       report.details.reEdit = {
         first,
@@ -335,19 +378,53 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       log('UNet evaluations per frame at default settings');
       const clip = await ensureClip(clips, square);
       const counts: Record<string, { evalsPerFrame: number; settings: string }> = {};
-      const measure = async (key: string, m: BenchModel, over: Partial<JobRequestInput>, settingsText: string, cacheRuns = 1) => {
-        const jobs = Array.from({ length: cacheRuns }, (_, i) => ({ ...request(clip, 1, fps, out(), over), ...(i ? { prompt: OTHER_PROMPT } : {}) }));
-        const r = await runChild({ modelDir: model(m), settings, jobs, cacheDir: cacheRuns > 1 ? path.join(work, `cache-${key}`) : undefined });
+      const measure = async (
+        key: string,
+        m: BenchModel,
+        over: Partial<JobRequestInput>,
+        settingsText: string,
+        cacheRuns = 1,
+      ) => {
+        const jobs = Array.from({ length: cacheRuns }, (_, i) => ({
+          ...request(clip, 1, fps, out(), over),
+          ...(i ? { prompt: OTHER_PROMPT } : {}),
+        }));
+        const r = await runChild({
+          modelDir: model(m),
+          settings,
+          jobs,
+          cacheDir: cacheRuns > 1 ? path.join(work, `cache-${key}`) : undefined,
+        });
         const job = r.jobs[cacheRuns - 1];
         counts[key] = { evalsPerFrame: job.unetEvaluations / job.frames, settings: settingsText };
       };
-      await measure('inversion', 'oracle', {}, 'method inversion, 50 steps, strength 1, guidance 7.5, direct inversion, with a source prompt');
-      await measure('inversionEmptySource', 'oracle', { sourcePrompt: '' }, 'as inversion, source prompt left empty (the request default)');
+      await measure(
+        'inversion',
+        'oracle',
+        {},
+        'method inversion, 50 steps, strength 1, guidance 7.5, direct inversion, with a source prompt',
+      );
+      await measure(
+        'inversionEmptySource',
+        'oracle',
+        { sourcePrompt: '' },
+        'as inversion, source prompt left empty (the request default)',
+      );
       await measure('inversionNoCfg', 'oracle', { guidance: 1 }, 'as inversion, guidance 1');
       await measure('reEdit', 'oracle', {}, 'as inversion, second edit of the same range (inversion cached)', 2);
       await measure('sdedit', 'oracle', { method: 'sdedit' }, 'method sdedit, 50 steps, strength 0.6, guidance 7.5');
-      await measure('fast', 'sd-turbo', { method: 'fast' }, 'method fast (2 steps, strength 0.5), no guidance batch; tiny sd-turbo variant');
-      await measure('fastLcm', 'lcm', { method: 'fast' }, 'method fast on the tiny lcm variant (guidance as its embedding input)');
+      await measure(
+        'fast',
+        'sd-turbo',
+        { method: 'fast' },
+        'method fast (2 steps, strength 0.5), no guidance batch; tiny sd-turbo variant',
+      );
+      await measure(
+        'fastLcm',
+        'lcm',
+        { method: 'fast' },
+        'method fast on the tiny lcm variant (guidance as its embedding input)',
+      );
       report.details.unetEvals = counts;
       report.summary.unetEvalsPerFrame = {
         inversion: counts.inversion?.evalsPerFrame ?? null,
@@ -367,7 +444,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const over: Partial<JobRequestInput> = { steps: 2, consistency: { latentCorrection: null } };
       const a = await one('oracle 1080p 5 s', 'oracle', request(short, 120, fps, out(), over));
       const b = await one('oracle 1080p 60 s', 'oracle', request(long, 1440, fps, out(), over));
-      report.details.memory = { model: 'oracle (128 px native: 1080p is edited at 224x128), inversion, 2 steps, guidance 7.5, latent correction off', clip5s: short, clip60s: long, short: a, long: b };
+      report.details.memory = {
+        model:
+          'oracle (128 px native: 1080p is edited at 224x128), inversion, 2 steps, guidance 7.5, latent correction off',
+        clip5s: short,
+        clip60s: long,
+        short: a,
+        long: b,
+      };
       report.summary.memoryFlatness = r3(b.peakRssMb / a.peakRssMb);
     }
 
@@ -387,11 +471,22 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           req: request(hdClip, 120, fps, out(), { steps: 4, consistency: { latentCorrection: null } }),
           settings: 'inversion, 4 steps, 120 frames of 1080p at 224x128 (8 chunks), latent correction off',
         },
-        { name: 'sd-bench, 512² 8 frames', m: 'sd-bench', req: request(sqClip, 8, fps, out(), { method: 'fast', batchSize: 1 }), settings: 'fast, 2 steps, batch 1, 8 frames at 512x512' },
+        {
+          name: 'sd-bench, 512² 8 frames',
+          m: 'sd-bench',
+          req: request(sqClip, 8, fps, out(), { method: 'fast', batchSize: 1 }),
+          settings: 'fast, 2 steps, batch 1, 8 frames at 512x512',
+        },
       ];
       for (const c of cases) {
         log(`  ${c.name}`);
-        const h = await measureHealth({ cli, modelDir: model(c.m), home: path.join(work, `serve-${runs.length}`), request: c.req, threads: o.threads });
+        const h = await measureHealth({
+          cli,
+          modelDir: model(c.m),
+          home: path.join(work, `serve-${runs.length}`),
+          request: c.req,
+          threads: o.threads,
+        });
         runs.push({ ...h, name: c.name, settings: c.settings });
       }
       report.details.health = runs;

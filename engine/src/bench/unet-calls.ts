@@ -46,7 +46,14 @@ export async function benchUnetCalls(runs: number, dir?: string): Promise<UnetCa
               times.push(performance.now() - t0);
             }
             times.sort((a, b) => a - b);
-            cases.push({ model: m.name, latent: m.latent, batch, threads, medianMs: +times[Math.floor(runs / 2)].toFixed(2), minMs: +times[0].toFixed(2) });
+            cases.push({
+              model: m.name,
+              latent: m.latent,
+              batch,
+              threads,
+              medianMs: +times[Math.floor(runs / 2)].toFixed(2),
+              minMs: +times[0].toFixed(2),
+            });
           }
         } finally {
           await model.release();
@@ -60,9 +67,14 @@ export async function benchUnetCalls(runs: number, dir?: string): Promise<UnetCa
 }
 
 export function formatUnetCalls(cases: UnetCallCase[], runs: number): string {
-  const lines = [`UNet call time, CPU provider, ${runs} runs after one warm-up`, 'model     latent   batch  threads   median ms   min ms'];
+  const lines = [
+    `UNet call time, CPU provider, ${runs} runs after one warm-up`,
+    'model     latent   batch  threads   median ms   min ms',
+  ];
   for (const c of cases) {
-    lines.push(`${c.model.padEnd(9)} ${`${c.latent}x${c.latent}`.padStart(7)} ${String(c.batch).padStart(6)} ${String(c.threads).padStart(8)} ${c.medianMs.toFixed(2).padStart(11)} ${c.minMs.toFixed(2).padStart(8)}`);
+    lines.push(
+      `${c.model.padEnd(9)} ${`${c.latent}x${c.latent}`.padStart(7)} ${String(c.batch).padStart(6)} ${String(c.threads).padStart(8)} ${c.medianMs.toFixed(2).padStart(11)} ${c.minMs.toFixed(2).padStart(8)}`,
+    );
   }
   return lines.join('\n');
 }

@@ -58,7 +58,15 @@ export async function ensureClip(dir: string, c: ClipSpec): Promise<string> {
   const file = path.join(dir, clipName(c));
   if (await usable(file, c.frames)) return file;
   const tmp = path.join(dir, `.partial-${process.pid}-${clipName(c)}`);
-  await makeTestClip({ file: tmp, width: c.width, height: c.height, fps: c.fps, frames: c.frames, codec: 'h264', content: 'moving-square' });
+  await makeTestClip({
+    file: tmp,
+    width: c.width,
+    height: c.height,
+    fps: c.fps,
+    frames: c.frames,
+    codec: 'h264',
+    content: 'moving-square',
+  });
   fs.renameSync(tmp, file);
   return file;
 }
@@ -73,7 +81,24 @@ export async function ensureLoopedClip(dir: string, c: ClipSpec, times: number):
   const file = path.join(dir, clipName({ ...c, frames }, '-looped'));
   if (await usable(file, frames)) return file;
   const tmp = path.join(dir, `.partial-${process.pid}-${path.basename(file)}`);
-  const r = await run(ffmpegPath(), ['-nostdin', '-hide_banner', '-v', 'error', '-y', '-stream_loop', String(times - 1), '-i', base, '-map', '0:v:0', '-c', 'copy', '-movflags', '+faststart', tmp]);
+  const r = await run(ffmpegPath(), [
+    '-nostdin',
+    '-hide_banner',
+    '-v',
+    'error',
+    '-y',
+    '-stream_loop',
+    String(times - 1),
+    '-i',
+    base,
+    '-map',
+    '0:v:0',
+    '-c',
+    'copy',
+    '-movflags',
+    '+faststart',
+    tmp,
+  ]);
   if (r.code !== 0 || !(await usable(tmp, frames))) {
     fs.rmSync(tmp, { force: true });
     if (r.code !== 0) throw new Error(`ffmpeg could not loop ${base}: ${lastLines(r.stderr)}`);

@@ -25,7 +25,8 @@ export function joinNegativeValues(args: string[], options: NonNullable<ParseArg
       const name = arg.slice(2);
       return options[name]?.type === 'string' ? name : undefined;
     }
-    if (/^-[^-]$/.test(arg)) return Object.entries(options).find(([, o]) => o.short === arg[1] && o.type === 'string')?.[0];
+    if (/^-[^-]$/.test(arg))
+      return Object.entries(options).find(([, o]) => o.short === arg[1] && o.type === 'string')?.[0];
     return undefined;
   };
   const out: string[] = [];
@@ -45,7 +46,11 @@ export function joinNegativeValues(args: string[], options: NonNullable<ParseArg
   return out;
 }
 
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, allowPositionals = false) {
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: T,
+  allowPositionals = false,
+) {
   try {
     return parseArgs({ args: joinNegativeValues(args, options), options, allowPositionals, strict: true });
   } catch (err) {
@@ -53,9 +58,16 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: s
   }
 }
 
-export function intOption(value: string | undefined, name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+export function intOption(
+  value: string | undefined,
+  name: string,
+  fallback: number,
+  min = 1,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new CliError(`--${name} must be an integer from ${min} to ${max}, got "${value}"`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new CliError(`--${name} must be an integer from ${min} to ${max}, got "${value}"`);
   return n;
 }

@@ -33,9 +33,13 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
     console.log(values.json ? JSON.stringify({ runs, cases }, null, 2) : formatUnetCalls(cases, runs));
     return 0;
   }
-  const sections = (values.sections ?? SECTIONS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  const sections = (values.sections ?? SECTIONS.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const s of sections) {
-    if (!(SECTIONS as readonly string[]).includes(s)) throw new CliError(`unknown section "${s}"; choose from ${SECTIONS.join(', ')}`);
+    if (!(SECTIONS as readonly string[]).includes(s))
+      throw new CliError(`unknown section "${s}"; choose from ${SECTIONS.join(', ')}`);
   }
   const report = await runBench({
     dir: path.resolve(values.dir ?? path.join(os.tmpdir(), 'reshoot-bench')),

@@ -29,14 +29,39 @@ export async function runDemo(argv: string[]): Promise<number> {
 
   const modelDir = resolveModel();
   console.log(`model: ${modelDir} (embedded oracle; see docs/ORACLE.md)`);
-  const clip = makeMovingObjectClip({ frames, width: 128, height: 96, objectColour: red, backgroundColour: gray, size: 0.35, seed: 1 });
-  const worker = await PipelineWorker.start(modelDir, { providers: values.provider ? parseProviders(values.provider) : [] });
+  const clip = makeMovingObjectClip({
+    frames,
+    width: 128,
+    height: 96,
+    objectColour: red,
+    backgroundColour: gray,
+    size: 0.35,
+    seed: 1,
+  });
+  const worker = await PipelineWorker.start(modelDir, {
+    providers: values.provider ? parseProviders(values.provider) : [],
+  });
   const bar = new ProgressLine();
   try {
-    console.log(`editing ${frames} frames of 128x96: "${source}" → "${target}" (inversion edit, 50 steps, guidance 1, direct inversion, automatic mask)`);
+    console.log(
+      `editing ${frames} frames of 128x96: "${source}" → "${target}" (inversion edit, 50 steps, guidance 1, direct inversion, automatic mask)`,
+    );
     const t0 = performance.now();
     const result = await worker.run(
-      { kind: 'inversion-edit', frames: clip.frames, params: { sourcePrompt: source, prompt: target, steps: 50, strength: 1, guidance: 1, directInversion: true, autoMask: { threshold: 0.5 }, batchSize: 8 } },
+      {
+        kind: 'inversion-edit',
+        frames: clip.frames,
+        params: {
+          sourcePrompt: source,
+          prompt: target,
+          steps: 50,
+          strength: 1,
+          guidance: 1,
+          directInversion: true,
+          autoMask: { threshold: 0.5 },
+          batchSize: 8,
+        },
+      },
       { onProgress: (p) => bar.update(p) },
     ).result;
     bar.done();
@@ -52,23 +77,46 @@ export async function runDemo(argv: string[]): Promise<number> {
       objectColourErrorBefore: +colourError(clip.frames, clip.objectMask, blue, 'inside').toFixed(4),
       // JSON has no Infinity: an untouched background (identical pixels) is reported as a word.
       backgroundPsnrDb: dbOrIdentical(maskedPsnr(result.frames, clip.frames, clip.objectMask, 'outside')),
-      autoMaskIoU: result.latentMask ? +maskIoU({ ...clip.objectMask, data: result.latentMask }, clip.objectMask).toFixed(4) : null,
+      autoMaskIoU: result.latentMask
+        ? +maskIoU({ ...clip.objectMask, data: result.latentMask }, clip.objectMask).toFixed(4)
+        : null,
     };
     fs.mkdirSync(out, { recursive: true });
     const sheet = path.join(out, 'before-after.png');
-    const rows = [{ label: 'SOURCE: RED', frames: clip.frames }, { label: 'EDIT: BLUE', frames: result.frames }];
-    if (result.latentMask) rows.push({ label: 'AUTO MASK', frames: maskAsImages(result.latentMask, frames, clip.frames.height, clip.frames.width) });
+    const rows = [
+      { label: 'SOURCE: RED', frames: clip.frames },
+      { label: 'EDIT: BLUE', frames: result.frames },
+    ];
+    if (result.latentMask)
+      rows.push({
+        label: 'AUTO MASK',
+        frames: maskAsImages(result.latentMask, frames, clip.frames.height, clip.frames.width),
+      });
     fs.writeFileSync(sheet, contactSheetPng(rows, { maxColumns: 8 }));
     fs.writeFileSync(path.join(out, 'figures.json'), JSON.stringify(figures, null, 2) + '\n');
     // The clips themselves, as an editor would look at them (24 fps H.264).
-    for (const [name, batch] of [['source.mp4', clip.frames], ['edited.mp4', result.frames]] as const) {
-      const enc = await createEncoder({ output: path.join(out, name), width: batch.width, height: batch.height, fps: { num: 24, den: 1 }, codec: 'h264', overwrite: true });
+    for (const [name, batch] of [
+      ['source.mp4', clip.frames],
+      ['edited.mp4', result.frames],
+    ] as const) {
+      const enc = await createEncoder({
+        output: path.join(out, name),
+        width: batch.width,
+        height: batch.height,
+        fps: { num: 24, den: 1 },
+        codec: 'h264',
+        overwrite: true,
+      });
       await enc.write(batch);
       await enc.finish();
     }
-    console.log(`object colour ${figures.objectMeanColour.join(', ')} (target ${blue.join(', ')}), colour error ${figures.objectColourError} (was ${figures.objectColourErrorBefore})`);
+    console.log(
+      `object colour ${figures.objectMeanColour.join(', ')} (target ${blue.join(', ')}), colour error ${figures.objectColourError} (was ${figures.objectColourErrorBefore})`,
+    );
     console.log(`automatic mask IoU ${figures.autoMaskIoU} against the true object mask`);
-    console.log(`background PSNR ${figures.backgroundPsnrDb}${figures.backgroundPsnrDb === 'identical' ? ' (no pixel changed)' : ' dB'}, ${figures.unetEvaluationsPerFrame} UNet evaluations per frame, ${figures.seconds} s`);
+    console.log(
+      `background PSNR ${figures.backgroundPsnrDb}${figures.backgroundPsnrDb === 'identical' ? ' (no pixel changed)' : ' dB'}, ${figures.unetEvaluationsPerFrame} UNet evaluations per frame, ${figures.seconds} s`,
+    );
     console.log(`wrote ${sheet}, ${path.join(out, 'source.mp4')}, ${path.join(out, 'edited.mp4')}`);
     return 0;
   } finally {
@@ -80,7 +128,8 @@ export async function runDemo(argv: string[]): Promise<number> {
 function maskAsImages(mask: Float32Array, n: number, height: number, width: number): ImageBatch {
   const hw = height * width;
   const data = new Float32Array(n * 3 * hw);
-  for (let f = 0; f < n; f++) for (let c = 0; c < 3; c++) for (let p = 0; p < hw; p++) data[(f * 3 + c) * hw + p] = mask[f * hw + p] * 2 - 1;
+  for (let f = 0; f < n; f++)
+    for (let c = 0; c < 3; c++) for (let p = 0; p < hw; p++) data[(f * 3 + c) * hw + p] = mask[f * hw + p] * 2 - 1;
   return { n, height, width, data };
 }
 

@@ -6,7 +6,11 @@ import { parse } from './args';
 
 type Tool = ToolChoice | { error: MediaError };
 
-function toolJson(t: Tool): { ok: true; path: string; version: string; source: string; raw?: string } | { ok: false; error: string; file?: string } {
+function toolJson(
+  t: Tool,
+):
+  | { ok: true; path: string; version: string; source: string; raw?: string }
+  | { ok: false; error: string; file?: string } {
   if ('error' in t) return { ok: false, error: t.error.message, ...(t.error.file ? { file: t.error.file } : {}) };
   return { ok: true, path: t.path, version: t.version, source: t.source, ...(t.parsed ? { raw: t.parsed.raw } : {}) };
 }
@@ -18,7 +22,12 @@ export function doctorReport(s: FfmpegInspection = ffmpegInspection()) {
   return { ok: ffmpeg.ok && ffprobe.ok, ffmpeg, ffprobe, why: s.why, warnings: s.warnings };
 }
 
-const SOURCE: Record<string, string> = { env: 'from FFMPEG_PATH/FFPROBE_PATH', 'beside-env': 'beside the one set by variable', path: 'from PATH', bundled: 'bundled with Reshoot (npm package)' };
+const SOURCE: Record<string, string> = {
+  env: 'from FFMPEG_PATH/FFPROBE_PATH',
+  'beside-env': 'beside the one set by variable',
+  path: 'from PATH',
+  bundled: 'bundled with Reshoot (npm package)',
+};
 
 /** The report as text lines (what `reshoot doctor` prints). */
 export function doctorText(report: ReturnType<typeof doctorReport>): string {
@@ -26,7 +35,12 @@ export function doctorText(report: ReturnType<typeof doctorReport>): string {
   for (const name of ['ffmpeg', 'ffprobe'] as const) {
     const t = report[name];
     if (t.ok) {
-      const src = t.source === 'env' ? `from ${name === 'ffmpeg' ? 'FFMPEG_PATH' : 'FFPROBE_PATH'}` : t.source === 'beside-env' ? `beside ${name === 'ffmpeg' ? 'FFPROBE_PATH' : 'FFMPEG_PATH'}` : SOURCE[t.source];
+      const src =
+        t.source === 'env'
+          ? `from ${name === 'ffmpeg' ? 'FFMPEG_PATH' : 'FFPROBE_PATH'}`
+          : t.source === 'beside-env'
+            ? `beside ${name === 'ffmpeg' ? 'FFPROBE_PATH' : 'FFMPEG_PATH'}`
+            : SOURCE[t.source];
       lines.push(`${name.padEnd(8)} ${t.path}`, `${''.padEnd(8)} version ${t.version}; ${src}`);
     } else {
       lines.push(`${name.padEnd(8)} NOT USABLE: ${t.error}`);

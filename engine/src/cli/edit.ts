@@ -44,7 +44,9 @@ function seconds(v: string | undefined, name: 'in' | 'out'): number | undefined 
   if (v === undefined) return undefined;
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n < 0) {
-    throw new CliError(`--${name} takes seconds from the start of the clip, a number ≥ 0 (0 = the first frame), e.g. --${name} ${name === 'in' ? '1.5' : '3'}; got "${v}"`);
+    throw new CliError(
+      `--${name} takes seconds from the start of the clip, a number ≥ 0 (0 = the first frame), e.g. --${name} ${name === 'in' ? '1.5' : '3'}; got "${v}"`,
+    );
   }
   return n;
 }
@@ -54,7 +56,10 @@ const EXAMPLE_PROMPT = '--prompt "a blue car on a gray road"';
 /** The engine's messages name API fields (output.overwrite); on the command line they are options. */
 export function cliWording(detail: string): string {
   return detail
-    .replace(/choose another name or set output\.overwrite/g, 'choose another name with -o, or pass --overwrite to replace it')
+    .replace(
+      /choose another name or set output\.overwrite/g,
+      'choose another name with -o, or pass --overwrite to replace it',
+    )
     .replace(/even with overwrite/g, 'even with --overwrite')
     .replace(/\bset output\.overwrite\b/g, 'pass --overwrite')
     .replace(/\boutput\.overwrite\b/g, '--overwrite')
@@ -95,9 +100,12 @@ export async function runEdit(argv: string[]): Promise<number> {
     true,
   );
   if (positionals.length !== 1) throw new CliError(`give exactly one INPUT clip\n${USAGE}`);
-  if (values.prompt === undefined) throw new CliError(`--prompt is required: say what the edited range should show, e.g. ${EXAMPLE_PROMPT}\n${USAGE}`);
+  if (values.prompt === undefined)
+    throw new CliError(`--prompt is required: say what the edited range should show, e.g. ${EXAMPLE_PROMPT}\n${USAGE}`);
   if (values.prompt.trim() === '') {
-    throw new CliError(`--prompt is empty: type what the edited range should show, in quotes, e.g. ${EXAMPLE_PROMPT} (and --source-prompt "…" for what it shows now)`);
+    throw new CliError(
+      `--prompt is empty: type what the edited range should show, in quotes, e.g. ${EXAMPLE_PROMPT} (and --source-prompt "…" for what it shows now)`,
+    );
   }
   const inSec = seconds(values.in, 'in');
   const outSec = seconds(values.out, 'out');
@@ -118,15 +126,26 @@ export async function runEdit(argv: string[]): Promise<number> {
   const clipSec = (media.video.frameCount * fps.den) / fps.num;
   const length = `${Number(clipSec.toFixed(3))} s (${media.video.frameCount} frames)`;
   if (outSec === undefined && inSec !== undefined && inSec >= clipSec) {
-    throw new CliError(`--in ${inSec} is at or past the end of the clip: ${input} is ${length} long. Give an --in below ${Number(clipSec.toFixed(3))}, or leave it out to start at the first frame.`);
+    throw new CliError(
+      `--in ${inSec} is at or past the end of the clip: ${input} is ${length} long. Give an --in below ${Number(clipSec.toFixed(3))}, or leave it out to start at the first frame.`,
+    );
   }
   if (outSec !== undefined && outSec <= (inSec ?? 0)) {
-    throw new CliError(`--out ${outSec} must be later than --in ${inSec ?? 0}; both are seconds from the start of the clip (${input} is ${length} long). Leave out --out to edit to the end of the clip.`);
+    throw new CliError(
+      `--out ${outSec} must be later than --in ${inSec ?? 0}; both are seconds from the start of the clip (${input} is ${length} long). Leave out --out to edit to the end of the clip.`,
+    );
   }
-  if (values.audio && media.audio.length === 0) warn(`${input} has no audio stream, so --audio has nothing to carry; the result will be silent`);
+  if (values.audio && media.audio.length === 0)
+    warn(`${input} has no audio stream, so --audio has nothing to carry; the result will be silent`);
 
   const codec = values.codec ?? 'h264';
-  const output = path.resolve(values.output ?? path.join(path.dirname(input), `${path.basename(input).replace(/\.[^.]+$/, '')}.reshoot${codec === 'prores' ? '.mov' : '.mp4'}`));
+  const output = path.resolve(
+    values.output ??
+      path.join(
+        path.dirname(input),
+        `${path.basename(input).replace(/\.[^.]+$/, '')}.reshoot${codec === 'prores' ? '.mov' : '.mp4'}`,
+      ),
+  );
   const mask = maskArg(values.mask);
   // Before the model loads: -o naming the clip itself (or its matte) would destroy it, --overwrite or not.
   const clash = inputClash(output, { source: input, mask: mask?.type === 'file' ? mask.path : undefined });
@@ -148,11 +167,16 @@ export async function runEdit(argv: string[]): Promise<number> {
   if (!parsed.success) throw new CliError(cliWording(validationProblem(parsed.error, 'options').detail));
   const req = parsed.data;
 
-  const worker = await PipelineWorker.start(resolveModel(values.model), { providers: values.provider ? parseProviders(values.provider) : [] });
+  const worker = await PipelineWorker.start(resolveModel(values.model), {
+    providers: values.provider ? parseProviders(values.provider) : [],
+  });
   const bar = json ? undefined : new ProgressLine();
   try {
     const info = worker.info;
-    if (!json) console.error(`model ${info.name} on ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`);
+    if (!json)
+      console.error(
+        `model ${info.name} on ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`,
+      );
     let plan;
     try {
       plan = await planJob(req, info, output, media);
@@ -165,7 +189,10 @@ export async function runEdit(argv: string[]): Promise<number> {
     if (!json) console.error(`editing ${plan.frameCount} frames at ${plan.width}x${plan.height} → ${output}`);
     const seed = req.seed ?? Math.floor(Math.random() * 2 ** 32);
     makePrivateDir(dataDir());
-    const cache = new InversionCache(path.join(dataDir(), 'cache', 'inversions'), Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3));
+    const cache = new InversionCache(
+      path.join(dataDir(), 'cache', 'inversions'),
+      Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3),
+    );
     const ctx = {
       worker,
       cache,
@@ -182,7 +209,10 @@ export async function runEdit(argv: string[]): Promise<number> {
       const result = await runJob(req, plan, ctx);
       bar?.done();
       emit({ event: 'done', result, seed });
-      if (!json) console.log(`wrote ${result.path}: ${result.frames} frames, ${result.width}x${result.height}, ${result.durationSec.toFixed(3)} s, seed ${seed}, ${result.seconds.toFixed(1)} s${result.inversionCacheHit ? ' (inversion reused)' : ''}`);
+      if (!json)
+        console.log(
+          `wrote ${result.path}: ${result.frames} frames, ${result.width}x${result.height}, ${result.durationSec.toFixed(3)} s, seed ${seed}, ${result.seconds.toFixed(1)} s${result.inversionCacheHit ? ' (inversion reused)' : ''}`,
+        );
       return 0;
     } catch (err) {
       bar?.done();

@@ -12,7 +12,8 @@ options: [--methods ID,ID] [--steps N] [--batch N] [--model DIR] [--threads N]
 function seconds(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new CliError(`--${name} must be a positive number of seconds, got "${v}"`);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new CliError(`--${name} must be a positive number of seconds, got "${v}"`);
   return n;
 }
 
@@ -51,9 +52,12 @@ export async function runEval(argv: string[]): Promise<number> {
     return 0;
   }
   const suite = (values.suite ?? 'synthetic') as SuiteName;
-  if (!['synthetic', 'large', 'tiny'].includes(suite)) throw new CliError(`--suite must be synthetic, large or tiny, got "${values.suite}"\n${USAGE}`);
-  if (values.clip && !values.prompt) throw new CliError(`--clip needs --prompt (what the clip should become)\n${USAGE}`);
-  if (values.date && !/^\d{4}-\d{2}-\d{2}$/.test(values.date)) throw new CliError(`--date must be YYYY-MM-DD, got "${values.date}"`);
+  if (!['synthetic', 'large', 'tiny'].includes(suite))
+    throw new CliError(`--suite must be synthetic, large or tiny, got "${values.suite}"\n${USAGE}`);
+  if (values.clip && !values.prompt)
+    throw new CliError(`--clip needs --prompt (what the clip should become)\n${USAGE}`);
+  if (values.date && !/^\d{4}-\d{2}-\d{2}$/.test(values.date))
+    throw new CliError(`--date must be YYYY-MM-DD, got "${values.date}"`);
   const json = Boolean(values.json);
   const outDir = path.resolve(values.out ?? (values.clip ? 'reshoot-eval-clip' : `reshoot-eval-${suite}`));
   const command = ['reshoot', 'eval', ...argv].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ');
@@ -67,16 +71,21 @@ export async function runEval(argv: string[]): Promise<number> {
     outDir,
     modelDir: values.model,
     // A real clip has no synthetic long/short pair to compare; the memory probe belongs to the suite.
-    rss: values['no-rss'] || values.clip
-      ? false
-      : {
-          shortSec: seconds(values['rss-short'], 'rss-short'),
-          longSec: seconds(values['rss-long'], 'rss-long'),
-          fps: values['rss-fps'] === undefined ? undefined : intOption(values['rss-fps'], 'rss-fps', 12, 1, 120),
-          steps: values['rss-steps'] === undefined ? undefined : intOption(values['rss-steps'], 'rss-steps', 4, 1, 200),
-        },
+    rss:
+      values['no-rss'] || values.clip
+        ? false
+        : {
+            shortSec: seconds(values['rss-short'], 'rss-short'),
+            longSec: seconds(values['rss-long'], 'rss-long'),
+            fps: values['rss-fps'] === undefined ? undefined : intOption(values['rss-fps'], 'rss-fps', 12, 1, 120),
+            steps:
+              values['rss-steps'] === undefined ? undefined : intOption(values['rss-steps'], 'rss-steps', 4, 1, 200),
+          },
     clipModel: values['clip-model'],
-    methods: values.methods?.split(',').map((s) => s.trim()).filter(Boolean),
+    methods: values.methods
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     steps: values.steps === undefined ? undefined : intOption(values.steps, 'steps', 50, 1, 200),
     batchSize: values.batch === undefined ? undefined : intOption(values.batch, 'batch', 8, 1, 64),
     threads: values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1, 1, 256),
@@ -88,7 +97,9 @@ export async function runEval(argv: string[]): Promise<number> {
   else {
     const s = report.summary;
     console.log(`wrote ${path.join(outDir, 'report.md')}, report.json and ${report.pictures.length} pictures`);
-    console.log(`default method: round trip ${s.roundTripPsnr} dB, auto-mask IoU ${s.autoMaskIoU}, background ${s.backgroundPsnr} dB, warp error ratio ${s.warpErrorRatio}, peak RSS ratio ${s.peakRssRatio}`);
+    console.log(
+      `default method: round trip ${s.roundTripPsnr} dB, auto-mask IoU ${s.autoMaskIoU}, background ${s.backgroundPsnr} dB, warp error ratio ${s.warpErrorRatio}, peak RSS ratio ${s.peakRssRatio}`,
+    );
   }
   return 0;
 }

@@ -8,7 +8,8 @@ import { HubPullError, pullModel } from '../models/hub-pull';
 import { CliError, parse } from './args';
 import { ffmpegLine } from './doctor';
 
-const USAGE = 'usage: reshoot models check DIR [--provider LIST] [--json]\n       reshoot models pull REPO_ID [--revision REV] [--dest DIR]';
+const USAGE =
+  'usage: reshoot models check DIR [--provider LIST] [--json]\n       reshoot models pull REPO_ID [--revision REV] [--dest DIR]';
 
 export async function runModels(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -21,7 +22,21 @@ export async function runModels(argv: string[]): Promise<number> {
   try {
     const { info, scheduler } = model;
     if (values.json) {
-      console.log(JSON.stringify({ ok: true, info, scheduler: { className: scheduler.className, predictionType: scheduler.predictionType, timestepSpacing: scheduler.timestepSpacing } }, null, 2));
+      console.log(
+        JSON.stringify(
+          {
+            ok: true,
+            info,
+            scheduler: {
+              className: scheduler.className,
+              predictionType: scheduler.predictionType,
+              timestepSpacing: scheduler.timestepSpacing,
+            },
+          },
+          null,
+          2,
+        ),
+      );
       return 0;
     }
     const lines = [
@@ -48,7 +63,11 @@ export async function runModels(argv: string[]): Promise<number> {
 
 /** `reshoot models pull REPO_ID`: a diffusers-ONNX repository from the Hugging Face Hub into the models folder. */
 async function runPull(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { revision: { type: 'string' }, dest: { type: 'string' }, json: { type: 'boolean' } }, true);
+  const { values, positionals } = parse(
+    argv,
+    { revision: { type: 'string' }, dest: { type: 'string' }, json: { type: 'boolean' } },
+    true,
+  );
   if (positionals.length !== 1) throw new CliError(USAGE);
   const repoId = positionals[0];
   const destDir = path.resolve(values.dest ?? path.join(modelsDir(), repoId.replace('/', '--')));
@@ -66,11 +85,16 @@ async function runPull(argv: string[]): Promise<number> {
         if (values.json) return console.log(JSON.stringify({ event: 'progress', ...p }));
         if (Date.now() - lastPrint < 500 && p.bytes < p.total) return;
         lastPrint = Date.now();
-        process.stderr.write(`${((100 * p.bytes) / Math.max(1, p.total)).toFixed(1).padStart(5)}%  ${(p.bytes / 2 ** 20).toFixed(1)} / ${(p.total / 2 ** 20).toFixed(1)} MiB  ${p.file}\n`);
+        process.stderr.write(
+          `${((100 * p.bytes) / Math.max(1, p.total)).toFixed(1).padStart(5)}%  ${(p.bytes / 2 ** 20).toFixed(1)} / ${(p.total / 2 ** 20).toFixed(1)} MiB  ${p.file}\n`,
+        );
       },
     });
     if (values.json) console.log(JSON.stringify({ event: 'done', ...result }));
-    else console.log(`pulled ${repoId} at ${result.commit} into ${result.dir} (${result.files.length} files, ${(result.downloadedBytes / 2 ** 20).toFixed(1)} MiB downloaded, ${(result.resumedBytes / 2 ** 20).toFixed(1)} MiB resumed)\ncheck it with: reshoot models check ${result.dir}`);
+    else
+      console.log(
+        `pulled ${repoId} at ${result.commit} into ${result.dir} (${result.files.length} files, ${(result.downloadedBytes / 2 ** 20).toFixed(1)} MiB downloaded, ${(result.resumedBytes / 2 ** 20).toFixed(1)} MiB resumed)\ncheck it with: reshoot models check ${result.dir}`,
+      );
     return 0;
   } catch (err) {
     if (err instanceof HubPullError) throw new CliError(err.message, 1);

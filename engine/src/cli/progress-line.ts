@@ -20,7 +20,15 @@ export class ProgressLine {
     this.render(p.fraction, p.stage, p.step, p.steps, p.frame, p.frames, p.etaSec);
   }
 
-  private render(fraction: number, stage: string, step?: number, steps?: number, frame?: number, frames?: number, eta?: number): void {
+  private render(
+    fraction: number,
+    stage: string,
+    step?: number,
+    steps?: number,
+    frame?: number,
+    frames?: number,
+    eta?: number,
+  ): void {
     const parts = [`${(fraction * 100).toFixed(0).padStart(3)}% ${stage}`];
     if (step) parts.push(`step ${step}/${steps}`);
     if (frame !== undefined && frames) parts.push(`frames ${frame + 1}+ of ${frames}`);

@@ -48,7 +48,9 @@ export async function runServe(argv: string[]): Promise<number> {
   const app = createApp(manager, { token, port, version: VERSION, log, staticDir });
   const server = await startServer(app, { host, port, allowNonLoopback });
   const info = worker.info;
-  log(`model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`);
+  log(
+    `model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`,
+  );
   log(`token file ${tokenPath(configDir())}; data ${dataDir()}`);
   // Like Jupyter: the one URL that carries the token, for the browser UI. Printed on stdout so scripts can read it.
   console.log(`${server.url}/?token=${token}`);
@@ -69,5 +71,8 @@ export async function runServe(argv: string[]): Promise<number> {
 
 /** Control characters (and the Unicode line separators) written as \uXXXX. */
 export function escapeControls(line: string): string {
-  return line.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return line.replace(
+    /[\u0000-\u001f\u007f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }

@@ -20,12 +20,12 @@ export function floatToHalfBits(value: number): number {
     let half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1))) half++;
+    if (rem > halfway || (rem === halfway && half & 1)) half++;
     return sign | half;
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++; // round to nearest even; may carry into exponent
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++; // round to nearest even; may carry into exponent
   return sign | half;
 }
 

@@ -18,7 +18,8 @@ export interface MaskBatch {
 
 export function imageBatch(n: number, height: number, width: number, data?: Float32Array): ImageBatch {
   const size = n * 3 * height * width;
-  if (data && data.length !== size) throw new Error(`image batch ${n}x3x${height}x${width} needs ${size} values, got ${data.length}`);
+  if (data && data.length !== size)
+    throw new Error(`image batch ${n}x3x${height}x${width} needs ${size} values, got ${data.length}`);
   return { n, height, width, data: data ?? new Float32Array(size) };
 }
 

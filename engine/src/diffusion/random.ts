@@ -53,6 +53,7 @@ export class Rng {
 }
 
 export function seededNoise(seed: number, length: number): Float32Array {
-  if (!Number.isInteger(length) || length < 0) throw new RangeError(`length must be a non-negative integer (got ${length})`);
+  if (!Number.isInteger(length) || length < 0)
+    throw new RangeError(`length must be a non-negative integer (got ${length})`);
   return new Rng(seed).fillNormal(new Float32Array(length));
 }

@@ -43,7 +43,10 @@ function show(v: unknown): string {
 }
 
 function readNumber(
-  obj: Json, source: string, field: string, fallback: number,
+  obj: Json,
+  source: string,
+  field: string,
+  fallback: number,
   opts: { integer?: boolean; min?: number; max?: number; maxExclusive?: boolean } = {},
 ): number {
   const v = obj[field];
@@ -101,8 +104,10 @@ export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.j
   }
 
   // A trained_betas table defines its own length; only a contradicting explicit count is an error.
-  const numTrainTimesteps = readNumber(obj, source, 'num_train_timesteps', trainedBetas ? trainedBetas.length : 1000,
-    { integer: true, min: 1 });
+  const numTrainTimesteps = readNumber(obj, source, 'num_train_timesteps', trainedBetas ? trainedBetas.length : 1000, {
+    integer: true,
+    min: 1,
+  });
   if (trainedBetas && trainedBetas.length !== numTrainTimesteps) {
     fail(source, 'trained_betas', `has ${trainedBetas.length} entries but num_train_timesteps is ${numTrainTimesteps}`);
   }
@@ -122,8 +127,16 @@ export function parseSchedulerConfig(json: unknown, source = 'scheduler_config.j
   const predictionType = readEnum(obj, source, 'prediction_type', PREDICTION_TYPES, 'epsilon');
 
   return {
-    className, numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, stepsOffset, setAlphaToOne,
-    timestepSpacing, predictionType,
+    className,
+    numTrainTimesteps,
+    betaStart,
+    betaEnd,
+    betaSchedule,
+    trainedBetas,
+    stepsOffset,
+    setAlphaToOne,
+    timestepSpacing,
+    predictionType,
   };
 }
 
@@ -164,7 +177,7 @@ function betas(cfg: SchedulerConfig): Float64Array {
       return linspace(Math.sqrt(cfg.betaStart), Math.sqrt(cfg.betaEnd), n).map((b) => b * b);
     case 'squaredcos_cap_v2': {
       // Glide / improved-DDPM cosine schedule, as diffusers betas_for_alpha_bar(max_beta = 0.999).
-      const alphaBar = (t: number) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
+      const alphaBar = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
       const out = new Float64Array(n);
       for (let i = 0; i < n; i++) out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), 0.999);
       return out;
@@ -187,7 +200,9 @@ export function alphasCumprod(cfg: SchedulerConfig): Float64Array {
 
 function checkSteps(cfg: SchedulerConfig, steps: number): void {
   if (!Number.isInteger(steps) || steps < 1 || steps > cfg.numTrainTimesteps) {
-    throw new Error(`inference steps must be an integer from 1 to ${cfg.numTrainTimesteps} (the model's num_train_timesteps); got ${steps}`);
+    throw new Error(
+      `inference steps must be an integer from 1 to ${cfg.numTrainTimesteps} (the model's num_train_timesteps); got ${steps}`,
+    );
   }
 }
 
@@ -226,7 +241,9 @@ export function inferenceTimesteps(cfg: SchedulerConfig, steps: number): number[
   }
   // Only leading spacing with a large steps_offset can leave the trained range; diffusers would index past the table.
   if (out[0] > n - 1 || out[steps - 1] < 0) {
-    throw new Error(`${steps} steps with ${cfg.timestepSpacing} spacing and steps_offset ${cfg.stepsOffset} give timestep ${out[0] > n - 1 ? out[0] : out[steps - 1]}, outside 0..${n - 1}; use fewer steps`);
+    throw new Error(
+      `${steps} steps with ${cfg.timestepSpacing} spacing and steps_offset ${cfg.stepsOffset} give timestep ${out[0] > n - 1 ? out[0] : out[steps - 1]}, outside 0..${n - 1}; use fewer steps`,
+    );
   }
   return out;
 }
@@ -283,8 +300,12 @@ function checkLength(name: string, arr: Float32Array, n: number): void {
 
 /** Converts a model output at noise level `alpha` into (x0, eps). Works in place into the out arrays when given. */
 export function toX0Eps(
-  modelOut: Float32Array, sample: Float32Array, alpha: number, type: PredictionType,
-  outX0?: Float32Array, outEps?: Float32Array,
+  modelOut: Float32Array,
+  sample: Float32Array,
+  alpha: number,
+  type: PredictionType,
+  outX0?: Float32Array,
+  outEps?: Float32Array,
 ): { x0: Float32Array; eps: Float32Array } {
   checkAlpha('alpha', alpha, false);
   const n = sample.length;
@@ -338,7 +359,11 @@ export function toX0Eps(
  * 'v_prediction').eps and pass it here with type 'epsilon'.
  */
 export function ddimMove(
-  modelOut: Float32Array, sample: Float32Array, alphaFrom: number, alphaTo: number, type: PredictionType,
+  modelOut: Float32Array,
+  sample: Float32Array,
+  alphaFrom: number,
+  alphaTo: number,
+  type: PredictionType,
   out?: Float32Array,
 ): Float32Array {
   checkAlpha('alphaFrom', alphaFrom, false);

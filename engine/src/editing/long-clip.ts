@@ -16,7 +16,8 @@ export interface ChunkSpan {
 /** Chunks of `chunk` new frames each, every one after the first preceded by `overlap` frames of the previous. */
 export function planChunks(total: number, chunk: number, overlap: number): ChunkSpan[] {
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`chunk size must be a positive integer, got ${chunk}`);
-  if (!Number.isInteger(overlap) || overlap < 0) throw new Error(`chunk overlap must be a non-negative integer, got ${overlap}`);
+  if (!Number.isInteger(overlap) || overlap < 0)
+    throw new Error(`chunk overlap must be a non-negative integer, got ${overlap}`);
   const spans: ChunkSpan[] = [];
   for (let s = 0; s < total; s += chunk) {
     const lead = s === 0 ? 0 : Math.min(overlap, s);
@@ -72,13 +73,18 @@ export class OverlapStitcher {
   private held?: { frames: ImageBatch; mask?: Planes };
   constructor(readonly overlap: number) {}
 
-  push(edited: ImageBatch, lead: number, mask?: { data: Float32Array; per: number }): { frames: ImageBatch; mask?: Float32Array } {
+  push(
+    edited: ImageBatch,
+    lead: number,
+    mask?: { data: Float32Array; per: number },
+  ): { frames: ImageBatch; mask?: Float32Array } {
     const per = 3 * edited.height * edited.width;
     const data = Float32Array.from(edited.data);
     const m: Planes | undefined = mask && { n: edited.n, per: mask.per, data: Float32Array.from(mask.data) };
     if (lead > 0) {
       const held = this.held;
-      if (!held || held.frames.n !== lead) throw new Error(`overlap stitcher: chunk repeats ${lead} frames but ${held?.frames.n ?? 0} are held`);
+      if (!held || held.frames.n !== lead)
+        throw new Error(`overlap stitcher: chunk repeats ${lead} frames but ${held?.frames.n ?? 0} are held`);
       crossfadeWeights(lead).forEach((wNew, j) => {
         blendInto(data, j * per, held.frames.data, j * per, per, wNew);
         if (m && held.mask) blendInto(m.data, j * m.per, held.mask.data, j * m.per, m.per, wNew);
@@ -90,7 +96,10 @@ export class OverlapStitcher {
       frames: { n: hold, height: edited.height, width: edited.width, data: data.slice(ready * per) },
       mask: m && tail(m, hold),
     };
-    return { frames: { n: ready, height: edited.height, width: edited.width, data: data.slice(0, ready * per) }, mask: m && m.data.slice(0, ready * m.per) };
+    return {
+      frames: { n: ready, height: edited.height, width: edited.width, data: data.slice(0, ready * per) },
+      mask: m && m.data.slice(0, ready * m.per),
+    };
   }
 
   /** The held-back frames of the last chunk (none when nothing is held). */
@@ -127,7 +136,12 @@ export async function editInChunks(
     if (r.mask) masks.push(r.mask);
   };
   for (const span of planChunks(frames.n, chunk, overlap)) {
-    const input: ImageBatch = { n: span.count, height: frames.height, width: frames.width, data: frames.data.slice(span.start * per, (span.start + span.count) * per) };
+    const input: ImageBatch = {
+      n: span.count,
+      height: frames.height,
+      width: frames.width,
+      data: frames.data.slice(span.start * per, (span.start + span.count) * per),
+    };
     const r = await edit(input, span);
     if (r.mask) maskPer = r.mask.length / r.frames.n;
     collect(stitcher.push(r.frames, span.lead, r.mask ? { data: r.mask, per: maskPer } : undefined));

@@ -28,11 +28,23 @@ interface Preprocess {
 
 function readPreprocess(dir: string): Preprocess {
   const file = path.join(dir, 'preprocessor_config.json');
-  const fallback: Preprocess = { size: 224, mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] };
+  const fallback: Preprocess = {
+    size: 224,
+    mean: [0.48145466, 0.4578275, 0.40821073],
+    std: [0.26862954, 0.26130258, 0.27577711],
+  };
   if (!fs.existsSync(file)) return fallback;
-  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { crop_size?: number | { height?: number }; image_mean?: number[]; image_std?: number[] };
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    crop_size?: number | { height?: number };
+    image_mean?: number[];
+    image_std?: number[];
+  };
   const crop = typeof j.crop_size === 'number' ? j.crop_size : j.crop_size?.height;
-  return { size: crop ?? fallback.size, mean: (j.image_mean as Preprocess['mean']) ?? fallback.mean, std: (j.image_std as Preprocess['std']) ?? fallback.std };
+  return {
+    size: crop ?? fallback.size,
+    mean: (j.image_mean as Preprocess['mean']) ?? fallback.mean,
+    std: (j.image_std as Preprocess['std']) ?? fallback.std,
+  };
 }
 
 /** Shorter side to `size` (bilinear), centre crop to size², CLIP normalisation; [n, 3, size, size]. */
@@ -58,7 +70,9 @@ export function clipPixels(frames: ImageBatch, p: Preprocess): Float32Array {
           const x1 = Math.min(W - 1, x0 + 1);
           const fx = sx - x0;
           const d = frames.data;
-          const v = (1 - fy) * ((1 - fx) * d[plane + y0 * W + x0] + fx * d[plane + y0 * W + x1]) + fy * ((1 - fx) * d[plane + y1 * W + x0] + fx * d[plane + y1 * W + x1]);
+          const v =
+            (1 - fy) * ((1 - fx) * d[plane + y0 * W + x0] + fx * d[plane + y0 * W + x1]) +
+            fy * ((1 - fx) * d[plane + y1 * W + x0] + fx * d[plane + y1 * W + x1]);
           out[((f * 3 + c) * S + y) * S + x] = ((v + 1) / 2 - p.mean[c]) / p.std[c];
         }
       }
@@ -88,10 +102,17 @@ export class ClipScorer {
 
   static async open(dir: string): Promise<ClipScorer> {
     const file = path.join(dir, 'model.onnx');
-    if (!fs.existsSync(file)) throw new Error(`${file}: missing; --clip-model takes a folder with a CLIP model.onnx (optimum-cli export onnx --model openai/clip-vit-base-patch32 DIR)`);
+    if (!fs.existsSync(file))
+      throw new Error(
+        `${file}: missing; --clip-model takes a folder with a CLIP model.onnx (optimum-cli export onnx --model openai/clip-vit-base-patch32 DIR)`,
+      );
     const session = await ort.InferenceSession.create(file);
-    for (const name of ['input_ids', 'pixel_values']) if (!session.inputNames.includes(name)) throw new Error(`${file}: no input "${name}"; expected a CLIP export with input_ids and pixel_values`);
-    for (const name of ['text_embeds', 'image_embeds']) if (!session.outputNames.includes(name)) throw new Error(`${file}: no output "${name}"; expected a CLIP export with text_embeds and image_embeds`);
+    for (const name of ['input_ids', 'pixel_values'])
+      if (!session.inputNames.includes(name))
+        throw new Error(`${file}: no input "${name}"; expected a CLIP export with input_ids and pixel_values`);
+    for (const name of ['text_embeds', 'image_embeds'])
+      if (!session.outputNames.includes(name))
+        throw new Error(`${file}: no output "${name}"; expected a CLIP export with text_embeds and image_embeds`);
     return new ClipScorer(session, ClipTokenizer.fromFolder(dir), readPreprocess(dir));
   }
 
@@ -103,7 +124,8 @@ export class ClipScorer {
       input_ids: new ort.Tensor('int64', idsTensorData([enc.ids], 'int64'), [1, L]),
       pixel_values: new ort.Tensor('float32', clipPixels(frames, this.pre), [frames.n, 3, S, S]),
     };
-    if (this.session.inputNames.includes('attention_mask')) feeds.attention_mask = new ort.Tensor('int64', idsTensorData([enc.attentionMask], 'int64'), [1, L]);
+    if (this.session.inputNames.includes('attention_mask'))
+      feeds.attention_mask = new ort.Tensor('int64', idsTensorData([enc.attentionMask], 'int64'), [1, L]);
     const out = await this.session.run(feeds);
     const img = out.image_embeds.data as Float32Array;
     const txt = out.text_embeds.data as Float32Array;

@@ -75,7 +75,7 @@ const FONT_SRC: Record<string, string> = {
   '-': '..... ..... ..... ##### ..... ..... .....',
   '+': '..... ..#.. ..#.. ##### ..#.. ..#.. .....',
   '=': '..... ..... ##### ..... ##### ..... .....',
-  '_': '..... ..... ..... ..... ..... ..... #####',
+  _: '..... ..... ..... ..... ..... ..... #####',
   ':': '..... .##.. .##.. ..... .##.. .##.. .....',
   '/': '..... ....# ...#. ..#.. .#... #.... .....',
   '(': '...#. ..#.. .#... .#... .#... ..#.. ...#.',
@@ -102,7 +102,15 @@ export function labelWidth(label: string, fs = 1): number {
   return label.length === 0 ? 0 : (label.length * (GLYPH_W + 1) - 1) * fs;
 }
 
-export function fill(rgb: Uint8Array, width: number, x: number, y: number, w: number, h: number, colour: [number, number, number]): void {
+export function fill(
+  rgb: Uint8Array,
+  width: number,
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+  colour: [number, number, number],
+): void {
   for (let yy = y; yy < y + h; yy++) {
     for (let xx = x; xx < x + w; xx++) {
       const i = (yy * width + xx) * 3;
@@ -148,18 +156,23 @@ export function contactSheet(rows: ContactSheetRow[], opts: ContactSheetOptions 
   if (rows.length === 0) throw new Error('contactSheet: no rows');
   const maxColumns = opts.maxColumns ?? 8;
   const gap = opts.gap ?? 4;
-  if (!Number.isInteger(maxColumns) || maxColumns < 1) throw new Error(`contactSheet: maxColumns must be a positive integer, got ${maxColumns}`);
-  if (!Number.isInteger(gap) || gap < 0) throw new Error(`contactSheet: gap must be a non-negative integer, got ${gap}`);
+  if (!Number.isInteger(maxColumns) || maxColumns < 1)
+    throw new Error(`contactSheet: maxColumns must be a positive integer, got ${maxColumns}`);
+  if (!Number.isInteger(gap) || gap < 0)
+    throw new Error(`contactSheet: gap must be a non-negative integer, got ${gap}`);
   for (const r of rows) {
     const f = r.frames;
     if (f.data.length !== f.n * 3 * f.height * f.width) {
-      throw new Error(`contactSheet: row "${r.label}" is ${f.n}x3x${f.height}x${f.width} but has ${f.data.length} values`);
+      throw new Error(
+        `contactSheet: row "${r.label}" is ${f.n}x3x${f.height}x${f.width} but has ${f.data.length} values`,
+      );
     }
   }
   const frameW = Math.max(...rows.map((r) => r.frames.width));
   const frameH = Math.max(...rows.map((r) => r.frames.height));
   const scale = opts.scale ?? Math.max(1, Math.floor(DEFAULT_TARGET_HEIGHT / Math.max(1, frameH)));
-  if (!Number.isInteger(scale) || scale < 1) throw new Error(`contactSheet: scale must be a positive integer, got ${scale}`);
+  if (!Number.isInteger(scale) || scale < 1)
+    throw new Error(`contactSheet: scale must be a positive integer, got ${scale}`);
 
   const cellW = frameW * scale;
   const cellH = frameH * scale;

@@ -8,7 +8,16 @@ import { inversionEdit } from '../editing/pipelines/inversion-edit';
 import { editInChunks, planChunks } from '../editing/long-clip';
 import { sdedit } from '../editing/pipelines/sdedit';
 import type { DiffusionModel } from '../models/sd-model';
-import { colourError, maskedPsnr, maskedSsim, maskIoU, meanColour, psnr, regionOcclusion, warpErrorPerPair } from './metrics';
+import {
+  colourError,
+  maskedPsnr,
+  maskedSsim,
+  maskIoU,
+  meanColour,
+  psnr,
+  regionOcclusion,
+  warpErrorPerPair,
+} from './metrics';
 import type { Rgb } from './synthetic-scene';
 
 export interface MethodSpec {
@@ -45,12 +54,51 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
   const lc = d.latentCorrection ?? { steps: 10, weights: [0.25, 0.5, 0.25] as [number, number, number] };
   const smoothing = d.maskSmoothing || 0.25;
   const methods: MethodSpec[] = [
-    { id: 'sdedit', label: 'SDEdit', description: `SDEdit baseline, strength ${SDEDIT_STRENGTH}, one shared noise for all frames, no mask`, kind: 'sdedit', autoMask: false },
-    { id: 'inversion', label: 'inversion', description: 'DDIM inversion + direct inversion, no mask', kind: 'inversion', autoMask: false },
-    { id: 'inversion+mask', label: '+ auto mask', description: 'inversion with the InvEdit automatic mask (threshold 0.5), hard edges', kind: 'inversion', autoMask: true },
-    { id: '+smoothing', label: '+ mask smoothing', description: `+ motion-compensated temporal smoothing of the mask score (a = ${smoothing})`, kind: 'inversion', autoMask: true, consistency: { maskSmoothing: smoothing } },
-    { id: '+dilate', label: '+ dilate 1 (ablation)', description: '+ smoothing + mask dilated by 1 latent pixel', kind: 'inversion', autoMask: true, consistency: { maskSmoothing: smoothing, maskDilate: 1 } },
-    { id: '+soft-edge', label: '+ soft edge', description: '+ smoothing + 1-pixel outward soft edge', kind: 'inversion', autoMask: true, consistency: { maskSmoothing: smoothing, softEdge: 1 } },
+    {
+      id: 'sdedit',
+      label: 'SDEdit',
+      description: `SDEdit baseline, strength ${SDEDIT_STRENGTH}, one shared noise for all frames, no mask`,
+      kind: 'sdedit',
+      autoMask: false,
+    },
+    {
+      id: 'inversion',
+      label: 'inversion',
+      description: 'DDIM inversion + direct inversion, no mask',
+      kind: 'inversion',
+      autoMask: false,
+    },
+    {
+      id: 'inversion+mask',
+      label: '+ auto mask',
+      description: 'inversion with the InvEdit automatic mask (threshold 0.5), hard edges',
+      kind: 'inversion',
+      autoMask: true,
+    },
+    {
+      id: '+smoothing',
+      label: '+ mask smoothing',
+      description: `+ motion-compensated temporal smoothing of the mask score (a = ${smoothing})`,
+      kind: 'inversion',
+      autoMask: true,
+      consistency: { maskSmoothing: smoothing },
+    },
+    {
+      id: '+dilate',
+      label: '+ dilate 1 (ablation)',
+      description: '+ smoothing + mask dilated by 1 latent pixel',
+      kind: 'inversion',
+      autoMask: true,
+      consistency: { maskSmoothing: smoothing, maskDilate: 1 },
+    },
+    {
+      id: '+soft-edge',
+      label: '+ soft edge',
+      description: '+ smoothing + 1-pixel outward soft edge',
+      kind: 'inversion',
+      autoMask: true,
+      consistency: { maskSmoothing: smoothing, softEdge: 1 },
+    },
     {
       id: '+latent-correction',
       label: '+ latent correction',
@@ -70,7 +118,8 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
     {
       id: '+anchor-stats',
       label: '+ anchor stats',
-      description: '+ latent correction + per-frame latent mean/std aligned to the first frame inside the mask, every step',
+      description:
+        '+ latent correction + per-frame latent mean/std aligned to the first frame inside the mask, every step',
       kind: 'inversion',
       autoMask: true,
       consistency: { maskSmoothing: smoothing, softEdge: 1, latentCorrection: lc, anchorStats: true },
@@ -78,25 +127,57 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
     {
       id: 'true-mask',
       label: 'true mask + latent correction (reference)',
-      description: 'the ground-truth object mask instead of the automatic one, + latent correction: the flicker left when the mask is perfect',
+      description:
+        'the ground-truth object mask instead of the automatic one, + latent correction: the flicker left when the mask is perfect',
       kind: 'inversion',
       autoMask: false,
       trueMask: true,
       consistency: { latentCorrection: lc },
     },
-    { id: 'correction-no-mask', label: 'correction, no mask (ablation)', description: 'inversion + latent correction over the whole frame, no mask', kind: 'inversion', autoMask: false, consistency: { latentCorrection: lc } },
+    {
+      id: 'correction-no-mask',
+      label: 'correction, no mask (ablation)',
+      description: 'inversion + latent correction over the whole frame, no mask',
+      kind: 'inversion',
+      autoMask: false,
+      consistency: { latentCorrection: lc },
+    },
     {
       id: 'threshold-0.7',
       label: 'default, mask threshold 0.7 (ablation)',
-      description: 'the job defaults with the automatic mask thresholded at 0.7 instead of 0.5 (`mask: {type: "auto", threshold: 0.7}`)',
+      description:
+        'the job defaults with the automatic mask thresholded at 0.7 instead of 0.5 (`mask: {type: "auto", threshold: 0.7}`)',
       kind: 'inversion',
       autoMask: true,
       threshold: 0.7,
       consistency: d,
     },
-    { id: 'default', label: 'job default', description: `the job defaults (ConsistencySpec): ${describeConsistency(d)}`, kind: 'inversion', autoMask: true, consistency: d },
-    { id: 'chunked', label: 'default, chunks, no overlap', description: 'the job defaults edited in independent chunks', kind: 'inversion', autoMask: true, consistency: d, chunkOverlap: 0 },
-    { id: 'chunked+overlap', label: 'default, chunks + overlap', description: `the job defaults in chunks overlapping by ${d.chunkOverlap || 4} frames, crossfaded`, kind: 'inversion', autoMask: true, consistency: d, chunkOverlap: d.chunkOverlap || 4 },
+    {
+      id: 'default',
+      label: 'job default',
+      description: `the job defaults (ConsistencySpec): ${describeConsistency(d)}`,
+      kind: 'inversion',
+      autoMask: true,
+      consistency: d,
+    },
+    {
+      id: 'chunked',
+      label: 'default, chunks, no overlap',
+      description: 'the job defaults edited in independent chunks',
+      kind: 'inversion',
+      autoMask: true,
+      consistency: d,
+      chunkOverlap: 0,
+    },
+    {
+      id: 'chunked+overlap',
+      label: 'default, chunks + overlap',
+      description: `the job defaults in chunks overlapping by ${d.chunkOverlap || 4} frames, crossfaded`,
+      kind: 'inversion',
+      autoMask: true,
+      consistency: d,
+      chunkOverlap: d.chunkOverlap || 4,
+    },
   ];
   return { methods, defaultId: 'default' };
 }
@@ -104,7 +185,9 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
 export function describeConsistency(c: ConsistencyParams): string {
   const lc = c.latentCorrection;
   return [
-    lc ? `latent correction ${lc.steps} steps ${lc.weights.map((w) => +w.toFixed(3)).join('/')}` : 'no latent correction',
+    lc
+      ? `latent correction ${lc.steps} steps ${lc.weights.map((w) => +w.toFixed(3)).join('/')}`
+      : 'no latent correction',
     `mask smoothing ${c.maskSmoothing ?? 0}`,
     c.maskSeed ? `mask seeds ${c.maskSeed}` : 'no mask seeds',
     `dilate ${c.maskDilate ?? 0}`,
@@ -179,10 +262,25 @@ export interface RunSettings {
   batchSize: number;
 }
 
-async function runMethod(model: DiffusionModel, m: MethodSpec, frames: ImageBatch, prompt: string, sourcePrompt: string, s: RunSettings, truth?: MaskBatch): Promise<{ frames: ImageBatch; mask?: Float32Array }> {
+async function runMethod(
+  model: DiffusionModel,
+  m: MethodSpec,
+  frames: ImageBatch,
+  prompt: string,
+  sourcePrompt: string,
+  s: RunSettings,
+  truth?: MaskBatch,
+): Promise<{ frames: ImageBatch; mask?: Float32Array }> {
   if (m.trueMask && !truth) throw new Error(`method ${m.id} needs a clip with a ground-truth object mask`);
   if (m.kind === 'sdedit') {
-    const r = await sdedit(model, frames, { prompt, steps: s.steps, strength: SDEDIT_STRENGTH, guidance: 1, seed: SDEDIT_SEED, batchSize: s.batchSize });
+    const r = await sdedit(model, frames, {
+      prompt,
+      steps: s.steps,
+      strength: SDEDIT_STRENGTH,
+      guidance: 1,
+      seed: SDEDIT_SEED,
+      batchSize: s.batchSize,
+    });
     return { frames: r.frames };
   }
   const edit = async (f: ImageBatch) => {
@@ -205,7 +303,13 @@ async function runMethod(model: DiffusionModel, m: MethodSpec, frames: ImageBatc
 }
 
 /** Runs one method on one clip and measures it. */
-export async function evaluateMethod(model: DiffusionModel, m: MethodSpec, clip: EvalClip, s: RunSettings, o: { roundTrip?: boolean } = {}): Promise<MethodResult> {
+export async function evaluateMethod(
+  model: DiffusionModel,
+  m: MethodSpec,
+  clip: EvalClip,
+  s: RunSettings,
+  o: { roundTrip?: boolean } = {},
+): Promise<MethodResult> {
   const { frames } = clip;
   const evals0 = model.stats.unetEvals;
   const t0 = performance.now();
@@ -214,7 +318,8 @@ export async function evaluateMethod(model: DiffusionModel, m: MethodSpec, clip:
   const unetEvalsPerFrame = (model.stats.unetEvals - evals0) / frames.n;
   const { n, height: H, width: W } = frames;
   // The oracle's latents are at pixel resolution; a coarser latent mask is compared at its own scale upsampled.
-  const mask: MaskBatch | undefined = r.mask && r.mask.length === n * H * W ? { n, height: H, width: W, data: r.mask } : undefined;
+  const mask: MaskBatch | undefined =
+    r.mask && r.mask.length === n * H * W ? { n, height: H, width: W, data: r.mask } : undefined;
   const perPair = warpErrorPerPair(r.frames, clip.flow, clip.occlusion);
   const perPairSource = warpErrorPerPair(frames, clip.flow, clip.occlusion);
   const warpError = meanOf(perPair);
@@ -244,7 +349,8 @@ export async function evaluateMethod(model: DiffusionModel, m: MethodSpec, clip:
     res.backgroundSsim = maskedSsim(r.frames, frames, truth, 'outside');
     if (mask) res.autoMaskIoU = maskIoU(mask, truth);
     const obj = regionOcclusion(clip.occlusion, truth);
-    res.objectWarpErrorRatio = meanOf(warpErrorPerPair(r.frames, clip.flow, obj)) / meanOf(warpErrorPerPair(frames, clip.flow, obj));
+    res.objectWarpErrorRatio =
+      meanOf(warpErrorPerPair(r.frames, clip.flow, obj)) / meanOf(warpErrorPerPair(frames, clip.flow, obj));
   } else if (mask) {
     res.backgroundPsnr = db(maskedPsnr(r.frames, frames, mask, 'outside'));
     res.backgroundSsim = maskedSsim(r.frames, frames, mask, 'outside');
@@ -275,7 +381,22 @@ export function seamRatio(perPair: number[], perPairSource: number[], seams: num
 
 /** Means of the numeric fields over a method's clip results (NaN-free: absent fields are skipped). */
 export function aggregate(results: MethodResult[]): Record<string, number> {
-  const keys = ['roundTripPsnr', 'autoMaskIoU', 'maskArea', 'backgroundPsnr', 'backgroundSsim', 'colourError', 'colourErrorBefore', 'warpError', 'warpErrorSource', 'warpErrorRatio', 'objectWarpErrorRatio', 'seamWarpErrorRatio', 'unetEvalsPerFrame', 'seconds'] as const;
+  const keys = [
+    'roundTripPsnr',
+    'autoMaskIoU',
+    'maskArea',
+    'backgroundPsnr',
+    'backgroundSsim',
+    'colourError',
+    'colourErrorBefore',
+    'warpError',
+    'warpErrorSource',
+    'warpErrorRatio',
+    'objectWarpErrorRatio',
+    'seamWarpErrorRatio',
+    'unetEvalsPerFrame',
+    'seconds',
+  ] as const;
   const out: Record<string, number> = { clips: results.length };
   for (const k of keys) {
     const vals = results.map((r) => r[k]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));

@@ -19,15 +19,19 @@ function sameImageSize(a: ImageBatch, b: ImageBatch, what: string): void {
 
 function checkImageData(a: ImageBatch, what: string): void {
   const want = a.n * 3 * a.height * a.width;
-  if (a.data.length !== want) throw new Error(`${what}: image ${sizeOf(a)}x3 needs ${want} values, has ${a.data.length}`);
+  if (a.data.length !== want)
+    throw new Error(`${what}: image ${sizeOf(a)}x3 needs ${want} values, has ${a.data.length}`);
 }
 
 function maskMatches(img: ImageBatch, mask: MaskBatch, what: string): void {
   if (mask.n !== img.n || mask.height !== img.height || mask.width !== img.width) {
-    throw new Error(`${what}: mask size ${sizeOf(mask)} differs from image size ${sizeOf(img)} (frames x height x width)`);
+    throw new Error(
+      `${what}: mask size ${sizeOf(mask)} differs from image size ${sizeOf(img)} (frames x height x width)`,
+    );
   }
   const want = mask.n * mask.height * mask.width;
-  if (mask.data.length !== want) throw new Error(`${what}: mask ${sizeOf(mask)} needs ${want} values, has ${mask.data.length}`);
+  if (mask.data.length !== want)
+    throw new Error(`${what}: mask ${sizeOf(mask)} needs ${want} values, has ${mask.data.length}`);
 }
 
 function weightOf(m: number, region: Region): number {
@@ -118,7 +122,12 @@ export function meanColour(batch: ImageBatch, mask: MaskBatch, region: Region): 
  * colour, weighted like meanColour. Distance per pixel rather than distance of the mean: a half-red,
  * half-blue object averaging to purple must not score as a good purple edit. NaN when the region is empty.
  */
-export function colourError(batch: ImageBatch, mask: MaskBatch, target: [number, number, number], region: Region = 'inside'): number {
+export function colourError(
+  batch: ImageBatch,
+  mask: MaskBatch,
+  target: [number, number, number],
+  region: Region = 'inside',
+): number {
   checkImageData(batch, 'colourError');
   maskMatches(batch, mask, 'colourError');
   const hw = batch.height * batch.width;
@@ -148,7 +157,8 @@ export function maskIoU(a: MaskBatch, b: MaskBatch, threshold = 0.5): number {
   if (a.n !== b.n || a.height !== b.height || a.width !== b.width) {
     throw new Error(`maskIoU: mask sizes differ: ${sizeOf(a)} vs ${sizeOf(b)} (frames x height x width)`);
   }
-  if (a.data.length !== b.data.length) throw new Error(`maskIoU: mask data lengths differ: ${a.data.length} vs ${b.data.length}`);
+  if (a.data.length !== b.data.length)
+    throw new Error(`maskIoU: mask data lengths differ: ${a.data.length} vs ${b.data.length}`);
   let inter = 0;
   let union = 0;
   for (let i = 0; i < a.data.length; i++) {
@@ -207,13 +217,18 @@ export function warpErrorPerPair(frames: ImageBatch, flow: Float32Array, occlusi
   const hw = H * W;
   const pairs = n - 1;
   if (flow.length !== pairs * 2 * hw) {
-    throw new Error(`warpError: flow has ${flow.length} values, expected ${pairs}x2x${H}x${W} = ${pairs * 2 * hw} for ${n} frames of ${H}x${W}`);
+    throw new Error(
+      `warpError: flow has ${flow.length} values, expected ${pairs}x2x${H}x${W} = ${pairs * 2 * hw} for ${n} frames of ${H}x${W}`,
+    );
   }
   if (occlusion) {
     if (occlusion.n !== pairs || occlusion.height !== H || occlusion.width !== W) {
-      throw new Error(`warpError: occlusion size ${sizeOf(occlusion)} differs from expected ${pairs}x${H}x${W} (one mask per frame pair)`);
+      throw new Error(
+        `warpError: occlusion size ${sizeOf(occlusion)} differs from expected ${pairs}x${H}x${W} (one mask per frame pair)`,
+      );
     }
-    if (occlusion.data.length !== pairs * hw) throw new Error(`warpError: occlusion needs ${pairs * hw} values, has ${occlusion.data.length}`);
+    if (occlusion.data.length !== pairs * hw)
+      throw new Error(`warpError: occlusion needs ${pairs * hw} values, has ${occlusion.data.length}`);
   }
   const d = frames.data;
   const out: number[] = [];
@@ -266,7 +281,16 @@ export function regionOcclusion(occlusion: MaskBatch, region: MaskBatch): MaskBa
  * is 7×7, r = 3), C1 = (0.01·L)², C2 = (0.03·L)², L = 2 for [-1, 1] images, sample covariance (N − 1). Windows are
  * clipped at the border rather than padded.
  */
-function ssimPlane(a: Float32Array, ao: number, b: Float32Array, bo: number, H: number, W: number, r: number, out: Float64Array): void {
+function ssimPlane(
+  a: Float32Array,
+  ao: number,
+  b: Float32Array,
+  bo: number,
+  H: number,
+  W: number,
+  r: number,
+  out: Float64Array,
+): void {
   const C1 = (0.01 * 2) ** 2;
   const C2 = (0.03 * 2) ** 2;
   for (let y = 0; y < H; y++) {

@@ -30,7 +30,11 @@ export function maskOverlay(source: ImageBatch, auto: MaskBatch, truth: MaskBatc
   const { n, height: H, width: W } = source;
   const hw = H * W;
   const data = new Float32Array(n * 3 * hw);
-  const tint: Record<string, [number, number, number]> = { tp: [-0.2, 0.9, -0.2], fp: [0.95, -0.3, -0.3], fn: [-0.3, -0.2, 0.95] };
+  const tint: Record<string, [number, number, number]> = {
+    tp: [-0.2, 0.9, -0.2],
+    fp: [0.95, -0.3, -0.3],
+    fn: [-0.3, -0.2, 0.95],
+  };
   for (let f = 0; f < n; f++) {
     for (let p = 0; p < hw; p++) {
       const a = auto.data[f * hw + p] > 0.5;
@@ -49,7 +53,8 @@ export function maskOverlay(source: ImageBatch, auto: MaskBatch, truth: MaskBatc
 export function maskFrames(mask: MaskBatch): ImageBatch {
   const hw = mask.height * mask.width;
   const data = new Float32Array(mask.n * 3 * hw);
-  for (let f = 0; f < mask.n; f++) for (let c = 0; c < 3; c++) for (let p = 0; p < hw; p++) data[(f * 3 + c) * hw + p] = mask.data[f * hw + p] * 2 - 1;
+  for (let f = 0; f < mask.n; f++)
+    for (let c = 0; c < 3; c++) for (let p = 0; p < hw; p++) data[(f * 3 + c) * hw + p] = mask.data[f * hw + p] * 2 - 1;
   return { n: mask.n, height: mask.height, width: mask.width, data };
 }
 
@@ -124,7 +129,8 @@ export function lineChartPng(series: Series[], o: ChartOptions): Buffer {
     for (let j = 0; j < s.values.length; j++) {
       if (!Number.isFinite(s.values[j])) continue;
       fill(rgb, width, xs(j) - 1, ys(s.values[j]) - 1, 3, 3, colour);
-      if (j + 1 < s.values.length && Number.isFinite(s.values[j + 1])) line(rgb, width, xs(j), ys(s.values[j]), xs(j + 1), ys(s.values[j + 1]), colour);
+      if (j + 1 < s.values.length && Number.isFinite(s.values[j + 1]))
+        line(rgb, width, xs(j), ys(s.values[j]), xs(j + 1), ys(s.values[j + 1]), colour);
     }
   });
   return encodePng(rgb, width, height, 3);

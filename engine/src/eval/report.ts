@@ -63,12 +63,24 @@ function fmt(v: number | undefined | null, digits = 3): string {
 export function serialisable(r: MethodResult): EvalReport['clips'][number]['results'][string] {
   const { output: _o, mask: _m, perPairWarpError: _p, perPairWarpErrorSource: _s, ...rest } = r;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(rest)) out[k] = typeof v === 'number' ? round(v, 5) : Array.isArray(v) ? v.map((x) => (typeof x === 'number' ? round(x, 4) : x)) : v;
+  for (const [k, v] of Object.entries(rest))
+    out[k] =
+      typeof v === 'number'
+        ? round(v, 5)
+        : Array.isArray(v)
+          ? v.map((x) => (typeof x === 'number' ? round(x, 4) : x))
+          : v;
   return out as EvalReport['clips'][number]['results'][string];
 }
 
 /** Pictures of one clip; returns the written paths relative to the report folder. */
-export function writeClipPictures(dir: string, clip: EvalClip, methods: MethodSpec[], results: Map<string, MethodResult>, highlight: string[]): string[] {
+export function writeClipPictures(
+  dir: string,
+  clip: EvalClip,
+  methods: MethodSpec[],
+  results: Map<string, MethodResult>,
+  highlight: string[],
+): string[] {
   const pics = path.join(dir, 'pictures');
   fs.mkdirSync(pics, { recursive: true });
   const written: string[] = [];
@@ -89,7 +101,11 @@ export function writeClipPictures(dir: string, clip: EvalClip, methods: MethodSp
     const r = results.get(id);
     if (!r?.mask) continue;
     maskRows.push({ label: `${id.toUpperCase()} MASK`, frames: maskFrames(r.mask) });
-    if (clip.objectMask) maskRows.push({ label: `${id.toUpperCase()} VS TRUTH`, frames: maskOverlay(clip.frames, r.mask, clip.objectMask) });
+    if (clip.objectMask)
+      maskRows.push({
+        label: `${id.toUpperCase()} VS TRUTH`,
+        frames: maskOverlay(clip.frames, r.mask, clip.objectMask),
+      });
   }
   if (maskRows.length > 1) write(`${clip.name}-masks.png`, contactSheetPng(maskRows, { maxColumns: 8 }));
 
@@ -100,7 +116,8 @@ export function writeClipPictures(dir: string, clip: EvalClip, methods: MethodSp
     const r = results.get(m.id);
     // Methods without a mask repaint the background and sit an order of magnitude higher; they would flatten the
     // lines that differ (their figures are in the tables).
-    if (r && r.mask && (highlight.includes(m.id) || m.chunkOverlap !== undefined)) series.push({ label: m.id, values: r.perPairWarpError });
+    if (r && r.mask && (highlight.includes(m.id) || m.chunkOverlap !== undefined))
+      series.push({ label: m.id, values: r.perPairWarpError });
   }
   if (series.length) {
     const seams = [...results.values()].find((r) => r.seamFrames?.length)?.seamFrames;
@@ -115,14 +132,23 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
   const s = r.summary;
   lines.push(`# Reshoot evaluation: ${r.suite} suite`, '');
   lines.push(`Command: \`${r.command}\`  `);
-  lines.push(`Machine: ${r.machine.cpu} (${r.machine.cores} cores), ${r.machine.memoryGiB} GiB, ${r.machine.platform}, Node ${r.machine.node}. Date: ${r.date}.  `);
-  lines.push(`Model: ${r.model.name} (${r.model.dir}). Settings: ${Object.entries(r.settings).map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(', ')}.`, '');
+  lines.push(
+    `Machine: ${r.machine.cpu} (${r.machine.cores} cores), ${r.machine.memoryGiB} GiB, ${r.machine.platform}, Node ${r.machine.node}. Date: ${r.date}.  `,
+  );
+  lines.push(
+    `Model: ${r.model.name} (${r.model.dir}). Settings: ${Object.entries(r.settings)
+      .map(([k, v]) => `${k} ${JSON.stringify(v)}`)
+      .join(', ')}.`,
+    '',
+  );
   lines.push('## Summary (job default method)', '');
   lines.push('| figure | value |', '|---|---|');
   lines.push(`| round trip PSNR (target = source prompt) | ${fmt(s.roundTripPsnr, 1)} dB |`);
   lines.push(`| plain DDIM inversion round trip PSNR | ${fmt(s.inversionRoundTripPsnr, 1)} dB |`);
   lines.push(`| automatic mask IoU vs true object | ${fmt(s.autoMaskIoU)} |`);
-  lines.push(`| background PSNR outside the true object | ${fmt(s.backgroundPsnr, 1)} dB (no mask: ${fmt(s.backgroundPsnrNoMask, 1)} dB) |`);
+  lines.push(
+    `| background PSNR outside the true object | ${fmt(s.backgroundPsnr, 1)} dB (no mask: ${fmt(s.backgroundPsnrNoMask, 1)} dB) |`,
+  );
   lines.push(`| warp error ratio, edit ÷ source | ${fmt(s.warpErrorRatio)} |`);
   lines.push(`| peak RSS ratio, long ÷ short clip | ${fmt(s.peakRssRatio)} |`, '');
   lines.push('∞ = identical (PSNR of identical images; stored as 100 in report.json).', '');
@@ -149,19 +175,30 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
   for (const c of r.clips) {
     lines.push(`### ${c.name}: ${c.description}`, '');
     lines.push(`${c.frames} frames, ${c.width}×${c.height}, flow: ${c.flow}.`, '');
-    lines.push('| method | IoU | bg PSNR dB | colour err | WE | WE ratio | object WE ratio | seam WE ratio | s |', '|---|---|---|---|---|---|---|---|---|');
+    lines.push(
+      '| method | IoU | bg PSNR dB | colour err | WE | WE ratio | object WE ratio | seam WE ratio | s |',
+      '|---|---|---|---|---|---|---|---|---|',
+    );
     for (const [id, x] of Object.entries(c.results)) {
-      lines.push(`| ${id} | ${fmt(x.autoMaskIoU)} | ${fmt(x.backgroundPsnr, 1)} | ${fmt(x.colourError)} | ${fmt(x.warpError)} | ${fmt(x.warpErrorRatio)} | ${fmt(x.objectWarpErrorRatio)} | ${fmt(x.seamWarpErrorRatio)} | ${fmt(x.seconds, 2)} |`);
+      lines.push(
+        `| ${id} | ${fmt(x.autoMaskIoU)} | ${fmt(x.backgroundPsnr, 1)} | ${fmt(x.colourError)} | ${fmt(x.warpError)} | ${fmt(x.warpErrorRatio)} | ${fmt(x.objectWarpErrorRatio)} | ${fmt(x.seamWarpErrorRatio)} | ${fmt(x.seconds, 2)} |`,
+      );
     }
     lines.push('');
-    for (const p of r.pictures.filter((p) => path.basename(p).startsWith(`${c.name}-`))) lines.push(`![${path.basename(p)}](${p})`);
+    for (const p of r.pictures.filter((p) => path.basename(p).startsWith(`${c.name}-`)))
+      lines.push(`![${path.basename(p)}](${p})`);
     lines.push('');
   }
   lines.push('## Peak memory', '');
-  if (r.pictures.includes(path.join('pictures', 'peak-rss.png'))) lines.push(`![peak-rss.png](${path.join('pictures', 'peak-rss.png')})`, '');
+  if (r.pictures.includes(path.join('pictures', 'peak-rss.png')))
+    lines.push(`![peak-rss.png](${path.join('pictures', 'peak-rss.png')})`, '');
   lines.push('```json', JSON.stringify(r.peakRss, null, 2), '```', '');
-  lines.push('## CLIP metrics', '', typeof r.clipMetrics === 'string' ? r.clipMetrics : '```json\n' + JSON.stringify(r.clipMetrics, null, 2) + '\n```', '');
+  lines.push(
+    '## CLIP metrics',
+    '',
+    typeof r.clipMetrics === 'string' ? r.clipMetrics : '```json\n' + JSON.stringify(r.clipMetrics, null, 2) + '\n```',
+    '',
+  );
   if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
 }
-

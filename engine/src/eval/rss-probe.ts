@@ -48,7 +48,13 @@ async function main(): Promise<void> {
     };
     const result = await runJob(req, plan, { worker, seed: 1, onProgress });
     // maxRSS is in kibibytes on Linux and macOS (getrusage); Node reports it as is.
-    const out: ProbeResult = { maxRssKiB: process.resourceUsage().maxRSS, rssPerChunkMiB, frames: result.frames, seconds: result.seconds, unetEvaluations: result.unetEvaluations };
+    const out: ProbeResult = {
+      maxRssKiB: process.resourceUsage().maxRSS,
+      rssPerChunkMiB,
+      frames: result.frames,
+      seconds: result.seconds,
+      unetEvaluations: result.unetEvaluations,
+    };
     process.stdout.write(JSON.stringify(out) + '\n');
   } finally {
     await worker.terminate();

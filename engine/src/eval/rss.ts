@@ -35,7 +35,9 @@ export interface RssMeasurement {
 
 function probeScript(): string {
   // Under jest this module is TypeScript; the child needs the compiled JavaScript, like the compute worker.
-  const own = __filename.endsWith('.ts') ? path.resolve(__dirname, '../../../dist/engine/src/eval/rss-probe.js') : path.join(__dirname, 'rss-probe.js');
+  const own = __filename.endsWith('.ts')
+    ? path.resolve(__dirname, '../../../dist/engine/src/eval/rss-probe.js')
+    : path.join(__dirname, 'rss-probe.js');
   if (!fs.existsSync(own)) throw new Error(`${own} is missing; run \`npm run build\` first`);
   return own;
 }
@@ -50,7 +52,12 @@ function runProbe(args: ProbeArgs): Promise<ProbeResult> {
     child.on('error', reject);
     child.on('close', (code) => {
       const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`peak-memory probe for ${args.input} failed (exit ${code}): ${err.trim().split('\n').slice(-3).join(' | ')}`));
+      if (code !== 0 || !line.startsWith('{'))
+        return reject(
+          new Error(
+            `peak-memory probe for ${args.input} failed (exit ${code}): ${err.trim().split('\n').slice(-3).join(' | ')}`,
+          ),
+        );
       resolve(JSON.parse(line) as ProbeResult);
     });
   });
@@ -67,7 +74,15 @@ export async function measurePeakRss(o: RssOptions): Promise<RssMeasurement> {
     const input = path.join(o.workDir, `${name}.mp4`);
     const frames = Math.round(sec * fps);
     // An orange square crossing a blue gradient; the oracle reads the square as the object.
-    await makeTestClip({ file: input, width, height, fps: { num: fps, den: 1 }, frames, codec: 'h264', content: 'moving-square' });
+    await makeTestClip({
+      file: input,
+      width,
+      height,
+      fps: { num: fps, den: 1 },
+      frames,
+      codec: 'h264',
+      content: 'moving-square',
+    });
     const r = await runProbe({
       input,
       output: path.join(o.workDir, `${name}.out.mp4`),

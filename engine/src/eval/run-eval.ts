@@ -11,7 +11,16 @@ import { resolveModel } from '../models/default-model';
 import { loadDiffusionModel, type DiffusionModel } from '../models/sd-model';
 import { VERSION } from '../version';
 import { ClipScorer, NO_CLIP_MODEL } from './clip-score';
-import { aggregate, db, evaluateMethod, methodTable, SDEDIT_STRENGTH, type EvalClip, type MethodResult, type RunSettings } from './harness';
+import {
+  aggregate,
+  db,
+  evaluateMethod,
+  methodTable,
+  SDEDIT_STRENGTH,
+  type EvalClip,
+  type MethodResult,
+  type RunSettings,
+} from './harness';
 import { psnr } from './metrics';
 import { estimateFlow } from '../flow/optical-flow';
 import { lineChartPng } from './pictures';
@@ -54,14 +63,27 @@ async function realClip(model: DiffusionModel, o: EvalOptions): Promise<EvalClip
   const multiple = model.info.vaeScale === 1 ? 8 : model.info.vaeScale * 8;
   const size = workingSize(info.video.displayWidth, info.video.displayHeight, model.info.nativeSize, multiple);
   const parts: ImageBatch[] = [];
-  for await (const b of decodeFrames(file, { startFrame, frameCount: count, fps, width: size.width, height: size.height, chunkFrames: count, colorMatrix: info.video.colorMatrix })) parts.push(b);
+  for await (const b of decodeFrames(file, {
+    startFrame,
+    frameCount: count,
+    fps,
+    width: size.width,
+    height: size.height,
+    chunkFrames: count,
+    colorMatrix: info.video.colorMatrix,
+  }))
+    parts.push(b);
   const per = 3 * size.width * size.height;
   const data = new Float32Array(count * per);
   parts.reduce((at, b) => (data.set(b.data, at), at + b.data.length), 0);
   const frames: ImageBatch = { n: count, height: size.height, width: size.width, data };
   const { flow, occlusion } = estimateFlow(frames);
   return {
-    name: path.basename(file).replace(/\.[^.]+$/, '').replace(/[^A-Za-z0-9_-]+/g, '-') || 'clip',
+    name:
+      path
+        .basename(file)
+        .replace(/\.[^.]+$/, '')
+        .replace(/[^A-Za-z0-9_-]+/g, '-') || 'clip',
     description: `${path.basename(file)}, frames ${startFrame}..${startFrame + count - 1}`,
     frames,
     sourcePrompt: o.sourcePrompt ?? '',
@@ -74,7 +96,13 @@ async function realClip(model: DiffusionModel, o: EvalOptions): Promise<EvalClip
 
 function machine(): EvalReport['machine'] {
   const cpus = os.cpus();
-  return { cpu: cpus[0]?.model?.trim() ?? 'unknown', cores: cpus.length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), platform: `${os.platform()} ${os.release()}`, node: process.versions.node };
+  return {
+    cpu: cpus[0]?.model?.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    platform: `${os.platform()} ${os.release()}`,
+    node: process.versions.node,
+  };
 }
 
 export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
@@ -84,7 +112,11 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
   const notes: string[] = [];
   try {
     const suite = o.clipFile ? undefined : makeSuite(o.suite ?? 'synthetic');
-    const settings: RunSettings = { steps: o.steps ?? suite?.steps ?? 50, chunk: suite?.chunk ?? 16, batchSize: o.batchSize ?? 8 };
+    const settings: RunSettings = {
+      steps: o.steps ?? suite?.steps ?? 50,
+      chunk: suite?.chunk ?? 16,
+      batchSize: o.batchSize ?? 8,
+    };
     const clips: EvalClip[] = suite
       ? suite.clips.map((c) => ({
           name: c.name,
@@ -112,13 +144,28 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
         if (m.trueMask && !clip.objectMask) continue;
         const r = await evaluateMethod(model, m, clip, settings, { roundTrip: m.id === table.defaultId });
         results.set(m.id, r);
-        log(`${clip.name} ${m.id}: warp error ratio ${r.warpErrorRatio.toFixed(3)}${r.autoMaskIoU !== undefined ? `, IoU ${r.autoMaskIoU.toFixed(3)}` : ''}${r.backgroundPsnr !== undefined ? `, background ${r.backgroundPsnr.toFixed(1)} dB` : ''}, ${r.seconds.toFixed(1)} s`);
+        log(
+          `${clip.name} ${m.id}: warp error ratio ${r.warpErrorRatio.toFixed(3)}${r.autoMaskIoU !== undefined ? `, IoU ${r.autoMaskIoU.toFixed(3)}` : ''}${r.backgroundPsnr !== undefined ? `, background ${r.backgroundPsnr.toFixed(1)} dB` : ''}, ${r.seconds.toFixed(1)} s`,
+        );
       }
       // The inversion's own accuracy: plain DDIM there and back, no direct inversion, no mask.
-      const plain = await evaluateMethod(model, { id: 'plain-ddim', label: '', description: '', kind: 'inversion', autoMask: false, plainDdim: true }, { ...clip, prompt: clip.sourcePrompt }, settings);
+      const plain = await evaluateMethod(
+        model,
+        { id: 'plain-ddim', label: '', description: '', kind: 'inversion', autoMask: false, plainDdim: true },
+        { ...clip, prompt: clip.sourcePrompt },
+        settings,
+      );
       inversionRoundTrip.push(db(psnr(plain.output!, clip.frames)));
       perClip.set(clip.name, results);
-      pictures.push(...writeClipPictures(o.outDir, clip, methods, results, ['inversion', 'inversion+mask', '+latent-correction', 'default'].filter((id) => results.has(id))));
+      pictures.push(
+        ...writeClipPictures(
+          o.outDir,
+          clip,
+          methods,
+          results,
+          ['inversion', 'inversion+mask', '+latent-correction', 'default'].filter((id) => results.has(id)),
+        ),
+      );
     }
 
     let clipMetrics: unknown = NO_CLIP_MODEL;
@@ -128,25 +175,38 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       try {
         for (const clip of clips) {
           scores[clip.name] = { source: await scorer.score(clip.frames, clip.prompt) };
-          for (const [id, r] of perClip.get(clip.name)!) scores[clip.name][id] = await scorer.score(r.output!, clip.prompt);
+          for (const [id, r] of perClip.get(clip.name)!)
+            scores[clip.name][id] = await scorer.score(r.output!, clip.prompt);
         }
       } finally {
         await scorer.release();
       }
-      clipMetrics = { model: o.clipModel, note: 'plain cosine similarities: frameConsistency over consecutive frames, textAlignment to the target prompt', scores };
+      clipMetrics = {
+        model: o.clipModel,
+        note: 'plain cosine similarities: frameConsistency over consecutive frames, textAlignment to the target prompt',
+        scores,
+      };
     }
 
     let rss: RssMeasurement | undefined;
     if (o.rss !== false) {
       log('peak memory: short and long clip through the job runner, each in its own process');
-      rss = await measurePeakRss({ modelDir, workDir: path.join(o.outDir, 'rss-work'), ...(o.rss ?? {}), threads: o.threads });
+      rss = await measurePeakRss({
+        modelDir,
+        workDir: path.join(o.outDir, 'rss-work'),
+        ...(o.rss ?? {}),
+        threads: o.threads,
+      });
       fs.rmSync(path.join(o.outDir, 'rss-work'), { recursive: true, force: true });
       const chart = lineChartPng(
         [
           { label: `${rss.long.durationSec} s clip`, values: rss.long.rssPerChunkMiB.map((v) => v ?? NaN) },
           { label: `${rss.short.durationSec} s clip`, values: rss.short.rssPerChunkMiB.map((v) => v ?? NaN) },
         ],
-        { title: 'RESIDENT MEMORY (MIB) WHILE EDITING EACH 16-FRAME STRETCH, JOB RUNNER IN ITS OWN PROCESS', xLabel: 'STRETCH' },
+        {
+          title: 'RESIDENT MEMORY (MIB) WHILE EDITING EACH 16-FRAME STRETCH, JOB RUNNER IN ITS OWN PROCESS',
+          xLabel: 'STRETCH',
+        },
       );
       fs.mkdirSync(path.join(o.outDir, 'pictures'), { recursive: true });
       fs.writeFileSync(path.join(o.outDir, 'pictures', 'peak-rss.png'), chart);
@@ -154,7 +214,9 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
     } else notes.push('peak memory not measured (--no-rss)');
 
     const all = (id: string) => clips.map((c) => perClip.get(c.name)!.get(id)).filter((r): r is MethodResult => !!r);
-    const methodRows = methods.map((m) => ({ id: m.id, label: m.label, description: m.description, metrics: roundAll(aggregate(all(m.id))) })).filter((m) => m.metrics.clips > 0);
+    const methodRows = methods
+      .map((m) => ({ id: m.id, label: m.label, description: m.description, metrics: roundAll(aggregate(all(m.id))) }))
+      .filter((m) => m.metrics.clips > 0);
     const def = aggregate(all(table.defaultId));
     const plainInv = aggregate(all('inversion'));
     const value = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? null : +v.toPrecision(5));
@@ -168,7 +230,10 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       warpErrorRatio: value(def.warpErrorRatio),
       peakRssRatio: rss ? value(rss.ratio) : null,
     };
-    if (!suite) notes.push('real clip: no ground truth, so no mask IoU or edit accuracy; background PSNR is outside each method\'s own mask; warp error uses Lucas–Kanade flow of the source');
+    if (!suite)
+      notes.push(
+        "real clip: no ground truth, so no mask IoU or edit accuracy; background PSNR is outside each method's own mask; warp error uses Lucas–Kanade flow of the source",
+      );
     notes.push('PSNR of identical images is infinite; report.json stores it as 100 dB');
     const report: EvalReport = {
       tool: 'reshoot eval',
@@ -178,7 +243,15 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       command: o.command,
       machine: machine(),
       model: { name: model.info.name, dir: modelDir },
-      settings: { steps: settings.steps, guidance: 1, strength: 1, sdeditStrength: SDEDIT_STRENGTH, chunk: settings.chunk, batchSize: settings.batchSize, size: `${clips[0].frames.width}x${clips[0].frames.height}` },
+      settings: {
+        steps: settings.steps,
+        guidance: 1,
+        strength: 1,
+        sdeditStrength: SDEDIT_STRENGTH,
+        chunk: settings.chunk,
+        batchSize: settings.batchSize,
+        size: `${clips[0].frames.width}x${clips[0].frames.height}`,
+      },
       summary,
       methods: methodRows,
       clips: clips.map((c) => {
@@ -191,7 +264,15 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
           height: c.frames.height,
           flow: c.flowSource,
           results: Object.fromEntries([...results].map(([id, r]) => [id, serialisable(r)])),
-          perPairWarpError: { source: results.values().next().value!.perPairWarpErrorSource.map((v) => +v.toPrecision(4)), ...Object.fromEntries([...results].map(([id, r]) => [id, r.perPairWarpError.map((v) => +v.toPrecision(4))])) },
+          perPairWarpError: {
+            source: results
+              .values()
+              .next()
+              .value!.perPairWarpErrorSource.map((v) => +v.toPrecision(4)),
+            ...Object.fromEntries(
+              [...results].map(([id, r]) => [id, r.perPairWarpError.map((v) => +v.toPrecision(4))]),
+            ),
+          },
         };
       }),
       peakRss: rss ?? null,

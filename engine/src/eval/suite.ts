@@ -33,7 +33,11 @@ const SOURCE = 'a red car on a gray road';
 const TARGET = 'a blue car on a gray road';
 
 /** Scene recipes in fractions of the frame, so every suite size draws the same scenes. */
-function recipes(W: number, H: number, frames: (kind: string) => number): { name: string; description: string; options: SceneOptions }[] {
+function recipes(
+  W: number,
+  H: number,
+  frames: (kind: string) => number,
+): { name: string; description: string; options: SceneOptions }[] {
   const S = Math.min(W, H);
   const common = {
     width: W,
@@ -52,7 +56,18 @@ function recipes(W: number, H: number, frames: (kind: string) => number): { name
     list.push({
       name: `moving-${n}`,
       description: 'red square crossing a textured gray background',
-      options: { ...common, frames: n, seed: 11, object: { shape: 'square' as const, colour: colour('red'), size: side, centre: [side / 2 + 2, Math.round(H / 2)] as [number, number], velocity: [speed(0.55, n), 0] as [number, number] } },
+      options: {
+        ...common,
+        frames: n,
+        seed: 11,
+        object: {
+          shape: 'square' as const,
+          colour: colour('red'),
+          size: side,
+          centre: [side / 2 + 2, Math.round(H / 2)] as [number, number],
+          velocity: [speed(0.55, n), 0] as [number, number],
+        },
+      },
     });
   }
   {
@@ -60,7 +75,19 @@ function recipes(W: number, H: number, frames: (kind: string) => number): { name
     list.push({
       name: `scaling-${n}`,
       description: 'red disc growing 3 % a frame while moving diagonally',
-      options: { ...common, frames: n, seed: 12, object: { shape: 'circle' as const, colour: colour('red'), size: Math.round(0.22 * S), centre: [0.25 * W, 0.35 * H] as [number, number], velocity: [speed(0.4, n), Math.max(1, Math.round((0.2 * H) / Math.max(1, n - 1)))] as [number, number], growth: 1.03 } },
+      options: {
+        ...common,
+        frames: n,
+        seed: 12,
+        object: {
+          shape: 'circle' as const,
+          colour: colour('red'),
+          size: Math.round(0.22 * S),
+          centre: [0.25 * W, 0.35 * H] as [number, number],
+          velocity: [speed(0.4, n), Math.max(1, Math.round((0.2 * H) / Math.max(1, n - 1)))] as [number, number],
+          growth: 1.03,
+        },
+      },
     });
   }
   {
@@ -72,8 +99,22 @@ function recipes(W: number, H: number, frames: (kind: string) => number): { name
         ...common,
         frames: n,
         seed: 13,
-        object: { shape: 'square' as const, colour: colour('red'), size: side, centre: [side / 2 + 2, Math.round(H / 2)] as [number, number], velocity: [speed(0.55, n), 0] as [number, number] },
-        occluders: [{ shape: 'rect' as const, colour: colour('white'), size: [Math.max(2, Math.round(0.1 * W)), Math.round(0.9 * H)] as [number, number], centre: [Math.round(0.62 * W), Math.round(H / 2)] as [number, number], velocity: [-1, 0] as [number, number] }],
+        object: {
+          shape: 'square' as const,
+          colour: colour('red'),
+          size: side,
+          centre: [side / 2 + 2, Math.round(H / 2)] as [number, number],
+          velocity: [speed(0.55, n), 0] as [number, number],
+        },
+        occluders: [
+          {
+            shape: 'rect' as const,
+            colour: colour('white'),
+            size: [Math.max(2, Math.round(0.1 * W)), Math.round(0.9 * H)] as [number, number],
+            centre: [Math.round(0.62 * W), Math.round(H / 2)] as [number, number],
+            velocity: [-1, 0] as [number, number],
+          },
+        ],
       },
     });
   }
@@ -82,7 +123,19 @@ function recipes(W: number, H: number, frames: (kind: string) => number): { name
     list.push({
       name: `pan-${n}`,
       description: 'camera pan (background moving 1 px a frame) with the red square moving against it',
-      options: { ...common, frames: n, seed: 14, pan: [-1, 0] as [number, number], object: { shape: 'square' as const, colour: colour('red'), size: side, centre: [side / 2 + 2, Math.round(H / 2)] as [number, number], velocity: [speed(0.5, n), 0] as [number, number] } },
+      options: {
+        ...common,
+        frames: n,
+        seed: 14,
+        pan: [-1, 0] as [number, number],
+        object: {
+          shape: 'square' as const,
+          colour: colour('red'),
+          size: side,
+          centre: [side / 2 + 2, Math.round(H / 2)] as [number, number],
+          velocity: [speed(0.5, n), 0] as [number, number],
+        },
+      },
     });
   }
   {
@@ -90,7 +143,18 @@ function recipes(W: number, H: number, frames: (kind: string) => number): { name
     list.push({
       name: `long-${n}`,
       description: 'long clip: red disc drifting slowly across, for chunked processing',
-      options: { ...common, frames: n, seed: 15, object: { shape: 'circle' as const, colour: colour('red'), size: side, centre: [side / 2 + 2, Math.round(0.45 * H)] as [number, number], velocity: [Math.max(1, Math.round((0.55 * W) / Math.max(1, n - 1))), 0] as [number, number] } },
+      options: {
+        ...common,
+        frames: n,
+        seed: 15,
+        object: {
+          shape: 'circle' as const,
+          colour: colour('red'),
+          size: side,
+          centre: [side / 2 + 2, Math.round(0.45 * H)] as [number, number],
+          velocity: [Math.max(1, Math.round((0.55 * W) / Math.max(1, n - 1))), 0] as [number, number],
+        },
+      },
     });
   }
   return list;
@@ -103,12 +167,40 @@ function recipes(W: number, H: number, frames: (kind: string) => number): { name
 export function makeSuite(name: SuiteName): Suite {
   const spec =
     name === 'tiny'
-      ? { W: 32, H: 24, steps: 10, chunk: 4, frames: { moving: 6, scaling: 6, occluded: 6, pan: 6, long: 10 } as Record<string, number>, kinds: ['moving', 'occluded', 'long'] }
+      ? {
+          W: 32,
+          H: 24,
+          steps: 10,
+          chunk: 4,
+          frames: { moving: 6, scaling: 6, occluded: 6, pan: 6, long: 10 } as Record<string, number>,
+          kinds: ['moving', 'occluded', 'long'],
+        }
       : name === 'synthetic'
-        ? { W: 64, H: 48, steps: 50, chunk: 16, frames: { moving: 8, scaling: 16, occluded: 16, pan: 24, long: 40 } as Record<string, number>, kinds: ['moving', 'scaling', 'occluded', 'pan', 'long'] }
-        : { W: 128, H: 96, steps: 50, chunk: 16, frames: { moving: 16, scaling: 32, occluded: 32, pan: 48, long: 96 } as Record<string, number>, kinds: ['moving', 'scaling', 'occluded', 'pan', 'long'] };
+        ? {
+            W: 64,
+            H: 48,
+            steps: 50,
+            chunk: 16,
+            frames: { moving: 8, scaling: 16, occluded: 16, pan: 24, long: 40 } as Record<string, number>,
+            kinds: ['moving', 'scaling', 'occluded', 'pan', 'long'],
+          }
+        : {
+            W: 128,
+            H: 96,
+            steps: 50,
+            chunk: 16,
+            frames: { moving: 16, scaling: 32, occluded: 32, pan: 48, long: 96 } as Record<string, number>,
+            kinds: ['moving', 'scaling', 'occluded', 'pan', 'long'],
+          };
   const clips = recipes(spec.W, spec.H, (k) => spec.frames[k])
     .filter((r) => spec.kinds.some((k) => r.name.startsWith(`${k}-`)))
-    .map((r) => ({ name: r.name, description: r.description, scene: makeScene(r.options), sourcePrompt: SOURCE, prompt: TARGET, target: colour('blue') }));
+    .map((r) => ({
+      name: r.name,
+      description: r.description,
+      scene: makeScene(r.options),
+      sourcePrompt: SOURCE,
+      prompt: TARGET,
+      target: colour('blue'),
+    }));
   return { name, width: spec.W, height: spec.H, steps: spec.steps, chunk: spec.chunk, clips };
 }

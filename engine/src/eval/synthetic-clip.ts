@@ -77,7 +77,14 @@ export function latticeNormal(seed: number, salt: number, channel: number, ix: n
  */
 class TextureTable {
   private readonly values: Float32Array;
-  constructor(seed: number, salt: number, readonly x0: number, readonly y0: number, readonly w: number, readonly h: number) {
+  constructor(
+    seed: number,
+    salt: number,
+    readonly x0: number,
+    readonly y0: number,
+    readonly w: number,
+    readonly h: number,
+  ) {
     this.values = new Float32Array(3 * w * h);
     for (let c = 0; c < 3; c++) {
       for (let y = 0; y < h; y++) {
@@ -167,7 +174,8 @@ export function makeMovingObjectClip(o: SyntheticClipOptions): SyntheticClip {
         maskData[t * hw + p] = isObj ? 1 : 0;
         for (let c = 0; c < 3; c++) {
           const base = isObj ? o.objectColour[c] : o.backgroundColour[c];
-          const tex = noise === 0 ? 0 : isObj ? objectTexture.sample(c, x - ox, y - oy) : backgroundTexture.sample(c, x, y);
+          const tex =
+            noise === 0 ? 0 : isObj ? objectTexture.sample(c, x - ox, y - oy) : backgroundTexture.sample(c, x, y);
           const v = base + noise * tex;
           frames.data[(t * 3 + c) * hw + p] = v < -1 ? -1 : v > 1 ? 1 : v;
         }
@@ -182,7 +190,7 @@ export function makeMovingObjectClip(o: SyntheticClipOptions): SyntheticClip {
     for (let p = 0; p < hw; p++) {
       const objNow = maskData[t * hw + p] === 1;
       if (objNow) {
-        flow[(t * 2) * hw + p] = vx;
+        flow[t * 2 * hw + p] = vx;
         flow[(t * 2 + 1) * hw + p] = vy;
       } else if (maskData[(t + 1) * hw + p] === 1) {
         occData[t * hw + p] = 1;

@@ -59,9 +59,18 @@ const LAYER_SALT = 0x5ce1a0;
 /** Bilinear lattice texture over a fixed integer box, computed once (hashing per sample is several times slower). */
 class Lattice {
   private readonly values: Float32Array;
-  constructor(seed: number, salt: number, readonly x0: number, readonly y0: number, readonly w: number, readonly h: number) {
+  constructor(
+    seed: number,
+    salt: number,
+    readonly x0: number,
+    readonly y0: number,
+    readonly w: number,
+    readonly h: number,
+  ) {
     this.values = new Float32Array(3 * w * h);
-    for (let c = 0; c < 3; c++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) this.values[(c * h + y) * w + x] = latticeNormal(seed, salt, c, x0 + x, y0 + y);
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) this.values[(c * h + y) * w + x] = latticeNormal(seed, salt, c, x0 + x, y0 + y);
   }
   private at(c: number, ix: number, iy: number): number {
     const x = Math.min(this.w - 1, Math.max(0, ix - this.x0));
@@ -91,9 +100,14 @@ class ObjectLayer {
   readonly w: number;
   readonly h: number;
   private readonly lattice: Lattice;
-  constructor(readonly o: SceneObject, seed: number, salt: number) {
+  constructor(
+    readonly o: SceneObject,
+    seed: number,
+    salt: number,
+  ) {
     [this.w, this.h] = dims(o);
-    if (!(this.w > 0 && this.h > 0)) throw new Error(`synthetic scene: object size must be > 0, got ${JSON.stringify(o.size)}`);
+    if (!(this.w > 0 && this.h > 0))
+      throw new Error(`synthetic scene: object size must be > 0, got ${JSON.stringify(o.size)}`);
     this.lattice = new Lattice(seed, salt, -2, -2, Math.ceil(this.w) + 5, Math.ceil(this.h) + 5);
   }
   scale(t: number): number {
@@ -128,14 +142,21 @@ class ObjectLayer {
 
 export function makeScene(o: SceneOptions): SyntheticScene {
   const { frames: n, width: W, height: H } = o;
-  for (const [name, v] of [['frames', n], ['width', W], ['height', H]] as const) {
+  for (const [name, v] of [
+    ['frames', n],
+    ['width', W],
+    ['height', H],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`synthetic scene: ${name} must be a positive integer, got ${v}`);
   }
   const seed = (o.seed ?? 0) | 0;
   const noise = o.noise ?? 0.03;
   const frameNoise = o.frameNoise ?? 0;
   const pan = o.pan ?? [0, 0];
-  const layers = [new ObjectLayer(o.object, seed, LAYER_SALT), ...(o.occluders ?? []).map((oc, i) => new ObjectLayer(oc, seed, LAYER_SALT + 17 * (i + 1)))];
+  const layers = [
+    new ObjectLayer(o.object, seed, LAYER_SALT),
+    ...(o.occluders ?? []).map((oc, i) => new ObjectLayer(oc, seed, LAYER_SALT + 17 * (i + 1))),
+  ];
   const colours = [o.object.colour, ...(o.occluders ?? []).map((oc) => oc.colour)];
   // Background content coordinate = pixel − pan·t; the lattice must cover every coordinate any frame shows.
   const minX = Math.floor(Math.min(0, -pan[0] * (n - 1))) - 2;
@@ -144,7 +165,11 @@ export function makeScene(o: SceneOptions): SyntheticScene {
   const maxY = Math.ceil(H + Math.max(0, -pan[1] * (n - 1))) + 2;
   const bgLattice = new Lattice(seed, BACKGROUND_SALT, minX, minY, maxX - minX, maxY - minY);
   const pattern = (x: number, y: number) =>
-    o.pattern ? o.pattern.amplitude * Math.sin((2 * Math.PI * x) / o.pattern.period) * Math.cos((2 * Math.PI * y) / (1.3 * o.pattern.period)) : 0;
+    o.pattern
+      ? o.pattern.amplitude *
+        Math.sin((2 * Math.PI * x) / o.pattern.period) *
+        Math.cos((2 * Math.PI * y) / (1.3 * o.pattern.period))
+      : 0;
 
   const hw = H * W;
   /** Top layer at a pixel centre of frame t: the last occluder containing it, else the object, else background. */

@@ -194,7 +194,15 @@ function boxValid(src: Float32Array, He: number, We: number, r: number, tmp: Flo
 }
 
 /** Per channel patch means, and the norm of each pixel's centred patch vector over all channels. */
-function patchMoments(z: Float32Array, C: number, h: number, w: number, patch: number, sc: Scratch, tag: string): { mean: Float32Array; norm: Float32Array } {
+function patchMoments(
+  z: Float32Array,
+  C: number,
+  h: number,
+  w: number,
+  patch: number,
+  sc: Scratch,
+  tag: string,
+): { mean: Float32Array; norm: Float32Array } {
   const hw = h * w;
   const taps = (2 * patch + 1) ** 2;
   const mean = sc.f32(`mean${tag}`, C * hw);
@@ -311,15 +319,37 @@ export function pairFields(
 }
 
 /** The field a → b alone: exactly nearestNeighbourField over patchDescriptors, borders included. */
-export function fastNeighbourField(a: Float32Array, b: Float32Array, C: number, h: number, w: number, radius: number, patch: number, need?: (p: number) => boolean, sc?: Scratch): Field {
+export function fastNeighbourField(
+  a: Float32Array,
+  b: Float32Array,
+  C: number,
+  h: number,
+  w: number,
+  radius: number,
+  patch: number,
+  need?: (p: number) => boolean,
+  sc?: Scratch,
+): Field {
   return pairFields(a, b, C, h, w, radius, patch, need, () => false, sc).fwd;
 }
 
 /** [C, h, w] → the [C, y1−y0, x1−x0] window. */
-function crop(z: Float32Array, C: number, h: number, w: number, x0: number, y0: number, x1: number, y1: number, out: Float32Array): Float32Array {
+function crop(
+  z: Float32Array,
+  C: number,
+  h: number,
+  w: number,
+  x0: number,
+  y0: number,
+  x1: number,
+  y1: number,
+  out: Float32Array,
+): Float32Array {
   const cw = x1 - x0;
   const ch = y1 - y0;
-  for (let c = 0; c < C; c++) for (let y = 0; y < ch; y++) out.set(z.subarray(c * h * w + (y0 + y) * w + x0, c * h * w + (y0 + y) * w + x1), (c * ch + y) * cw);
+  for (let c = 0; c < C; c++)
+    for (let y = 0; y < ch; y++)
+      out.set(z.subarray(c * h * w + (y0 + y) * w + x0, c * h * w + (y0 + y) * w + x1), (c * ch + y) * cw);
   return out;
 }
 
@@ -329,7 +359,18 @@ function crop(z: Float32Array, C: number, h: number, w: number, x0: number, y0: 
  * the window meets the frame edge the edge is the same one, so the result equals the whole-frame computation.
  * A compact object costs its own area rather than the frame's.
  */
-function pairWithin(a: Float32Array, b: Float32Array, C: number, h: number, w: number, radius: number, patch: number, sc: Scratch, needA?: (p: number) => boolean, needB?: (p: number) => boolean): { fwd: Field; bwd: Field } {
+function pairWithin(
+  a: Float32Array,
+  b: Float32Array,
+  C: number,
+  h: number,
+  w: number,
+  radius: number,
+  patch: number,
+  sc: Scratch,
+  needA?: (p: number) => boolean,
+  needB?: (p: number) => boolean,
+): { fwd: Field; bwd: Field } {
   if (!needA || !needB) return pairFields(a, b, C, h, w, radius, patch, needA, needB ?? (() => true), sc);
   let x0 = w;
   let y0 = h;
@@ -388,7 +429,15 @@ function pairWithin(a: Float32Array, b: Float32Array, C: number, h: number, w: n
  * Fields to both neighbours for every frame of a chunk, from the frames' latents [n, C, h, w]. `need(t, p)` limits
  * the search to the pixels a stage will use (those that can end up in the mask); others get no match.
  */
-export function neighbourFields(latents: Float32Array, n: number, C: number, h: number, w: number, o: CorrespondenceOptions, need?: (t: number, p: number) => boolean): NeighbourFields {
+export function neighbourFields(
+  latents: Float32Array,
+  n: number,
+  C: number,
+  h: number,
+  w: number,
+  o: CorrespondenceOptions,
+  need?: (t: number, p: number) => boolean,
+): NeighbourFields {
   const hw = h * w;
   const per = C * hw;
   const patch = o.patch ?? 2;
@@ -405,7 +454,18 @@ export function neighbourFields(latents: Float32Array, n: number, C: number, h: 
   const sc = new Scratch();
   for (let t = 0; t + 1 < n; t++) {
     o.checkStop?.();
-    const r = pairWithin(frame(t), frame(t + 1), C, h, w, o.radius, patch, sc, need && ((p) => need(t, p)), need && ((p) => need(t + 1, p)));
+    const r = pairWithin(
+      frame(t),
+      frame(t + 1),
+      C,
+      h,
+      w,
+      o.radius,
+      patch,
+      sc,
+      need && ((p) => need(t, p)),
+      need && ((p) => need(t + 1, p)),
+    );
     f.next.set(r.fwd.index, t * hw);
     f.nextSim.set(r.fwd.sim, t * hw);
     f.prev.set(r.bwd.index, (t + 1) * hw);
@@ -420,15 +480,24 @@ export function neighbourFields(latents: Float32Array, n: number, C: number, h: 
  * or missing neighbour's share staying with the frame itself. Following the matches rather than the pixel grid
  * keeps a moving object's map from smearing along its path.
  */
-export function smoothAlongFields(map: Float32Array, n: number, hw: number, fields: NeighbourFields, a: number, minSimilarity: number): Float32Array {
+export function smoothAlongFields(
+  map: Float32Array,
+  n: number,
+  hw: number,
+  fields: NeighbourFields,
+  a: number,
+  minSimilarity: number,
+): Float32Array {
   const out = new Float32Array(map.length);
   for (let t = 0; t < n; t++) {
     for (let p = 0; p < hw; p++) {
       const i = t * hw + p;
       const self = map[i];
       let v = self;
-      if (t > 0 && fields.prevSim[i] >= minSimilarity && fields.prev[i] >= 0) v += a * (map[(t - 1) * hw + fields.prev[i]] - self);
-      if (t < n - 1 && fields.nextSim[i] >= minSimilarity && fields.next[i] >= 0) v += a * (map[(t + 1) * hw + fields.next[i]] - self);
+      if (t > 0 && fields.prevSim[i] >= minSimilarity && fields.prev[i] >= 0)
+        v += a * (map[(t - 1) * hw + fields.prev[i]] - self);
+      if (t < n - 1 && fields.nextSim[i] >= minSimilarity && fields.next[i] >= 0)
+        v += a * (map[(t + 1) * hw + fields.next[i]] - self);
       out[i] = v;
     }
   }

@@ -27,7 +27,9 @@ export function luma(frames: ImageBatch, f: number): Float32Array {
   const hw = frames.height * frames.width;
   const out = new Float32Array(hw);
   const o = f * 3 * hw;
-  for (let p = 0; p < hw; p++) out[p] = (0.299 * frames.data[o + p] + 0.587 * frames.data[o + hw + p] + 0.114 * frames.data[o + 2 * hw + p] + 1) / 2;
+  for (let p = 0; p < hw; p++)
+    out[p] =
+      (0.299 * frames.data[o + p] + 0.587 * frames.data[o + hw + p] + 0.114 * frames.data[o + 2 * hw + p] + 1) / 2;
   return out;
 }
 
@@ -40,7 +42,10 @@ function sample(img: Float32Array, H: number, W: number, x: number, y: number): 
   const y1 = Math.min(H - 1, y0 + 1);
   const fx = cx - x0;
   const fy = cy - y0;
-  return (1 - fy) * ((1 - fx) * img[y0 * W + x0] + fx * img[y0 * W + x1]) + fy * ((1 - fx) * img[y1 * W + x0] + fx * img[y1 * W + x1]);
+  return (
+    (1 - fy) * ((1 - fx) * img[y0 * W + x0] + fx * img[y0 * W + x1]) +
+    fy * ((1 - fx) * img[y1 * W + x0] + fx * img[y1 * W + x1])
+  );
 }
 
 /** Binomial blur [1 4 6 4 1]/16 then every second pixel. */
@@ -98,7 +103,9 @@ function median3(flow: Float32Array, H: number, W: number): Float32Array {
     for (let y = 0; y < H; y++) {
       for (let x = 0; x < W; x++) {
         win.length = 0;
-        for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) win.push(flow[c * hw + Math.min(H - 1, Math.max(0, y + dy)) * W + Math.min(W - 1, Math.max(0, x + dx))]);
+        for (let dy = -1; dy <= 1; dy++)
+          for (let dx = -1; dx <= 1; dx++)
+            win.push(flow[c * hw + Math.min(H - 1, Math.max(0, y + dy)) * W + Math.min(W - 1, Math.max(0, x + dx))]);
         win.sort((a, b) => a - b);
         out[c * hw + y * W + x] = win[4];
       }
@@ -149,9 +156,24 @@ export function lucasKanade(a: Float32Array, b: Float32Array, H: number, W: numb
         iy[y * w + x] = (A[Math.min(h - 1, y + 1) * w + x] - A[Math.max(0, y - 1) * w + x]) / 2;
       }
     }
-    const sxx = boxSum(ix.map((v) => v * v), h, w, r);
-    const syy = boxSum(iy.map((v) => v * v), h, w, r);
-    const sxy = boxSum(ix.map((v, i) => v * iy[i]), h, w, r);
+    const sxx = boxSum(
+      ix.map((v) => v * v),
+      h,
+      w,
+      r,
+    );
+    const syy = boxSum(
+      iy.map((v) => v * v),
+      h,
+      w,
+      r,
+    );
+    const sxy = boxSum(
+      ix.map((v, i) => v * iy[i]),
+      h,
+      w,
+      r,
+    );
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const p = y * w + x;

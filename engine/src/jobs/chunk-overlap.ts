@@ -18,17 +18,28 @@ export class ChunkOverlap {
   private readonly latentH: number;
   private readonly latentW: number;
 
-  constructor(req: JobRequest, o: { outputPath: string; width: number; height: number; outWidth: number; outHeight: number; vaeScale: number }) {
+  constructor(
+    req: JobRequest,
+    o: { outputPath: string; width: number; height: number; outWidth: number; outHeight: number; vaeScale: number },
+  ) {
     const inversion = req.method === 'inversion';
     const c = req.consistency ?? ConsistencySpec.parse({});
     // Seams come only from the stages that look at neighbouring frames, which only the inversion edit has.
     const overlap = inversion ? c.chunkOverlap : 0;
-    if (inversion) this.consistency = { ...c, latentCorrection: c.latentCorrection && { steps: c.latentCorrection.steps, weights: [...c.latentCorrection.weights] } };
+    if (inversion)
+      this.consistency = {
+        ...c,
+        latentCorrection: c.latentCorrection && {
+          steps: c.latentCorrection.steps,
+          weights: [...c.latentCorrection.weights],
+        },
+      };
     this.feeder = new OverlapFeeder(overlap);
     this.stitcher = new OverlapStitcher(overlap);
     this.latentH = o.height / o.vaeScale;
     this.latentW = o.width / o.vaeScale;
-    if (inversion && req.mask.type === 'auto') this.matte = new MatteSequenceWriter(o.outputPath, o.outWidth, o.outHeight, req.output?.overwrite ?? false);
+    if (inversion && req.mask.type === 'auto')
+      this.matte = new MatteSequenceWriter(o.outputPath, o.outWidth, o.outHeight, req.output?.overwrite ?? false);
   }
 
   /** The chunk to edit: the decoded frames preceded by `lead` frames of the previous chunk. */
@@ -39,7 +50,8 @@ export class ChunkOverlap {
   /** The frames that are final after this chunk (its overlap crossfaded with the previous one's held tail). */
   stitch(result: { frames: ImageBatch; latentMask?: Float32Array }, lead: number): StitchedFrames {
     const per = this.latentH * this.latentW;
-    const mask = this.matte && result.latentMask?.length === result.frames.n * per ? { data: result.latentMask, per } : undefined;
+    const mask =
+      this.matte && result.latentMask?.length === result.frames.n * per ? { data: result.latentMask, per } : undefined;
     const ready = this.stitcher.push(result.frames, lead, mask);
     if (ready.mask) this.matte!.write(ready.mask, ready.frames.n, this.latentH, this.latentW);
     return this.withMatte(ready.frames, ready.mask);

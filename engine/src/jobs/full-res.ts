@@ -108,9 +108,18 @@ export function fullResOutput(o: FullResOptions): OutputSink {
       return compositeMs;
     },
     prepare(r) {
-      if (!r.reconstruction) throw new Error('full-resolution compositing needs the reconstruction of the source; the compute worker returned none');
-      if (r.reconstruction.width !== r.frames.width || r.reconstruction.height !== r.frames.height || r.reconstruction.n !== r.frames.n) {
-        throw new Error(`reconstruction ${r.reconstruction.n}x${r.reconstruction.width}x${r.reconstruction.height} does not match the edit ${r.frames.n}x${r.frames.width}x${r.frames.height}`);
+      if (!r.reconstruction)
+        throw new Error(
+          'full-resolution compositing needs the reconstruction of the source; the compute worker returned none',
+        );
+      if (
+        r.reconstruction.width !== r.frames.width ||
+        r.reconstruction.height !== r.frames.height ||
+        r.reconstruction.n !== r.frames.n
+      ) {
+        throw new Error(
+          `reconstruction ${r.reconstruction.n}x${r.reconstruction.width}x${r.reconstruction.height} does not match the edit ${r.frames.n}x${r.frames.width}x${r.frames.height}`,
+        );
       }
       subtractInto(r.frames.data, r.reconstruction.data);
       return r;
@@ -129,7 +138,13 @@ export function fullResOutput(o: FullResOptions): OutputSink {
           view = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
         } else view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         const m = ready.matte;
-        const matte = m ? { height: m.height, width: m.width, data: m.data.subarray(f * m.height * m.width, (f + 1) * m.height * m.width) } : userMatte(written);
+        const matte = m
+          ? {
+              height: m.height,
+              width: m.width,
+              data: m.data.subarray(f * m.height * m.width, (f + 1) * m.height * m.width),
+            }
+          : userMatte(written);
         // In bands of rows, yielding between them: the main thread also answers HTTP, and a 4K frame takes ~0.1 s.
         for (let from = 0; from < height; from += BAND_ROWS) {
           if (from > 0) {
@@ -137,7 +152,12 @@ export function fullResOutput(o: FullResOptions): OutputSink {
             await new Promise<void>((res) => setImmediate(res));
             t = performance.now();
           }
-          compositeFrame(view, ready, f, matte, { width, height, bitDepth: deep ? 16 : 8, rows: { from, to: from + BAND_ROWS } });
+          compositeFrame(view, ready, f, matte, {
+            width,
+            height,
+            bitDepth: deep ? 16 : 8,
+            rows: { from, to: from + BAND_ROWS },
+          });
         }
         const out = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
         if (swap) Buffer.from(out.buffer, out.byteOffset, out.byteLength).swap16();
@@ -147,7 +167,8 @@ export function fullResOutput(o: FullResOptions): OutputSink {
       }
     },
     async finish() {
-      if (written !== o.decode.frameCount) throw new Error(`wrote ${written} full-size frames, expected ${o.decode.frameCount}`);
+      if (written !== o.decode.frameCount)
+        throw new Error(`wrote ${written} full-size frames, expected ${o.decode.frameCount}`);
       if (!(await frames.ended())) throw new Error('the full-size decode has more frames than the working-size one');
       await frames.close();
     },

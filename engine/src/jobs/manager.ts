@@ -52,8 +52,22 @@ function checkPaths(fields: [string, string | undefined][]): void {
   for (const [field, p] of fields) {
     if (p === undefined) continue;
     // fs calls throw a TypeError on NUL, which would surface as a 500.
-    if (p.includes('\0')) throw ProblemError.of(400, 'Invalid path', `${field} contains a NUL character, which no file name can hold; give the path as plain text`, field, 'invalid-path');
-    if (!path.isAbsolute(p)) throw ProblemError.of(422, 'Relative path', `${field} "${p}" is a relative path; give an absolute path (the engine's working folder means nothing to the panel or the web UI)`, field, 'relative-path');
+    if (p.includes('\0'))
+      throw ProblemError.of(
+        400,
+        'Invalid path',
+        `${field} contains a NUL character, which no file name can hold; give the path as plain text`,
+        field,
+        'invalid-path',
+      );
+    if (!path.isAbsolute(p))
+      throw ProblemError.of(
+        422,
+        'Relative path',
+        `${field} "${p}" is a relative path; give an absolute path (the engine's working folder means nothing to the panel or the web UI)`,
+        field,
+        'relative-path',
+      );
   }
 }
 
@@ -78,7 +92,10 @@ export class JobManager implements JobService {
   private constructor(private readonly o: JobManagerOptions) {
     makePrivateDir(o.dataDir);
     this.store = new JobStore(path.join(o.dataDir, 'jobs'));
-    this.cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), o.cacheBytes ?? Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3));
+    this.cache = new InversionCache(
+      path.join(o.dataDir, 'cache', 'inversions'),
+      o.cacheBytes ?? Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3),
+    );
     this.rendersDir = path.join(o.dataDir, 'renders');
     fs.mkdirSync(this.rendersDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     this.events.setMaxListeners(0);
@@ -97,14 +114,30 @@ export class JobManager implements JobService {
 
   private recover(): void {
     const maxRestarts = this.o.maxRestarts ?? 2;
-    for (const job of this.store.loadAll((file, reason) => this.log(`ignoring unreadable job file ${file}: ${reason}`))) {
+    for (const job of this.store.loadAll((file, reason) =>
+      this.log(`ignoring unreadable job file ${file}: ${reason}`),
+    )) {
       this.jobs.set(job.id, job);
       if (job.state !== 'running') continue;
       removePartialOutputs(job.outputPath);
       if (job.restarts >= maxRestarts) {
-        this.finish(job, 'failed', { error: { title: 'Engine stopped', detail: `the engine stopped while this job was running, ${job.restarts + 1} times; it was not tried again. Submit it again, with fewer frames or a smaller batch size if the machine runs out of memory` } });
+        this.finish(job, 'failed', {
+          error: {
+            title: 'Engine stopped',
+            detail: `the engine stopped while this job was running, ${job.restarts + 1} times; it was not tried again. Submit it again, with fewer frames or a smaller batch size if the machine runs out of memory`,
+          },
+        });
       } else {
-        this.update(job, { state: 'queued', restarts: job.restarts + 1, progress: { stage: 'queued', fraction: 0 }, warnings: [...job.warnings, 'the engine restarted while this job was running; it was queued again'] }, true);
+        this.update(
+          job,
+          {
+            state: 'queued',
+            restarts: job.restarts + 1,
+            progress: { stage: 'queued', fraction: 0 },
+            warnings: [...job.warnings, 'the engine restarted while this job was running; it was queued again'],
+          },
+          true,
+        );
       }
     }
     this.pruneHistory();
@@ -116,7 +149,9 @@ export class JobManager implements JobService {
    */
   private pruneHistory(): void {
     const max = this.o.maxHistory ?? Number(process.env.RESHOOT_JOB_HISTORY ?? 1000);
-    const finished = [...this.jobs.values()].filter((j) => j.finishedAt && ['succeeded', 'failed', 'canceled'].includes(j.state));
+    const finished = [...this.jobs.values()].filter(
+      (j) => j.finishedAt && ['succeeded', 'failed', 'canceled'].includes(j.state),
+    );
     if (finished.length <= max) return;
     finished.sort((a, b) => b.finishedAt!.localeCompare(a.finishedAt!) || b.createdAt.localeCompare(a.createdAt));
     for (const job of finished.slice(Math.max(0, max))) {
@@ -126,12 +161,19 @@ export class JobManager implements JobService {
   }
 
   async submit(request: JobRequest): Promise<Job> {
-    if (this.closed) throw ProblemError.of(503, 'Engine stopping', 'the engine is shutting down; submit again when it is back');
+    if (this.closed)
+      throw ProblemError.of(503, 'Engine stopping', 'the engine is shutting down; submit again when it is back');
     const queued = [...this.jobs.values()].filter((j) => j.state === 'queued').length;
     const max = this.o.maxQueued ?? 100;
     // Checking a request awaits ffprobe, so without counting those in flight a burst would all pass the bound at once.
     if (queued + this.admitting >= max) {
-      throw ProblemError.of(429, 'Queue full', `${queued + this.admitting} jobs are waiting already; wait for some to finish or cancel some, then submit again`, undefined, 'queue-full');
+      throw ProblemError.of(
+        429,
+        'Queue full',
+        `${queued + this.admitting} jobs are waiting already; wait for some to finish or cancel some, then submit again`,
+        undefined,
+        'queue-full',
+      );
     }
     this.admitting++;
     try {
@@ -144,12 +186,19 @@ export class JobManager implements JobService {
   private async admit(request: JobRequest): Promise<Job> {
     const mask = request.mask.type === 'file' ? request.mask : undefined;
     const out = request.output;
-    checkPaths([['source.path', request.source.path], ['mask.path', mask?.path], ['output.path', out?.path], ['output.folder', out?.folder]]);
+    checkPaths([
+      ['source.path', request.source.path],
+      ['mask.path', mask?.path],
+      ['output.path', out?.path],
+      ['output.folder', out?.folder],
+    ]);
     const id = crypto.randomBytes(6).toString('hex');
     const outputPath = defaultOutputPath(request, id, this.rendersDir);
-    const asMediaProblem = (field: (e: MediaError) => string) => (err: unknown): never => {
-      throw err instanceof MediaError ? mediaProblem(err, field(err)) : err;
-    };
+    const asMediaProblem =
+      (field: (e: MediaError) => string) =>
+      (err: unknown): never => {
+        throw err instanceof MediaError ? mediaProblem(err, field(err)) : err;
+      };
     // The default renders folder is the engine's own; a folder or file the client named is checked like any input.
     if (out?.path || out?.folder) {
       try {
@@ -161,9 +210,25 @@ export class JobManager implements JobService {
       }
     }
     const plan: JobPlan = await planJob(request, this.o.worker.info, outputPath).catch(
-      asMediaProblem((e) => (e.code === 'bad-range' ? (/out point/.test(e.message) ? 'source.out' : 'source.in') : e.code === 'bad-mask' ? 'mask.path' : 'source.path')),
+      asMediaProblem((e) =>
+        e.code === 'bad-range'
+          ? /out point/.test(e.message)
+            ? 'source.out'
+            : 'source.in'
+          : e.code === 'bad-mask'
+            ? 'mask.path'
+            : 'source.path',
+      ),
     );
-    const target = { frames: plan.frameCount, width: plan.width, height: plan.height, startFrame: plan.startFrame, fps: plan.info.video.fps, sourceWidth: plan.outWidth, sourceHeight: plan.outHeight };
+    const target = {
+      frames: plan.frameCount,
+      width: plan.width,
+      height: plan.height,
+      startFrame: plan.startFrame,
+      fps: plan.info.video.fps,
+      sourceWidth: plan.outWidth,
+      sourceHeight: plan.outHeight,
+    };
     if (mask) await checkMask({ kind: 'file', path: mask.path }, target).catch(asMediaProblem(() => 'mask.path'));
     // A box too small to cover a pixel at the working size used to fail only when the job ran.
     if (request.mask.type === 'box') {
@@ -171,8 +236,16 @@ export class JobManager implements JobService {
       await checkMask({ kind: 'box', x, y, w, h }, target).catch(asMediaProblem(() => 'mask'));
     }
     // A second job writing the same file would collide at rename time; refuse it now.
-    const clash = [...this.jobs.values()].find((j) => (j.state === 'queued' || j.state === 'running') && j.outputPath === outputPath);
-    if (clash) throw ProblemError.of(409, 'Output in use', `job ${clash.id} is already writing ${outputPath}; choose another output path`, 'output.path');
+    const clash = [...this.jobs.values()].find(
+      (j) => (j.state === 'queued' || j.state === 'running') && j.outputPath === outputPath,
+    );
+    if (clash)
+      throw ProblemError.of(
+        409,
+        'Output in use',
+        `job ${clash.id} is already writing ${outputPath}; choose another output path`,
+        'output.path',
+      );
     const job: Job = {
       id,
       state: 'queued',
@@ -187,7 +260,13 @@ export class JobManager implements JobService {
     try {
       this.store.save(job);
     } catch (err) {
-      throw ProblemError.of(507, 'Cannot save the job', `the engine could not record the job in ${this.store.dir} (${(err as Error).message}); free space on that drive, then submit again`, undefined, 'storage-full');
+      throw ProblemError.of(
+        507,
+        'Cannot save the job',
+        `the engine could not record the job in ${this.store.dir} (${(err as Error).message}); free space on that drive, then submit again`,
+        undefined,
+        'storage-full',
+      );
     }
     this.plans.set(id, plan);
     this.jobs.set(id, job);
@@ -207,7 +286,14 @@ export class JobManager implements JobService {
 
   private require(id: string): Job {
     const job = this.jobs.get(id);
-    if (!job) throw ProblemError.of(404, 'No such job', `there is no job ${id}; list jobs with GET /v1/jobs`, undefined, 'job-not-found');
+    if (!job)
+      throw ProblemError.of(
+        404,
+        'No such job',
+        `there is no job ${id}; list jobs with GET /v1/jobs`,
+        undefined,
+        'job-not-found',
+      );
     return job;
   }
 
@@ -218,15 +304,36 @@ export class JobManager implements JobService {
       if (this.current?.id === id) this.current.cancel();
       return job;
     }
-    throw ProblemError.of(409, 'Job already finished', `job ${id} already ${job.state}; nothing to cancel`, undefined, 'job-finished');
+    throw ProblemError.of(
+      409,
+      'Job already finished',
+      `job ${id} already ${job.state}; nothing to cancel`,
+      undefined,
+      'job-finished',
+    );
   }
 
   resultFile(id: string): string {
     const job = this.require(id);
     if (job.state !== 'succeeded' || !job.result) {
-      throw ProblemError.of(409, 'No result', job.state === 'failed' || job.state === 'canceled' ? `job ${id} ${job.state}; it has no result` : `job ${id} is ${job.state}; the result is ready when its state is succeeded`, undefined, 'no-result');
+      throw ProblemError.of(
+        409,
+        'No result',
+        job.state === 'failed' || job.state === 'canceled'
+          ? `job ${id} ${job.state}; it has no result`
+          : `job ${id} is ${job.state}; the result is ready when its state is succeeded`,
+        undefined,
+        'no-result',
+      );
     }
-    if (!fs.existsSync(job.result.path)) throw ProblemError.of(410, 'Result removed', `${job.result.path} no longer exists; it was moved or deleted after the job finished`, undefined, 'result-gone');
+    if (!fs.existsSync(job.result.path))
+      throw ProblemError.of(
+        410,
+        'Result removed',
+        `${job.result.path} no longer exists; it was moved or deleted after the job finished`,
+        undefined,
+        'result-gone',
+      );
     return job.result.path;
   }
 
@@ -247,13 +354,25 @@ export class JobManager implements JobService {
       provider: info.provider,
       providerFallbacks: info.providerFallbacks,
       ffmpeg: mediaTools(),
-      queue: { queued: all.filter((j) => j.state === 'queued').length, running: all.filter((j) => j.state === 'running').length },
+      queue: {
+        queued: all.filter((j) => j.state === 'queued').length,
+        running: all.filter((j) => j.state === 'running').length,
+      },
     };
   }
 
   models(): ModelSummary[] {
     const info = this.o.worker.info;
-    return [{ name: info.name, dir: info.dir, loaded: true, nativeSize: info.nativeSize, latentChannels: info.latentChannels, provider: info.provider }];
+    return [
+      {
+        name: info.name,
+        dir: info.dir,
+        loaded: true,
+        nativeSize: info.nativeSize,
+        latentChannels: info.latentChannels,
+        provider: info.provider,
+      },
+    ];
   }
 
   async probe(file: string) {
@@ -299,7 +418,9 @@ export class JobManager implements JobService {
     try {
       this.store.save(job);
     } catch (err) {
-      this.log(`could not save job ${job.id} in ${this.store.dir}: ${(err as Error).message}; its state survives a restart only once saving works again`);
+      this.log(
+        `could not save job ${job.id} in ${this.store.dir}: ${(err as Error).message}; its state survives a restart only once saving works again`,
+      );
     }
   }
 
@@ -337,7 +458,9 @@ export class JobManager implements JobService {
     try {
       for (;;) {
         if (this.closed) return;
-        const next = [...this.jobs.values()].filter((j) => j.state === 'queued').sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
+        const next = [...this.jobs.values()]
+          .filter((j) => j.state === 'queued')
+          .sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
         if (!next) return;
         await this.execute(next);
       }
@@ -361,7 +484,11 @@ export class JobManager implements JobService {
       cancelHook: undefined as { cancel(): void } | undefined,
     };
     this.current = { id: job.id, cancel: () => (ctx.cancelHook ?? hook).cancel() };
-    this.update(job, { state: 'running', startedAt: new Date().toISOString(), progress: { stage: 'probing', fraction: 0 } }, true);
+    this.update(
+      job,
+      { state: 'running', startedAt: new Date().toISOString(), progress: { stage: 'probing', fraction: 0 } },
+      true,
+    );
     try {
       // Jobs recovered after a restart were planned by another process; plan again against the media as it is now.
       const plan = this.plans.get(job.id) ?? (await planJob(job.request, this.o.worker.info, job.outputPath));
@@ -373,10 +500,15 @@ export class JobManager implements JobService {
       if (err instanceof CanceledError) {
         if (!this.closed) this.finish(job, 'canceled', {});
       } else {
-        let detail = err instanceof ProblemError || err instanceof MediaError ? err.message : `${(err as Error).message ?? err}`;
+        let detail =
+          err instanceof ProblemError || err instanceof MediaError ? err.message : `${(err as Error).message ?? err}`;
         // The worker's own words say what happened, not what to do next; the next task gets a fresh thread.
-        if (/compute worker (stopped|was shut down)/.test(detail)) detail += '. Submit the job again; if it keeps failing, lower batchSize (the machine may be running out of memory)';
-        this.finish(job, 'failed', { error: { title: err instanceof ProblemError ? err.problem.title : 'Edit failed', detail } });
+        if (/compute worker (stopped|was shut down)/.test(detail))
+          detail +=
+            '. Submit the job again; if it keeps failing, lower batchSize (the machine may be running out of memory)';
+        this.finish(job, 'failed', {
+          error: { title: err instanceof ProblemError ? err.problem.title : 'Edit failed', detail },
+        });
         this.log(`job ${job.id} failed: ${detail}`);
       }
     } finally {

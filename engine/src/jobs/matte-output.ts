@@ -32,7 +32,8 @@ export function matteFolderProblem(outputPath: string, overwrite: boolean): stri
     return undefined;
   }
   const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a folder' : 'a file';
-  if (!overwrite) return `${dir} already exists (${what}); the automatic mask's matte sequence goes there. Choose another output name, or allow overwriting it`;
+  if (!overwrite)
+    return `${dir} already exists (${what}); the automatic mask's matte sequence goes there. Choose another output name, or allow overwriting it`;
   if (!st.isDirectory() || st.isSymbolicLink() || fs.readdirSync(dir).some((name) => !MATTE_NAME.test(name))) {
     return `${dir} is ${what} that is not a matte sequence Reshoot wrote, so it is not replaced even with overwrite. Move it, or choose another output name`;
   }
@@ -56,7 +57,10 @@ export class MatteSequenceWriter {
     private readonly overwrite: boolean,
   ) {
     this.dir = matteFolderOf(outputPath);
-    this.tmp = path.join(path.dirname(outputPath), `${partialMattePrefix(outputPath)}${process.pid}-${randomBytes(4).toString('hex')}`);
+    this.tmp = path.join(
+      path.dirname(outputPath),
+      `${partialMattePrefix(outputPath)}${process.pid}-${randomBytes(4).toString('hex')}`,
+    );
     fs.mkdirSync(this.tmp);
   }
 
@@ -76,7 +80,10 @@ export class MatteSequenceWriter {
         const v = Math.round(Math.min(1, Math.max(0, big[p])) * 255);
         rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = v;
       }
-      fs.writeFileSync(path.join(this.tmp, `matte_${String(this.index++).padStart(6, '0')}.png`), encodePng(rgb, this.width, this.height, 3));
+      fs.writeFileSync(
+        path.join(this.tmp, `matte_${String(this.index++).padStart(6, '0')}.png`),
+        encodePng(rgb, this.width, this.height, 3),
+      );
     }
   }
 

@@ -33,12 +33,26 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
     // The worker reads and writes the cache itself: on a hit it edits from the stored trajectory.
     cache: c.cache && { dir: c.cache.dir, maxBytes: c.cache.maxBytes, key: c.cache.key() },
   }),
-  sdedit: (c) => ({ kind: 'sdedit', frames: c.frames, params: { ...common(c), steps: c.req.steps, strength: c.strength, seed: c.seed } }),
-  fast: (c) => ({ kind: 'fast', frames: c.frames, params: { ...common(c), steps: c.req.fast?.steps ?? 2, strength: c.strength, seed: c.seed } }),
+  sdedit: (c) => ({
+    kind: 'sdedit',
+    frames: c.frames,
+    params: { ...common(c), steps: c.req.steps, strength: c.strength, seed: c.seed },
+  }),
+  fast: (c) => ({
+    kind: 'fast',
+    frames: c.frames,
+    params: { ...common(c), steps: c.req.fast?.steps ?? 2, strength: c.strength, seed: c.seed },
+  }),
 };
 
 function common(c: ChunkTask) {
-  return { prompt: c.req.prompt, guidance: c.req.guidance, batchSize: c.req.batchSize, mask: c.mask, reconstruct: c.reconstruct };
+  return {
+    prompt: c.req.prompt,
+    guidance: c.req.guidance,
+    batchSize: c.req.batchSize,
+    mask: c.mask,
+    reconstruct: c.reconstruct,
+  };
 }
 
 export function chunkTask(c: ChunkTask): MethodTask {

@@ -17,7 +17,14 @@ const SD_LATENT_RGB = [
  * PNG of a [C, h, w] latent at most maxWidth wide. Pixel-resolution latents (VAE factor 1, like the oracle's)
  * hold RGB in their first three channels; 4-channel SD latents use the fitted map; anything else shows channel 0.
  */
-export function latentPreviewPng(latent: Float32Array, channels: number, height: number, width: number, vaeScale: number, maxWidth = 160): Buffer {
+export function latentPreviewPng(
+  latent: Float32Array,
+  channels: number,
+  height: number,
+  width: number,
+  vaeScale: number,
+  maxWidth = 160,
+): Buffer {
   const step = Math.max(1, Math.ceil(width / maxWidth));
   const ow = Math.max(1, Math.floor(width / step));
   const oh = Math.max(1, Math.floor(height / step));

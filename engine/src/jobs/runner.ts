@@ -81,7 +81,12 @@ export function defaultOutputPath(req: JobRequest, jobId: string, rendersDir: st
  * Checks a request against the media and the file system; throws ProblemError (4xx) with the field at fault. `media`:
  * the source as the caller has just probed it (the CLI probes first to know the clip's length).
  */
-export async function planJob(req: JobRequest, model: ModelInfo, outputPath: string, media?: MediaInfo): Promise<JobPlan> {
+export async function planJob(
+  req: JobRequest,
+  model: ModelInfo,
+  outputPath: string,
+  media?: MediaInfo,
+): Promise<JobPlan> {
   const probeStart = performance.now();
   const info = media ?? (await probeMedia(req.source.path));
   const probeMs = performance.now() - probeStart;
@@ -102,32 +107,83 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
   }
   const size = workingSize(info.video.displayWidth, info.video.displayHeight, native, sizeMultiple(model));
   if (req.mask.type === 'auto' && req.method !== 'inversion') {
-    throw ProblemError.of(422, 'Mask not available', `the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with ${req.method === 'fast' ? 'the fast preset' : 'SDEdit'}`, 'mask.type');
+    throw ProblemError.of(
+      422,
+      'Mask not available',
+      `the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with ${req.method === 'fast' ? 'the fast preset' : 'SDEdit'}`,
+      'mask.type',
+    );
   }
   if (req.fast && req.method !== 'fast') {
-    throw ProblemError.of(400, 'Option not used', `"fast" sets the fast preset's steps; it applies with method "fast", not "${req.method}"`, 'fast');
+    throw ProblemError.of(
+      400,
+      'Option not used',
+      `"fast" sets the fast preset's steps; it applies with method "fast", not "${req.method}"`,
+      'fast',
+    );
   }
   // A PNG-sequence pattern (matte_%06d.png, what mattePath returns) names no file of its own; loadMask checks its images.
   if (req.mask.type === 'file' && !/%0?\d*d/.test(path.basename(req.mask.path)) && !fs.existsSync(req.mask.path)) {
-    throw ProblemError.of(422, 'Mask file not found', `${req.mask.path} does not exist; give the path of a PNG matte, a matte video or a PNG sequence pattern`, 'mask.path');
+    throw ProblemError.of(
+      422,
+      'Mask file not found',
+      `${req.mask.path} does not exist; give the path of a PNG matte, a matte video or a PNG sequence pattern`,
+      'mask.path',
+    );
   }
   // Never write over an input (the source, a matte) or into the engine's state, whatever output.overwrite says.
-  const clash = inputClash(outputPath, { source: req.source.path, mask: req.mask.type === 'file' ? req.mask.path : undefined });
-  if (clash) throw ProblemError.of(422, 'Output not allowed', clash, req.output?.folder && !req.output.path ? 'output.folder' : 'output.path', 'output-not-allowed');
-  const matteProblem = req.method === 'inversion' && req.mask.type === 'auto' ? matteFolderProblem(outputPath, req.output?.overwrite ?? false) : undefined;
-  if (matteProblem) throw ProblemError.of(409, 'Matte folder exists', matteProblem, req.output?.folder && !req.output.path ? 'output.folder' : 'output.path', 'output-exists');
+  const clash = inputClash(outputPath, {
+    source: req.source.path,
+    mask: req.mask.type === 'file' ? req.mask.path : undefined,
+  });
+  if (clash)
+    throw ProblemError.of(
+      422,
+      'Output not allowed',
+      clash,
+      req.output?.folder && !req.output.path ? 'output.folder' : 'output.path',
+      'output-not-allowed',
+    );
+  const matteProblem =
+    req.method === 'inversion' && req.mask.type === 'auto'
+      ? matteFolderProblem(outputPath, req.output?.overwrite ?? false)
+      : undefined;
+  if (matteProblem)
+    throw ProblemError.of(
+      409,
+      'Matte folder exists',
+      matteProblem,
+      req.output?.folder && !req.output.path ? 'output.folder' : 'output.path',
+      'output-exists',
+    );
   const folder = path.dirname(outputPath);
   if (!fs.existsSync(folder)) {
-    if (req.output?.path) throw ProblemError.of(422, 'Output folder missing', `${folder} does not exist; create it or choose another output path`, 'output.path');
+    if (req.output?.path)
+      throw ProblemError.of(
+        422,
+        'Output folder missing',
+        `${folder} does not exist; create it or choose another output path`,
+        'output.path',
+      );
     fs.mkdirSync(folder, { recursive: true });
   }
   try {
     fs.accessSync(folder, fs.constants.W_OK);
   } catch {
-    throw ProblemError.of(422, 'Output not writable', `cannot write into ${folder}; choose a folder you can write to`, req.output?.path ? 'output.path' : 'output.folder');
+    throw ProblemError.of(
+      422,
+      'Output not writable',
+      `cannot write into ${folder}; choose a folder you can write to`,
+      req.output?.path ? 'output.path' : 'output.folder',
+    );
   }
   if (fs.existsSync(outputPath) && !req.output?.overwrite) {
-    throw ProblemError.of(409, 'Output exists', `${outputPath} already exists; choose another name or set output.overwrite`, 'output.path');
+    throw ProblemError.of(
+      409,
+      'Output exists',
+      `${outputPath} already exists; choose another name or set output.overwrite`,
+      'output.path',
+    );
   }
   return {
     info,
@@ -148,8 +204,15 @@ export async function planJob(req: JobRequest, model: ModelInfo, outputPath: str
 
 /** Where a result may be written (media/output-target.ts), resolved through links as the file system is now. */
 function checkWriteTarget(req: JobRequest, plan: JobPlan): void {
-  checkNotAnInput(plan.outputPath, { source: req.source.path, mask: req.mask.type === 'file' ? req.mask.path : undefined });
-  checkOutputTarget(plan.outputPath, { overwrite: req.output?.overwrite ?? false, mayCreateFolder: false, videoName: !!req.output?.path });
+  checkNotAnInput(plan.outputPath, {
+    source: req.source.path,
+    mask: req.mask.type === 'file' ? req.mask.path : undefined,
+  });
+  checkOutputTarget(plan.outputPath, {
+    overwrite: req.output?.overwrite ?? false,
+    mayCreateFolder: false,
+    videoName: !!req.output?.path,
+  });
 }
 
 /** How to decode exactly the plan's frames at a given size (the working-size and the full-size decode share it). */
@@ -184,7 +247,15 @@ class JobProgressMapper {
   }
   chunk(index: number, chunkStart: number, p: Progress): void {
     const fraction = 0.02 + (0.96 * (index + p.done / p.total)) / this.chunks;
-    this.emit({ stage: p.stage, fraction, step: p.step, steps: p.steps, frame: chunkStart + p.frame, frames: this.frames, etaSec: this.eta(fraction) });
+    this.emit({
+      stage: p.stage,
+      fraction,
+      step: p.step,
+      steps: p.steps,
+      frame: chunkStart + p.frame,
+      frames: this.frames,
+      etaSec: this.eta(fraction),
+    });
   }
   private eta(fraction: number): number | undefined {
     if (fraction < 0.03) return undefined;
@@ -196,7 +267,22 @@ class JobProgressMapper {
 export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): Promise<JobResult> {
   const t0 = Date.now();
   const start = performance.now();
-  const times = { decodeWaitMs: 0, vaeEncodeMs: 0, inversionMs: 0, editMs: 0, vaeDecodeMs: 0, encodeWaitMs: 0, textMs: 0, transferMs: 0, cacheMs: 0, finishMs: 0, workerOtherMs: 0, unetRuns: 0, unetMs: 0, vaeMs: 0 };
+  const times = {
+    decodeWaitMs: 0,
+    vaeEncodeMs: 0,
+    inversionMs: 0,
+    editMs: 0,
+    vaeDecodeMs: 0,
+    encodeWaitMs: 0,
+    textMs: 0,
+    transferMs: 0,
+    cacheMs: 0,
+    finishMs: 0,
+    workerOtherMs: 0,
+    unetRuns: 0,
+    unetMs: 0,
+    vaeMs: 0,
+  };
   const model = ctx.worker.info;
   const chunks = Math.ceil(plan.frameCount / CHUNK_FRAMES);
   const progress = new JobProgressMapper(chunks, plan.frameCount, ctx.onProgress);
@@ -226,15 +312,20 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   progress.stage('decoding', 0.01);
   const maskSpec = req.mask.type === 'box' || req.mask.type === 'file' ? req.mask : undefined;
   const fullMask: MaskBatch | undefined = maskSpec
-    ? await loadMask(maskSpec.type === 'box' ? { kind: 'box', x: maskSpec.x, y: maskSpec.y, w: maskSpec.w, h: maskSpec.h } : { kind: 'file', path: maskSpec.path }, {
-        frames: plan.frameCount,
-        width: plan.width,
-        height: plan.height,
-        startFrame: plan.startFrame,
-        fps: plan.info.video.fps,
-        sourceWidth: plan.outWidth,
-        sourceHeight: plan.outHeight,
-      })
+    ? await loadMask(
+        maskSpec.type === 'box'
+          ? { kind: 'box', x: maskSpec.x, y: maskSpec.y, w: maskSpec.w, h: maskSpec.h }
+          : { kind: 'file', path: maskSpec.path },
+        {
+          frames: plan.frameCount,
+          width: plan.width,
+          height: plan.height,
+          startFrame: plan.startFrame,
+          fps: plan.info.video.fps,
+          sourceWidth: plan.outWidth,
+          sourceHeight: plan.outHeight,
+        },
+      )
     : undefined;
 
   // Full-resolution compositing (full-res.ts): the encoder gets display-size frames built from the source's pixels.
@@ -249,8 +340,13 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     fps: plan.info.video.fps,
     codec: req.output?.codec ?? 'h264',
     // The audio of the range is cut at the same instants as the frames, on the container's clock.
-    audio: req.output?.audio && plan.info.audio.length ? { file: req.source.path, startSec: plan.info.video.originSec + plan.inSec, durationSec: plan.durationSec } : undefined,
-    ...(plan.variable ? { frameTimes: plan.variable.times, endSec: plan.durationSec, timeBase: plan.info.video.timeBase } : {}),
+    audio:
+      req.output?.audio && plan.info.audio.length
+        ? { file: req.source.path, startSec: plan.info.video.originSec + plan.inSec, durationSec: plan.durationSec }
+        : undefined,
+    ...(plan.variable
+      ? { frameTimes: plan.variable.times, endSec: plan.durationSec, timeBase: plan.info.video.timeBase }
+      : {}),
     overwrite: req.output?.overwrite ?? false,
     colorMatrix: plan.info.video.colorMatrix,
     sampleAspect: plan.info.video.sampleAspect,
@@ -267,7 +363,14 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
     const decodeOpts = { ...rangeDecodeOptions(plan, plan.width, plan.height), signal: decoding.signal };
     // The full-size decode selects the same frames from the same options; only the size differs.
-    sink = full ? fullResOutput({ file: req.source.path, decode: { ...decodeOpts, width: plan.outWidth, height: plan.outHeight }, encoder, mask: fullMask }) : workingSizeOutput(encoder);
+    sink = full
+      ? fullResOutput({
+          file: req.source.path,
+          decode: { ...decodeOpts, width: plan.outWidth, height: plan.outHeight },
+          encoder,
+          mask: fullMask,
+        })
+      : workingSizeOutput(encoder);
     const frames = readAhead(decodeFrames(req.source.path, decodeOpts));
     let writing: Promise<void> = Promise.resolve();
     let waitFrom = performance.now();
@@ -282,16 +385,38 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
         progress.chunk(index, chunkStart, p);
         if (p.preview && ctx.onPreview && Date.now() - lastPreview > 1000) {
           lastPreview = Date.now();
-          ctx.onPreview(latentPreviewPng(p.preview.latent, p.preview.channels, p.preview.height, p.preview.width, model.vaeScale));
+          ctx.onPreview(
+            latentPreviewPng(p.preview.latent, p.preview.channels, p.preview.height, p.preview.width, model.vaeScale),
+          );
         }
       };
       const cacheStart = performance.now();
       const cache = ctx.cache && {
         dir: ctx.cache.dir,
         maxBytes: ctx.cache.maxBytes,
-        key: () => InversionCache.keyOf({ file: req.source.path, startFrame: plan.startFrame + chunkStart, frameCount: chunk.n, width: plan.width, height: plan.height, modelDir: model.dir, sourcePrompt: req.sourcePrompt, steps: req.steps, strength: plan.strength }),
+        key: () =>
+          InversionCache.keyOf({
+            file: req.source.path,
+            startFrame: plan.startFrame + chunkStart,
+            frameCount: chunk.n,
+            width: plan.width,
+            height: plan.height,
+            modelDir: model.dir,
+            sourcePrompt: req.sourcePrompt,
+            steps: req.steps,
+            strength: plan.strength,
+          }),
       };
-      const task = chunkTask({ req, frames: chunk, mask, strength: plan.strength, seed: ctx.seed, reconstruct: sink.reconstruct, consistency: seams.consistency, cache });
+      const task = chunkTask({
+        req,
+        frames: chunk,
+        mask,
+        strength: plan.strength,
+        seed: ctx.seed,
+        reconstruct: sink.reconstruct,
+        consistency: seams.consistency,
+        cache,
+      });
       const sent = performance.now();
       times.cacheMs += sent - cacheStart;
       running = ctx.worker.run(task, { onProgress, transfer: true });
@@ -400,12 +525,20 @@ function jobTimings(probeMs: number, runMs: number, t: Times): JobTimings {
   const totalMs = probeMs + runMs;
   const staged = probeMs + t.decodeWaitMs + t.vaeEncodeMs + t.inversionMs + t.editMs + t.vaeDecodeMs + t.encodeWaitMs;
   const round = (v: number) => Math.round(Math.max(0, v) * 10) / 10;
-  const out = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, k === 'unetRuns' ? v : round(v)])) as Omit<JobTimings, 'probeMs' | 'otherMs' | 'totalMs'>;
+  const out = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, k === 'unetRuns' ? v : round(v)])) as Omit<
+    JobTimings,
+    'probeMs' | 'otherMs' | 'totalMs'
+  >;
   return { ...out, probeMs: round(probeMs), otherMs: round(totalMs - staged), totalMs: round(totalMs) };
 }
 
 function sliceMask(mask: MaskBatch, start: number, count: number): MaskBatch {
   if (mask.n === 1) return mask;
   const per = mask.height * mask.width;
-  return { n: count, height: mask.height, width: mask.width, data: mask.data.slice(start * per, (start + count) * per) };
+  return {
+    n: count,
+    height: mask.height,
+    width: mask.width,
+    data: mask.data.slice(start * per, (start + count) * per),
+  };
 }

@@ -9,8 +9,20 @@ export class ProblemError extends Error {
   constructor(readonly problem: Problem) {
     super(problem.detail);
   }
-  static of(status: number, title: string, detail: string, field?: string, slug = title.toLowerCase().replace(/[^a-z0-9]+/g, '-')): ProblemError {
-    return new ProblemError({ type: `https://reshoot.dev/problems/${slug}`, title, status, detail, ...(field ? { field } : {}) });
+  static of(
+    status: number,
+    title: string,
+    detail: string,
+    field?: string,
+    slug = title.toLowerCase().replace(/[^a-z0-9]+/g, '-'),
+  ): ProblemError {
+    return new ProblemError({
+      type: `https://reshoot.dev/problems/${slug}`,
+      title,
+      status,
+      detail,
+      ...(field ? { field } : {}),
+    });
   }
 }
 

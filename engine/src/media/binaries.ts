@@ -62,7 +62,16 @@ export function parseFfmpegVersion(output: string): FfmpegVersion {
   if (release) {
     const [major, minor] = [Number(release[1]), Number(release[2])];
     const patch = release[3] !== undefined ? Number(release[3]) : undefined;
-    return { raw: word, kind: 'release', major, minor, patch, year: copyrightYear, current: major >= MIN_MAJOR, label: word };
+    return {
+      raw: word,
+      kind: 'release',
+      major,
+      minor,
+      patch,
+      year: copyrightYear,
+      current: major >= MIN_MAJOR,
+      label: word,
+    };
   }
   // Git builds: "N-47683-g0e8eb07980-static" (johnvansickle, BtbN), "2024-07-24-git-896c22ef00-full_build-…"
   // (gyan.dev), "git-2020-08-31-…" (older builds). The N number counts commits, not releases, so the copyright
@@ -72,9 +81,21 @@ export function parseFfmpegVersion(output: string): FfmpegVersion {
   if (nBuild || dated || /^git/i.test(word)) {
     const year = dated ? Number(dated[1]) : copyrightYear;
     const id = nBuild ? `N-${nBuild[1]}` : word;
-    return { raw: word, kind: 'git', year, current: year !== undefined && year >= MIN_GIT_YEAR, label: `git ${id}${year !== undefined ? `, ${year}` : ''}` };
+    return {
+      raw: word,
+      kind: 'git',
+      year,
+      current: year !== undefined && year >= MIN_GIT_YEAR,
+      label: `git ${id}${year !== undefined ? `, ${year}` : ''}`,
+    };
   }
-  return { raw: word || '?', kind: 'unknown', year: copyrightYear, current: false, label: word ? `${word} (unrecognised)` : 'unknown version' };
+  return {
+    raw: word || '?',
+    kind: 'unknown',
+    year: copyrightYear,
+    current: false,
+    label: word ? `${word} (unrecognised)` : 'unknown version',
+  };
 }
 
 /** Whether two versions are the same release (major.minor) or the same git build. */
@@ -85,9 +106,23 @@ export function sameBuild(a: FfmpegVersion, b: FfmpegVersion): boolean {
 }
 
 function readVersion(file: string): FfmpegVersion | { error: string } {
-  const r = spawnSync(file, ['-version'], { encoding: 'utf8', timeout: 10_000, windowsHide: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.error) return { error: (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? '`-version` did not answer within 10 s' : r.error.message };
-  if (r.status !== 0) return { error: `\`-version\` exited with ${r.status ?? r.signal}${r.stderr ? `: ${r.stderr.trim().split('\n').pop()}` : ''}` };
+  const r = spawnSync(file, ['-version'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+    windowsHide: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.error)
+    return {
+      error:
+        (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT'
+          ? '`-version` did not answer within 10 s'
+          : r.error.message,
+    };
+  if (r.status !== 0)
+    return {
+      error: `\`-version\` exited with ${r.status ?? r.signal}${r.stderr ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`,
+    };
   return parseFfmpegVersion(r.stdout);
 }
 
@@ -135,7 +170,9 @@ function bundledPath(tool: Tool): string | { error: string } {
     // The installer packages throw (a bare string, for @ffmpeg-installer) when the platform binary is absent;
     // requiring lazily keeps that from breaking every import of the media module.
     // Literal specifiers, so bundlers and the lint's allow-list see exactly which packages are loaded.
-    const mod = (tool === 'ffmpeg' ? require('@ffmpeg-installer/ffmpeg') : require('@ffprobe-installer/ffprobe')) as { path?: unknown };
+    const mod = (tool === 'ffmpeg' ? require('@ffmpeg-installer/ffmpeg') : require('@ffprobe-installer/ffprobe')) as {
+      path?: unknown;
+    };
     if (typeof mod.path === 'string') return mod.path;
     return { error: `${PACKAGE[tool]} did not report a binary path` };
   } catch (e) {
@@ -266,7 +303,10 @@ function systemPair(env: NodeJS.ProcessEnv, platform: NodeJS.Platform): PathPair
   const ff = findOnPath('ffmpeg', env, platform);
   const fp = findOnPath('ffprobe', env, platform);
   if (!ff && !fp) return { reason: `no ffmpeg or ffprobe ${where}` };
-  if (!ff || !fp) return { reason: `${fp ? `ffprobe is ${where} (${fp})` : `ffmpeg is ${where} (${ff})`} but ${fp ? 'ffmpeg' : 'ffprobe'} is not` };
+  if (!ff || !fp)
+    return {
+      reason: `${fp ? `ffprobe is ${where} (${fp})` : `ffmpeg is ${where} (${ff})`} but ${fp ? 'ffmpeg' : 'ffprobe'} is not`,
+    };
   const a = choose(ff, 'path');
   const b = choose(fp, 'path');
   for (const c of [a, b]) {
@@ -275,11 +315,15 @@ function systemPair(env: NodeJS.ProcessEnv, platform: NodeJS.Platform): PathPair
   const old = [a, b].filter((c) => !c.parsed!.current);
   if (old.length) {
     const what = old.map((c) => `${c.path} is ${c.parsed!.raw}`).join(' and ');
-    const rule = old.some((c) => c.parsed!.kind === 'git') ? `older than ${MIN_MAJOR} (git builds count from ${MIN_GIT_YEAR})` : `older than ${MIN_MAJOR}`;
+    const rule = old.some((c) => c.parsed!.kind === 'git')
+      ? `older than ${MIN_MAJOR} (git builds count from ${MIN_GIT_YEAR})`
+      : `older than ${MIN_MAJOR}`;
     return { reason: `the ffmpeg ${where} is too old: ${what}, ${rule}` };
   }
   if (!sameBuild(a.parsed!, b.parsed!)) {
-    return { reason: `the ffmpeg and ffprobe ${where} are not from the same build: ${a.path} is ${a.parsed!.raw}, ${b.path} is ${b.parsed!.raw}` };
+    return {
+      reason: `the ffmpeg and ffprobe ${where} are not from the same build: ${a.path} is ${a.parsed!.raw}, ${b.path} is ${b.parsed!.raw}`,
+    };
   }
   return { pair: { ffmpeg: a, ffprobe: b }, reason: '' };
 }
@@ -321,9 +365,13 @@ export function inspectFfmpeg(opts: SelectOptions = {}): FfmpegInspection {
     const beside = path.join(path.dirname(mine.path), exe(other, platform));
     if (executableProblem(beside) === null) {
       result[other] = choose(beside, 'beside-env');
-      why.push(`${ENV[tool]} is set and used as given; ${other} was found beside it (${beside}), the same folder and so presumably the same build.`);
+      why.push(
+        `${ENV[tool]} is set and used as given; ${other} was found beside it (${beside}), the same folder and so presumably the same build.`,
+      );
     } else {
-      why.push(`${ENV[tool]} is set and used as given; there is no ${exe(other, platform)} beside it in ${path.dirname(mine.path)}, so ${other} is chosen as below.`);
+      why.push(
+        `${ENV[tool]} is set and used as given; there is no ${exe(other, platform)} beside it in ${path.dirname(mine.path)}, so ${other} is chosen as below.`,
+      );
     }
   }
 
@@ -339,7 +387,11 @@ export function inspectFfmpeg(opts: SelectOptions = {}): FfmpegInspection {
       const pair =
         `${p.ffmpeg.path} (${p.ffmpeg.version}) and ${p.ffprobe.path} (${p.ffprobe.version}), both current ` +
         `(${MIN_MAJOR} or later, or a git build from ${MIN_GIT_YEAR} on) and from the same ${p.ffmpeg.parsed!.kind === 'git' ? 'git build' : 'release'}`;
-      why.push(open.length === 2 ? `ffmpeg and ffprobe found ${where}: ${pair}.` : `${open[0]} is taken from the pair found ${where}: ${pair}.`);
+      why.push(
+        open.length === 2
+          ? `ffmpeg and ffprobe found ${where}: ${pair}.`
+          : `${open[0]} is taken from the pair found ${where}: ${pair}.`,
+      );
     } else {
       usedBundled = true;
       for (const t of open) result[t] = bundledChoice(t);
@@ -352,17 +404,34 @@ export function inspectFfmpeg(opts: SelectOptions = {}): FfmpegInspection {
 
   // Warnings: the bundled pair's known defects, old or mismatched builds, binaries other users cannot run.
   if (usedBundled) warnings.push(...bundledWarnings(ff, fp));
-  for (const [tool, c] of [['ffmpeg', ff], ['ffprobe', fp]] as const) {
+  for (const [tool, c] of [
+    ['ffmpeg', ff],
+    ['ffprobe', fp],
+  ] as const) {
     if (!isChoice(c) || c.source === 'bundled') continue;
     if (!c.parsed) warnings.push(`Could not read the version of ${c.path}: ${c.version}. Check that it is ${tool}.`);
-    else if (!c.parsed.current) warnings.push(`${c.path} (${c.source === 'env' ? ENV[tool] : c.source === 'beside-env' ? `beside ${ENV[OTHER[tool]]}` : 'PATH'}) is ${tool} ${c.parsed.raw}, older than ${MIN_MAJOR}; a current build (${MIN_MAJOR} or later, ffmpeg and ffprobe from one build) is recommended.`);
+    else if (!c.parsed.current)
+      warnings.push(
+        `${c.path} (${c.source === 'env' ? ENV[tool] : c.source === 'beside-env' ? `beside ${ENV[OTHER[tool]]}` : 'PATH'}) is ${tool} ${c.parsed.raw}, older than ${MIN_MAJOR}; a current build (${MIN_MAJOR} or later, ffmpeg and ffprobe from one build) is recommended.`,
+      );
   }
-  if (isChoice(ff) && isChoice(fp) && ff.parsed && fp.parsed && !sameBuild(ff.parsed, fp.parsed) && !usedBundledBoth(ff, fp)) {
-    warnings.push(`ffmpeg (${ff.parsed.raw}, ${ff.path}) and ffprobe (${fp.parsed.raw}, ${fp.path}) are not from the same build: the probe may describe a file differently from how ffmpeg decodes it. Point FFMPEG_PATH and FFPROBE_PATH at one build.`);
+  if (
+    isChoice(ff) &&
+    isChoice(fp) &&
+    ff.parsed &&
+    fp.parsed &&
+    !sameBuild(ff.parsed, fp.parsed) &&
+    !usedBundledBoth(ff, fp)
+  ) {
+    warnings.push(
+      `ffmpeg (${ff.parsed.raw}, ${ff.path}) and ffprobe (${fp.parsed.raw}, ${fp.path}) are not from the same build: the probe may describe a file differently from how ffmpeg decodes it. Point FFMPEG_PATH and FFPROBE_PATH at one build.`,
+    );
   }
   for (const c of [ff, fp]) {
     if (isChoice(c) && c.source === 'bundled' && notRunnableByEveryone(c.path, platform)) {
-      warnings.push(`The bundled ${path.basename(c.path)} (${c.path}) has mode ${modeString(c.path)}: other users of this machine cannot run it. Run \`chmod a+rx ${c.path}\` (npm ci's postinstall step does this when it may).`);
+      warnings.push(
+        `The bundled ${path.basename(c.path)} (${c.path}) has mode ${modeString(c.path)}: other users of this machine cannot run it. Run \`chmod a+rx ${c.path}\` (npm ci's postinstall step does this when it may).`,
+      );
     }
   }
 
@@ -393,7 +462,9 @@ function bundledWarnings(ff: ToolChoice | { error: MediaError }, fp: ToolChoice 
     );
   }
   if (ffv && fpv && !sameBuild(ffv, fpv)) {
-    out.push(`The bundled ffmpeg (${ffv.raw}) and ffprobe (${fpv.raw}) are not from the same build, so ffprobe can report codecs this ffmpeg cannot decode (such clips are refused as unsupported).`);
+    out.push(
+      `The bundled ffmpeg (${ffv.raw}) and ffprobe (${fpv.raw}) are not from the same build, so ffprobe can report codecs this ffmpeg cannot decode (such clips are refused as unsupported).`,
+    );
   }
   // What to install is said once, after the last of these.
   if (out.length) out[out.length - 1] += ` ${INSTALL_HINT}`;

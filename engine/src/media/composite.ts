@@ -114,15 +114,27 @@ export interface CompositeOptions {
  * Composites one frame in place: `frame` (packed RGB, width×height) += matte · upscale(delta frame `f`). Returns the
  * number of output rows that were touched (rows where the matte is 0 everywhere are skipped and stay the source).
  */
-export function compositeFrame(frame: Uint8Array | Uint16Array, delta: DeltaFrames, f: number, matte: MattePlane | undefined, o: CompositeOptions): number {
+export function compositeFrame(
+  frame: Uint8Array | Uint16Array,
+  delta: DeltaFrames,
+  f: number,
+  matte: MattePlane | undefined,
+  o: CompositeOptions,
+): number {
   const { width: W, height: H } = o;
   const max = o.bitDepth === 16 ? 65535 : 255;
-  if (frame.length !== W * H * 3) throw new RangeError(`composite: frame has ${frame.length} samples, ${W}x${H} RGB needs ${W * H * 3}`);
-  if ((o.bitDepth === 16) !== frame instanceof Uint16Array) throw new RangeError(`composite: a ${o.bitDepth}-bit frame must be a ${o.bitDepth === 16 ? 'Uint16Array' : 'Uint8Array'}`);
+  if (frame.length !== W * H * 3)
+    throw new RangeError(`composite: frame has ${frame.length} samples, ${W}x${H} RGB needs ${W * H * 3}`);
+  if ((o.bitDepth === 16) !== frame instanceof Uint16Array)
+    throw new RangeError(
+      `composite: a ${o.bitDepth}-bit frame must be a ${o.bitDepth === 16 ? 'Uint16Array' : 'Uint8Array'}`,
+    );
   const { width: w, height: h } = delta;
   const hw = h * w;
-  if (!(f >= 0 && f < delta.n) || delta.data.length !== delta.n * 3 * hw) throw new RangeError(`composite: delta frame ${f} of ${delta.n} (${w}x${h}) missing`);
-  if (matte && matte.data.length !== matte.height * matte.width) throw new RangeError(`composite: matte ${matte.width}x${matte.height} has ${matte.data.length} values`);
+  if (!(f >= 0 && f < delta.n) || delta.data.length !== delta.n * 3 * hw)
+    throw new RangeError(`composite: delta frame ${f} of ${delta.n} (${w}x${h}) missing`);
+  if (matte && matte.data.length !== matte.height * matte.width)
+    throw new RangeError(`composite: matte ${matte.width}x${matte.height} has ${matte.data.length} values`);
   // [-1, 1] units → sample units.
   const scale = max / 2;
   const base = f * 3 * hw;
@@ -140,7 +152,8 @@ export function compositeFrame(frame: Uint8Array | Uint16Array, delta: DeltaFram
   }
   const yt = planes[0].yt;
   // 8-bit: a clamped view rounds and clamps on store. One element type per loop keeps the loops monomorphic.
-  const clamped = frame instanceof Uint8Array ? new Uint8ClampedArray(frame.buffer, frame.byteOffset, frame.length) : undefined;
+  const clamped =
+    frame instanceof Uint8Array ? new Uint8ClampedArray(frame.buffer, frame.byteOffset, frame.length) : undefined;
   let touched = 0;
   const from = Math.max(0, o.rows?.from ?? 0);
   const to = Math.min(H, o.rows?.to ?? H);
@@ -160,9 +173,12 @@ export function compositeFrame(frame: Uint8Array | Uint16Array, delta: DeltaFram
     const r0 = yt.i0[Y];
     const r1 = yt.i1[Y];
     const fy = yt.f[Y];
-    const rt = planes[0].row(r0), rb = planes[0].row(r1);
-    const gt = planes[1].row(r0), gb = planes[1].row(r1);
-    const bt = planes[2].row(r0), bb = planes[2].row(r1);
+    const rt = planes[0].row(r0),
+      rb = planes[0].row(r1);
+    const gt = planes[1].row(r0),
+      gb = planes[1].row(r1);
+    const bt = planes[2].row(r0),
+      bb = planes[2].row(r1);
     const k = new RowLerp(rt, rb, gt, gb, bt, bb, fy, mt, mb, my, scale);
     if (clamped) addRow8(clamped, Y * W * 3, W, k);
     else addRow16(frame as Uint16Array, Y * W * 3, W, k);
@@ -226,6 +242,7 @@ function addRow16(frame: Uint16Array, p: number, W: number, k: RowLerp): void {
 
 /** edit − reconstruction, in place into `edit` (both [n, 3, h, w] of the same size). */
 export function subtractInto(edit: Float32Array, reconstruction: Float32Array): void {
-  if (edit.length !== reconstruction.length) throw new RangeError(`composite: edit has ${edit.length} values, reconstruction ${reconstruction.length}`);
+  if (edit.length !== reconstruction.length)
+    throw new RangeError(`composite: edit has ${edit.length} values, reconstruction ${reconstruction.length}`);
   for (let i = 0; i < edit.length; i++) edit[i] -= reconstruction[i];
 }

@@ -64,7 +64,8 @@ export interface RawChunk {
 }
 
 function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`decode: ${name} must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new RangeError(`decode: ${name} must be a positive integer, got ${String(v)}`);
   return v;
 }
 
@@ -74,7 +75,11 @@ function stallMs(): number {
   return Number.isFinite(v) && v > 0 ? v : 60_000;
 }
 
-async function untilStalledOrAborted<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | 'stalled' | 'aborted'> {
+async function untilStalledOrAborted<T>(
+  p: Promise<T>,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<T | 'stalled' | 'aborted'> {
   // Left pending when the decode stops; its later failure (the pipe destroyed) must not count as unhandled.
   p.catch(() => undefined);
   if (signal?.aborted) return 'aborted';
@@ -103,16 +108,30 @@ async function untilStalledOrAborted<T>(p: Promise<T>, ms: number, signal?: Abor
 export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChunk, void, undefined> {
   const ffmpeg = ffmpegPath();
   const args = [
-    '-nostdin', '-hide_banner', '-v', 'error',
+    '-nostdin',
+    '-hide_banner',
+    '-v',
+    'error',
     ...LOCAL_INPUT,
     ...opts.inputArgs,
-    '-map', '0:v:0', '-an', '-sn', '-dn',
+    '-map',
+    '0:v:0',
+    '-an',
+    '-sn',
+    '-dn',
     // Passthrough: each decoded frame exactly once. The default (cfr for rawvideo) duplicates or drops frames
     // whenever timestamps sit off the nominal grid, which breaks the frame count the caller relies on.
-    '-vsync', 'passthrough',
-    '-frames:v', String(opts.frames),
-    '-vf', opts.filters,
-    '-f', 'rawvideo', '-pix_fmt', opts.pixFmt, 'pipe:1',
+    '-vsync',
+    'passthrough',
+    '-frames:v',
+    String(opts.frames),
+    '-vf',
+    opts.filters,
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    opts.pixFmt,
+    'pipe:1',
   ];
   const ff = start(ffmpeg, args);
   ff.proc.stdin.end();
@@ -127,7 +146,10 @@ export async function* decodeRaw(opts: RawDecodeOptions): AsyncGenerator<RawChun
       const next = await untilStalledOrAborted(pieces.next(), stallMs(), opts.signal);
       if (next === 'aborted' || next === 'stalled') {
         await ff.kill();
-        if (next === 'aborted') throw new MediaError('ffmpeg-failed', `Decoding ${opts.what} of ${opts.file} was stopped.`, { file: opts.file });
+        if (next === 'aborted')
+          throw new MediaError('ffmpeg-failed', `Decoding ${opts.what} of ${opts.file} was stopped.`, {
+            file: opts.file,
+          });
         throw new MediaError(
           'ffmpeg-failed',
           `${opts.file} stopped delivering frames: nothing for ${stallMs() / 1000} s while decoding ${opts.what}. The file may sit on a drive that is not answering (a network share, a stalled sync); copy it to a local drive and try again.`,
@@ -228,12 +250,14 @@ export async function* decodeFrames(file: string, opts: DecodeOptions): AsyncGen
  * full-size decode the job streams beside the working-size one (jobs/full-res.ts) composites in these bytes.
  */
 export async function* decodeFrameBytes(file: string, opts: DecodeOptions): AsyncGenerator<RawChunk, void, undefined> {
-  if (!Number.isInteger(opts.startFrame) || opts.startFrame < 0) throw new RangeError(`decode: startFrame must be an integer ≥ 0, got ${opts.startFrame}`);
+  if (!Number.isInteger(opts.startFrame) || opts.startFrame < 0)
+    throw new RangeError(`decode: startFrame must be an integer ≥ 0, got ${opts.startFrame}`);
   const frames = positiveInt('frameCount', opts.frameCount);
   const width = positiveInt('width', opts.width);
   const height = positiveInt('height', opts.height);
   const chunkFrames = positiveInt('chunkFrames', opts.chunkFrames);
-  if (!(opts.fps?.num > 0 && opts.fps?.den > 0)) throw new RangeError(`decode: fps must be a positive rational, got ${JSON.stringify(opts.fps)}`);
+  if (!(opts.fps?.num > 0 && opts.fps?.den > 0))
+    throw new RangeError(`decode: fps must be a positive rational, got ${JSON.stringify(opts.fps)}`);
   const deep = opts.bitDepth === 16;
   await checkInputFile(file);
   const { inputArgs, select } = rangeInput(file, opts);
@@ -265,7 +289,13 @@ export function frameSeek(
   video: { fps: Rational; originSec: number; startTimeSec: number; byteSeeking: boolean },
   startFrame: number,
 ): { inputArgs: string[]; select: string } {
-  return rangeInput(file, { startFrame, fps: video.fps, originSec: video.originSec, streamStartSec: video.startTimeSec, byteSeeking: video.byteSeeking });
+  return rangeInput(file, {
+    startFrame,
+    fps: video.fps,
+    originSec: video.originSec,
+    streamStartSec: video.startTimeSec,
+    byteSeeking: video.byteSeeking,
+  });
 }
 
 /** Seconds decoded before the target where the demuxer's seek may land late. Longer than broadcast GOPs. */
@@ -284,7 +314,10 @@ function rangeInput(file: string, opts: SeekOptions): { inputArgs: string[]; sel
   const origin = opts.originSec ?? 0;
   if (opts.byteSeeking && timeSec > 0) {
     const from = (opts.streamStartSec ?? 0) + timeSec - leadSec;
-    return { inputArgs: ['-copyts', ...seekToArgs(timeSec - PREROLL_SEC, origin, 0), '-i', file], select: `select='gte(t,${from.toFixed(6)})',` };
+    return {
+      inputArgs: ['-copyts', ...seekToArgs(timeSec - PREROLL_SEC, origin, 0), '-i', file],
+      select: `select='gte(t,${from.toFixed(6)})',`,
+    };
   }
   return { inputArgs: [...seekToArgs(timeSec, origin, leadSec), '-i', file], select: '' };
 }

@@ -84,7 +84,8 @@ const COLOR_TAGS: Record<ColorMatrix, string[]> = {
 };
 
 function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`createEncoder: ${name} must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new RangeError(`createEncoder: ${name} must be a positive integer, got ${String(v)}`);
   return v;
 }
 
@@ -110,15 +111,27 @@ async function checkOutput(output: string, overwrite: boolean): Promise<void> {
   try {
     dirStat = await stat(dir);
   } catch {
-    throw new MediaError('output-not-writable', `Cannot write ${output}: the folder ${dir} does not exist. Create it or choose another output folder.`, { file: output });
+    throw new MediaError(
+      'output-not-writable',
+      `Cannot write ${output}: the folder ${dir} does not exist. Create it or choose another output folder.`,
+      { file: output },
+    );
   }
   if (!dirStat.isDirectory()) {
-    throw new MediaError('output-not-writable', `Cannot write ${output}: ${dir} is not a folder. Choose another output folder.`, { file: output });
+    throw new MediaError(
+      'output-not-writable',
+      `Cannot write ${output}: ${dir} is not a folder. Choose another output folder.`,
+      { file: output },
+    );
   }
   try {
     await access(dir, constants.W_OK);
   } catch {
-    throw new MediaError('output-not-writable', `Cannot write ${output}: no write permission in ${dir}. Choose another output folder or fix its permissions.`, { file: output });
+    throw new MediaError(
+      'output-not-writable',
+      `Cannot write ${output}: no write permission in ${dir}. Choose another output folder or fix its permissions.`,
+      { file: output },
+    );
   }
   let outStat;
   try {
@@ -127,14 +140,26 @@ async function checkOutput(output: string, overwrite: boolean): Promise<void> {
     return;
   }
   if (outStat.isDirectory()) {
-    throw new MediaError('output-exists', `Cannot write ${output}: a folder with that name exists. Choose another output name.`, { file: output });
+    throw new MediaError(
+      'output-exists',
+      `Cannot write ${output}: a folder with that name exists. Choose another output name.`,
+      { file: output },
+    );
   }
   // rename() over a device or pipe would replace it (as root, /dev/null itself); only a file is ever replaced.
   if (!outStat.isFile()) {
-    throw new MediaError('output-not-allowed', `Cannot write ${output}: it is not a regular file (a device, pipe or socket). Choose another output name.`, { file: output });
+    throw new MediaError(
+      'output-not-allowed',
+      `Cannot write ${output}: it is not a regular file (a device, pipe or socket). Choose another output name.`,
+      { file: output },
+    );
   }
   if (!overwrite) {
-    throw new MediaError('output-exists', `${output} already exists. Choose another output name, or allow overwriting it.`, { file: output });
+    throw new MediaError(
+      'output-exists',
+      `${output} already exists. Choose another output name, or allow overwriting it.`,
+      { file: output },
+    );
   }
 }
 
@@ -166,7 +191,8 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   if (!(opts.fps?.num > 0 && opts.fps?.den > 0 && Number.isInteger(opts.fps.num) && Number.isInteger(opts.fps.den))) {
     throw new RangeError(`createEncoder: fps must be a positive integer rational, got ${JSON.stringify(opts.fps)}`);
   }
-  if (opts.codec !== 'h264' && opts.codec !== 'prores') throw new RangeError(`createEncoder: codec must be 'h264' or 'prores', got ${String(opts.codec)}`);
+  if (opts.codec !== 'h264' && opts.codec !== 'prores')
+    throw new RangeError(`createEncoder: codec must be 'h264' or 'prores', got ${String(opts.codec)}`);
   const output = resolve(opts.output);
   const ffmpeg = ffmpegPath();
   const faults = mediaFaults();
@@ -175,7 +201,11 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     await checkInputFile(opts.audio.file);
     const { startSec, durationSec } = opts.audio;
     if (!(Number.isFinite(startSec) && startSec >= 0 && Number.isFinite(durationSec) && durationSec > 0)) {
-      throw new MediaError('bad-range', `Audio range start ${startSec} s, duration ${durationSec} s of ${opts.audio.file} is invalid: start must be ≥ 0 and duration > 0.`, { file: opts.audio.file });
+      throw new MediaError(
+        'bad-range',
+        `Audio range start ${startSec} s, duration ${durationSec} s of ${opts.audio.file} is invalid: start must be ≥ 0 and duration > 0.`,
+        { file: opts.audio.file },
+      );
     }
   }
 
@@ -193,7 +223,10 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   const ext = extname(output).toLowerCase();
   const container = ext === '.mov' || prores ? 'mov' : 'mp4';
   const matrix = opts.colorMatrix ?? 'bt709';
-  const sar = opts.sampleAspect && opts.sampleAspect.num > 0 && opts.sampleAspect.den > 0 ? opts.sampleAspect : { num: 1, den: 1 };
+  const sar =
+    opts.sampleAspect && opts.sampleAspect.num > 0 && opts.sampleAspect.den > 0
+      ? opts.sampleAspect
+      : { num: 1, den: 1 };
   const pixFmt = prores ? 'yuv422p10le' : odd444 ? 'yuv444p' : 'yuv420p';
   const deep = opts.inputBitDepth === undefined ? prores : opts.inputBitDepth === 16;
 
@@ -205,20 +238,47 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     // Resolved once: the links in its folder path as they are now, not as they may be when the job ends.
     tempPath = await realpath(tempPath);
   } catch (e) {
-    throw new MediaError('output-not-writable', `Cannot write into ${dirname(output)} (${(e as Error).message}). Choose another output folder or fix its permissions.`, { file: output, cause: e });
+    throw new MediaError(
+      'output-not-writable',
+      `Cannot write into ${dirname(output)} (${(e as Error).message}). Choose another output folder or fix its permissions.`,
+      { file: output, cause: e },
+    );
   }
 
-  const endSec = opts.frameTimes ? (opts.endSec ?? opts.frameTimes[opts.frameTimes.length - 1] + frameTime(1, opts.fps)) : 0;
+  const endSec = opts.frameTimes
+    ? (opts.endSec ?? opts.frameTimes[opts.frameTimes.length - 1] + frameTime(1, opts.fps))
+    : 0;
   const timing = opts.frameTimes ? variableTiming(opts.frameTimes, opts.timeBase) : undefined;
   // With own timestamps the input rate is the timestamps' clock: the encoder's time base is 1/rate, and a coarser
   // one would round every timestamp to the average rate's grid.
   const inputRate = timing ? String(timing.timescale) : rationalArg(opts.fps);
   const args: string[] = [
-    '-nostdin', '-hide_banner', '-v', 'error', '-y',
-    '-f', 'rawvideo', '-pix_fmt', deep ? 'rgb48le' : 'rgb24', '-s', `${width}x${height}`, '-r', inputRate, '-i', 'pipe:0',
+    '-nostdin',
+    '-hide_banner',
+    '-v',
+    'error',
+    '-y',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    deep ? 'rgb48le' : 'rgb24',
+    '-s',
+    `${width}x${height}`,
+    '-r',
+    inputRate,
+    '-i',
+    'pipe:0',
   ];
   if (opts.audio) {
-    args.push(...LOCAL_INPUT, '-ss', opts.audio.startSec.toFixed(6), '-t', opts.audio.durationSec.toFixed(6), '-i', opts.audio.file);
+    args.push(
+      ...LOCAL_INPUT,
+      '-ss',
+      opts.audio.startSec.toFixed(6),
+      '-t',
+      opts.audio.durationSec.toFixed(6),
+      '-i',
+      opts.audio.file,
+    );
   }
   args.push('-map', '0:v:0');
   if (opts.audio) args.push('-map', '1:a:0?');
@@ -236,9 +296,22 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   // Passthrough keeps the timestamps setpts wrote (the default would resample them to a constant rate).
   // No B-frames with own timestamps: decode order is presentation order, and the last sample is the last frame,
   // whose duration finish() writes into the sample table (mp4-last-frame.ts).
-  if (timing) args.push('-vsync', 'passthrough', '-video_track_timescale', String(timing.timescale), ...(prores ? [] : ['-bf', '0']));
+  if (timing)
+    args.push(
+      '-vsync',
+      'passthrough',
+      '-video_track_timescale',
+      String(timing.timescale),
+      ...(prores ? [] : ['-bf', '0']),
+    );
   if (opts.audio) args.push(...(container === 'mp4' ? ['-c:a', 'aac', '-b:a', '256k'] : ['-c:a', 'pcm_s16le']));
-  args.push('-movflags', container === 'mov' ? '+faststart+write_colr' : '+faststart', '-f', container, faults.diskFull ? '/dev/full' : tempPath);
+  args.push(
+    '-movflags',
+    container === 'mov' ? '+faststart+write_colr' : '+faststart',
+    '-f',
+    container,
+    faults.diskFull ? '/dev/full' : tempPath,
+  );
 
   const ff = start(ffmpeg, args);
   const stdin = ff.proc.stdin;
@@ -272,10 +345,14 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   const writeOne = async (batch: ImageBatch | { raw: Uint8Array; n: number }) => {
     if ('raw' in batch) {
       if (batch.raw.byteLength !== batch.n * width * height * (deep ? 6 : 3)) {
-        throw new RangeError(`encoder for ${output} expects ${batch.n} ${width}x${height} ${deep ? 'rgb48le' : 'rgb24'} frames, got ${batch.raw.byteLength} bytes`);
+        throw new RangeError(
+          `encoder for ${output} expects ${batch.n} ${width}x${height} ${deep ? 'rgb48le' : 'rgb24'} frames, got ${batch.raw.byteLength} bytes`,
+        );
       }
     } else if (batch.width !== width || batch.height !== height) {
-      throw new RangeError(`encoder for ${output} expects ${width}x${height} frames, got ${batch.width}x${batch.height}`);
+      throw new RangeError(
+        `encoder for ${output} expects ${width}x${height} frames, got ${batch.width}x${batch.height}`,
+      );
     }
     if (batch.n === 0) return;
     await pause(faults.slowEncodeMs);
@@ -294,20 +371,23 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
   return {
     tempPath,
     write(batch: ImageBatch) {
-      if (state !== 'open') return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
+      if (state !== 'open')
+        return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
       // Serialised so concurrent callers cannot interleave frames or miss a drain.
       const p = queue.then(() => writeOne(batch));
       queue = p.catch(() => undefined);
       return p;
     },
     writeRaw(bytes: Uint8Array, n: number) {
-      if (state !== 'open') return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
+      if (state !== 'open')
+        return Promise.reject(new Error(`encoder for ${output} is ${state}; write() after finish() or abort()`));
       const p = queue.then(() => writeOne({ raw: bytes, n }));
       queue = p.catch(() => undefined);
       return p;
     },
     async finish() {
-      if (state !== 'open') throw new Error(`encoder for ${output} is ${state}; finish() called twice or after abort()`);
+      if (state !== 'open')
+        throw new Error(`encoder for ${output} is ${state}; finish() called twice or after abort()`);
       state = 'finishing';
       await queue;
       stdin.end();
@@ -320,7 +400,10 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       if (exit.code !== 0 || frames === 0) {
         state = 'done';
         await removeTemp();
-        if (frames === 0 && exit.code === 0) throw new MediaError('ffmpeg-failed', `No frames were written, so ${output} was not created.`, { file: output });
+        if (frames === 0 && exit.code === 0)
+          throw new MediaError('ffmpeg-failed', `No frames were written, so ${output} was not created.`, {
+            file: output,
+          });
         throw failure(exit, 'finishing');
       }
       if (opts.frameTimes && frames === opts.frameTimes.length && !faults.diskFull) {
@@ -329,7 +412,11 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       if (opts.overwrite !== true && (await exists(output))) {
         state = 'done';
         await removeTemp();
-        throw new MediaError('output-exists', `${output} appeared while it was being encoded; the result was discarded. Choose another output name.`, { file: output });
+        throw new MediaError(
+          'output-exists',
+          `${output} appeared while it was being encoded; the result was discarded. Choose another output name.`,
+          { file: output },
+        );
       }
       await pause(faults.slowEncodeMs);
       if (aborted()) {
@@ -348,7 +435,11 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       } catch (e) {
         state = 'done';
         await removeTemp();
-        throw new MediaError('output-not-writable', `Could not move the finished result to ${output} (${(e as Error).message}).`, { file: output, cause: e });
+        throw new MediaError(
+          'output-not-writable',
+          `Could not move the finished result to ${output} (${(e as Error).message}).`,
+          { file: output, cause: e },
+        );
       }
       state = 'done';
       const durationSec = opts.frameTimes && frames === opts.frameTimes.length ? endSec : frameTime(frames, opts.fps);
@@ -370,7 +461,8 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
  */
 export function variableTiming(times: number[], timeBase?: Rational): { filter: string; timescale: number } {
   if (times.length === 0) throw new RangeError('variableTiming: no frame times');
-  const timescale = timeBase && timeBase.num === 1 && timeBase.den >= 1000 && timeBase.den <= 1_000_000 ? timeBase.den : 90000;
+  const timescale =
+    timeBase && timeBase.num === 1 && timeBase.den >= 1000 && timeBase.den <= 1_000_000 ? timeBase.den : 90000;
   const ticks = times.map((t) => Math.round(t * timescale));
   // Strictly increasing: frames that share a timestamp in the source are one tick apart, as a muxer needs them.
   for (let i = 1; i < ticks.length; i++) ticks[i] = Math.max(ticks[i], ticks[i - 1] + 1);
@@ -381,4 +473,3 @@ export function variableTiming(times: number[], timeBase?: Rational): { filter: 
   };
   return { filter: `settb=1/${timescale},setpts='${tree(0, ticks.length)}'`, timescale };
 }
-

@@ -14,7 +14,11 @@ export interface MediaFaults {
 export function mediaFaults(): MediaFaults {
   const spec = process.env.RESHOOT_FAULT ?? '';
   const ms = (name: string) => Number(new RegExp(`(?:^|,)${name}:(\\d+)(?:,|$)`).exec(spec)?.[1] ?? 0);
-  return { diskFull: /(?:^|,)encode-disk-full(?:,|$)/.test(spec), slowDecodeMs: ms('slow-decode'), slowEncodeMs: ms('slow-encode') };
+  return {
+    diskFull: /(?:^|,)encode-disk-full(?:,|$)/.test(spec),
+    slowDecodeMs: ms('slow-decode'),
+    slowEncodeMs: ms('slow-encode'),
+  };
 }
 
 export function pause(ms: number): Promise<void> {

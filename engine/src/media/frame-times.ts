@@ -34,7 +34,8 @@ export async function selectFrames(info: MediaInfo, range: { in: number; out: nu
   let times = await packetTimes(info, grid.inSec - MARGIN_SEC, end);
   // A seek can land late (MPEG-TS seeks by byte position), and the packets just after it can be incomplete: list
   // from the start when the listing does not reach back before the range.
-  if (times && times.length && times[0] > range.in - 2 * frame && grid.inSec - MARGIN_SEC > 0) times = await packetTimes(info, 0, end);
+  if (times && times.length && times[0] > range.in - 2 * frame && grid.inSec - MARGIN_SEC > 0)
+    times = await packetTimes(info, 0, end);
   if (!times || times.length === 0) return grid;
   const near = times.filter((t) => t > range.in - 2 * frame && t < range.out + 2 * frame);
   if (onGrid(near, info)) return grid;
@@ -49,9 +50,25 @@ async function packetTimes(info: MediaInfo, fromSec: number, toSec: number): Pro
   const v = info.video;
   const clock = (t: number) => (v.startTimeSec + t).toFixed(6);
   const interval = `${fromSec > 0 ? clock(fromSec) : ''}%${clock(toSec)}`;
-  const r = await run(ffprobePath(), [
-    '-v', 'error', ...LOCAL_INPUT, '-select_streams', String(v.index), '-show_entries', 'packet=pts', '-read_intervals', interval, '-of', 'csv=p=0', '--', info.path,
-  ], info.path);
+  const r = await run(
+    ffprobePath(),
+    [
+      '-v',
+      'error',
+      ...LOCAL_INPUT,
+      '-select_streams',
+      String(v.index),
+      '-show_entries',
+      'packet=pts',
+      '-read_intervals',
+      interval,
+      '-of',
+      'csv=p=0',
+      '--',
+      info.path,
+    ],
+    info.path,
+  );
   if (r.code !== 0) return null;
   const tb = rationalValue(v.timeBase);
   const out: number[] = [];
@@ -106,6 +123,9 @@ function variableRange(info: MediaInfo, range: { in: number; out: number }, time
     frameCount: selected.length,
     inSec,
     outSec: Math.max(outSec, inSec + selected[selected.length - 1] + 1e-6),
-    variable: { times: selected, seek: { timeSec: inSec, leadSec: Math.min(gapBefore, frameTime(1, info.video.fps)) / 2 } },
+    variable: {
+      times: selected,
+      seek: { timeSec: inSec, leadSec: Math.min(gapBefore, frameTime(1, info.video.fps)) / 2 },
+    },
   };
 }

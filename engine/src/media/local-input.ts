@@ -18,7 +18,10 @@ const MANIFESTS: { name: string; test: RegExp }[] = [
   { name: 'an ffconcat list', test: /^ffconcat\s+version/i },
   { name: 'an SDP session description', test: /^v=0\r?\no=/ },
   { name: 'a SMIL or ISM manifest', test: /^(<\?xml[^>]*\?>\s*)?<(smil|SmoothStreamingMedia)[\s>]/i },
-  { name: 'a playlist (M3U/PLS/ASX/XSPF)', test: /^(\[playlist\]|<asx[\s>]|(<\?xml[^>]*\?>\s*)?<playlist[\s>]|#EXTINF)/i },
+  {
+    name: 'a playlist (M3U/PLS/ASX/XSPF)',
+    test: /^(\[playlist\]|<asx[\s>]|(<\?xml[^>]*\?>\s*)?<playlist[\s>]|#EXTINF)/i,
+  },
 ];
 
 /** Throws 'not-local' when `file` is a manifest or list that points at other resources rather than media itself. */
@@ -28,7 +31,10 @@ export async function refuseManifest(file: string): Promise<void> {
   try {
     const buf = Buffer.alloc(4096);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    head = buf.toString('utf8', 0, bytesRead).replace(/^\uFEFF/, '').trimStart();
+    head = buf
+      .toString('utf8', 0, bytesRead)
+      .replace(/^\uFEFF/, '')
+      .trimStart();
   } finally {
     await fh.close();
   }

@@ -12,7 +12,13 @@ import { checkInputFile, ffprobeJson, probeMedia, MediaInfo } from './probe';
 import { Rational, formatFps, rationalArg, rationalEquals } from './rational';
 
 export type MaskSpec =
-  | { kind: 'box'; /** Normalised 0..1, top-left origin, in display orientation. */ x: number; y: number; w: number; h: number }
+  | {
+      kind: 'box';
+      /** Normalised 0..1, top-left origin, in display orientation. */ x: number;
+      y: number;
+      w: number;
+      h: number;
+    }
   | { kind: 'file'; path: string };
 
 export interface MaskTarget {
@@ -41,10 +47,16 @@ function boxMask(spec: { x: number; y: number; w: number; h: number }, t: MaskTa
   const { x, y, w, h } = spec;
   const tol = 1e-6;
   if (![x, y, w, h].every((v) => typeof v === 'number' && Number.isFinite(v))) {
-    throw new MediaError('bad-mask', `Box matte ${JSON.stringify(spec)}: x, y, w and h must be numbers (fractions 0..1 of the frame).`);
+    throw new MediaError(
+      'bad-mask',
+      `Box matte ${JSON.stringify(spec)}: x, y, w and h must be numbers (fractions 0..1 of the frame).`,
+    );
   }
   if (x < -tol || y < -tol || w <= 0 || h <= 0 || x + w > 1 + tol || y + h > 1 + tol) {
-    throw new MediaError('bad-mask', `Box matte x=${x} y=${y} w=${w} h=${h} does not lie inside the frame: use fractions with x, y ≥ 0, w, h > 0, x + w ≤ 1 and y + h ≤ 1.`);
+    throw new MediaError(
+      'bad-mask',
+      `Box matte x=${x} y=${y} w=${w} h=${h} does not lie inside the frame: use fractions with x, y ≥ 0, w, h > 0, x + w ≤ 1 and y + h ≤ 1.`,
+    );
   }
   const mask = emptyMask(t);
   const hw = t.width * t.height;
@@ -64,7 +76,10 @@ function boxMask(spec: { x: number; y: number; w: number; h: number }, t: MaskTa
     }
   }
   if (covered === 0) {
-    throw new MediaError('bad-mask', `Box matte x=${x} y=${y} w=${w} h=${h} covers no pixel at ${t.width}x${t.height}; draw a larger box.`);
+    throw new MediaError(
+      'bad-mask',
+      `Box matte x=${x} y=${y} w=${w} h=${h} covers no pixel at ${t.width}x${t.height}; draw a larger box.`,
+    );
   }
   for (let f = 1; f < t.frames; f++) mask.data.set(plane, f * hw);
   return mask;
@@ -106,7 +121,15 @@ function toMask(raw: Buffer, frames: number, t: MaskTarget): MaskBatch {
   return mask;
 }
 
-async function readYa8(file: string, input: { inputArgs: string[]; select?: string }, frames: number, mw: number, mh: number, t: MaskTarget, what: string): Promise<Buffer> {
+async function readYa8(
+  file: string,
+  input: { inputArgs: string[]; select?: string },
+  frames: number,
+  mw: number,
+  mh: number,
+  t: MaskTarget,
+  what: string,
+): Promise<Buffer> {
   const frameBytes = t.width * t.height * 2;
   const parts: Buffer[] = [];
   for await (const c of decodeRaw({
@@ -157,7 +180,12 @@ async function stillMask(file: string, t: MaskTarget, checkOnly: boolean): Promi
   return replicate(toMask(raw, 1, t), t.frames);
 }
 
-async function videoMask(file: string, info: MediaInfo, t: MaskTarget, checkOnly: boolean): Promise<MaskBatch | undefined> {
+async function videoMask(
+  file: string,
+  info: MediaInfo,
+  t: MaskTarget,
+  checkOnly: boolean,
+): Promise<MaskBatch | undefined> {
   const v = info.video;
   checkAspect(file, v.displayWidth, v.displayHeight, t);
   if (!rationalEquals(v.fps, t.fps)) {
@@ -176,7 +204,15 @@ async function videoMask(file: string, info: MediaInfo, t: MaskTarget, checkOnly
     );
   }
   if (checkOnly) return undefined;
-  const raw = await readYa8(file, frameSeek(file, v, t.startFrame), t.frames, v.displayWidth, v.displayHeight, t, `frames ${t.startFrame}..${last}`);
+  const raw = await readYa8(
+    file,
+    frameSeek(file, v, t.startFrame),
+    t.frames,
+    v.displayWidth,
+    v.displayHeight,
+    t,
+    `frames ${t.startFrame}..${last}`,
+  );
   return toMask(raw, t.frames, t);
 }
 
@@ -196,7 +232,11 @@ async function sequenceMask(pattern: string, t: MaskTarget, checkOnly: boolean):
     if (!(await stat(dir)).isDirectory()) throw new Error('not a folder');
     names = await readdir(dir);
   } catch {
-    throw new MediaError('not-found', `The folder ${dir} of the matte sequence ${pattern} does not exist. Check the path.`, { file: pattern });
+    throw new MediaError(
+      'not-found',
+      `The folder ${dir} of the matte sequence ${pattern} does not exist. Check the path.`,
+      { file: pattern },
+    );
   }
   const indices = new Set<number>();
   for (const name of names) {
@@ -207,7 +247,11 @@ async function sequenceMask(pattern: string, t: MaskTarget, checkOnly: boolean):
     if (formatIndex(m[1], n) === digits) indices.add(n);
   }
   if (indices.size === 0) {
-    throw new MediaError('bad-mask', `No files in ${dir} match the matte sequence pattern ${base}. Check the name and the number of digits.`, { file: pattern });
+    throw new MediaError(
+      'bad-mask',
+      `No files in ${dir} match the matte sequence pattern ${base}. Check the name and the number of digits.`,
+      { file: pattern },
+    );
   }
   // The sequence's first image is the clip's first frame, whatever number the compositor started counting at.
   const first = Math.min(...indices);
@@ -263,17 +307,26 @@ export async function checkMask(spec: MaskSpec, target: MaskTarget): Promise<voi
 }
 
 async function inspectMask(spec: MaskSpec, target: MaskTarget, checkOnly: boolean): Promise<MaskBatch | undefined> {
-  for (const [k, v] of [['frames', target.frames], ['width', target.width], ['height', target.height]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`loadMask: target.${k} must be a positive integer, got ${v}`);
+  for (const [k, v] of [
+    ['frames', target.frames],
+    ['width', target.width],
+    ['height', target.height],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1)
+      throw new RangeError(`loadMask: target.${k} must be a positive integer, got ${v}`);
   }
-  if (!Number.isInteger(target.startFrame) || target.startFrame < 0) throw new RangeError(`loadMask: target.startFrame must be an integer ≥ 0, got ${target.startFrame}`);
+  if (!Number.isInteger(target.startFrame) || target.startFrame < 0)
+    throw new RangeError(`loadMask: target.startFrame must be an integer ≥ 0, got ${target.startFrame}`);
   if (spec.kind === 'box') {
     // One frame proves the box; the full stack is frames × pixels of floats, only worth building to use it.
     if (checkOnly) return void boxMask(spec, { ...target, frames: 1 });
     return boxMask(spec, target);
   }
   if (spec.kind !== 'file' || typeof spec.path !== 'string' || spec.path === '') {
-    throw new MediaError('bad-mask', `Unknown matte ${JSON.stringify(spec)}: use { kind: 'box', x, y, w, h } or { kind: 'file', path }.`);
+    throw new MediaError(
+      'bad-mask',
+      `Unknown matte ${JSON.stringify(spec)}: use { kind: 'box', x, y, w, h } or { kind: 'file', path }.`,
+    );
   }
   const file = spec.path;
   if (PATTERN.test(basename(file))) return sequenceMask(file, target, checkOnly);

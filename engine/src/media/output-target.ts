@@ -16,10 +16,37 @@ export const VIDEO_EXTENSIONS = ['.mp4', '.m4v', '.mov'] as const;
 function systemFolders(): string[] {
   if (process.platform === 'win32') {
     const env = process.env;
-    return [env.SystemRoot ?? 'C:\\Windows', env.ProgramFiles ?? 'C:\\Program Files', env['ProgramFiles(x86)'] ?? 'C:\\Program Files (x86)', env.ProgramData ?? 'C:\\ProgramData'];
+    return [
+      env.SystemRoot ?? 'C:\\Windows',
+      env.ProgramFiles ?? 'C:\\Program Files',
+      env['ProgramFiles(x86)'] ?? 'C:\\Program Files (x86)',
+      env.ProgramData ?? 'C:\\ProgramData',
+    ];
   }
-  const common = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/run', '/sbin', '/sys', '/usr', '/var/lib', '/var/log', '/var/cache', '/var/spool', '/var/run', '/var/mail'];
-  return process.platform === 'darwin' ? [...common, '/System', '/Library', '/Applications', '/private/etc', '/private/var/db', '/private/var/log'] : common;
+  const common = [
+    '/bin',
+    '/boot',
+    '/dev',
+    '/etc',
+    '/lib',
+    '/lib32',
+    '/lib64',
+    '/libx32',
+    '/proc',
+    '/run',
+    '/sbin',
+    '/sys',
+    '/usr',
+    '/var/lib',
+    '/var/log',
+    '/var/cache',
+    '/var/spool',
+    '/var/run',
+    '/var/mail',
+  ];
+  return process.platform === 'darwin'
+    ? [...common, '/System', '/Library', '/Applications', '/private/etc', '/private/var/db', '/private/var/log']
+    : common;
 }
 
 function samePath(a: string, b: string): boolean {
@@ -72,17 +99,29 @@ export function checkOutputTarget(output: string, o: OutputTargetOptions): void 
   const folder = path.dirname(file);
   const ext = path.extname(file).toLowerCase();
   if (o.videoName && !(VIDEO_EXTENSIONS as readonly string[]).includes(ext)) {
-    throw new MediaError('output-not-allowed', `${file} is not a video file name: the engine writes results only to files ending in ${VIDEO_EXTENSIONS.join(', ')}. Choose a name such as ${path.basename(file, ext)}.mp4.`, { file });
+    throw new MediaError(
+      'output-not-allowed',
+      `${file} is not a video file name: the engine writes results only to files ending in ${VIDEO_EXTENSIONS.join(', ')}. Choose a name such as ${path.basename(file, ext)}.mp4.`,
+      { file },
+    );
   }
   // The longest name the engine makes beside the result (the matte's hidden temp folder) must fit a file name (255 bytes).
   const longest = `.${path.basename(file)}.matte.partial-${process.pid}-12345678`;
   if (Buffer.byteLength(longest) > 255) {
     const room = 255 - (Buffer.byteLength(longest) - Buffer.byteLength(path.basename(file)));
-    throw new MediaError('output-not-allowed', `The file name ${path.basename(file)} is too long (${Buffer.byteLength(path.basename(file))} bytes): the engine needs room beside it for its temporary files. Choose a name of at most ${room} bytes.`, { file });
+    throw new MediaError(
+      'output-not-allowed',
+      `The file name ${path.basename(file)} is too long (${Buffer.byteLength(path.basename(file))} bytes): the engine needs room beside it for its temporary files. Choose a name of at most ${room} bytes.`,
+      { file },
+    );
   }
   const system = systemFolderOf(folder);
   if (system !== undefined) {
-    throw new MediaError('output-not-allowed', `${file} lies in the system folder ${system}; Reshoot does not write results there. Choose a folder of your own, e.g. next to the project.`, { file });
+    throw new MediaError(
+      'output-not-allowed',
+      `${file} lies in the system folder ${system}; Reshoot does not write results there. Choose a folder of your own, e.g. next to the project.`,
+      { file },
+    );
   }
 
   let folderStat: fs.Stats | undefined;
@@ -102,7 +141,11 @@ export function checkOutputTarget(output: string, o: OutputTargetOptions): void 
       parentStat = undefined;
     }
     if (!o.mayCreateFolder || !parentStat?.isDirectory()) {
-      throw new MediaError('output-not-writable', `Cannot write ${file}: the folder ${folder} does not exist. Create it, or choose an existing folder.`, { file });
+      throw new MediaError(
+        'output-not-writable',
+        `Cannot write ${file}: the folder ${folder} does not exist. Create it, or choose an existing folder.`,
+        { file },
+      );
     }
     writableDir = parent;
   }
@@ -115,14 +158,31 @@ export function checkOutputTarget(output: string, o: OutputTargetOptions): void 
     return;
   }
   if (!target.isFile()) {
-    const what = target.isDirectory() ? 'a folder' : target.isSymbolicLink() ? 'a symbolic link' : 'not a regular file (a device, pipe or socket)';
-    throw new MediaError('output-not-allowed', `Cannot write ${file}: it is ${what}, and a result may only replace a regular file. Choose another output name.`, { file });
+    const what = target.isDirectory()
+      ? 'a folder'
+      : target.isSymbolicLink()
+        ? 'a symbolic link'
+        : 'not a regular file (a device, pipe or socket)';
+    throw new MediaError(
+      'output-not-allowed',
+      `Cannot write ${file}: it is ${what}, and a result may only replace a regular file. Choose another output name.`,
+      { file },
+    );
   }
-  if (!o.overwrite) throw new MediaError('output-exists', `${file} already exists. Choose another name, or set output.overwrite to replace it.`, { file });
+  if (!o.overwrite)
+    throw new MediaError(
+      'output-exists',
+      `${file} already exists. Choose another name, or set output.overwrite to replace it.`,
+      { file },
+    );
 }
 
 function notAFolder(file: string, folder: string): MediaError {
-  return new MediaError('output-not-writable', `Cannot write ${file}: ${folder} (or a folder above it) is a file, not a folder. Choose another output folder.`, { file });
+  return new MediaError(
+    'output-not-writable',
+    `Cannot write ${file}: ${folder} (or a folder above it) is a file, not a folder. Choose another output folder.`,
+    { file },
+  );
 }
 
 /**
@@ -135,8 +195,19 @@ function probeWrite(dir: string, file: string): void {
     fs.closeSync(fs.openSync(probe, 'wx'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    const why = code === 'ENOSPC' ? 'the drive is full' : code === 'EROFS' ? 'the drive is read-only' : code === 'EACCES' || code === 'EPERM' ? 'no permission' : code;
-    throw new MediaError('output-not-writable', `Cannot write ${file}: cannot create files in ${dir} (${why}). Choose a folder you can write to${code === 'ENOSPC' ? ', or free space there' : ''}.`, { file, cause: err });
+    const why =
+      code === 'ENOSPC'
+        ? 'the drive is full'
+        : code === 'EROFS'
+          ? 'the drive is read-only'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'no permission'
+            : code;
+    throw new MediaError(
+      'output-not-writable',
+      `Cannot write ${file}: cannot create files in ${dir} (${why}). Choose a folder you can write to${code === 'ENOSPC' ? ', or free space there' : ''}.`,
+      { file, cause: err },
+    );
   }
   fs.rmSync(probe, { force: true });
 }
@@ -179,7 +250,10 @@ function sameFileAs(output: string, input: string): string | undefined {
   }
   const a = statOf(out, true);
   const b = statOf(inp, true);
-  if (a && b && a.ino !== 0n && a.dev === b.dev && a.ino === b.ino) return link ? 'a symbolic link to it' : 'the same file under another name (a hard link, or another spelling of its name)';
+  if (a && b && a.ino !== 0n && a.dev === b.dev && a.ino === b.ino)
+    return link
+      ? 'a symbolic link to it'
+      : 'the same file under another name (a hard link, or another spelling of its name)';
   return undefined;
 }
 
@@ -200,14 +274,19 @@ export function checkNotAnInput(output: string, inputs: JobInputs): void {
     );
   };
   const how = sameFileAs(file, inputs.source);
-  if (how !== undefined) refuse(`the source clip this job reads${samePath(file, path.resolve(inputs.source)) ? '' : `, ${path.resolve(inputs.source)}`}`, how);
+  if (how !== undefined)
+    refuse(
+      `the source clip this job reads${samePath(file, path.resolve(inputs.source)) ? '' : `, ${path.resolve(inputs.source)}`}`,
+      how,
+    );
 
   if (inputs.mask) {
     const mask = path.resolve(inputs.mask);
     const m = SEQUENCE_PATTERN.exec(path.basename(mask));
     if (!m) {
       const howMask = sameFileAs(file, mask);
-      if (howMask !== undefined) refuse(`the matte file this job reads${samePath(file, mask) ? '' : `, ${mask}`}`, howMask);
+      if (howMask !== undefined)
+        refuse(`the matte file this job reads${samePath(file, mask) ? '' : `, ${mask}`}`, howMask);
     } else {
       sequenceImage(file, mask, m, refuse);
     }
@@ -243,13 +322,26 @@ export function inputClash(output: string, inputs: JobInputs): string | undefine
 }
 
 /** Refuses an output that is, or would become, an image of the matte sequence `pattern`. */
-function sequenceImage(file: string, pattern: string, m: RegExpExecArray, refuse: (what: string, how: string | undefined) => never): void {
+function sequenceImage(
+  file: string,
+  pattern: string,
+  m: RegExpExecArray,
+  refuse: (what: string, how: string | undefined) => never,
+): void {
   const base = path.basename(pattern);
   const [prefix, suffix] = [base.slice(0, m.index), base.slice(m.index + m[0].length)];
   const matches = (name: string) => {
     const n = process.platform === 'win32' || process.platform === 'darwin' ? name.toLowerCase() : name;
-    const [p, s] = process.platform === 'win32' || process.platform === 'darwin' ? [prefix.toLowerCase(), suffix.toLowerCase()] : [prefix, suffix];
-    return n.length > p.length + s.length && n.startsWith(p) && n.endsWith(s) && /^\d+$/.test(n.slice(p.length, n.length - s.length));
+    const [p, s] =
+      process.platform === 'win32' || process.platform === 'darwin'
+        ? [prefix.toLowerCase(), suffix.toLowerCase()]
+        : [prefix, suffix];
+    return (
+      n.length > p.length + s.length &&
+      n.startsWith(p) &&
+      n.endsWith(s) &&
+      /^\d+$/.test(n.slice(p.length, n.length - s.length))
+    );
   };
   const dir = path.dirname(pattern);
   const realFile = realPathOf(file);
@@ -267,6 +359,7 @@ function sequenceImage(file: string, pattern: string, m: RegExpExecArray, refuse
   for (const name of names) {
     if (!matches(name)) continue;
     const img = statOf(path.join(dir, name), true);
-    if (img && out.ino !== 0n && img.dev === out.dev && img.ino === out.ino) refuse(what, `the same file as ${path.join(dir, name)}`);
+    if (img && out.ino !== 0n && img.dev === out.dev && img.ino === out.ino)
+      refuse(what, `the same file as ${path.join(dir, name)}`);
   }
 }

@@ -51,11 +51,21 @@ function filterRow(type: number, row: Uint8Array, prev: Uint8Array | null, bpp: 
     const c = prev && i >= bpp ? prev[i - bpp] : 0;
     let pred: number;
     switch (type) {
-      case 0: pred = 0; break;
-      case 1: pred = a; break;
-      case 2: pred = b; break;
-      case 3: pred = (a + b) >>> 1; break;
-      default: pred = paeth(a, b, c); break;
+      case 0:
+        pred = 0;
+        break;
+      case 1:
+        pred = a;
+        break;
+      case 2:
+        pred = b;
+        break;
+      case 3:
+        pred = (a + b) >>> 1;
+        break;
+      default:
+        pred = paeth(a, b, c);
+        break;
     }
     out[i] = (row[i] - pred) & 0xff;
   }
@@ -107,7 +117,12 @@ function encodeRaw(pixels: Uint8Array, width: number, height: number, channels: 
   ihdr[10] = 0; // compression: deflate
   ihdr[11] = 0; // filter method: adaptive
   ihdr[12] = 0; // no interlace
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0))]);
+  return Buffer.concat([
+    SIGNATURE,
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', new Uint8Array(0)),
+  ]);
 }
 
 export interface DecodedPng {
@@ -122,7 +137,8 @@ export interface DecodedPng {
 const CHANNELS_BY_COLOUR_TYPE: Record<number, 1 | 2 | 3 | 4> = { 0: 1, 2: 3, 4: 2, 6: 4 };
 
 export function decodePng(buf: Buffer): DecodedPng {
-  if (buf.length < 8 || !buf.subarray(0, 8).equals(SIGNATURE)) throw new Error('decodePng: not a PNG file (bad signature)');
+  if (buf.length < 8 || !buf.subarray(0, 8).equals(SIGNATURE))
+    throw new Error('decodePng: not a PNG file (bad signature)');
   let pos = 8;
   let header: { width: number; height: number; channels: 1 | 2 | 3 | 4 } | null = null;
   const idat: Buffer[] = [];
@@ -137,7 +153,9 @@ export function decodePng(buf: Buffer): DecodedPng {
     const stored = buf.readUInt32BE(dataEnd);
     const actual = crc32(buf, pos + 4, dataEnd);
     if (stored !== actual) {
-      throw new Error(`decodePng: CRC mismatch in ${type} chunk at byte ${pos} (stored ${stored.toString(16)}, computed ${actual.toString(16)}); file is corrupt`);
+      throw new Error(
+        `decodePng: CRC mismatch in ${type} chunk at byte ${pos} (stored ${stored.toString(16)}, computed ${actual.toString(16)}); file is corrupt`,
+      );
     }
     const data = buf.subarray(dataStart, dataEnd);
     if (type === 'IHDR') {
@@ -151,7 +169,8 @@ export function decodePng(buf: Buffer): DecodedPng {
       const channels = CHANNELS_BY_COLOUR_TYPE[colourType];
       if (!channels) throw new Error(`decodePng: unknown colour type ${colourType}; ${SUPPORTED}`);
       if (depth !== 8) throw new Error(`decodePng: bit depth ${depth} is not supported; ${SUPPORTED}`);
-      if (data[10] !== 0 || data[11] !== 0) throw new Error(`decodePng: unknown compression/filter method ${data[10]}/${data[11]}`);
+      if (data[10] !== 0 || data[11] !== 0)
+        throw new Error(`decodePng: unknown compression/filter method ${data[10]}/${data[11]}`);
       if (data[12] !== 0) throw new Error(`decodePng: interlaced (Adam7) PNGs are not supported; ${SUPPORTED}`);
       header = { width, height, channels };
     } else if (!header) {
@@ -181,7 +200,9 @@ export function decodePng(buf: Buffer): DecodedPng {
   }
   const stride = width * channels;
   if (raw.length < (stride + 1) * height) {
-    throw new Error(`decodePng: image data has ${raw.length} bytes, ${width}x${height}x${channels} needs ${(stride + 1) * height}`);
+    throw new Error(
+      `decodePng: image data has ${raw.length} bytes, ${width}x${height}x${channels} needs ${(stride + 1) * height}`,
+    );
   }
   const out = new Uint8Array(stride * height);
   const bpp = channels;
@@ -196,12 +217,23 @@ export function decodePng(buf: Buffer): DecodedPng {
       const c = y > 0 && i >= bpp ? out[up + i - bpp] : 0;
       let pred: number;
       switch (type) {
-        case 0: pred = 0; break;
-        case 1: pred = a; break;
-        case 2: pred = b; break;
-        case 3: pred = (a + b) >>> 1; break;
-        case 4: pred = paeth(a, b, c); break;
-        default: throw new Error(`decodePng: row ${y} has unknown filter type ${type}`);
+        case 0:
+          pred = 0;
+          break;
+        case 1:
+          pred = a;
+          break;
+        case 2:
+          pred = b;
+          break;
+        case 3:
+          pred = (a + b) >>> 1;
+          break;
+        case 4:
+          pred = paeth(a, b, c);
+          break;
+        default:
+          throw new Error(`decodePng: row ${y} has unknown filter type ${type}`);
       }
       out[dst + i] = (raw[src + i] + pred) & 0xff;
     }
@@ -211,13 +243,15 @@ export function decodePng(buf: Buffer): DecodedPng {
 
 /** One frame of a planar [-1, 1] batch as an RGB PNG. */
 export function imageBatchFramePng(batch: ImageBatch, index: number): Buffer {
-  if (!Number.isInteger(index) || index < 0 || index >= batch.n) throw new Error(`imageBatchFramePng: frame ${index} out of range 0..${batch.n - 1}`);
+  if (!Number.isInteger(index) || index < 0 || index >= batch.n)
+    throw new Error(`imageBatchFramePng: frame ${index} out of range 0..${batch.n - 1}`);
   return encodePng(toRgb24(sliceFrames(batch, index, 1)), batch.width, batch.height, 3);
 }
 
 /** One matte of a [0, 1] mask batch as a gray PNG (0 -> black, 1 -> white). */
 export function maskPng(mask: MaskBatch, index: number): Buffer {
-  if (!Number.isInteger(index) || index < 0 || index >= mask.n) throw new Error(`maskPng: mask ${index} out of range 0..${mask.n - 1}`);
+  if (!Number.isInteger(index) || index < 0 || index >= mask.n)
+    throw new Error(`maskPng: mask ${index} out of range 0..${mask.n - 1}`);
   const hw = mask.height * mask.width;
   const gray = new Uint8Array(hw);
   for (let p = 0; p < hw; p++) {

@@ -125,7 +125,17 @@ function finite(text: unknown): number | null {
 }
 
 const STANDARD_RATES: Rational[] = [
-  [24000, 1001], [24, 1], [25, 1], [30000, 1001], [30, 1], [48, 1], [50, 1], [60000, 1001], [60, 1], [100, 1], [120, 1],
+  [24000, 1001],
+  [24, 1],
+  [25, 1],
+  [30000, 1001],
+  [30, 1],
+  [48, 1],
+  [50, 1],
+  [60000, 1001],
+  [60, 1],
+  [100, 1],
+  [120, 1],
 ].map(([n, d]) => ({ num: n, den: d }));
 
 /**
@@ -159,7 +169,8 @@ function rotationOf(s: ProbeStream): 0 | 90 | 180 | 270 {
   if (t !== undefined && Number.isFinite(Number(t))) clockwise = Number(t);
   for (const sd of s.side_data_list ?? []) {
     // ffprobe reports the display matrix as a counter-clockwise angle (a portrait phone clip reads -90).
-    if (sd.side_data_type === 'Display Matrix' && Number.isFinite(Number(sd.rotation))) clockwise = -Number(sd.rotation);
+    if (sd.side_data_type === 'Display Matrix' && Number.isFinite(Number(sd.rotation)))
+      clockwise = -Number(sd.rotation);
   }
   const quarter = ((Math.round(clockwise / 90) % 4) + 4) % 4;
   return ([0, 90, 180, 270] as const)[quarter];
@@ -185,7 +196,11 @@ export function decodableVideoCodecs(ffmpeg = ffmpegPath()): Promise<Set<string>
         const m = /^\s([D.])[E.]V\S*\s+(\S+)/.exec(line);
         if (m && m[1] === 'D') set.add(m[2]);
       }
-      if (set.size === 0) throw new MediaError('ffmpeg-failed', `${ffmpeg} -codecs listed no video decoders (${lastLines(r.stderr)}); check that FFMPEG_PATH points to ffmpeg.`);
+      if (set.size === 0)
+        throw new MediaError(
+          'ffmpeg-failed',
+          `${ffmpeg} -codecs listed no video decoders (${lastLines(r.stderr)}); check that FFMPEG_PATH points to ffmpeg.`,
+        );
       return set;
     });
     cached.catch(() => decodable.delete(ffmpeg));
@@ -202,7 +217,11 @@ export async function checkInputFile(file: string): Promise<number> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EACCES') {
-      throw new MediaError('not-found', `${file} cannot be opened: permission denied. Give this user read access to it.`, { file });
+      throw new MediaError(
+        'not-found',
+        `${file} cannot be opened: permission denied. Give this user read access to it.`,
+        { file },
+      );
     }
     throw new MediaError(
       'not-found',
@@ -210,10 +229,15 @@ export async function checkInputFile(file: string): Promise<number> {
       { file },
     );
   }
-  if (st.isDirectory()) throw new MediaError('not-a-file', `${file} is a folder, not a media file. Choose a video file inside it.`, { file });
+  if (st.isDirectory())
+    throw new MediaError('not-a-file', `${file} is a folder, not a media file. Choose a video file inside it.`, {
+      file,
+    });
   if (!st.isFile()) throw new MediaError('not-a-file', `${file} is not a regular file. Choose a video file.`, { file });
   if (st.size === 0) {
-    throw new MediaError('not-media', `${file} is empty (0 bytes), so it holds no video. Re-export or re-copy it.`, { file });
+    throw new MediaError('not-media', `${file} is empty (0 bytes), so it holds no video. Re-export or re-copy it.`, {
+      file,
+    });
   }
   await refuseManifest(file);
   return st.size;
@@ -221,7 +245,11 @@ export async function checkInputFile(file: string): Promise<number> {
 
 /** Raw ffprobe JSON for a file, or 'not-media' with ffprobe's reason. */
 export async function ffprobeJson(file: string): Promise<ProbeJson> {
-  const r = await run(ffprobePath(), ['-v', 'error', ...LOCAL_INPUT, '-print_format', 'json', '-show_format', '-show_streams', '--', file], file);
+  const r = await run(
+    ffprobePath(),
+    ['-v', 'error', ...LOCAL_INPUT, '-print_format', 'json', '-show_format', '-show_streams', '--', file],
+    file,
+  );
   let json: ProbeJson;
   try {
     json = JSON.parse(r.stdout.toString('utf8')) as ProbeJson;
@@ -279,14 +307,21 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
   }
   if (!v) {
     const what = audio.length ? `only audio (${audio.map((a) => a.codec).join(', ')})` : 'no audio or video';
-    throw new MediaError('no-video', `${file} has no video stream (it holds ${what}). Reshoot edits video clips; select a video clip.`, { file });
+    throw new MediaError(
+      'no-video',
+      `${file} has no video stream (it holds ${what}). Reshoot edits video clips; select a video clip.`,
+      { file },
+    );
   }
 
   const codec = v.codec_name ?? 'unknown';
   const ffmpeg = ffmpegPath();
   const decoders = await decodableVideoCodecs(ffmpeg);
   if (!decoders.has(codec)) {
-    const named = codec === 'unknown' ? `an unrecognised video codec (tag "${v.codec_tag_string ?? '?'}")` : `the ${codec} video codec`;
+    const named =
+      codec === 'unknown'
+        ? `an unrecognised video codec (tag "${v.codec_tag_string ?? '?'}")`
+        : `the ${codec} video codec`;
     throw new MediaError(
       'unsupported-codec',
       `${file} uses ${named}, which the ffmpeg at ${ffmpeg} cannot decode. Transcode the clip to ProRes or H.264, ` +
@@ -299,7 +334,11 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
   const height = v.height ?? 0;
   const fps = chooseFps(v);
   if (!fps || width <= 0 || height <= 0) {
-    throw new MediaError('not-media', `${file} has a video stream without a usable frame size or frame rate; re-export it.`, { file });
+    throw new MediaError(
+      'not-media',
+      `${file} has a video stream without a usable frame size or frame rate; re-export it.`,
+      { file },
+    );
   }
 
   const streamDuration = positive(v.duration);
@@ -310,11 +349,17 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
   // nb_frames is the container's sample count: exact when present, but some muxers count pre-roll or leave
   // it stale, so it is trusted only when it agrees with duration × fps to within 2 frames or 2%.
   const frameCount =
-    nbFrames && Number.isInteger(nbFrames) && (estimate === 0 || Math.abs(nbFrames - estimate) <= Math.max(2, 0.02 * estimate))
+    nbFrames &&
+    Number.isInteger(nbFrames) &&
+    (estimate === 0 || Math.abs(nbFrames - estimate) <= Math.max(2, 0.02 * estimate))
       ? nbFrames
       : estimate;
   if (frameCount <= 0) {
-    throw new MediaError('not-media', `${file} reports no video frames (duration ${durationSec || 0} s). It may be damaged; re-export or re-copy it.`, { file });
+    throw new MediaError(
+      'not-media',
+      `${file} reports no video frames (duration ${durationSec || 0} s). It may be damaged; re-export or re-copy it.`,
+      { file },
+    );
   }
   if (!durationSec) durationSec = (frameCount * fps.den) / fps.num;
 
@@ -349,7 +394,8 @@ export async function probeMedia(file: string): Promise<MediaInfo> {
       colorMatrix: colorMatrixOf(v, height),
       ...(timecode !== undefined ? { timecode } : {}),
       startTimeSec,
-      originSec: startTimeSec - (finite(format.start_time) ?? Math.min(startTimeSec, ...audio.map((a) => a.startTimeSec))),
+      originSec:
+        startTimeSec - (finite(format.start_time) ?? Math.min(startTimeSec, ...audio.map((a) => a.startTimeSec))),
       timeBase: parseRational(v.time_base) ?? rational(1, 90000),
       byteSeeking: container.split(',').some((f) => f === 'mpegts' || f === 'mpeg' || f === 'mpegvideo'),
     },

@@ -36,25 +36,43 @@ export function resolveRange(info: RangeSource | MediaInfo, range: { in: number;
   const { fps, frameCount: total } = info.video;
   const file = info.path;
   const bad = (why: string) => new MediaError('bad-range', `Range ${describe(range)} of ${file}: ${why}`, { file });
-  if (typeof range?.in !== 'number' || typeof range?.out !== 'number' || !Number.isFinite(range.in) || !Number.isFinite(range.out)) {
+  if (
+    typeof range?.in !== 'number' ||
+    typeof range?.out !== 'number' ||
+    !Number.isFinite(range.in) ||
+    !Number.isFinite(range.out)
+  ) {
     return fail(bad('in and out must be finite numbers of seconds from the start of the media.'));
   }
   const frameDur = frameTime(1, fps);
   const duration = frameTime(total, fps);
-  if (range.in < 0) return fail(bad('the in point is negative; in and out are seconds from the start of the media (0 = first frame).'));
+  if (range.in < 0)
+    return fail(bad('the in point is negative; in and out are seconds from the start of the media (0 = first frame).'));
   if (range.out <= range.in) return fail(bad('the out point must come after the in point.'));
   if (range.in >= duration - frameDur * EPS_FRAMES) {
-    return fail(bad(`the in point is at or past the end of the media (${total} frames, ${sec(duration)}). Choose an in point before ${sec(duration)}.`));
+    return fail(
+      bad(
+        `the in point is at or past the end of the media (${total} frames, ${sec(duration)}). Choose an in point before ${sec(duration)}.`,
+      ),
+    );
   }
   if (range.out > duration + frameDur * (1 + EPS_FRAMES)) {
-    return fail(bad(`the out point is past the end of the media (${total} frames, ${sec(duration)}). Choose an out point at or before ${sec(duration)}.`));
+    return fail(
+      bad(
+        `the out point is past the end of the media (${total} frames, ${sec(duration)}). Choose an out point at or before ${sec(duration)}.`,
+      ),
+    );
   }
   const perSec = fps.num / fps.den;
   const startFrame = Math.max(0, Math.ceil(range.in * perSec - EPS_FRAMES));
   const endFrame = Math.min(total, Math.ceil(range.out * perSec - EPS_FRAMES));
   const frameCount = endFrame - startFrame;
   if (frameCount <= 0) {
-    return fail(bad(`no frame starts inside it (frames are ${sec(frameDur)} apart at ${formatFps(fps)}). Widen the range to at least one frame.`));
+    return fail(
+      bad(
+        `no frame starts inside it (frames are ${sec(frameDur)} apart at ${formatFps(fps)}). Widen the range to at least one frame.`,
+      ),
+    );
   }
   return { startFrame, frameCount, inSec: frameTime(startFrame, fps), outSec: frameTime(endFrame, fps) };
 }

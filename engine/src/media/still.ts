@@ -43,5 +43,7 @@ export async function extractStill(file: string, timeSec: number, maxWidth?: num
     what: `frame ${frame}`,
   });
   for await (const c of chunks) return encodePng(c.data, width, height, 3);
-  throw new MediaError('not-media', `No frame could be read from ${file} at ${timeSec} s; the file may be damaged.`, { file });
+  throw new MediaError('not-media', `No frame could be read from ${file} at ${timeSec} s; the file may be damaged.`, {
+    file,
+  });
 }

@@ -76,7 +76,9 @@ export function rampIndex(batch: ImageBatch, frame: number): number {
   const level = (r + g + b) / 3;
   const k = Math.round((level - 16) / 8);
   if (k < 0 || k >= RAMP_PERIOD || Math.abs(level - rampLevel(k)) > 3) {
-    throw new Error(`frame ${frame}: centre level ${level.toFixed(1)} (rgb ${r.toFixed(0)},${g.toFixed(0)},${b.toFixed(0)}) is not an index-ramp level`);
+    throw new Error(
+      `frame ${frame}: centre level ${level.toFixed(1)} (rgb ${r.toFixed(0)},${g.toFixed(0)},${b.toFixed(0)}) is not an index-ramp level`,
+    );
   }
   return k || 0; // never -0
 }
@@ -114,20 +116,48 @@ function drawFrame(k: number, frames: number, w: number, h: number, content: Tes
 }
 
 const CODEC_ARGS: Record<NonNullable<TestClipOptions['codec']>, { args: string[]; pixFmt: string; audio: string[] }> = {
-  h264: { args: ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '12', '-g', '12'], pixFmt: 'yuv420p', audio: ['-c:a', 'aac', '-b:a', '128k'] },
+  h264: {
+    args: ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '12', '-g', '12'],
+    pixFmt: 'yuv420p',
+    audio: ['-c:a', 'aac', '-b:a', '128k'],
+  },
   prores: { args: ['-c:v', 'prores_ks', '-profile:v', '3'], pixFmt: 'yuv422p10le', audio: ['-c:a', 'pcm_s16le'] },
   ffv1: { args: ['-c:v', 'ffv1'], pixFmt: 'yuv420p', audio: ['-c:a', 'pcm_s16le'] },
 };
 
 async function setRotation(ffmpeg: string, src: string, dst: string, tagValue: number): Promise<void> {
-  const r = await run(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-y', '-i', src, '-map', '0', '-c', 'copy', '-metadata:s:v:0', `rotate=${tagValue}`, dst]);
-  if (r.code !== 0) throw new MediaError('ffmpeg-failed', `ffmpeg could not set the rotation of ${dst} (${lastLines(r.stderr)}).`, { file: dst });
+  const r = await run(ffmpeg, [
+    '-nostdin',
+    '-hide_banner',
+    '-v',
+    'error',
+    '-y',
+    '-i',
+    src,
+    '-map',
+    '0',
+    '-c',
+    'copy',
+    '-metadata:s:v:0',
+    `rotate=${tagValue}`,
+    dst,
+  ]);
+  if (r.code !== 0)
+    throw new MediaError('ffmpeg-failed', `ffmpeg could not set the rotation of ${dst} (${lastLines(r.stderr)}).`, {
+      file: dst,
+    });
 }
 
 /** Write a synthetic clip (see TestClipOptions). Overwrites `file`. */
 export async function makeTestClip(opts: TestClipOptions): Promise<void> {
   const { width: w, height: h, frames, fps } = opts;
-  for (const [k, v] of [['width', w], ['height', h], ['frames', frames], ['fps.num', fps.num], ['fps.den', fps.den]] as const) {
+  for (const [k, v] of [
+    ['width', w],
+    ['height', h],
+    ['frames', frames],
+    ['fps.num', fps.num],
+    ['fps.den', fps.den],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`makeTestClip: ${k} must be a positive integer, got ${v}`);
   }
   const codec = opts.codec ?? 'h264';
@@ -136,11 +166,34 @@ export async function makeTestClip(opts: TestClipOptions): Promise<void> {
   const rotation = opts.rotation ?? 0;
   const ffmpeg = ffmpegPath();
   const ext = extname(opts.file);
-  const encoded = rotation ? join(dirname(opts.file), `.${basename(opts.file, ext)}.norot-${randomBytes(4).toString('hex')}${ext}`) : opts.file;
+  const encoded = rotation
+    ? join(dirname(opts.file), `.${basename(opts.file, ext)}.norot-${randomBytes(4).toString('hex')}${ext}`)
+    : opts.file;
 
-  const args = ['-nostdin', '-hide_banner', '-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${w}x${h}`, '-r', rationalArg(fps), '-i', 'pipe:0'];
+  const args = [
+    '-nostdin',
+    '-hide_banner',
+    '-v',
+    'error',
+    '-y',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    '-s',
+    `${w}x${h}`,
+    '-r',
+    rationalArg(fps),
+    '-i',
+    'pipe:0',
+  ];
   if (opts.audio) {
-    args.push('-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${frameTime(frames, fps).toFixed(6)}`);
+    args.push(
+      '-f',
+      'lavfi',
+      '-i',
+      `sine=frequency=440:sample_rate=48000:duration=${frameTime(frames, fps).toFixed(6)}`,
+    );
   }
   args.push('-map', '0:v:0');
   if (opts.audio) args.push('-map', '1:a:0', '-ac', '2', ...spec.audio);
@@ -158,7 +211,12 @@ export async function makeTestClip(opts: TestClipOptions): Promise<void> {
     ff.proc.stdin.end();
     const exit = await ff.exited;
     if (exit.spawnError) throw spawnFailure(ffmpeg, exit.spawnError);
-    if (exit.code !== 0) throw new MediaError('ffmpeg-failed', `ffmpeg could not write the test clip ${encoded} (${lastLines(ff.stderrTail())}).`, { file: encoded });
+    if (exit.code !== 0)
+      throw new MediaError(
+        'ffmpeg-failed',
+        `ffmpeg could not write the test clip ${encoded} (${lastLines(ff.stderrTail())}).`,
+        { file: encoded },
+      );
   } finally {
     await ff.kill();
   }
@@ -173,7 +231,11 @@ export async function makeTestClip(opts: TestClipOptions): Promise<void> {
       await setRotation(ffmpeg, encoded, opts.file, tagValue);
       if ((await probeMedia(opts.file)).video.rotation === rotation) return;
     }
-    throw new MediaError('ffmpeg-failed', `Could not store a ${rotation}° rotation in ${opts.file} with the ffmpeg at ${ffmpeg}.`, { file: opts.file });
+    throw new MediaError(
+      'ffmpeg-failed',
+      `Could not store a ${rotation}° rotation in ${opts.file} with the ffmpeg at ${ffmpeg}.`,
+      { file: opts.file },
+    );
   } finally {
     await unlink(encoded).catch(() => undefined);
   }

@@ -33,7 +33,10 @@ const BODY_LIMIT = '64kb';
 
 // validationProblem prefixes each message with its field, so these messages start with the verb.
 const PathParam = z
-  .string({ error: (iss) => (iss.input === undefined ? 'is required: give the absolute path of a media file' : 'give the path once, as text') })
+  .string({
+    error: (iss) =>
+      iss.input === undefined ? 'is required: give the absolute path of a media file' : 'give the path once, as text',
+  })
   .min(1, 'is empty: give the absolute path of a media file')
   .max(4096, 'is longer than 4096 characters');
 const TokenParam = z.string().optional();
@@ -46,8 +49,17 @@ const ProbeQuery = z.object({ path: PathParam }).strict();
 const StillQuery = z
   .object({
     path: PathParam,
-    t: numberParam().pipe(z.number().finite('must be a finite number of seconds').min(0, 'must be 0 or more seconds')).default(0),
-    maxWidth: numberParam().pipe(z.int('must be a whole number of pixels').min(16, 'must be at least 16 pixels').max(8192, 'must be at most 8192 pixels')).optional(),
+    t: numberParam()
+      .pipe(z.number().finite('must be a finite number of seconds').min(0, 'must be 0 or more seconds'))
+      .default(0),
+    maxWidth: numberParam()
+      .pipe(
+        z
+          .int('must be a whole number of pixels')
+          .min(16, 'must be at least 16 pixels')
+          .max(8192, 'must be at most 8192 pixels'),
+      )
+      .optional(),
     token: TokenParam,
   })
   .strict();
@@ -64,7 +76,8 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
   const allowedOrigins = opts.allowedOrigins ?? [];
   const allowedHosts = opts.allowedHosts ?? [];
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
-  const fail = (res: Response, p: Parameters<typeof sendProblem>[1], headers?: Record<string, string>) => sendProblem(res, p, redactBody, headers);
+  const fail = (res: Response, p: Parameters<typeof sendProblem>[1], headers?: Record<string, string>) =>
+    sendProblem(res, p, redactBody, headers);
 
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -75,7 +88,9 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     const started = process.hrtime.bigint();
     res.on('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      logLine(`${req.method} ${req.originalUrl} ${res.statusCode} ${ms.toFixed(1)}ms${res.writableFinished ? '' : ' (closed early)'}`);
+      logLine(
+        `${req.method} ${req.originalUrl} ${res.statusCode} ${ms.toFixed(1)}ms${res.writableFinished ? '' : ' (closed early)'}`,
+      );
     });
     // The web UI URL carries the token; no page of ours may hand it on in a Referer, or be framed by another site.
     res.set({ 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'X-Frame-Options': 'DENY' });
@@ -86,7 +101,15 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     const port = requestPort(req, opts.port);
     if (hostAllowed(req.headers.host, port, allowedHosts)) return next();
     logLine(`refused Host ${JSON.stringify(req.headers.host ?? '')} on ${req.method} ${req.originalUrl}`);
-    fail(res, problem(403, 'host-not-allowed', 'Host not allowed', `requests must use http://127.0.0.1:${port} or http://localhost:${port}; this engine refuses other host names so that web pages cannot reach it through DNS rebinding`));
+    fail(
+      res,
+      problem(
+        403,
+        'host-not-allowed',
+        'Host not allowed',
+        `requests must use http://127.0.0.1:${port} or http://localhost:${port}; this engine refuses other host names so that web pages cannot reach it through DNS rebinding`,
+      ),
+    );
   });
 
   if (opts.staticDir) {
@@ -104,9 +127,20 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     if (origin !== undefined) {
       if (!originAllowed(origin, port, allowedOrigins)) {
         logLine(`refused Origin ${JSON.stringify(origin)} on ${req.method} ${req.originalUrl}`);
-        return fail(res, problem(403, 'origin-not-allowed', 'Origin not allowed', `requests from the web page at ${JSON.stringify(origin)} are refused; only the engine's own pages (http://127.0.0.1:${port}), the Premiere panel and configured origins may call the API`));
+        return fail(
+          res,
+          problem(
+            403,
+            'origin-not-allowed',
+            'Origin not allowed',
+            `requests from the web page at ${JSON.stringify(origin)} are refused; only the engine's own pages (http://127.0.0.1:${port}), the Premiere panel and configured origins may call the API`,
+          ),
+        );
       }
-      res.set({ 'Access-Control-Allow-Origin': origin, 'Access-Control-Expose-Headers': 'Location, Content-Range, Accept-Ranges, Content-Length, WWW-Authenticate' });
+      res.set({
+        'Access-Control-Allow-Origin': origin,
+        'Access-Control-Expose-Headers': 'Location, Content-Range, Accept-Ranges, Content-Length, WWW-Authenticate',
+      });
     }
     if (req.method === 'OPTIONS') {
       // The same answer for every path: a preflight needs no token, so a per-path answer would tell anyone which
@@ -121,12 +155,23 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       return res.status(204).end();
     }
     const auth = tokens.check(req);
-    if (!auth.ok) return fail(res, problem(401, 'unauthorized', 'Token required', auth.detail), { 'WWW-Authenticate': 'Bearer realm="reshoot"' });
+    if (!auth.ok)
+      return fail(res, problem(401, 'unauthorized', 'Token required', auth.detail), {
+        'WWW-Authenticate': 'Bearer realm="reshoot"',
+      });
     // A body that is not JSON would be a CORS "simple request" a foreign page can send without preflight; refuse it.
     const declaresJson = req.is('application/json') === 'application/json';
     const route = routesForPath(req.path).find((r) => r.method === req.method);
     if ((hasBody(req) || route?.jsonBody) && !declaresJson) {
-      return fail(res, problem(415, 'unsupported-media-type', 'Unsupported media type', `send the body as JSON with "Content-Type: application/json" (got ${JSON.stringify(req.headers['content-type'] ?? 'none')})`));
+      return fail(
+        res,
+        problem(
+          415,
+          'unsupported-media-type',
+          'Unsupported media type',
+          `send the body as JSON with "Content-Type: application/json" (got ${JSON.stringify(req.headers['content-type'] ?? 'none')})`,
+        ),
+      );
     }
     next();
   });
@@ -143,7 +188,10 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       const parsed = JobRequest.safeParse(req.body);
       if (!parsed.success) throw new ProblemError(validationProblem(parsed.error));
       const job = await service.submit(parsed.data);
-      res.status(202).location(`/v1/jobs/${encodeURIComponent(job.id)}`).json(job);
+      res
+        .status(202)
+        .location(`/v1/jobs/${encodeURIComponent(job.id)}`)
+        .json(job);
     },
     listJobs: (_req, res) => {
       res.json({ jobs: service.list() });
@@ -163,13 +211,27 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       const type = RESULT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
       await new Promise<void>((resolve, reject) => {
         // dotfiles 'allow': results often live under ~/.local/share, which send would otherwise answer with 404.
-        res.sendFile(file, { dotfiles: 'allow', headers: { 'Content-Type': type, 'Cache-Control': 'no-cache' } }, (err?: Error) => {
-          if (!err) return resolve();
-          if (res.headersSent) return resolve();
-          const status = (err as { status?: number }).status;
-          if (status === 404) return reject(new ProblemError(problem(410, 'result-gone', 'Result removed', `${file} no longer exists; it was moved or deleted after the job finished`)));
-          reject(err);
-        });
+        res.sendFile(
+          file,
+          { dotfiles: 'allow', headers: { 'Content-Type': type, 'Cache-Control': 'no-cache' } },
+          (err?: Error) => {
+            if (!err) return resolve();
+            if (res.headersSent) return resolve();
+            const status = (err as { status?: number }).status;
+            if (status === 404)
+              return reject(
+                new ProblemError(
+                  problem(
+                    410,
+                    'result-gone',
+                    'Result removed',
+                    `${file} no longer exists; it was moved or deleted after the job finished`,
+                  ),
+                ),
+              );
+            reject(err);
+          },
+        );
       });
     },
     probeMedia: async (req, res) => {
@@ -188,18 +250,46 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
   const openapi = buildOpenApi(opts.version);
 
   for (const r of ROUTES as readonly RouteSpec[]) {
-    const chain: RequestHandler[] = r.jsonBody ? [jsonBody, handlers[r.operationId as RouteId]] : [handlers[r.operationId as RouteId]];
+    const chain: RequestHandler[] = r.jsonBody
+      ? [jsonBody, handlers[r.operationId as RouteId]]
+      : [handlers[r.operationId as RouteId]];
     if (r.method === 'GET') app.get(r.path, ...chain);
     else app.post(r.path, ...chain);
   }
 
   app.use((req, res) => {
-    if (!isApiPath(req.path)) return fail(res, problem(404, 'not-found', 'Not found', `nothing at ${req.path}; the API lives under /v1 (see /v1/openapi.json)`));
+    if (!isApiPath(req.path))
+      return fail(
+        res,
+        problem(
+          404,
+          'not-found',
+          'Not found',
+          `nothing at ${req.path}; the API lives under /v1 (see /v1/openapi.json)`,
+        ),
+      );
     const methods = allowedMethods(req.path);
     if (methods.length > 0) {
-      return fail(res, problem(405, 'method-not-allowed', 'Method not allowed', `${req.path} answers ${methods.join(' and ')}, not ${req.method}`), { Allow: methods.join(', ') });
+      return fail(
+        res,
+        problem(
+          405,
+          'method-not-allowed',
+          'Method not allowed',
+          `${req.path} answers ${methods.join(' and ')}, not ${req.method}`,
+        ),
+        { Allow: methods.join(', ') },
+      );
     }
-    fail(res, problem(404, 'not-found', 'No such API route', `there is no route ${req.method} ${req.path}; the routes are listed in GET /v1/openapi.json`));
+    fail(
+      res,
+      problem(
+        404,
+        'not-found',
+        'No such API route',
+        `there is no route ${req.method} ${req.path}; the routes are listed in GET /v1/openapi.json`,
+      ),
+    );
   });
 
   app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
@@ -210,7 +300,15 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     const p = problemFor(err);
     if (p) return fail(res, p);
     logLine(`internal error on ${req.method} ${req.originalUrl}: ${describe(err)}`);
-    fail(res, problem(500, 'internal-error', 'Internal error', 'the engine failed unexpectedly while handling this request; the engine log has the details. Please report it with that log'));
+    fail(
+      res,
+      problem(
+        500,
+        'internal-error',
+        'Internal error',
+        'the engine failed unexpectedly while handling this request; the engine log has the details. Please report it with that log',
+      ),
+    );
   });
 
   return app;

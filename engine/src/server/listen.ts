@@ -35,7 +35,10 @@ function urlHostFor(host: string): string {
   return '127.0.0.1';
 }
 
-export async function startServer(app: express.Express, { host = '127.0.0.1', port, allowNonLoopback = false }: ListenOptions): Promise<RunningServer> {
+export async function startServer(
+  app: express.Express,
+  { host = '127.0.0.1', port, allowNonLoopback = false }: ListenOptions,
+): Promise<RunningServer> {
   if (!isLoopbackHost(host) && !allowNonLoopback) {
     throw new Error(
       `refusing to listen on ${host}: that makes the engine reachable from other machines, and anyone there who gets hold of the token can ` +
@@ -43,14 +46,25 @@ export async function startServer(app: express.Express, { host = '127.0.0.1', po
         `pass allowNonLoopback and add the address to the app's allowedHosts.`,
     );
   }
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port must be an integer from 0 to 65535 (0 picks a free one), got ${port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`port must be an integer from 0 to 65535 (0 picks a free one), got ${port}`);
 
   // The app's Host check answers a missing Host with a problem document that says what to do, not Node's bare 400.
   const server = http.createServer({ requireHostHeader: false }, app);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new Error(`port ${port} on ${host} is already in use: another reshoot engine may be running (try GET /v1/health there), or choose another port`));
-      else if (err.code === 'EACCES') reject(new Error(`not allowed to listen on ${host}:${port}; ports below 1024 need special rights, choose a higher one`));
+      if (err.code === 'EADDRINUSE')
+        reject(
+          new Error(
+            `port ${port} on ${host} is already in use: another reshoot engine may be running (try GET /v1/health there), or choose another port`,
+          ),
+        );
+      else if (err.code === 'EACCES')
+        reject(
+          new Error(
+            `not allowed to listen on ${host}:${port}; ports below 1024 need special rights, choose a higher one`,
+          ),
+        );
       else if (err.code === 'EADDRNOTAVAIL') reject(new Error(`${host} is not an address of this machine`));
       else reject(err);
     };

@@ -19,18 +19,39 @@ void jobEventMatchesContract;
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: Json, description: string) => ({ description, content: { 'application/json': { schema } } });
-const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: ref('Problem') } } });
+const problemResponse = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: ref('Problem') } },
+});
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'Job id' };
-const pathParam = { name: 'path', in: 'query', required: true, schema: { type: 'string', minLength: 1, maxLength: 4096 }, description: 'Absolute path of a media file on the engine\'s machine' };
+const pathParam = {
+  name: 'path',
+  in: 'query',
+  required: true,
+  schema: { type: 'string', minLength: 1, maxLength: 4096 },
+  description: "Absolute path of a media file on the engine's machine",
+};
 
 const DOCS: Record<RouteId, Json> = {
   getHealth: { responses: { 200: json(ref('Health'), 'The engine is up') } },
-  listModels: { responses: { 200: json({ type: 'object', properties: { models: { type: 'array', items: ref('ModelEntry') } }, required: ['models'] }, 'Known models') } },
+  listModels: {
+    responses: {
+      200: json(
+        { type: 'object', properties: { models: { type: 'array', items: ref('ModelEntry') } }, required: ['models'] },
+        'Known models',
+      ),
+    },
+  },
   submitJob: {
     requestBody: { required: true, content: { 'application/json': { schema: ref('JobRequest') } } },
     responses: {
-      202: { ...json(ref('Job'), 'Queued'), headers: { Location: { schema: { type: 'string' }, description: '/v1/jobs/{id}' } } },
-      400: problemResponse('The request does not match JobRequest, or the body is not valid JSON; `field` names the culprit'),
+      202: {
+        ...json(ref('Job'), 'Queued'),
+        headers: { Location: { schema: { type: 'string' }, description: '/v1/jobs/{id}' } },
+      },
+      400: problemResponse(
+        'The request does not match JobRequest, or the body is not valid JSON; `field` names the culprit',
+      ),
       409: problemResponse('Another job is writing the same output file, or it exists and overwrite is false'),
       413: problemResponse('Body larger than 64 kB'),
       415: problemResponse('Content-Type is not application/json'),
@@ -38,11 +59,22 @@ const DOCS: Record<RouteId, Json> = {
       429: problemResponse('Queue full'),
     },
   },
-  listJobs: { responses: { 200: json({ type: 'object', properties: { jobs: { type: 'array', items: ref('Job') } }, required: ['jobs'] }, 'All jobs, newest first') } },
-  getJob: { parameters: [idParam], responses: { 200: json(ref('Job'), 'The job'), 404: problemResponse('No such job') } },
+  listJobs: {
+    responses: {
+      200: json(
+        { type: 'object', properties: { jobs: { type: 'array', items: ref('Job') } }, required: ['jobs'] },
+        'All jobs, newest first',
+      ),
+    },
+  },
+  getJob: {
+    parameters: [idParam],
+    responses: { 200: json(ref('Job'), 'The job'), 404: problemResponse('No such job') },
+  },
   jobEvents: {
     parameters: [idParam],
-    description: 'Events `job` (snapshot), `progress`, `preview` and `done`; each `data` is a JobEvent as JSON. The stream ends after `done`; a comment arrives every 15 s. A reconnect (Last-Event-ID) to a finished job gets 204, which stops EventSource.',
+    description:
+      'Events `job` (snapshot), `progress`, `preview` and `done`; each `data` is a JobEvent as JSON. The stream ends after `done`; a comment arrives every 15 s. A reconnect (Last-Event-ID) to a finished job gets 204, which stops EventSource.',
     responses: {
       200: { description: 'Event stream', content: { 'text/event-stream': { schema: ref('JobEvent') } } },
       204: { description: 'The job finished before this reconnect' },
@@ -51,40 +83,77 @@ const DOCS: Record<RouteId, Json> = {
   },
   cancelJob: {
     parameters: [idParam],
-    responses: { 200: json(ref('Job'), 'Canceled (a running job stops at its next step and then reports `done`)'), 404: problemResponse('No such job'), 409: problemResponse('The job already finished') },
+    responses: {
+      200: json(ref('Job'), 'Canceled (a running job stops at its next step and then reports `done`)'),
+      404: problemResponse('No such job'),
+      409: problemResponse('The job already finished'),
+    },
   },
   getJobResult: {
     parameters: [idParam, { name: 'Range', in: 'header', required: false, schema: { type: 'string' } }],
     responses: {
-      200: { description: 'The video', content: { 'video/mp4': { schema: { type: 'string', format: 'binary' } }, 'video/quicktime': { schema: { type: 'string', format: 'binary' } } } },
+      200: {
+        description: 'The video',
+        content: {
+          'video/mp4': { schema: { type: 'string', format: 'binary' } },
+          'video/quicktime': { schema: { type: 'string', format: 'binary' } },
+        },
+      },
       206: { description: 'Part of the video' },
       404: problemResponse('No such job'),
       409: problemResponse('The job has not succeeded'),
       410: problemResponse('The result file was removed'),
     },
   },
-  probeMedia: { parameters: [pathParam], responses: { 200: json(ref('MediaInfo'), 'What the file holds'), 400: problemResponse('Bad query'), 422: problemResponse('The file is missing or not a video') } },
+  probeMedia: {
+    parameters: [pathParam],
+    responses: {
+      200: json(ref('MediaInfo'), 'What the file holds'),
+      400: problemResponse('Bad query'),
+      422: problemResponse('The file is missing or not a video'),
+    },
+  },
   mediaStill: {
     parameters: [
       pathParam,
-      { name: 't', in: 'query', required: false, schema: { type: 'number', minimum: 0, default: 0 }, description: 'Seconds from the start of the file' },
+      {
+        name: 't',
+        in: 'query',
+        required: false,
+        schema: { type: 'number', minimum: 0, default: 0 },
+        description: 'Seconds from the start of the file',
+      },
       { name: 'maxWidth', in: 'query', required: false, schema: { type: 'integer', minimum: 16, maximum: 8192 } },
     ],
-    responses: { 200: { description: 'The frame', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, 400: problemResponse('Bad query'), 422: problemResponse('The file is missing or not a video') },
+    responses: {
+      200: { description: 'The frame', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } },
+      400: problemResponse('Bad query'),
+      422: problemResponse('The file is missing or not a video'),
+    },
   },
   getOpenApi: { responses: { 200: json({ type: 'object' }, 'This document') } },
 };
 
 function components(): Json {
-  const strip = (schemas: Record<string, Json>) => Object.fromEntries(Object.entries(schemas).map(([k, { $schema: _s, $id: _i, ...rest }]) => [k, rest]));
+  const strip = (schemas: Record<string, Json>) =>
+    Object.fromEntries(Object.entries(schemas).map(([k, { $schema: _s, $id: _i, ...rest }]) => [k, rest]));
   const uri = (id: string) => `#/components/schemas/${id}`;
   // Requests are documented as clients write them (defaults optional), responses as the engine fills them in.
   const input = z.registry<{ id: string }>();
   input.add(JobRequest, { id: 'JobRequest' });
   const output = z.registry<{ id: string }>();
-  output.add(Job, { id: 'Job' }).add(Health, { id: 'Health' }).add(ModelEntry, { id: 'ModelEntry' }).add(MediaInfoSchema, { id: 'MediaInfo' }).add(Problem, { id: 'Problem' }).add(JobEventDoc, { id: 'JobEvent' });
+  output
+    .add(Job, { id: 'Job' })
+    .add(Health, { id: 'Health' })
+    .add(ModelEntry, { id: 'ModelEntry' })
+    .add(MediaInfoSchema, { id: 'MediaInfo' })
+    .add(Problem, { id: 'Problem' })
+    .add(JobEventDoc, { id: 'JobEvent' });
   const inSchemas = z.toJSONSchema(input, { io: 'input', uri, unrepresentable: 'any' }).schemas as Record<string, Json>;
-  const outSchemas = z.toJSONSchema(output, { io: 'output', uri, unrepresentable: 'any' }).schemas as Record<string, Json>;
+  const outSchemas = z.toJSONSchema(output, { io: 'output', uri, unrepresentable: 'any' }).schemas as Record<
+    string,
+    Json
+  >;
   return { ...strip(outSchemas), ...strip(inSchemas) };
 }
 
@@ -98,11 +167,22 @@ export function buildOpenApi(version: string): Json {
       401: problemResponse('Missing or wrong token'),
       403: problemResponse('Host header not loopback, or Origin not allowed'),
     };
-    (paths[openApiPath(r.path)] ??= {})[r.method.toLowerCase()] = { operationId: r.operationId, summary: r.summary, security: tokenInQuery, ...op, responses };
+    (paths[openApiPath(r.path)] ??= {})[r.method.toLowerCase()] = {
+      operationId: r.operationId,
+      summary: r.summary,
+      security: tokenInQuery,
+      ...op,
+      responses,
+    };
   }
   return {
     openapi: '3.1.0',
-    info: { title: 'Reshoot engine', version, description: 'Local engine of the Reshoot Premiere Pro panel. Bound to 127.0.0.1; every call needs the bearer token from the engine\'s token file. Errors are RFC 9457 problem documents.' },
+    info: {
+      title: 'Reshoot engine',
+      version,
+      description:
+        "Local engine of the Reshoot Premiere Pro panel. Bound to 127.0.0.1; every call needs the bearer token from the engine's token file. Errors are RFC 9457 problem documents.",
+    },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
     paths,
@@ -110,7 +190,12 @@ export function buildOpenApi(version: string): Json {
       schemas: components(),
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'The token from <config folder>/token' },
-        tokenQuery: { type: 'apiKey', in: 'query', name: 'token', description: 'Only for job events, job result and media still, which browser elements load without headers' },
+        tokenQuery: {
+          type: 'apiKey',
+          in: 'query',
+          name: 'token',
+          description: 'Only for job events, job result and media still, which browser elements load without headers',
+        },
       },
     },
   };

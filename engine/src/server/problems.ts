@@ -10,14 +10,25 @@ export function problem(status: number, slug: string, title: string, detail: str
   return { type: `https://reshoot.dev/problems/${slug}`, title, status, detail, ...(field ? { field } : {}) };
 }
 
-export function sendProblem(res: Response, p: Problem, redact: (s: string) => string, headers: Record<string, string> = {}): void {
-  res.status(p.status).set(headers).set('Cache-Control', 'no-store').type(PROBLEM_CONTENT_TYPE).send(redact(JSON.stringify(p)));
+export function sendProblem(
+  res: Response,
+  p: Problem,
+  redact: (s: string) => string,
+  headers: Record<string, string> = {},
+): void {
+  res
+    .status(p.status)
+    .set(headers)
+    .set('Cache-Control', 'no-store')
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(redact(JSON.stringify(p)));
 }
 
 /** jest and worker bundles can load a module twice; recognise a ProblemError by shape as well as by class. */
 export function asProblemError(err: unknown): ProblemError | undefined {
   if (err instanceof ProblemError) return err;
-  if (err instanceof Error && err.name === 'ProblemError' && typeof (err as { problem?: unknown }).problem === 'object') return err as ProblemError;
+  if (err instanceof Error && err.name === 'ProblemError' && typeof (err as { problem?: unknown }).problem === 'object')
+    return err as ProblemError;
   return undefined;
 }
 
@@ -42,14 +53,34 @@ export function problemFor(err: unknown): Problem | undefined {
   const e = err as HttpishError;
   switch (e.type) {
     case 'entity.too.large':
-      return problem(413, 'body-too-large', 'Request body too large', `the request body is larger than ${formatBytes(e.limit ?? 65536)}; a job request is a few hundred bytes of JSON, so send file paths rather than file contents`);
+      return problem(
+        413,
+        'body-too-large',
+        'Request body too large',
+        `the request body is larger than ${formatBytes(e.limit ?? 65536)}; a job request is a few hundred bytes of JSON, so send file paths rather than file contents`,
+      );
     case 'entity.parse.failed':
-      return problem(400, 'malformed-json', 'Malformed JSON', `body is not valid JSON: ${withoutBodyExcerpt(e.message ?? 'parse error')}; send one JSON object with double-quoted names and plain numbers (no NaN, Infinity or trailing commas)`);
+      return problem(
+        400,
+        'malformed-json',
+        'Malformed JSON',
+        `body is not valid JSON: ${withoutBodyExcerpt(e.message ?? 'parse error')}; send one JSON object with double-quoted names and plain numbers (no NaN, Infinity or trailing commas)`,
+      );
     case 'encoding.unsupported':
     case 'charset.unsupported':
-      return problem(415, 'unsupported-media-type', 'Unsupported encoding', `${e.message ?? 'unsupported encoding'}; send UTF-8 JSON without Content-Encoding`);
+      return problem(
+        415,
+        'unsupported-media-type',
+        'Unsupported encoding',
+        `${e.message ?? 'unsupported encoding'}; send UTF-8 JSON without Content-Encoding`,
+      );
     case 'request.aborted':
-      return problem(400, 'request-aborted', 'Request aborted', 'the client closed the connection before the body arrived');
+      return problem(
+        400,
+        'request-aborted',
+        'Request aborted',
+        'the client closed the connection before the body arrived',
+      );
   }
   const status = e.status ?? e.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {

@@ -19,17 +19,94 @@ export interface RouteSpec {
 }
 
 export const ROUTES = [
-  { method: 'GET', path: '/v1/health', operationId: 'getHealth', summary: 'Engine version, model, execution provider and queue length', queryToken: false, jsonBody: false },
-  { method: 'GET', path: '/v1/models', operationId: 'listModels', summary: 'Models the engine knows', queryToken: false, jsonBody: false },
-  { method: 'POST', path: '/v1/jobs', operationId: 'submitJob', summary: 'Queue an edit of a clip range', queryToken: false, jsonBody: true },
-  { method: 'GET', path: '/v1/jobs', operationId: 'listJobs', summary: 'All jobs, newest first', queryToken: false, jsonBody: false },
-  { method: 'GET', path: '/v1/jobs/:id', operationId: 'getJob', summary: 'One job', queryToken: false, jsonBody: false },
-  { method: 'GET', path: '/v1/jobs/:id/events', operationId: 'jobEvents', summary: 'Server-Sent Events of one job until it ends', queryToken: true, jsonBody: false },
-  { method: 'POST', path: '/v1/jobs/:id/cancel', operationId: 'cancelJob', summary: 'Cancel a queued or running job', queryToken: false, jsonBody: false },
-  { method: 'GET', path: '/v1/jobs/:id/result', operationId: 'getJobResult', summary: 'The finished video file (Range requests supported)', queryToken: true, jsonBody: false },
-  { method: 'GET', path: '/v1/media/probe', operationId: 'probeMedia', summary: 'Container, streams, frame rate and frame count of a media file', queryToken: false, jsonBody: false },
-  { method: 'GET', path: '/v1/media/still', operationId: 'mediaStill', summary: 'One frame of a media file as PNG', queryToken: true, jsonBody: false },
-  { method: 'GET', path: '/v1/openapi.json', operationId: 'getOpenApi', summary: 'This API as an OpenAPI 3.1 document', queryToken: false, jsonBody: false },
+  {
+    method: 'GET',
+    path: '/v1/health',
+    operationId: 'getHealth',
+    summary: 'Engine version, model, execution provider and queue length',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/models',
+    operationId: 'listModels',
+    summary: 'Models the engine knows',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'POST',
+    path: '/v1/jobs',
+    operationId: 'submitJob',
+    summary: 'Queue an edit of a clip range',
+    queryToken: false,
+    jsonBody: true,
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs',
+    operationId: 'listJobs',
+    summary: 'All jobs, newest first',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id',
+    operationId: 'getJob',
+    summary: 'One job',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id/events',
+    operationId: 'jobEvents',
+    summary: 'Server-Sent Events of one job until it ends',
+    queryToken: true,
+    jsonBody: false,
+  },
+  {
+    method: 'POST',
+    path: '/v1/jobs/:id/cancel',
+    operationId: 'cancelJob',
+    summary: 'Cancel a queued or running job',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id/result',
+    operationId: 'getJobResult',
+    summary: 'The finished video file (Range requests supported)',
+    queryToken: true,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/media/probe',
+    operationId: 'probeMedia',
+    summary: 'Container, streams, frame rate and frame count of a media file',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/media/still',
+    operationId: 'mediaStill',
+    summary: 'One frame of a media file as PNG',
+    queryToken: true,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/openapi.json',
+    operationId: 'getOpenApi',
+    summary: 'This API as an OpenAPI 3.1 document',
+    queryToken: false,
+    jsonBody: false,
+  },
 ] as const satisfies readonly RouteSpec[];
 
 export type RouteId = (typeof ROUTES)[number]['operationId'];
@@ -45,7 +122,10 @@ export function routesForPath(path: string): RouteSpec[] {
   const segments = trimSlash(path).split('/');
   return ROUTES.filter((r) => {
     const template = r.path.split('/');
-    return template.length === segments.length && template.every((t, i) => (t.startsWith(':') ? segments[i].length > 0 : t === segments[i]));
+    return (
+      template.length === segments.length &&
+      template.every((t, i) => (t.startsWith(':') ? segments[i].length > 0 : t === segments[i]))
+    );
   });
 }
 

@@ -63,16 +63,40 @@ export class TokenChecker {
     if (header !== undefined) {
       const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
       if (!m) return { ok: false, detail: 'the Authorization header must be "Bearer <token>"' };
-      return this.matches(m[1]) ? { ok: true } : { ok: false, detail: 'the token is wrong; read it again from the engine\'s token file (it changes only when that file is deleted)' };
+      return this.matches(m[1])
+        ? { ok: true }
+        : {
+            ok: false,
+            detail:
+              "the token is wrong; read it again from the engine's token file (it changes only when that file is deleted)",
+          };
     }
     const query = req.query.token;
     if (query !== undefined) {
-      const allowsQuery = req.method === 'GET' || req.method === 'HEAD' ? routesForPath(req.path).some((r) => r.method === 'GET' && r.queryToken) : false;
-      if (!allowsQuery) return { ok: false, detail: 'this route takes the token only in the Authorization header ("Authorization: Bearer <token>"); ?token= is accepted only where a browser element cannot set headers (job events, job result, media still)' };
+      const allowsQuery =
+        req.method === 'GET' || req.method === 'HEAD'
+          ? routesForPath(req.path).some((r) => r.method === 'GET' && r.queryToken)
+          : false;
+      if (!allowsQuery)
+        return {
+          ok: false,
+          detail:
+            'this route takes the token only in the Authorization header ("Authorization: Bearer <token>"); ?token= is accepted only where a browser element cannot set headers (job events, job result, media still)',
+        };
       if (typeof query !== 'string') return { ok: false, detail: 'give the token once: ?token=<token>' };
-      return this.matches(query) ? { ok: true } : { ok: false, detail: 'the token is wrong; read it again from the engine\'s token file (it changes only when that file is deleted)' };
+      return this.matches(query)
+        ? { ok: true }
+        : {
+            ok: false,
+            detail:
+              "the token is wrong; read it again from the engine's token file (it changes only when that file is deleted)",
+          };
     }
-    return { ok: false, detail: 'this request carries no token: send "Authorization: Bearer <token>" with the token from the engine\'s token file (in its per-user config folder)' };
+    return {
+      ok: false,
+      detail:
+        'this request carries no token: send "Authorization: Bearer <token>" with the token from the engine\'s token file (in its per-user config folder)',
+    };
   }
 }
 

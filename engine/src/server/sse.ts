@@ -16,10 +16,18 @@ export function closeEventStreams(app: object): void {
 }
 
 export function jobNotFound(id: string): ProblemError {
-  return new ProblemError(problem(404, 'job-not-found', 'No such job', `there is no job ${id}; list jobs with GET /v1/jobs`));
+  return new ProblemError(
+    problem(404, 'job-not-found', 'No such job', `there is no job ${id}; list jobs with GET /v1/jobs`),
+  );
 }
 
-export function streamJobEvents(app: object, service: JobService, heartbeatMs: number, req: Request, res: Response): void {
+export function streamJobEvents(
+  app: object,
+  service: JobService,
+  heartbeatMs: number,
+  req: Request,
+  res: Response,
+): void {
   const id = String(req.params.id);
   const job = service.get(id);
   if (!job) throw jobNotFound(id);

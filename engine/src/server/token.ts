@@ -55,14 +55,19 @@ function readToken(file: string): string | undefined {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (!stat.isFile()) throw new Error(`${file} is not a regular file (a link or folder?); remove it and start the engine again to create a new token`);
+  if (!stat.isFile())
+    throw new Error(
+      `${file} is not a regular file (a link or folder?); remove it and start the engine again to create a new token`,
+    );
   tighten(file, 0o600);
   const token = fs.readFileSync(file, 'utf8').trim();
   if (token === '') return undefined;
   // Printable ASCII only: anything else cannot travel in an Authorization header, so the engine would start with a
   // token no client can send.
   if (token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
-    throw new Error(`${file} holds a token that is too short or has spaces or characters other than printable ASCII (at least ${MIN_TOKEN_CHARS} characters); delete the file and start the engine again to create a strong one`);
+    throw new Error(
+      `${file} holds a token that is too short or has spaces or characters other than printable ASCII (at least ${MIN_TOKEN_CHARS} characters); delete the file and start the engine again to create a strong one`,
+    );
   }
   return token;
 }

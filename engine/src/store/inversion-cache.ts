@@ -55,7 +55,10 @@ export class InversionCache {
     try {
       if (buf.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error('bad magic');
       const headerLen = buf.readUInt32LE(8);
-      const header = JSON.parse(buf.subarray(12, 12 + headerLen).toString('utf8')) as Omit<InvertedTrajectory, 'latents' | 'sourceSteps'> & {
+      const header = JSON.parse(buf.subarray(12, 12 + headerLen).toString('utf8')) as Omit<
+        InvertedTrajectory,
+        'latents' | 'sourceSteps'
+      > & {
         levels: number;
         sourceSteps: { guidance: number | null; levels: number } | null;
       };
@@ -66,9 +69,15 @@ export class InversionCache {
       if (stepLevels && stepLevels !== header.levels - 1) throw new Error('source steps do not match the levels');
       if (buf.length !== offset + (header.levels + stepLevels) * per * 4) throw new Error('truncated');
       // Copy out of the file buffer: each level must own an ArrayBuffer to be transferable to the worker.
-      const level = (i: number) => new Float32Array(buf.buffer.slice(buf.byteOffset + offset + i * per * 4, buf.byteOffset + offset + (i + 1) * per * 4));
+      const level = (i: number) =>
+        new Float32Array(
+          buf.buffer.slice(buf.byteOffset + offset + i * per * 4, buf.byteOffset + offset + (i + 1) * per * 4),
+        );
       const latents = Array.from({ length: header.levels }, (_, k) => level(k));
-      const sourceSteps = header.sourceSteps && { guidance: header.sourceSteps.guidance, levels: Array.from({ length: stepLevels }, (_, k) => level(header.levels + k)) };
+      const sourceSteps = header.sourceSteps && {
+        guidance: header.sourceSteps.guidance,
+        levels: Array.from({ length: stepLevels }, (_, k) => level(header.levels + k)),
+      };
       const { levels: _levels, sourceSteps: _steps, ...rest } = header;
       const now = new Date();
       try {
@@ -114,7 +123,8 @@ export class InversionCache {
       const fd = fs.openSync(tmp, 'w', PRIVATE_FILE_MODE);
       try {
         fs.writeSync(fd, prefix);
-        for (const level of [...latents, ...(sourceSteps?.levels ?? [])]) fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
+        for (const level of [...latents, ...(sourceSteps?.levels ?? [])])
+          fs.writeSync(fd, new Uint8Array(level.buffer, level.byteOffset, level.byteLength));
       } finally {
         fs.closeSync(fd);
       }

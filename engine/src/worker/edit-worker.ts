@@ -40,7 +40,16 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
   if (!model) throw new Error('no model is loaded in the compute worker');
   const m = model;
   const before = { ...m.stats };
-  const timings: TaskTimings = { vaeEncodeMs: 0, inversionMs: 0, editMs: 0, vaeDecodeMs: 0, textMs: 0, cacheMs: 0, otherMs: 0, taskMs: 0 };
+  const timings: TaskTimings = {
+    vaeEncodeMs: 0,
+    inversionMs: 0,
+    editMs: 0,
+    vaeDecodeMs: 0,
+    textMs: 0,
+    cacheMs: 0,
+    otherMs: 0,
+    taskMs: 0,
+  };
   let tailCacheMs = 0;
   const t0 = performance.now();
   let mark = t0;
@@ -110,16 +119,29 @@ async function handle(msg: ToWorker): Promise<void> {
       case 'run': {
         const flag = new Int32Array(msg.cancelFlag);
         let lastPreview = 0;
-        const result = await runTask(msg.task, () => Atomics.load(flag, 0) !== 0, (p) => {
-          // Previews are throttled: a progress event per step is cheap, a latent image per step is not.
-          if (exitAtProgress && p.done === exitAtProgress) process.exit(70);
-          const now = Date.now();
-          const withPreview = p.preview && now - lastPreview >= PREVIEW_INTERVAL_MS;
-          if (withPreview) lastPreview = now;
-          send({ type: 'progress', id: msg.id, progress: withPreview ? p : { ...p, preview: undefined } });
-        });
+        const result = await runTask(
+          msg.task,
+          () => Atomics.load(flag, 0) !== 0,
+          (p) => {
+            // Previews are throttled: a progress event per step is cheap, a latent image per step is not.
+            if (exitAtProgress && p.done === exitAtProgress) process.exit(70);
+            const now = Date.now();
+            const withPreview = p.preview && now - lastPreview >= PREVIEW_INTERVAL_MS;
+            if (withPreview) lastPreview = now;
+            send({ type: 'progress', id: msg.id, progress: withPreview ? p : { ...p, preview: undefined } });
+          },
+        );
         const traj = result.trajectory;
-        send({ type: 'result', id: msg.id, result }, buffersOf(result.frames.data, result.reconstruction?.data, result.latentMask, ...(traj?.latents ?? []), ...(traj?.sourceSteps?.levels ?? [])));
+        send(
+          { type: 'result', id: msg.id, result },
+          buffersOf(
+            result.frames.data,
+            result.reconstruction?.data,
+            result.latentMask,
+            ...(traj?.latents ?? []),
+            ...(traj?.sourceSteps?.levels ?? []),
+          ),
+        );
         break;
       }
       case 'close':

@@ -51,7 +51,11 @@ export class PipelineWorker {
    * Starts a worker and loads the model in it; rejects with the loader's message when the folder is unusable.
    * `env` adds variables to the worker's environment (e.g. RESHOOT_FAULT for fault-injection tests).
    */
-  static async start(modelDir: string, settings: SessionSettings = {}, env: Record<string, string> = {}): Promise<PipelineWorker> {
+  static async start(
+    modelDir: string,
+    settings: SessionSettings = {},
+    env: Record<string, string> = {},
+  ): Promise<PipelineWorker> {
     const w = new PipelineWorker(modelDir, settings, env);
     await w.ensureLoaded();
     return w;
@@ -71,7 +75,10 @@ export class PipelineWorker {
       if (msg.type === 'progress') return p.onProgress?.(msg.progress);
       this.pending.delete(msg.id);
       if (msg.type === 'error') {
-        const err = msg.error.name === 'CanceledError' ? new CanceledError() : Object.assign(new Error(msg.error.message), { name: msg.error.name });
+        const err =
+          msg.error.name === 'CanceledError'
+            ? new CanceledError()
+            : Object.assign(new Error(msg.error.message), { name: msg.error.name });
         p.reject(err);
       } else p.resolve(msg);
     });
@@ -91,7 +98,11 @@ export class PipelineWorker {
     return worker;
   }
 
-  private request(msg: ToWorker, transfer: ArrayBuffer[] = [], onProgress?: (p: Progress) => void): Promise<FromWorker> {
+  private request(
+    msg: ToWorker,
+    transfer: ArrayBuffer[] = [],
+    onProgress?: (p: Progress) => void,
+  ): Promise<FromWorker> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new Error('the compute worker is not running'));
     return new Promise((resolve, reject) => {
@@ -105,7 +116,12 @@ export class PipelineWorker {
     this.worker ??= this.spawn();
     this.worker.ref();
     try {
-      const reply = await this.request({ type: 'load', id: this.nextId++, modelDir: this.modelDir, settings: this.settings });
+      const reply = await this.request({
+        type: 'load',
+        id: this.nextId++,
+        modelDir: this.modelDir,
+        settings: this.settings,
+      });
       if (reply.type !== 'loaded') throw new Error(`unexpected reply ${reply.type}`);
       this.loaded = reply.info;
       this.lastInfo = reply.info;
@@ -120,22 +136,26 @@ export class PipelineWorker {
   run(task: Task, options: RunOptions = {}): RunningTask {
     const cancelFlag = new SharedArrayBuffer(4);
     const flag = new Int32Array(cancelFlag);
-    const result = (this.queue = this.queue.catch(() => undefined).then(async () => {
-      if (Atomics.load(flag, 0)) throw new CanceledError();
-      await this.ensureLoaded();
-      const transfer = options.transfer ? buffersOf(task.kind === 'edit-from-inversion' ? undefined : task.frames.data) : [];
-      this.worker!.ref();
-      const done = this.request({ type: 'run', id: this.nextId++, task, cancelFlag }, transfer, options.onProgress);
-      this.current = { flag, done };
-      try {
-        const reply = await done;
-        if (reply.type !== 'result') throw new Error(`unexpected reply ${reply.type}`);
-        return reply.result;
-      } finally {
-        this.current = undefined;
-        this.worker?.unref();
-      }
-    })) as Promise<TaskResult>;
+    const result = (this.queue = this.queue
+      .catch(() => undefined)
+      .then(async () => {
+        if (Atomics.load(flag, 0)) throw new CanceledError();
+        await this.ensureLoaded();
+        const transfer = options.transfer
+          ? buffersOf(task.kind === 'edit-from-inversion' ? undefined : task.frames.data)
+          : [];
+        this.worker!.ref();
+        const done = this.request({ type: 'run', id: this.nextId++, task, cancelFlag }, transfer, options.onProgress);
+        this.current = { flag, done };
+        try {
+          const reply = await done;
+          if (reply.type !== 'result') throw new Error(`unexpected reply ${reply.type}`);
+          return reply.result;
+        } finally {
+          this.current = undefined;
+          this.worker?.unref();
+        }
+      })) as Promise<TaskResult>;
     return { cancel: () => Atomics.store(flag, 0, 1), result };
   }
 

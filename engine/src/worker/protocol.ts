@@ -59,7 +59,8 @@ export type FromWorker =
 export function buffersOf(...arrays: (ArrayBufferView | undefined)[]): ArrayBuffer[] {
   const seen = new Set<ArrayBuffer>();
   for (const a of arrays) {
-    if (a && a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength) seen.add(a.buffer);
+    if (a && a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength)
+      seen.add(a.buffer);
   }
   return [...seen];
 }

@@ -59,22 +59,47 @@ export class BrowserHost implements Host, SourcePicker {
     const v = info.video;
     const fps = v.fps.num / v.fps.den;
     const duration = (v.frameCount * v.fps.den) / v.fps.num;
-    const range = { path, in: this.form.in === '' ? 0 : Number(this.form.in), out: this.form.out === '' ? duration : Number(this.form.out) };
+    const range = {
+      path,
+      in: this.form.in === '' ? 0 : Number(this.form.in),
+      out: this.form.out === '' ? duration : Number(this.form.out),
+    };
     // The engine's own schema, so a bad range reads here exactly as the engine would word it.
     const parsed = SourceRange.safeParse(range);
     if (!parsed.success) {
       const p = validationProblem(parsed.error, 'range');
-      throw new FieldError(p.title, p.detail, p.field ? `source.${p.field}` : 'source', p.issues?.map((i) => ({ field: `source.${i.field}`, message: i.message })));
+      throw new FieldError(
+        p.title,
+        p.detail,
+        p.field ? `source.${p.field}` : 'source',
+        p.issues?.map((i) => ({ field: `source.${i.field}`, message: i.message })),
+      );
     }
     // Frames whose start lies in [in, out), as the engine counts them; the out point may name the end of the last frame.
     const first = Math.ceil(range.in * fps - 1e-6);
     const end = Math.min(v.frameCount, Math.ceil(range.out * fps - 1e-6));
     const frames = Math.max(0, end - first);
     const length = `${v.frameCount} frames, ${Number(duration.toFixed(3))} s`;
-    if (range.in >= duration) throw new FieldError('Bad range', `source.in is at or past the end of the media (${length}); choose an in point before ${Number(duration.toFixed(3))} s`, 'source.in');
-    if (range.out > duration + (1 + 1e-6) / fps) throw new FieldError('Bad range', `source.out is past the end of the media (${length}); leave it blank for the end, or choose a time at or before ${Number(duration.toFixed(3))} s`, 'source.out');
-    if (frames === 0) throw new FieldError('Bad range', `no frame starts between source.in and source.out (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`, 'source.out');
-    const ticks = (frameCount: number) => ((BigInt(frameCount) * TICKS_PER_SECOND * BigInt(v.fps.den)) / BigInt(v.fps.num)).toString();
+    if (range.in >= duration)
+      throw new FieldError(
+        'Bad range',
+        `source.in is at or past the end of the media (${length}); choose an in point before ${Number(duration.toFixed(3))} s`,
+        'source.in',
+      );
+    if (range.out > duration + (1 + 1e-6) / fps)
+      throw new FieldError(
+        'Bad range',
+        `source.out is past the end of the media (${length}); leave it blank for the end, or choose a time at or before ${Number(duration.toFixed(3))} s`,
+        'source.out',
+      );
+    if (frames === 0)
+      throw new FieldError(
+        'Bad range',
+        `no frame starts between source.in and source.out (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`,
+        'source.out',
+      );
+    const ticks = (frameCount: number) =>
+      ((BigInt(frameCount) * TICKS_PER_SECOND * BigInt(v.fps.den)) / BigInt(v.fps.num)).toString();
     const clip: ClipSelection = {
       kind: 'clip',
       name: basename(path),
@@ -121,7 +146,11 @@ export class BrowserHost implements Host, SourcePicker {
     try {
       const client = await this.client();
       const job = (await client.jobs()).find((j) => j.outputPath === path || j.result?.path === path);
-      if (!job) throw new FieldError('Result not found', `the engine has no job that wrote ${path}; open the file from its folder instead`);
+      if (!job)
+        throw new FieldError(
+          'Result not found',
+          `the engine has no job that wrote ${path}; open the file from its folder instead`,
+        );
       const url = client.resultUrl(job.id);
       if (tab) {
         tab.opener = null;
@@ -193,7 +222,8 @@ export class BrowserHost implements Host, SourcePicker {
         return info;
       } catch (e) {
         // Whatever the engine said about the file, it is the path field the user has to fix.
-        if (e instanceof EngineError && e.status >= 400 && e.status < 500 && e.status !== 401) throw new FieldError(e.title, e.detail, 'source.path');
+        if (e instanceof EngineError && e.status >= 400 && e.status < 500 && e.status !== 401)
+          throw new FieldError(e.title, e.detail, 'source.path');
         throw e;
       } finally {
         if (this.probing?.path === path) this.probing = null;

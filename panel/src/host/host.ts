@@ -78,7 +78,11 @@ export interface Host {
   /** A persistent folder for results (next to the project in Premiere), never a temporary one. */
   resultsFolder(): Promise<string>;
   /** Imports the result and places it above the original, in one undoable step. */
-  placeResult(sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>, resultPath: string, label: string): Promise<PlaceResult>;
+  placeResult(
+    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>,
+    resultPath: string,
+    label: string,
+  ): Promise<PlaceResult>;
   /** Shows the file in the OS file browser (or opens it, where that is all a host can do). */
   revealFile(path: string): Promise<void>;
   loadHistory(): Promise<HistoryEntry[]>;

@@ -42,7 +42,10 @@ export function samePath(a: string, b: string): boolean {
 function foldPath(p: string): string {
   let s = p.trim();
   if (/^file:\/\//i.test(s)) s = decodeURIComponent(s.replace(/^file:\/\/(localhost)?/i, ''));
-  s = s.replace(/\\/g, '/').replace(/\/{2,}/g, '/').replace(/\/$/, '');
+  s = s
+    .replace(/\\/g, '/')
+    .replace(/\/{2,}/g, '/')
+    .replace(/\/$/, '');
   // file:///C:/x decodes to /C:/x
   if (/^\/[A-Za-z]:\//.test(s)) s = s.slice(1);
   return s.toLowerCase();

@@ -69,7 +69,9 @@ const MEDIA_END_COLUMN = 'Column.Intrinsic.MediaEnd';
 
 export class ProjectNotSavedError extends Error {
   constructor() {
-    super(`Save the project first: Reshoot keeps its renders in a "${RESULTS_FOLDER_NAME}" folder next to the project file, and an unsaved project has no folder yet.`);
+    super(
+      `Save the project first: Reshoot keeps its renders in a "${RESULTS_FOLDER_NAME}" folder next to the project file, and an unsaved project has no folder yet.`,
+    );
     this.name = 'ProjectNotSavedError';
   }
 }
@@ -208,7 +210,9 @@ export class PremiereHost implements Host {
     if (sel.renderReason === null) return { path: sel.mediaPath, in: sel.sourceIn, out: sel.sourceOut };
     if (sel.renderReason.includes(REASON_OFFLINE)) {
       // Rendering would only encode Premiere's "Media Offline" slate.
-      throw new Error(`The media of "${sel.name}" is offline. Relink it in Premiere (right-click the clip → Link Media…), select the clip again and retry.`);
+      throw new Error(
+        `The media of "${sel.name}" is offline. Relink it in Premiere (right-click the clip → Link Media…), select the clip again and retry.`,
+      );
     }
 
     const { project, sequence } = await this.contextFor(sel);
@@ -228,7 +232,9 @@ export class PremiereHost implements Host {
       add(ca, sequence.createSetOutPointAction(clipOut), 'set the sequence Out point');
     });
     if (!marked.ok) {
-      throw new Error(`Premiere refused to set the sequence In/Out points to the clip's range (${marked.reason}), so the clip could not be rendered. Check that the sequence is not locked and try again.`);
+      throw new Error(
+        `Premiere refused to set the sequence In/Out points to the clip's range (${marked.reason}), so the clip could not be rendered. Check that the sequence is not locked and try again.`,
+      );
     }
 
     let sub: Sequence | null = null;
@@ -245,10 +251,14 @@ export class PremiereHost implements Host {
     });
     if (!restored.ok) {
       if (sub) await this.discardSubsequence(project, sub, onStatus);
-      throw new Error(`Premiere could not put the sequence In/Out points back (${restored.reason}); they now mark the clip. Undo "Reshoot: mark the clip for rendering" (Edit → Undo) to get them back, then try again.`);
+      throw new Error(
+        `Premiere could not put the sequence In/Out points back (${restored.reason}); they now mark the clip. Undo "Reshoot: mark the clip for rendering" (Edit → Undo) to get them back, then try again.`,
+      );
     }
     if (!sub) {
-      throw new Error(`Premiere could not make a subsequence of the clip's range (${subFailure}). Check that the clip's track is not locked and try again.`);
+      throw new Error(
+        `Premiere could not make a subsequence of the clip's range (${subFailure}). Check that the clip's track is not locked and try again.`,
+      );
     }
 
     try {
@@ -261,9 +271,14 @@ export class PremiereHost implements Host {
           ? await manager.exportSequence(sub, immediately, outFile, this.exportPresetPath)
           : await manager.exportSequence(sub, immediately, outFile);
       } catch (err) {
-        throw new Error(`Premiere could not render the clip to ${outFile}: ${messageOf(err)}. ${this.exportAdvice()}`, { cause: err });
+        throw new Error(`Premiere could not render the clip to ${outFile}: ${messageOf(err)}. ${this.exportAdvice()}`, {
+          cause: err,
+        });
       }
-      if (!exported) throw new Error(`Premiere could not render the clip to ${outFile} (the export reported failure). ${this.exportAdvice()}`);
+      if (!exported)
+        throw new Error(
+          `Premiere could not render the clip to ${outFile} (the export reported failure). ${this.exportAdvice()}`,
+        );
       if (!(await this.statOrNull(outFile))) {
         throw new Error(`Premiere reported the render finished, but ${outFile} is not there. ${this.exportAdvice()}`);
       }
@@ -288,7 +303,10 @@ export class PremiereHost implements Host {
     try {
       await this.fs().mkdir(folder);
     } catch (err) {
-      throw new Error(`Could not create ${folder}: ${messageOf(err)}. The panel needs permission to write next to the project file.`, { cause: err });
+      throw new Error(
+        `Could not create ${folder}: ${messageOf(err)}. The panel needs permission to write next to the project file.`,
+        { cause: err },
+      );
     }
     return folder;
   }
@@ -301,7 +319,8 @@ export class PremiereHost implements Host {
     const { project, sequence } = await this.contextFor(sel);
     const start = parseTicks(sel.sequenceStartTicks, 'the clip start');
     const end = parseTicks(sel.sequenceEndTicks, 'the clip end');
-    if (end <= start) throw new Error(`The clip "${sel.name}" has no length on the timeline, so there is nothing to place.`);
+    if (end <= start)
+      throw new Error(`The clip "${sel.name}" has no length on the timeline, so there is nothing to place.`);
 
     // "Place again" finds the item imported the first time instead of importing the file twice.
     let item = await this.findByMediaPath(project, resultPath);
@@ -312,14 +331,21 @@ export class PremiereHost implements Host {
         // Always with a real bin: passing undefined as the bin threw "Illegal Parameter type" on a 2026 build.
         imported = await project.importFiles([resultPath], true, bin);
       } catch (err) {
-        throw new Error(`Premiere could not import ${resultPath}: ${messageOf(err)}. Check that the file exists and plays, then use "Place again".`, { cause: err });
+        throw new Error(
+          `Premiere could not import ${resultPath}: ${messageOf(err)}. Check that the file exists and plays, then use "Place again".`,
+          { cause: err },
+        );
       }
       if (!imported) {
-        throw new Error(`Premiere could not import ${resultPath}: the import was refused. Check that the file exists and plays, then use "Place again".`);
+        throw new Error(
+          `Premiere could not import ${resultPath}: the import was refused. Check that the file exists and plays, then use "Place again".`,
+        );
       }
       item = await this.findByMediaPath(project, resultPath, bin);
       if (!item) {
-        throw new Error(`Premiere could not import ${resultPath}: the import reported success but no project item uses that file. Import it by hand from the "${RESULTS_FOLDER_NAME}" folder.`);
+        throw new Error(
+          `Premiere could not import ${resultPath}: the import reported success but no project item uses that file. Import it by hand from the "${RESULTS_FOLDER_NAME}" folder.`,
+        );
       }
     }
 
@@ -351,7 +377,8 @@ export class PremiereHost implements Host {
 
     const placed = this.transact(project, label, (ca) => {
       // A result a frame longer than the span would otherwise overwrite the first frame of the next clip.
-      if (trimToSpan) add(ca, clipItem.createSetInOutPointsAction(mediaIn, mediaOut), 'trim the result to the clip span');
+      if (trimToSpan)
+        add(ca, clipItem.createSetInOutPointsAction(mediaIn, mediaOut), 'trim the result to the clip span');
       add(
         ca,
         newTrack
@@ -361,7 +388,9 @@ export class PremiereHost implements Host {
       );
     });
     if (!placed.ok) {
-      throw new Error(`Premiere refused to place the result on V${videoIndex + 1} (${placed.reason}). Check that the track is not locked; the result is in the "${RESULTS_BIN_NAME}" bin if you want to place it by hand.`);
+      throw new Error(
+        `Premiere refused to place the result on V${videoIndex + 1} (${placed.reason}). Check that the track is not locked; the result is in the "${RESULTS_BIN_NAME}" bin if you want to place it by hand.`,
+      );
     }
     return { trackIndex: videoIndex, newTrack };
   }
@@ -373,7 +402,10 @@ export class PremiereHost implements Host {
     try {
       data = await this.fs().readFile(file, { encoding: 'utf-8' });
     } catch (err) {
-      throw new Error(`Could not read the engine token at ${file}: ${messageOf(err)}. The panel needs permission to read that folder.`, { cause: err });
+      throw new Error(
+        `Could not read the engine token at ${file}: ${messageOf(err)}. The panel needs permission to read that folder.`,
+        { cause: err },
+      );
     }
     const token = (typeof data === 'string' ? data : asciiText(data)).trim();
     return token === '' ? null : token;
@@ -414,7 +446,8 @@ export class PremiereHost implements Host {
       throw new Error(`${file} is not valid JSON. Fix it, or move it away to start a new history for this project.`);
     }
     const entries = Array.isArray(parsed) ? parsed : isStoredHistory(parsed) ? parsed.entries : null;
-    if (!entries) throw new Error(`${file} does not hold a Reshoot history. Move it away to start a new history for this project.`);
+    if (!entries)
+      throw new Error(`${file} does not hold a Reshoot history. Move it away to start a new history for this project.`);
     return entries.filter(isHistoryEntry);
   }
 
@@ -453,7 +486,11 @@ export class PremiereHost implements Host {
   }
 
   /** Runs one undoable step: the lock, the transaction and every action inside, with no await anywhere. */
-  private transact(project: Project, label: string, build: (ca: CompoundAction) => void): { ok: boolean; reason: string } {
+  private transact(
+    project: Project,
+    label: string,
+    build: (ca: CompoundAction) => void,
+  ): { ok: boolean; reason: string } {
     let ok = false;
     let reason = 'Premiere rejected the change';
     try {
@@ -510,19 +547,20 @@ export class PremiereHost implements Host {
   }
 
   private async describeClip(sequence: Sequence, item: VideoClipTrackItem): Promise<ClipSelection> {
-    const [name, projectItem, inPoint, outPoint, startTime, endTime, speed, reversed, trackIndex, timebase, size] = await Promise.all([
-      item.getName(),
-      item.getProjectItem(),
-      item.getInPoint(),
-      item.getOutPoint(),
-      item.getStartTime(),
-      item.getEndTime(),
-      item.getSpeed(),
-      item.isSpeedReversed(),
-      item.getTrackIndex(),
-      sequence.getTimebase(),
-      this.frameSize(sequence),
-    ]);
+    const [name, projectItem, inPoint, outPoint, startTime, endTime, speed, reversed, trackIndex, timebase, size] =
+      await Promise.all([
+        item.getName(),
+        item.getProjectItem(),
+        item.getInPoint(),
+        item.getOutPoint(),
+        item.getStartTime(),
+        item.getEndTime(),
+        item.getSpeed(),
+        item.isSpeedReversed(),
+        item.getTrackIndex(),
+        sequence.getTimebase(),
+        this.frameSize(sequence),
+      ]);
     const clip = projectItem ? this.asClipItem(projectItem) : null;
     const [mediaPath, nested, offline] = clip
       ? await Promise.all([clip.getMediaFilePath(), clip.isSequence(), clip.isOffline()])
@@ -574,7 +612,9 @@ export class PremiereHost implements Host {
    * read as timecode-based and shifted by Column.Intrinsic.MediaStart.
    */
   private async timecodeOffset(projectItem: ProjectItem, sourceIn: bigint, sourceOut: bigint): Promise<bigint> {
-    const metadata = (this.ppro as { Metadata?: { getProjectColumnsMetadata?: (item: ProjectItem) => Promise<string> } }).Metadata;
+    const metadata = (
+      this.ppro as { Metadata?: { getProjectColumnsMetadata?: (item: ProjectItem) => Promise<string> } }
+    ).Metadata;
     if (typeof metadata?.getProjectColumnsMetadata !== 'function') return 0n;
     let columns: unknown;
     try {
@@ -584,7 +624,8 @@ export class PremiereHost implements Host {
     }
     if (!Array.isArray(columns)) return 0n;
     const column = (id: string): bigint | null => {
-      const found = columns.find((c: unknown) => (c as { ColumnID?: unknown })?.ColumnID === id) as { ColumnValue?: unknown } | undefined;
+      const found = columns.find((c: unknown) => (c as { ColumnID?: unknown })?.ColumnID === id) as
+        { ColumnValue?: unknown } | undefined;
       const value = found?.ColumnValue;
       if ((typeof value !== 'string' && typeof value !== 'number') || !/^\d+$/.test(String(value).trim())) return null;
       return BigInt(String(value).trim());
@@ -608,16 +649,28 @@ export class PremiereHost implements Host {
     throw new Error('Premiere did not report the sequence frame size.');
   }
 
-  private async isFree(track: VideoTrack | AudioTrack, clipType: Constants.TrackItemType, start: bigint, end: bigint): Promise<boolean> {
+  private async isFree(
+    track: VideoTrack | AudioTrack,
+    clipType: Constants.TrackItemType,
+    start: bigint,
+    end: bigint,
+  ): Promise<boolean> {
     const items: TrackItem[] = track.getTrackItems(clipType, false);
     for (const item of items) {
       const [itemStart, itemEnd] = await Promise.all([item.getStartTime(), item.getEndTime()]);
-      if (overlaps(parseTicks(itemStart.ticks, 'a clip start'), parseTicks(itemEnd.ticks, 'a clip end'), start, end)) return false;
+      if (overlaps(parseTicks(itemStart.ticks, 'a clip start'), parseTicks(itemEnd.ticks, 'a clip end'), start, end))
+        return false;
     }
     return true;
   }
 
-  private async freeAudioTrack(sequence: Sequence, clipType: Constants.TrackItemType, count: number, start: bigint, end: bigint): Promise<number> {
+  private async freeAudioTrack(
+    sequence: Sequence,
+    clipType: Constants.TrackItemType,
+    count: number,
+    start: bigint,
+    end: bigint,
+  ): Promise<number> {
     for (let index = 0; index < count; index++) {
       if (await this.isFree(await sequence.getAudioTrack(index), clipType, start, end)) return index;
     }
@@ -661,7 +714,9 @@ export class PremiereHost implements Host {
     });
     const bin = created.ok ? await this.findBin(root) : null;
     if (!bin) {
-      throw new Error(`Premiere could not create the "${RESULTS_BIN_NAME}" bin (${created.ok ? 'it did not appear' : created.reason}). Create a bin named "${RESULTS_BIN_NAME}" in the Project panel and place the result again.`);
+      throw new Error(
+        `Premiere could not create the "${RESULTS_BIN_NAME}" bin (${created.ok ? 'it did not appear' : created.reason}). Create a bin named "${RESULTS_BIN_NAME}" in the Project panel and place the result again.`,
+      );
     }
     return bin;
   }
@@ -678,7 +733,9 @@ export class PremiereHost implements Host {
     const manager = this.ppro.EncoderManager;
     if (preset && typeof manager.getExportFileExtension === 'function') {
       try {
-        const extension = String(await manager.getExportFileExtension(sequence, preset)).trim().replace(/^\./, '');
+        const extension = String(await manager.getExportFileExtension(sequence, preset))
+          .trim()
+          .replace(/^\./, '');
         if (/^[A-Za-z0-9]{1,8}$/.test(extension)) return extension;
       } catch {
         // The preset's own extension is only a nicety; mp4 is what the bundled preset writes.
@@ -693,7 +750,11 @@ export class PremiereHost implements Host {
       : `Check that the "${RESULTS_FOLDER_NAME}" folder can be written, then try again.`;
   }
 
-  private async discardSubsequence(project: Project, sub: Sequence, onStatus?: (message: string) => void): Promise<void> {
+  private async discardSubsequence(
+    project: Project,
+    sub: Sequence,
+    onStatus?: (message: string) => void,
+  ): Promise<void> {
     let deleted: boolean;
     try {
       deleted = await project.deleteSequence(sub);

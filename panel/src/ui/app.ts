@@ -51,7 +51,14 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
   const source = new SourceSection(host, options.sourcePicker);
   const form = new EditForm({ onSubmit: (kind) => void submit(kind), stillUrl });
   const compare = compareEnabled ? new CompareView({ client, onReveal: reveal }) : null;
-  const jobs = new JobList({ client, live, pollMs, onEnded: (card) => void ended(card), onCompare: compare ? (job) => showCompare(job) : undefined, onReveal: reveal });
+  const jobs = new JobList({
+    client,
+    live,
+    pollMs,
+    onEnded: (card) => void ended(card),
+    onCompare: compare ? (job) => showCompare(job) : undefined,
+    onReveal: reveal,
+  });
   const history = new HistoryView(host, {
     stillUrl,
     onPlace: placeResults ? (e) => placeAgain(e) : undefined,
@@ -63,8 +70,23 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
   const app = h(
     'div',
     { class: `app host-${host.kind}` },
-    h('header', { class: 'topbar' }, h('div', { class: 'brand' }, h('span', { class: 'logo', text: 'R' }), h('span', { class: 'brand-name', text: 'Reshoot' })), status.el),
-    h('main', { class: 'columns' }, h('div', { class: 'col col-controls' }, source.el, form.el), h('div', { class: 'col col-results' }, jobs.el, compare?.el ?? null, history.el)),
+    h(
+      'header',
+      { class: 'topbar' },
+      h(
+        'div',
+        { class: 'brand' },
+        h('span', { class: 'logo', text: 'R' }),
+        h('span', { class: 'brand-name', text: 'Reshoot' }),
+      ),
+      status.el,
+    ),
+    h(
+      'main',
+      { class: 'columns' },
+      h('div', { class: 'col col-controls' }, source.el, form.el),
+      h('div', { class: 'col col-results' }, jobs.el, compare?.el ?? null, history.el),
+    ),
   );
   fill(root, app);
 
@@ -73,7 +95,14 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     const connected = status.state.kind === 'connected';
     const clip = source.clip();
     form.setClip(clip);
-    form.setEnabled(connected && !!clip, !connected ? 'Connect to the engine to edit.' : host.kind === 'browser' ? 'Choose a video file and press Probe.' : 'Select one video clip on the timeline.');
+    form.setEnabled(
+      connected && !!clip,
+      !connected
+        ? 'Connect to the engine to edit.'
+        : host.kind === 'browser'
+          ? 'Choose a video file and press Probe.'
+          : 'Select one video clip on the timeline.',
+    );
   };
   status.onChange((s, c) => {
     const was = engineState;
@@ -82,7 +111,10 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       // The browser's selection needs the engine (it probes the typed path), and jobs may have run while we were away.
       void source.refresh();
       history.render();
-      c?.jobs().then((list) => jobs.adopt(list), () => {});
+      c?.jobs().then(
+        (list) => jobs.adopt(list),
+        () => {},
+      );
     }
     updateEnabled();
   });
@@ -106,7 +138,12 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       form.validateSettings(kind);
       const sel = await source.refresh();
       if (!sel) throw new FieldError('No clip', 'the clip could not be read; see the message above', 'source');
-      if (sel.kind !== 'clip') throw new FieldError('No clip to edit', host.kind === 'browser' ? 'choose a video file and press Probe' : 'select one video clip on the timeline', 'source');
+      if (sel.kind !== 'clip')
+        throw new FieldError(
+          'No clip to edit',
+          host.kind === 'browser' ? 'choose a video file and press Probe' : 'select one video clip on the timeline',
+          'source',
+        );
       if (sel.renderReason) form.setBusy('Rendering the clip in Premiere first…');
       const src = await host.prepareSource(sel, (m) => form.setBusy(m));
       const folder = kind === 'edit' ? await host.resultsFolder() : '';
@@ -138,10 +175,20 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       prompt: job.request.prompt,
       sourcePrompt: job.request.sourcePrompt,
       seed: job.seed,
-      settings: { steps: job.request.steps, guidance: job.request.guidance, strength: job.request.strength, method: job.request.method, mask: maskLabel(job.request.mask) },
+      settings: {
+        steps: job.request.steps,
+        guidance: job.request.guidance,
+        strength: job.request.strength,
+        method: job.request.method,
+        mask: maskLabel(job.request.mask),
+      },
       resultPath: job.result.path,
       // The original's range and track: "place again" puts the result over the same span, above the original.
-      placement: { sequenceStartTicks: ctx.clip.sequenceStartTicks, sequenceEndTicks: ctx.clip.sequenceEndTicks, trackIndex: ctx.clip.trackIndex },
+      placement: {
+        sequenceStartTicks: ctx.clip.sequenceStartTicks,
+        sequenceEndTicks: ctx.clip.sequenceEndTicks,
+        trackIndex: ctx.clip.trackIndex,
+      },
     };
     await history.add(entry);
     if (!placeResults) return;
@@ -160,7 +207,11 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
 
   async function placeAgain(e: HistoryEntry): Promise<string> {
     if (!e.placement) throw new FieldError('Nothing to place', 'this entry has no timeline position');
-    const placed = await host.placeResult({ ...e.placement, name: e.clipName }, e.resultPath, `Reshoot: ${e.prompt}`.slice(0, LABEL_MAX));
+    const placed = await host.placeResult(
+      { ...e.placement, name: e.clipName },
+      e.resultPath,
+      `Reshoot: ${e.prompt}`.slice(0, LABEL_MAX),
+    );
     return placedText(placed.trackIndex, placed.newTrack);
   }
 

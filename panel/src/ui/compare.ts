@@ -51,7 +51,10 @@ export class CompareView {
     this.scrub.step = '1';
     this.scrub.setAttribute('aria-label', 'Frame');
     this.playButton = button('Play', () => this.togglePlay(), { class: 'play', id: 'play' });
-    this.revealButton = button('Open video', () => this.job?.result && this.opts.onReveal(this.job.result.path), { class: 'small quiet', id: 'open-result' });
+    this.revealButton = button('Open video', () => this.job?.result && this.opts.onReveal(this.job.result.path), {
+      class: 'small quiet',
+      id: 'open-result',
+    });
 
     this.scrub.addEventListener('input', () => this.seek(Number(this.scrub.value)));
     this.video.addEventListener('play', () => this.startClock());
@@ -61,18 +64,41 @@ export class CompareView {
     });
     this.video.addEventListener('seeked', () => this.sync(!this.playing()));
     this.video.addEventListener('loadeddata', () => this.sync(true));
-    this.video.addEventListener('error', () => this.fail('The result video could not be loaded. It may have been moved or deleted.'));
+    this.video.addEventListener('error', () =>
+      this.fail('The result video could not be loaded. It may have been moved or deleted.'),
+    );
     this.video.addEventListener('click', () => this.togglePlay());
 
     this.el = h(
       'section',
       { class: 'section compare empty', id: 'compare' },
-      h('div', { class: 'compare-head' }, h('div', { class: 'compare-heading' }, h('h2', { class: 'section-title', text: 'Before / after' }), this.title, this.sub), this.revealButton),
+      h(
+        'div',
+        { class: 'compare-head' },
+        h(
+          'div',
+          { class: 'compare-heading' },
+          h('h2', { class: 'section-title', text: 'Before / after' }),
+          this.title,
+          this.sub,
+        ),
+        this.revealButton,
+      ),
       h(
         'div',
         { class: 'panes' },
-        h('figure', { class: 'pane' }, h('div', { class: 'pane-frame' }, this.before), h('figcaption', { text: 'Before' })),
-        h('figure', { class: 'pane' }, h('div', { class: 'pane-frame' }, this.video), h('figcaption', { text: 'After' })),
+        h(
+          'figure',
+          { class: 'pane' },
+          h('div', { class: 'pane-frame' }, this.before),
+          h('figcaption', { text: 'Before' }),
+        ),
+        h(
+          'figure',
+          { class: 'pane' },
+          h('div', { class: 'pane-frame' }, this.video),
+          h('figcaption', { text: 'After' }),
+        ),
       ),
       h('div', { class: 'transport' }, this.playButton, this.scrub, this.clock),
       this.message,
@@ -122,7 +148,8 @@ export class CompareView {
     this.title.title = job.request.prompt;
     this.sub.textContent = `${basename(job.request.source.path)} · ${r.frames} frames · ${r.width}×${r.height}${job.request.preview ? ' · preview' : ''} · seed ${job.seed}`;
     // Both panes keep the result's shape, so the still and the video line up edge to edge.
-    for (const pane of this.el.querySelectorAll<HTMLElement>('.pane-frame')) pane.style.aspectRatio = `${r.width} / ${r.height}`;
+    for (const pane of this.el.querySelectorAll<HTMLElement>('.pane-frame'))
+      pane.style.aspectRatio = `${r.width} / ${r.height}`;
     show(this.message, false);
     this.el.classList.remove('empty');
     this.scrub.disabled = false;
@@ -183,7 +210,10 @@ export class CompareView {
   private startClock(): void {
     this.playButton.textContent = 'Pause';
     this.stopClock();
-    const v = this.video as HTMLVideoElement & { requestVideoFrameCallback?: (cb: () => void) => number; cancelVideoFrameCallback?: (h: number) => void };
+    const v = this.video as HTMLVideoElement & {
+      requestVideoFrameCallback?: (cb: () => void) => number;
+      cancelVideoFrameCallback?: (h: number) => void;
+    };
     // Follow the frames the video actually presents where the browser says which; otherwise every animation frame.
     const tick = () => {
       if (!this.playing()) return;

@@ -15,7 +15,11 @@ export interface Props {
   on?: Record<string, Handler>;
 }
 
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props?: Props | null, ...children: (Child | Child[])[]): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props?: Props | null,
+  ...children: (Child | Child[])[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   if (props) {
     if (props.class) el.className = props.class;
@@ -57,7 +61,14 @@ export function isShown(el: HTMLElement): boolean {
 
 /** `<code>` spans inside a sentence: "Start it with `npx reshoot serve`" → text + code element. */
 export function richText(s: string): Node[] {
-  return s.split(/(`[^`]+`)/).filter(Boolean).map((part) => (part.startsWith('`') && part.endsWith('`') ? h('code', { text: part.slice(1, -1) }) : document.createTextNode(part)));
+  return s
+    .split(/(`[^`]+`)/)
+    .filter(Boolean)
+    .map((part) =>
+      part.startsWith('`') && part.endsWith('`')
+        ? h('code', { text: part.slice(1, -1) })
+        : document.createTextNode(part),
+    );
 }
 
 /** A labelled form row whose wrapper can be marked invalid with a message under the control. */
@@ -67,7 +78,11 @@ export interface Field {
   message: HTMLElement;
 }
 
-export function field(label: string, control: HTMLElement, opts: { hint?: string; id?: string; extra?: HTMLElement } = {}): Field {
+export function field(
+  label: string,
+  control: HTMLElement,
+  opts: { hint?: string; id?: string; extra?: HTMLElement } = {},
+): Field {
   const id = opts.id ?? control.id;
   if (id) control.id = id;
   const message = h('div', { class: 'field-message', attrs: { role: 'alert' } });
@@ -88,7 +103,18 @@ export function setInvalid(f: Field, message: string | null): void {
   f.message.textContent = message ?? '';
 }
 
-export function input(id: string, opts: { type?: string; placeholder?: string; value?: string; step?: string; min?: string; max?: string; autocomplete?: string } = {}): HTMLInputElement {
+export function input(
+  id: string,
+  opts: {
+    type?: string;
+    placeholder?: string;
+    value?: string;
+    step?: string;
+    min?: string;
+    max?: string;
+    autocomplete?: string;
+  } = {},
+): HTMLInputElement {
   // Attributes rather than properties: UXP's inputs are not known to reflect every property back.
   const el = h('input', { id, class: 'input', attrs: { type: opts.type ?? 'text' } });
   if (opts.placeholder) el.setAttribute('placeholder', opts.placeholder);
@@ -101,8 +127,18 @@ export function input(id: string, opts: { type?: string; placeholder?: string; v
   return el;
 }
 
-export function button(text: string, onClick: (ev: Event) => void, opts: { class?: string; title?: string; id?: string } = {}): HTMLButtonElement {
-  const b = h('button', { class: `btn ${opts.class ?? ''}`.trim(), text, title: opts.title, id: opts.id, on: { click: onClick } });
+export function button(
+  text: string,
+  onClick: (ev: Event) => void,
+  opts: { class?: string; title?: string; id?: string } = {},
+): HTMLButtonElement {
+  const b = h('button', {
+    class: `btn ${opts.class ?? ''}`.trim(),
+    text,
+    title: opts.title,
+    id: opts.id,
+    on: { click: onClick },
+  });
   b.setAttribute('type', 'button');
   return b;
 }
@@ -117,9 +153,25 @@ export function diceIcon(): Node {
   svg.setAttribute('height', '14');
   svg.setAttribute('aria-hidden', 'true');
   const rect = document.createElementNS(NS, 'rect');
-  for (const [k, v] of Object.entries({ x: '1.5', y: '1.5', width: '13', height: '13', rx: '3', fill: 'none', stroke: 'currentColor', 'stroke-width': '1.4' })) rect.setAttribute(k, v);
+  for (const [k, v] of Object.entries({
+    x: '1.5',
+    y: '1.5',
+    width: '13',
+    height: '13',
+    rx: '3',
+    fill: 'none',
+    stroke: 'currentColor',
+    'stroke-width': '1.4',
+  }))
+    rect.setAttribute(k, v);
   svg.appendChild(rect);
-  for (const [cx, cy] of [[5, 5], [11, 5], [8, 8], [5, 11], [11, 11]]) {
+  for (const [cx, cy] of [
+    [5, 5],
+    [11, 5],
+    [8, 8],
+    [5, 11],
+    [11, 11],
+  ]) {
     const c = document.createElementNS(NS, 'circle');
     c.setAttribute('cx', String(cx));
     c.setAttribute('cy', String(cy));
@@ -131,7 +183,12 @@ export function diceIcon(): Node {
 }
 
 /** A row of toggle buttons acting as one choice (UXP's radio inputs are unreliable to style). */
-export function segmented<T extends string>(id: string, options: { value: T; label: string; title?: string }[], initial: T, onChange: (v: T) => void): { el: HTMLElement; value: () => T; set: (v: T) => void } {
+export function segmented<T extends string>(
+  id: string,
+  options: { value: T; label: string; title?: string }[],
+  initial: T,
+  onChange: (v: T) => void,
+): { el: HTMLElement; value: () => T; set: (v: T) => void } {
   let current = initial;
   const buttons = options.map((o) => {
     const b = button(o.label, () => set(o.value, true), { class: 'seg', title: o.title });

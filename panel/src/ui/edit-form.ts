@@ -48,39 +48,79 @@ export class EditForm {
   private busy: string | null = null;
 
   constructor(private readonly opts: EditFormOptions) {
-    const promptInput = h('textarea', { id: 'prompt', class: 'input textarea', attrs: { rows: '3', placeholder: 'What the range should become, e.g. "a blue vintage convertible on a gray road"' } });
+    const promptInput = h('textarea', {
+      id: 'prompt',
+      class: 'input textarea',
+      attrs: {
+        rows: '3',
+        placeholder: 'What the range should become, e.g. "a blue vintage convertible on a gray road"',
+      },
+    });
     promptInput.addEventListener('keydown', (k) => {
       if (k.key === 'Enter' && (k.ctrlKey || k.metaKey)) this.submit('edit');
     });
     this.prompt = field('Prompt', promptInput);
-    this.sourcePrompt = field('What is there now (optional)', input('source-prompt', { placeholder: 'e.g. "a red car on a gray road"' }), {
-      hint: 'Describing the current picture makes the edit more faithful and the automatic mask more precise.',
-    });
+    this.sourcePrompt = field(
+      'What is there now (optional)',
+      input('source-prompt', { placeholder: 'e.g. "a red car on a gray road"' }),
+      {
+        hint: 'Describing the current picture makes the edit more faithful and the automatic mask more precise.',
+      },
+    );
 
-    this.mattePath = field('Matte file', input('mask-path', { placeholder: '/path/to/matte.png or matte.mov' }), { hint: 'White (or opaque) where the picture should change. A still, a matte video or a PNG sequence pattern.' });
+    this.mattePath = field('Matte file', input('mask-path', { placeholder: '/path/to/matte.png or matte.mov' }), {
+      hint: 'White (or opaque) where the picture should change. A still, a matte video or a PNG sequence pattern.',
+    });
     this.boxDrawer = new BoxDrawer(opts.stillUrl);
     this.maskChoice = segmented<MaskChoice>(
       'mask-choice',
       [
         { value: 'none', label: 'Whole frame', title: 'Edit the whole picture' },
-        { value: 'auto', label: 'Auto', title: 'Automatic: the engine finds the area from the difference between the two prompts' },
+        {
+          value: 'auto',
+          label: 'Auto',
+          title: 'Automatic: the engine finds the area from the difference between the two prompts',
+        },
         { value: 'file', label: 'Matte', title: 'A matte file you made: PNG still, matte video or PNG sequence' },
         { value: 'box', label: 'Box', title: 'Drag a rectangle on a still of the clip' },
       ],
       'none',
       () => this.renderMask(),
     );
-    this.maskField = { row: h('div', { class: 'field' }, h('div', { class: 'field-label', text: 'Where to change' }), this.maskChoice.el), control: this.maskChoice.el, message: h('div', { class: 'field-message' }) };
+    this.maskField = {
+      row: h(
+        'div',
+        { class: 'field' },
+        h('div', { class: 'field-label', text: 'Where to change' }),
+        this.maskChoice.el,
+      ),
+      control: this.maskChoice.el,
+      message: h('div', { class: 'field-message' }),
+    };
     this.maskField.row.appendChild(this.maskField.message);
 
-    this.steps = field('Steps', input('steps', { type: 'number', value: '50', min: '1', max: '200', step: '1' }), { hint: 'More is finer and slower.' });
-    this.guidance = field('Guidance', input('guidance', { type: 'number', value: '7.5', min: '0', max: '30', step: '0.5' }), { hint: 'How strongly to follow the prompt.' });
-    this.strength = field('Strength', input('strength', { type: 'number', placeholder: 'auto', min: '0', max: '1', step: '0.05' }), { hint: 'Blank: the method\'s own (1 for inversion, 0.6 for SDEdit).' });
+    this.steps = field('Steps', input('steps', { type: 'number', value: '50', min: '1', max: '200', step: '1' }), {
+      hint: 'More is finer and slower.',
+    });
+    this.guidance = field(
+      'Guidance',
+      input('guidance', { type: 'number', value: '7.5', min: '0', max: '30', step: '0.5' }),
+      { hint: 'How strongly to follow the prompt.' },
+    );
+    this.strength = field(
+      'Strength',
+      input('strength', { type: 'number', placeholder: 'auto', min: '0', max: '1', step: '0.05' }),
+      { hint: "Blank: the method's own (1 for inversion, 0.6 for SDEdit)." },
+    );
     const seedInput = input('seed', { type: 'number', placeholder: 'random', min: '0', step: '1' });
-    const dice = button('', () => {
-      seedInput.value = String(Math.floor(Math.random() * 2 ** 32));
-      setInvalid(this.seed, null);
-    }, { class: 'icon', title: 'Pick a random seed (the same seed repeats an edit exactly)', id: 'seed-dice' });
+    const dice = button(
+      '',
+      () => {
+        seedInput.value = String(Math.floor(Math.random() * 2 ** 32));
+        setInvalid(this.seed, null);
+      },
+      { class: 'icon', title: 'Pick a random seed (the same seed repeats an edit exactly)', id: 'seed-dice' },
+    );
     dice.appendChild(diceIcon());
     dice.setAttribute('aria-label', 'Random seed');
     this.seed = field('Seed', seedInput, { extra: dice, hint: 'Blank: a new one each time.' });
@@ -91,15 +131,34 @@ export class EditForm {
       'inversion',
       () => {},
     );
-    this.methodField = { row: h('div', { class: 'field' }, h('div', { class: 'field-label', text: 'Method' }), this.method.el), control: this.method.el, message: h('div', { class: 'field-message' }) };
+    this.methodField = {
+      row: h('div', { class: 'field' }, h('div', { class: 'field-label', text: 'Method' }), this.method.el),
+      control: this.method.el,
+      message: h('div', { class: 'field-message' }),
+    };
     this.methodField.row.appendChild(this.methodField.message);
-    fill(this.advanced, h('div', { class: 'row two' }, this.steps.row, this.guidance.row), h('div', { class: 'row two' }, this.strength.row, this.seed.row), this.methodField.row);
-    this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), { class: 'disclosure', id: 'advanced-toggle' });
+    fill(
+      this.advanced,
+      h('div', { class: 'row two' }, this.steps.row, this.guidance.row),
+      h('div', { class: 'row two' }, this.strength.row, this.seed.row),
+      this.methodField.row,
+    );
+    this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), {
+      class: 'disclosure',
+      id: 'advanced-toggle',
+    });
     this.advancedToggle.setAttribute('aria-expanded', 'false');
     this.advancedToggle.setAttribute('aria-controls', 'advanced');
 
-    this.previewButton = button('Preview', () => this.submit('preview'), { id: 'preview', title: `Edit only the first ${PREVIEW.frames} frames at ${PREVIEW.scale * 100}% size, to try a prompt quickly` });
-    this.editButton = button('Edit with prompt', () => this.submit('edit'), { class: 'primary', id: 'edit', title: 'Edit the whole range (Ctrl+Enter in the prompt)' });
+    this.previewButton = button('Preview', () => this.submit('preview'), {
+      id: 'preview',
+      title: `Edit only the first ${PREVIEW.frames} frames at ${PREVIEW.scale * 100}% size, to try a prompt quickly`,
+    });
+    this.editButton = button('Edit with prompt', () => this.submit('edit'), {
+      class: 'primary',
+      id: 'edit',
+      title: 'Edit the whole range (Ctrl+Enter in the prompt)',
+    });
 
     for (const f of this.fields()) {
       f.control.addEventListener('input', () => {
@@ -201,7 +260,14 @@ export class EditForm {
       if (this.advanced.contains(f.row)) this.toggleAdvanced(true);
     }
     // The summary says what happened even when the field message alone would; it is what a screen reader announces.
-    fill(this.problem, h('div', { class: 'problem-title', text: p.title }), h('div', { class: 'problem-detail', text: issues.length && !unplaced.length ? 'See the highlighted field.' : p.detail }));
+    fill(
+      this.problem,
+      h('div', { class: 'problem-title', text: p.title }),
+      h('div', {
+        class: 'problem-detail',
+        text: issues.length && !unplaced.length ? 'See the highlighted field.' : p.detail,
+      }),
+    );
     this.problem.setAttribute('data-field', p.field ?? '');
     show(this.problem, true);
     if (first) {
@@ -222,7 +288,8 @@ export class EditForm {
     (this.sourcePrompt.control as HTMLInputElement).value = e.sourcePrompt;
     (this.steps.control as HTMLInputElement).value = String(e.settings.steps);
     (this.guidance.control as HTMLInputElement).value = String(e.settings.guidance);
-    (this.strength.control as HTMLInputElement).value = e.settings.strength === undefined ? '' : String(e.settings.strength);
+    (this.strength.control as HTMLInputElement).value =
+      e.settings.strength === undefined ? '' : String(e.settings.strength);
     (this.seed.control as HTMLInputElement).value = String(e.seed);
     if ((METHODS as readonly string[]).includes(e.settings.method)) this.method.set(e.settings.method as Method);
     const maskType = e.settings.mask.split(' ')[0];
@@ -243,7 +310,9 @@ export class EditForm {
         const b: Box | null = this.boxDrawer.value();
         // An undrawn box is sent as an empty one, so the schema's own message explains what is missing.
         const r = (n: number) => Math.round(n * 1e4) / 1e4;
-        return b ? { type: 'box', x: r(b.x), y: r(b.y), w: r(b.w), h: r(b.h) } : { type: 'box', x: 0, y: 0, w: 0, h: 0 };
+        return b
+          ? { type: 'box', x: r(b.x), y: r(b.y), w: r(b.w), h: r(b.h) }
+          : { type: 'box', x: 0, y: 0, w: 0, h: 0 };
       }
     }
   }
@@ -266,7 +335,17 @@ export class EditForm {
   }
 
   private fields(): Field[] {
-    return [this.prompt, this.sourcePrompt, this.mattePath, this.maskField, this.steps, this.guidance, this.strength, this.seed, this.methodField];
+    return [
+      this.prompt,
+      this.sourcePrompt,
+      this.mattePath,
+      this.maskField,
+      this.steps,
+      this.guidance,
+      this.strength,
+      this.seed,
+      this.methodField,
+    ];
   }
 
   private toggleAdvanced(open?: boolean): void {
@@ -284,7 +363,8 @@ export class EditForm {
 
   /** Once the user has touched every field a problem named, its summary is old news. */
   private dropSettledProblem(): void {
-    if (this.problem.getAttribute('data-field') && !this.fields().some((f) => f.row.classList.contains('invalid'))) this.clearProblems();
+    if (this.problem.getAttribute('data-field') && !this.fields().some((f) => f.row.classList.contains('invalid')))
+      this.clearProblems();
   }
 
   private renderMask(): void {

@@ -41,7 +41,13 @@ export class EngineStatus {
     this.retryMs = opts.retryMs ?? 3000;
     this.healthyMs = opts.healthyMs ?? 5000;
     this.retryButton = button('Retry', () => void this.check(), { class: 'small', id: 'engine-retry' });
-    this.el = h('div', { class: 'engine-status', id: 'engine-status', attrs: { 'aria-live': 'polite' } }, this.dot, this.text, this.retryButton);
+    this.el = h(
+      'div',
+      { class: 'engine-status', id: 'engine-status', attrs: { 'aria-live': 'polite' } },
+      this.dot,
+      this.text,
+      this.retryButton,
+    );
     this.render();
   }
 
@@ -71,11 +77,15 @@ export class EngineStatus {
       if (!token) {
         next = { kind: 'no-token' };
       } else {
-        client = this.client && this.client.token === token ? this.client : new EngineClient({ baseUrl: this.host.engineUrl(), token });
+        client =
+          this.client && this.client.token === token
+            ? this.client
+            : new EngineClient({ baseUrl: this.host.engineUrl(), token });
         next = { kind: 'connected', health: await client.health() };
       }
     } catch (e) {
-      if (e instanceof EngineError && (e.code === 'unreachable' || e.code === 'timeout')) next = { kind: 'not-running', detail: e.detail };
+      if (e instanceof EngineError && (e.code === 'unreachable' || e.code === 'timeout'))
+        next = { kind: 'not-running', detail: e.detail };
       else if (e instanceof EngineError && e.status === 401) next = { kind: 'unauthorized', detail: e.detail };
       else {
         const p = describeError(e);
@@ -84,7 +94,9 @@ export class EngineStatus {
     }
     this.checking = false;
     if (this.stopped) return;
-    const changed = next.kind !== this.state.kind || (next.kind === 'connected' && this.state.kind === 'connected' && next.health.model !== this.state.health.model);
+    const changed =
+      next.kind !== this.state.kind ||
+      (next.kind === 'connected' && this.state.kind === 'connected' && next.health.model !== this.state.health.model);
     this.state = next;
     this.client = next.kind === 'connected' ? client : null;
     this.render();
@@ -121,13 +133,26 @@ export class EngineStatus {
         const queue = hl.queue.running + hl.queue.queued;
         fill(
           this.text,
-          h('div', { class: 'status-title' }, 'Engine connected ', h('span', { class: 'muted', text: `v${hl.version}` })),
+          h(
+            'div',
+            { class: 'status-title' },
+            'Engine connected ',
+            h('span', { class: 'muted', text: `v${hl.version}` }),
+          ),
           h(
             'div',
             { class: 'status-facts' },
             h('span', { class: 'fact', title: hl.modelDir }, 'model ', h('b', { text: hl.model })),
-            h('span', { class: 'fact', title: hl.providerFallbacks.join('\n') || 'no fallbacks' }, 'on ', h('b', { text: hl.provider }), hl.providerFallbacks.length ? ' (fell back)' : ''),
-            queue ? h('span', { class: 'fact', text: `${hl.queue.running} running, ${hl.queue.queued} waiting` }) : null,
+            h(
+              'span',
+              { class: 'fact', title: hl.providerFallbacks.join('\n') || 'no fallbacks' },
+              'on ',
+              h('b', { text: hl.provider }),
+              hl.providerFallbacks.length ? ' (fell back)' : '',
+            ),
+            queue
+              ? h('span', { class: 'fact', text: `${hl.queue.running} running, ${hl.queue.queued} waiting` })
+              : null,
           ),
         );
         break;
@@ -141,8 +166,12 @@ export class EngineStatus {
             { class: 'status-detail' },
             richText(
               browser
-                ? 'Open the address that `' + START_COMMAND + '` printed in its terminal; it ends in `/?token=…`. The token is also in the engine\'s token file (`~/.config/reshoot/token` on Linux).'
-                : 'The engine writes its token file the first time it starts. Start it in a terminal: `' + START_COMMAND + '`',
+                ? 'Open the address that `' +
+                    START_COMMAND +
+                    "` printed in its terminal; it ends in `/?token=…`. The token is also in the engine's token file (`~/.config/reshoot/token` on Linux)."
+                : 'The engine writes its token file the first time it starts. Start it in a terminal: `' +
+                    START_COMMAND +
+                    '`',
             ),
           ),
         );
@@ -151,7 +180,17 @@ export class EngineStatus {
         fill(
           this.text,
           h('div', { class: 'status-title', text: 'Token not accepted' }),
-          h('div', { class: 'status-detail' }, richText(browser ? 'This page has an old token. Open the address the engine printed when it last started (`' + START_COMMAND + '`).' : s.detail)),
+          h(
+            'div',
+            { class: 'status-detail' },
+            richText(
+              browser
+                ? 'This page has an old token. Open the address the engine printed when it last started (`' +
+                    START_COMMAND +
+                    '`).'
+                : s.detail,
+            ),
+          ),
         );
         break;
       case 'not-running':
@@ -162,7 +201,11 @@ export class EngineStatus {
         );
         break;
       case 'error':
-        fill(this.text, h('div', { class: 'status-title', text: s.title }), h('div', { class: 'status-detail', text: s.detail }));
+        fill(
+          this.text,
+          h('div', { class: 'status-title', text: s.title }),
+          h('div', { class: 'status-detail', text: s.detail }),
+        );
         break;
     }
   }

@@ -30,7 +30,8 @@ export class FieldError extends Error {
 }
 
 export function describeError(e: unknown): Problemish {
-  if (e instanceof EngineError || e instanceof FieldError) return { title: e.title, detail: e.detail, field: e.field, issues: e.issues };
+  if (e instanceof EngineError || e instanceof FieldError)
+    return { title: e.title, detail: e.detail, field: e.field, issues: e.issues };
   if (e instanceof Error) return { title: 'Something went wrong', detail: e.message };
   return { title: 'Something went wrong', detail: String(e) };
 }

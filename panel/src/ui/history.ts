@@ -19,7 +19,10 @@ export interface HistoryOptions {
 export class HistoryView {
   readonly el: HTMLElement;
   private readonly list = h('ol', { class: 'history-list', id: 'history' });
-  private readonly empty = h('div', { class: 'empty-note', text: 'Finished edits appear here, with their prompt and seed so you can repeat or vary them.' });
+  private readonly empty = h('div', {
+    class: 'empty-note',
+    text: 'Finished edits appear here, with their prompt and seed so you can repeat or vary them.',
+  });
   private readonly error = h('div', { class: 'note error hidden' });
   private entries: HistoryEntry[] = [];
 
@@ -27,7 +30,14 @@ export class HistoryView {
     private readonly host: Host,
     private readonly opts: HistoryOptions,
   ) {
-    this.el = h('section', { class: 'section history' }, h('h2', { class: 'section-title', text: host.kind === 'premiere' ? 'This project\'s edits' : 'History' }), this.error, this.empty, this.list);
+    this.el = h(
+      'section',
+      { class: 'section history' },
+      h('h2', { class: 'section-title', text: host.kind === 'premiere' ? "This project's edits" : 'History' }),
+      this.error,
+      this.empty,
+      this.list,
+    );
   }
 
   async load(): Promise<void> {
@@ -70,7 +80,10 @@ export class HistoryView {
   /** Draws the list again, e.g. once the engine is reachable and thumbnails can be loaded. */
   render(): void {
     show(this.empty, this.entries.length === 0);
-    fill(this.list, this.entries.map((e) => this.item(e)));
+    fill(
+      this.list,
+      this.entries.map((e) => this.item(e)),
+    );
   }
 
   private item(e: HistoryEntry): HTMLElement {
@@ -101,9 +114,23 @@ export class HistoryView {
     }
     if (this.opts.onCompare) actions.push(button('Compare', () => this.opts.onCompare!(e), { class: 'small' }));
     actions.push(button('Reveal file', () => this.opts.onReveal(e), { class: 'small quiet', title: e.resultPath }));
-    actions.push(button('Reuse', () => this.opts.onReuse(e), { class: 'small quiet', title: 'Put this prompt, seed and settings back into the form' }));
+    actions.push(
+      button('Reuse', () => this.opts.onReuse(e), {
+        class: 'small quiet',
+        title: 'Put this prompt, seed and settings back into the form',
+      }),
+    );
     const s = e.settings;
-    const facts = [`seed ${e.seed}`, `${s.steps} steps`, `guidance ${s.guidance}`, s.strength !== undefined ? `strength ${s.strength}` : null, s.method, s.mask].filter(Boolean).join(' · ');
+    const facts = [
+      `seed ${e.seed}`,
+      `${s.steps} steps`,
+      `guidance ${s.guidance}`,
+      s.strength !== undefined ? `strength ${s.strength}` : null,
+      s.method,
+      s.mask,
+    ]
+      .filter(Boolean)
+      .join(' · ');
     return h(
       'li',
       { class: 'history-item', attrs: { 'data-job-id': e.jobId } },
@@ -111,7 +138,11 @@ export class HistoryView {
       h(
         'div',
         { class: 'history-body' },
-        h('div', { class: 'history-prompt', text: e.prompt, title: e.sourcePrompt ? `was: ${e.sourcePrompt}` : e.prompt }),
+        h('div', {
+          class: 'history-prompt',
+          text: e.prompt,
+          title: e.sourcePrompt ? `was: ${e.sourcePrompt}` : e.prompt,
+        }),
         h('div', { class: 'history-meta', text: `${e.clipName || basename(e.resultPath)} · ${ago(e.createdAt)}` }),
         h('div', { class: 'history-facts', text: facts }),
         h('div', { class: 'history-actions' }, actions),

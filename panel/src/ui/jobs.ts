@@ -45,7 +45,12 @@ export class JobList {
   private streams = 0;
 
   constructor(private readonly opts: JobListOptions) {
-    this.el = h('section', { class: 'section jobs hidden' }, h('h2', { class: 'section-title', text: 'Jobs' }), this.list);
+    this.el = h(
+      'section',
+      { class: 'section jobs hidden' },
+      h('h2', { class: 'section-title', text: 'Jobs' }),
+      this.list,
+    );
   }
 
   has(id: string): boolean {
@@ -170,7 +175,10 @@ export class JobCard {
   ) {
     const kind = job.request.preview ? 'Preview' : 'Edit';
     this.cancelButton = button('Cancel', () => void this.cancel(), { class: 'small danger job-cancel' });
-    this.closeButton = button('×', () => this.dismiss(), { class: 'icon quiet job-close', title: 'Remove from the list' });
+    this.closeButton = button('×', () => this.dismiss(), {
+      class: 'icon quiet job-close',
+      title: 'Remove from the list',
+    });
     this.title.textContent = job.request.prompt;
     this.title.title = job.request.prompt;
     const client = opts.client();
@@ -187,9 +195,20 @@ export class JobCard {
       h(
         'div',
         { class: 'job-body' },
-        h('div', { class: 'job-head' }, h('span', { class: `badge ${kind.toLowerCase()}`, text: kind }), this.title, this.cancelButton, this.closeButton),
+        h(
+          'div',
+          { class: 'job-head' },
+          h('span', { class: `badge ${kind.toLowerCase()}`, text: kind }),
+          this.title,
+          this.cancelButton,
+          this.closeButton,
+        ),
         this.stage,
-        h('div', { class: 'bar', attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' } }, this.bar),
+        h(
+          'div',
+          { class: 'bar', attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' } },
+          this.bar,
+        ),
         h('div', { class: 'job-meta' }, this.pct, this.etaEl),
         this.noteEl,
         this.actions,
@@ -255,8 +274,16 @@ export class JobCard {
       this.thumb.classList.remove('live');
       fill(this.actions);
       show(this.actions, true);
-      if (this.opts.onCompare) this.actions.appendChild(button('Compare', () => this.opts.onCompare!(this.job), { class: 'small', title: 'Play the result beside the original' }));
-      this.actions.appendChild(button('Reveal file', () => this.opts.onReveal(j.result!.path), { class: 'small quiet' }));
+      if (this.opts.onCompare)
+        this.actions.appendChild(
+          button('Compare', () => this.opts.onCompare!(this.job), {
+            class: 'small',
+            title: 'Play the result beside the original',
+          }),
+        );
+      this.actions.appendChild(
+        button('Reveal file', () => this.opts.onReveal(j.result!.path), { class: 'small quiet' }),
+      );
     } else if (j.state === 'failed' && j.error) {
       this.note(j.error.detail, 'error');
     } else if (j.state === 'canceled' && this.hadPreview) {
@@ -274,7 +301,12 @@ export class JobCard {
     const fraction = j.state === 'succeeded' ? 1 : p.fraction;
     this.bar.style.width = `${Math.round(fraction * 1000) / 10}%`;
     this.bar.parentElement?.setAttribute('aria-valuenow', String(Math.floor(fraction * 100)));
-    this.pct.textContent = j.state === 'queued' ? '' : j.state === 'canceled' || j.state === 'failed' ? `stopped at ${percent(p.fraction)}` : percent(fraction);
+    this.pct.textContent =
+      j.state === 'queued'
+        ? ''
+        : j.state === 'canceled' || j.state === 'failed'
+          ? `stopped at ${percent(p.fraction)}`
+          : percent(fraction);
     this.etaEl.textContent = j.state === 'running' ? eta(p.etaSec) : j.state === 'succeeded' ? `seed ${j.seed}` : '';
     show(this.cancelButton, !terminal);
     show(this.closeButton, terminal);

@@ -36,14 +36,23 @@ export class BoxDrawer {
       this.stage.classList.remove('loading');
       if (this.img.getAttribute('src')) this.stage.classList.add('failed');
     });
-    append(this.stage, [this.img, this.rect, h('div', { class: 'box-fail', text: 'No frame could be read from this clip.' })]);
+    append(this.stage, [
+      this.img,
+      this.rect,
+      h('div', { class: 'box-fail', text: 'No frame could be read from this clip.' }),
+    ]);
     this.bindPointer();
     this.el = h(
       'div',
       { class: 'box-drawer' },
       this.stage,
       h('div', { class: 'box-tools' }, this.slider, this.timeLabel),
-      h('div', { class: 'box-footer' }, this.status, button('Clear', () => this.set(null), { class: 'small quiet', id: 'mask-box-clear' })),
+      h(
+        'div',
+        { class: 'box-footer' },
+        this.status,
+        button('Clear', () => this.set(null), { class: 'small quiet', id: 'mask-box-clear' }),
+      ),
     );
     this.renderStatus();
   }
@@ -59,7 +68,12 @@ export class BoxDrawer {
   }
 
   setClip(clip: ClipSelection | null): void {
-    const same = clip && this.clip && clip.mediaPath === this.clip.mediaPath && clip.sourceIn === this.clip.sourceIn && clip.sourceOut === this.clip.sourceOut;
+    const same =
+      clip &&
+      this.clip &&
+      clip.mediaPath === this.clip.mediaPath &&
+      clip.sourceIn === this.clip.sourceIn &&
+      clip.sourceOut === this.clip.sourceOut;
     this.clip = clip;
     if (!same) this.loadStill();
   }
@@ -85,7 +99,10 @@ export class BoxDrawer {
   private loadStill(): void {
     this.updateTimeLabel();
     const t = this.time();
-    const url = this.clip && t !== null && this.clip.mediaPath && isShown(this.el) ? this.stillUrl(this.clip.mediaPath, t, 640) : null;
+    const url =
+      this.clip && t !== null && this.clip.mediaPath && isShown(this.el)
+        ? this.stillUrl(this.clip.mediaPath, t, 640)
+        : null;
     show(this.stage, !!this.clip);
     if (!url) {
       if (!this.clip) this.img.removeAttribute('src');
@@ -100,7 +117,10 @@ export class BoxDrawer {
   private bindPointer(): void {
     const point = (ev: MouseEvent) => {
       const r = this.img.getBoundingClientRect();
-      return { x: clamp01((ev.clientX - r.left) / Math.max(1, r.width)), y: clamp01((ev.clientY - r.top) / Math.max(1, r.height)) };
+      return {
+        x: clamp01((ev.clientX - r.left) / Math.max(1, r.width)),
+        y: clamp01((ev.clientY - r.top) / Math.max(1, r.height)),
+      };
     };
     const down = (ev: MouseEvent) => {
       if (ev.button !== 0 || this.stage.classList.contains('failed')) return;
@@ -144,7 +164,10 @@ export class BoxDrawer {
 
   private renderStatus(): void {
     const b = this.box;
-    this.status.textContent = b && b.w > 0 && b.h > 0 ? `x ${fmt(b.x)} · y ${fmt(b.y)} · w ${fmt(b.w)} · h ${fmt(b.h)}` : 'Drag a rectangle over what should change.';
+    this.status.textContent =
+      b && b.w > 0 && b.h > 0
+        ? `x ${fmt(b.x)} · y ${fmt(b.y)} · w ${fmt(b.w)} · h ${fmt(b.h)}`
+        : 'Drag a rectangle over what should change.';
   }
 }
 

@@ -21,14 +21,23 @@ export interface SourcePicker {
   info(): MediaInfo | null;
 }
 
-const SELECTION_MESSAGES: Record<Exclude<Selection['kind'], 'clip'>, (s: Selection, host: Host) => { title: string; detail: string }> = {
+const SELECTION_MESSAGES: Record<
+  Exclude<Selection['kind'], 'clip'>,
+  (s: Selection, host: Host) => { title: string; detail: string }
+> = {
   'no-project': () => ({ title: 'No project open', detail: 'Open or create a project in Premiere Pro.' }),
-  'no-sequence': () => ({ title: 'No sequence open', detail: 'Open a sequence: Reshoot edits clips on the active sequence\'s timeline.' }),
+  'no-sequence': () => ({
+    title: 'No sequence open',
+    detail: "Open a sequence: Reshoot edits clips on the active sequence's timeline.",
+  }),
   none: (_s, host) =>
     host.kind === 'browser'
       ? { title: 'No clip yet', detail: 'Type the path of a video file on this machine and press Probe.' }
       : { title: 'Nothing selected', detail: 'Select one video clip on the timeline.' },
-  several: (s) => ({ title: `${s.kind === 'several' ? s.count : 'Several'} clips selected`, detail: 'Select just one video clip; Reshoot edits one clip at a time.' }),
+  several: (s) => ({
+    title: `${s.kind === 'several' ? s.count : 'Several'} clips selected`,
+    detail: 'Select just one video clip; Reshoot edits one clip at a time.',
+  }),
   'audio-only': () => ({ title: 'Audio clip selected', detail: 'Reshoot edits pictures: select a video clip.' }),
 };
 
@@ -50,14 +59,19 @@ export class SourceSection {
     private readonly picker: SourcePicker | undefined,
   ) {
     this.cardField = { row: this.card, control: this.card, message: h('div', { class: 'field-message' }) };
-    const children: HTMLElement[] = [h('h2', { class: 'section-title', text: host.kind === 'browser' ? 'Source clip' : 'Selected clip' })];
+    const children: HTMLElement[] = [
+      h('h2', { class: 'section-title', text: host.kind === 'browser' ? 'Source clip' : 'Selected clip' }),
+    ];
     if (picker) {
       const pathInput = input('source-path', { placeholder: '/path/to/clip.mp4' });
       pathInput.addEventListener('keydown', (ev) => {
         if (ev.key === 'Enter') this.probe();
       });
       pathInput.addEventListener('change', () => this.probe());
-      const probeButton = button('Probe', () => this.probe(), { id: 'probe', title: 'Read the file\'s size, frame rate and length through the engine' });
+      const probeButton = button('Probe', () => this.probe(), {
+        id: 'probe',
+        title: "Read the file's size, frame rate and length through the engine",
+      });
       this.pathField = field('Media file on this machine', pathInput, { extra: probeButton });
       const inInput = input('source-in', { type: 'number', placeholder: 'start', step: 'any', min: '0' });
       const outInput = input('source-out', { type: 'number', placeholder: 'end', step: 'any', min: '0' });
@@ -66,7 +80,12 @@ export class SourceSection {
       const rangeMessage = h('div', { class: 'field-message range-message', attrs: { role: 'alert' } });
       this.inField = { ...field('In (s)', inInput, { hint: 'Blank: the start' }), message: rangeMessage };
       this.outField = { ...field('Out (s)', outInput, { hint: 'Blank: the end' }), message: rangeMessage };
-      children.push(this.pathField.row, this.probeLine, h('div', { class: 'row two' }, this.inField.row, this.outField.row), rangeMessage);
+      children.push(
+        this.pathField.row,
+        this.probeLine,
+        h('div', { class: 'row two' }, this.inField.row, this.outField.row),
+        rangeMessage,
+      );
     }
     children.push(this.card, this.cardField.message);
     this.el = h('section', { class: 'section source' }, children);
@@ -132,7 +151,10 @@ export class SourceSection {
 
   private applyRange(): void {
     if (!this.picker || !this.inField || !this.outField) return;
-    this.picker.set({ in: (this.inField.control as HTMLInputElement).value.trim(), out: (this.outField.control as HTMLInputElement).value.trim() });
+    this.picker.set({
+      in: (this.inField.control as HTMLInputElement).value.trim(),
+      out: (this.outField.control as HTMLInputElement).value.trim(),
+    });
     void this.refresh();
   }
 
@@ -153,19 +175,36 @@ export class SourceSection {
       const atField = !!f && f !== this.cardField;
       this.card.className = 'clip-card error';
       // When a form field carries the message, the card only points at it rather than repeating it.
-      fill(this.card, h('div', { class: 'clip-title', text: error.title }), h('div', { class: 'clip-detail', text: atField ? 'See the highlighted field above.' : error.detail }));
+      fill(
+        this.card,
+        h('div', { class: 'clip-title', text: error.title }),
+        h('div', { class: 'clip-detail', text: atField ? 'See the highlighted field above.' : error.detail }),
+      );
       if (f && atField) setInvalid(f, error.detail);
       return;
     }
     if (!sel) {
       this.card.className = 'clip-card empty';
-      fill(this.card, h('div', { class: 'clip-detail', text: this.host.kind === 'browser' ? 'Type the path of a video file on this machine and press Probe.' : 'Reading the selection…' }));
+      fill(
+        this.card,
+        h('div', {
+          class: 'clip-detail',
+          text:
+            this.host.kind === 'browser'
+              ? 'Type the path of a video file on this machine and press Probe.'
+              : 'Reading the selection…',
+        }),
+      );
       return;
     }
     if (sel.kind !== 'clip') {
       const m = SELECTION_MESSAGES[sel.kind](sel, this.host);
       this.card.className = `clip-card empty kind-${sel.kind}`;
-      fill(this.card, h('div', { class: 'clip-title', text: m.title }), h('div', { class: 'clip-detail', text: m.detail }));
+      fill(
+        this.card,
+        h('div', { class: 'clip-title', text: m.title }),
+        h('div', { class: 'clip-detail', text: m.detail }),
+      );
       return;
     }
     this.card.className = 'clip-card';
@@ -174,7 +213,12 @@ export class SourceSection {
     const end = premiere ? sel.sequenceEnd : sel.sourceOut;
     fill(
       this.card,
-      h('div', { class: 'clip-head' }, h('span', { class: 'clip-title', text: sel.name || basename(sel.mediaPath) }), premiere ? h('span', { class: 'badge', text: trackName(sel.trackIndex) }) : null),
+      h(
+        'div',
+        { class: 'clip-head' },
+        h('span', { class: 'clip-title', text: sel.name || basename(sel.mediaPath) }),
+        premiere ? h('span', { class: 'badge', text: trackName(sel.trackIndex) }) : null,
+      ),
       h(
         'div',
         { class: 'clip-facts' },
@@ -182,8 +226,18 @@ export class SourceSection {
         h('span', { text: seconds(end - start) }),
         h('span', { text: `${sel.frames} frames` }),
       ),
-      premiere ? h('div', { class: 'clip-sub mono', text: `source ${timecode(sel.sourceIn, sel.fps)} – ${timecode(sel.sourceOut, sel.fps)} · ${sel.frameWidth}×${sel.frameHeight} · ${fpsLabel(sel.fps)}` }) : null,
-      sel.renderReason ? h('div', { class: 'note warn', text: `Premiere renders this clip first (${sel.renderReason}), then the engine edits the rendered copy.` }) : null,
+      premiere
+        ? h('div', {
+            class: 'clip-sub mono',
+            text: `source ${timecode(sel.sourceIn, sel.fps)} – ${timecode(sel.sourceOut, sel.fps)} · ${sel.frameWidth}×${sel.frameHeight} · ${fpsLabel(sel.fps)}`,
+          })
+        : null,
+      sel.renderReason
+        ? h('div', {
+            class: 'note warn',
+            text: `Premiere renders this clip first (${sel.renderReason}), then the engine edits the rendered copy.`,
+          })
+        : null,
     );
   }
 

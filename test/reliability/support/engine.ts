@@ -60,7 +60,8 @@ export interface StartOptions {
 }
 
 export function assertBuilt(): void {
-  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does) before the reliability suites`);
+  if (!fs.existsSync(CLI))
+    throw new Error(`${CLI} is missing: run npm run build (npm test does) before the reliability suites`);
 }
 
 /** Everything a response carried, for the leak check. */
@@ -82,8 +83,13 @@ export class Engine {
   static start(o: StartOptions): Promise<Engine> {
     assertBuilt();
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, RESHOOT_HOME: o.home, ...o.env })) if (v !== undefined) env[k] = v;
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], { env, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const [k, v] of Object.entries({ ...process.env, RESHOOT_HOME: o.home, ...o.env }))
+      if (v !== undefined) env[k] = v;
+    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], {
+      env,
+      cwd: o.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const e = new Engine(proc);
     return new Promise((resolve, reject) => {
       let out = '';
@@ -100,7 +106,9 @@ export class Engine {
           resolve(e);
         }
       });
-      void e.exited.then(({ code, signal }) => reject(new Error(`engine exited (${code ?? signal}) before it listened: ${e.stderr.join('')}`)));
+      void e.exited.then(({ code, signal }) =>
+        reject(new Error(`engine exited (${code ?? signal}) before it listened: ${e.stderr.join('')}`)),
+      );
     });
   }
 
@@ -109,10 +117,12 @@ export class Engine {
   }
 
   call(method: string, urlPath: string, o: CallOptions = {}): Promise<Reply> {
-    return httpCall(this.port, method, urlPath, { ...o, token: o.token === undefined ? this.token : o.token }).then((r) => {
-      this.requests++;
-      return r;
-    });
+    return httpCall(this.port, method, urlPath, { ...o, token: o.token === undefined ? this.token : o.token }).then(
+      (r) => {
+        this.requests++;
+        return r;
+      },
+    );
   }
 
   /** The API with the right token; JSON in, JSON out. */
@@ -129,24 +139,37 @@ export class Engine {
   /** GET /v1/jobs: every job the engine knows. */
   async jobs(): Promise<Job[]> {
     const r = await this.api('GET', '/v1/jobs');
-    if (r.status !== 200 || !Array.isArray(r.json?.jobs)) throw new Error(`GET /v1/jobs: ${r.status} ${r.text.slice(0, 300)}`);
+    if (r.status !== 200 || !Array.isArray(r.json?.jobs))
+      throw new Error(`GET /v1/jobs: ${r.status} ${r.text.slice(0, 300)}`);
     return r.json.jobs;
   }
 
   /** Polls until the job is over (SSE is exercised elsewhere; polling keeps failures easy to read). */
   async settle(id: string, timeoutMs = 60_000): Promise<Job> {
-    return waitFor(async () => {
-      const j = await this.job(id);
-      return TERMINAL.has(j.state) ? j : undefined;
-    }, `job ${id} to end`, timeoutMs);
+    return waitFor(
+      async () => {
+        const j = await this.job(id);
+        return TERMINAL.has(j.state) ? j : undefined;
+      },
+      `job ${id} to end`,
+      timeoutMs,
+    );
   }
 
   async waitForStage(id: string, stages: string[], timeoutMs = 30_000): Promise<Job> {
-    return waitFor(async () => {
-      const j = await this.job(id);
-      if (TERMINAL.has(j.state)) throw new Error(`job ${id} ended (${j.state}) before reaching ${stages.join('/')}: ${JSON.stringify(j.error ?? {})}`);
-      return j.state === 'running' && stages.includes(j.progress.stage) ? j : undefined;
-    }, `job ${id} to reach ${stages.join('/')}`, timeoutMs, 10);
+    return waitFor(
+      async () => {
+        const j = await this.job(id);
+        if (TERMINAL.has(j.state))
+          throw new Error(
+            `job ${id} ended (${j.state}) before reaching ${stages.join('/')}: ${JSON.stringify(j.error ?? {})}`,
+          );
+        return j.state === 'running' && stages.includes(j.progress.stage) ? j : undefined;
+      },
+      `job ${id} to reach ${stages.join('/')}`,
+      timeoutMs,
+      10,
+    );
   }
 
   /** Resident memory of the engine process in bytes (Linux /proc; elsewhere ps). */
@@ -211,23 +234,35 @@ export function httpCall(port: number, method: string, urlPath: string, o: CallO
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers, setHost, agent: false, timeout: o.timeoutMs ?? 30_000 }, (res) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        seen.push(`${JSON.stringify(res.headers)}\n${text}`);
-        let json: ApiJson | undefined;
-        try {
-          json = JSON.parse(text) as ApiJson;
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, ms: performance.now() - t0 });
-      });
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: urlPath,
+        headers,
+        setHost,
+        agent: false,
+        timeout: o.timeoutMs ?? 30_000,
+      },
+      (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          seen.push(`${JSON.stringify(res.headers)}\n${text}`);
+          let json: ApiJson | undefined;
+          try {
+            json = JSON.parse(text) as ApiJson;
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, ms: performance.now() - t0 });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath} timed out`)));
     // The server may answer (413) before reading a large body; the write then fails, which is fine.
     req.on('error', (err) => {
@@ -238,7 +273,12 @@ export function httpCall(port: number, method: string, urlPath: string, o: CallO
   });
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 30_000, everyMs = 40): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 30_000,
+  everyMs = 40,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -255,16 +295,29 @@ export function rssOf(pid: number): number {
   } catch {
     // not Linux
   }
-  return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
+  return (
+    Number(
+      execFileSync('ps', ['-o', 'rss=', '-p', String(pid)])
+        .toString()
+        .trim(),
+    ) * 1024
+  );
 }
 
 /** `reshoot serve` that is expected to refuse to start: its exit code, what it printed, how long it took. */
-export function serveFails(o: StartOptions & { timeoutMs?: number }): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
+export function serveFails(
+  o: StartOptions & { timeoutMs?: number },
+): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
   assertBuilt();
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, RESHOOT_HOME: o.home, ...o.env })) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries({ ...process.env, RESHOOT_HOME: o.home, ...o.env }))
+    if (v !== undefined) env[k] = v;
   const t0 = Date.now();
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], { env, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], {
+    env,
+    cwd: o.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

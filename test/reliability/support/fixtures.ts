@@ -45,14 +45,32 @@ export async function makeFixtures(dir: string): Promise<Fixtures> {
     matteSquare: path.join(dir, 'matte-square.png'),
     matteText: path.join(dir, 'matte-text.png'),
   };
-  await makeTestClip({ file: f.clip, width: 64, height: 36, fps: CLIP_FPS, frames: CLIP_FRAMES, content: 'moving-square' });
+  await makeTestClip({
+    file: f.clip,
+    width: 64,
+    height: 36,
+    fps: CLIP_FPS,
+    frames: CLIP_FRAMES,
+    content: 'moving-square',
+  });
   const bytes = fs.readFileSync(f.clip);
   fs.writeFileSync(f.truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
   // Renaming the H.264 sample entry leaves a file ffprobe still parses but no ffmpeg can decode.
   const renamed = Buffer.from(bytes);
   renamed.write('zzz9', renamed.lastIndexOf('avc1', renamed.indexOf('avcC')), 'latin1');
   fs.writeFileSync(f.unknownCodec, renamed);
-  execFileSync(ffmpegPath(), ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'sine=duration=0.5', '-c:a', 'aac', f.audioOnly]);
+  execFileSync(ffmpegPath(), [
+    '-v',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=duration=0.5',
+    '-c:a',
+    'aac',
+    f.audioOnly,
+  ]);
   fs.writeFileSync(f.still, encodePng(new Uint8Array(64 * 36 * 3).fill(90), 64, 36, 3));
   fs.writeFileSync(f.empty, '');
   fs.writeFileSync(f.text, 'INT. STUDIO - DAY\nThis is a screenplay, not a video.\n'.repeat(40));

@@ -52,7 +52,11 @@ async function burst() {
     await Promise.all(pending);
   })();
   const t0 = performance.now();
-  const replies = await Promise.all(Array.from({ length: o.count }, (_, i) => call('POST', '/v1/jobs', jobBody(i)).catch((e) => ({ status: 0, error: String(e) }))));
+  const replies = await Promise.all(
+    Array.from({ length: o.count }, (_, i) =>
+      call('POST', '/v1/jobs', jobBody(i)).catch((e) => ({ status: 0, error: String(e) })),
+    ),
+  );
   const burstMs = performance.now() - t0;
   const accepted = replies.filter((r) => r.status === 202).map((r) => r.json.id);
   // Every accepted job polled at once, as many panels would.
@@ -112,7 +116,10 @@ async function soak() {
       while (Date.now() < end) {
         note('list', await call('GET', '/v1/jobs'));
         note('probe', await call('GET', `/v1/media/probe?path=${encodeURIComponent(o.job.source.path)}`));
-        note('still', await call('GET', `/v1/media/still?path=${encodeURIComponent(o.job.source.path)}&t=0.1&maxWidth=32`));
+        note(
+          'still',
+          await call('GET', `/v1/media/still?path=${encodeURIComponent(o.job.source.path)}&t=0.1&maxWidth=32`),
+        );
         await sleep(100);
       }
     })(),
@@ -131,7 +138,8 @@ async function soak() {
       for (;;) {
         const s = note('status', await call('GET', `/v1/jobs/${r.json.id}`));
         if (['succeeded', 'failed', 'canceled'].includes(s.json?.state)) {
-          if (s.json.state !== 'succeeded') errors.push(`job ${r.json.id} ${s.json.state}: ${JSON.stringify(s.json.error)}`);
+          if (s.json.state !== 'succeeded')
+            errors.push(`job ${r.json.id} ${s.json.state}: ${JSON.stringify(s.json.error)}`);
           break;
         }
         await sleep(50);

@@ -22,7 +22,11 @@ export function repeatEmbeddings(rows: Float32Array[], times: number): Float32Ar
 }
 
 /** Each distinct prompt encoded once; the text encoder's warnings (truncation) are added to `warnings` once each. */
-export async function embedRows(model: DiffusionModel, prompts: string[], warnings: string[]): Promise<Map<string, Float32Array>> {
+export async function embedRows(
+  model: DiffusionModel,
+  prompts: string[],
+  warnings: string[],
+): Promise<Map<string, Float32Array>> {
   const unique = [...new Set(prompts)];
   const emb = await model.encodePrompts(unique);
   for (const w of emb.warnings) if (!warnings.includes(w)) warnings.push(w);
@@ -34,17 +38,29 @@ export function validateFrames(model: DiffusionModel, frames: ImageBatch): void 
   const s = model.info.vaeScale;
   if (frames.n < 1) throw new Error('no frames to edit');
   if (frames.height % s || frames.width % s) {
-    throw new Error(`frame size ${frames.width}x${frames.height} must be a multiple of ${s} (the model's VAE factor); resize or crop the frames`);
+    throw new Error(
+      `frame size ${frames.width}x${frames.height} must be a multiple of ${s} (the model's VAE factor); resize or crop the frames`,
+    );
   }
 }
 
-export async function decodeAll(model: DiffusionModel, latents: Float32Array, n: number, C: number, h: number, w: number, batchSize: number, track: ProgressTracker): Promise<ImageBatch> {
+export async function decodeAll(
+  model: DiffusionModel,
+  latents: Float32Array,
+  n: number,
+  C: number,
+  h: number,
+  w: number,
+  batchSize: number,
+  track: ProgressTracker,
+): Promise<ImageBatch> {
   const per = C * h * w;
   let result: ImageBatch | undefined;
   for (const { start, count } of batches(n, batchSize)) {
     track.checkStop();
     const img = await model.decodeLatents(latents.subarray(start * per, (start + count) * per), count, h, w);
-    if (!result) result = { n, height: img.height, width: img.width, data: new Float32Array(n * 3 * img.height * img.width) };
+    if (!result)
+      result = { n, height: img.height, width: img.width, data: new Float32Array(n * 3 * img.height * img.width) };
     result.data.set(img.data, start * 3 * img.height * img.width);
     track.advance('decoding latents', start);
   }

@@ -13,7 +13,13 @@ import { ProgressTracker } from './progress';
 import { EditState, type EditContext, type EditStage, type UnetCallInfo } from './stage';
 
 /** VAE-encodes all frames and DDIM-inverts them under the source prompt, keeping every level. */
-export async function invertFrames(model: DiffusionModel, frames: ImageBatch, p: InversionParams, hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<InvertedTrajectory> {
+export async function invertFrames(
+  model: DiffusionModel,
+  frames: ImageBatch,
+  p: InversionParams,
+  hooks: RunHooks = {},
+  tracker?: ProgressTracker,
+): Promise<InvertedTrajectory> {
   validateFrames(model, frames);
   const schedule = ddimSchedule(model.scheduler, p.steps);
   const levels = ddimLevels(schedule);
@@ -31,7 +37,12 @@ export async function invertFrames(model: DiffusionModel, frames: ImageBatch, p:
   const pixelsPer = 3 * frames.height * frames.width;
   for (const { start, count } of parts) {
     track.checkStop();
-    const batch = { n: count, height: frames.height, width: frames.width, data: frames.data.subarray(start * pixelsPer, (start + count) * pixelsPer) };
+    const batch = {
+      n: count,
+      height: frames.height,
+      width: frames.width,
+      data: frames.data.subarray(start * pixelsPer, (start + count) * pixelsPer),
+    };
     let z = await model.encodeImages(batch);
     latents[0].set(z, start * per);
     track.advance('encoding latents', start);
@@ -70,7 +81,10 @@ type Branch = { latent: 'source' | 'target'; prompt: string };
  * when the source prompt is empty the source branch's conditional and unconditional evaluations coincide, and
  * when the source branch's steps are already known (a re-edit) it does not run at all.
  */
-function planBranches(p: EditParams, sourceBranch: boolean): { branches: Branch[]; tgtU: number; tgtC: number; srcU: number; srcC: number } {
+function planBranches(
+  p: EditParams,
+  sourceBranch: boolean,
+): { branches: Branch[]; tgtU: number; tgtC: number; srcU: number; srcC: number } {
   const branches: Branch[] = [];
   const idx = (b: Branch) => {
     let i = branches.findIndex((x) => x.latent === b.latent && x.prompt === b.prompt);
@@ -96,15 +110,26 @@ function stageFeeds(stages: EditStage[], call: UnetCallInfo): Record<string, Por
   for (const s of stages) {
     const f = s.beforeUnet?.(call);
     if (!f) continue;
-    for (const name of Object.keys(f)) if (feeds && name in feeds) throw new Error(`two stages feed the UNet port ${name}`);
+    for (const name of Object.keys(f))
+      if (feeds && name in feeds) throw new Error(`two stages feed the UNet port ${name}`);
     feeds = { ...feeds, ...f };
   }
   return feeds;
 }
 
 /** Denoises from the inverted trajectory under the target prompt, with the given stages, and decodes the frames. */
-export async function denoiseFromInversion(model: DiffusionModel, traj: InvertedTrajectory, p: EditParams, allStages: EditStage[], hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<EditOutput> {
-  if (traj.modelDir !== model.info.dir) throw new Error(`this inversion was made with ${traj.modelDir}, not ${model.info.dir}; invert again with the current model`);
+export async function denoiseFromInversion(
+  model: DiffusionModel,
+  traj: InvertedTrajectory,
+  p: EditParams,
+  allStages: EditStage[],
+  hooks: RunHooks = {},
+  tracker?: ProgressTracker,
+): Promise<EditOutput> {
+  if (traj.modelDir !== model.info.dir)
+    throw new Error(
+      `this inversion was made with ${traj.modelDir}, not ${model.info.dir}; invert again with the current model`,
+    );
   const { n, channels: C, height: h, width: w } = traj;
   const K = traj.latents.length - 1;
   const hw = h * w;
@@ -115,7 +140,8 @@ export async function denoiseFromInversion(model: DiffusionModel, traj: Inverted
   const warnings: string[] = [];
   const stepsKey = sourceStepsGuidance(model, p);
   const steps = traj.sourceSteps;
-  const known = p.directInversion && steps?.guidance === stepsKey && steps.levels.length === K ? steps.levels : undefined;
+  const known =
+    p.directInversion && steps?.guidance === stepsKey && steps.levels.length === K ? steps.levels : undefined;
   const plan = planBranches(p, p.directInversion && !known);
   const recorded = plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
   const rows = await embedRows(model, [...plan.branches.map((b) => b.prompt), p.sourcePrompt, p.prompt], warnings);
@@ -128,7 +154,13 @@ export async function denoiseFromInversion(model: DiffusionModel, traj: Inverted
   for (const s of allStages) if (await s.plan(ctx)) stages.push(s);
   const passes = stages.flatMap((s) => s.passes ?? []);
   const variant = await model.variant(passes);
-  if (!variant.ok) throw new Error(`the UNet cannot be rewritten for ${stages.filter((s) => s.passes?.length).map((s) => s.name).join(', ')}: ${variant.reason}`);
+  if (!variant.ok)
+    throw new Error(
+      `the UNet cannot be rewritten for ${stages
+        .filter((s) => s.passes?.length)
+        .map((s) => s.name)
+        .join(', ')}: ${variant.reason}`,
+    );
   const outputs = [...new Set(stages.flatMap((s) => s.outputs ?? []))];
   const lockstep = stages.some((s) => s.afterStep);
   const mask = state.mask;
@@ -143,7 +175,13 @@ export async function denoiseFromInversion(model: DiffusionModel, traj: Inverted
     const sz = count * per;
     const at = (level: number) => traj.latents[level].subarray(start * per, start * per + sz);
     if (!embFor.has(count)) {
-      embFor.set(count, repeatEmbeddings(plan.branches.map((b) => rows.get(b.prompt)!), count));
+      embFor.set(
+        count,
+        repeatEmbeddings(
+          plan.branches.map((b) => rows.get(b.prompt)!),
+          count,
+        ),
+      );
       inputFor.set(count, new Float32Array(plan.branches.length * sz));
     }
     const emb = embFor.get(count)!;
@@ -153,9 +191,21 @@ export async function denoiseFromInversion(model: DiffusionModel, traj: Inverted
     track.checkStop();
     const src = at(k);
     plan.branches.forEach((b, i) => input.set(b.latent === 'target' ? z : src, i * sz));
-    const call: UnetCallInfo = { step: K - k + 1, level: k, timestep: traj.timesteps[k], start, count, branches: plan.branches };
+    const call: UnetCallInfo = {
+      step: K - k + 1,
+      level: k,
+      timestep: traj.timesteps[k],
+      start,
+      count,
+      branches: plan.branches,
+    };
     const feeds = stageFeeds(stages, call);
-    const result = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, { guidanceEmbedding: p.guidance - 1, variant: variant.id, feeds, outputs });
+    const result = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, {
+      guidanceEmbedding: p.guidance - 1,
+      variant: variant.id,
+      feeds,
+      outputs,
+    });
     for (const s of stages) s.afterUnet?.(call, result.outputs);
     const pred = result.eps;
     const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
@@ -175,9 +225,15 @@ export async function denoiseFromInversion(model: DiffusionModel, traj: Inverted
       for (let i = 0; i < sz; i++) next[i] += target[i] - srcNext[i];
     }
     if (batchMask) blendOutsideMask(next, at(k - 1), batchMask, C, hw);
-    const preview = hooks.onProgress ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0 : undefined;
+    const preview = hooks.onProgress
+      ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0
+      : undefined;
     z.set(next);
-    track.advance('editing', start, { step: K - k + 1, steps: K, preview: preview && { latent: preview, channels: C, height: h, width: w } });
+    track.advance('editing', start, {
+      step: K - k + 1,
+      steps: K,
+      preview: preview && { latent: preview, channels: C, height: h, width: w },
+    });
   };
 
   if (!lockstep) {
@@ -192,6 +248,15 @@ export async function denoiseFromInversion(model: DiffusionModel, traj: Inverted
   const frames = await decodeAll(model, out, n, C, h, w, p.batchSize, track);
   // The source's own clean latents decoded in the same batches as the edit, so an edit that changes nothing
   // decodes to exactly the reconstruction.
-  const reconstruction = p.reconstruct ? await decodeAll(model, traj.latents[0], n, C, h, w, p.batchSize, track) : undefined;
-  return { frames, latentMask: mask, warnings, sourceSteps: recorded && { guidance: stepsKey, levels: recorded }, correspondences: state.correspondences, ...(reconstruction ? { reconstruction } : {}) };
+  const reconstruction = p.reconstruct
+    ? await decodeAll(model, traj.latents[0], n, C, h, w, p.batchSize, track)
+    : undefined;
+  return {
+    frames,
+    latentMask: mask,
+    warnings,
+    sourceSteps: recorded && { guidance: stepsKey, levels: recorded },
+    correspondences: state.correspondences,
+    ...(reconstruction ? { reconstruction } : {}),
+  };
 }

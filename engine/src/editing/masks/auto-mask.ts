@@ -28,7 +28,14 @@ export function sampledLevels(K: number, count: number): number[] {
   return Array.from({ length: m }, (_, i) => Math.max(1, Math.round(((i + 1) * K) / m)));
 }
 
-export async function autoMask(model: DiffusionModel, traj: InvertedTrajectory, src: Float32Array, tgt: Float32Array, o: AutoMaskOptions, shouldStop?: () => void): Promise<AutoMask> {
+export async function autoMask(
+  model: DiffusionModel,
+  traj: InvertedTrajectory,
+  src: Float32Array,
+  tgt: Float32Array,
+  o: AutoMaskOptions,
+  shouldStop?: () => void,
+): Promise<AutoMask> {
   const { n, channels: C, height: h, width: w } = traj;
   const hw = h * w;
   const per = C * hw;

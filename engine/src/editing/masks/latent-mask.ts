@@ -5,11 +5,14 @@ import type { MaskBatch } from '../../diffusion/images';
  * applies to every frame. Area averaging keeps soft edges soft instead of aliasing them.
  */
 export function latentMask(mask: MaskBatch, frames: number, h: number, w: number): Float32Array {
-  if (mask.n !== 1 && mask.n !== frames) throw new Error(`the mask has ${mask.n} frames; give one matte for all frames or one per frame (${frames})`);
+  if (mask.n !== 1 && mask.n !== frames)
+    throw new Error(`the mask has ${mask.n} frames; give one matte for all frames or one per frame (${frames})`);
   const sy = mask.height / h;
   const sx = mask.width / w;
   if (!Number.isInteger(sy) || !Number.isInteger(sx) || sy !== sx) {
-    throw new Error(`mask size ${mask.width}x${mask.height} does not match the frames (latents ${w}x${h}); scale the matte to the frame size`);
+    throw new Error(
+      `mask size ${mask.width}x${mask.height} does not match the frames (latents ${w}x${h}); scale the matte to the frame size`,
+    );
   }
   const out = new Float32Array(frames * h * w);
   const area = sy * sx;
@@ -33,9 +36,16 @@ export function latentMask(mask: MaskBatch, frames: number, h: number, w: number
  * z ← m·z + (1 − m)·keep per latent pixel, for all channels. z and keep are [n, C, hw]; m is [n, hw] for the same
  * n frames (pass the matching subarrays for a batch).
  */
-export function blendOutsideMask(z: Float32Array, keep: Float32Array, m: Float32Array, channels: number, hw: number): void {
+export function blendOutsideMask(
+  z: Float32Array,
+  keep: Float32Array,
+  m: Float32Array,
+  channels: number,
+  hw: number,
+): void {
   const n = m.length / hw;
-  if (z.length !== n * channels * hw || keep.length !== z.length) throw new Error('blendOutsideMask: latent and mask sizes disagree');
+  if (z.length !== n * channels * hw || keep.length !== z.length)
+    throw new Error('blendOutsideMask: latent and mask sizes disagree');
   for (let f = 0; f < n; f++) {
     const mo = f * hw;
     for (let c = 0; c < channels; c++) {

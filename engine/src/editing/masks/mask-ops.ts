@@ -36,7 +36,14 @@ export function thresholdMap(score: Float32Array, threshold: number): Float32Arr
  * noise and texture push over it in one frame and not the next — are dropped; the object's weaker edge pixels stay,
  * because they hang together with its core.
  */
-export function hysteresisMap(score: Float32Array, n: number, h: number, w: number, threshold: number, seed: number): Float32Array {
+export function hysteresisMap(
+  score: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  threshold: number,
+  seed: number,
+): Float32Array {
   const out = new Float32Array(score.length);
   const hw = h * w;
   const stack = new Int32Array(score.length);
@@ -75,7 +82,14 @@ export function hysteresisMap(score: Float32Array, n: number, h: number, w: numb
  * pixel (> 0.5), then 1 − (d − dilate)/(softEdge + 1) out to `dilate + softEdge`, else the input value (soft input
  * values are kept where they are larger).
  */
-export function growAndFeather(mask: Float32Array, n: number, h: number, w: number, dilate: number, softEdge: number): Float32Array {
+export function growAndFeather(
+  mask: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  dilate: number,
+  softEdge: number,
+): Float32Array {
   const out = Float32Array.from(mask);
   const R = dilate + softEdge;
   if (R <= 0) return out;
@@ -110,9 +124,20 @@ export function growAndFeather(mask: Float32Array, n: number, h: number, w: numb
  * hysteresis seeds when asked → dilation → soft edge. Without any refinement this is exactly the automatic mask's
  * own thresholding.
  */
-export function refineAutoMask(score: Float32Array, n: number, h: number, w: number, r: MaskRefinement, fields?: NeighbourFields): Float32Array {
-  const smoothed = fields && r.smoothing > 0 ? smoothAlongFields(score, n, h * w, fields, Math.min(r.smoothing, 1 / 3), r.minSimilarity) : score;
-  const binary = r.seed > r.threshold ? hysteresisMap(smoothed, n, h, w, r.threshold, r.seed) : thresholdMap(smoothed, r.threshold);
+export function refineAutoMask(
+  score: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  r: MaskRefinement,
+  fields?: NeighbourFields,
+): Float32Array {
+  const smoothed =
+    fields && r.smoothing > 0
+      ? smoothAlongFields(score, n, h * w, fields, Math.min(r.smoothing, 1 / 3), r.minSimilarity)
+      : score;
+  const binary =
+    r.seed > r.threshold ? hysteresisMap(smoothed, n, h, w, r.threshold, r.seed) : thresholdMap(smoothed, r.threshold);
   return growAndFeather(binary, n, h, w, r.dilate, r.softEdge);
 }
 

@@ -31,17 +31,43 @@ export interface FastEditParams {
 }
 
 /** The schedule the fast preset runs: K levels of an N-step schedule in the model's spacing. */
-export function fastLevels(scheduler: SchedulerConfig, steps: number, strength: number): { levels: { alpha: number[]; timestep: number[] }; K: number; N: number } {
-  if (!Number.isInteger(steps) || steps < 1 || steps > FAST_MAX_STEPS) throw new Error(`fast mode runs 1 to ${FAST_MAX_STEPS} steps, got ${steps}`);
+export function fastLevels(
+  scheduler: SchedulerConfig,
+  steps: number,
+  strength: number,
+): { levels: { alpha: number[]; timestep: number[] }; K: number; N: number } {
+  if (!Number.isInteger(steps) || steps < 1 || steps > FAST_MAX_STEPS)
+    throw new Error(`fast mode runs 1 to ${FAST_MAX_STEPS} steps, got ${steps}`);
   if (!(strength > 0 && strength <= 1)) throw new Error(`strength must be in (0, 1] (got ${strength})`);
   const N = Math.min(scheduler.numTrainTimesteps, Math.ceil(steps / strength - 1e-9));
   // LCMScheduler ignores timestep_spacing and steps down from t = 999 over its 50 original steps; trailing spacing is
   // the DDIM spacing that matches that (LCM folders usually carry SD's "leading").
-  const cfg: SchedulerConfig = scheduler.className === 'LCMScheduler' ? { ...scheduler, timestepSpacing: 'trailing' } : scheduler;
+  const cfg: SchedulerConfig =
+    scheduler.className === 'LCMScheduler' ? { ...scheduler, timestepSpacing: 'trailing' } : scheduler;
   return { levels: ddimLevels(ddimSchedule(cfg, N)), K: Math.min(steps, N), N };
 }
 
-export async function fastEdit(model: DiffusionModel, frames: ImageBatch, p: FastEditParams, hooks: RunHooks = {}): Promise<EditOutput> {
+export async function fastEdit(
+  model: DiffusionModel,
+  frames: ImageBatch,
+  p: FastEditParams,
+  hooks: RunHooks = {},
+): Promise<EditOutput> {
   const { levels, K } = fastLevels(model.scheduler, p.steps, p.strength);
-  return noiseAndDenoise(model, frames, { prompt: p.prompt, levels, K, cfg: false, guidance: p.guidance, seed: p.seed, batchSize: p.batchSize, mask: p.mask, reconstruct: p.reconstruct }, hooks);
+  return noiseAndDenoise(
+    model,
+    frames,
+    {
+      prompt: p.prompt,
+      levels,
+      K,
+      cfg: false,
+      guidance: p.guidance,
+      seed: p.seed,
+      batchSize: p.batchSize,
+      mask: p.mask,
+      reconstruct: p.reconstruct,
+    },
+    hooks,
+  );
 }

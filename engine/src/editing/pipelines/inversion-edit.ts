@@ -7,12 +7,26 @@ import { batches } from '../loop/batching';
 import { denoiseFromInversion, invertFrames } from '../loop/inversion-loop';
 import { ProgressTracker } from '../loop/progress';
 import { editStages } from '../stages';
-import type { EditOutput, EditParams, InversionParams, InvertedTrajectory, MethodOutput, RunHooks, TrajectoryStore } from '../types';
+import type {
+  EditOutput,
+  EditParams,
+  InversionParams,
+  InvertedTrajectory,
+  MethodOutput,
+  RunHooks,
+  TrajectoryStore,
+} from '../types';
 
 export { invertFrames };
 
 /** Denoises from the inverted trajectory under the target prompt and decodes the frames. */
-export function editFromInversion(model: DiffusionModel, traj: InvertedTrajectory, p: EditParams, hooks: RunHooks = {}, tracker?: ProgressTracker): Promise<EditOutput> {
+export function editFromInversion(
+  model: DiffusionModel,
+  traj: InvertedTrajectory,
+  p: EditParams,
+  hooks: RunHooks = {},
+  tracker?: ProgressTracker,
+): Promise<EditOutput> {
   return denoiseFromInversion(model, traj, p, editStages(p), hooks, tracker);
 }
 
@@ -23,7 +37,12 @@ export interface InversionEditResult extends EditOutput {
 }
 
 /** Invert then edit, with one progress fraction over both. */
-export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p: InversionEditParams, hooks: RunHooks = {}): Promise<InversionEditResult> {
+export async function inversionEdit(
+  model: DiffusionModel,
+  frames: ImageBatch,
+  p: InversionEditParams,
+  hooks: RunHooks = {},
+): Promise<InversionEditResult> {
   const K = strengthSteps(p.steps, p.strength);
   const nb = batches(frames.n, p.batchSize).length;
   const track = new ProgressTracker(nb * (1 + K) + nb * (K + (p.reconstruct ? 2 : 1)), frames.n, hooks);
@@ -37,7 +56,13 @@ export async function inversionEdit(model: DiffusionModel, frames: ImageBatch, p
  * The method as the worker runs it: with a store, a stored trajectory is edited without inverting again, and the
  * trajectory (with the source steps this edit computed) goes back into the store instead of to the caller.
  */
-export async function inversionMethod(model: DiffusionModel, frames: ImageBatch, p: InversionEditParams, hooks: RunHooks = {}, store?: TrajectoryStore): Promise<MethodOutput> {
+export async function inversionMethod(
+  model: DiffusionModel,
+  frames: ImageBatch,
+  p: InversionEditParams,
+  hooks: RunHooks = {},
+  store?: TrajectoryStore,
+): Promise<MethodOutput> {
   const cached = store?.get();
   if (cached) {
     const { sourceSteps, ...edited } = await editFromInversion(model, cached, p, hooks);

@@ -3,7 +3,15 @@
 // The fast preset (fast-edit.ts) is the same loop with a few-step schedule and a single branch.
 import type { ImageBatch, MaskBatch } from '../../diffusion/images';
 import { seededNoise } from '../../diffusion/random';
-import { addNoise, ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } from '../../diffusion/scheduler';
+import {
+  addNoise,
+  ddimLevels,
+  ddimMove,
+  ddimSchedule,
+  guidance,
+  strengthSteps,
+  toX0Eps,
+} from '../../diffusion/scheduler';
 import type { DiffusionModel } from '../../models/sd-model';
 import { batches, decodeAll, repeatEmbeddings } from '../loop/batching';
 import { ProgressTracker } from '../loop/progress';
@@ -22,9 +30,19 @@ export interface SdeditParams {
   reconstruct?: boolean;
 }
 
-export async function sdedit(model: DiffusionModel, frames: ImageBatch, p: SdeditParams, hooks: RunHooks = {}): Promise<EditOutput> {
+export async function sdedit(
+  model: DiffusionModel,
+  frames: ImageBatch,
+  p: SdeditParams,
+  hooks: RunHooks = {},
+): Promise<EditOutput> {
   const levels = ddimLevels(ddimSchedule(model.scheduler, p.steps));
-  return noiseAndDenoise(model, frames, { ...p, levels, K: strengthSteps(p.steps, p.strength), cfg: p.guidance !== 1 }, hooks);
+  return noiseAndDenoise(
+    model,
+    frames,
+    { ...p, levels, K: strengthSteps(p.steps, p.strength), cfg: p.guidance !== 1 },
+    hooks,
+  );
 }
 
 export interface NoisedEditParams {
@@ -45,9 +63,15 @@ export interface NoisedEditParams {
 }
 
 /** Noise the encoded frames to level K with one shared noise tensor, then DDIM-denoise K steps under the prompt. */
-export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch, p: NoisedEditParams, hooks: RunHooks = {}): Promise<EditOutput> {
+export async function noiseAndDenoise(
+  model: DiffusionModel,
+  frames: ImageBatch,
+  p: NoisedEditParams,
+  hooks: RunHooks = {},
+): Promise<EditOutput> {
   const s = model.info.vaeScale;
-  if (frames.height % s || frames.width % s) throw new Error(`frame size ${frames.width}x${frames.height} must be a multiple of ${s}`);
+  if (frames.height % s || frames.width % s)
+    throw new Error(`frame size ${frames.width}x${frames.height} must be a multiple of ${s}`);
   const { levels, K, cfg } = p;
   const C = model.info.latentChannels;
   const h = frames.height / s;
@@ -70,7 +94,12 @@ export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch,
   for (const { start, count } of parts) {
     track.checkStop();
     const sz = count * per;
-    const x0 = await model.encodeImages({ n: count, height: frames.height, width: frames.width, data: frames.data.subarray(start * pixelsPer, (start + count) * pixelsPer) });
+    const x0 = await model.encodeImages({
+      n: count,
+      height: frames.height,
+      width: frames.width,
+      data: frames.data.subarray(start * pixelsPer, (start + count) * pixelsPer),
+    });
     clean?.set(x0, start * per);
     track.advance('encoding latents', start);
     const sharedNoise = new Float32Array(sz);
@@ -82,15 +111,24 @@ export async function noiseAndDenoise(model: DiffusionModel, frames: ImageBatch,
     for (let k = K; k >= 1; k--) {
       track.checkStop();
       for (let i = 0; i < prompts.length; i++) input.set(z, i * sz);
-      const { eps: pred } = await model.predict(input, prompts.length * count, h, w, levels.timestep[k], e, { guidanceEmbedding: p.guidance - 1 });
+      const { eps: pred } = await model.predict(input, prompts.length * count, h, w, levels.timestep[k], e, {
+        guidanceEmbedding: p.guidance - 1,
+      });
       const eps = cfg ? guidance(pred.subarray(0, sz), pred.subarray(sz, 2 * sz), p.guidance) : pred;
       const next = ddimMove(eps, z, levels.alpha[k], levels.alpha[k - 1], type);
       // Outside the mask the source is kept, noised to the same level with the same noise (blended latent diffusion).
       // At the clean end the source itself is kept, not a lightly noised copy.
-      if (batchMask) blendOutsideMask(next, k === 1 ? x0 : addNoise(x0, sharedNoise, levels.alpha[k - 1]), batchMask, C, hw);
-      const preview = hooks.onProgress ? toX0Eps(eps.subarray(0, per), z.subarray(0, per), levels.alpha[k], type).x0 : undefined;
+      if (batchMask)
+        blendOutsideMask(next, k === 1 ? x0 : addNoise(x0, sharedNoise, levels.alpha[k - 1]), batchMask, C, hw);
+      const preview = hooks.onProgress
+        ? toX0Eps(eps.subarray(0, per), z.subarray(0, per), levels.alpha[k], type).x0
+        : undefined;
       z = next;
-      track.advance('editing', start, { step: K - k + 1, steps: K, preview: preview && { latent: preview, channels: C, height: h, width: w } });
+      track.advance('editing', start, {
+        step: K - k + 1,
+        steps: K,
+        preview: preview && { latent: preview, channels: C, height: h, width: w },
+      });
     }
     out.set(z, start * per);
   }

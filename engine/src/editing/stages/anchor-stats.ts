@@ -19,7 +19,13 @@ export interface ChannelStats {
  * Per-channel mask-weighted mean and standard deviation of one frame [C, hw] under mask [hw]; of its deviation
  * z − reference when a reference (the source latent at the same level, [C, hw]) is given.
  */
-export function maskedChannelStats(z: Float32Array, m: Float32Array, C: number, hw: number, reference?: Float32Array): ChannelStats {
+export function maskedChannelStats(
+  z: Float32Array,
+  m: Float32Array,
+  C: number,
+  hw: number,
+  reference?: Float32Array,
+): ChannelStats {
   const mean = new Float64Array(C);
   const std = new Float64Array(C);
   let weight = 0;
@@ -60,15 +66,29 @@ export interface AnchorOptions {
  *   z ← z + m · (μ_a + (d − μ_t) · σ_a / σ_t − d)
  * with μ, σ the mask-weighted statistics of d in frame t and in the anchor under their own masks.
  */
-export function alignToAnchor(z: Float32Array, mask: Float32Array, n: number, C: number, hw: number, o: AnchorOptions = {}): void {
+export function alignToAnchor(
+  z: Float32Array,
+  mask: Float32Array,
+  n: number,
+  C: number,
+  hw: number,
+  o: AnchorOptions = {},
+): void {
   const a = o.anchor ?? 0;
   const minWeight = o.minWeight ?? 4;
   const maxScale = o.maxScale ?? 2;
   const per = C * hw;
   const ref = o.reference;
-  if (ref && ref.length !== z.length) throw new Error(`alignToAnchor: reference has ${ref.length} values, the latents ${z.length}`);
+  if (ref && ref.length !== z.length)
+    throw new Error(`alignToAnchor: reference has ${ref.length} values, the latents ${z.length}`);
   const refOf = (t: number) => ref?.subarray(t * per, (t + 1) * per);
-  const anchor = maskedChannelStats(z.subarray(a * per, (a + 1) * per), mask.subarray(a * hw, (a + 1) * hw), C, hw, refOf(a));
+  const anchor = maskedChannelStats(
+    z.subarray(a * per, (a + 1) * per),
+    mask.subarray(a * hw, (a + 1) * hw),
+    C,
+    hw,
+    refOf(a),
+  );
   if (anchor.weight < minWeight) return;
   for (let t = 0; t < n; t++) {
     if (t === a) continue;

@@ -10,7 +10,11 @@ export const autoMaskStage = (): EditStage => ({
   name: 'automatic mask',
   async plan({ model, traj, params: p, embeddings, state, checkStop }: EditContext) {
     if (state.mask || !p.autoMask) return false;
-    const o = { threshold: p.autoMask.threshold, levels: p.autoMask.levels ?? AUTO_MASK_LEVELS, batchSize: p.batchSize };
+    const o = {
+      threshold: p.autoMask.threshold,
+      levels: p.autoMask.levels ?? AUTO_MASK_LEVELS,
+      batchSize: p.batchSize,
+    };
     const auto = await autoMask(model, traj, embeddings.get(p.sourcePrompt)!, embeddings.get(p.prompt)!, o, checkStop);
     state.mask = auto.mask;
     state.maskScore = auto.score;

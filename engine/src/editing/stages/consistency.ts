@@ -10,7 +10,6 @@ import { neighbourFields, type NeighbourFields } from '../../flow/correspondence
 import type { SourceFeatures } from '../loop/stage';
 import type { ConsistencyParams, InvertedTrajectory, LatentCorrectionParams } from '../types';
 
-
 export const DEFAULT_RADIUS = 6;
 export const DEFAULT_MIN_SIMILARITY = 0.5;
 
@@ -31,7 +30,13 @@ export function correctsLatents(lc: LatentCorrectionParams | null | undefined): 
 }
 
 /** Correspondences between neighbouring frames of the source, searched in the given features. */
-export function sourceFields(traj: InvertedTrajectory, f: SourceFeatures, radius: number, checkStop: (() => void) | undefined, need?: (t: number, p: number) => boolean): NeighbourFields {
+export function sourceFields(
+  traj: InvertedTrajectory,
+  f: SourceFeatures,
+  radius: number,
+  checkStop: (() => void) | undefined,
+  need?: (t: number, p: number) => boolean,
+): NeighbourFields {
   return neighbourFields(f.data, traj.n, f.channels, traj.height, traj.width, { radius, checkStop }, need);
 }
 
@@ -44,6 +49,7 @@ export function maskOrAll(mask: Float32Array | undefined, traj: InvertedTrajecto
 export function referenceAt(traj: InvertedTrajectory, z: Float32Array, step: number): Float32Array {
   const K = traj.latents.length - 1;
   const reference = traj.latents[K - step];
-  if (!reference || reference.length !== z.length) throw new Error(`consistency: no source latents for step ${step} of ${K}`);
+  if (!reference || reference.length !== z.length)
+    throw new Error(`consistency: no source latents for step ${step} of ${K}`);
   return reference;
 }

@@ -8,7 +8,14 @@
 import type { NeighbourFields } from '../../flow/correspondence';
 import type { EditContext, EditStage } from '../loop/stage';
 import type { InvertedTrajectory, LatentCorrectionParams } from '../types';
-import { correctsLatents, DEFAULT_MIN_SIMILARITY, DEFAULT_RADIUS, maskOrAll, referenceAt, sourceFields } from './consistency';
+import {
+  correctsLatents,
+  DEFAULT_MIN_SIMILARITY,
+  DEFAULT_RADIUS,
+  maskOrAll,
+  referenceAt,
+  sourceFields,
+} from './consistency';
 
 export interface LatentCorrectionOptions {
   /** [w₋₁, w₀, w₊₁], summing to 1. */
@@ -33,10 +40,20 @@ export interface LatentCorrectionOptions {
  * corrected from the same snapshot, so the result does not depend on frame order. A pixel whose own deviation and
  * used neighbours' deviations are all zero is left exactly as it was.
  */
-export function correctLatents(z: Float32Array, n: number, C: number, hw: number, mask: Float32Array, fields: NeighbourFields, o: LatentCorrectionOptions, snapshot?: Float32Array): void {
+export function correctLatents(
+  z: Float32Array,
+  n: number,
+  C: number,
+  hw: number,
+  mask: Float32Array,
+  fields: NeighbourFields,
+  o: LatentCorrectionOptions,
+  snapshot?: Float32Array,
+): void {
   const per = C * hw;
   const ref = o.reference;
-  if (ref && ref.length !== z.length) throw new Error(`correctLatents: reference has ${ref.length} values, the latents ${z.length}`);
+  if (ref && ref.length !== z.length)
+    throw new Error(`correctLatents: reference has ${ref.length} values, the latents ${z.length}`);
   // The snapshot holds the deviations (the latents themselves without a reference).
   const snap = snapshot && snapshot.length === z.length ? snapshot : new Float32Array(z.length);
   if (ref) for (let i = 0; i < z.length; i++) snap[i] = z[i] - ref[i];
@@ -84,7 +101,15 @@ export function latentCorrection(): EditStage {
       // deviation from the source trajectory, which is zero wherever the edit did not move off it.
       mask = maskOrAll(ctx.state.mask, traj);
       const hw = traj.height * traj.width;
-      fields = ctx.state.fields ?? sourceFields(traj, await ctx.state.features(), lc.radius ?? DEFAULT_RADIUS, ctx.checkStop, (t, p) => mask[t * hw + p] > 0);
+      fields =
+        ctx.state.fields ??
+        sourceFields(
+          traj,
+          await ctx.state.features(),
+          lc.radius ?? DEFAULT_RADIUS,
+          ctx.checkStop,
+          (t, p) => mask[t * hw + p] > 0,
+        );
       return true;
     },
     afterStep(z, step) {
@@ -92,7 +117,16 @@ export function latentCorrection(): EditStage {
       if (step > lc.steps) return;
       snapshot ??= new Float32Array(z.length);
       const { n, channels: C, height: h, width: w } = traj;
-      correctLatents(z, n, C, h * w, mask, fields, { weights: lc.weights, minSimilarity: lc.minSimilarity ?? DEFAULT_MIN_SIMILARITY, reference }, snapshot);
+      correctLatents(
+        z,
+        n,
+        C,
+        h * w,
+        mask,
+        fields,
+        { weights: lc.weights, minSimilarity: lc.minSimilarity ?? DEFAULT_MIN_SIMILARITY, reference },
+        snapshot,
+      );
     },
   };
 }

@@ -10,7 +10,14 @@ import { DEFAULT_MIN_SIMILARITY, DEFAULT_RADIUS, sourceFields } from './consiste
  * The refined mask, or undefined when no refinement is asked for (the plain thresholded mask stands). Returns the
  * fields it computed so latent correction can reuse them.
  */
-export async function refineMask(score: Float32Array, threshold: number, traj: InvertedTrajectory, c: ConsistencyParams, features: () => Promise<SourceFeatures>, checkStop?: () => void): Promise<{ mask: Float32Array; fields?: NeighbourFields } | undefined> {
+export async function refineMask(
+  score: Float32Array,
+  threshold: number,
+  traj: InvertedTrajectory,
+  c: ConsistencyParams,
+  features: () => Promise<SourceFeatures>,
+  checkStop?: () => void,
+): Promise<{ mask: Float32Array; fields?: NeighbourFields } | undefined> {
   const smoothing = c.maskSmoothing ?? 0;
   const dilate = c.maskDilate ?? 0;
   const softEdge = c.softEdge ?? 0;
@@ -23,8 +30,18 @@ export async function refineMask(score: Float32Array, threshold: number, traj: I
   // score is at most `low` can never pass the threshold, so it needs no correspondences (which are what cost time).
   const low = (threshold - 2 * a) / (1 - 2 * a);
   const hw = traj.height * traj.width;
-  const fields = a > 0 && traj.n > 1 ? sourceFields(traj, await features(), radius, checkStop, (t, p) => score[t * hw + p] > low) : undefined;
-  const mask = refineAutoMask(score, traj.n, traj.height, traj.width, { threshold, smoothing: a, seed, dilate, softEdge, minSimilarity }, fields);
+  const fields =
+    a > 0 && traj.n > 1
+      ? sourceFields(traj, await features(), radius, checkStop, (t, p) => score[t * hw + p] > low)
+      : undefined;
+  const mask = refineAutoMask(
+    score,
+    traj.n,
+    traj.height,
+    traj.width,
+    { threshold, smoothing: a, seed, dilate, softEdge, minSimilarity },
+    fields,
+  );
   return { mask, fields };
 }
 
@@ -33,7 +50,14 @@ export const maskRefinement = (): EditStage => ({
   async plan({ traj, params, state, checkStop }: EditContext) {
     const c = params.consistency;
     if (!c || !state.maskScore || !params.autoMask) return false;
-    const refined = await refineMask(state.maskScore, params.autoMask.threshold, traj, c, () => state.features(), checkStop);
+    const refined = await refineMask(
+      state.maskScore,
+      params.autoMask.threshold,
+      traj,
+      c,
+      () => state.features(),
+      checkStop,
+    );
     if (refined) {
       state.mask = refined.mask;
       state.fields = refined.fields;

@@ -24,13 +24,19 @@ const PROJECTION_SEED = 0x5eed;
 export const decoderFeatureStage = (): EditStage => ({
   name: 'decoder features',
   plan({ model, traj, params, state, checkStop }: EditContext) {
-    if (model.info.decoderFeatures && traj.latents.length >= 2) state.provideFeatures(() => sourceFeatures(model, traj, params.batchSize, checkStop));
+    if (model.info.decoderFeatures && traj.latents.length >= 2)
+      state.provideFeatures(() => sourceFeatures(model, traj, params.batchSize, checkStop));
     return false;
   },
 });
 
 /** The source's decoder features, projected to a few channels. */
-export async function sourceFeatures(model: DiffusionModel, traj: InvertedTrajectory, batchSize: number, checkStop: () => void): Promise<SourceFeatures> {
+export async function sourceFeatures(
+  model: DiffusionModel,
+  traj: InvertedTrajectory,
+  batchSize: number,
+  checkStop: () => void,
+): Promise<SourceFeatures> {
   const { n, channels: C, height: h, width: w } = traj;
   let level = 1;
   for (let k = 2; k < traj.timesteps.length; k++) {
@@ -47,10 +53,14 @@ export async function sourceFeatures(model: DiffusionModel, traj: InvertedTrajec
     const emb = new Float32Array(count * empty.length);
     for (let i = 0; i < count; i++) emb.set(empty, i * empty.length);
     const sample = traj.latents[level].subarray(start * C * hw, (start + count) * C * hw);
-    const { outputs } = await model.predict(sample, count, h, w, traj.timesteps[level], emb, { outputs: [FEATURE_TAP_OUTPUT] });
+    const { outputs } = await model.predict(sample, count, h, w, traj.timesteps[level], emb, {
+      outputs: [FEATURE_TAP_OUTPUT],
+    });
     const f = { data: outputs[FEATURE_TAP_OUTPUT].data, channels: outputs[FEATURE_TAP_OUTPUT].dims[1] };
     if (f.data.length !== count * f.channels * hw) {
-      throw new Error(`the UNet's decoder features [${outputs[FEATURE_TAP_OUTPUT].dims.join(', ')}] are not at the latent resolution ${w}x${h}`);
+      throw new Error(
+        `the UNet's decoder features [${outputs[FEATURE_TAP_OUTPUT].dims.join(', ')}] are not at the latent resolution ${w}x${h}`,
+      );
     }
     if (!projection) {
       dims = Math.min(PROJECTED_CHANNELS, f.channels);
@@ -68,7 +78,14 @@ export async function sourceFeatures(model: DiffusionModel, traj: InvertedTrajec
 }
 
 /** dst[d, p] = Σ_c P[d, c] · src[c, p]. */
-function project(src: Float32Array, channels: number, P: Float32Array, dims: number, hw: number, dst: Float32Array): void {
+function project(
+  src: Float32Array,
+  channels: number,
+  P: Float32Array,
+  dims: number,
+  hw: number,
+  dst: Float32Array,
+): void {
   const acc = new Float64Array(hw);
   for (let d = 0; d < dims; d++) {
     acc.fill(0);
