@@ -102,3 +102,35 @@ it('refuses manifests at probe, still, mask and job planning, and nothing is fet
   expect(cases).toBe(9);
   expect(requests).toEqual([]);
 }, 120000);
+
+it('refuses, by the demuxer allow-list, a manifest whose first bytes do not give it away, and nothing is fetched', async () => {
+  // An XML comment longer than the first-bytes check reads: ffmpeg's DASH probe still finds <MPD further in (and
+  // without the allow-list the bundled ffprobe connects to the manifest's server with -protocol_whitelist file).
+  const padding = `<!-- ${'x'.repeat(6000)} -->\n`;
+  const dash = manifests()[0].text.replace('<MPD', `${padding}<MPD`);
+  const before = requests.length;
+  const target = { frames: 2, width: 64, height: 48, startFrame: 0, fps: { num: 24, den: 1 } };
+  for (const name of ['hidden-dash.mp4', 'hidden-dash.mpd']) {
+    const file = path.join(root, name);
+    fs.writeFileSync(file, dash);
+    const probe = await refusal(probeMedia(file));
+    expect(probe.code).toBe('not-local');
+    expect(probe.message).toMatch(/read by ffmpeg as dash, a format that points at other resources/);
+    expect(probe.message).toMatch(/Download or export the clip itself/);
+    expect((await refusal(extractStill(file, 0))).code).toBe('not-local');
+    expect((await refusal(loadMask({ kind: 'file', path: file }, target))).code).toBe('not-local');
+  }
+  expect(requests.slice(before)).toEqual([]);
+});
+
+it('names the demuxer of a local format it does not open, and what to export instead', async () => {
+  // A subtitle file is local and harmless, but no clip: ffmpeg recognises it (srt), the allow-list refuses it.
+  const file = path.join(root, 'captions.mp4');
+  fs.writeFileSync(file, '1\n00:00:00,000 --> 00:00:01,000\nHello\n\n2\n00:00:01,000 --> 00:00:02,000\nWorld\n');
+  const err = await refusal(probeMedia(file));
+  expect(err.code).toBe('not-media');
+  expect(err.message).toMatch(
+    /captions\.mp4 is in a format Reshoot does not open \(ffmpeg reads it with its srt demuxer\)/,
+  );
+  expect(err.message).toMatch(/Export it as MP4, MOV, MXF/);
+});

@@ -341,7 +341,8 @@ async function inspectMask(spec: MaskSpec, target: MaskTarget, checkOnly: boolea
     info = await probeMedia(file);
   } catch (e) {
     if (isMediaError(e, 'still-image')) return stillMask(file, target, checkOnly);
-    if (isMediaError(e) && (e.code === 'ffmpeg-missing' || e.code === 'not-found' || e.code === 'not-a-file')) throw e;
+    const passOn = ['ffmpeg-missing', 'not-found', 'not-a-file', 'not-local'];
+    if (isMediaError(e) && passOn.includes(e.code)) throw e;
     throw notReadable(file, REASONS[isMediaError(e) ? e.code : ''] ?? String(e));
   }
   return videoMask(file, info, target, checkOnly);

@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { ffmpegPath, ffprobePath } from './binaries';
 import { MediaError } from './errors';
-import { LOCAL_INPUT, refuseManifest } from './local-input';
+import { LOCAL_INPUT, refuseManifest, refusedDemuxer } from './local-input';
 import { lastLines, run } from './process';
 import { Rational, parseRational, rational, rationalValue } from './rational';
 
@@ -266,6 +266,8 @@ export async function ffprobeJson(file: string): Promise<ProbeJson> {
     );
   }
   if (r.code !== 0 || !json.format || !json.streams || json.streams.length === 0) {
+    const refused = refusedDemuxer(r.stderr, file);
+    if (refused) throw refused;
     const why = lastLines(r.stderr, 2).split(`${file}: `).join('') || 'no streams found';
     throw new MediaError(
       'not-media',
