@@ -52,6 +52,8 @@ interface BurstSummary {
   refusedDetails: string[];
   pollsOk: number;
   submitLatency: Latency;
+  /** Of the 429 answers alone. */
+  refusedLatency: Latency;
   health: Latency;
   maxQueuedSeen: number;
   listIds: string[];
@@ -126,7 +128,8 @@ it(`${BURST} concurrent submissions from another process: each accepted or refus
   console.log(
     `load: ${BURST} concurrent submissions in ${(r.burstMs / 1000).toFixed(1)} s → ${counts['202']} accepted (202), ${counts['429']} refused (429), ` +
       `0 lost, 0 duplicated, ${r.pollsOk} status polls answered; at most ${r.maxQueuedSeen} queued (bound ${QUEUE_BOUND}); ` +
-      `${edited} edited, ${finals.length - edited} canceled afterwards; submit p50 ${r.submitLatency.p50.toFixed(0)} ms p99 ${r.submitLatency.p99.toFixed(0)} ms; ` +
+      `${edited} edited, ${finals.length - edited} canceled afterwards; submit p50 ${r.submitLatency.p50.toFixed(0)} ms p99 ${r.submitLatency.p99.toFixed(0)} ms, ` +
+      `429 p50 ${r.refusedLatency.p50.toFixed(0)} ms p99 ${r.refusedLatency.p99.toFixed(0)} ms max ${r.refusedLatency.max.toFixed(0)} ms; ` +
       `health during the burst: ${r.health.n} calls, p50 ${r.health.p50.toFixed(1)} ms, p99 ${r.health.p99.toFixed(1)} ms, max ${r.health.max.toFixed(1)} ms`,
   );
   // Reported above; bounded only against a stall, since 200 requests arriving in one instant queue behind each other on

@@ -72,6 +72,8 @@ async function burst() {
     refusedDetails: [...new Set(replies.filter((r) => r.status !== 202).map((r) => r.json?.title ?? r.error))],
     pollsOk: polls.filter((p) => p.status === 200 && accepted.includes(p.json.id)).length,
     submitLatency: latency(replies.map((r) => r.ms ?? 0)),
+    // A refusal at the queue bound must not wait behind the media work of the submissions that were accepted.
+    refusedLatency: latency(replies.filter((r) => r.status === 429).map((r) => r.ms ?? 0)),
     health: latency(health),
     maxQueuedSeen: Math.max(...queuedSeen),
     listIds: list.json.jobs.map((j) => j.id),
