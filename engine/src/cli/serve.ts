@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { configDir, dataDir } from '../config/paths';
 import { JobManager } from '../jobs/manager';
+import { ffmpegInspection } from '../media/binaries';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { createApp } from '../server/app';
@@ -45,6 +46,9 @@ export async function runServe(argv: string[]): Promise<number> {
   const webDir = path.resolve(__dirname, '../../../panel-web');
   const staticDir = fs.existsSync(path.join(webDir, 'index.html')) ? webDir : undefined;
   if (!staticDir) log(`no web UI at ${webDir} (run npm run build); serving the API only`);
+  // Choosing ffmpeg runs each candidate's -version synchronously (~0.2 s); done here, not in the first health call or
+  // submission, where it would stall every request in flight.
+  ffmpegInspection();
   const app = createApp(manager, { token, port, version: VERSION, log, staticDir });
   const server = await startServer(app, { host, port, allowNonLoopback });
   const info = worker.info;

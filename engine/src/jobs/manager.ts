@@ -85,6 +85,8 @@ export class JobManager implements JobService {
   private current?: { id: string; cancel(): void };
   /** Submissions past the queue check and still being checked against their media: they hold a place in the queue. */
   private admitting = 0;
+  /** The last admission to start; each next one starts an event-loop turn after it (see submit). */
+  private admissionTurn: Promise<void> = Promise.resolve();
   private pumping = false;
   private lastPersist = new Map<string, number>();
   private closed = false;
@@ -176,7 +178,12 @@ export class JobManager implements JobService {
       );
     }
     this.admitting++;
+    // An admission starts with synchronous checks of the paths (~0.5 ms). A burst of them back to back would hold
+    // the event loop for its whole length, health and refusals waiting behind; one per turn lets those through.
+    const turn = this.admissionTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
+    this.admissionTurn = turn;
     try {
+      await turn;
       return await this.admit(request);
     } finally {
       this.admitting--;
