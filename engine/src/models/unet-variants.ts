@@ -79,10 +79,6 @@ export class UnetVariants {
     return new UnetVariants(file, settings, cacheDir, opened, { inputs: [], outputs: [] }, [], features, attention);
   }
 
-  get base(): ort.InferenceSession {
-    return this.opened.session;
-  }
-
   session(id: string): Variant {
     const v = this.variants.get(id);
     if (!v) throw new Error(`no UNet variant "${id}" is open; ask for it with model.variant(passes) first`);
