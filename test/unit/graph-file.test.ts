@@ -453,6 +453,12 @@ describe('rewriteGraph', () => {
     expect(first.ports.outputs.map((o) => o.name)).toEqual(['reshoot/echo/y', 'reshoot/echo/y2']);
     expect(first.sites.pattern).toBe('none');
     expect(cacheFiles(cacheDir)).toHaveLength(2);
+    if (process.platform !== 'win32') {
+      // Private like the rest of the data folder it lives in.
+      expect(fs.statSync(cacheDir).mode & 0o777).toBe(0o700);
+      for (const f of fs.readdirSync(cacheDir))
+        expect([f, fs.statSync(path.join(cacheDir, f)).mode & 0o777]).toEqual([f, 0o600]);
+    }
 
     const second = await rewriteGraph(file, passes, { cacheDir });
     if (!second.ok) throw new Error(second.reason);

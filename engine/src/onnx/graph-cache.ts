@@ -12,6 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 import { findAttentionSites, type AttentionSites } from './attention-sites';
 import { encodeGraph, externalLocations, graphIdentity, readGraphFile } from './graph-file';
 import type { GraphPass, Ports } from './pass';
@@ -166,7 +167,8 @@ function readEntry(
 
 function writeEntry(cacheDir: string, key: string, bytes: Uint8Array, entry: Entry): void {
   try {
-    fs.mkdirSync(cacheDir, { recursive: true });
+    // The cache sits in the engine's data folder, which is private to the user (config/private-dir.ts).
+    fs.mkdirSync(cacheDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     // The graph first, the JSON (which holds its hash) last: a reader never takes a half-written pair for an entry.
     writeAtomic(path.join(cacheDir, `${key}.onnx`), bytes);
     writeAtomic(path.join(cacheDir, `${key}.json`), JSON.stringify(entry, replace));
@@ -179,7 +181,7 @@ function writeEntry(cacheDir: string, key: string, bytes: Uint8Array, entry: Ent
 function writeAtomic(target: string, data: Uint8Array | string): void {
   const temp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    fs.writeFileSync(temp, data);
+    fs.writeFileSync(temp, data, { mode: PRIVATE_FILE_MODE });
     fs.renameSync(temp, target);
   } catch (err) {
     fs.rmSync(temp, { force: true });
