@@ -17,7 +17,7 @@ import { openSession } from '../../engine/src/models/providers';
 import { rewriteGraph, type PassRequest } from '../../engine/src/onnx/graph-cache';
 import { readGraphFile } from '../../engine/src/onnx/graph-file';
 import { FEATURE_TAP_OUTPUT, featureTap } from '../../engine/src/onnx/passes/feature-tap';
-import { wave } from '../support/graph-checks';
+import { varint, wave } from '../support/graph-checks';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
 const MIB = 1024 * 1024;
@@ -58,17 +58,6 @@ async function runUnet(source: Source, feeds: Record<string, ort.Tensor>, fetch:
 function exposeGc(): () => void {
   v8.setFlagsFromString('--expose-gc');
   return vm.runInNewContext('gc') as () => void;
-}
-
-function varint(value: number): Buffer {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return Buffer.from(out);
 }
 
 /**

@@ -134,3 +134,18 @@ export function expectedSites(config: UnetConfig): ExpectedSite[] {
   config.up_block_types.forEach((t, i) => t.startsWith('CrossAttn') && add(`up_blocks.${i}`, L + 1, n - 1 - i));
   return out;
 }
+
+/**
+ * Protobuf's base-128 varint, written independently of the reader under test (onnx/graph-file.ts), for building
+ * files byte by byte.
+ */
+export function varint(value: number): Buffer {
+  const out: number[] = [];
+  let v = value;
+  while (v >= 0x80) {
+    out.push((v % 128) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return Buffer.from(out);
+}

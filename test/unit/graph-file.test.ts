@@ -12,6 +12,7 @@ import { GRAPH_CACHE_ENTRIES, rewriteGraph } from '../../engine/src/onnx/graph-c
 import { encodeGraph, graphIdentity, readGraphFile, GraphFileError } from '../../engine/src/onnx/graph-file';
 import { editableCopy, makeNode, valueInfo } from '../../engine/src/onnx/graph-edit';
 import type { GraphPass } from '../../engine/src/onnx/pass';
+import { varint } from '../support/graph-checks';
 
 const DT = onnx.TensorProto.DataType;
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
@@ -257,9 +258,8 @@ describe('readGraphFile', () => {
   });
 
   describe('varints', () => {
-    const tag = (field: number, wire: number) => varintBytes(field * 8 + wire);
-    const len = (field: number, payload: Uint8Array) =>
-      Buffer.concat([tag(field, 2), varintBytes(payload.length), payload]);
+    const tag = (field: number, wire: number) => varint(field * 8 + wire);
+    const len = (field: number, payload: Uint8Array) => Buffer.concat([tag(field, 2), varint(payload.length), payload]);
 
     /** A big tensor whose fields are interleaved with unknown fields of every wire type and extreme values. */
     function oddModel(dir: string): { file: string; raw: Buffer; rawAt: number } {
@@ -277,25 +277,19 @@ describe('readGraphFile', () => {
       const head = Buffer.concat([
         unknown,
         tag(1, 0),
-        varintBytes(20000), // dims
+        varint(20000), // dims
         tag(2, 0),
-        varintBytes(DT.FLOAT),
+        varint(DT.FLOAT),
         len(8, Buffer.from('W')),
         // A non-canonical 10-byte varint for data_location 0 (DEFAULT): protobuf accepts padding.
         tag(14, 0),
         Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
       ]);
-      const rawHeader = Buffer.concat([tag(9, 2), varintBytes(raw.length)]);
+      const rawHeader = Buffer.concat([tag(9, 2), varint(raw.length)]);
       const tensor = Buffer.concat([head, rawHeader, raw, unknown]);
-      const graph = Buffer.concat([unknown, len(2, Buffer.from('g')), tag(5, 2), varintBytes(tensor.length)]);
+      const graph = Buffer.concat([unknown, len(2, Buffer.from('g')), tag(5, 2), varint(tensor.length)]);
       const graphTail = Buffer.concat([tensor, unknown]);
-      const model = Buffer.concat([
-        tag(1, 0),
-        varintBytes(8),
-        unknown,
-        tag(7, 2),
-        varintBytes(graph.length + graphTail.length),
-      ]);
+      const model = Buffer.concat([tag(1, 0), varint(8), unknown, tag(7, 2), varint(graph.length + graphTail.length)]);
       const file = path.join(dir, 'odd.onnx');
       fs.writeFileSync(file, Buffer.concat([model, graph, graphTail]));
       const rawAt = model.length + graph.length + head.length + rawHeader.length;
@@ -329,7 +323,7 @@ describe('readGraphFile', () => {
       fs.writeFileSync(zero, Buffer.from([0x00, 0x01]));
       expect(damagedMessage(zero)).toMatch(/at byte 0: invalid field number 0/);
       const huge = path.join(dir, 'huge.onnx');
-      fs.writeFileSync(huge, Buffer.concat([varintBytes(2 ** 35), Buffer.from([0x01])]));
+      fs.writeFileSync(huge, Buffer.concat([varint(2 ** 35), Buffer.from([0x01])]));
       expect(damagedMessage(huge)).toMatch(/invalid field number/);
     });
   });
@@ -641,14 +635,3 @@ describe('rewriteGraph', () => {
     );
   });
 });
-
-function varintBytes(value: number): Buffer {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return Buffer.from(out);
-}

@@ -16,7 +16,7 @@ import type { PipelineWorker } from '../worker/pipeline-worker';
 import { makePrivateDir, PRIVATE_DIR_MODE } from '../config/private-dir';
 import { InversionCache } from '../store/inversion-cache';
 import { partialMattePrefix } from './matte-output';
-import { defaultOutputPath, planJob, runJob, type JobPlan } from './runner';
+import { defaultOutputPath, maskSpecOf, maskTarget, planJob, runJob, type JobPlan } from './runner';
 import { ProblemError, type JobService, type ModelSummary } from './service';
 import { JobStore } from './store';
 
@@ -227,20 +227,12 @@ export class JobManager implements JobService {
             : 'source.path',
       ),
     );
-    const target = {
-      frames: plan.frameCount,
-      width: plan.width,
-      height: plan.height,
-      startFrame: plan.startFrame,
-      fps: plan.info.video.fps,
-      sourceWidth: plan.outWidth,
-      sourceHeight: plan.outHeight,
-    };
-    if (mask) await checkMask({ kind: 'file', path: mask.path }, target).catch(asMediaProblem(() => 'mask.path'));
-    // A box too small to cover a pixel at the working size used to fail only when the job ran.
-    if (request.mask.type === 'box') {
-      const { x, y, w, h } = request.mask;
-      await checkMask({ kind: 'box', x, y, w, h }, target).catch(asMediaProblem(() => 'mask'));
+    // A matte that does not fit, or a box too small to cover a pixel at the working size, is refused now rather
+    // than failing when the job runs.
+    const maskSpec = maskSpecOf(request.mask);
+    if (maskSpec) {
+      const field = maskSpec.kind === 'file' ? 'mask.path' : 'mask';
+      await checkMask(maskSpec, maskTarget(plan)).catch(asMediaProblem(() => field));
     }
     // A second job writing the same file would collide at rename time; refuse it now.
     const clash = [...this.jobs.values()].find(

@@ -8,7 +8,7 @@ import type { MaskBatch } from '../diffusion/images';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
-import { loadMask } from '../media/mask-input';
+import { loadMask, type MaskSpec, type MaskTarget } from '../media/mask-input';
 import { checkNotAnInput, checkOutputTarget, inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
 import { selectFrames, type FrameSelection } from '../media/frame-times';
@@ -56,6 +56,26 @@ export interface RunContext {
   onWarning?(w: string): void;
   /** Set by the runner: cancels what is running now. */
   cancelHook?: { cancel(): void };
+}
+
+/** The job's box or file mask as media/mask-input.ts takes it; undefined for none and for the automatic mask. */
+export function maskSpecOf(mask: JobRequest['mask']): MaskSpec | undefined {
+  if (mask.type === 'box') return { kind: 'box', x: mask.x, y: mask.y, w: mask.w, h: mask.h };
+  if (mask.type === 'file') return { kind: 'file', path: mask.path };
+  return undefined;
+}
+
+/** What a matte must match for this plan: the frames, the working size, the rate and the source's display size. */
+export function maskTarget(plan: JobPlan): MaskTarget {
+  return {
+    frames: plan.frameCount,
+    width: plan.width,
+    height: plan.height,
+    startFrame: plan.startFrame,
+    fps: plan.info.video.fps,
+    sourceWidth: plan.outWidth,
+    sourceHeight: plan.outHeight,
+  };
 }
 
 export function defaultStrength(req: JobRequest): number {
@@ -310,23 +330,8 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   const checkTarget = () => checkWriteTarget(req, plan);
   checkTarget();
   progress.stage('decoding', 0.01);
-  const maskSpec = req.mask.type === 'box' || req.mask.type === 'file' ? req.mask : undefined;
-  const fullMask: MaskBatch | undefined = maskSpec
-    ? await loadMask(
-        maskSpec.type === 'box'
-          ? { kind: 'box', x: maskSpec.x, y: maskSpec.y, w: maskSpec.w, h: maskSpec.h }
-          : { kind: 'file', path: maskSpec.path },
-        {
-          frames: plan.frameCount,
-          width: plan.width,
-          height: plan.height,
-          startFrame: plan.startFrame,
-          fps: plan.info.video.fps,
-          sourceWidth: plan.outWidth,
-          sourceHeight: plan.outHeight,
-        },
-      )
-    : undefined;
+  const maskSpec = maskSpecOf(req.mask);
+  const fullMask: MaskBatch | undefined = maskSpec ? await loadMask(maskSpec, maskTarget(plan)) : undefined;
 
   // Full-resolution compositing (full-res.ts): the encoder gets display-size frames built from the source's pixels.
   const full = (req.output?.composite ?? 'full') === 'full';
