@@ -2,6 +2,7 @@
 // clips are kept between runs under the bench folder, because the 1080p ones take a while to encode.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { renameIntoPlace } from '../config/atomic-rename';
 import { ffmpegPath, makeTestClip, probeMedia, type Rational } from '../media';
 import { lastLines, run } from '../media/process';
 import { generateOracle } from '../models/generate/oracle';
@@ -67,7 +68,7 @@ export async function ensureClip(dir: string, c: ClipSpec): Promise<string> {
     codec: 'h264',
     content: 'moving-square',
   });
-  fs.renameSync(tmp, file);
+  await renameIntoPlace(tmp, file);
   return file;
 }
 
@@ -105,6 +106,6 @@ export async function ensureLoopedClip(dir: string, c: ClipSpec, times: number):
     // Some ffmpeg builds drop or duplicate a frame at the joins; encode the long clip directly then.
     return ensureClip(dir, { ...c, frames });
   }
-  fs.renameSync(tmp, file);
+  await renameIntoPlace(tmp, file);
   return file;
 }

@@ -9,7 +9,7 @@ import { mediaProblem } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
 import { ProblemError } from '../jobs/service';
 import { MediaError } from '../media/binaries';
-import { inputClash } from '../media/output-target';
+import { checkFfmpegPaths, inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
@@ -116,6 +116,8 @@ export async function runEdit(argv: string[]): Promise<number> {
 
   let media: MediaInfo;
   try {
+    // Windows: a clip path too long for the ffprobe in use is said as that, not as a file ffprobe cannot find.
+    checkFfmpegPaths({ source: input });
     media = await probeMedia(input);
   } catch (err) {
     if (err instanceof MediaError) throw new CliError(err.message, 1);
@@ -150,6 +152,12 @@ export async function runEdit(argv: string[]): Promise<number> {
   // Before the model loads: -o naming the clip itself (or its matte) would destroy it, --overwrite or not.
   const clash = inputClash(output, { source: input, mask: mask?.type === 'file' ? mask.path : undefined });
   if (clash) throw new CliError(cliWording(clash));
+  try {
+    checkFfmpegPaths({ source: input, mask: mask?.type === 'file' ? mask.path : undefined, output });
+  } catch (err) {
+    if (err instanceof MediaError) throw new CliError(err.message);
+    throw err;
+  }
   const parsed = JobRequest.safeParse({
     source: { path: input, in: inSec ?? 0, out: outSec ?? clipSec },
     prompt: values.prompt,

@@ -9,10 +9,11 @@ import type { Health, Job, JobEvent, JobProgress, JobRequest } from '../api/sche
 import { CanceledError } from '../editing/types';
 import { ffmpegPath, ffprobePath, MediaError } from '../media/binaries';
 import { checkMask } from '../media/mask-input';
-import { checkNotAnInput, checkOutputTarget } from '../media/output-target';
+import { checkFfmpegPaths, checkNotAnInput, checkOutputTarget } from '../media/output-target';
 import { probeMedia } from '../media/probe';
 import { extractStill } from '../media/still';
 import type { PipelineWorker } from '../worker/pipeline-worker';
+import { removeQuietly } from '../config/atomic-rename';
 import { makePrivateDir, PRIVATE_DIR_MODE } from '../config/private-dir';
 import { InversionCache } from '../store/inversion-cache';
 import { partialMattePrefix } from './matte-output';
@@ -215,6 +216,20 @@ export class JobManager implements JobService {
       } catch (err) {
         asMediaProblem(() => (out.path ? 'output.path' : 'output.folder'))(err);
       }
+    }
+    // Windows: a path ffmpeg cannot open (MAX_PATH) is refused now, before the probe that would fail on it.
+    try {
+      checkFfmpegPaths({ source: request.source.path, mask: mask?.path, output: outputPath });
+    } catch (err) {
+      asMediaProblem((e) =>
+        e.file === request.source.path
+          ? 'source.path'
+          : e.file === mask?.path
+            ? 'mask.path'
+            : out?.path
+              ? 'output.path'
+              : 'output.folder',
+      )(err);
     }
     const plan: JobPlan = await planJob(request, this.o.worker.info, outputPath).catch(
       asMediaProblem((e) =>
@@ -540,8 +555,9 @@ export function removePartialOutputs(outputPath: string): void {
   }
   const mattePrefix = partialMattePrefix(outputPath);
   for (const name of names) {
-    if (name.startsWith(prefix) && name.endsWith(ext)) fs.rmSync(path.join(dir, name), { force: true });
+    // Best effort: a leftover that Windows still holds open is tried again at the next start, not a failed start.
+    if (name.startsWith(prefix) && name.endsWith(ext)) removeQuietly(path.join(dir, name));
     // A matte sequence's hidden temp folder (jobs/matte-output.ts).
-    if (name.startsWith(mattePrefix)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+    if (name.startsWith(mattePrefix)) removeQuietly(path.join(dir, name), { recursive: true });
   }
 }

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { removeQuietly, renameIntoPlaceSync } from '../config/atomic-rename';
 import { resizeMask } from '../editing/masks/mask-ops';
 import { encodePng } from '../media/png';
 
@@ -98,12 +99,20 @@ export class MatteSequenceWriter {
       this.abort();
       throw new Error(`${problem}; the matte was discarded.`);
     }
-    if (fs.existsSync(this.dir)) fs.rmSync(this.dir, { recursive: true });
-    fs.renameSync(this.tmp, this.dir);
+    // Windows cannot rename a folder over another, so an earlier matte (allowed by overwrite) goes first; Node tries
+    // its removal again while a viewer or scanner holds one of its images (maxRetries, recursive removal only).
+    if (fs.existsSync(this.dir)) fs.rmSync(this.dir, { recursive: true, maxRetries: 5, retryDelay: 50 });
+    try {
+      renameIntoPlaceSync(this.tmp, this.dir);
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
     return this.pattern;
   }
 
   abort(): void {
-    fs.rmSync(this.tmp, { recursive: true, force: true });
+    // Called on the way out of a failed job: a folder still held open must not replace the job's own error.
+    removeQuietly(this.tmp, { recursive: true });
   }
 }

@@ -9,7 +9,7 @@ import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
 import { loadMask, type MaskSpec, type MaskTarget } from '../media/mask-input';
-import { checkNotAnInput, checkOutputTarget, inputClash } from '../media/output-target';
+import { checkFfmpegPaths, checkNotAnInput, checkOutputTarget, inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
 import { selectFrames, type FrameSelection } from '../media/frame-times';
 import { workingSize } from '../media/working-size';
@@ -92,7 +92,11 @@ export function defaultOutputPath(req: JobRequest, jobId: string, rendersDir: st
   if (req.output?.path) return path.resolve(req.output.path);
   let base = path.basename(req.source.path).replace(/\.[^.]+$/, '');
   // A long source name must still leave room for the job id and the engine's temporary names (255 bytes a name).
-  while (Buffer.byteLength(base) > 120) base = base.slice(0, -1);
+  // Cut whole characters: half of a surrogate pair (an emoji, rarer CJK) would name the file with U+FFFD on disk while
+  // the job records the lone half, so the path reported back and the temp-file sweep would miss the real file.
+  const chars = Array.from(base);
+  while (Buffer.byteLength(chars.join('')) > 120) chars.pop();
+  base = chars.join('');
   const folder = req.output?.folder ? path.resolve(req.output.folder) : rendersDir;
   return path.join(folder, `${base}.reshoot-${jobId}${ext}`);
 }
@@ -224,6 +228,12 @@ export async function planJob(
 
 /** Where a result may be written (media/output-target.ts), resolved through links as the file system is now. */
 function checkWriteTarget(req: JobRequest, plan: JobPlan): void {
+  // Windows: the ffmpeg in use may have changed since the job was queued (FFMPEG_PATH, an engine restart).
+  checkFfmpegPaths({
+    source: req.source.path,
+    mask: req.mask.type === 'file' ? req.mask.path : undefined,
+    output: plan.outputPath,
+  });
   checkNotAnInput(plan.outputPath, {
     source: req.source.path,
     mask: req.mask.type === 'file' ? req.mask.path : undefined,

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Job } from '../api/schemas';
+import { removeQuietly, renameIntoPlaceSync } from '../config/atomic-rename';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 
 export class JobStore {
@@ -14,7 +15,12 @@ export class JobStore {
     const file = path.join(this.dir, `${job.id}.json`);
     const tmp = `${file}.partial-${process.pid}`;
     fs.writeFileSync(tmp, JSON.stringify(job, null, 1), { mode: PRIVATE_FILE_MODE });
-    fs.renameSync(tmp, file);
+    try {
+      renameIntoPlaceSync(tmp, file);
+    } catch (err) {
+      removeQuietly(tmp);
+      throw err;
+    }
   }
 
   /** Forgets a job's record (never its result file); a record that cannot be removed is simply loaded again later. */
@@ -32,7 +38,8 @@ export class JobStore {
     for (const name of fs.readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
       if (name.includes('.partial-')) {
-        fs.rmSync(file, { force: true });
+        // A leftover still held open (Windows) is swept at the next start; it must not stop this one.
+        removeQuietly(file);
         continue;
       }
       if (!name.endsWith('.json')) continue;

@@ -4,9 +4,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { access, open, realpath, stat, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import { RenameRetryError, renameIntoPlace } from '../config/atomic-rename';
 import { ImageBatch, toRgb24 } from '../diffusion/images';
 import { ffmpegPath } from './binaries';
 import { MediaError } from './errors';
@@ -431,9 +432,17 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
         throw e;
       }
       try {
-        await rename(tempPath, output);
+        await renameIntoPlace(tempPath, output);
       } catch (e) {
         state = 'done';
+        // On Windows a rename that another program kept failing (RenameRetryError, which says what holds the file)
+        // leaves a finished result: it stays under its hidden temp name for the user to rename, not deleted.
+        if (e instanceof RenameRetryError)
+          throw new MediaError(
+            'output-not-writable',
+            `${e.message} The finished result is kept as ${tempPath}; rename it to ${basename(output)} once nothing holds the files.`,
+            { file: output, cause: e },
+          );
         await removeTemp();
         throw new MediaError(
           'output-not-writable',

@@ -16,6 +16,7 @@ export type MediaErrorCode =
   | 'output-exists'
   | 'output-not-writable'
   | 'output-not-allowed'
+  | 'path-too-long'
   | 'disk-full';
 
 export class MediaError extends Error {

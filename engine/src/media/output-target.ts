@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { configDir, dataDir, modelsDir } from '../config/paths';
+import { ffmpegSelection, type FfmpegVersion, type ToolChoice } from './binaries';
 import { MediaError } from './errors';
 
 export const VIDEO_EXTENSIONS = ['.mp4', '.m4v', '.mov'] as const;
@@ -361,5 +362,100 @@ function sequenceImage(
     const img = statOf(path.join(dir, name), true);
     if (img && out.ino !== 0n && img.dev === out.dev && img.ino === out.ino)
       refuse(what, `the same file as ${path.join(dir, name)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Windows paths of MAX_PATH (260 UTF-16 units, the terminating NUL included) or more. Node opens them itself (it
+// adds the \\?\ prefix), so the job store, the caches and the matte sequence are fine; ffmpeg and ffprobe get the
+// paths as arguments and open them with their own code. FFmpeg adds the prefix to long paths from release 5.1 on
+// (libavutil/wchar_filename.h, get_extended_win32_path(), used by file_open.c's win32_open; merged in spring 2022,
+// after 5.0): older builds fail such a path with "No such file or directory" after the job has queued, or while
+// writing the result. The bundled Windows ffmpeg (@ffmpeg-installer/win32-x64 4.1.0) is a Zeranoe git build of
+// 2018-12-17 (f22fcd4), so it cannot; the bundled ffprobe (@ffprobe-installer/win32-x64 5.1.0, a gyan.dev build of
+// 2023-02-13) can. So on Windows a job whose paths are too long for the tools in use is refused before it starts.
+
+/** Windows' MAX_PATH: a path this long or longer (in UTF-16 units) opens only with the \\?\ prefix. */
+export const WINDOWS_MAX_PATH = 260;
+
+/** Whether an ffmpeg build opens paths longer than MAX_PATH on Windows: a release ≥ 5.1 or a git build from 2023 on. */
+export function opensLongWindowsPaths(v: FfmpegVersion | undefined): boolean {
+  if (!v) return false;
+  if (v.kind === 'release') return v.major! > 5 || (v.major === 5 && v.minor! >= 1);
+  // Master had the change by May 2022; a 2022 build cannot be placed before or after it by its year alone.
+  return v.kind === 'git' && v.year !== undefined && v.year >= 2023;
+}
+
+export interface FfmpegPathsOptions {
+  /** Default process.platform: only 'win32' is checked. */
+  platform?: NodeJS.Platform;
+  /** The ffmpeg and ffprobe in use; default ffmpegSelection() (asked only when a path is long). */
+  tools?: () => { ffmpeg: ToolChoice; ffprobe: ToolChoice };
+}
+
+/** What a job hands ffmpeg and ffprobe: the clip, a file mask (or a sequence pattern), the result. */
+export interface FfmpegPaths {
+  source: string;
+  mask?: string;
+  output?: string;
+}
+
+/** A path as Windows sees it, and whether it already carries the prefix that lifts MAX_PATH. */
+function windowsLength(p: string): { full: string; extended: boolean } {
+  if (/^[\\/][\\/][?.][\\/]/.test(p)) return { full: p, extended: true };
+  return { full: path.win32.resolve(p), extended: false };
+}
+
+/**
+ * Throws MediaError 'path-too-long' on Windows when one of a job's paths is MAX_PATH or longer and the ffmpeg or
+ * ffprobe that opens it is older than FFmpeg 5.1, naming the path, the tool and what to do. The output counts with
+ * the hidden temporary name ffmpeg writes beside it (media/encode.ts partialPath), the longest name it opens there.
+ * Does nothing elsewhere, nor when the tools cannot be determined (that is reported as ffmpeg-missing, by them).
+ */
+export function checkFfmpegPaths(paths: FfmpegPaths, o: FfmpegPathsOptions = {}): void {
+  if ((o.platform ?? process.platform) !== 'win32') return;
+  type Opener = 'ffmpeg' | 'ffprobe';
+  const items: { file: string; opened: string; what: string; by: Opener[] }[] = [];
+  items.push({ file: paths.source, opened: paths.source, what: 'the source clip', by: ['ffprobe', 'ffmpeg'] });
+  if (paths.mask) {
+    // A PNG sequence pattern (matte_%06d.png) is opened with its frame numbers filled in.
+    const opened = paths.mask.replace(/%0?(\d*)d/, (_m, w: string) => '0'.repeat(Math.max(1, Number(w) || 1)));
+    items.push({ file: paths.mask, opened, what: 'the matte', by: ['ffprobe', 'ffmpeg'] });
+  }
+  if (paths.output) {
+    const w = path.win32;
+    const ext = w.extname(paths.output);
+    const temp = w.join(
+      w.dirname(w.resolve(paths.output)),
+      `.${w.basename(paths.output, ext)}.partial-${process.pid}-12345678${ext}`,
+    );
+    items.push({ file: paths.output, opened: temp, what: 'the result (with its temporary name)', by: ['ffmpeg'] });
+  }
+  const long = items
+    .map((item) => ({ ...item, ...windowsLength(item.opened) }))
+    .filter((item) => !item.extended && item.full.length >= WINDOWS_MAX_PATH);
+  if (long.length === 0) return;
+  let tools: { ffmpeg: ToolChoice; ffprobe: ToolChoice };
+  try {
+    tools = (o.tools ?? ffmpegSelection)();
+  } catch {
+    return;
+  }
+  for (const item of long) {
+    const tool = item.by
+      .map((t) => ({ name: t, choice: tools[t] }))
+      .find((t) => !opensLongWindowsPaths(t.choice.parsed));
+    if (!tool) continue;
+    const bundled = tool.choice.source === 'bundled' ? 'the bundled ' : '';
+    throw new MediaError(
+      'path-too-long',
+      `${item.file} is too long for ${bundled}${tool.name} (${tool.choice.path}, version ${tool.choice.version}): ` +
+        `${item.what} is ${item.full.length} characters as ffmpeg opens it, and Windows opens paths of ` +
+        `${WINDOWS_MAX_PATH} characters or more only for programs that ask for it, which FFmpeg does from release 5.1 on. ` +
+        'Shorten the path (a folder nearer the top of the drive, shorter folder or file names), or install FFmpeg 5.1 ' +
+        'or later (ffmpeg and ffprobe from one build, e.g. `winget install ffmpeg`) and set FFMPEG_PATH and ' +
+        'FFPROBE_PATH to their full paths.',
+      { file: item.file },
+    );
   }
 }

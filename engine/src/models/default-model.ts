@@ -2,6 +2,7 @@
 // fresh machine. It is written once into the models folder and rewritten when its generator version changes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { renameIntoPlaceSync } from '../config/atomic-rename';
 import { modelsDir } from '../config/paths';
 import { generateOracle } from './generate/oracle';
 
@@ -16,9 +17,10 @@ export function ensureOracleModel(dir = path.join(modelsDir(), DEFAULT_MODEL)): 
   fs.rmSync(tmp, { recursive: true, force: true });
   generateOracle(tmp);
   fs.writeFileSync(path.join(tmp, '.reshoot-generated'), ORACLE_VERSION);
-  fs.rmSync(dir, { recursive: true, force: true });
+  // Windows renames no folder over another, so the old one goes first (Node retries while a scanner holds a file).
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   fs.mkdirSync(path.dirname(dir), { recursive: true });
-  fs.renameSync(tmp, dir);
+  renameIntoPlaceSync(tmp, dir);
   return dir;
 }
 

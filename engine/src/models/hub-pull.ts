@@ -4,6 +4,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { renameIntoPlace } from '../config/atomic-rename';
 
 export interface PullProgress {
   file: string;
@@ -450,7 +451,7 @@ async function downloadFile(
       );
     }
   }
-  await fsp.rename(incomplete, finalPath);
+  await renameIntoPlace(incomplete, finalPath);
   return { downloaded, resumed };
 }
 
@@ -496,7 +497,7 @@ async function preparePartial(ctx: Ctx, commit: string, wanted: TreeEntry[]): Pr
   }
   const next: PullState = { repoId: ctx.repoId, commit, oids: Object.fromEntries(wanted.map((e) => [e.path, e.oid])) };
   await fsp.writeFile(statePath + '.tmp', JSON.stringify(next, null, 1));
-  await fsp.rename(statePath + '.tmp', statePath);
+  await renameIntoPlace(statePath + '.tmp', statePath);
   return { resumed, complete };
 }
 
@@ -521,18 +522,19 @@ async function pruneUnexpected(root: string, keep: Set<string>, rel = ''): Promi
 /** Replaces destDir with the completed folder; an older pull is moved aside first and restored if the swap fails. */
 async function swapInto(partialDir: string, destDir: string): Promise<void> {
   if ((await statKind(destDir)) === undefined) {
-    await fsp.rename(partialDir, destDir);
+    await renameIntoPlace(partialDir, destDir);
     return;
   }
   const aside = `${destDir}.old-${process.pid}-${Date.now()}`;
-  await fsp.rename(destDir, aside);
+  await renameIntoPlace(destDir, aside);
   try {
-    await fsp.rename(partialDir, destDir);
+    await renameIntoPlace(partialDir, destDir);
   } catch (e) {
-    await fsp.rename(aside, destDir).catch(() => undefined);
+    await renameIntoPlace(aside, destDir).catch(() => undefined);
     throw e;
   }
-  await fsp.rm(aside, { recursive: true, force: true });
+  // The new model is in place: an old file still held open (Windows) leaves the aside folder behind, not a failed pull.
+  await fsp.rm(aside, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }).catch(() => undefined);
 }
 
 async function checkFreeSpace(ctx: Ctx, needed: number): Promise<void> {

@@ -12,6 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { removeQuietly, renameIntoPlaceSync } from '../config/atomic-rename';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 import { findAttentionSites, type AttentionSites } from './attention-sites';
 import { encodeGraph, externalLocations, graphIdentity, readGraphFile } from './graph-file';
@@ -182,9 +183,9 @@ function writeAtomic(target: string, data: Uint8Array | string): void {
   const temp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     fs.writeFileSync(temp, data, { mode: PRIVATE_FILE_MODE });
-    fs.renameSync(temp, target);
+    renameIntoPlaceSync(temp, target);
   } catch (err) {
-    fs.rmSync(temp, { force: true });
+    removeQuietly(temp);
     throw err;
   }
 }

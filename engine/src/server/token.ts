@@ -2,6 +2,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { removeQuietly, renameIntoPlaceSync } from '../config/atomic-rename';
 
 const TOKEN_FILE = 'token';
 const MIN_TOKEN_CHARS = 16;
@@ -34,15 +35,16 @@ export function loadOrCreateToken(configDir: string): string {
         const theirs = readToken(file);
         if (theirs !== undefined) return theirs;
         // An empty file we are replacing anyway.
-        fs.renameSync(tmp, file);
+        renameIntoPlaceSync(tmp, file);
         return token;
       }
       // File systems without hard links (FAT, some network shares).
-      fs.renameSync(tmp, file);
+      renameIntoPlaceSync(tmp, file);
     }
     return token;
   } finally {
-    fs.rmSync(tmp, { force: true });
+    // After a link the temp name is still there; a Windows scanner holding it must not cost the token just made.
+    removeQuietly(tmp);
   }
 }
 

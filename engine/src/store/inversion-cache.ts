@@ -5,6 +5,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { removeQuietly, renameIntoPlaceSync } from '../config/atomic-rename';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 import type { InvertedTrajectory } from '../editing/types';
 
@@ -87,8 +88,9 @@ export class InversionCache {
       }
       return sourceSteps ? { ...rest, latents, sourceSteps } : { ...rest, latents };
     } catch {
-      // A damaged entry (e.g. the engine died while an older version wrote it) is a miss, not an error.
-      fs.rmSync(file, { force: true });
+      // A damaged entry (e.g. the engine died while an older version wrote it) is a miss, not an error; so is one
+      // that cannot be removed yet (Windows: still held open), which the next put overwrites.
+      removeQuietly(file);
       return undefined;
     }
   }
@@ -128,12 +130,17 @@ export class InversionCache {
       } finally {
         fs.closeSync(fd);
       }
-      fs.renameSync(tmp, file);
+      renameIntoPlaceSync(tmp, file);
     } catch (err) {
-      fs.rmSync(tmp, { force: true });
+      removeQuietly(tmp);
       throw err;
     }
-    this.evict();
+    // Stored: what eviction cannot remove now (Windows: held open) is tried again at the next put.
+    try {
+      this.evict();
+    } catch {
+      // Over budget until the next put, not a lost entry.
+    }
   }
 
   /** Bytes in use, after removing stale temp files. */
@@ -146,11 +153,17 @@ export class InversionCache {
     for (const name of fs.readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
       if (name.includes('.partial-')) {
-        fs.rmSync(file, { force: true });
+        // A temp file still held open (Windows) is swept next time; it must not stop the engine starting.
+        removeQuietly(file);
         continue;
       }
       if (!name.endsWith('.traj')) continue;
-      const st = fs.statSync(file);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(file);
+      } catch {
+        continue; // removed meanwhile (another engine evicting)
+      }
       out.push({ file, size: st.size, mtimeMs: st.mtimeMs });
     }
     return out;
@@ -161,7 +174,7 @@ export class InversionCache {
     let total = 0;
     for (const e of entries) {
       total += e.size;
-      if (total > this.maxBytes) fs.rmSync(e.file, { force: true });
+      if (total > this.maxBytes) removeQuietly(e.file);
     }
   }
 }
