@@ -7,7 +7,7 @@
 //   0  api, diffusion, config, version.ts   the job contract, the numeric core, where the engine keeps its files.
 //                                            config sits here because media, models, store and jobs all need the
 //                                            data folder and it imports nothing of the engine itself.
-//   1  onnx, media, flow                    graph rewriting, ffmpeg, optical flow
+//   1  onnx, media, flow, service           graph rewriting, ffmpeg, optical flow, the login service files
 //   2  models                               sessions, tokenizer, model folders; models/generate (the oracle and
 //                                            tiny-SD generators) belongs here: default-model.ts builds the oracle
 //                                            model on first use, and it needs nothing above models.
@@ -23,7 +23,7 @@
 
 const LAYERS = [
   ['api', 'diffusion', 'config', 'version.ts'],
-  ['onnx', 'media', 'flow'],
+  ['onnx', 'media', 'flow', 'service'],
   ['models'],
   ['editing'],
   ['store'],

@@ -59,6 +59,8 @@ export interface EngineClientOptions {
 }
 
 export const START_COMMAND = 'npx reshoot serve';
+/** Registers the engine to start at every login of this user (systemd user unit, LaunchAgent, scheduled task). */
+export const SERVICE_COMMAND = 'npx reshoot service install';
 
 export class EngineClient {
   readonly baseUrl: string;
@@ -238,7 +240,7 @@ export function toEngineError(e: unknown, baseUrl: string): EngineError {
     'unreachable',
     0,
     'Engine not running',
-    `nothing answers at ${baseUrl}. Start it in a terminal: ${START_COMMAND}`,
+    `nothing answers at ${baseUrl}. Start it in a terminal: ${START_COMMAND}, or have it start at every login: ${SERVICE_COMMAND}`,
   );
 }
 

@@ -1,7 +1,7 @@
 // Is the engine there, and can we talk to it? Checked at start, on Retry, every few seconds while it is not, and
 // now and then while it is (so a stopped engine shows up before the next click fails).
 import type { Health } from '../../../engine/src/api/schemas';
-import { EngineClient, EngineError, START_COMMAND } from '../engine-client';
+import { EngineClient, EngineError, SERVICE_COMMAND, START_COMMAND } from '../engine-client';
 import type { Host } from '../host/host';
 import { button, fill, h, richText } from './dom';
 import { describeError } from './errors';
@@ -197,7 +197,14 @@ export class EngineStatus {
         fill(
           this.text,
           h('div', { class: 'status-title', text: 'Engine not running' }),
-          h('div', { class: 'status-detail' }, richText(`Start it in a terminal: \`${START_COMMAND}\``)),
+          h(
+            'div',
+            { class: 'status-detail' },
+            // A terminal left open is what editors forget; the service starts the engine at every login instead.
+            richText(
+              `Start it in a terminal: \`${START_COMMAND}\`, or have it start at every login: \`${SERVICE_COMMAND}\``,
+            ),
+          ),
         );
         break;
       case 'error':
