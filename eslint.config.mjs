@@ -69,6 +69,27 @@ export default tseslint.config(
     },
   },
   {
+    // The engine loads ONNX Runtime through models/ort.ts only: it removes Node 24's Float16Array first (see
+    // models/float16-guard.ts), which fp16 models need in every thread; so do the tests and scripts, which run on
+    // Node 24 in CI. Type-only imports are harmless.
+    files: ['engine/src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts'],
+    ignores: ['engine/src/models/ort.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: 'onnxruntime-node',
+              message: 'Import ONNX Runtime from engine/src/models/ort.ts (it applies the Node 24 float16 guard).',
+              allowTypeImports: true,
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['panel/**/*.ts', 'test/e2e/fixtures/**/*.mts'],
     languageOptions: {
       parserOptions: { project: ['./panel/tsconfig.json'], tsconfigRootDir },

@@ -84,6 +84,22 @@ d('reshoot doctor as a child process', () => {
     const j: unknown = JSON.parse(r.stdout);
     expect(j).toEqual({
       ok: true,
+      node: { version: process.versions.node, tested: true, platform: `${process.platform}-${process.arch}` },
+      onnxRuntime: {
+        ok: true,
+        version: expect.stringMatching(/^1\.\d+\.\d+$/) as unknown,
+        backends: expect.arrayContaining([{ name: 'cpu', bundled: true }]) as unknown,
+      },
+      gpu: {
+        backends: expect.arrayContaining(['cpu']) as unknown,
+        gpu: expect.any(Array) as unknown,
+      },
+      paths: {
+        config: join(root, 'home', 'config'),
+        token: join(root, 'home', 'config', 'token'),
+        data: join(root, 'home', 'data'),
+        models: join(root, 'home', 'data', 'models'),
+      },
       ffmpeg: { ok: true, path: join(current, 'ffmpeg'), version: '7.1.1', source: 'path', raw: '7.1.1' },
       ffprobe: { ok: true, path: join(current, 'ffprobe'), version: '7.1.1', source: 'path', raw: '7.1.1' },
       why: expect.stringMatching(/^ffmpeg and ffprobe found on PATH: .* both current/) as unknown,
@@ -103,9 +119,27 @@ d('reshoot doctor as a child process', () => {
     expect(j.warnings.join('\n')).toMatch(/brew install ffmpeg/);
   });
 
-  it('text: the paths, versions, sources, why and warnings', () => {
+  it('--json: each GPU provider this build lists is either opened or says why not', () => {
+    const r = reshoot(['doctor', '--json'], { PATH: `${current}:${process.env.PATH ?? ''}` });
+    const j = JSON.parse(r.stdout) as DoctorJson;
+    const gpu = j.gpu as { backends: string[]; gpu: { name: string; usable: boolean; note: string }[] };
+    // This machine has no GPU: every listed GPU backend must appear, none usable, each with its reason.
+    const listed = gpu.backends.map((b) => b.split(' ')[0]).filter((n) => n !== 'cpu' && n !== 'tensorrt');
+    expect(gpu.gpu.map((g) => g.name).sort()).toEqual(listed.sort());
+    for (const g of gpu.gpu) {
+      expect(g.usable).toBe(false);
+      expect(g.note.length).toBeGreaterThan(10);
+    }
+    expect(r.stderr).toBe('');
+  });
+
+  it('text: node, ONNX Runtime, GPU, paths, then the ffmpeg pair, why and warnings', () => {
     const r = reshoot(['doctor'], { PATH: old, FFMPEG_PATH: join(current, 'ffmpeg') });
     expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`node     ${process.versions.node} on ${process.platform}-${process.arch}\n`);
+    expect(r.stdout).toMatch(/^onnx {5}ONNX Runtime 1\.\d+\.\d+; backends cpu, /m);
+    expect(r.stdout).toMatch(/^gpu {6}webgpu: not usable \(.+\)$/m);
+    expect(r.stdout).toContain(`token    ${join(root, 'home', 'config', 'token')}\n`);
     expect(r.stdout).toContain(`ffmpeg   ${join(current, 'ffmpeg')}\n         version 7.1.1; from FFMPEG_PATH\n`);
     expect(r.stdout).toContain(`ffprobe  ${join(current, 'ffprobe')}\n         version 7.1.1; beside FFMPEG_PATH\n`);
     expect(r.stdout).toMatch(/\nwhy {6}FFMPEG_PATH is set and used as given; ffprobe was found beside it/);
@@ -132,7 +166,7 @@ d('reshoot doctor as a child process', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/reshoot: .*bogus/);
     const help = reshoot(['help'], { PATH: current });
-    expect(help.stdout).toMatch(/reshoot doctor \[--json\]/);
+    expect(help.stdout).toMatch(/reshoot doctor \[--json\] \[--no-gpu\]/);
   });
 
   it('reshoot models check names the ffmpeg in use in one line', () => {
@@ -168,7 +202,7 @@ d('doctor in-process', () => {
     resetFfmpegSelection();
     const out: string[] = [];
     jest.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
-    expect(await runDoctor(['--json'])).toBe(0);
+    expect(await runDoctor(['--json', '--no-gpu'])).toBe(0);
     expect(out).toHaveLength(1);
     expect((JSON.parse(out[0]) as DoctorJson).ffprobe).toMatchObject({
       path: join(current, 'ffprobe'),
@@ -179,9 +213,15 @@ d('doctor in-process', () => {
 
   it('text and the models line say when a tool is not usable', () => {
     const s = inspectFfmpeg({ env: { PATH: current, FFPROBE_PATH: '/nonexistent/ffprobe' } });
-    const report = doctorReport(s);
+    const report = doctorReport({ ffmpeg: s, onnxRuntime: { ok: true, version: '1.30.0', backends: [] } });
     expect(report.ok).toBe(false);
     expect(doctorText(report)).toMatch(/^ffprobe {2}NOT USABLE: FFPROBE_PATH points to \/nonexistent\/ffprobe/m);
+    const noRuntime = doctorReport({
+      ffmpeg: inspectFfmpeg({ env: { PATH: current } }),
+      onnxRuntime: { ok: false, problem: 'ONNX Runtime 1.30.0 has no build for macOS on an Intel processor.' },
+    });
+    expect(noRuntime.ok).toBe(false);
+    expect(doctorText(noRuntime)).toMatch(/^onnx {5}NOT USABLE: ONNX Runtime 1\.30\.0 has no build for macOS/m);
     expect(ffmpegLine(s)).toMatch(/^ffmpeg 7\.1\.1 \[path\] .*; ffprobe not usable \(FFPROBE_PATH points to/);
     const bundled = inspectFfmpeg({ env: { PATH: old } });
     expect(ffmpegLine(bundled)).toMatch(

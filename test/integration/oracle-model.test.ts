@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { buildClipVocab, PROMPT_WORDS } from '../../engine/src/models/generate/clip-vocab';
 import { WeightRng } from '../../engine/src/models/generate/onnx-builder';

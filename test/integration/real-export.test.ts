@@ -4,7 +4,7 @@
 // identical constants into Identity nodes), and the deterministic VAE encoder mean.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { findAttentionSites, type AttentionSite } from '../../engine/src/onnx/attention-sites';
 import { FEATURE_TAP_OUTPUT, featureTap } from '../../engine/src/onnx/passes/feature-tap';

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { fromHalf, toHalf } from '../../engine/src/diffusion/half';
 import {

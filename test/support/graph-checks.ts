@@ -2,7 +2,7 @@
 // intermediate tensors, the neutral feeds of a pass's ports, attention computed by hand, and the attention sites
 // diffusers builds from a UNet config — the independent truth the discovered sites are compared with.
 import * as fs from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { toHalf } from '../../engine/src/diffusion/half';
 import type { InputPort } from '../../engine/src/onnx/pass';

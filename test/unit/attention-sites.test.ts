@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { findAttentionSites, type AttentionSite } from '../../engine/src/onnx/attention-sites';
 import { GraphBuilder, WeightRng, elemTypeCode } from '../../engine/src/models/generate/onnx-builder';

@@ -1,7 +1,7 @@
 // The feature-tap pass on the output-head shapes exporters write: torch's decomposed GroupNorm (opset < 18) with a
 // data-dependent Reshape, SiLU as x·sigmoid(x), a Cast to fp16 outputs, and the refusals that make the loader fall
 // back to latents — plus constants an exporter routed through Identity nodes, which a walk must not take for data.
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { GraphBuilder } from '../../engine/src/models/generate/onnx-builder';
 import { FEATURE_TAP_OUTPUT, featureTap } from '../../engine/src/onnx/passes/feature-tap';

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { openSession } from '../../engine/src/models/providers';
 import { GRAPH_CACHE_ENTRIES, rewriteGraph } from '../../engine/src/onnx/graph-cache';

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../engine/src/models/ort';
 import { GraphBuilder } from '../../engine/src/models/generate/onnx-builder';
 import { fromHalf, toHalf, floatToHalfBits, halfBitsToFloat } from '../../engine/src/diffusion/half';
 

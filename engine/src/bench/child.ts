@@ -2,11 +2,11 @@
 // life of a process, so only a fresh process per case gives each case its own figure. Runs whole jobs through the
 // same planJob/runJob/PipelineWorker path as the server. Spec as JSON in argv[2]; result as JSON on the last line.
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { JobRequest, type JobRequestInput, type JobResult } from '../api/schemas';
 import { InversionCache } from '../store/inversion-cache';
 import { planJob, runJob } from '../jobs/runner';
-import { openSession, type ProviderName, type SessionSettings } from '../models/providers';
+import type { SessionSettings } from '../models/providers';
+import { probeGpuProviders } from '../models/provider-probe';
 import { PipelineWorker } from '../worker/pipeline-worker';
 
 export interface ChildSpec {
@@ -39,39 +39,10 @@ export interface ChildResult {
   maxRssMb: number;
 }
 
-export interface ProviderProbe {
-  backends: string[];
-  gpu: { name: string; usable: boolean; note: string }[];
-}
-
-async function probeProviders(modelDir: string): Promise<ProviderProbe> {
-  const listed = ort.listSupportedBackends();
-  const gpu: ProviderProbe['gpu'] = [];
-  for (const b of listed) {
-    if (!(['cuda', 'dml', 'coreml', 'webgpu'] as string[]).includes(b.name)) continue;
-    if (!b.bundled) {
-      gpu.push({ name: b.name, usable: false, note: 'not bundled with this onnxruntime-node build' });
-      continue;
-    }
-    const opened = await openSession(path.join(modelDir, 'unet', 'model.onnx'), {
-      providers: [b.name as ProviderName],
-      threads: 1,
-    });
-    await opened.session.release();
-    const usable = opened.provider === b.name;
-    gpu.push({
-      name: b.name,
-      usable,
-      note: usable ? 'session created' : opened.fallbacks.join('; ').replace(/^[a-z]+: /, ''),
-    });
-  }
-  return { backends: listed.map((b) => `${b.name}${b.bundled ? '' : ' (not bundled)'}`), gpu };
-}
-
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '') as ChildSpec;
   if (spec.probeProviders) {
-    console.log(JSON.stringify(await probeProviders(spec.modelDir)));
+    console.log(JSON.stringify(await probeGpuProviders(path.join(spec.modelDir, 'unet', 'model.onnx'))));
     return;
   }
   const t0 = performance.now();

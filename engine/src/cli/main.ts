@@ -1,14 +1,24 @@
 #!/usr/bin/env node
 // The `reshoot` command. Each subcommand lives in its own module; this file only dispatches.
-import { runBenchCommand } from './bench';
-import { runDemo } from './demo';
-import { runDoctor } from './doctor';
-import { runModels } from './models';
-import { runEdit } from './edit';
-import { runEval } from './eval';
-import { runServe } from './serve';
 import { VERSION } from '../version';
+import { onnxRuntimeStatus } from '../models/ort-support';
 import { CliError } from './args';
+
+type Command = (argv: string[]) => Promise<number>;
+
+// Loaded on demand: a command module pulls in ONNX Runtime, whose import throws on a platform it has no build for.
+// Checking first lets `reshoot` say so in one sentence, and keeps doctor, service and help working there.
+const ENGINE_COMMANDS: Record<string, () => Promise<Command>> = {
+  demo: async () => (await import('./demo')).runDemo,
+  models: async () => (await import('./models')).runModels,
+  edit: async () => (await import('./edit')).runEdit,
+  serve: async () => (await import('./serve')).runServe,
+  eval: async () => (await import('./eval')).runEval,
+  bench: async () => (await import('./bench')).runBenchCommand,
+};
+
+/** Exit status when this machine cannot run the engine at all (distinct from usage errors, 2). */
+const UNSUPPORTED_PLATFORM = 3;
 
 const USAGE = `reshoot — prompt-based video editing on a local diffusion engine
 
@@ -22,7 +32,12 @@ Usage:
   reshoot models check DIR [--provider LIST] [--json]
   reshoot models pull REPO_ID [--revision REV] [--dest DIR]
   reshoot bench [--json] [--out FILE] [--sections LIST] [--unet-calls] [--unet-only]
-  reshoot doctor [--json]        which ffmpeg/ffprobe are used, their versions, why, and warnings
+  reshoot service install [--port N] [--model DIR] [--provider LIST] [--threads N]
+                                      start the engine at every login of this user (no admin rights)
+  reshoot service uninstall           stop it and remove what install wrote
+  reshoot service status [--json]
+  reshoot doctor [--json] [--no-gpu]  what this machine can run: Node, ONNX Runtime and the GPU providers that open,
+                                      the ffmpeg/ffprobe used and why, and where the token, data and models are
   reshoot help
 
 Models: "oracle" is the embedded default (generated, no download). A real model is a Stable Diffusion pipeline
@@ -31,20 +46,10 @@ exported to ONNX in the diffusers/optimum layout (optimum-cli export onnx --mode
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
-    case 'demo':
-      return runDemo(rest);
-    case 'models':
-      return runModels(rest);
-    case 'edit':
-      return runEdit(rest);
-    case 'serve':
-      return runServe(rest);
-    case 'eval':
-      return runEval(rest);
-    case 'bench':
-      return runBenchCommand(rest);
     case 'doctor':
-      return runDoctor(rest);
+      return (await import('./doctor')).runDoctor(rest);
+    case 'service':
+      return (await import('./service')).runService(rest);
     case '--version':
     case 'version':
       console.log(VERSION);
@@ -55,9 +60,15 @@ async function main(argv: string[]): Promise<number> {
     case '-h':
       console.log(USAGE);
       return 0;
-    default:
-      throw new CliError(`unknown command "${command}"\n\n${USAGE}`);
   }
+  const load = Object.hasOwn(ENGINE_COMMANDS, command) ? ENGINE_COMMANDS[command] : undefined;
+  if (!load) throw new CliError(`unknown command "${command}"\n\n${USAGE}`);
+  const runtime = await onnxRuntimeStatus();
+  if (!runtime.ok) {
+    console.error(`reshoot: ${runtime.problem}`);
+    return UNSUPPORTED_PLATFORM;
+  }
+  return (await load())(rest);
 }
 
 main(process.argv.slice(2)).then(

@@ -9,7 +9,7 @@
 //   textAlignment    = mean over frames of cos(E(frame t), T(prompt))
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../models/ort';
 import type { ImageBatch } from '../diffusion/images';
 import { ClipTokenizer, idsTensorData } from '../models/tokenizer';
 

@@ -2,7 +2,7 @@
 // machine without the CUDA libraries throws instead of running on CPU. So we try what was asked, then CPU, and
 // always say which provider a session really uses.
 import * as os from 'node:os';
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort';
 
 export const PROVIDERS = ['cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
@@ -51,7 +51,7 @@ export async function openSession(source: string | GraphInMemory, settings: Sess
   for (const provider of wanted) {
     try {
       const options: ort.InferenceSession.SessionOptions = {
-        executionProviders: [provider],
+        ...providerOptions(provider),
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
@@ -78,6 +78,32 @@ export async function openSession(source: string | GraphInMemory, settings: Sess
     }
   }
   throw new Error('unreachable: cpu is always tried');
+}
+
+/** CoreML's flag for the ML Program model format (coreml_provider_factory.h: COREML_FLAG_CREATE_MLPROGRAM). */
+const COREML_FLAG_CREATE_MLPROGRAM = 0x010;
+
+/**
+ * Per-provider settings that matter for SD-size graphs, each from ONNX Runtime's execution-provider documentation:
+ * - dml: "The DirectML execution provider does not support the use of memory pattern optimizations or parallel
+ *   execution in onnxruntime", so both are off (DirectML-ExecutionProvider, Configuration Options).
+ * - coreml: the ML Program format (Core ML 5+, macOS 12+) instead of the older NeuralNetwork format, which lacks ops and
+ *   float16 paths a diffusion UNet uses; `coreMlFlags` is how the Node binding takes it (CoreML-ExecutionProvider,
+ *   and onnxruntime-common's CoreMLExecutionProviderOption).
+ * Not checked on either platform here (no Windows or Mac in CI); `reshoot doctor` shows whether the provider opens.
+ */
+export function providerOptions(provider: ProviderName): Pick<
+  ort.InferenceSession.SessionOptions,
+  'executionProviders' | 'enableMemPattern' | 'executionMode'
+> {
+  switch (provider) {
+    case 'dml':
+      return { executionProviders: ['dml'], enableMemPattern: false, executionMode: 'sequential' };
+    case 'coreml':
+      return { executionProviders: [{ name: 'coreml', coreMlFlags: COREML_FLAG_CREATE_MLPROGRAM }] };
+    default:
+      return { executionProviders: [provider] };
+  }
 }
 
 function firstLine(err: unknown): string {

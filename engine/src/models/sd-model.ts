@@ -3,7 +3,7 @@
 // guessing from the folder name. Every failure at load names the file and what was expected.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort';
 import type { ImageBatch } from '../diffusion/images';
 import { parseSchedulerConfig, type SchedulerConfig } from '../diffusion/scheduler';
 import { dataDir } from '../config/paths';

@@ -1,5 +1,5 @@
 // Typed-tensor plumbing between Float32Array working buffers and whatever dtypes an exported graph declares.
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort';
 import { fromHalf, toHalf } from '../diffusion/half';
 
 export type TensorMeta = { name: string; type: string; shape: ReadonlyArray<number | string> };

@@ -3,7 +3,7 @@
 // of self-attention, say) asks for a variant with its passes, which is rewritten once, cached on disk
 // (onnx/graph-cache.ts) and opened beside the base. Every variant computes the base UNet's output when its extra
 // inputs are at their neutral values, so which session runs a call changes nothing the caller did not ask for.
-import type * as ort from 'onnxruntime-node';
+import type * as ort from './ort';
 import type { AttentionSites } from '../onnx/attention-sites';
 import { rewriteGraph, type PassRequest } from '../onnx/graph-cache';
 import type { Ports } from '../onnx/pass';
