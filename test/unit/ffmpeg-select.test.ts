@@ -2,7 +2,7 @@
 // and small wrapper scripts that answer `-version` with the first line of another build and otherwise exec the
 // bundled binary, standing in for a system pair on PATH or a build named by FFMPEG_PATH / FFPROBE_PATH.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -348,8 +348,9 @@ d('the selection of this process: cached, and chosen again when the environment 
 
 d('the bundled binaries: runnable by every user', () => {
   // The installer packages are replaced by a copy whose binary has the mode under test; the shared node_modules
-  // binaries are never touched.
-  function withBundledProbe(mode: number): FfmpegInspection {
+  // binaries are never touched. `chmodFails` stands for a binary owned by another user (this test may run as root,
+  // who may chmod anything).
+  function withBundledProbe(mode: number, chmodFails = false): { s: FfmpegInspection; file: string } {
     const dir = join(root, `mode${n++}`);
     mkdirSync(dir);
     const file = join(dir, 'ffprobe');
@@ -358,29 +359,47 @@ d('the bundled binaries: runnable by every user', () => {
     let result: FfmpegInspection | undefined;
     jest.isolateModules(() => {
       jest.doMock('@ffprobe-installer/ffprobe', () => ({ path: file }));
+      if (chmodFails) {
+        jest.doMock('node:fs', () => ({
+          ...jest.requireActual<typeof import('node:fs')>('node:fs'),
+          chmodSync: () => {
+            throw Object.assign(new Error('EPERM: operation not permitted'), { code: 'EPERM' });
+          },
+        }));
+      }
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- isolateModules needs a synchronous require
       const b = require('../../engine/src/media/binaries') as typeof import('../../engine/src/media/binaries');
       result = b.inspectFfmpeg({ env: { PATH: '' } });
     });
     jest.dontMock('@ffprobe-installer/ffprobe');
-    return result!;
+    jest.dontMock('node:fs');
+    return { s: result!, file };
   }
 
-  it('0744 works for its owner, with a warning that names the chmod', () => {
-    const s = withBundledProbe(0o744);
+  it('0644 (npm skipped the install scripts): made runnable on first use, and used', () => {
+    const { s, file } = withBundledProbe(0o644);
+    expect(ok(s.ffprobe).path).toBe(file);
+    expect(statSync(file).mode & 0o777).toBe(0o755);
+    expect(s.warnings.join('\n')).not.toMatch(/other users of this machine/);
+  });
+
+  it('0744: widened to 0755 on first use, no warning', () => {
+    const { s, file } = withBundledProbe(0o744);
+    expect(ok(s.ffprobe).path).toBe(file);
+    expect(statSync(file).mode & 0o777).toBe(0o755);
+    expect(s.warnings.join('\n')).not.toMatch(/other users of this machine/);
+  });
+
+  it('0744 owned by someone else: works for its owner, with a warning that names the chmod', () => {
+    const { s } = withBundledProbe(0o744, true);
     const fp = ok(s.ffprobe);
     expect(s.warnings).toContain(
       `The bundled ffprobe (${fp.path}) has mode 0744: other users of this machine cannot run it. Run \`chmod a+rx ${fp.path}\` (npm ci's postinstall step does this when it may).`,
     );
   });
 
-  it('0755: no such warning', () => {
-    const s = withBundledProbe(0o755);
-    expect(s.warnings.join('\n')).not.toMatch(/other users of this machine/);
-  });
-
-  it('not executable by this user: says exactly that, and the chmod', () => {
-    const s = withBundledProbe(0o644);
+  it('0644 owned by someone else: says exactly that, and the chmod', () => {
+    const { s } = withBundledProbe(0o644, true);
     if (!('error' in s.ffprobe)) throw new Error('expected an error');
     expect(s.ffprobe.error.code).toBe('ffmpeg-missing');
     expect(s.ffprobe.error.message).toMatch(

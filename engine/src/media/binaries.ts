@@ -10,7 +10,7 @@
 // when FFMPEG_PATH, FFPROBE_PATH or PATH change (tests and long-lived shells do change them), or after
 // resetFfmpegSelection(). A choice with a tool missing is not kept, so fixing the install takes effect at once.
 
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { MediaError } from './errors';
@@ -157,6 +157,22 @@ function notRunnableByEveryone(file: string, platform: NodeJS.Platform): boolean
   }
 }
 
+/**
+ * Gives the bundled binary the read and execute bits for every user, as npm ci's postinstall step does. That step and
+ * the installer packages' own chmod do not run when npm skips dependency install scripts (npm 11's allowScripts,
+ * --ignore-scripts, a global install), so the engine does it itself on first use. Only the file's owner (or root)
+ * may; for anyone else this fails quietly and the caller reports the mode.
+ */
+function makeRunnableByEveryone(file: string, platform: NodeJS.Platform): void {
+  if (platform === 'win32') return;
+  try {
+    const mode = statSync(file).mode & 0o7777;
+    if ((mode & 0o555) !== 0o555) chmodSync(file, mode | 0o555);
+  } catch {
+    // not ours to change: reported below as "not executable" or by the mode warning
+  }
+}
+
 function modeString(file: string): string {
   try {
     return `0${(statSync(file).mode & 0o777).toString(8)}`;
@@ -265,6 +281,7 @@ function bundledChoice(tool: Tool): ToolChoice | { error: MediaError } {
       ),
     };
   }
+  makeRunnableByEveryone(bundled, process.platform);
   const problem = executableProblem(bundled);
   if (problem === 'is not executable') {
     const uid = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
