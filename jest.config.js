@@ -12,6 +12,8 @@ const shared = {
   testEnvironment: '<rootDir>/test/support/ort-environment.js',
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }] },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  // Children a suite started through test/support/children.ts end with the suite, even when it fails half-way.
+  setupFilesAfterEnv: ['<rootDir>/test/support/stop-children-after-all.ts'],
   testTimeout: 120000,
 };
 

@@ -2,24 +2,24 @@
 // printed URL, probe a clip, run an edit with live progress, cancel a second one, play the result beside the
 // original, read at the panel's 320 px, and check that a page of another origin cannot submit a job.
 // Screenshots of each state go to test-output/e2e/.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip } from '../../engine/src/media';
 import type { ClipSelection, HistoryEntry, Selection } from '../../panel/src/host/host';
+import { launchChromium } from '../support/browser';
+import { startServe, stopChildren, type Served } from '../support/children';
 
 const ROOT = path.resolve(__dirname, '../..');
-const CLI = path.join(ROOT, 'dist/engine/src/cli/main.js');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
 const HARNESS = path.join(__dirname, 'fixtures/premiere-harness.mts');
 const SHOTS = path.join(ROOT, 'test-output/e2e');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PROMPT = 'a blue car on a gray road';
 const SOURCE_PROMPT = 'a red car on a gray road';
 
@@ -68,13 +68,7 @@ declare const MutationObserver: new (callback: () => void) => {
   observe(target: PageElement, options: { attributes?: boolean; attributeFilter?: string[] }): void;
 };
 
-interface Engine {
-  proc: ChildProcess;
-  origin: string;
-  token: string;
-  printedUrl: string;
-  stderr: string[];
-}
+type Engine = Served;
 
 let home: string;
 let clip: string;
@@ -85,21 +79,7 @@ let page: Page;
 const pageErrors: string[] = [];
 
 function startEngine(port = 0): Promise<Engine> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--threads', '1'], {
-      env: { ...process.env, RESHOOT_HOME: home },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const stderr: string[] = [];
-    proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /((http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+))/.exec(out);
-      if (m) resolve({ proc, printedUrl: m[1], origin: m[2], token: m[3], stderr });
-    });
-    proc.on('exit', (code) => reject(new Error(`engine exited with ${code}: ${stderr.join('')}`)));
-  });
+  return startServe({ home, port });
 }
 
 function stopped(proc: ChildProcess): Promise<void> {
@@ -155,7 +135,9 @@ beforeAll(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-e2e-'));
   clip = path.join(home, 'street.mp4');
-  const [, started, launched] = await Promise.all([
+  // allSettled, not all: when one of the three fails, the others' results (a running engine, a browser) must still
+  // reach afterAll to be stopped. The engine child is tracked from its spawn anyway (stopChildren below).
+  const [clipMade, started, launched] = await Promise.allSettled([
     makeTestClip({
       file: clip,
       width: 128,
@@ -165,24 +147,11 @@ beforeAll(async () => {
       content: 'moving-square',
     }),
     startEngine(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    }),
+    launchChromium(['--autoplay-policy=no-user-gesture-required']),
   ]);
-  engine = started;
-  browser = launched;
+  if (started.status === 'fulfilled') engine = started.value;
+  if (launched.status === 'fulfilled') browser = launched.value.browser;
+  for (const r of [clipMade, started, launched]) if (r.status === 'rejected') throw r.reason;
   context = await browser.newContext({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 });
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
@@ -193,12 +162,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await browser?.close();
-  if (engine && engine.proc.exitCode === null) {
-    engine.proc.kill('SIGTERM');
-    await stopped(engine.proc);
+  try {
+    await browser?.close();
+  } finally {
+    // Every engine this file started (the restarted one of the last test included), whether or not a handle reached
+    // a variable.
+    await stopChildren();
+    if (home) fs.rmSync(home, { recursive: true, force: true });
   }
-  if (home) fs.rmSync(home, { recursive: true, force: true });
 });
 
 it('opens the printed URL, connects to the engine and takes the token out of the address bar', async () => {

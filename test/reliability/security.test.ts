@@ -7,10 +7,12 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { createApp, ROUTES } from '../../engine/src/server/app';
 import { startServer } from '../../engine/src/server/listen';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
+import { launchChromium } from '../support/browser';
+import { stopChildren, track } from '../support/children';
 import { FakeJobService } from '../support/fake-job-service';
 import { Engine, httpCall, jobId, serveFails, type Reply } from './support/engine';
 import { makeFixtures, smallJob, type Fixtures } from './support/fixtures';
@@ -23,7 +25,6 @@ jest.mock('node:crypto', () => {
 
 jest.setTimeout(90_000);
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let root: string;
 let home: string;
 let model: string;
@@ -38,16 +39,33 @@ beforeAll(async () => {
   home = path.join(root, 'home');
   out = path.join(root, 'out');
   fs.mkdirSync(out);
-  [fx, engine] = await Promise.all([
+  // allSettled, not all: if the fixtures fail, the engine that did start must still reach afterAll.
+  const [made, started] = await Promise.allSettled([
     makeFixtures(path.join(root, 'media')),
-    Engine.start({ home, args: ['--model', model] }),
+    startEngine({ home, args: ['--model', model] }),
   ]);
+  if (started.status === 'fulfilled') engine = started.value;
+  if (made.status === 'rejected') throw made.reason;
+  if (started.status === 'rejected') throw started.reason;
+  fx = made.value;
 });
 
 afterAll(async () => {
-  await engine?.stop();
-  if (root) fs.rmSync(root, { recursive: true, force: true });
+  try {
+    await engine?.stop();
+  } finally {
+    // Any engine a failed test left running (each is tracked from the moment it listens).
+    await stopChildren();
+    if (root) fs.rmSync(root, { recursive: true, force: true });
+  }
 });
+
+/** Engine.start, its child tracked so that afterAll stops it whatever a test does with the handle. */
+async function startEngine(o: Parameters<typeof Engine.start>[0]): Promise<Engine> {
+  const e = await Engine.start(o);
+  track(e.proc);
+  return e;
+}
 
 /** Every route of the table as a concrete request, path parameters filled in with a job that exists. */
 async function concreteRoutes(): Promise<{ method: string; path: string; queryToken: boolean }[]> {
@@ -109,7 +127,7 @@ describe('binding', () => {
     expect(fs.existsSync(path.join(out, 'never.mp4'))).toBe(false);
 
     // Told explicitly, it listens on all interfaces but still answers only to loopback host names.
-    const open = await Engine.start({
+    const open = await startEngine({
       home: path.join(root, 'home-open'),
       args: ['--model', model, '--host', '0.0.0.0', '--allow-non-loopback'],
     });
@@ -256,12 +274,12 @@ describe('the token', () => {
     expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
     expect(fs.readFileSync(file, 'utf8').trim()).toBe(engine.token);
     const h = path.join(root, 'home-loose');
-    const first = await Engine.start({ home: h, args: ['--model', model] });
+    const first = await startEngine({ home: h, args: ['--model', model] });
     await first.stop();
     const loose = path.join(h, 'config', 'token');
     fs.chmodSync(loose, 0o644);
     fs.chmodSync(path.dirname(loose), 0o755);
-    const again = await Engine.start({ home: h, args: ['--model', model] });
+    const again = await startEngine({ home: h, args: ['--model', model] });
     try {
       expect(again.token).toBe(first.token);
       expect(fs.statSync(loose).mode & 0o777).toBe(0o600);
@@ -320,26 +338,13 @@ describe('foreign pages in Chromium', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM))
-      throw new Error(`Chromium not found at ${CHROMIUM}; install it (apt-get install chromium) or set CHROMIUM_PATH`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-        // rebind.test resolves to 127.0.0.1, as a rebinding attacker's DNS would answer after the page loaded.
-        '--host-resolver-rules=MAP rebind.test 127.0.0.1',
-        // Chromium's own guard against public pages calling local addresses (Private/Local Network Access) is off:
-        // other browsers have none, and the engine must hold without it.
-        '--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessRespectPreflightResults,PrivateNetworkAccessSendPreflights,BlockInsecurePrivateNetworkRequests',
-      ],
-    });
+    ({ browser } = await launchChromium([
+      // rebind.test resolves to 127.0.0.1, as a rebinding attacker's DNS would answer after the page loaded.
+      '--host-resolver-rules=MAP rebind.test 127.0.0.1',
+      // Chromium's own guard against public pages calling local addresses (Private/Local Network Access) is off:
+      // other browsers have none, and the engine must hold without it.
+      '--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessRespectPreflightResults,PrivateNetworkAccessSendPreflights,BlockInsecurePrivateNetworkRequests',
+    ]));
   });
 
   afterAll(async () => {

@@ -5,6 +5,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import { track } from '../../support/children';
 
 export const CLI = path.resolve(__dirname, '../../../dist/engine/src/cli/main.js');
 
@@ -85,11 +86,14 @@ export class Engine {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries({ ...process.env, RESHOOT_HOME: o.home, ...o.env }))
       if (v !== undefined) env[k] = v;
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], {
-      env,
-      cwd: o.cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // Tracked from the spawn: a child that never prints its URL is still stopped when the suite ends.
+    const proc = track(
+      spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], {
+        env,
+        cwd: o.cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     const e = new Engine(proc);
     return new Promise((resolve, reject) => {
       let out = '';
@@ -313,11 +317,13 @@ export function serveFails(
   for (const [k, v] of Object.entries({ ...process.env, RESHOOT_HOME: o.home, ...o.env }))
     if (v !== undefined) env[k] = v;
   const t0 = Date.now();
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], {
-    env,
-    cwd: o.cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = track(
+    spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...(o.args ?? [])], {
+      env,
+      cwd: o.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
