@@ -196,7 +196,8 @@ export async function runEdit(argv: string[]): Promise<number> {
     emit({ event: 'plan', frames: plan.frameCount, workingSize: { width: plan.width, height: plan.height }, output });
     if (!json) console.error(`editing ${plan.frameCount} frames at ${plan.width}x${plan.height} → ${output}`);
     const seed = req.seed ?? Math.floor(Math.random() * 2 ** 32);
-    makePrivateDir(dataDir());
+    const privacy = makePrivateDir(dataDir());
+    if (privacy) warn(privacy);
     const cache = new InversionCache(
       path.join(dataDir(), 'cache', 'inversions'),
       Number(process.env.RESHOOT_CACHE_BYTES ?? 2 * 1024 ** 3),

@@ -9,6 +9,7 @@ import { parseProviders } from '../models/providers';
 import { createApp } from '../server/app';
 import { isLoopbackHost, startServer } from '../server/listen';
 import { loadOrCreateToken, tokenPath } from '../server/token';
+import { makePrivateDir } from '../config/private-dir';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { VERSION } from '../version';
 import { CliError, intOption, parse } from './args';
@@ -36,6 +37,9 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   // Control characters escaped: a path or prompt with a newline in it must not forge a line of its own.
   const log = (line: string) => console.error(`${new Date().toISOString()} ${escapeControls(line)}`);
+  // On Windows the token's protection is its folder's ACL: private when that folder is outside the profile too.
+  const configPrivacy = makePrivateDir(configDir());
+  if (configPrivacy) log(`warning: ${configPrivacy}`);
   const token = loadOrCreateToken(configDir());
   const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
     providers: values.provider ? parseProviders(values.provider) : [],

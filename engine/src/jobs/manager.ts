@@ -93,7 +93,8 @@ export class JobManager implements JobService {
   private closed = false;
 
   private constructor(private readonly o: JobManagerOptions) {
-    makePrivateDir(o.dataDir);
+    const privacy = makePrivateDir(o.dataDir);
+    if (privacy) o.log?.(`warning: ${privacy}`);
     this.store = new JobStore(path.join(o.dataDir, 'jobs'));
     this.cache = new InversionCache(
       path.join(o.dataDir, 'cache', 'inversions'),
