@@ -37,9 +37,21 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
+/** A `reshoot serve` child on an ephemeral loopback port, and how to talk to it. */
+export interface ServeChild {
+  base: string;
+  headers: { Authorization: string };
+  stop(): Promise<void>;
+}
+
+export async function startServeChild(o: {
+  cli: string;
+  modelDir: string;
+  home: string;
+  threads?: number;
+}): Promise<ServeChild> {
   fs.mkdirSync(o.home, { recursive: true });
   const args = [
     o.cli,
@@ -57,6 +69,11 @@ export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await Promise.race([exited, sleep(15_000)]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  };
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -72,9 +89,21 @@ export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
       child.once('exit', (code) => reject(new Error(`reshoot serve exited (${code}) before it listened: ${stderr}`)));
     });
     const u = new URL(url);
-    const token = u.searchParams.get('token')!;
-    const base = `${u.protocol}//${u.host}`;
-    const headers = { Authorization: `Bearer ${token}` };
+    return {
+      base: `${u.protocol}//${u.host}`,
+      headers: { Authorization: `Bearer ${u.searchParams.get('token')!}` },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
+  const serve = await startServeChild(o);
+  const { base, headers } = serve;
+  try {
     const submitted = await fetch(`${base}/v1/jobs`, {
       method: 'POST',
       headers: { ...headers, 'Content-Type': 'application/json' },
@@ -126,8 +155,6 @@ export async function measureHealth(o: HealthOptions): Promise<HealthResult> {
       jobState: state,
     };
   } finally {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await Promise.race([exited, sleep(15_000)]);
-    if (child.exitCode === null) child.kill('SIGKILL');
+    await serve.stop();
   }
 }

@@ -104,6 +104,19 @@ export function formatReport(r: BenchReport): string {
         `    ${h.name}: p50 ${num(h.p50Ms, 1)} ms, p99 ${num(h.p99Ms, 1)} ms, max ${num(h.maxMs, 1)} ms, ${h.over50} over 50 ms, of ${h.samples} requests, ${h.failures} failed; job ${h.jobState} in ${h.jobSeconds} s (${h.settings})`,
       );
   }
+  if (d.burst) {
+    const b = d.burst;
+    const lat = (l: { p50Ms: number; p99Ms: number; maxMs: number; n: number }) =>
+      `p50 ${num(l.p50Ms, 1)} ms, p99 ${num(l.p99Ms, 1)} ms, max ${num(l.maxMs, 1)} ms (${l.n})`;
+    lines.push(
+      `  burst health p99     ${num(s.burstHealthP99Ms, 1)} ms  (target ${r.targets.burstHealthP99Ms} ms)`,
+      `  burst 429 p99        ${num(s.burstRefusedP99Ms, 1)} ms  (target ${r.targets.burstRefusedP99Ms} ms)`,
+      `    ${b.settings}: answers ${Object.entries(b.statuses)
+        .map(([k, v]) => `${v}× ${k}`)
+        .join(', ')} in ${b.burstMs} ms`,
+      `    submissions ${lat(b.submit)}; 429s ${lat(b.refused)}; health ${lat(b.health)}, ${b.health.failures} failed`,
+    );
+  }
   if (d.memory || d.reEdit) {
     lines.push('', 'Runs behind the headline figures:');
     lines.push(

@@ -12,10 +12,11 @@ import { VERSION } from '../version';
 import type { ChildJob, ChildResult, ChildSpec } from './child';
 import type { ProviderProbe } from '../models/provider-probe';
 import { measureHealth, type HealthResult } from './health';
+import { measureBurst, type BurstResult } from './burst';
 import { benchUnetCalls, type UnetCallCase } from './unet-calls';
 import { ensureClip, ensureLoopedClip, generateBenchModel, type BenchModel, type ClipSpec } from './workspace';
 
-export const SECTIONS = ['table', 'reedit', 'evals', 'memory', 'health'] as const;
+export const SECTIONS = ['table', 'reedit', 'evals', 'memory', 'health', 'burst'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -71,6 +72,10 @@ export interface BenchSummary {
     fast: number | null;
   };
   healthP99Ms: number | null;
+  /** Health p99 while another process submits a burst of jobs at once. */
+  burstHealthP99Ms: number | null;
+  /** p99 of the 429 answers in that burst. */
+  burstRefusedP99Ms: number | null;
 }
 
 export interface BenchReport {
@@ -80,7 +85,14 @@ export interface BenchReport {
   machine: { cpu: string; cores: number; memoryGiB: number; os: string; node: string; onnxruntime: string };
   providers: ProviderProbe;
   summary: BenchSummary;
-  targets: { ortShare: string; memoryFlatness: string; reEditRatio: string; healthP99Ms: string };
+  targets: {
+    ortShare: string;
+    memoryFlatness: string;
+    reEditRatio: string;
+    healthP99Ms: string;
+    burstHealthP99Ms: string;
+    burstRefusedP99Ms: string;
+  };
   cases: CaseReport[];
   gpuCases: CaseReport[];
   details: {
@@ -96,13 +108,21 @@ export interface BenchReport {
     };
     unetEvals?: Record<string, { evalsPerFrame: number; settings: string }>;
     health?: (HealthResult & { name: string; settings: string })[];
+    burst?: BurstResult & { settings: string };
   };
   unetCalls?: UnetCallCase[];
   unetCallRuns?: number;
   wallSeconds: number;
 }
 
-const TARGETS = { ortShare: '≥ 0.90', memoryFlatness: '≤ 1.2', reEditRatio: '≤ 0.55', healthP99Ms: '< 50' };
+const TARGETS = {
+  ortShare: '≥ 0.90',
+  memoryFlatness: '≤ 1.2',
+  reEditRatio: '≤ 0.55',
+  healthP99Ms: '< 50',
+  burstHealthP99Ms: '< 100',
+  burstRefusedP99Ms: '< 1000',
+};
 const SOURCE_PROMPT = 'a red car on a gray road';
 const TARGET_PROMPT = 'a blue car on a gray road';
 const OTHER_PROMPT = 'a green car on a gray road';
@@ -272,6 +292,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       reEditRatio: null,
       unetEvalsPerFrame: { inversion: null, inversionNoCfg: null, sdedit: null, fast: null },
       healthP99Ms: null,
+      burstHealthP99Ms: null,
+      burstRefusedP99Ms: null,
     },
     targets: TARGETS,
     cases: [],
@@ -492,6 +514,29 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
       report.details.health = runs;
       report.summary.healthP99Ms = Math.max(...runs.map((r) => r.p99Ms));
+    }
+
+    if (o.sections.includes('burst')) {
+      const count = 200;
+      log(`submission burst (${count} jobs at once from one process, GET /v1/health every 10 ms from another)`);
+      const small: ClipSpec = { width: 64, height: 48, fps, frames: 12 };
+      const clip = await ensureClip(clips, small);
+      const b = await measureBurst({
+        cli: distFile('../cli/main.js'),
+        client: distFile('burst-client.js'),
+        modelDir: model('oracle'),
+        home: path.join(work, 'serve-burst'),
+        job: request(clip, 12, fps, out(), { steps: 4 }),
+        outputPrefix: path.join(work, 'out', 'burst'),
+        count,
+        threads: o.threads,
+      });
+      report.details.burst = {
+        ...b,
+        settings: `${count} submissions of a 12-frame 64x48 oracle edit, queue bound 100`,
+      };
+      report.summary.burstHealthP99Ms = b.health.p99Ms;
+      report.summary.burstRefusedP99Ms = b.refused.p99Ms;
     }
 
     if (o.unetCalls) {
