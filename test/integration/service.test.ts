@@ -84,7 +84,12 @@ linuxOnly('reshoot service on Linux', () => {
     expect(fs.readlinkSync(path.join(path.dirname(unit), 'default.target.wants', 'reshoot.service'))).toBe(unit);
   });
 
-  (hasSystemdAnalyze() ? it : it.skip)('writes a unit that systemd-analyze verify accepts', () => {
+  it('writes a unit that systemd-analyze verify accepts (where systemd-analyze exists)', () => {
+    if (!hasSystemdAnalyze()) {
+      // No systemd tools here: the unit's syntax is still checked by test/unit/service-generators.test.ts.
+      expect(fs.readFileSync(unit, 'utf8')).toMatch(/^\[Service\]$/m);
+      return;
+    }
     const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
     expect(r.stderr).not.toMatch(/not executable|Unknown|Invalid|Failed/i);
     expect(r.status).toBe(0);
@@ -159,37 +164,45 @@ linuxOnly('reshoot service on Linux', () => {
     fs.rmSync(unit);
   });
 
-  (managerReachable() ? it : it.skip)(
-    'with a user systemd: really starts the engine on its port, then stops it',
-    async () => {
-      // The manager's own unit folder: used only when no reshoot.service is there already.
-      const realEnv = { ...process.env, RESHOOT_HOME: env.RESHOOT_HOME };
-      const realUnit = path.join(
-        process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config'),
-        'systemd/user/reshoot.service',
-      );
-      if (fs.existsSync(realUnit)) throw new Error(`${realUnit} exists; not touching a real installation`);
-      const port = 20000 + Math.floor(Math.random() * 20000);
-      try {
-        const r = reshoot(['install', '--port', String(port)], realEnv);
-        expect(r.code).toBe(0);
-        expect(r.stdout).toContain('enabled and started');
-        let answered = false;
-        for (let i = 0; i < 120 && !answered; i++) {
-          answered = await fetch(`http://127.0.0.1:${port}/v1/health`).then(
-            () => true,
-            () => false,
-          );
-          if (!answered) await new Promise((res) => setTimeout(res, 500));
-        }
-        expect(answered).toBe(true);
-        expect(JSON.parse(reshoot(['status', '--json'], realEnv).stdout)).toMatchObject({ running: true });
-      } finally {
-        reshoot(['uninstall'], realEnv);
+  it('with a user systemd: really starts the engine on its port, then stops it; without one, says why', async () => {
+    if (!managerReachable()) {
+      // This machine (a container, or a session without a user manager): install must say it could not start the
+      // engine and give systemctl's own reason, which the first test of this file checks in full.
+      const probe = spawnSync('systemctl', ['--user', 'is-system-running'], { encoding: 'utf8' });
+      expect(probe.status).not.toBe(0);
+      const r = reshoot(['install']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/NOT started now: no user systemd manager answers \(/);
+      reshoot(['uninstall']);
+      return;
+    }
+    // The manager's own unit folder: used only when no reshoot.service is there already.
+    const realEnv = { ...process.env, RESHOOT_HOME: env.RESHOOT_HOME };
+    const realUnit = path.join(
+      process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config'),
+      'systemd/user/reshoot.service',
+    );
+    if (fs.existsSync(realUnit)) throw new Error(`${realUnit} exists; not touching a real installation`);
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    try {
+      const r = reshoot(['install', '--port', String(port)], realEnv);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('enabled and started');
+      let answered = false;
+      for (let i = 0; i < 120 && !answered; i++) {
+        answered = await fetch(`http://127.0.0.1:${port}/v1/health`).then(
+          () => true,
+          () => false,
+        );
+        if (!answered) await new Promise((res) => setTimeout(res, 500));
       }
-      expect(fs.existsSync(realUnit)).toBe(false);
-    },
-  );
+      expect(answered).toBe(true);
+      expect(JSON.parse(reshoot(['status', '--json'], realEnv).stdout)).toMatchObject({ running: true });
+    } finally {
+      reshoot(['uninstall'], realEnv);
+    }
+    expect(fs.existsSync(realUnit)).toBe(false);
+  });
 
   it('without a user systemd, status says so and what to run', () => {
     reshoot(['install']);
