@@ -7,6 +7,7 @@ import { spawn, ChildProcessWithoutNullStreams } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { MediaError } from './errors';
+import { hostedRun, type HostedExit } from './short-run-host';
 
 const STDERR_TAIL = 8192;
 
@@ -134,23 +135,33 @@ export async function run(bin: string, args: readonly string[], file?: string): 
   }
 }
 
-async function runNow(bin: string, args: readonly string[], file?: string): Promise<RunResult> {
-  const r = start(bin, args);
-  r.proc.stdin.end();
+async function runNow(bin: string, args: readonly string[], file?: string, direct = false): Promise<RunResult> {
+  const hosted = direct ? null : hostedRun(bin, args, STDERR_TAIL);
+  const r = hosted ? undefined : start(bin, args);
   const chunks: Buffer[] = [];
-  r.proc.stdout.on('data', (b: Buffer) => chunks.push(b));
+  if (r) {
+    r.proc.stdin.end();
+    r.proc.stdout.on('data', (b: Buffer) => chunks.push(b));
+  }
   const ms = shortRunTimeoutMs();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
-  const exit = await Promise.race([r.exited, late]).finally(() => clearTimeout(timer));
+  const finished: Promise<HostedExit | Exit | undefined> = hosted ? hosted.result : r!.exited;
+  const exit = await Promise.race([finished, late]).finally(() => clearTimeout(timer));
   if (exit === 'late') {
-    await r.kill();
+    if (hosted) {
+      hosted.kill();
+      await hosted.result;
+    } else await r!.kill();
     throw new MediaError(
       'ffmpeg-failed',
       `${file ?? 'The media'} could not be read: ${basename(bin)} got no answer within ${ms / 1000} s. The file may sit on a drive that is not answering (a network share, a stalled sync); copy it to a local drive and try again.`,
       file === undefined ? {} : { file },
     );
   }
+  // The helper died or could not take the run: run it here instead.
+  if (exit === undefined) return runNow(bin, args, file, true);
   if (exit.spawnError) throw spawnFailure(bin, exit.spawnError);
-  return { ...exit, stdout: Buffer.concat(chunks), stderr: r.stderrTail() };
+  if ('stdout' in exit) return exit;
+  return { ...exit, stdout: Buffer.concat(chunks), stderr: r!.stderrTail() };
 }
