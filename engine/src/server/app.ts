@@ -177,6 +177,10 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
   });
 
   const jsonBody = express.json({ limit: BODY_LIMIT, type: 'application/json' });
+  // A burst of submissions is read in one poll phase of the event loop. Validating each there (zod, then the queue
+  // bound) back to back would keep a health request that arrived with them waiting for all of them; one per
+  // event-loop turn lets it through between two.
+  let submissionTurn = Promise.resolve();
   const handlers: Record<RouteId, RequestHandler> = {
     getHealth: (_req, res) => {
       res.json(service.health());
@@ -185,6 +189,9 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       res.json({ models: service.models() });
     },
     submitJob: async (req, res) => {
+      const turn = submissionTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
+      submissionTurn = turn;
+      await turn;
       const parsed = JobRequest.safeParse(req.body);
       if (!parsed.success) throw new ProblemError(validationProblem(parsed.error));
       const job = await service.submit(parsed.data);
