@@ -14,12 +14,13 @@ import { probeMedia, type MediaInfo } from '../media/probe';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';
-import { CliError, parse } from './args';
+import { CliError, intOption, parse } from './args';
 import { ProgressLine } from './progress-line';
 
 const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
-       [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST] [--json]`;
+       [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
+       [--attention-slices N] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -95,6 +96,7 @@ export async function runEdit(argv: string[]): Promise<number> {
       overwrite: { type: 'boolean' },
       model: { type: 'string' },
       provider: { type: 'string' },
+      'attention-slices': { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
@@ -177,6 +179,7 @@ export async function runEdit(argv: string[]): Promise<number> {
 
   const worker = await PipelineWorker.start(resolveModel(values.model), {
     providers: values.provider ? parseProviders(values.provider) : [],
+    attentionSlices: intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
   });
   const bar = json ? undefined : new ProgressLine();
   try {
@@ -185,6 +188,8 @@ export async function runEdit(argv: string[]): Promise<number> {
       console.error(
         `model ${info.name} on ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`,
       );
+    if (info.attention.slicingNote) warn(`attention slicing not applied: ${info.attention.slicingNote}`);
+    else if (!json && info.attention.slices > 1) console.error(`self-attention in ${info.attention.slices} slices`);
     let plan;
     try {
       plan = await planJob(req, info, output, media);

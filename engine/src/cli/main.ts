@@ -23,7 +23,7 @@ const UNSUPPORTED_PLATFORM = 3;
 const USAGE = `reshoot — prompt-based video editing on a local diffusion engine
 
 Usage:
-  reshoot serve [--port N] [--model DIR] [--provider LIST] [--threads N]
+  reshoot serve [--port N] [--model DIR] [--provider LIST] [--threads N] [--attention-slices N]
   reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
                [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S]
                [--seed N] [--batch N] [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--json]

@@ -24,6 +24,7 @@ export async function runServe(argv: string[]): Promise<number> {
     model: { type: 'string' },
     provider: { type: 'string' },
     threads: { type: 'string' },
+    'attention-slices': { type: 'string' },
   });
   const port = intOption(values.port ?? process.env.RESHOOT_PORT, 'port', DEFAULT_PORT, 0, 65535);
   const host = values.host ?? '127.0.0.1';
@@ -44,6 +45,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
     providers: values.provider ? parseProviders(values.provider) : [],
     threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
+    attentionSlices: intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
   });
   const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log });
   // The web UI is built next to the engine (dist/panel-web, by `npm run build`); without it the API still runs.

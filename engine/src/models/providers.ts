@@ -14,6 +14,11 @@ export interface SessionSettings {
   threads?: number;
   /** Expose the UNet's last decoder features for correspondences (onnx/passes/feature-tap.ts); default true. */
   decoderFeatures?: boolean;
+  /**
+   * Self-attention in this many parts of the query axis (onnx/passes/attention-slicing.ts): peak memory of the
+   * scores falls by that factor, results are unchanged. Default 1 (whole).
+   */
+  attentionSlices?: number;
   /** Folder for rewritten graphs (onnx/graph-cache.ts); default `<data dir>/graph-cache`, null = no cache. */
   graphCache?: string | null;
 }

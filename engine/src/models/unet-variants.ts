@@ -8,6 +8,7 @@ import type { AttentionSites } from '../onnx/attention-sites';
 import { rewriteGraph, type PassRequest } from '../onnx/graph-cache';
 import type { Ports } from '../onnx/pass';
 import { FEATURE_TAP_OUTPUT, featureTap } from '../onnx/passes/feature-tap';
+import { attentionSlicing } from '../onnx/passes/attention-slicing';
 import { openSession, type OpenedSession, type SessionSettings } from './providers';
 
 /** What a model's attention looks like to the passes: one entry per site, as `reshoot models check` shows it. */
@@ -15,6 +16,10 @@ export interface AttentionInfo {
   pattern: AttentionSites['pattern'];
   sites: { module: string; kind: 'self' | 'cross'; resolution: number; heads: number }[];
   note?: string;
+  /** Parts self-attention is computed in (SessionSettings.attentionSlices); 1 = whole. */
+  slices: number;
+  /** Why slicing was asked for and not applied. */
+  slicingNote?: string;
 }
 
 export interface DecoderFeatureInfo {
@@ -43,6 +48,8 @@ export class UnetVariants {
     readonly opened: OpenedSession,
     basePorts: Ports,
     private readonly basePasses: PassRequest[],
+    /** Passes every session ends with (attention slicing): after the others, which find sites by node name. */
+    private readonly tailPasses: PassRequest[],
     readonly features: DecoderFeatureInfo,
     readonly attention: AttentionInfo,
   ) {
@@ -54,29 +61,56 @@ export class UnetVariants {
    * fails for a pass that does not apply; it says why in `features.note`.
    */
   static async open(file: string, settings: SessionSettings, cacheDir: string | null): Promise<UnetVariants> {
+    const slices = settings.attentionSlices ?? 1;
+    let tail: PassRequest[] = slices > 1 ? [{ pass: attentionSlicing, options: { slices } }] : [];
+    let slicingNote: string | undefined;
+    if (tail.length) {
+      // Slicing that does not apply to this graph (fused attention, an unknown chain) leaves it whole, and says why.
+      const probe = await rewriteGraph(file, tail, { cacheDir });
+      if (!probe.ok) {
+        slicingNote = probe.reason;
+        tail = [];
+      }
+    }
+    const applied = { slices: tail.length ? slices : 1, ...(slicingNote ? { slicingNote } : {}) };
     const wantFeatures = settings.decoderFeatures !== false;
-    const tapped = wantFeatures ? await rewriteGraph(file, [{ pass: featureTap }], { cacheDir }) : undefined;
+    const tapped = wantFeatures ? await rewriteGraph(file, [{ pass: featureTap }, ...tail], { cacheDir }) : undefined;
     if (tapped?.ok) {
       try {
         const opened = await openSession({ bytes: tapped.bytes, dir: tapped.dir, file }, settings);
         const tensor = tapped.ports.outputs.find((o) => o.name === FEATURE_TAP_OUTPUT)?.tensor ?? FEATURE_TAP_OUTPUT;
         const features = { tensor };
-        return new UnetVariants(file, settings, cacheDir, opened, tapped.ports, [{ pass: featureTap }], features, attentionInfo(tapped.sites));
+        return new UnetVariants(file, settings, cacheDir, opened, tapped.ports, [{ pass: featureTap }], tail, features, {
+          ...attentionInfo(tapped.sites),
+          ...applied,
+        });
       } catch (err) {
         const note = `the rewritten UNet did not load (${(err as Error).message.split('\n')[0]})`;
-        return UnetVariants.plain(file, settings, cacheDir, { tensor: null, note });
+        return UnetVariants.plain(file, settings, cacheDir, { tensor: null, note }, tail, applied);
       }
     }
     const note = !wantFeatures ? 'turned off' : tapped && !tapped.ok ? tapped.reason : 'not tried';
-    return UnetVariants.plain(file, settings, cacheDir, { tensor: null, note });
+    return UnetVariants.plain(file, settings, cacheDir, { tensor: null, note }, tail, applied);
   }
 
-  private static async plain(file: string, settings: SessionSettings, cacheDir: string | null, features: DecoderFeatureInfo): Promise<UnetVariants> {
-    const opened = await openSession(file, settings);
+  private static async plain(
+    file: string,
+    settings: SessionSettings,
+    cacheDir: string | null,
+    features: DecoderFeatureInfo,
+    tail: PassRequest[],
+    applied: Pick<AttentionInfo, 'slices' | 'slicingNote'>,
+  ): Promise<UnetVariants> {
     // The sites come from the graph alone; a graph that cannot be read for them still runs.
-    const graph = await rewriteGraph(file, [], { cacheDir });
-    const attention: AttentionInfo = graph.ok ? attentionInfo(graph.sites) : { pattern: 'none', sites: [], note: graph.reason };
-    return new UnetVariants(file, settings, cacheDir, opened, { inputs: [], outputs: [] }, [], features, attention);
+    const graph = await rewriteGraph(file, tail, { cacheDir });
+    const opened =
+      graph.ok && tail.length
+        ? await openSession({ bytes: graph.bytes, dir: graph.dir, file }, settings)
+        : await openSession(file, settings);
+    const attention: AttentionInfo = graph.ok
+      ? { ...attentionInfo(graph.sites), ...applied }
+      : { pattern: 'none', sites: [], note: graph.reason, slices: 1 };
+    return new UnetVariants(file, settings, cacheDir, opened, { inputs: [], outputs: [] }, [], graph.ok ? tail : [], features, attention);
   }
 
   session(id: string): Variant {
@@ -88,7 +122,7 @@ export class UnetVariants {
   /** A session whose graph has the base passes and these, in order; the same passes give the same variant. */
   async variant(passes: PassRequest[]): Promise<VariantResult> {
     if (!passes.length) return { ok: true, id: BASE_VARIANT, ports: this.session(BASE_VARIANT).ports };
-    const all = [...this.basePasses, ...passes];
+    const all = [...this.basePasses, ...passes, ...this.tailPasses];
     const id = all.map((p) => `${p.pass.name}${p.options === undefined ? '' : JSON.stringify(p.options)}`).join('+');
     const open = this.variants.get(id);
     if (open) return { ok: true, id, ports: open.ports };
@@ -118,7 +152,7 @@ export class UnetVariants {
   }
 }
 
-function attentionInfo(found: AttentionSites): AttentionInfo {
+function attentionInfo(found: AttentionSites): Omit<AttentionInfo, 'slices'> {
   const sites = found.sites.map((s) => ({ module: s.module, kind: s.kind, resolution: s.resolution, heads: s.heads }));
   return { pattern: found.pattern, sites, ...(found.note ? { note: found.note } : {}) };
 }
