@@ -12,10 +12,10 @@ import { makeTestClip } from '../../engine/src/media';
 import { findAttentionSites } from '../../engine/src/onnx/attention-sites';
 import { attentionSlicing } from '../../engine/src/onnx/passes/attention-slicing';
 import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
+import { CLI, reshootEdit } from '../support/cli';
 import { maxDiff, run, wave } from '../support/graph-checks';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
-const CLI = path.resolve(__dirname, '../../dist/engine/src/cli/main.js');
 const decode = (file: string) => onnx.ModelProto.decode(fs.readFileSync(file));
 const encode = (m: onnx.IModelProto) => onnx.ModelProto.encode(m).finish();
 let root: string;
@@ -152,34 +152,13 @@ describe('reshoot edit --attention-slices', () => {
     });
     const edit = (slices: number) => {
       const out = path.join(root, `edited-${slices}.mp4`);
-      const r = spawnSync(
-        process.execPath,
-        [
-          CLI,
-          'edit',
-          clip,
-          '--prompt',
-          'a blue square',
-          '--source-prompt',
-          'a red square',
-          '--model',
-          model,
-          '--steps',
-          '3',
-          '--seed',
-          '5',
-          '--attention-slices',
-          String(slices),
-          '-o',
-          out,
-        ],
-        // A home of its own per run: the second must compute its inversion, not reuse the first's.
-        {
-          encoding: 'utf8',
-          env: { ...process.env, RESHOOT_HOME: path.join(root, `home-${slices}`) },
-          timeout: 300_000,
-        },
-      );
+      // A home of its own per run: the second must compute its inversion, not reuse the first's.
+      const r = reshootEdit({
+        clip,
+        model,
+        home: path.join(root, `home-${slices}`),
+        args: ['--steps', '3', '--seed', '5', '--attention-slices', String(slices), '-o', out],
+      });
       expect(r.stderr).not.toMatch(/^reshoot: |not applied/m);
       expect(r.status).toBe(0);
       if (slices > 1) expect(r.stderr).toContain(`self-attention in ${slices} slices`);

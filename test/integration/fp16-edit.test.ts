@@ -1,15 +1,14 @@
 // An fp16 model (the Olive/DirectML export layout: float16 weights, inputs and outputs) edits a clip end to end
 // through the real CLI, on whichever Node runs the tests. CI runs this file on Node 20, 22 and 24: on Node 24, with its
 // native Float16Array, onnxruntime-node 1.30 fails every fp16 run unless models/float16-guard.ts has removed it.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
 import * as ort from '../../engine/src/models/ort';
+import { reshootEdit } from '../support/cli';
 
-const CLI = path.resolve(__dirname, '../../dist/engine/src/cli/main.js');
 let root: string;
 let model: string;
 let clip: string;
@@ -40,28 +39,12 @@ describe(`an fp16 model on Node ${process.versions.node}`, () => {
 
   it('reshoot edit writes the edited clip: 4 frames at the source size', async () => {
     const out = path.join(root, 'edited.mp4');
-    const r = spawnSync(
-      process.execPath,
-      [
-        CLI,
-        'edit',
-        clip,
-        '--prompt',
-        'a blue square',
-        '--source-prompt',
-        'a red square',
-        '--model',
-        model,
-        '--steps',
-        '3',
-        '--seed',
-        '7',
-        '-o',
-        out,
-        '--json',
-      ],
-      { encoding: 'utf8', env: { ...process.env, RESHOOT_HOME: path.join(root, 'home') }, timeout: 300_000 },
-    );
+    const r = reshootEdit({
+      clip,
+      model,
+      home: path.join(root, 'home'),
+      args: ['--steps', '3', '--seed', '7', '-o', out, '--json'],
+    });
     expect(r.stderr).not.toMatch(/not enough space|reshoot: /);
     expect(r.status).toBe(0);
     const media = await probeMedia(out);
