@@ -11,9 +11,11 @@ import * as ort from '../../engine/src/models/ort';
 import { makeTestClip } from '../../engine/src/media';
 import { findAttentionSites } from '../../engine/src/onnx/attention-sites';
 import { attentionSlicing } from '../../engine/src/onnx/passes/attention-slicing';
-import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
+import { generateSdBench, generateTinySd } from '../../engine/src/models/generate/tiny-sd';
+import { loadDiffusionModel } from '../../engine/src/models/sd-model';
+import { selfAttentionKv } from '../../engine/src/onnx/passes/self-attention-kv';
 import { CLI, reshootEdit } from '../support/cli';
-import { maxDiff, run, wave } from '../support/graph-checks';
+import { maxDiff, neutralFeeds, run, wave } from '../support/graph-checks';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
 const decode = (file: string) => onnx.ModelProto.decode(fs.readFileSync(file));
@@ -73,6 +75,52 @@ describe.each([
     // sd15-tiny and sd2v-tiny were both exported by torch 1.13: baddbmm with β = 0 at every site.
     expect(adds.filter((n) => !/\/(n_plus)$/.test(n.name!))).toEqual([]);
     expect(identities.length).toBe(6 * 2);
+  });
+});
+
+describe('after the self-attention K/V pass (slicing runs last)', () => {
+  it('the sliced K/V variant at its neutral values gives the original output', async () => {
+    const model = decode(path.join(FIXTURES, 'sd15-tiny', 'unet', 'model.onnx'));
+    const sites = findAttentionSites(model).sites;
+    const kv = selfAttentionKv.apply(model, sites, {});
+    if (!kv.ok) throw new Error(kv.reason);
+    const both = attentionSlicing.apply(kv.model, sites, { slices: 3 });
+    if (!both.ok) throw new Error(both.reason);
+    const feeds = () => ({
+      sample: wave([1, 4, 16, 12]),
+      timestep: new ort.Tensor('int64', BigInt64Array.of(500n), [1]),
+      encoder_hidden_states: wave([1, 77, 32], 1),
+    });
+    const [a, b] = await Promise.all([
+      run(encode(model), feeds(), ['out_sample']),
+      run(encode(both.model), { ...feeds(), ...neutralFeeds(kv.ports.inputs) }, ['out_sample']),
+    ]);
+    expect(sliceNodes(both.model)).toBe(6 * 3);
+    expect(maxDiff(a.out_sample, b.out_sample)).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe('the default', () => {
+  it('8 slices for a model whose native latent is 64×64 (sd-bench); whole for a small one; an explicit 1 wins', async () => {
+    const bench = path.join(root, 'sd-bench');
+    generateSdBench(bench);
+    const small = path.join(root, 'tiny-sd-default');
+    generateTinySd(small, 'optimum');
+    const slicesOf = async (dir: string, attentionSlices?: number) => {
+      const m = await loadDiffusionModel(dir, {
+        graphCache: null,
+        threads: 1,
+        ...(attentionSlices ? { attentionSlices } : {}),
+      });
+      try {
+        return [m.info.attention.slices, m.info.attention.slicingNote];
+      } finally {
+        await m.release();
+      }
+    };
+    expect(await slicesOf(bench)).toEqual([8, undefined]);
+    expect(await slicesOf(small)).toEqual([1, undefined]);
+    expect(await slicesOf(bench, 1)).toEqual([1, undefined]);
   });
 });
 

@@ -179,7 +179,11 @@ export async function runEdit(argv: string[]): Promise<number> {
 
   const worker = await PipelineWorker.start(resolveModel(values.model), {
     providers: values.provider ? parseProviders(values.provider) : [],
-    attentionSlices: intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
+    // Absent: the model decides (models/sd-model.ts slices large-latent models by default).
+    attentionSlices:
+      values['attention-slices'] === undefined
+        ? undefined
+        : intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
   });
   const bar = json ? undefined : new ProgressLine();
   try {

@@ -45,7 +45,11 @@ export async function runServe(argv: string[]): Promise<number> {
   const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
     providers: values.provider ? parseProviders(values.provider) : [],
     threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
-    attentionSlices: intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
+    // Absent: the model decides (models/sd-model.ts slices large-latent models by default).
+    attentionSlices:
+      values['attention-slices'] === undefined
+        ? undefined
+        : intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
   });
   const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log });
   // The web UI is built next to the engine (dist/panel-web, by `npm run build`); without it the API still runs.

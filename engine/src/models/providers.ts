@@ -16,7 +16,8 @@ export interface SessionSettings {
   decoderFeatures?: boolean;
   /**
    * Self-attention in this many parts of the query axis (onnx/passes/attention-slicing.ts): peak memory of the
-   * scores falls by that factor, results are unchanged. Default 1 (whole).
+   * scores falls by that factor, results are unchanged. 1 = whole; absent = 8 for models whose native latent is
+   * 64×64 or larger, else whole (models/sd-model.ts).
    */
   attentionSlices?: number;
   /** Folder for rewritten graphs (onnx/graph-cache.ts); default `<data dir>/graph-cache`, null = no cache. */

@@ -123,6 +123,20 @@ const ALIASES = {
   textOutput: ['last_hidden_state'],
 };
 
+/**
+ * Self-attention is sliced by default where the model's native latent has at least 64×64 tokens (SD 1.x/2.x at 512²
+ * and up): its scores dominate memory there, and 8 slices gave a byte-identical edit at a third of the peak memory
+ * and no slower (docs/BENCHMARKS.md). An explicit `attentionSlices` (1 = whole) wins.
+ */
+const AUTO_SLICING_TOKENS = 64 * 64;
+const AUTO_SLICES = 8;
+
+function withAutoSlicing(settings: SessionSettings, unetConfig: Record<string, unknown>): SessionSettings {
+  if (settings.attentionSlices !== undefined) return settings;
+  const side = num(unetConfig.sample_size) ?? 64;
+  return side * side >= AUTO_SLICING_TOKENS ? { ...settings, attentionSlices: AUTO_SLICES } : settings;
+}
+
 export async function loadDiffusionModel(dir: string, settings: SessionSettings = {}): Promise<DiffusionModel> {
   const root = path.resolve(dir);
   checkLayout(root);
@@ -169,7 +183,7 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
       const file = path.join(root, c, 'model.onnx');
       let opened: OpenedSession;
       if (c === 'unet') {
-        unet = await UnetVariants.open(file, settings, cacheDir).catch(failed);
+        unet = await UnetVariants.open(file, withAutoSlicing(settings, configs.unet), cacheDir).catch(failed);
         opened = unet.opened;
       } else if (c === 'vae_encoder') {
         ({ opened, note: vaeNote } = await openVaeEncoder(file, settings, cacheDir).catch(failed));
