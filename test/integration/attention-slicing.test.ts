@@ -13,6 +13,7 @@ import { findAttentionSites } from '../../engine/src/onnx/attention-sites';
 import { attentionSlicing } from '../../engine/src/onnx/passes/attention-slicing';
 import { generateSdBench, generateTinySd } from '../../engine/src/models/generate/tiny-sd';
 import { loadDiffusionModel } from '../../engine/src/models/sd-model';
+import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { selfAttentionKv } from '../../engine/src/onnx/passes/self-attention-kv';
 import { CLI, reshootEdit } from '../support/cli';
 import { maxDiff, neutralFeeds, run, wave } from '../support/graph-checks';
@@ -121,6 +122,11 @@ describe('the default', () => {
     expect(await slicesOf(bench)).toEqual([8, undefined]);
     expect(await slicesOf(small)).toEqual([1, undefined]);
     expect(await slicesOf(bench, 1)).toEqual([1, undefined]);
+    // A graph with no attention at all (the embedded oracle): quietly whole by default, the reason when asked for.
+    const oracle = path.join(root, 'oracle');
+    generateOracle(oracle);
+    expect(await slicesOf(oracle)).toEqual([1, undefined]);
+    expect(await slicesOf(oracle, 4)).toEqual([1, 'the graph has no attention site to slice']);
   });
 });
 

@@ -12,7 +12,7 @@ import { vaeMean } from '../onnx/passes/vae-mean';
 import { ClipTokenizer, idsTensorData } from './tokenizer';
 import { openSession, type OpenedSession, type ProviderName, type SessionSettings } from './providers';
 import { floatFeed, floatOutput, numberFeed, tensorMeta, type TensorMeta } from './tensors';
-import { BASE_VARIANT, UnetVariants, type AttentionInfo, type DecoderFeatureInfo, type VariantResult } from './unet-variants';
+import { BASE_VARIANT, UnetVariants, type AttentionInfo, type Slicing, type DecoderFeatureInfo, type VariantResult } from './unet-variants';
 
 export class ModelLoadError extends Error {
   override name = 'ModelLoadError';
@@ -131,10 +131,10 @@ const ALIASES = {
 const AUTO_SLICING_TOKENS = 64 * 64;
 const AUTO_SLICES = 8;
 
-function withAutoSlicing(settings: SessionSettings, unetConfig: Record<string, unknown>): SessionSettings {
-  if (settings.attentionSlices !== undefined) return settings;
+function slicingFor(settings: SessionSettings, unetConfig: Record<string, unknown>): Slicing {
+  if (settings.attentionSlices !== undefined) return { slices: settings.attentionSlices, asked: true };
   const side = num(unetConfig.sample_size) ?? 64;
-  return side * side >= AUTO_SLICING_TOKENS ? { ...settings, attentionSlices: AUTO_SLICES } : settings;
+  return { slices: side * side >= AUTO_SLICING_TOKENS ? AUTO_SLICES : 1, asked: false };
 }
 
 export async function loadDiffusionModel(dir: string, settings: SessionSettings = {}): Promise<DiffusionModel> {
@@ -183,7 +183,7 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
       const file = path.join(root, c, 'model.onnx');
       let opened: OpenedSession;
       if (c === 'unet') {
-        unet = await UnetVariants.open(file, withAutoSlicing(settings, configs.unet), cacheDir).catch(failed);
+        unet = await UnetVariants.open(file, settings, cacheDir, slicingFor(settings, configs.unet)).catch(failed);
         opened = unet.opened;
       } else if (c === 'vae_encoder') {
         ({ opened, note: vaeNote } = await openVaeEncoder(file, settings, cacheDir).catch(failed));

@@ -28,6 +28,12 @@ export interface DecoderFeatureInfo {
   note?: string;
 }
 
+/** How many parts self-attention is computed in, and whether the user asked (else it is the model's default). */
+export interface Slicing {
+  slices: number;
+  asked: boolean;
+}
+
 export type VariantResult = { ok: true; id: string; ports: Ports } | { ok: false; reason: string };
 
 interface Variant {
@@ -60,15 +66,21 @@ export class UnetVariants {
    * Opens the base session: the feature tap when it applies (and is not turned off), else the file as it is. Never
    * fails for a pass that does not apply; it says why in `features.note`.
    */
-  static async open(file: string, settings: SessionSettings, cacheDir: string | null): Promise<UnetVariants> {
-    const slices = settings.attentionSlices ?? 1;
+  static async open(
+    file: string,
+    settings: SessionSettings,
+    cacheDir: string | null,
+    slicing: Slicing = { slices: settings.attentionSlices ?? 1, asked: settings.attentionSlices !== undefined },
+  ): Promise<UnetVariants> {
+    const slices = slicing.slices;
     let tail: PassRequest[] = slices > 1 ? [{ pass: attentionSlicing, options: { slices } }] : [];
     let slicingNote: string | undefined;
     if (tail.length) {
-      // Slicing that does not apply to this graph (fused attention, an unknown chain) leaves it whole, and says why.
+      // Slicing that does not apply to this graph (fused attention, an unknown chain, no attention at all) leaves it
+      // whole; when the user asked for it, the note says why.
       const probe = await rewriteGraph(file, tail, { cacheDir });
       if (!probe.ok) {
-        slicingNote = probe.reason;
+        if (slicing.asked) slicingNote = probe.reason;
         tail = [];
       }
     }
