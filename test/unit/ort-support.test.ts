@@ -45,6 +45,6 @@ describe('providerOptions', () => {
 
   it('the others: the provider by name only', () => {
     expect(providerOptions('cuda')).toEqual({ executionProviders: ['cuda'] });
-    expect(providerOptions('cpu')).toEqual({ executionProviders: ['cpu'] });
+    expect(providerOptions('cpu')).toEqual({ executionProviders: ['cpu'], enableMemPattern: false });
   });
 });

@@ -147,6 +147,10 @@ export const JobRequest = z
       .max(2 ** 32 - 1)
       .optional(),
     directInversion: z.boolean().default(true),
+    /**
+     * Frames per UNet call at most: the engine uses fewer where memory or the CPU calls for it (result.memory says
+     * how many and why).
+     */
     batchSize: z.int().min(1).max(64).default(4),
     /** Absent: the defaults of ConsistencySpec (the runner fills them in), so every stage's default applies. */
     consistency: ConsistencySpec.optional(),
@@ -183,6 +187,7 @@ export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'canceled
 export const STAGES = [
   'queued',
   'probing',
+  'measuring memory',
   'decoding',
   'encoding latents',
   'inverting',
@@ -231,6 +236,18 @@ export const JobTimings = z.object({
 });
 export type JobTimings = z.infer<typeof JobTimings>;
 
+/** Frames per UNet call the job used, and why (jobs/memory-plan.ts): the request's batchSize is a maximum. */
+export const JobMemory = z.object({
+  batchSize: z.int(),
+  requestedBatchSize: z.int(),
+  reason: z.string(),
+  /** The engine's expected peak resident memory for the job, where the model's cost was measured. */
+  estimatedPeakBytes: z.number().optional(),
+  /** What the job was allowed: free memory less a margin for other applications, or the --max-memory limit. */
+  budgetBytes: z.number().optional(),
+});
+export type JobMemory = z.infer<typeof JobMemory>;
+
 export const JobResult = z.object({
   path: z.string(),
   frames: z.int(),
@@ -248,6 +265,7 @@ export const JobResult = z.object({
   /** What mask smoothing and latent correction matched frames by: the UNet's decoder features, or the latents when the model exposes none. */
   correspondences: z.enum(['decoder features', 'latents']).optional(),
   timings: JobTimings.optional(),
+  memory: JobMemory.optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 

@@ -71,3 +71,15 @@ export function intOption(
     throw new CliError(`--${name} must be an integer from ${min} to ${max}, got "${value}"`);
   return n;
 }
+
+/** --max-memory: a size with a unit (`6G`, `6GiB`, `5000M`, `512MB`); binary units either way. Absent: undefined. */
+export function sizeOption(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([MG])(?:i?B)?\s*$/i.exec(value);
+  const bytes = m ? Number(m[1]) * 2 ** (m[2].toUpperCase() === 'G' ? 30 : 20) : NaN;
+  if (!(bytes >= 2 ** 28))
+    throw new CliError(
+      `--${name} takes a size with a unit of at least 256M, e.g. --${name} 6G or --${name} 5000M; got "${value}"`,
+    );
+  return Math.round(bytes);
+}

@@ -14,13 +14,13 @@ import { probeMedia, type MediaInfo } from '../media/probe';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';
-import { CliError, intOption, parse } from './args';
+import { CliError, intOption, parse, sizeOption } from './args';
 import { ProgressLine } from './progress-line';
 
 const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
-       [--attention-slices N] [--json]`;
+       [--attention-slices N] [--max-memory SIZE] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -97,6 +97,7 @@ export async function runEdit(argv: string[]): Promise<number> {
       model: { type: 'string' },
       provider: { type: 'string' },
       'attention-slices': { type: 'string' },
+      'max-memory': { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
@@ -176,6 +177,7 @@ export async function runEdit(argv: string[]): Promise<number> {
   } satisfies Record<string, unknown>);
   if (!parsed.success) throw new CliError(cliWording(validationProblem(parsed.error, 'options').detail));
   const req = parsed.data;
+  const memoryLimitBytes = sizeOption(values['max-memory'], 'max-memory');
 
   const worker = await PipelineWorker.start(resolveModel(values.model), {
     providers: values.provider ? parseProviders(values.provider) : [],
@@ -196,7 +198,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     else if (!json && info.attention.slices > 1) console.error(`self-attention in ${info.attention.slices} slices`);
     let plan;
     try {
-      plan = await planJob(req, info, output, media);
+      plan = await planJob(req, info, output, media, memoryLimitBytes);
     } catch (err) {
       if (err instanceof MediaError) throw new CliError(cliWording(mediaProblem(err, 'source').message), 1);
       if (err instanceof ProblemError) throw new CliError(cliWording(err.message), 1);
@@ -220,6 +222,7 @@ export async function runEdit(argv: string[]): Promise<number> {
         if (bar && p.stage !== 'done') bar.updateJob(p);
       },
       onWarning: warn,
+      memoryLimitBytes,
     };
     const stop = () => (ctx as { cancelHook?: { cancel(): void } }).cancelHook?.cancel();
     process.once('SIGINT', stop);
@@ -227,6 +230,9 @@ export async function runEdit(argv: string[]): Promise<number> {
       const result = await runJob(req, plan, ctx);
       bar?.done();
       emit({ event: 'done', result, seed });
+      const m = result.memory;
+      if (!json && m && m.batchSize !== m.requestedBatchSize)
+        console.error(`${m.batchSize} frame${m.batchSize > 1 ? 's' : ''} per UNet call (${m.reason})`);
       if (!json)
         console.log(
           `wrote ${result.path}: ${result.frames} frames, ${result.width}x${result.height}, ${result.durationSec.toFixed(3)} s, seed ${seed}, ${result.seconds.toFixed(1)} s${result.inversionCacheHit ? ' (inversion reused)' : ''}`,

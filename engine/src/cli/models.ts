@@ -1,4 +1,6 @@
 // `reshoot models check DIR`: what loads, which exporter variant, which provider.
+import { probeKey } from '../jobs/memory-plan';
+import { memoryCost } from '../models/memory-probe';
 import { parseProviders } from '../models/providers';
 import { loadDiffusionModel, type ModelInfo } from '../models/sd-model';
 import { resolveModel } from '../models/default-model';
@@ -19,46 +21,65 @@ export async function runModels(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new CliError('usage: reshoot models check DIR [--provider LIST] [--json]');
   const dir = resolveModel(positionals[0]);
   const model = await loadDiffusionModel(dir, { providers: values.provider ? parseProviders(values.provider) : [] });
-  try {
-    const { info, scheduler } = model;
-    if (values.json) {
-      console.log(
-        JSON.stringify(
-          {
-            ok: true,
-            info,
-            scheduler: {
-              className: scheduler.className,
-              predictionType: scheduler.predictionType,
-              timestepSpacing: scheduler.timestepSpacing,
-            },
-          },
-          null,
-          2,
-        ),
-      );
-      return 0;
-    }
-    const lines = [
-      `model      ${info.dir}`,
-      `provider   ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`,
-      `latents    ${info.latentChannels} channels, VAE factor ${info.vaeScale}, scaling ${info.scalingFactor}, native ${info.nativeSize}px`,
-      `text       ${info.variant.inputIds}, width ${info.hiddenSize}, ${info.sequenceLength} tokens`,
-      `unet       timestep ${info.variant.timestep}, output ${info.variant.unetOutput}${info.timestepCondDim ? `, timestep_cond ${info.timestepCondDim}` : ''}${info.fp16 ? ', fp16 I/O' : ''}`,
-      `vae        encoder → ${info.variant.vaeEncoderOutput}; decoder ${info.variant.vaeDecoderInput} → ${info.variant.vaeDecoderOutput}`,
-      `features   ${info.decoderFeatures ? `decoder features ${info.decoderFeatures} (frame correspondences)` : `latents for frame correspondences: ${info.decoderFeaturesNote}`}`,
-      `attention  ${attentionLine(info.attention)}`,
-      `scheduler  ${scheduler.className}, ${scheduler.predictionType}, ${scheduler.timestepSpacing} spacing`,
-      `ffmpeg     ${ffmpegLine()}`,
-    ];
-    if (info.vaeEncoderNote) lines.push(`vae note   ${info.vaeEncoderNote}`);
-    const ext = Object.entries(info.variant.externalData).map(([c, f]) => `${c}/${f}`);
-    if (ext.length) lines.push(`data       ${ext.join(', ')}`);
-    console.log(lines.join('\n'));
+  const { info, scheduler } = model;
+  await model.release();
+  // Measured after the model is released, so the probe's own load is not counted on top of this one.
+  const memory = await nativeMemory(info);
+  if (values.json) {
+    const sched = {
+      className: scheduler.className,
+      predictionType: scheduler.predictionType,
+      timestepSpacing: scheduler.timestepSpacing,
+    };
+    console.log(JSON.stringify({ ok: true, info, scheduler: sched, memory }, null, 2));
     return 0;
-  } finally {
-    await model.release();
   }
+  const lines = [
+    `model      ${info.dir}`,
+    `provider   ${info.provider}${info.providerFallbacks.length ? ` (fell back: ${info.providerFallbacks.join('; ')})` : ''}`,
+    `latents    ${info.latentChannels} channels, VAE factor ${info.vaeScale}, scaling ${info.scalingFactor}, native ${info.nativeSize}px`,
+    `text       ${info.variant.inputIds}, width ${info.hiddenSize}, ${info.sequenceLength} tokens`,
+    `unet       timestep ${info.variant.timestep}, output ${info.variant.unetOutput}${info.timestepCondDim ? `, timestep_cond ${info.timestepCondDim}` : ''}${info.fp16 ? ', fp16 I/O' : ''}`,
+    `vae        encoder → ${info.variant.vaeEncoderOutput}; decoder ${info.variant.vaeDecoderInput} → ${info.variant.vaeDecoderOutput}`,
+    `features   ${info.decoderFeatures ? `decoder features ${info.decoderFeatures} (frame correspondences)` : `latents for frame correspondences: ${info.decoderFeaturesNote}`}`,
+    `attention  ${attentionLine(info.attention)}`,
+    `memory     ${memoryLine(memory)}`,
+    `scheduler  ${scheduler.className}, ${scheduler.predictionType}, ${scheduler.timestepSpacing} spacing`,
+    `ffmpeg     ${ffmpegLine()}`,
+  ];
+  if (info.vaeEncoderNote) lines.push(`vae note   ${info.vaeEncoderNote}`);
+  const ext = Object.entries(info.variant.externalData).map(([c, f]) => `${c}/${f}`);
+  if (ext.length) lines.push(`data       ${ext.join(', ')}`);
+  console.log(lines.join('\n'));
+  return 0;
+}
+
+type NativeMemory =
+  | { measured: true; latent: number; baseBytes: number; unetItemBytes: number; measureMs: number }
+  | { measured: false; reason: string };
+
+/** Peak memory at the native size (models/memory-probe.ts): what the model needs, and each UNet batch item more. */
+async function nativeMemory(info: ModelInfo): Promise<NativeMemory> {
+  if (info.provider !== 'cpu')
+    return {
+      measured: false,
+      reason: `not measured on ${info.provider}: the probe sees system memory, not the device's`,
+    };
+  const latent = Math.round(info.nativeSize / info.vaeScale);
+  const cost = await memoryCost(probeKey(info, { height: latent, width: latent }, 1));
+  return {
+    measured: true,
+    latent,
+    baseBytes: cost.baseBytes,
+    unetItemBytes: cost.unetItemBytes,
+    measureMs: cost.measureMs,
+  };
+}
+
+function memoryLine(m: NativeMemory): string {
+  if (!m.measured) return m.reason;
+  const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+  return `${mib(m.baseBytes)} plus ${mib(m.unetItemBytes)} per UNet batch item at ${m.latent}×${m.latent} latents (peak resident memory, measured once and cached)`;
 }
 
 /** `reshoot models pull REPO_ID`: a diffusers-ONNX repository from the Hugging Face Hub into the models folder. */

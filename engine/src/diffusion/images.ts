@@ -62,3 +62,11 @@ export function sliceFrames(batch: ImageBatch, start: number, count: number): Im
   const per = 3 * batch.height * batch.width;
   return imageBatch(count, batch.height, batch.width, batch.data.slice(start * per, (start + count) * per));
 }
+
+/** `n` items in consecutive parts of at most `size`. */
+export function batches(n: number, size: number): { start: number; count: number }[] {
+  if (!Number.isInteger(size) || size < 1) throw new Error(`batch size must be a positive integer, got ${size}`);
+  const out = [];
+  for (let start = 0; start < n; start += size) out.push({ start, count: Math.min(size, n - start) });
+  return out;
+}

@@ -7,6 +7,8 @@ import type { MethodTask } from '../worker/protocol';
 
 export interface ChunkTask {
   req: JobRequest;
+  /** Frames per UNet call: the memory plan's, at most the request's batchSize. */
+  batchSize: number;
   frames: ImageBatch;
   mask: MaskBatch | undefined;
   strength: number;
@@ -49,7 +51,7 @@ function common(c: ChunkTask) {
   return {
     prompt: c.req.prompt,
     guidance: c.req.guidance,
-    batchSize: c.req.batchSize,
+    batchSize: c.batchSize,
     mask: c.mask,
     reconstruct: c.reconstruct,
   };

@@ -3,7 +3,7 @@
 // Shared by the engine's queue and by `reshoot edit`, so both behave the same.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
+import type { JobMemory, JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
@@ -17,6 +17,8 @@ import type { ModelInfo } from '../models/sd-model';
 import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
 import type { TaskResult } from '../worker/protocol';
 import { ChunkOverlap } from './chunk-overlap';
+import { currentBudget, isPlannedModel, planMemory, probeKey, type PlanInput } from './memory-plan';
+import { cachedMemoryCost, memoryCost } from '../models/memory-probe';
 import { fullResOutput, workingSizeOutput, type OutputSink } from './full-res';
 import { InversionCache } from '../store/inversion-cache';
 import { matteFolderProblem } from './matte-output';
@@ -56,6 +58,8 @@ export interface RunContext {
   onWarning?(w: string): void;
   /** Set by the runner: cancels what is running now. */
   cancelHook?: { cancel(): void };
+  /** `--max-memory`: the engine's peak may not exceed this (bytes), whatever is free. */
+  memoryLimitBytes?: number;
 }
 
 /** The job's box or file mask as media/mask-input.ts takes it; undefined for none and for the automatic mask. */
@@ -110,6 +114,7 @@ export async function planJob(
   model: ModelInfo,
   outputPath: string,
   media?: MediaInfo,
+  memoryLimitBytes?: number,
 ): Promise<JobPlan> {
   const probeStart = performance.now();
   const info = media ?? (await probeMedia(req.source.path));
@@ -209,7 +214,7 @@ export async function planJob(
       'output.path',
     );
   }
-  return {
+  const plan: JobPlan = {
     info,
     startFrame: range.startFrame,
     frameCount,
@@ -224,6 +229,49 @@ export async function planJob(
     strength: defaultStrength(req),
     probeMs,
   };
+  // Where the model's cost at this size is known already, a job that cannot fit is refused now, not when it starts.
+  const measured = isPlannedModel(model) && model.provider === 'cpu' && cachedMemoryCost(memoryKey(model, plan));
+  if (measured) memoryPlan(req, plan, model, measured, memoryLimitBytes);
+  return plan;
+}
+
+const memoryKey = (model: ModelInfo, plan: JobPlan) => probeKey(model, latentOf(model, plan), CHUNK_FRAMES);
+
+function latentOf(model: ModelInfo, plan: JobPlan): PlanInput['latent'] {
+  return { height: plan.height / model.vaeScale, width: plan.width / model.vaeScale };
+}
+
+/**
+ * The frames a job holds besides the model: the chunk being edited and the one decoded ahead, at working size (float
+ * RGB), and at output size when compositing at full resolution (8 or 16 bits a channel).
+ */
+function mediaBytes(req: JobRequest, plan: JobPlan): number {
+  const working = plan.width * plan.height * 3 * 4;
+  const full =
+    (req.output?.composite ?? 'full') === 'full'
+      ? plan.outWidth * plan.outHeight * 3 * (plan.info.video.bitDepth > 8 ? 2 : 1)
+      : 0;
+  return 2 * CHUNK_FRAMES * (working + full);
+}
+
+/** The job's memory plan (memory-plan.ts), or the refusal as a 422 naming batchSize. */
+function memoryPlan(
+  req: JobRequest,
+  plan: JobPlan,
+  model: ModelInfo,
+  cost: PlanInput['cost'],
+  limitBytes: number | undefined,
+): JobMemory {
+  const outcome = planMemory({
+    req,
+    model,
+    latent: latentOf(model, plan),
+    mediaBytes: mediaBytes(req, plan),
+    ...(cost ? { cost } : {}),
+    budget: currentBudget(limitBytes),
+  });
+  if (!outcome.ok) throw ProblemError.of(422, 'Not enough memory', outcome.detail, 'batchSize');
+  return outcome.memory;
 }
 
 /** Where a result may be written (media/output-target.ts), resolved through links as the file system is now. */
@@ -339,6 +387,19 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   // restarted), and once more just before the rename.
   const checkTarget = () => checkWriteTarget(req, plan);
   checkTarget();
+  let cost: PlanInput['cost'];
+  if (isPlannedModel(model) && model.provider === 'cpu') {
+    const key = memoryKey(model, plan);
+    cost = cachedMemoryCost(key);
+    if (!cost) {
+      progress.stage('measuring memory', 0.01);
+      cost = await memoryCost(key, decoding.signal).catch((err: unknown) => {
+        checkCanceled();
+        throw err;
+      });
+    }
+  }
+  const memory = memoryPlan(req, plan, model, cost, ctx.memoryLimitBytes);
   progress.stage('decoding', 0.01);
   const maskSpec = maskSpecOf(req.mask);
   const fullMask: MaskBatch | undefined = maskSpec ? await loadMask(maskSpec, maskTarget(plan)) : undefined;
@@ -424,6 +485,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       };
       const task = chunkTask({
         req,
+        batchSize: memory.batchSize,
         frames: chunk,
         mask,
         strength: plan.strength,
@@ -482,6 +544,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       ...(correspondences ? { correspondences } : {}),
       seconds: (Date.now() - t0) / 1000,
       timings: jobTimings(plan.probeMs, performance.now() - start, times),
+      memory,
       mattePath: seams.finish(),
     };
   } catch (err) {

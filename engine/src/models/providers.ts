@@ -93,6 +93,7 @@ const COREML_FLAG_CREATE_MLPROGRAM = 0x010;
  * Per-provider settings that matter for SD-size graphs, each from ONNX Runtime's execution-provider documentation:
  * - dml: "The DirectML execution provider does not support the use of memory pattern optimizations or parallel
  *   execution in onnxruntime", so both are off (DirectML-ExecutionProvider, Configuration Options).
+ * - cpu: no memory pattern, by measurement (below).
  * - coreml: the ML Program format (Core ML 5+, macOS 12+) instead of the older NeuralNetwork format, which lacks ops and
  *   float16 paths a diffusion UNet uses; `coreMlFlags` is how the Node binding takes it (CoreML-ExecutionProvider,
  *   and onnxruntime-common's CoreMLExecutionProviderOption).
@@ -107,6 +108,10 @@ export function providerOptions(provider: ProviderName): Pick<
       return { executionProviders: ['dml'], enableMemPattern: false, executionMode: 'sequential' };
     case 'coreml':
       return { executionProviders: [{ name: 'coreml', coreMlFlags: COREML_FLAG_CREATE_MLPROGRAM }] };
+    case 'cpu':
+      // The memory pattern pre-plans one block per input shape and keeps it beside the arena: on sd-bench at 512² it
+      // added 0.9 GB to a 4-frame edit's peak (3.32 → 2.38 GB without it) and saved no time (docs/BENCHMARKS.md).
+      return { executionProviders: ['cpu'], enableMemPattern: false };
     default:
       return { executionProviders: [provider] };
   }

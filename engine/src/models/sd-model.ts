@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from './ort';
-import type { ImageBatch } from '../diffusion/images';
+import { batches, type ImageBatch } from '../diffusion/images';
 import { parseSchedulerConfig, type SchedulerConfig } from '../diffusion/scheduler';
 import { dataDir } from '../config/paths';
 import { rewriteGraph, type PassRequest } from '../onnx/graph-cache';
@@ -503,39 +503,51 @@ class OnnxDiffusionModel implements DiffusionModel {
     const { n, height, width } = images;
     const s = this.info.vaeScale;
     if (height % s || width % s) throw new Error(`frame size ${width}x${height} must be a multiple of the VAE factor ${s}`);
-    const t0 = performance.now();
-    const out = await this.sessions.vae_encoder.run({ [this.vaeEnc.input.name]: floatFeed(this.vaeEnc.input.type, images.data, [n, 3, height, width]) }, [this.vaeEnc.output]);
-    this.stats.vaeMs += performance.now() - t0;
-    const raw = floatOutput(out[this.vaeEnc.output]);
     const C = this.info.latentChannels;
     const hw = (height / s) * (width / s);
-    const outC = raw.length / (n * hw);
-    if (!Number.isInteger(outC) || (outC !== C && outC !== 2 * C)) {
-      throw new Error(`VAE encoder returned ${raw.length} values for ${n} frames of ${width}x${height}; expected ${C} or ${2 * C} channels at 1/${s} resolution`);
-    }
     const latents = new Float32Array(n * C * hw);
     const k = this.info.scalingFactor;
-    for (let f = 0; f < n; f++) {
-      // latent_parameters is mean ‖ logvar along channels: the first C channels are the mean we invert from.
-      const src = raw.subarray(f * outC * hw, f * outC * hw + C * hw);
-      const dst = f * C * hw;
-      for (let i = 0; i < C * hw; i++) latents[dst + i] = src[i] * k;
+    const per = 3 * height * width;
+    for (const { start, count } of batches(n, vaeFramesPerCall(height * width))) {
+      const t0 = performance.now();
+      const pixels = images.data.subarray(start * per, (start + count) * per);
+      const out = await this.sessions.vae_encoder.run({ [this.vaeEnc.input.name]: floatFeed(this.vaeEnc.input.type, pixels, [count, 3, height, width]) }, [this.vaeEnc.output]);
+      this.stats.vaeMs += performance.now() - t0;
+      const raw = floatOutput(out[this.vaeEnc.output]);
+      const outC = raw.length / (count * hw);
+      if (!Number.isInteger(outC) || (outC !== C && outC !== 2 * C)) {
+        throw new Error(`VAE encoder returned ${raw.length} values for ${count} frames of ${width}x${height}; expected ${C} or ${2 * C} channels at 1/${s} resolution`);
+      }
+      for (let f = 0; f < count; f++) {
+        // latent_parameters is mean ‖ logvar along channels: the first C channels are the mean we invert from.
+        const src = raw.subarray(f * outC * hw, f * outC * hw + C * hw);
+        const dst = (start + f) * C * hw;
+        for (let i = 0; i < C * hw; i++) latents[dst + i] = src[i] * k;
+      }
     }
     return latents;
   }
 
   async decodeLatents(latents: Float32Array, n: number, h: number, w: number): Promise<ImageBatch> {
     const C = this.info.latentChannels;
+    const s = this.info.vaeScale;
     const inv = 1 / this.info.scalingFactor;
-    const scaled = new Float32Array(latents.length);
-    for (let i = 0; i < latents.length; i++) scaled[i] = latents[i] * inv;
-    const t0 = performance.now();
-    const out = await this.sessions.vae_decoder.run({ [this.vaeDec.input.name]: floatFeed(this.vaeDec.input.type, scaled, [n, C, h, w]) }, [this.vaeDec.output]);
-    this.stats.vaeMs += performance.now() - t0;
-    const tensor = out[this.vaeDec.output];
-    const dims = tensor.dims;
-    if (dims.length !== 4 || dims[0] !== n || dims[1] !== 3) throw new Error(`VAE decoder returned shape [${dims.join(', ')}], expected [${n}, 3, H, W]`);
-    return { n, height: dims[2], width: dims[3], data: Float32Array.from(floatOutput(tensor)) };
+    const per = C * h * w;
+    let frames: ImageBatch | undefined;
+    for (const { start, count } of batches(n, vaeFramesPerCall(h * w * s * s))) {
+      const scaled = new Float32Array(count * per);
+      for (let i = 0; i < scaled.length; i++) scaled[i] = latents[start * per + i] * inv;
+      const t0 = performance.now();
+      const out = await this.sessions.vae_decoder.run({ [this.vaeDec.input.name]: floatFeed(this.vaeDec.input.type, scaled, [count, C, h, w]) }, [this.vaeDec.output]);
+      this.stats.vaeMs += performance.now() - t0;
+      const tensor = out[this.vaeDec.output];
+      const dims = tensor.dims;
+      if (dims.length !== 4 || dims[0] !== count || dims[1] !== 3) throw new Error(`VAE decoder returned shape [${dims.join(', ')}], expected [${count}, 3, H, W]`);
+      frames ??= { n, height: dims[2], width: dims[3], data: new Float32Array(n * 3 * dims[2] * dims[3]) };
+      frames.data.set(floatOutput(tensor), start * 3 * frames.height * frames.width);
+    }
+    if (!frames) throw new Error('decodeLatents: no frames to decode');
+    return frames;
   }
 
   async release(): Promise<void> {
@@ -543,6 +555,16 @@ class OnnxDiffusionModel implements DiffusionModel {
     await Promise.all(Object.entries(this.sessions).map(([c, s]) => (c === 'unet' ? this.unetVariants.release() : s.release())));
   }
 }
+
+/**
+ * Pixels one VAE call covers at most: frames beyond one 512×512 frame per call are decoded (and encoded) in further
+ * calls, as diffusers' enable_vae_slicing does. At SD's sizes the VAE's activations are hundreds of MB per frame and
+ * ONNX Runtime's arena keeps the largest call's; on CPU a batch of 512² frames was no faster than one at a time
+ * (docs/BENCHMARKS.md, "Memory plan"). Small frames still go together. Results do not depend on the split.
+ */
+const VAE_PIXELS_PER_CALL = 512 * 512;
+
+export const vaeFramesPerCall = (pixelsPerFrame: number) => Math.max(1, Math.floor(VAE_PIXELS_PER_CALL / pixelsPerFrame));
 
 function timestepFeed(form: TimestepForm, t: number, batch: number): ort.Tensor {
   switch (form.form) {

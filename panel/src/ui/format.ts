@@ -42,6 +42,7 @@ export function percent(fraction: number): string {
 const STAGE_LABELS: Record<JobProgress['stage'], string> = {
   queued: 'Waiting in the queue',
   probing: 'Reading the clip',
+  'measuring memory': 'Measuring the model’s memory use (once per size)',
   decoding: 'Decoding frames',
   'encoding latents': 'Encoding frames',
   inverting: 'Inverting',

@@ -1,15 +1,9 @@
 // What every pipeline does around its UNet calls: split frames into batches, lay out prompt embeddings per batch item,
 // check the frames fit the VAE, and decode the latents batch by batch.
 import type { ImageBatch } from '../../diffusion/images';
+import { batches } from '../../diffusion/images';
 import type { DiffusionModel } from '../../models/sd-model';
 import type { ProgressTracker } from './progress';
-
-export function batches(n: number, size: number): { start: number; count: number }[] {
-  if (!Number.isInteger(size) || size < 1) throw new Error(`batch size must be a positive integer, got ${size}`);
-  const out = [];
-  for (let start = 0; start < n; start += size) out.push({ start, count: Math.min(size, n - start) });
-  return out;
-}
 
 /** Repeats each prompt's embedding `times` times, in order: [p0 ×times, p1 ×times, ...]. */
 export function repeatEmbeddings(rows: Float32Array[], times: number): Float32Array {

@@ -8,7 +8,8 @@ import { ddimLevels, ddimMove, ddimSchedule, guidance, strengthSteps, toX0Eps } 
 import type { DiffusionModel, PortTensor } from '../../models/sd-model';
 import { blendOutsideMask, latentMask } from '../masks/latent-mask';
 import type { EditOutput, EditParams, InversionParams, InvertedTrajectory, RunHooks } from '../types';
-import { batches, decodeAll, embedRows, repeatEmbeddings, validateFrames } from './batching';
+import { batches } from '../../diffusion/images';
+import { decodeAll, embedRows, repeatEmbeddings, validateFrames } from './batching';
 import { ProgressTracker } from './progress';
 import { EditState, type EditContext, type EditStage, type UnetCallInfo } from './stage';
 
@@ -82,7 +83,7 @@ type Branch = { latent: 'source' | 'target'; prompt: string };
  * when the source branch's steps are already known (a re-edit) it does not run at all.
  */
 function planBranches(
-  p: EditParams,
+  p: Pick<EditParams, 'guidance' | 'prompt' | 'sourcePrompt'>,
   sourceBranch: boolean,
 ): { branches: Branch[]; tgtU: number; tgtC: number; srcU: number; srcC: number } {
   const branches: Branch[] = [];
@@ -97,6 +98,13 @@ function planBranches(
   const srcC = sourceBranch ? idx({ latent: 'source', prompt: p.sourcePrompt }) : -1;
   const srcU = sourceBranch && cfg ? idx({ latent: 'source', prompt: '' }) : -1;
   return { branches, tgtU, tgtC, srcU, srcC };
+}
+
+/** UNet batch items per frame in one step of a first edit (the source branch runs too): the memory plan's multiplier. */
+export function unetItemsPerFrame(
+  p: Pick<EditParams, 'guidance' | 'prompt' | 'sourcePrompt' | 'directInversion'>,
+): number {
+  return planBranches(p, p.directInversion).branches.length;
 }
 
 /** What the source branch's steps depend on besides the trajectory: the guidance scale, unless nothing can use it. */

@@ -2,7 +2,8 @@
 // the noise along the inverted trajectory is where the edit belongs. Per frame: |ε(z*_k, target) − ε(z*_k, source)|
 // averaged over sampled levels and channels, normalised by the frame's maximum, thresholded.
 import type { DiffusionModel } from '../../models/sd-model';
-import { batches, repeatEmbeddings } from '../loop/batching';
+import { batches } from '../../diffusion/images';
+import { repeatEmbeddings } from '../loop/batching';
 import type { InvertedTrajectory } from '../types';
 
 export interface AutoMaskOptions {

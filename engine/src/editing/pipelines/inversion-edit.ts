@@ -3,7 +3,7 @@
 import type { ImageBatch } from '../../diffusion/images';
 import { strengthSteps } from '../../diffusion/scheduler';
 import type { DiffusionModel } from '../../models/sd-model';
-import { batches } from '../loop/batching';
+import { batches } from '../../diffusion/images';
 import { denoiseFromInversion, invertFrames } from '../loop/inversion-loop';
 import { ProgressTracker } from '../loop/progress';
 import { editStages } from '../stages';

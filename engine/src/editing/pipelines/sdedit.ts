@@ -13,7 +13,8 @@ import {
   toX0Eps,
 } from '../../diffusion/scheduler';
 import type { DiffusionModel } from '../../models/sd-model';
-import { batches, decodeAll, repeatEmbeddings } from '../loop/batching';
+import { batches } from '../../diffusion/images';
+import { decodeAll, repeatEmbeddings } from '../loop/batching';
 import { ProgressTracker } from '../loop/progress';
 import { blendOutsideMask, latentMask } from '../masks/latent-mask';
 import type { EditOutput, RunHooks } from '../types';

@@ -1,0 +1,144 @@
+// How many frames go into one UNet call, chosen per job so the edit fits in memory and runs at full speed. The
+// request's batchSize is a maximum. For models of Stable Diffusion's size (a latent of 64×64 or more at their native
+// size) the engine knows what a UNet batch item costs at the job's size (models/memory-probe.ts measures it once and
+// caches it); it takes the largest batch that leaves a margin of the memory that is free, and refuses a job that does
+// not fit even one frame at a time, before it starts. Small models are not measured: nothing they do comes near.
+import * as os from 'node:os';
+import type { JobMemory, JobRequest } from '../api/schemas';
+import { unetItemsPerFrame } from '../editing/loop/inversion-loop';
+import type { MemoryCost, MemoryProbeKey } from '../models/memory-probe';
+import { vaeFramesPerCall, type ModelInfo } from '../models/sd-model';
+
+/**
+ * Latent tokens per UNet call beyond which a CPU gains nothing from a bigger batch: on sd-bench (2-core Xeon) the time
+ * per item fell from 1 to 4 items at 16² and 32² latents (4096 tokens at 32²) and rose with the batch at 64²
+ * (docs/BENCHMARKS.md, "Memory plan"). GPUs keep the requested batch.
+ */
+export const CPU_TOKENS_PER_CALL = 4096;
+
+/** Native latents of at least this many tokens make a model "large": measured and planned (as attention slicing). */
+const PLANNED_LATENT_TOKENS = 64 * 64;
+
+export function isPlannedModel(model: ModelInfo): boolean {
+  const side = model.nativeSize / model.vaeScale;
+  return side * side >= PLANNED_LATENT_TOKENS;
+}
+
+/** What the plan needs to know about the machine: free memory, the engine's own, and the user's limit. */
+export interface MemoryBudget {
+  /** Memory the system can still give (bytes). */
+  availableBytes: number;
+  /** The engine process's resident memory now: the loaded model counts in both the cost and here. */
+  processBytes: number;
+  totalBytes: number;
+  /** `--max-memory`: a ceiling on the engine's peak, whatever is free. */
+  limitBytes?: number;
+}
+
+export function currentBudget(limitBytes?: number): MemoryBudget {
+  // process.availableMemory (Node ≥ 20.13) also honours a container's memory limit; os.freemem is the fallback.
+  const available = typeof process.availableMemory === 'function' ? process.availableMemory() : os.freemem();
+  return {
+    availableBytes: available,
+    processBytes: process.memoryUsage().rss,
+    totalBytes: os.totalmem(),
+    ...(limitBytes ? { limitBytes } : {}),
+  };
+}
+
+/** Room left for other applications (Premiere above all): a tenth of the machine, at least 512 MiB. */
+export function marginBytes(totalBytes: number): number {
+  return Math.max(512 * 2 ** 20, 0.1 * totalBytes);
+}
+
+export interface PlanInput {
+  req: Pick<JobRequest, 'batchSize' | 'method' | 'guidance' | 'prompt' | 'sourcePrompt' | 'directInversion'>;
+  model: ModelInfo;
+  /** Latent size of the job's working frames. */
+  latent: { height: number; width: number };
+  /** Frames, at working and at output size, the job holds besides the model (decode ahead, encode behind). */
+  mediaBytes: number;
+  /** Measured cost at this size; absent for small models. */
+  cost?: MemoryCost;
+  budget: MemoryBudget;
+}
+
+export type PlanOutcome = { ok: true; memory: JobMemory } | { ok: false; detail: string };
+
+/** UNet batch items per frame in the job's widest step. */
+export function itemsPerFrame(req: PlanInput['req']): number {
+  if (req.method === 'inversion') return unetItemsPerFrame(req);
+  // SDEdit adds an unconditional branch with guidance; the fast preset's UNet takes guidance as an input or not at all.
+  return req.method === 'sdedit' && req.guidance !== 1 ? 2 : 1;
+}
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+export function planMemory(p: PlanInput): PlanOutcome {
+  const requested = p.req.batchSize;
+  const tokens = p.latent.height * p.latent.width;
+  const planned = isPlannedModel(p.model);
+  let batch = requested;
+  let reason = 'as requested';
+  if (planned && p.model.provider === 'cpu') {
+    const fast = Math.max(1, Math.floor(CPU_TOKENS_PER_CALL / tokens));
+    if (fast < batch) {
+      batch = fast;
+      reason = `a ${p.latent.width}×${p.latent.height} latent fills the CPU at ${fast} frame${fast > 1 ? 's' : ''} per call`;
+    }
+  }
+  if (!p.cost) return { ok: true, memory: { batchSize: batch, requestedBatchSize: requested, reason } };
+  const items = itemsPerFrame(p.req);
+  const peak = (frames: number) => p.cost!.baseBytes + frames * items * p.cost!.unetItemBytes + p.mediaBytes;
+  const b = p.budget;
+  const free = b.processBytes + b.availableBytes - marginBytes(b.totalBytes);
+  const room = Math.min(free, b.limitBytes ?? Infinity);
+  const limited = (b.limitBytes ?? Infinity) < free;
+  const limitedBy = limited ? `the --max-memory limit of ${gib(b.limitBytes!)}` : 'free memory';
+  const fits = (frames: number) => peak(frames) <= room;
+  if (!fits(1)) {
+    const what = limited
+      ? `the --max-memory limit is ${gib(b.limitBytes!)}`
+      : `${gib(b.availableBytes)} is free besides the engine's ${gib(b.processBytes)}, and ${gib(marginBytes(b.totalBytes))} is kept for other applications`;
+    return {
+      ok: false,
+      detail:
+        `this edit needs about ${gib(peak(1))} at one frame per UNet call (the model ${gib(p.cost.baseBytes)}, ` +
+        `${gib(items * p.cost.unetItemBytes)} per frame at ${p.latent.width}×${p.latent.height} latents) and ${what}; ` +
+        'close other applications, raise the limit, use more attention slices (--attention-slices 16), ' +
+        'or run the job on a machine with more memory',
+    };
+  }
+  const fastest = batch;
+  while (batch > 1 && !fits(batch)) batch--;
+  if (batch < fastest) {
+    reason = `${batch} frame${batch > 1 ? 's' : ''} per call fit${batch > 1 ? '' : 's'} in ${limitedBy}`;
+  }
+  return {
+    ok: true,
+    memory: {
+      batchSize: batch,
+      requestedBatchSize: requested,
+      reason,
+      estimatedPeakBytes: Math.round(peak(batch)),
+      budgetBytes: Math.round(room),
+    },
+  };
+}
+
+/** The probe's key for a job on this model at this latent size. */
+export function probeKey(
+  model: ModelInfo,
+  latent: { height: number; width: number },
+  chunkFrames: number,
+): MemoryProbeKey {
+  const pixels = latent.height * latent.width * model.vaeScale ** 2;
+  return {
+    modelDir: model.dir,
+    provider: model.provider,
+    slices: model.attention.slices,
+    height: latent.height,
+    width: latent.width,
+    vaeFrames: Math.min(chunkFrames, vaeFramesPerCall(pixels)),
+  };
+}
