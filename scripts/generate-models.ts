@@ -1,10 +1,18 @@
 // Writes the project's generated models (never committed, always reproducible from a seed) into a models folder:
 //   node dist/scripts/generate-models.js [--out DIR] [--seed N] [names...]
-// names: tiny-sd (= tiny-sd:optimum), tiny-sd:<variant>, tiny-sd:all, sd-bench, oracle. No names: all of them.
+// names: tiny-sd (= tiny-sd:optimum), tiny-sd:<variant>, tiny-sd:all, sd-bench, oracle, sd15-shape. No names: all of
+// them but sd15-shape (SD 1.5's sizes with random weights: 3.7 GB, about 2 minutes to write).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { onnx } from 'onnx-proto';
 import { generateOracle } from '../engine/src/models/generate/oracle';
-import { SD_VARIANTS, generateSdBench, generateTinySd } from '../engine/src/models/generate/tiny-sd';
+import {
+  SD15_SHAPE_VARIANT,
+  SD_VARIANTS,
+  generateSdBench,
+  generateSdModel,
+  generateTinySd,
+} from '../engine/src/models/generate/tiny-sd';
 
 interface Job {
   /** Folder name under --out. */
@@ -13,12 +21,13 @@ interface Job {
 }
 
 const USAGE = `usage: generate-models [--out DIR] [--seed N] [names...]
-names: oracle, sd-bench, tiny-sd, tiny-sd:all, tiny-sd:<variant> with variant one of ${Object.keys(SD_VARIANTS).join(', ')}
-default: oracle sd-bench tiny-sd:all, into models/`;
+names: oracle, sd-bench, sd15-shape, tiny-sd, tiny-sd:all, tiny-sd:<variant> with variant one of ${Object.keys(SD_VARIANTS).join(', ')}
+default: oracle sd-bench tiny-sd:all, into models/ (sd15-shape, SD 1.5's sizes with random weights, ~3.7 GB, only by name)`;
 
 function jobsFor(name: string, seed: number): Job[] {
   if (name === 'oracle') return [{ name, run: (dir) => generateOracle(dir) }];
   if (name === 'sd-bench') return [{ name, run: (dir) => generateSdBench(dir, seed) }];
+  if (name === 'sd15-shape') return [{ name, run: (dir) => generateSdModel(dir, SD15_SHAPE_VARIANT, seed) }];
   if (name === 'tiny-sd' || name === 'tiny-sd:optimum')
     return [{ name: 'tiny-sd', run: (dir) => generateTinySd(dir, 'optimum', seed) }];
   if (name === 'tiny-sd:all') return Object.keys(SD_VARIANTS).flatMap((v) => jobsFor(`tiny-sd:${v}`, seed));
@@ -62,6 +71,14 @@ function folderSize(dir: string): number {
   return total;
 }
 
+/** Elements of a model file's initializers, external ones included (read from their dims, not their data). */
+function initializerElements(file: string): number {
+  const model = onnx.ModelProto.decode(fs.readFileSync(file));
+  let total = 0;
+  for (const t of model.graph?.initializer ?? []) total += (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1);
+  return total;
+}
+
 function main(): void {
   const { out, seed, names } = parse(process.argv.slice(2));
   const jobs = names.flatMap((n) => jobsFor(n, seed));
@@ -79,7 +96,12 @@ function main(): void {
     }
     const t0 = Date.now();
     job.run(dir);
-    console.log(`${job.name}: ${dir} (${(folderSize(dir) / 1e6).toFixed(1)} MB, ${Date.now() - t0} ms)`);
+    const ms = Date.now() - t0;
+    const unet = path.join(dir, 'unet', 'model.onnx');
+    const params = fs.existsSync(unet)
+      ? `, UNet ${initializerElements(unet).toLocaleString('en-US')} initializer elements`
+      : '';
+    console.log(`${job.name}: ${dir} (${(folderSize(dir) / 1e6).toFixed(1)} MB, ${ms} ms${params})`);
   }
 }
 

@@ -1,14 +1,15 @@
-// Models and clips for the benchmark. Models are generated fresh into the run's folder (deterministic, < 1 s each);
-// clips are kept between runs under the bench folder, because the 1080p ones take a while to encode.
+// Models and clips for the benchmark. Models are generated fresh into the run's folder (deterministic, < 1 s each,
+// except sd15-shape: SD 1.5's sizes, 3.7 GB and ~2 min, made only when a case asks for it); clips are kept between
+// runs under the bench folder, because the 1080p ones take a while to encode.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { renameIntoPlace } from '../config/atomic-rename';
 import { ffmpegPath, makeTestClip, probeMedia, type Rational } from '../media';
 import { lastLines, run } from '../media/process';
 import { generateOracle } from '../models/generate/oracle';
-import { generateSdBench, generateTinySd } from '../models/generate/tiny-sd';
+import { SD15_SHAPE_VARIANT, generateSdBench, generateSdModel, generateTinySd } from '../models/generate/tiny-sd';
 
-export const BENCH_MODELS = ['oracle', 'tiny-sd', 'sd-bench', 'sd-turbo', 'lcm'] as const;
+export const BENCH_MODELS = ['oracle', 'tiny-sd', 'sd-bench', 'sd15-shape', 'sd-turbo', 'lcm'] as const;
 export type BenchModel = (typeof BENCH_MODELS)[number];
 
 export function generateBenchModel(dir: string, name: BenchModel): string {
@@ -20,6 +21,9 @@ export function generateBenchModel(dir: string, name: BenchModel): string {
       break;
     case 'sd-bench':
       generateSdBench(out);
+      break;
+    case 'sd15-shape':
+      generateSdModel(out, SD15_SHAPE_VARIANT);
       break;
     case 'tiny-sd':
       generateTinySd(out, 'optimum');

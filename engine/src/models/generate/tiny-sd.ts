@@ -2,9 +2,13 @@
 // (reference/onnx-stable-diffusion.md §2, §3): tiny-sd for tests, sd-bench for timing engine overhead against real
 // compute. The graphs are SD-shaped (sd-graphs.ts) so loading, dtype adaptation, node-name taps and scheduling are
 // exercised exactly as with a real export; only the pictures are meaningless.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { onnx } from 'onnx-proto';
+import { toHalf } from '../../diffusion/half';
 import { buildClipVocab } from './clip-vocab';
 import { writePipelineFolder, type GeneratedPipeline } from './folder';
-import { GraphBuilder, WeightRng, elemTypeCode, type Dim, type SavedModel } from './onnx-builder';
+import { GraphBuilder, WeightRng, elemTypeCode, type Dim, type ElemType, type SaveOptions, type SavedModel } from './onnx-builder';
 import { SdBlocks } from './sd-graphs';
 
 export interface SdVariant {
@@ -45,6 +49,8 @@ export interface SdVariant {
   normGroups?: number;
   /** VAE block widths, length log2(vaeScale)+1 (default 16, 32, 32, ...). */
   vaeChannels?: number[];
+  /** UNet resnets (+ transformers) per down block; up blocks get one more (diffusers layers_per_block, default 1). */
+  layersPerBlock?: number;
 }
 
 /** What SD 1.5's own scheduler_config.json says (PNDM, scaled-linear betas), plus the keys newer diffusers write. */
@@ -152,11 +158,43 @@ export const SD_BENCH_VARIANT: SdVariant = preset('sd-bench', {
   vaeChannels: [32, 32, 64, 64],
 });
 
+/**
+ * sd15-shape: Stable Diffusion 1.5's sizes with random weights, for memory and time benchmarks at real scale. The UNet
+ * is SD 1.5's (block widths 320/640/1280/1280, 2 resnets + transformers per down block and 3 per up block, none in
+ * the last down / first up block, 8 heads, cross-attention width 768, sample_size 64, fp32 with optimum's
+ * model.onnx_data): ~859.5M parameters, ~3.4 GB. Two parts are smaller than SD 1.5's, which barely matters for a
+ * denoising step: the text encoder has one CLIP layer at width 768 (CLIP-L has 12) and the generated tokenizer's
+ * small vocabulary, and the VAE has SD's widths (128/256/512/512, ×8) but one resnet per level (SD's has 2 in the
+ * encoder and 3 in the decoder). Generated with generateSdModel, which streams the UNet's weights to disk; not in
+ * the default set of scripts/generate-models.ts (`generate-models sd15-shape`).
+ */
+export const SD15_SHAPE_VARIANT: SdVariant = preset('sd15-shape', {
+  channels: [320, 640, 1280, 1280],
+  layersPerBlock: 2,
+  hiddenSize: 768,
+  sampleSize: 64,
+  heads: 8,
+  normGroups: 32,
+  vaeScale: 8,
+  vaeChannels: [128, 256, 512, 512],
+  fp16: false,
+  externalData: 'model.onnx_data',
+});
+
+/** The presets outside SD_VARIANTS (bigger models for benchmarks), by name. */
+const BENCH_VARIANTS: Record<string, SdVariant> = { 'sd-bench': SD_BENCH_VARIANT, 'sd15-shape': SD15_SHAPE_VARIANT };
+
 export function resolveVariant(variant: SdVariant | string): SdVariant {
   if (typeof variant !== 'string') return variant;
-  const v = variant === 'sd-bench' ? SD_BENCH_VARIANT : SD_VARIANTS[variant];
+  const v = BENCH_VARIANTS[variant] ?? SD_VARIANTS[variant];
   if (!v) throw new Error(`unknown tiny-sd variant "${variant}"; choose from ${Object.keys(SD_VARIANTS).join(', ')}`);
   return v;
+}
+
+function layersPerBlockOf(v: SdVariant): number {
+  const layers = v.layersPerBlock ?? 1;
+  if (!Number.isInteger(layers) || layers < 1) throw new Error(`${v.name}: layersPerBlock must be a positive integer`);
+  return layers;
 }
 
 function vaeChannelsOf(v: SdVariant): number[] {
@@ -165,6 +203,109 @@ function vaeChannelsOf(v: SdVariant): number[] {
     return v.vaeChannels;
   }
   return Array.from({ length: Math.log2(v.vaeScale) + 1 }, (_, i) => Math.min(16 << i, 32));
+}
+
+const NO_VALUES = new Float32Array(0);
+
+/**
+ * A GraphBuilder that appends each float32 initializer of at least `minElements` to the external data file as it is
+ * made, keeping only its offset, so building a model needs memory for one weight at a time rather than all of them
+ * (and GraphBuilder.save's two copies). The file and the model it saves are byte-for-byte what GraphBuilder.save
+ * with the same options writes: same order, same 4096-byte alignment, same float16 casts.
+ *
+ * It works through GraphBuilder's public surface: a streamed weight is registered as an empty placeholder (which
+ * keeps its name, scope and place among the initializers), and save() turns the placeholders into external
+ * references in the encoded model.
+ */
+class StreamingGraphBuilder extends GraphBuilder {
+  private readonly streamed = new Map<string, { dims: number[]; offset: number; length: number }>();
+  private readonly location: string;
+  private readonly minElements: number;
+  private fd: number | undefined;
+  private offset = 0;
+
+  constructor(
+    name: string,
+    dir: string,
+    ext: { location: string; minElements?: number },
+    private readonly half: boolean,
+  ) {
+    super(name);
+    this.location = ext.location;
+    this.minElements = ext.minElements ?? 1024;
+    fs.mkdirSync(dir, { recursive: true });
+    this.fd = fs.openSync(path.join(dir, ext.location), 'w');
+  }
+
+  override weight(name: string, values: ArrayLike<number>, dims: number[]): string {
+    if (values.length < this.minElements) return super.weight(name, values, dims);
+    const full = super.weight(name, NO_VALUES, dims);
+    this.append(full, values, dims);
+    return full;
+  }
+
+  override constant(values: ArrayLike<number>, dims: number[], type: ElemType = 'float32', name = 'const'): string {
+    if (type !== 'float32' || values.length < this.minElements) return super.constant(values, dims, type, name);
+    const full = super.constant(NO_VALUES, dims, type, name);
+    this.append(full, values, dims);
+    return full;
+  }
+
+  private append(name: string, values: ArrayLike<number>, dims: number[]): void {
+    if (this.fd === undefined) throw new Error(`${this.name}: weight ${name} added after save`);
+    let bytes: Uint8Array;
+    if (this.half) bytes = new Uint8Array(toHalf(values).buffer);
+    else {
+      const floats = values instanceof Float32Array ? values : Float32Array.from(values);
+      bytes = new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
+    }
+    const pad = (4096 - (this.offset % 4096)) % 4096;
+    if (pad) fs.writeSync(this.fd, new Uint8Array(pad));
+    this.offset += pad;
+    for (let done = 0; done < bytes.byteLength; ) done += fs.writeSync(this.fd, bytes, done);
+    this.streamed.set(name, { dims, offset: this.offset, length: bytes.byteLength });
+    this.offset += bytes.byteLength;
+  }
+
+  /** The model with external references; the data is already in its file (SavedModel.data stays undefined). */
+  override save(options: SaveOptions = {}): SavedModel {
+    const ext = options.externalData;
+    if (ext?.location !== this.location || (ext.minElements ?? 1024) !== this.minElements || !!options.halfWeights !== this.half)
+      throw new Error(`${this.name}: save options differ from the ones the weights were streamed with`);
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+    // Every float32 initializer of minElements or more was streamed, so GraphBuilder.save externalizes nothing.
+    const model = onnx.ModelProto.decode(super.save(options).model);
+    const graph = model.graph!;
+    const casts: onnx.INodeProto[] = [];
+    graph.initializer = graph.initializer!.map((t) => {
+      const s = this.streamed.get(t.name!);
+      if (!s) return t;
+      const stored = this.half ? `${t.name}_fp16` : t.name!;
+      // GraphBuilder.save puts each weight's Cast in front of the nodes, so the last weight's comes first.
+      if (this.half)
+        casts.unshift({
+          name: `${t.name}_cast`,
+          opType: 'Cast',
+          input: [stored],
+          output: [t.name!],
+          attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: elemTypeCode('float32') }],
+        });
+      return {
+        name: stored,
+        dims: s.dims,
+        dataType: elemTypeCode(this.half ? 'float16' : 'float32'),
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: this.location },
+          { key: 'offset', value: String(s.offset) },
+          { key: 'length', value: String(s.length) },
+        ],
+      };
+    });
+    graph.node = [...casts, ...graph.node!];
+    return { model: onnx.ModelProto.encode(model).finish() };
+  }
 }
 
 const TEXT_LENGTH = 77;
@@ -218,14 +359,23 @@ function buildTextEncoder(v: SdVariant, vocabSize: number, rng: WeightRng): Save
   return g.save({ halfWeights: v.fp16 });
 }
 
-function buildUnet(v: SdVariant, rng: WeightRng): SavedModel {
-  const g = new GraphBuilder('unet');
+/**
+ * `dataDir`: the pipeline folder being generated; given one (and an external data file in the variant), the UNet's
+ * large weights are written straight into its data file as they are drawn rather than held until save.
+ */
+function buildUnet(v: SdVariant, rng: WeightRng, dataDir?: string): SavedModel {
+  const externalData = v.externalData ? { location: v.externalData, minElements: 1024 } : undefined;
+  const g =
+    dataDir && externalData
+      ? new StreamingGraphBuilder('unet', path.join(dataDir, 'unet'), externalData, v.fp16)
+      : new GraphBuilder('unet');
   const b = new SdBlocks(g, rng, v.normGroups ?? 8);
   const ft = v.fp16 ? 'float16' : 'float32';
   const C = v.latentChannels;
   const ch = v.channels;
   const n = ch.length;
   const heads = v.heads ?? 2;
+  const layers = layersPerBlockOf(v);
   g.input('sample', ft, ['batch', C, 'height', 'width']);
   g.input('timestep', v.timestep.type, timestepDims(v));
   g.input('encoder_hidden_states', ft, ['batch', 'sequence', v.hiddenSize]);
@@ -240,12 +390,15 @@ function buildUnet(v: SdVariant, rng: WeightRng): SavedModel {
   let h = b.conv('conv_in', sample, C, ch[0]);
   let c = ch[0];
   const skips: { x: string; c: number }[] = [{ x: h, c }];
+  // As in SD 1.x, the lowest level (last down block, first up block) has resnets only.
   for (let i = 0; i < n; i++) {
     g.scope(`down_blocks.${i}`, () => {
-      h = b.resnet('resnets.0', h, c, ch[i], temb);
-      c = ch[i];
-      if (i < n - 1) h = b.transformer('attentions.0', h, c, context, heads);
-      skips.push({ x: h, c });
+      for (let j = 0; j < layers; j++) {
+        h = b.resnet(`resnets.${j}`, h, c, ch[i], temb);
+        c = ch[i];
+        if (i < n - 1) h = b.transformer(`attentions.${j}`, h, c, context, heads);
+        skips.push({ x: h, c });
+      }
       if (i < n - 1) {
         h = b.downsample('downsamplers.0', h, c);
         skips.push({ x: h, c });
@@ -260,7 +413,7 @@ function buildUnet(v: SdVariant, rng: WeightRng): SavedModel {
   for (let i = 0; i < n; i++) {
     const level = n - 1 - i;
     g.scope(`up_blocks.${i}`, () => {
-      for (let j = 0; j < 2; j++) {
+      for (let j = 0; j < layers + 1; j++) {
         const skip = skips.pop()!;
         h = b.resnet(`resnets.${j}`, g.o('Concat', [h, skip.x], { axis: 1 }), c + skip.c, ch[level], temb);
         c = ch[level];
@@ -273,10 +426,7 @@ function buildUnet(v: SdVariant, rng: WeightRng): SavedModel {
   const out = b.conv('conv_out', h, c, C, { out: b.outName(v.unetOutput, v.fp16) });
   b.finish(out, v.unetOutput, v.fp16);
   g.output(v.unetOutput, ft, ['batch', C, 'height', 'width']);
-  return g.save({
-    halfWeights: v.fp16,
-    externalData: v.externalData ? { location: v.externalData, minElements: 1024 } : undefined,
-  });
+  return g.save({ halfWeights: v.fp16, externalData });
 }
 
 function buildVaeEncoder(v: SdVariant, rng: WeightRng): SavedModel {
@@ -376,10 +526,15 @@ function schedulerConfig(v: SdVariant): Record<string, unknown> {
   }
 }
 
-/** The whole pipeline in memory; generateSdModel writes it. Each component has its own RNG stream so one's size never shifts another's weights. */
-export function buildSdPipeline(variant: SdVariant | string, seed = 1): GeneratedPipeline {
+/**
+ * The whole pipeline in memory; generateSdModel writes it. Each component has its own RNG stream so one's size never
+ * shifts another's weights. `dataDir`: the folder the pipeline will be written to; given it, the UNet's external data
+ * file is written there during the build (and left out of the returned pipeline) instead of held in memory.
+ */
+export function buildSdPipeline(variant: SdVariant | string, seed = 1, dataDir?: string): GeneratedPipeline {
   const v = resolveVariant(variant);
   if (v.channels.length < 1 || v.channels.some((c) => c <= 0)) throw new Error(`${v.name}: channels must be positive widths`);
+  const layers = layersPerBlockOf(v);
   const tok = buildClipVocab(undefined, { pad: v.pad, format: v.tokenizerFormat, maxLength: TEXT_LENGTH });
   const vocabSize = Object.keys(tok.vocab).length;
   const rng = (k: number) => new WeightRng((Math.imul(seed, 0x9e3779b1) + k * 0x85ebca6b) >>> 0);
@@ -438,7 +593,7 @@ export function buildSdPipeline(variant: SdVariant | string, seed = 1): Generate
         },
       },
       unet: {
-        saved: buildUnet(v, rng(1)),
+        saved: buildUnet(v, rng(1), dataDir),
         dataFile: unetData,
         config: {
           _class_name: 'UNet2DConditionModel',
@@ -448,7 +603,7 @@ export function buildSdPipeline(variant: SdVariant | string, seed = 1): Generate
           cross_attention_dim: v.hiddenSize,
           time_cond_proj_dim: v.timestepCond || null,
           block_out_channels: v.channels,
-          layers_per_block: 1,
+          layers_per_block: layers,
           attention_head_dim: heads,
           norm_num_groups: groups,
           flip_sin_to_cos: true,
@@ -468,7 +623,7 @@ export function buildSdPipeline(variant: SdVariant | string, seed = 1): Generate
 
 function readme(v: SdVariant, seed: number): string {
   return [
-    `# ${v.name === 'sd-bench' ? 'sd-bench' : `tiny-sd (${v.name})`}`,
+    `# ${BENCH_VARIANTS[v.name] ? v.name : `tiny-sd (${v.name})`}`,
     '',
     `A generated Stable-Diffusion-shaped pipeline with **random weights** (variant \`${v.name}\`, seed ${seed}), written by`,
     'Reshoot (engine/src/models/generate/tiny-sd.ts). It has the folder layout, tensor names and dtypes of that',
@@ -482,8 +637,13 @@ function readme(v: SdVariant, seed: number): string {
   ].join('\n');
 }
 
+/**
+ * Writes the pipeline into `dir`. The UNet's external data file (when the variant has one) is written while the UNet
+ * is built, one weight at a time, so JS memory holds only the small weights and the other components: this is what
+ * makes sd15-shape's 3.4 GB UNet possible. The files are byte-for-byte those buildSdPipeline + writePipelineFolder give.
+ */
 export function generateSdModel(dir: string, variant: SdVariant | string, seed = 1): void {
-  writePipelineFolder(dir, buildSdPipeline(variant, seed));
+  writePipelineFolder(dir, buildSdPipeline(variant, seed, dir));
 }
 
 export function generateTinySd(dir: string, variantName = 'optimum', seed = 1): void {
