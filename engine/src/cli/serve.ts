@@ -12,9 +12,17 @@ import { loadOrCreateToken, tokenPath } from '../server/token';
 import { makePrivateDir } from '../config/private-dir';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { VERSION } from '../version';
-import { CliError, intOption, parse } from './args';
+import { CliError, intOption, parse, sizeOption } from './args';
 
 export const DEFAULT_PORT = 7865;
+/**
+ * Seconds without a task after which the engine stops its compute worker, so that a job's peak memory (ONNX Runtime's
+ * arena keeps it for a session's life) goes back to the system; the next job reloads the model. Like Ollama's
+ * keep_alive. 0 keeps the model loaded.
+ */
+export const DEFAULT_UNLOAD_AFTER_S = 300;
+/** setTimeout's limit (2^31 − 1 ms) in whole seconds: about 24 days. */
+const MAX_UNLOAD_AFTER_S = 2_147_483;
 
 export async function runServe(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
@@ -25,7 +33,11 @@ export async function runServe(argv: string[]): Promise<number> {
     provider: { type: 'string' },
     threads: { type: 'string' },
     'attention-slices': { type: 'string' },
+    'unload-after': { type: 'string' },
+    'max-memory': { type: 'string' },
   });
+  const memoryLimitBytes = sizeOption(values['max-memory'], 'max-memory');
+  const unloadAfterS = intOption(values['unload-after'], 'unload-after', DEFAULT_UNLOAD_AFTER_S, 0, MAX_UNLOAD_AFTER_S);
   const port = intOption(values.port ?? process.env.RESHOOT_PORT, 'port', DEFAULT_PORT, 0, 65535);
   const host = values.host ?? '127.0.0.1';
   const allowNonLoopback = values['allow-non-loopback'] ?? false;
@@ -42,16 +54,24 @@ export async function runServe(argv: string[]): Promise<number> {
   const configPrivacy = makePrivateDir(configDir());
   if (configPrivacy) log(`warning: ${configPrivacy}`);
   const token = loadOrCreateToken(configDir());
-  const worker = await PipelineWorker.start(resolveModel(values.model ?? process.env.RESHOOT_MODEL), {
-    providers: values.provider ? parseProviders(values.provider) : [],
-    threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
-    // Absent: the model decides (models/sd-model.ts slices large-latent models by default).
-    attentionSlices:
-      values['attention-slices'] === undefined
-        ? undefined
-        : intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
-  });
-  const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log });
+  const worker = await PipelineWorker.start(
+    resolveModel(values.model ?? process.env.RESHOOT_MODEL),
+    {
+      providers: values.provider ? parseProviders(values.provider) : [],
+      threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
+      // Absent: the model decides (models/sd-model.ts slices large-latent models by default).
+      attentionSlices:
+        values['attention-slices'] === undefined
+          ? undefined
+          : intOption(values['attention-slices'], 'attention-slices', 1, 1, 64),
+    },
+    {},
+    {
+      unloadAfterMs: unloadAfterS * 1000,
+      onUnload: () => log(`no task for ${unloadAfterS} s: model unloaded; the next job reloads it`),
+    },
+  );
+  const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log, memoryLimitBytes });
   // The web UI is built next to the engine (dist/panel-web, by `npm run build`); without it the API still runs.
   const webDir = path.resolve(__dirname, '../../../panel-web');
   const staticDir = fs.existsSync(path.join(webDir, 'index.html')) ? webDir : undefined;
@@ -66,6 +86,11 @@ export async function runServe(argv: string[]): Promise<number> {
     `model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`,
   );
   log(`token file ${tokenPath(configDir())}; data ${dataDir()}`);
+  log(
+    unloadAfterS
+      ? `the model is unloaded after ${unloadAfterS} s without a task (--unload-after)`
+      : 'the model stays loaded (--unload-after 0)',
+  );
   // Like Jupyter: the one URL that carries the token, for the browser UI. Printed on stdout so scripts can read it.
   console.log(`${server.url}/?token=${token}`);
 

@@ -1,5 +1,8 @@
 // Main-thread handle on the compute worker. One task runs at a time (one GPU, one set of sessions); callers queue
 // behind it. If the worker dies, the task in flight fails with the reason and the next call starts a fresh worker.
+// Optionally the worker is stopped after a stretch with no task (unloadAfterMs): ONNX Runtime's CPU arena keeps a
+// session's peak allocation for the session's life, and the Node binding has no run option to shrink it, so ending
+// the thread that owns every session is what gives a job's peak memory back; the next task reloads the model.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -20,6 +23,16 @@ export interface RunningTask {
   result: Promise<TaskResult>;
 }
 
+export interface WorkerOptions {
+  /**
+   * Stop the worker thread (and with it every ONNX Runtime session and their memory) once no task has been queued or
+   * running for this long; the next task starts a fresh thread and reloads the model. Absent or 0: keep it loaded.
+   */
+  unloadAfterMs?: number;
+  /** Called after an idle unload, e.g. for a log line. */
+  onUnload?: () => void;
+}
+
 type Pending = { resolve(v: FromWorker): void; reject(e: Error): void; onProgress?(p: Progress): void };
 
 function workerScript(): string {
@@ -36,15 +49,22 @@ export class PipelineWorker {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private queue: Promise<unknown> = Promise.resolve();
-  private loaded?: ModelInfo;
-  /** The model's description outlives a crashed thread: health and job planning need it before the next task reloads. */
+  private loadedInfo?: ModelInfo;
+  /**
+   * The model's description outlives a crashed or unloaded thread: health and job planning need it before the next
+   * task reloads.
+   */
   private lastInfo?: ModelInfo;
   private current?: { flag: Int32Array; done: Promise<unknown> };
+  /** Tasks queued or running: the idle timer runs only while this is 0. */
+  private active = 0;
+  private idleTimer?: NodeJS.Timeout;
 
   private constructor(
     private readonly modelDir: string,
     private readonly settings: SessionSettings,
     private readonly env: Record<string, string>,
+    private readonly options: WorkerOptions,
   ) {}
 
   /**
@@ -55,16 +75,23 @@ export class PipelineWorker {
     modelDir: string,
     settings: SessionSettings = {},
     env: Record<string, string> = {},
+    options: WorkerOptions = {},
   ): Promise<PipelineWorker> {
-    const w = new PipelineWorker(modelDir, settings, env);
+    const w = new PipelineWorker(modelDir, settings, env, options);
     await w.ensureLoaded();
+    w.armIdleTimer();
     return w;
   }
 
   get info(): ModelInfo {
-    const info = this.loaded ?? this.lastInfo;
+    const info = this.loadedInfo ?? this.lastInfo;
     if (!info) throw new Error('model not loaded');
     return info;
+  }
+
+  /** Whether a worker thread holds the model's sessions now (false after an idle unload, a crash or terminate). */
+  get loaded(): boolean {
+    return this.worker !== undefined && this.loadedInfo !== undefined;
   }
 
   private spawn(): Worker {
@@ -85,7 +112,7 @@ export class PipelineWorker {
     const fail = (reason: string) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
-      this.loaded = undefined;
+      this.loadedInfo = undefined;
       for (const [id, p] of this.pending) {
         this.pending.delete(id);
         p.reject(new Error(`the compute worker stopped (${reason}); the task was not finished`));
@@ -112,7 +139,7 @@ export class PipelineWorker {
   }
 
   private async ensureLoaded(): Promise<void> {
-    if (this.worker && this.loaded) return;
+    if (this.worker && this.loadedInfo) return;
     this.worker ??= this.spawn();
     this.worker.ref();
     try {
@@ -123,7 +150,7 @@ export class PipelineWorker {
         settings: this.settings,
       });
       if (reply.type !== 'loaded') throw new Error(`unexpected reply ${reply.type}`);
-      this.loaded = reply.info;
+      this.loadedInfo = reply.info;
       this.lastInfo = reply.info;
     } catch (err) {
       await this.terminate();
@@ -136,24 +163,31 @@ export class PipelineWorker {
   run(task: Task, options: RunOptions = {}): RunningTask {
     const cancelFlag = new SharedArrayBuffer(4);
     const flag = new Int32Array(cancelFlag);
+    // Counted from now, not from when its turn comes: an unload already queued ahead of it then stands down.
+    this.active++;
+    this.clearIdleTimer();
     const result = (this.queue = this.queue
       .catch(() => undefined)
       .then(async () => {
-        if (Atomics.load(flag, 0)) throw new CanceledError();
-        await this.ensureLoaded();
-        const transfer = options.transfer
-          ? buffersOf(task.kind === 'edit-from-inversion' ? undefined : task.frames.data)
-          : [];
-        this.worker!.ref();
-        const done = this.request({ type: 'run', id: this.nextId++, task, cancelFlag }, transfer, options.onProgress);
-        this.current = { flag, done };
         try {
-          const reply = await done;
-          if (reply.type !== 'result') throw new Error(`unexpected reply ${reply.type}`);
-          return reply.result;
+          if (Atomics.load(flag, 0)) throw new CanceledError();
+          await this.ensureLoaded();
+          const transfer = options.transfer
+            ? buffersOf(task.kind === 'edit-from-inversion' ? undefined : task.frames.data)
+            : [];
+          this.worker!.ref();
+          const done = this.request({ type: 'run', id: this.nextId++, task, cancelFlag }, transfer, options.onProgress);
+          this.current = { flag, done };
+          try {
+            const reply = await done;
+            if (reply.type !== 'result') throw new Error(`unexpected reply ${reply.type}`);
+            return reply.result;
+          } finally {
+            this.current = undefined;
+            this.worker?.unref();
+          }
         } finally {
-          this.current = undefined;
-          this.worker?.unref();
+          if (--this.active === 0) this.armIdleTimer();
         }
       })) as Promise<TaskResult>;
     return { cancel: () => Atomics.store(flag, 0, 1), result };
@@ -164,6 +198,7 @@ export class PipelineWorker {
    * inside a native ONNX Runtime call aborts the whole process.
    */
   async terminate(): Promise<void> {
+    this.clearIdleTimer();
     const running = this.current;
     if (running) {
       Atomics.store(running.flag, 0, 1);
@@ -171,11 +206,49 @@ export class PipelineWorker {
     }
     const w = this.worker;
     this.worker = undefined;
-    this.loaded = undefined;
+    this.loadedInfo = undefined;
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       p.reject(new Error('the compute worker was shut down'));
     }
     if (w) await w.terminate();
+  }
+
+  private clearIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  private armIdleTimer(): void {
+    const ms = this.options.unloadAfterMs;
+    this.clearIdleTimer();
+    if (!ms || ms <= 0 || this.active > 0 || !this.worker) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      // Through the task queue, so it never overlaps a task: one queued meanwhile waits for it, then reloads. Nobody
+      // awaits this step, so it must not reject (an unhandled rejection ends the process); a failed unload leaves the
+      // next task to start a fresh worker as after a crash.
+      this.queue = this.queue
+        .catch(() => undefined)
+        .then(() => this.unloadIfIdle())
+        .catch(() => undefined);
+    }, ms);
+    // An idle engine with nothing else to do (a CLI that has finished) must still be free to exit.
+    this.idleTimer.unref();
+  }
+
+  /** The idle unload, run in the task queue's turn: releases the sessions in the thread, then ends the thread. */
+  private async unloadIfIdle(): Promise<void> {
+    const w = this.worker;
+    // A task arrived after the timer fired (it waits behind this step): keep the model for it.
+    if (!w || this.active > 0) return;
+    // Releasing first frees the sessions while the thread is alive and quiet; a thread's teardown alone leaves them to
+    // finalizers. A failure here (the thread already gone) changes nothing about what follows.
+    if (this.loadedInfo) await this.request({ type: 'close', id: this.nextId++ }).catch(() => undefined);
+    if (this.worker !== w) return; // it died, or terminate() ran, meanwhile
+    this.worker = undefined;
+    this.loadedInfo = undefined;
+    await w.terminate();
+    this.options.onUnload?.();
   }
 }
