@@ -2,7 +2,7 @@
 // (sd-bench: 64×64 latents at its native 512 px): the first job measures the model in a child process and caches the
 // figures, a second job reuses them, the batch the job used is in its result, a job that cannot fit is refused before
 // it decodes anything, and `reshoot models check` prints the figures at the native size.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -98,6 +98,43 @@ describe('memory plan on a Stable-Diffusion-size latent', () => {
     const bad = reshootEdit({ clip, model, home, args: ['--max-memory', '6 potatoes', '-o', out] });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--max-memory takes a size with a unit of at least 256M, e.g. --max-memory 6G');
+  });
+
+  it('an engine started with --max-memory answers a submission that cannot fit with 422, naming batchSize', async () => {
+    // The figures were cached by the first test: the refusal comes at submission, and no job is queued.
+    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--model', model, '--max-memory', '300M'], {
+      env: { ...process.env, RESHOOT_HOME: home },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const { url, token } = await new Promise<{ url: string; token: string }>((resolve, reject) => {
+        let out = '';
+        proc.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /(http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+)/.exec(out);
+          if (m) resolve({ url: m[1], token: m[2] });
+        });
+        proc.on('exit', (code) => reject(new Error(`engine exited with ${code}`)));
+      });
+      const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+      const body = {
+        source: { path: clip, in: 0, out: 0.25 },
+        prompt: 'a blue square',
+        sourcePrompt: 'a red square',
+        steps: 1,
+      };
+      const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers, body: JSON.stringify(body) });
+      const problem = (await res.json()) as Record<string, string>;
+      expect(res.status).toBe(422);
+      expect(problem).toMatchObject({ title: 'Not enough memory', field: 'batchSize' });
+      expect(problem.detail).toMatch(
+        /needs about \d+\.\d GiB at one frame per UNet call .* the --max-memory limit is 0\.3 GiB/,
+      );
+      const jobs = (await (await fetch(`${url}/v1/jobs`, { headers })).json()) as { jobs: unknown[] };
+      expect(jobs.jobs).toEqual([]);
+    } finally {
+      proc.kill();
+    }
   });
 
   it('`reshoot models check` prints the memory a UNet evaluation takes at the native size', () => {

@@ -24,9 +24,11 @@ const USAGE = `reshoot — prompt-based video editing on a local diffusion engin
 
 Usage:
   reshoot serve [--port N] [--model DIR] [--provider LIST] [--threads N] [--attention-slices N]
+                [--max-memory SIZE] [--unload-after SECONDS]
   reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
                [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S]
-               [--seed N] [--batch N] [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--json]
+               [--seed N] [--batch N] [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR]
+               [--attention-slices N] [--max-memory SIZE] [--json]
   reshoot demo [--out DIR] [--frames N] [--provider LIST]
   reshoot eval [--suite synthetic|large] [--clip FILE --prompt "…"] [--out DIR] [--json] [--no-rss]
   reshoot models check DIR [--provider LIST] [--json]

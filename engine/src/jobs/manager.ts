@@ -33,6 +33,8 @@ export interface JobManagerOptions {
   maxRestarts?: number;
   /** Finished jobs remembered (newest first; default 1000, RESHOOT_JOB_HISTORY); older records are forgotten, their result files kept. */
   maxHistory?: number;
+  /** `--max-memory`: no job may plan for a larger peak (bytes) than this, whatever is free (jobs/memory-plan.ts). */
+  memoryLimitBytes?: number;
   log?(line: string): void;
 }
 
@@ -232,7 +234,13 @@ export class JobManager implements JobService {
               : 'output.folder',
       )(err);
     }
-    const plan: JobPlan = await planJob(request, this.o.worker.info, outputPath).catch(
+    const plan: JobPlan = await planJob(
+      request,
+      this.o.worker.info,
+      outputPath,
+      undefined,
+      this.o.memoryLimitBytes,
+    ).catch(
       asMediaProblem((e) =>
         e.code === 'bad-range'
           ? /out point/.test(e.message)
@@ -497,6 +505,7 @@ export class JobManager implements JobService {
         if (!job.warnings.includes(w)) job.warnings.push(w);
       },
       cancelHook: undefined as { cancel(): void } | undefined,
+      memoryLimitBytes: this.o.memoryLimitBytes,
     };
     this.current = { id: job.id, cancel: () => (ctx.cancelHook ?? hook).cancel() };
     this.update(
@@ -506,7 +515,9 @@ export class JobManager implements JobService {
     );
     try {
       // Jobs recovered after a restart were planned by another process; plan again against the media as it is now.
-      const plan = this.plans.get(job.id) ?? (await planJob(job.request, this.o.worker.info, job.outputPath));
+      const plan =
+        this.plans.get(job.id) ??
+        (await planJob(job.request, this.o.worker.info, job.outputPath, undefined, this.o.memoryLimitBytes));
       if (canceledEarly) throw new CanceledError();
       const result = await runJob(job.request, plan, ctx);
       this.finish(job, 'succeeded', { result });
