@@ -63,7 +63,10 @@ describe('memory plan', () => {
   });
 
   it('a GPU keeps the requested batch; a small model is neither capped nor measured', () => {
-    expect(plan({ model: model({ provider: 'cuda' }) })).toMatchObject({ ok: true, memory: { batchSize: 4 } });
+    expect(plan({ model: model({ provider: 'cuda' }) })).toMatchObject({
+      ok: true,
+      memory: { batchSize: 4, reason: 'as requested (cuda memory is not measured)' },
+    });
     const tiny = plan({ model: model({ nativeSize: 128, vaeScale: 8 }) });
     expect(tiny).toEqual({ ok: true, memory: { batchSize: 4, requestedBatchSize: 4, reason: 'as requested' } });
   });

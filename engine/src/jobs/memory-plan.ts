@@ -24,6 +24,11 @@ export function isPlannedModel(model: ModelInfo): boolean {
   return side * side >= PLANNED_LATENT_TOKENS;
 }
 
+/** Whether jobs on this model are measured: a planned model on the CPU (the probe sees system memory, not a GPU's). */
+export function measuresMemory(model: ModelInfo): boolean {
+  return isPlannedModel(model) && model.provider === 'cpu';
+}
+
 /** What the plan needs to know about the machine: free memory, the engine's own, and the user's limit. */
 export interface MemoryBudget {
   /** Memory the system can still give (bytes). */
@@ -79,7 +84,10 @@ export function planMemory(p: PlanInput): PlanOutcome {
   const tokens = p.latent.height * p.latent.width;
   const planned = isPlannedModel(p.model);
   let batch = requested;
-  let reason = 'as requested';
+  let reason =
+    planned && p.model.provider !== 'cpu'
+      ? `as requested (${p.model.provider} memory is not measured)`
+      : 'as requested';
   if (planned && p.model.provider === 'cpu') {
     const fast = Math.max(1, Math.floor(CPU_TOKENS_PER_CALL / tokens));
     if (fast < batch) {

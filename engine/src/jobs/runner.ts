@@ -17,7 +17,7 @@ import type { ModelInfo } from '../models/sd-model';
 import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
 import type { TaskResult } from '../worker/protocol';
 import { ChunkOverlap } from './chunk-overlap';
-import { currentBudget, isPlannedModel, planMemory, probeKey, type PlanInput } from './memory-plan';
+import { currentBudget, measuresMemory, planMemory, probeKey, type PlanInput } from './memory-plan';
 import { cachedMemoryCost, memoryCost } from '../models/memory-probe';
 import { fullResOutput, workingSizeOutput, type OutputSink } from './full-res';
 import { InversionCache } from '../store/inversion-cache';
@@ -230,7 +230,7 @@ export async function planJob(
     probeMs,
   };
   // Where the model's cost at this size is known already, a job that cannot fit is refused now, not when it starts.
-  const measured = isPlannedModel(model) && model.provider === 'cpu' && cachedMemoryCost(memoryKey(model, plan));
+  const measured = measuresMemory(model) && cachedMemoryCost(memoryKey(model, plan));
   if (measured) memoryPlan(req, plan, model, measured, memoryLimitBytes);
   return plan;
 }
@@ -388,11 +388,12 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   const checkTarget = () => checkWriteTarget(req, plan);
   checkTarget();
   let cost: PlanInput['cost'];
-  if (isPlannedModel(model) && model.provider === 'cpu') {
+  if (measuresMemory(model)) {
     const key = memoryKey(model, plan);
     cost = cachedMemoryCost(key);
     if (!cost) {
       progress.stage('measuring memory', 0.01);
+      // Canceling kills the probe; the job then ends as canceled, not with the probe's error.
       cost = await memoryCost(key, decoding.signal).catch((err: unknown) => {
         checkCanceled();
         throw err;
