@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeTestClip } from '../../engine/src/media';
-import { generateSdBench } from '../../engine/src/models/generate/tiny-sd';
+import { generateSdBench, generateTinySd } from '../../engine/src/models/generate/tiny-sd';
+import { loadDiffusionModel } from '../../engine/src/models/sd-model';
 import { CLI, reshootEdit } from '../support/cli';
 
 let root: string;
@@ -151,5 +152,28 @@ describe('memory plan on a Stable-Diffusion-size latent', () => {
     expect(text.stdout).toContain(
       `memory     ${mib(m.baseBytes)} MiB plus ${mib(m.unetItemBytes)} MiB per UNet batch item at 64×64 latents`,
     );
+  });
+
+  it('the VAE halves take turns on the CPU: encoding after a decode reopens the encoder and gives the same latents', async () => {
+    const dir = path.join(root, 'tiny-sd');
+    generateTinySd(dir, 'optimum');
+    const model = await loadDiffusionModel(dir, { graphCache: null });
+    try {
+      const frames = {
+        n: 3,
+        height: 32,
+        width: 48,
+        data: Float32Array.from({ length: 3 * 3 * 32 * 48 }, (_, i) => Math.sin(i / 7)),
+      };
+      const first = await model.encodeImages(frames);
+      const decoded = await model.decodeLatents(first, 3, 32 / model.info.vaeScale, 48 / model.info.vaeScale);
+      const again = await model.encodeImages(frames);
+      const decodedAgain = await model.decodeLatents(again, 3, 32 / model.info.vaeScale, 48 / model.info.vaeScale);
+      expect(Buffer.from(again.buffer).equals(Buffer.from(first.buffer))).toBe(true);
+      expect(Buffer.from(decodedAgain.data.buffer).equals(Buffer.from(decoded.data.buffer))).toBe(true);
+      expect([decoded.n, decoded.height, decoded.width]).toEqual([3, 32, 48]);
+    } finally {
+      await model.release();
+    }
   });
 });

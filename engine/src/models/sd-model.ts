@@ -191,7 +191,11 @@ export async function loadDiffusionModel(dir: string, settings: SessionSettings 
       sessions[c] = opened.session;
       opened.fallbacks.forEach((f) => fallbacks.add(f));
     }
-    const model = new OnnxDiffusionModel(root, sessions, unet!, configs, scheduler, tokenizer, [...fallbacks], vaeNote);
+    const reopen: VaeOpeners = {
+      encoder: async () => (await openVaeEncoder(path.join(root, 'vae_encoder', 'model.onnx'), settings, cacheDir)).opened.session,
+      decoder: async () => (await openSession(path.join(root, 'vae_decoder', 'model.onnx'), settings)).session,
+    };
+    const model = new OnnxDiffusionModel(root, sessions, unet!, configs, scheduler, tokenizer, [...fallbacks], vaeNote, reopen);
     const blocks = configs.vae_decoder.block_out_channels ?? configs.vae_encoder.block_out_channels;
     if (!Array.isArray(blocks) || blocks.length === 0) await model.measureVaeScale();
     return model;
@@ -252,6 +256,12 @@ function externalDataFile(dir: string): string | undefined {
 /** How the timestep is fed: dtype, and whether it is a scalar, a [1] tensor or one value per batch item. */
 type TimestepForm = { type: string; form: 'scalar' | 'one' | 'batch' };
 
+/** Opens a VAE half again after vaeHalf closed it. */
+interface VaeOpeners {
+  encoder(): Promise<ort.InferenceSession>;
+  decoder(): Promise<ort.InferenceSession>;
+}
+
 class OnnxDiffusionModel implements DiffusionModel {
   readonly info: ModelInfo;
   readonly stats: ModelStats = { unetRuns: 0, unetEvals: 0, unetMs: 0, vaeMs: 0, textMs: 0 };
@@ -260,6 +270,8 @@ class OnnxDiffusionModel implements DiffusionModel {
   private readonly unet: { sample: TensorMeta; timestep: TimestepForm; hidden: TensorMeta; cond?: TensorMeta; output: string; fixedBatch?: number };
   private readonly vaeEnc: { input: TensorMeta; output: string; parameters: boolean };
   private readonly vaeDec: { input: TensorMeta; output: string };
+  /** The VAE halves' sessions; one is closed while the other works (vaeHalf). */
+  private readonly vae: { encoder?: ort.InferenceSession; decoder?: ort.InferenceSession };
 
   constructor(
     root: string,
@@ -269,12 +281,14 @@ class OnnxDiffusionModel implements DiffusionModel {
     readonly scheduler: SchedulerConfig,
     readonly tokenizer: ClipTokenizer,
     fallbacks: string[],
-    vaeEncoderNote?: string,
+    vaeEncoderNote: string | undefined,
+    private readonly reopen: VaeOpeners,
   ) {
     const provider: ProviderName = unetVariants.opened.provider;
     const features: DecoderFeatureInfo = unetVariants.features;
     const file = (c: Component) => path.join(root, c, 'model.onnx');
     const { text_encoder: te, unet, vae_encoder: ve, vae_decoder: vd } = sessions;
+    this.vae = { encoder: ve, decoder: vd };
 
     // Text encoder.
     const idsName = pickName(te.inputNames, ['input_ids'], file('text_encoder'), 'input');
@@ -508,10 +522,11 @@ class OnnxDiffusionModel implements DiffusionModel {
     const latents = new Float32Array(n * C * hw);
     const k = this.info.scalingFactor;
     const per = 3 * height * width;
+    const encoder = await this.vaeHalf('encoder');
     for (const { start, count } of batches(n, vaeFramesPerCall(height * width))) {
       const t0 = performance.now();
       const pixels = images.data.subarray(start * per, (start + count) * per);
-      const out = await this.sessions.vae_encoder.run({ [this.vaeEnc.input.name]: floatFeed(this.vaeEnc.input.type, pixels, [count, 3, height, width]) }, [this.vaeEnc.output]);
+      const out = await encoder.run({ [this.vaeEnc.input.name]: floatFeed(this.vaeEnc.input.type, pixels, [count, 3, height, width]) }, [this.vaeEnc.output]);
       this.stats.vaeMs += performance.now() - t0;
       const raw = floatOutput(out[this.vaeEnc.output]);
       const outC = raw.length / (count * hw);
@@ -528,7 +543,26 @@ class OnnxDiffusionModel implements DiffusionModel {
     return latents;
   }
 
+  /**
+   * One half of the VAE, with the other one closed. They run at different times of a chunk (encode first, decode last),
+   * and ONNX Runtime's arena keeps each session's largest call for the session's life: with only one open, the peak
+   * holds one VAE's working memory instead of both (docs/BENCHMARKS.md, "Memory plan"). Reopening costs a session
+   * creation per chunk, which on the CPU is a fraction of a frame's VAE time; GPU providers (CoreML compiles a model
+   * when its session is created) keep both open.
+   */
+  private async vaeHalf(half: keyof VaeOpeners): Promise<ort.InferenceSession> {
+    const other = half === 'encoder' ? 'decoder' : 'encoder';
+    if (this.info.provider === 'cpu' && this.vae[other]) {
+      const closing = this.vae[other];
+      this.vae[other] = undefined;
+      await closing.release();
+    }
+    this.vae[half] ??= await this.reopen[half]();
+    return this.vae[half];
+  }
+
   async decodeLatents(latents: Float32Array, n: number, h: number, w: number): Promise<ImageBatch> {
+    const decoder = await this.vaeHalf('decoder');
     const C = this.info.latentChannels;
     const s = this.info.vaeScale;
     const inv = 1 / this.info.scalingFactor;
@@ -538,7 +572,7 @@ class OnnxDiffusionModel implements DiffusionModel {
       const scaled = new Float32Array(count * per);
       for (let i = 0; i < scaled.length; i++) scaled[i] = latents[start * per + i] * inv;
       const t0 = performance.now();
-      const out = await this.sessions.vae_decoder.run({ [this.vaeDec.input.name]: floatFeed(this.vaeDec.input.type, scaled, [count, C, h, w]) }, [this.vaeDec.output]);
+      const out = await decoder.run({ [this.vaeDec.input.name]: floatFeed(this.vaeDec.input.type, scaled, [count, C, h, w]) }, [this.vaeDec.output]);
       this.stats.vaeMs += performance.now() - t0;
       const tensor = out[this.vaeDec.output];
       const dims = tensor.dims;
@@ -552,7 +586,9 @@ class OnnxDiffusionModel implements DiffusionModel {
 
   async release(): Promise<void> {
     // The UNet's sessions belong to its variants; the others are released here.
-    await Promise.all(Object.entries(this.sessions).map(([c, s]) => (c === 'unet' ? this.unetVariants.release() : s.release())));
+    const { encoder, decoder } = this.vae;
+    this.vae.encoder = this.vae.decoder = undefined;
+    await Promise.all([this.unetVariants.release(), this.sessions.text_encoder.release(), encoder?.release(), decoder?.release()]);
   }
 }
 
