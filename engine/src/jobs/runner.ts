@@ -393,6 +393,9 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     cost = cachedMemoryCost(key);
     if (!cost) {
       progress.stage('measuring memory', 0.01);
+      // The probe loads the model in a process of its own: the engine's copy is let go meanwhile (and reloaded by the
+      // first chunk), so the machine never holds both.
+      await ctx.worker.unload();
       // Canceling kills the probe; the job then ends as canceled, not with the probe's error.
       cost = await memoryCost(key, decoding.signal).catch((err: unknown) => {
         checkCanceled();

@@ -237,8 +237,25 @@ export class PipelineWorker {
     this.idleTimer.unref();
   }
 
+  /**
+   * Unloads the model now, as the idle timer would, unless a task is queued or running; the next task reloads it. The
+   * memory probe asks for this so that it does not hold a second copy of the model beside this one.
+   */
+  unload(): Promise<void> {
+    this.clearIdleTimer();
+    const step = this.queue
+      .catch(() => undefined)
+      .then(() => {
+        // The caller waits on this: an unreferenced thread would let the process exit before the thread has ended.
+        this.worker?.ref();
+        return this.unloadIfIdle(false);
+      });
+    this.queue = step.catch(() => undefined);
+    return step;
+  }
+
   /** The idle unload, run in the task queue's turn: releases the sessions in the thread, then ends the thread. */
-  private async unloadIfIdle(): Promise<void> {
+  private async unloadIfIdle(idle = true): Promise<void> {
     const w = this.worker;
     // A task arrived after the timer fired (it waits behind this step): keep the model for it.
     if (!w || this.active > 0) return;
@@ -249,6 +266,6 @@ export class PipelineWorker {
     this.worker = undefined;
     this.loadedInfo = undefined;
     await w.terminate();
-    this.options.onUnload?.();
+    if (idle) this.options.onUnload?.();
   }
 }
