@@ -1,40 +1,19 @@
 // `reshoot serve` as a real process on loopback: the API with a token, health while a job computes, and a kill -9
 // in the middle of a job followed by a restart.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
+import { startServe, type ServeProcess } from '../support/cli';
 
-const CLI = path.resolve(__dirname, '../../dist/engine/src/cli/main.js');
 let home: string;
 let clip: string;
 
-interface Engine {
-  proc: ChildProcess;
-  url: string;
-  token: string;
-  stderr: string[];
-}
+type Engine = ServeProcess;
 
-function startEngine(): Promise<Engine> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1'], {
-      env: { ...process.env, RESHOOT_HOME: home },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const stderr: string[] = [];
-    proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /(http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+)/.exec(out);
-      if (m) resolve({ proc, url: m[1], token: m[2], stderr });
-    });
-    proc.on('exit', (code) => reject(new Error(`engine exited with ${code}: ${stderr.join('')}`)));
-  });
-}
+const startEngine = () => startServe(['--threads', '1'], home);
 
 async function api(
   e: Engine,

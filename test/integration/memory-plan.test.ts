@@ -2,14 +2,14 @@
 // (sd-bench: 64×64 latents at its native 512 px): the first job measures the model in a child process and caches the
 // figures, a second job reuses them, the batch the job used is in its result, a job that cannot fit is refused before
 // it decodes anything, and `reshoot models check` prints the figures at the native size.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeTestClip } from '../../engine/src/media';
 import { generateSdBench, generateTinySd } from '../../engine/src/models/generate/tiny-sd';
 import { loadDiffusionModel } from '../../engine/src/models/sd-model';
-import { CLI, reshootEdit } from '../support/cli';
+import { CLI, reshootEdit, startServe } from '../support/cli';
 
 let root: string;
 let model: string;
@@ -103,20 +103,8 @@ describe('memory plan on a Stable-Diffusion-size latent', () => {
 
   it('an engine started with --max-memory answers a submission that cannot fit with 422, naming batchSize', async () => {
     // The figures were cached by the first test: the refusal comes at submission, and no job is queued.
-    const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--model', model, '--max-memory', '300M'], {
-      env: { ...process.env, RESHOOT_HOME: home },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { proc, url, token } = await startServe(['--model', model, '--max-memory', '300M'], home);
     try {
-      const { url, token } = await new Promise<{ url: string; token: string }>((resolve, reject) => {
-        let out = '';
-        proc.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /(http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+)/.exec(out);
-          if (m) resolve({ url: m[1], token: m[2] });
-        });
-        proc.on('exit', (code) => reject(new Error(`engine exited with ${code}`)));
-      });
       const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       const body = {
         source: { path: clip, in: 0, out: 0.25 },
