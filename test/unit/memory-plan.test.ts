@@ -12,8 +12,13 @@ const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
 /** The fields the plan reads; a model of SD's size (512 px native, VAE factor 8) unless told otherwise. */
-function model(o: Partial<Pick<ModelInfo, 'nativeSize' | 'vaeScale' | 'provider'>> = {}): ModelInfo {
-  return { nativeSize: 512, vaeScale: 8, provider: 'cpu', ...o } as ModelInfo;
+function model(o: Partial<Pick<ModelInfo, 'nativeSize' | 'vaeScale' | 'provider' | 'attention'>> = {}): ModelInfo {
+  const attention = {
+    pattern: 'split-heads',
+    sites: [{ module: 'down_blocks.0', kind: 'self', resolution: 1, heads: 8 }],
+    slices: 8,
+  };
+  return { nativeSize: 512, vaeScale: 8, provider: 'cpu', attention, ...o } as ModelInfo;
 }
 
 const req = (o: Partial<PlanInput['req']> = {}): PlanInput['req'] => ({
@@ -69,6 +74,11 @@ describe('memory plan', () => {
     });
     const tiny = plan({ model: model({ nativeSize: 128, vaeScale: 8 }) });
     expect(tiny).toEqual({ ok: true, memory: { batchSize: 4, requestedBatchSize: 4, reason: 'as requested' } });
+    // The oracle: latents the size of its 128-px frames, and no attention to blow up.
+    const oracle = plan({
+      model: model({ nativeSize: 128, vaeScale: 1, attention: { pattern: 'none', sites: [], slices: 1 } }),
+    });
+    expect(oracle).toEqual({ ok: true, memory: { batchSize: 4, requestedBatchSize: 4, reason: 'as requested' } });
   });
 
   it('lowers the batch until the estimate fits the limit, and says so', () => {

@@ -19,9 +19,14 @@ export const CPU_TOKENS_PER_CALL = 4096;
 /** Native latents of at least this many tokens make a model "large": measured and planned (as attention slicing). */
 const PLANNED_LATENT_TOKENS = 64 * 64;
 
+/**
+ * A UNet with self-attention over a native latent of 64×64 or more: where scores grow with the square of the frame and
+ * convolutions fill a CPU at one frame. The oracle (no attention; its "VAE" is the identity, so its latents are
+ * frames) and the small generated test models are not planned.
+ */
 export function isPlannedModel(model: ModelInfo): boolean {
   const side = model.nativeSize / model.vaeScale;
-  return side * side >= PLANNED_LATENT_TOKENS;
+  return side * side >= PLANNED_LATENT_TOKENS && model.attention.sites.some((s) => s.kind === 'self');
 }
 
 /** Whether jobs on this model are measured: a planned model on the CPU (the probe sees system memory, not a GPU's). */
