@@ -48,12 +48,16 @@ beforeAll(() => {
     ffprobe: 'ffprobe version 5.1.9-0+deb12u1 Copyright (c) 2007-2026 the FFmpeg developers',
   });
   cli = join(root, 'reshoot.js');
+  // The memory probe's child process is a script of its own beside the CLI, as in dist/.
   buildSync({
-    entryPoints: [join(REPO, 'engine/src/cli/main.ts')],
+    entryPoints: {
+      reshoot: join(REPO, 'engine/src/cli/main.ts'),
+      'memory-probe-child': join(REPO, 'engine/src/models/memory-probe-child.ts'),
+    },
     bundle: true,
     platform: 'node',
     packages: 'external',
-    outfile: cli,
+    outdir: root,
     logLevel: 'error',
   });
 });
@@ -177,6 +181,7 @@ d('reshoot doctor as a child process', () => {
     expect(lines).toEqual([
       `ffmpeg     ffmpeg 7.1.1 [path] ${join(current, 'ffmpeg')}; ffprobe 7.1.1 [path] ${join(current, 'ffprobe')}`,
     ]);
+    expect(r.stdout).toMatch(/^memory {5}\d+ MiB plus \d+ MiB per UNet batch item at 128×128 latents/m);
   });
 });
 

@@ -66,14 +66,19 @@ async function nativeMemory(info: ModelInfo): Promise<NativeMemory> {
       reason: `not measured on ${info.provider}: the probe sees system memory, not the device's`,
     };
   const latent = Math.round(info.nativeSize / info.vaeScale);
-  const cost = await memoryCost(probeKey(info, { height: latent, width: latent }, 1));
-  return {
-    measured: true,
-    latent,
-    baseBytes: cost.baseBytes,
-    unetItemBytes: cost.unetItemBytes,
-    measureMs: cost.measureMs,
-  };
+  try {
+    const cost = await memoryCost(probeKey(info, { height: latent, width: latent }, 1));
+    return {
+      measured: true,
+      latent,
+      baseBytes: cost.baseBytes,
+      unetItemBytes: cost.unetItemBytes,
+      measureMs: cost.measureMs,
+    };
+  } catch (err) {
+    // The rest of the check stands: the model loaded.
+    return { measured: false, reason: `not measured: ${(err as Error).message}` };
+  }
 }
 
 function memoryLine(m: NativeMemory): string {

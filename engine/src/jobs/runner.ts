@@ -399,7 +399,10 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       // Canceling kills the probe; the job then ends as canceled, not with the probe's error.
       cost = await memoryCost(key, decoding.signal).catch((err: unknown) => {
         checkCanceled();
-        throw err;
+        // A probe that could not run (killed for memory, a broken install) must not cost the user the job: it runs
+        // with the CPU's batch rule alone, and says so.
+        ctx.onWarning?.(`${(err as Error).message}; the job runs without a memory plan`);
+        return undefined;
       });
     }
   }
