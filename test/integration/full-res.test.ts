@@ -1,21 +1,19 @@
 // Full-resolution compositing (jobs/full-res.ts, media/composite.ts) end to end: real ffmpeg, the generated oracle
 // model in the compute worker. The model edits at 128 px short side; the result is built at the source's display size
 // from the source's own pixels, so outside a box mask a textured 1080p source comes back up to the output codec.
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { JobRequest, type JobRequestInput } from '../../engine/src/api/schemas';
 import { fromRgb24 } from '../../engine/src/diffusion/images';
 import { planJob, runJob } from '../../engine/src/jobs/runner';
-import { ffmpegPath, makeTestClip, probeMedia, rampIndex } from '../../engine/src/media';
+import { makeTestClip, probeMedia, rampIndex } from '../../engine/src/media';
 import { decodeFrameBytes, decodeFrames, type DecodeOptions } from '../../engine/src/media/decode';
 import { createEncoder } from '../../engine/src/media/encode';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import { PipelineWorker } from '../../engine/src/worker/pipeline-worker';
+import { displayFrames, lavfiClip } from '../support/media-frames';
 
-const run = promisify(execFile);
 let root: string;
 let worker: PipelineWorker;
 let clip: string;
@@ -32,46 +30,13 @@ beforeAll(async () => {
   // nearly lossless H.264. Saturated 1-pixel colour edges or temporal noise would measure the output codec's 4:2:x
   // chroma and bit rate instead (a plain re-encode of testsrc2 with noise through ProRes gives 35.5 dB).
   clip = path.join(root, 'texture-1080p.mp4');
-  await run(ffmpegPath(), [
-    '-v',
-    'error',
-    '-f',
-    'lavfi',
-    '-i',
-    `testsrc2=size=${W}x${H}:rate=24,hue=s=0.25,noise=c0s=4`,
-    '-frames:v',
-    String(FRAMES),
-    '-c:v',
-    'libx264',
-    '-crf',
-    '4',
-    '-pix_fmt',
-    'yuv420p',
-    '-y',
-    clip,
-  ]);
+  await lavfiClip(clip, `testsrc2=size=${W}x${H}:rate=24,hue=s=0.25,noise=c0s=4`, FRAMES, ['-crf', '4']);
 }, 180000);
 
 afterAll(async () => {
   await worker?.terminate();
   fs.rmSync(root, { recursive: true, force: true });
 });
-
-async function fullFrames(file: string, frames: number): Promise<Buffer[]> {
-  const info = await probeMedia(file);
-  const out: Buffer[] = [];
-  for await (const c of decodeFrameBytes(file, {
-    startFrame: 0,
-    frameCount: frames,
-    fps: info.video.fps,
-    width: info.video.displayWidth,
-    height: info.video.displayHeight,
-    chunkFrames: 1,
-    colorMatrix: info.video.colorMatrix,
-  }))
-    out.push(c.data);
-  return out;
-}
 
 /** PSNR (8-bit) over the pixels where `keep(x, y)`, all frames. */
 function psnr(a: Buffer[], b: Buffer[], keep: (x: number, y: number) => boolean): number {
@@ -106,10 +71,10 @@ async function codecCeiling(codec: 'h264' | 'prores'): Promise<number> {
     colorMatrix: info.video.colorMatrix,
     inputBitDepth: 8,
   });
-  const source = await fullFrames(clip, FRAMES);
+  const source = await displayFrames(clip, FRAMES);
   for (const f of source) await enc.writeRaw(Buffer.from(f), 1);
   await enc.finish();
-  return psnr(await fullFrames(out, FRAMES), source, () => true);
+  return psnr(await displayFrames(out, FRAMES), source, () => true);
 }
 
 async function job(name: string, body: Partial<JobRequestInput>) {
@@ -150,16 +115,16 @@ it('gives the source back outside a box mask at full resolution (1080p from a 12
     expect([r.result.width, r.result.height]).toEqual([W, H]);
     expect(info.video.frameCount).toBe(FRAMES);
   }
-  const source = await fullFrames(clip, FRAMES);
-  const pFull = psnr(await fullFrames(full.out, FRAMES), source, outsideBox);
-  const pWorking = psnr(await fullFrames(working.out, FRAMES), source, outsideBox);
+  const source = await displayFrames(clip, FRAMES);
+  const pFull = psnr(await displayFrames(full.out, FRAMES), source, outsideBox);
+  const pWorking = psnr(await displayFrames(working.out, FRAMES), source, outsideBox);
   const inside = (x: number, y: number) =>
     !outsideBox(x, y) &&
     x > BOX.x * W + margin &&
     x < (BOX.x + BOX.w) * W - margin &&
     y > BOX.y * H + margin &&
     y < (BOX.y + BOX.h) * H - margin;
-  const pInside = psnr(await fullFrames(full.out, FRAMES), source, inside);
+  const pInside = psnr(await displayFrames(full.out, FRAMES), source, inside);
   const ceiling = await codecCeiling('prores');
   console.log(
     `ProRes output, outside the box: PSNR ${pFull.toFixed(2)} dB with full-resolution compositing, ${pWorking.toFixed(2)} dB with the working size scaled up (composite "working"); the source re-encoded as it is: ${ceiling.toFixed(2)} dB; inside the box (edited): ${pInside.toFixed(2)} dB`,
@@ -176,7 +141,7 @@ it('gives the source back nearly exactly for a same-prompt inversion edit withou
     directInversion: true,
     mask: { type: 'none' },
   });
-  const p = psnr(await fullFrames(same.out, FRAMES), await fullFrames(clip, FRAMES), () => true);
+  const p = psnr(await displayFrames(same.out, FRAMES), await displayFrames(clip, FRAMES), () => true);
   const ceiling = await codecCeiling('h264');
   console.log(
     `same-prompt inversion edit, H.264, whole frame: PSNR ${p.toFixed(2)} dB against the source; the source re-encoded as it is: ${ceiling.toFixed(2)} dB`,
@@ -189,9 +154,9 @@ it('gives the source back for a same-prompt edit with every default stage on: at
   const same = { prompt: 'a red car on a gray road', guidance: 7.5, mask: { type: 'auto' } as JobRequestInput['mask'] };
   const h264 = await job('same-auto-h264', same);
   const prores = await job('same-auto-prores', { ...same, output: { codec: 'prores' } });
-  const source = await fullFrames(clip, FRAMES);
-  const dbH264 = psnr(await fullFrames(h264.out, FRAMES), source, () => true);
-  const dbProres = psnr(await fullFrames(prores.out, FRAMES), source, () => true);
+  const source = await displayFrames(clip, FRAMES);
+  const dbH264 = psnr(await displayFrames(h264.out, FRAMES), source, () => true);
+  const dbProres = psnr(await displayFrames(prores.out, FRAMES), source, () => true);
   console.log(
     `same-prompt edit, every default stage on, whole 1080p frame: H.264 ${dbH264.toFixed(2)} dB, ProRes ${dbProres.toFixed(2)} dB`,
   );
@@ -206,31 +171,14 @@ it('gives the source back outside a box mask with SDEdit too (reconstruction = V
     mask: { type: 'box', ...BOX },
     output: { codec: 'prores' },
   });
-  const p = psnr(await fullFrames(r.out, FRAMES), await fullFrames(clip, FRAMES), outsideBox);
+  const p = psnr(await displayFrames(r.out, FRAMES), await displayFrames(clip, FRAMES), outsideBox);
   console.log(`SDEdit, ProRes output, outside the box: PSNR ${p.toFixed(2)} dB`);
   expect(p).toBeGreaterThanOrEqual(45);
 }, 600000);
 
 it('stitches deltas and the automatic mask across chunks (20 frames, overlap 4) and keeps an unchanged clip', async () => {
   const small = path.join(root, 'chunks.mp4');
-  await run(ffmpegPath(), [
-    '-v',
-    'error',
-    '-f',
-    'lavfi',
-    '-i',
-    'testsrc2=size=480x270:rate=24,hue=s=0.25',
-    '-frames:v',
-    '20',
-    '-c:v',
-    'libx264',
-    '-crf',
-    '4',
-    '-pix_fmt',
-    'yuv420p',
-    '-y',
-    small,
-  ]);
+  await lavfiClip(small, 'testsrc2=size=480x270:rate=24,hue=s=0.25', 20, ['-crf', '4']);
   const out = path.join(root, 'chunks.out.mov');
   const req = JobRequest.parse({
     source: { path: small, in: 0, out: 20 / 24 },

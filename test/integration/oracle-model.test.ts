@@ -226,12 +226,21 @@ describe('oracle spec (float64 reference)', () => {
     });
   });
 
-  it('reduces to the closed forms of a single Gaussian', () => {
-    const x = [0.3, -1.2, 2, 0.5];
-    for (const t of [1, 500, 999]) {
-      const a = abar[t];
-      const eps = oracleEps(x, a, '');
-      for (let c = 0; c < 4; c++) expect(eps[c]).toBeCloseTo(Math.sqrt(1 - a) * x[c], 10);
+  it('reduces to closed forms: the unconditional model, and one Gaussian deep inside a component', () => {
+    // Unconditional: ½·N((0, 0, 0, +K), I) + ½·N((0, 0, 0, −K), I). Both components have v = 1 and colour mean 0, so
+    // r, g, b keep N(0, I)'s ε̂ = √(1−ā)·x whatever the responsibilities, and the object channel's posterior mean is
+    // √ā·x + (1−ā)·K·tanh(√ā·K·x_o) (responsibilities ½ ± ½·tanh of the half log-ratio 2·√ā·K·x_o / 2).
+    for (const x of [
+      [0.3, -1.2, 2, 0.5],
+      [0.3, -1.2, 2, -3],
+    ]) {
+      for (const t of [1, 500, 999]) {
+        const a = abar[t];
+        const eps = oracleEps(x, a, '');
+        for (let c = 0; c < 3; c++) expect(eps[c]).toBeCloseTo(Math.sqrt(1 - a) * x[c], 10);
+        const k = Math.sqrt(a) * ORACLE.K;
+        expect(eps[3]).toBeCloseTo(Math.sqrt(1 - a) * (x[3] - k * Math.tanh(k * x[3])), 10);
+      }
     }
     // Deep inside the object component the posterior mean is that component's linear Gaussian estimate.
     const a = abar[261];

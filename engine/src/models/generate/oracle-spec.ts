@@ -38,7 +38,11 @@ export const ORACLE = Object.freeze({
   /** Width of the text encoder's hidden states; only the first COND.length entries carry the conditioning. */
   hiddenSize: 32,
   maxLength: 77,
-  /** Standard deviation of the unconditional component N(0, I). */
+  /**
+   * Standard deviation of the two unconditional components N((0, 0, 0, ±K), sUnconditional²·I): the empty prompt
+   * says nothing about colour (N(0, I) in r, g, b) but, like a trained model's unconditional prediction, still knows
+   * that a saturated region is an object and a gray one background (the object channel keeps its two modes).
+   */
   sUnconditional: 1,
   /** Log-weight given to mixture components that the prompt switches off. */
   unusedLogWeight: -1e4,
@@ -53,7 +57,7 @@ export const ORACLE = Object.freeze({
 export const COND = Object.freeze({ objRgb: 0, objHas: 3, bgRgb: 4, bgHas: 7, any: 8, length: 9 });
 
 export interface OraclePrompt {
-  /** False when the prompt names no colour at all: the unconditional model N(0, I) applies. */
+  /** False when the prompt names no colour at all: the unconditional model (object or background, any colour) applies. */
   conditional: boolean;
   object: Rgb;
   background: Rgb;
@@ -122,7 +126,15 @@ function asPrompt(cond: OracleCondition): OraclePrompt {
 /** The mixture components x0 is drawn from, per latent pixel, under a prompt. */
 export function oracleComponents(cond: OracleCondition): OracleComponent[] {
   const p = asPrompt(cond);
-  if (!p.conditional) return [{ role: 'unconditional', weight: 1, mean: [0, 0, 0, 0], s: ORACLE.sUnconditional }];
+  // Without colour words: an object or a background of any colour. With a single N(0, I) instead, classifier-free
+  // guidance would push every pixel's object channel away from 0 by (g − 1)·K-sized amounts that no prompt asked for,
+  // and direct inversion would have to cancel two such pushes between its branches (docs/QUALITY.md, "The job
+  // defaults on a user-sized clip").
+  if (!p.conditional)
+    return [
+      { role: 'unconditional', weight: 0.5, mean: [0, 0, 0, ORACLE.K], s: ORACLE.sUnconditional },
+      { role: 'unconditional', weight: 0.5, mean: [0, 0, 0, -ORACLE.K], s: ORACLE.sUnconditional },
+    ];
   return [
     { role: 'object', weight: 0.5, mean: [p.object[0], p.object[1], p.object[2], ORACLE.K], s: ORACLE.s },
     { role: 'background', weight: 0.5, mean: [p.background[0], p.background[1], p.background[2], -ORACLE.K], s: ORACLE.s },

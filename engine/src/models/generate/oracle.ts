@@ -79,8 +79,8 @@ export function buildOracleTextEncoder(vocab: Record<string, number>): SavedMode
 
 /**
  * UNet: `sample` [batch, 4, h, w], `timestep` float32 scalar, `encoder_hidden_states` [batch, sequence, 32] →
- * `out_sample`, the exact ε of a 3-component mixture (object, background, unconditional) whose log-weights come
- * from the conditioning at position 0.
+ * `out_sample`, the exact ε of a 4-component mixture (object, background, and the unconditional model's object and
+ * background) whose log-weights come from the conditioning at position 0.
  */
 export function buildOracleUnet(): SavedModel {
   const abar = sd15AlphasCumprod();
@@ -104,33 +104,34 @@ export function buildOracleUnet(): SavedModel {
 
   const { mu, logw } = g.scope('conditioning', () => {
     const cond = g.o('Gather', [ehs, g.scalar(0, 'int64')], { axis: 1 }); // [B, 32]
-    // Means [B, 3, 4]: (obj rgb, +K), (bg rgb, −K), 0. Gather + mask + bias rather than a MatMul, whose TF32 path
-    // on GPUs would round the colours.
-    const pick = [COND.objRgb, COND.objRgb + 1, COND.objRgb + 2, 0, COND.bgRgb, COND.bgRgb + 1, COND.bgRgb + 2, 0, 0, 0, 0, 0];
-    const mask = [1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0];
-    const bias = [0, 0, 0, ORACLE.K, 0, 0, 0, -ORACLE.K, 0, 0, 0, 0];
-    const flat = g.o('Add', [g.o('Mul', [g.o('Gather', [cond, g.constant(pick, [12], 'int64', 'pick')], { axis: 1 }), g.constant(mask, [12])]), g.constant(bias, [12])]);
-    const mu = g.o('Reshape', [flat, g.ints([-1, 3, d, 1, 1])]);
-    // any ∈ {0, 1}: conditional → (0, 0, U), unconditional → (U, U, 0) with U the unused log-weight. Equal weights
-    // within the active set make their common log-weight irrelevant to the softmax.
+    // Means [B, 4, 4]: (obj rgb, +K), (bg rgb, −K), (0, 0, 0, +K), (0, 0, 0, −K). Gather + mask + bias rather than a
+    // MatMul, whose TF32 path on GPUs would round the colours.
+    const pick = [COND.objRgb, COND.objRgb + 1, COND.objRgb + 2, 0, COND.bgRgb, COND.bgRgb + 1, COND.bgRgb + 2, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const mask = [1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const bias = [0, 0, 0, ORACLE.K, 0, 0, 0, -ORACLE.K, 0, 0, 0, ORACLE.K, 0, 0, 0, -ORACLE.K];
+    const flat = g.o('Add', [g.o('Mul', [g.o('Gather', [cond, g.constant(pick, [16], 'int64', 'pick')], { axis: 1 }), g.constant(mask, [16])]), g.constant(bias, [16])]);
+    const mu = g.o('Reshape', [flat, g.ints([-1, 4, d, 1, 1])]);
+    // any ∈ {0, 1}: conditional → (0, 0, U, U), unconditional → (U, U, 0, 0) with U the unused log-weight. Equal
+    // weights within the active set make their common log-weight irrelevant to the softmax.
     const any = g.o('Gather', [cond, g.constant([COND.any], [1], 'int64', 'any')], { axis: 1 }); // [B, 1]
     const U = ORACLE.unusedLogWeight;
-    const lw = g.o('Add', [g.o('Mul', [any, g.constant([-U, -U, U], [3])]), g.constant([U, U, 0], [3])]);
-    return { mu, logw: g.o('Reshape', [lw, g.ints([-1, 3, 1, 1])]) };
+    const lw = g.o('Add', [g.o('Mul', [any, g.constant([-U, -U, U, U], [4])]), g.constant([U, U, 0, 0], [4])]);
+    return { mu, logw: g.o('Reshape', [lw, g.ints([-1, 4, 1, 1])]) };
   });
 
   g.scope('mixture', () => {
-    const s2 = g.constant([ORACLE.s ** 2, ORACLE.s ** 2, ORACLE.sUnconditional ** 2], [3, 1, 1], 'float32', 's2');
-    const v = g.o('Add', [g.o('Mul', [s2, a]), oma]); // [3, 1, 1]
+    const su2 = ORACLE.sUnconditional ** 2;
+    const s2 = g.constant([ORACLE.s ** 2, ORACLE.s ** 2, su2, su2], [4, 1, 1], 'float32', 's2');
+    const v = g.o('Add', [g.o('Mul', [s2, a]), oma]); // [4, 1, 1]
     const x = g.o('Unsqueeze', [sample, g.ints([1])]); // [B, 1, 4, h, w]
-    const diff = g.o('Sub', [x, g.o('Mul', [mu, sa])]); // [B, 3, 4, h, w]
-    const dist = g.o('ReduceSum', [g.o('Mul', [diff, diff]), g.ints([2])], { keepdims: 0 }); // [B, 3, h, w]
+    const diff = g.o('Sub', [x, g.o('Mul', [mu, sa])]); // [B, 4, 4, h, w]
+    const dist = g.o('ReduceSum', [g.o('Mul', [diff, diff]), g.ints([2])], { keepdims: 0 }); // [B, 4, h, w]
     const logv = g.o('Log', [v]);
     const logits = g.o('Sub', [g.o('Sub', [logw, g.o('Mul', [logv, g.scalar(d / 2)])]), g.o('Div', [dist, g.o('Mul', [v, g.scalar(2)])])]);
     const r = g.o('Softmax', [logits], { axis: 1 });
     // ε̂ = (x − √ā·E[x0|x]) / √(1−ā) simplifies per component to √(1−ā)·(x − √ā·μ_k)/v_k, which has no cancellation
     // near t = 0 where the textbook form divides a tiny difference by a tiny √(1−ā).
-    const w = g.o('Unsqueeze', [g.o('Div', [r, v]), g.ints([2])]); // [B, 3, 1, h, w]
+    const w = g.o('Unsqueeze', [g.o('Div', [r, v]), g.ints([2])]); // [B, 4, 1, h, w]
     const sum = g.o('ReduceSum', [g.o('Mul', [w, diff]), g.ints([1])], { keepdims: 0 }); // [B, 4, h, w]
     g.o('Mul', [sum, s1a], {}, 'out_sample');
   });
