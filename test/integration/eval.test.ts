@@ -54,6 +54,7 @@ describe('reshoot eval, tiny suite', () => {
     const md = fs.readFileSync(path.join(out(), 'report.md'), 'utf8');
     expect(md).toMatch(/^# Reshoot evaluation: tiny suite/);
     expect(md).toMatch(/\| default \|/);
+    expect(md).toMatch(/## The job defaults on a user-sized clip/);
     const kinds = ['edits', 'masks', 'warp-error'];
     for (const clip of report.clips)
       for (const k of kinds) expect(report.pictures).toContain(path.join('pictures', `${clip.name}-${k}.png`));
@@ -74,6 +75,12 @@ describe('reshoot eval, tiny suite', () => {
       'backgroundPsnrNoMask',
       'warpErrorRatio',
       'peakRssRatio',
+      'defaultsObjectEdited',
+      'defaultsObjectEditedNoMask',
+      'defaultsBackgroundPsnr',
+      'defaultsBackgroundPsnrNoMask',
+      'defaultUnetEvalsPerFrame',
+      'defaultReEditUnetEvalsPerFrame',
     ] as const)
       expect(typeof s[k]).toBe('number');
     expect(s.method).toBe('default');
@@ -122,6 +129,20 @@ describe('reshoot eval, tiny suite', () => {
     expect(s.warpErrorRatio!).toBeLessThan(row('inversion').warpErrorRatio);
     // The edit turns the object towards the target colour.
     expect(row('default').colourError).toBeLessThan(0.5 * row('default').colourErrorBefore);
+    // What a user gets with nothing changed (guidance 7.5, 50 steps, direct inversion, a saturated red on a user-sized
+    // clip): the whole object turns blue, with or without the mask, and the mask keeps the road. With the oracle's
+    // earlier N(0, I) unconditional model most of the object ended gray-teal (0.18 of it edited).
+    expect(report.userDefaults!.settings).toMatchObject({ steps: 50, guidance: 7.5, directInversion: true });
+    expect(report.userDefaults!.width).toBeGreaterThanOrEqual(200);
+    expect(s.defaultsObjectEdited!).toBeGreaterThanOrEqual(0.95);
+    expect(s.defaultsObjectEditedNoMask!).toBeGreaterThanOrEqual(0.95);
+    expect(s.defaultsBackgroundPsnr!).toBeGreaterThanOrEqual(40);
+    // Counted, not computed: a first edit inverts (K evaluations) and runs four guided branches (target and source,
+    // conditional and unconditional); a re-edit reuses the trajectory and the source branch's steps.
+    const K = report.userDefaults!.settings.steps;
+    expect(s.defaultUnetEvalsPerFrame).toBe(K + 4 * K);
+    expect(s.defaultReEditUnetEvalsPerFrame).toBe(2 * K);
+    expect(report.userDefaults!.autoMask.unetEvalsPerFrame).toBeGreaterThan(2 * K);
     // The reference row edits inside the true mask: its mask is the truth, and the background outside stays the source's.
     expect(row('true-mask').autoMaskIoU).toBe(1);
     expect(row('true-mask').backgroundPsnr).toBeGreaterThanOrEqual(s.backgroundPsnr!);

@@ -155,7 +155,7 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
     {
       id: 'default',
       label: 'job default',
-      description: `the job defaults (ConsistencySpec): ${describeConsistency(d)}`,
+      description: `the job's consistency defaults (ConsistencySpec) at the table's guidance 1 (the job's own guidance, steps and a saturated object on a user-sized clip are the "job defaults on a user-sized clip" check): ${describeConsistency(d)}`,
       kind: 'inversion',
       autoMask: true,
       consistency: d,

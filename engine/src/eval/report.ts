@@ -6,6 +6,7 @@ import type { ImageBatch } from '../diffusion/images';
 import { contactSheetPng } from './contact-sheet';
 import type { EvalClip, MethodResult, MethodSpec } from './harness';
 import { lineChartPng, maskFrames, maskOverlay, type Series } from './pictures';
+import type { UserDefaultsReport } from './user-defaults';
 
 export interface EvalSummary {
   /** The method the figures are for (the job defaults). */
@@ -19,6 +20,18 @@ export interface EvalSummary {
   backgroundPsnrNoMask: number | null;
   warpErrorRatio: number | null;
   peakRssRatio: number | null;
+  /**
+   * The job defaults on a user-sized clip (user-defaults.ts), automatic mask: fraction of the object's pixels edited
+   * to the target colour, and background PSNR outside the object. Null when the check did not run.
+   */
+  defaultsObjectEdited: number | null;
+  defaultsObjectEditedNoMask: number | null;
+  defaultsBackgroundPsnr: number | null;
+  defaultsBackgroundPsnrNoMask: number | null;
+  /** UNet evaluations per frame of that clip's first edit at the defaults (no mask), inversion included. */
+  defaultUnetEvalsPerFrame: number | null;
+  /** The same for a re-edit of the stored trajectory (another target prompt, same source). */
+  defaultReEditUnetEvalsPerFrame: number | null;
 }
 
 export interface EvalReport {
@@ -42,6 +55,8 @@ export interface EvalReport {
     results: Record<string, Omit<MethodResult, 'output' | 'mask' | 'perPairWarpError' | 'perPairWarpErrorSource'>>;
     perPairWarpError: Record<string, number[]>;
   }[];
+  /** The job defaults on a user-sized clip; null when not run (a real clip, or turned off). */
+  userDefaults: UserDefaultsReport | null;
   peakRss: unknown;
   clipMetrics: unknown;
   notes: string[];
@@ -152,6 +167,31 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
   lines.push(`| warp error ratio, edit ÷ source | ${fmt(s.warpErrorRatio)} |`);
   lines.push(`| peak RSS ratio, long ÷ short clip | ${fmt(s.peakRssRatio)} |`, '');
   lines.push('∞ = identical (PSNR of identical images; stored as 100 in report.json).', '');
+  const u = r.userDefaults;
+  if (u) {
+    const st = u.settings;
+    lines.push('## The job defaults on a user-sized clip', '');
+    lines.push(
+      `${u.description}: ${u.frames} frames of ${u.width}×${u.height}, "${st.sourcePrompt}" → "${st.prompt}", ${st.steps} steps, guidance ${st.guidance}, strength ${st.strength}, direct inversion ${st.directInversion ? 'on' : 'off'}, consistency: ${describeConsistencyShort(st.consistency)}. Outputs clamped to [−1, 1] as the encoder clamps them. (The method table below runs at guidance 1.)`,
+      '',
+    );
+    lines.push(
+      '| mask | object edited (fraction) | object mean colour | background PSNR dB | mask IoU | UNet evals/frame | s |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const [label, f] of [
+      ['none (first edit)', u.noMask],
+      ['automatic (re-edit)', u.autoMask],
+    ] as const)
+      lines.push(
+        `| ${label} | ${fmt(f.objectEdited)} | (${f.objectMean.map((v) => v.toFixed(2)).join(', ')}) | ${fmt(f.backgroundPsnr, 1)} | ${fmt(f.autoMaskIoU)} | ${fmt(f.unetEvalsPerFrame, 0)} | ${fmt(f.seconds, 1)} |`,
+      );
+    lines.push(
+      '',
+      `A re-edit without a mask runs ${fmt(u.reEditUnetEvalsPerFrame, 0)} UNet evaluations per frame.`,
+      '',
+    );
+  }
   lines.push('## Methods (means over clips)', '');
   const cols: [string, string, number][] = [
     ['IoU', 'autoMaskIoU', 3],
@@ -201,4 +241,14 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
   );
   if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
+}
+
+function describeConsistencyShort(c: UserDefaultsReport['settings']['consistency']): string {
+  const lc = c.latentCorrection;
+  return [
+    lc ? `latent correction ${lc.steps} steps` : 'no latent correction',
+    `mask smoothing ${c.maskSmoothing ?? 0}`,
+    `soft edge ${c.softEdge ?? 0}`,
+    c.anchorStats ? 'anchor stats' : 'no anchor stats',
+  ].join(', ');
 }

@@ -27,6 +27,7 @@ import { lineChartPng } from './pictures';
 import { markdownReport, serialisable, writeClipPictures, type EvalReport } from './report';
 import { measurePeakRss, type RssMeasurement } from './rss';
 import { makeSuite, type SuiteName } from './suite';
+import { evaluateUserDefaults, type UserDefaultsReport } from './user-defaults';
 
 export interface EvalOptions {
   /** The synthetic suite to run; ignored when `clipFile` is given. */
@@ -43,6 +44,11 @@ export interface EvalOptions {
   /** Peak-memory probe: false to skip; numbers override the 5 s / 60 s defaults. */
   rss?: false | { shortSec?: number; longSec?: number; fps?: number; steps?: number };
   clipModel?: string;
+  /**
+   * The job defaults on a user-sized clip (user-defaults.ts): on by default with a synthetic suite (its figures assume
+   * the oracle's prompt grammar); false to skip, a number for that many frames (default 4, 2 for the tiny suite).
+   */
+  userDefaults?: boolean | number;
   /** Only these method ids (the job default is always run). */
   methods?: string[];
   steps?: number;
@@ -168,6 +174,18 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       );
     }
 
+    // The method table runs at guidance 1; this is the edit a user gets with nothing changed.
+    let userDefaults: UserDefaultsReport | null = null;
+    if (suite && o.userDefaults !== false) {
+      const frames = typeof o.userDefaults === 'number' ? o.userDefaults : suite.name === 'tiny' ? 2 : 4;
+      log(`job defaults on a user-sized clip (${frames} frames)`);
+      userDefaults = await evaluateUserDefaults(model, { frames, batchSize: settings.batchSize, steps: o.steps });
+      const u = userDefaults;
+      log(
+        `job defaults: object edited ${u.autoMask.objectEdited.toFixed(3)} (no mask ${u.noMask.objectEdited.toFixed(3)}), background ${u.autoMask.backgroundPsnr.toFixed(1)} dB (no mask ${u.noMask.backgroundPsnr.toFixed(1)} dB)`,
+      );
+    }
+
     let clipMetrics: unknown = NO_CLIP_MODEL;
     if (o.clipModel) {
       const scorer = await ClipScorer.open(o.clipModel);
@@ -229,6 +247,12 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       backgroundPsnrNoMask: suite ? value(plainInv.backgroundPsnr) : null,
       warpErrorRatio: value(def.warpErrorRatio),
       peakRssRatio: rss ? value(rss.ratio) : null,
+      defaultsObjectEdited: userDefaults ? value(userDefaults.autoMask.objectEdited) : null,
+      defaultsObjectEditedNoMask: userDefaults ? value(userDefaults.noMask.objectEdited) : null,
+      defaultsBackgroundPsnr: userDefaults ? value(userDefaults.autoMask.backgroundPsnr) : null,
+      defaultsBackgroundPsnrNoMask: userDefaults ? value(userDefaults.noMask.backgroundPsnr) : null,
+      defaultUnetEvalsPerFrame: userDefaults ? value(userDefaults.noMask.unetEvalsPerFrame) : null,
+      defaultReEditUnetEvalsPerFrame: userDefaults ? value(userDefaults.reEditUnetEvalsPerFrame) : null,
     };
     if (!suite)
       notes.push(
@@ -275,6 +299,7 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
           },
         };
       }),
+      userDefaults,
       peakRss: rss ?? null,
       clipMetrics,
       notes,
