@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CliError, joinNegativeValues, parse } from '../../engine/src/cli/args';
-import { cliWording, runEdit } from '../../engine/src/cli/edit';
+import { cliWording, crossFrameArg, runEdit } from '../../engine/src/cli/edit';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 
@@ -114,6 +114,34 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect(err.message).toMatch(/already exists; choose another name with -o, or pass --overwrite/);
     expect(err.message).not.toMatch(/output\.overwrite/);
     expect(fs.readFileSync(out, 'utf8')).toBe('an earlier render');
+  });
+
+  it('--cross-frame: anchors, then mode and layers in any order; a model without self-attention is refused', async () => {
+    expect(crossFrameArg('first')).toEqual({ anchors: 'first' });
+    expect(crossFrameArg('first+previous,decoder,replace')).toEqual({
+      anchors: 'first+previous',
+      mode: 'replace',
+      layers: 'decoder',
+    });
+    expect(() => crossFrameArg('replace')).toThrow(/starts with the anchor frames, "first" or "first\+previous"/);
+    expect(() => crossFrameArg('first,sideways')).toThrow(/"replace" or "extend".*got "sideways"/);
+    const out = path.join(root, 'cross-frame.mp4');
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const err = await failure([
+      silent,
+      '--prompt',
+      'a blue car',
+      '--model',
+      oracle,
+      '--cross-frame',
+      'first',
+      '-o',
+      out,
+    ]).finally(() => quiet.mockRestore());
+    expect(err.message).toMatch(
+      /needs self-attention in the UNet, and this model has none.*; turn --cross-frame off or use/,
+    );
+    expect(fs.existsSync(out)).toBe(false);
   });
 });
 

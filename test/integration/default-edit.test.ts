@@ -54,7 +54,12 @@ async function editWithDefaults(mask: JobRequestInput['mask'], name: string): Pr
   } satisfies JobRequestInput);
   expect(req).toMatchObject({ steps: 50, guidance: 7.5, directInversion: true, method: 'inversion' });
   const plan = await planJob(req, worker.info, output, media);
-  await runJob(req, plan, { worker, seed: 1, onProgress: () => undefined });
+  const result = await runJob(req, plan, { worker, seed: 1, onProgress: () => undefined });
+  // The result names the stages that ran: the default consistency stages, the mask's only when asked for.
+  expect(result.stages).toEqual([
+    ...(mask?.type === 'auto' ? ['automatic mask', 'mask refinement'] : []),
+    'latent correction',
+  ]);
   const info = await probeMedia(output);
   expect([info.video.displayWidth, info.video.displayHeight]).toEqual([W, H]);
   const frames = await displayFrames(output, FRAMES);

@@ -105,6 +105,32 @@ export const ConsistencySpec = z
   .strict();
 export type ConsistencySpec = z.output<typeof ConsistencySpec>;
 
+/**
+ * Attention-level methods of the inversion edit (docs/QUALITY.md, "Attention-level methods"): each rewrites the UNet's
+ * attention for the job and is off unless asked for. They need a UNet with self-attention (Stable Diffusion, not the
+ * embedded oracle).
+ */
+export const AttentionSpec = z
+  .object({
+    /**
+     * Cross-frame attention: every frame's self-attention also reads an anchor frame's keys and values at the same
+     * step. "first": frame 0's (Text2Video-Zero); "first+previous": frame 0's and the previous frame's (FateZero),
+     * one frame per UNet call. mode "extend": the frame's own keys and the anchors'; "replace": the anchors' only.
+     * layers "all" self-attention layers, or only the decoder's (up_blocks).
+     */
+    crossFrame: z
+      .object({
+        anchors: z.enum(['first', 'first+previous']).default('first'),
+        mode: z.enum(['extend', 'replace']).default('extend'),
+        layers: z.enum(['all', 'decoder']).default('all'),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+  })
+  .strict();
+export type AttentionSpec = z.output<typeof AttentionSpec>;
+
 export const PROMPT_MAX_CHARS = 2000;
 
 export const JobRequest = z
@@ -154,6 +180,7 @@ export const JobRequest = z
     batchSize: z.int().min(1).max(64).default(4),
     /** Absent: the defaults of ConsistencySpec (the runner fills them in), so every stage's default applies. */
     consistency: ConsistencySpec.optional(),
+    attention: AttentionSpec.optional(),
     /**
      * method "fast", for distilled models (SD-Turbo, LCM): UNet evaluations per frame, with no guidance batch (an LCM
      * UNet gets guidance as its embedding). `steps` is the schedule of the other methods and does not apply.
@@ -264,6 +291,8 @@ export const JobResult = z.object({
   mattePath: z.string().optional(),
   /** What mask smoothing and latent correction matched frames by: the UNet's decoder features, or the latents when the model exposes none. */
   correspondences: z.enum(['decoder features', 'latents']).optional(),
+  /** The inversion edit's stages that ran (e.g. "automatic mask", "latent correction", "cross-frame attention"). */
+  stages: z.array(z.string()).optional(),
   timings: JobTimings.optional(),
   memory: JobMemory.optional(),
 });

@@ -20,7 +20,7 @@ import { ProgressLine } from './progress-line';
 const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
-       [--attention-slices N] [--max-memory SIZE] [--json]`;
+       [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous[,replace][,decoder]] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -52,6 +52,30 @@ function seconds(v: string | undefined, name: 'in' | 'out'): number | undefined 
   return n;
 }
 
+/**
+ * --cross-frame ANCHORS[,replace|extend][,decoder|all]: attention.crossFrame (api/schemas.ts AttentionSpec), e.g.
+ * "first", "first+previous,replace,decoder".
+ */
+export function crossFrameArg(value: string | undefined): NonNullable<JobRequestInput['attention']>['crossFrame'] {
+  if (value === undefined) return undefined;
+  const [anchors, ...rest] = value.split(',').map((t) => t.trim());
+  const out: Record<string, string> = {};
+  if (anchors !== 'first' && anchors !== 'first+previous')
+    throw new CliError(
+      `--cross-frame starts with the anchor frames, "first" or "first+previous", e.g. --cross-frame first,replace; got "${value}"`,
+    );
+  out.anchors = anchors;
+  for (const t of rest) {
+    if (t === 'replace' || t === 'extend') out.mode = t;
+    else if (t === 'decoder' || t === 'all') out.layers = t;
+    else
+      throw new CliError(
+        `--cross-frame takes "replace" or "extend" (mode) and "decoder" or "all" (layers) after the anchors; got "${t}"`,
+      );
+  }
+  return out;
+}
+
 const EXAMPLE_PROMPT = '--prompt "a blue car on a gray road"';
 
 /** The engine's messages name API fields (output.overwrite); on the command line they are options. */
@@ -71,7 +95,9 @@ export function cliWording(detail: string): string {
     .replace(/\bsource\.in\b/g, '--in')
     .replace(/\bsource\.out\b/g, '--out')
     .replace(/\bfast\.steps\b/g, '--fast-steps')
-    .replace(/\bbatchSize\b/g, '--batch');
+    .replace(/\bbatchSize\b/g, '--batch')
+    .replace(/\battention\.crossFrame\.layers "all"/g, '--cross-frame …,all')
+    .replace(/\battention\.crossFrame\b/g, '--cross-frame');
 }
 
 export async function runEdit(argv: string[]): Promise<number> {
@@ -98,6 +124,7 @@ export async function runEdit(argv: string[]): Promise<number> {
       provider: { type: 'string' },
       'attention-slices': { type: 'string' },
       'max-memory': { type: 'string' },
+      'cross-frame': { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
@@ -173,6 +200,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     seed: num(values.seed, 'seed'),
     batchSize: num(values.batch, 'batch'),
     fast: values['fast-steps'] === undefined ? undefined : { steps: num(values['fast-steps'], 'fast-steps') },
+    attention: values['cross-frame'] === undefined ? undefined : { crossFrame: crossFrameArg(values['cross-frame']) },
     output: { path: output, codec, audio: values.audio ?? false, overwrite: values.overwrite ?? false },
   } satisfies Record<string, unknown>);
   if (!parsed.success) throw new CliError(cliWording(validationProblem(parsed.error, 'options').detail));

@@ -1,9 +1,11 @@
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import type { ConsistencySpec } from '../api/schemas';
+import type { AttentionSpec, ConsistencySpec } from '../api/schemas';
 
 /** Temporal-consistency stages (stages/consistency.ts): the job contract's fields, each optional for library callers. */
 export type ConsistencyParams = Partial<ConsistencySpec>;
 export type LatentCorrectionParams = NonNullable<ConsistencySpec['latentCorrection']>;
+
+export type CrossFrameParams = NonNullable<AttentionSpec['crossFrame']>;
 
 export interface InversionParams {
   /** What the frames show now; the empty prompt is the unconditional model. */
@@ -32,6 +34,8 @@ export interface EditParams {
   autoMask?: { threshold: number; levels?: number } | null;
   /** Temporal-consistency stages (consistency.ts, docs/QUALITY.md); absent = none, the loop as it always was. */
   consistency?: ConsistencyParams | null;
+  /** Cross-frame attention (stages/cross-frame.ts); absent = each frame attends to itself only. */
+  crossFrame?: CrossFrameParams | null;
   batchSize: number;
   /**
    * Also VAE-decode the source's own clean latents (level 0 of the trajectory), batched like the edit, and return
@@ -110,6 +114,8 @@ export interface EditOutput {
   sourceSteps?: SourceSteps;
   /** What the cross-frame correspondences were computed from, when a stage needed them. */
   correspondences?: 'decoder features' | 'latents';
+  /** The stages that ran in the denoising loop (EditStage.name), in order; absent for methods without stages. */
+  stages?: string[];
   /** With `reconstruct`: the VAE decode of the source's clean latents, the same size as `frames`. */
   reconstruction?: ImageBatch;
 }

@@ -29,6 +29,7 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
       directInversion: c.req.directInversion,
       autoMask: c.req.mask.type === 'auto' ? { threshold: c.req.mask.threshold ?? 0.5 } : undefined,
       consistency: c.consistency,
+      crossFrame: c.req.attention?.crossFrame,
       steps: c.req.steps,
       strength: c.strength,
     },

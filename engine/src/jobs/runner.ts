@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { JobMemory, JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
+import { crossFrameSites } from '../editing/stages/cross-frame';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
@@ -142,6 +143,17 @@ export async function planJob(
       `the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with ${req.method === 'fast' ? 'the fast preset' : 'SDEdit'}`,
       'mask.type',
     );
+  }
+  const crossFrame = req.attention?.crossFrame;
+  if (crossFrame) {
+    const sites = req.method === 'inversion' ? crossFrameSites(model, crossFrame.layers) : undefined;
+    if (typeof sites !== 'object')
+      throw ProblemError.of(
+        422,
+        'Method not available',
+        sites ?? `cross-frame attention is a stage of the inversion edit; use method "inversion" or turn it off`,
+        'attention.crossFrame',
+      );
   }
   if (req.fast && req.method !== 'fast') {
     throw ProblemError.of(
@@ -439,6 +451,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   let unetEvaluations = 0;
   let cacheHits = 0;
   let correspondences: JobResult['correspondences'];
+  const stagesRan = new Set<string>();
   let sink: OutputSink | undefined;
   try {
     let index = 0;
@@ -507,6 +520,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       const result = await running.result;
       if (result.cacheHit) cacheHits++;
       correspondences ??= result.correspondences;
+      result.stages?.forEach((s) => stagesRan.add(s));
       times.transferMs += performance.now() - sent - result.timings.taskMs;
       running = undefined;
       result.warnings.forEach((w) => ctx.onWarning?.(w));
@@ -549,6 +563,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       unetEvaluations,
       inversionCacheHit: cacheHits > 0 && cacheHits === chunks,
       ...(correspondences ? { correspondences } : {}),
+      ...(stagesRan.size ? { stages: [...stagesRan] } : {}),
       seconds: (Date.now() - t0) / 1000,
       timings: jobTimings(plan.probeMs, performance.now() - start, times),
       memory,

@@ -11,7 +11,7 @@ import type { EditOutput, EditParams, InversionParams, InvertedTrajectory, RunHo
 import { batches } from '../../diffusion/images';
 import { decodeAll, embedRows, repeatEmbeddings, validateFrames } from './batching';
 import { ProgressTracker } from './progress';
-import { EditState, type EditContext, type EditStage, type UnetCallInfo } from './stage';
+import { EditState, type EditContext, type EditStage, type FrameBatch, type UnetCallInfo } from './stage';
 
 /** VAE-encodes all frames and DDIM-inverts them under the source prompt, keeping every level. */
 export async function invertFrames(
@@ -146,20 +146,30 @@ export async function denoiseFromInversion(
   const parts = batches(n, p.batchSize);
   const track = tracker ?? new ProgressTracker(parts.length * (K + (p.reconstruct ? 2 : 1)), n, hooks);
   const warnings: string[] = [];
-  const stepsKey = sourceStepsGuidance(model, p);
-  const steps = traj.sourceSteps;
-  const known =
-    p.directInversion && steps?.guidance === stepsKey && steps.levels.length === K ? steps.levels : undefined;
-  const plan = planBranches(p, p.directInversion && !known);
-  const recorded = plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
-  const rows = await embedRows(model, [...plan.branches.map((b) => b.prompt), p.sourcePrompt, p.prompt], warnings);
+  const rows = await embedRows(model, [p.prompt, p.sourcePrompt, ...(p.guidance !== 1 ? [''] : [])], warnings);
 
   // Stages plan in order, each seeing what the ones before it decided (the mask, correspondences).
   const state = new EditState(traj);
   if (p.mask) state.mask = latentMask(p.mask, n, h, w);
   const ctx: EditContext = { model, traj, params: p, embeddings: rows, checkStop: () => track.checkStop(), state };
   const stages: EditStage[] = [];
-  for (const s of allStages) if (await s.plan(ctx)) stages.push(s);
+  const ran: string[] = [];
+  for (const s of allStages) {
+    const planned = await s.plan(ctx);
+    if (planned) ran.push(s.name);
+    if (planned === true) stages.push(s);
+  }
+  // Source steps belong to the UNet that made them: with a stage that changes the prediction the source branch runs
+  // with it, and what it computes is not kept for a later edit that may run without it.
+  const plainUnet = !stages.some((s) => s.changesPrediction);
+  const stepsKey = sourceStepsGuidance(model, p);
+  const steps = traj.sourceSteps;
+  const known =
+    p.directInversion && plainUnet && steps?.guidance === stepsKey && steps.levels.length === K
+      ? steps.levels
+      : undefined;
+  const plan = planBranches(p, p.directInversion && !known);
+  const recorded = plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
   const passes = stages.flatMap((s) => s.passes ?? []);
   const variant = await model.variant(passes);
   if (!variant.ok)
@@ -170,6 +180,9 @@ export async function denoiseFromInversion(
         .join(', ')}: ${variant.reason}`,
     );
   const outputs = [...new Set(stages.flatMap((s) => s.outputs ?? []))];
+  const calls = stages.reduce<FrameBatch[]>((ps, s) => s.partition?.(ps) ?? ps, parts);
+  // Progress was counted in the loop's own batches; a stage that runs more, smaller calls advances it by less each.
+  const unitsPerCall = parts.length / calls.length;
   const lockstep = stages.some((s) => s.afterStep);
   const mask = state.mask;
 
@@ -237,19 +250,24 @@ export async function denoiseFromInversion(
       ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0
       : undefined;
     z.set(next);
-    track.advance('editing', start, {
-      step: K - k + 1,
-      steps: K,
-      preview: preview && { latent: preview, channels: C, height: h, width: w },
-    });
+    track.advance(
+      'editing',
+      start,
+      {
+        step: K - k + 1,
+        steps: K,
+        preview: preview && { latent: preview, channels: C, height: h, width: w },
+      },
+      unitsPerCall,
+    );
   };
 
   if (!lockstep) {
-    for (const part of parts) for (let k = K; k >= 1; k--) await step(part, k);
+    for (const part of calls) for (let k = K; k >= 1; k--) await step(part, k);
   } else {
     // Cross-frame stages read neighbouring frames at the same noise level: steps outer, batches inner.
     for (let k = K; k >= 1; k--) {
-      for (const part of parts) await step(part, k);
+      for (const part of calls) await step(part, k);
       for (const s of stages) s.afterStep?.(out, K - k + 1);
     }
   }
@@ -263,8 +281,9 @@ export async function denoiseFromInversion(
     frames,
     latentMask: mask,
     warnings,
-    sourceSteps: recorded && { guidance: stepsKey, levels: recorded },
+    sourceSteps: plainUnet && recorded ? { guidance: stepsKey, levels: recorded } : undefined,
     correspondences: state.correspondences,
+    stages: ran,
     ...(reconstruction ? { reconstruction } : {}),
   };
 }

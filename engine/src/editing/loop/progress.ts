@@ -12,8 +12,9 @@ export class ProgressTracker {
   checkStop(): void {
     if (this.hooks.shouldStop?.()) throw new CanceledError();
   }
-  advance(stage: Stage, frame: number, extra: Partial<Progress> = {}): void {
-    this.done++;
+  /** `units`: how much of a unit this piece of work is (a stage that splits the loop's calls into more). */
+  advance(stage: Stage, frame: number, extra: Partial<Progress> = {}, units = 1): void {
+    this.done += units;
     this.hooks.onProgress?.({ stage, done: this.done, total: this.total, frame, frames: this.frames, ...extra });
   }
 }

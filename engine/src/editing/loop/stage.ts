@@ -55,6 +55,12 @@ export interface EditContext {
   readonly state: EditState;
 }
 
+/** Frames [start, start + count) in one UNet call. */
+export interface FrameBatch {
+  start: number;
+  count: number;
+}
+
 /** One UNet call of the denoising loop, as the stages see it. */
 export interface UnetCallInfo {
   /** Denoising step, 1 = the first (from the noisiest level). */
@@ -74,10 +80,18 @@ export interface EditStage {
   /** Graph passes whose ports the stage feeds or reads: the loop runs one UNet variant with every stage's passes. */
   readonly passes?: readonly PassRequest[];
   /**
-   * Once, before the first step, in the pipeline's order. True keeps the stage in the loop (its hooks run); false
-   * when nothing applies to this edit or all its work was done here.
+   * Once, before the first step, in the pipeline's order. True keeps the stage in the loop (its hooks run); 'done'
+   * when all its work was done here (the automatic mask); false when nothing applies to this edit. The edit's result
+   * lists the stages that did not return false.
    */
-  plan(ctx: EditContext): Promise<boolean> | boolean;
+  plan(ctx: EditContext): Promise<boolean | 'done'> | boolean | 'done';
+  /**
+   * True when the stage's feeds change what the UNet predicts (not only read it): the source branch then runs with
+   * the stage too, and source steps recorded without it are neither reused nor handed back for caching.
+   */
+  readonly changesPrediction?: boolean;
+  /** Regroups the frames into UNet calls (the loop's batches, in order) when the stage needs some frames run first. */
+  partition?(parts: readonly FrameBatch[]): FrameBatch[];
   /** Output ports to fetch from every UNet call (handed to afterUnet). */
   readonly outputs?: readonly string[];
   /** Values for the variant's input ports for this call; ports nobody feeds stay at their neutral values. */

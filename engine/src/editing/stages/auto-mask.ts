@@ -18,6 +18,6 @@ export const autoMaskStage = (): EditStage => ({
     const auto = await autoMask(model, traj, embeddings.get(p.sourcePrompt)!, embeddings.get(p.prompt)!, o, checkStop);
     state.mask = auto.mask;
     state.maskScore = auto.score;
-    return false;
+    return 'done';
   },
 });

@@ -5,11 +5,19 @@ import type { EditParams } from '../types';
 import { anchorStats } from './anchor-stats';
 import { autoMaskStage } from './auto-mask';
 import { checkConsistency } from './consistency';
+import { crossFrameStage } from './cross-frame';
 import { latentCorrection } from './latent-correction';
 import { maskRefinement } from './mask-refinement';
 import { decoderFeatureStage } from './source-features';
 
 export function editStages(p: EditParams): EditStage[] {
   if (p.consistency) checkConsistency(p.consistency);
-  return [decoderFeatureStage(), autoMaskStage(), maskRefinement(), latentCorrection(), anchorStats()];
+  return [
+    decoderFeatureStage(),
+    autoMaskStage(),
+    maskRefinement(),
+    latentCorrection(),
+    anchorStats(),
+    crossFrameStage(),
+  ];
 }

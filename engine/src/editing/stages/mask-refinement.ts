@@ -58,10 +58,9 @@ export const maskRefinement = (): EditStage => ({
       () => state.features(),
       checkStop,
     );
-    if (refined) {
-      state.mask = refined.mask;
-      state.fields = refined.fields;
-    }
-    return false;
+    if (!refined) return false;
+    state.mask = refined.mask;
+    state.fields = refined.fields;
+    return 'done';
   },
 });
