@@ -16,6 +16,7 @@ import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
 import { editableCopy, intAttr, makeNode } from '../graph-edit';
 import type { GraphPass, PassResult } from '../pass';
+import { isZero } from './site-rewrite';
 
 export interface AttentionSlicingOptions {
   /** Parts of the query axis (≥ 2). */
@@ -103,26 +104,6 @@ function sameForEveryRow(g: GraphIndex, tensor: string): boolean {
   if (!g.isConstant(tensor)) return false;
   const dims = g.constantDims(tensor);
   return dims !== undefined && dims.slice(0, -1).every((d) => d === 1);
-}
-
-/** Exact zeros: a zero constant, ConstantOfShape(0), or a product of zeros (baddbmm's β·input with β = 0). */
-function isZero(g: GraphIndex, tensor: string, depth: number): boolean {
-  if (g.isConstant(tensor)) {
-    const v = g.constantValues(tensor);
-    return v !== undefined && v.length > 0 && v.every((x) => x === 0);
-  }
-  const node = g.producer(tensor);
-  if (!node || depth === 0) return false;
-  if (node.opType === 'ConstantOfShape') {
-    const t = node.attribute?.find((a) => a.name === 'value')?.t;
-    const bytes = t?.rawData;
-    return !t || (bytes !== undefined && bytes !== null && [...bytes].every((b) => b === 0));
-  }
-  if (node.opType === 'Mul') {
-    const [a, b] = node.input ?? [];
-    return isZero(g, a, depth - 1) && isZero(g, b, depth - 1);
-  }
-  return false;
 }
 
 function emit(model: onnx.ModelProto, g: GraphIndex, chains: Chain[], slices: number): onnx.ModelProto {

@@ -38,8 +38,19 @@ import { onnx } from 'onnx-proto';
 import { floatToHalfBits } from '../../diffusion/half';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
-import { editableCopy, intAttr, intsAttr, makeNode, portType, rewire, valueInfo } from '../graph-edit';
-import type { GraphPass, InputPort, OutputPort, PassResult, PortType } from '../pass';
+import { intAttr, intsAttr, makeNode, portType, valueInfo } from '../graph-edit';
+import type { GraphPass, InputPort, PassResult, PortType } from '../pass';
+import {
+  chooseSelfSites,
+  emitRewrites,
+  isZero,
+  leadsTo,
+  mergePorts,
+  schedule,
+  scoresNode,
+  siteRewrite,
+  type SiteRewrite,
+} from './site-rewrite';
 import { selfAttentionKvPorts } from './self-attention-kv';
 
 export interface SelfAttentionBankOptions {
@@ -74,51 +85,25 @@ function prefix(module: string): string {
 
 type Names = ReturnType<typeof selfAttentionBankPorts>;
 
-interface SitePlan {
-  site: AttentionSite;
-  /** New nodes, emitted just before the first node they feed. */
-  before: Map<Node, onnx.NodeProto[]>;
-  /** Original node → the inputs it reads under a new name, applied in order. */
-  rewires: Map<Node, [string, string][]>;
-  /** Original nodes replaced whole (zero terms become Identity). */
-  replace: Map<Node, onnx.NodeProto>;
-  /** Tensors whose shape the bank changes (N → N+S keys): declared shapes of them are dropped. */
-  reshaped: string[];
-  ports: { inputs: InputPort[]; outputs: OutputPort[] };
-  declare: { inputs: onnx.IValueInfoProto[]; outputs: onnx.IValueInfoProto[] };
-}
-
 export const selfAttentionBank: GraphPass<SelfAttentionBankOptions> = {
   name: NAME,
   apply(model, sites, options): PassResult {
     if (!model.graph) return { ok: false, reason: 'the UNet file has no graph' };
-    const chosen = chooseSites(sites, options);
+    const chosen = chooseSelfSites(sites, options.sites);
     if (typeof chosen === 'string') return { ok: false, reason: chosen };
     const g = new GraphIndex(model.graph);
-    const plans: SitePlan[] = [];
+    const plans: SiteRewrite[] = [];
     for (const site of chosen) {
       const plan = planSite(g, site);
       if (typeof plan === 'string') return { ok: false, reason: `${site.module}: ${plan}` };
       plans.push(plan);
     }
-    return { ok: true, model: emit(model, plans), ports: mergePorts(plans) };
+    return { ok: true, model: emitRewrites(model, plans), ports: mergePorts(plans) };
   },
 };
 
-function chooseSites(sites: readonly AttentionSite[], options: SelfAttentionBankOptions): AttentionSite[] | string {
-  const self = sites.filter((s) => s.kind === 'self');
-  if (!options.sites) return self.length ? self : 'the graph has no self-attention site';
-  const picked: AttentionSite[] = [];
-  for (const module of options.sites) {
-    const site = self.find((s) => s.module === module);
-    if (!site) return `${module} is not a self-attention site of this graph`;
-    picked.push(site);
-  }
-  return picked.length ? picked : 'no site chosen';
-}
-
 /** V‖bank where the value MatMul reads V, concatenated along the tokens. */
-function planValue(plan: SitePlan, output: Node, names: Names, rank: number): void {
+function planValue(plan: SiteRewrite, output: Node, names: Names, rank: number): void {
   const value = plan.site.tensors.value;
   const b = new Builder(`${prefix(plan.site.module)}/v`);
   const vShape = b.op('Shape', [value], 'shape');
@@ -143,7 +128,7 @@ interface Types {
   sPort: PortType;
 }
 
-function planSite(g: GraphIndex, site: AttentionSite): SitePlan | string {
+function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
   const names = selfAttentionBankPorts(site.module);
   if (g.isGraphInput(names.bankKey) || g.producer(names.keyOut)) return 'the pass was already applied to this site';
   // self-attention-kv blends the frame's K and V where the MatMuls read them, with N-key operands a bank would not
@@ -159,15 +144,8 @@ function planSite(g: GraphIndex, site: AttentionSite): SitePlan | string {
   if (typeof types === 'string') return types;
   const zeroTerms = chainToSoftmax(g, scores);
   if (typeof zeroTerms === 'string') return zeroTerms;
-  const plan: SitePlan = {
-    site,
-    before: new Map(),
-    rewires: new Map(),
-    replace: new Map(),
-    reshaped: reshapedTensors(g, site, scores, output),
-    ports: { inputs: [], outputs: [] },
-    declare: { inputs: [], outputs: [] },
-  };
+  const plan = siteRewrite(site);
+  plan.reshaped = reshapedTensors(g, site, scores, output);
   const rank = site.layout === 'split' ? 4 : 3;
   const key = planKey(g, plan, scores, names, rank);
   if (typeof key === 'string') return key;
@@ -191,21 +169,6 @@ function elementTypes(g: GraphIndex, site: AttentionSite, scores: Node): Types |
     return `the element type of K, V or the scores is not float32/float16 (${shown.join(', ')})`;
   }
   return { k, v, s, kPort: portType(k)!, vPort: portType(v)!, sPort: portType(s)! };
-}
-
-/** The scores MatMul: by name when node names are unique, else as the MatMul the probabilities come from. */
-function scoresNode(g: GraphIndex, site: AttentionSite): Node | undefined {
-  const name = site.nodes.scores;
-  const byName = name ? g.nodes.filter((n) => n.name === name) : [];
-  if (byName.length === 1 && byName[0].opType === 'MatMul') return byName[0];
-  let t = g.producer(site.tensors.probs)?.input?.[0];
-  for (let hops = 0; t && hops < 6; hops++) {
-    const node = g.producer(t);
-    if (!node) return undefined;
-    if (node.opType === 'MatMul') return node;
-    t = (node.input ?? []).find((i) => i && !g.isConstant(i));
-  }
-  return undefined;
 }
 
 /**
@@ -252,28 +215,6 @@ function fromShapesOnly(g: GraphIndex, tensor: string, depth: number): boolean {
   if (!node || depth > 12 || node.opType === 'ConstantOfShape') return false;
   if (node.opType === 'Shape' || node.opType === 'Size') return true;
   return (node.input ?? []).filter(Boolean).every((i) => fromShapesOnly(g, i, depth + 1));
-}
-
-/** Exact zeros: a zero constant, ConstantOfShape(0), or a product of zeros (baddbmm's β·input with β = 0). */
-function isZero(g: GraphIndex, tensor: string, depth: number): boolean {
-  if (g.isConstant(tensor)) {
-    const v = g.constantValues(tensor);
-    return v !== undefined && v.length > 0 && v.every((x) => x === 0);
-  }
-  const node = g.producer(tensor);
-  if (!node || depth === 0) return false;
-  if (node.opType === 'ConstantOfShape') {
-    const t = node.attribute?.find((a) => a.name === 'value')?.t;
-    const bytes = t?.rawData;
-    if (!t) return true;
-    if (bytes && bytes.length) return [...bytes].every((x) => x === 0);
-    return [...(t.floatData ?? []), ...(t.int32Data ?? [])].every((x) => x === 0);
-  }
-  if (node.opType === 'Mul') {
-    const [a, b] = node.input ?? [];
-    return isZero(g, a, depth - 1) && isZero(g, b, depth - 1);
-  }
-  return false;
 }
 
 /**
@@ -364,7 +305,7 @@ interface KeyPlan {
  * K‖bank where the path to the scores reads K ([.., N, d], concatenated along N); Kᵀ‖bankᵀ where the graph holds only
  * Kᵀ ([.., d, N], concatenated along its last axis, the bank transposed to match).
  */
-function planKey(g: GraphIndex, plan: SitePlan, scores: Node, names: Names, rank: number): KeyPlan | string {
+function planKey(g: GraphIndex, plan: SiteRewrite, scores: Node, names: Names, rank: number): KeyPlan | string {
   const key = plan.site.tensors.key;
   const transposed = plan.site.keyTransposed === true;
   const readers = transposed
@@ -406,7 +347,7 @@ function planKey(g: GraphIndex, plan: SitePlan, scores: Node, names: Names, rank
 /**
  * Q' = Q‖1 and K'ᵀ = Kᵀ‖row, row = [bias × N, 0 × S]: the scores MatMul then adds the bias to the own key columns.
  */
-function planBias(plan: SitePlan, scores: Node, names: Names, rank: number, elemType: number, key: KeyPlan): void {
+function planBias(plan: SiteRewrite, scores: Node, names: Names, rank: number, elemType: number, key: KeyPlan): void {
   const b = new Builder(`${prefix(plan.site.module)}/bias_row`);
   const ownColumns = b.op('Expand', [names.bias, key.own], 'own');
   const bankColumns = b.filled(key.banked, elemType, 0, 'bank');
@@ -431,19 +372,7 @@ function planBias(plan: SitePlan, scores: Node, names: Names, rank: number, elem
   schedule(plan, scores, [], [key.keyT, keyT]);
 }
 
-function leadsTo(g: GraphIndex, node: Node, target: Node, depth: number): boolean {
-  if (node === target) return true;
-  if (depth === 0) return false;
-  return (node.output ?? []).some((o) => g.consumers(o).some((c) => leadsTo(g, c, target, depth - 1)));
-}
-
-/** Emits `nodes` before `reader` and makes it read `rename[1]` where it read `rename[0]`. */
-function schedule(plan: SitePlan, reader: Node, nodes: onnx.NodeProto[], rename: [string, string]): void {
-  plan.before.set(reader, [...(plan.before.get(reader) ?? []), ...nodes]);
-  plan.rewires.set(reader, [...(plan.rewires.get(reader) ?? []), rename]);
-}
-
-function describePorts(plan: SitePlan, names: Names, t: Types, rank: number): void {
+function describePorts(plan: SiteRewrite, names: Names, t: Types, rank: number): void {
   const site = plan.site.module;
   const empty = rank === 4 ? [1, 1, 0, 1] : [1, 0, 1];
   const bankLayout = rank === 4 ? '[B or 1, heads, S, d]' : '[B·heads, S, d]';
@@ -467,30 +396,4 @@ function describePorts(plan: SitePlan, names: Names, t: Types, rank: number): vo
   );
   plan.declare.inputs.push(valueInfo(names.bankKey, t.k), valueInfo(names.bankValue, t.v), valueInfo(names.bias, t.s));
   plan.declare.outputs.push(valueInfo(names.keyOut, t.k), valueInfo(names.valueOut, t.v));
-}
-
-function emit(model: onnx.ModelProto, plans: SitePlan[]): onnx.ModelProto {
-  const { model: out, graph } = editableCopy(model);
-  const before = new Map<Node, onnx.NodeProto[]>();
-  const rewires = new Map<Node, [string, string][]>();
-  const replace = new Map<Node, onnx.NodeProto>();
-  for (const p of plans) {
-    for (const [n, nodes] of p.before) before.set(n, [...(before.get(n) ?? []), ...nodes]);
-    for (const [n, r] of p.rewires) rewires.set(n, [...(rewires.get(n) ?? []), ...r]);
-    for (const [n, r] of p.replace) replace.set(n, r);
-  }
-  const renamed = (n: Node) =>
-    replace.get(n) ?? (rewires.get(n) ?? []).reduce<Node>((node, [from, to]) => rewire(node, from, to), n);
-  graph.node = graph.node.flatMap((n) => [...(before.get(n) ?? []), renamed(n)]);
-  const reshaped = new Set(plans.flatMap((p) => p.reshaped));
-  graph.valueInfo = graph.valueInfo.filter((v) => !reshaped.has(v.name ?? ''));
-  for (const p of plans) {
-    graph.input.push(...p.declare.inputs);
-    graph.output.push(...p.declare.outputs);
-  }
-  return out;
-}
-
-function mergePorts(plans: SitePlan[]): { inputs: InputPort[]; outputs: OutputPort[] } {
-  return { inputs: plans.flatMap((p) => p.ports.inputs), outputs: plans.flatMap((p) => p.ports.outputs) };
 }

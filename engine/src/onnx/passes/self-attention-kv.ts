@@ -9,8 +9,18 @@
 import { onnx } from 'onnx-proto';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
-import { editableCopy, intAttr, intsAttr, makeNode, portType, rewire, valueInfo } from '../graph-edit';
-import type { GraphPass, InputPort, OutputPort, PassResult, PortType } from '../pass';
+import { intAttr, intsAttr, makeNode, portType, valueInfo } from '../graph-edit';
+import type { GraphPass, InputPort, PassResult, PortType } from '../pass';
+import {
+  chooseSelfSites,
+  emitRewrites,
+  leadsTo,
+  mergePorts,
+  schedule,
+  scoresNode,
+  siteRewrite,
+  type SiteRewrite,
+} from './site-rewrite';
 
 export interface SelfAttentionKvOptions {
   /** Modules to rewrite (default: every self-attention site). */
@@ -31,46 +41,24 @@ export function selfAttentionKvPorts(module: string) {
   };
 }
 
-interface SitePlan {
-  site: AttentionSite;
-  /** New nodes, emitted just before the first node they feed. */
-  before: Map<Node, onnx.NodeProto[]>;
-  /** Original node → the inputs it reads under a new name. */
-  rewires: Map<Node, [string, string][]>;
-  ports: { inputs: InputPort[]; outputs: OutputPort[] };
-  declare: { inputs: onnx.IValueInfoProto[]; outputs: onnx.IValueInfoProto[] };
-}
-
 export const selfAttentionKv: GraphPass<SelfAttentionKvOptions> = {
   name: NAME,
   apply(model, sites, options): PassResult {
     if (!model.graph) return { ok: false, reason: 'the UNet file has no graph' };
-    const chosen = chooseSites(sites, options);
+    const chosen = chooseSelfSites(sites, options.sites);
     if (typeof chosen === 'string') return { ok: false, reason: chosen };
     const g = new GraphIndex(model.graph);
-    const plans: SitePlan[] = [];
+    const plans: SiteRewrite[] = [];
     for (const site of chosen) {
       const plan = planSite(g, site);
       if (typeof plan === 'string') return { ok: false, reason: `${site.module}: ${plan}` };
       plans.push(plan);
     }
-    return { ok: true, model: emit(model, plans), ports: mergePorts(plans) };
+    return { ok: true, model: emitRewrites(model, plans), ports: mergePorts(plans) };
   },
 };
 
-function chooseSites(sites: readonly AttentionSite[], options: SelfAttentionKvOptions): AttentionSite[] | string {
-  const self = sites.filter((s) => s.kind === 'self');
-  if (!options.sites) return self.length ? self : 'the graph has no self-attention site';
-  const picked: AttentionSite[] = [];
-  for (const module of options.sites) {
-    const site = self.find((s) => s.module === module);
-    if (!site) return `${module} is not a self-attention site of this graph`;
-    picked.push(site);
-  }
-  return picked.length ? picked : 'no site chosen';
-}
-
-function planSite(g: GraphIndex, site: AttentionSite): SitePlan | string {
+function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
   const names = selfAttentionKvPorts(site.module);
   if (g.isGraphInput(names.weight) || g.producer(names.keyOut)) return 'the pass was already applied to this site';
   const scores = scoresNode(g, site);
@@ -82,13 +70,7 @@ function planSite(g: GraphIndex, site: AttentionSite): SitePlan | string {
   const kPort = portType(kType);
   const vPort = portType(vType);
   if (!kPort || !vPort || kType === undefined || vType === undefined) return 'the element type of K or V is unknown';
-  const plan: SitePlan = {
-    site,
-    before: new Map(),
-    rewires: new Map(),
-    ports: { inputs: [], outputs: [] },
-    declare: { inputs: [], outputs: [] },
-  };
+  const plan = siteRewrite(site);
   const rank = site.layout === 'split' ? 4 : 3;
   const keyFailure = planKey(g, plan, scores, names, rank);
   if (keyFailure) return keyFailure;
@@ -101,25 +83,10 @@ function planSite(g: GraphIndex, site: AttentionSite): SitePlan | string {
   return plan;
 }
 
-/** The scores MatMul: by name when node names are unique, else as the MatMul the probabilities come from. */
-function scoresNode(g: GraphIndex, site: AttentionSite): Node | undefined {
-  const name = site.nodes.scores;
-  const byName = name ? g.nodes.filter((n) => n.name === name) : [];
-  if (byName.length === 1 && byName[0].opType === 'MatMul') return byName[0];
-  let t = g.producer(site.tensors.probs)?.input?.[0];
-  for (let hops = 0; t && hops < 6; hops++) {
-    const node = g.producer(t);
-    if (!node) return undefined;
-    if (node.opType === 'MatMul') return node;
-    t = (node.input ?? []).find((i) => i && !g.isConstant(i));
-  }
-  return undefined;
-}
-
 /** K' replaces K where the path to the scores reads it; Kᵀ-only graphs get K by a Transpose and K'ᵀ back. */
 function planKey(
   g: GraphIndex,
-  plan: SitePlan,
+  plan: SiteRewrite,
   scores: Node,
   names: ReturnType<typeof selfAttentionKvPorts>,
   rank: number,
@@ -157,20 +124,8 @@ function blend(x: string, injected: string, weight: string, out: string): onnx.N
   ];
 }
 
-function leadsTo(g: GraphIndex, node: Node, target: Node, depth: number): boolean {
-  if (node === target) return true;
-  if (depth === 0) return false;
-  return (node.output ?? []).some((o) => g.consumers(o).some((c) => leadsTo(g, c, target, depth - 1)));
-}
-
-/** Emits `nodes` before `reader` and makes it read `rename[1]` where it read `rename[0]`. */
-function schedule(plan: SitePlan, reader: Node, nodes: onnx.NodeProto[], rename: [string, string]): void {
-  plan.before.set(reader, [...(plan.before.get(reader) ?? []), ...nodes]);
-  plan.rewires.set(reader, [...(plan.rewires.get(reader) ?? []), rename]);
-}
-
 function describePorts(
-  plan: SitePlan,
+  plan: SiteRewrite,
   names: ReturnType<typeof selfAttentionKvPorts>,
   t: { kType: number; vType: number; kPort: PortType; vPort: PortType; rank: number },
 ): void {
@@ -200,25 +155,4 @@ function describePorts(
     valueInfo(names.value, t.vType),
   );
   plan.declare.outputs.push(valueInfo(names.keyOut, t.kType), valueInfo(names.valueOut, t.vType));
-}
-
-function emit(model: onnx.ModelProto, plans: SitePlan[]): onnx.ModelProto {
-  const { model: out, graph } = editableCopy(model);
-  const before = new Map<Node, onnx.NodeProto[]>();
-  const rewires = new Map<Node, [string, string][]>();
-  for (const p of plans) {
-    for (const [n, nodes] of p.before) before.set(n, [...(before.get(n) ?? []), ...nodes]);
-    for (const [n, r] of p.rewires) rewires.set(n, [...(rewires.get(n) ?? []), ...r]);
-  }
-  const renamed = (n: Node) => (rewires.get(n) ?? []).reduce<Node>((node, [from, to]) => rewire(node, from, to), n);
-  graph.node = graph.node.flatMap((n) => [...(before.get(n) ?? []), renamed(n)]);
-  for (const p of plans) {
-    graph.input.push(...p.declare.inputs);
-    graph.output.push(...p.declare.outputs);
-  }
-  return out;
-}
-
-function mergePorts(plans: SitePlan[]): { inputs: InputPort[]; outputs: OutputPort[] } {
-  return { inputs: plans.flatMap((p) => p.ports.inputs), outputs: plans.flatMap((p) => p.ports.outputs) };
 }

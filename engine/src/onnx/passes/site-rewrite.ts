@@ -1,0 +1,126 @@
+// What the passes that rewrite attention sites share: choosing self-attention sites, finding a site's scores MatMul,
+// and a plan of new nodes and rewired inputs per site, emitted into one copy of the graph with the ports declared.
+import type { onnx } from 'onnx-proto';
+import type { AttentionSite } from '../attention-sites';
+import type { GraphIndex, Node } from '../graph-index';
+import { editableCopy, rewire } from '../graph-edit';
+import type { InputPort, OutputPort, Ports } from '../pass';
+
+/** The chosen self-attention sites (default all), or why there are none. */
+export function chooseSelfSites(
+  sites: readonly AttentionSite[],
+  modules?: readonly string[],
+): AttentionSite[] | string {
+  const self = sites.filter((s) => s.kind === 'self');
+  if (!modules) return self.length ? self : 'the graph has no self-attention site';
+  const picked: AttentionSite[] = [];
+  for (const module of modules) {
+    const site = self.find((s) => s.module === module);
+    if (!site) return `${module} is not a self-attention site of this graph`;
+    picked.push(site);
+  }
+  return picked.length ? picked : 'no site chosen';
+}
+
+/** The scores MatMul: by name when node names are unique, else as the MatMul the probabilities come from. */
+export function scoresNode(g: GraphIndex, site: AttentionSite): Node | undefined {
+  const name = site.nodes.scores;
+  const byName = name ? g.nodes.filter((n) => n.name === name) : [];
+  if (byName.length === 1 && byName[0].opType === 'MatMul') return byName[0];
+  let t = g.producer(site.tensors.probs)?.input?.[0];
+  for (let hops = 0; t && hops < 6; hops++) {
+    const node = g.producer(t);
+    if (!node) return undefined;
+    if (node.opType === 'MatMul') return node;
+    t = (node.input ?? []).find((i) => i && !g.isConstant(i));
+  }
+  return undefined;
+}
+
+export function leadsTo(g: GraphIndex, node: Node, target: Node, depth: number): boolean {
+  if (node === target) return true;
+  if (depth === 0) return false;
+  return (node.output ?? []).some((o) => g.consumers(o).some((c) => leadsTo(g, c, target, depth - 1)));
+}
+
+/** Exact zeros: a zero constant, ConstantOfShape(0), or a product of zeros (baddbmm's β·input with β = 0). */
+export function isZero(g: GraphIndex, tensor: string, depth: number): boolean {
+  if (g.isConstant(tensor)) {
+    const v = g.constantValues(tensor);
+    return v !== undefined && v.length > 0 && v.every((x) => x === 0);
+  }
+  const node = g.producer(tensor);
+  if (!node || depth === 0) return false;
+  if (node.opType === 'ConstantOfShape') {
+    const t = node.attribute?.find((a) => a.name === 'value')?.t;
+    const bytes = t?.rawData;
+    if (!t) return true;
+    if (bytes && bytes.length) return [...bytes].every((x) => x === 0);
+    return [...(t.floatData ?? []), ...(t.int32Data ?? [])].every((x) => x === 0);
+  }
+  if (node.opType === 'Mul') {
+    const [a, b] = node.input ?? [];
+    return isZero(g, a, depth - 1) && isZero(g, b, depth - 1);
+  }
+  return false;
+}
+
+/** One site's rewrite: nodes to add, inputs to rename, nodes to replace whole, and the ports it adds. */
+export interface SiteRewrite {
+  site: AttentionSite;
+  /** New nodes, emitted just before the first node they feed. */
+  before: Map<Node, onnx.NodeProto[]>;
+  /** Original node → the inputs it reads under a new name. */
+  rewires: Map<Node, [string, string][]>;
+  /** Original node → the node that takes its place. */
+  replace: Map<Node, onnx.NodeProto>;
+  /** Tensors whose declared shapes no longer hold (value_info entries to drop). */
+  reshaped: string[];
+  ports: { inputs: InputPort[]; outputs: OutputPort[] };
+  declare: { inputs: onnx.IValueInfoProto[]; outputs: onnx.IValueInfoProto[] };
+}
+
+export function siteRewrite(site: AttentionSite): SiteRewrite {
+  return {
+    site,
+    before: new Map(),
+    rewires: new Map(),
+    replace: new Map(),
+    reshaped: [],
+    ports: { inputs: [], outputs: [] },
+    declare: { inputs: [], outputs: [] },
+  };
+}
+
+/** Emits `nodes` before `reader` and makes it read `rename[1]` where it read `rename[0]`. */
+export function schedule(plan: SiteRewrite, reader: Node, nodes: onnx.NodeProto[], rename: [string, string]): void {
+  plan.before.set(reader, [...(plan.before.get(reader) ?? []), ...nodes]);
+  plan.rewires.set(reader, [...(plan.rewires.get(reader) ?? []), rename]);
+}
+
+/** A copy of the model with every site's rewrite applied and its ports declared. */
+export function emitRewrites(model: onnx.ModelProto, plans: SiteRewrite[]): onnx.ModelProto {
+  const { model: out, graph } = editableCopy(model);
+  const before = new Map<Node, onnx.NodeProto[]>();
+  const rewires = new Map<Node, [string, string][]>();
+  const replace = new Map<Node, onnx.NodeProto>();
+  for (const p of plans) {
+    for (const [n, nodes] of p.before) before.set(n, [...(before.get(n) ?? []), ...nodes]);
+    for (const [n, r] of p.rewires) rewires.set(n, [...(rewires.get(n) ?? []), ...r]);
+    for (const [n, r] of p.replace) replace.set(n, r);
+  }
+  const renamed = (n: Node) =>
+    replace.get(n) ?? (rewires.get(n) ?? []).reduce<Node>((node, [from, to]) => rewire(node, from, to), n);
+  graph.node = graph.node.flatMap((n) => [...(before.get(n) ?? []), renamed(n)]);
+  const reshaped = new Set(plans.flatMap((p) => p.reshaped));
+  if (reshaped.size) graph.valueInfo = graph.valueInfo.filter((v) => !reshaped.has(v.name ?? ''));
+  for (const p of plans) {
+    graph.input.push(...p.declare.inputs);
+    graph.output.push(...p.declare.outputs);
+  }
+  return out;
+}
+
+export function mergePorts(plans: SiteRewrite[]): Ports {
+  return { inputs: plans.flatMap((p) => p.ports.inputs), outputs: plans.flatMap((p) => p.ports.outputs) };
+}
