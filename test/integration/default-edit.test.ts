@@ -1,8 +1,8 @@
-// The edit a new user makes first, through the job runner with every setting left at its default (50 DDIM steps,
+// The edit a new user makes first, through the job runner with every setting left at its default (10 DDIM steps,
 // guidance 7.5, direct inversion, strength 1, the consistency stages) on the embedded oracle: a 320×180 clip of a red
 // rectangle (ffmpeg's `red`) on a gray road, "a red car on a gray road" → "a blue car on a gray road", with the
-// automatic mask and without. The rectangle came out gray-teal with a thin blue rim while 20 or 35 steps, or guidance
-// 3, gave blue: the oracle's unconditional model was N(0, I), so guidance pushed every pixel's object channel by
+// automatic mask and without; and at 50 steps, the default until 2026-12-07. There the rectangle came out gray-teal
+// with a thin blue rim while 20 or 35 steps, or guidance 3, gave blue: the oracle's unconditional model was N(0, I), so guidance pushed every pixel's object channel by
 // (g − 1)·K-sized amounts that direct inversion had to cancel between its source and target branches, and a saturated
 // red tipped over to the background (docs/QUALITY.md, "The job defaults on a user-sized clip").
 import * as fs from 'node:fs';
@@ -40,8 +40,8 @@ afterAll(async () => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-/** Edits the clip with the defaults (only the prompts and the mask given) and returns its frames as rgb24. */
-async function editWithDefaults(mask: JobRequestInput['mask'], name: string): Promise<Buffer[]> {
+/** Edits the clip with the defaults (only the prompts, the mask and maybe steps given); its frames as rgb24. */
+async function editWithDefaults(mask: JobRequestInput['mask'], name: string, steps?: number): Promise<Buffer[]> {
   const media = await probeMedia(clip);
   const output = path.join(root, `${name}.mp4`);
   const req = JobRequest.parse({
@@ -50,9 +50,10 @@ async function editWithDefaults(mask: JobRequestInput['mask'], name: string): Pr
     prompt: 'a blue car on a gray road',
     mask,
     seed: 1,
+    steps,
     output: { path: output, codec: 'h264' },
   } satisfies JobRequestInput);
-  expect(req).toMatchObject({ steps: 50, guidance: 7.5, directInversion: true, method: 'inversion' });
+  expect(req).toMatchObject({ steps: steps ?? 10, guidance: 7.5, directInversion: true, method: 'inversion' });
   const plan = await planJob(req, worker.info, output, media);
   const result = await runJob(req, plan, { worker, seed: 1, onProgress: () => undefined });
   // The result names the stages that ran: the default consistency stages, the mask's only when asked for.
@@ -98,12 +99,14 @@ describe('an edit with every setting at its default, 320×180 red rectangle on g
     expect(Math.max(g, b)).toBeLessThan(15);
   });
 
-  for (const [label, mask] of [
-    ['automatic mask', { type: 'auto' }],
-    ['no mask', { type: 'none' }],
+  for (const [label, mask, steps] of [
+    ['automatic mask', { type: 'auto' }, undefined],
+    ['no mask', { type: 'none' }, undefined],
+    ['automatic mask, 50 steps', { type: 'auto' }, 50],
+    ['no mask, 50 steps', { type: 'none' }, 50],
   ] as const) {
     it(`turns the rectangle blue and keeps the road gray (${label})`, async () => {
-      const frames = await editWithDefaults(mask, mask.type);
+      const frames = await editWithDefaults(mask, `${mask.type}-${steps ?? 'default'}`, steps);
       const inside = meanRgb(frames, interior);
       const outside = meanRgb(frames, road);
       console.log(

@@ -866,7 +866,7 @@ describe('GET /v1/openapi.json', () => {
       type: 'integer',
       minimum: 1,
       maximum: 200,
-      default: 50,
+      default: 10,
     });
     expect(schemas.Job.properties.state.enum).toEqual(['queued', 'running', 'succeeded', 'failed', 'canceled']);
     expect(Object.keys(schemas).sort()).toEqual([

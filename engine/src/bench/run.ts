@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { JobRequestInput } from '../api/schemas';
+import { JobRequest, type JobRequestInput } from '../api/schemas';
 import type { ProviderName } from '../models/providers';
 import { VERSION } from '../version';
 import type { ChildJob, ChildResult, ChildSpec } from './child';
@@ -15,6 +15,8 @@ import { measureHealth, type HealthResult } from './health';
 import { measureBurst, type BurstResult } from './burst';
 import { benchUnetCalls, type UnetCallCase } from './unet-calls';
 import { ensureClip, ensureLoopedClip, generateBenchModel, type BenchModel, type ClipSpec } from './workspace';
+
+const DEFAULT_STEPS = JobRequest.shape.steps.parse(undefined);
 
 export const SECTIONS = ['table', 'reedit', 'evals', 'memory', 'health', 'burst'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -186,7 +188,7 @@ function caseReport(
     method: req.method ?? 'inversion',
     frames: job.frames,
     batchSize: req.batchSize ?? 4,
-    steps: req.steps ?? 50,
+    steps: req.steps ?? DEFAULT_STEPS,
     workingSize: `${job.workingSize.width}x${job.workingSize.height}`,
     totalMs: r1(t.totalMs),
     stagesMs: Object.fromEntries(STAGES.map((s) => [s, r1(stagesMs[s])])) as Record<StageName, number>,
@@ -425,7 +427,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         'inversion',
         'oracle',
         {},
-        'method inversion, 50 steps, strength 1, guidance 7.5, direct inversion, with a source prompt',
+        `method inversion, ${DEFAULT_STEPS} steps, strength 1, guidance 7.5, direct inversion, with a source prompt`,
       );
       await measure(
         'inversionEmptySource',
@@ -435,7 +437,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       );
       await measure('inversionNoCfg', 'oracle', { guidance: 1 }, 'as inversion, guidance 1');
       await measure('reEdit', 'oracle', {}, 'as inversion, second edit of the same range (inversion cached)', 2);
-      await measure('sdedit', 'oracle', { method: 'sdedit' }, 'method sdedit, 50 steps, strength 0.6, guidance 7.5');
+      await measure(
+        'sdedit',
+        'oracle',
+        { method: 'sdedit' },
+        `method sdedit, ${DEFAULT_STEPS} steps, strength 0.6, guidance 7.5`,
+      );
       await measure(
         'fast',
         'sd-turbo',

@@ -2,6 +2,7 @@
 // red → blue with the oracle model. Textures are strong (σ 0.08, moving with their layer) and every frame carries
 // independent sensor noise (σ 0.03): without that noise the oracle's edit of a rigidly moving texel is the same in
 // every frame, the source has zero warp error and there is no flicker for any stage to remove.
+import { JobRequest } from '../api/schemas';
 import { ORACLE } from '../models/generate/oracle-spec';
 import { makeScene, type Rgb, type SceneOptions, type SyntheticScene } from './synthetic-scene';
 
@@ -161,10 +162,11 @@ function recipes(
 }
 
 /**
- * tiny: for the integration test (32×24, a few frames, 10 steps); synthetic: the CI suite (64×48, 8 to 40 frames,
- * 50 steps, a few minutes on two cores); large: 128×96 and up to 96 frames.
+ * tiny: for the integration test (32×24, a few frames, 10 steps); synthetic: the CI suite (64×48, 8 to 40 frames, the
+ * job's default steps, a few minutes on two cores); large: 128×96 and up to 96 frames.
  */
 export function makeSuite(name: SuiteName): Suite {
+  const defaultSteps = JobRequest.shape.steps.parse(undefined);
   const spec =
     name === 'tiny'
       ? {
@@ -179,7 +181,7 @@ export function makeSuite(name: SuiteName): Suite {
         ? {
             W: 64,
             H: 48,
-            steps: 50,
+            steps: defaultSteps,
             chunk: 16,
             frames: { moving: 8, scaling: 16, occluded: 16, pan: 24, long: 40 } as Record<string, number>,
             kinds: ['moving', 'scaling', 'occluded', 'pan', 'long'],
@@ -187,7 +189,7 @@ export function makeSuite(name: SuiteName): Suite {
         : {
             W: 128,
             H: 96,
-            steps: 50,
+            steps: defaultSteps,
             chunk: 16,
             frames: { moving: 16, scaling: 32, occluded: 32, pan: 48, long: 96 } as Record<string, number>,
             kinds: ['moving', 'scaling', 'occluded', 'pan', 'long'],

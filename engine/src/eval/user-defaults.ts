@@ -1,5 +1,5 @@
 // The edit a new user gets: every setting at the job contract's defaults (api/schemas.ts JobRequest and
-// ConsistencySpec: 50 DDIM steps, guidance 7.5, direct inversion, strength 1, the consistency stages) on a clip the size
+// ConsistencySpec: 10 DDIM steps, guidance 7.5, direct inversion, strength 1, the consistency stages) on a clip the size
 // of a small real one, 320×180 brought to the model's working size as the job runner brings it, showing a saturated red
 // rectangle (ffmpeg's `red`, (1, −1, −1)) on a flat gray road with light sensor noise; "a red car on a gray road" →
 // "a blue car on a gray road", with the automatic mask and without a mask.
