@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Request as PageRequest } from 'playwright-core';
 import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip } from '../../engine/src/media';
 import type { ClipSelection, HistoryEntry, Selection } from '../../panel/src/host/host';
@@ -379,6 +379,55 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(await page.$(`#history [data-job-id="${preview}"]`)).toBeNull();
   await page.click(`#history [data-job-id="${first}"] button:has-text("Compare")`);
   await page.waitForFunction(() => !/preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
+});
+
+it("offers cross-frame attention, and marks the engine's refusal of it on the oracle at its control", async () => {
+  // The bodies the page posts, so the request itself can be checked, the refused one included.
+  const sent: Record<string, unknown>[] = [];
+  const onRequest = (r: PageRequest) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs')
+      sent.push(r.postDataJSON() as Record<string, unknown>);
+  };
+  page.on('request', onRequest);
+  try {
+    // Off by default, and the mode, which applies only with it on, is out of the way.
+    expect(await page.getAttribute('#cross-frame [data-value="off"]', 'aria-checked')).toBe('true');
+    expect(await page.isVisible('#cross-frame-mode')).toBe(false);
+    await page.click('#cross-frame [data-value="first"]');
+    expect(await page.isVisible('#cross-frame-mode')).toBe(true);
+    await page.click('#cross-frame-mode [data-value="replace"]');
+
+    // The oracle's UNet has no self-attention: the engine refuses the job at submission with a 422 for
+    // attention.crossFrame, and the page marks the control.
+    const before = await listJobs();
+    await page.click('#preview');
+    await page.waitForSelector('#cross-frame[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.crossFrame');
+    expect(await page.textContent('#form-problem')).toContain('See the highlighted field.');
+    expect(await page.textContent('.field.invalid .field-message')).toContain('self-attention');
+    expect(sent.at(-1)?.attention).toEqual({ crossFrame: { anchors: 'first', mode: 'replace' } });
+    expect((await listJobs()).length).toBe(before.length);
+    await shot('07b-cross-frame-refused');
+
+    // Off again: the mark and the summary go, and the request is the one it was before the option existed.
+    await page.click('#cross-frame [data-value="off"]');
+    expect(await page.getAttribute('#cross-frame', 'aria-invalid')).toBe('false');
+    expect(await page.isVisible('#form-problem')).toBe(false);
+    expect(await page.isVisible('#cross-frame-mode')).toBe(false);
+    await page.fill('#steps', '1');
+    const newest = await newestJobId();
+    await page.click('#preview');
+    await page.waitForFunction(
+      (id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id,
+      newest,
+    );
+    const id = await newestJobId();
+    expect(sent.at(-1)).not.toHaveProperty('attention');
+    expect((await getJob(id)).request).not.toHaveProperty('attention');
+    await page.waitForSelector(`[data-job-id="${id}"][data-state="succeeded"]`, { timeout: 30_000 });
+  } finally {
+    page.off('request', onRequest);
+  }
 });
 
 it('reads at the docked panel width of 320 px', async () => {

@@ -1,6 +1,6 @@
 // Prompt, mask and settings, and the two buttons. The request is checked with the engine's own zod schema before it
 // is sent, so a mistake is pointed at in the form with the very words the engine would use.
-import { JobRequest, METHODS, type JobRequestInput } from '../../../engine/src/api/schemas';
+import { AttentionSpec, JobRequest, METHODS, type JobRequestInput } from '../../../engine/src/api/schemas';
 import type { ClipSelection, HistoryEntry, SourceRef } from '../host/host';
 import { button, diceIcon, field, fill, h, input, segmented, setInvalid, show, type Field } from './dom';
 import { FieldError, type Problemish } from './errors';
@@ -16,6 +16,27 @@ const METHOD_TEXT: Record<string, { label: string; title: string }> = {
   inversion: { label: 'Inversion', title: 'Invert the clip, then edit: keeps what the prompt does not mention' },
   sdedit: { label: 'SDEdit', title: 'Add noise, then denoise under the prompt: looser, faster' },
   fast: { label: 'Fast', title: 'For distilled models (SD-Turbo, LCM): one to four steps per frame' },
+};
+
+type CrossFrame = NonNullable<AttentionSpec['crossFrame']>;
+type Anchors = 'off' | CrossFrame['anchors'];
+type AnchorMode = CrossFrame['mode'];
+// From the contract, like the methods, so an anchor choice the engine adds shows up; "off" stands for its null.
+const CROSS_FRAME = AttentionSpec.shape.crossFrame.unwrap().unwrap().shape;
+const ANCHORS_TEXT: Record<string, { label: string; title: string }> = {
+  off: { label: 'Off', title: 'Each frame attends to itself only' },
+  first: {
+    label: 'First frame',
+    title: "Every frame also reads the first frame's keys and values: steadier (Text2Video-Zero)",
+  },
+  'first+previous': {
+    label: 'First + previous',
+    title: "The first frame's and the previous frame's (FateZero): one frame per UNet call, slower",
+  },
+};
+const MODE_TEXT: Record<string, { label: string; title: string }> = {
+  extend: { label: 'Add to own', title: "A frame reads its own keys and values and the anchors'" },
+  replace: { label: 'Replace own', title: "A frame reads the anchors' keys and values instead of its own" },
 };
 
 export interface EditFormOptions {
@@ -37,6 +58,10 @@ export class EditForm {
   private readonly seed: Field;
   private readonly method;
   private readonly methodField: Field;
+  private readonly anchors;
+  private readonly anchorsField: Field;
+  private readonly anchorMode;
+  private readonly anchorModeField: Field;
   private readonly advanced = h('div', { class: 'advanced hidden', id: 'advanced' });
   private readonly advancedToggle: HTMLButtonElement;
   private readonly previewButton: HTMLButtonElement;
@@ -99,12 +124,29 @@ export class EditForm {
     };
     this.maskField.row.appendChild(this.maskField.message);
 
-    this.steps = field('Steps', input('steps', { type: 'number', value: '50', min: '1', max: '200', step: '1' }), {
-      hint: 'More is finer and slower.',
-    });
+    const defaults = JobRequest.shape;
+    this.steps = field(
+      'Steps',
+      input('steps', {
+        type: 'number',
+        value: String(defaults.steps.parse(undefined)),
+        min: '1',
+        max: '200',
+        step: '1',
+      }),
+      {
+        hint: 'More is finer and slower.',
+      },
+    );
     this.guidance = field(
       'Guidance',
-      input('guidance', { type: 'number', value: '7.5', min: '0', max: '30', step: '0.5' }),
+      input('guidance', {
+        type: 'number',
+        value: String(defaults.guidance.parse(undefined)),
+        min: '0',
+        max: '30',
+        step: '0.5',
+      }),
       { hint: 'How strongly to follow the prompt.' },
     );
     this.strength = field(
@@ -137,11 +179,64 @@ export class EditForm {
       message: h('div', { class: 'field-message' }),
     };
     this.methodField.row.appendChild(this.methodField.message);
+    this.anchors = segmented<Anchors>(
+      'cross-frame',
+      ['off' as const, ...CROSS_FRAME.anchors.unwrap().options].map((a) => ({
+        value: a,
+        label: ANCHORS_TEXT[a]?.label ?? a,
+        title: ANCHORS_TEXT[a]?.title,
+      })),
+      'off',
+      () => this.renderAttention(),
+    );
+    this.anchorsField = {
+      row: h(
+        'div',
+        { class: 'field' },
+        h('div', { class: 'field-label', text: 'Frames attend to' }),
+        this.anchors.el,
+        // The engine refuses it otherwise; said here so the refusal is no surprise.
+        h('div', {
+          class: 'field-hint',
+          text: 'Inversion only, with a model that has self-attention (Stable Diffusion).',
+        }),
+      ),
+      control: this.anchors.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.anchorsField.row.appendChild(this.anchorsField.message);
+    this.anchorMode = segmented<AnchorMode>(
+      'cross-frame-mode',
+      CROSS_FRAME.mode.unwrap().options.map((m) => ({
+        value: m,
+        label: MODE_TEXT[m]?.label ?? m,
+        title: MODE_TEXT[m]?.title,
+      })),
+      CROSS_FRAME.mode.parse(undefined),
+      () => {
+        setInvalid(this.anchorModeField, null);
+        this.dropSettledProblem();
+      },
+    );
+    this.anchorMode.el.classList.add('small');
+    this.anchorModeField = {
+      row: h(
+        'div',
+        { class: 'field sub' },
+        h('div', { class: 'field-label', text: "The anchors' keys and values" }),
+        this.anchorMode.el,
+      ),
+      control: this.anchorMode.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.anchorModeField.row.appendChild(this.anchorModeField.message);
     fill(
       this.advanced,
       h('div', { class: 'row two' }, this.steps.row, this.guidance.row),
       h('div', { class: 'row two' }, this.strength.row, this.seed.row),
       this.methodField.row,
+      this.anchorsField.row,
+      this.anchorModeField.row,
     );
     this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), {
       class: 'disclosure',
@@ -182,6 +277,7 @@ export class EditForm {
       this.hint,
     );
     this.renderMask();
+    this.renderAttention();
     this.renderButtons();
   }
 
@@ -219,6 +315,9 @@ export class EditForm {
     if (guidance !== undefined) req.guidance = guidance;
     if (strength !== undefined) req.strength = strength;
     if (seed !== undefined) req.seed = seed;
+    const anchors = this.anchors.value();
+    // Off is left out rather than sent as null, so a request without it is the same as before the option existed.
+    if (anchors !== 'off') req.attention = { crossFrame: { anchors, mode: this.anchorMode.value() } };
     if (kind === 'preview') req.preview = { ...PREVIEW };
     // Previews are throwaway: they go to the engine's own folder, not next to the project.
     else if (outputFolder) req.output = { folder: outputFolder };
@@ -328,9 +427,11 @@ export class EditForm {
       strength: this.strength,
       seed: this.seed,
       method: this.methodField,
+      'attention.crossFrame.mode': this.anchorModeField,
     };
     if (map[name]) return map[name];
     if (name.startsWith('mask')) return this.maskField;
+    if (name.startsWith('attention')) return this.anchorsField;
     return undefined;
   }
 
@@ -345,6 +446,8 @@ export class EditForm {
       this.strength,
       this.seed,
       this.methodField,
+      this.anchorsField,
+      this.anchorModeField,
     ];
   }
 
@@ -375,6 +478,13 @@ export class EditForm {
     setInvalid(this.mattePath, null);
     this.dropSettledProblem();
     if (m === 'box') this.boxDrawer.activate();
+  }
+
+  private renderAttention(): void {
+    show(this.anchorModeField.row, this.anchors.value() !== 'off');
+    setInvalid(this.anchorsField, null);
+    setInvalid(this.anchorModeField, null);
+    this.dropSettledProblem();
   }
 
   private submit(kind: SubmitKind): void {
