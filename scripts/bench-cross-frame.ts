@@ -1,0 +1,116 @@
+// What cross-frame attention costs on sd-bench (a 512-px SD-shaped UNet, random weights): per frame, the edit's wall
+// time, UNet time, UNet evaluations, the share of wall time inside ONNX Runtime, and the process's peak RSS, for each
+// setting against the stage off. Each setting runs in a process of its own, so peak RSS is its own.
+// `node dist/scripts/bench-cross-frame.js [--model DIR] [--frames N] [--steps N]` (generates sd-bench into a temporary
+// folder when no model is given).
+import { fork } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { imageBatch } from '../engine/src/diffusion/images';
+import { editFromInversion, invertFrames } from '../engine/src/editing/pipelines/inversion-edit';
+import type { CrossFrameParams } from '../engine/src/editing/types';
+import { generateSdBench } from '../engine/src/models/generate/tiny-sd';
+import { loadDiffusionModel } from '../engine/src/models/sd-model';
+
+const SETTINGS: Record<string, CrossFrameParams | null> = {
+  off: null,
+  'first, extend, all layers': { anchors: 'first', mode: 'extend', layers: 'all' },
+  'first, replace, all layers': { anchors: 'first', mode: 'replace', layers: 'all' },
+  'first+previous, replace, all layers': { anchors: 'first+previous', mode: 'replace', layers: 'all' },
+  'first, extend, decoder only': { anchors: 'first', mode: 'extend', layers: 'decoder' },
+};
+
+interface Figures {
+  setting: string;
+  frames: number;
+  steps: number;
+  editMsPerFrame: number;
+  unetMsPerFrame: number;
+  unetEvalsPerFrame: number;
+  ortShare: number;
+  peakRssMiB: number;
+}
+
+async function one(modelDir: string, setting: string, n: number, steps: number): Promise<Figures> {
+  const model = await loadDiffusionModel(modelDir, { threads: os.availableParallelism() });
+  try {
+    const size = model.info.nativeSize;
+    const per = 3 * size * size;
+    const clip = imageBatch(
+      n,
+      size,
+      size,
+      Float32Array.from({ length: n * per }, (_, i) => Math.sin((i % per) * 0.013 + Math.floor(i / per) * 0.4)),
+    );
+    const traj = await invertFrames(model, clip, { sourcePrompt: 'a red car', steps, strength: 1, batchSize: 1 });
+    const p = {
+      prompt: 'a blue car',
+      sourcePrompt: 'a red car',
+      guidance: 7.5,
+      directInversion: true,
+      batchSize: 1,
+      crossFrame: SETTINGS[setting],
+    };
+    // Warm: the first edit with the setting rewrites and opens its UNet variant.
+    await editFromInversion(model, traj, p);
+    const s0 = { ...model.stats };
+    const t0 = performance.now();
+    await editFromInversion(model, traj, p);
+    const wall = performance.now() - t0;
+    const ort = model.stats.unetMs - s0.unetMs + model.stats.vaeMs - s0.vaeMs + model.stats.textMs - s0.textMs;
+    return {
+      setting,
+      frames: n,
+      steps,
+      editMsPerFrame: Math.round(wall / n),
+      unetMsPerFrame: Math.round((model.stats.unetMs - s0.unetMs) / n),
+      unetEvalsPerFrame: (model.stats.unetEvals - s0.unetEvals) / n,
+      ortShare: +(ort / wall).toFixed(3),
+      peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    };
+  } finally {
+    await model.release();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      frames: { type: 'string' },
+      steps: { type: 'string' },
+      one: { type: 'string' },
+    },
+  });
+  const frames = Number(values.frames ?? 3);
+  const steps = Number(values.steps ?? 4);
+  if (values.one !== undefined) {
+    const r = await one(values.model!, values.one, frames, steps);
+    process.send!(r);
+    return;
+  }
+  let modelDir = values.model;
+  if (!modelDir) {
+    modelDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-cross-frame-')), 'sd-bench');
+    generateSdBench(modelDir);
+  }
+  const rows: Figures[] = [];
+  for (const setting of Object.keys(SETTINGS)) {
+    const args = ['--model', modelDir, '--frames', String(frames), '--steps', String(steps), '--one', setting];
+    const r = await new Promise<Figures>((resolve, reject) => {
+      const child = fork(__filename, args, { stdio: 'inherit' });
+      child.once('message', (m) => resolve(m as Figures));
+      child.once('exit', (code) => code !== 0 && reject(new Error(`${setting}: exit ${code}`)));
+    });
+    rows.push(r);
+    console.error(JSON.stringify(r));
+  }
+  console.log(JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0]?.model, rows }, null, 2));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
