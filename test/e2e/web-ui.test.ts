@@ -64,6 +64,11 @@ declare const window: {
   harness: Harness;
   harnessConfig: unknown;
 };
+declare const localStorage: {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+};
 declare const MutationObserver: new (callback: () => void) => {
   observe(target: PageElement, options: { attributes?: boolean; attributeFilter?: string[] }): void;
 };
@@ -425,6 +430,43 @@ it("offers cross-frame attention, and marks the engine's refusal of it on the or
     expect(sent.at(-1)).not.toHaveProperty('attention');
     expect((await getJob(id)).request).not.toHaveProperty('attention');
     await page.waitForSelector(`[data-job-id="${id}"][data-state="succeeded"]`, { timeout: 30_000 });
+
+    // "Reuse" brings a history entry's cross-frame setting back (an SD job's; none can succeed on the oracle), and an
+    // entry from before the option existed turns it off. Seeded into this origin's storage, read by a second tab.
+    const entry = (jobId: string, crossFrame?: { anchors: string; mode: string }) => ({
+      jobId,
+      createdAt: new Date().toISOString(),
+      clipName: 'street.mp4',
+      prompt: PROMPT,
+      sourcePrompt: SOURCE_PROMPT,
+      seed: 3,
+      settings: { steps: 10, guidance: 7.5, method: 'inversion', mask: 'none', ...(crossFrame ? { crossFrame } : {}) },
+      resultPath: path.join(os.tmpdir(), 'not-there.mp4'),
+    });
+    const saved = await page.evaluate(() => localStorage.getItem('reshoot.history.v1'));
+    await page.evaluate(
+      (entries) => localStorage.setItem('reshoot.history.v1', JSON.stringify(entries)),
+      [entry('sd-job', { anchors: 'first+previous', mode: 'replace' }), entry('old-job')],
+    );
+    const tab = await page.context().newPage();
+    try {
+      await tab.goto(engine.printedUrl);
+      await tab.waitForSelector('#history [data-job-id="sd-job"]');
+      await tab.click('#advanced-toggle');
+      await tab.click('#history [data-job-id="sd-job"] button:has-text("Reuse")');
+      expect(await tab.getAttribute('#cross-frame [data-value="first+previous"]', 'aria-checked')).toBe('true');
+      expect(await tab.getAttribute('#cross-frame-mode [data-value="replace"]', 'aria-checked')).toBe('true');
+      expect(await tab.isVisible('#cross-frame-mode')).toBe(true);
+      await tab.click('#history [data-job-id="old-job"] button:has-text("Reuse")');
+      expect(await tab.getAttribute('#cross-frame [data-value="off"]', 'aria-checked')).toBe('true');
+      expect(await tab.isVisible('#cross-frame-mode')).toBe(false);
+    } finally {
+      await tab.close();
+      await page.evaluate((v) => {
+        if (v === null) localStorage.removeItem('reshoot.history.v1');
+        else localStorage.setItem('reshoot.history.v1', v);
+      }, saved);
+    }
   } finally {
     page.off('request', onRequest);
   }

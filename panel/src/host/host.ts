@@ -58,7 +58,15 @@ export interface HistoryEntry {
   prompt: string;
   sourcePrompt: string;
   seed: number;
-  settings: { steps: number; guidance: number; strength?: number; method: string; mask: string };
+  settings: {
+    steps: number;
+    guidance: number;
+    strength?: number;
+    method: string;
+    mask: string;
+    /** Cross-frame attention's anchors and mode when the job asked for it (entries from before it have none). */
+    crossFrame?: { anchors: string; mode: string };
+  };
   resultPath: string;
   /** Where it was placed, so "place again" can reuse the clip's timeline range. */
   placement?: { sequenceStartTicks: string; sequenceEndTicks: string; trackIndex: number };

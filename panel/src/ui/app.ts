@@ -181,6 +181,14 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         strength: job.request.strength,
         method: job.request.method,
         mask: maskLabel(job.request.mask),
+        ...(job.request.attention?.crossFrame
+          ? {
+              crossFrame: {
+                anchors: job.request.attention.crossFrame.anchors,
+                mode: job.request.attention.crossFrame.mode,
+              },
+            }
+          : {}),
       },
       resultPath: job.result.path,
       // The original's range and track: "place again" puts the result over the same span, above the original.

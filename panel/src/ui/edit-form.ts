@@ -393,6 +393,12 @@ export class EditForm {
     if ((METHODS as readonly string[]).includes(e.settings.method)) this.method.set(e.settings.method as Method);
     const maskType = e.settings.mask.split(' ')[0];
     if (maskType === 'none' || maskType === 'auto') this.maskChoice.set(maskType);
+    const cf = e.settings.crossFrame;
+    const anchors = CROSS_FRAME.anchors.unwrap().options as readonly string[];
+    const modes = CROSS_FRAME.mode.unwrap().options as readonly string[];
+    this.anchors.set(cf && anchors.includes(cf.anchors) ? (cf.anchors as Anchors) : 'off');
+    if (cf && modes.includes(cf.mode)) this.anchorMode.set(cf.mode as AnchorMode);
+    this.renderAttention();
     this.clearProblems();
     (this.prompt.control as HTMLTextAreaElement).focus?.();
   }
