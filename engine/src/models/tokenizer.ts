@@ -299,6 +299,11 @@ export class ClipTokenizer {
     return this.contentIds(text).ids;
   }
 
+  /** The prompt's words as CLIP splits them after its clean-up, each with its content ids, in order. */
+  words(text: string): { word: string; ids: number[] }[] {
+    return [...clipCleanText(text).matchAll(SPLIT_RE)].map((m) => ({ word: m[0], ids: this.wordIds(m[0]).ids }));
+  }
+
   encode(text: string): ClipEncoding {
     const content = this.contentIds(text);
     const room = this.maxLength - 2;
