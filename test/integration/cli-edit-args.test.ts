@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CliError, joinNegativeValues, parse } from '../../engine/src/cli/args';
-import { cliWording, crossFrameArg, runEdit } from '../../engine/src/cli/edit';
+import { cliWording, crossFrameArg, reweightArg, runEdit } from '../../engine/src/cli/edit';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 
@@ -116,7 +116,7 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect(fs.readFileSync(out, 'utf8')).toBe('an earlier render');
   });
 
-  it('--cross-frame: anchors, then mode and layers in any order; a model without self-attention is refused', async () => {
+  it('--cross-frame and --reweight: parsed, and refused on a model without the attention they act on', async () => {
     expect(crossFrameArg('first')).toEqual({ anchors: 'first' });
     expect(crossFrameArg('first+previous,decoder,replace')).toEqual({
       anchors: 'first+previous',
@@ -141,6 +141,16 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect(err.message).toMatch(
       /needs self-attention in the UNet, and this model has none.*; turn --cross-frame off or use/,
     );
+    expect(reweightArg('blue=2, car=0.5')).toEqual([
+      { word: 'blue', scale: 2 },
+      { word: 'car', scale: 0.5 },
+    ]);
+    expect(() => reweightArg('blue')).toThrow(/WORD=SCALE pairs.*got "blue"/);
+    expect(() => reweightArg('blue=x')).toThrow(/got "blue=x"/);
+    const quiet2 = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const rw = await failure([silent, '--prompt', 'a blue car', '--model', oracle, '--reweight', 'blue=2', '-o', out]);
+    quiet2.mockRestore();
+    expect(rw.message).toMatch(/this model has none.*; leave out --reweight or use a Stable Diffusion model/);
     expect(fs.existsSync(out)).toBe(false);
   });
 });

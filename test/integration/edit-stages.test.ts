@@ -80,7 +80,13 @@ describe.each(['sd15-tiny', 'sd2v-tiny'])('%s through the loader', (name) => {
     };
     expect(report.info.attention.pattern).toBe('torch1-baddbmm');
     expect(report.info.attention.sites).toHaveLength(12);
-    expect(Object.keys(report.info.attention.sites[0]).sort()).toEqual(['heads', 'kind', 'module', 'resolution']);
+    expect(Object.keys(report.info.attention.sites[0]).sort()).toEqual([
+      'heads',
+      'kind',
+      'layout',
+      'module',
+      'resolution',
+    ]);
     expect(report.info.attention.sites.every((s) => s.heads > 0 && (s.kind === 'self' || s.kind === 'cross'))).toBe(
       true,
     );

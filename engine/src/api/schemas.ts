@@ -127,6 +127,21 @@ export const AttentionSpec = z
       .strict()
       .nullable()
       .default(null),
+    /**
+     * Prompt-to-prompt's attention re-weighting: how strongly the edit follows each listed word of the prompt, by
+     * scaling the cross-attention to its tokens (1 = as written, 0 = ignore the word, 2 = twice as strong).
+     */
+    reweight: z
+      .array(
+        z
+          .object({
+            word: z.string().trim().min(1, 'attention.reweight: give a word of the prompt').max(64),
+            scale: z.number().min(0).max(10, 'attention.reweight: a scale above 10 only burns the image; use 0–3'),
+          })
+          .strict(),
+      )
+      .max(16)
+      .default([]),
   })
   .strict();
 export type AttentionSpec = z.output<typeof AttentionSpec>;

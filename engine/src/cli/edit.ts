@@ -20,7 +20,8 @@ import { ProgressLine } from './progress-line';
 const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
-       [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous[,replace][,decoder]] [--json]`;
+       [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous[,replace][,decoder]]
+       [--reweight WORD=SCALE[,WORD=SCALE…]] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -76,6 +77,20 @@ export function crossFrameArg(value: string | undefined): NonNullable<JobRequest
   return out;
 }
 
+/** --reweight WORD=SCALE[,WORD=SCALE…]: attention.reweight, e.g. "blue=2,car=0.5". */
+export function reweightArg(value: string | undefined): { word: string; scale: number }[] | undefined {
+  if (value === undefined) return undefined;
+  return value.split(',').map((pair) => {
+    const [word, scale, ...rest] = pair.split('=');
+    const n = Number(scale);
+    if (rest.length || !word?.trim() || scale === undefined || scale.trim() === '' || !Number.isFinite(n))
+      throw new CliError(
+        `--reweight takes WORD=SCALE pairs separated by commas, e.g. --reweight blue=2; got "${pair}"`,
+      );
+    return { word: word.trim(), scale: n };
+  });
+}
+
 const EXAMPLE_PROMPT = '--prompt "a blue car on a gray road"';
 
 /** The engine's messages name API fields (output.overwrite); on the command line they are options. */
@@ -97,7 +112,9 @@ export function cliWording(detail: string): string {
     .replace(/\bfast\.steps\b/g, '--fast-steps')
     .replace(/\bbatchSize\b/g, '--batch')
     .replace(/\battention\.crossFrame\.layers "all"/g, '--cross-frame …,all')
-    .replace(/\battention\.crossFrame\b/g, '--cross-frame');
+    .replace(/\battention\.crossFrame\b/g, '--cross-frame')
+    .replace(/\bleave attention\.reweight empty\b/g, 'leave out --reweight')
+    .replace(/\battention\.reweight\b/g, '--reweight');
 }
 
 export async function runEdit(argv: string[]): Promise<number> {
@@ -125,6 +142,7 @@ export async function runEdit(argv: string[]): Promise<number> {
       'attention-slices': { type: 'string' },
       'max-memory': { type: 'string' },
       'cross-frame': { type: 'string' },
+      reweight: { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
@@ -200,7 +218,10 @@ export async function runEdit(argv: string[]): Promise<number> {
     seed: num(values.seed, 'seed'),
     batchSize: num(values.batch, 'batch'),
     fast: values['fast-steps'] === undefined ? undefined : { steps: num(values['fast-steps'], 'fast-steps') },
-    attention: values['cross-frame'] === undefined ? undefined : { crossFrame: crossFrameArg(values['cross-frame']) },
+    attention:
+      values['cross-frame'] === undefined && values.reweight === undefined
+        ? undefined
+        : { crossFrame: crossFrameArg(values['cross-frame']), reweight: reweightArg(values.reweight) },
     output: { path: output, codec, audio: values.audio ?? false, overwrite: values.overwrite ?? false },
   } satisfies Record<string, unknown>);
   if (!parsed.success) throw new CliError(cliWording(validationProblem(parsed.error, 'options').detail));

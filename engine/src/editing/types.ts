@@ -36,6 +36,8 @@ export interface EditParams {
   consistency?: ConsistencyParams | null;
   /** Cross-frame attention (stages/cross-frame.ts); absent = each frame attends to itself only. */
   crossFrame?: CrossFrameParams | null;
+  /** Prompt words whose cross-attention is scaled (stages/reweight.ts); absent or empty = none. */
+  reweight?: AttentionSpec['reweight'];
   batchSize: number;
   /**
    * Also VAE-decode the source's own clean latents (level 0 of the trajectory), batched like the edit, and return

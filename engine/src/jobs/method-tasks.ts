@@ -30,6 +30,7 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
       autoMask: c.req.mask.type === 'auto' ? { threshold: c.req.mask.threshold ?? 0.5 } : undefined,
       consistency: c.consistency,
       crossFrame: c.req.attention?.crossFrame,
+      reweight: c.req.attention?.reweight,
       steps: c.req.steps,
       strength: c.strength,
     },

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { JobMemory, JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
 import { crossFrameSites } from '../editing/stages/cross-frame';
+import { reweightProblem, reweightSites } from '../editing/stages/reweight';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
@@ -154,6 +155,17 @@ export async function planJob(
         sites ?? `cross-frame attention is a stage of the inversion edit; use method "inversion" or turn it off`,
         'attention.crossFrame',
       );
+  }
+  const reweight = req.attention?.reweight ?? [];
+  if (reweight.length) {
+    const sites = req.method === 'inversion' ? reweightSites(model) : undefined;
+    const problem =
+      typeof sites === 'object'
+        ? reweightProblem(req.prompt, reweight)
+        : (sites ??
+          'attention re-weighting is a stage of the inversion edit; use method "inversion" or leave it empty');
+    const title = typeof sites === 'object' ? 'Word not in prompt' : 'Method not available';
+    if (problem) throw ProblemError.of(422, title, problem, 'attention.reweight');
   }
   if (req.fast && req.method !== 'fast') {
     throw ProblemError.of(

@@ -98,6 +98,11 @@ export function bpeSymbols(word: string, ranks: ReadonlyMap<string, number>): st
   return symbols;
 }
 
+/** A prompt's words as CLIP splits them after its clean-up (lower case, ftfy, whitespace), before BPE. */
+export function clipWords(text: string): string[] {
+  return [...clipCleanText(text).matchAll(SPLIT_RE)].map((m) => m[0]);
+}
+
 export interface ClipTokenizerOptions {
   bos?: string;
   eos?: string;
@@ -301,7 +306,7 @@ export class ClipTokenizer {
 
   /** The prompt's words as CLIP splits them after its clean-up, each with its content ids, in order. */
   words(text: string): { word: string; ids: number[] }[] {
-    return [...clipCleanText(text).matchAll(SPLIT_RE)].map((m) => ({ word: m[0], ids: this.wordIds(m[0]).ids }));
+    return clipWords(text).map((word) => ({ word, ids: this.wordIds(word).ids }));
   }
 
   encode(text: string): ClipEncoding {

@@ -14,7 +14,8 @@ import { openSession, type OpenedSession, type SessionSettings } from './provide
 /** What a model's attention looks like to the passes: one entry per site, as `reshoot models check` shows it. */
 export interface AttentionInfo {
   pattern: AttentionSites['pattern'];
-  sites: { module: string; kind: 'self' | 'cross'; resolution: number; heads: number }[];
+  /** `layout`: how the site's attention tensors hold the heads (AttentionSite.layout), for stages feeding per-item ports. */
+  sites: { module: string; kind: 'self' | 'cross'; resolution: number; heads: number; layout: 'folded' | 'split' }[];
   note?: string;
   /** Parts self-attention is computed in (SessionSettings.attentionSlices); 1 = whole. */
   slices: number;
@@ -165,6 +166,12 @@ export class UnetVariants {
 }
 
 function attentionInfo(found: AttentionSites): Omit<AttentionInfo, 'slices'> {
-  const sites = found.sites.map((s) => ({ module: s.module, kind: s.kind, resolution: s.resolution, heads: s.heads }));
+  const sites = found.sites.map((s) => ({
+    module: s.module,
+    kind: s.kind,
+    resolution: s.resolution,
+    heads: s.heads,
+    layout: s.layout ?? ('folded' as const),
+  }));
   return { pattern: found.pattern, sites, ...(found.note ? { note: found.note } : {}) };
 }

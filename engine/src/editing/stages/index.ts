@@ -6,6 +6,7 @@ import { anchorStats } from './anchor-stats';
 import { autoMaskStage } from './auto-mask';
 import { checkConsistency } from './consistency';
 import { crossFrameStage } from './cross-frame';
+import { reweightStage } from './reweight';
 import { latentCorrection } from './latent-correction';
 import { maskRefinement } from './mask-refinement';
 import { decoderFeatureStage } from './source-features';
@@ -19,5 +20,6 @@ export function editStages(p: EditParams): EditStage[] {
     latentCorrection(),
     anchorStats(),
     crossFrameStage(),
+    reweightStage(),
   ];
 }
