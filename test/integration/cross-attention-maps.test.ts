@@ -13,109 +13,35 @@ import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { fromHalf, toHalf } from '../../engine/src/diffusion/half';
 import * as ort from '../../engine/src/models/ort';
-import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
 import { findAttentionSites, type AttentionSite } from '../../engine/src/onnx/attention-sites';
 import type { InputPort, Ports } from '../../engine/src/onnx/pass';
 import { attentionSlicing } from '../../engine/src/onnx/passes/attention-slicing';
 import { crossAttentionMaps, crossAttentionMapsPorts } from '../../engine/src/onnx/passes/cross-attention-maps';
 import { selfAttentionBank } from '../../engine/src/onnx/passes/self-attention-bank';
 import { maxDiff, neutralFeeds, wave, withOutputs } from '../support/graph-checks';
+import {
+  encodeModel,
+  generatedSubject,
+  realExportSubject,
+  runGraph as run,
+  tensorDiff as diff,
+  unetSubject as subject,
+  values,
+  type UnetSubject as Subject,
+} from '../support/unet-subjects';
 
-const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
 const [LH, LW] = [8, 8];
 /** The token whose scale is set to 0 (an ordinary text position: not the start token, not padding-only). */
 const DROPPED = 3;
-const decode = (file: string) => onnx.ModelProto.decode(fs.readFileSync(file));
-const encode = (m: onnx.IModelProto) => onnx.ModelProto.encode(m).finish();
+const encode = encodeModel;
+const realExport = (name: 'sd15-tiny' | 'sd2v-tiny') => realExportSubject(name, [LH, LW]);
+const generated = () => generatedSubject(path.join(tmp, 'tiny-sd-optimum'), 'optimum', [LH, LW]);
 const decodeBytes = (bytes: Uint8Array) => onnx.ModelProto.decode(bytes);
-
-interface Subject {
-  model: onnx.ModelProto;
-  sites: AttentionSite[];
-  cross: AttentionSite[];
-  self: AttentionSite[];
-  /** `batch` items, each a different latent and text. */
-  feeds(batch: number): Record<string, ort.Tensor>;
-  /** The model's output. */
-  out: string;
-  /** Text tokens T. */
-  tokens: number;
-  /** Where the graph's external weights are: a graph opened from bytes resolves them from the working directory. */
-  dataDir?: string;
-}
 
 let tmp: string;
 beforeAll(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cross-attention-maps-'))));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function subject(model: onnx.ModelProto, rest: Omit<Subject, 'model' | 'sites' | 'cross' | 'self'>): Subject {
-  const sites = findAttentionSites(model).sites;
-  const cross = sites.filter((s) => s.kind === 'cross');
-  return { model, sites, cross, self: sites.filter((s) => s.kind === 'self'), ...rest };
-}
-
-function realExport(name: 'sd15-tiny' | 'sd2v-tiny'): Subject {
-  const model = decode(path.join(FIXTURES, name, 'unet', 'model.onnx'));
-  // optimum 1.16: int64 timestep [1]; optimum 1.24: float32 scalar.
-  const timestep = () =>
-    name === 'sd15-tiny'
-      ? new ort.Tensor('int64', BigInt64Array.of(500n), [1])
-      : new ort.Tensor('float32', Float32Array.of(500), []);
-  return subject(model, {
-    out: 'out_sample',
-    tokens: 77,
-    feeds: (batch) => ({
-      sample: wave([batch, 4, LH, LW]),
-      timestep: timestep(),
-      encoder_hidden_states: wave([batch, 77, 32], 1),
-    }),
-  });
-}
-
-function generated(): Subject {
-  const dir = path.join(tmp, 'tiny-sd-optimum');
-  generateTinySd(dir, 'optimum');
-  const model = decode(path.join(dir, 'unet', 'model.onnx'));
-  const hidden = (JSON.parse(fs.readFileSync(path.join(dir, 'unet', 'config.json'), 'utf8')) as Record<string, number>)
-    .cross_attention_dim;
-  return subject(model, {
-    out: 'out_sample',
-    tokens: 77,
-    dataDir: path.join(dir, 'unet'),
-    feeds: (batch) => ({
-      sample: wave([batch, 4, LH, LW]),
-      timestep: new ort.Tensor('float32', Float32Array.of(500), []),
-      encoder_hidden_states: wave([batch, 77, hidden], 1),
-    }),
-  });
-}
-
-async function run(
-  s: Subject,
-  model: onnx.IModelProto | Uint8Array,
-  feeds: Record<string, ort.Tensor>,
-  fetch: string[],
-): Promise<Record<string, ort.Tensor>> {
-  const bytes = model instanceof Uint8Array ? model : encode(model);
-  const cwd = process.cwd();
-  if (s.dataDir) process.chdir(s.dataDir);
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(bytes);
-  } finally {
-    process.chdir(cwd);
-  }
-  try {
-    return await session.run(feeds, fetch);
-  } finally {
-    await session.release();
-  }
-}
-
-/** Float32 values of a float32 or float16 tensor. */
-const values = (t: ort.Tensor) => (t.type === 'float16' ? fromHalf(t.data as Uint16Array) : (t.data as Float32Array));
-const diff = (a: ort.Tensor | Float32Array, b: ort.Tensor | Float32Array) =>
-  maxDiff(a instanceof Float32Array ? a : values(a), b instanceof Float32Array ? b : values(b));
 /** Batch item `item` of two: the first or second half of the elements (batch leads every layout). */
 const half = (t: ort.Tensor | Float32Array, item: number) => {
   const x = t instanceof Float32Array ? t : values(t);

@@ -11,110 +11,36 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { fromHalf, toHalf } from '../../engine/src/diffusion/half';
+import { toHalf } from '../../engine/src/diffusion/half';
 import * as ort from '../../engine/src/models/ort';
-import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
 import { findAttentionSites, type AttentionSite } from '../../engine/src/onnx/attention-sites';
 import type { Ports } from '../../engine/src/onnx/pass';
 import { attentionSlicing } from '../../engine/src/onnx/passes/attention-slicing';
 import { selfAttentionBank, selfAttentionBankPorts } from '../../engine/src/onnx/passes/self-attention-bank';
 import { selfAttentionKv } from '../../engine/src/onnx/passes/self-attention-kv';
 import { filled, maxDiff, neutralFeeds, wave, withOutputs } from '../support/graph-checks';
+import {
+  encodeModel,
+  generatedSubject,
+  realExportSubject,
+  runGraph as run,
+  tensorDiff as diff,
+  values,
+  unetSubject,
+  type UnetSubject as Subject,
+} from '../support/unet-subjects';
 
-const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
 const [LH, LW] = [8, 8];
 /** Replace mode: the frame's own key columns drop out of the softmax. */
 const REPLACE = -1e4;
-const decode = (file: string) => onnx.ModelProto.decode(fs.readFileSync(file));
-const encode = (m: onnx.IModelProto) => onnx.ModelProto.encode(m).finish();
-
-interface Subject {
-  model: onnx.ModelProto;
-  sites: AttentionSite[];
-  self: AttentionSite[];
-  /** `batch` items, each a different latent and text. */
-  feeds(batch: number): Record<string, ort.Tensor>;
-  fp16: boolean;
-  /** Where the graph's external weights are: a graph opened from bytes resolves them from the working directory. */
-  dataDir?: string;
-}
+const encode = encodeModel;
+const realExport = (name: 'sd15-tiny' | 'sd2v-tiny') => realExportSubject(name, [LH, LW]);
+const generated = (variant: 'optimum' | 'olive-fp16') =>
+  generatedSubject(path.join(tmp, `tiny-sd-${variant}`), variant, [LH, LW]);
 
 let tmp: string;
 beforeAll(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'self-attention-bank-'))));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-function realExport(name: 'sd15-tiny' | 'sd2v-tiny'): Subject {
-  const model = decode(path.join(FIXTURES, name, 'unet', 'model.onnx'));
-  const sites = findAttentionSites(model).sites;
-  // optimum 1.16: int64 timestep [1]; optimum 1.24: float32 scalar.
-  const timestep = () =>
-    name === 'sd15-tiny'
-      ? new ort.Tensor('int64', BigInt64Array.of(500n), [1])
-      : new ort.Tensor('float32', Float32Array.of(500), []);
-  return {
-    model,
-    sites,
-    self: sites.filter((s) => s.kind === 'self'),
-    fp16: false,
-    feeds: (batch) => ({
-      sample: wave([batch, 4, LH, LW]),
-      timestep: timestep(),
-      encoder_hidden_states: wave([batch, 77, 32], 1),
-    }),
-  };
-}
-
-function generated(variant: 'optimum' | 'olive-fp16'): Subject {
-  const dir = path.join(tmp, `tiny-sd-${variant}`);
-  generateTinySd(dir, variant);
-  const model = decode(path.join(dir, 'unet', 'model.onnx'));
-  const sites = findAttentionSites(model).sites;
-  const hidden = (JSON.parse(fs.readFileSync(path.join(dir, 'unet', 'config.json'), 'utf8')) as Record<string, number>)
-    .cross_attention_dim;
-  const fp16 = variant === 'olive-fp16';
-  const float = (t: ort.Tensor) => (fp16 ? new ort.Tensor('float16', toHalf(t.data as Float32Array), t.dims) : t);
-  return {
-    model,
-    sites,
-    self: sites.filter((s) => s.kind === 'self'),
-    fp16,
-    dataDir: path.join(dir, 'unet'),
-    feeds: (batch) => ({
-      sample: float(wave([batch, 4, LH, LW])),
-      timestep: fp16
-        ? new ort.Tensor('float16', toHalf(new Array<number>(batch).fill(500)), [batch])
-        : new ort.Tensor('float32', Float32Array.of(500), []),
-      encoder_hidden_states: float(wave([batch, 77, hidden], 1)),
-    }),
-  };
-}
-
-async function run(
-  s: Subject,
-  model: onnx.IModelProto | Uint8Array,
-  feeds: Record<string, ort.Tensor>,
-  fetch: string[],
-): Promise<Record<string, ort.Tensor>> {
-  const bytes = model instanceof Uint8Array ? model : encode(model);
-  const cwd = process.cwd();
-  if (s.dataDir) process.chdir(s.dataDir);
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(bytes);
-  } finally {
-    process.chdir(cwd);
-  }
-  try {
-    return await session.run(feeds, fetch);
-  } finally {
-    await session.release();
-  }
-}
-
-/** Float32 values of a float32 or float16 tensor. */
-const values = (t: ort.Tensor) => (t.type === 'float16' ? fromHalf(t.data as Uint16Array) : (t.data as Float32Array));
-const diff = (a: ort.Tensor | Float32Array, b: ort.Tensor | Float32Array) =>
-  maxDiff(a instanceof Float32Array ? a : values(a), b instanceof Float32Array ? b : values(b));
 
 function bankPass(s: Subject, options: { sites?: string[] } = {}): { model: onnx.ModelProto; ports: Ports } {
   const before = encode(s.model);
@@ -428,13 +354,15 @@ describe('a float16 attention block (split heads, K before its transpose)', () =
   const [heads, headDim, tokens] = [2, 4, 16];
   let s: Subject;
   beforeAll(() => {
-    const model = fp16Attention(heads, headDim);
-    const sites = findAttentionSites(model).sites;
     const x = (batch: number) => wave([batch, tokens, heads * headDim], 0.2);
-    const feeds = (batch: number) => ({
-      x: new ort.Tensor('float16', toHalf(x(batch).data as Float32Array), x(batch).dims),
+    s = unetSubject(fp16Attention(heads, headDim), {
+      out: 'y',
+      tokens,
+      fp16: true,
+      feeds: (batch: number) => ({
+        x: new ort.Tensor('float16', toHalf(x(batch).data as Float32Array), x(batch).dims),
+      }),
     });
-    s = { model, sites, self: sites, fp16: true, feeds };
   });
 
   it('float16 ports; neutral is the original; replace mode with item 0’s bank gives item 1 the reference attention', async () => {
