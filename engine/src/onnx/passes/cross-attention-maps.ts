@@ -2,39 +2,50 @@
 // the source's cross-attention maps during inversion and blends them back in while editing) as explicit graph inputs
 // and outputs. In PyTorch both are attention processors that see the probabilities softmax(Q·Kᵀ·scale) of every
 // cross-attention layer and store or rewrite them; an ONNX graph has no hook, so this pass adds the hook to the graph:
-// for every chosen cross-attention site the rewritten graph outputs the site's maps and takes three inputs, so that
+// for every chosen cross-attention site the rewritten graph outputs the site's maps and takes six inputs, so that
 // the value MatMul computes with
-//   probs' = ((1 − w)·probs + w·replace) · scale        (= probs + w·(replace − probs), then the reweight)
+//   swapped = Gather(Gather(probs, swap_source, axis 0), swap_token, last axis)
+//   probs₁  = (1 − sw)·probs + sw·swapped
+//   probs'  = ((1 − w)·probs₁ + w·replace) · scale
 // where probs is the Softmax output, [B·heads, N_q, T] (heads folded into the batch) or [B, heads, N_q, T] (split),
-// T the text tokens. First the replace (P2P's word swap and refine: the target prompt's maps replaced by the source's
-// for the aligned tokens; FateZero's attention blending), then the reweight (P2P's equalizer: each token's column
-// multiplied, no renormalisation, as P2P does it). The blend is written (1 − w)·x + w·r rather than x + w·(r − x):
-// the same value, but exact at both ends, so weight 1 injects `replace` bit for bit, and weight 0 computes x exactly
-// (1·x = x, 0·r = 0 for a finite r, x + 0 = x; then x·1 = x): at the neutral values the graph is the original.
+// T the text tokens. First the swap (P2P's word swap and refine: the target's maps replaced by the source's, token t
+// reading the aligned source token; the source branch runs in the same batch, so the gather stays in the graph and
+// nothing the size of the maps crosses to JS and back), then the replace (maps fed from outside: FateZero's, stored
+// during inversion), then the reweight (P2P's equalizer: each token's column multiplied, no renormalisation, as P2P
+// does it). Both blends are written (1 − w)·x + w·r rather than x + w·(r − x): the same value, but exact at both
+// ends, so weight 1 injects r bit for bit, and weight 0 computes x exactly (1·x = x, 0·r = 0 for a finite r,
+// x + 0 = x; then x·1 = x): at the neutral values the graph is the original.
 //
 // Ports, per site (`reshoot/cross-attention-maps/<module>/<port>`):
 // - output `maps`, float32 [B, N_q, T]: the probabilities averaged over the heads (the folded layout is reshaped to
-//   [B, heads, N_q, T] with the site's head count first), BEFORE replace and reweight: what the model attended to,
-//   as P2P's AttentionStore records it. Float32 also where the graph's softmax is float16 (Cast first), so a caller
-//   reads plain floats; every row sums to 1 over T. (ONNX Runtime's CPU provider computes a float16 softmax in
+//   [B, heads, N_q, T] with the site's head count first), BEFORE swap, replace and reweight: what the model attended
+//   to, as P2P's AttentionStore records it. Float32 also where the graph's softmax is float16 (Cast first), so a
+//   caller reads plain floats; every row sums to 1 over T. (ONNX Runtime's CPU provider computes a float16 softmax in
 //   float32 and drops the Cast pair in front of the maps: they are then the float32 softmax, within float16's half
-//   ulp of the probabilities the value MatMul reads.)
+//   ulp of the probabilities the value MatMul reads. It runs the blends and the value MatMul in float32 too, while
+//   the swap's Gathers, which take any type, read the float16 probabilities: there a swap at weight 1 injects the
+//   float16-rounded probabilities, and one from an item to itself moves the attention by that rounding.)
+// - input `swap_source`, int64: per row of the probabilities' first axis, the row it reads from (folded: B·heads
+//   entries, row b·heads + h reading source item s's row s·heads + h; split: B). Neutral: 0, [1] (row 0 broadcast).
+// - input `swap_token`, int64 [T]: target token t reads source token swap_token[t]. Neutral: 0, [1].
+// - input `swap_weight`: per token, [1, 1, T] / [1, 1, 1, T] (or per item: [B·heads, 1, T] / [B, 1, 1, T]); 0 = off,
+//   1 = swap. Neutral: 0, [1, 1, 1] / [1, 1, 1, 1].
 // - input `replace`: probabilities to inject, the probs' shape or broadcastable, finite (a source run's softmax
 //   output, per head; `maps` repeated over the heads, cast to the port's type, injects the head mean instead).
 //   Neutral: 0, [1, 1, 1] / [1, 1, 1, 1].
-// - input `replace_weight`: per token, [1, 1, T] / [1, 1, 1, T] (or per item: [B·heads, 1, T] / [B, 1, 1, T]); 0 =
-//   off, 1 = replace. Neutral: 0, [1, 1, 1] / [1, 1, 1, 1].
-// - input `scale`: per-token multiplier, [1, 1, T] / [1, 1, 1, T] (or per item likewise). Neutral: 1, [1, 1, 1] /
-//   [1, 1, 1, 1].
-// Inputs carry the softmax output's element type (float32 where upcast_attention computes the softmax in float32 and
-// a Cast to float16 follows: the rewrite sits before that Cast, on the probabilities as the softmax wrote them).
+// - input `replace_weight`: as `swap_weight`; 0 = off, 1 = replace. Neutral: 0.
+// - input `scale`: per-token multiplier, shaped as `swap_weight`. Neutral: 1, [1, 1, 1] / [1, 1, 1, 1].
+// Float inputs carry the softmax output's element type (float32 where upcast_attention computes the softmax in float32
+// and a Cast to float16 follows: the rewrite sits before that Cast, on the probabilities as the softmax wrote them).
 //
 // Costs: `maps` is B·N_q·T float32 per site; SD 1.5 at a 64×64 latent (16 cross-attention sites, N_q 4096 at five,
 // 1024 at five, 256 at five, 64 at one: 26 944 query rows in all) with T = 77: 8.3 MB per batch item over all sites,
 // plus a ReduceMean over the heads. A full per-head `replace` is heads times that (66 MB per item at SD 1.5's 8 heads).
-// At run time the rewrite adds three elementwise ops over each site's probabilities (B·heads·N_q·T elements; 10 MB
-// per item at a full-resolution SD 1.5 site; a fourth with a full-size `replace`) and the maps' reduction, whatever
-// the inputs, also at the neutral values: small next to the self-attention sites' N_q × N_q scores.
+// At run time the rewrite adds five elementwise ops over each site's probabilities (B·heads·N_q·T elements; 10 MB per
+// item at a full-resolution SD 1.5 site; a sixth with a live swap, a seventh with a full-size `replace`), a Gather
+// pair and the maps' reduction, whatever the inputs, also at the neutral values (where the gathers copy one row's one
+// token: N_q elements): small next to the self-attention sites' N_q × N_q scores. A live swap's gathers copy the
+// probabilities twice.
 //
 // attention-slicing (the tail pass) slices self-attention only by default and finds its sites as they were: it
 // applies after this pass. With its `cross` option it would refuse the rewritten cross sites (the probabilities are
@@ -62,7 +73,9 @@ const PASS_OPS = new Set(['Cast', 'Identity', 'Dropout']);
 
 /**
  * Port names of one site: output `maps` (head-mean probabilities, float32 [B, N_q, T]); inputs `replace`
- * (probabilities to inject), `replace_weight` (per token, 0 = off) and `scale` (per-token multiplier, 1 = off).
+ * (probabilities to inject), `replace_weight` (per token, 0 = off), `scale` (per-token multiplier, 1 = off),
+ * `swap_source` (int64: the row of the probabilities' first axis each row reads), `swap_token` (int64 [T]: the token
+ * each token reads) and `swap_weight` (per token, 0 = off).
  */
 export function crossAttentionMapsPorts(module: string) {
   const p = prefix(module);
@@ -71,6 +84,9 @@ export function crossAttentionMapsPorts(module: string) {
     replace: `${p}/replace`,
     replaceWeight: `${p}/replace_weight`,
     scale: `${p}/scale`,
+    swapSource: `${p}/swap_source`,
+    swapToken: `${p}/swap_token`,
+    swapWeight: `${p}/swap_weight`,
   };
 }
 
@@ -130,9 +146,17 @@ function planSite(g: GraphIndex, site: AttentionSite, opset: number): SiteRewrit
   const plan = siteRewrite(site);
   const b = new Builder(prefix(site.module));
   planMaps(b, probs, type, site.heads, rank, opset, names.maps);
-  // (1 − w)·x + w·r, then ·scale.
-  const keep = b.op('Sub', [b.filled(type, 1, 'one'), names.replaceWeight], 'replace/keep');
-  const kept = b.op('Mul', [probs, keep], 'replace/kept');
+  // The source's probabilities, read from the same batch: rows along the first axis, then tokens along the last.
+  const rows = b.op('Gather', [probs, names.swapSource], 'swap/rows', [intAttr('axis', 0)]);
+  const swapped = b.op('Gather', [rows, names.swapToken], 'swap/tokens', [intAttr('axis', rank - 1)]);
+  // x₁ = (1 − sw)·x + sw·swapped, then (1 − w)·x₁ + w·r, then ·scale.
+  const one = b.filled(type, 1, 'one');
+  const swapKeep = b.op('Sub', [one, names.swapWeight], 'swap/keep');
+  const swapKept = b.op('Mul', [probs, swapKeep], 'swap/kept');
+  const swapInjected = b.op('Mul', [swapped, names.swapWeight], 'swap/injected');
+  const swapBlended = b.op('Add', [swapKept, swapInjected], 'swap/blended');
+  const keep = b.op('Sub', [one, names.replaceWeight], 'replace/keep');
+  const kept = b.op('Mul', [swapBlended, keep], 'replace/kept');
   const injected = b.op('Mul', [names.replace, names.replaceWeight], 'replace/injected');
   const replaced = b.op('Add', [kept, injected], 'replace/blended');
   const scaled = b.op('Mul', [replaced, names.scale], 'scaled');
@@ -234,19 +258,42 @@ function describePorts(plan: SiteRewrite, names: Names, elemType: number, type: 
     input(names.replace, 0, `probabilities to inject, ${probs} or broadcastable (a source run's softmax output)`),
     input(names.replaceWeight, 0, `weight of the injected probabilities per token, ${perToken}; 0 = off, 1 = replace`),
     input(names.scale, 1, `multiplier of each token's probabilities after the replace, ${perToken}; 1 = off`),
+    // The swap's ports come last: they were added after the others, whose order callers may know.
+    {
+      name: names.swapSource,
+      type: 'int64',
+      neutralShape: [1],
+      neutralValue: 0,
+      site,
+      role:
+        `int64 [${split ? 'B' : 'B·heads'}]: the row of the probabilities ${probs} each row reads the swapped ` +
+        `maps from (${split ? 'the source item' : 'source item·heads + head'})`,
+    },
+    {
+      name: names.swapToken,
+      type: 'int64',
+      neutralShape: [1],
+      neutralValue: 0,
+      site,
+      role: 'int64 [T]: the source token each token reads the swapped maps from',
+    },
+    input(names.swapWeight, 0, `weight of the swapped probabilities per token, ${perToken}; 0 = off, 1 = swap`),
   );
   plan.ports.outputs.push({
     name: names.maps,
     type: 'float32',
     site,
     role:
-      'cross-attention probabilities averaged over the heads, float32 [B, N_q, T], before replace and scale ' +
+      'cross-attention probabilities averaged over the heads, float32 [B, N_q, T], before swap, replace and scale ' +
       '(each row sums to 1 over the tokens)',
   });
   plan.declare.inputs.push(
     valueInfo(names.replace, elemType),
     valueInfo(names.replaceWeight, elemType),
     valueInfo(names.scale, elemType),
+    valueInfo(names.swapSource, DT.INT64),
+    valueInfo(names.swapToken, DT.INT64),
+    valueInfo(names.swapWeight, elemType),
   );
   plan.declare.outputs.push(valueInfo(names.maps, DT.FLOAT));
 }
