@@ -1,8 +1,8 @@
-// What cross-frame attention costs on sd-bench (a 512-px SD-shaped UNet, random weights): per frame, the edit's wall
-// time, UNet time, UNet evaluations, the share of wall time inside ONNX Runtime, and the process's peak RSS, for each
-// setting against the stage off. Each setting runs in a process of its own, so peak RSS is its own.
-// `node dist/scripts/bench-cross-frame.js [--model DIR] [--frames N] [--steps N]` (generates sd-bench into a temporary
-// folder when no model is given).
+// What the attention-level methods cost on sd-bench (a 512-px SD-shaped UNet, random weights): per frame, the edit's
+// wall time, UNet time, UNet evaluations, the share of wall time inside ONNX Runtime, and the process's peak RSS, for
+// each setting against the methods off. Each setting runs in a process of its own, so peak RSS is its own.
+// `node dist/scripts/bench-attention.js [--model DIR] [--frames N] [--steps N] [--only NAME,NAME…]` (generates
+// sd-bench into a temporary folder when no model is given; --only runs the settings whose names start so).
 import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,16 +10,23 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { imageBatch } from '../engine/src/diffusion/images';
 import { editFromInversion, invertFrames } from '../engine/src/editing/pipelines/inversion-edit';
-import type { CrossFrameParams } from '../engine/src/editing/types';
+import type { EditParams } from '../engine/src/editing/types';
 import { generateSdBench } from '../engine/src/models/generate/tiny-sd';
 import { loadDiffusionModel } from '../engine/src/models/sd-model';
 
-const SETTINGS: Record<string, CrossFrameParams | null> = {
-  off: null,
-  'first, extend, all layers': { anchors: 'first', mode: 'extend', layers: 'all' },
-  'first, replace, all layers': { anchors: 'first', mode: 'replace', layers: 'all' },
-  'first+previous, replace, all layers': { anchors: 'first+previous', mode: 'replace', layers: 'all' },
-  'first, extend, decoder only': { anchors: 'first', mode: 'extend', layers: 'decoder' },
+const SETTINGS: Record<string, Partial<EditParams>> = {
+  off: {},
+  'cross-frame first, extend, all layers': { crossFrame: { anchors: 'first', mode: 'extend', layers: 'all' } },
+  'cross-frame first, replace, all layers': { crossFrame: { anchors: 'first', mode: 'replace', layers: 'all' } },
+  'cross-frame first+previous, replace, all layers': {
+    crossFrame: { anchors: 'first+previous', mode: 'replace', layers: 'all' },
+  },
+  'cross-frame first, extend, decoder only': { crossFrame: { anchors: 'first', mode: 'extend', layers: 'decoder' } },
+  'structure lock balanced (0.8)': { structure: 0.8 },
+  'structure lock keep structure (1)': { structure: 1 },
+  'word swap 0.8': { wordSwap: { steps: 0.8 } },
+  'reweight blue × 2': { reweight: [{ word: 'blue', scale: 2 }] },
+  'structure lock 0.8 + word swap 0.8': { structure: 0.8, wordSwap: { steps: 0.8 } },
 };
 
 interface Figures {
@@ -45,13 +52,13 @@ async function one(modelDir: string, setting: string, n: number, steps: number):
       Float32Array.from({ length: n * per }, (_, i) => Math.sin((i % per) * 0.013 + Math.floor(i / per) * 0.4)),
     );
     const traj = await invertFrames(model, clip, { sourcePrompt: 'a red car', steps, strength: 1, batchSize: 1 });
-    const p = {
+    const p: EditParams = {
       prompt: 'a blue car',
       sourcePrompt: 'a red car',
       guidance: 7.5,
       directInversion: true,
       batchSize: 1,
-      crossFrame: SETTINGS[setting],
+      ...SETTINGS[setting],
     };
     // Warm: the first edit with the setting rewrites and opens its UNet variant.
     await editFromInversion(model, traj, p);
@@ -82,6 +89,7 @@ async function main(): Promise<void> {
       frames: { type: 'string' },
       steps: { type: 'string' },
       one: { type: 'string' },
+      only: { type: 'string' },
     },
   });
   const frames = Number(values.frames ?? 3);
@@ -93,11 +101,12 @@ async function main(): Promise<void> {
   }
   let modelDir = values.model;
   if (!modelDir) {
-    modelDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-cross-frame-')), 'sd-bench');
+    modelDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-attention-')), 'sd-bench');
     generateSdBench(modelDir);
   }
   const rows: Figures[] = [];
-  for (const setting of Object.keys(SETTINGS)) {
+  const only = values.only?.split(',').map((t) => t.trim());
+  for (const setting of Object.keys(SETTINGS).filter((k) => !only || only.some((o) => k.startsWith(o)))) {
     const args = ['--model', modelDir, '--frames', String(frames), '--steps', String(steps), '--one', setting];
     const r = await new Promise<Figures>((resolve, reject) => {
       const child = fork(__filename, args, { stdio: 'inherit' });

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CliError, joinNegativeValues, parse } from '../../engine/src/cli/args';
-import { cliWording, crossFrameArg, reweightArg, runEdit } from '../../engine/src/cli/edit';
+import { cliWording, crossFrameArg, reweightArg, runEdit, structureArg, wordSwapArg } from '../../engine/src/cli/edit';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 
@@ -151,6 +151,50 @@ describe('reshoot edit says what is wrong in its own words', () => {
     const rw = await failure([silent, '--prompt', 'a blue car', '--model', oracle, '--reweight', 'blue=2', '-o', out]);
     quiet2.mockRestore();
     expect(rw.message).toMatch(/this model has none.*; leave out --reweight or use a Stable Diffusion model/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('--structure and --word-swap: presets and numbers; the refusals name the options', async () => {
+    expect(structureArg('balanced')).toBe(0.8);
+    expect(structureArg('Keep structure')).toBe(1);
+    expect(structureArg('0.3')).toBe(0.3);
+    expect(() => structureArg('tight')).toThrow(
+      /a preset \("off", "reimagine", "loose", "balanced", "keep structure"\)/,
+    );
+    expect(wordSwapArg('0.6')).toEqual({ steps: 0.6 });
+    expect(() => wordSwapArg('')).toThrow(/--word-swap takes the fraction of the steps/);
+    const out = path.join(root, 'structure.mp4');
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const lock = await failure([
+        silent,
+        '--prompt',
+        'a blue car',
+        '--model',
+        oracle,
+        '--structure',
+        'loose',
+        '-o',
+        out,
+      ]);
+      expect(lock.message).toMatch(/this model has none.*; leave out --structure or use a Stable Diffusion model/);
+      const swap = await failure([
+        silent,
+        '--prompt',
+        'a blue car',
+        '--model',
+        oracle,
+        '--word-swap',
+        '0.8',
+        '-o',
+        out,
+      ]);
+      expect(swap.message).toMatch(/this model has no cross-attention.*; leave out --word-swap or use/);
+      const tooStrong = await failure([silent, '--prompt', 'a blue car', '--structure', '2', '-o', out]);
+      expect(tooStrong.message).toMatch(/--structure is a strength from 0 \(off\) to 1/);
+    } finally {
+      quiet.mockRestore();
+    }
     expect(fs.existsSync(out)).toBe(false);
   });
 });

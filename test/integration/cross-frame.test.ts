@@ -8,41 +8,24 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { JobRequest } from '../../engine/src/api/schemas';
-import { imageBatch, type ImageBatch } from '../../engine/src/diffusion/images';
+import type { ImageBatch } from '../../engine/src/diffusion/images';
 import { editFromInversion, invertFrames } from '../../engine/src/editing/pipelines/inversion-edit';
 import type { CrossFrameParams, EditParams, InvertedTrajectory } from '../../engine/src/editing/types';
 import { planJob } from '../../engine/src/jobs/runner';
 import type { ProblemError } from '../../engine/src/jobs/service';
 import { makeTestClip } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
-import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
 import { loadDiffusionModel, type DiffusionModel } from '../../engine/src/models/sd-model';
+import { generateStageModels, maxDiff, movingFrames as frames, stageModels, withModel } from '../support/edit-models';
 
-const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
 let tmp: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-cross-frame-'));
-  generateTinySd(path.join(tmp, 'tiny-sd'), 'optimum');
+  generateStageModels(tmp);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const MODELS: [string, () => string][] = [
-  ['sd15-tiny (folded heads)', () => path.join(FIXTURES, 'sd15-tiny')],
-  ['generated tiny-sd (split heads, Kᵀ)', () => path.join(tmp, 'tiny-sd')],
-];
-
-/** n frames of a moving pattern, or n copies of frame 0 when `still`. */
-function frames(n: number, size: number, still = false): ImageBatch {
-  const per = 3 * size * size;
-  return imageBatch(
-    n,
-    size,
-    size,
-    Float32Array.from({ length: n * per }, (_, i) =>
-      Math.sin((i % per) * 0.013 + (still ? 0 : Math.floor(i / per) * 0.4)),
-    ),
-  );
-}
+const MODELS = stageModels(() => tmp);
 
 const params = (crossFrame: CrossFrameParams | null, prompt = 'a blue car'): EditParams => ({
   prompt,
@@ -53,21 +36,6 @@ const params = (crossFrame: CrossFrameParams | null, prompt = 'a blue car'): Edi
   crossFrame,
 });
 
-function maxDiff(a: Float32Array, b: Float32Array, from = 0, to = a.length): number {
-  let d = 0;
-  for (let i = from; i < to; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-}
-
-async function withModel(dir: string, f: (m: DiffusionModel) => Promise<void>): Promise<void> {
-  const m = await loadDiffusionModel(dir, { threads: 1, graphCache: path.join(tmp, 'graph-cache') });
-  try {
-    await f(m);
-  } finally {
-    await m.release();
-  }
-}
-
 const invert = (m: DiffusionModel, clip: ImageBatch) =>
   invertFrames(m, clip, { sourcePrompt: 'a red car', steps: 3, strength: 1, batchSize: 2 });
 
@@ -76,7 +44,7 @@ const fresh = (t: InvertedTrajectory): InvertedTrajectory => ({ ...t, sourceStep
 
 describe.each(MODELS)('%s', (_label, dir) => {
   it('leaves frame 0 as it was and changes the frames that read its keys and values', async () => {
-    await withModel(dir(), async (m) => {
+    await withModel(dir(), tmp, async (m) => {
       const traj = await invert(m, frames(3, 64));
       const plain = await editFromInversion(m, fresh(traj), params(null));
       const per = plain.frames.data.length / 3;
@@ -98,7 +66,7 @@ describe.each(MODELS)('%s', (_label, dir) => {
   }, 120_000);
 
   it('on a clip of identical frames, extend and replace modes change nothing (each frame’s anchors are itself)', async () => {
-    await withModel(dir(), async (m) => {
+    await withModel(dir(), tmp, async (m) => {
       const traj = await invert(m, frames(3, 64, true));
       const plain = await editFromInversion(m, fresh(traj), params(null));
       for (const [anchors, mode] of [
@@ -126,7 +94,7 @@ describe.each(MODELS)('%s', (_label, dir) => {
   }, 120_000);
 
   it('gives the input back for a same-prompt edit, and keeps its source steps apart from runs without it', async () => {
-    await withModel(dir(), async (m) => {
+    await withModel(dir(), tmp, async (m) => {
       const clip = frames(3, 64);
       const traj = await invert(m, clip);
       const same = (cf: CrossFrameParams | null) => editFromInversion(m, fresh(traj), params(cf, 'a red car'));

@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { JobRequest } from '../../engine/src/api/schemas';
-import { imageBatch, type ImageBatch } from '../../engine/src/diffusion/images';
 import type { EditContext, UnetCallInfo } from '../../engine/src/editing/loop/stage';
 import { editFromInversion, invertFrames } from '../../engine/src/editing/pipelines/inversion-edit';
 import { tokenSpans } from '../../engine/src/editing/prompt-alignment';
@@ -16,32 +15,25 @@ import { planJob } from '../../engine/src/jobs/runner';
 import type { ProblemError } from '../../engine/src/jobs/service';
 import { makeTestClip } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
-import { generateTinySd } from '../../engine/src/models/generate/tiny-sd';
-import { loadDiffusionModel, type DiffusionModel } from '../../engine/src/models/sd-model';
+import type { DiffusionModel } from '../../engine/src/models/sd-model';
 import { crossAttentionMapsPorts } from '../../engine/src/onnx/passes/cross-attention-maps';
+import {
+  generateStageModels,
+  maxDiff,
+  movingFrames as frames,
+  REAL_EXPORT,
+  stageModels,
+  withModel,
+} from '../support/edit-models';
 
-const FIXTURES = path.join(__dirname, '..', 'fixtures', 'real-export');
 let tmp: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-reweight-'));
-  generateTinySd(path.join(tmp, 'tiny-sd'), 'optimum');
+  generateStageModels(tmp);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const MODELS: [string, () => string][] = [
-  ['sd15-tiny (folded heads)', () => path.join(FIXTURES, 'sd15-tiny')],
-  ['generated tiny-sd (split heads)', () => path.join(tmp, 'tiny-sd')],
-];
-
-function frames(n: number, size: number): ImageBatch {
-  const per = 3 * size * size;
-  return imageBatch(
-    n,
-    size,
-    size,
-    Float32Array.from({ length: n * per }, (_, i) => Math.sin((i % per) * 0.013 + Math.floor(i / per) * 0.4)),
-  );
-}
+const MODELS = stageModels(() => tmp);
 
 const PROMPT = 'a blue car on a gray road';
 const params = (reweight: EditParams['reweight']): EditParams => ({
@@ -53,24 +45,9 @@ const params = (reweight: EditParams['reweight']): EditParams => ({
   reweight,
 });
 
-function maxDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-}
-
-async function withModel(dir: string, f: (m: DiffusionModel) => Promise<void>): Promise<void> {
-  const m = await loadDiffusionModel(dir, { threads: 1, graphCache: path.join(tmp, 'graph-cache') });
-  try {
-    await f(m);
-  } finally {
-    await m.release();
-  }
-}
-
 describe.each(MODELS)('%s', (_label, dir) => {
   it('scale 1 changes nothing, scale 0 or 3 changes the edit', async () => {
-    await withModel(dir(), async (m) => {
+    await withModel(dir(), tmp, async (m) => {
       const traj = await invertFrames(m, frames(2, 64), {
         sourcePrompt: 'a red car on a gray road',
         steps: 3,
@@ -91,7 +68,7 @@ describe.each(MODELS)('%s', (_label, dir) => {
   }, 120_000);
 
   it("feeds the scale to the word's tokens of the target's conditional items only, in the site's layout", async () => {
-    await withModel(dir(), async (m) => {
+    await withModel(dir(), tmp, async (m) => {
       const stage = reweightStage();
       const ctx = { model: m, params: params([{ word: 'blue', scale: 0.25 }]) } as unknown as EditContext;
       expect(await stage.plan(ctx)).toBe(true);
@@ -147,7 +124,7 @@ describe('a job asking for re-weighting', () => {
         () => undefined,
         (e: ProblemError) => e.problem,
       );
-    await withModel(path.join(FIXTURES, 'sd15-tiny'), async (m) => {
+    await withModel(path.join(REAL_EXPORT, 'sd15-tiny'), tmp, async (m) => {
       expect(await problem(m, req([{ word: 'blue', scale: 2 }]))).toBeUndefined();
       const missing = await problem(m, req([{ word: 'green', scale: 2 }]));
       expect(missing).toMatchObject({ status: 422, title: 'Word not in prompt', field: 'attention.reweight' });
@@ -157,7 +134,7 @@ describe('a job asking for re-weighting', () => {
     });
     const oracle = path.join(tmp, 'oracle');
     generateOracle(oracle);
-    await withModel(oracle, async (m) => {
+    await withModel(oracle, tmp, async (m) => {
       const refused = await problem(m, req([{ word: 'blue', scale: 2 }]));
       expect(refused).toMatchObject({ status: 422, field: 'attention.reweight' });
       expect(refused?.detail).toMatch(/this model has none.*leave attention\.reweight empty/);

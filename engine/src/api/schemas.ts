@@ -142,9 +142,38 @@ export const AttentionSpec = z
       )
       .max(16)
       .default([]),
+    /**
+     * Structure lock (plug-and-play injection): for the first part of the steps the edit takes the source video's
+     * self-attention queries and keys in the decoder and the features of up_blocks.1.resnets.1, so the result keeps
+     * the footage's layout and motion. 0 = off; 1 = the strongest lock (features through all steps, queries and keys
+     * through 62.5 %); the named presets in STRUCTURE_PRESETS, "balanced" (0.8) being PnP's own setting.
+     */
+    structure: z.number().min(0).max(1, 'attention.structure is a strength from 0 (off) to 1').default(0),
+    /**
+     * Prompt-to-prompt word swap and refine: for the first `steps` fraction of the steps the target prompt's
+     * cross-attention to every word it shares with sourcePrompt (or swapped for one of its words) follows the source's
+     * maps, so the edit changes what the words say and keeps where they were; words only the target has attend freely.
+     */
+    wordSwap: z
+      .object({ steps: z.number().gt(0).max(1).default(0.8) })
+      .strict()
+      .nullable()
+      .default(null),
   })
   .strict();
 export type AttentionSpec = z.output<typeof AttentionSpec>;
+
+/**
+ * Named strengths of attention.structure, from looser to tighter (Luma's Modify Video names its nine likewise): what
+ * the panel's control and the CLI's --structure offer.
+ */
+export const STRUCTURE_PRESETS = {
+  off: 0,
+  reimagine: 0.25,
+  loose: 0.5,
+  balanced: 0.8,
+  'keep structure': 1,
+} as const satisfies Record<string, number>;
 
 export const PROMPT_MAX_CHARS = 2000;
 

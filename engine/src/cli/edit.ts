@@ -1,6 +1,6 @@
 // `reshoot edit INPUT --prompt "…"`: the same request contract and job code as the server, run in-process.
 import * as path from 'node:path';
-import { JobRequest, validationProblem, type JobRequestInput } from '../api/schemas';
+import { JobRequest, STRUCTURE_PRESETS, validationProblem, type JobRequestInput } from '../api/schemas';
 import { dataDir } from '../config/paths';
 import { makePrivateDir } from '../config/private-dir';
 import { CanceledError } from '../editing/types';
@@ -21,7 +21,7 @@ const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] 
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
        [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous[,replace][,decoder]]
-       [--reweight WORD=SCALE[,WORD=SCALE…]] [--json]`;
+       [--reweight WORD=SCALE[,WORD=SCALE…]] [--structure PRESET|0-1] [--word-swap FRACTION] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -91,6 +91,32 @@ export function reweightArg(value: string | undefined): { word: string; scale: n
   });
 }
 
+/** --structure: a preset name of STRUCTURE_PRESETS ("balanced", "keep structure", …) or a strength from 0 to 1. */
+export function structureArg(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const preset = STRUCTURE_PRESETS[value.trim().toLowerCase() as keyof typeof STRUCTURE_PRESETS];
+  if (preset !== undefined) return preset;
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (Number.isFinite(n)) return n;
+  const names = Object.keys(STRUCTURE_PRESETS)
+    .map((k) => `"${k}"`)
+    .join(', ');
+  throw new CliError(
+    `--structure takes a preset (${names}) or a strength from 0 to 1, e.g. --structure balanced; got "${value}"`,
+  );
+}
+
+/** --word-swap FRACTION: attention.wordSwap, the fraction of the steps that keep the source's maps (0.8 in P2P). */
+export function wordSwapArg(value: string | undefined): { steps: number } | undefined {
+  if (value === undefined) return undefined;
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!Number.isFinite(n))
+    throw new CliError(
+      `--word-swap takes the fraction of the steps that keep the source's maps, e.g. --word-swap 0.8; got "${value}"`,
+    );
+  return { steps: n };
+}
+
 const EXAMPLE_PROMPT = '--prompt "a blue car on a gray road"';
 
 /** The engine's messages name API fields (output.overwrite); on the command line they are options. */
@@ -114,7 +140,12 @@ export function cliWording(detail: string): string {
     .replace(/\battention\.crossFrame\.layers "all"/g, '--cross-frame …,all')
     .replace(/\battention\.crossFrame\b/g, '--cross-frame')
     .replace(/\bleave attention\.reweight empty\b/g, 'leave out --reweight')
-    .replace(/\battention\.reweight\b/g, '--reweight');
+    .replace(/\battention\.reweight\b/g, '--reweight')
+    .replace(/\bset attention\.structure to 0\b/g, 'leave out --structure')
+    .replace(/\battention\.structure\b/g, '--structure')
+    .replace(/\bturn attention\.wordSwap off\b/g, 'leave out --word-swap')
+    .replace(/\battention\.wordSwap\b/g, '--word-swap')
+    .replace(/\bsourcePrompt\b/g, '--source-prompt');
 }
 
 export async function runEdit(argv: string[]): Promise<number> {
@@ -143,6 +174,8 @@ export async function runEdit(argv: string[]): Promise<number> {
       'max-memory': { type: 'string' },
       'cross-frame': { type: 'string' },
       reweight: { type: 'string' },
+      structure: { type: 'string' },
+      'word-swap': { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
@@ -218,10 +251,7 @@ export async function runEdit(argv: string[]): Promise<number> {
     seed: num(values.seed, 'seed'),
     batchSize: num(values.batch, 'batch'),
     fast: values['fast-steps'] === undefined ? undefined : { steps: num(values['fast-steps'], 'fast-steps') },
-    attention:
-      values['cross-frame'] === undefined && values.reweight === undefined
-        ? undefined
-        : { crossFrame: crossFrameArg(values['cross-frame']), reweight: reweightArg(values.reweight) },
+    attention: attentionArgs(values),
     output: { path: output, codec, audio: values.audio ?? false, overwrite: values.overwrite ?? false },
   } satisfies Record<string, unknown>);
   if (!parsed.success) throw new CliError(cliWording(validationProblem(parsed.error, 'options').detail));
@@ -298,4 +328,17 @@ export async function runEdit(argv: string[]): Promise<number> {
   } finally {
     await worker.terminate();
   }
+}
+
+/** The attention options, or undefined when none was given (the request then has no attention object at all). */
+function attentionArgs(values: Record<string, string | boolean | undefined>): JobRequestInput['attention'] {
+  const text = (name: string) => values[name] as string | undefined;
+  const given = ['cross-frame', 'reweight', 'structure', 'word-swap'].some((n) => values[n] !== undefined);
+  if (!given) return undefined;
+  return {
+    crossFrame: crossFrameArg(text('cross-frame')),
+    reweight: reweightArg(text('reweight')),
+    structure: structureArg(text('structure')),
+    wordSwap: wordSwapArg(text('word-swap')),
+  };
 }

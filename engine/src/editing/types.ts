@@ -38,6 +38,10 @@ export interface EditParams {
   crossFrame?: CrossFrameParams | null;
   /** Prompt words whose cross-attention is scaled (stages/reweight.ts); absent or empty = none. */
   reweight?: AttentionSpec['reweight'];
+  /** Structure lock strength (stages/structure-lock.ts), 0 or absent = off. */
+  structure?: number;
+  /** Prompt-to-prompt word swap (stages/word-swap.ts); absent = off. */
+  wordSwap?: AttentionSpec['wordSwap'];
   batchSize: number;
   /**
    * Also VAE-decode the source's own clean latents (level 0 of the trajectory), batched like the edit, and return

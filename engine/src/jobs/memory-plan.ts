@@ -6,6 +6,7 @@
 import * as os from 'node:os';
 import type { JobMemory, JobRequest } from '../api/schemas';
 import { unetItemsPerFrame } from '../editing/loop/inversion-loop';
+import { readsSourceBranch } from '../editing/stages';
 import type { MemoryCost, MemoryProbeKey } from '../models/memory-probe';
 import { vaeFramesPerCall, type ModelInfo } from '../models/sd-model';
 
@@ -62,7 +63,10 @@ export function marginBytes(totalBytes: number): number {
 }
 
 export interface PlanInput {
-  req: Pick<JobRequest, 'batchSize' | 'method' | 'guidance' | 'prompt' | 'sourcePrompt' | 'directInversion'>;
+  req: Pick<
+    JobRequest,
+    'batchSize' | 'method' | 'guidance' | 'prompt' | 'sourcePrompt' | 'directInversion' | 'attention'
+  >;
   model: ModelInfo;
   /** Latent size of the job's working frames. */
   latent: { height: number; width: number };
@@ -77,7 +81,7 @@ export type PlanOutcome = { ok: true; memory: JobMemory } | { ok: false; detail:
 
 /** UNet batch items per frame in the job's widest step. */
 export function itemsPerFrame(req: PlanInput['req']): number {
-  if (req.method === 'inversion') return unetItemsPerFrame(req);
+  if (req.method === 'inversion') return unetItemsPerFrame(req, readsSourceBranch(req.attention));
   // SDEdit adds an unconditional branch with guidance; the fast preset's UNet takes guidance as an input or not at all.
   return req.method === 'sdedit' && req.guidance !== 1 ? 2 : 1;
 }

@@ -31,6 +31,8 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
       consistency: c.consistency,
       crossFrame: c.req.attention?.crossFrame,
       reweight: c.req.attention?.reweight,
+      structure: c.req.attention?.structure,
+      wordSwap: c.req.attention?.wordSwap,
       steps: c.req.steps,
       strength: c.strength,
     },

@@ -7,6 +7,8 @@ import type { JobMemory, JobProgress, JobRequest, JobResult, JobTimings } from '
 import type { MaskBatch } from '../diffusion/images';
 import { crossFrameSites } from '../editing/stages/cross-frame';
 import { reweightProblem, reweightSites } from '../editing/stages/reweight';
+import { structureSites } from '../editing/stages/structure-lock';
+import { wordSwapProblem, wordSwapSites } from '../editing/stages/word-swap';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
@@ -166,6 +168,28 @@ export async function planJob(
           'attention re-weighting is a stage of the inversion edit; use method "inversion" or leave it empty');
     const title = typeof sites === 'object' ? 'Word not in prompt' : 'Method not available';
     if (problem) throw ProblemError.of(422, title, problem, 'attention.reweight');
+  }
+  if (req.attention?.structure) {
+    const sites = req.method === 'inversion' ? structureSites(model) : undefined;
+    if (typeof sites !== 'object')
+      throw ProblemError.of(
+        422,
+        'Method not available',
+        sites ?? 'structure lock is a stage of the inversion edit; use method "inversion" or set it to 0',
+        'attention.structure',
+      );
+  }
+  if (req.attention?.wordSwap) {
+    const sites = req.method === 'inversion' ? wordSwapSites(model) : undefined;
+    if (typeof sites !== 'object')
+      throw ProblemError.of(
+        422,
+        'Method not available',
+        sites ?? 'word swap is a stage of the inversion edit; use method "inversion" or turn it off',
+        'attention.wordSwap',
+      );
+    const problem = wordSwapProblem(req.sourcePrompt);
+    if (problem) throw ProblemError.of(422, 'Source prompt needed', problem, 'sourcePrompt');
   }
   if (req.fast && req.method !== 'fast') {
     throw ProblemError.of(

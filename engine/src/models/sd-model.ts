@@ -459,6 +459,13 @@ class OnnxDiffusionModel implements DiffusionModel {
     const step = fixed ?? batch;
     const run = (s: Float32Array, e: Float32Array, n: number) => this.unetChunk(variant.session, s, n, h, w, timestep, e, call.guidanceEmbedding ?? 0, feeds, call.outputs ?? []);
     if (step === batch) return run(sample, embeddings, batch);
+    // Index ports (structure lock, word swap) gather one item of the call into another; in chunks they would point
+    // past their chunk or at the wrong item.
+    const indexed = variant.ports.inputs.filter((p) => p.type === 'int64' && call.feeds?.[p.name]);
+    if (indexed.length)
+      throw new Error(
+        `this UNet was exported with a fixed batch of ${fixed}, so a call of ${batch} items runs in pieces, and ${indexed[0].name} reads across the whole call; re-export the UNet with a dynamic batch axis, or turn off structure lock and word swap`,
+      );
     // Graphs exported with a fixed batch dimension are fed in chunks of exactly that size, padding the last one;
     // extra outputs are split along their first axis like the noise prediction.
     const C = this.info.latentChannels;

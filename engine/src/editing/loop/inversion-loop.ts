@@ -100,11 +100,15 @@ function planBranches(
   return { branches, tgtU, tgtC, srcU, srcC };
 }
 
-/** UNet batch items per frame in one step of a first edit (the source branch runs too): the memory plan's multiplier. */
+/**
+ * UNet batch items per frame in one step of a first edit (the source branch runs too): the memory plan's multiplier.
+ * `readsSource`: a stage of the edit reads the source branch (it then runs without direct inversion as well).
+ */
 export function unetItemsPerFrame(
   p: Pick<EditParams, 'guidance' | 'prompt' | 'sourcePrompt' | 'directInversion'>,
+  readsSource = false,
 ): number {
-  return planBranches(p, p.directInversion).branches.length;
+  return planBranches(p, p.directInversion || readsSource).branches.length;
 }
 
 /** What the source branch's steps depend on besides the trajectory: the guidance scale, unless nothing can use it. */
@@ -161,16 +165,25 @@ export async function denoiseFromInversion(
   }
   // Source steps belong to the UNet that made them: with a stage that changes the prediction the source branch runs
   // with it, and what it computes is not kept for a later edit that may run without it.
+  // A stage that reads the source branch in the same call needs it to run even where its steps are known.
   const plainUnet = !stages.some((s) => s.changesPrediction);
+  const readsSource = stages.some((s) => s.readsSourceBranch);
   const stepsKey = sourceStepsGuidance(model, p);
   const steps = traj.sourceSteps;
   const known =
-    p.directInversion && plainUnet && steps?.guidance === stepsKey && steps.levels.length === K
+    p.directInversion && plainUnet && !readsSource && steps?.guidance === stepsKey && steps.levels.length === K
       ? steps.levels
       : undefined;
-  const plan = planBranches(p, p.directInversion && !known);
-  const recorded = plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
-  const passes = stages.flatMap((s) => s.passes ?? []);
+  const plan = planBranches(p, (p.directInversion && !known) || readsSource);
+  const recorded =
+    p.directInversion && plan.srcC >= 0 ? Array.from({ length: K }, () => new Float32Array(n * per)) : undefined;
+  // Stages that share a pass with the same options (word swap and re-weighting both rewrite the cross-attention
+  // maps) share one application of it: a pass refuses to rewrite a site twice.
+  const passes = [
+    ...new Map(
+      stages.flatMap((s) => s.passes ?? []).map((r) => [JSON.stringify([r.pass.name, r.options]), r]),
+    ).values(),
+  ];
   const variant = await model.variant(passes);
   if (!variant.ok)
     throw new Error(

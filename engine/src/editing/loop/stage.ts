@@ -90,6 +90,12 @@ export interface EditStage {
    * the stage too, and source steps recorded without it are neither reused nor handed back for caching.
    */
   readonly changesPrediction?: boolean;
+  /**
+   * True when the stage reads the source branch inside the same UNet call (structure lock and word swap gather the
+   * source items' features into the target items): the source branch then runs at every step, with or without direct
+   * inversion, instead of being replaced by recorded steps.
+   */
+  readonly readsSourceBranch?: boolean;
   /** Regroups the frames into UNet calls (the loop's batches, in order) when the stage needs some frames run first. */
   partition?(parts: readonly FrameBatch[]): FrameBatch[];
   /** Output ports to fetch from every UNet call (handed to afterUnet). */
