@@ -1,11 +1,12 @@
 // Writes the project's generated models (never committed, always reproducible from a seed) into a models folder:
 //   node dist/scripts/generate-models.js [--out DIR] [--seed N] [names...]
-// names: tiny-sd (= tiny-sd:optimum), tiny-sd:<variant>, tiny-sd:all, sd-bench, oracle, sd15-shape. No names: all of
-// them but sd15-shape (SD 1.5's sizes with random weights: 3.7 GB, about 2 minutes to write).
+// names: tiny-sd (= tiny-sd:optimum), tiny-sd:<variant>, tiny-sd:all, sd-bench, oracle, oracle-attn, sd15-shape. No
+// names: all of them but sd15-shape (SD 1.5's sizes with random weights: 3.7 GB, about 2 minutes to write).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { generateOracle } from '../engine/src/models/generate/oracle';
+import { generateOracleAttn } from '../engine/src/models/generate/oracle-attn';
 import {
   SD15_SHAPE_VARIANT,
   SD_VARIANTS,
@@ -21,11 +22,12 @@ interface Job {
 }
 
 const USAGE = `usage: generate-models [--out DIR] [--seed N] [names...]
-names: oracle, sd-bench, sd15-shape, tiny-sd, tiny-sd:all, tiny-sd:<variant> with variant one of ${Object.keys(SD_VARIANTS).join(', ')}
-default: oracle sd-bench tiny-sd:all, into models/ (sd15-shape, SD 1.5's sizes with random weights, ~3.7 GB, only by name)`;
+names: oracle, oracle-attn, sd-bench, sd15-shape, tiny-sd, tiny-sd:all, tiny-sd:<variant> with variant one of ${Object.keys(SD_VARIANTS).join(', ')}
+default: oracle oracle-attn sd-bench tiny-sd:all, into models/ (sd15-shape, SD 1.5's sizes with random weights, ~3.7 GB, only by name)`;
 
 function jobsFor(name: string, seed: number): Job[] {
   if (name === 'oracle') return [{ name, run: (dir) => generateOracle(dir) }];
+  if (name === 'oracle-attn') return [{ name, run: (dir) => generateOracleAttn(dir) }];
   if (name === 'sd-bench') return [{ name, run: (dir) => generateSdBench(dir, seed) }];
   if (name === 'sd15-shape') return [{ name, run: (dir) => generateSdModel(dir, SD15_SHAPE_VARIANT, seed) }];
   if (name === 'tiny-sd' || name === 'tiny-sd:optimum')
@@ -59,7 +61,7 @@ function parse(argv: string[]): { out: string; seed: number; names: string[] } {
       names.push(a);
     }
   }
-  return { out, seed, names: names.length ? names : ['oracle', 'sd-bench', 'tiny-sd:all'] };
+  return { out, seed, names: names.length ? names : ['oracle', 'oracle-attn', 'sd-bench', 'tiny-sd:all'] };
 }
 
 function folderSize(dir: string): number {
