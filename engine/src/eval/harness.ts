@@ -3,13 +3,16 @@
 // warp error against the source's flow, and cost. report.ts turns the numbers into report.md/report.json/pictures.
 import { ConsistencySpec } from '../api/schemas';
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import type { ConsistencyParams } from '../editing/types';
+import type { ConsistencyParams, EditParams } from '../editing/types';
 import { inversionEdit } from '../editing/pipelines/inversion-edit';
 import { editInChunks, planChunks } from '../editing/long-clip';
 import { sdedit } from '../editing/pipelines/sdedit';
+import { ddimLevels, ddimSchedule } from '../diffusion/scheduler';
+import { oracleEditPrediction } from '../models/generate/oracle-spec';
 import type { DiffusionModel } from '../models/sd-model';
 import {
   colourError,
+  exactEditError,
   maskedPsnr,
   maskedSsim,
   maskIoU,
@@ -35,6 +38,13 @@ export interface MethodSpec {
   trueMask?: boolean;
   /** The automatic mask's threshold; default 0.5 (the job default). */
   threshold?: number;
+  /**
+   * Run on oracle-attn (the oracle written as one cross-attention block, docs/ORACLE.md) instead of the eval's model:
+   * the attention methods need a UNet with attention, and on oracle-attn they have exact right answers.
+   */
+  model?: 'oracle-attn';
+  /** Attention-level methods of the edit (off when absent). */
+  attention?: Pick<EditParams, 'wordSwap' | 'reweight'>;
 }
 
 /** The job's default consistency settings (ConsistencySpec's defaults) as the editing code takes them. */
@@ -161,6 +171,44 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
       consistency: d,
     },
     {
+      id: 'attn-inversion',
+      label: 'inversion on oracle-attn',
+      description:
+        'the inversion row on oracle-attn (the same distribution written as cross-attention): the baseline of the word-swap rows',
+      kind: 'inversion',
+      autoMask: false,
+      model: 'oracle-attn',
+    },
+    {
+      id: 'word-swap',
+      label: 'word swap 0.8 (oracle-attn)',
+      description:
+        "prompt-to-prompt word swap: the target's cross-attention follows the source's maps for the first 80 % of the steps (the job's default), no mask",
+      kind: 'inversion',
+      autoMask: false,
+      model: 'oracle-attn',
+      attention: { wordSwap: { steps: 0.8 } },
+    },
+    {
+      id: 'word-swap-1',
+      label: 'word swap 1.0 (oracle-attn)',
+      description: "word swap through every step: the closed form's own setting, no mask",
+      kind: 'inversion',
+      autoMask: false,
+      model: 'oracle-attn',
+      attention: { wordSwap: { steps: 1 } },
+    },
+    {
+      id: 'default+word-swap',
+      label: 'job default + word swap 0.8 (oracle-attn)',
+      description: 'the job defaults (automatic mask, consistency stages) with word swap 0.8',
+      kind: 'inversion',
+      autoMask: true,
+      consistency: d,
+      model: 'oracle-attn',
+      attention: { wordSwap: { steps: 0.8 } },
+    },
+    {
       id: 'chunked',
       label: 'default, chunks, no overlap',
       description: 'the job defaults edited in independent chunks',
@@ -206,6 +254,8 @@ export interface EvalClip {
   /** Ground truth, when the clip has it (synthetic clips). */
   objectMask?: MaskBatch;
   target?: Rgb;
+  /** The object's colour in the source (synthetic clips), for the exact edit. */
+  sourceColour?: Rgb;
   /** Forward flow of the source [(n−1), 2, H, W] and occlusion; exact for synthetic clips, estimated for real ones. */
   flow: Float32Array;
   occlusion: MaskBatch;
@@ -227,6 +277,11 @@ export interface MethodResult {
   /** Mean distance to the target colour inside the true object mask, and the source's, in [-1, 1] RGB units. */
   colourError?: number;
   colourErrorBefore?: number;
+  /**
+   * Mean distance inside the true object to the exact edit on the oracle: the source moved by (1 − residual)·(target −
+   * source colour), the residual of the edit's starting noise level (docs/ORACLE.md). Inversion edits only.
+   */
+  exactEditError?: number;
   objectMean?: Rgb;
   warpError: number;
   warpErrorSource: number;
@@ -295,6 +350,8 @@ async function runMethod(
       autoMask: m.autoMask ? { threshold: m.threshold ?? 0.5 } : null,
       mask: m.trueMask ? truth : null,
       consistency: m.consistency ?? null,
+      wordSwap: m.attention?.wordSwap ?? null,
+      reweight: m.attention?.reweight,
     });
     return { frames: r.frames, mask: r.latentMask };
   };
@@ -359,6 +416,12 @@ export async function evaluateMethod(
     res.colourError = colourError(r.frames, truth, clip.target, 'inside');
     res.colourErrorBefore = colourError(frames, truth, clip.target, 'inside');
     res.objectMean = meanColour(r.frames, truth, 'inside');
+    if (clip.sourceColour && m.kind === 'inversion') {
+      const start = ddimLevels(ddimSchedule(model.scheduler, s.steps)).alpha[s.steps];
+      // The prediction for x₀ = 0 is the shift itself: μ_tgt − μ_src less the residual.
+      const shift = oracleEditPrediction([0, 0, 0], clip.sourceColour, clip.target, start);
+      res.exactEditError = exactEditError(r.frames, frames, truth, Array.from(shift));
+    }
   }
   if (m.chunkOverlap !== undefined) {
     const seams = planChunks(n, s.chunk, m.chunkOverlap)
@@ -389,6 +452,7 @@ export function aggregate(results: MethodResult[]): Record<string, number> {
     'backgroundSsim',
     'colourError',
     'colourErrorBefore',
+    'exactEditError',
     'warpError',
     'warpErrorSource',
     'warpErrorRatio',

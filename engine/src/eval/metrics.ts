@@ -130,6 +130,30 @@ export function colourError(
 ): number {
   checkImageData(batch, 'colourError');
   maskMatches(batch, mask, 'colourError');
+  return meanDistance(batch, mask, region, (_f, c) => target[c]);
+}
+
+/**
+ * Mean distance inside the mask to the exact edit: every source pixel moved by `shift`, which is what an ideal inversion
+ * edit does to a pixel that stays in one component of the oracle (docs/ORACLE.md, "Partial edits"). Unlike
+ * colourError it leaves out what no method can change, the texture and the residual of the starting noise level.
+ */
+export function exactEditError(batch: ImageBatch, source: ImageBatch, mask: MaskBatch, shift: number[]): number {
+  checkImageData(batch, 'exactEditError');
+  maskMatches(batch, mask, 'exactEditError');
+  if (source.data.length !== batch.data.length)
+    throw new Error('exactEditError: the source and the edit differ in size');
+  const hw = batch.height * batch.width;
+  return meanDistance(batch, mask, 'inside', (f, c, p) => source.data[(f * 3 + c) * hw + p] + shift[c]);
+}
+
+/** Mean Euclidean RGB distance to a reference colour per pixel, weighted by the mask (or its complement). */
+function meanDistance(
+  batch: ImageBatch,
+  mask: MaskBatch,
+  region: Region,
+  reference: (frame: number, channel: number, pixel: number) => number,
+): number {
   const hw = batch.height * batch.width;
   let s = 0;
   let w = 0;
@@ -139,7 +163,7 @@ export function colourError(
       if (wt === 0) continue;
       let d2 = 0;
       for (let c = 0; c < 3; c++) {
-        const d = batch.data[(f * 3 + c) * hw + p] - target[c];
+        const d = batch.data[(f * 3 + c) * hw + p] - reference(f, c, p);
         d2 += d * d;
       }
       s += wt * Math.sqrt(d2);

@@ -32,6 +32,11 @@ export interface EvalSummary {
   defaultUnetEvalsPerFrame: number | null;
   /** The same for a re-edit of the stored trajectory (another target prompt, same source). */
   defaultReEditUnetEvalsPerFrame: number | null;
+  /**
+   * Prompt-to-prompt word swap (0.8 of the steps, no mask) on oracle-attn: mean distance inside the object to the
+   * exact edit (harness.ts, exactEditError); null without a synthetic suite or when the row did not run.
+   */
+  wordSwapColourError: number | null;
 }
 
 export interface EvalReport {
@@ -165,7 +170,8 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
     `| background PSNR outside the true object | ${fmt(s.backgroundPsnr, 1)} dB (no mask: ${fmt(s.backgroundPsnrNoMask, 1)} dB) |`,
   );
   lines.push(`| warp error ratio, edit ÷ source | ${fmt(s.warpErrorRatio)} |`);
-  lines.push(`| peak RSS ratio, long ÷ short clip | ${fmt(s.peakRssRatio)} |`, '');
+  lines.push(`| peak RSS ratio, long ÷ short clip | ${fmt(s.peakRssRatio)} |`);
+  lines.push(`| word swap: object error against the exact edit (oracle-attn) | ${fmt(s.wordSwapColourError)} |`, '');
   lines.push('∞ = identical (PSNR of identical images; stored as 100 in report.json).', '');
   const u = r.userDefaults;
   if (u) {
@@ -198,6 +204,7 @@ export function markdownReport(r: EvalReport, methods: MethodSpec[]): string {
     ['bg PSNR dB', 'backgroundPsnr', 1],
     ['bg SSIM', 'backgroundSsim', 4],
     ['colour err', 'colourError', 3],
+    ['exact-edit err', 'exactEditError', 3],
     ['WE ratio', 'warpErrorRatio', 3],
     ['object WE ratio', 'objectWarpErrorRatio', 3],
     ['seam WE ratio', 'seamWarpErrorRatio', 3],

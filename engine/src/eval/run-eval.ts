@@ -8,6 +8,7 @@ import { decodeFrames } from '../media/decode';
 import { probeMedia } from '../media/probe';
 import { workingSize } from '../media/working-size';
 import { resolveModel } from '../models/default-model';
+import { generateOracleAttn } from '../models/generate/oracle-attn';
 import { loadDiffusionModel, type DiffusionModel } from '../models/sd-model';
 import { VERSION } from '../version';
 import { ClipScorer, NO_CLIP_MODEL } from './clip-score';
@@ -115,6 +116,8 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
   const log = o.log ?? (() => undefined);
   const modelDir = o.modelDir ?? resolveModel();
   const model = await loadDiffusionModel(modelDir, { threads: o.threads });
+  const models = new Map<string | undefined, DiffusionModel>();
+  const cleanups: (() => unknown)[] = [];
   const notes: string[] = [];
   try {
     const suite = o.clipFile ? undefined : makeSuite(o.suite ?? 'synthetic');
@@ -132,13 +135,25 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
           prompt: c.prompt,
           objectMask: c.scene.objectMask,
           target: c.target,
+          sourceColour: c.sourceColour,
           flow: c.scene.flow,
           occlusion: c.scene.occlusion,
           flowSource: 'exact',
         }))
       : [await realClip(model, o)];
     const table = methodTable();
-    const methods = table.methods.filter((m) => !o.methods || o.methods.includes(m.id) || m.id === table.defaultId);
+    const methods = table.methods
+      .filter((m) => !o.methods || o.methods.includes(m.id) || m.id === table.defaultId)
+      // oracle-attn reads the oracle's prompt grammar: its rows mean something on the synthetic suites only.
+      .filter((m) => !m.model || suite);
+    if (methods.some((m) => m.model === 'oracle-attn')) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-eval-oracle-attn-'));
+      cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+      generateOracleAttn(dir);
+      const attn = await loadDiffusionModel(dir, { threads: o.threads });
+      cleanups.push(() => attn.release());
+      models.set('oracle-attn', attn);
+    }
     const perClip = new Map<string, Map<string, MethodResult>>();
     const inversionRoundTrip: number[] = [];
     const pictures: string[] = [];
@@ -148,7 +163,9 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       for (const m of methods) {
         if (m.chunkOverlap !== undefined && clip.frames.n <= settings.chunk) continue;
         if (m.trueMask && !clip.objectMask) continue;
-        const r = await evaluateMethod(model, m, clip, settings, { roundTrip: m.id === table.defaultId });
+        const r = await evaluateMethod(models.get(m.model) ?? model, m, clip, settings, {
+          roundTrip: m.id === table.defaultId,
+        });
         results.set(m.id, r);
         log(
           `${clip.name} ${m.id}: warp error ratio ${r.warpErrorRatio.toFixed(3)}${r.autoMaskIoU !== undefined ? `, IoU ${r.autoMaskIoU.toFixed(3)}` : ''}${r.backgroundPsnr !== undefined ? `, background ${r.backgroundPsnr.toFixed(1)} dB` : ''}, ${r.seconds.toFixed(1)} s`,
@@ -253,6 +270,8 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
       defaultsBackgroundPsnrNoMask: userDefaults ? value(userDefaults.noMask.backgroundPsnr) : null,
       defaultUnetEvalsPerFrame: userDefaults ? value(userDefaults.noMask.unetEvalsPerFrame) : null,
       defaultReEditUnetEvalsPerFrame: userDefaults ? value(userDefaults.reEditUnetEvalsPerFrame) : null,
+      // Word swap on oracle-attn against the exact edit of the object (harness.ts, exactEditError).
+      wordSwapColourError: value(aggregate(all('word-swap')).exactEditError),
     };
     if (!suite)
       notes.push(
@@ -309,6 +328,7 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalReport> {
     fs.writeFileSync(path.join(o.outDir, 'report.md'), markdownReport(report, methods));
     return report;
   } finally {
+    for (const c of cleanups.reverse()) await c();
     await model.release();
   }
 }

@@ -14,8 +14,9 @@ export interface SuiteClip {
   scene: SyntheticScene;
   sourcePrompt: string;
   prompt: string;
-  /** The colour the edit should give the object. */
+  /** The colour the edit should give the object, and the one it has. */
   target: Rgb;
+  sourceColour: Rgb;
 }
 
 export interface Suite {
@@ -203,6 +204,7 @@ export function makeSuite(name: SuiteName): Suite {
       sourcePrompt: SOURCE,
       prompt: TARGET,
       target: colour('blue'),
+      sourceColour: colour('red'),
     }));
   return { name, width: spec.W, height: spec.H, steps: spec.steps, chunk: spec.chunk, clips };
 }
