@@ -386,7 +386,7 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   await page.waitForFunction(() => !/preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
 });
 
-it("offers cross-frame attention, and marks the engine's refusal of it on the oracle at its control", async () => {
+it("offers the attention methods, and marks the engine's refusal of each on the oracle at its control", async () => {
   // The bodies the page posts, so the request itself can be checked, the refused one included.
   const sent: Record<string, unknown>[] = [];
   const onRequest = (r: PageRequest) => {
@@ -414,11 +414,41 @@ it("offers cross-frame attention, and marks the engine's refusal of it on the or
     expect((await listJobs()).length).toBe(before.length);
     await shot('07b-cross-frame-refused');
 
-    // Off again: the mark and the summary go, and the request is the one it was before the option existed.
     await page.click('#cross-frame [data-value="off"]');
     expect(await page.getAttribute('#cross-frame', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#form-problem')).toBe(false);
     expect(await page.isVisible('#cross-frame-mode')).toBe(false);
+
+    // Structure lock's presets are the contract's, in its order; with word swap, both go in the one attention object.
+    // The engine checks structure first, so its refusal lands there; with structure off, word swap's does.
+    expect(await page.$$eval('#structure .seg', (els: PageElement[]) => els.map((el) => el.textContent))).toEqual([
+      'Off',
+      'Reimagine',
+      'Loose',
+      'Balanced',
+      'Keep structure',
+    ]);
+    expect(await page.getAttribute('#structure [data-value="off"]', 'aria-checked')).toBe('true');
+    expect(await page.getAttribute('#word-swap [data-value="off"]', 'aria-checked')).toBe('true');
+    await page.click('#structure [data-value="balanced"]');
+    await page.click('#word-swap [data-value="on"]');
+    await page.click('#preview');
+    await page.waitForSelector('#structure[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.structure');
+    expect(sent.at(-1)?.attention).toEqual({ structure: 0.8, wordSwap: {} });
+    await page.click('#structure [data-value="off"]');
+    expect(await page.isVisible('#form-problem')).toBe(false);
+    await page.click('#preview');
+    await page.waitForSelector('#word-swap[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.wordSwap');
+    expect(await page.textContent('.field.invalid .field-message')).toContain('cross-attention');
+    expect(sent.at(-1)?.attention).toEqual({ wordSwap: {} });
+    expect((await listJobs()).length).toBe(before.length);
+
+    // Off again: the mark and the summary go, and the request is the one it was before the options existed.
+    await page.click('#word-swap [data-value="off"]');
+    expect(await page.getAttribute('#word-swap', 'aria-invalid')).toBe('false');
+    expect(await page.isVisible('#form-problem')).toBe(false);
     await page.fill('#steps', '1');
     const newest = await newestJobId();
     await page.click('#preview');
@@ -431,22 +461,26 @@ it("offers cross-frame attention, and marks the engine's refusal of it on the or
     expect((await getJob(id)).request).not.toHaveProperty('attention');
     await page.waitForSelector(`[data-job-id="${id}"][data-state="succeeded"]`, { timeout: 30_000 });
 
-    // "Reuse" brings a history entry's cross-frame setting back (an SD job's; none can succeed on the oracle), and an
-    // entry from before the option existed turns it off. Seeded into this origin's storage, read by a second tab.
-    const entry = (jobId: string, crossFrame?: { anchors: string; mode: string }) => ({
+    // "Reuse" brings a history entry's attention settings back (an SD job's; none can succeed on the oracle), a
+    // strength between presets as the nearest one, and an entry from before the options existed turns them off.
+    // Seeded into this origin's storage, read by a second tab.
+    const entry = (jobId: string, attention: Partial<HistoryEntry['settings']> = {}) => ({
       jobId,
       createdAt: new Date().toISOString(),
       clipName: 'street.mp4',
       prompt: PROMPT,
       sourcePrompt: SOURCE_PROMPT,
       seed: 3,
-      settings: { steps: 10, guidance: 7.5, method: 'inversion', mask: 'none', ...(crossFrame ? { crossFrame } : {}) },
+      settings: { steps: 10, guidance: 7.5, method: 'inversion', mask: 'none', ...attention },
       resultPath: path.join(os.tmpdir(), 'not-there.mp4'),
     });
     const saved = await page.evaluate(() => localStorage.getItem('reshoot.history.v1'));
     await page.evaluate(
       (entries) => localStorage.setItem('reshoot.history.v1', JSON.stringify(entries)),
-      [entry('sd-job', { anchors: 'first+previous', mode: 'replace' }), entry('old-job')],
+      [
+        entry('sd-job', { crossFrame: { anchors: 'first+previous', mode: 'replace' }, structure: 0.7, wordSwap: true }),
+        entry('old-job'),
+      ],
     );
     const tab = await page.context().newPage();
     try {
@@ -457,9 +491,13 @@ it("offers cross-frame attention, and marks the engine's refusal of it on the or
       expect(await tab.getAttribute('#cross-frame [data-value="first+previous"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#cross-frame-mode [data-value="replace"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#cross-frame-mode')).toBe(true);
+      expect(await tab.getAttribute('#structure [data-value="balanced"]', 'aria-checked')).toBe('true');
+      expect(await tab.getAttribute('#word-swap [data-value="on"]', 'aria-checked')).toBe('true');
       await tab.click('#history [data-job-id="old-job"] button:has-text("Reuse")');
       expect(await tab.getAttribute('#cross-frame [data-value="off"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#cross-frame-mode')).toBe(false);
+      expect(await tab.getAttribute('#structure [data-value="off"]', 'aria-checked')).toBe('true');
+      expect(await tab.getAttribute('#word-swap [data-value="off"]', 'aria-checked')).toBe('true');
     } finally {
       await tab.close();
       await page.evaluate((v) => {

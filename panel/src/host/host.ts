@@ -66,6 +66,9 @@ export interface HistoryEntry {
     mask: string;
     /** Cross-frame attention's anchors and mode when the job asked for it (entries from before it have none). */
     crossFrame?: { anchors: string; mode: string };
+    /** Structure lock's strength when above 0, and whether word swap was on; absent in entries from before them. */
+    structure?: number;
+    wordSwap?: boolean;
   };
   resultPath: string;
   /** Where it was placed, so "place again" can reuse the clip's timeline range. */

@@ -189,6 +189,9 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
               },
             }
           : {}),
+        // Only when on, like crossFrame, so an entry reads the same as one from before the options existed.
+        ...(job.request.attention?.structure ? { structure: job.request.attention.structure } : {}),
+        ...(job.request.attention?.wordSwap ? { wordSwap: true } : {}),
       },
       resultPath: job.result.path,
       // The original's range and track: "place again" puts the result over the same span, above the original.

@@ -1,6 +1,12 @@
 // Prompt, mask and settings, and the two buttons. The request is checked with the engine's own zod schema before it
 // is sent, so a mistake is pointed at in the form with the very words the engine would use.
-import { AttentionSpec, JobRequest, METHODS, type JobRequestInput } from '../../../engine/src/api/schemas';
+import {
+  AttentionSpec,
+  JobRequest,
+  METHODS,
+  STRUCTURE_PRESETS,
+  type JobRequestInput,
+} from '../../../engine/src/api/schemas';
 import type { ClipSelection, HistoryEntry, SourceRef } from '../host/host';
 import { button, diceIcon, field, fill, h, input, segmented, setInvalid, show, type Field } from './dom';
 import { FieldError, type Problemish } from './errors';
@@ -39,6 +45,28 @@ const MODE_TEXT: Record<string, { label: string; title: string }> = {
   replace: { label: 'Replace own', title: "A frame reads the anchors' keys and values instead of its own" },
 };
 
+// The contract's presets, in its order from looser to tighter, so one the engine adds shows up here too.
+type Structure = keyof typeof STRUCTURE_PRESETS;
+const STRUCTURES = Object.keys(STRUCTURE_PRESETS) as Structure[];
+const STRUCTURE_TITLE: Record<string, string> = {
+  off: 'The edit may change the layout and motion of the footage',
+  reimagine: 'The layout of the footage for the first steps only: new shapes, much the same composition',
+  loose: 'Layout and motion of the footage for half of the steps: shapes may still change',
+  balanced: "Layout and motion of the footage for most of the steps (PnP's setting)",
+  'keep structure': 'Layout and motion of the footage through every step: mostly the look changes',
+};
+// The form's label for the source prompt is "What is there now", so the hint says it in those words.
+const WORD_SWAP_HINT =
+  "Words shared with the description of what is there now keep where they were: turning 'red car' into 'blue car' changes only the car. Needs that description.";
+
+/** The preset nearest to a strength, so a history entry with a strength typed elsewhere (the CLI) still reads back. */
+function nearestStructure(strength: number): Structure {
+  let best: Structure = 'off';
+  for (const s of STRUCTURES)
+    if (Math.abs(STRUCTURE_PRESETS[s] - strength) < Math.abs(STRUCTURE_PRESETS[best] - strength)) best = s;
+  return best;
+}
+
 export interface EditFormOptions {
   onSubmit(kind: SubmitKind): void;
   stillUrl: (path: string, t: number, maxWidth: number) => string | null;
@@ -62,6 +90,10 @@ export class EditForm {
   private readonly anchorsField: Field;
   private readonly anchorMode;
   private readonly anchorModeField: Field;
+  private readonly structure;
+  private readonly structureField: Field;
+  private readonly wordSwap;
+  private readonly wordSwapField: Field;
   private readonly advanced = h('div', { class: 'advanced hidden', id: 'advanced' });
   private readonly advancedToggle: HTMLButtonElement;
   private readonly previewButton: HTMLButtonElement;
@@ -213,10 +245,7 @@ export class EditForm {
         title: MODE_TEXT[m]?.title,
       })),
       CROSS_FRAME.mode.parse(undefined),
-      () => {
-        setInvalid(this.anchorModeField, null);
-        this.dropSettledProblem();
-      },
+      () => this.settle(this.anchorModeField),
     );
     this.anchorMode.el.classList.add('small');
     this.anchorModeField = {
@@ -230,6 +259,54 @@ export class EditForm {
       message: h('div', { class: 'field-message' }),
     };
     this.anchorModeField.row.appendChild(this.anchorModeField.message);
+    this.structure = segmented<Structure>(
+      'structure',
+      STRUCTURES.map((s) => ({
+        value: s,
+        label: s.charAt(0).toUpperCase() + s.slice(1),
+        title: STRUCTURE_TITLE[s] ?? `Strength ${STRUCTURE_PRESETS[s]} of 1`,
+      })),
+      'off',
+      () => this.settle(this.structureField),
+    );
+    this.structure.el.classList.add('small', 'wrap');
+    this.structureField = {
+      row: h(
+        'div',
+        { class: 'field' },
+        h('div', { class: 'field-label', text: 'Structure' }),
+        this.structure.el,
+        h('div', {
+          class: 'field-hint',
+          text: "Keeps the footage's layout and motion; inversion with a Stable Diffusion model only.",
+        }),
+      ),
+      control: this.structure.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.structureField.row.appendChild(this.structureField.message);
+    this.wordSwap = segmented<'off' | 'on'>(
+      'word-swap',
+      [
+        { value: 'off', label: 'Off', title: 'The prompt places its words where it likes' },
+        { value: 'on', label: 'On', title: WORD_SWAP_HINT },
+      ],
+      'off',
+      () => this.settle(this.wordSwapField),
+    );
+    this.wordSwap.el.classList.add('small');
+    this.wordSwapField = {
+      row: h(
+        'div',
+        { class: 'field' },
+        h('div', { class: 'field-label', text: 'Word swap' }),
+        this.wordSwap.el,
+        h('div', { class: 'field-hint', text: WORD_SWAP_HINT }),
+      ),
+      control: this.wordSwap.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.wordSwapField.row.appendChild(this.wordSwapField.message);
     fill(
       this.advanced,
       h('div', { class: 'row two' }, this.steps.row, this.guidance.row),
@@ -237,6 +314,8 @@ export class EditForm {
       this.methodField.row,
       this.anchorsField.row,
       this.anchorModeField.row,
+      this.structureField.row,
+      this.wordSwapField.row,
     );
     this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), {
       class: 'disclosure',
@@ -315,9 +394,16 @@ export class EditForm {
     if (guidance !== undefined) req.guidance = guidance;
     if (strength !== undefined) req.strength = strength;
     if (seed !== undefined) req.seed = seed;
+    // Each method that is off is left out rather than sent as its default, so a request without any is the same as
+    // before the options existed.
+    const attention: NonNullable<JobRequestInput['attention']> = {};
     const anchors = this.anchors.value();
-    // Off is left out rather than sent as null, so a request without it is the same as before the option existed.
-    if (anchors !== 'off') req.attention = { crossFrame: { anchors, mode: this.anchorMode.value() } };
+    if (anchors !== 'off') attention.crossFrame = { anchors, mode: this.anchorMode.value() };
+    const structure = STRUCTURE_PRESETS[this.structure.value()];
+    if (structure > 0) attention.structure = structure;
+    // Empty: the engine's default share of the steps (P2P's 0.8) is the one to use.
+    if (this.wordSwap.value() === 'on') attention.wordSwap = {};
+    if (Object.keys(attention).length) req.attention = attention;
     if (kind === 'preview') req.preview = { ...PREVIEW };
     // Previews are throwaway: they go to the engine's own folder, not next to the project.
     else if (outputFolder) req.output = { folder: outputFolder };
@@ -398,6 +484,8 @@ export class EditForm {
     const modes = CROSS_FRAME.mode.unwrap().options as readonly string[];
     this.anchors.set(cf && anchors.includes(cf.anchors) ? (cf.anchors as Anchors) : 'off');
     if (cf && modes.includes(cf.mode)) this.anchorMode.set(cf.mode as AnchorMode);
+    this.structure.set(nearestStructure(e.settings.structure ?? 0));
+    this.wordSwap.set(e.settings.wordSwap ? 'on' : 'off');
     this.renderAttention();
     this.clearProblems();
     (this.prompt.control as HTMLTextAreaElement).focus?.();
@@ -434,9 +522,12 @@ export class EditForm {
       seed: this.seed,
       method: this.methodField,
       'attention.crossFrame.mode': this.anchorModeField,
+      'attention.structure': this.structureField,
+      'attention.wordSwap': this.wordSwapField,
     };
     if (map[name]) return map[name];
     if (name.startsWith('mask')) return this.maskField;
+    if (name.startsWith('attention.wordSwap.')) return this.wordSwapField;
     if (name.startsWith('attention')) return this.anchorsField;
     return undefined;
   }
@@ -454,6 +545,8 @@ export class EditForm {
       this.methodField,
       this.anchorsField,
       this.anchorModeField,
+      this.structureField,
+      this.wordSwapField,
     ];
   }
 
@@ -490,6 +583,12 @@ export class EditForm {
     show(this.anchorModeField.row, this.anchors.value() !== 'off');
     setInvalid(this.anchorsField, null);
     setInvalid(this.anchorModeField, null);
+    this.dropSettledProblem();
+  }
+
+  /** A changed choice answers what a problem said about it. */
+  private settle(f: Field): void {
+    setInvalid(f, null);
     this.dropSettledProblem();
   }
 
