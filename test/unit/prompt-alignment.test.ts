@@ -1,5 +1,5 @@
 // The word diff that tells prompt-to-prompt which source token's map each target token takes.
-import { alignPrompts, tokenSpans } from '../../engine/src/editing/prompt-alignment';
+import { alignPrompts, editedTokens, tokenSpans } from '../../engine/src/editing/prompt-alignment';
 import { buildClipVocab } from '../../engine/src/models/generate/clip-vocab';
 import { ClipTokenizer } from '../../engine/src/models/tokenizer';
 
@@ -60,5 +60,22 @@ describe('alignPrompts', () => {
     expect(a.added).toEqual([]);
     expect(a.swapped).toEqual([]);
     expect(Array.from(a.sourceOf.slice(0, 7))).toEqual([0, 1, 3, 4, 5, 7, 8]);
+  });
+});
+
+describe('editedTokens', () => {
+  it('gives the tokens of the words the edit swaps, adds and drops, and none of the shared ones', () => {
+    const swap = editedTokens(tok, 'a red car on a gray road', 'a blue car on a gray road');
+    expect(swap).toEqual({ source: [2], target: [2] });
+    const refine = editedTokens(tok, 'a car on a road', 'a red car on a road');
+    expect(refine).toEqual({ source: [], target: [2] });
+    const drop = editedTokens(tok, 'a big red car', 'a red car');
+    expect(drop).toEqual({ source: [2], target: [] });
+    expect(editedTokens(tok, 'a red car', 'a red car')).toEqual({ source: [], target: [] });
+    // A word the vocabulary spells in several tokens is edited whole.
+    const zebra = tokenSpans(tok, 'a zebra on a road')[1];
+    expect(editedTokens(tok, 'a car on a road', 'a zebra on a road').target).toEqual(
+      Array.from({ length: zebra.end - zebra.start }, (_, k) => zebra.start + k),
+    );
   });
 });

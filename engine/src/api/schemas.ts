@@ -19,7 +19,18 @@ const unit = (name: string) =>
 
 export const MaskSpec = z.discriminatedUnion('type', [
   z.object({ type: z.literal('none') }).strict(),
-  z.object({ type: z.literal('auto'), threshold: unit('mask.threshold').optional() }).strict(),
+  z
+    .object({
+      type: z.literal('auto'),
+      threshold: unit('mask.threshold').optional(),
+      /**
+       * What the automatic mask is read from: "difference" (DiffEdit: where the two prompts disagree about the noise;
+       * the default), "attention" (FateZero: the cross-attention maps of the words the edit changes; needs a model
+       * with cross-attention and sourcePrompt), or "both" (the mean of the two scores).
+       */
+      from: z.enum(['difference', 'attention', 'both']).optional(),
+    })
+    .strict(),
   z.object({ type: z.literal('file'), path: z.string().min(1, 'mask.path is empty').max(4096) }).strict(),
   z
     .object({ type: z.literal('box'), x: unit('mask.x'), y: unit('mask.y'), w: unit('mask.w'), h: unit('mask.h') })

@@ -88,3 +88,30 @@ export function alignPrompts(tok: ClipTokenizer, source: string, target: string)
   for (let p = tgtEnd; p < tok.maxLength; p++) sourceOf[p] = Math.min(tok.maxLength - 1, srcEnd + (p - tgtEnd));
   return { sourceOf, swapped, added };
 }
+
+/**
+ * Token positions of the words the edit changes: in the source, the words the target swapped out or dropped; in the
+ * target, the words it swapped in or added. Words both prompts share are in neither.
+ */
+export function editedTokens(
+  tok: ClipTokenizer,
+  source: string,
+  target: string,
+): { source: number[]; target: number[] } {
+  const src = tokenSpans(tok, source);
+  const tgt = tokenSpans(tok, target);
+  const { sourceOf } = alignPrompts(tok, source, target);
+  const wordAt = (spans: TokenSpan[], p: number) => spans.find((s) => p >= s.start && p < s.end)?.word;
+  const kept = new Set<number>();
+  const changed: number[] = [];
+  for (const t of tgt)
+    for (let p = t.start; p < t.end; p++) {
+      const s = sourceOf[p];
+      if (s >= 0 && wordAt(src, s) === t.word) kept.add(s);
+      else changed.push(p);
+    }
+  const removed = src.flatMap((s) =>
+    Array.from({ length: s.end - s.start }, (_, k) => s.start + k).filter((p) => !kept.has(p)),
+  );
+  return { source: removed, target: changed };
+}

@@ -6,6 +6,8 @@ export type ConsistencyParams = Partial<ConsistencySpec>;
 export type LatentCorrectionParams = NonNullable<ConsistencySpec['latentCorrection']>;
 
 export type CrossFrameParams = NonNullable<AttentionSpec['crossFrame']>;
+/** What the automatic mask is read from (api/schemas.ts MaskSpec "auto"). */
+export type AutoMaskSource = 'difference' | 'attention' | 'both';
 
 export interface InversionParams {
   /** What the frames show now; the empty prompt is the unconditional model. */
@@ -31,7 +33,7 @@ export interface EditParams {
   /** 1 = edit, 0 = keep the source trajectory; one matte for all frames or one per frame, at frame resolution. */
   mask?: MaskBatch | null;
   /** With no explicit mask: derive one from where source and target prompts disagree (InvEdit / DiffEdit). */
-  autoMask?: { threshold: number; levels?: number } | null;
+  autoMask?: { threshold: number; levels?: number; from?: AutoMaskSource } | null;
   /** Temporal-consistency stages (consistency.ts, docs/QUALITY.md); absent = none, the loop as it always was. */
   consistency?: ConsistencyParams | null;
   /** Cross-frame attention (stages/cross-frame.ts); absent = each frame attends to itself only. */

@@ -3,7 +3,7 @@
 // warp error against the source's flow, and cost. report.ts turns the numbers into report.md/report.json/pictures.
 import { ConsistencySpec } from '../api/schemas';
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
-import type { ConsistencyParams, EditParams } from '../editing/types';
+import type { AutoMaskSource, ConsistencyParams, EditParams } from '../editing/types';
 import { inversionEdit } from '../editing/pipelines/inversion-edit';
 import { editInChunks, planChunks } from '../editing/long-clip';
 import { sdedit } from '../editing/pipelines/sdedit';
@@ -38,6 +38,8 @@ export interface MethodSpec {
   trueMask?: boolean;
   /** The automatic mask's threshold; default 0.5 (the job default). */
   threshold?: number;
+  /** What the automatic mask is read from; default "difference" (the job default). */
+  maskFrom?: AutoMaskSource;
   /**
    * Run on oracle-attn (the oracle written as one cross-attention block, docs/ORACLE.md) instead of the eval's model:
    * the attention methods need a UNet with attention, and on oracle-attn they have exact right answers.
@@ -209,6 +211,27 @@ export function methodTable(): { methods: MethodSpec[]; defaultId: string } {
       attention: { wordSwap: { steps: 0.8 } },
     },
     {
+      id: 'attention-mask',
+      label: 'job default, attention mask (oracle-attn)',
+      description:
+        "the job defaults with the automatic mask read from the changed words' cross-attention maps (FateZero) instead of the prompts' difference",
+      kind: 'inversion',
+      autoMask: true,
+      maskFrom: 'attention',
+      consistency: d,
+      model: 'oracle-attn',
+    },
+    {
+      id: 'both-mask',
+      label: 'job default, difference + attention mask (oracle-attn)',
+      description: 'the job defaults with the mean of the difference and attention scores as the mask score',
+      kind: 'inversion',
+      autoMask: true,
+      maskFrom: 'both',
+      consistency: d,
+      model: 'oracle-attn',
+    },
+    {
       id: 'chunked',
       label: 'default, chunks, no overlap',
       description: 'the job defaults edited in independent chunks',
@@ -347,7 +370,7 @@ async function runMethod(
       guidance: 1,
       directInversion: !m.plainDdim,
       batchSize: s.batchSize,
-      autoMask: m.autoMask ? { threshold: m.threshold ?? 0.5 } : null,
+      autoMask: m.autoMask ? { threshold: m.threshold ?? 0.5, from: m.maskFrom } : null,
       mask: m.trueMask ? truth : null,
       consistency: m.consistency ?? null,
       wordSwap: m.attention?.wordSwap ?? null,

@@ -27,7 +27,8 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
       ...common(c),
       sourcePrompt: c.req.sourcePrompt,
       directInversion: c.req.directInversion,
-      autoMask: c.req.mask.type === 'auto' ? { threshold: c.req.mask.threshold ?? 0.5 } : undefined,
+      autoMask:
+        c.req.mask.type === 'auto' ? { threshold: c.req.mask.threshold ?? 0.5, from: c.req.mask.from } : undefined,
       consistency: c.consistency,
       crossFrame: c.req.attention?.crossFrame,
       reweight: c.req.attention?.reweight,

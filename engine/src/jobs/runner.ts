@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { JobMemory, JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
+import { wordMapSites, wordMaskProblem } from '../editing/stages/auto-mask';
 import { crossFrameSites } from '../editing/stages/cross-frame';
 import { reweightProblem, reweightSites } from '../editing/stages/reweight';
 import { structureSites } from '../editing/stages/structure-lock';
@@ -146,6 +147,12 @@ export async function planJob(
       `the automatic mask is derived from the inversion; use method "inversion", or a "box" or "file" mask with ${req.method === 'fast' ? 'the fast preset' : 'SDEdit'}`,
       'mask.type',
     );
+  }
+  if (req.mask.type === 'auto' && req.mask.from && req.mask.from !== 'difference') {
+    const sites = wordMapSites(model);
+    if (typeof sites === 'string') throw ProblemError.of(422, 'Mask not available', sites, 'mask.from');
+    const problem = wordMaskProblem(req.sourcePrompt);
+    if (problem) throw ProblemError.of(422, 'Source prompt needed', problem, 'sourcePrompt');
   }
   const crossFrame = req.attention?.crossFrame;
   if (crossFrame) {

@@ -5,6 +5,7 @@ import type { DiffusionModel } from '../../models/sd-model';
 import { batches } from '../../diffusion/images';
 import { repeatEmbeddings } from '../loop/batching';
 import type { InvertedTrajectory } from '../types';
+import { addWordMaps, wordMapScore } from './word-mask';
 
 export interface AutoMaskOptions {
   /** Fraction of the frame's strongest difference above which a latent pixel is edited (DiffEdit uses 0.5). */
@@ -12,6 +13,17 @@ export interface AutoMaskOptions {
   /** Trajectory levels sampled, spread evenly over the inversion. */
   levels: number;
   batchSize: number;
+  /**
+   * Also gather the changed words' cross-attention maps from the same UNet calls (word-mask.ts): the UNet variant
+   * with the cross-attention-maps pass, its `maps` ports at one resolution, their grid, and the changed words' tokens.
+   */
+  words?: {
+    variant: string;
+    maps: string[];
+    grid: { h: number; w: number };
+    sourceTokens: readonly number[];
+    targetTokens: readonly number[];
+  };
 }
 
 export interface AutoMask {
@@ -19,6 +31,8 @@ export interface AutoMask {
   mask: Float32Array;
   /** The normalised difference map before thresholding, [n, h, w] in [0, 1]. */
   score: Float32Array;
+  /** With `words`: the normalised word-attention map, [n, h, w] in [0, 1]. */
+  wordScore?: Float32Array;
   unetEvals: number;
 }
 
@@ -42,6 +56,8 @@ export async function autoMask(
   const per = C * hw;
   const score = new Float32Array(n * hw);
   const levels = sampledLevels(traj.latents.length - 1, o.levels);
+  const words = o.words;
+  const coarse = words && new Float32Array(n * words.grid.h * words.grid.w);
   let unetEvals = 0;
   for (const { start, count } of batches(n, o.batchSize)) {
     const sz = count * per;
@@ -52,8 +68,26 @@ export async function autoMask(
       const z = traj.latents[k].subarray(start * per, start * per + sz);
       input.set(z, 0);
       input.set(z, sz);
-      const { eps } = await model.predict(input, 2 * count, h, w, traj.timesteps[k], emb);
+      const { eps, outputs } = await model.predict(
+        input,
+        2 * count,
+        h,
+        w,
+        traj.timesteps[k],
+        emb,
+        words && { variant: words.variant, outputs: words.maps },
+      );
       unetEvals += 2 * count;
+      if (words && coarse)
+        for (const port of words.maps) {
+          const positions = outputs[port].dims[1];
+          if (positions !== words.grid.h * words.grid.w)
+            throw new Error(
+              `${port} has ${positions} positions, not the ${words.grid.w}×${words.grid.h} grid expected at its resolution`,
+            );
+          addWordMaps(coarse, outputs[port], 0, count, start, words.sourceTokens);
+          addWordMaps(coarse, outputs[port], count, count, start, words.targetTokens);
+        }
       for (let f = 0; f < count; f++) {
         const dst = (start + f) * hw;
         for (let c = 0; c < C; c++) {
@@ -75,5 +109,6 @@ export async function autoMask(
       mask[f * hw + p] = plane[p] > o.threshold ? 1 : 0;
     }
   }
-  return { mask, score, unetEvals };
+  const wordScore = words && coarse && wordMapScore(coarse, n, words.grid.h, words.grid.w, h, w);
+  return { mask, score, unetEvals, ...(wordScore ? { wordScore } : {}) };
 }
