@@ -28,6 +28,7 @@ import {
   values,
   unetSubject,
   type UnetSubject as Subject,
+  fp16Attention,
 } from '../support/unet-subjects';
 
 const [LH, LW] = [8, 8];
@@ -275,79 +276,6 @@ function reverseTokens(t: ort.Tensor): ort.Tensor {
   for (let g = 0; g < x.length / (n * d); g++)
     for (let j = 0; j < n; j++) out.set(x.subarray((g * n + j) * d, (g * n + j + 1) * d), (g * n + (n - 1 - j)) * d);
   return new ort.Tensor('float32', out, t.dims);
-}
-
-/**
- * One self-attention block computed in float16 throughout, as fp16 exports without upcast_attention have it (the
- * generated olive-fp16 tiny-sd casts to float32 before its blocks): to_q/to_k/to_v, heads split to [B, heads, N, d],
- * K transposed to Kᵀ before the scores, scale, softmax, ·V, heads merged.
- */
-function fp16Attention(heads: number, headDim: number): onnx.ModelProto {
-  const DT = onnx.TensorProto.DataType;
-  const c = heads * headDim;
-  const p = '/down_blocks.0/attentions.0/transformer_blocks.0/attn1';
-  const nodes: onnx.INodeProto[] = [];
-  const op = (type: string, inputs: string[], name: string, attribute: onnx.IAttributeProto[] = []) => {
-    nodes.push({ name: `${p}/${name}`, opType: type, input: inputs, output: [`${p}/${name}_output_0`], attribute });
-    return `${p}/${name}_output_0`;
-  };
-  const perm = (ints: number[]) => [{ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints }];
-  const half = (name: string, dims: number[], data: number[]) =>
-    onnx.TensorProto.create({ name, dataType: DT.FLOAT16, dims, rawData: new Uint8Array(toHalf(data).buffer) });
-  const weight = (name: string, seed: number) =>
-    half(
-      name,
-      [c, c],
-      Array.from({ length: c * c }, (_, i) => 0.4 * Math.sin(i * 0.71 + seed)),
-    );
-  const split = onnx.TensorProto.create({
-    name: 'split',
-    dataType: DT.INT64,
-    dims: [4],
-    int64Data: [0, -1, heads, headDim],
-  });
-  const merge = onnx.TensorProto.create({ name: 'merge', dataType: DT.INT64, dims: [3], int64Data: [0, -1, c] });
-  const heads4 = (x: string, w: string, name: string) =>
-    op(
-      'Transpose',
-      [op('Reshape', [op('MatMul', ['x', w], `${name}/MatMul`), 'split'], `${name}/Reshape`)],
-      `${name}/Transpose`,
-      perm([0, 2, 1, 3]),
-    );
-  const q = heads4('x', 'wq', 'to_q');
-  const k = heads4('x', 'wk', 'to_k');
-  const v = heads4('x', 'wv', 'to_v');
-  const scores = op('MatMul', [q, op('Transpose', [k], 'Transpose_kt', perm([0, 1, 3, 2]))], 'MatMul');
-  const probs = op('Softmax', [op('Mul', [scores, 'scale'], 'Mul')], 'Softmax', [
-    { name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 },
-  ]);
-  const attention = op('MatMul', [probs, v], 'MatMul_1');
-  const merged = op(
-    'Reshape',
-    [op('Transpose', [attention], 'Transpose_out', perm([0, 2, 1, 3])), 'merge'],
-    'Reshape_out',
-  );
-  nodes.push({ name: `${p}/to_out/MatMul`, opType: 'MatMul', input: [merged, 'wo'], output: ['y'] });
-  const io = (name: string) => onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: DT.FLOAT16 } } });
-  return onnx.ModelProto.create({
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 17 }],
-    graph: {
-      name: 'fp16-attention',
-      node: nodes,
-      input: [io('x')],
-      output: [io('y')],
-      initializer: [
-        weight('wq', 1),
-        weight('wk', 2),
-        weight('wv', 3),
-        weight('wo', 4),
-        half('scale', [], [1 / Math.sqrt(headDim)]),
-        split,
-        merge,
-      ],
-    },
-  });
 }
 
 describe('a float16 attention block (split heads, K before its transpose)', () => {
