@@ -449,6 +449,51 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     await page.click('#word-swap [data-value="off"]');
     expect(await page.getAttribute('#word-swap', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#form-problem')).toBe(false);
+
+    // Word emphasis is typed as word=scale. One that is not is marked at the field before anything is sent; a good one
+    // goes as attention.reweight, and the oracle's refusal (no cross-attention) lands at the same field.
+    await page.fill('#emphasis', 'blue=x');
+    const posted = sent.length;
+    await page.click('#preview');
+    await page.waitForSelector('#emphasis[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.reweight');
+    expect(await page.textContent('.field.invalid .field-message')).toContain('word=scale pairs');
+    expect(sent.length).toBe(posted);
+    await page.fill('#emphasis', 'blue=2');
+    expect(await page.getAttribute('#emphasis', 'aria-invalid')).toBe('false');
+    await page.click('#preview');
+    await page.waitForSelector('#emphasis[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.reweight');
+    expect(await page.textContent('.field.invalid .field-message')).toContain('this model has none');
+    expect(sent.at(-1)?.attention).toEqual({ reweight: [{ word: 'blue', scale: 2 }] });
+    await page.fill('#emphasis', '');
+
+    // The automatic mask's source (the mask is Auto here since the box test): the contract's choices, shown only
+    // under Auto, difference by default and then not sent. Attention is refused on the oracle at the control.
+    expect(await page.getAttribute('#mask-choice [data-value="auto"]', 'aria-checked')).toBe('true');
+    expect(await page.$$eval('#mask-from .seg', (els: PageElement[]) => els.map((el) => el.textContent))).toEqual([
+      'Difference',
+      'Attention',
+      'Both',
+    ]);
+    expect(await page.getAttribute('#mask-from [data-value="difference"]', 'aria-checked')).toBe('true');
+    expect(await page.isVisible('#mask-from')).toBe(true);
+    for (const other of ['none', 'file']) {
+      await page.click(`#mask-choice [data-value="${other}"]`);
+      expect(await page.isVisible('#mask-from')).toBe(false);
+    }
+    await page.click('#mask-choice [data-value="auto"]');
+    await page.click('#mask-from [data-value="attention"]');
+    await page.click('#preview');
+    await page.waitForSelector('#mask-from[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('mask.from');
+    expect(sent.at(-1)?.mask).toEqual({ type: 'auto', from: 'attention' });
+    expect(sent.at(-1)).not.toHaveProperty('attention');
+    expect((await listJobs()).length).toBe(before.length);
+    await shot('07c-mask-from-refused');
+    await page.click('#mask-from [data-value="difference"]');
+    expect(await page.getAttribute('#mask-from', 'aria-invalid')).toBe('false');
+    expect(await page.isVisible('#form-problem')).toBe(false);
     await page.fill('#steps', '1');
     const newest = await newestJobId();
     await page.click('#preview');
@@ -458,6 +503,7 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     );
     const id = await newestJobId();
     expect(sent.at(-1)).not.toHaveProperty('attention');
+    expect(sent.at(-1)?.mask).toEqual({ type: 'auto' });
     expect((await getJob(id)).request).not.toHaveProperty('attention');
     await page.waitForSelector(`[data-job-id="${id}"][data-state="succeeded"]`, { timeout: 30_000 });
 
@@ -478,7 +524,16 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     await page.evaluate(
       (entries) => localStorage.setItem('reshoot.history.v1', JSON.stringify(entries)),
       [
-        entry('sd-job', { crossFrame: { anchors: 'first+previous', mode: 'replace' }, structure: 0.7, wordSwap: true }),
+        entry('sd-job', {
+          crossFrame: { anchors: 'first+previous', mode: 'replace' },
+          structure: 0.7,
+          wordSwap: true,
+          reweight: [
+            { word: 'blue', scale: 2 },
+            { word: 'car', scale: 0.5 },
+          ],
+          mask: 'auto mask from attention',
+        }),
         entry('old-job'),
       ],
     );
@@ -493,11 +548,18 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
       expect(await tab.isVisible('#cross-frame-mode')).toBe(true);
       expect(await tab.getAttribute('#structure [data-value="balanced"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#word-swap [data-value="on"]', 'aria-checked')).toBe('true');
+      expect(await tab.inputValue('#emphasis')).toBe('blue=2, car=0.5');
+      expect(await tab.getAttribute('#mask-choice [data-value="auto"]', 'aria-checked')).toBe('true');
+      expect(await tab.getAttribute('#mask-from [data-value="attention"]', 'aria-checked')).toBe('true');
+      expect(await tab.isVisible('#mask-from')).toBe(true);
       await tab.click('#history [data-job-id="old-job"] button:has-text("Reuse")');
       expect(await tab.getAttribute('#cross-frame [data-value="off"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#cross-frame-mode')).toBe(false);
       expect(await tab.getAttribute('#structure [data-value="off"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#word-swap [data-value="off"]', 'aria-checked')).toBe('true');
+      expect(await tab.inputValue('#emphasis')).toBe('');
+      expect(await tab.getAttribute('#mask-choice [data-value="none"]', 'aria-checked')).toBe('true');
+      expect(await tab.isVisible('#mask-from')).toBe(false);
     } finally {
       await tab.close();
       await page.evaluate((v) => {

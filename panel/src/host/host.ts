@@ -63,12 +63,15 @@ export interface HistoryEntry {
     guidance: number;
     strength?: number;
     method: string;
+    /** maskLabel's words; an automatic mask read from attention or both says so ("auto mask from attention"). */
     mask: string;
     /** Cross-frame attention's anchors and mode when the job asked for it (entries from before it have none). */
     crossFrame?: { anchors: string; mode: string };
     /** Structure lock's strength when above 0, and whether word swap was on; absent in entries from before them. */
     structure?: number;
     wordSwap?: boolean;
+    /** Word emphasis (attention.reweight) when the job had any; absent in entries from before it. */
+    reweight?: { word: string; scale: number }[];
   };
   resultPath: string;
   /** Where it was placed, so "place again" can reuse the clip's timeline range. */

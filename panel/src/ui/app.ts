@@ -180,7 +180,11 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         guidance: job.request.guidance,
         strength: job.request.strength,
         method: job.request.method,
-        mask: maskLabel(job.request.mask),
+        // The mask's source only when not the engine's own (difference), so Reuse can choose it again.
+        mask:
+          job.request.mask.type === 'auto' && job.request.mask.from && job.request.mask.from !== 'difference'
+            ? `${maskLabel(job.request.mask)} from ${job.request.mask.from}`
+            : maskLabel(job.request.mask),
         ...(job.request.attention?.crossFrame
           ? {
               crossFrame: {
@@ -192,6 +196,9 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         // Only when on, like crossFrame, so an entry reads the same as one from before the options existed.
         ...(job.request.attention?.structure ? { structure: job.request.attention.structure } : {}),
         ...(job.request.attention?.wordSwap ? { wordSwap: true } : {}),
+        ...(job.request.attention?.reweight?.length
+          ? { reweight: job.request.attention.reweight.map(({ word, scale }) => ({ word, scale })) }
+          : {}),
       },
       resultPath: job.result.path,
       // The original's range and track: "place again" puts the result over the same span, above the original.

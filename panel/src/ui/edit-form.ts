@@ -1,8 +1,10 @@
 // Prompt, mask and settings, and the two buttons. The request is checked with the engine's own zod schema before it
 // is sent, so a mistake is pointed at in the form with the very words the engine would use.
+import { z } from 'zod';
 import {
   AttentionSpec,
   JobRequest,
+  MaskSpec,
   METHODS,
   STRUCTURE_PRESETS,
   type JobRequestInput,
@@ -59,6 +61,42 @@ const STRUCTURE_TITLE: Record<string, string> = {
 const WORD_SWAP_HINT =
   "Words shared with the description of what is there now keep where they were: turning 'red car' into 'blue car' changes only the car. Needs that description.";
 
+// Where the automatic mask is read from: the contract's choices (the "auto" member of MaskSpec), so one the engine adds
+// shows up here too. "difference" is the engine's own when none is sent.
+type MaskFrom = NonNullable<Extract<JobRequestInput['mask'], { type: 'auto' }>['from']>;
+const MASK_FROM: readonly MaskFrom[] = MaskSpec.options[1].shape.from.unwrap().options;
+const MASK_FROM_TEXT: Record<string, { label: string; title: string }> = {
+  difference: { label: 'Difference', title: 'Where the two prompts disagree (DiffEdit)' },
+  attention: {
+    label: 'Attention',
+    title: 'Where the model looks for the words you changed (FateZero); needs the description of what is there now',
+  },
+  both: { label: 'Both', title: 'The mean of the two' },
+};
+
+type Reweight = NonNullable<AttentionSpec['reweight']>[number];
+const EMPHASIS_HINT =
+  'Make words count more or less: word=scale (0 ignores it, 2 doubles it). Stable Diffusion models only.';
+
+/**
+ * "blue=2, car=0.5" as attention.reweight's entries, and the entries that are not word=number, in the engine's words
+ * (its CLI's rule for --reweight). A missing word or a scale out of range is left to the schema, which says why.
+ */
+function parseEmphasis(text: string): { entries: Reweight[]; malformed: string[] } {
+  const entries: Reweight[] = [];
+  const malformed: string[] = [];
+  for (const part of text.split(',')) {
+    const pair = part.trim();
+    if (!pair) continue;
+    const [word, scale, ...rest] = pair.split('=');
+    const n = Number(scale);
+    if (rest.length || scale === undefined || scale.trim() === '' || !Number.isFinite(n))
+      malformed.push(`attention.reweight takes word=scale pairs separated by commas, e.g. blue=2; got "${pair}"`);
+    else entries.push({ word: word.trim(), scale: n });
+  }
+  return { entries, malformed };
+}
+
 /** The preset nearest to a strength, so a history entry with a strength typed elsewhere (the CLI) still reads back. */
 function nearestStructure(strength: number): Structure {
   let best: Structure = 'off';
@@ -94,6 +132,10 @@ export class EditForm {
   private readonly structureField: Field;
   private readonly wordSwap;
   private readonly wordSwapField: Field;
+  private readonly emphasis: Field;
+  private readonly maskFrom;
+  private readonly maskFromField: Field;
+  private readonly maskFromHint = h('div', { class: 'field-hint' });
   private readonly advanced = h('div', { class: 'advanced hidden', id: 'advanced' });
   private readonly advancedToggle: HTMLButtonElement;
   private readonly previewButton: HTMLButtonElement;
@@ -136,7 +178,7 @@ export class EditForm {
         {
           value: 'auto',
           label: 'Auto',
-          title: 'Automatic: the engine finds the area from the difference between the two prompts',
+          title: 'Automatic: the engine finds the area from the two prompts',
         },
         { value: 'file', label: 'Matte', title: 'A matte file you made: PNG still, matte video or PNG sequence' },
         { value: 'box', label: 'Box', title: 'Drag a rectangle on a still of the clip' },
@@ -155,6 +197,25 @@ export class EditForm {
       message: h('div', { class: 'field-message' }),
     };
     this.maskField.row.appendChild(this.maskField.message);
+    this.maskFrom = segmented<MaskFrom>(
+      'mask-from',
+      MASK_FROM.map((f) => ({ value: f, label: MASK_FROM_TEXT[f]?.label ?? f, title: MASK_FROM_TEXT[f]?.title })),
+      'difference',
+      () => this.renderMaskFrom(),
+    );
+    this.maskFrom.el.classList.add('small');
+    this.maskFromField = {
+      row: h(
+        'div',
+        { class: 'field sub' },
+        h('div', { class: 'field-label', text: 'Read the mask from' }),
+        this.maskFrom.el,
+        this.maskFromHint,
+      ),
+      control: this.maskFrom.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.maskFromField.row.appendChild(this.maskFromField.message);
 
     const defaults = JobRequest.shape;
     this.steps = field(
@@ -307,6 +368,7 @@ export class EditForm {
       message: h('div', { class: 'field-message' }),
     };
     this.wordSwapField.row.appendChild(this.wordSwapField.message);
+    this.emphasis = field('Emphasis', input('emphasis', { placeholder: 'blue=2, car=0.5' }), { hint: EMPHASIS_HINT });
     fill(
       this.advanced,
       h('div', { class: 'row two' }, this.steps.row, this.guidance.row),
@@ -316,6 +378,7 @@ export class EditForm {
       this.anchorModeField.row,
       this.structureField.row,
       this.wordSwapField.row,
+      this.emphasis.row,
     );
     this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), {
       class: 'disclosure',
@@ -348,7 +411,7 @@ export class EditForm {
       this.prompt.row,
       this.sourcePrompt.row,
       this.maskField.row,
-      h('div', { class: 'mask-extra' }, this.mattePath.row, this.boxDrawer.el),
+      h('div', { class: 'mask-extra' }, this.maskFromField.row, this.mattePath.row, this.boxDrawer.el),
       this.advancedToggle,
       this.advanced,
       this.problem,
@@ -403,6 +466,9 @@ export class EditForm {
     if (structure > 0) attention.structure = structure;
     // Empty: the engine's default share of the steps (P2P's 0.8) is the one to use.
     if (this.wordSwap.value() === 'on') attention.wordSwap = {};
+    // What is not word=number stays out; validate() says so at the field before anything is sent.
+    const { entries } = parseEmphasis(v(this.emphasis));
+    if (entries.length) attention.reweight = entries;
     if (Object.keys(attention).length) req.attention = attention;
     if (kind === 'preview') req.preview = { ...PREVIEW };
     // Previews are throwaway: they go to the engine's own folder, not next to the project.
@@ -413,18 +479,30 @@ export class EditForm {
   /** Checks with the engine's schema; throws a FieldError naming the first field at fault. */
   validate(req: JobRequestInput): void {
     const parsed = JobRequest.safeParse(req);
-    if (parsed.success) return;
-    throw FieldError.fromZod(parsed.error);
+    const issues = [...this.ownIssues(), ...(parsed.success ? [] : parsed.error.issues)];
+    if (issues.length) throw FieldError.fromZod(new z.ZodError(issues));
   }
 
   /** Checks everything but the source, before the host spends time on it (Premiere may render the clip first). */
   validateSettings(kind: SubmitKind): void {
     const req = this.request({ path: '-', in: 0, out: 1 }, kind, '');
     const parsed = JobRequest.safeParse(req);
-    if (parsed.success) return;
-    const issues = parsed.error.issues.filter((i) => i.path[0] !== 'source');
+    const issues = [...this.ownIssues(), ...(parsed.success ? [] : parsed.error.issues)].filter(
+      (i) => i.path[0] !== 'source',
+    );
     if (issues.length === 0) return;
-    throw FieldError.fromZod({ ...parsed.error, issues });
+    throw FieldError.fromZod(new z.ZodError(issues));
+  }
+
+  /** What the form's own text fields cannot say in the request (the emphasis list), as the schema's issues would. */
+  private ownIssues(): z.core.$ZodIssue[] {
+    const text = (this.emphasis.control as HTMLInputElement).value;
+    return parseEmphasis(text).malformed.map((message) => ({
+      code: 'custom',
+      path: ['attention', 'reweight'],
+      message,
+      input: text,
+    }));
   }
 
   /** Marks the fields a problem names (here or, through extraLookup, in the source section) and sums it up above the buttons. */
@@ -477,8 +555,14 @@ export class EditForm {
       e.settings.strength === undefined ? '' : String(e.settings.strength);
     (this.seed.control as HTMLInputElement).value = String(e.seed);
     if ((METHODS as readonly string[]).includes(e.settings.method)) this.method.set(e.settings.method as Method);
+    // The label maskLabel wrote ("whole frame", "auto mask from attention"); a matte or box is not in it to restore.
     const maskType = e.settings.mask.split(' ')[0];
-    if (maskType === 'none' || maskType === 'auto') this.maskChoice.set(maskType);
+    if (maskType === 'none' || maskType === 'whole') this.maskChoice.set('none');
+    if (maskType === 'auto') {
+      const from = / from (\S+)/.exec(e.settings.mask)?.[1] ?? 'difference';
+      this.maskFrom.set((MASK_FROM as readonly string[]).includes(from) ? (from as MaskFrom) : 'difference');
+      this.maskChoice.set('auto');
+    }
     const cf = e.settings.crossFrame;
     const anchors = CROSS_FRAME.anchors.unwrap().options as readonly string[];
     const modes = CROSS_FRAME.mode.unwrap().options as readonly string[];
@@ -486,6 +570,9 @@ export class EditForm {
     if (cf && modes.includes(cf.mode)) this.anchorMode.set(cf.mode as AnchorMode);
     this.structure.set(nearestStructure(e.settings.structure ?? 0));
     this.wordSwap.set(e.settings.wordSwap ? 'on' : 'off');
+    (this.emphasis.control as HTMLInputElement).value = (e.settings.reweight ?? [])
+      .map((r) => `${r.word}=${r.scale}`)
+      .join(', ');
     this.renderAttention();
     this.clearProblems();
     (this.prompt.control as HTMLTextAreaElement).focus?.();
@@ -495,8 +582,11 @@ export class EditForm {
     switch (this.maskChoice.value()) {
       case 'none':
         return { type: 'none' };
-      case 'auto':
-        return { type: 'auto' };
+      case 'auto': {
+        // Difference is the engine's own: left out, so the request is the one from before the choice existed.
+        const from = this.maskFrom.value();
+        return from === 'difference' ? { type: 'auto' } : { type: 'auto', from };
+      }
       case 'file':
         return { type: 'file', path: (this.mattePath.control as HTMLInputElement).value.trim() };
       case 'box': {
@@ -515,6 +605,7 @@ export class EditForm {
       prompt: this.prompt,
       sourcePrompt: this.sourcePrompt,
       'mask.path': this.mattePath,
+      'mask.from': this.maskFromField,
       mask: this.maskField,
       steps: this.steps,
       guidance: this.guidance,
@@ -528,6 +619,7 @@ export class EditForm {
     if (map[name]) return map[name];
     if (name.startsWith('mask')) return this.maskField;
     if (name.startsWith('attention.wordSwap.')) return this.wordSwapField;
+    if (name === 'attention.reweight' || name.startsWith('attention.reweight.')) return this.emphasis;
     if (name.startsWith('attention')) return this.anchorsField;
     return undefined;
   }
@@ -538,6 +630,7 @@ export class EditForm {
       this.sourcePrompt,
       this.mattePath,
       this.maskField,
+      this.maskFromField,
       this.steps,
       this.guidance,
       this.strength,
@@ -547,6 +640,7 @@ export class EditForm {
       this.anchorModeField,
       this.structureField,
       this.wordSwapField,
+      this.emphasis,
     ];
   }
 
@@ -573,10 +667,19 @@ export class EditForm {
     const m = this.maskChoice.value();
     show(this.mattePath.row, m === 'file');
     show(this.boxDrawer.el, m === 'box');
+    show(this.maskFromField.row, m === 'auto');
     setInvalid(this.maskField, null);
     setInvalid(this.mattePath, null);
-    this.dropSettledProblem();
+    setInvalid(this.maskFromField, null);
+    this.renderMaskFrom();
     if (m === 'box') this.boxDrawer.activate();
+  }
+
+  /** The chosen source's description under the choice (the buttons' titles are out of reach without a pointer). */
+  private renderMaskFrom(): void {
+    const from = this.maskFrom.value();
+    this.maskFromHint.textContent = MASK_FROM_TEXT[from]?.title ?? '';
+    this.settle(this.maskFromField);
   }
 
   private renderAttention(): void {
