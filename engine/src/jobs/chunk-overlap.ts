@@ -1,9 +1,10 @@
-// The job runner's side of the temporal-consistency stages: overlapping chunks crossfaded at the seams (long-clip.ts)
-// and the automatic mask written out as a matte sequence. Kept out of runner.ts so the runner only calls it.
+// The job runner's side of the temporal-consistency stages: overlapping chunks crossfaded at the seams (long-clip.ts),
+// the automatic mask written out as a matte sequence, and with cross-frame attention the clip's anchor frame carried
+// from the first chunk to every later one. Kept out of runner.ts so the runner only calls it.
 import { ConsistencySpec, type JobRequest } from '../api/schemas';
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
 import type { ConsistencyParams } from '../editing/types';
-import { OverlapFeeder, OverlapStitcher } from '../editing/long-clip';
+import { OverlapFeeder, OverlapStitcher, type CarriedAnchor, type ChunkCarry } from '../editing/long-clip';
 import { MatteSequenceWriter } from './matte-output';
 
 /** Final frames, with the automatic mask stitched the same way ([n, latent h, latent w]) when the job has one. */
@@ -17,6 +18,9 @@ export class ChunkOverlap {
   private readonly matte?: MatteSequenceWriter;
   private readonly latentH: number;
   private readonly latentW: number;
+  /** Whether chunks carry the clip's anchor frame (cross-frame attention), and the anchor once the first kept it. */
+  private readonly carries: boolean;
+  private anchor?: CarriedAnchor;
 
   constructor(
     req: JobRequest,
@@ -34,6 +38,9 @@ export class ChunkOverlap {
           weights: [...c.latentCorrection.weights],
         },
       };
+    // Every cross-frame anchor scheme reads the clip's frame 0; the previous frame of a chunk's first new frame is
+    // one of its overlap frames already.
+    this.carries = inversion && !!req.attention?.crossFrame;
     this.feeder = new OverlapFeeder(overlap);
     this.stitcher = new OverlapStitcher(overlap);
     this.latentH = o.height / o.vaeScale;
@@ -45,6 +52,19 @@ export class ChunkOverlap {
   /** The chunk to edit: the decoded frames preceded by `lead` frames of the previous chunk. */
   next(chunk: ImageBatch): { frames: ImageBatch; lead: number } {
     return this.feeder.next(chunk);
+  }
+
+  /** What the next chunk's task carries: the first keeps the clip's frame 0 as the anchor, the later ones run it. */
+  carry(): ChunkCarry | undefined {
+    if (!this.carries) return undefined;
+    return this.anchor ? { anchor: this.anchor } : { keep: 1 };
+  }
+
+  /** Takes the anchor the first chunk kept; the worker hands it back whenever the carry asked for it. */
+  took(result: { anchor?: CarriedAnchor }): void {
+    if (!this.carries || this.anchor) return;
+    if (!result.anchor) throw new Error('the first chunk did not hand back its anchor frame for cross-frame attention');
+    this.anchor = result.anchor;
   }
 
   /** The frames that are final after this chunk (its overlap crossfaded with the previous one's held tail). */

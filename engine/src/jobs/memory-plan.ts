@@ -3,12 +3,19 @@
 // size) the engine knows what a UNet batch item costs at the job's size (models/memory-probe.ts measures it once and
 // caches it); it takes the largest batch that leaves a margin of the memory that is free, and refuses a job that does
 // not fit even one frame at a time, before it starts. Small models are not measured: nothing they do comes near.
+// What cross-frame attention adds is not measured but sized from what it holds (crossFrameCost below).
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import type { JobMemory, JobRequest } from '../api/schemas';
 import { unetItemsPerFrame } from '../editing/loop/inversion-loop';
 import { readsSourceBranch } from '../editing/stages';
+import { crossFrameMemory, crossFrameSites, type BankMemory, type BankSite } from '../editing/stages/cross-frame';
+import type { CrossFrameParams } from '../editing/types';
 import type { MemoryCost, MemoryProbeKey } from '../models/memory-probe';
 import { vaeFramesPerCall, type ModelInfo } from '../models/sd-model';
+import { findAttentionSites } from '../onnx/attention-sites';
+import { graphIdentity, readGraphFile } from '../onnx/graph-file';
 
 /**
  * Latent tokens per UNet call beyond which a CPU gains nothing from a bigger batch: on sd-bench (2-core Xeon) the time
@@ -75,6 +82,9 @@ export interface PlanInput {
   /** Measured cost at this size; absent for small models. */
   cost?: MemoryCost;
   budget: MemoryBudget;
+  /** With cross-frame attention: the bank's sites and the UNet's weights, when not read from the model's files. */
+  bankSites?: BankSite[];
+  unetWeightsBytes?: number;
 }
 
 export type PlanOutcome = { ok: true; memory: JobMemory } | { ok: false; detail: string };
@@ -87,6 +97,45 @@ export function itemsPerFrame(req: PlanInput['req']): number {
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+/** What cross-frame attention adds: its bank, and the UNet rewritten for it, a session of its own with its weights. */
+interface CrossFrameCost {
+  bank: BankMemory;
+  weightsBytes: number;
+}
+
+/** The job's cross-frame cost; undefined without it, a sentence where it cannot be sized. */
+function crossFrameCost(p: PlanInput, items: number): CrossFrameCost | string | undefined {
+  const cf = p.req.method === 'inversion' ? p.req.attention?.crossFrame : undefined;
+  if (!cf) return undefined;
+  try {
+    const sites = p.bankSites ?? bankSites(p.model, cf.layers, p.latent);
+    if (typeof sites === 'string') return sites;
+    return {
+      bank: crossFrameMemory(sites, cf, items, p.model.attention.slices),
+      weightsBytes: p.unetWeightsBytes ?? unetWeightsBytes(p.model),
+    };
+  } catch (err) {
+    return `the UNet's files could not be read for it (${(err as Error).message})`;
+  }
+}
+
+/**
+ * What the UNet holds at `frames` frames per call, beyond the model. Plain: one session, whose working memory grows
+ * with the batch's items (inversion and edit share it). With cross-frame attention the edit runs in the rewritten
+ * session, opened beside the base one (models/unet-variants.ts): a second copy of the weights and working memory of its
+ * own for the edit's items, each with the bank on top, while the base session keeps what the inversion (one item a
+ * frame) and the automatic mask (two) grew it to. The stage's anchors are held whatever the batch.
+ */
+function unetBytes(cost: MemoryCost, items: number, cf?: CrossFrameCost): (frames: number) => number {
+  const item = cost.unetItemBytes;
+  if (!cf) return (frames) => frames * items * item;
+  return (frames) => {
+    const edited = Math.min(frames, cf.bank.framesPerCall ?? frames);
+    const base = frames * Math.min(items, 2) * item;
+    return base + cf.weightsBytes + edited * items * (item + cf.bank.itemBytes) + cf.bank.heldBytes;
+  };
+}
 
 export function planMemory(p: PlanInput): PlanOutcome {
   const requested = p.req.batchSize;
@@ -106,7 +155,11 @@ export function planMemory(p: PlanInput): PlanOutcome {
   }
   if (!p.cost) return { ok: true, memory: { batchSize: batch, requestedBatchSize: requested, reason } };
   const items = itemsPerFrame(p.req);
-  const peak = (frames: number) => p.cost!.baseBytes + frames * items * p.cost!.unetItemBytes + p.mediaBytes;
+  const cf = crossFrameCost(p, items);
+  const banked = typeof cf === 'object' ? cf : undefined;
+  const unet = unetBytes(p.cost, items, banked);
+  const peak = (frames: number) => p.cost!.baseBytes + unet(frames) + p.mediaBytes;
+  const plainPeak = (frames: number) => p.cost!.baseBytes + frames * items * p.cost!.unetItemBytes + p.mediaBytes;
   const b = p.budget;
   const free = b.processBytes + b.availableBytes - marginBytes(b.totalBytes);
   const room = Math.min(free, b.limitBytes ?? Infinity);
@@ -117,11 +170,18 @@ export function planMemory(p: PlanInput): PlanOutcome {
     const what = limited
       ? `the --max-memory limit is ${gib(b.limitBytes!)}`
       : `${gib(b.availableBytes)} is free besides the engine's ${gib(b.processBytes)}, and ${gib(marginBytes(b.totalBytes))} is kept for other applications`;
+    const bank = banked
+      ? `, and ${gib(peak(1) - plainPeak(1))} more for cross-frame attention: the UNet rewritten for it runs as a ` +
+        "second session with its own copy of the weights, and the anchor frames' keys and values and the wider " +
+        'attention scores come on top'
+      : '';
     return {
       ok: false,
       detail:
         `this edit needs about ${gib(peak(1))} at one frame per UNet call (the model ${gib(p.cost.baseBytes)}, ` +
-        `${gib(items * p.cost.unetItemBytes)} per frame at ${p.latent.width}×${p.latent.height} latents) and ${what}; ` +
+        `${gib(items * p.cost.unetItemBytes)} per frame at ${p.latent.width}×${p.latent.height} latents${bank}) ` +
+        `and ${what}; ` +
+        (banked ? `turn attention.crossFrame off or limit it to the decoder's layers (layers "decoder"), ` : '') +
         'close other applications, raise the limit, use more attention slices (--attention-slices 16), ' +
         'or run the job on a machine with more memory',
     };
@@ -129,8 +189,10 @@ export function planMemory(p: PlanInput): PlanOutcome {
   const fastest = batch;
   while (batch > 1 && !fits(batch)) batch--;
   if (batch < fastest) {
-    reason = `${batch} frame${batch > 1 ? 's' : ''} per call fit${batch > 1 ? '' : 's'} in ${limitedBy}`;
+    const withBank = banked ? ' with cross-frame attention' : '';
+    reason = `${batch} frame${batch > 1 ? 's' : ''} per call fit${batch > 1 ? '' : 's'} in ${limitedBy}${withBank}`;
   }
+  if (typeof cf === 'string') reason += ` (cross-frame attention's own memory is not counted: ${cf})`;
   return {
     ok: true,
     memory: {
@@ -158,4 +220,51 @@ export function probeKey(
     width: latent.width,
     vaeFrames: Math.min(chunkFrames, vaeFramesPerCall(pixels)),
   };
+}
+
+/**
+ * The self-attention sites cross-frame attention feeds a bank at, sized at this latent, or why they cannot be. The
+ * sites' widths (heads × head width) come from the UNet's graph, read without its weights once per file.
+ */
+export function bankSites(
+  model: ModelInfo,
+  layers: CrossFrameParams['layers'],
+  latent: { height: number; width: number },
+): BankSite[] | string {
+  const modules = crossFrameSites(model, layers);
+  if (typeof modules === 'string') return modules;
+  const widths = selfAttentionWidths(path.join(model.dir, 'unet', 'model.onnx'));
+  const sites: BankSite[] = [];
+  for (const module of modules) {
+    const site = model.attention.sites.find((s) => s.module === module)!;
+    const width = widths.get(module);
+    if (!width) return `the graph does not say how wide ${module} is`;
+    const tokens = Math.ceil(latent.height / site.resolution) * Math.ceil(latent.width / site.resolution);
+    sites.push({ module, tokens, heads: site.heads, width });
+  }
+  return sites;
+}
+
+/** Self-attention widths by module, per graph file (by its identity: a file replaced in place is read again). */
+const widthsByGraph = new Map<string, Map<string, number>>();
+
+function selfAttentionWidths(file: string): Map<string, number> {
+  const id = graphIdentity(file);
+  let widths = widthsByGraph.get(id);
+  if (!widths) {
+    const sites = findAttentionSites(readGraphFile(file).model).sites.filter((s) => s.kind === 'self');
+    widths = new Map(sites.map((s) => [s.module, s.heads * s.headDim]));
+    widthsByGraph.set(id, widths);
+  }
+  return widths;
+}
+
+/** The UNet's weights on disk, which a session holds in memory: its graph file and external data. */
+export function unetWeightsBytes(model: ModelInfo): number {
+  const dir = path.join(model.dir, 'unet');
+  const external = model.variant.externalData.unet;
+  return ['model.onnx', ...(external ? [external] : [])].reduce(
+    (sum, f) => sum + fs.statSync(path.join(dir, f)).size,
+    0,
+  );
 }

@@ -2,6 +2,7 @@
 // METHODS, so a method added there does not compile until it says here which pipeline runs it and with what.
 import type { JobRequest } from '../api/schemas';
 import type { ImageBatch, MaskBatch } from '../diffusion/images';
+import type { ChunkCarry } from '../editing/long-clip';
 import type { ConsistencyParams } from '../editing/types';
 import type { MethodTask } from '../worker/protocol';
 
@@ -17,6 +18,8 @@ export interface ChunkTask {
   consistency: ConsistencyParams | undefined;
   /** Where trajectories are cached, and the key of this chunk's (first frame, count, size, model, prompt, steps). */
   cache?: { dir: string; maxBytes: number; key: () => string };
+  /** Cross-frame attention across chunks: the clip's anchor frame kept from the first chunk, carried by the rest. */
+  carry?: ChunkCarry;
 }
 
 const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
@@ -39,6 +42,7 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
     },
     // The worker reads and writes the cache itself: on a hit it edits from the stored trajectory.
     cache: c.cache && { dir: c.cache.dir, maxBytes: c.cache.maxBytes, key: c.cache.key() },
+    ...(c.carry ? { carry: c.carry } : {}),
   }),
   sdedit: (c) => ({
     kind: 'sdedit',

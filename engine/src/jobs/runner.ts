@@ -556,11 +556,13 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
         reconstruct: sink.reconstruct,
         consistency: seams.consistency,
         cache,
+        carry: seams.carry(),
       });
       const sent = performance.now();
       times.cacheMs += sent - cacheStart;
       running = ctx.worker.run(task, { onProgress, transfer: true });
       const result = await running.result;
+      seams.took(result);
       if (result.cacheHit) cacheHits++;
       correspondences ??= result.correspondences;
       result.stages?.forEach((s) => stagesRan.add(s));

@@ -2,8 +2,9 @@
 // blocks on a UNet call. session.run executes on the calling thread, which is why this has to live here.
 import { parentPort } from 'node:worker_threads';
 import { runMethod } from '../editing/pipelines';
+import { inversionChunk, type ChunkOutput } from '../editing/long-clip';
 import { editFromInversion } from '../editing/pipelines/inversion-edit';
-import type { MethodOutput, Progress, Stage, TrajectoryStore } from '../editing/types';
+import type { Progress, Stage, TrajectoryStore } from '../editing/types';
 import { InversionCache } from '../store/inversion-cache';
 import { loadDiffusionModel, type DiffusionModel } from '../models/sd-model';
 import { buffersOf, type FromWorker, type Task, type TaskResult, type TaskTimings, type ToWorker } from './protocol';
@@ -66,7 +67,7 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
       onProgress(p);
     },
   };
-  let out: MethodOutput;
+  let out: ChunkOutput;
   if (task.kind === 'edit-from-inversion') {
     const { sourceSteps, ...edited } = await editFromInversion(m, task.trajectory, task.params, hooks);
     out = sourceSteps ? { ...edited, trajectory: { ...task.trajectory, sourceSteps } } : edited;
@@ -89,7 +90,10 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
         timings.cacheMs += tailCacheMs;
       },
     };
-    out = await runMethod(task, m, hooks, store);
+    out =
+      task.kind === 'inversion-edit' && task.carry
+        ? await inversionChunk(m, task.frames, task.params, task.carry, hooks, store)
+        : await runMethod(task, m, hooks, store);
   }
   const end = performance.now();
   timings.textMs += m.stats.textMs - textMark;
@@ -140,6 +144,9 @@ async function handle(msg: ToWorker): Promise<void> {
             result.latentMask,
             ...(traj?.latents ?? []),
             ...(traj?.sourceSteps?.levels ?? []),
+            ...(result.anchor?.trajectory.latents ?? []),
+            ...(result.anchor?.path ?? []),
+            result.anchor?.mask,
           ),
         );
         break;

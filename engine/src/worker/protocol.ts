@@ -1,4 +1,5 @@
 // Messages between the engine's main thread and the compute worker that owns the ONNX Runtime sessions.
+import type { CarriedAnchor, ChunkCarry } from '../editing/long-clip';
 import type { MethodCall } from '../editing/pipelines';
 import type { EditParams, InvertedTrajectory, MethodOutput, Progress } from '../editing/types';
 import type { ModelInfo, ModelStats } from '../models/sd-model';
@@ -14,8 +15,11 @@ export interface WorkerCache {
   key: string;
 }
 
-/** One edit method on frames (editing/pipelines/index.ts); `cache` is used by the methods that invert. */
-export type MethodTask = MethodCall & { cache?: WorkerCache };
+/**
+ * One edit method on frames (editing/pipelines/index.ts); `cache` is used by the methods that invert. `carry`: a chunk
+ * of an inversion edit with cross-frame attention (editing/long-clip.ts inversionChunk).
+ */
+export type MethodTask = MethodCall & { cache?: WorkerCache; carry?: ChunkCarry };
 
 export type Task = MethodTask | { kind: 'edit-from-inversion'; trajectory: InvertedTrajectory; params: EditParams };
 
@@ -37,8 +41,12 @@ export interface TaskTimings {
   taskMs: number;
 }
 
-/** The method's output (the trajectory only when the task had no cache to put it in) plus what it cost. */
+/**
+ * The method's output (the trajectory only when the task had no cache to put it in) plus what it cost; `anchor`: the
+ * anchor frames a chunk's carry asked to keep.
+ */
 export type TaskResult = MethodOutput & {
+  anchor?: CarriedAnchor;
   stats: ModelStats;
   timings: TaskTimings;
 };

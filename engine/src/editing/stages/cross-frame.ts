@@ -14,7 +14,11 @@
 // are neither reused nor stored (loop/inversion-loop.ts).
 //
 // Cost per anchor frame, per batch item and self-attention site: the site's keys and values (N·C values each), fed in
-// and read out every call; and the scores grow from N×N to N×(N + anchors·N).
+// and read out every call; and the scores grow from N×N to N×(N + anchors·N). crossFrameMemory below sizes it for the
+// memory plan (jobs/memory-plan.ts).
+//
+// Across the chunks of a long clip (long-clip.ts inversionChunk), the clip's frame 0 rides along ahead of every later
+// chunk's frames: the stage sees it as the chunk's frame 0 and anchors every frame on it, as an unchunked edit does.
 import type { ModelInfo, PortTensor } from '../../models/sd-model';
 import type { PassRequest } from '../../onnx/graph-cache';
 import { selfAttentionBank, selfAttentionBankPorts } from '../../onnx/passes/self-attention-bank';
@@ -120,7 +124,8 @@ export function crossFrameStage(): EditStage {
           value: call.branches.map((_, b) => slice(v.data, b * call.count + j, l.value)),
         });
         if (call.start === 0) first.set(site.module, take(0));
-        previous.set(site.module, take(call.count - 1));
+        // Kept only where it is read: at SD 1.5 sizes a frame's K and V over all sites and branches are ~370 MB.
+        if (p.anchors === 'first+previous') previous.set(site.module, take(call.count - 1));
       }
     },
     afterStep() {
@@ -167,4 +172,52 @@ function bank(anchors: Float32Array[][], call: UnetCallInfo, l: KvLayout): PortT
     }
   const dims = l.rank === 4 ? [items, l.heads, S * l.tokens, l.width] : [items * l.heads, S * l.tokens, l.width];
   return { data: out, dims };
+}
+
+/** One self-attention site the bank is fed at, sized at the job's latent. */
+export interface BankSite {
+  module: string;
+  /** Tokens N of one frame at the site. */
+  tokens: number;
+  heads: number;
+  /** heads × head width: one frame's K (or V) at the site is tokens × width values. */
+  width: number;
+}
+
+/** What the stage adds to a UNet call's memory, beyond the plain UNet's. */
+export interface BankMemory {
+  /** Per batch item of a banked call (one frame in one branch). */
+  itemBytes: number;
+  /** Held from call to call whatever the batch: the anchors' K and V, for every branch. */
+  heldBytes: number;
+  /** Frames per UNet call the stage runs whatever the batch size asks (one, with the previous frame as an anchor). */
+  framesPerCall?: number;
+}
+
+const FLOAT_BYTES = 4;
+
+/**
+ * From what the stage feeds and keeps (fp32 throughout; an fp16 graph holds half inside ONNX Runtime): for every call,
+ * each site's bank (S anchor frames of K and V) is fed in and the frame's own K and V come out; inside the call, one
+ * site at a time, K and V are concatenated with the bank and the scores and probabilities of each slice's ⌈N/slices⌉
+ * query rows grow by S·N columns per head. Between calls the stage keeps the anchors' K and V per branch.
+ */
+export function crossFrameMemory(
+  sites: readonly BankSite[],
+  cf: CrossFrameParams,
+  branches: number,
+  slices: number,
+): BankMemory {
+  const S = cf.anchors === 'first+previous' ? 2 : 1;
+  const kv = sites.map((s) => s.tokens * s.width * FLOAT_BYTES);
+  const all = kv.reduce((a, b) => a + b, 0);
+  const ports = (2 * S + 2) * all;
+  const widerScores = (s: BankSite) =>
+    2 * s.heads * Math.ceil(s.tokens / Math.max(1, slices)) * S * s.tokens * FLOAT_BYTES;
+  const transient = Math.max(0, ...sites.map((s, i) => 2 * S * kv[i] + widerScores(s)));
+  return {
+    itemBytes: ports + transient,
+    heldBytes: S * branches * 2 * all,
+    ...(S === 2 ? { framesPerCall: 1 } : {}),
+  };
 }
