@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CrossFrameParams } from '../../engine/src/editing/types';
-import { planMemory, type PlanInput } from '../../engine/src/jobs/memory-plan';
+import { planMemory, unetWeightsBytes, type PlanInput } from '../../engine/src/jobs/memory-plan';
 import { makeTestClip } from '../../engine/src/media';
 import type { MemoryCost } from '../../engine/src/models/memory-probe';
 import { generateSdBench, generateTinySd } from '../../engine/src/models/generate/tiny-sd';
@@ -236,6 +236,33 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     expect(refused.ok).toBe(false);
     expect(!refused.ok && refused.detail).toMatch(
       /^this edit needs about \d+\.\d GiB at one frame per UNet call \(the model \d+\.\d GiB, \d+\.\d GiB per frame at 64×64 latents, and \d+\.\d GiB more for cross-frame attention: the UNet rewritten for it runs as a second session with its own copy of the weights, and the anchor frames' keys and values and the wider attention scores come on top\) and the --max-memory limit is \d+\.\d GiB; turn attention\.crossFrame off or limit it to the decoder's layers \(layers "decoder"\), close other applications/,
+    );
+  });
+
+  it('counts the second session of structure lock, word swap, re-weighting and the attention mask, not a bank', () => {
+    const plain = plan(req(null), 64, cost);
+    const weights = unetWeightsBytes(info);
+    expect(weights).toBeGreaterThan(0);
+    const variants: PlanInput['req'][] = [
+      { ...req(null), attention: { crossFrame: null, reweight: [], structure: 0.8, wordSwap: null } },
+      { ...req(null), attention: { crossFrame: null, reweight: [], structure: 0, wordSwap: { steps: 0.8 } } },
+      {
+        ...req(null),
+        attention: { crossFrame: null, reweight: [{ word: 'blue', scale: 2 }], structure: 0, wordSwap: null },
+      },
+      { ...req(null), mask: { type: 'auto', from: 'attention' } },
+    ];
+    // A second session: its weights, and working memory of its own beside what the base session keeps from the
+    // inversion and the mask (the same for all four: none has a bank).
+    const peaks = variants.map((r) => peakOf(plan(r, 64, cost)));
+    for (const p of peaks) expect(p).toBe(peaks[0]);
+    expect(peaks[0]).toBeGreaterThan(peakOf(plain) + weights);
+    expect(peaks[0]).toBeLessThan(peakOf(plan(req(FIRST), 64, cost)));
+    // The DiffEdit mask runs in the base session.
+    expect(peakOf(plan({ ...req(null), mask: { type: 'auto', from: 'difference' } }, 64, cost))).toBe(peakOf(plain));
+    const refused = plan(variants[0], 64, cost, (peakOf(plain) + peaks[0]) / 2);
+    expect(!refused.ok && refused.detail).toMatch(
+      /more for the attention methods: the UNet rewritten for them runs as a second session with its own copy of the weights\) .*; turn the attention methods off, close other applications/,
     );
   });
 

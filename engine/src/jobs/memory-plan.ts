@@ -3,7 +3,8 @@
 // size) the engine knows what a UNet batch item costs at the job's size (models/memory-probe.ts measures it once and
 // caches it); it takes the largest batch that leaves a margin of the memory that is free, and refuses a job that does
 // not fit even one frame at a time, before it starts. Small models are not measured: nothing they do comes near.
-// What cross-frame attention adds is not measured but sized from what it holds (crossFrameCost below).
+// What the attention methods add is not measured but sized from what they hold (attentionCost below): the UNet
+// rewritten for them is a second session with its own weights, and cross-frame attention's bank comes on top.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -73,7 +74,8 @@ export interface PlanInput {
   req: Pick<
     JobRequest,
     'batchSize' | 'method' | 'guidance' | 'prompt' | 'sourcePrompt' | 'directInversion' | 'attention'
-  >;
+  > &
+    Partial<Pick<JobRequest, 'mask'>>;
   model: ModelInfo;
   /** Latent size of the job's working frames. */
   latent: { height: number; width: number };
@@ -98,22 +100,42 @@ export function itemsPerFrame(req: PlanInput['req']): number {
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
-/** What cross-frame attention adds: its bank, and the UNet rewritten for it, a session of its own with its weights. */
+/**
+ * What the attention methods add: the UNet rewritten for them, a session of its own with its weights, and cross-frame
+ * attention's bank (none for the methods that gather inside the batch).
+ */
 interface CrossFrameCost {
   bank: BankMemory;
   weightsBytes: number;
+  /** Who asks for it, for messages. */
+  what: string;
 }
 
-/** The job's cross-frame cost; undefined without it, a sentence where it cannot be sized. */
-function crossFrameCost(p: PlanInput, items: number): CrossFrameCost | string | undefined {
-  const cf = p.req.method === 'inversion' ? p.req.attention?.crossFrame : undefined;
-  if (!cf) return undefined;
+const NO_BANK: BankMemory = { itemBytes: 0, heldBytes: 0 };
+
+/** Whether the job's edit runs in a rewritten UNet (an attention method or an attention mask). */
+function rewritesUnet(req: PlanInput['req']): boolean {
+  const a = req.attention;
+  const maskFrom = req.mask?.type === 'auto' ? req.mask.from : undefined;
+  return (
+    req.method === 'inversion' &&
+    (!!a?.crossFrame || readsSourceBranch(a) || !!a?.reweight.length || (!!maskFrom && maskFrom !== 'difference'))
+  );
+}
+
+/** The job's cost of a rewritten UNet; undefined without one, a sentence where it cannot be sized. */
+function attentionCost(p: PlanInput, items: number): CrossFrameCost | string | undefined {
+  if (!rewritesUnet(p.req)) return undefined;
+  const cf = p.req.attention?.crossFrame;
   try {
+    const weightsBytes = p.unetWeightsBytes ?? unetWeightsBytes(p.model);
+    if (!cf) return { bank: NO_BANK, weightsBytes, what: 'the attention methods' };
     const sites = p.bankSites ?? bankSites(p.model, cf.layers, p.latent);
     if (typeof sites === 'string') return sites;
     return {
       bank: crossFrameMemory(sites, cf, items, p.model.attention.slices),
-      weightsBytes: p.unetWeightsBytes ?? unetWeightsBytes(p.model),
+      weightsBytes,
+      what: 'cross-frame attention',
     };
   } catch (err) {
     return `the UNet's files could not be read for it (${(err as Error).message})`;
@@ -155,7 +177,7 @@ export function planMemory(p: PlanInput): PlanOutcome {
   }
   if (!p.cost) return { ok: true, memory: { batchSize: batch, requestedBatchSize: requested, reason } };
   const items = itemsPerFrame(p.req);
-  const cf = crossFrameCost(p, items);
+  const cf = attentionCost(p, items);
   const banked = typeof cf === 'object' ? cf : undefined;
   const unet = unetBytes(p.cost, items, banked);
   const peak = (frames: number) => p.cost!.baseBytes + unet(frames) + p.mediaBytes;
@@ -170,10 +192,11 @@ export function planMemory(p: PlanInput): PlanOutcome {
     const what = limited
       ? `the --max-memory limit is ${gib(b.limitBytes!)}`
       : `${gib(b.availableBytes)} is free besides the engine's ${gib(b.processBytes)}, and ${gib(marginBytes(b.totalBytes))} is kept for other applications`;
+    const crossFrame = banked?.what === 'cross-frame attention';
     const bank = banked
-      ? `, and ${gib(peak(1) - plainPeak(1))} more for cross-frame attention: the UNet rewritten for it runs as a ` +
-        "second session with its own copy of the weights, and the anchor frames' keys and values and the wider " +
-        'attention scores come on top'
+      ? `, and ${gib(peak(1) - plainPeak(1))} more for ${banked.what}: the UNet rewritten for ${crossFrame ? 'it' : 'them'} runs as a ` +
+        'second session with its own copy of the weights' +
+        (crossFrame ? ", and the anchor frames' keys and values and the wider attention scores come on top" : '')
       : '';
     return {
       ok: false,
@@ -181,7 +204,8 @@ export function planMemory(p: PlanInput): PlanOutcome {
         `this edit needs about ${gib(peak(1))} at one frame per UNet call (the model ${gib(p.cost.baseBytes)}, ` +
         `${gib(items * p.cost.unetItemBytes)} per frame at ${p.latent.width}×${p.latent.height} latents${bank}) ` +
         `and ${what}; ` +
-        (banked ? `turn attention.crossFrame off or limit it to the decoder's layers (layers "decoder"), ` : '') +
+        (crossFrame ? `turn attention.crossFrame off or limit it to the decoder's layers (layers "decoder"), ` : '') +
+        (banked && !crossFrame ? 'turn the attention methods off, ' : '') +
         'close other applications, raise the limit, use more attention slices (--attention-slices 16), ' +
         'or run the job on a machine with more memory',
     };
@@ -189,10 +213,10 @@ export function planMemory(p: PlanInput): PlanOutcome {
   const fastest = batch;
   while (batch > 1 && !fits(batch)) batch--;
   if (batch < fastest) {
-    const withBank = banked ? ' with cross-frame attention' : '';
+    const withBank = banked ? ` with ${banked.what}` : '';
     reason = `${batch} frame${batch > 1 ? 's' : ''} per call fit${batch > 1 ? '' : 's'} in ${limitedBy}${withBank}`;
   }
-  if (typeof cf === 'string') reason += ` (cross-frame attention's own memory is not counted: ${cf})`;
+  if (typeof cf === 'string') reason += ` (the attention methods' own memory is not counted: ${cf})`;
   return {
     ok: true,
     memory: {
