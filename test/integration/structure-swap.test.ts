@@ -201,6 +201,38 @@ describe.each(stageModels(() => tmp))('%s', (_label, dir) => {
   }, 120_000);
 });
 
+describe('every attention method at once', () => {
+  it('runs together on one rewritten UNet, and a same-prompt edit is still the identity', async () => {
+    await withModel(stageModels(() => tmp)[0][1](), tmp, async (m) => {
+      const clip = frames(3, 64);
+      const traj = fresh(await invertFrames(m, clip, { sourcePrompt: SOURCE, steps: 3, strength: 1, batchSize: 2 }));
+      const all: Partial<EditParams> = {
+        structure: 0.8,
+        wordSwap: { steps: 0.8 },
+        reweight: [{ word: 'gray', scale: 1.5 }],
+        crossFrame: { anchors: 'first', mode: 'extend', layers: 'decoder' },
+        autoMask: { threshold: 0.5, from: 'both' },
+        consistency: { maskSmoothing: 0.25, latentCorrection: { steps: 2, weights: [0.25, 0.5, 0.25] } },
+      };
+      const edit = await editFromInversion(m, traj, params(all));
+      expect(edit.stages).toEqual(
+        expect.arrayContaining([
+          'automatic mask',
+          'cross-frame attention',
+          'structure lock',
+          'word swap',
+          'attention re-weighting',
+        ]),
+      );
+      expect(edit.frames.n).toBe(3);
+      expect(edit.frames.data.every(Number.isFinite)).toBe(true);
+      const plain = await editFromInversion(m, traj, params({ prompt: SOURCE }));
+      const same = await editFromInversion(m, traj, params({ ...all, prompt: SOURCE, reweight: [], autoMask: null }));
+      expect(maxDiff(same.frames.data, plain.frames.data)).toBeLessThanOrEqual(1e-5);
+    });
+  }, 180_000);
+});
+
 describe('a job asking for structure lock or word swap', () => {
   it('is refused at submission with the field to fix: no sourcePrompt, no attention in the model, not inversion', async () => {
     const clip = path.join(tmp, 'clip.mp4');
