@@ -8,13 +8,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { JobRequest, type JobRequestInput } from '../../engine/src/api/schemas';
+import { JobRequest, type Job, type JobEvent, type JobRequestInput } from '../../engine/src/api/schemas';
 import type { EditContext, UnetCallInfo } from '../../engine/src/editing/loop/stage';
 import { editFromInversion, invertFrames } from '../../engine/src/editing/pipelines/inversion-edit';
 import { alignPrompts } from '../../engine/src/editing/prompt-alignment';
 import { structureLockStage, structureSpans } from '../../engine/src/editing/stages/structure-lock';
 import { wordSwapStage } from '../../engine/src/editing/stages/word-swap';
 import type { EditParams, InvertedTrajectory } from '../../engine/src/editing/types';
+import { JobManager } from '../../engine/src/jobs/manager';
 import { planJob } from '../../engine/src/jobs/runner';
 import type { ProblemError } from '../../engine/src/jobs/service';
 import { makeTestClip } from '../../engine/src/media';
@@ -22,6 +23,7 @@ import { generateOracle } from '../../engine/src/models/generate/oracle';
 import type { DiffusionModel, PortTensor } from '../../engine/src/models/sd-model';
 import { crossAttentionMapsPorts } from '../../engine/src/onnx/passes/cross-attention-maps';
 import { structureLockPorts } from '../../engine/src/onnx/passes/structure-lock';
+import { PipelineWorker } from '../../engine/src/worker/pipeline-worker';
 import {
   generateStageModels,
   maxDiff,
@@ -231,6 +233,72 @@ describe('every attention method at once', () => {
       expect(maxDiff(same.frames.data, plain.frames.data)).toBeLessThanOrEqual(1e-5);
     });
   }, 180_000);
+});
+
+describe('jobs with structure lock, word swap and the attention mask, through the worker', () => {
+  let worker: PipelineWorker;
+  let clip: string;
+  const FRAMES = 4;
+  beforeAll(async () => {
+    worker = await PipelineWorker.start(path.join(tmp, 'tiny-sd'), {
+      threads: 1,
+      graphCache: path.join(tmp, 'graph-cache'),
+    });
+    clip = path.join(tmp, 'square.mp4');
+    await makeTestClip({ file: clip, width: 64, height: 64, fps: { num: 8, den: 1 }, frames: FRAMES });
+  });
+  afterAll(() => worker?.terminate());
+
+  let n = 0;
+  const run = async (m: JobManager, prompt: string, attention: boolean): Promise<Job> => {
+    const req = JobRequest.parse({
+      source: { path: clip, in: 0, out: FRAMES / 8 },
+      prompt,
+      sourcePrompt: SOURCE,
+      steps: 2,
+      guidance: 3,
+      mask: attention ? { type: 'auto', from: 'attention' } : { type: 'none' },
+      attention: attention ? { structure: 1, wordSwap: {} } : {},
+      output: { path: path.join(tmp, `job-${++n}.mp4`) },
+    });
+    const job = await m.submit(req);
+    const done = await new Promise<Job>((resolve) => {
+      const off = m.subscribe(job.id, (e: JobEvent) => {
+        if (e.type !== 'done') return;
+        off();
+        resolve(e.job);
+      });
+    });
+    expect(done.error).toBeUndefined();
+    expect(done.state).toBe('succeeded');
+    return done;
+  };
+
+  it('say which stages ran, and re-edit with the source branch running again', async () => {
+    const plainJobs = await JobManager.open({ worker, dataDir: path.join(tmp, 'jobs-plain'), version: 'test' });
+    const methodJobs = await JobManager.open({ worker, dataDir: path.join(tmp, 'jobs-methods'), version: 'test' });
+    const plain = await run(plainJobs, TARGET, false);
+    const first = await run(methodJobs, TARGET, true);
+    expect(first.result!.frames).toBe(FRAMES);
+    expect(first.result!.stages).toEqual([
+      'automatic mask',
+      'mask refinement',
+      'latent correction',
+      'structure lock',
+      'word swap',
+    ]);
+    // Only the attention mask's calls (2 prompts at each of the 2 levels) come on top of the same edit: the methods
+    // read the source branch that direct inversion runs anyway.
+    const maskEvals = FRAMES * 2 * 2;
+    expect(first.result!.unetEvaluations - plain.result!.unetEvaluations).toBe(maskEvals);
+    // A re-edit of the same range: the plain one reuses the first edit's source steps, the methods run the source
+    // branch again (2 more items a frame and step).
+    const plainAgain = await run(plainJobs, 'a green car on a gray road', false);
+    const again = await run(methodJobs, 'a green car on a gray road', true);
+    expect(plainAgain.result!.inversionCacheHit).toBe(true);
+    expect(again.result!.inversionCacheHit).toBe(true);
+    expect(again.result!.unetEvaluations - plainAgain.result!.unetEvaluations).toBe(FRAMES * 2 * 2 + maskEvals);
+  }, 300_000);
 });
 
 describe('a job asking for structure lock or word swap', () => {
