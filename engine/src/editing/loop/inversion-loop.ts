@@ -164,8 +164,8 @@ export async function denoiseFromInversion(
     if (planned === true) stages.push(s);
   }
   // Source steps belong to the UNet that made them: with a stage that changes the prediction the source branch runs
-  // with it, and what it computes is not kept for a later edit that may run without it.
-  // A stage that reads the source branch in the same call needs it to run even where its steps are known.
+  // with it, and what it computes is not kept for a later edit that may run without it. A stage that reads the source
+  // branch in the same call needs it to run even where its steps are known, with or without direct inversion.
   const plainUnet = !stages.some((s) => s.changesPrediction);
   const readsSource = stages.some((s) => s.readsSourceBranch);
   const stepsKey = sourceStepsGuidance(model, p);
