@@ -11,14 +11,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { toHalf } from '../../engine/src/diffusion/half';
 import * as ort from '../../engine/src/models/ort';
 import { findAttentionSites, type AttentionSite } from '../../engine/src/onnx/attention-sites';
 import type { Ports } from '../../engine/src/onnx/pass';
 import { attentionSlicing } from '../../engine/src/onnx/passes/attention-slicing';
 import { selfAttentionBank, selfAttentionBankPorts } from '../../engine/src/onnx/passes/self-attention-bank';
 import { selfAttentionKv } from '../../engine/src/onnx/passes/self-attention-kv';
-import { filled, maxDiff, neutralFeeds, wave, withOutputs } from '../support/graph-checks';
+import { filled, maxDiff, neutralFeeds, withOutputs } from '../support/graph-checks';
 import {
   encodeModel,
   generatedSubject,
@@ -26,9 +25,9 @@ import {
   runGraph as run,
   tensorDiff as diff,
   values,
-  unetSubject,
   type UnetSubject as Subject,
   fp16Attention,
+  fp16AttentionSubject,
 } from '../support/unet-subjects';
 
 const [LH, LW] = [8, 8];
@@ -282,15 +281,7 @@ describe('a float16 attention block (split heads, K before its transpose)', () =
   const [heads, headDim, tokens] = [2, 4, 16];
   let s: Subject;
   beforeAll(() => {
-    const x = (batch: number) => wave([batch, tokens, heads * headDim], 0.2);
-    s = unetSubject(fp16Attention(heads, headDim), {
-      out: 'y',
-      tokens,
-      fp16: true,
-      feeds: (batch: number) => ({
-        x: new ort.Tensor('float16', toHalf(x(batch).data as Float32Array), x(batch).dims),
-      }),
-    });
+    s = fp16AttentionSubject(heads, headDim, tokens);
   });
 
   it('float16 ports; neutral is the original; replace mode with item 0’s bank gives item 1 the reference attention', async () => {
@@ -359,7 +350,7 @@ describe('what the pass refuses, and declared shapes', () => {
     );
     expect(selfAttentionBank.apply(s.model, s.sites, {})).toEqual({
       ok: false,
-      reason: `${site.module}: Add ${add.name} reads some_mask, which may be sized for the frame's own keys only`,
+      reason: `${site.module}: Add ${add.name} reads some_mask, which may be sized for the site's own keys only`,
     });
   });
 

@@ -21,17 +21,16 @@ import {
   structureLockPorts,
   type StructureLockOptions,
 } from '../../engine/src/onnx/passes/structure-lock';
-import { maxDiff, neutralFeeds, wave, withOutputs } from '../support/graph-checks';
+import { maxDiff, neutralFeeds, withOutputs } from '../support/graph-checks';
 import {
   encodeModel,
   generatedSubject,
   realExportSubject,
   runGraph as run,
   tensorDiff as diff,
-  unetSubject,
   values,
   type UnetSubject as Subject,
-  fp16Attention,
+  fp16AttentionSubject,
 } from '../support/unet-subjects';
 
 const [LH, LW] = [8, 8];
@@ -380,15 +379,7 @@ describe('a float16 attention block (split heads, K before its transpose)', () =
   const [heads, headDim, tokens] = [2, 4, 16];
   let s: Subject;
   beforeAll(() => {
-    const x = (batch: number) => wave([batch, tokens, heads * headDim], 0.2);
-    s = unetSubject(fp16Attention(heads, headDim, 'up_blocks.1.attentions.0.transformer_blocks.0.attn1'), {
-      out: 'y',
-      tokens,
-      fp16: true,
-      feeds: (batch: number) => ({
-        x: new ort.Tensor('float16', toHalf(x(batch).data as Float32Array), x(batch).dims),
-      }),
-    });
+    s = fp16AttentionSubject(heads, headDim, tokens, 'up_blocks.1.attentions.0.transformer_blocks.0.attn1');
   });
 
   it('float16 weight; neutral and own-structure are the original; item 0 as source changes item 1 alone', async () => {

@@ -195,3 +195,16 @@ export function fp16Attention(
     },
   });
 }
+
+/** fp16Attention as a subject: `x` [batch, tokens, heads·headDim] of a float16 wave, output `y`. */
+export function fp16AttentionSubject(heads: number, headDim: number, tokens: number, module?: string): UnetSubject {
+  const x = (batch: number) => wave([batch, tokens, heads * headDim], 0.2);
+  return unetSubject(fp16Attention(heads, headDim, module), {
+    out: 'y',
+    tokens,
+    fp16: true,
+    feeds: (batch: number) => ({
+      x: new ort.Tensor('float16', toHalf(x(batch).data as Float32Array), x(batch).dims),
+    }),
+  });
+}

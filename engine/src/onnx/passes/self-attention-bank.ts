@@ -41,13 +41,14 @@ import { GraphIndex, type Node } from '../graph-index';
 import { intAttr, intsAttr, makeNode, portType, valueInfo } from '../graph-edit';
 import type { GraphPass, InputPort, PassResult, PortType } from '../pass';
 import {
+  chainToSoftmax,
   chooseSelfSites,
   emitRewrites,
-  isZero,
   leadsTo,
   mergePorts,
   schedule,
   scoresNode,
+  reshapedTensors,
   siteRewrite,
   type SiteRewrite,
 } from './site-rewrite';
@@ -62,8 +63,6 @@ const NAME = 'self-attention-bank';
 const DT = onnx.TensorProto.DataType;
 const HALF: number = DT.FLOAT16;
 /** Ops a chain may hold between the scores MatMul and the Softmax. */
-const CHAIN_OPS = new Set(['Mul', 'Div', 'Add', 'Sub', 'Cast', 'Identity']);
-
 /**
  * Port names of one site: inputs `bank_key`, `bank_value` (extra keys/values, [.., S, d]) and `bias` (added to the
  * scores of the frame's own keys); outputs `key_out`, `value_out` (its own K and V, [.., N, d]).
@@ -169,77 +168,6 @@ function elementTypes(g: GraphIndex, site: AttentionSite, scores: Node): Types |
     return `the element type of K, V or the scores is not float32/float16 (${shown.join(', ')})`;
   }
   return { k, v, s, kPort: portType(k)!, vPort: portType(v)!, sPort: portType(s)! };
-}
-
-/**
- * Walks from the scores to the Softmax. Every other operand must broadcast against N+S key columns: a scale (a
- * constant or a value computed from shapes), a constant whose last dim is 1; an Add (or a Sub) of exact zeros
- * (baddbmm's term, sized for N keys) is returned to become an Identity of the chain. Anything else (a real mask over
- * the keys) is refused.
- */
-function chainToSoftmax(g: GraphIndex, scores: Node): { node: Node; keep: string }[] | string {
-  const zeroTerms: { node: Node; keep: string }[] = [];
-  let tensor = scores.output![0];
-  for (let hops = 0; hops < 8; hops++) {
-    const next = g.consumers(tensor);
-    if (next.length !== 1)
-      return `the scores ${tensor} are read by ${next.length} nodes; expected a chain to the softmax`;
-    const node = next[0];
-    const op = node.opType ?? '';
-    if (op === 'Softmax') return zeroTerms;
-    if (!CHAIN_OPS.has(op)) return `${op} ${node.name} between the scores and the softmax`;
-    for (const [i, input] of (node.input ?? []).entries()) {
-      if (!input || input === tensor) continue;
-      const zeroTerm = (op === 'Add' || (op === 'Sub' && i === 1)) && isZero(g, input, 4);
-      if (zeroTerm) zeroTerms.push({ node, keep: tensor });
-      else if (!broadcastsOverKeys(g, op, input))
-        return `${op} ${node.name} reads ${input}, which may be sized for the frame's own keys only`;
-    }
-    tensor = node.output![0];
-  }
-  return 'the chain from the scores to the softmax is longer than any exporter writes';
-}
-
-function broadcastsOverKeys(g: GraphIndex, op: string, tensor: string): boolean {
-  if (g.isConstant(tensor)) {
-    const dims = g.constantDims(tensor);
-    return dims !== undefined && (dims.length === 0 || dims[dims.length - 1] === 1);
-  }
-  // SDPA without constant folding computes its scale from Shape(query): a scalar.
-  return (op === 'Mul' || op === 'Div') && fromShapesOnly(g, tensor, 0);
-}
-
-function fromShapesOnly(g: GraphIndex, tensor: string, depth: number): boolean {
-  if (g.isConstant(tensor)) return true;
-  const node = g.producer(tensor);
-  if (!node || depth > 12 || node.opType === 'ConstantOfShape') return false;
-  if (node.opType === 'Shape' || node.opType === 'Size') return true;
-  return (node.input ?? []).filter(Boolean).every((i) => fromShapesOnly(g, i, depth + 1));
-}
-
-/**
- * What carries N+S keys after the rewrite: Kᵀ from the key to the scores, the scores, everything from them to the
- * probabilities and on to the value MatMul. Their declared shapes (value_info a shape-inference tool wrote) would
- * otherwise be trusted by ONNX Runtime with N keys.
- */
-function reshapedTensors(g: GraphIndex, site: AttentionSite, scores: Node, output: Node): string[] {
-  const out: string[] = [];
-  const keyWriter = g.producer(site.tensors.key);
-  const fromKey = (t: string) => t === site.tensors.key || (!!keyWriter && !!g.reaches(t, (n) => n === keyWriter, 4));
-  let t: string | undefined = scores.input![1];
-  for (let hops = 0; t && t !== site.tensors.key && hops < 4; hops++) {
-    out.push(t);
-    t = (g.producer(t)?.input ?? []).find((i) => i && fromKey(i));
-  }
-  const seen = new Set<string>();
-  const forward = (tensor: string, depth: number) => {
-    if (seen.has(tensor) || depth > 12) return;
-    seen.add(tensor);
-    out.push(tensor);
-    for (const c of g.consumers(tensor)) if (c !== output) for (const o of c.output ?? []) if (o) forward(o, depth + 1);
-  };
-  forward(scores.output![0], 0);
-  return out;
 }
 
 /** Nodes under one name prefix, with the shape arithmetic the rewrite needs. */

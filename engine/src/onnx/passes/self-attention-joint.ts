@@ -1,0 +1,342 @@
+// Joint (extended) self-attention across the items of one UNet call: TokenFlow's keyframes and Tune-A-Video's /
+// Text2Video-Zero's "every frame attends to every frame". At each chosen self-attention site the keys and values of
+// the items of a group are concatenated along the token axis, so each item's queries attend to the N tokens of every
+// item of its group in one softmax:
+//   attention_b = softmax([Q_b·K_0ᵀ + bias_b0, …, Q_b·K_{M-1}ᵀ + bias_b(M-1)]·scale) · [V_0; …; V_{M-1}],
+// with bias_bm = 0 where item m is in item b's group and −1e4 where it is not (−1e4 drops a column by ≥ 300 after
+// any SD scale, and exp of that underflows to 0 or below float precision, as in self-attention-bank).
+//
+// Port: one input per site, `groups` (int64, [B], or [1] broadcast over the batch): the group id of each batch item.
+// Items with the same id ≥ 0 attend to each other's keys; an item with a negative id is alone (it attends to its own
+// keys only). The neutral value is [1] = −1: every item alone. The graph then computes the original attention, bit
+// for bit by construction up to one detail (below): the joint key count M·N is decided at run time, with
+// M = B when any id is ≥ 0 and M = 1 when every id is negative, and with M = 1 the joint K and V are each item's own
+// K and V (a Gather of the item itself, a Transpose moving a size-1 axis, a Reshape), the bias is exact zeros and
+// the softmax runs over the same N columns as before. The one detail: the bias enters inside the scores MatMul (see
+// below), whose inner dimension grows from d to d+1 with Q's extra column of ones times the bias row's 0: x + 1·0 is
+// x exactly, so only a GEMM kernel that orders its sum differently for d+1 than for d could change a last bit (the
+// tests measure bit-identical outputs on every subject). The groups are fed as ids rather than as a bias tensor
+// because the neutral bias (0 on an item's own keys, −1e4 on the others') is not a constant fill and would grow with
+// B·N; the pass builds the [B, M·N] bias row in-graph from B ids. TokenFlow with classifier-free guidance: the
+// keyframes of the unconditional branch get one id, those of the conditional branch another.
+//
+// Layout: folded K [B·heads, N, d] is viewed as [B, heads, N, d] (heads from discovery), split K is that already;
+// Gather(K4, idx) over the batch with idx [B, M] (idx[b, m] = m when joint, b when every item is alone), Transpose to
+// [B, heads, M, N, d] and Reshape to the site's own layout with M·N tokens ([B·heads, M·N, d] or [B, heads, M·N, d];
+// Kᵀ [.., d, M·N] where the graph holds only Kᵀ). V alike. Every shape comes from Shape ops: the batch size and the
+// latent size stay dynamic. The bias enters the scores as in self-attention-bank: Q gets an extra column of ones and
+// Kᵀ an extra row holding the item's bias row, so Q'·K'ᵀ = Q·Kᵀ + 1·bias_j, and the chain from the scores to the
+// output MatMul reads only constants: attention-slicing still slices the rewritten site (apply it after this pass).
+// A baddbmm β·0 term sized for N keys in that chain becomes an Identity, as in self-attention-bank.
+//
+// Costs: the scores and probabilities grow from N×N to N×B·N per head and item (M = B whenever any item is in a
+// group, also for items that are alone: masked keys cost as much as live ones), so in total quadratically in the
+// batch. SD 1.5 at a 64×64 latent, 4 keyframes, 8 heads, full-resolution sites (N = 4096): 4096×16384 floats per
+// head and item = 268 MB fp32, 2.1 GB per item over the 8 heads and 8.6 GB for the batch of 4, for the scores alone
+// (the probabilities are as large again) instead of 2.1 GB for the batch without the pass; with classifier-free
+// guidance in the same call (B = 8, two groups) twice that per item and four times that in total. The joint K and V
+// are B·B·N·C floats each (84 MB fp32 for B = 4, C = 320). Apply attention-slicing after this pass: it divides the
+// scores' peak by its slice count along the queries.
+//
+// Does not compose with self-attention-bank or self-attention-kv on the same site (each refuses the other's graph).
+import { onnx } from 'onnx-proto';
+import { floatToHalfBits } from '../../diffusion/half';
+import type { AttentionSite } from '../attention-sites';
+import { GraphIndex, type Node } from '../graph-index';
+import { intAttr, intsAttr, makeNode, valueInfo } from '../graph-edit';
+import type { GraphPass, PassResult } from '../pass';
+import {
+  chainToSoftmax,
+  chooseSelfSites,
+  emitRewrites,
+  leadsTo,
+  mergePorts,
+  schedule,
+  scoresNode,
+  reshapedTensors,
+  siteRewrite,
+  type SiteRewrite,
+} from './site-rewrite';
+import { selfAttentionBankPorts } from './self-attention-bank';
+import { selfAttentionKvPorts } from './self-attention-kv';
+
+export interface SelfAttentionJointOptions {
+  /** Modules to rewrite (default: every self-attention site). */
+  sites?: readonly string[];
+}
+
+const NAME = 'self-attention-joint';
+const DT = onnx.TensorProto.DataType;
+const HALF: number = DT.FLOAT16;
+/** Added to the scores of the keys of items outside an item's group. */
+export const JOINT_OFF_BIAS = -1e4;
+/** Ops a chain may hold between the scores MatMul and the Softmax. */
+/** Port names of one site: input `groups` (int64 group id per batch item, [B] or [1]; negative = alone). */
+export function selfAttentionJointPorts(module: string) {
+  return { groups: `reshoot/${NAME}/${module}/groups` };
+}
+
+const prefix = (module: string) => `reshoot/${NAME}/${module}`;
+
+export const selfAttentionJoint: GraphPass<SelfAttentionJointOptions> = {
+  name: NAME,
+  apply(model, sites, options): PassResult {
+    if (!model.graph) return { ok: false, reason: 'the UNet file has no graph' };
+    const chosen = chooseSelfSites(sites, options.sites);
+    if (typeof chosen === 'string') return { ok: false, reason: chosen };
+    const g = new GraphIndex(model.graph);
+    const plans: SiteRewrite[] = [];
+    for (const site of chosen) {
+      const plan = planSite(g, site);
+      if (typeof plan === 'string') return { ok: false, reason: `${site.module}: ${plan}` };
+      plans.push(plan);
+    }
+    return { ok: true, model: emitRewrites(model, plans), ports: mergePorts(plans) };
+  },
+};
+
+function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
+  const groups = selfAttentionJointPorts(site.module).groups;
+  if (g.isGraphInput(groups)) return 'the pass was already applied to this site';
+  if (g.isGraphInput(selfAttentionBankPorts(site.module).bankKey))
+    return 'self-attention-bank was applied to this site; the two passes do not compose';
+  if (g.producer(selfAttentionKvPorts(site.module).keyOut))
+    return 'self-attention-kv was applied to this site; the two passes do not compose';
+  const scores = scoresNode(g, site);
+  const value = site.tensors.value;
+  const output = g.consumers(value).find((n) => n.opType === 'MatMul' && n.input![1] === value);
+  if (!scores || !output) return 'the site no longer has the scores/value MatMuls discovery found';
+  const s = g.elemType(scores.input![1]);
+  if (s !== DT.FLOAT && s !== HALF) {
+    const shown = s === undefined ? 'unknown' : (DT[s] ?? String(s));
+    return `the element type of the scores is not float32/float16 (${shown})`;
+  }
+  if (!(site.heads > 0)) return 'discovery did not find the head count';
+  const zeroTerms = chainToSoftmax(g, scores);
+  if (typeof zeroTerms === 'string') return zeroTerms;
+  const plan = siteRewrite(site);
+  plan.reshaped = reshapedTensors(g, site, scores, output);
+  const rank = site.layout === 'split' ? 4 : 3;
+  const b = new Builder(prefix(site.module));
+  const mode = planMode(b, site, groups, rank, s);
+  const readers = keyReaders(g, site, scores);
+  if (!readers.length) return 'no path from the key to the scores';
+  const keyJoint = joined(b, site.tensors.key, 'k', mode, site, rank, site.keyTransposed === true);
+  schedule(plan, readers[0], b.take(), [site.tensors.key, keyJoint]);
+  for (const r of readers.slice(1)) schedule(plan, r, [], [site.tensors.key, keyJoint]);
+  const keyT = scores.input![1] === site.tensors.key ? keyJoint : scores.input![1];
+  planBias(b, plan, scores, keyT, mode, rank, s);
+  const valueJoint = joined(b, value, 'v', mode, site, rank, false);
+  schedule(plan, output, b.take(), [value, valueJoint]);
+  for (const { node, keep } of zeroTerms) {
+    const identity = { name: node.name, opType: 'Identity', input: [keep], output: [node.output![0]] };
+    plan.replace.set(node, onnx.NodeProto.create(identity));
+  }
+  plan.ports.inputs.push({
+    name: groups,
+    type: 'int64',
+    neutralShape: [1],
+    neutralValue: -1,
+    site: site.module,
+    role:
+      'group id of each batch item, [B] (or [1] for all): items with the same id ≥ 0 attend to the keys of the ' +
+      'whole group; a negative id = the item attends to its own keys only; all negative ([1] = −1) = off',
+  });
+  plan.declare.inputs.push(valueInfo(groups, DT.INT64));
+  return plan;
+}
+
+/** Readers of the key on the way to the scores (only the first where the graph holds Kᵀ). */
+function keyReaders(g: GraphIndex, site: AttentionSite, scores: Node): Node[] {
+  const readers = g.consumers(site.tensors.key).filter((n) => leadsTo(g, n, scores, 3));
+  return site.keyTransposed === true ? readers.slice(0, 1) : readers;
+}
+
+/** The run-time shape of the joint attention, shared by the K, V and bias rewrites of one site. */
+interface Mode {
+  /** Item indices each item reads, [B, M]. */
+  index: string;
+  /** The bias of each item (row) for each item read (column), [B, M], the scores' type. */
+  bias: string;
+  /** M, as a 1-D [1] int64 tensor. */
+  m: string;
+}
+
+/**
+ * B from the key's shape; ids g = groups where ≥ 0, −1 − b where negative (unique: an item alone); M = B when any id
+ * is ≥ 0, else 1; index[b, m] = m (joint) or b (every item alone); bias[b, m] = 0 where g[b] = g[index[b, m]], −1e4
+ * elsewhere.
+ */
+function planMode(b: Builder, site: AttentionSite, groups: string, rank: number, s: number): Mode {
+  const kShape = b.op('Shape', [site.tensors.key], 'mode/key_shape');
+  let batch = b.slice(kShape, 0, 1, 'mode/lead');
+  if (rank === 3) batch = b.op('Div', [batch, b.ints('mode/heads', [site.heads])], 'mode/batch');
+  const scalar = (t: string, name: string) => b.op('Reshape', [t, b.ints(`${name}/shape`, [])], name);
+  const zero = b.int('mode/zero', 0);
+  const step = b.int('mode/step', 1);
+  const items = b.op('Range', [zero, scalar(batch, 'mode/batch_scalar'), step], 'mode/items');
+  const fed = b.op('Expand', [groups, batch], 'mode/fed');
+  const alone = b.op('Less', [fed, b.ints('mode/zero_1d', [0])], 'mode/alone');
+  const own = b.op('Sub', [b.ints('mode/minus_one', [-1]), items], 'mode/own_id');
+  const ids = b.op('Where', [alone, own, fed], 'mode/ids');
+  const max = b.op('ReduceMax', [fed], 'mode/max', [intAttr('keepdims', 1)]);
+  const joint = b.op('Not', [b.op('Less', [max, b.ints('mode/zero_max', [0])], 'mode/none')], 'mode/joint');
+  const m = b.op('Where', [joint, batch, b.ints('mode/one', [1])], 'mode/m');
+  const read = b.op('Range', [zero, scalar(m, 'mode/m_scalar'), step], 'mode/read');
+  const column = b.op('Reshape', [items, b.ints('mode/column_shape', [-1, 1])], 'mode/items_column');
+  const row = b.op('Reshape', [read, b.ints('mode/row_shape', [1, -1])], 'mode/read_row');
+  const index = b.op('Where', [joint, row, column], 'mode/index');
+  const idsColumn = b.op('Reshape', [ids, b.ints('mode/column_shape_ids', [-1, 1])], 'mode/ids_column');
+  const same = b.op(
+    'Equal',
+    [idsColumn, b.op('Gather', [ids, index], 'mode/read_ids', [intAttr('axis', 0)])],
+    'mode/same',
+  );
+  // Built in float32 and cast to the scores' type: the float16 path then needs only Cast, Expand and Concat kernels.
+  const on = b.scalar(DT.FLOAT, 0, 'mode/on');
+  const bias32 = b.op('Where', [same, on, b.scalar(DT.FLOAT, JOINT_OFF_BIAS, 'mode/off')], 'mode/bias32');
+  const bias = s === HALF ? b.op('Cast', [bias32], 'mode/bias', [intAttr('to', HALF)]) : bias32;
+  return { index, bias, m };
+}
+
+/**
+ * The site's K (or Kᵀ, or V) over the items each item reads: [B(·heads) .., M·N, d] (Kᵀ: [.., d, M·N]), item m's
+ * tokens at m·N.
+ */
+function joined(
+  b: Builder,
+  tensor: string,
+  tag: string,
+  mode: Mode,
+  site: AttentionSite,
+  rank: number,
+  transposed: boolean,
+): string {
+  const shape = b.op('Shape', [tensor], `${tag}/shape`);
+  const inner = b.slice(shape, rank - 2, rank, `${tag}/inner`);
+  const split =
+    rank === 3
+      ? b.op(
+          'Reshape',
+          [
+            tensor,
+            b.op('Concat', [b.ints(`${tag}/heads`, [-1, site.heads]), inner], `${tag}/split_shape`, [
+              intAttr('axis', 0),
+            ]),
+          ],
+          `${tag}/split`,
+        )
+      : tensor;
+  // [B, M, heads, X, Y] → [B, heads, M, N, d] (or [B, heads, d, M, N] for Kᵀ).
+  const gathered = b.op('Gather', [split, mode.index], `${tag}/gathered`, [intAttr('axis', 0)]);
+  const perm = transposed ? [0, 2, 3, 1, 4] : [0, 2, 1, 3, 4];
+  const moved = b.op('Transpose', [gathered], `${tag}/moved`, [intsAttr('perm', perm)]);
+  const x = b.slice(shape, rank - 2, rank - 1, `${tag}/x`);
+  const y = b.slice(shape, rank - 1, rank, `${tag}/y`);
+  const tokens = transposed
+    ? [x, b.op('Mul', [y, mode.m], `${tag}/tokens`)]
+    : [b.op('Mul', [x, mode.m], `${tag}/tokens`), y];
+  const target = b.op('Concat', [b.slice(shape, 0, rank - 2, `${tag}/lead`), ...tokens], `${tag}/target`, [
+    intAttr('axis', 0),
+  ]);
+  return b.op('Reshape', [moved, target], `${tag}/joint`);
+}
+
+/**
+ * Q' = Q‖1 and K'ᵀ = Kᵀ‖row, row[b, h] = the item's bias per item read, repeated over N: the scores MatMul then adds
+ * the bias to each key column.
+ */
+function planBias(
+  b: Builder,
+  plan: SiteRewrite,
+  scores: Node,
+  keyT: string,
+  mode: Mode,
+  rank: number,
+  s: number,
+): void {
+  const ktShape = b.op('Shape', [keyT], 'bias/key_shape');
+  const columns = b.slice(ktShape, rank - 1, rank, 'bias/columns');
+  const perItem = b.op('Reshape', [mode.bias, b.ints('bias/per_item_shape', [0, 0, 1])], 'bias/per_item');
+  const n = b.op('Div', [columns, mode.m], 'bias/own_tokens');
+  const spread = b.op(
+    'Expand',
+    [perItem, b.op('Concat', [b.ints('bias/ones_2', [1, 1]), n], 'bias/spread_shape', [intAttr('axis', 0)])],
+    'bias/spread',
+  );
+  // [B, M, N] → [B, 1, 1, M·N] → [B, heads, 1, M·N] (→ [B·heads, 1, M·N] folded).
+  const flat = b.op('Reshape', [spread, b.ints('bias/flat_shape', [0, 1, 1, -1])], 'bias/flat');
+  const heads = b.ints('bias/heads', [1, plan.site.heads, 1, 1]);
+  let row = b.op('Expand', [flat, heads], 'bias/heads_row');
+  if (rank === 3) {
+    const shape = b.op('Concat', [b.ints('bias/folded_lead', [-1, 1]), columns], 'bias/folded_shape', [
+      intAttr('axis', 0),
+    ]);
+    row = b.op('Reshape', [row, shape], 'bias/folded');
+  }
+  const key = b.op('Concat', [keyT, row], 'bias/key', [intAttr('axis', rank - 2)]);
+  const query = scores.input![0];
+  const qShape = b.op('Shape', [query], 'bias/query_shape');
+  const onesShape = b.op(
+    'Concat',
+    [b.slice(qShape, 0, rank - 1, 'bias/query_lead'), b.ints('bias/one', [1])],
+    'bias/ones_shape',
+    [intAttr('axis', 0)],
+  );
+  const ones = b.op('Expand', [b.scalar(s, 1, 'bias/one_value'), onesShape], 'bias/ones');
+  const q = b.op('Concat', [query, ones], 'bias/query', [intAttr('axis', rank - 1)]);
+  schedule(plan, scores, b.take(), [query, q]);
+  schedule(plan, scores, [], [keyT, key]);
+}
+
+/** Nodes under one name prefix, with the shape arithmetic the rewrite needs. */
+class Builder {
+  nodes: onnx.NodeProto[] = [];
+  constructor(readonly prefix: string) {}
+
+  /** The nodes built since the last take. */
+  take(): onnx.NodeProto[] {
+    const out = this.nodes;
+    this.nodes = [];
+    return out;
+  }
+
+  op(opType: string, inputs: string[], name: string, attrs: onnx.IAttributeProto[] = []): string {
+    const out = `${this.prefix}/${name}`;
+    this.nodes.push(makeNode(opType, inputs, out, attrs));
+    return out;
+  }
+
+  private constant(name: string, t: onnx.ITensorProto): string {
+    const out = `${this.prefix}/${name}`;
+    const attribute = [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t }];
+    this.nodes.push(onnx.NodeProto.create({ name: out, opType: 'Constant', output: [out], attribute }));
+    return out;
+  }
+
+  /** A 1-D int64 tensor (an empty one when `values` is). */
+  ints(name: string, values: number[]): string {
+    return this.constant(name, { dataType: DT.INT64, dims: [values.length], int64Data: values });
+  }
+
+  /** An int64 scalar. */
+  int(name: string, value: number): string {
+    return this.constant(name, { dataType: DT.INT64, dims: [], int64Data: [value] });
+  }
+
+  /** A float scalar of the scores' type. */
+  scalar(elemType: number, value: number, name: string): string {
+    const raw =
+      elemType === HALF
+        ? new Uint8Array(Uint16Array.of(floatToHalfBits(value)).buffer)
+        : new Uint8Array(Float32Array.of(value).buffer);
+    return this.constant(name, { dataType: elemType, dims: [], rawData: raw });
+  }
+
+  /** shape[start:end] as a 1-D int64 tensor. */
+  slice(shape: string, start: number, end: number, name: string): string {
+    const starts = this.ints(`${name}/start`, [start]);
+    const ends = this.ints(`${name}/end`, [end]);
+    return this.op('Slice', [shape, starts, ends, this.ints(`${name}/axes`, [0])], name);
+  }
+}
