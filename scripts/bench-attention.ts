@@ -22,6 +22,11 @@ const SETTINGS: Record<string, Partial<EditParams>> = {
     crossFrame: { anchors: 'first+previous', mode: 'replace', layers: 'all' },
   },
   'cross-frame first, extend, decoder only': { crossFrame: { anchors: 'first', mode: 'extend', layers: 'decoder' } },
+  'off (3 frames a call)': { batchSize: 3 },
+  'cross-frame all in a call (3 frames a call)': {
+    crossFrame: { anchors: 'all', mode: 'extend', layers: 'all' },
+    batchSize: 3,
+  },
   'structure lock balanced (0.8)': { structure: 0.8 },
   'structure lock keep structure (1)': { structure: 1 },
   'word swap 0.8': { wordSwap: { steps: 0.8 } },

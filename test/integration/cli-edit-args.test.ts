@@ -123,7 +123,10 @@ describe('reshoot edit says what is wrong in its own words', () => {
       mode: 'replace',
       layers: 'decoder',
     });
-    expect(() => crossFrameArg('replace')).toThrow(/starts with the anchor frames, "first" or "first\+previous"/);
+    expect(() => crossFrameArg('replace')).toThrow(
+      /starts with the anchor frames, "first", "first\+previous" or "all"/,
+    );
+    expect(crossFrameArg('all,decoder')).toEqual({ anchors: 'all', layers: 'decoder' });
     expect(() => crossFrameArg('first,sideways')).toThrow(/"replace" or "extend".*got "sideways"/);
     const out = path.join(root, 'cross-frame.mp4');
     const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);

@@ -73,6 +73,7 @@ describe.each(MODELS)('%s', (_label, dir) => {
         ['first', 'extend'],
         ['first', 'replace'],
         ['first+previous', 'replace'],
+        ['all', 'extend'],
       ] as const) {
         const cf = await editFromInversion(m, fresh(traj), params({ anchors, mode, layers: 'all' }));
         const d = maxDiff(cf.frames.data, plain.frames.data);
@@ -90,6 +91,28 @@ describe.each(MODELS)('%s', (_label, dir) => {
         params({ anchors: 'first', mode: 'replace', layers: 'decoder' }),
       );
       expect(maxDiff(decoder.frames.data, plain.frames.data)).toBeLessThanOrEqual(1e-4);
+    });
+  }, 120_000);
+
+  it('with anchors "all", frames of a call attend to each other within their branch: one-frame calls are unchanged', async () => {
+    await withModel(dir(), tmp, async (m) => {
+      const traj = await invert(m, frames(3, 64));
+      const plain = await editFromInversion(m, fresh(traj), params(null));
+      const all = { anchors: 'all', mode: 'extend', layers: 'all' } as const;
+      const joint = await editFromInversion(m, fresh(traj), params(all));
+      expect(joint.stages).toEqual(['cross-frame attention']);
+      const per = joint.frames.data.length / 3;
+      // batchSize 2: frames 0 and 1 share a call and read each other; frame 2 is alone in its call.
+      expect(maxDiff(joint.frames.data, plain.frames.data, 0, 2 * per)).toBeGreaterThan(1e-3);
+      expect(maxDiff(joint.frames.data, plain.frames.data, 2 * per)).toBeLessThanOrEqual(1e-5);
+      // One frame per call: every group holds one frame, as without the stage.
+      const single = await editFromInversion(m, fresh(traj), { ...params(all), batchSize: 1 });
+      const plainSingle = await editFromInversion(m, fresh(traj), { ...params(null), batchSize: 1 });
+      expect(maxDiff(single.frames.data, plainSingle.frames.data)).toBeLessThanOrEqual(1e-5);
+      // Same-prompt edit with direct inversion: still the input (the source branch runs with the stage).
+      const same = await editFromInversion(m, fresh(traj), params(all, 'a red car'));
+      const samePlain = await editFromInversion(m, fresh(traj), params(null, 'a red car'));
+      expect(maxDiff(same.frames.data, samePlain.frames.data)).toBeLessThanOrEqual(1e-5);
     });
   }, 120_000);
 

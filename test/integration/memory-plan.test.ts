@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { AttentionSpec } from '../../engine/src/api/schemas';
 import type { CrossFrameParams } from '../../engine/src/editing/types';
 import { planMemory, unetWeightsBytes, type PlanInput } from '../../engine/src/jobs/memory-plan';
 import { makeTestClip } from '../../engine/src/media';
@@ -225,6 +226,26 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     // One frame per call with the previous frame as an anchor, whatever the batch: its bank does not grow with it.
     const previous = plan(req({ ...FIRST, anchors: 'first+previous' }, 4), 32, small, 2 * limit);
     expect(previous.ok && previous.memory.batchSize).toBe(4);
+  });
+
+  it('counts joint attention ("all") quadratically in the frames per call', () => {
+    const all: CrossFrameParams = { anchors: 'all', mode: 'extend', layers: 'all' };
+    // 32×32 latents, where the CPU rule allows 4 frames a call (at 64×64 it allows one).
+    const small = { ...cost, baseBytes: 300 * MiB, unetItemBytes: 12 * MiB };
+    const at = (frames: number) => peakOf(plan(req(all, frames), 32, small));
+    const first = (frames: number) => peakOf(plan(req(FIRST, frames), 32, small));
+    // One frame per call: no other item of its branch, but the other branches' items share the joint axis.
+    expect(at(1)).toBeGreaterThan(peakOf(plan(req(null, 1), 32, small)));
+    // The growth from 2 to 4 frames per call is more than twice the growth from 1 to 2 (quadratic), unlike "first".
+    expect(at(4) - at(2)).toBeGreaterThan(2 * (at(2) - at(1)));
+    expect(first(4) - first(2)).toBeCloseTo(2 * (first(2) - first(1)), -3);
+    // A limit where "first" keeps its 4 frames a call cuts the joint job's batch.
+    const limit = Math.max(first(4), at(2)) + 1;
+    const joint = plan(req(all, 4), 32, small, limit);
+    expect(joint.ok && joint.memory.batchSize).toBeLessThan(4);
+    const refused = AttentionSpec.safeParse({ crossFrame: { anchors: 'all', mode: 'replace' } });
+    expect(refused.error?.issues[0].path).toEqual(['crossFrame', 'mode']);
+    expect(refused.error?.issues[0].message).toMatch(/mode "replace" drops the frame's own keys, which anchors "all"/);
   });
 
   it('refuses a cross-frame job that cannot fit where the plain job does, saying what cross-frame attention adds', () => {

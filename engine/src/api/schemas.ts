@@ -126,16 +126,23 @@ export const AttentionSpec = z
     /**
      * Cross-frame attention: every frame's self-attention also reads an anchor frame's keys and values at the same
      * step. "first": frame 0's (Text2Video-Zero); "first+previous": frame 0's and the previous frame's (FateZero),
-     * one frame per UNet call. mode "extend": the frame's own keys and the anchors'; "replace": the anchors' only.
-     * layers "all" self-attention layers, or only the decoder's (up_blocks).
+     * one frame per UNet call; "all": every frame's of its UNet call (Tune-A-Video, TokenFlow's keyframes; memory
+     * grows with the square of the frames per call). mode "extend": the frame's own keys and the anchors';
+     * "replace": the anchors' only (not with "all", whose anchors include the frame). layers "all" self-attention
+     * layers, or only the decoder's (up_blocks).
      */
     crossFrame: z
       .object({
-        anchors: z.enum(['first', 'first+previous']).default('first'),
+        anchors: z.enum(['first', 'first+previous', 'all']).default('first'),
         mode: z.enum(['extend', 'replace']).default('extend'),
         layers: z.enum(['all', 'decoder']).default('all'),
       })
       .strict()
+      .refine((c) => !(c.anchors === 'all' && c.mode === 'replace'), {
+        message:
+          'attention.crossFrame.mode "replace" drops the frame\'s own keys, which anchors "all" includes; use mode "extend"',
+        path: ['mode'],
+      })
       .nullable()
       .default(null),
     /**

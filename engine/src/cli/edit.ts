@@ -20,7 +20,7 @@ import { ProgressLine } from './progress-line';
 const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
-       [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous[,replace][,decoder]]
+       [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous|all[,replace][,decoder]]
        [--reweight WORD=SCALE[,WORD=SCALE…]] [--structure PRESET|0-1] [--word-swap FRACTION] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
@@ -55,15 +55,15 @@ function seconds(v: string | undefined, name: 'in' | 'out'): number | undefined 
 
 /**
  * --cross-frame ANCHORS[,replace|extend][,decoder|all]: attention.crossFrame (api/schemas.ts AttentionSpec), e.g.
- * "first", "first+previous,replace,decoder".
+ * "first", "first+previous,replace,decoder", "all" (anchors first: a later "all" names the layers).
  */
 export function crossFrameArg(value: string | undefined): NonNullable<JobRequestInput['attention']>['crossFrame'] {
   if (value === undefined) return undefined;
   const [anchors, ...rest] = value.split(',').map((t) => t.trim());
   const out: Record<string, string> = {};
-  if (anchors !== 'first' && anchors !== 'first+previous')
+  if (anchors !== 'first' && anchors !== 'first+previous' && anchors !== 'all')
     throw new CliError(
-      `--cross-frame starts with the anchor frames, "first" or "first+previous", e.g. --cross-frame first,replace; got "${value}"`,
+      `--cross-frame starts with the anchor frames, "first", "first+previous" or "all", e.g. --cross-frame first,replace; got "${value}"`,
     );
   out.anchors = anchors;
   for (const t of rest) {
@@ -138,6 +138,7 @@ export function cliWording(detail: string): string {
     .replace(/\bfast\.steps\b/g, '--fast-steps')
     .replace(/\bbatchSize\b/g, '--batch')
     .replace(/\battention\.crossFrame\.layers "all"/g, '--cross-frame …,all')
+    .replace(/\battention\.crossFrame\.mode "replace"/g, '--cross-frame …,replace')
     .replace(/\battention\.crossFrame\b/g, '--cross-frame')
     .replace(/\bleave attention\.reweight empty\b/g, 'leave out --reweight')
     .replace(/\battention\.reweight\b/g, '--reweight')

@@ -40,7 +40,8 @@ export class ChunkOverlap {
       };
     // Every cross-frame anchor scheme reads the clip's frame 0; the previous frame of a chunk's first new frame is
     // one of its overlap frames already.
-    this.carries = inversion && !!req.attention?.crossFrame;
+    // Anchors "all" read the frames of their own call only: there is no clip anchor to carry.
+    this.carries = inversion && !!req.attention?.crossFrame && req.attention.crossFrame.anchors !== 'all';
     this.feeder = new OverlapFeeder(overlap);
     this.stitcher = new OverlapStitcher(overlap);
     this.latentH = o.height / o.vaeScale;

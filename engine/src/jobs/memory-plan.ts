@@ -155,7 +155,9 @@ function unetBytes(cost: MemoryCost, items: number, cf?: CrossFrameCost): (frame
   return (frames) => {
     const edited = Math.min(frames, cf.bank.framesPerCall ?? frames);
     const base = frames * Math.min(items, 2) * item;
-    return base + cf.weightsBytes + edited * items * (item + cf.bank.itemBytes) + cf.bank.heldBytes;
+    const callItems = edited * items;
+    const joint = callItems * (callItems - 1) * (cf.bank.pairBytes ?? 0);
+    return base + cf.weightsBytes + callItems * (item + cf.bank.itemBytes) + cf.bank.heldBytes + joint;
   };
 }
 

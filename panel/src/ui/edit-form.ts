@@ -41,6 +41,11 @@ const ANCHORS_TEXT: Record<string, { label: string; title: string }> = {
     label: 'First + previous',
     title: "The first frame's and the previous frame's (FateZero): one frame per UNet call, slower",
   },
+  all: {
+    label: 'All in a call',
+    title:
+      'Every frame of a UNet call reads every other one (Tune-A-Video, TokenFlow keyframes): memory grows with the square of the frames per call',
+  },
 };
 const MODE_TEXT: Record<string, { label: string; title: string }> = {
   extend: { label: 'Add to own', title: "A frame reads its own keys and values and the anchors'" },
@@ -461,7 +466,9 @@ export class EditForm {
     // before the options existed.
     const attention: NonNullable<JobRequestInput['attention']> = {};
     const anchors = this.anchors.value();
-    if (anchors !== 'off') attention.crossFrame = { anchors, mode: this.anchorMode.value() };
+    // "All in a call" reads the frame's own keys among the others: the mode does not apply (the engine refuses replace).
+    if (anchors === 'all') attention.crossFrame = { anchors };
+    else if (anchors !== 'off') attention.crossFrame = { anchors, mode: this.anchorMode.value() };
     const structure = STRUCTURE_PRESETS[this.structure.value()];
     if (structure > 0) attention.structure = structure;
     // Empty: the engine's default share of the steps (P2P's 0.8) is the one to use.
@@ -683,7 +690,7 @@ export class EditForm {
   }
 
   private renderAttention(): void {
-    show(this.anchorModeField.row, this.anchors.value() !== 'off');
+    show(this.anchorModeField.row, this.anchors.value() !== 'off' && this.anchors.value() !== 'all');
     setInvalid(this.anchorsField, null);
     setInvalid(this.anchorModeField, null);
     this.dropSettledProblem();

@@ -22,6 +22,7 @@
 import type { ModelInfo, PortTensor } from '../../models/sd-model';
 import type { PassRequest } from '../../onnx/graph-cache';
 import { selfAttentionBank, selfAttentionBankPorts } from '../../onnx/passes/self-attention-bank';
+import { selfAttentionJoint, selfAttentionJointPorts } from '../../onnx/passes/self-attention-joint';
 import type { EditContext, EditStage, UnetCallInfo } from '../loop/stage';
 import type { CrossFrameParams } from '../types';
 
@@ -60,6 +61,8 @@ export function crossFrameStage(): EditStage {
   let layout = new Map<string, { key: KvLayout; value: KvLayout }>();
   let passes: PassRequest[] = [];
   let outputs: string[] = [];
+  /** With anchors "all": every site's `groups` port. */
+  let joint: string[] = [];
 
   return {
     name: 'cross-frame attention',
@@ -78,11 +81,20 @@ export function crossFrameStage(): EditStage {
       p = cf;
       sites = modules.map((module) => ({ module, ports: selfAttentionBankPorts(module) }));
       layout = new Map();
+      if (cf.anchors === 'all') {
+        // The frames of a call attend to each other inside the graph (self-attention-joint): nothing to carry.
+        joint = modules.map((m) => selfAttentionJointPorts(m).groups);
+        passes = [{ pass: selfAttentionJoint, options: { sites: modules } }];
+        outputs = [];
+        return true;
+      }
+      joint = [];
       passes = [{ pass: selfAttentionBank, options: { sites: modules } }];
       outputs = sites.flatMap((s) => [s.ports.keyOut, s.ports.valueOut]);
       return true;
     },
     partition(parts) {
+      if (p.anchors === 'all') return [...parts];
       const n = parts.reduce((a, b) => a + b.count, 0);
       if (p.anchors === 'first+previous') return Array.from({ length: n }, (_, start) => ({ start, count: 1 }));
       // Frame 0 alone, then the rest in calls of the batch size the loop chose.
@@ -92,6 +104,14 @@ export function crossFrameStage(): EditStage {
       return out;
     },
     beforeUnet(call) {
+      if (joint.length) {
+        // One group per branch: a frame attends to the frames of its own branch in the call, never across branches.
+        const groups = {
+          data: Float32Array.from({ length: call.branches.length * call.count }, (_, i) => Math.floor(i / call.count)),
+          dims: [call.branches.length * call.count],
+        };
+        return Object.fromEntries(joint.map((port) => [port, groups]));
+      }
       if (call.start === 0) return undefined;
       const feeds: Record<string, PortTensor> = {};
       for (const site of sites) {
@@ -113,6 +133,7 @@ export function crossFrameStage(): EditStage {
       return feeds;
     },
     afterUnet(call, outputs) {
+      if (joint.length) return;
       const items = call.branches.length * call.count;
       for (const site of sites) {
         const k = outputs[site.ports.keyOut];
@@ -192,6 +213,12 @@ export interface BankMemory {
   heldBytes: number;
   /** Frames per UNet call the stage runs whatever the batch size asks (one, with the previous frame as an anchor). */
   framesPerCall?: number;
+  /**
+   * With anchors "all": per ordered pair of distinct items in one call, what joint attention adds (the query item's
+   * scores against the other item's keys, and the other item's K and V copied into its joint axis). Quadratic in the
+   * call's items: the plan multiplies it by items·(items − 1).
+   */
+  pairBytes?: number;
 }
 
 const FLOAT_BYTES = 4;
@@ -211,10 +238,12 @@ export function crossFrameMemory(
   const S = cf.anchors === 'first+previous' ? 2 : 1;
   const kv = sites.map((s) => s.tokens * s.width * FLOAT_BYTES);
   const all = kv.reduce((a, b) => a + b, 0);
-  const ports = (2 * S + 2) * all;
   const widerScores = (s: BankSite) =>
     2 * s.heads * Math.ceil(s.tokens / Math.max(1, slices)) * S * s.tokens * FLOAT_BYTES;
   const transient = Math.max(0, ...sites.map((s, i) => 2 * S * kv[i] + widerScores(s)));
+  // Joint attention feeds and keeps nothing: every other item of the call is one more anchor, inside the graph.
+  if (cf.anchors === 'all') return { itemBytes: 0, heldBytes: 0, pairBytes: transient };
+  const ports = (2 * S + 2) * all;
   return {
     itemBytes: ports + transient,
     heldBytes: S * branches * 2 * all,
