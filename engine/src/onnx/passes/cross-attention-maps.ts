@@ -52,12 +52,12 @@
 // read by the maps as well as by the chain to the value MatMul, and the chain reads per-call inputs); cross-attention
 // scores are N_q × T, small enough not to need slicing.
 import { onnx } from 'onnx-proto';
-import { floatToHalfBits } from '../../diffusion/half';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
 import { intAttr, intsAttr, makeNode, portType, valueInfo } from '../graph-edit';
 import type { GraphPass, InputPort, PassResult, PortType } from '../pass';
 import { emitRewrites, mergePorts, schedule, siteRewrite, type SiteRewrite } from './site-rewrite';
+import { NodeBuilder } from './node-builder';
 
 export interface CrossAttentionMapsOptions {
   /** Modules to rewrite (default: every cross-attention site). */
@@ -144,13 +144,13 @@ function planSite(g: GraphIndex, site: AttentionSite, opset: number): SiteRewrit
   const rank = site.layout === 'split' ? 4 : 3;
   if (rank === 3 && !(site.heads > 0)) return 'the head count is unknown: folded probabilities cannot be averaged';
   const plan = siteRewrite(site);
-  const b = new Builder(prefix(site.module));
+  const b = new NodeBuilder(prefix(site.module));
   planMaps(b, probs, type, site.heads, rank, opset, names.maps);
   // The source's probabilities, read from the same batch: rows along the first axis, then tokens along the last.
   const rows = b.op('Gather', [probs, names.swapSource], 'swap/rows', [intAttr('axis', 0)]);
   const swapped = b.op('Gather', [rows, names.swapToken], 'swap/tokens', [intAttr('axis', rank - 1)]);
   // x₁ = (1 − sw)·x + sw·swapped, then (1 − w)·x₁ + w·r, then ·scale.
-  const one = b.filled(type, 1, 'one');
+  const one = b.scalar(type, 1, 'one');
   const swapKeep = b.op('Sub', [one, names.swapWeight], 'swap/keep');
   const swapKept = b.op('Mul', [probs, swapKeep], 'swap/kept');
   const swapInjected = b.op('Mul', [swapped, names.swapWeight], 'swap/injected');
@@ -181,7 +181,15 @@ function readerTowardsValue(g: GraphIndex, probs: string, value: string): Node |
 }
 
 /** Head mean of the probabilities in float32, [B, N_q, T], written to `out`. */
-function planMaps(b: Builder, probs: string, type: number, heads: number, rank: number, opset: number, out: string) {
+function planMaps(
+  b: NodeBuilder,
+  probs: string,
+  type: number,
+  heads: number,
+  rank: number,
+  opset: number,
+  out: string,
+) {
   let x = type === FLOAT ? probs : b.op('Cast', [probs], 'maps/float', [intAttr('to', DT.FLOAT)]);
   if (rank === 3) {
     // [B·heads, N_q, T] → [B, heads, N_q, T]: −1, heads, then N_q and T from the tensor's shape.
@@ -200,44 +208,6 @@ function planMaps(b: Builder, probs: string, type: number, heads: number, rank: 
       ? makeNode('ReduceMean', [x, b.ints('maps/axes', [1])], out, [keepdims])
       : makeNode('ReduceMean', [x], out, [intsAttr('axes', [1]), keepdims]);
   b.nodes.push(mean);
-}
-
-/** Nodes under one name prefix. */
-class Builder {
-  readonly nodes: onnx.NodeProto[] = [];
-  constructor(readonly prefix: string) {}
-
-  op(opType: string, inputs: string[], name: string, attrs: onnx.IAttributeProto[] = []): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(makeNode(opType, inputs, out, attrs));
-    return out;
-  }
-
-  ints(name: string, values: number[]): string {
-    return this.constant(name, { dataType: DT.INT64, dims: [values.length], int64Data: values });
-  }
-
-  /** A scalar of a float type. */
-  filled(elemType: number, value: number, name: string): string {
-    const raw =
-      elemType === HALF
-        ? new Uint8Array(Uint16Array.of(floatToHalfBits(value)).buffer)
-        : new Uint8Array(Float32Array.of(value).buffer);
-    return this.constant(name, { dataType: elemType, dims: [], rawData: raw });
-  }
-
-  private constant(name: string, t: onnx.ITensorProto): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(
-      onnx.NodeProto.create({
-        name: out,
-        opType: 'Constant',
-        output: [out],
-        attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t }],
-      }),
-    );
-    return out;
-  }
 }
 
 function describePorts(plan: SiteRewrite, names: Names, elemType: number, type: PortType, rank: number): void {

@@ -35,7 +35,6 @@
 // over its 16 self-attention sites). The larger cost is at run time: the scores grow from N×N to N×(N+S) per head,
 // which attention-slicing divides again.
 import { onnx } from 'onnx-proto';
-import { floatToHalfBits } from '../../diffusion/half';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
 import { intAttr, intsAttr, makeNode, portType, valueInfo } from '../graph-edit';
@@ -53,6 +52,7 @@ import {
   type SiteRewrite,
 } from './site-rewrite';
 import { selfAttentionKvPorts } from './self-attention-kv';
+import { NodeBuilder } from './node-builder';
 
 export interface SelfAttentionBankOptions {
   /** Modules to rewrite (default: every self-attention site). */
@@ -61,7 +61,6 @@ export interface SelfAttentionBankOptions {
 
 const NAME = 'self-attention-bank';
 const DT = onnx.TensorProto.DataType;
-const HALF: number = DT.FLOAT16;
 /** Ops a chain may hold between the scores MatMul and the Softmax. */
 /**
  * Port names of one site: inputs `bank_key`, `bank_value` (extra keys/values, [.., S, d]) and `bias` (added to the
@@ -104,7 +103,7 @@ export const selfAttentionBank: GraphPass<SelfAttentionBankOptions> = {
 /** V‖bank where the value MatMul reads V, concatenated along the tokens. */
 function planValue(plan: SiteRewrite, output: Node, names: Names, rank: number): void {
   const value = plan.site.tensors.value;
-  const b = new Builder(`${prefix(plan.site.module)}/v`);
+  const b = new NodeBuilder(`${prefix(plan.site.module)}/v`);
   const vShape = b.op('Shape', [value], 'shape');
   const bankTokens = b.slice(b.op('Shape', [names.bankValue], 'bank_shape'), rank - 2, rank - 1, 'bank_tokens');
   const lead = b.slice(vShape, 0, rank - 2, 'lead');
@@ -170,56 +169,6 @@ function elementTypes(g: GraphIndex, site: AttentionSite, scores: Node): Types |
   return { k, v, s, kPort: portType(k)!, vPort: portType(v)!, sPort: portType(s)! };
 }
 
-/** Nodes under one name prefix, with the shape arithmetic the rewrite needs. */
-class Builder {
-  readonly nodes: onnx.NodeProto[] = [];
-  constructor(readonly prefix: string) {}
-
-  op(opType: string, inputs: string[], name: string, attrs: onnx.IAttributeProto[] = []): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(makeNode(opType, inputs, out, attrs));
-    return out;
-  }
-
-  ints(name: string, values: number[]): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(
-      onnx.NodeProto.create({
-        name: out,
-        opType: 'Constant',
-        output: [out],
-        attribute: [
-          {
-            name: 'value',
-            type: onnx.AttributeProto.AttributeType.TENSOR,
-            t: { dataType: DT.INT64, dims: [values.length], int64Data: values },
-          },
-        ],
-      }),
-    );
-    return out;
-  }
-
-  /** shape[start:end] as a 1-D int64 tensor. */
-  slice(shape: string, start: number, end: number, name: string): string {
-    const starts = this.ints(`${name}/start`, [start]);
-    const ends = this.ints(`${name}/end`, [end]);
-    return this.op('Slice', [shape, starts, ends, this.ints(`${name}/axes`, [0])], name);
-  }
-
-  /** A tensor of `shape` filled with 0 or 1 of a float type. */
-  filled(shape: string, elemType: number, value: 0 | 1, name: string): string {
-    const raw =
-      elemType === HALF
-        ? new Uint8Array(Uint16Array.of(floatToHalfBits(value)).buffer)
-        : new Uint8Array(Float32Array.of(value).buffer);
-    const t = { dataType: elemType, dims: [1], rawData: raw };
-    return this.op('ConstantOfShape', [shape], name, [
-      { name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t },
-    ]);
-  }
-}
-
 interface KeyPlan {
   /** What the scores MatMul reads as Kᵀ once the bank is in. */
   keyT: string;
@@ -243,7 +192,7 @@ function planKey(g: GraphIndex, plan: SiteRewrite, scores: Node, names: Names, r
         .slice(0, 1)
     : g.consumers(key).filter((n) => leadsTo(g, n, scores, 3));
   if (!readers.length) return 'no path from the key to the scores';
-  const b = new Builder(`${prefix(plan.site.module)}/k`);
+  const b = new NodeBuilder(`${prefix(plan.site.module)}/k`);
   const swap = rank === 4 ? [0, 1, 3, 2] : [0, 2, 1];
   const kShape = b.op('Shape', [key], 'shape');
   const bankShape = b.op('Shape', [names.bankKey], 'bank_shape');
@@ -276,7 +225,7 @@ function planKey(g: GraphIndex, plan: SiteRewrite, scores: Node, names: Names, r
  * Q' = Q‖1 and K'ᵀ = Kᵀ‖row, row = [bias × N, 0 × S]: the scores MatMul then adds the bias to the own key columns.
  */
 function planBias(plan: SiteRewrite, scores: Node, names: Names, rank: number, elemType: number, key: KeyPlan): void {
-  const b = new Builder(`${prefix(plan.site.module)}/bias_row`);
+  const b = new NodeBuilder(`${prefix(plan.site.module)}/bias_row`);
   const ownColumns = b.op('Expand', [names.bias, key.own], 'own');
   const bankColumns = b.filled(key.banked, elemType, 0, 'bank');
   const row = b.op('Concat', [ownColumns, bankColumns], 'row', [intAttr('axis', 0)]);

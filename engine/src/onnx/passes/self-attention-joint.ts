@@ -40,10 +40,9 @@
 //
 // Does not compose with self-attention-bank or self-attention-kv on the same site (each refuses the other's graph).
 import { onnx } from 'onnx-proto';
-import { floatToHalfBits } from '../../diffusion/half';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
-import { intAttr, intsAttr, makeNode, valueInfo } from '../graph-edit';
+import { intAttr, intsAttr, valueInfo } from '../graph-edit';
 import type { GraphPass, PassResult } from '../pass';
 import {
   chainToSoftmax,
@@ -59,6 +58,7 @@ import {
 } from './site-rewrite';
 import { selfAttentionBankPorts } from './self-attention-bank';
 import { selfAttentionKvPorts } from './self-attention-kv';
+import { NodeBuilder } from './node-builder';
 
 export interface SelfAttentionJointOptions {
   /** Modules to rewrite (default: every self-attention site). */
@@ -117,7 +117,7 @@ function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
   const plan = siteRewrite(site);
   plan.reshaped = reshapedTensors(g, site, scores, output);
   const rank = site.layout === 'split' ? 4 : 3;
-  const b = new Builder(prefix(site.module));
+  const b = new NodeBuilder(prefix(site.module));
   const mode = planMode(b, site, groups, rank, s);
   const readers = keyReaders(g, site, scores);
   if (!readers.length) return 'no path from the key to the scores';
@@ -167,7 +167,7 @@ interface Mode {
  * is ≥ 0, else 1; index[b, m] = m (joint) or b (every item alone); bias[b, m] = 0 where g[b] = g[index[b, m]], −1e4
  * elsewhere.
  */
-function planMode(b: Builder, site: AttentionSite, groups: string, rank: number, s: number): Mode {
+function planMode(b: NodeBuilder, site: AttentionSite, groups: string, rank: number, s: number): Mode {
   const kShape = b.op('Shape', [site.tensors.key], 'mode/key_shape');
   let batch = b.slice(kShape, 0, 1, 'mode/lead');
   if (rank === 3) batch = b.op('Div', [batch, b.ints('mode/heads', [site.heads])], 'mode/batch');
@@ -204,7 +204,7 @@ function planMode(b: Builder, site: AttentionSite, groups: string, rank: number,
  * tokens at m·N.
  */
 function joined(
-  b: Builder,
+  b: NodeBuilder,
   tensor: string,
   tag: string,
   mode: Mode,
@@ -247,7 +247,7 @@ function joined(
  * the bias to each key column.
  */
 function planBias(
-  b: Builder,
+  b: NodeBuilder,
   plan: SiteRewrite,
   scores: Node,
   keyT: string,
@@ -287,56 +287,4 @@ function planBias(
   const q = b.op('Concat', [query, ones], 'bias/query', [intAttr('axis', rank - 1)]);
   schedule(plan, scores, b.take(), [query, q]);
   schedule(plan, scores, [], [keyT, key]);
-}
-
-/** Nodes under one name prefix, with the shape arithmetic the rewrite needs. */
-class Builder {
-  nodes: onnx.NodeProto[] = [];
-  constructor(readonly prefix: string) {}
-
-  /** The nodes built since the last take. */
-  take(): onnx.NodeProto[] {
-    const out = this.nodes;
-    this.nodes = [];
-    return out;
-  }
-
-  op(opType: string, inputs: string[], name: string, attrs: onnx.IAttributeProto[] = []): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(makeNode(opType, inputs, out, attrs));
-    return out;
-  }
-
-  private constant(name: string, t: onnx.ITensorProto): string {
-    const out = `${this.prefix}/${name}`;
-    const attribute = [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t }];
-    this.nodes.push(onnx.NodeProto.create({ name: out, opType: 'Constant', output: [out], attribute }));
-    return out;
-  }
-
-  /** A 1-D int64 tensor (an empty one when `values` is). */
-  ints(name: string, values: number[]): string {
-    return this.constant(name, { dataType: DT.INT64, dims: [values.length], int64Data: values });
-  }
-
-  /** An int64 scalar. */
-  int(name: string, value: number): string {
-    return this.constant(name, { dataType: DT.INT64, dims: [], int64Data: [value] });
-  }
-
-  /** A float scalar of the scores' type. */
-  scalar(elemType: number, value: number, name: string): string {
-    const raw =
-      elemType === HALF
-        ? new Uint8Array(Uint16Array.of(floatToHalfBits(value)).buffer)
-        : new Uint8Array(Float32Array.of(value).buffer);
-    return this.constant(name, { dataType: elemType, dims: [], rawData: raw });
-  }
-
-  /** shape[start:end] as a 1-D int64 tensor. */
-  slice(shape: string, start: number, end: number, name: string): string {
-    const starts = this.ints(`${name}/start`, [start]);
-    const ends = this.ints(`${name}/end`, [end]);
-    return this.op('Slice', [shape, starts, ends, this.ints(`${name}/axes`, [0])], name);
-  }
 }

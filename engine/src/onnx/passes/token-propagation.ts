@@ -40,12 +40,12 @@
 // to_out MatMul (reached from the value MatMul through the Transpose/Reshape/Cast nodes that merge the heads) cannot
 // be found, element types other than float32/float16, and graphs of opset < 11.
 import { onnx } from 'onnx-proto';
-import { floatToHalfBits } from '../../diffusion/half';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
 import { intAttr, intsAttr, makeNode, portType, valueInfo } from '../graph-edit';
 import type { GraphPass, InputPort, PassResult, PortType } from '../pass';
 import { emitRewrites, mergePorts, schedule, siteRewrite, type SiteRewrite } from './site-rewrite';
+import { NodeBuilder } from './node-builder';
 
 export interface TokenPropagationOptions {
   /** Modules to rewrite (default: every self-attention site). */
@@ -55,7 +55,6 @@ export interface TokenPropagationOptions {
 const NAME = 'token-propagation';
 const DT = onnx.TensorProto.DataType;
 const FLOAT: number = DT.FLOAT;
-const HALF: number = DT.FLOAT16;
 /** Norm epsilon (added to Σx²): keeps a zero row's cosine finite. */
 const EPS = 1e-12;
 /** Ops between to_q's MatMul and the query the scores read (head split, upcast, SDPA's √scale). */
@@ -216,54 +215,19 @@ function propagate(b: Builder, names: Names, x: string, o: string, xType: number
   const weight = b.unsqueeze(names.weight, [2, 3], 'weight4');
   const weighted = b.op('Mul', [gathered, weight], 'weighted');
   const propagated = b.reduceSum(weighted, [1], 0, 'propagated');
-  const keep = b.op('Sub', [b.floatConst('one_f', oType, 1), names.on], 'keep');
+  const keep = b.op('Sub', [b.scalar(oType, 1, 'one_f'), names.on], 'keep');
   const own = b.op('Mul', [keep, o], 'own');
   const injected = b.op('Mul', [names.on, propagated], 'injected');
   return b.op('Add', [own, injected], 'blended');
 }
 
 /** Nodes under one name prefix, with the opset-dependent forms of Unsqueeze and ReduceSum. */
-class Builder {
-  readonly nodes: onnx.NodeProto[] = [];
+class Builder extends NodeBuilder {
   constructor(
-    readonly prefix: string,
+    prefix: string,
     readonly opset: number,
-  ) {}
-
-  op(opType: string, inputs: string[], name: string, attrs: onnx.IAttributeProto[] = []): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(makeNode(opType, inputs, out, attrs));
-    return out;
-  }
-
-  private constant(name: string, t: onnx.ITensorProto): string {
-    const out = `${this.prefix}/${name}`;
-    this.nodes.push(
-      onnx.NodeProto.create({
-        name: out,
-        opType: 'Constant',
-        output: [out],
-        attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t }],
-      }),
-    );
-    return out;
-  }
-
-  ints(name: string, values: number[]): string {
-    return this.constant(name, { dataType: DT.INT64, dims: [values.length], int64Data: values });
-  }
-
-  /** A scalar of a float type. */
-  floatConst(name: string, elemType: number, value: number): string {
-    const data = elemType === HALF ? Uint16Array.of(floatToHalfBits(value)) : Float32Array.of(value);
-    return this.constant(name, { dataType: elemType, dims: [], rawData: new Uint8Array(data.buffer) });
-  }
-
-  /** shape[start:end] as a 1-D int64 tensor. */
-  slice(shape: string, start: number, end: number, name: string): string {
-    const starts = this.ints(`${name}/start`, [start]);
-    const ends = this.ints(`${name}/end`, [end]);
-    return this.op('Slice', [shape, starts, ends, this.ints(`${name}/axes`, [0])], name);
+  ) {
+    super(prefix);
   }
 
   unsqueeze(x: string, axes: number[], name: string): string {
@@ -284,7 +248,7 @@ class Builder {
     const sum = this.reduceSum(squares, [-1], 1, `${name}/sum`);
     const norm = this.op(
       'Sqrt',
-      [this.op('Add', [sum, this.floatConst(`${name}/eps`, DT.FLOAT, EPS)], `${name}/padded`)],
+      [this.op('Add', [sum, this.scalar(DT.FLOAT, EPS, `${name}/eps`)], `${name}/padded`)],
       `${name}/norm`,
     );
     return this.op('Div', [x, norm], name);
