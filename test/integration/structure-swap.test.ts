@@ -231,6 +231,13 @@ describe('every attention method at once', () => {
       const plain = await editFromInversion(m, traj, params({ prompt: SOURCE }));
       const same = await editFromInversion(m, traj, params({ ...all, prompt: SOURCE, reweight: [], autoMask: null }));
       expect(maxDiff(same.frames.data, plain.frames.data)).toBeLessThanOrEqual(1e-5);
+      // Joint attention ("all") reroutes K at every self-attention site, which structure lock's blend of K does not
+      // survive: refused before any UNet call of the edit.
+      const before = m.stats.unetEvals;
+      await expect(async () =>
+        editFromInversion(m, traj, params({ ...all, crossFrame: { anchors: 'all', mode: 'extend', layers: 'all' } })),
+      ).rejects.toThrow(/structure lock and cross-frame attention with anchors "all" .* do not run together yet/);
+      expect(m.stats.unetEvals).toBe(before);
     });
   }, 180_000);
 });
@@ -320,6 +327,8 @@ describe('a job asking for structure lock or word swap', () => {
       const noSource = await problem(m, req(swap));
       expect(noSource).toMatchObject({ status: 422, title: 'Source prompt needed', field: 'sourcePrompt' });
       expect(noSource?.detail).toMatch(/needs sourcePrompt: say what the shot shows now/);
+      const joint = await problem(m, req({ attention: { structure: 0.5, crossFrame: { anchors: 'all' } } }));
+      expect(joint).toMatchObject({ status: 422, title: 'Methods do not combine', field: 'attention.crossFrame' });
       const sdedit = await problem(m, req({ attention: { structure: 0.5 }, method: 'sdedit' }));
       expect(sdedit).toMatchObject({ status: 422, title: 'Method not available', field: 'attention.structure' });
     });

@@ -8,7 +8,7 @@ import type { MaskBatch } from '../diffusion/images';
 import { wordMapSites, wordMaskProblem } from '../editing/stages/auto-mask';
 import { crossFrameSites } from '../editing/stages/cross-frame';
 import { reweightProblem, reweightSites } from '../editing/stages/reweight';
-import { structureSites } from '../editing/stages/structure-lock';
+import { structureLockConflict, structureSites } from '../editing/stages/structure-lock';
 import { wordSwapProblem, wordSwapSites } from '../editing/stages/word-swap';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
@@ -185,6 +185,8 @@ export async function planJob(
         sites ?? 'structure lock is a stage of the inversion edit; use method "inversion" or set it to 0',
         'attention.structure',
       );
+    const conflict = structureLockConflict(req.attention.crossFrame);
+    if (conflict) throw ProblemError.of(422, 'Methods do not combine', conflict, 'attention.crossFrame');
   }
   if (req.attention?.wordSwap) {
     const sites = req.method === 'inversion' ? wordSwapSites(model) : undefined;

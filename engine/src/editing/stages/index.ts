@@ -8,7 +8,7 @@ import { autoMaskStage } from './auto-mask';
 import { checkConsistency } from './consistency';
 import { crossFrameStage } from './cross-frame';
 import { reweightStage } from './reweight';
-import { structureLockStage } from './structure-lock';
+import { structureLockConflict, structureLockStage } from './structure-lock';
 import { wordSwapStage } from './word-swap';
 import { latentCorrection } from './latent-correction';
 import { maskRefinement } from './mask-refinement';
@@ -16,6 +16,8 @@ import { decoderFeatureStage } from './source-features';
 
 export function editStages(p: EditParams): EditStage[] {
   if (p.consistency) checkConsistency(p.consistency);
+  const conflict = p.structure ? structureLockConflict(p.crossFrame) : undefined;
+  if (conflict) throw new Error(conflict);
   return [
     decoderFeatureStage(),
     autoMaskStage(),
