@@ -3,7 +3,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CliError, joinNegativeValues, parse } from '../../engine/src/cli/args';
-import { cliWording, crossFrameArg, reweightArg, runEdit, structureArg, wordSwapArg } from '../../engine/src/cli/edit';
+import {
+  cliWording,
+  crossFrameArg,
+  maskArg,
+  reweightArg,
+  runEdit,
+  structureArg,
+  wordSwapArg,
+} from '../../engine/src/cli/edit';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 
@@ -165,6 +173,8 @@ describe('reshoot edit says what is wrong in its own words', () => {
       /a preset \("off", "reimagine", "loose", "balanced", "keep structure"\)/,
     );
     expect(wordSwapArg('0.6')).toEqual({ steps: 0.6 });
+    expect(maskArg('auto:attention')).toEqual({ type: 'auto', from: 'attention' });
+    expect(maskArg('auto:both')).toEqual({ type: 'auto', from: 'both' });
     expect(() => wordSwapArg('')).toThrow(/--word-swap takes the fraction of the steps/);
     const out = path.join(root, 'structure.mp4');
     const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
@@ -193,6 +203,20 @@ describe('reshoot edit says what is wrong in its own words', () => {
         out,
       ]);
       expect(swap.message).toMatch(/this model has no cross-attention.*; leave out --word-swap or use/);
+      const attentionMask = await failure([
+        silent,
+        '--prompt',
+        'a blue car',
+        '--source-prompt',
+        'a red car',
+        '--model',
+        oracle,
+        '--mask',
+        'auto:attention',
+        '-o',
+        out,
+      ]);
+      expect(attentionMask.message).toMatch(/this model has none.*; use --mask auto or a Stable Diffusion model/);
       const tooStrong = await failure([silent, '--prompt', 'a blue car', '--structure', '2', '-o', out]);
       expect(tooStrong.message).toMatch(/--structure is a strength from 0 \(off\) to 1/);
     } finally {

@@ -17,7 +17,7 @@ import { PipelineWorker } from '../worker/pipeline-worker';
 import { CliError, intOption, parse, sizeOption } from './args';
 import { ProgressLine } from './progress-line';
 
-const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
+const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto[:attention|:both]|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
        [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous|all[,replace][,decoder]]
@@ -26,6 +26,9 @@ const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
   if (value === 'auto') return { type: 'auto' };
+  // auto:attention, auto:both, auto:difference: what the automatic mask is read from (MaskSpec "auto" `from`).
+  const from = /^auto:(difference|attention|both)$/.exec(value)?.[1] as 'difference' | 'attention' | 'both' | undefined;
+  if (from) return { type: 'auto', from };
   const parts = value.split(',');
   if (parts.length === 4 && parts.every((p) => p.trim() !== '' && Number.isFinite(Number(p)))) {
     const [x, y, w, h] = parts.map(Number);
@@ -146,7 +149,9 @@ export function cliWording(detail: string): string {
     .replace(/\battention\.structure\b/g, '--structure')
     .replace(/\bturn attention\.wordSwap off\b/g, 'leave out --word-swap')
     .replace(/\battention\.wordSwap\b/g, '--word-swap')
-    .replace(/\bsourcePrompt\b/g, '--source-prompt');
+    .replace(/\bsourcePrompt\b/g, '--source-prompt')
+    .replace(/\buse mask\.from "difference"/g, 'use --mask auto')
+    .replace(/\bmask\.from\b/g, '--mask auto:…');
 }
 
 export async function runEdit(argv: string[]): Promise<number> {
