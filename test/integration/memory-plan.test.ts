@@ -192,7 +192,7 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     prompt: 'a blue car',
     sourcePrompt: 'a red car',
     directInversion: true,
-    attention: { crossFrame, reweight: [], structure: 0, wordSwap: null },
+    attention: { crossFrame, reweight: [], structure: 0, wordSwap: null, tokenFlow: null },
   });
   const FIRST: CrossFrameParams = { anchors: 'first', mode: 'extend', layers: 'all' };
   const budget = (limitBytes?: number) => ({
@@ -248,6 +248,30 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     expect(refused.error?.issues[0].message).toMatch(/mode "replace" drops the frame's own keys, which anchors "all"/);
   });
 
+  it('counts TokenFlow: its keyframes held and run jointly, so more frames in a chunk cost more at any batch', () => {
+    const small = { ...cost, baseBytes: 300 * MiB, unetItemBytes: 12 * MiB };
+    const tokenFlow = (keyframeEvery: number, chunkFrames: number, batchSize = 1) =>
+      peakOf(
+        planMemory({
+          req: { ...req(null, batchSize), attention: { ...req(null).attention!, tokenFlow: { keyframeEvery } } },
+          model: info,
+          latent: { height: 32, width: 32 },
+          mediaBytes: 0,
+          cost: small,
+          budget: budget(),
+          chunkFrames,
+        }),
+      );
+    const plain = peakOf(plan(req(null, 1), 32, small));
+    // One keyframe: the rewritten session, the fed keyframe tensors and one more call's working memory.
+    expect(tokenFlow(8, 8)).toBeGreaterThan(plain + small.unetItemBytes);
+    // Four keyframes instead of two: held tensors grow linearly, the joint call quadratically.
+    const growth2 = tokenFlow(4, 8) - tokenFlow(8, 8);
+    const growth4 = tokenFlow(2, 8) - tokenFlow(4, 8);
+    expect(growth2).toBeGreaterThan(0);
+    expect(growth4).toBeGreaterThan(2 * growth2);
+  });
+
   it('refuses a cross-frame job that cannot fit where the plain job does, saying what cross-frame attention adds', () => {
     const plainPeak = peakOf(plan(req(null), 64, cost));
     const bankedPeak = peakOf(plan(req(FIRST), 64, cost));
@@ -265,11 +289,20 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     const weights = unetWeightsBytes(info);
     expect(weights).toBeGreaterThan(0);
     const variants: PlanInput['req'][] = [
-      { ...req(null), attention: { crossFrame: null, reweight: [], structure: 0.8, wordSwap: null } },
-      { ...req(null), attention: { crossFrame: null, reweight: [], structure: 0, wordSwap: { steps: 0.8 } } },
+      { ...req(null), attention: { crossFrame: null, reweight: [], structure: 0.8, wordSwap: null, tokenFlow: null } },
       {
         ...req(null),
-        attention: { crossFrame: null, reweight: [{ word: 'blue', scale: 2 }], structure: 0, wordSwap: null },
+        attention: { crossFrame: null, reweight: [], structure: 0, wordSwap: { steps: 0.8 }, tokenFlow: null },
+      },
+      {
+        ...req(null),
+        attention: {
+          crossFrame: null,
+          reweight: [{ word: 'blue', scale: 2 }],
+          structure: 0,
+          wordSwap: null,
+          tokenFlow: null,
+        },
       },
       { ...req(null), mask: { type: 'auto', from: 'attention' } },
     ];

@@ -177,6 +177,24 @@ export const AttentionSpec = z
       .strict()
       .nullable()
       .default(null),
+    /**
+     * TokenFlow propagation: at every step one keyframe per `keyframeEvery` frames (drawn anew each step) is edited
+     * with joint attention over all keyframes, and every frame's self-attention outputs are taken from its two nearest
+     * keyframes along the source video's own token correspondences, so every frame shows the same edit. 1 makes every
+     * frame a keyframe (joint attention over the whole chunk). Not with crossFrame or structure yet.
+     */
+    tokenFlow: z
+      .object({
+        keyframeEvery: z
+          .number()
+          .int('attention.tokenFlow.keyframeEvery is a whole number of frames')
+          .min(1)
+          .max(64, 'attention.tokenFlow.keyframeEvery above 64 leaves too few keyframes to follow the motion; use 4–16')
+          .default(8),
+      })
+      .strict()
+      .nullable()
+      .default(null),
   })
   .strict();
 export type AttentionSpec = z.output<typeof AttentionSpec>;

@@ -44,6 +44,8 @@ export interface EditParams {
   structure?: number;
   /** Prompt-to-prompt word swap (stages/word-swap.ts); absent = off. */
   wordSwap?: AttentionSpec['wordSwap'];
+  /** TokenFlow propagation (stages/token-flow.ts); absent = off. */
+  tokenFlow?: AttentionSpec['tokenFlow'];
   batchSize: number;
   /**
    * Also VAE-decode the source's own clean latents (level 0 of the trajectory), batched like the edit, and return

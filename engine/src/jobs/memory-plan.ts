@@ -12,6 +12,7 @@ import type { JobMemory, JobRequest } from '../api/schemas';
 import { unetItemsPerFrame } from '../editing/loop/inversion-loop';
 import { readsSourceBranch } from '../editing/stages';
 import { crossFrameMemory, crossFrameSites, type BankMemory, type BankSite } from '../editing/stages/cross-frame';
+import { tokenFlowMemory } from '../editing/stages/token-flow';
 import type { CrossFrameParams } from '../editing/types';
 import type { MemoryCost, MemoryProbeKey } from '../models/memory-probe';
 import { vaeFramesPerCall, type ModelInfo } from '../models/sd-model';
@@ -86,6 +87,8 @@ export interface PlanInput {
   budget: MemoryBudget;
   /** With cross-frame attention: the bank's sites and the UNet's weights, when not read from the model's files. */
   bankSites?: BankSite[];
+  /** Frames edited together (a chunk, its overlap included): TokenFlow draws its keyframes from them. */
+  chunkFrames?: number;
   unetWeightsBytes?: number;
 }
 
@@ -129,6 +132,14 @@ function attentionCost(p: PlanInput, items: number): CrossFrameCost | string | u
   const cf = p.req.attention?.crossFrame;
   try {
     const weightsBytes = p.unetWeightsBytes ?? unetWeightsBytes(p.model);
+    const tf = p.req.attention?.tokenFlow;
+    if (tf) {
+      const sites = p.bankSites ?? bankSites(p.model, 'all', p.latent);
+      if (typeof sites === 'string') return sites;
+      const frames = p.chunkFrames ?? tf.keyframeEvery;
+      const memory = tokenFlowMemory(sites, frames, tf.keyframeEvery, items, p.model.attention.slices);
+      return { bank: memory, weightsBytes, what: 'TokenFlow' };
+    }
     if (!cf) return { bank: NO_BANK, weightsBytes, what: 'the attention methods' };
     const sites = p.bankSites ?? bankSites(p.model, cf.layers, p.latent);
     if (typeof sites === 'string') return sites;
@@ -156,7 +167,9 @@ function unetBytes(cost: MemoryCost, items: number, cf?: CrossFrameCost): (frame
     const edited = Math.min(frames, cf.bank.framesPerCall ?? frames);
     const base = frames * Math.min(items, 2) * item;
     const callItems = edited * items;
-    const joint = callItems * (callItems - 1) * (cf.bank.pairBytes ?? 0);
+    // A joint call of its own (TokenFlow's keyframes) is counted on top of the frames' calls: an upper bound.
+    const jointItems = cf.bank.jointItems ?? callItems;
+    const joint = jointItems * (jointItems - 1) * (cf.bank.pairBytes ?? 0) + (cf.bank.jointItems ?? 0) * item;
     return base + cf.weightsBytes + callItems * (item + cf.bank.itemBytes) + cf.bank.heldBytes + joint;
   };
 }

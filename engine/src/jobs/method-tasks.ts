@@ -37,6 +37,7 @@ const TASKS: { [M in JobRequest['method']]: (c: ChunkTask) => MethodTask } = {
       reweight: c.req.attention?.reweight,
       structure: c.req.attention?.structure,
       wordSwap: c.req.attention?.wordSwap,
+      tokenFlow: c.req.attention?.tokenFlow,
       steps: c.req.steps,
       strength: c.strength,
     },

@@ -8,7 +8,9 @@ import type { MaskBatch } from '../diffusion/images';
 import { wordMapSites, wordMaskProblem } from '../editing/stages/auto-mask';
 import { crossFrameSites } from '../editing/stages/cross-frame';
 import { reweightProblem, reweightSites } from '../editing/stages/reweight';
-import { structureLockConflict, structureSites } from '../editing/stages/structure-lock';
+import { structureSites } from '../editing/stages/structure-lock';
+import { tokenFlowSites } from '../editing/stages/token-flow';
+import { attentionConflict } from '../editing/stages';
 import { wordSwapProblem, wordSwapSites } from '../editing/stages/word-swap';
 import { CanceledError, type Progress } from '../editing/types';
 import { decodeFrames, type DecodeOptions } from '../media/decode';
@@ -185,9 +187,19 @@ export async function planJob(
         sites ?? 'structure lock is a stage of the inversion edit; use method "inversion" or set it to 0',
         'attention.structure',
       );
-    const conflict = structureLockConflict(req.attention.crossFrame);
-    if (conflict) throw ProblemError.of(422, 'Methods do not combine', conflict, 'attention.crossFrame');
   }
+  if (req.attention?.tokenFlow) {
+    const sites = req.method === 'inversion' ? tokenFlowSites(model) : undefined;
+    if (typeof sites !== 'object')
+      throw ProblemError.of(
+        422,
+        'Method not available',
+        sites ?? 'TokenFlow is a stage of the inversion edit; use method "inversion" or turn it off',
+        'attention.tokenFlow',
+      );
+  }
+  const conflict = req.attention && attentionConflict(req.attention);
+  if (conflict) throw ProblemError.of(422, 'Methods do not combine', conflict.detail, conflict.field);
   if (req.attention?.wordSwap) {
     const sites = req.method === 'inversion' ? wordSwapSites(model) : undefined;
     if (typeof sites !== 'object')
@@ -324,6 +336,7 @@ function memoryPlan(
     model,
     latent: latentOf(model, plan),
     mediaBytes: mediaBytes(req, plan),
+    chunkFrames: Math.min(plan.frameCount, CHUNK_FRAMES + (req.consistency?.chunkOverlap ?? 0)),
     ...(cost ? { cost } : {}),
     budget: currentBudget(limitBytes),
   });

@@ -192,56 +192,81 @@ export async function denoiseFromInversion(
         .map((s) => s.name)
         .join(', ')}: ${variant.reason}`,
     );
-  const outputs = [...new Set(stages.flatMap((s) => s.outputs ?? []))];
+  const outputsOf = (call: UnetCallInfo) => [
+    ...new Set(stages.flatMap((s) => (typeof s.outputs === 'function' ? s.outputs(call) : (s.outputs ?? [])))),
+  ];
   const calls = stages.reduce<FrameBatch[]>((ps, s) => s.partition?.(ps) ?? ps, parts);
   // Progress was counted in the loop's own batches; a stage that runs more, smaller calls advances it by less each.
   const unitsPerCall = parts.length / calls.length;
   const lockstep = stages.some((s) => s.afterStep);
+  if (!lockstep && stages.some((s) => s.keyframes))
+    throw new Error('a stage with keyframe calls must step all frames in lockstep (give it an afterStep hook)');
   const mask = state.mask;
 
   // Every frame's current latent; each batch steps its own slice in place.
   const out = Float32Array.from(traj.latents[K]);
-  // Embeddings and UNet input depend on the batch size only, and there are at most two sizes (full and last).
+  // Embeddings depend on the batch size only, and there are few sizes (full, last, keyframes).
   const embFor = new Map<number, Float32Array>();
-  const inputFor = new Map<number, Float32Array>();
-
-  const step = async ({ start, count }: { start: number; count: number }, k: number) => {
-    const sz = count * per;
-    const at = (level: number) => traj.latents[level].subarray(start * per, start * per + sz);
-    if (!embFor.has(count)) {
-      embFor.set(
+  const embeddings = (count: number) => {
+    let emb = embFor.get(count);
+    if (!emb) {
+      emb = repeatEmbeddings(
+        plan.branches.map((b) => rows.get(b.prompt)!),
         count,
-        repeatEmbeddings(
-          plan.branches.map((b) => rows.get(b.prompt)!),
-          count,
-        ),
       );
-      inputFor.set(count, new Float32Array(plan.branches.length * sz));
+      embFor.set(count, emb);
     }
-    const emb = embFor.get(count)!;
-    const input = inputFor.get(count)!;
-    const batchMask = mask?.subarray(start * hw, (start + count) * hw);
-    const z = out.subarray(start * per, start * per + sz);
-    track.checkStop();
-    const src = at(k);
-    plan.branches.forEach((b, i) => input.set(b.latent === 'target' ? z : src, i * sz));
+    return emb;
+  };
+
+  /** One UNet call on `frames` (in batch order) at level k: every branch's items, the stages' feeds and outputs. */
+  const unet = async (frames: readonly number[], k: number, keyframes: boolean) => {
+    const count = frames.length;
+    const sz = count * per;
+    const input = new Float32Array(plan.branches.length * sz);
+    plan.branches.forEach((b, i) => {
+      const from = b.latent === 'target' ? out : traj.latents[k];
+      frames.forEach((f, j) => input.set(from.subarray(f * per, (f + 1) * per), i * sz + j * per));
+    });
     const call: UnetCallInfo = {
       step: K - k + 1,
       level: k,
       timestep: traj.timesteps[k],
-      start,
+      start: frames[0],
       count,
       branches: plan.branches,
+      ...(keyframes ? { keyframes: frames } : {}),
     };
-    const feeds = stageFeeds(stages, call);
-    const result = await model.predict(input, plan.branches.length * count, h, w, traj.timesteps[k], emb, {
-      guidanceEmbedding: p.guidance - 1,
-      variant: variant.id,
-      feeds,
-      outputs,
-    });
+    track.checkStop();
+    const result = await model.predict(
+      input,
+      plan.branches.length * count,
+      h,
+      w,
+      traj.timesteps[k],
+      embeddings(count),
+      {
+        guidanceEmbedding: p.guidance - 1,
+        variant: variant.id,
+        feeds: stageFeeds(stages, call),
+        outputs: outputsOf(call),
+      },
+    );
     for (const s of stages) s.afterUnet?.(call, result.outputs);
-    const pred = result.eps;
+    return result.eps;
+  };
+
+  const step = async ({ start, count }: FrameBatch, k: number) => {
+    const sz = count * per;
+    const at = (level: number) => traj.latents[level].subarray(start * per, start * per + sz);
+    const batchMask = mask?.subarray(start * hw, (start + count) * hw);
+    const z = out.subarray(start * per, start * per + sz);
+    const src = at(k);
+    const pred = await unet(
+      Array.from({ length: count }, (_, j) => start + j),
+      k,
+      false,
+    );
     const part = (i: number) => pred.subarray(i * sz, (i + 1) * sz);
     const epsT = plan.tgtU >= 0 ? guidance(part(plan.tgtU), part(plan.tgtC), p.guidance) : part(plan.tgtC);
     const next = ddimMove(epsT, z, traj.alphas[k], traj.alphas[k - 1], type);
@@ -278,8 +303,13 @@ export async function denoiseFromInversion(
   if (!lockstep) {
     for (const part of calls) for (let k = K; k >= 1; k--) await step(part, k);
   } else {
-    // Cross-frame stages read neighbouring frames at the same noise level: steps outer, batches inner.
+    // Cross-frame stages read neighbouring frames at the same noise level: steps outer, batches inner. A stage's
+    // keyframes run first, at the step's starting latents, so that every frame's call can read them.
     for (let k = K; k >= 1; k--) {
+      for (const s of stages) {
+        const keyframes = s.keyframes?.(K - k + 1);
+        if (keyframes?.length) await unet(keyframes, k, true);
+      }
       for (const part of calls) await step(part, k);
       for (const s of stages) s.afterStep?.(out, K - k + 1);
     }

@@ -73,6 +73,11 @@ export interface UnetCallInfo {
   count: number;
   /** The UNet batch is these branches one after the other, `count` items each. */
   branches: readonly { latent: 'source' | 'target'; prompt: string }[];
+  /**
+   * Set on a stage's keyframe call (EditStage.keyframes): the frames it holds, in batch order, `count` of them; its
+   * prediction steps no latent, only afterUnet reads it. `start` is then the first of them.
+   */
+  keyframes?: readonly number[];
 }
 
 export interface EditStage {
@@ -98,8 +103,14 @@ export interface EditStage {
   readonly readsSourceBranch?: boolean;
   /** Regroups the frames into UNet calls (the loop's batches, in order) when the stage needs some frames run first. */
   partition?(parts: readonly FrameBatch[]): FrameBatch[];
-  /** Output ports to fetch from every UNet call (handed to afterUnet). */
-  readonly outputs?: readonly string[];
+  /** Output ports to fetch from every UNet call, or from the calls the function names (handed to afterUnet). */
+  readonly outputs?: readonly string[] | ((call: UnetCallInfo) => readonly string[]);
+  /**
+   * Frames to run together in one more UNet call at the start of step `step`, before the step's own calls, at their
+   * current latents (TokenFlow's keyframes, edited jointly and then propagated to every frame). The call's prediction
+   * is dropped; the stage reads what it needs in afterUnet. Needs lockstep (an afterStep hook).
+   */
+  keyframes?: (step: number) => readonly number[] | undefined;
   /** Values for the variant's input ports for this call; ports nobody feeds stay at their neutral values. */
   beforeUnet?: (call: UnetCallInfo) => Readonly<Record<string, PortTensor>> | undefined;
   afterUnet?: (call: UnetCallInfo, outputs: Readonly<Record<string, PortTensor>>) => void;

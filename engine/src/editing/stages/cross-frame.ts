@@ -219,6 +219,8 @@ export interface BankMemory {
    * call's items: the plan multiplies it by items·(items − 1).
    */
   pairBytes?: number;
+  /** Items of a joint call the stage runs whatever the batch (TokenFlow's keyframes); otherwise the batch's items. */
+  jointItems?: number;
 }
 
 const FLOAT_BYTES = 4;

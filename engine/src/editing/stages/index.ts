@@ -8,7 +8,8 @@ import { autoMaskStage } from './auto-mask';
 import { checkConsistency } from './consistency';
 import { crossFrameStage } from './cross-frame';
 import { reweightStage } from './reweight';
-import { structureLockConflict, structureLockStage } from './structure-lock';
+import { structureLockStage } from './structure-lock';
+import { tokenFlowStage } from './token-flow';
 import { wordSwapStage } from './word-swap';
 import { latentCorrection } from './latent-correction';
 import { maskRefinement } from './mask-refinement';
@@ -16,8 +17,8 @@ import { decoderFeatureStage } from './source-features';
 
 export function editStages(p: EditParams): EditStage[] {
   if (p.consistency) checkConsistency(p.consistency);
-  const conflict = p.structure ? structureLockConflict(p.crossFrame) : undefined;
-  if (conflict) throw new Error(conflict);
+  const conflict = attentionConflict(p);
+  if (conflict) throw new Error(conflict.detail);
   return [
     decoderFeatureStage(),
     autoMaskStage(),
@@ -28,10 +29,40 @@ export function editStages(p: EditParams): EditStage[] {
     structureLockStage(),
     wordSwapStage(),
     reweightStage(),
+    tokenFlowStage(),
   ];
+}
+
+/**
+ * Why the edit's attention methods cannot run together, and the field to change, or undefined. Joint attention
+ * (cross-frame anchors "all", TokenFlow's keyframes) reroutes every self-attention site's keys through a gather over
+ * the call; the structure lock's blend of the keys and the cross-frame bank do not compose with it yet.
+ */
+export function attentionConflict(
+  p: Pick<EditParams, 'crossFrame' | 'structure' | 'tokenFlow'>,
+): { field: string; detail: string } | undefined {
+  if (p.tokenFlow && p.crossFrame)
+    return {
+      field: 'attention.crossFrame',
+      detail:
+        "TokenFlow already carries every frame's attention from shared keyframes, and the two rewrite the same self-attention keys; turn attention.crossFrame off, or turn attention.tokenFlow off",
+    };
+  if (p.tokenFlow && p.structure)
+    return {
+      field: 'attention.structure',
+      detail:
+        'structure lock and TokenFlow both rewrite the self-attention keys and do not run together yet; set attention.structure to 0, or turn attention.tokenFlow off',
+    };
+  if (p.structure && p.crossFrame?.anchors === 'all')
+    return {
+      field: 'attention.crossFrame',
+      detail:
+        'structure lock and cross-frame attention with anchors "all" both rewrite the self-attention keys and do not run together yet; use attention.crossFrame anchors "first" or "first+previous", or set attention.structure to 0',
+    };
+  return undefined;
 }
 
 /** Whether the job's attention methods read the source branch in the target's UNet call (the memory plan counts it). */
 export function readsSourceBranch(a: AttentionSpec | undefined): boolean {
-  return !!a && (a.structure > 0 || !!a.wordSwap);
+  return !!a && (a.structure > 0 || !!a.wordSwap || !!a.tokenFlow);
 }

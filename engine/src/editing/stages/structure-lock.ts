@@ -11,7 +11,6 @@ import type { ModelInfo, PortTensor } from '../../models/sd-model';
 import type { PassRequest } from '../../onnx/graph-cache';
 import { structureLock, structureLockPorts } from '../../onnx/passes/structure-lock';
 import type { EditContext, EditStage, UnetCallInfo } from '../loop/stage';
-import type { EditParams } from '../types';
 import { readerWeights, sourcePairs, sourceRows } from './source-pairs';
 
 /** Queries and keys are locked for this share of the steps the features are: PnP's 50 % against 80 %. */
@@ -32,16 +31,6 @@ export function structureSites(info: ModelInfo): ModelInfo['attention']['sites']
   const decoder = info.attention.sites.filter((s) => s.kind === 'self' && s.module.startsWith('up_blocks.'));
   if (decoder.length) return decoder;
   return `structure lock takes the source's self-attention in the UNet's decoder, and this model has none${info.attention.note ? ` (${info.attention.note})` : ''}; set attention.structure to 0 or use a Stable Diffusion model`;
-}
-
-/**
- * Why structure lock cannot run beside these methods, or undefined. Cross-frame anchors "all" reroute every
- * self-attention site's keys through a joint gather over the call, and the lock's own blend of the keys does not
- * compose with it (the rewritten graph fails at run time); not handled yet.
- */
-export function structureLockConflict(crossFrame: EditParams['crossFrame']): string | undefined {
-  if (crossFrame?.anchors !== 'all') return undefined;
-  return 'structure lock and cross-frame attention with anchors "all" both rewrite the self-attention keys and do not run together yet; use attention.crossFrame anchors "first" or "first+previous", or set attention.structure to 0';
 }
 
 /** Steps of K during which the features and the queries/keys are injected. */
