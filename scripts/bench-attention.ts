@@ -32,6 +32,8 @@ const SETTINGS: Record<string, Partial<EditParams>> = {
   'word swap 0.8': { wordSwap: { steps: 0.8 } },
   'reweight blue × 2': { reweight: [{ word: 'blue', scale: 2 }] },
   'structure lock 0.8 + word swap 0.8': { structure: 0.8, wordSwap: { steps: 0.8 } },
+  'tokenflow 1 in 8': { tokenFlow: { keyframeEvery: 8 } },
+  'tokenflow 1 in 2': { tokenFlow: { keyframeEvery: 2 } },
 };
 
 interface Figures {

@@ -450,6 +450,23 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     expect(await page.getAttribute('#word-swap', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#form-problem')).toBe(false);
 
+    // TokenFlow: off, or one keyframe in 4, 8 or 16 frames; the oracle has no self-attention, so it is refused there.
+    expect(await page.$$eval('#token-flow .seg', (els: PageElement[]) => els.map((el) => el.textContent))).toEqual([
+      'Off',
+      '1 in 4',
+      '1 in 8',
+      '1 in 16',
+    ]);
+    await page.click('#token-flow [data-value="8"]');
+    await page.click('#preview');
+    await page.waitForSelector('#token-flow[aria-invalid="true"]');
+    expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.tokenFlow');
+    expect(await page.textContent('.field.invalid .field-message')).toContain('no self-attention');
+    expect(sent.at(-1)?.attention).toEqual({ tokenFlow: { keyframeEvery: 8 } });
+    await page.click('#token-flow [data-value="off"]');
+    expect(await page.getAttribute('#token-flow', 'aria-invalid')).toBe('false');
+    expect((await listJobs()).length).toBe(before.length);
+
     // Word emphasis is typed as word=scale. One that is not is marked at the field before anything is sent; a good one
     // goes as attention.reweight, and the oracle's refusal (no cross-attention) lands at the same field.
     await page.fill('#emphasis', 'blue=x');
@@ -528,6 +545,7 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
           crossFrame: { anchors: 'first+previous', mode: 'replace' },
           structure: 0.7,
           wordSwap: true,
+          tokenFlow: 4,
           reweight: [
             { word: 'blue', scale: 2 },
             { word: 'car', scale: 0.5 },
@@ -548,6 +566,7 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
       expect(await tab.isVisible('#cross-frame-mode')).toBe(true);
       expect(await tab.getAttribute('#structure [data-value="balanced"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#word-swap [data-value="on"]', 'aria-checked')).toBe('true');
+      expect(await tab.getAttribute('#token-flow [data-value="4"]', 'aria-checked')).toBe('true');
       expect(await tab.inputValue('#emphasis')).toBe('blue=2, car=0.5');
       expect(await tab.getAttribute('#mask-choice [data-value="auto"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#mask-from [data-value="attention"]', 'aria-checked')).toBe('true');
@@ -557,6 +576,7 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
       expect(await tab.isVisible('#cross-frame-mode')).toBe(false);
       expect(await tab.getAttribute('#structure [data-value="off"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#word-swap [data-value="off"]', 'aria-checked')).toBe('true');
+      expect(await tab.getAttribute('#token-flow [data-value="off"]', 'aria-checked')).toBe('true');
       expect(await tab.inputValue('#emphasis')).toBe('');
       expect(await tab.getAttribute('#mask-choice [data-value="none"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#mask-from')).toBe(false);

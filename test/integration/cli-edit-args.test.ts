@@ -10,6 +10,7 @@ import {
   reweightArg,
   runEdit,
   structureArg,
+  tokenFlowArg,
   wordSwapArg,
 } from '../../engine/src/cli/edit';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
@@ -176,6 +177,8 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect(maskArg('auto:attention')).toEqual({ type: 'auto', from: 'attention' });
     expect(maskArg('auto:both')).toEqual({ type: 'auto', from: 'both' });
     expect(() => wordSwapArg('')).toThrow(/--word-swap takes the fraction of the steps/);
+    expect(tokenFlowArg(' 4 ')).toEqual({ keyframeEvery: 4 });
+    expect(() => tokenFlowArg('on')).toThrow(/--token-flow takes how many frames share one keyframe/);
     const out = path.join(root, 'structure.mp4');
     const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     try {
@@ -219,6 +222,20 @@ describe('reshoot edit says what is wrong in its own words', () => {
       expect(attentionMask.message).toMatch(/this model has none.*; use --mask auto or a Stable Diffusion model/);
       const tooStrong = await failure([silent, '--prompt', 'a blue car', '--structure', '2', '-o', out]);
       expect(tooStrong.message).toMatch(/--structure is a strength from 0 \(off\) to 1/);
+      const tokenFlow = await failure([
+        silent,
+        '--prompt',
+        'a blue car',
+        '--model',
+        oracle,
+        '--token-flow',
+        '8',
+        '-o',
+        out,
+      ]);
+      expect(tokenFlow.message).toMatch(/no self-attention.*; leave out --token-flow or use a Stable Diffusion model/);
+      const sparse = await failure([silent, '--prompt', 'a blue car', '--token-flow', '100', '-o', out]);
+      expect(sparse.message).toMatch(/--token-flow above 64 leaves too few keyframes/);
     } finally {
       quiet.mockRestore();
     }

@@ -21,7 +21,8 @@ const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] 
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
        [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous|all[,replace][,decoder]]
-       [--reweight WORD=SCALE[,WORD=SCALE…]] [--structure PRESET|0-1] [--word-swap FRACTION] [--json]`;
+       [--reweight WORD=SCALE[,WORD=SCALE…]] [--structure PRESET|0-1] [--word-swap FRACTION]
+       [--token-flow EVERY] [--json]`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -120,6 +121,15 @@ export function wordSwapArg(value: string | undefined): { steps: number } | unde
   return { steps: n };
 }
 
+/** --token-flow EVERY: attention.tokenFlow, one keyframe per EVERY frames (8 in TokenFlow). */
+export function tokenFlowArg(value: string | undefined): { keyframeEvery: number } | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n))
+    throw new CliError(`--token-flow takes how many frames share one keyframe, e.g. --token-flow 8; got "${value}"`);
+  return { keyframeEvery: n };
+}
+
 const EXAMPLE_PROMPT = '--prompt "a blue car on a gray road"';
 
 /** The engine's messages name API fields (output.overwrite); on the command line they are options. */
@@ -149,6 +159,9 @@ export function cliWording(detail: string): string {
     .replace(/\battention\.structure\b/g, '--structure')
     .replace(/\bturn attention\.wordSwap off\b/g, 'leave out --word-swap')
     .replace(/\battention\.wordSwap\b/g, '--word-swap')
+    .replace(/\bturn attention\.tokenFlow off\b/g, 'leave out --token-flow')
+    .replace(/\battention\.tokenFlow\.keyframeEvery\b/g, '--token-flow')
+    .replace(/\battention\.tokenFlow\b/g, '--token-flow')
     .replace(/\bsourcePrompt\b/g, '--source-prompt')
     .replace(/\buse mask\.from "difference"/g, 'use --mask auto')
     .replace(/\bmask\.from\b/g, '--mask auto:…');
@@ -182,6 +195,7 @@ export async function runEdit(argv: string[]): Promise<number> {
       reweight: { type: 'string' },
       structure: { type: 'string' },
       'word-swap': { type: 'string' },
+      'token-flow': { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
@@ -339,12 +353,15 @@ export async function runEdit(argv: string[]): Promise<number> {
 /** The attention options, or undefined when none was given (the request then has no attention object at all). */
 function attentionArgs(values: Record<string, string | boolean | undefined>): JobRequestInput['attention'] {
   const text = (name: string) => values[name] as string | undefined;
-  const given = ['cross-frame', 'reweight', 'structure', 'word-swap'].some((n) => values[n] !== undefined);
+  const given = ['cross-frame', 'reweight', 'structure', 'word-swap', 'token-flow'].some(
+    (n) => values[n] !== undefined,
+  );
   if (!given) return undefined;
   return {
     crossFrame: crossFrameArg(text('cross-frame')),
     reweight: reweightArg(text('reweight')),
     structure: structureArg(text('structure')),
     wordSwap: wordSwapArg(text('word-swap')),
+    tokenFlow: tokenFlowArg(text('token-flow')),
   };
 }

@@ -70,6 +70,8 @@ export interface HistoryEntry {
     /** Structure lock's strength when above 0, and whether word swap was on; absent in entries from before them. */
     structure?: number;
     wordSwap?: boolean;
+    /** TokenFlow's keyframe spacing (attention.tokenFlow.keyframeEvery) when it was on. */
+    tokenFlow?: number;
     /** Word emphasis (attention.reweight) when the job had any; absent in entries from before it. */
     reweight?: { word: string; scale: number }[];
   };

@@ -196,6 +196,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         // Only when on, like crossFrame, so an entry reads the same as one from before the options existed.
         ...(job.request.attention?.structure ? { structure: job.request.attention.structure } : {}),
         ...(job.request.attention?.wordSwap ? { wordSwap: true } : {}),
+        ...(job.request.attention?.tokenFlow ? { tokenFlow: job.request.attention.tokenFlow.keyframeEvery } : {}),
         ...(job.request.attention?.reweight?.length
           ? { reweight: job.request.attention.reweight.map(({ word, scale }) => ({ word, scale })) }
           : {}),

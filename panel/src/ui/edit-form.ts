@@ -63,6 +63,11 @@ const STRUCTURE_TITLE: Record<string, string> = {
   'keep structure': 'Layout and motion of the footage through every step: mostly the look changes',
 };
 // The form's label for the source prompt is "What is there now", so the hint says it in those words.
+const TOKEN_FLOW_HINT =
+  'Edits one keyframe in every few frames and carries the edit to the others along the footage’s own motion; Stable Diffusion models only, not with Cross-frame or Structure.';
+/** TokenFlow's choices: off, or one keyframe in every 4, 8 (the paper's) or 16 frames. */
+const TOKEN_FLOW = ['off', '4', '8', '16'] as const;
+type TokenFlowChoice = (typeof TOKEN_FLOW)[number];
 const WORD_SWAP_HINT =
   "Words shared with the description of what is there now keep where they were: turning 'red car' into 'blue car' changes only the car. Needs that description.";
 
@@ -137,6 +142,8 @@ export class EditForm {
   private readonly structureField: Field;
   private readonly wordSwap;
   private readonly wordSwapField: Field;
+  private readonly tokenFlow;
+  private readonly tokenFlowField: Field;
   private readonly emphasis: Field;
   private readonly maskFrom;
   private readonly maskFromField: Field;
@@ -373,6 +380,29 @@ export class EditForm {
       message: h('div', { class: 'field-message' }),
     };
     this.wordSwapField.row.appendChild(this.wordSwapField.message);
+    this.tokenFlow = segmented<TokenFlowChoice>(
+      'token-flow',
+      TOKEN_FLOW.map((c) => ({
+        value: c,
+        label: c === 'off' ? 'Off' : `1 in ${c}`,
+        title: c === 'off' ? 'Every frame is edited on its own' : `One keyframe in every ${c} frames`,
+      })),
+      'off',
+      () => this.settle(this.tokenFlowField),
+    );
+    this.tokenFlow.el.classList.add('small');
+    this.tokenFlowField = {
+      row: h(
+        'div',
+        { class: 'field' },
+        h('div', { class: 'field-label', text: 'TokenFlow' }),
+        this.tokenFlow.el,
+        h('div', { class: 'field-hint', text: TOKEN_FLOW_HINT }),
+      ),
+      control: this.tokenFlow.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.tokenFlowField.row.appendChild(this.tokenFlowField.message);
     this.emphasis = field('Emphasis', input('emphasis', { placeholder: 'blue=2, car=0.5' }), { hint: EMPHASIS_HINT });
     fill(
       this.advanced,
@@ -383,6 +413,7 @@ export class EditForm {
       this.anchorModeField.row,
       this.structureField.row,
       this.wordSwapField.row,
+      this.tokenFlowField.row,
       this.emphasis.row,
     );
     this.advancedToggle = button('Advanced settings', () => this.toggleAdvanced(), {
@@ -473,6 +504,8 @@ export class EditForm {
     if (structure > 0) attention.structure = structure;
     // Empty: the engine's default share of the steps (P2P's 0.8) is the one to use.
     if (this.wordSwap.value() === 'on') attention.wordSwap = {};
+    const tokenFlow = this.tokenFlow.value();
+    if (tokenFlow !== 'off') attention.tokenFlow = { keyframeEvery: Number(tokenFlow) };
     // What is not word=number stays out; validate() says so at the field before anything is sent.
     const { entries } = parseEmphasis(v(this.emphasis));
     if (entries.length) attention.reweight = entries;
@@ -577,6 +610,8 @@ export class EditForm {
     if (cf && modes.includes(cf.mode)) this.anchorMode.set(cf.mode as AnchorMode);
     this.structure.set(nearestStructure(e.settings.structure ?? 0));
     this.wordSwap.set(e.settings.wordSwap ? 'on' : 'off');
+    const every = String(e.settings.tokenFlow ?? 'off');
+    this.tokenFlow.set((TOKEN_FLOW as readonly string[]).includes(every) ? (every as TokenFlowChoice) : 'off');
     (this.emphasis.control as HTMLInputElement).value = (e.settings.reweight ?? [])
       .map((r) => `${r.word}=${r.scale}`)
       .join(', ');
@@ -622,10 +657,12 @@ export class EditForm {
       'attention.crossFrame.mode': this.anchorModeField,
       'attention.structure': this.structureField,
       'attention.wordSwap': this.wordSwapField,
+      'attention.tokenFlow': this.tokenFlowField,
     };
     if (map[name]) return map[name];
     if (name.startsWith('mask')) return this.maskField;
     if (name.startsWith('attention.wordSwap.')) return this.wordSwapField;
+    if (name.startsWith('attention.tokenFlow.')) return this.tokenFlowField;
     if (name === 'attention.reweight' || name.startsWith('attention.reweight.')) return this.emphasis;
     if (name.startsWith('attention')) return this.anchorsField;
     return undefined;
@@ -647,6 +684,7 @@ export class EditForm {
       this.anchorModeField,
       this.structureField,
       this.wordSwapField,
+      this.tokenFlowField,
       this.emphasis,
     ];
   }
