@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as ort from '../../engine/src/models/ort';
 import { onnx } from 'onnx-proto';
 import { openSession } from '../../engine/src/models/providers';
-import { GRAPH_CACHE_ENTRIES, rewriteGraph } from '../../engine/src/onnx/graph-cache';
+import { codeHash, GRAPH_CACHE_ENTRIES, rewriteGraph, rewriterIdentity } from '../../engine/src/onnx/graph-cache';
 import { encodeGraph, graphIdentity, readGraphFile, GraphFileError } from '../../engine/src/onnx/graph-file';
 import { editableCopy, makeNode, valueInfo } from '../../engine/src/onnx/graph-edit';
 import type { GraphPass } from '../../engine/src/onnx/pass';
@@ -513,6 +513,38 @@ describe('rewriteGraph', () => {
     fs.appendFileSync(weights, Buffer.alloc(4));
     expect(await cached([{ pass: echo, options: { suffix: 'a' } }])).toBe(false);
     expect(await cached([{ pass: echo, options: { suffix: 'a' } }])).toBe(true);
+  });
+
+  it('misses when the rewriting code or the engine version differs from the one that wrote the entry', async () => {
+    // The identity hashes the real passes' modules: a change to any of them (a fixed pass, an upgrade) makes every
+    // rewritten graph stale.
+    const onnxDir = path.join(__dirname, '..', '..', 'engine', 'src', 'onnx');
+    expect(rewriterIdentity()).toMatch(new RegExp(`:${codeHash([onnxDir, path.join(onnxDir, 'passes')])}$`));
+    const code = path.join(freshDir(), 'code');
+    fs.mkdirSync(code);
+    fs.writeFileSync(path.join(code, 'pass.js'), 'one');
+    fs.writeFileSync(path.join(code, 'pass.d.ts'), 'types');
+    const before = codeHash([code]);
+    fs.writeFileSync(path.join(code, 'pass.d.ts'), 'other types');
+    expect(codeHash([code])).toBe(before);
+    fs.writeFileSync(path.join(code, 'pass.js'), 'two');
+    expect(codeHash([code])).not.toBe(before);
+    expect(codeHash([path.join(code, 'missing')])).toBe(codeHash([]));
+
+    // An entry written by this engine is not taken by one of another version (a fresh module registry).
+    const dir = freshDir();
+    const cacheDir = path.join(dir, 'cache');
+    const { file } = smallModel(dir);
+    const first = await rewriteGraph(file, [{ pass: echo }], { cacheDir });
+    expect(first).toMatchObject({ ok: true, cached: false });
+    expect(await rewriteGraph(file, [{ pass: echo }], { cacheDir })).toMatchObject({ ok: true, cached: true });
+    let other: typeof rewriteGraph | undefined;
+    jest.isolateModules(() => {
+      jest.doMock('../../engine/src/version', () => ({ VERSION: '99.0.0' }));
+      other = (require('../../engine/src/onnx/graph-cache') as { rewriteGraph: typeof rewriteGraph }).rewriteGraph;
+    });
+    expect(await other!(file, [{ pass: echo }], { cacheDir })).toMatchObject({ ok: true, cached: false });
+    jest.dontMock('../../engine/src/version');
   });
 
   it('keeps port values JSON cannot write (±Infinity, NaN, −0) through the cache', async () => {

@@ -6,7 +6,9 @@
 // Cache entries are `<key>.onnx` (the graph) and `<key>.json` (what the rewrite found: ports, sites, the identity of
 // the files the graph points into, the graph's hash). The key covers the source's identity (graph-file.ts
 // graphIdentity: size, mtime, head and tail), its file name (the graph references it by name), the passes and their
-// options, the site options and FORMAT; a hit returns the stored graph without reading the source's graph. The
+// options, the site options, FORMAT and the rewriting code itself (rewriterIdentity: an engine whose passes changed,
+// after an upgrade or in development, never takes a graph an older one wrote); a hit returns the stored graph
+// without reading the source's graph. The
 // cache is an optimisation only: an entry that cannot be read or does not match is rewritten, a folder that cannot
 // be written leaves the result uncached, and neither fails the load.
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,6 +19,7 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../config/private-dir';
 import { findAttentionSites, type AttentionSites } from './attention-sites';
 import { encodeGraph, externalLocations, graphIdentity, readGraphFile } from './graph-file';
 import type { GraphPass, Ports } from './pass';
+import { VERSION } from '../version';
 
 export interface PassRequest {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each request carries its own pass's options type
@@ -118,6 +121,29 @@ export async function rewriteGraph(
   return { ok: true, bytes, dir, ports, sites, cached: false };
 }
 
+/** The modules of `dirs` (file names and contents, .js or .ts), hashed; a folder that cannot be read counts as empty. */
+export function codeHash(dirs: readonly string[]): string {
+  const h = createHash('sha256');
+  for (const dir of dirs) {
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(dir).filter((f) => /\.(js|ts)$/.test(f) && !f.endsWith('.d.ts'));
+    } catch {
+      // A bundled engine has no folder to read: the version below still changes with every release.
+    }
+    for (const f of files.sort()) h.update(`${f}\0`).update(fs.readFileSync(path.join(dir, f)));
+  }
+  return h.digest('hex');
+}
+
+let rewriter: string | undefined;
+
+/** This folder's and the passes' code with the package version, read once per process. */
+export function rewriterIdentity(): string {
+  rewriter ??= `${VERSION}:${codeHash([__dirname, path.join(__dirname, 'passes')])}`;
+  return rewriter;
+}
+
 /**
  * Undefined when there is no key to be had: the source is unreadable (readGraphFile then says why) or the options do
  * not serialise (a BigInt, say), and the rewrite runs uncached.
@@ -126,6 +152,7 @@ function cacheKey(source: string, passes: readonly PassRequest[], opts: RewriteO
   try {
     const parts = {
       format: GRAPH_CACHE_FORMAT,
+      rewriter: rewriterIdentity(),
       identity: graphIdentity(source),
       name: path.basename(source),
       passes: passes.map((p) => [p.pass.name, p.options ?? null]),
