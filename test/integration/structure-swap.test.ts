@@ -231,13 +231,36 @@ describe('every attention method at once', () => {
       const plain = await editFromInversion(m, traj, params({ prompt: SOURCE }));
       const same = await editFromInversion(m, traj, params({ ...all, prompt: SOURCE, reweight: [], autoMask: null }));
       expect(maxDiff(same.frames.data, plain.frames.data)).toBeLessThanOrEqual(1e-5);
-      // Joint attention ("all") reroutes K at every self-attention site, which structure lock's blend of K does not
-      // survive: refused before any UNet call of the edit.
-      const before = m.stats.unetEvals;
-      await expect(async () =>
-        editFromInversion(m, traj, params({ ...all, crossFrame: { anchors: 'all', mode: 'extend', layers: 'all' } })),
-      ).rejects.toThrow(/structure lock and cross-frame attention with anchors "all" .* do not run together yet/);
-      expect(m.stats.unetEvals).toBe(before);
+    });
+  }, 180_000);
+
+  it('structure lock composes with joint attention: cross-frame "all" and TokenFlow gather the locked keys', async () => {
+    await withModel(stageModels(() => tmp)[0][1](), tmp, async (m) => {
+      const traj = fresh(
+        await invertFrames(m, frames(3, 64), { sourcePrompt: SOURCE, steps: 3, strength: 1, batchSize: 3 }),
+      );
+      const joint: Partial<EditParams> = {
+        batchSize: 3,
+        crossFrame: { anchors: 'all', mode: 'extend', layers: 'all' },
+      };
+      const lock = { structure: 1 };
+      const lockedJoint = await editFromInversion(m, traj, params({ ...joint, ...lock }));
+      const jointAlone = await editFromInversion(m, traj, params(joint));
+      const lockAlone = await editFromInversion(m, traj, params({ ...lock, batchSize: 3 }));
+      expect(lockedJoint.stages).toEqual(['structure lock', 'cross-frame attention']);
+      expect(maxDiff(lockedJoint.frames.data, jointAlone.frames.data)).toBeGreaterThan(1e-3);
+      expect(maxDiff(lockedJoint.frames.data, lockAlone.frames.data)).toBeGreaterThan(1e-3);
+      // Every frame a keyframe: TokenFlow's frames take back their joint keyframe outputs, so with the lock too it
+      // equals the locked joint edit of the whole clip in one call.
+      const lockedFlow = await editFromInversion(m, traj, params({ ...lock, tokenFlow: { keyframeEvery: 1 } }));
+      expect(lockedFlow.stages).toEqual(['structure lock', 'TokenFlow']);
+      expect(maxDiff(lockedFlow.frames.data, lockedJoint.frames.data)).toBeLessThanOrEqual(1e-4);
+      // A same-prompt edit with the lock and joint attention, or the lock and TokenFlow, is still the input.
+      const plain = await editFromInversion(m, traj, params({ prompt: SOURCE, batchSize: 3 }));
+      for (const method of [joint, { tokenFlow: { keyframeEvery: 2 } }]) {
+        const same = await editFromInversion(m, traj, params({ ...method, ...lock, prompt: SOURCE }));
+        expect(maxDiff(same.frames.data, plain.frames.data)).toBeLessThanOrEqual(1e-5);
+      }
     });
   }, 180_000);
 });
@@ -327,8 +350,7 @@ describe('a job asking for structure lock or word swap', () => {
       const noSource = await problem(m, req(swap));
       expect(noSource).toMatchObject({ status: 422, title: 'Source prompt needed', field: 'sourcePrompt' });
       expect(noSource?.detail).toMatch(/needs sourcePrompt: say what the shot shows now/);
-      const joint = await problem(m, req({ attention: { structure: 0.5, crossFrame: { anchors: 'all' } } }));
-      expect(joint).toMatchObject({ status: 422, title: 'Methods do not combine', field: 'attention.crossFrame' });
+      expect(await problem(m, req({ attention: { structure: 0.5, crossFrame: { anchors: 'all' } } }))).toBeUndefined();
       const sdedit = await problem(m, req({ attention: { structure: 0.5 }, method: 'sdedit' }));
       expect(sdedit).toMatchObject({ status: 422, title: 'Method not available', field: 'attention.structure' });
     });

@@ -539,9 +539,9 @@ describe('rewriteGraph', () => {
     expect(first).toMatchObject({ ok: true, cached: false });
     expect(await rewriteGraph(file, [{ pass: echo }], { cacheDir })).toMatchObject({ ok: true, cached: true });
     let other: typeof rewriteGraph | undefined;
-    jest.isolateModules(() => {
+    await jest.isolateModulesAsync(async () => {
       jest.doMock('../../engine/src/version', () => ({ VERSION: '99.0.0' }));
-      other = (require('../../engine/src/onnx/graph-cache') as { rewriteGraph: typeof rewriteGraph }).rewriteGraph;
+      ({ rewriteGraph: other } = await import('../../engine/src/onnx/graph-cache'));
     });
     expect(await other!(file, [{ pass: echo }], { cacheDir })).toMatchObject({ ok: true, cached: false });
     jest.dontMock('../../engine/src/version');

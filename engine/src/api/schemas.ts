@@ -181,7 +181,7 @@ export const AttentionSpec = z
      * TokenFlow propagation: at every step one keyframe per `keyframeEvery` frames (drawn anew each step) is edited
      * with joint attention over all keyframes, and every frame's self-attention outputs are taken from its two nearest
      * keyframes along the source video's own token correspondences, so every frame shows the same edit. 1 makes every
-     * frame a keyframe (joint attention over the whole chunk). Not with crossFrame or structure yet.
+     * frame a keyframe (joint attention over the whole chunk). Not with crossFrame, whose work it does.
      */
     tokenFlow: z
       .object({

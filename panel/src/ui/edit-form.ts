@@ -64,7 +64,7 @@ const STRUCTURE_TITLE: Record<string, string> = {
 };
 // The form's label for the source prompt is "What is there now", so the hint says it in those words.
 const TOKEN_FLOW_HINT =
-  'Edits one keyframe in every few frames and carries the edit to the others along the footage’s own motion; Stable Diffusion models only, not with Cross-frame or Structure.';
+  'Edits one keyframe in every few frames and carries the edit to the others along the footage’s own motion; Stable Diffusion models only, not with Cross-frame.';
 /** TokenFlow's choices: off, or one keyframe in every 4, 8 (the paper's) or 16 frames. */
 const TOKEN_FLOW = ['off', '4', '8', '16'] as const;
 type TokenFlowChoice = (typeof TOKEN_FLOW)[number];

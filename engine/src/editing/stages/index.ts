@@ -25,8 +25,10 @@ export function editStages(p: EditParams): EditStage[] {
     maskRefinement(),
     latentCorrection(),
     anchorStats(),
-    crossFrameStage(),
+    // Before cross-frame attention and TokenFlow: their joint attention gathers the keys as the lock blended them
+    // (the loop applies the stages' graph passes in this order).
     structureLockStage(),
+    crossFrameStage(),
     wordSwapStage(),
     reweightStage(),
     tokenFlowStage(),
@@ -34,30 +36,18 @@ export function editStages(p: EditParams): EditStage[] {
 }
 
 /**
- * Why the edit's attention methods cannot run together, and the field to change, or undefined. Joint attention
- * (cross-frame anchors "all", TokenFlow's keyframes) reroutes every self-attention site's keys through a gather over
- * the call; the structure lock's blend of the keys and the cross-frame bank do not compose with it yet.
+ * Why the edit's attention methods cannot run together, and the field to change, or undefined. TokenFlow's joint
+ * attention and propagation and the cross-frame bank rewrite the same self-attention sites, and would do the same
+ * job twice.
  */
 export function attentionConflict(
-  p: Pick<EditParams, 'crossFrame' | 'structure' | 'tokenFlow'>,
+  p: Pick<EditParams, 'crossFrame' | 'tokenFlow'>,
 ): { field: string; detail: string } | undefined {
   if (p.tokenFlow && p.crossFrame)
     return {
       field: 'attention.crossFrame',
       detail:
         "TokenFlow already carries every frame's attention from shared keyframes, and the two rewrite the same self-attention keys; turn attention.crossFrame off, or turn attention.tokenFlow off",
-    };
-  if (p.tokenFlow && p.structure)
-    return {
-      field: 'attention.structure',
-      detail:
-        'structure lock and TokenFlow both rewrite the self-attention keys and do not run together yet; set attention.structure to 0, or turn attention.tokenFlow off',
-    };
-  if (p.structure && p.crossFrame?.anchors === 'all')
-    return {
-      field: 'attention.crossFrame',
-      detail:
-        'structure lock and cross-frame attention with anchors "all" both rewrite the self-attention keys and do not run together yet; use attention.crossFrame anchors "first" or "first+previous", or set attention.structure to 0',
     };
   return undefined;
 }

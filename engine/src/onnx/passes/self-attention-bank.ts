@@ -9,7 +9,8 @@
 // leaves K and V as they were and the graph computes the original. A bank of several frames is their keys
 // concatenated along S; in the folded layout batch and heads share an axis, so a bank is fed per batch item
 // ([B·heads, S, d], e.g. an anchor frame's key_out repeated for each item), while split layouts may broadcast one
-// item ([1, heads, S, d]). bank_key and bank_value must have the same S.
+// item ([1, heads, S, d]). bank_key and bank_value must have the same S. After structure-lock (apply it first) the
+// frame's keys are the lock's blend: the bank extends those, and key_out gives them out.
 //
 // `bias` ([1], neutral 0) is added to the scores of the frame's own N key columns only (0 to the bank's), before the
 // scale and softmax. Bank mode: bias 0, the frame attends to itself and the bank (StreamV2V's cache, FateZero's
@@ -43,6 +44,7 @@ import {
   chainToSoftmax,
   chooseSelfSites,
   emitRewrites,
+  keyOf,
   leadsTo,
   mergePorts,
   schedule,
@@ -183,7 +185,8 @@ interface KeyPlan {
  * Kᵀ ([.., d, N], concatenated along its last axis, the bank transposed to match).
  */
 function planKey(g: GraphIndex, plan: SiteRewrite, scores: Node, names: Names, rank: number): KeyPlan | string {
-  const key = plan.site.tensors.key;
+  // After structure-lock, the locked keys: the bank extends them, and a frame's key_out is its keys as locked.
+  const key = keyOf(g, plan.site);
   const transposed = plan.site.keyTransposed === true;
   const readers = transposed
     ? g

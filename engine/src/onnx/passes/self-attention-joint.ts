@@ -39,6 +39,8 @@
 // scores' peak by its slice count along the queries.
 //
 // Does not compose with self-attention-bank or self-attention-kv on the same site (each refuses the other's graph).
+// Composes with structure-lock applied before it: the joint axis then gathers the keys as the lock blended them
+// (its output tensor, structureLockedKey), so a locked item's keys are the source's in every item that reads them.
 import { onnx } from 'onnx-proto';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
@@ -48,6 +50,7 @@ import {
   chainToSoftmax,
   chooseSelfSites,
   emitRewrites,
+  keyOf,
   leadsTo,
   mergePorts,
   schedule,
@@ -119,12 +122,15 @@ function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
   const rank = site.layout === 'split' ? 4 : 3;
   const b = new NodeBuilder(prefix(site.module));
   const mode = planMode(b, site, groups, rank, s);
-  const readers = keyReaders(g, site, scores);
+  // Structure lock applied first blends each item's keys with its source item's: the joint axis then gathers the
+  // blended keys, so an item attends to its group's keys as locked.
+  const key = keyOf(g, site);
+  const readers = keyReaders(g, site, key, scores);
   if (!readers.length) return 'no path from the key to the scores';
-  const keyJoint = joined(b, site.tensors.key, 'k', mode, site, rank, site.keyTransposed === true);
-  schedule(plan, readers[0], b.take(), [site.tensors.key, keyJoint]);
-  for (const r of readers.slice(1)) schedule(plan, r, [], [site.tensors.key, keyJoint]);
-  const keyT = scores.input![1] === site.tensors.key ? keyJoint : scores.input![1];
+  const keyJoint = joined(b, key, 'k', mode, site, rank, site.keyTransposed === true);
+  schedule(plan, readers[0], b.take(), [key, keyJoint]);
+  for (const r of readers.slice(1)) schedule(plan, r, [], [key, keyJoint]);
+  const keyT = scores.input![1] === key ? keyJoint : scores.input![1];
   planBias(b, plan, scores, keyT, mode, rank, s);
   const valueJoint = joined(b, value, 'v', mode, site, rank, false);
   schedule(plan, output, b.take(), [value, valueJoint]);
@@ -147,8 +153,8 @@ function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
 }
 
 /** Readers of the key on the way to the scores (only the first where the graph holds Kᵀ). */
-function keyReaders(g: GraphIndex, site: AttentionSite, scores: Node): Node[] {
-  const readers = g.consumers(site.tensors.key).filter((n) => leadsTo(g, n, scores, 3));
+function keyReaders(g: GraphIndex, site: AttentionSite, key: string, scores: Node): Node[] {
+  const readers = g.consumers(key).filter((n) => leadsTo(g, n, scores, 3));
   return site.keyTransposed === true ? readers.slice(0, 1) : readers;
 }
 

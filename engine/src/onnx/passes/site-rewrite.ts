@@ -175,6 +175,20 @@ function fromShapesOnly(g: GraphIndex, tensor: string, depth: number): boolean {
   return (node.input ?? []).filter(Boolean).every((i) => fromShapesOnly(g, i, depth + 1));
 }
 
+/** The key (or Kᵀ) the scores read at a site structure-lock rewrote: its blend of the keys. */
+export function structureLockedKey(module: string): string {
+  return `reshoot/structure-lock/${module}/key`;
+}
+
+/**
+ * The key a pass that reroutes the keys (a bank, joint attention) starts from: the structure lock's blend where that
+ * pass ran first, so the keys it gathers are the locked ones; the site's own key otherwise.
+ */
+export function keyOf(g: GraphIndex, site: AttentionSite): string {
+  const locked = structureLockedKey(site.module);
+  return g.producer(locked) ? locked : site.tensors.key;
+}
+
 /**
  * What carries the wider key axis after such a rewrite: Kᵀ from the key to the scores, the scores, everything from them to the
  * probabilities and on to the value MatMul. Their declared shapes (value_info a shape-inference tool wrote) would

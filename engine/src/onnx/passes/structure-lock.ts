@@ -50,7 +50,16 @@ import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
 import { intAttr, makeNode, portType, rewire, valueInfo } from '../graph-edit';
 import type { GraphPass, InputPort, PassResult, Ports, PortType } from '../pass';
-import { emitRewrites, leadsTo, mergePorts, schedule, scoresNode, siteRewrite, type SiteRewrite } from './site-rewrite';
+import {
+  emitRewrites,
+  leadsTo,
+  mergePorts,
+  schedule,
+  scoresNode,
+  siteRewrite,
+  structureLockedKey,
+  type SiteRewrite,
+} from './site-rewrite';
 
 export interface StructureLockOptions {
   /** Self-attention modules whose Q and K are injected (default: every one in `up_blocks.*`; [] for none). */
@@ -192,7 +201,7 @@ function planSite(g: GraphIndex, site: AttentionSite): SiteRewrite | string {
   ] as const) {
     const readers = g.consumers(tensor).filter((n) => !SHAPE_OPS.has(n.opType ?? '') && leadsTo(g, n, scores, 3));
     if (!readers.length) return `no path from the ${role} to the scores`;
-    const out = `reshoot/${NAME}/${site.module}/${role}`;
+    const out = role === 'key' ? structureLockedKey(site.module) : `reshoot/${NAME}/${site.module}/${role}`;
     const nodes = blend(tensor, names.source, weight, type, out);
     if (weight !== names.weight) nodes.unshift(makeNode('Cast', [names.weight], weight, [intAttr('to', type)]));
     schedule(plan, readers[0], nodes, [tensor, out]);
