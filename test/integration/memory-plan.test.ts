@@ -234,7 +234,7 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     const small = { ...cost, baseBytes: 300 * MiB, unetItemBytes: 12 * MiB };
     const at = (frames: number) => peakOf(plan(req(all, frames), 32, small));
     const first = (frames: number) => peakOf(plan(req(FIRST, frames), 32, small));
-    // One frame per call: no other item of its branch, but the other branches' items share the joint axis.
+    // One frame per call: alone in its branch's group, so only the rewritten session's own memory comes on top.
     expect(at(1)).toBeGreaterThan(peakOf(plan(req(null, 1), 32, small)));
     // The growth from 2 to 4 frames per call is more than twice the growth from 1 to 2 (quadratic), unlike "first".
     expect(at(4) - at(2)).toBeGreaterThan(2 * (at(2) - at(1)));

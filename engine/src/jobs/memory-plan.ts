@@ -167,9 +167,11 @@ function unetBytes(cost: MemoryCost, items: number, cf?: CrossFrameCost): (frame
     const edited = Math.min(frames, cf.bank.framesPerCall ?? frames);
     const base = frames * Math.min(items, 2) * item;
     const callItems = edited * items;
-    // A joint call of its own (TokenFlow's keyframes) is counted on top of the frames' calls: an upper bound.
-    const jointItems = cf.bank.jointItems ?? callItems;
-    const joint = jointItems * (jointItems - 1) * (cf.bank.pairBytes ?? 0) + (cf.bank.jointItems ?? 0) * item;
+    // Joint attention pairs the frames of one branch. A joint call of its own (TokenFlow's keyframes) is counted on
+    // top of the frames' calls, its own items too: an upper bound.
+    const jointFrames = cf.bank.jointFrames ?? edited;
+    const joint =
+      items * jointFrames * (jointFrames - 1) * (cf.bank.pairBytes ?? 0) + items * (cf.bank.jointFrames ?? 0) * item;
     return base + cf.weightsBytes + callItems * (item + cf.bank.itemBytes) + cf.bank.heldBytes + joint;
   };
 }

@@ -214,13 +214,13 @@ export interface BankMemory {
   /** Frames per UNet call the stage runs whatever the batch size asks (one, with the previous frame as an anchor). */
   framesPerCall?: number;
   /**
-   * With anchors "all": per ordered pair of distinct items in one call, what joint attention adds (the query item's
+   * With joint attention: per ordered pair of distinct frames of one branch in a call, what it adds (the query item's
    * scores against the other item's keys, and the other item's K and V copied into its joint axis). Quadratic in the
-   * call's items: the plan multiplies it by items·(items − 1).
+   * frames per call: the plan multiplies it by itemsPerFrame·frames·(frames − 1).
    */
   pairBytes?: number;
-  /** Items of a joint call the stage runs whatever the batch (TokenFlow's keyframes); otherwise the batch's items. */
-  jointItems?: number;
+  /** Frames of a joint call the stage runs whatever the batch (TokenFlow's keyframes); otherwise the call's frames. */
+  jointFrames?: number;
 }
 
 const FLOAT_BYTES = 4;

@@ -172,7 +172,7 @@ const INDEX_BYTES = 8;
  * What TokenFlow adds to UNet calls, from what it feeds and keeps (fp32 in JavaScript): per item of a frame's call,
  * every site's two keyframes' hidden states and outputs fed in, and inside the call, one site at a time, their
  * expanded copies, the N × 2N cosines and the int64 gather indices; held between calls, every keyframe's hidden states
- * and outputs per branch; and the keyframe call's joint attention, quadratic in its items (`jointItems`).
+ * and outputs per branch; and the keyframe call's joint attention, quadratic in the keyframes (`jointFrames`).
  */
 export function tokenFlowMemory(
   sites: readonly BankSite[],
@@ -200,6 +200,6 @@ export function tokenFlowMemory(
     itemBytes: 2 * 2 * all + transient,
     heldBytes: keyframes * branches * 2 * all,
     pairBytes: pair,
-    jointItems: keyframes * branches,
+    jointFrames: keyframes,
   };
 }

@@ -9,8 +9,8 @@
 // Port: one input per site, `groups` (int64, [B], or [1] broadcast over the batch): the group id of each batch item.
 // Items with the same id ≥ 0 attend to each other's keys; an item with a negative id is alone (it attends to its own
 // keys only). The neutral value is [1] = −1: every item alone. The graph then computes the original attention, bit
-// for bit by construction up to one detail (below): the joint key count M·N is decided at run time, with
-// M = B when any id is ≥ 0 and M = 1 when every id is negative, and with M = 1 the joint K and V are each item's own
+// for bit by construction up to one detail (below): the joint key count M·N is decided at run time, with M the
+// largest group's size (1 when every id is negative), and with M = 1 the joint K and V are each item's own
 // K and V (a Gather of the item itself, a Transpose moving a size-1 axis, a Reshape), the bias is exact zeros and
 // the softmax runs over the same N columns as before. The one detail: the bias enters inside the scores MatMul (see
 // below), whose inner dimension grows from d to d+1 with Q's extra column of ones times the bias row's 0: x + 1·0 is
@@ -21,7 +21,8 @@
 // keyframes of the unconditional branch get one id, those of the conditional branch another.
 //
 // Layout: folded K [B·heads, N, d] is viewed as [B, heads, N, d] (heads from discovery), split K is that already;
-// Gather(K4, idx) over the batch with idx [B, M] (idx[b, m] = m when joint, b when every item is alone), Transpose to
+// Gather(K4, idx) over the batch with idx [B, M] (row b: the members of b's group in batch order, found with TopK,
+// then other items as masked padding where b's group is smaller than M; [b] when every item is alone), Transpose to
 // [B, heads, M, N, d] and Reshape to the site's own layout with M·N tokens ([B·heads, M·N, d] or [B, heads, M·N, d];
 // Kᵀ [.., d, M·N] where the graph holds only Kᵀ). V alike. Every shape comes from Shape ops: the batch size and the
 // latent size stay dynamic. The bias enters the scores as in self-attention-bank: Q gets an extra column of ones and
@@ -29,18 +30,19 @@
 // output MatMul reads only constants: attention-slicing still slices the rewritten site (apply it after this pass).
 // A baddbmm β·0 term sized for N keys in that chain becomes an Identity, as in self-attention-bank.
 //
-// Costs: the scores and probabilities grow from N×N to N×B·N per head and item (M = B whenever any item is in a
-// group, also for items that are alone: masked keys cost as much as live ones), so in total quadratically in the
-// batch. SD 1.5 at a 64×64 latent, 4 keyframes, 8 heads, full-resolution sites (N = 4096): 4096×16384 floats per
-// head and item = 268 MB fp32, 2.1 GB per item over the 8 heads and 8.6 GB for the batch of 4, for the scores alone
-// (the probabilities are as large again) instead of 2.1 GB for the batch without the pass; with classifier-free
-// guidance in the same call (B = 8, two groups) twice that per item and four times that in total. The joint K and V
-// are B·B·N·C floats each (84 MB fp32 for B = 4, C = 320). Apply attention-slicing after this pass: it divides the
-// scores' peak by its slice count along the queries.
+// Costs: the scores and probabilities grow from N×N to N×M·N per head and item (M the largest group's size; items of
+// a smaller group read masked padding, which costs as much as live keys), so in total quadratically in the group.
+// SD 1.5 at a 64×64 latent, 4 keyframes, 8 heads, full-resolution sites (N = 4096): 4096×16384 floats per head and
+// item = 268 MB fp32, 2.1 GB per item over the 8 heads and 8.6 GB for the group of 4, for the scores alone (the
+// probabilities are as large again), against 0.5 GB per item without the pass; with classifier-free guidance in the
+// same call (B = 8, two groups of 4) the same per item and twice that in total. The joint K and V are B·M·N·C floats
+// each (84 MB fp32 for B = M = 4, C = 320). Until 2026-12-07 the joint axis held every item of the call, the other
+// groups masked: 4× these figures with 4 branches. Apply attention-slicing after this pass: it divides the scores'
+// peak by its slice count along the queries.
 //
 // Does not compose with self-attention-bank or self-attention-kv on the same site (each refuses the other's graph).
 // Composes with structure-lock applied before it: the joint axis then gathers the keys as the lock blended them
-// (its output tensor, structureLockedKey), so a locked item's keys are the source's in every item that reads them.
+// (its output tensor, site-rewrite's keyOf), so a locked item's keys are the source's in every item that reads them.
 import { onnx } from 'onnx-proto';
 import type { AttentionSite } from '../attention-sites';
 import { GraphIndex, type Node } from '../graph-index';
@@ -85,6 +87,8 @@ export const selfAttentionJoint: GraphPass<SelfAttentionJointOptions> = {
   name: NAME,
   apply(model, sites, options): PassResult {
     if (!model.graph) return { ok: false, reason: 'the UNet file has no graph' };
+    const opset = Number(model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
+    if (opset < 11) return { ok: false, reason: `opset ${opset}: the pass needs opset 11 or later (TopK)` };
     const chosen = chooseSelfSites(sites, options.sites);
     if (typeof chosen === 'string') return { ok: false, reason: chosen };
     const g = new GraphIndex(model.graph);
@@ -169,38 +173,64 @@ interface Mode {
 }
 
 /**
- * B from the key's shape; ids g = groups where ≥ 0, −1 − b where negative (unique: an item alone); M = B when any id
- * is ≥ 0, else 1; index[b, m] = m (joint) or b (every item alone); bias[b, m] = 0 where g[b] = g[index[b, m]], −1e4
- * elsewhere.
+ * B from the key's shape; ids g = groups where ≥ 0, −1 − b where negative (unique: an item alone); M = the largest
+ * group's size; index[b, ·] = the members of b's group in batch order, then other items as padding up to M;
+ * bias[b, m] = 0 where index[b, m] is in b's group, −1e4 on the padding. Every item alone: M = 1, index[b, 0] = b and
+ * bias 0, so each item reads exactly its own K and V.
  */
 function planMode(b: NodeBuilder, site: AttentionSite, groups: string, rank: number, s: number): Mode {
   const kShape = b.op('Shape', [site.tensors.key], 'mode/key_shape');
   let batch = b.slice(kShape, 0, 1, 'mode/lead');
   if (rank === 3) batch = b.op('Div', [batch, b.ints('mode/heads', [site.heads])], 'mode/batch');
   const scalar = (t: string, name: string) => b.op('Reshape', [t, b.ints(`${name}/shape`, [])], name);
-  const zero = b.int('mode/zero', 0);
-  const step = b.int('mode/step', 1);
-  const items = b.op('Range', [zero, scalar(batch, 'mode/batch_scalar'), step], 'mode/items');
+  const items = b.op(
+    'Range',
+    [b.int('mode/zero', 0), scalar(batch, 'mode/batch_scalar'), b.int('mode/step', 1)],
+    'mode/items',
+  );
   const fed = b.op('Expand', [groups, batch], 'mode/fed');
   const alone = b.op('Less', [fed, b.ints('mode/zero_1d', [0])], 'mode/alone');
   const own = b.op('Sub', [b.ints('mode/minus_one', [-1]), items], 'mode/own_id');
   const ids = b.op('Where', [alone, own, fed], 'mode/ids');
-  const max = b.op('ReduceMax', [fed], 'mode/max', [intAttr('keepdims', 1)]);
-  const joint = b.op('Not', [b.op('Less', [max, b.ints('mode/zero_max', [0])], 'mode/none')], 'mode/joint');
-  const m = b.op('Where', [joint, batch, b.ints('mode/one', [1])], 'mode/m');
-  const read = b.op('Range', [zero, scalar(m, 'mode/m_scalar'), step], 'mode/read');
-  const column = b.op('Reshape', [items, b.ints('mode/column_shape', [-1, 1])], 'mode/items_column');
-  const row = b.op('Reshape', [read, b.ints('mode/row_shape', [1, -1])], 'mode/read_row');
-  const index = b.op('Where', [joint, row, column], 'mode/index');
-  const idsColumn = b.op('Reshape', [ids, b.ints('mode/column_shape_ids', [-1, 1])], 'mode/ids_column');
-  const same = b.op(
-    'Equal',
-    [idsColumn, b.op('Gather', [ids, index], 'mode/read_ids', [intAttr('axis', 0)])],
-    'mode/same',
+  const column = b.op('Reshape', [ids, b.ints('mode/column_shape', [-1, 1])], 'mode/ids_column');
+  const row = b.op('Reshape', [ids, b.ints('mode/row_shape', [1, -1])], 'mode/ids_row');
+  // member[b, j] = 1 where j is in b's group; the group sizes are its row sums, M their maximum.
+  const f32 = (t: string, name: string) => b.op('Cast', [t], name, [intAttr('to', DT.FLOAT)]);
+  const member = f32(b.op('Equal', [column, row], 'mode/same'), 'mode/member');
+  const ones = b.filled(
+    b.op('Concat', [batch, b.ints('mode/one_1d', [1])], 'mode/ones_shape', [intAttr('axis', 0)]),
+    DT.FLOAT,
+    1,
+    'mode/ones',
   );
+  const largest = b.op('ReduceMax', [b.op('MatMul', [member, ones], 'mode/sizes')], 'mode/largest', [
+    intAttr('keepdims', 0),
+  ]);
+  const m = b.op('Cast', [b.op('Reshape', [largest, b.ints('mode/m_shape', [1])], 'mode/m_f')], 'mode/m', [
+    intAttr('to', DT.INT64),
+  ]);
+  // The members first, in batch order: the top M of member[b, j]·(B − j) (the rest score 0: padding, masked below).
+  const order = f32(b.op('Sub', [batch, items], 'mode/reversed'), 'mode/order');
+  const score = b.op(
+    'Mul',
+    [member, b.op('Reshape', [order, b.ints('mode/order_shape', [1, -1])], 'mode/order_row')],
+    'mode/score',
+  );
+  const index = `${b.prefix}/mode/index`;
+  b.nodes.push(
+    onnx.NodeProto.create({
+      name: index,
+      opType: 'TopK',
+      input: [score, m],
+      output: [`${b.prefix}/mode/top`, index],
+      attribute: [intAttr('axis', 1), intAttr('largest', 1), intAttr('sorted', 1)],
+    }),
+  );
+  const read = b.op('GatherElements', [member, index], 'mode/read_member', [intAttr('axis', 1)]);
+  const inGroup = b.op('Greater', [read, b.scalar(DT.FLOAT, 0.5, 'mode/half')], 'mode/in_group');
   // Built in float32 and cast to the scores' type: the float16 path then needs only Cast, Expand and Concat kernels.
   const on = b.scalar(DT.FLOAT, 0, 'mode/on');
-  const bias32 = b.op('Where', [same, on, b.scalar(DT.FLOAT, JOINT_OFF_BIAS, 'mode/off')], 'mode/bias32');
+  const bias32 = b.op('Where', [inGroup, on, b.scalar(DT.FLOAT, JOINT_OFF_BIAS, 'mode/off')], 'mode/bias32');
   const bias = s === HALF ? b.op('Cast', [bias32], 'mode/bias', [intAttr('to', HALF)]) : bias32;
   return { index, bias, m };
 }
