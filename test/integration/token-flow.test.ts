@@ -9,15 +9,17 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { JobRequest, type JobRequestInput } from '../../engine/src/api/schemas';
+import { JobRequest, type Job, type JobEvent, type JobRequestInput } from '../../engine/src/api/schemas';
 import type { ImageBatch } from '../../engine/src/diffusion/images';
 import { editFromInversion, invertFrames } from '../../engine/src/editing/pipelines/inversion-edit';
 import type { EditParams, InvertedTrajectory } from '../../engine/src/editing/types';
+import { JobManager } from '../../engine/src/jobs/manager';
 import { planJob } from '../../engine/src/jobs/runner';
 import type { ProblemError } from '../../engine/src/jobs/service';
-import { makeTestClip } from '../../engine/src/media';
+import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 import type { DiffusionModel } from '../../engine/src/models/sd-model';
+import { PipelineWorker } from '../../engine/src/worker/pipeline-worker';
 import {
   generateStageModels,
   maxDiff,
@@ -110,6 +112,49 @@ describe.each(stageModels(() => tmp))('%s', (_label, dir) => {
         expect(maxDiff(tf.frames.data, plain.frames.data, f * per, (f + 1) * per)).toBeGreaterThan(1e-3);
     });
   }, 180_000);
+});
+
+describe('a TokenFlow job, through the worker', () => {
+  it('edits a 20-frame range as one chunk: one keyframe call of 3 keyframes a step, every frame written', async () => {
+    const worker = await PipelineWorker.start(path.join(tmp, 'tiny-sd'), {
+      threads: 1,
+      graphCache: path.join(tmp, 'graph-cache'),
+    });
+    try {
+      const FRAMES = 20;
+      const clip = path.join(tmp, 'long.mp4');
+      await makeTestClip({ file: clip, width: 64, height: 64, fps: { num: 8, den: 1 }, frames: FRAMES });
+      const jobs = await JobManager.open({ worker, dataDir: path.join(tmp, 'jobs'), version: 'test' });
+      const job = await jobs.submit(
+        JobRequest.parse({
+          source: { path: clip, in: 0, out: FRAMES / 8 },
+          prompt: 'a blue car',
+          sourcePrompt: 'a red car',
+          steps: 2,
+          guidance: 3,
+          attention: { tokenFlow: { keyframeEvery: 8 } },
+          output: { path: path.join(tmp, 'token-flow.mp4') },
+        }),
+      );
+      const done = await new Promise<Job>((resolve) => {
+        const off = jobs.subscribe(job.id, (e: JobEvent) => {
+          if (e.type !== 'done') return;
+          off();
+          resolve(e.job);
+        });
+      });
+      expect(done.error).toBeUndefined();
+      expect(done.result!.frames).toBe(FRAMES);
+      expect(done.result!.stages).toContain('TokenFlow');
+      // One chunk (16-frame chunks would invert and edit 4 overlap frames twice): inversion 2 steps × 20 frames, the
+      // decoder features for the default latent correction's correspondences (one call a frame), and per step
+      // 20 frames × 4 items (target and source, each guided) plus the keyframe call, 3 keyframes × 4 items.
+      expect(done.result!.unetEvaluations).toBe(2 * FRAMES + FRAMES + 2 * (FRAMES * 4 + 3 * 4));
+      expect((await probeMedia(path.join(tmp, 'token-flow.mp4'))).video.frameCount).toBe(FRAMES);
+    } finally {
+      await worker.terminate();
+    }
+  }, 300_000);
 });
 
 describe('a job asking for TokenFlow', () => {

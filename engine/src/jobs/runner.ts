@@ -35,6 +35,17 @@ import { ProblemError } from './service';
 
 /** Frames edited per chunk: bounds memory (frames, trajectory) whatever the clip length. */
 export const CHUNK_FRAMES = 16;
+/**
+ * With TokenFlow, the frames edited together: its keyframes carry one edit across all of them, so a chunk seam is a
+ * place where two independent edits meet. 64 frames (8 keyframes at the default spacing) keep the keyframe call's
+ * joint attention and the frames held within what the memory plan admits on a 16 GB machine at SD 1.5 sizes.
+ */
+export const TOKEN_FLOW_CHUNK_FRAMES = 64;
+
+/** Frames per chunk for this job: larger with TokenFlow, up to the whole range. */
+export function chunkFramesOf(req: Pick<JobRequest, 'method' | 'attention'>): number {
+  return req.method === 'inversion' && req.attention?.tokenFlow ? TOKEN_FLOW_CHUNK_FRAMES : CHUNK_FRAMES;
+}
 
 /** What a request resolves to against the actual media, computed before a job is queued. */
 export interface JobPlan {
@@ -299,12 +310,13 @@ export async function planJob(
     probeMs,
   };
   // Where the model's cost at this size is known already, a job that cannot fit is refused now, not when it starts.
-  const measured = measuresMemory(model) && cachedMemoryCost(memoryKey(model, plan));
+  const measured = measuresMemory(model) && cachedMemoryCost(memoryKey(model, req, plan));
   if (measured) memoryPlan(req, plan, model, measured, memoryLimitBytes);
   return plan;
 }
 
-const memoryKey = (model: ModelInfo, plan: JobPlan) => probeKey(model, latentOf(model, plan), CHUNK_FRAMES);
+const memoryKey = (model: ModelInfo, req: JobRequest, plan: JobPlan) =>
+  probeKey(model, latentOf(model, plan), chunkFramesOf(req));
 
 function latentOf(model: ModelInfo, plan: JobPlan): PlanInput['latent'] {
   return { height: plan.height / model.vaeScale, width: plan.width / model.vaeScale };
@@ -320,7 +332,7 @@ function mediaBytes(req: JobRequest, plan: JobPlan): number {
     (req.output?.composite ?? 'full') === 'full'
       ? plan.outWidth * plan.outHeight * 3 * (plan.info.video.bitDepth > 8 ? 2 : 1)
       : 0;
-  return 2 * CHUNK_FRAMES * (working + full);
+  return 2 * Math.min(plan.frameCount, chunkFramesOf(req)) * (working + full);
 }
 
 /** The job's memory plan (memory-plan.ts), or the refusal as a 422 naming batchSize. */
@@ -336,7 +348,7 @@ function memoryPlan(
     model,
     latent: latentOf(model, plan),
     mediaBytes: mediaBytes(req, plan),
-    chunkFrames: Math.min(plan.frameCount, CHUNK_FRAMES + (req.consistency?.chunkOverlap ?? 0)),
+    chunkFrames: Math.min(plan.frameCount, chunkFramesOf(req) + (req.consistency?.chunkOverlap ?? 0)),
     ...(cost ? { cost } : {}),
     budget: currentBudget(limitBytes),
   });
@@ -363,8 +375,16 @@ function checkWriteTarget(req: JobRequest, plan: JobPlan): void {
   });
 }
 
-/** How to decode exactly the plan's frames at a given size (the working-size and the full-size decode share it). */
-export function rangeDecodeOptions(plan: JobPlan, width: number, height: number): DecodeOptions {
+/**
+ * How to decode exactly the plan's frames at a given size, `chunkFrames` at a time (the working-size and the
+ * full-size decode share it).
+ */
+export function rangeDecodeOptions(
+  plan: JobPlan,
+  width: number,
+  height: number,
+  chunkFrames = CHUNK_FRAMES,
+): DecodeOptions {
   const v = plan.info.video;
   return {
     startFrame: plan.startFrame,
@@ -376,7 +396,7 @@ export function rangeDecodeOptions(plan: JobPlan, width: number, height: number)
     ...(plan.variable ? { seek: plan.variable.seek } : {}),
     width,
     height,
-    chunkFrames: CHUNK_FRAMES,
+    chunkFrames,
     colorMatrix: v.colorMatrix,
     bitDepth: v.bitDepth > 8 ? 16 : 8,
   };
@@ -432,7 +452,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     vaeMs: 0,
   };
   const model = ctx.worker.info;
-  const chunks = Math.ceil(plan.frameCount / CHUNK_FRAMES);
+  const chunks = Math.ceil(plan.frameCount / chunkFramesOf(req));
   const progress = new JobProgressMapper(chunks, plan.frameCount, ctx.onProgress);
   let canceled = false;
   let running: RunningTask | undefined;
@@ -459,7 +479,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   checkTarget();
   let cost: PlanInput['cost'];
   if (measuresMemory(model)) {
-    const key = memoryKey(model, plan);
+    const key = memoryKey(model, req, plan);
     cost = cachedMemoryCost(key);
     if (!cost) {
       progress.stage('measuring memory', 0.01);
@@ -515,7 +535,10 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     let index = 0;
     let done = 0;
     // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
-    const decodeOpts = { ...rangeDecodeOptions(plan, plan.width, plan.height), signal: decoding.signal };
+    const decodeOpts = {
+      ...rangeDecodeOptions(plan, plan.width, plan.height, chunkFramesOf(req)),
+      signal: decoding.signal,
+    };
     // The full-size decode selects the same frames from the same options; only the size differs.
     sink = full
       ? fullResOutput({
