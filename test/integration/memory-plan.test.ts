@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AttentionSpec } from '../../engine/src/api/schemas';
 import type { CrossFrameParams } from '../../engine/src/editing/types';
-import { planMemory, unetWeightsBytes, type PlanInput } from '../../engine/src/jobs/memory-plan';
+import { planMemory, tokenFlowChunkFrames, unetWeightsBytes, type PlanInput } from '../../engine/src/jobs/memory-plan';
 import { makeTestClip } from '../../engine/src/media';
 import type { MemoryCost } from '../../engine/src/models/memory-probe';
 import { generateSdBench, generateTinySd } from '../../engine/src/models/generate/tiny-sd';
@@ -270,6 +270,29 @@ describe('the memory plan with cross-frame attention (sized from what the stage 
     const growth4 = tokenFlow(2, 8) - tokenFlow(4, 8);
     expect(growth2).toBeGreaterThan(0);
     expect(growth4).toBeGreaterThan(2 * growth2);
+  });
+
+  it('gives TokenFlow the largest chunk whose keyframe call and held keyframes fit in a quarter of the room', () => {
+    const chunk = (frameCount: number, limitBytes: number, latent = 64) =>
+      tokenFlowChunkFrames({
+        req: { ...req(null, 1), attention: { ...req(null).attention!, tokenFlow: { keyframeEvery: 8 } } },
+        model: info,
+        latent: { height: latent, width: latent },
+        mediaBytes: 0,
+        cost,
+        budget: budget(limitBytes),
+        frameCount,
+        overlap: 4,
+      });
+    // 64 frames at 64×64 latents (sd-bench, 4 branches): 8 keyframes a call attend to each other, ~12 GiB of scores.
+    expect(chunk(200, 64 * 2 ** 30)).toBe(64);
+    expect(chunk(200, 16 * 2 ** 30)).toBeLessThan(64);
+    expect(chunk(200, 16 * 2 ** 30)).toBeGreaterThan(16);
+    // Nothing fits: TokenFlow still runs, per 16-frame chunk like every other method.
+    expect(chunk(200, 1 * 2 ** 30)).toBe(16);
+    // Never more than the range.
+    expect(chunk(20, 64 * 2 ** 30)).toBe(20);
+    expect(chunk(10, 1 * 2 ** 30)).toBe(10);
   });
 
   it('refuses a cross-frame job that cannot fit where the plain job does, saying what cross-frame attention adds', () => {

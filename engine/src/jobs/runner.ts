@@ -24,7 +24,14 @@ import type { ModelInfo } from '../models/sd-model';
 import type { PipelineWorker, RunningTask } from '../worker/pipeline-worker';
 import type { TaskResult } from '../worker/protocol';
 import { ChunkOverlap } from './chunk-overlap';
-import { currentBudget, measuresMemory, planMemory, probeKey, type PlanInput } from './memory-plan';
+import {
+  currentBudget,
+  measuresMemory,
+  planMemory,
+  probeKey,
+  tokenFlowChunkFrames,
+  type PlanInput,
+} from './memory-plan';
 import { cachedMemoryCost, memoryCost } from '../models/memory-probe';
 import { fullResOutput, workingSizeOutput, type OutputSink } from './full-res';
 import { InversionCache } from '../store/inversion-cache';
@@ -35,16 +42,22 @@ import { ProblemError } from './service';
 
 /** Frames edited per chunk: bounds memory (frames, trajectory) whatever the clip length. */
 export const CHUNK_FRAMES = 16;
-/**
- * With TokenFlow, the frames edited together: its keyframes carry one edit across all of them, so a chunk seam is a
- * place where two independent edits meet. 64 frames (8 keyframes at the default spacing) keep the keyframe call's
- * joint attention and the frames held within what the memory plan admits on a 16 GB machine at SD 1.5 sizes.
- */
-export const TOKEN_FLOW_CHUNK_FRAMES = 64;
 
-/** Frames per chunk for this job: larger with TokenFlow, up to the whole range. */
-export function chunkFramesOf(req: Pick<JobRequest, 'method' | 'attention'>): number {
-  return req.method === 'inversion' && req.attention?.tokenFlow ? TOKEN_FLOW_CHUNK_FRAMES : CHUNK_FRAMES;
+/**
+ * Frames per chunk for this job. With TokenFlow as many as its memory allows (memory-plan.ts tokenFlowChunkFrames),
+ * up to 64: its keyframes carry one edit across the frames of a chunk, so a seam is where two independent edits meet.
+ */
+function chunkFramesFor(req: JobRequest, plan: JobPlan, model: ModelInfo, limitBytes: number | undefined): number {
+  if (req.method !== 'inversion' || !req.attention?.tokenFlow) return CHUNK_FRAMES;
+  return tokenFlowChunkFrames({
+    req,
+    model,
+    latent: latentOf(model, plan),
+    mediaBytes: 0,
+    budget: currentBudget(limitBytes),
+    frameCount: plan.frameCount,
+    overlap: req.consistency?.chunkOverlap ?? 0,
+  });
 }
 
 /** What a request resolves to against the actual media, computed before a job is queued. */
@@ -310,13 +323,13 @@ export async function planJob(
     probeMs,
   };
   // Where the model's cost at this size is known already, a job that cannot fit is refused now, not when it starts.
-  const measured = measuresMemory(model) && cachedMemoryCost(memoryKey(model, req, plan));
-  if (measured) memoryPlan(req, plan, model, measured, memoryLimitBytes);
+  const measured = measuresMemory(model) && cachedMemoryCost(memoryKey(model, plan));
+  if (measured)
+    memoryPlan(req, plan, model, measured, memoryLimitBytes, chunkFramesFor(req, plan, model, memoryLimitBytes));
   return plan;
 }
 
-const memoryKey = (model: ModelInfo, req: JobRequest, plan: JobPlan) =>
-  probeKey(model, latentOf(model, plan), chunkFramesOf(req));
+const memoryKey = (model: ModelInfo, plan: JobPlan) => probeKey(model, latentOf(model, plan), CHUNK_FRAMES);
 
 function latentOf(model: ModelInfo, plan: JobPlan): PlanInput['latent'] {
   return { height: plan.height / model.vaeScale, width: plan.width / model.vaeScale };
@@ -326,13 +339,13 @@ function latentOf(model: ModelInfo, plan: JobPlan): PlanInput['latent'] {
  * The frames a job holds besides the model: the chunk being edited and the one decoded ahead, at working size (float
  * RGB), and at output size when compositing at full resolution (8 or 16 bits a channel).
  */
-function mediaBytes(req: JobRequest, plan: JobPlan): number {
+function mediaBytes(req: JobRequest, plan: JobPlan, chunkFrames: number): number {
   const working = plan.width * plan.height * 3 * 4;
   const full =
     (req.output?.composite ?? 'full') === 'full'
       ? plan.outWidth * plan.outHeight * 3 * (plan.info.video.bitDepth > 8 ? 2 : 1)
       : 0;
-  return 2 * Math.min(plan.frameCount, chunkFramesOf(req)) * (working + full);
+  return 2 * Math.min(plan.frameCount, chunkFrames) * (working + full);
 }
 
 /** The job's memory plan (memory-plan.ts), or the refusal as a 422 naming batchSize. */
@@ -342,13 +355,14 @@ function memoryPlan(
   model: ModelInfo,
   cost: PlanInput['cost'],
   limitBytes: number | undefined,
+  chunkFrames: number,
 ): JobMemory {
   const outcome = planMemory({
     req,
     model,
     latent: latentOf(model, plan),
-    mediaBytes: mediaBytes(req, plan),
-    chunkFrames: Math.min(plan.frameCount, chunkFramesOf(req) + (req.consistency?.chunkOverlap ?? 0)),
+    mediaBytes: mediaBytes(req, plan, chunkFrames),
+    chunkFrames: Math.min(plan.frameCount, chunkFrames + (req.consistency?.chunkOverlap ?? 0)),
     ...(cost ? { cost } : {}),
     budget: currentBudget(limitBytes),
   });
@@ -452,7 +466,8 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     vaeMs: 0,
   };
   const model = ctx.worker.info;
-  const chunks = Math.ceil(plan.frameCount / chunkFramesOf(req));
+  const chunkFrames = chunkFramesFor(req, plan, model, ctx.memoryLimitBytes);
+  const chunks = Math.ceil(plan.frameCount / chunkFrames);
   const progress = new JobProgressMapper(chunks, plan.frameCount, ctx.onProgress);
   let canceled = false;
   let running: RunningTask | undefined;
@@ -479,7 +494,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   checkTarget();
   let cost: PlanInput['cost'];
   if (measuresMemory(model)) {
-    const key = memoryKey(model, req, plan);
+    const key = memoryKey(model, plan);
     cost = cachedMemoryCost(key);
     if (!cost) {
       progress.stage('measuring memory', 0.01);
@@ -496,7 +511,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       });
     }
   }
-  const memory = memoryPlan(req, plan, model, cost, ctx.memoryLimitBytes);
+  const memory = memoryPlan(req, plan, model, cost, ctx.memoryLimitBytes, chunkFrames);
   progress.stage('decoding', 0.01);
   const maskSpec = maskSpecOf(req.mask);
   const fullMask: MaskBatch | undefined = maskSpec ? await loadMask(maskSpec, maskTarget(plan)) : undefined;
@@ -536,7 +551,7 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     let done = 0;
     // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
     const decodeOpts = {
-      ...rangeDecodeOptions(plan, plan.width, plan.height, chunkFramesOf(req)),
+      ...rangeDecodeOptions(plan, plan.width, plan.height, chunkFrames),
       signal: decoding.signal,
     };
     // The full-size decode selects the same frames from the same options; only the size differs.
