@@ -8,10 +8,42 @@
 //   - getters are async, except VideoTrack.getTrackItems, SequenceEditor.getEditor, EncoderManager.getManager,
 //     *.cast and TickTime.
 // Anything the notes call unverified is kept strict (an overwrite at an out-of-range track index is refused).
+// Where the real host is stricter than an optimistic reading, so is the fake (issue 14):
+//   - the classes are checked against @adobe/premierepro's declarations (`Shape<…>` below).
 
-import type { premierepro } from '@adobe/premierepro';
+import type {
+  ClipProjectItem,
+  FolderItem,
+  premierepro,
+  Project,
+  ProjectItem,
+  Sequence,
+  SequenceEditor,
+  TickTime,
+  TrackItemSelection,
+  VideoClipTrackItem,
+  VideoTrack,
+} from '@adobe/premierepro';
 
 export const TICKS_PER_SECOND = 254016000000n;
+
+type Sync = null | undefined | void | { toString(): string; then?: never };
+
+/**
+ * What a fake class is checked against: Adobe's declared members with their parameter lists (so a fake method must
+ * accept everything Adobe's signature allows, and check it at run time like the host does) and whether they are
+ * asynchronous (a Promise where Adobe declares one, never a Promise where Adobe's method is synchronous). What a
+ * method returns is checked by the returned fake's own class. Adobe declares TickTime, RectF and PointF with call
+ * signatures, which no instance can match; a mapped type drops those.
+ */
+type Shape<T> = {
+  // Value types such as Guid are declared constructible as well as callable; only methods are checked.
+  [K in keyof T]: T[K] extends abstract new (...args: never) => unknown
+    ? unknown
+    : T[K] extends (...args: infer A) => infer R
+      ? (...args: A) => R extends Promise<unknown> ? Promise<unknown> : Sync
+      : unknown;
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Constants. The real values are opaque; distinct values are enough for the adapter, which passes them through.
@@ -46,7 +78,7 @@ export const FakeConstants = {
 // ---------------------------------------------------------------------------------------------------------------
 // Time
 
-export class FakeTickTime {
+export class FakeTickTime implements Shape<TickTime> {
   constructor(readonly value: bigint) {}
   get ticks(): string {
     return this.value.toString();
@@ -57,14 +89,14 @@ export class FakeTickTime {
   get seconds(): number {
     return Number(this.value) / Number(TICKS_PER_SECOND);
   }
-  equals(other: FakeTickTime): boolean {
-    return other.value === this.value;
+  equals(other: TickTime): boolean {
+    return timeArg(other) === this.value;
   }
-  add(other: FakeTickTime): FakeTickTime {
-    return new FakeTickTime(this.value + other.value);
+  add(other: TickTime): FakeTickTime {
+    return new FakeTickTime(this.value + timeArg(other));
   }
-  subtract(other: FakeTickTime): FakeTickTime {
-    return new FakeTickTime(this.value - other.value);
+  subtract(other: TickTime): FakeTickTime {
+    return new FakeTickTime(this.value - timeArg(other));
   }
   multiply(factor: number): FakeTickTime {
     return new FakeTickTime(BigInt(Math.round(Number(this.value) * factor)));
@@ -79,8 +111,32 @@ export class FakeTickTime {
   static createWithSeconds(seconds: number): FakeTickTime {
     return new FakeTickTime(BigInt(Math.round(seconds * Number(TICKS_PER_SECOND))));
   }
+  alignToFrame(frameRate: { ticksPerFrame: number }): FakeTickTime {
+    const per = BigInt(frameRate.ticksPerFrame);
+    return new FakeTickTime((this.value / per) * per);
+  }
+  alignToNearestFrame(frameRate: { ticksPerFrame: number }): FakeTickTime {
+    const per = BigInt(frameRate.ticksPerFrame);
+    return new FakeTickTime(((this.value + per / 2n) / per) * per);
+  }
+  static createWithFrameAndFrameRate(frameCount: number, frameRate: { ticksPerFrame: number }): FakeTickTime {
+    return new FakeTickTime(BigInt(frameCount) * BigInt(frameRate.ticksPerFrame));
+  }
   static readonly TIME_ZERO = new FakeTickTime(0n);
   static readonly TIME_ONE_SECOND = new FakeTickTime(TICKS_PER_SECOND);
+  static readonly TIME_ONE_MINUTE = new FakeTickTime(60n * TICKS_PER_SECOND);
+  static readonly TIME_ONE_HOUR = new FakeTickTime(3600n * TICKS_PER_SECOND);
+}
+
+/** A fake TickTime typed as Adobe's (whose declared call signatures no instance can have). */
+export function tick(ticks: bigint): TickTime {
+  return new FakeTickTime(ticks) as unknown as TickTime;
+}
+
+/** Premiere's answer to an argument of the wrong kind. */
+function instance<T>(value: unknown, Ctor: abstract new (...args: never[]) => T): T {
+  if (!(value instanceof Ctor)) throw new Error('Illegal Parameter type');
+  return value;
 }
 
 function timeArg(t: unknown): bigint {
@@ -273,7 +329,7 @@ function parentOf(p: string): string {
 
 let nextId = 1;
 
-export class FakeProjectItem {
+export class FakeProjectItem implements Partial<Shape<ProjectItem>> {
   readonly id = `item-${nextId++}`;
   parent: FakeFolderItem | null = null;
   constructor(
@@ -297,7 +353,7 @@ export class FakeProjectItem {
   }
 }
 
-export class FakeFolderItem extends FakeProjectItem {
+export class FakeFolderItem extends FakeProjectItem implements Partial<Shape<FolderItem>> {
   readonly children: FakeProjectItem[] = [];
   override get type(): number {
     return 2;
@@ -321,7 +377,9 @@ export class FakeFolderItem extends FakeProjectItem {
       this.add(new FakeFolderItem(this.world, unique));
     });
   }
-  createMoveItemAction(item: FakeProjectItem, newParent: FakeFolderItem): FakeAction {
+  createMoveItemAction(itemArg: ProjectItem, parentArg: FolderItem): FakeAction {
+    const item = instance(itemArg, FakeProjectItem);
+    const newParent = instance(parentArg, FakeFolderItem);
     return this.world.rules.createAction(`move "${item.name}"`, () => () => {
       this.remove(item);
       newParent.add(item);
@@ -340,7 +398,7 @@ export interface MediaSpec {
   mediaEndTicks?: bigint;
 }
 
-export class FakeClipProjectItem extends FakeProjectItem {
+export class FakeClipProjectItem extends FakeProjectItem implements Partial<Shape<ClipProjectItem>> {
   mediaPath: string;
   durationTicks: bigint;
   offline: boolean;
@@ -382,7 +440,7 @@ export class FakeClipProjectItem extends FakeProjectItem {
   async getOutPoint(): Promise<FakeTickTime> {
     return new FakeTickTime(this.markOut ?? this.length());
   }
-  createSetInOutPointsAction(inPoint: FakeTickTime, outPoint: FakeTickTime): FakeAction {
+  createSetInOutPointsAction(inPoint: TickTime, outPoint: TickTime): FakeAction {
     const a = timeArg(inPoint);
     const b = timeArg(outPoint);
     return this.world.rules.createAction(`set In/Out of "${this.name}"`, () => {
@@ -416,7 +474,7 @@ export interface ClipTiming {
   pointsIncludeMediaStart: boolean;
 }
 
-export abstract class FakeTrackItemBase {
+export abstract class FakeTrackItemBase implements Partial<Shape<VideoClipTrackItem>> {
   selected = false;
   disabled = false;
   constructor(
@@ -474,20 +532,20 @@ export abstract class FakeTrackItemBase {
       this.disabled = disabled;
     });
   }
-  createMoveAction(offset: FakeTickTime): FakeAction {
+  createMoveAction(offset: TickTime): FakeAction {
     const by = timeArg(offset);
     return this.world.rules.createAction(`move "${this.name}"`, () => () => {
       this.timing.start += by;
       this.timing.end += by;
     });
   }
-  createSetStartAction(t: FakeTickTime): FakeAction {
+  createSetStartAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set start of "${this.name}"`, () => () => {
       this.timing.start = v;
     });
   }
-  createSetEndAction(t: FakeTickTime): FakeAction {
+  createSetEndAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set end of "${this.name}"`, () => () => {
       this.timing.end = v;
@@ -520,7 +578,7 @@ export class FakeAudioClipTrackItem extends FakeTrackItemBase {
   static readonly TRACKITEMTYPE_FEEDBACK = 4;
 }
 
-export class FakeTrack {
+export class FakeTrack implements Partial<Shape<VideoTrack>> {
   readonly items: FakeTrackItemBase[] = [];
   constructor(
     readonly kind: 'video' | 'audio',
@@ -587,16 +645,18 @@ function cloneItem(item: FakeTrackItemBase, track: FakeTrack): FakeTrackItemBase
   });
 }
 
-export class FakeTrackItemSelection {
+export class FakeTrackItemSelection implements Partial<Shape<TrackItemSelection>> {
   constructor(private readonly items: FakeTrackItemBase[]) {}
   async getTrackItems(): Promise<FakeTrackItemBase[]> {
     return [...this.items];
   }
-  addItem(item: FakeTrackItemBase): boolean {
+  addItem(trackItem: unknown): boolean {
+    const item = instance(trackItem, FakeTrackItemBase);
     this.items.push(item);
     return true;
   }
-  removeItem(item: FakeTrackItemBase): boolean {
+  removeItem(trackItem: unknown): boolean {
+    const item = instance(trackItem, FakeTrackItemBase);
     const i = this.items.indexOf(item);
     if (i >= 0) this.items.splice(i, 1);
     return i >= 0;
@@ -614,7 +674,7 @@ export interface SubsequenceCall {
   sequence: FakeSequence;
 }
 
-export class FakeSequence {
+export class FakeSequence implements Partial<Shape<Sequence>> {
   readonly guid: { toString(): string };
   readonly videoTracks: FakeTrack[] = [];
   readonly audioTracks: FakeTrack[] = [];
@@ -702,13 +762,13 @@ export class FakeSequence {
   async getProjectItem(): Promise<FakeClipProjectItem> {
     return this.projectItem;
   }
-  createSetInPointAction(t: FakeTickTime): FakeAction {
+  createSetInPointAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set In of "${this.name}"`, () => () => {
       this.inTicks = v;
     });
   }
-  createSetOutPointAction(t: FakeTickTime): FakeAction {
+  createSetOutPointAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set Out of "${this.name}"`, () => () => {
       this.outTicks = v;
@@ -747,7 +807,7 @@ export class FakeSequence {
   }
 }
 
-export class FakeSequenceEditor {
+export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
   constructor(
     private readonly world: FakePremiere,
     private readonly sequence: FakeSequence,
@@ -755,7 +815,7 @@ export class FakeSequenceEditor {
 
   createOverwriteItemAction(
     projectItem: unknown,
-    time: FakeTickTime,
+    time: TickTime,
     videoTrackIndex: number,
     audioTrackIndex: number,
   ): FakeAction {
@@ -787,7 +847,7 @@ export class FakeSequenceEditor {
 
   createInsertProjectItemAction(
     projectItem: unknown,
-    time: FakeTickTime,
+    time: TickTime,
     videoTrackIndex: number,
     audioTrackIndex: number,
     limitShift: boolean,
@@ -857,7 +917,7 @@ function trackAt(tracks: FakeTrack[], kind: 'video' | 'audio', index: number): F
 // ---------------------------------------------------------------------------------------------------------------
 // Project
 
-export class FakeProject {
+export class FakeProject implements Partial<Shape<Project>> {
   readonly guid = { toString: () => 'project-1' };
   readonly root: FakeFolderItem;
   readonly sequences: FakeSequence[] = [];
@@ -913,7 +973,8 @@ export class FakeProject {
     }
     return true;
   }
-  async deleteSequence(sequence: FakeSequence): Promise<boolean> {
+  async deleteSequence(sequenceArg: Sequence): Promise<boolean> {
+    const sequence = instance(sequenceArg, FakeSequence);
     this.world.deletedSequences.push(sequence);
     if (!this.world.deleteSequenceSucceeds) return false;
     const i = this.sequences.indexOf(sequence);

@@ -8,6 +8,7 @@ import {
   FakeConstants,
   FakePremiere,
   FakeTickTime,
+  tick,
   type FakeOptions,
   type FakeSequence,
   type FakeTrackItemBase,
@@ -712,7 +713,7 @@ describe('onSelectionChanged', () => {
 describe('the fake enforces Premiere 26.3 rules (so the tests above prove compliance)', () => {
   test('an action created outside lockedAccess throws', () => {
     const { fake, seq } = setup();
-    expect(() => seq.createSetInPointAction(FakeTickTime.TIME_ZERO)).toThrow(/inside project\.lockedAccess/);
+    expect(() => seq.createSetInPointAction(tick(0n))).toThrow(/inside project\.lockedAccess/);
     const editor = fake.ppro.SequenceEditor.getEditor(seq as never);
     expect(() =>
       editor.createOverwriteItemAction(seq.projectItem as never, FakeTickTime.TIME_ZERO as never, 0, 0),
@@ -726,7 +727,7 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
       project.lockedAccess(() => {
         // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the misuse under test: Premiere refuses it
         project.executeTransaction(async (ca) => {
-          ca.addAction(seq.createSetInPointAction(new FakeTickTime(frames(5))));
+          ca.addAction(seq.createSetInPointAction(tick(frames(5))));
         }, 'async');
       }),
     ).toThrow(/must be synchronous/);
@@ -750,7 +751,7 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     let kept: { addAction(a: unknown): boolean } | null = null;
     let stale: unknown = null;
     project.lockedAccess(() => {
-      stale = seq.createSetInPointAction(FakeTickTime.TIME_ZERO);
+      stale = seq.createSetInPointAction(tick(0n));
       project.executeTransaction((ca) => {
         kept = ca;
       }, 'empty');
@@ -772,8 +773,8 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     let during: bigint | null = -1n;
     project.lockedAccess(() => {
       project.executeTransaction((ca) => {
-        ca.addAction(seq.createSetInPointAction(new FakeTickTime(frames(5))));
-        ca.addAction(seq.createSetOutPointAction(new FakeTickTime(frames(50))));
+        ca.addAction(seq.createSetInPointAction(tick(frames(5))));
+        ca.addAction(seq.createSetOutPointAction(tick(frames(50))));
         during = seq.inTicks;
       }, 'Mark');
     });
