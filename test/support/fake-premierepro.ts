@@ -9,7 +9,20 @@
 //     *.cast and TickTime.
 // Anything the notes call unverified is kept strict (an overwrite at an out-of-range track index is refused).
 // Where the real host is stricter than an optimistic reading, so is the fake (issue 14):
-//   - the classes are checked against @adobe/premierepro's declarations (`Shape<…>` below).
+//   - the classes are checked against @adobe/premierepro's declarations (`Shape<…>` below);
+//   - exportSequence refuses to render without an .epr preset that exists, and the output file must carry the
+//     extension getExportFileExtension gives for that preset (the documentation describes only the call with
+//     neither file nor preset; Adobe's sample always passes a preset);
+//   - a render composites every enabled track item of the sequence (titles, adjustment layers, other clips):
+//     `renders` records what each export showed;
+//   - an edit that touches a locked track fails (the API can neither read nor change a track lock), and a
+//     sequence's clone keeps its locks;
+//   - an action's data is read when the action is created, not when the transaction commits: an overwrite created
+//     in the same transaction as the trim of its project item places the untrimmed length (Adobe's changelog:
+//     actions "contain data that can quickly become stale");
+//   - a sequence's In/Out: the documentation does not say what getInPoint/getOutPoint return when none is set, and
+//     there is no action to clear them. The fake answers 0 and the sequence end, which a caller cannot tell from
+//     marks set there, so code that reads them and writes them back turns "none" into explicit marks.
 
 import type {
   ClipProjectItem,
@@ -137,6 +150,14 @@ export function tick(ticks: bigint): TickTime {
 function instance<T>(value: unknown, Ctor: abstract new (...args: never[]) => T): T {
   if (!(value instanceof Ctor)) throw new Error('Illegal Parameter type');
   return value;
+}
+
+function mediaTypeArg(value: unknown): void {
+  if (!Object.values(FakeConstants.MediaType).includes(value as never)) throw new Error('Illegal Parameter type');
+}
+
+function refuseLocked(track: FakeTrack, what: string): void {
+  if (track.locked) throw new Error(`${what}: ${track.name} is locked`);
 }
 
 function timeArg(t: unknown): bigint {
@@ -434,10 +455,12 @@ export class FakeClipProjectItem extends FakeProjectItem implements Partial<Shap
   async getSequence(): Promise<FakeSequence | null> {
     return this.sequence;
   }
-  async getInPoint(): Promise<FakeTickTime> {
+  async getInPoint(mediaType: unknown): Promise<FakeTickTime> {
+    mediaTypeArg(mediaType);
     return new FakeTickTime(this.markIn ?? 0n);
   }
-  async getOutPoint(): Promise<FakeTickTime> {
+  async getOutPoint(mediaType: unknown): Promise<FakeTickTime> {
+    mediaTypeArg(mediaType);
     return new FakeTickTime(this.markOut ?? this.length());
   }
   createSetInOutPointsAction(inPoint: TickTime, outPoint: TickTime): FakeAction {
@@ -528,8 +551,12 @@ export abstract class FakeTrackItemBase implements Partial<Shape<VideoClipTrackI
     return FakeConstants.TrackItemType.CLIP;
   }
   createSetDisabledAction(disabled: boolean): FakeAction {
-    return this.world.rules.createAction(`disable "${this.name}"`, () => () => {
-      this.disabled = disabled;
+    if (typeof disabled !== 'boolean') throw new Error('Illegal Parameter type');
+    return this.world.rules.createAction(`${disabled ? 'disable' : 'enable'} "${this.name}"`, () => {
+      refuseLocked(this.track, `disable "${this.name}"`);
+      return () => {
+        this.disabled = disabled;
+      };
     });
   }
   createMoveAction(offset: TickTime): FakeAction {
@@ -580,6 +607,8 @@ export class FakeAudioClipTrackItem extends FakeTrackItemBase {
 
 export class FakeTrack implements Partial<Shape<VideoTrack>> {
   readonly items: FakeTrackItemBase[] = [];
+  /** Locked in the timeline: edits that touch the track fail. */
+  locked = false;
   constructor(
     readonly kind: 'video' | 'audio',
     public index: number,
@@ -640,9 +669,11 @@ export class FakeTrack implements Partial<Shape<VideoTrack>> {
 
 function cloneItem(item: FakeTrackItemBase, track: FakeTrack): FakeTrackItemBase {
   const Ctor = item instanceof FakeVideoClipTrackItem ? FakeVideoClipTrackItem : FakeAudioClipTrackItem;
-  return new Ctor((item as unknown as { world: FakePremiere }).world, track, item.name, item.projectItem, {
+  const copy = new Ctor((item as unknown as { world: FakePremiere }).world, track, item.name, item.projectItem, {
     ...item.timing,
   });
+  copy.disabled = item.disabled;
+  return copy;
 }
 
 export class FakeTrackItemSelection implements Partial<Shape<TrackItemSelection>> {
@@ -672,6 +703,8 @@ export interface SubsequenceCall {
   inTicks: bigint;
   outTicks: bigint;
   sequence: FakeSequence;
+  /** The sequence it was cut from. */
+  parent: FakeSequence;
 }
 
 export class FakeSequence implements Partial<Shape<Sequence>> {
@@ -697,6 +730,15 @@ export class FakeSequence implements Partial<Shape<Sequence>> {
     for (let i = 0; i < audioTracks; i++) this.audioTracks.push(new FakeTrack('audio', i));
     this.projectItem = new FakeClipProjectItem(world, name);
     this.projectItem.sequence = this;
+  }
+
+  /** What a render of this sequence composites: every enabled video clip. */
+  enabledVideoItems(): RenderRecord['layers'] {
+    return this.videoTracks.flatMap((track) =>
+      track.items
+        .filter((item) => !item.disabled)
+        .map((item) => ({ track: track.index, name: item.name, start: item.timing.start, end: item.timing.end })),
+    );
   }
 
   endTicks(): bigint {
@@ -774,19 +816,40 @@ export class FakeSequence implements Partial<Shape<Sequence>> {
       this.outTicks = v;
     });
   }
-  async createSubsequence(ignoreTrackTargeting?: boolean): Promise<FakeSequence> {
-    if (this.world.failSubsequence) throw new Error('Subsequence creation failed');
-    const from = this.inTicks ?? 0n;
-    const to = this.outTicks ?? this.endTicks();
-    const sub = new FakeSequence(
+  createCloneAction(): FakeAction {
+    return this.world.rules.createAction(`clone "${this.name}"`, () => () => {
+      const copy = this.emptyCopy(`${this.name} Copy`);
+      const all = (tracks: FakeTrack[], into: FakeTrack[]): void =>
+        tracks.forEach((track, i) => {
+          for (const item of track.items) into[i].items.push(cloneItem(item, into[i]));
+        });
+      all(this.videoTracks, copy.videoTracks);
+      all(this.audioTracks, copy.audioTracks);
+      copy.inTicks = this.inTicks;
+      copy.outTicks = this.outTicks;
+      this.world.project?.addSequence(copy, false);
+    });
+  }
+  /** Same settings and tracks (with their locks), no items. */
+  private emptyCopy(name: string): FakeSequence {
+    const copy = new FakeSequence(
       this.world,
-      `${this.name} Sub-Sequence`,
+      name,
       this.timebase,
       this.width,
       this.height,
       this.videoTracks.length,
       this.audioTracks.length,
     );
+    this.videoTracks.forEach((t, i) => (copy.videoTracks[i].locked = t.locked));
+    this.audioTracks.forEach((t, i) => (copy.audioTracks[i].locked = t.locked));
+    return copy;
+  }
+  async createSubsequence(ignoreTrackTargeting?: boolean): Promise<FakeSequence> {
+    if (this.world.failSubsequence) throw new Error('Subsequence creation failed');
+    const from = this.inTicks ?? 0n;
+    const to = this.outTicks ?? this.endTicks();
+    const sub = this.emptyCopy(`${this.name} Sub-Sequence`);
     const copy = (source: FakeTrack[], target: FakeTrack[]): void => {
       source.forEach((track, i) => {
         for (const item of track.items) {
@@ -801,7 +864,13 @@ export class FakeSequence implements Partial<Shape<Sequence>> {
     };
     copy(this.videoTracks, sub.videoTracks);
     copy(this.audioTracks, sub.audioTracks);
-    this.world.subsequenceCalls.push({ ignoreTrackTargeting, inTicks: from, outTicks: to, sequence: sub });
+    this.world.subsequenceCalls.push({
+      ignoreTrackTargeting,
+      inTicks: from,
+      outTicks: to,
+      sequence: sub,
+      parent: this,
+    });
     this.world.project?.addSequence(sub, false);
     return sub;
   }
@@ -823,6 +892,9 @@ export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
     const item = this.placeable(projectItem);
     checkIndex(videoTrackIndex);
     checkIndex(audioTrackIndex);
+    // What the edit places is read now, when the action is made, not when the transaction commits.
+    const length = item.placedLength();
+    const inPoint = item.markIn ?? 0n;
     return this.world.rules.createAction(`overwrite "${item.name}" at V${videoTrackIndex + 1}`, () => {
       const seq = this.sequence;
       // Overwriting at a track index that does not exist is unverified in Premiere; refuse it.
@@ -830,15 +902,16 @@ export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
         throw new Error(`Video track index ${videoTrackIndex} out of range for overwrite`);
       if (item.hasAudio && audioTrackIndex >= seq.audioTracks.length)
         throw new Error(`Audio track index ${audioTrackIndex} out of range for overwrite`);
+      refuseLocked(seq.videoTracks[videoTrackIndex], `overwrite "${item.name}"`);
+      if (item.hasAudio) refuseLocked(seq.audioTracks[audioTrackIndex], `overwrite "${item.name}"`);
       return () => {
-        const length = item.placedLength();
         const video = seq.videoTracks[videoTrackIndex];
         video.clear(at, at + length);
-        video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length));
+        video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length, inPoint));
         if (item.hasAudio) {
           const audio = seq.audioTracks[audioTrackIndex];
           audio.clear(at, at + length);
-          audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length));
+          audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length, inPoint));
         }
         this.world.edits.push({ kind: 'overwrite', videoTrackIndex, audioTrackIndex, atTicks: at, projectItem: item });
       };
@@ -857,26 +930,40 @@ export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
     checkIndex(videoTrackIndex);
     checkIndex(audioTrackIndex);
     if (typeof limitShift !== 'boolean') throw new Error('Illegal Parameter type');
-    return this.world.rules.createAction(`insert "${item.name}" at V${videoTrackIndex + 1}`, () => () => {
+    const length = item.placedLength();
+    const inPoint = item.markIn ?? 0n;
+    return this.world.rules.createAction(`insert "${item.name}" at V${videoTrackIndex + 1}`, () => {
       const seq = this.sequence;
-      const length = item.placedLength();
-      // Documented: a track index past the existing tracks creates a new track.
-      const video = trackAt(seq.videoTracks, 'video', videoTrackIndex);
-      const audio = item.hasAudio ? trackAt(seq.audioTracks, 'audio', audioTrackIndex) : null;
-      const inputs = new Set<FakeTrack>([video, ...(audio ? [audio] : [])]);
-      for (const track of [...seq.videoTracks, ...seq.audioTracks]) {
-        if (inputs.has(track) || !limitShift) track.ripple(at, length);
+      // The input tracks take the new item; without limitShift every other track with something after `at` moves.
+      const shifted = (track: FakeTrack | undefined, input: boolean): boolean =>
+        track !== undefined && (input || (!limitShift && track.items.some((i) => i.timing.end > at)));
+      for (const [tracks, index] of [
+        [seq.videoTracks, videoTrackIndex],
+        [seq.audioTracks, item.hasAudio ? audioTrackIndex : -1],
+      ] as const) {
+        tracks.forEach((track, i) => {
+          if (shifted(track, i === index)) refuseLocked(track, `insert "${item.name}"`);
+        });
       }
-      video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length));
-      if (audio) audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length));
-      this.world.edits.push({
-        kind: 'insert',
-        videoTrackIndex,
-        audioTrackIndex,
-        atTicks: at,
-        projectItem: item,
-        limitShift,
-      });
+      return () => {
+        // Documented: a track index past the existing tracks creates a new track.
+        const video = trackAt(seq.videoTracks, 'video', videoTrackIndex);
+        const audio = item.hasAudio ? trackAt(seq.audioTracks, 'audio', audioTrackIndex) : null;
+        const inputs = new Set<FakeTrack>([video, ...(audio ? [audio] : [])]);
+        for (const track of [...seq.videoTracks, ...seq.audioTracks]) {
+          if (inputs.has(track) || !limitShift) track.ripple(at, length);
+        }
+        video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length, inPoint));
+        if (audio) audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length, inPoint));
+        this.world.edits.push({
+          kind: 'insert',
+          videoTrackIndex,
+          audioTrackIndex,
+          atTicks: at,
+          projectItem: item,
+          limitShift,
+        });
+      };
     });
   }
 
@@ -891,11 +978,12 @@ export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
     item: FakeClipProjectItem,
     at: bigint,
     length: bigint,
+    inPoint: bigint,
   ): FakeTrackItemBase {
     return new Ctor(this.world, track, item.name, item, {
       start: at,
       end: at + length,
-      inPoint: item.markIn ?? 0n,
+      inPoint,
       speed: 1,
       reversed: false,
       pointsIncludeMediaStart: false,
@@ -1031,6 +1119,12 @@ export interface ExportCall {
   argumentCount: number;
 }
 
+export interface RenderRecord {
+  file: string;
+  preset: string;
+  layers: Array<{ track: number; name: string; start: bigint; end: bigint }>;
+}
+
 export interface EditRecord {
   kind: 'overwrite' | 'insert';
   videoTrackIndex: number;
@@ -1097,9 +1191,12 @@ export class FakePremiere {
   /** How Premiere reports an imported file's path (e.g. other slashes/case); the identity by default. */
   reportedImportPath: (path: string) => string = (p) => p;
   readonly mediaDurations = new Map<string, bigint>();
+  private readonly presetExtensions = new Map<string, string>();
 
   // Records
   readonly exportCalls: ExportCall[] = [];
+  /** Each successful render and the video layers it composited. */
+  readonly renders: RenderRecord[] = [];
   readonly subsequenceCalls: SubsequenceCall[] = [];
   readonly deletedSequences: FakeSequence[] = [];
   readonly importCalls: Array<{ paths: string[]; bin: FakeFolderItem | null }> = [];
@@ -1224,6 +1321,16 @@ export class FakePremiere {
     this.events.dispatch(seq, FakeConstants.SequenceEvent.ACTIVATED);
   }
 
+  /** An export preset the fake's file system holds, and the extension it writes. */
+  addPreset(path: string, extension: string): void {
+    this.fs.addFile(path, '<?xml version="1.0" encoding="UTF-8"?><PremiereData Version="3"/>');
+    this.presetExtensions.set(path, extension);
+  }
+
+  private presetExtension(path: string): string | undefined {
+    return this.fs.files.has(path) ? this.presetExtensions.get(path) : undefined;
+  }
+
   private requireProject(): FakeProject {
     if (!this.project) throw new Error('the scenario has no project');
     return this.project;
@@ -1288,7 +1395,12 @@ export class FakePremiere {
         if (!(sequence instanceof FakeSequence)) throw new Error('Illegal Parameter type');
         this.exportCalls.push({ sequence, exportType, outputFile, presetFile, exportFull, argumentCount: args.length });
         if (!this.exportSucceeds || !outputFile) return false;
+        // Strict where the documentation is silent: a file without a preset is not rendered.
+        const extension = presetFile === undefined ? undefined : this.presetExtension(presetFile);
+        if (extension === undefined) return false;
+        if (!outputFile.toLowerCase().endsWith(`.${extension}`)) return false;
         if (!this.fs.dirs.has(parentOf(outputFile))) return false;
+        this.renders.push({ file: outputFile, preset: presetFile!, layers: sequence.enabledVideoItems() });
         this.fs.addFile(outputFile, `rendered ${sequence.name}`);
         this.mediaDurations.set(outputFile, sequence.endTicks());
         return true;
@@ -1322,7 +1434,13 @@ export class FakePremiere {
       },
       EncoderManager: {
         getManager: () => encoder,
-        getExportFileExtension: async () => 'mp4',
+        getExportFileExtension: async (sequence: unknown, presetFilePath: unknown) => {
+          instance(sequence, FakeSequence);
+          if (typeof presetFilePath !== 'string') throw new Error('Illegal Parameter type');
+          const extension = this.presetExtension(presetFilePath);
+          if (extension === undefined) throw new Error(`Could not read the export preset ${presetFilePath}`);
+          return extension;
+        },
         EXPORT_IMMEDIATELY: FakeConstants.ExportType.IMMEDIATELY,
         EXPORT_QUEUE_TO_AME: FakeConstants.ExportType.QUEUE_TO_AME,
         EXPORT_QUEUE_TO_APP: FakeConstants.ExportType.QUEUE_TO_APP,

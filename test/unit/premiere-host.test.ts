@@ -3,6 +3,8 @@
 
 import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { PremiereHost, RENDER_STATUS, type UxpModule } from '../../panel/src/host/premiere';
+import { UNDO_TRIM } from '../../panel/src/host/premiere-place';
+import { UNDO_COPY, UNDO_MARK, UNDO_SOLO } from '../../panel/src/host/premiere-render';
 import {
   FakeClipProjectItem,
   FakeConstants,
@@ -20,7 +22,9 @@ import {
 const TB = 10594584000n; // ticks per frame at 23.976 fps
 const PROJECT_DIR = '/Users/editor/Films/Harbour';
 const RENDERS = `${PROJECT_DIR}/Reshoot Renders`;
-const PRESET = '/Library/Application Support/Reshoot/Reshoot H.264.epr';
+const PLUGIN = '/Users/editor/Library/Application Support/Adobe/UXP/Plugins/External/com.reshoot.panel_0.1.0';
+const PRORES = `${PLUGIN}/presets/Reshoot ProRes 422 HQ.epr`;
+const H264 = `${PLUGIN}/presets/Reshoot H.264 High Quality.epr`;
 const RESULT = `${RENDERS}/Harbour wide-edit-01.mp4`;
 const LABEL = 'Reshoot: a blue vintage convertible';
 
@@ -31,8 +35,13 @@ interface Setup {
   openPath: jest.Mock<Promise<string>, [string, string?]>;
 }
 
-function setup(options: FakeOptions & { platform?: string; home?: string; uxp?: UxpModule } = {}): Setup {
+function setup(
+  options: FakeOptions & { platform?: string; home?: string; uxp?: UxpModule; presets?: 'both' | 'h264' | 'none' } = {},
+): Setup {
   const fake = new FakePremiere(options);
+  const presets = options.presets ?? 'both';
+  if (presets === 'both') fake.addPreset(PRORES, 'mov');
+  if (presets !== 'none') fake.addPreset(H264, 'mp4');
   const seq = fake.project
     ? fake.addSequence({ name: 'Harbour edit', timebase: TB, videoTracks: 3, audioTracks: 2 })
     : (null as unknown as FakeSequence);
@@ -41,8 +50,10 @@ function setup(options: FakeOptions & { platform?: string; home?: string; uxp?: 
     ppro: fake.ppro,
     fs: fake.fs,
     os: { homedir: () => options.home ?? '/Users/editor', platform: () => options.platform ?? 'darwin' },
-    uxp: options.uxp ?? { shell: { openPath } },
-    exportPresetPath: PRESET,
+    uxp: options.uxp ?? {
+      shell: { openPath },
+      storage: { localFileSystem: { getPluginFolder: async () => ({ nativePath: PLUGIN }) } },
+    },
   });
   return { fake, host, seq, openPath };
 }
@@ -228,45 +239,110 @@ describe('prepareSource', () => {
     expect(fake.undoStack).toHaveLength(0);
   });
 
-  test('speed-changed clip: In/Out set to the clip, subsequence exported immediately into the renders folder, In/Out restored, subsequence deleted', async () => {
+  test('speed-changed clip: the clip alone is rendered from a copy of the sequence with the bundled ProRes preset; the sequence and its In/Out are untouched', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { speed: 0.5 });
+    // A title above the clip, an adjustment layer above that, and clips before and after it on V1.
+    fake.addClip(seq, { track: 1, name: 'Title', start: frames(60), end: frames(100), mediaPath: '/g/title.png' });
+    fake.addClip(seq, { track: 2, name: 'Grade', start: frames(0), end: frames(400), mediaPath: '/g/adjust.prproj' });
+    fake.addClip(seq, { track: 0, name: 'Before', start: frames(0), end: frames(48), mediaPath: '/f/b.mov' });
+    fake.addClip(seq, { track: 0, name: 'After', start: frames(168), end: frames(300), mediaPath: '/f/a.mov' });
     seq.inTicks = frames(10);
     seq.outTicks = frames(500);
+    const before = seq.videoTracks.map((t) => t.items.map(snapshot));
     const sel = await selectedClip(host);
     const status: string[] = [];
 
     const source = await host.prepareSource(sel, (m) => status.push(m));
 
+    // The subsequence was cut from a copy, over exactly the clip's range.
     expect(fake.subsequenceCalls).toHaveLength(1);
     const [sub] = fake.subsequenceCalls;
+    expect(sub.parent).not.toBe(seq);
     expect(sub).toMatchObject({ ignoreTrackTargeting: true, inTicks: 48n * TB, outTicks: 168n * TB });
-    expect(seq.inTicks).toBe(frames(10));
-    expect(seq.outTicks).toBe(frames(500));
 
-    expect(fake.exportCalls).toHaveLength(1);
+    // What was rendered: the clip and nothing else.
+    expect(fake.renders).toHaveLength(1);
+    expect(fake.renders[0].layers).toEqual([{ track: 0, name: 'Harbour wide', start: 0n, end: 120n * TB }]);
     const [call] = fake.exportCalls;
     expect(call.sequence).toBe(sub.sequence);
     expect(call.exportType).toBe(FakeConstants.ExportType.IMMEDIATELY);
-    expect(call.presetFile).toBe(PRESET);
+    expect(call.presetFile).toBe(PRORES);
     expect(call.outputFile).toMatch(
-      /^\/Users\/editor\/Films\/Harbour\/Reshoot Renders\/Harbour wide-\d{8}-\d{6}-\d{3}\.source\.mp4$/,
+      /^\/Users\/editor\/Films\/Harbour\/Reshoot Renders\/Harbour wide-\d{8}-\d{6}-\d{3}\.source\.mov$/,
     );
     expect(fake.fs.files.has(call.outputFile!)).toBe(true);
-    expect(fake.fs.dirs.has(RENDERS)).toBe(true);
 
-    expect(fake.deletedSequences).toEqual([sub.sequence]);
-    expect(fake.project!.sequences).not.toContain(sub.sequence);
-    expect(fake.undoStack.map((s) => s.label)).toEqual([
-      'Reshoot: mark the clip for rendering',
-      'Reshoot: restore the In/Out points',
-    ]);
+    // The editor's sequence: same In/Out, same items, nothing disabled; the copy and the subsequence are gone.
+    expect(seq.inTicks).toBe(frames(10));
+    expect(seq.outTicks).toBe(frames(500));
+    expect(seq.videoTracks.map((t) => t.items.map(snapshot))).toEqual(before);
+    expect(fake.project!.sequences).toEqual([seq]);
+    expect(fake.deletedSequences).toHaveLength(2);
+    expect(fake.undoStack.map((u) => u.label)).toEqual([UNDO_COPY, UNDO_MARK, UNDO_SOLO]);
+    expect(fake.undoStack[2].actions).toEqual(['disable "Title"', 'disable "Grade"']);
     expect(status).toContain(RENDER_STATUS);
 
     expect(source.path).toBe(call.outputFile);
     expect(source.in).toBe(0);
     expect(source.out).toBeCloseTo(5.005, 12);
     expect(source.out).toBe(sel.sequenceEnd - sel.sequenceStart);
+  });
+
+  test('a sequence without In/Out marks still has none after a render (never written, so "none" survives)', async () => {
+    const { fake, seq, host } = setup();
+    addOriginal(fake, seq, { reversed: true });
+    expect(seq.inTicks).toBeNull();
+    await host.prepareSource(await selectedClip(host));
+    expect(fake.renders).toHaveLength(1);
+    expect(seq.inTicks).toBeNull();
+    expect(seq.outTicks).toBeNull();
+    // No step of the render names the editor's sequence.
+    expect(fake.undoStack.flatMap((u) => u.actions).filter((a) => a.includes('"Harbour edit"'))).toEqual([
+      'clone "Harbour edit"',
+    ]);
+  });
+
+  test('without the ProRes preset the H.264 one is used, and the file takes the extension Premiere gives for it', async () => {
+    const { fake, seq, host } = setup({ presets: 'h264' });
+    addOriginal(fake, seq, { speed: 2 });
+    const source = await host.prepareSource(await selectedClip(host));
+    expect(fake.exportCalls[0].presetFile).toBe(H264);
+    expect(source.path).toMatch(/\.source\.mp4$/);
+    expect(fake.renders).toHaveLength(1);
+  });
+
+  test('no preset in the plugin folder: a clear error before anything is changed', async () => {
+    const { fake, seq, host } = setup({ presets: 'none' });
+    addOriginal(fake, seq, { speed: 2 });
+    await expect(host.prepareSource(await selectedClip(host))).rejects.toThrow(
+      /no usable export preset in .*com\.reshoot\.panel_0\.1\.0\/presets \(Reshoot ProRes 422 HQ\.epr is missing; Reshoot H\.264 High Quality\.epr is missing\).*Reinstall/,
+    );
+    expect(fake.undoStack).toHaveLength(0);
+    expect(fake.exportCalls).toHaveLength(0);
+  });
+
+  test('the fake refuses a render without a preset, as the panel must assume Premiere does', async () => {
+    const { fake, seq } = setup();
+    const manager = fake.ppro.EncoderManager.getManager();
+    const immediately = fake.ppro.Constants.ExportType.IMMEDIATELY;
+    await expect(manager.exportSequence(seq as never, immediately, `${RENDERS}/x.mp4`)).resolves.toBe(false);
+    fake.fs.addDir(RENDERS);
+    await expect(manager.exportSequence(seq as never, immediately, `${RENDERS}/x.mp4`, PRORES)).resolves.toBe(false);
+    await expect(manager.exportSequence(seq as never, immediately, `${RENDERS}/x.mov`, PRORES)).resolves.toBe(true);
+  });
+
+  test('a title on a locked track cannot be hidden: the render stops with what to do, nothing is exported', async () => {
+    const { fake, seq, host } = setup();
+    addOriginal(fake, seq, { speed: 0.5 });
+    fake.addClip(seq, { track: 2, name: 'Title', start: frames(60), end: frames(100), mediaPath: '/g/title.png' });
+    seq.videoTracks[2].locked = true;
+    await expect(host.prepareSource(await selectedClip(host))).rejects.toThrow(
+      /would not hide what lies over or under the clip on V3 .*If one of those tracks is locked, unlock it and try again/,
+    );
+    expect(fake.exportCalls).toHaveLength(0);
+    expect(fake.project!.sequences).toEqual([seq]);
+    expect(seq.videoTracks[2].items[0].disabled).toBe(false);
   });
 
   test('nested sequence is rendered the same way', async () => {
@@ -279,7 +355,7 @@ describe('prepareSource', () => {
     expect(source).toEqual({ path: fake.exportCalls[0].outputFile, in: 0, out: sel.sequenceEnd - sel.sequenceStart });
   });
 
-  test('a failed export is reported, and the subsequence is still deleted and the In/Out restored', async () => {
+  test('a failed export is reported, and the copy and the subsequence are still deleted', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { reversed: true });
     seq.inTicks = frames(3);
@@ -289,13 +365,13 @@ describe('prepareSource', () => {
     await expect(host.prepareSource(sel)).rejects.toThrow(
       /Premiere could not render the clip to .*Reshoot Renders.*Check that the export preset/,
     );
-    expect(fake.deletedSequences).toHaveLength(1);
+    expect(fake.deletedSequences).toHaveLength(2);
     expect(fake.project!.sequences).toEqual([seq]);
     expect(seq.inTicks).toBe(frames(3));
     expect(seq.outTicks).toBe(frames(400));
   });
 
-  test('a failed subsequence is reported after the In/Out are restored', async () => {
+  test('a failed subsequence is reported and the copy is deleted', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { speed: 2 });
     seq.inTicks = frames(3);
@@ -306,6 +382,7 @@ describe('prepareSource', () => {
       /could not make a subsequence of the clip's range \(Subsequence creation failed\)/,
     );
     expect(fake.exportCalls).toHaveLength(0);
+    expect(fake.project!.sequences).toEqual([seq]);
     expect(seq.inTicks).toBe(frames(3));
     expect(seq.outTicks).toBe(frames(400));
   });
@@ -355,10 +432,8 @@ describe('placeResult', () => {
 
     // First use: the bin is created in its own step; the timeline edit is the single step named after the prompt.
     expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', LABEL]);
-    expect(s.fake.undoStack[1].actions).toEqual([
-      'set In/Out of "Harbour wide-edit-01.mp4"',
-      'overwrite "Harbour wide-edit-01.mp4" at V2',
-    ]);
+    // The result is exactly the span long, so there is nothing to trim.
+    expect(s.fake.undoStack[1].actions).toEqual(['overwrite "Harbour wide-edit-01.mp4" at V2']);
 
     expect(s.seq.videoTracks[0].items).toEqual([video]);
     expect(snapshot(video)).toEqual(before);
@@ -438,6 +513,69 @@ describe('placeResult', () => {
     ]);
     expect(snapshot(before)).toEqual(beforeSnap);
     expect(snapshot(after)).toEqual(afterSnap);
+    // Trim and placement are two checked steps: the overwrite is made after the trim has landed.
+    expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', UNDO_TRIM, LABEL]);
+    expect(s.fake.undoStack[1].actions).toEqual(['set In/Out of "Harbour wide-edit-01.mp4"']);
+    expect(s.fake.undoStack[2].actions).toEqual(['overwrite "Harbour wide-edit-01.mp4" at V2']);
+  });
+
+  test('trim and overwrite in one transaction would cover the next clip: the fake reads the length when the action is made', async () => {
+    const s = setup();
+    const project = s.fake.project!;
+    const item = new FakeClipProjectItem(s.fake, 'long.mp4', { durationTicks: 121n * TB, mediaPath: '/r/long.mp4' });
+    project.root.add(item);
+    s.fake.addClip(s.seq, { track: 1, start: frames(120), end: frames(200), mediaPath: '/Volumes/GFX/b.mov' });
+    const editor = s.fake.ppro.SequenceEditor.getEditor(s.seq as never);
+    project.lockedAccess(() => {
+      project.executeTransaction((ca) => {
+        ca.addAction(item.createSetInOutPointsAction(tick(0n), tick(72n * TB)));
+        ca.addAction(editor.createOverwriteItemAction(item as never, tick(0n), 1, 0));
+      });
+    });
+    // The overwrite was made before the trim committed: the whole 121 frames went in, and the next clip lost 1.
+    const v2 = s.seq.videoTracks[1].getTrackItems(FakeConstants.TrackItemType.CLIP, false);
+    expect(v2.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([
+      [0n, 121n],
+      [121n, 200n],
+    ]);
+  });
+
+  test('a locked free track is skipped for the next one; the result still sits exactly over the original', async () => {
+    const s = setup();
+    addOriginal(s.fake, s.seq);
+    s.seq.videoTracks[1].locked = true;
+    withResult(s);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 2,
+      newTrack: false,
+    });
+    expect(s.seq.videoTracks[1].items).toEqual([]);
+    expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
+    expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', LABEL]);
+  });
+
+  test('every track locked: the result goes on a new track, which no lock covers, and nothing else moves', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    for (const t of [...s.seq.videoTracks, ...s.seq.audioTracks]) t.locked = true;
+    withResult(s);
+    const before = snapshot(video);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 3,
+      newTrack: true,
+    });
+    expect(s.seq.videoTracks[3].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
+    expect(snapshot(video)).toEqual(before);
+    expect(s.fake.edits.map((e) => e.kind)).toEqual(['insert']);
+  });
+
+  test('a result shorter than the clip is reported after placing, not passed off as a match', async () => {
+    const s = setup();
+    addOriginal(s.fake, s.seq);
+    withResult(s, 100n * TB);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(
+      /placed on V2 but ends before the original clip \(the rendered file is shorter than the clip\)\. Undo the placement/,
+    );
   });
 
   test('no free track above: insert at the track count creates V4, with limitShift so nothing else moves', async () => {

@@ -1,0 +1,36 @@
+// The one way the Premiere adapter changes a project: a lock, a transaction and actions created and added inside
+// it, with no await anywhere (Premiere 26.3 refuses actions made outside project.lockedAccess(), and an action
+// outliving its lock). Each transaction is one undo step named by its label.
+
+import type { Action, CompoundAction, Project } from '@adobe/premierepro';
+
+export interface Outcome {
+  ok: boolean;
+  /** Why Premiere refused, when it did. */
+  reason: string;
+}
+
+export function transact(project: Project, label: string, build: (ca: CompoundAction) => void): Outcome {
+  let ok = false;
+  let reason = 'Premiere rejected the change';
+  try {
+    project.lockedAccess(() => {
+      ok = project.executeTransaction((ca) => {
+        build(ca);
+      }, label);
+    });
+  } catch (err) {
+    ok = false;
+    reason = messageOf(err);
+  }
+  return { ok, reason };
+}
+
+export function add(ca: CompoundAction, action: Action, what: string): void {
+  if (!ca.addAction(action)) throw new Error(`Premiere refused to ${what}`);
+}
+
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
