@@ -166,6 +166,19 @@ describe('package-panel', () => {
     expect((JSON.parse(entries[0].data.toString('utf8')) as { version: string }).version).toBe('1.2.3');
   });
 
+  it('says which export presets the package lacks, and ships the ones the plugin folder has', () => {
+    const without = packagePanel({ pluginDir: plugin, outDir: out, expectedVersion: '1.2.3' });
+    expect(without.missingPresets).toEqual([
+      'presets/Reshoot ProRes 422 HQ.epr',
+      'presets/Reshoot H.264 High Quality.epr',
+    ]);
+    write('presets/Reshoot ProRes 422 HQ.epr', '<?xml version="1.0"?><PremiereData Version="3"/>');
+    const withOne = packagePanel({ pluginDir: plugin, outDir: out, expectedVersion: '1.2.3' });
+    expect(withOne.missingPresets).toEqual(['presets/Reshoot H.264 High Quality.epr']);
+    const names = readZip(fs.readFileSync(withOne.file)).map((e) => e.name);
+    expect(names).toContain('presets/Reshoot ProRes 422 HQ.epr');
+  });
+
   it('writes empty files, nested folders and non-ASCII names that a reader gets back intact', () => {
     const zip = createZip([
       { name: 'empty.txt', data: new Uint8Array(0) },
