@@ -3,6 +3,9 @@
 
 import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { PremiereHost, RENDER_STATUS, type UxpModule } from '../../panel/src/host/premiere';
+import { win32 } from 'node:path';
+import { tokenFile } from '../../engine/src/api/token-location';
+import { tokenDir, tokenPath } from '../../engine/src/server/token';
 import { UNDO_TRIM } from '../../panel/src/host/premiere-place';
 import { UNDO_COPY, UNDO_MARK, UNDO_SOLO } from '../../panel/src/host/premiere-render';
 import {
@@ -720,10 +723,25 @@ describe('engine token', () => {
     await expect(host.readToken()).resolves.toBe('Zm9vYmFyYmF6cXV4cXV1eA-token_value');
   });
 
-  test('Windows: read from %APPDATA%\\reshoot\\token under the home folder', async () => {
+  test('Windows with AppData redirected to a share: the panel reads the file the engine writes', async () => {
+    // The engine on that machine: APPDATA points at the share, the profile is local.
+    const env = { APPDATA: '\\\\fs01\\profiles$\\editor\\AppData\\Roaming' };
+    // Node's path.join on Windows; this test runs anywhere.
+    const written = win32.join(tokenDir(env, 'win32', 'C:\\Users\\editor'), 'token');
+    expect(written).toBe('C:\\Users\\editor\\AppData\\Local\\reshoot\\token');
     const { fake, host } = setup({ platform: 'win10', home: 'C:\\Users\\editor' });
-    fake.fs.addFile('C:\\Users\\editor\\AppData\\Roaming\\reshoot\\token', 'windows-token-0123456789');
+    fake.fs.addFile(written, 'windows-token-0123456789');
     await expect(host.readToken()).resolves.toBe('windows-token-0123456789');
+  });
+
+  test('macOS and Linux: engine and panel name the same file; XDG_CONFIG_HOME does not move the token', () => {
+    expect(tokenPath(tokenDir({}, 'darwin', '/Users/editor'))).toBe(tokenFile('darwin', '/Users/editor'));
+    expect(tokenPath(tokenDir({ XDG_CONFIG_HOME: '/srv/cfg' }, 'linux', '/home/ed'))).toBe(
+      '/home/ed/.config/reshoot/token',
+    );
+    expect(tokenFile('linux', '/home/ed/')).toBe('/home/ed/.config/reshoot/token');
+    // Tests and portable installs move it on purpose.
+    expect(tokenPath(tokenDir({ RESHOOT_HOME: '/tmp/rh' }, 'linux', '/home/ed'))).toBe('/tmp/rh/config/token');
   });
 });
 

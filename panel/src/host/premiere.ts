@@ -15,6 +15,7 @@ import type {
   Sequence,
   VideoClipTrackItem,
 } from '@adobe/premierepro';
+import { tokenFile } from '../../../engine/src/api/token-location';
 import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceRef } from './host';
 import { cleanExtension, EXPORT_PRESETS, PRESETS_FOLDER } from './export-presets';
 import { add, messageOf, transact } from './premiere-edit';
@@ -643,13 +644,7 @@ export class PremiereHost implements Host {
 
   private tokenPath(): string {
     const os = this.os();
-    const home = os.homedir();
-    const platform = this.platformOverride ?? os.platform();
-    // The engine's config folder (engine/src/config/paths.ts). UXP exposes no environment, so %APPDATA% is taken
-    // at its default place under the home folder.
-    if (/^win/i.test(platform)) return `${home.replace(/[\\/]+$/, '')}\\AppData\\Roaming\\reshoot\\token`;
-    if (platform === 'darwin') return `${home.replace(/\/+$/, '')}/Library/Application Support/reshoot/token`;
-    return `${home.replace(/\/+$/, '')}/.config/reshoot/token`;
+    return tokenFile(this.platformOverride ?? os.platform(), os.homedir());
   }
 
   private async statOrNull(path: string): Promise<{ isDirectory?: () => boolean } | null> {
