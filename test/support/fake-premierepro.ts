@@ -9,7 +9,7 @@
 //     *.cast and TickTime.
 // Anything the notes call unverified is kept strict (an overwrite at an out-of-range track index is refused).
 // Where the real host is stricter than an optimistic reading, so is the fake (issue 14):
-//   - the classes are checked against @adobe/premierepro's declarations (`Shape<…>` below);
+//   - the classes are checked against @adobe/premierepro's declarations (premiere-shape.ts);
 //   - exportSequence refuses to render without an .epr preset that exists, and the output file must carry the
 //     extension getExportFileExtension gives for that preset (the documentation describes only the call with
 //     neither file nor preset; Adobe's sample always passes a preset);
@@ -24,6 +24,8 @@
 //     there is no action to clear them. The fake answers 0 and the sequence end, which a caller cannot tell from
 //     marks set there, so code that reads them and writes them back turns "none" into explicit marks.
 
+import { FakeVideoComponentChain, createFilter, intrinsicChain } from './fake-premierepro-components';
+import type { Shape } from './premiere-shape';
 import type {
   ClipProjectItem,
   FolderItem,
@@ -39,24 +41,6 @@ import type {
 } from '@adobe/premierepro';
 
 export const TICKS_PER_SECOND = 254016000000n;
-
-type Sync = null | undefined | void | { toString(): string; then?: never };
-
-/**
- * What a fake class is checked against: Adobe's declared members with their parameter lists (so a fake method must
- * accept everything Adobe's signature allows, and check it at run time like the host does) and whether they are
- * asynchronous (a Promise where Adobe declares one, never a Promise where Adobe's method is synchronous). What a
- * method returns is checked by the returned fake's own class. Adobe declares TickTime, RectF and PointF with call
- * signatures, which no instance can match; a mapped type drops those.
- */
-type Shape<T> = {
-  // Value types such as Guid are declared constructible as well as callable; only methods are checked.
-  [K in keyof T]: T[K] extends abstract new (...args: never) => unknown
-    ? unknown
-    : T[K] extends (...args: infer A) => infer R
-      ? (...args: A) => R extends Promise<unknown> ? Promise<unknown> : Sync
-      : unknown;
-};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Constants. The real values are opaque; distinct values are enough for the adapter, which passes them through.
@@ -417,6 +401,9 @@ export interface MediaSpec {
   /** Column.Intrinsic.MediaStart/MediaEnd: the media's start timecode and end, in ticks. */
   mediaStartTicks?: bigint;
   mediaEndTicks?: bigint;
+  /** Interpret Footage: the frame rate Premiere plays the file at (default: its own) and its pixel aspect ratio. */
+  interpretedFps?: number;
+  pixelAspectRatio?: number;
 }
 
 export class FakeClipProjectItem extends FakeProjectItem implements Partial<Shape<ClipProjectItem>> {
@@ -427,6 +414,8 @@ export class FakeClipProjectItem extends FakeProjectItem implements Partial<Shap
   mediaStartTicks: bigint | null;
   mediaEndTicks: bigint | null;
   sequence: FakeSequence | null = null;
+  interpretedFps: number;
+  pixelAspectRatio: number;
   /** Source In/Out marks on the project item; they decide what an insert or overwrite places. */
   markIn: bigint | null = null;
   markOut: bigint | null = null;
@@ -439,6 +428,12 @@ export class FakeClipProjectItem extends FakeProjectItem implements Partial<Shap
     this.hasAudio = spec.hasAudio ?? false;
     this.mediaStartTicks = spec.mediaStartTicks ?? null;
     this.mediaEndTicks = spec.mediaEndTicks ?? null;
+    this.interpretedFps = spec.interpretedFps ?? 23.976;
+    this.pixelAspectRatio = spec.pixelAspectRatio ?? 1;
+  }
+  async getFootageInterpretation(): Promise<{ getFrameRate(): number; getPixelAspectRatio(): number }> {
+    if (this.sequence) throw new Error('A sequence has no footage interpretation');
+    return { getFrameRate: () => this.interpretedFps, getPixelAspectRatio: () => this.pixelAspectRatio };
   }
   async getMediaFilePath(): Promise<string> {
     return this.mediaPath;
@@ -587,6 +582,13 @@ export abstract class FakeTrackItemBase implements Partial<Shape<VideoClipTrackI
 }
 
 export class FakeVideoClipTrackItem extends FakeTrackItemBase {
+  /** Opacity, Motion, Time Remapping, then the filters; edits to it are refused on a locked track. */
+  chain: FakeVideoComponentChain = intrinsicChain(this.world.rules, this.track.frame, (what) =>
+    refuseLocked(this.track, what),
+  );
+  async getComponentChain(): Promise<FakeVideoComponentChain> {
+    return this.chain;
+  }
   static readonly TRACKITEMTYPE_EMPTY = 0;
   static readonly TRACKITEMTYPE_CLIP = 1;
   static readonly TRACKITEMTYPE_TRANSITION = 2;
@@ -609,6 +611,8 @@ export class FakeTrack implements Partial<Shape<VideoTrack>> {
   readonly items: FakeTrackItemBase[] = [];
   /** Locked in the timeline: edits that touch the track fail. */
   locked = false;
+  /** The sequence's frame, for the Motion defaults of new clips. */
+  frame = { width: 1920, height: 1080 };
   constructor(
     readonly kind: 'video' | 'audio',
     public index: number,
@@ -673,6 +677,10 @@ function cloneItem(item: FakeTrackItemBase, track: FakeTrack): FakeTrackItemBase
     ...item.timing,
   });
   copy.disabled = item.disabled;
+  if (item instanceof FakeVideoClipTrackItem && copy instanceof FakeVideoClipTrackItem) {
+    const world = (item as unknown as { world: FakePremiere }).world;
+    copy.chain = item.chain.copy(world.rules, (what) => refuseLocked(track, what));
+  }
   return copy;
 }
 
@@ -727,6 +735,7 @@ export class FakeSequence implements Partial<Shape<Sequence>> {
     const id = `seq-${nextId++}`;
     this.guid = { toString: () => id };
     for (let i = 0; i < videoTracks; i++) this.videoTracks.push(new FakeTrack('video', i));
+    for (const track of this.videoTracks) track.frame = { width, height };
     for (let i = 0; i < audioTracks; i++) this.audioTracks.push(new FakeTrack('audio', i));
     this.projectItem = new FakeClipProjectItem(world, name);
     this.projectItem.sequence = this;
@@ -998,6 +1007,7 @@ function checkIndex(index: unknown): void {
 function trackAt(tracks: FakeTrack[], kind: 'video' | 'audio', index: number): FakeTrack {
   if (index < tracks.length) return tracks[index];
   const track = new FakeTrack(kind, tracks.length);
+  if (tracks[0]) track.frame = tracks[0].frame;
   tracks.push(track);
   return track;
 }
@@ -1446,6 +1456,9 @@ export class FakePremiere {
         EXPORT_QUEUE_TO_APP: FakeConstants.ExportType.QUEUE_TO_APP,
       },
       EventManager: this.events,
+      VideoFilterFactory: {
+        createComponent: (matchName: unknown) => createFilter(this.rules, matchName),
+      },
       Metadata: {
         getProjectColumnsMetadata: async (item: unknown) => {
           const columns: Array<{ ColumnID: string; ColumnValue: string; ColumnName: string }> = [];

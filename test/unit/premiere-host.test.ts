@@ -6,6 +6,7 @@ import { PremiereHost, RENDER_STATUS, type UxpModule } from '../../panel/src/hos
 import { win32 } from 'node:path';
 import { tokenFile } from '../../engine/src/api/token-location';
 import { tokenDir, tokenPath } from '../../engine/src/server/token';
+import { UNDO_EFFECTS, UNDO_LOOK } from '../../panel/src/host/premiere-look';
 import { UNDO_TRIM } from '../../panel/src/host/premiere-place';
 import { UNDO_COPY, UNDO_MARK, UNDO_SOLO } from '../../panel/src/host/premiere-render';
 import {
@@ -13,6 +14,7 @@ import {
   FakeConstants,
   FakePremiere,
   FakeTickTime,
+  FakeVideoClipTrackItem,
   tick,
   type FakeOptions,
   type FakeSequence,
@@ -21,6 +23,7 @@ import {
   seconds,
   TICKS_PER_SECOND,
 } from '../support/fake-premierepro';
+import { createFilter, MATCH } from '../support/fake-premierepro-components';
 
 const TB = 10594584000n; // ticks per frame at 23.976 fps
 const PROJECT_DIR = '/Users/editor/Films/Harbour';
@@ -422,7 +425,12 @@ describe('placeResult', () => {
     const audioBefore = snapshot(audio!);
     const sel = await selectedClip(s.host);
 
-    await expect(s.host.placeResult(sel, RESULT, LABEL)).resolves.toEqual({ trackIndex: 1, newTrack: false });
+    await expect(s.host.placeResult(sel, RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 1,
+      newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+    });
 
     const v2 = s.seq.videoTracks[1].items;
     expect(v2).toHaveLength(1);
@@ -474,6 +482,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 2,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
     });
 
     expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start, i.timing.end])).toEqual([[48n * TB, 168n * TB]]);
@@ -504,6 +514,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 1,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
     });
 
     const spans = s.seq.videoTracks[1]
@@ -551,6 +563,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 2,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
     });
     expect(s.seq.videoTracks[1].items).toEqual([]);
     expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
@@ -566,6 +580,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 3,
       newTrack: true,
+      notCarried: [],
+      lookBaked: false,
     });
     expect(s.seq.videoTracks[3].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
     expect(snapshot(video)).toEqual(before);
@@ -609,6 +625,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 3,
       newTrack: true,
+      notCarried: [],
+      lookBaked: false,
     });
 
     expect(s.seq.videoTracks).toHaveLength(4);
@@ -678,6 +696,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), result, LABEL)).resolves.toEqual({
       trackIndex: 1,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
     });
     expect((s.seq.videoTracks[1].items[0].projectItem as FakeClipProjectItem).mediaPath).toBe(
       'c:/projects/harbour/reshoot renders/edit.mp4',
@@ -693,6 +713,8 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(sel, RESULT, `${LABEL} (again)`)).resolves.toEqual({
       trackIndex: 2,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
     });
     expect(s.fake.importCalls).toHaveLength(1);
     expect(s.fake.allClipItems().filter((i) => i.mediaPath === RESULT)).toHaveLength(1);
@@ -708,6 +730,162 @@ describe('placeResult', () => {
     await s.host.placeResult(sel, RESULT, LABEL);
     expect(s.seq.videoTracks[1].items).toHaveLength(1);
     expect(other.videoTracks.every((t) => t.items.length === 0)).toBe(true);
+  });
+});
+
+describe("the original's look and the reasons to render", () => {
+  function withResult(s: Setup, lengthTicks = 120n * TB): void {
+    s.fake.fs.addFile(RESULT, 'edited video');
+    s.fake.mediaDurations.set(RESULT, lengthTicks);
+  }
+  function placedVideo(s: Setup, track: number): FakeVideoClipTrackItem {
+    const item = s.seq.videoTracks[track].items[0];
+    if (!(item instanceof FakeVideoClipTrackItem)) throw new Error(`nothing placed on V${track + 1}`);
+    return item;
+  }
+
+  test('a clip at 50 % scale, moved, at 80 % opacity, cropped 30 % and graded comes back with the same; the grade is named as not carried', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    const motion = video.chain.find(MATCH.motion)!;
+    motion.param('Scale').value = 50;
+    motion.param('Position').value = { x: 700, y: 400 };
+    motion.param('Rotation').value = 12;
+    video.chain.find(MATCH.opacity)!.param('Opacity').value = 80;
+    const crop = await createFilter(s.fake.rules, MATCH.crop);
+    crop.param('Left').value = 30;
+    crop.param('Bottom').value = 30;
+    const grade = await createFilter(s.fake.rules, MATCH.lumetri);
+    grade.param('Look').value = 'Kodak 2383';
+    grade.param('Exposure').value = 0.5;
+    video.chain.components.push(crop, grade);
+    withResult(s);
+
+    const placed = await s.host.placeResult(await selectedClip(s.host), RESULT, LABEL);
+
+    const result = placedVideo(s, 1);
+    expect(result.chain.components.map((c) => c.matchName)).toEqual([
+      MATCH.opacity,
+      MATCH.motion,
+      MATCH.timeRemapping,
+      MATCH.crop,
+      MATCH.lumetri,
+    ]);
+    const values = (matchName: string) =>
+      Object.fromEntries(result.chain.find(matchName)!.params.map((p) => [p.displayName, p.value]));
+    expect(values(MATCH.motion)).toMatchObject({ Scale: 50, Position: { x: 700, y: 400 }, Rotation: 12 });
+    expect(values(MATCH.opacity)).toMatchObject({ Opacity: 80 });
+    expect(values(MATCH.crop)).toEqual({ Left: 30, Top: 0, Right: 0, Bottom: 30, Zoom: false, 'Edge Feather': 0 });
+    expect(values(MATCH.lumetri)).toEqual({ Look: '', Exposure: 0.5 });
+    expect(placed.notCarried).toEqual(['Lumetri Color (Look): re-apply it']);
+    expect(placed.lookBaked).toBe(false);
+    // Placement is one step on the timeline; the look two more (effects appended, then every value).
+    expect(s.fake.undoStack.map((u) => u.label)).toEqual([
+      'Reshoot: create the "Reshoot" bin',
+      LABEL,
+      UNDO_EFFECTS,
+      UNDO_LOOK,
+    ]);
+    // The original keeps its own look.
+    expect(video.chain.find(MATCH.motion)!.param('Scale').value).toBe(50);
+  });
+
+  test('keyframed opacity is named, not guessed; the still values are carried', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    video.chain.find(MATCH.opacity)!.param('Opacity').keyframes = [
+      { at: 0n, value: 0 },
+      { at: 24n * TB, value: 100 },
+    ];
+    video.chain.find(MATCH.motion)!.param('Scale').value = 75;
+    withResult(s);
+    const placed = await s.host.placeResult(await selectedClip(s.host), RESULT, LABEL);
+    expect(placed.notCarried).toEqual(['Opacity keyframes (Opacity): set them again by hand']);
+    const result = placedVideo(s, 1);
+    expect(result.chain.find(MATCH.motion)!.param('Scale').value).toBe(75);
+    expect(result.chain.find(MATCH.opacity)!.param('Opacity').value).toBe(100);
+  });
+
+  test('a rendered clip has its look in the render: nothing is carried again', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq, { speed: 0.5 });
+    video.chain.find(MATCH.motion)!.param('Scale').value = 50;
+    const sel = await selectedClip(s.host);
+    await s.host.prepareSource(sel);
+    withResult(s);
+    const placed = await s.host.placeResult(sel, RESULT, LABEL);
+    expect(placed).toMatchObject({ lookBaked: true, notCarried: [] });
+    expect(placedVideo(s, 1).chain.find(MATCH.motion)!.param('Scale').value).toBe(100);
+  });
+
+  test('a clip with a title above it: rendered without the title, and the result goes above without covering it', async () => {
+    const s = setup();
+    addOriginal(s.fake, s.seq, { speed: 2 });
+    const { video: title } = s.fake.addClip(s.seq, {
+      track: 1,
+      name: 'Title',
+      start: frames(60),
+      end: frames(100),
+      mediaPath: '/g/title.png',
+    });
+    const sel = await selectedClip(s.host);
+    await s.host.prepareSource(sel);
+    expect(s.fake.renders[0].layers.map((l) => l.name)).toEqual(['Harbour wide']);
+    withResult(s);
+    await expect(s.host.placeResult(sel, RESULT, LABEL)).resolves.toMatchObject({ trackIndex: 2, newTrack: false });
+    expect(s.seq.videoTracks[1].items).toEqual([title]);
+    expect(title.disabled).toBe(false);
+    expect(placedVideo(s, 2).timing).toMatchObject({ start: 48n * TB, end: 168n * TB });
+  });
+
+  test('time remapping, a non-square pixel aspect and an interpreted frame rate each send the clip through Premiere', async () => {
+    const remap = setup();
+    const { video } = addOriginal(remap.fake, remap.seq);
+    video.chain.find(MATCH.timeRemapping)!.param('Speed').value = 50;
+    expect((await selectedClip(remap.host)).renderReason).toBe('time remapping');
+
+    const anamorphic = setup();
+    addOriginal(anamorphic.fake, anamorphic.seq, { pixelAspectRatio: 1.3333 });
+    expect((await selectedClip(anamorphic.host)).renderReason).toBe('pixel aspect ratio 1.3333');
+
+    const fake = new FakePremiere();
+    const seq = fake.addSequence({ name: 'Harbour edit', timebase: TB });
+    fake.addPreset(PRORES, 'mov');
+    addOriginal(fake, seq, { interpretedFps: 23.976 });
+    const probed: string[] = [];
+    const host = new PremiereHost({
+      ppro: fake.ppro,
+      fs: fake.fs,
+      os: { homedir: () => '/Users/editor', platform: () => 'darwin' },
+      presetFolder: `${PLUGIN}/presets`,
+      // The engine's probe: the file was shot at 59.94 fps and is interpreted as 23.976 for slow motion.
+      mediaFrameRate: async (path) => {
+        probed.push(path);
+        return 59.94;
+      },
+    });
+    const sel = await selectedClip(host);
+    expect(probed).toEqual(['/Volumes/Footage/A001_C003.mov']);
+    expect(sel.renderReason).toBe('frame rate interpreted as 23.976 fps (the file has 59.94)');
+    await host.prepareSource(sel);
+    expect(fake.renders).toHaveLength(1);
+  });
+
+  test('the fake refuses a value on a keyed parameter and an incompatible keyframe value, as documented', () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    const opacity = video.chain.find(MATCH.opacity)!.param('Opacity');
+    expect(() => opacity.createKeyframe('50')).toThrow(/Illegal Parameter type/);
+    opacity.keyframes = [{ at: 0n, value: 0 }];
+    const project = s.fake.project!;
+    let ok = true;
+    project.lockedAccess(() => {
+      ok = project.executeTransaction((ca) => {
+        ca.addAction(opacity.createSetValueAction(opacity.createKeyframe(50)));
+      });
+    });
+    expect(ok).toBe(false);
+    expect(s.fake.rules.rejected).toEqual(['Opacity varies over time: set its keyframes instead']);
   });
 });
 

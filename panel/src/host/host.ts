@@ -49,6 +49,10 @@ export interface PlaceResult {
   /** 0-based video track the result went to. */
   trackIndex: number;
   newTrack: boolean;
+  /** What of the original's look (Motion, Opacity, effects) could not be given to the result, one line each. */
+  notCarried: string[];
+  /** The clip was rendered through Premiere, so its look is already in the result. */
+  lookBaked: boolean;
 }
 
 export interface HistoryEntry {
@@ -75,7 +79,12 @@ export interface HistoryEntry {
   };
   resultPath: string;
   /** Where it was placed, so "place again" can reuse the clip's timeline range. */
-  placement?: { sequenceStartTicks: string; sequenceEndTicks: string; trackIndex: number };
+  placement?: {
+    sequenceStartTicks: string;
+    sequenceEndTicks: string;
+    trackIndex: number;
+    renderReason?: string | null;
+  };
 }
 
 export interface Host {
@@ -91,9 +100,15 @@ export interface Host {
   prepareSource(sel: ClipSelection, onStatus?: (message: string) => void): Promise<SourceRef>;
   /** A persistent folder for results (next to the project in Premiere), never a temporary one. */
   resultsFolder(): Promise<string>;
-  /** Imports the result and places it above the original, in one undoable step. */
+  /**
+   * Imports the result, places it exactly over the original on a free track above it and gives it the original's
+   * look. `renderReason` says whether the clip was rendered (its look is then in the result); where it is unknown
+   * (undefined) the look is not carried.
+   */
   placeResult(
-    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>,
+    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'> & {
+      renderReason?: string | null;
+    },
     resultPath: string,
     label: string,
   ): Promise<PlaceResult>;

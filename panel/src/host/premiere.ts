@@ -20,6 +20,7 @@ import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceR
 import { cleanExtension, EXPORT_PRESETS, PRESETS_FOLDER } from './export-presets';
 import { add, messageOf, transact } from './premiere-edit';
 import { dirname, hasFolder, joinPath, safeFileStem, samePath } from './premiere-paths';
+import { applyLook, readLook, remapsTime, type LookComponent } from './premiere-look';
 import { ResultPlacer } from './premiere-place';
 import { ClipRenderer } from './premiere-render';
 import { parseTicks, ticksToSeconds, TICKS_PER_SECOND } from './premiere-ticks';
@@ -56,6 +57,8 @@ export interface PremiereHostOptions {
   presetFolder?: string;
   /** Overrides os.platform() ("darwin", "win32", "win10"). */
   platform?: string;
+  /** The frame rate of a media file as it is stored (the engine's probe), or null where unknown. */
+  mediaFrameRate?: (path: string) => Promise<number | null>;
 }
 
 export const RESULTS_FOLDER_NAME = 'Reshoot Renders';
@@ -67,6 +70,7 @@ const REASON_OFFLINE = 'media offline';
 const REASON_NESTED = 'nested sequence';
 const REASON_REVERSED = 'reversed';
 const REASON_NOT_MEDIA = 'not a media file (graphic or generated clip)';
+const REASON_TIME_REMAPPING = 'time remapping';
 
 const MEDIA_START_COLUMN = 'Column.Intrinsic.MediaStart';
 const MEDIA_END_COLUMN = 'Column.Intrinsic.MediaEnd';
@@ -105,6 +109,7 @@ export class PremiereHost implements Host {
   private readonly ppro: premierepro;
   private readonly engineBase: string;
   private readonly presetFolderOverride: string | undefined;
+  private readonly mediaFrameRate: ((path: string) => Promise<number | null>) | undefined;
   private readonly platformOverride: string | undefined;
   private uxpModule: UxpModule | undefined;
   private fsModule: UxpFs | undefined;
@@ -120,6 +125,7 @@ export class PremiereHost implements Host {
     this.osModule = options.os;
     this.engineBase = options.engineUrl ?? 'http://127.0.0.1:7865';
     this.presetFolderOverride = options.presetFolder;
+    this.mediaFrameRate = options.mediaFrameRate;
     this.platformOverride = options.platform;
   }
 
@@ -145,7 +151,7 @@ export class PremiereHost implements Host {
     if (videos.length === 0) return items.length > 0 ? { kind: 'audio-only' } : { kind: 'none' };
     if (videos.length > 1) return { kind: 'several', count: videos.length };
 
-    const clip = await this.describeClip(sequence, videos[0]);
+    const clip = await this.describeClip(project, sequence, videos[0]);
     this.origins.set(clip, { project, sequence });
     return clip;
   }
@@ -265,7 +271,7 @@ export class PremiereHost implements Host {
   }
 
   async placeResult(
-    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>,
+    sel: Parameters<Host['placeResult']>[0],
     resultPath: string,
     label: string,
   ): Promise<PlaceResult> {
@@ -304,6 +310,10 @@ export class PremiereHost implements Host {
 
     const clipItem = this.asClipItem(item);
     if (!clipItem) throw new Error(`${resultPath} was imported as something other than a clip; place it by hand.`);
+    // Read before placing: the original's look, where it is to be carried (a rendered clip has it in the render).
+    const carry = sel.renderReason === null;
+    const original = carry ? await this.originalAt(sequence, sel.trackIndex, start) : null;
+    const look: LookComponent[] | null = original ? await readLook(project, original) : null;
     const placed = await new ResultPlacer(this.ppro).place({
       project,
       sequence,
@@ -316,7 +326,25 @@ export class PremiereHost implements Host {
       label,
       bin: RESULTS_BIN_NAME,
     });
-    return { trackIndex: placed.trackIndex, newTrack: placed.newTrack };
+    const notCarried = look
+      ? await applyLook(this.ppro, project, placed.trackItem, look)
+      : carry
+        ? ["the original's look: the original clip is no longer where it was; set Motion, Opacity and effects by hand"]
+        : [];
+    return { trackIndex: placed.trackIndex, newTrack: placed.newTrack, notCarried, lookBaked: !!sel.renderReason };
+  }
+
+  /** The video clip that starts at `start` on the track, if it is still there. */
+  private async originalAt(sequence: Sequence, trackIndex: number, start: bigint): Promise<VideoClipTrackItem | null> {
+    if (trackIndex >= (await sequence.getVideoTrackCount())) return null;
+    const items: VideoClipTrackItem[] = (await sequence.getVideoTrack(trackIndex)).getTrackItems(
+      this.ppro.Constants.TrackItemType.CLIP,
+      false,
+    );
+    for (const item of items) {
+      if (parseTicks((await item.getStartTime()).ticks, 'a clip start') === start) return item;
+    }
+    return null;
   }
 
   async readToken(): Promise<string | null> {
@@ -449,7 +477,7 @@ export class PremiereHost implements Host {
     }
   }
 
-  private async describeClip(sequence: Sequence, item: VideoClipTrackItem): Promise<ClipSelection> {
+  private async describeClip(project: Project, sequence: Sequence, item: VideoClipTrackItem): Promise<ClipSelection> {
     const [name, projectItem, inPoint, outPoint, startTime, endTime, speed, reversed, trackIndex, timebase, size] =
       await Promise.all([
         item.getName(),
@@ -487,6 +515,8 @@ export class PremiereHost implements Host {
     if (reversed || speed < 0) reasons.push(REASON_REVERSED);
     if (Math.abs(Math.abs(speed) - 1) > 1e-6) reasons.push(`speed changed to ${formatPercent(Math.abs(speed))}`);
     if (!nested && !mediaPath) reasons.push(REASON_NOT_MEDIA);
+    if (remapsTime(await readLook(project, item))) reasons.push(REASON_TIME_REMAPPING);
+    if (clip && !nested && mediaPath) reasons.push(...(await this.interpretationReasons(clip, mediaPath)));
 
     return {
       kind: 'clip',
@@ -505,6 +535,31 @@ export class PremiereHost implements Host {
       trackIndex,
       renderReason: reasons.length > 0 ? reasons.join(', ') : null,
     };
+  }
+
+  /**
+   * Interpret Footage changes what the engine would read from the file: a pixel aspect other than square (the
+   * engine reads stored pixels), and a frame rate other than the file's own (the clip's In/Out count the file's
+   * frames at the interpreted rate). The API gives only the interpreted values; the file's own rate comes from the
+   * engine's probe where the panel has one, and without it an interpreted rate goes unnoticed.
+   */
+  private async interpretationReasons(clip: ClipProjectItem, mediaPath: string): Promise<string[]> {
+    let fps: number;
+    let par: number;
+    try {
+      const interpretation = await clip.getFootageInterpretation();
+      fps = interpretation.getFrameRate();
+      par = interpretation.getPixelAspectRatio();
+    } catch {
+      return [];
+    }
+    const reasons: string[] = [];
+    if (Number.isFinite(par) && par > 0 && Math.abs(par - 1) > 1e-3)
+      reasons.push(`pixel aspect ratio ${Number(par.toFixed(4))}`);
+    const own = this.mediaFrameRate ? await this.mediaFrameRate(mediaPath).catch(() => null) : null;
+    if (own && Number.isFinite(fps) && fps > 0 && Math.abs(fps - own) > 0.005)
+      reasons.push(`frame rate interpreted as ${Number(fps.toFixed(3))} fps (the file has ${Number(own.toFixed(3))})`);
+    return reasons;
   }
 
   /**
