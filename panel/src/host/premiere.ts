@@ -270,11 +270,7 @@ export class PremiereHost implements Host {
     return folder;
   }
 
-  async placeResult(
-    sel: Parameters<Host['placeResult']>[0],
-    resultPath: string,
-    label: string,
-  ): Promise<PlaceResult> {
+  async placeResult(sel: Parameters<Host['placeResult']>[0], resultPath: string, label: string): Promise<PlaceResult> {
     const { project, sequence } = await this.contextFor(sel);
     const start = parseTicks(sel.sequenceStartTicks, 'the clip start');
     const end = parseTicks(sel.sequenceEndTicks, 'the clip end');
