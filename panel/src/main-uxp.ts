@@ -8,6 +8,8 @@ type UxpModule = typeof import('uxp');
 type UiModule = typeof import('./ui/app');
 type PremiereHostModule = typeof import('./host/premiere');
 type EngineClientModule = typeof import('./engine-client');
+type ThemeModule = typeof import('./ui/theme');
+type HostTheme = import('./ui/theme').HostTheme;
 
 let mounted = false;
 
@@ -45,6 +47,8 @@ function mountOnce(rootNode: HTMLElement | undefined): void {
         return video.fps.den > 0 ? video.fps.num / video.fps.den : null;
       },
     });
+    const { followHostTheme } = require('./ui/theme') as ThemeModule;
+    followHostTheme(document.body, (document as unknown as { theme?: HostTheme }).theme);
     mountApp(container, host);
   } catch (err) {
     console.error('Reshoot: the panel could not start', err);

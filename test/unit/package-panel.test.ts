@@ -128,8 +128,8 @@ describe('package-panel', () => {
     files['index.css'] = Buffer.from('body { margin: 0; }\n');
     // Repetitive text deflates; random bytes do not, so both storage methods are exercised.
     files['index.js'] = Buffer.from('console.log("reshoot");\n'.repeat(400));
-    files['icons/icon.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon.png'));
-    files['icons/icon@2x.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon@2x.png'));
+    files['icons/icon.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon-dark.png'));
+    files['icons/icon@2x.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon-dark@2x.png'));
     files['assets/noise.bin'] = crypto.randomBytes(2048);
     for (const [rel, data] of Object.entries(files)) write(rel, data);
     // Shipped nowhere: OS litter, source maps, earlier packages.
@@ -292,8 +292,10 @@ describe('package-panel', () => {
     expect(path.basename(result.file)).toBe(`reshoot-panel-${pkg.version}.ccx`);
     expect(readZip(fs.readFileSync(result.file)).map((e) => e.name)).toEqual([
       'manifest.json',
-      'icons/icon.png',
-      'icons/icon@2x.png',
+      'icons/icon-dark.png',
+      'icons/icon-dark@2x.png',
+      'icons/icon-light.png',
+      'icons/icon-light@2x.png',
       'index.html',
       'index.js',
     ]);
