@@ -430,6 +430,7 @@ describe('placeResult', () => {
       newTrack: false,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
 
     const v2 = s.seq.videoTracks[1].items;
@@ -484,6 +485,7 @@ describe('placeResult', () => {
       newTrack: false,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
 
     expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start, i.timing.end])).toEqual([[48n * TB, 168n * TB]]);
@@ -516,6 +518,7 @@ describe('placeResult', () => {
       newTrack: false,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
 
     const spans = s.seq.videoTracks[1]
@@ -565,6 +568,7 @@ describe('placeResult', () => {
       newTrack: false,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
     expect(s.seq.videoTracks[1].items).toEqual([]);
     expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
@@ -582,6 +586,7 @@ describe('placeResult', () => {
       newTrack: true,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
     expect(s.seq.videoTracks[3].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
     expect(snapshot(video)).toEqual(before);
@@ -627,6 +632,7 @@ describe('placeResult', () => {
       newTrack: true,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
 
     expect(s.seq.videoTracks).toHaveLength(4);
@@ -698,6 +704,7 @@ describe('placeResult', () => {
       newTrack: false,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
     expect((s.seq.videoTracks[1].items[0].projectItem as FakeClipProjectItem).mediaPath).toBe(
       'c:/projects/harbour/reshoot renders/edit.mp4',
@@ -715,6 +722,7 @@ describe('placeResult', () => {
       newTrack: false,
       notCarried: [],
       lookBaked: false,
+      undoSteps: 1,
     });
     expect(s.fake.importCalls).toHaveLength(1);
     expect(s.fake.allClipItems().filter((i) => i.mediaPath === RESULT)).toHaveLength(1);
@@ -779,6 +787,7 @@ describe("the original's look and the reasons to render", () => {
     expect(values(MATCH.lumetri)).toEqual({ Look: '', Exposure: 0.5 });
     expect(placed.notCarried).toEqual(['Lumetri Color (Look): re-apply it']);
     expect(placed.lookBaked).toBe(false);
+    expect(placed.undoSteps).toBe(3);
     // Placement is one step on the timeline; the look two more (effects appended, then every value).
     expect(s.fake.undoStack.map((u) => u.label)).toEqual([
       'Reshoot: create the "Reshoot" bin',

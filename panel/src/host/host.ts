@@ -53,6 +53,11 @@ export interface PlaceResult {
   notCarried: string[];
   /** The clip was rendered through Premiere, so its look is already in the result. */
   lookBaked: boolean;
+  /**
+   * Undo steps on the timeline that together remove the result (the placement, and the look given to it): Premiere's
+   * API cannot group transactions into one.
+   */
+  undoSteps: number;
 }
 
 export interface HistoryEntry {

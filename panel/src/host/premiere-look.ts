@@ -83,7 +83,8 @@ export function remapsTime(look: LookComponent[]): boolean {
 }
 
 /**
- * Gives `target` the look of the original; returns what could not be carried, each as a line for the job card.
+ * Gives `target` the look of the original; returns what could not be carried, each as a line for the job card, and
+ * how many undo steps it took (0–2).
  * Filters are appended in one step (Adobe types a new filter as a VideoFilterComponent with no parameters, so its
  * values can be set only once it is in the chain), then every value is set in a second. Time remapping is never
  * carried: a clip with it went through the render path.
@@ -93,8 +94,9 @@ export async function applyLook(
   project: Project,
   target: VideoClipTrackItem,
   original: LookComponent[],
-): Promise<string[]> {
+): Promise<{ notCarried: string[]; undoSteps: number }> {
   const notCarried: string[] = [];
+  let undoSteps = 0;
   const chain = await target.getComponentChain();
 
   const wanted = original.filter((c) => !INTRINSIC.includes(c.matchName));
@@ -114,7 +116,7 @@ export async function applyLook(
     if (!added.ok) {
       notCarried.push(`${made.map((m) => m.look.name).join(', ')} (${added.reason}): re-apply by hand`);
       appended = [];
-    }
+    } else undoSteps++;
   }
 
   // The target as it is now, each original component paired with its counterpart by match name and order.
@@ -167,19 +169,20 @@ export async function applyLook(
     if (component.matchName === OPACITY || component.matchName === MOTION) carry(component);
   for (const component of appended) carry(component);
 
-  if (sets.length === 0) return notCarried;
+  if (sets.length === 0) return { notCarried, undoSteps };
   const done = transact(project, UNDO_LOOK, (ca) => {
     for (const { param, keyframe, name } of sets) add(ca, param.createSetValueAction(keyframe, true), `set ${name}`);
   });
   if (!done.ok) {
     notCarried.unshift(`the original's look (${done.reason}): set Motion, Opacity and effects by hand`);
-    return notCarried;
+    return { notCarried, undoSteps };
   }
+  undoSteps++;
   for (const w of sets) {
     if (!sameValue((await w.param.getStartValue()).value.value, w.value))
       notCarried.push(`${w.name}: Premiere did not take the value; set it by hand`);
   }
-  return notCarried;
+  return { notCarried, undoSteps };
 }
 
 /** Points and colours are host objects: compared by their fields. */

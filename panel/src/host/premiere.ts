@@ -322,12 +322,23 @@ export class PremiereHost implements Host {
       label,
       bin: RESULTS_BIN_NAME,
     });
-    const notCarried = look
+    const applied = look
       ? await applyLook(this.ppro, project, placed.trackItem, look)
-      : carry
-        ? ["the original's look: the original clip is no longer where it was; set Motion, Opacity and effects by hand"]
-        : [];
-    return { trackIndex: placed.trackIndex, newTrack: placed.newTrack, notCarried, lookBaked: !!sel.renderReason };
+      : {
+          notCarried: carry
+            ? [
+                "the original's look: the original clip is no longer where it was; set Motion, Opacity and effects by hand",
+              ]
+            : [],
+          undoSteps: 0,
+        };
+    return {
+      trackIndex: placed.trackIndex,
+      newTrack: placed.newTrack,
+      notCarried: applied.notCarried,
+      lookBaked: !!sel.renderReason,
+      undoSteps: 1 + applied.undoSteps,
+    };
   }
 
   /** The video clip that starts at `start` on the track, if it is still there. */

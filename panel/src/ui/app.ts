@@ -271,5 +271,6 @@ function placedText(placed: PlaceResult): string {
     : placed.notCarried.length > 0
       ? `. Not carried: ${placed.notCarried.join('; ')}`
       : '';
-  return `${where}${look}`;
+  const undo = placed.undoSteps > 1 ? ` (Edit → Undo ${placed.undoSteps} times removes it)` : '';
+  return `${where}${undo}${look}`;
 }
