@@ -46,8 +46,15 @@ export interface LookComponent {
   params: LookParam[];
 }
 
-/** The component chain of a video track item, with each parameter's value (its start value where it is keyed). */
-export async function readLook(project: Project, item: VideoClipTrackItem): Promise<LookComponent[]> {
+/**
+ * The component chain of a video track item, with each parameter's value (its start value where it is keyed);
+ * only the components named in `only` where it is given (a Lumetri effect alone has about a hundred parameters).
+ */
+export async function readLook(
+  project: Project,
+  item: VideoClipTrackItem,
+  only?: readonly string[],
+): Promise<LookComponent[]> {
   const chain = await item.getComponentChain();
   // Adobe's keyframe sample looks components and parameters up inside lockedAccess; the values are read after it.
   const found: Array<{ component: ReturnType<typeof chain.getComponentAtIndex>; params: ComponentParam[] }> = [];
@@ -62,6 +69,10 @@ export async function readLook(project: Project, item: VideoClipTrackItem): Prom
   const look: LookComponent[] = [];
   for (const { component, params } of found) {
     const [matchName, name] = await Promise.all([component.getMatchName(), component.getDisplayName()]);
+    if (only && !only.includes(matchName)) {
+      look.push({ matchName, name, params: [] });
+      continue;
+    }
     const read: LookParam[] = [];
     for (const [index, param] of params.entries()) {
       read.push({

@@ -139,9 +139,13 @@ export class ClipRenderer {
     }
   }
 
+  /**
+   * The subsequence spans exactly the clip, so on the clip's track the clip is the item as long as the span. Where
+   * the subsequence's time starts is not documented, so the start is not compared.
+   */
   private async isTheClip(item: VideoClipTrackItem, length: bigint): Promise<boolean> {
     const [start, end] = await Promise.all([item.getStartTime(), item.getEndTime()]);
-    return parseTicks(start.ticks, 'a clip start') === 0n && parseTicks(end.ticks, 'a clip end') === length;
+    return parseTicks(end.ticks, 'a clip end') - parseTicks(start.ticks, 'a clip start') === length;
   }
 
   private async exportSequence(req: RenderRequest, sub: Sequence): Promise<void> {

@@ -20,7 +20,7 @@ import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceR
 import { cleanExtension, EXPORT_PRESETS, PRESETS_FOLDER } from './export-presets';
 import { add, messageOf, transact } from './premiere-edit';
 import { dirname, hasFolder, joinPath, safeFileStem, samePath } from './premiere-paths';
-import { applyLook, readLook, remapsTime, type LookComponent } from './premiere-look';
+import { applyLook, readLook, remapsTime, TIME_REMAPPING, type LookComponent } from './premiere-look';
 import { ResultPlacer } from './premiere-place';
 import { ClipRenderer } from './premiere-render';
 import { parseTicks, ticksToSeconds, TICKS_PER_SECOND } from './premiere-ticks';
@@ -522,7 +522,7 @@ export class PremiereHost implements Host {
     if (reversed || speed < 0) reasons.push(REASON_REVERSED);
     if (Math.abs(Math.abs(speed) - 1) > 1e-6) reasons.push(`speed changed to ${formatPercent(Math.abs(speed))}`);
     if (!nested && !mediaPath) reasons.push(REASON_NOT_MEDIA);
-    if (remapsTime(await readLook(project, item))) reasons.push(REASON_TIME_REMAPPING);
+    if (remapsTime(await readLook(project, item, [TIME_REMAPPING]))) reasons.push(REASON_TIME_REMAPPING);
     if (clip && !nested && mediaPath) reasons.push(...(await this.interpretationReasons(clip, mediaPath)));
 
     return {
