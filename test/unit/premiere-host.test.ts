@@ -815,6 +815,25 @@ describe("the original's look and the reasons to render", () => {
     expect(result.chain.find(MATCH.opacity)!.param('Opacity').value).toBe(100);
   });
 
+  test('a history entry from before renders were recorded: the look is not guessed, and the card says so', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    video.chain.find(MATCH.motion)!.param('Scale').value = 50;
+    withResult(s);
+    const placed = await s.host.placeResult(
+      {
+        sequenceStartTicks: String(48n * TB),
+        sequenceEndTicks: String(168n * TB),
+        trackIndex: 0,
+        name: 'Harbour wide',
+      },
+      RESULT,
+      LABEL,
+    );
+    expect(placed.notCarried).toEqual([expect.stringMatching(/does not say whether the clip was rendered/)]);
+    expect(placedVideo(s, 1).chain.find(MATCH.motion)!.param('Scale').value).toBe(100);
+  });
+
   test('a rendered clip has its look in the render: nothing is carried again', async () => {
     const s = setup();
     const { video } = addOriginal(s.fake, s.seq, { speed: 0.5 });

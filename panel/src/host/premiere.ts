@@ -329,7 +329,11 @@ export class PremiereHost implements Host {
             ? [
                 "the original's look: the original clip is no longer where it was; set Motion, Opacity and effects by hand",
               ]
-            : [],
+            : sel.renderReason === undefined
+              ? [
+                  "the original's look: this history entry does not say whether the clip was rendered through Premiere; set Motion, Opacity and effects by hand if the result needs them",
+                ]
+              : [],
           undoSteps: 0,
         };
     return {
