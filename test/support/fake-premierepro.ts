@@ -16,7 +16,7 @@
 //   - a render composites every enabled track item of the sequence (titles, adjustment layers, other clips):
 //     `renders` records what each export showed;
 //   - an edit that touches a locked track fails (the API can neither read nor change a track lock), and a
-//     sequence's clone keeps its locks;
+//     sequence's clone keeps its locks; an insert without limitShift moves every sync-locked track;
 //   - an action's data is read when the action is created, not when the transaction commits: an overwrite created
 //     in the same transaction as the trim of its project item places the untrimmed length (Adobe's changelog:
 //     actions "contain data that can quickly become stale");
@@ -611,6 +611,8 @@ export class FakeTrack implements Partial<Shape<VideoTrack>> {
   readonly items: FakeTrackItemBase[] = [];
   /** Locked in the timeline: edits that touch the track fail. */
   locked = false;
+  /** Sync lock (on by default in Premiere): an insert elsewhere shifts this track too, unless limitShift. */
+  syncLocked = true;
   /** The sequence's frame, for the Motion defaults of new clips. */
   frame = { width: 1920, height: 1080 };
   constructor(
@@ -850,8 +852,12 @@ export class FakeSequence implements Partial<Shape<Sequence>> {
       this.videoTracks.length,
       this.audioTracks.length,
     );
-    this.videoTracks.forEach((t, i) => (copy.videoTracks[i].locked = t.locked));
-    this.audioTracks.forEach((t, i) => (copy.audioTracks[i].locked = t.locked));
+    const keep = (from: FakeTrack, to: FakeTrack): void => {
+      to.locked = from.locked;
+      to.syncLocked = from.syncLocked;
+    };
+    this.videoTracks.forEach((t, i) => keep(t, copy.videoTracks[i]));
+    this.audioTracks.forEach((t, i) => keep(t, copy.audioTracks[i]));
     return copy;
   }
   async createSubsequence(ignoreTrackTargeting?: boolean): Promise<FakeSequence> {
@@ -943,9 +949,11 @@ export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
     const inPoint = item.markIn ?? 0n;
     return this.world.rules.createAction(`insert "${item.name}" at V${videoTrackIndex + 1}`, () => {
       const seq = this.sequence;
-      // The input tracks take the new item; without limitShift every other track with something after `at` moves.
+      // The input tracks take the new item; without limitShift every sync-locked track with something after `at`
+      // moves with them (Adobe's sample: limitShift true = "don't shift non-input track").
       const shifted = (track: FakeTrack | undefined, input: boolean): boolean =>
-        track !== undefined && (input || (!limitShift && track.items.some((i) => i.timing.end > at)));
+        track !== undefined &&
+        (input || (!limitShift && track.syncLocked && track.items.some((i) => i.timing.end > at)));
       for (const [tracks, index] of [
         [seq.videoTracks, videoTrackIndex],
         [seq.audioTracks, item.hasAudio ? audioTrackIndex : -1],
@@ -960,7 +968,7 @@ export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
         const audio = item.hasAudio ? trackAt(seq.audioTracks, 'audio', audioTrackIndex) : null;
         const inputs = new Set<FakeTrack>([video, ...(audio ? [audio] : [])]);
         for (const track of [...seq.videoTracks, ...seq.audioTracks]) {
-          if (inputs.has(track) || !limitShift) track.ripple(at, length);
+          if (inputs.has(track) || (!limitShift && track.syncLocked)) track.ripple(at, length);
         }
         video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length, inPoint));
         if (audio) audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length, inPoint));

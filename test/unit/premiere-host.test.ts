@@ -593,6 +593,44 @@ describe('placeResult', () => {
     expect(s.fake.edits.map((e) => e.kind)).toEqual(['insert']);
   });
 
+  test('sync locks: the fake moves sync-locked tracks on an insert without limitShift; the panel always limits it', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    const { video: later } = s.fake.addClip(s.seq, {
+      track: 1,
+      start: frames(200),
+      end: frames(260),
+      mediaPath: '/f/l.mov',
+    });
+    const { video: loose } = s.fake.addClip(s.seq, {
+      track: 2,
+      start: frames(200),
+      end: frames(260),
+      mediaPath: '/f/m.mov',
+    });
+    s.seq.videoTracks[2].syncLocked = false;
+    // Every track above is busy over the span, so the panel inserts on a new track.
+    s.fake.addClip(s.seq, { track: 1, start: frames(40), end: frames(180), mediaPath: '/f/b1.mov' });
+    s.fake.addClip(s.seq, { track: 2, start: frames(40), end: frames(180), mediaPath: '/f/b2.mov' });
+    withResult(s);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toMatchObject({
+      trackIndex: 3,
+      newTrack: true,
+    });
+    expect([video, later, loose].map((i) => i.timing.start / TB)).toEqual([48n, 200n, 200n]);
+
+    // The same insert without limitShift, by hand: the sync-locked V2 moves, the unlocked V3 does not.
+    const project = s.fake.project!;
+    const editor = s.fake.ppro.SequenceEditor.getEditor(s.seq as never);
+    const item = s.fake.allClipItems().find((c) => c.mediaPath === RESULT)!;
+    project.lockedAccess(() => {
+      project.executeTransaction((ca) => {
+        ca.addAction(editor.createInsertProjectItemAction(item as never, tick(0n), 4, 2, false));
+      });
+    });
+    expect([later, loose].map((i) => i.timing.start / TB)).toEqual([320n, 200n]);
+  });
+
   test('a result shorter than the clip is reported after placing, not passed off as a match', async () => {
     const s = setup();
     addOriginal(s.fake, s.seq);
