@@ -326,6 +326,7 @@ describe('prepareSource', () => {
     );
     expect(fake.undoStack).toHaveLength(0);
     expect(fake.exportCalls).toHaveLength(0);
+    expect(fake.fs.dirs.has(RENDERS)).toBe(false);
   });
 
   test('the fake refuses a render without a preset, as the panel must assume Premiere does', async () => {

@@ -226,8 +226,9 @@ export class PremiereHost implements Host {
     }
 
     const { project, sequence } = await this.contextFor(sel);
-    const folder = await this.resultsFolder();
+    // The preset first: without one nothing is created, not even the renders folder.
     const preset = await this.exportPreset(sequence);
+    const folder = await this.resultsFolder();
     const outFile = joinPath(folder, `${safeFileStem(sel.name)}-${timestamp()}.source.${preset.extension}`);
     onStatus?.(RENDER_STATUS);
     await new ClipRenderer(this.ppro, onStatus).render({
