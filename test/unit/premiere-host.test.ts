@@ -936,6 +936,9 @@ describe("the original's look and the reasons to render", () => {
     expect(sel.renderReason).toBe('frame rate interpreted as 23.976 fps (the file has 59.94)');
     await host.prepareSource(sel);
     expect(fake.renders).toHaveLength(1);
+    // Asked once per file, not on every selection change.
+    await selectedClip(host);
+    expect(probed).toHaveLength(1);
   });
 
   test('the fake refuses a value on a keyed parameter and an incompatible keyframe value, as documented', () => {

@@ -110,6 +110,7 @@ export class PremiereHost implements Host {
   private readonly engineBase: string;
   private readonly presetFolderOverride: string | undefined;
   private readonly mediaFrameRate: ((path: string) => Promise<number | null>) | undefined;
+  private readonly frameRates = new Map<string, number>();
   private readonly platformOverride: string | undefined;
   private uxpModule: UxpModule | undefined;
   private fsModule: UxpFs | undefined;
@@ -568,10 +569,21 @@ export class PremiereHost implements Host {
     const reasons: string[] = [];
     if (Number.isFinite(par) && par > 0 && Math.abs(par - 1) > 1e-3)
       reasons.push(`pixel aspect ratio ${Number(par.toFixed(4))}`);
-    const own = this.mediaFrameRate ? await this.mediaFrameRate(mediaPath).catch(() => null) : null;
+    const own = await this.fileFrameRate(mediaPath);
     if (own && Number.isFinite(fps) && fps > 0 && Math.abs(fps - own) > 0.005)
       reasons.push(`frame rate interpreted as ${Number(fps.toFixed(3))} fps (the file has ${Number(own.toFixed(3))})`);
     return reasons;
+  }
+
+  /** The engine's probe of a file's own frame rate, asked once per file (not on every selection change). */
+  private async fileFrameRate(mediaPath: string): Promise<number | null> {
+    if (!this.mediaFrameRate) return null;
+    const known = this.frameRates.get(mediaPath);
+    if (known !== undefined) return known;
+    const fps = await this.mediaFrameRate(mediaPath).catch(() => null);
+    // Unknown (no engine yet) is asked again next time.
+    if (fps !== null) this.frameRates.set(mediaPath, fps);
+    return fps;
   }
 
   /**
