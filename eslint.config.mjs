@@ -9,6 +9,13 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 const tsconfigRootDir = import.meta.dirname;
+
+// The calls whose callbacks run inside Premiere's lock, and inside a transaction (see the panel rules below).
+const LOCKED = ['lockedAccess', 'executeTransaction', 'transact'];
+const TRANSACTION = ['executeTransaction', 'transact'];
+const callOf = (names) =>
+  `:matches(${names.map((n) => `CallExpression[callee.property.name="${n}"], CallExpression[callee.name="${n}"]`).join(', ')})`;
+const inside = (names) => `${callOf(names)} :function *`;
 const INSTALLER_PACKAGES = ['^@ffmpeg-installer/ffmpeg$', '^@ffprobe-installer/ffprobe$'];
 
 export default tseslint.config(
@@ -101,6 +108,37 @@ export default tseslint.config(
       '@typescript-eslint/no-require-imports': [
         'error',
         { allow: [...INSTALLER_PACKAGES, '^uxp$', '^premierepro$', '^fs$', '^os$'] },
+      ],
+    },
+  },
+  {
+    // Premiere's lock and transaction rules (26.3), which @adobe/eslint-plugin-premierepro would check; that package
+    // is not on the npm registry (`npm view` answers 404), so the rules that matter here are written as selectors.
+    // `transact` is host/premiere-edit.ts, which runs its callback inside lockedAccess and executeTransaction.
+    // Not covered: an Action kept in a variable outside its callback (the plugin's no-escape rule needs types).
+    files: ['panel/src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: `CallExpression[callee.property.name=/^create\\w*Action$/]:not(${inside(LOCKED)})`,
+          message:
+            'Premiere 26.3 accepts create*Action() only inside project.lockedAccess() (here: inside a transact() callback).',
+        },
+        {
+          // add() is premiere-edit.ts's checked addAction.
+          selector: `:matches(CallExpression[callee.property.name="addAction"], CallExpression[callee.name="add"]):not(${inside(TRANSACTION)})`,
+          message: 'addAction() belongs inside the executeTransaction() callback (here: a transact() callback).',
+        },
+        {
+          selector: `${callOf(LOCKED)} > :function[async=true]`,
+          message: 'lockedAccess/executeTransaction callbacks must be synchronous: await everything before the lock.',
+        },
+        {
+          selector: `${callOf(LOCKED)} AwaitExpression`,
+          message:
+            'No await inside lockedAccess/executeTransaction: Premiere rejects a callback that returns a Promise.',
+        },
       ],
     },
   },

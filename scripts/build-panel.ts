@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { build, type BuildOptions } from 'esbuild';
+import { PRESETS_FOLDER } from '../panel/src/host/export-presets';
 
 const ROOT = path.resolve(__dirname, path.basename(path.dirname(__dirname)) === 'dist' ? '../..' : '..');
 const PANEL = path.join(ROOT, 'panel');
@@ -96,6 +97,12 @@ export async function buildPanel(outRoot = path.join(ROOT, 'dist')): Promise<Pan
   if (fs.existsSync(manifest)) fs.copyFileSync(manifest, path.join(uxp, 'manifest.json'));
   const icons = path.join(PANEL, 'icons');
   if (fs.existsSync(icons)) fs.cpSync(icons, path.join(uxp, 'icons'), { recursive: true });
+  // The export presets for clips rendered through Premiere (panel/src/host/export-presets.ts); only the .epr files.
+  const presets = path.join(PANEL, PRESETS_FOLDER);
+  const presetFiles = fs.existsSync(presets) ? fs.readdirSync(presets).filter((f) => f.endsWith('.epr')) : [];
+  fs.rmSync(path.join(uxp, PRESETS_FOLDER), { recursive: true, force: true });
+  if (presetFiles.length > 0) fs.mkdirSync(path.join(uxp, PRESETS_FOLDER), { recursive: true });
+  for (const file of presetFiles) fs.copyFileSync(path.join(presets, file), path.join(uxp, PRESETS_FOLDER, file));
   return { web, uxp };
 }
 

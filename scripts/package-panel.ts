@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { crc32 } from '../engine/src/media/png';
+import { EXPORT_PRESETS, PRESETS_FOLDER } from '../panel/src/host/export-presets';
 
 export class PackageError extends Error {
   override name = 'PackageError';
@@ -344,6 +345,8 @@ export interface PackageOptions {
 export interface PackageResult {
   file: string;
   version: string;
+  /** Export presets the panel looks for (panel/src/host/export-presets.ts) that the package does not hold. */
+  missingPresets: string[];
   /** Archive entry names, manifest.json first. */
   entries: string[];
   bytes: number;
@@ -368,7 +371,8 @@ export function packagePanel(options: PackageOptions): PackageResult {
   const partial = `${file}.${process.pid}.partial`;
   fs.writeFileSync(partial, zip);
   fs.renameSync(partial, file);
-  return { file, version: manifest.version, entries: names, bytes: zip.length };
+  const missingPresets = EXPORT_PRESETS.map((p) => `${PRESETS_FOLDER}/${p.file}`).filter((n) => !names.includes(n));
+  return { file, version: manifest.version, entries: names, bytes: zip.length, missingPresets };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -412,6 +416,12 @@ export function main(): number {
     const result = packagePanel({ pluginDir, outDir: path.join(root, 'dist'), expectedVersion: version });
     const kib = (result.bytes / 1024).toFixed(1);
     console.log(`Wrote ${result.file} (${result.entries.length} files, ${kib} KiB): ${result.entries.join(', ')}`);
+    if (result.missingPresets.length > 0) {
+      // Not an error: everything but rendering through Premiere works without them (panel/presets/README.md).
+      console.warn(
+        `package:panel: warning: the package has no ${result.missingPresets.join(', ')}; clips that need rendering through Premiere (speed change, reverse, nested) will fail with "no usable export preset". panel/presets/README.md says how to make them.`,
+      );
+    }
     console.log(installHelp(result.file));
     return 0;
   } catch (err) {

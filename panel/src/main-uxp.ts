@@ -7,6 +7,9 @@ import type { PremiereHostOptions } from './host/premiere';
 type UxpModule = typeof import('uxp');
 type UiModule = typeof import('./ui/app');
 type PremiereHostModule = typeof import('./host/premiere');
+type EngineClientModule = typeof import('./engine-client');
+type ThemeModule = typeof import('./ui/theme');
+type HostTheme = import('./ui/theme').HostTheme;
 
 let mounted = false;
 
@@ -29,12 +32,23 @@ function mountOnce(rootNode: HTMLElement | undefined): void {
     require('./ui/zod-jitless');
     const { PremiereHost } = require('./host/premiere') as PremiereHostModule;
     const { mountApp } = require('./ui/app') as UiModule;
+    const { EngineClient } = require('./engine-client') as EngineClientModule;
     const host: Host = new PremiereHost({
       ppro: require('premierepro') as PremiereHostOptions['ppro'],
       uxp: require('uxp') as PremiereHostOptions['uxp'],
       fs: require('fs') as PremiereHostOptions['fs'],
       os: require('os') as PremiereHostOptions['os'],
+      // Premiere reports only a clip's interpreted frame rate; the file's own comes from the engine's probe. Without
+      // a running engine it is unknown, and the panel re-reads the selection once the engine answers.
+      mediaFrameRate: async (path) => {
+        const token = await host.readToken();
+        if (!token) return null;
+        const video = (await new EngineClient({ baseUrl: host.engineUrl(), token }).probe(path)).video;
+        return video.fps.den > 0 ? video.fps.num / video.fps.den : null;
+      },
     });
+    const { followHostTheme } = require('./ui/theme') as ThemeModule;
+    followHostTheme(document.body, (document as unknown as { theme?: HostTheme }).theme);
     mountApp(container, host);
   } catch (err) {
     console.error('Reshoot: the panel could not start', err);

@@ -614,6 +614,31 @@ it('reads at the docked panel width of 320 px', async () => {
   await page.setViewportSize({ width: 1280, height: 860 });
 });
 
+it('shows the light, dark and darkest themes with ?theme=, the same CSS Premiere switches by document.theme', async () => {
+  const backgrounds: Record<string, string> = {};
+  for (const theme of ['light', 'dark', 'darkest']) {
+    const themed = await browser.newPage({ viewport: { width: 320, height: 900 } });
+    await themed.goto(`${engine.printedUrl}&theme=${theme}`);
+    await themed.waitForSelector('#engine-status[data-state="connected"]');
+    expect(await themed.evaluate(() => document.querySelector<{ className: string }>('body')!.className)).toBe(
+      `theme-${theme}`,
+    );
+    backgrounds[theme] = await themed.evaluate(
+      () =>
+        (globalThis as unknown as { getComputedStyle(el: unknown): { backgroundColor: string } }).getComputedStyle(
+          document.querySelector('body'),
+        ).backgroundColor,
+    );
+    await themed.screenshot({ path: path.join(SHOTS, `12-theme-${theme}.png`) });
+    await themed.close();
+  }
+  expect(backgrounds).toEqual({
+    light: 'rgb(232, 232, 232)',
+    dark: 'rgb(35, 35, 35)',
+    darkest: 'rgb(27, 27, 27)',
+  });
+});
+
 it('keeps the token for the tab and the history across a reload', async () => {
   await page.reload();
   await page.waitForSelector('#engine-status[data-state="connected"]');

@@ -8,8 +8,37 @@
 //   - getters are async, except VideoTrack.getTrackItems, SequenceEditor.getEditor, EncoderManager.getManager,
 //     *.cast and TickTime.
 // Anything the notes call unverified is kept strict (an overwrite at an out-of-range track index is refused).
+// Where the real host is stricter than an optimistic reading, so is the fake (issue 14):
+//   - the classes are checked against @adobe/premierepro's declarations (premiere-shape.ts);
+//   - exportSequence refuses to render without an .epr preset that exists, and the output file must carry the
+//     extension getExportFileExtension gives for that preset (the documentation describes only the call with
+//     neither file nor preset; Adobe's sample always passes a preset);
+//   - a render composites every enabled track item of the sequence (titles, adjustment layers, other clips):
+//     `renders` records what each export showed;
+//   - an edit that touches a locked track fails (the API can neither read nor change a track lock), and a
+//     sequence's clone keeps its locks; an insert without limitShift moves every sync-locked track;
+//   - an action's data is read when the action is created, not when the transaction commits: an overwrite created
+//     in the same transaction as the trim of its project item places the untrimmed length (Adobe's changelog:
+//     actions "contain data that can quickly become stale");
+//   - a sequence's In/Out: the documentation does not say what getInPoint/getOutPoint return when none is set, and
+//     there is no action to clear them. The fake answers 0 and the sequence end, which a caller cannot tell from
+//     marks set there, so code that reads them and writes them back turns "none" into explicit marks.
 
-import type { premierepro } from '@adobe/premierepro';
+import { FakeVideoComponentChain, createFilter, intrinsicChain } from './fake-premierepro-components';
+import type { Shape } from './premiere-shape';
+import type {
+  ClipProjectItem,
+  FolderItem,
+  premierepro,
+  Project,
+  ProjectItem,
+  Sequence,
+  SequenceEditor,
+  TickTime,
+  TrackItemSelection,
+  VideoClipTrackItem,
+  VideoTrack,
+} from '@adobe/premierepro';
 
 export const TICKS_PER_SECOND = 254016000000n;
 
@@ -46,7 +75,7 @@ export const FakeConstants = {
 // ---------------------------------------------------------------------------------------------------------------
 // Time
 
-export class FakeTickTime {
+export class FakeTickTime implements Shape<TickTime> {
   constructor(readonly value: bigint) {}
   get ticks(): string {
     return this.value.toString();
@@ -57,14 +86,14 @@ export class FakeTickTime {
   get seconds(): number {
     return Number(this.value) / Number(TICKS_PER_SECOND);
   }
-  equals(other: FakeTickTime): boolean {
-    return other.value === this.value;
+  equals(other: TickTime): boolean {
+    return timeArg(other) === this.value;
   }
-  add(other: FakeTickTime): FakeTickTime {
-    return new FakeTickTime(this.value + other.value);
+  add(other: TickTime): FakeTickTime {
+    return new FakeTickTime(this.value + timeArg(other));
   }
-  subtract(other: FakeTickTime): FakeTickTime {
-    return new FakeTickTime(this.value - other.value);
+  subtract(other: TickTime): FakeTickTime {
+    return new FakeTickTime(this.value - timeArg(other));
   }
   multiply(factor: number): FakeTickTime {
     return new FakeTickTime(BigInt(Math.round(Number(this.value) * factor)));
@@ -79,8 +108,40 @@ export class FakeTickTime {
   static createWithSeconds(seconds: number): FakeTickTime {
     return new FakeTickTime(BigInt(Math.round(seconds * Number(TICKS_PER_SECOND))));
   }
+  alignToFrame(frameRate: { ticksPerFrame: number }): FakeTickTime {
+    const per = BigInt(frameRate.ticksPerFrame);
+    return new FakeTickTime((this.value / per) * per);
+  }
+  alignToNearestFrame(frameRate: { ticksPerFrame: number }): FakeTickTime {
+    const per = BigInt(frameRate.ticksPerFrame);
+    return new FakeTickTime(((this.value + per / 2n) / per) * per);
+  }
+  static createWithFrameAndFrameRate(frameCount: number, frameRate: { ticksPerFrame: number }): FakeTickTime {
+    return new FakeTickTime(BigInt(frameCount) * BigInt(frameRate.ticksPerFrame));
+  }
   static readonly TIME_ZERO = new FakeTickTime(0n);
   static readonly TIME_ONE_SECOND = new FakeTickTime(TICKS_PER_SECOND);
+  static readonly TIME_ONE_MINUTE = new FakeTickTime(60n * TICKS_PER_SECOND);
+  static readonly TIME_ONE_HOUR = new FakeTickTime(3600n * TICKS_PER_SECOND);
+}
+
+/** A fake TickTime typed as Adobe's (whose declared call signatures no instance can have). */
+export function tick(ticks: bigint): TickTime {
+  return new FakeTickTime(ticks) as unknown as TickTime;
+}
+
+/** Premiere's answer to an argument of the wrong kind. */
+function instance<T>(value: unknown, Ctor: abstract new (...args: never[]) => T): T {
+  if (!(value instanceof Ctor)) throw new Error('Illegal Parameter type');
+  return value;
+}
+
+function mediaTypeArg(value: unknown): void {
+  if (!Object.values(FakeConstants.MediaType).includes(value as never)) throw new Error('Illegal Parameter type');
+}
+
+function refuseLocked(track: FakeTrack, what: string): void {
+  if (track.locked) throw new Error(`${what}: ${track.name} is locked`);
 }
 
 function timeArg(t: unknown): bigint {
@@ -273,7 +334,7 @@ function parentOf(p: string): string {
 
 let nextId = 1;
 
-export class FakeProjectItem {
+export class FakeProjectItem implements Partial<Shape<ProjectItem>> {
   readonly id = `item-${nextId++}`;
   parent: FakeFolderItem | null = null;
   constructor(
@@ -297,7 +358,7 @@ export class FakeProjectItem {
   }
 }
 
-export class FakeFolderItem extends FakeProjectItem {
+export class FakeFolderItem extends FakeProjectItem implements Partial<Shape<FolderItem>> {
   readonly children: FakeProjectItem[] = [];
   override get type(): number {
     return 2;
@@ -321,7 +382,9 @@ export class FakeFolderItem extends FakeProjectItem {
       this.add(new FakeFolderItem(this.world, unique));
     });
   }
-  createMoveItemAction(item: FakeProjectItem, newParent: FakeFolderItem): FakeAction {
+  createMoveItemAction(itemArg: ProjectItem, parentArg: FolderItem): FakeAction {
+    const item = instance(itemArg, FakeProjectItem);
+    const newParent = instance(parentArg, FakeFolderItem);
     return this.world.rules.createAction(`move "${item.name}"`, () => () => {
       this.remove(item);
       newParent.add(item);
@@ -338,9 +401,12 @@ export interface MediaSpec {
   /** Column.Intrinsic.MediaStart/MediaEnd: the media's start timecode and end, in ticks. */
   mediaStartTicks?: bigint;
   mediaEndTicks?: bigint;
+  /** Interpret Footage: the frame rate Premiere plays the file at (default: its own) and its pixel aspect ratio. */
+  interpretedFps?: number;
+  pixelAspectRatio?: number;
 }
 
-export class FakeClipProjectItem extends FakeProjectItem {
+export class FakeClipProjectItem extends FakeProjectItem implements Partial<Shape<ClipProjectItem>> {
   mediaPath: string;
   durationTicks: bigint;
   offline: boolean;
@@ -348,6 +414,8 @@ export class FakeClipProjectItem extends FakeProjectItem {
   mediaStartTicks: bigint | null;
   mediaEndTicks: bigint | null;
   sequence: FakeSequence | null = null;
+  interpretedFps: number;
+  pixelAspectRatio: number;
   /** Source In/Out marks on the project item; they decide what an insert or overwrite places. */
   markIn: bigint | null = null;
   markOut: bigint | null = null;
@@ -360,6 +428,12 @@ export class FakeClipProjectItem extends FakeProjectItem {
     this.hasAudio = spec.hasAudio ?? false;
     this.mediaStartTicks = spec.mediaStartTicks ?? null;
     this.mediaEndTicks = spec.mediaEndTicks ?? null;
+    this.interpretedFps = spec.interpretedFps ?? 23.976;
+    this.pixelAspectRatio = spec.pixelAspectRatio ?? 1;
+  }
+  async getFootageInterpretation(): Promise<{ getFrameRate(): number; getPixelAspectRatio(): number }> {
+    if (this.sequence) throw new Error('A sequence has no footage interpretation');
+    return { getFrameRate: () => this.interpretedFps, getPixelAspectRatio: () => this.pixelAspectRatio };
   }
   async getMediaFilePath(): Promise<string> {
     return this.mediaPath;
@@ -376,13 +450,15 @@ export class FakeClipProjectItem extends FakeProjectItem {
   async getSequence(): Promise<FakeSequence | null> {
     return this.sequence;
   }
-  async getInPoint(): Promise<FakeTickTime> {
+  async getInPoint(mediaType: unknown): Promise<FakeTickTime> {
+    mediaTypeArg(mediaType);
     return new FakeTickTime(this.markIn ?? 0n);
   }
-  async getOutPoint(): Promise<FakeTickTime> {
+  async getOutPoint(mediaType: unknown): Promise<FakeTickTime> {
+    mediaTypeArg(mediaType);
     return new FakeTickTime(this.markOut ?? this.length());
   }
-  createSetInOutPointsAction(inPoint: FakeTickTime, outPoint: FakeTickTime): FakeAction {
+  createSetInOutPointsAction(inPoint: TickTime, outPoint: TickTime): FakeAction {
     const a = timeArg(inPoint);
     const b = timeArg(outPoint);
     return this.world.rules.createAction(`set In/Out of "${this.name}"`, () => {
@@ -416,7 +492,7 @@ export interface ClipTiming {
   pointsIncludeMediaStart: boolean;
 }
 
-export abstract class FakeTrackItemBase {
+export abstract class FakeTrackItemBase implements Partial<Shape<VideoClipTrackItem>> {
   selected = false;
   disabled = false;
   constructor(
@@ -470,24 +546,28 @@ export abstract class FakeTrackItemBase {
     return FakeConstants.TrackItemType.CLIP;
   }
   createSetDisabledAction(disabled: boolean): FakeAction {
-    return this.world.rules.createAction(`disable "${this.name}"`, () => () => {
-      this.disabled = disabled;
+    if (typeof disabled !== 'boolean') throw new Error('Illegal Parameter type');
+    return this.world.rules.createAction(`${disabled ? 'disable' : 'enable'} "${this.name}"`, () => {
+      refuseLocked(this.track, `disable "${this.name}"`);
+      return () => {
+        this.disabled = disabled;
+      };
     });
   }
-  createMoveAction(offset: FakeTickTime): FakeAction {
+  createMoveAction(offset: TickTime): FakeAction {
     const by = timeArg(offset);
     return this.world.rules.createAction(`move "${this.name}"`, () => () => {
       this.timing.start += by;
       this.timing.end += by;
     });
   }
-  createSetStartAction(t: FakeTickTime): FakeAction {
+  createSetStartAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set start of "${this.name}"`, () => () => {
       this.timing.start = v;
     });
   }
-  createSetEndAction(t: FakeTickTime): FakeAction {
+  createSetEndAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set end of "${this.name}"`, () => () => {
       this.timing.end = v;
@@ -502,6 +582,13 @@ export abstract class FakeTrackItemBase {
 }
 
 export class FakeVideoClipTrackItem extends FakeTrackItemBase {
+  /** Opacity, Motion, Time Remapping, then the filters; edits to it are refused on a locked track. */
+  chain: FakeVideoComponentChain = intrinsicChain(this.world.rules, this.track.frame, (what) =>
+    refuseLocked(this.track, what),
+  );
+  async getComponentChain(): Promise<FakeVideoComponentChain> {
+    return this.chain;
+  }
   static readonly TRACKITEMTYPE_EMPTY = 0;
   static readonly TRACKITEMTYPE_CLIP = 1;
   static readonly TRACKITEMTYPE_TRANSITION = 2;
@@ -520,8 +607,14 @@ export class FakeAudioClipTrackItem extends FakeTrackItemBase {
   static readonly TRACKITEMTYPE_FEEDBACK = 4;
 }
 
-export class FakeTrack {
+export class FakeTrack implements Partial<Shape<VideoTrack>> {
   readonly items: FakeTrackItemBase[] = [];
+  /** Locked in the timeline: edits that touch the track fail. */
+  locked = false;
+  /** Sync lock (on by default in Premiere): an insert elsewhere shifts this track too, unless limitShift. */
+  syncLocked = true;
+  /** The sequence's frame, for the Motion defaults of new clips. */
+  frame = { width: 1920, height: 1080 };
   constructor(
     readonly kind: 'video' | 'audio',
     public index: number,
@@ -582,21 +675,29 @@ export class FakeTrack {
 
 function cloneItem(item: FakeTrackItemBase, track: FakeTrack): FakeTrackItemBase {
   const Ctor = item instanceof FakeVideoClipTrackItem ? FakeVideoClipTrackItem : FakeAudioClipTrackItem;
-  return new Ctor((item as unknown as { world: FakePremiere }).world, track, item.name, item.projectItem, {
+  const copy = new Ctor((item as unknown as { world: FakePremiere }).world, track, item.name, item.projectItem, {
     ...item.timing,
   });
+  copy.disabled = item.disabled;
+  if (item instanceof FakeVideoClipTrackItem && copy instanceof FakeVideoClipTrackItem) {
+    const world = (item as unknown as { world: FakePremiere }).world;
+    copy.chain = item.chain.copy(world.rules, (what) => refuseLocked(track, what));
+  }
+  return copy;
 }
 
-export class FakeTrackItemSelection {
+export class FakeTrackItemSelection implements Partial<Shape<TrackItemSelection>> {
   constructor(private readonly items: FakeTrackItemBase[]) {}
   async getTrackItems(): Promise<FakeTrackItemBase[]> {
     return [...this.items];
   }
-  addItem(item: FakeTrackItemBase): boolean {
+  addItem(trackItem: unknown): boolean {
+    const item = instance(trackItem, FakeTrackItemBase);
     this.items.push(item);
     return true;
   }
-  removeItem(item: FakeTrackItemBase): boolean {
+  removeItem(trackItem: unknown): boolean {
+    const item = instance(trackItem, FakeTrackItemBase);
     const i = this.items.indexOf(item);
     if (i >= 0) this.items.splice(i, 1);
     return i >= 0;
@@ -612,9 +713,11 @@ export interface SubsequenceCall {
   inTicks: bigint;
   outTicks: bigint;
   sequence: FakeSequence;
+  /** The sequence it was cut from. */
+  parent: FakeSequence;
 }
 
-export class FakeSequence {
+export class FakeSequence implements Partial<Shape<Sequence>> {
   readonly guid: { toString(): string };
   readonly videoTracks: FakeTrack[] = [];
   readonly audioTracks: FakeTrack[] = [];
@@ -634,9 +737,19 @@ export class FakeSequence {
     const id = `seq-${nextId++}`;
     this.guid = { toString: () => id };
     for (let i = 0; i < videoTracks; i++) this.videoTracks.push(new FakeTrack('video', i));
+    for (const track of this.videoTracks) track.frame = { width, height };
     for (let i = 0; i < audioTracks; i++) this.audioTracks.push(new FakeTrack('audio', i));
     this.projectItem = new FakeClipProjectItem(world, name);
     this.projectItem.sequence = this;
+  }
+
+  /** What a render of this sequence composites: every enabled video clip. */
+  enabledVideoItems(): RenderRecord['layers'] {
+    return this.videoTracks.flatMap((track) =>
+      track.items
+        .filter((item) => !item.disabled)
+        .map((item) => ({ track: track.index, name: item.name, start: item.timing.start, end: item.timing.end })),
+    );
   }
 
   endTicks(): bigint {
@@ -702,31 +815,56 @@ export class FakeSequence {
   async getProjectItem(): Promise<FakeClipProjectItem> {
     return this.projectItem;
   }
-  createSetInPointAction(t: FakeTickTime): FakeAction {
+  createSetInPointAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set In of "${this.name}"`, () => () => {
       this.inTicks = v;
     });
   }
-  createSetOutPointAction(t: FakeTickTime): FakeAction {
+  createSetOutPointAction(t: TickTime): FakeAction {
     const v = timeArg(t);
     return this.world.rules.createAction(`set Out of "${this.name}"`, () => () => {
       this.outTicks = v;
     });
   }
-  async createSubsequence(ignoreTrackTargeting?: boolean): Promise<FakeSequence> {
-    if (this.world.failSubsequence) throw new Error('Subsequence creation failed');
-    const from = this.inTicks ?? 0n;
-    const to = this.outTicks ?? this.endTicks();
-    const sub = new FakeSequence(
+  createCloneAction(): FakeAction {
+    return this.world.rules.createAction(`clone "${this.name}"`, () => () => {
+      const copy = this.emptyCopy(`${this.name} Copy`);
+      const all = (tracks: FakeTrack[], into: FakeTrack[]): void =>
+        tracks.forEach((track, i) => {
+          for (const item of track.items) into[i].items.push(cloneItem(item, into[i]));
+        });
+      all(this.videoTracks, copy.videoTracks);
+      all(this.audioTracks, copy.audioTracks);
+      copy.inTicks = this.inTicks;
+      copy.outTicks = this.outTicks;
+      this.world.project?.addSequence(copy, false);
+    });
+  }
+  /** Same settings and tracks (with their locks), no items. */
+  private emptyCopy(name: string): FakeSequence {
+    const copy = new FakeSequence(
       this.world,
-      `${this.name} Sub-Sequence`,
+      name,
       this.timebase,
       this.width,
       this.height,
       this.videoTracks.length,
       this.audioTracks.length,
     );
+    const keep = (from: FakeTrack, to: FakeTrack): void => {
+      to.locked = from.locked;
+      to.syncLocked = from.syncLocked;
+    };
+    this.videoTracks.forEach((t, i) => keep(t, copy.videoTracks[i]));
+    this.audioTracks.forEach((t, i) => keep(t, copy.audioTracks[i]));
+    return copy;
+  }
+  async createSubsequence(ignoreTrackTargeting?: boolean): Promise<FakeSequence> {
+    if (this.world.failSubsequence) throw new Error('Subsequence creation failed');
+    const from = this.inTicks ?? 0n;
+    const to = this.outTicks ?? this.endTicks();
+    const sub = this.emptyCopy(`${this.name} Sub-Sequence`);
     const copy = (source: FakeTrack[], target: FakeTrack[]): void => {
       source.forEach((track, i) => {
         for (const item of track.items) {
@@ -741,13 +879,19 @@ export class FakeSequence {
     };
     copy(this.videoTracks, sub.videoTracks);
     copy(this.audioTracks, sub.audioTracks);
-    this.world.subsequenceCalls.push({ ignoreTrackTargeting, inTicks: from, outTicks: to, sequence: sub });
+    this.world.subsequenceCalls.push({
+      ignoreTrackTargeting,
+      inTicks: from,
+      outTicks: to,
+      sequence: sub,
+      parent: this,
+    });
     this.world.project?.addSequence(sub, false);
     return sub;
   }
 }
 
-export class FakeSequenceEditor {
+export class FakeSequenceEditor implements Partial<Shape<SequenceEditor>> {
   constructor(
     private readonly world: FakePremiere,
     private readonly sequence: FakeSequence,
@@ -755,7 +899,7 @@ export class FakeSequenceEditor {
 
   createOverwriteItemAction(
     projectItem: unknown,
-    time: FakeTickTime,
+    time: TickTime,
     videoTrackIndex: number,
     audioTrackIndex: number,
   ): FakeAction {
@@ -763,6 +907,9 @@ export class FakeSequenceEditor {
     const item = this.placeable(projectItem);
     checkIndex(videoTrackIndex);
     checkIndex(audioTrackIndex);
+    // What the edit places is read now, when the action is made, not when the transaction commits.
+    const length = item.placedLength();
+    const inPoint = item.markIn ?? 0n;
     return this.world.rules.createAction(`overwrite "${item.name}" at V${videoTrackIndex + 1}`, () => {
       const seq = this.sequence;
       // Overwriting at a track index that does not exist is unverified in Premiere; refuse it.
@@ -770,15 +917,16 @@ export class FakeSequenceEditor {
         throw new Error(`Video track index ${videoTrackIndex} out of range for overwrite`);
       if (item.hasAudio && audioTrackIndex >= seq.audioTracks.length)
         throw new Error(`Audio track index ${audioTrackIndex} out of range for overwrite`);
+      refuseLocked(seq.videoTracks[videoTrackIndex], `overwrite "${item.name}"`);
+      if (item.hasAudio) refuseLocked(seq.audioTracks[audioTrackIndex], `overwrite "${item.name}"`);
       return () => {
-        const length = item.placedLength();
         const video = seq.videoTracks[videoTrackIndex];
         video.clear(at, at + length);
-        video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length));
+        video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length, inPoint));
         if (item.hasAudio) {
           const audio = seq.audioTracks[audioTrackIndex];
           audio.clear(at, at + length);
-          audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length));
+          audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length, inPoint));
         }
         this.world.edits.push({ kind: 'overwrite', videoTrackIndex, audioTrackIndex, atTicks: at, projectItem: item });
       };
@@ -787,7 +935,7 @@ export class FakeSequenceEditor {
 
   createInsertProjectItemAction(
     projectItem: unknown,
-    time: FakeTickTime,
+    time: TickTime,
     videoTrackIndex: number,
     audioTrackIndex: number,
     limitShift: boolean,
@@ -797,26 +945,42 @@ export class FakeSequenceEditor {
     checkIndex(videoTrackIndex);
     checkIndex(audioTrackIndex);
     if (typeof limitShift !== 'boolean') throw new Error('Illegal Parameter type');
-    return this.world.rules.createAction(`insert "${item.name}" at V${videoTrackIndex + 1}`, () => () => {
+    const length = item.placedLength();
+    const inPoint = item.markIn ?? 0n;
+    return this.world.rules.createAction(`insert "${item.name}" at V${videoTrackIndex + 1}`, () => {
       const seq = this.sequence;
-      const length = item.placedLength();
-      // Documented: a track index past the existing tracks creates a new track.
-      const video = trackAt(seq.videoTracks, 'video', videoTrackIndex);
-      const audio = item.hasAudio ? trackAt(seq.audioTracks, 'audio', audioTrackIndex) : null;
-      const inputs = new Set<FakeTrack>([video, ...(audio ? [audio] : [])]);
-      for (const track of [...seq.videoTracks, ...seq.audioTracks]) {
-        if (inputs.has(track) || !limitShift) track.ripple(at, length);
+      // The input tracks take the new item; without limitShift every sync-locked track with something after `at`
+      // moves with them (Adobe's sample: limitShift true = "don't shift non-input track").
+      const shifted = (track: FakeTrack | undefined, input: boolean): boolean =>
+        track !== undefined &&
+        (input || (!limitShift && track.syncLocked && track.items.some((i) => i.timing.end > at)));
+      for (const [tracks, index] of [
+        [seq.videoTracks, videoTrackIndex],
+        [seq.audioTracks, item.hasAudio ? audioTrackIndex : -1],
+      ] as const) {
+        tracks.forEach((track, i) => {
+          if (shifted(track, i === index)) refuseLocked(track, `insert "${item.name}"`);
+        });
       }
-      video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length));
-      if (audio) audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length));
-      this.world.edits.push({
-        kind: 'insert',
-        videoTrackIndex,
-        audioTrackIndex,
-        atTicks: at,
-        projectItem: item,
-        limitShift,
-      });
+      return () => {
+        // Documented: a track index past the existing tracks creates a new track.
+        const video = trackAt(seq.videoTracks, 'video', videoTrackIndex);
+        const audio = item.hasAudio ? trackAt(seq.audioTracks, 'audio', audioTrackIndex) : null;
+        const inputs = new Set<FakeTrack>([video, ...(audio ? [audio] : [])]);
+        for (const track of [...seq.videoTracks, ...seq.audioTracks]) {
+          if (inputs.has(track) || (!limitShift && track.syncLocked)) track.ripple(at, length);
+        }
+        video.items.push(this.newItem(FakeVideoClipTrackItem, video, item, at, length, inPoint));
+        if (audio) audio.items.push(this.newItem(FakeAudioClipTrackItem, audio, item, at, length, inPoint));
+        this.world.edits.push({
+          kind: 'insert',
+          videoTrackIndex,
+          audioTrackIndex,
+          atTicks: at,
+          projectItem: item,
+          limitShift,
+        });
+      };
     });
   }
 
@@ -831,11 +995,12 @@ export class FakeSequenceEditor {
     item: FakeClipProjectItem,
     at: bigint,
     length: bigint,
+    inPoint: bigint,
   ): FakeTrackItemBase {
     return new Ctor(this.world, track, item.name, item, {
       start: at,
       end: at + length,
-      inPoint: item.markIn ?? 0n,
+      inPoint,
       speed: 1,
       reversed: false,
       pointsIncludeMediaStart: false,
@@ -850,6 +1015,7 @@ function checkIndex(index: unknown): void {
 function trackAt(tracks: FakeTrack[], kind: 'video' | 'audio', index: number): FakeTrack {
   if (index < tracks.length) return tracks[index];
   const track = new FakeTrack(kind, tracks.length);
+  if (tracks[0]) track.frame = tracks[0].frame;
   tracks.push(track);
   return track;
 }
@@ -857,7 +1023,7 @@ function trackAt(tracks: FakeTrack[], kind: 'video' | 'audio', index: number): F
 // ---------------------------------------------------------------------------------------------------------------
 // Project
 
-export class FakeProject {
+export class FakeProject implements Partial<Shape<Project>> {
   readonly guid = { toString: () => 'project-1' };
   readonly root: FakeFolderItem;
   readonly sequences: FakeSequence[] = [];
@@ -913,7 +1079,8 @@ export class FakeProject {
     }
     return true;
   }
-  async deleteSequence(sequence: FakeSequence): Promise<boolean> {
+  async deleteSequence(sequenceArg: Sequence): Promise<boolean> {
+    const sequence = instance(sequenceArg, FakeSequence);
     this.world.deletedSequences.push(sequence);
     if (!this.world.deleteSequenceSucceeds) return false;
     const i = this.sequences.indexOf(sequence);
@@ -968,6 +1135,12 @@ export interface ExportCall {
   presetFile: string | undefined;
   exportFull: boolean | undefined;
   argumentCount: number;
+}
+
+export interface RenderRecord {
+  file: string;
+  preset: string;
+  layers: Array<{ track: number; name: string; start: bigint; end: bigint }>;
 }
 
 export interface EditRecord {
@@ -1036,9 +1209,12 @@ export class FakePremiere {
   /** How Premiere reports an imported file's path (e.g. other slashes/case); the identity by default. */
   reportedImportPath: (path: string) => string = (p) => p;
   readonly mediaDurations = new Map<string, bigint>();
+  private readonly presetExtensions = new Map<string, string>();
 
   // Records
   readonly exportCalls: ExportCall[] = [];
+  /** Each successful render and the video layers it composited. */
+  readonly renders: RenderRecord[] = [];
   readonly subsequenceCalls: SubsequenceCall[] = [];
   readonly deletedSequences: FakeSequence[] = [];
   readonly importCalls: Array<{ paths: string[]; bin: FakeFolderItem | null }> = [];
@@ -1163,6 +1339,16 @@ export class FakePremiere {
     this.events.dispatch(seq, FakeConstants.SequenceEvent.ACTIVATED);
   }
 
+  /** An export preset the fake's file system holds, and the extension it writes. */
+  addPreset(path: string, extension: string): void {
+    this.fs.addFile(path, '<?xml version="1.0" encoding="UTF-8"?><PremiereData Version="3"/>');
+    this.presetExtensions.set(path, extension);
+  }
+
+  private presetExtension(path: string): string | undefined {
+    return this.fs.files.has(path) ? this.presetExtensions.get(path) : undefined;
+  }
+
   private requireProject(): FakeProject {
     if (!this.project) throw new Error('the scenario has no project');
     return this.project;
@@ -1227,7 +1413,12 @@ export class FakePremiere {
         if (!(sequence instanceof FakeSequence)) throw new Error('Illegal Parameter type');
         this.exportCalls.push({ sequence, exportType, outputFile, presetFile, exportFull, argumentCount: args.length });
         if (!this.exportSucceeds || !outputFile) return false;
+        // Strict where the documentation is silent: a file without a preset is not rendered.
+        const extension = presetFile === undefined ? undefined : this.presetExtension(presetFile);
+        if (extension === undefined) return false;
+        if (!outputFile.toLowerCase().endsWith(`.${extension}`)) return false;
         if (!this.fs.dirs.has(parentOf(outputFile))) return false;
+        this.renders.push({ file: outputFile, preset: presetFile!, layers: sequence.enabledVideoItems() });
         this.fs.addFile(outputFile, `rendered ${sequence.name}`);
         this.mediaDurations.set(outputFile, sequence.endTicks());
         return true;
@@ -1261,12 +1452,21 @@ export class FakePremiere {
       },
       EncoderManager: {
         getManager: () => encoder,
-        getExportFileExtension: async () => 'mp4',
+        getExportFileExtension: async (sequence: unknown, presetFilePath: unknown) => {
+          instance(sequence, FakeSequence);
+          if (typeof presetFilePath !== 'string') throw new Error('Illegal Parameter type');
+          const extension = this.presetExtension(presetFilePath);
+          if (extension === undefined) throw new Error(`Could not read the export preset ${presetFilePath}`);
+          return extension;
+        },
         EXPORT_IMMEDIATELY: FakeConstants.ExportType.IMMEDIATELY,
         EXPORT_QUEUE_TO_AME: FakeConstants.ExportType.QUEUE_TO_AME,
         EXPORT_QUEUE_TO_APP: FakeConstants.ExportType.QUEUE_TO_APP,
       },
       EventManager: this.events,
+      VideoFilterFactory: {
+        createComponent: (matchName: unknown) => createFilter(this.rules, matchName),
+      },
       Metadata: {
         getProjectColumnsMetadata: async (item: unknown) => {
           const columns: Array<{ ColumnID: string; ColumnValue: string; ColumnName: string }> = [];

@@ -188,6 +188,16 @@ describe('manifest.json', () => {
     for (const key of Object.keys(manifest.requiredPermissions)) expect(section).toContain(`\`${key}\``);
   });
 
+  it('has its own icon for light and for dark themes (Premiere shows the one matching its theme)', () => {
+    const pathFor = (theme: string) => manifest.icons.find((i) => i.theme?.includes(theme))?.path;
+    expect(pathFor('light')).toBe('icons/icon-light.png');
+    expect(pathFor('lightest')).toBe('icons/icon-light.png');
+    expect(pathFor('dark')).toBe('icons/icon-dark.png');
+    expect(pathFor('darkest')).toBe('icons/icon-dark.png');
+    const light = fs.readFileSync(path.join(ROOT, 'panel', pathFor('light')!));
+    expect(light.equals(fs.readFileSync(path.join(ROOT, 'panel', pathFor('dark')!)))).toBe(false);
+  });
+
   it('lists icons in the documented schema, present in panel/icons at every scale', () => {
     const icons = manifest.icons;
     expect(icons.length).toBeGreaterThan(0);

@@ -128,8 +128,8 @@ describe('package-panel', () => {
     files['index.css'] = Buffer.from('body { margin: 0; }\n');
     // Repetitive text deflates; random bytes do not, so both storage methods are exercised.
     files['index.js'] = Buffer.from('console.log("reshoot");\n'.repeat(400));
-    files['icons/icon.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon.png'));
-    files['icons/icon@2x.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon@2x.png'));
+    files['icons/icon.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon-dark.png'));
+    files['icons/icon@2x.png'] = fs.readFileSync(path.join(ROOT, 'panel', 'icons', 'icon-dark@2x.png'));
     files['assets/noise.bin'] = crypto.randomBytes(2048);
     for (const [rel, data] of Object.entries(files)) write(rel, data);
     // Shipped nowhere: OS litter, source maps, earlier packages.
@@ -164,6 +164,19 @@ describe('package-panel', () => {
     expect(entries.find((e) => e.name === 'index.js')?.method).toBe(8);
     expect(entries.find((e) => e.name === 'assets/noise.bin')?.method).toBe(0);
     expect((JSON.parse(entries[0].data.toString('utf8')) as { version: string }).version).toBe('1.2.3');
+  });
+
+  it('says which export presets the package lacks, and ships the ones the plugin folder has', () => {
+    const without = packagePanel({ pluginDir: plugin, outDir: out, expectedVersion: '1.2.3' });
+    expect(without.missingPresets).toEqual([
+      'presets/Reshoot ProRes 422 HQ.epr',
+      'presets/Reshoot H.264 High Quality.epr',
+    ]);
+    write('presets/Reshoot ProRes 422 HQ.epr', '<?xml version="1.0"?><PremiereData Version="3"/>');
+    const withOne = packagePanel({ pluginDir: plugin, outDir: out, expectedVersion: '1.2.3' });
+    expect(withOne.missingPresets).toEqual(['presets/Reshoot H.264 High Quality.epr']);
+    const names = readZip(fs.readFileSync(withOne.file)).map((e) => e.name);
+    expect(names).toContain('presets/Reshoot ProRes 422 HQ.epr');
   });
 
   it('writes empty files, nested folders and non-ASCII names that a reader gets back intact', () => {
@@ -279,8 +292,10 @@ describe('package-panel', () => {
     expect(path.basename(result.file)).toBe(`reshoot-panel-${pkg.version}.ccx`);
     expect(readZip(fs.readFileSync(result.file)).map((e) => e.name)).toEqual([
       'manifest.json',
-      'icons/icon.png',
-      'icons/icon@2x.png',
+      'icons/icon-dark.png',
+      'icons/icon-dark@2x.png',
+      'icons/icon-light.png',
+      'icons/icon-light@2x.png',
       'index.html',
       'index.js',
     ]);

@@ -3,11 +3,19 @@
 
 import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { PremiereHost, RENDER_STATUS, type UxpModule } from '../../panel/src/host/premiere';
+import { win32 } from 'node:path';
+import { tokenFile } from '../../engine/src/api/token-location';
+import { tokenDir, tokenPath } from '../../engine/src/server/token';
+import { UNDO_EFFECTS, UNDO_LOOK } from '../../panel/src/host/premiere-look';
+import { UNDO_TRIM } from '../../panel/src/host/premiere-place';
+import { UNDO_COPY, UNDO_MARK, UNDO_SOLO } from '../../panel/src/host/premiere-render';
 import {
   FakeClipProjectItem,
   FakeConstants,
   FakePremiere,
   FakeTickTime,
+  FakeVideoClipTrackItem,
+  tick,
   type FakeOptions,
   type FakeSequence,
   type FakeTrackItemBase,
@@ -15,11 +23,14 @@ import {
   seconds,
   TICKS_PER_SECOND,
 } from '../support/fake-premierepro';
+import { createFilter, MATCH } from '../support/fake-premierepro-components';
 
 const TB = 10594584000n; // ticks per frame at 23.976 fps
 const PROJECT_DIR = '/Users/editor/Films/Harbour';
 const RENDERS = `${PROJECT_DIR}/Reshoot Renders`;
-const PRESET = '/Library/Application Support/Reshoot/Reshoot H.264.epr';
+const PLUGIN = '/Users/editor/Library/Application Support/Adobe/UXP/Plugins/External/com.reshoot.panel_0.1.0';
+const PRORES = `${PLUGIN}/presets/Reshoot ProRes 422 HQ.epr`;
+const H264 = `${PLUGIN}/presets/Reshoot H.264 High Quality.epr`;
 const RESULT = `${RENDERS}/Harbour wide-edit-01.mp4`;
 const LABEL = 'Reshoot: a blue vintage convertible';
 
@@ -30,8 +41,13 @@ interface Setup {
   openPath: jest.Mock<Promise<string>, [string, string?]>;
 }
 
-function setup(options: FakeOptions & { platform?: string; home?: string; uxp?: UxpModule } = {}): Setup {
+function setup(
+  options: FakeOptions & { platform?: string; home?: string; uxp?: UxpModule; presets?: 'both' | 'h264' | 'none' } = {},
+): Setup {
   const fake = new FakePremiere(options);
+  const presets = options.presets ?? 'both';
+  if (presets === 'both') fake.addPreset(PRORES, 'mov');
+  if (presets !== 'none') fake.addPreset(H264, 'mp4');
   const seq = fake.project
     ? fake.addSequence({ name: 'Harbour edit', timebase: TB, videoTracks: 3, audioTracks: 2 })
     : (null as unknown as FakeSequence);
@@ -40,8 +56,10 @@ function setup(options: FakeOptions & { platform?: string; home?: string; uxp?: 
     ppro: fake.ppro,
     fs: fake.fs,
     os: { homedir: () => options.home ?? '/Users/editor', platform: () => options.platform ?? 'darwin' },
-    uxp: options.uxp ?? { shell: { openPath } },
-    exportPresetPath: PRESET,
+    uxp: options.uxp ?? {
+      shell: { openPath },
+      storage: { localFileSystem: { getPluginFolder: async () => ({ nativePath: PLUGIN }) } },
+    },
   });
   return { fake, host, seq, openPath };
 }
@@ -227,45 +245,111 @@ describe('prepareSource', () => {
     expect(fake.undoStack).toHaveLength(0);
   });
 
-  test('speed-changed clip: In/Out set to the clip, subsequence exported immediately into the renders folder, In/Out restored, subsequence deleted', async () => {
+  test('speed-changed clip: the clip alone is rendered from a copy of the sequence with the bundled ProRes preset; the sequence and its In/Out are untouched', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { speed: 0.5 });
+    // A title above the clip, an adjustment layer above that, and clips before and after it on V1.
+    fake.addClip(seq, { track: 1, name: 'Title', start: frames(60), end: frames(100), mediaPath: '/g/title.png' });
+    fake.addClip(seq, { track: 2, name: 'Grade', start: frames(0), end: frames(400), mediaPath: '/g/adjust.prproj' });
+    fake.addClip(seq, { track: 0, name: 'Before', start: frames(0), end: frames(48), mediaPath: '/f/b.mov' });
+    fake.addClip(seq, { track: 0, name: 'After', start: frames(168), end: frames(300), mediaPath: '/f/a.mov' });
     seq.inTicks = frames(10);
     seq.outTicks = frames(500);
+    const before = seq.videoTracks.map((t) => t.items.map(snapshot));
     const sel = await selectedClip(host);
     const status: string[] = [];
 
     const source = await host.prepareSource(sel, (m) => status.push(m));
 
+    // The subsequence was cut from a copy, over exactly the clip's range.
     expect(fake.subsequenceCalls).toHaveLength(1);
     const [sub] = fake.subsequenceCalls;
+    expect(sub.parent).not.toBe(seq);
     expect(sub).toMatchObject({ ignoreTrackTargeting: true, inTicks: 48n * TB, outTicks: 168n * TB });
-    expect(seq.inTicks).toBe(frames(10));
-    expect(seq.outTicks).toBe(frames(500));
 
-    expect(fake.exportCalls).toHaveLength(1);
+    // What was rendered: the clip and nothing else.
+    expect(fake.renders).toHaveLength(1);
+    expect(fake.renders[0].layers).toEqual([{ track: 0, name: 'Harbour wide', start: 0n, end: 120n * TB }]);
     const [call] = fake.exportCalls;
     expect(call.sequence).toBe(sub.sequence);
     expect(call.exportType).toBe(FakeConstants.ExportType.IMMEDIATELY);
-    expect(call.presetFile).toBe(PRESET);
+    expect(call.presetFile).toBe(PRORES);
     expect(call.outputFile).toMatch(
-      /^\/Users\/editor\/Films\/Harbour\/Reshoot Renders\/Harbour wide-\d{8}-\d{6}-\d{3}\.source\.mp4$/,
+      /^\/Users\/editor\/Films\/Harbour\/Reshoot Renders\/Harbour wide-\d{8}-\d{6}-\d{3}\.source\.mov$/,
     );
     expect(fake.fs.files.has(call.outputFile!)).toBe(true);
-    expect(fake.fs.dirs.has(RENDERS)).toBe(true);
 
-    expect(fake.deletedSequences).toEqual([sub.sequence]);
-    expect(fake.project!.sequences).not.toContain(sub.sequence);
-    expect(fake.undoStack.map((s) => s.label)).toEqual([
-      'Reshoot: mark the clip for rendering',
-      'Reshoot: restore the In/Out points',
-    ]);
+    // The editor's sequence: same In/Out, same items, nothing disabled; the copy and the subsequence are gone.
+    expect(seq.inTicks).toBe(frames(10));
+    expect(seq.outTicks).toBe(frames(500));
+    expect(seq.videoTracks.map((t) => t.items.map(snapshot))).toEqual(before);
+    expect(fake.project!.sequences).toEqual([seq]);
+    expect(fake.deletedSequences).toHaveLength(2);
+    expect(fake.undoStack.map((u) => u.label)).toEqual([UNDO_COPY, UNDO_MARK, UNDO_SOLO]);
+    expect(fake.undoStack[2].actions).toEqual(['disable "Title"', 'disable "Grade"']);
     expect(status).toContain(RENDER_STATUS);
 
     expect(source.path).toBe(call.outputFile);
     expect(source.in).toBe(0);
     expect(source.out).toBeCloseTo(5.005, 12);
     expect(source.out).toBe(sel.sequenceEnd - sel.sequenceStart);
+  });
+
+  test('a sequence without In/Out marks still has none after a render (never written, so "none" survives)', async () => {
+    const { fake, seq, host } = setup();
+    addOriginal(fake, seq, { reversed: true });
+    expect(seq.inTicks).toBeNull();
+    await host.prepareSource(await selectedClip(host));
+    expect(fake.renders).toHaveLength(1);
+    expect(seq.inTicks).toBeNull();
+    expect(seq.outTicks).toBeNull();
+    // No step of the render names the editor's sequence.
+    expect(fake.undoStack.flatMap((u) => u.actions).filter((a) => a.includes('"Harbour edit"'))).toEqual([
+      'clone "Harbour edit"',
+    ]);
+  });
+
+  test('without the ProRes preset the H.264 one is used, and the file takes the extension Premiere gives for it', async () => {
+    const { fake, seq, host } = setup({ presets: 'h264' });
+    addOriginal(fake, seq, { speed: 2 });
+    const source = await host.prepareSource(await selectedClip(host));
+    expect(fake.exportCalls[0].presetFile).toBe(H264);
+    expect(source.path).toMatch(/\.source\.mp4$/);
+    expect(fake.renders).toHaveLength(1);
+  });
+
+  test('no preset in the plugin folder: a clear error before anything is changed', async () => {
+    const { fake, seq, host } = setup({ presets: 'none' });
+    addOriginal(fake, seq, { speed: 2 });
+    await expect(host.prepareSource(await selectedClip(host))).rejects.toThrow(
+      /no usable export preset in .*com\.reshoot\.panel_0\.1\.0\/presets \(Reshoot ProRes 422 HQ\.epr is missing; Reshoot H\.264 High Quality\.epr is missing\).*Reinstall/,
+    );
+    expect(fake.undoStack).toHaveLength(0);
+    expect(fake.exportCalls).toHaveLength(0);
+    expect(fake.fs.dirs.has(RENDERS)).toBe(false);
+  });
+
+  test('the fake refuses a render without a preset, as the panel must assume Premiere does', async () => {
+    const { fake, seq } = setup();
+    const manager = fake.ppro.EncoderManager.getManager();
+    const immediately = fake.ppro.Constants.ExportType.IMMEDIATELY;
+    await expect(manager.exportSequence(seq as never, immediately, `${RENDERS}/x.mp4`)).resolves.toBe(false);
+    fake.fs.addDir(RENDERS);
+    await expect(manager.exportSequence(seq as never, immediately, `${RENDERS}/x.mp4`, PRORES)).resolves.toBe(false);
+    await expect(manager.exportSequence(seq as never, immediately, `${RENDERS}/x.mov`, PRORES)).resolves.toBe(true);
+  });
+
+  test('a title on a locked track cannot be hidden: the render stops with what to do, nothing is exported', async () => {
+    const { fake, seq, host } = setup();
+    addOriginal(fake, seq, { speed: 0.5 });
+    fake.addClip(seq, { track: 2, name: 'Title', start: frames(60), end: frames(100), mediaPath: '/g/title.png' });
+    seq.videoTracks[2].locked = true;
+    await expect(host.prepareSource(await selectedClip(host))).rejects.toThrow(
+      /would not hide what lies over or under the clip on V3 .*If one of those tracks is locked, unlock it and try again/,
+    );
+    expect(fake.exportCalls).toHaveLength(0);
+    expect(fake.project!.sequences).toEqual([seq]);
+    expect(seq.videoTracks[2].items[0].disabled).toBe(false);
   });
 
   test('nested sequence is rendered the same way', async () => {
@@ -278,7 +362,7 @@ describe('prepareSource', () => {
     expect(source).toEqual({ path: fake.exportCalls[0].outputFile, in: 0, out: sel.sequenceEnd - sel.sequenceStart });
   });
 
-  test('a failed export is reported, and the subsequence is still deleted and the In/Out restored', async () => {
+  test('a failed export is reported, and the copy and the subsequence are still deleted', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { reversed: true });
     seq.inTicks = frames(3);
@@ -288,13 +372,13 @@ describe('prepareSource', () => {
     await expect(host.prepareSource(sel)).rejects.toThrow(
       /Premiere could not render the clip to .*Reshoot Renders.*Check that the export preset/,
     );
-    expect(fake.deletedSequences).toHaveLength(1);
+    expect(fake.deletedSequences).toHaveLength(2);
     expect(fake.project!.sequences).toEqual([seq]);
     expect(seq.inTicks).toBe(frames(3));
     expect(seq.outTicks).toBe(frames(400));
   });
 
-  test('a failed subsequence is reported after the In/Out are restored', async () => {
+  test('a failed subsequence is reported and the copy is deleted', async () => {
     const { fake, seq, host } = setup();
     addOriginal(fake, seq, { speed: 2 });
     seq.inTicks = frames(3);
@@ -305,6 +389,7 @@ describe('prepareSource', () => {
       /could not make a subsequence of the clip's range \(Subsequence creation failed\)/,
     );
     expect(fake.exportCalls).toHaveLength(0);
+    expect(fake.project!.sequences).toEqual([seq]);
     expect(seq.inTicks).toBe(frames(3));
     expect(seq.outTicks).toBe(frames(400));
   });
@@ -341,7 +426,13 @@ describe('placeResult', () => {
     const audioBefore = snapshot(audio!);
     const sel = await selectedClip(s.host);
 
-    await expect(s.host.placeResult(sel, RESULT, LABEL)).resolves.toEqual({ trackIndex: 1, newTrack: false });
+    await expect(s.host.placeResult(sel, RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 1,
+      newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
+    });
 
     const v2 = s.seq.videoTracks[1].items;
     expect(v2).toHaveLength(1);
@@ -354,10 +445,8 @@ describe('placeResult', () => {
 
     // First use: the bin is created in its own step; the timeline edit is the single step named after the prompt.
     expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', LABEL]);
-    expect(s.fake.undoStack[1].actions).toEqual([
-      'set In/Out of "Harbour wide-edit-01.mp4"',
-      'overwrite "Harbour wide-edit-01.mp4" at V2',
-    ]);
+    // The result is exactly the span long, so there is nothing to trim.
+    expect(s.fake.undoStack[1].actions).toEqual(['overwrite "Harbour wide-edit-01.mp4" at V2']);
 
     expect(s.seq.videoTracks[0].items).toEqual([video]);
     expect(snapshot(video)).toEqual(before);
@@ -395,6 +484,9 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 2,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
     });
 
     expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start, i.timing.end])).toEqual([[48n * TB, 168n * TB]]);
@@ -425,6 +517,9 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 1,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
     });
 
     const spans = s.seq.videoTracks[1]
@@ -437,6 +532,113 @@ describe('placeResult', () => {
     ]);
     expect(snapshot(before)).toEqual(beforeSnap);
     expect(snapshot(after)).toEqual(afterSnap);
+    // Trim and placement are two checked steps: the overwrite is made after the trim has landed.
+    expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', UNDO_TRIM, LABEL]);
+    expect(s.fake.undoStack[1].actions).toEqual(['set In/Out of "Harbour wide-edit-01.mp4"']);
+    expect(s.fake.undoStack[2].actions).toEqual(['overwrite "Harbour wide-edit-01.mp4" at V2']);
+  });
+
+  test('trim and overwrite in one transaction would cover the next clip: the fake reads the length when the action is made', async () => {
+    const s = setup();
+    const project = s.fake.project!;
+    const item = new FakeClipProjectItem(s.fake, 'long.mp4', { durationTicks: 121n * TB, mediaPath: '/r/long.mp4' });
+    project.root.add(item);
+    s.fake.addClip(s.seq, { track: 1, start: frames(120), end: frames(200), mediaPath: '/Volumes/GFX/b.mov' });
+    const editor = s.fake.ppro.SequenceEditor.getEditor(s.seq as never);
+    project.lockedAccess(() => {
+      project.executeTransaction((ca) => {
+        ca.addAction(item.createSetInOutPointsAction(tick(0n), tick(72n * TB)));
+        ca.addAction(editor.createOverwriteItemAction(item as never, tick(0n), 1, 0));
+      });
+    });
+    // The overwrite was made before the trim committed: the whole 121 frames went in, and the next clip lost 1.
+    const v2 = s.seq.videoTracks[1].getTrackItems(FakeConstants.TrackItemType.CLIP, false);
+    expect(v2.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([
+      [0n, 121n],
+      [121n, 200n],
+    ]);
+  });
+
+  test('a locked free track is skipped for the next one; the result still sits exactly over the original', async () => {
+    const s = setup();
+    addOriginal(s.fake, s.seq);
+    s.seq.videoTracks[1].locked = true;
+    withResult(s);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 2,
+      newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
+    });
+    expect(s.seq.videoTracks[1].items).toEqual([]);
+    expect(s.seq.videoTracks[2].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
+    expect(s.fake.undoStack.map((u) => u.label)).toEqual(['Reshoot: create the "Reshoot" bin', LABEL]);
+  });
+
+  test('every track locked: the result goes on a new track, which no lock covers, and nothing else moves', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    for (const t of [...s.seq.videoTracks, ...s.seq.audioTracks]) t.locked = true;
+    withResult(s);
+    const before = snapshot(video);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
+      trackIndex: 3,
+      newTrack: true,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
+    });
+    expect(s.seq.videoTracks[3].items.map((i) => [i.timing.start / TB, i.timing.end / TB])).toEqual([[48n, 168n]]);
+    expect(snapshot(video)).toEqual(before);
+    expect(s.fake.edits.map((e) => e.kind)).toEqual(['insert']);
+  });
+
+  test('sync locks: the fake moves sync-locked tracks on an insert without limitShift; the panel always limits it', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    const { video: later } = s.fake.addClip(s.seq, {
+      track: 1,
+      start: frames(200),
+      end: frames(260),
+      mediaPath: '/f/l.mov',
+    });
+    const { video: loose } = s.fake.addClip(s.seq, {
+      track: 2,
+      start: frames(200),
+      end: frames(260),
+      mediaPath: '/f/m.mov',
+    });
+    s.seq.videoTracks[2].syncLocked = false;
+    // Every track above is busy over the span, so the panel inserts on a new track.
+    s.fake.addClip(s.seq, { track: 1, start: frames(40), end: frames(180), mediaPath: '/f/b1.mov' });
+    s.fake.addClip(s.seq, { track: 2, start: frames(40), end: frames(180), mediaPath: '/f/b2.mov' });
+    withResult(s);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toMatchObject({
+      trackIndex: 3,
+      newTrack: true,
+    });
+    expect([video, later, loose].map((i) => i.timing.start / TB)).toEqual([48n, 200n, 200n]);
+
+    // The same insert without limitShift, by hand: the sync-locked V2 moves, the unlocked V3 does not.
+    const project = s.fake.project!;
+    const editor = s.fake.ppro.SequenceEditor.getEditor(s.seq as never);
+    const item = s.fake.allClipItems().find((c) => c.mediaPath === RESULT)!;
+    project.lockedAccess(() => {
+      project.executeTransaction((ca) => {
+        ca.addAction(editor.createInsertProjectItemAction(item as never, tick(0n), 4, 2, false));
+      });
+    });
+    expect([later, loose].map((i) => i.timing.start / TB)).toEqual([320n, 200n]);
+  });
+
+  test('a result shorter than the clip is reported after placing, not passed off as a match', async () => {
+    const s = setup();
+    addOriginal(s.fake, s.seq);
+    withResult(s, 100n * TB);
+    await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).rejects.toThrow(
+      /placed on V2 but ends before the original clip \(the rendered file is shorter than the clip\)\. Undo the placement/,
+    );
   });
 
   test('no free track above: insert at the track count creates V4, with limitShift so nothing else moves', async () => {
@@ -467,6 +669,9 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), RESULT, LABEL)).resolves.toEqual({
       trackIndex: 3,
       newTrack: true,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
     });
 
     expect(s.seq.videoTracks).toHaveLength(4);
@@ -536,6 +741,9 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(await selectedClip(s.host), result, LABEL)).resolves.toEqual({
       trackIndex: 1,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
     });
     expect((s.seq.videoTracks[1].items[0].projectItem as FakeClipProjectItem).mediaPath).toBe(
       'c:/projects/harbour/reshoot renders/edit.mp4',
@@ -551,6 +759,9 @@ describe('placeResult', () => {
     await expect(s.host.placeResult(sel, RESULT, `${LABEL} (again)`)).resolves.toEqual({
       trackIndex: 2,
       newTrack: false,
+      notCarried: [],
+      lookBaked: false,
+      undoSteps: 1,
     });
     expect(s.fake.importCalls).toHaveLength(1);
     expect(s.fake.allClipItems().filter((i) => i.mediaPath === RESULT)).toHaveLength(1);
@@ -569,6 +780,185 @@ describe('placeResult', () => {
   });
 });
 
+describe("the original's look and the reasons to render", () => {
+  function withResult(s: Setup, lengthTicks = 120n * TB): void {
+    s.fake.fs.addFile(RESULT, 'edited video');
+    s.fake.mediaDurations.set(RESULT, lengthTicks);
+  }
+  function placedVideo(s: Setup, track: number): FakeVideoClipTrackItem {
+    const item = s.seq.videoTracks[track].items[0];
+    if (!(item instanceof FakeVideoClipTrackItem)) throw new Error(`nothing placed on V${track + 1}`);
+    return item;
+  }
+
+  test('a clip at 50 % scale, moved, at 80 % opacity, cropped 30 % and graded comes back with the same; the grade is named as not carried', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    const motion = video.chain.find(MATCH.motion)!;
+    motion.param('Scale').value = 50;
+    motion.param('Position').value = { x: 700, y: 400 };
+    motion.param('Rotation').value = 12;
+    video.chain.find(MATCH.opacity)!.param('Opacity').value = 80;
+    const crop = await createFilter(s.fake.rules, MATCH.crop);
+    crop.param('Left').value = 30;
+    crop.param('Bottom').value = 30;
+    const grade = await createFilter(s.fake.rules, MATCH.lumetri);
+    grade.param('Look').value = 'Kodak 2383';
+    grade.param('Exposure').value = 0.5;
+    video.chain.components.push(crop, grade);
+    withResult(s);
+
+    const placed = await s.host.placeResult(await selectedClip(s.host), RESULT, LABEL);
+
+    const result = placedVideo(s, 1);
+    expect(result.chain.components.map((c) => c.matchName)).toEqual([
+      MATCH.opacity,
+      MATCH.motion,
+      MATCH.timeRemapping,
+      MATCH.crop,
+      MATCH.lumetri,
+    ]);
+    const values = (matchName: string) =>
+      Object.fromEntries(result.chain.find(matchName)!.params.map((p) => [p.displayName, p.value]));
+    expect(values(MATCH.motion)).toMatchObject({ Scale: 50, Position: { x: 700, y: 400 }, Rotation: 12 });
+    expect(values(MATCH.opacity)).toMatchObject({ Opacity: 80 });
+    expect(values(MATCH.crop)).toEqual({ Left: 30, Top: 0, Right: 0, Bottom: 30, Zoom: false, 'Edge Feather': 0 });
+    expect(values(MATCH.lumetri)).toEqual({ Look: '', Exposure: 0.5 });
+    expect(placed.notCarried).toEqual(['Lumetri Color (Look): re-apply it']);
+    expect(placed.lookBaked).toBe(false);
+    expect(placed.undoSteps).toBe(3);
+    // Placement is one step on the timeline; the look two more (effects appended, then every value).
+    expect(s.fake.undoStack.map((u) => u.label)).toEqual([
+      'Reshoot: create the "Reshoot" bin',
+      LABEL,
+      UNDO_EFFECTS,
+      UNDO_LOOK,
+    ]);
+    // The original keeps its own look.
+    expect(video.chain.find(MATCH.motion)!.param('Scale').value).toBe(50);
+  });
+
+  test('keyframed opacity is named, not guessed; the still values are carried', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    video.chain.find(MATCH.opacity)!.param('Opacity').keyframes = [
+      { at: 0n, value: 0 },
+      { at: 24n * TB, value: 100 },
+    ];
+    video.chain.find(MATCH.motion)!.param('Scale').value = 75;
+    withResult(s);
+    const placed = await s.host.placeResult(await selectedClip(s.host), RESULT, LABEL);
+    expect(placed.notCarried).toEqual(['Opacity keyframes (Opacity): set them again by hand']);
+    const result = placedVideo(s, 1);
+    expect(result.chain.find(MATCH.motion)!.param('Scale').value).toBe(75);
+    expect(result.chain.find(MATCH.opacity)!.param('Opacity').value).toBe(100);
+  });
+
+  test('a history entry from before renders were recorded: the look is not guessed, and the card says so', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    video.chain.find(MATCH.motion)!.param('Scale').value = 50;
+    withResult(s);
+    const placed = await s.host.placeResult(
+      {
+        sequenceStartTicks: String(48n * TB),
+        sequenceEndTicks: String(168n * TB),
+        trackIndex: 0,
+        name: 'Harbour wide',
+      },
+      RESULT,
+      LABEL,
+    );
+    expect(placed.notCarried).toEqual([expect.stringMatching(/does not say whether the clip was rendered/)]);
+    expect(placedVideo(s, 1).chain.find(MATCH.motion)!.param('Scale').value).toBe(100);
+  });
+
+  test('a rendered clip has its look in the render: nothing is carried again', async () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq, { speed: 0.5 });
+    video.chain.find(MATCH.motion)!.param('Scale').value = 50;
+    const sel = await selectedClip(s.host);
+    await s.host.prepareSource(sel);
+    withResult(s);
+    const placed = await s.host.placeResult(sel, RESULT, LABEL);
+    expect(placed).toMatchObject({ lookBaked: true, notCarried: [] });
+    expect(placedVideo(s, 1).chain.find(MATCH.motion)!.param('Scale').value).toBe(100);
+  });
+
+  test('a clip with a title above it: rendered without the title, and the result goes above without covering it', async () => {
+    const s = setup();
+    addOriginal(s.fake, s.seq, { speed: 2 });
+    const { video: title } = s.fake.addClip(s.seq, {
+      track: 1,
+      name: 'Title',
+      start: frames(60),
+      end: frames(100),
+      mediaPath: '/g/title.png',
+    });
+    const sel = await selectedClip(s.host);
+    await s.host.prepareSource(sel);
+    expect(s.fake.renders[0].layers.map((l) => l.name)).toEqual(['Harbour wide']);
+    withResult(s);
+    await expect(s.host.placeResult(sel, RESULT, LABEL)).resolves.toMatchObject({ trackIndex: 2, newTrack: false });
+    expect(s.seq.videoTracks[1].items).toEqual([title]);
+    expect(title.disabled).toBe(false);
+    expect(placedVideo(s, 2).timing).toMatchObject({ start: 48n * TB, end: 168n * TB });
+  });
+
+  test('time remapping, a non-square pixel aspect and an interpreted frame rate each send the clip through Premiere', async () => {
+    const remap = setup();
+    const { video } = addOriginal(remap.fake, remap.seq);
+    video.chain.find(MATCH.timeRemapping)!.param('Speed').value = 50;
+    expect((await selectedClip(remap.host)).renderReason).toBe('time remapping');
+
+    const anamorphic = setup();
+    addOriginal(anamorphic.fake, anamorphic.seq, { pixelAspectRatio: 1.3333 });
+    expect((await selectedClip(anamorphic.host)).renderReason).toBe('pixel aspect ratio 1.3333');
+
+    const fake = new FakePremiere();
+    const seq = fake.addSequence({ name: 'Harbour edit', timebase: TB });
+    fake.addPreset(PRORES, 'mov');
+    addOriginal(fake, seq, { interpretedFps: 23.976 });
+    const probed: string[] = [];
+    const host = new PremiereHost({
+      ppro: fake.ppro,
+      fs: fake.fs,
+      os: { homedir: () => '/Users/editor', platform: () => 'darwin' },
+      presetFolder: `${PLUGIN}/presets`,
+      // The engine's probe: the file was shot at 59.94 fps and is interpreted as 23.976 for slow motion.
+      mediaFrameRate: async (path) => {
+        probed.push(path);
+        return 59.94;
+      },
+    });
+    const sel = await selectedClip(host);
+    expect(probed).toEqual(['/Volumes/Footage/A001_C003.mov']);
+    expect(sel.renderReason).toBe('frame rate interpreted as 23.976 fps (the file has 59.94)');
+    await host.prepareSource(sel);
+    expect(fake.renders).toHaveLength(1);
+    // Asked once per file, not on every selection change.
+    await selectedClip(host);
+    expect(probed).toHaveLength(1);
+  });
+
+  test('the fake refuses a value on a keyed parameter and an incompatible keyframe value, as documented', () => {
+    const s = setup();
+    const { video } = addOriginal(s.fake, s.seq);
+    const opacity = video.chain.find(MATCH.opacity)!.param('Opacity');
+    expect(() => opacity.createKeyframe('50')).toThrow(/Illegal Parameter type/);
+    opacity.keyframes = [{ at: 0n, value: 0 }];
+    const project = s.fake.project!;
+    let ok = true;
+    project.lockedAccess(() => {
+      ok = project.executeTransaction((ca) => {
+        ca.addAction(opacity.createSetValueAction(opacity.createKeyframe(50)));
+      });
+    });
+    expect(ok).toBe(false);
+    expect(s.fake.rules.rejected).toEqual(['Opacity varies over time: set its keyframes instead']);
+  });
+});
+
 describe('engine token', () => {
   test('engine never started: no token file, null', async () => {
     const { host } = setup();
@@ -581,10 +971,25 @@ describe('engine token', () => {
     await expect(host.readToken()).resolves.toBe('Zm9vYmFyYmF6cXV4cXV1eA-token_value');
   });
 
-  test('Windows: read from %APPDATA%\\reshoot\\token under the home folder', async () => {
+  test('Windows with AppData redirected to a share: the panel reads the file the engine writes', async () => {
+    // The engine on that machine: APPDATA points at the share, the profile is local.
+    const env = { APPDATA: '\\\\fs01\\profiles$\\editor\\AppData\\Roaming' };
+    // Node's path.join on Windows; this test runs anywhere.
+    const written = win32.join(tokenDir(env, 'win32', 'C:\\Users\\editor'), 'token');
+    expect(written).toBe('C:\\Users\\editor\\AppData\\Local\\reshoot\\token');
     const { fake, host } = setup({ platform: 'win10', home: 'C:\\Users\\editor' });
-    fake.fs.addFile('C:\\Users\\editor\\AppData\\Roaming\\reshoot\\token', 'windows-token-0123456789');
+    fake.fs.addFile(written, 'windows-token-0123456789');
     await expect(host.readToken()).resolves.toBe('windows-token-0123456789');
+  });
+
+  test('macOS and Linux: engine and panel name the same file; XDG_CONFIG_HOME does not move the token', () => {
+    expect(tokenPath(tokenDir({}, 'darwin', '/Users/editor'))).toBe(tokenFile('darwin', '/Users/editor'));
+    expect(tokenPath(tokenDir({ XDG_CONFIG_HOME: '/srv/cfg' }, 'linux', '/home/ed'))).toBe(
+      '/home/ed/.config/reshoot/token',
+    );
+    expect(tokenFile('linux', '/home/ed/')).toBe('/home/ed/.config/reshoot/token');
+    // Tests and portable installs move it on purpose.
+    expect(tokenPath(tokenDir({ RESHOOT_HOME: '/tmp/rh' }, 'linux', '/home/ed'))).toBe('/tmp/rh/config/token');
   });
 });
 
@@ -712,7 +1117,7 @@ describe('onSelectionChanged', () => {
 describe('the fake enforces Premiere 26.3 rules (so the tests above prove compliance)', () => {
   test('an action created outside lockedAccess throws', () => {
     const { fake, seq } = setup();
-    expect(() => seq.createSetInPointAction(FakeTickTime.TIME_ZERO)).toThrow(/inside project\.lockedAccess/);
+    expect(() => seq.createSetInPointAction(tick(0n))).toThrow(/inside project\.lockedAccess/);
     const editor = fake.ppro.SequenceEditor.getEditor(seq as never);
     expect(() =>
       editor.createOverwriteItemAction(seq.projectItem as never, FakeTickTime.TIME_ZERO as never, 0, 0),
@@ -726,7 +1131,7 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
       project.lockedAccess(() => {
         // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the misuse under test: Premiere refuses it
         project.executeTransaction(async (ca) => {
-          ca.addAction(seq.createSetInPointAction(new FakeTickTime(frames(5))));
+          ca.addAction(seq.createSetInPointAction(tick(frames(5))));
         }, 'async');
       }),
     ).toThrow(/must be synchronous/);
@@ -750,7 +1155,7 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     let kept: { addAction(a: unknown): boolean } | null = null;
     let stale: unknown = null;
     project.lockedAccess(() => {
-      stale = seq.createSetInPointAction(FakeTickTime.TIME_ZERO);
+      stale = seq.createSetInPointAction(tick(0n));
       project.executeTransaction((ca) => {
         kept = ca;
       }, 'empty');
@@ -772,8 +1177,8 @@ describe('the fake enforces Premiere 26.3 rules (so the tests above prove compli
     let during: bigint | null = -1n;
     project.lockedAccess(() => {
       project.executeTransaction((ca) => {
-        ca.addAction(seq.createSetInPointAction(new FakeTickTime(frames(5))));
-        ca.addAction(seq.createSetOutPointAction(new FakeTickTime(frames(50))));
+        ca.addAction(seq.createSetInPointAction(tick(frames(5))));
+        ca.addAction(seq.createSetOutPointAction(tick(frames(50))));
         during = seq.inTicks;
       }, 'Mark');
     });

@@ -7,7 +7,7 @@ import { configDir, dataDir, modelsDir } from '../config/paths';
 import { ffmpegInspection, type FfmpegInspection, type ToolChoice } from '../media/binaries';
 import { onnxRuntimeStatus, type OnnxRuntimeStatus } from '../models/ort-support';
 import type { ProviderProbe } from '../models/provider-probe';
-import { tokenPath } from '../server/token';
+import { tokenDir, tokenPath } from '../server/token';
 import { MediaError } from '../media/errors';
 import { parse } from './args';
 
@@ -35,7 +35,7 @@ export function nodeReport(version: string = process.versions.node) {
 }
 
 export function pathsReport() {
-  return { config: configDir(), token: tokenPath(configDir()), data: dataDir(), models: modelsDir() };
+  return { config: configDir(), token: tokenPath(tokenDir()), data: dataDir(), models: modelsDir() };
 }
 
 /**

@@ -1,14 +1,14 @@
 // `reshoot serve`: the engine the panel and the web UI talk to, on 127.0.0.1 only unless told otherwise.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { configDir, dataDir } from '../config/paths';
+import { dataDir } from '../config/paths';
 import { JobManager } from '../jobs/manager';
 import { ffmpegInspection } from '../media/binaries';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { createApp } from '../server/app';
 import { isLoopbackHost, startServer } from '../server/listen';
-import { loadOrCreateToken, tokenPath } from '../server/token';
+import { loadOrCreateToken, tokenDir, tokenPath } from '../server/token';
 import { makePrivateDir } from '../config/private-dir';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { VERSION } from '../version';
@@ -51,9 +51,9 @@ export async function runServe(argv: string[]): Promise<number> {
   // Control characters escaped: a path or prompt with a newline in it must not forge a line of its own.
   const log = (line: string) => console.error(`${new Date().toISOString()} ${escapeControls(line)}`);
   // On Windows the token's protection is its folder's ACL: private when that folder is outside the profile too.
-  const configPrivacy = makePrivateDir(configDir());
+  const configPrivacy = makePrivateDir(tokenDir());
   if (configPrivacy) log(`warning: ${configPrivacy}`);
-  const token = loadOrCreateToken(configDir());
+  const token = loadOrCreateToken(tokenDir());
   const worker = await PipelineWorker.start(
     resolveModel(values.model ?? process.env.RESHOOT_MODEL),
     {
@@ -85,7 +85,7 @@ export async function runServe(argv: string[]): Promise<number> {
   log(
     `model ${info.name} (${info.dir}) on ${info.provider}${info.providerFallbacks.length ? `; fell back: ${info.providerFallbacks.join('; ')}` : ''}`,
   );
-  log(`token file ${tokenPath(configDir())}; data ${dataDir()}`);
+  log(`token file ${tokenPath(tokenDir())}; data ${dataDir()}`);
   log(
     unloadAfterS
       ? `the model is unloaded after ${unloadAfterS} s without a task (--unload-after)`

@@ -1,13 +1,27 @@
 // The API token: created once per user, kept in the config folder where the panel (and nobody else) can read it.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { TOKEN_FILE_NAME, tokenFolder } from '../api/token-location';
 import { removeQuietly, renameIntoPlaceSync } from '../config/atomic-rename';
 
-const TOKEN_FILE = 'token';
+const TOKEN_FILE = TOKEN_FILE_NAME;
 const MIN_TOKEN_CHARS = 16;
 // POSIX permission bits mean little on Windows (ACLs decide there); chmod would only pretend.
 const POSIX = process.platform !== 'win32';
+
+/**
+ * The token's folder: the one the panel computes too (api/token-location.ts), whatever APPDATA or XDG_CONFIG_HOME
+ * say. RESHOOT_HOME (tests, portable installs) moves it with everything else; a panel then does not find it.
+ */
+export function tokenDir(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: string = process.platform,
+  home: string = os.homedir(),
+): string {
+  return env.RESHOOT_HOME ? path.join(env.RESHOOT_HOME, 'config') : tokenFolder(platform, home);
+}
 
 export function tokenPath(configDir: string): string {
   return path.join(configDir, TOKEN_FILE);

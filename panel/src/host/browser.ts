@@ -136,7 +136,7 @@ export class BrowserHost implements Host, SourcePicker {
 
   /** Nothing to place in a browser; the UI shows the result beside the original instead. */
   async placeResult(): Promise<PlaceResult> {
-    return { trackIndex: 0, newTrack: false };
+    return { trackIndex: 0, newTrack: false, notCarried: [], lookBaked: false, undoSteps: 1 };
   }
 
   /** A browser cannot open a folder on disk; it opens the result video in a new tab instead. */

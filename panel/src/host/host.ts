@@ -49,6 +49,15 @@ export interface PlaceResult {
   /** 0-based video track the result went to. */
   trackIndex: number;
   newTrack: boolean;
+  /** What of the original's look (Motion, Opacity, effects) could not be given to the result, one line each. */
+  notCarried: string[];
+  /** The clip was rendered through Premiere, so its look is already in the result. */
+  lookBaked: boolean;
+  /**
+   * Undo steps on the timeline that together remove the result (the placement, and the look given to it): Premiere's
+   * API cannot group transactions into one.
+   */
+  undoSteps: number;
 }
 
 export interface HistoryEntry {
@@ -77,7 +86,12 @@ export interface HistoryEntry {
   };
   resultPath: string;
   /** Where it was placed, so "place again" can reuse the clip's timeline range. */
-  placement?: { sequenceStartTicks: string; sequenceEndTicks: string; trackIndex: number };
+  placement?: {
+    sequenceStartTicks: string;
+    sequenceEndTicks: string;
+    trackIndex: number;
+    renderReason?: string | null;
+  };
 }
 
 export interface Host {
@@ -93,9 +107,15 @@ export interface Host {
   prepareSource(sel: ClipSelection, onStatus?: (message: string) => void): Promise<SourceRef>;
   /** A persistent folder for results (next to the project in Premiere), never a temporary one. */
   resultsFolder(): Promise<string>;
-  /** Imports the result and places it above the original, in one undoable step. */
+  /**
+   * Imports the result, places it exactly over the original on a free track above it and gives it the original's
+   * look. `renderReason` says whether the clip was rendered (its look is then in the result); where it is unknown
+   * (undefined) the look is not carried.
+   */
   placeResult(
-    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>,
+    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'> & {
+      renderReason?: string | null;
+    },
     resultPath: string,
     label: string,
   ): Promise<PlaceResult>;

@@ -6,23 +6,24 @@
 // undo step in Premiere's history.
 
 import type {
-  Action,
   AudioClipTrackItem,
   ClipProjectItem,
-  CompoundAction,
-  Constants,
   FolderItem,
   premierepro,
   Project,
   ProjectItem,
   Sequence,
   VideoClipTrackItem,
-  VideoTrack,
-  AudioTrack,
 } from '@adobe/premierepro';
+import { tokenFile } from '../../../engine/src/api/token-location';
 import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceRef } from './host';
+import { cleanExtension, EXPORT_PRESETS, PRESETS_FOLDER } from './export-presets';
+import { add, messageOf, transact } from './premiere-edit';
 import { dirname, hasFolder, joinPath, safeFileStem, samePath } from './premiere-paths';
-import { overlaps, parseTicks, ticksToSeconds, TICKS_PER_SECOND } from './premiere-ticks';
+import { applyLook, readLook, remapsTime, TIME_REMAPPING, type LookComponent } from './premiere-look';
+import { ResultPlacer } from './premiere-place';
+import { ClipRenderer } from './premiere-render';
+import { parseTicks, ticksToSeconds, TICKS_PER_SECOND } from './premiere-ticks';
 
 /** The parts of UXP's Node-like `fs` module the adapter uses (promise forms: no callback passed). */
 export interface UxpFs {
@@ -39,6 +40,7 @@ export interface UxpOs {
 
 export interface UxpModule {
   shell?: { openPath?: (path: string, developerText?: string) => Promise<string> };
+  storage?: { localFileSystem?: { getPluginFolder?: () => Promise<{ nativePath: string }> } };
 }
 
 export interface PremiereHostOptions {
@@ -48,10 +50,15 @@ export interface PremiereHostOptions {
   fs?: UxpFs;
   os?: UxpOs;
   engineUrl?: string;
-  /** An .epr export preset (native path) for clips that have to be rendered through Premiere first. */
-  exportPresetPath?: string;
+  /**
+   * The folder (native path) holding the export presets of export-presets.ts; by default the plugin folder's
+   * presets/, where the .ccx puts them.
+   */
+  presetFolder?: string;
   /** Overrides os.platform() ("darwin", "win32", "win10"). */
   platform?: string;
+  /** The frame rate of a media file as it is stored (the engine's probe), or null where unknown. */
+  mediaFrameRate?: (path: string) => Promise<number | null>;
 }
 
 export const RESULTS_FOLDER_NAME = 'Reshoot Renders';
@@ -63,6 +70,7 @@ const REASON_OFFLINE = 'media offline';
 const REASON_NESTED = 'nested sequence';
 const REASON_REVERSED = 'reversed';
 const REASON_NOT_MEDIA = 'not a media file (graphic or generated clip)';
+const REASON_TIME_REMAPPING = 'time remapping';
 
 const MEDIA_START_COLUMN = 'Column.Intrinsic.MediaStart';
 const MEDIA_END_COLUMN = 'Column.Intrinsic.MediaEnd';
@@ -100,7 +108,9 @@ export class PremiereHost implements Host {
 
   private readonly ppro: premierepro;
   private readonly engineBase: string;
-  private readonly exportPresetPath: string | undefined;
+  private readonly presetFolderOverride: string | undefined;
+  private readonly mediaFrameRate: ((path: string) => Promise<number | null>) | undefined;
+  private readonly frameRates = new Map<string, number>();
   private readonly platformOverride: string | undefined;
   private uxpModule: UxpModule | undefined;
   private fsModule: UxpFs | undefined;
@@ -115,7 +125,8 @@ export class PremiereHost implements Host {
     this.fsModule = options.fs;
     this.osModule = options.os;
     this.engineBase = options.engineUrl ?? 'http://127.0.0.1:7865';
-    this.exportPresetPath = options.exportPresetPath;
+    this.presetFolderOverride = options.presetFolder;
+    this.mediaFrameRate = options.mediaFrameRate;
     this.platformOverride = options.platform;
   }
 
@@ -141,7 +152,7 @@ export class PremiereHost implements Host {
     if (videos.length === 0) return items.length > 0 ? { kind: 'audio-only' } : { kind: 'none' };
     if (videos.length > 1) return { kind: 'several', count: videos.length };
 
-    const clip = await this.describeClip(sequence, videos[0]);
+    const clip = await this.describeClip(project, sequence, videos[0]);
     this.origins.set(clip, { project, sequence });
     return clip;
   }
@@ -216,74 +227,24 @@ export class PremiereHost implements Host {
     }
 
     const { project, sequence } = await this.contextFor(sel);
+    // The preset first: without one nothing is created, not even the renders folder.
+    const preset = await this.exportPreset(sequence);
     const folder = await this.resultsFolder();
-    const extension = await this.exportExtension(sequence);
-    const outFile = joinPath(folder, `${safeFileStem(sel.name)}-${timestamp()}.source.${extension}`);
-    const TickTime = this.ppro.TickTime;
-    const clipIn = TickTime.createWithTicks(sel.sequenceStartTicks);
-    const clipOut = TickTime.createWithTicks(sel.sequenceEndTicks);
-    const originalIn = await sequence.getInPoint();
-    const originalOut = await sequence.getOutPoint();
-
-    // The third-party recipe in the notes (§6): encodeFile/encodeProjectItem ignored their in/out on 2026 builds,
-    // while a subsequence cut from the sequence In/Out and exported whole renders exactly the clip's range.
-    const marked = this.transact(project, 'Reshoot: mark the clip for rendering', (ca) => {
-      add(ca, sequence.createSetInPointAction(clipIn), 'set the sequence In point');
-      add(ca, sequence.createSetOutPointAction(clipOut), 'set the sequence Out point');
+    const outFile = joinPath(folder, `${safeFileStem(sel.name)}-${timestamp()}.source.${preset.extension}`);
+    onStatus?.(RENDER_STATUS);
+    await new ClipRenderer(this.ppro, onStatus).render({
+      project,
+      sequence,
+      trackIndex: sel.trackIndex,
+      start: parseTicks(sel.sequenceStartTicks, 'the clip start'),
+      end: parseTicks(sel.sequenceEndTicks, 'the clip end'),
+      outFile,
+      presetPath: preset.path,
     });
-    if (!marked.ok) {
+    if (!(await this.statOrNull(outFile))) {
       throw new Error(
-        `Premiere refused to set the sequence In/Out points to the clip's range (${marked.reason}), so the clip could not be rendered. Check that the sequence is not locked and try again.`,
+        `Premiere reported the render finished, but ${outFile} is not there. Check that the "${RESULTS_FOLDER_NAME}" folder can be written, then try again.`,
       );
-    }
-
-    let sub: Sequence | null = null;
-    let subFailure = 'Premiere returned no sequence';
-    try {
-      sub = (await sequence.createSubsequence(true)) ?? null;
-    } catch (err) {
-      subFailure = messageOf(err);
-    }
-
-    const restored = this.transact(project, 'Reshoot: restore the In/Out points', (ca) => {
-      add(ca, sequence.createSetInPointAction(originalIn), 'restore the sequence In point');
-      add(ca, sequence.createSetOutPointAction(originalOut), 'restore the sequence Out point');
-    });
-    if (!restored.ok) {
-      if (sub) await this.discardSubsequence(project, sub, onStatus);
-      throw new Error(
-        `Premiere could not put the sequence In/Out points back (${restored.reason}); they now mark the clip. Undo "Reshoot: mark the clip for rendering" (Edit → Undo) to get them back, then try again.`,
-      );
-    }
-    if (!sub) {
-      throw new Error(
-        `Premiere could not make a subsequence of the clip's range (${subFailure}). Check that the clip's track is not locked and try again.`,
-      );
-    }
-
-    try {
-      onStatus?.(RENDER_STATUS);
-      const manager = this.ppro.EncoderManager.getManager();
-      const immediately = this.ppro.Constants.ExportType.IMMEDIATELY;
-      let exported: boolean;
-      try {
-        exported = this.exportPresetPath
-          ? await manager.exportSequence(sub, immediately, outFile, this.exportPresetPath)
-          : await manager.exportSequence(sub, immediately, outFile);
-      } catch (err) {
-        throw new Error(`Premiere could not render the clip to ${outFile}: ${messageOf(err)}. ${this.exportAdvice()}`, {
-          cause: err,
-        });
-      }
-      if (!exported)
-        throw new Error(
-          `Premiere could not render the clip to ${outFile} (the export reported failure). ${this.exportAdvice()}`,
-        );
-      if (!(await this.statOrNull(outFile))) {
-        throw new Error(`Premiere reported the render finished, but ${outFile} is not there. ${this.exportAdvice()}`);
-      }
-    } finally {
-      await this.discardSubsequence(project, sub, onStatus);
     }
     return { path: outFile, in: 0, out: sel.sequenceEnd - sel.sequenceStart };
   }
@@ -311,11 +272,7 @@ export class PremiereHost implements Host {
     return folder;
   }
 
-  async placeResult(
-    sel: Pick<ClipSelection, 'sequenceStartTicks' | 'sequenceEndTicks' | 'trackIndex' | 'name'>,
-    resultPath: string,
-    label: string,
-  ): Promise<PlaceResult> {
+  async placeResult(sel: Parameters<Host['placeResult']>[0], resultPath: string, label: string): Promise<PlaceResult> {
     const { project, sequence } = await this.contextFor(sel);
     const start = parseTicks(sel.sequenceStartTicks, 'the clip start');
     const end = parseTicks(sel.sequenceEndTicks, 'the clip end');
@@ -349,50 +306,58 @@ export class PremiereHost implements Host {
       }
     }
 
-    const clipType = this.ppro.Constants.TrackItemType.CLIP;
-    const videoCount = await sequence.getVideoTrackCount();
-    let target = -1;
-    for (let index = sel.trackIndex + 1; index < videoCount; index++) {
-      if (await this.isFree(await sequence.getVideoTrack(index), clipType, start, end)) {
-        target = index;
-        break;
-      }
-    }
-    const newTrack = target < 0;
-    const videoIndex = newTrack ? videoCount : target;
-    const audioCount = await sequence.getAudioTrackCount();
-    // The result is video-only, so the audio index places nothing; it is still chosen so that it could not harm the
-    // original's audio if it did: an overwrite names an audio track that is empty over the span, and an insert
-    // names the index past the last audio track (a fresh track, never a ripple of existing audio).
-    const audioIndex = newTrack ? audioCount : await this.freeAudioTrack(sequence, clipType, audioCount, start, end);
-
-    const TickTime = this.ppro.TickTime;
-    const at = TickTime.createWithTicks(start.toString());
-    const mediaIn = TickTime.createWithTicks('0');
-    const mediaOut = TickTime.createWithTicks((end - start).toString());
     const clipItem = this.asClipItem(item);
-    const trimToSpan = clipItem !== null && typeof clipItem.createSetInOutPointsAction === 'function';
-    const editor = this.ppro.SequenceEditor.getEditor(sequence);
-    const placedItem = item;
-
-    const placed = this.transact(project, label, (ca) => {
-      // A result a frame longer than the span would otherwise overwrite the first frame of the next clip.
-      if (trimToSpan)
-        add(ca, clipItem.createSetInOutPointsAction(mediaIn, mediaOut), 'trim the result to the clip span');
-      add(
-        ca,
-        newTrack
-          ? editor.createInsertProjectItemAction(placedItem, at, videoIndex, audioIndex, true)
-          : editor.createOverwriteItemAction(placedItem, at, videoIndex, audioIndex),
-        `place the result on V${videoIndex + 1}`,
-      );
+    if (!clipItem) throw new Error(`${resultPath} was imported as something other than a clip; place it by hand.`);
+    // Read before placing: the original's look, where it is to be carried (a rendered clip has it in the render).
+    const carry = sel.renderReason === null;
+    const original = carry ? await this.originalAt(sequence, sel.trackIndex, start) : null;
+    const look: LookComponent[] | null = original ? await readLook(project, original) : null;
+    const placed = await new ResultPlacer(this.ppro).place({
+      project,
+      sequence,
+      projectItem: item,
+      item: clipItem,
+      mediaPath: resultPath,
+      trackIndex: sel.trackIndex,
+      start,
+      end,
+      label,
+      bin: RESULTS_BIN_NAME,
     });
-    if (!placed.ok) {
-      throw new Error(
-        `Premiere refused to place the result on V${videoIndex + 1} (${placed.reason}). Check that the track is not locked; the result is in the "${RESULTS_BIN_NAME}" bin if you want to place it by hand.`,
-      );
+    const applied = look
+      ? await applyLook(this.ppro, project, placed.trackItem, look)
+      : {
+          notCarried: carry
+            ? [
+                "the original's look: the original clip is no longer where it was; set Motion, Opacity and effects by hand",
+              ]
+            : sel.renderReason === undefined
+              ? [
+                  "the original's look: this history entry does not say whether the clip was rendered through Premiere; set Motion, Opacity and effects by hand if the result needs them",
+                ]
+              : [],
+          undoSteps: 0,
+        };
+    return {
+      trackIndex: placed.trackIndex,
+      newTrack: placed.newTrack,
+      notCarried: applied.notCarried,
+      lookBaked: !!sel.renderReason,
+      undoSteps: 1 + applied.undoSteps,
+    };
+  }
+
+  /** The video clip that starts at `start` on the track, if it is still there. */
+  private async originalAt(sequence: Sequence, trackIndex: number, start: bigint): Promise<VideoClipTrackItem | null> {
+    if (trackIndex >= (await sequence.getVideoTrackCount())) return null;
+    const items: VideoClipTrackItem[] = (await sequence.getVideoTrack(trackIndex)).getTrackItems(
+      this.ppro.Constants.TrackItemType.CLIP,
+      false,
+    );
+    for (const item of items) {
+      if (parseTicks((await item.getStartTime()).ticks, 'a clip start') === start) return item;
     }
-    return { trackIndex: videoIndex, newTrack };
+    return null;
   }
 
   async readToken(): Promise<string | null> {
@@ -485,27 +450,6 @@ export class PremiereHost implements Host {
     return joinPath(dirname(projectPath), RESULTS_FOLDER_NAME);
   }
 
-  /** Runs one undoable step: the lock, the transaction and every action inside, with no await anywhere. */
-  private transact(
-    project: Project,
-    label: string,
-    build: (ca: CompoundAction) => void,
-  ): { ok: boolean; reason: string } {
-    let ok = false;
-    let reason = 'Premiere rejected the change';
-    try {
-      project.lockedAccess(() => {
-        ok = project.executeTransaction((ca) => {
-          build(ca);
-        }, label);
-      });
-    } catch (err) {
-      ok = false;
-      reason = messageOf(err);
-    }
-    return { ok, reason };
-  }
-
   /**
    * The video clip behind a selected item, or null for audio. `instanceof` works on current builds; `cast` exists on
    * some builds and is missing on others; the method check is the last resort where neither is available.
@@ -546,7 +490,7 @@ export class PremiereHost implements Host {
     }
   }
 
-  private async describeClip(sequence: Sequence, item: VideoClipTrackItem): Promise<ClipSelection> {
+  private async describeClip(project: Project, sequence: Sequence, item: VideoClipTrackItem): Promise<ClipSelection> {
     const [name, projectItem, inPoint, outPoint, startTime, endTime, speed, reversed, trackIndex, timebase, size] =
       await Promise.all([
         item.getName(),
@@ -584,6 +528,8 @@ export class PremiereHost implements Host {
     if (reversed || speed < 0) reasons.push(REASON_REVERSED);
     if (Math.abs(Math.abs(speed) - 1) > 1e-6) reasons.push(`speed changed to ${formatPercent(Math.abs(speed))}`);
     if (!nested && !mediaPath) reasons.push(REASON_NOT_MEDIA);
+    if (remapsTime(await readLook(project, item, [TIME_REMAPPING]))) reasons.push(REASON_TIME_REMAPPING);
+    if (clip && !nested && mediaPath) reasons.push(...(await this.interpretationReasons(clip, mediaPath)));
 
     return {
       kind: 'clip',
@@ -602,6 +548,42 @@ export class PremiereHost implements Host {
       trackIndex,
       renderReason: reasons.length > 0 ? reasons.join(', ') : null,
     };
+  }
+
+  /**
+   * Interpret Footage changes what the engine would read from the file: a pixel aspect other than square (the
+   * engine reads stored pixels), and a frame rate other than the file's own (the clip's In/Out count the file's
+   * frames at the interpreted rate). The API gives only the interpreted values; the file's own rate comes from the
+   * engine's probe where the panel has one, and without it an interpreted rate goes unnoticed.
+   */
+  private async interpretationReasons(clip: ClipProjectItem, mediaPath: string): Promise<string[]> {
+    let fps: number;
+    let par: number;
+    try {
+      const interpretation = await clip.getFootageInterpretation();
+      fps = interpretation.getFrameRate();
+      par = interpretation.getPixelAspectRatio();
+    } catch {
+      return [];
+    }
+    const reasons: string[] = [];
+    if (Number.isFinite(par) && par > 0 && Math.abs(par - 1) > 1e-3)
+      reasons.push(`pixel aspect ratio ${Number(par.toFixed(4))}`);
+    const own = await this.fileFrameRate(mediaPath);
+    if (own && Number.isFinite(fps) && fps > 0 && Math.abs(fps - own) > 0.005)
+      reasons.push(`frame rate interpreted as ${Number(fps.toFixed(3))} fps (the file has ${Number(own.toFixed(3))})`);
+    return reasons;
+  }
+
+  /** The engine's probe of a file's own frame rate, asked once per file (not on every selection change). */
+  private async fileFrameRate(mediaPath: string): Promise<number | null> {
+    if (!this.mediaFrameRate) return null;
+    const known = this.frameRates.get(mediaPath);
+    if (known !== undefined) return known;
+    const fps = await this.mediaFrameRate(mediaPath).catch(() => null);
+    // Unknown (no engine yet) is asked again next time.
+    if (fps !== null) this.frameRates.set(mediaPath, fps);
+    return fps;
   }
 
   /**
@@ -649,34 +631,6 @@ export class PremiereHost implements Host {
     throw new Error('Premiere did not report the sequence frame size.');
   }
 
-  private async isFree(
-    track: VideoTrack | AudioTrack,
-    clipType: Constants.TrackItemType,
-    start: bigint,
-    end: bigint,
-  ): Promise<boolean> {
-    const items: TrackItem[] = track.getTrackItems(clipType, false);
-    for (const item of items) {
-      const [itemStart, itemEnd] = await Promise.all([item.getStartTime(), item.getEndTime()]);
-      if (overlaps(parseTicks(itemStart.ticks, 'a clip start'), parseTicks(itemEnd.ticks, 'a clip end'), start, end))
-        return false;
-    }
-    return true;
-  }
-
-  private async freeAudioTrack(
-    sequence: Sequence,
-    clipType: Constants.TrackItemType,
-    count: number,
-    start: bigint,
-    end: bigint,
-  ): Promise<number> {
-    for (let index = 0; index < count; index++) {
-      if (await this.isFree(await sequence.getAudioTrack(index), clipType, start, end)) return index;
-    }
-    return count;
-  }
-
   /** Walks the bins (the preferred one first) for the clip whose media is `path`. */
   private async findByMediaPath(project: Project, path: string, preferred?: ProjectItem): Promise<ProjectItem | null> {
     const root = await project.getRootItem();
@@ -709,7 +663,7 @@ export class PremiereHost implements Host {
     const root = await project.getRootItem();
     const existing = await this.findBin(root);
     if (existing) return existing;
-    const created = this.transact(project, `Reshoot: create the "${RESULTS_BIN_NAME}" bin`, (ca) => {
+    const created = transact(project, `Reshoot: create the "${RESULTS_BIN_NAME}" bin`, (ca) => {
       add(ca, root.createBinAction(RESULTS_BIN_NAME, false), `create the "${RESULTS_BIN_NAME}" bin`);
     });
     const bin = created.ok ? await this.findBin(root) : null;
@@ -728,41 +682,40 @@ export class PremiereHost implements Host {
     return null;
   }
 
-  private async exportExtension(sequence: Sequence): Promise<string> {
-    const preset = this.exportPresetPath;
-    const manager = this.ppro.EncoderManager;
-    if (preset && typeof manager.getExportFileExtension === 'function') {
-      try {
-        const extension = String(await manager.getExportFileExtension(sequence, preset))
-          .trim()
-          .replace(/^\./, '');
-        if (/^[A-Za-z0-9]{1,8}$/.test(extension)) return extension;
-      } catch {
-        // The preset's own extension is only a nicety; mp4 is what the bundled preset writes.
+  /** The first bundled preset that is there and that Premiere can read, with the extension it writes. */
+  private async exportPreset(sequence: Sequence): Promise<{ path: string; extension: string }> {
+    const folder = await this.presetFolder();
+    const problems: string[] = [];
+    for (const preset of EXPORT_PRESETS) {
+      const path = joinPath(folder, preset.file);
+      if (!(await this.statOrNull(path))) {
+        problems.push(`${preset.file} is missing`);
+        continue;
       }
+      let extension: string | null;
+      try {
+        extension = cleanExtension(await this.ppro.EncoderManager.getExportFileExtension(sequence, path));
+      } catch (err) {
+        problems.push(`Premiere could not read ${preset.file} (${messageOf(err)})`);
+        continue;
+      }
+      if (extension) return { path, extension };
+      problems.push(`Premiere gave no file extension for ${preset.file}`);
     }
-    return 'mp4';
+    throw new Error(
+      `Reshoot has no usable export preset in ${folder} (${problems.join('; ')}), so clips that need rendering cannot be rendered. Reinstall the Reshoot panel; the presets come with it.`,
+    );
   }
 
-  private exportAdvice(): string {
-    return this.exportPresetPath
-      ? `Check that the export preset ${this.exportPresetPath} exists and that the "${RESULTS_FOLDER_NAME}" folder can be written, then try again.`
-      : `Check that the "${RESULTS_FOLDER_NAME}" folder can be written, then try again.`;
-  }
-
-  private async discardSubsequence(
-    project: Project,
-    sub: Sequence,
-    onStatus?: (message: string) => void,
-  ): Promise<void> {
-    let deleted: boolean;
-    try {
-      deleted = await project.deleteSequence(sub);
-    } catch {
-      deleted = false;
-    }
-    // The render itself is fine; a leftover sequence is only clutter, so the editor is told rather than the render lost.
-    if (!deleted) onStatus?.(`Premiere kept the temporary sequence "${sub.name}"; delete it from the Project panel.`);
+  private async presetFolder(): Promise<string> {
+    if (this.presetFolderOverride) return this.presetFolderOverride;
+    const getPluginFolder = this.uxp().storage?.localFileSystem?.getPluginFolder;
+    if (typeof getPluginFolder !== 'function')
+      throw new Error(
+        'This version of Premiere does not tell a panel where its plugin folder is, so the export presets cannot be found.',
+      );
+    const plugin = await getPluginFolder.call(this.uxp().storage?.localFileSystem);
+    return joinPath(plugin.nativePath, PRESETS_FOLDER);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -770,13 +723,7 @@ export class PremiereHost implements Host {
 
   private tokenPath(): string {
     const os = this.os();
-    const home = os.homedir();
-    const platform = this.platformOverride ?? os.platform();
-    // The engine's config folder (engine/src/config/paths.ts). UXP exposes no environment, so %APPDATA% is taken
-    // at its default place under the home folder.
-    if (/^win/i.test(platform)) return `${home.replace(/[\\/]+$/, '')}\\AppData\\Roaming\\reshoot\\token`;
-    if (platform === 'darwin') return `${home.replace(/\/+$/, '')}/Library/Application Support/reshoot/token`;
-    return `${home.replace(/\/+$/, '')}/.config/reshoot/token`;
+    return tokenFile(this.platformOverride ?? os.platform(), os.homedir());
   }
 
   private async statOrNull(path: string): Promise<{ isDirectory?: () => boolean } | null> {
@@ -801,15 +748,6 @@ export class PremiereHost implements Host {
     this.uxpModule ??= require('uxp') as UxpModule;
     return this.uxpModule;
   }
-}
-
-function add(ca: CompoundAction, action: Action, what: string): void {
-  if (!ca.addAction(action)) throw new Error(`Premiere refused to ${what}`);
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
 }
 
 function formatPercent(speed: number): string {

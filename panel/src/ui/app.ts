@@ -3,7 +3,7 @@
 // (events or polling, placing or comparing) are options with defaults taken from host.kind.
 import type { Job } from '../../../engine/src/api/schemas';
 import type { EngineClient } from '../engine-client';
-import type { HistoryEntry, Host } from '../host/host';
+import type { HistoryEntry, Host, PlaceResult } from '../host/host';
 import { fill, h } from './dom';
 import { CompareView } from './compare';
 import { EditForm, type SubmitKind } from './edit-form';
@@ -207,6 +207,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         sequenceStartTicks: ctx.clip.sequenceStartTicks,
         sequenceEndTicks: ctx.clip.sequenceEndTicks,
         trackIndex: ctx.clip.trackIndex,
+        renderReason: ctx.clip.renderReason,
       },
     };
     await history.add(entry);
@@ -215,7 +216,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       card.note('Placing on the timeline…', 'info');
       try {
         const placed = await host.placeResult(ctx.clip, job.result!.path, label);
-        card.note(placedText(placed.trackIndex, placed.newTrack), 'ok');
+        card.note(placedText(placed), 'ok');
       } catch (e) {
         const p = describeError(e);
         card.note(`Not placed: ${p.detail}`, 'error', { label: 'Try again', run: () => void place() });
@@ -231,7 +232,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       e.resultPath,
       `Reshoot: ${e.prompt}`.slice(0, LABEL_MAX),
     );
-    return placedText(placed.trackIndex, placed.newTrack);
+    return placedText(placed);
   }
 
   function showCompare(job: Job): void {
@@ -261,6 +262,16 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
   };
 }
 
-function placedText(trackIndex: number, newTrack: boolean): string {
-  return newTrack ? `Placed on a new track, ${trackName(trackIndex)}` : `Placed on ${trackName(trackIndex)}`;
+function placedText(placed: PlaceResult): string {
+  const where = placed.newTrack
+    ? `Placed on a new track, ${trackName(placed.trackIndex)}`
+    : `Placed on ${trackName(placed.trackIndex)}`;
+  // Two undo steps at most touch the timeline: the placement, and the look given to the result.
+  const look = placed.lookBaked
+    ? "; the clip's look is in the render"
+    : placed.notCarried.length > 0
+      ? `. Not carried: ${placed.notCarried.join('; ')}`
+      : '';
+  const undo = placed.undoSteps > 1 ? ` (Edit → Undo ${placed.undoSteps} times removes it)` : '';
+  return `${where}${undo}${look}`;
 }

@@ -66,7 +66,7 @@ export function richText(s: string): Node[] {
     .filter(Boolean)
     .map((part) =>
       part.startsWith('`') && part.endsWith('`')
-        ? h('code', { text: part.slice(1, -1) })
+        ? h('span', { class: 'code', text: part.slice(1, -1) })
         : document.createTextNode(part),
     );
 }

@@ -142,12 +142,12 @@ export class EngineStatus {
           h(
             'div',
             { class: 'status-facts' },
-            h('span', { class: 'fact', title: hl.modelDir }, 'model ', h('b', { text: hl.model })),
+            h('span', { class: 'fact', title: hl.modelDir }, 'model ', h('span', { class: 'strong', text: hl.model })),
             h(
               'span',
               { class: 'fact', title: hl.providerFallbacks.join('\n') || 'no fallbacks' },
               'on ',
-              h('b', { text: hl.provider }),
+              h('span', { class: 'strong', text: hl.provider }),
               hl.providerFallbacks.length ? ' (fell back)' : '',
             ),
             queue

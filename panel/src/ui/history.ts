@@ -18,7 +18,8 @@ export interface HistoryOptions {
 
 export class HistoryView {
   readonly el: HTMLElement;
-  private readonly list = h('ol', { class: 'history-list', id: 'history' });
+  // UXP does not support <ol>/<li>: a list of divs with list roles reads the same to assistive tools.
+  private readonly list = h('div', { class: 'history-list', id: 'history', attrs: { role: 'list' } });
   private readonly empty = h('div', {
     class: 'empty-note',
     text: 'Finished edits appear here, with their prompt and seed so you can repeat or vary them.',
@@ -132,8 +133,8 @@ export class HistoryView {
       .filter(Boolean)
       .join(' · ');
     return h(
-      'li',
-      { class: 'history-item', attrs: { 'data-job-id': e.jobId } },
+      'div',
+      { class: 'history-item', attrs: { 'data-job-id': e.jobId, role: 'listitem' } },
       h('div', { class: 'history-thumb-wrap' }, thumb),
       h(
         'div',
