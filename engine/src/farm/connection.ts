@@ -1,0 +1,70 @@
+// Where the render queue is: a Redis URL (redis:// or rediss:// for TLS) and a password that never appears in a log,
+// a health document or an error. The password comes from the URL or from an environment variable, not from its own
+// command-line option: a command line is visible to every user of the machine (ps, Task Manager).
+import type { RedisOptions } from 'ioredis';
+import type { ConnectionOptions } from 'bullmq';
+
+/** An unusable --queue value; the message says what to write instead. */
+export class QueueConfigError extends Error {
+  override name = 'QueueConfigError';
+}
+
+export interface QueueConnection {
+  /** The URL without credentials: what logs and messages show. */
+  display: string;
+  /** For ioredis. */
+  options: RedisOptions;
+  /** The same, typed for BullMQ (its own declaration of ioredis' options). */
+  bullmq: ConnectionOptions;
+}
+
+export const DEFAULT_PASSWORD_ENV = 'REDIS_PASSWORD';
+
+/**
+ * `url`: redis://[user[:password]@]host[:port][/db] or rediss://… (TLS). `passwordEnv`: the environment variable that
+ * holds the password (default REDIS_PASSWORD); it wins over a password in the URL.
+ */
+export function queueConnection(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env,
+  passwordEnv = DEFAULT_PASSWORD_ENV,
+): QueueConnection {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new QueueConfigError(
+      `--queue "${redact(url)}" is not a URL; write it as redis://HOST:PORT (or rediss://HOST:PORT for TLS)`,
+    );
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new QueueConfigError(
+      `--queue must start with redis:// or rediss:// (TLS), got ${u.protocol}//; e.g. redis://render-queue.local:6379`,
+    );
+  if (!u.hostname) throw new QueueConfigError('--queue has no host; write it as redis://HOST:PORT');
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d+$/.test(db))
+    throw new QueueConfigError(`--queue's path must be a database number (redis://HOST:PORT/0), got "/${db}"`);
+  const password = env[passwordEnv] || decodeURIComponent(u.password) || undefined;
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const options = {
+    host,
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(password ? { password } : {}),
+    ...(db ? { db: Number(db) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: { servername: host } } : {}),
+    // BullMQ's blocking commands must wait as long as it takes, not fail after a retry count.
+    maxRetriesPerRequest: null,
+  };
+  return {
+    display: `${u.protocol}//${u.host}${db ? `/${db}` : ''}`,
+    options,
+    bullmq: options,
+  };
+}
+
+/** The URL with any user and password cut out, for a message about a URL that could not be parsed. */
+function redact(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//');
+}
