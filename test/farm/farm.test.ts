@@ -335,6 +335,30 @@ it('maps shared-storage paths on the node, and fails a job whose paths no mappin
   }
 });
 
+it('attaches again after an engine restart to the jobs its render nodes run meanwhile', async () => {
+  const node = await startNode();
+  try {
+    const outDir = path.join(root, 'engine-restart-out');
+    fs.mkdirSync(outDir);
+    const output = path.join(outDir, 'long.mp4');
+    const id = ((await api('POST', '/v1/jobs', longRequest(output))).json as Job).id;
+    await waitFor(async () => ((await job(id)).progress.stage === 'inverting' ? true : undefined), 'computing');
+    engine.proc.kill('SIGKILL');
+    await new Promise((r) => engine.proc.once('exit', r));
+    // The node goes on without the engine; the partial file it writes is not the engine's to sweep.
+    engine = await startServe({ home: engineHome, args: ['--queue', redis.url] });
+    logs.push(engine.stderr);
+    const done = await finished(id, 240_000);
+    expect(done.state).toBe('succeeded');
+    expect(done.restarts).toBe(0);
+    expect(done.worker?.id).toBe(node.id);
+    expect(fs.readdirSync(outDir)).toEqual(['long.mp4']);
+    expect((await probeMedia(output)).video.frameCount).toBe(48);
+  } finally {
+    await stopNode(node);
+  }
+});
+
 it('never shows the Redis password: not in logs, health, workers or errors', async () => {
   const health = await api('GET', '/v1/health');
   const workers = await api('GET', '/v1/workers');
@@ -347,7 +371,8 @@ it('never shows the Redis password: not in logs, health, workers or errors', asy
     env: { ...process.env, REDIS_PASSWORD: 'not-the-password' },
     timeout: 60_000,
   });
-  expect(wrong.status).not.toBe(0);
+  expect(wrong.status).toBe(1);
+  expect(wrong.stderr).toContain(`cannot read the render queue at redis://127.0.0.1:${redis.port}: WRONGPASS`);
   expect(wrong.stderr + wrong.stdout).not.toContain('not-the-password');
   for (const lines of logs) expect(lines.join('')).not.toContain(PASSWORD);
   expect(engine.stderr.join('')).toContain(`render queue at redis://127.0.0.1:${redis.port}`);

@@ -17,6 +17,8 @@ export function queueOption(values: { queue?: string; 'queue-password-env'?: str
   }
 }
 
+export const QUEUE_CHECKS = `Check that Redis runs there, that this machine may connect to it (bind address, firewall), and its password (--queue-password-env, default ${DEFAULT_PASSWORD_ENV}) and TLS (rediss://)`;
+
 /** Seconds to reach Redis before a command gives up and says so (ioredis itself would retry for ever). */
 const CONNECT_TIMEOUT_MS = 15_000;
 
@@ -28,7 +30,7 @@ export async function reachQueue<T>(connection: QueueConnection, open: () => Pro
       () =>
         reject(
           new CliError(
-            `cannot reach the render queue at ${connection.display} within ${CONNECT_TIMEOUT_MS / 1000} s: check that Redis runs there, that this machine may connect to it (bind address, firewall), and its password (--queue-password-env, default ${DEFAULT_PASSWORD_ENV}) and TLS (rediss://)`,
+            `cannot reach the render queue at ${connection.display} within ${CONNECT_TIMEOUT_MS / 1000} s. ${QUEUE_CHECKS}`,
             1,
           ),
         ),

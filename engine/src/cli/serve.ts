@@ -76,7 +76,7 @@ export async function runServe(argv: string[]): Promise<number> {
     },
   );
   // With --queue the engine validates and plans each job as always, and render nodes (`reshoot worker`) run it.
-  const executor = queue ? await reachQueue(queue, () => QueueExecutor.open(queue)) : undefined;
+  const executor = queue ? await reachQueue(queue, () => QueueExecutor.open(queue, log)) : undefined;
   if (queue) log(`jobs go to the render queue at ${queue.display}; start render nodes with reshoot worker --queue`);
   const manager = await JobManager.open({
     worker,

@@ -2,17 +2,28 @@
 import { Redis } from 'ioredis';
 import { listWorkers } from '../farm/registry';
 import { CliError, parse } from './args';
-import { QUEUE_OPTIONS, queueOption, reachQueue } from './queue-option';
+import { QUEUE_CHECKS, QUEUE_OPTIONS, queueOption, reachQueue } from './queue-option';
 
 export async function runWorkers(argv: string[]): Promise<number> {
   const { values } = parse(argv, { ...QUEUE_OPTIONS, json: { type: 'boolean' } });
   const queue = queueOption(values);
   if (!queue) throw new CliError('reshoot workers needs --queue redis://HOST:PORT, the queue the render nodes use');
-  const redis = new Redis({ ...queue.options, lazyConnect: true });
+  // One look: no retries, so that an unreachable queue or a wrong password is said at once.
+  const redis = new Redis({ ...queue.options, lazyConnect: true, retryStrategy: () => null });
+  // The error event has the reason (refused, wrong password); connect() rejects only with "Connection is closed".
+  let reason: Error | undefined;
+  redis.on('error', (err: Error) => (reason ??= err));
   try {
     const workers = await reachQueue(queue, async () => {
-      await redis.connect();
-      return listWorkers(redis);
+      try {
+        await redis.connect();
+        return await listWorkers(redis);
+      } catch (err) {
+        throw new CliError(
+          `cannot read the render queue at ${queue.display}: ${(reason ?? (err as Error)).message.replace(/\.$/, '')}. ${QUEUE_CHECKS}`,
+          1,
+        );
+      }
     });
     if (values.json) {
       console.log(JSON.stringify({ workers }, null, 2));

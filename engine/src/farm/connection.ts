@@ -68,3 +68,16 @@ export function queueConnection(
 function redact(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//');
 }
+
+/**
+ * An 'error' listener for a connection that retries by itself (ioredis prints a stack for every unhandled one):
+ * logs each new reason once, not every retry of the same one. Never the password: ioredis' messages hold none.
+ */
+export function connectionErrors(display: string, log: (line: string) => void): (err: Error) => void {
+  let last = '';
+  return (err) => {
+    if (err.message === last) return;
+    last = err.message;
+    log(`render queue ${display}: ${err.message} (retrying)`);
+  };
+}

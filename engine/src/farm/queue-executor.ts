@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { Job, JobResult, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
 import type { JobExecutor, RunHooks } from '../jobs/manager';
-import type { QueueConnection } from './connection';
+import { connectionErrors, type QueueConnection } from './connection';
 import {
   CANCEL_CHANNEL,
   CANCELED_REASON,
@@ -39,10 +39,14 @@ export class QueueExecutor implements JobExecutor {
     events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data as FarmProgress));
   }
 
-  static async open(connection: QueueConnection): Promise<QueueExecutor> {
+  static async open(connection: QueueConnection, log: (line: string) => void): Promise<QueueExecutor> {
+    const onError = connectionErrors(connection.display, log);
     const redis = new Redis(connection.options);
     const queue = new Queue<FarmJobData, FarmJobResult>(QUEUE, { connection: connection.bullmq, prefix: PREFIX });
     const events = new QueueEvents(QUEUE, { connection: connection.bullmq, prefix: PREFIX });
+    redis.on('error', onError);
+    queue.on('error', onError);
+    events.on('error', onError);
     // A queue that cannot be reached is a reason not to start: every job would wait forever.
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), redis.ping()]);
     return new QueueExecutor(queue, events, redis);

@@ -13,7 +13,7 @@ import { removePartialOutputs } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
 import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
-import type { QueueConnection } from './connection';
+import { connectionErrors, type QueueConnection } from './connection';
 import { toEngine, toLocal, type PathMapping } from './path-map';
 import {
   CANCEL_CHANNEL,
@@ -43,7 +43,7 @@ export interface RenderWorkerOptions {
   stalledIntervalMs?: number;
   heartbeatMs: number;
   memoryLimitBytes?: number;
-  log(line: string): void;
+  log: (line: string) => void;
 }
 
 /** Progress messages at most this often (stage changes always go through): Redis carries every one to the engine. */
@@ -65,8 +65,11 @@ export class RenderWorker {
   ) {}
 
   static async start(o: RenderWorkerOptions): Promise<RenderWorker> {
+    const onError = connectionErrors(o.connection.display, o.log);
     const redis = new Redis(o.connection.options);
     const subscriber = new Redis(o.connection.options);
+    redis.on('error', onError);
+    subscriber.on('error', onError);
     await Promise.all([redis.ping(), subscriber.ping()]);
     const cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), 2 * 1024 ** 3);
     const node = new RenderWorker(o, redis, subscriber, cache);
@@ -80,7 +83,7 @@ export class RenderWorker {
       ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
       ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
     });
-    node.bull.on('error', (err) => o.log(`queue: ${err.message}`));
+    node.bull.on('error', onError);
     await node.bull.waitUntilReady();
     await node.beat();
     node.heartbeat = setInterval(() => void node.beat().catch(() => undefined), o.heartbeatMs);
