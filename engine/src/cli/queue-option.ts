@@ -1,5 +1,11 @@
 // --queue and --queue-password-env, shared by serve, worker and workers.
-import { DEFAULT_PASSWORD_ENV, QueueConfigError, queueConnection, type QueueConnection } from '../farm/connection';
+import {
+  DEFAULT_PASSWORD_ENV,
+  QueueConfigError,
+  queueConnection,
+  QueueUnreachableError,
+  type QueueConnection,
+} from '../farm/connection';
 import { CliError } from './args';
 
 export const QUEUE_OPTIONS = {
@@ -17,29 +23,17 @@ export function queueOption(values: { queue?: string; 'queue-password-env'?: str
   }
 }
 
-export const QUEUE_CHECKS = `Check that Redis runs there, that this machine may connect to it (bind address, firewall), and its password (--queue-password-env, default ${DEFAULT_PASSWORD_ENV}) and TLS (rediss://)`;
-
-/** Seconds to reach Redis before a command gives up and says so (ioredis itself would retry for ever). */
-const CONNECT_TIMEOUT_MS = 15_000;
-
-/** `open()`, or a CliError that names the queue (never its password) and what to check. */
-export async function reachQueue<T>(connection: QueueConnection, open: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new CliError(
-            `cannot reach the render queue at ${connection.display} within ${CONNECT_TIMEOUT_MS / 1000} s. ${QUEUE_CHECKS}`,
-            1,
-          ),
-        ),
-      CONNECT_TIMEOUT_MS,
-    );
-  });
+/** `open()`, with a queue that cannot be reached turned into a CliError (exit 1) that says what to check. */
+export async function reachQueue<T>(open: () => Promise<T>): Promise<T> {
   try {
-    return await Promise.race([open(), timeout]);
-  } finally {
-    clearTimeout(timer);
+    return await open();
+  } catch (err) {
+    if (err instanceof QueueUnreachableError) {
+      // A client library's retry timer must not keep a command that has failed alive (ioredis and BullMQ may hold
+      // one after a refused login); the message is printed before this fires.
+      setTimeout(() => process.exit(1), 2000).unref();
+      throw new CliError(err.message, 1);
+    }
+    throw err;
   }
 }

@@ -76,7 +76,13 @@ export async function runServe(argv: string[]): Promise<number> {
     },
   );
   // With --queue the engine validates and plans each job as always, and render nodes (`reshoot worker`) run it.
-  const executor = queue ? await reachQueue(queue, () => QueueExecutor.open(queue, log)) : undefined;
+  const executor = queue
+    ? await reachQueue(() => QueueExecutor.open(queue, log)).catch(async (err: unknown) => {
+        // The compute thread would keep the process alive after the error.
+        await worker.terminate();
+        throw err;
+      })
+    : undefined;
   if (queue) log(`jobs go to the render queue at ${queue.display}; start render nodes with reshoot worker --queue`);
   const manager = await JobManager.open({
     worker,

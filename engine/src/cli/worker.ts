@@ -56,7 +56,7 @@ export async function runWorker(argv: string[]): Promise<number> {
     const v = process.env[name];
     return v ? intOption(v, name, 0, 100, 3_600_000) : undefined;
   };
-  const node = await reachQueue(queue, () =>
+  const node = await reachQueue(() =>
     RenderWorker.start({
       connection: queue,
       worker,
@@ -69,7 +69,11 @@ export async function runWorker(argv: string[]): Promise<number> {
       memoryLimitBytes,
       log,
     }),
-  );
+  ).catch(async (err: unknown) => {
+    // The compute thread would keep the process alive after the error.
+    await worker.terminate();
+    throw err;
+  });
   const info = worker.info;
   log(
     `render node ${node.id}: model ${info.name} on ${info.provider}, ${concurrency} job(s) at once, queue ${queue.display}` +

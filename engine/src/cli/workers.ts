@@ -2,7 +2,8 @@
 import { Redis } from 'ioredis';
 import { listWorkers } from '../farm/registry';
 import { CliError, parse } from './args';
-import { QUEUE_CHECKS, QUEUE_OPTIONS, queueOption, reachQueue } from './queue-option';
+import { QUEUE_CHECKS } from '../farm/connection';
+import { QUEUE_OPTIONS, queueOption } from './queue-option';
 
 export async function runWorkers(argv: string[]): Promise<number> {
   const { values } = parse(argv, { ...QUEUE_OPTIONS, json: { type: 'boolean' } });
@@ -14,17 +15,16 @@ export async function runWorkers(argv: string[]): Promise<number> {
   let reason: Error | undefined;
   redis.on('error', (err: Error) => (reason ??= err));
   try {
-    const workers = await reachQueue(queue, async () => {
-      try {
-        await redis.connect();
-        return await listWorkers(redis);
-      } catch (err) {
-        throw new CliError(
-          `cannot read the render queue at ${queue.display}: ${(reason ?? (err as Error)).message.replace(/\.$/, '')}. ${QUEUE_CHECKS}`,
-          1,
-        );
-      }
-    });
+    let workers;
+    try {
+      await redis.connect();
+      workers = await listWorkers(redis);
+    } catch (err) {
+      throw new CliError(
+        `cannot read the render queue at ${queue.display}: ${(reason ?? (err as Error)).message.replace(/\.$/, '')}. ${QUEUE_CHECKS}`,
+        1,
+      );
+    }
     if (values.json) {
       console.log(JSON.stringify({ workers }, null, 2));
     } else if (workers.length === 0) {

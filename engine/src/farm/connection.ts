@@ -81,3 +81,48 @@ export function connectionErrors(display: string, log: (line: string) => void): 
     log(`render queue ${display}: ${err.message} (retrying)`);
   };
 }
+
+/** The queue did not answer in time (or refused the login); the message names it and what to check. */
+export class QueueUnreachableError extends Error {
+  override name = 'QueueUnreachableError';
+}
+
+const CONNECT_TIMEOUT_MS = 15_000;
+
+/**
+ * Waits for the connections' first answer. A queue that cannot be reached is a reason not to start (every job would
+ * wait forever), but ioredis retries for ever: past the timeout `close` ends the retries, so the process can exit.
+ */
+export async function whenReady(
+  connection: QueueConnection,
+  ready: Promise<unknown>,
+  close: () => Promise<void> | void,
+  timeoutMs = CONNECT_TIMEOUT_MS,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new QueueUnreachableError(
+            `cannot reach the render queue at ${connection.display} within ${timeoutMs / 1000} s. ${QUEUE_CHECKS}`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([ready, timeout]);
+  } catch (err) {
+    await close();
+    if (err instanceof QueueUnreachableError) throw err;
+    // Redis' own reason (NOAUTH, WRONGPASS, a TLS error): ioredis' messages hold no password.
+    throw new QueueUnreachableError(
+      `cannot use the render queue at ${connection.display}: ${(err as Error).message.replace(/\.$/, '')}. ${QUEUE_CHECKS}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const QUEUE_CHECKS = `Check that Redis runs there, that this machine may connect to it (bind address, firewall), and its password (--queue-password-env, default ${DEFAULT_PASSWORD_ENV}) and TLS (rediss://)`;

@@ -13,12 +13,16 @@ export interface FarmJobData {
 
 export type FarmJobResult = JobResult;
 
-/** What a render node reports while it runs a job, through BullMQ's job progress. */
-export type FarmProgress =
-  | { kind: 'start'; worker: NonNullable<Job['worker']> }
+/**
+ * What a render node reports while it runs a job, through BullMQ's job progress. Every message names the node: an
+ * engine that was down when the job started learns where it runs from whichever message comes next.
+ */
+export type FarmProgress = { worker: NonNullable<Job['worker']> } & (
+  | { kind: 'start' }
   | { kind: 'progress'; progress: JobProgress }
   | { kind: 'preview'; png: string /* base64 */ }
-  | { kind: 'warning'; warning: string };
+  | { kind: 'warning'; warning: string }
+);
 
 /** The failure reason of a job that was canceled (not failed): the engine reports it as canceled. */
 export const CANCELED_REASON = 'reshoot: canceled from the engine';

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { Job, JobResult, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
 import type { JobExecutor, RunHooks } from '../jobs/manager';
-import { connectionErrors, type QueueConnection } from './connection';
+import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import {
   CANCEL_CHANNEL,
   CANCELED_REASON,
@@ -29,7 +29,7 @@ const CANCEL_TTL_S = 24 * 3600;
 export class QueueExecutor implements JobExecutor {
   /** Every job goes to the queue at once: the render nodes, not the engine, decide how many run. */
   readonly concurrency = Number.POSITIVE_INFINITY;
-  private readonly following = new Map<string, RunHooks>();
+  private readonly following = new Map<string, { hooks: RunHooks; started: boolean }>();
 
   private constructor(
     private readonly queue: Queue<FarmJobData, FarmJobResult>,
@@ -47,16 +47,26 @@ export class QueueExecutor implements JobExecutor {
     redis.on('error', onError);
     queue.on('error', onError);
     events.on('error', onError);
-    // A queue that cannot be reached is a reason not to start: every job would wait forever.
-    await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), redis.ping()]);
-    return new QueueExecutor(queue, events, redis);
+    const executor = new QueueExecutor(queue, events, redis);
+    await whenReady(connection, Promise.all([queue.waitUntilReady(), events.waitUntilReady(), redis.ping()]), () => {
+      // Not close(): BullMQ's close waits for a connection that never became ready.
+      void queue.disconnect().catch(() => undefined);
+      void events.disconnect().catch(() => undefined);
+      redis.disconnect();
+    });
+    return executor;
   }
 
   private onProgress(jobId: string, p: FarmProgress): void {
-    const hooks = this.following.get(jobId);
-    if (!hooks || typeof p !== 'object' || p === null) return;
-    if (p.kind === 'start') hooks.onStart(p.worker);
-    else if (p.kind === 'progress') hooks.onProgress(p.progress);
+    const followed = this.following.get(jobId);
+    if (!followed || typeof p !== 'object' || p === null) return;
+    const { hooks } = followed;
+    // A node that takes the job again (its first node died) starts it again: the job says where it runs now.
+    if (p.kind === 'start' || !followed.started) {
+      followed.started = true;
+      hooks.onStart(p.worker);
+    }
+    if (p.kind === 'progress') hooks.onProgress(p.progress);
     else if (p.kind === 'preview') hooks.onPreview(Buffer.from(p.png, 'base64'));
     else if (p.kind === 'warning') hooks.onWarning(p.warning);
   }
@@ -64,8 +74,16 @@ export class QueueExecutor implements JobExecutor {
   async run(job: Job, hooks: RunHooks): Promise<JobResult> {
     let canceled!: (err: Error) => void;
     const removed = new Promise<never>((_, reject) => (canceled = reject));
-    hooks.cancelHook = { cancel: () => void this.cancel(job.id).then((gone) => gone && canceled(new CanceledError())) };
-    this.following.set(job.id, hooks);
+    let cancelAsked = false;
+    const cancel = () => void this.cancel(job.id).then((gone) => gone && canceled(new CanceledError()));
+    hooks.cancelHook = {
+      cancel: () => {
+        cancelAsked = true;
+        cancel();
+      },
+    };
+    // After an engine restart, a job recorded as running has been started already.
+    this.following.set(job.id, { hooks, started: job.state === 'running' });
     try {
       // The job id is the engine's: after an engine restart, adding it again attaches to the one already queued.
       const added = await this.queue.add(
@@ -78,6 +96,8 @@ export class QueueExecutor implements JobExecutor {
           removeOnFail: { age: KEEP_FINISHED_S },
         },
       );
+      // A cancel that came while the job was being added found nothing to take off the queue: again, now.
+      if (cancelAsked) cancel();
       return await Promise.race([added.waitUntilFinished(this.events), removed]);
     } catch (err) {
       if (err instanceof Error && err.message === CANCELED_REASON) throw new CanceledError();

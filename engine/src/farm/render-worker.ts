@@ -13,7 +13,7 @@ import { removePartialOutputs } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
 import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
-import { connectionErrors, type QueueConnection } from './connection';
+import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import { toEngine, toLocal, type PathMapping } from './path-map';
 import {
   CANCEL_CHANNEL,
@@ -70,7 +70,10 @@ export class RenderWorker {
     const subscriber = new Redis(o.connection.options);
     redis.on('error', onError);
     subscriber.on('error', onError);
-    await Promise.all([redis.ping(), subscriber.ping()]);
+    await whenReady(o.connection, Promise.all([redis.ping(), subscriber.ping()]), () => {
+      redis.disconnect();
+      subscriber.disconnect();
+    });
     const cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), 2 * 1024 ** 3);
     const node = new RenderWorker(o, redis, subscriber, cache);
     subscriber.on('message', (_channel: string, jobId: string) => node.running.get(jobId)?.cancel());
@@ -109,7 +112,9 @@ export class RenderWorker {
 
   private async process(bullJob: BullJob<FarmJobData, FarmJobResult>): Promise<FarmJobResult> {
     const job = bullJob.data.job;
-    const send = (p: FarmProgress) => bullJob.updateProgress(p).catch(() => undefined);
+    const worker = { id: this.id, host: os.hostname() };
+    const send = (p: DistributiveOmit<FarmProgress, 'worker'>) =>
+      bullJob.updateProgress({ ...p, worker }).catch(() => undefined);
     if (await this.redis.exists(canceledKey(job.id))) throw new UnrecoverableError(CANCELED_REASON);
     const request = this.localRequest(job.request, job.outputPath);
     const outputPath = this.local(job.outputPath, 'output');
@@ -128,7 +133,7 @@ export class RenderWorker {
     void this.beat().catch(() => undefined);
     this.o.log(`job ${job.id} (attempt ${bullJob.attemptsMade + 1}): ${request.source.path} → ${outputPath}`);
     try {
-      await send({ kind: 'start', worker: { id: this.id, host: os.hostname() } });
+      await send({ kind: 'start' });
       // A node that died on this job before left its hidden temp files beside the output.
       removePartialOutputs(outputPath);
       // Planned again here: this node's model and its view of the media decide the working size and the batch.
@@ -185,6 +190,8 @@ export class RenderWorker {
     this.redis.disconnect();
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 function throttled(send: (p: JobProgress) => void): (p: JobProgress) => void {
   let last = 0;
