@@ -61,6 +61,26 @@ const finished = (id: string, timeoutMs?: number) =>
     timeoutMs,
   );
 
+/** The first preview frame on the job's Server-Sent Events stream. */
+async function firstPreview(id: string): Promise<Buffer> {
+  const res = await fetch(`${engine.origin}/v1/jobs/${id}/events`, {
+    headers: { authorization: `Bearer ${engine.token}` },
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  let text = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the event stream ended without a preview: ${text.slice(-500)}`);
+      text += Buffer.from(value).toString();
+      const m = /event: preview\ndata: (.*)\n/.exec(text);
+      if (m) return Buffer.from((JSON.parse(m[1]) as { png: string }).png, 'base64');
+    }
+  } finally {
+    await reader.cancel();
+  }
+}
+
 /** `reshoot worker` with a home of its own; resolves once it says it is ready. */
 function startNode(args: string[] = []): Promise<Node> {
   const home = fs.mkdtempSync(path.join(root, 'node-'));
@@ -266,6 +286,9 @@ it(
       const output = path.join(outDir, 'running.mp4');
       const id = ((await api('POST', '/v1/jobs', longRequest(output))).json as Job).id;
       await waitFor(async () => ((await job(id)).progress.stage === 'inverting' ? true : undefined), 'computing');
+      // The node's previews reach the panel's event stream as they do from a local engine.
+      const png = await firstPreview(id);
+      expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
       expect((await api('POST', `/v1/jobs/${id}/cancel`)).status).toBe(200);
       const done = await finished(id, 60_000);
       expect(done.state).toBe('canceled');
