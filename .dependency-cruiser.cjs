@@ -15,7 +15,7 @@
 //   4  store                                what survives a job (the inversion cache)
 //   5  worker                               the compute thread
 //   6  jobs                                 queue, planning, running
-//   7  server, eval, bench                  the HTTP API, the quality and speed harnesses
+//   7  server, eval, bench, farm            the HTTP API, the quality and speed harnesses, the render queue
 //   8  cli                                  the `reshoot` command: may import everything
 //
 // Outside engine/src: scripts/ and test/ may import anything; the panel only the API contract (engine/src/api), which
@@ -29,7 +29,7 @@ const LAYERS = [
   ['store'],
   ['worker'],
   ['jobs'],
-  ['server', 'eval', 'bench'],
+  ['server', 'eval', 'bench', 'farm'],
   ['cli'],
 ];
 

@@ -292,6 +292,12 @@ describe('health and models', () => {
       ],
     });
   });
+
+  test('GET /v1/workers lists no render nodes when jobs run in the engine itself', async () => {
+    const r = await call('GET', '/v1/workers');
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual({ workers: [] });
+  });
 });
 
 describe('authentication', () => {
@@ -877,6 +883,7 @@ describe('GET /v1/openapi.json', () => {
       'MediaInfo',
       'ModelEntry',
       'Problem',
+      'WorkerStatus',
     ]);
     // Every $ref points at a component that exists.
     const refs = [...r.text.matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]);

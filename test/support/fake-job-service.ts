@@ -130,6 +130,10 @@ export class FakeJobService implements JobService {
     );
   }
 
+  workers(): ReturnType<JobService['workers']> {
+    return Promise.resolve([]);
+  }
+
   probe(path: string): ReturnType<JobService['probe']> {
     if (!this.o.probe) throw new Error('FakeJobService: no probe function given');
     return this.o.probe(path);

@@ -399,8 +399,26 @@ export const Job = z.object({
   warnings: z.array(z.string()),
   /** How often an engine restart re-queued this job. */
   restarts: z.int(),
+  /** The render node that runs (or ran) it, when the engine hands its jobs to a queue (`reshoot serve --queue`). */
+  worker: z.object({ id: z.string(), host: z.string() }).optional(),
 });
 export type Job = z.infer<typeof Job>;
+
+/** A render node (`reshoot worker`) as it last announced itself on the queue; GET /v1/workers. */
+export const WorkerStatus = z.object({
+  id: z.string(),
+  host: z.string(),
+  /** The execution provider its model runs on (e.g. "cuda", "cpu"). */
+  provider: z.string(),
+  models: z.array(z.string()),
+  /** Jobs it takes at once. */
+  concurrency: z.int(),
+  /** Ids of the jobs it runs now. */
+  currentJobs: z.array(z.string()),
+  /** ISO time of its last heartbeat; a node that stops announcing itself drops off the list. */
+  lastHeartbeat: z.string(),
+});
+export type WorkerStatus = z.infer<typeof WorkerStatus>;
 
 export const Health = z.object({
   ok: z.literal(true),

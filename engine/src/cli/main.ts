@@ -13,6 +13,7 @@ const ENGINE_COMMANDS: Record<string, () => Promise<Command>> = {
   models: async () => (await import('./models')).runModels,
   edit: async () => (await import('./edit')).runEdit,
   serve: async () => (await import('./serve')).runServe,
+  worker: async () => (await import('./worker')).runWorker,
   eval: async () => (await import('./eval')).runEval,
   bench: async () => (await import('./bench')).runBenchCommand,
 };
@@ -25,6 +26,13 @@ const USAGE = `reshoot — prompt-based video editing on a local diffusion engin
 Usage:
   reshoot serve [--port N] [--model DIR] [--provider LIST] [--threads N] [--attention-slices N]
                 [--max-memory SIZE] [--unload-after SECONDS]
+                [--queue redis://HOST:PORT [--queue-password-env NAME]]
+                                      --queue: jobs run on render nodes (reshoot worker) instead of here
+  reshoot worker --queue redis://HOST:PORT [--queue-password-env NAME] [--model DIR] [--provider LIST]
+                 [--threads N] [--concurrency N] [--map FROM=TO …]
+                                      a render node: runs the jobs of every engine on that queue
+  reshoot workers --queue redis://HOST:PORT [--json]
+                                      the render nodes on that queue: host, provider, models, current jobs
   reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
                [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S]
                [--seed N] [--batch N] [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR]
@@ -52,6 +60,9 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./doctor')).runDoctor(rest);
     case 'service':
       return (await import('./service')).runService(rest);
+    // Reads the render queue only: it needs no ONNX Runtime.
+    case 'workers':
+      return (await import('./workers')).runWorkers(rest);
     case '--version':
     case 'version':
       console.log(VERSION);

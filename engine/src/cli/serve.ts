@@ -13,6 +13,8 @@ import { makePrivateDir } from '../config/private-dir';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { VERSION } from '../version';
 import { CliError, intOption, parse, sizeOption } from './args';
+import { QUEUE_OPTIONS, queueOption, reachQueue } from './queue-option';
+import { QueueExecutor } from '../farm/queue-executor';
 
 export const DEFAULT_PORT = 7865;
 /**
@@ -35,7 +37,9 @@ export async function runServe(argv: string[]): Promise<number> {
     'attention-slices': { type: 'string' },
     'unload-after': { type: 'string' },
     'max-memory': { type: 'string' },
+    ...QUEUE_OPTIONS,
   });
+  const queue = queueOption(values);
   const memoryLimitBytes = sizeOption(values['max-memory'], 'max-memory');
   const unloadAfterS = intOption(values['unload-after'], 'unload-after', DEFAULT_UNLOAD_AFTER_S, 0, MAX_UNLOAD_AFTER_S);
   const port = intOption(values.port ?? process.env.RESHOOT_PORT, 'port', DEFAULT_PORT, 0, 65535);
@@ -71,7 +75,23 @@ export async function runServe(argv: string[]): Promise<number> {
       onUnload: () => log(`no task for ${unloadAfterS} s: model unloaded; the next job reloads it`),
     },
   );
-  const manager = await JobManager.open({ worker, dataDir: dataDir(), version: VERSION, log, memoryLimitBytes });
+  // With --queue the engine validates and plans each job as always, and render nodes (`reshoot worker`) run it.
+  const executor = queue
+    ? await reachQueue(() => QueueExecutor.open(queue, log)).catch(async (err: unknown) => {
+        // The compute thread would keep the process alive after the error.
+        await worker.terminate();
+        throw err;
+      })
+    : undefined;
+  if (queue) log(`jobs go to the render queue at ${queue.display}; start render nodes with reshoot worker --queue`);
+  const manager = await JobManager.open({
+    worker,
+    executor,
+    dataDir: dataDir(),
+    version: VERSION,
+    log,
+    memoryLimitBytes,
+  });
   // The web UI is built next to the engine (dist/panel-web, by `npm run build`); without it the API still runs.
   const webDir = path.resolve(__dirname, '../../../panel-web');
   const staticDir = fs.existsSync(path.join(webDir, 'index.html')) ? webDir : undefined;

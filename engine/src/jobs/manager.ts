@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Health, Job, JobEvent, JobProgress, JobRequest } from '../api/schemas';
+import type { Health, Job, JobEvent, JobProgress, JobRequest, JobResult, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
 import { ffmpegPath, ffprobePath, MediaError } from '../media/binaries';
 import { checkMask } from '../media/mask-input';
@@ -21,8 +21,38 @@ import { defaultOutputPath, maskSpecOf, maskTarget, planJob, runJob, type JobPla
 import { ProblemError, type JobService, type ModelSummary } from './service';
 import { JobStore } from './store';
 
+/** What a job's executor reports back while the job runs. */
+export interface RunHooks {
+  onProgress: (p: JobProgress) => void;
+  onPreview: (png: Buffer) => void;
+  onWarning: (w: string) => void;
+  /** A remote executor: a render node took the job (it was waiting in the queue until now). */
+  onStart: (worker: NonNullable<Job['worker']>) => void;
+  /** Set by the executor as soon as it starts: cancels the job wherever it is. */
+  cancelHook?: { cancel(): void };
+}
+
+/**
+ * Runs queued jobs somewhere other than this process's compute worker: farm/ hands them to render nodes through a
+ * queue. The manager still validates, plans, records and reports every job; only where the compute happens changes.
+ */
+export interface JobExecutor {
+  /** Jobs handed over at once. */
+  readonly concurrency: number;
+  /**
+   * Runs the job to its result; rejects with CanceledError when it was canceled, with an Error that says why when it
+   * failed. Called again for the same job after an engine restart: it must then attach to the job already handed over.
+   */
+  run(job: Job, hooks: RunHooks): Promise<JobResult>;
+  workers(): Promise<WorkerStatus[]>;
+  /** Stops listening; the jobs handed over go on without this engine. */
+  close(): Promise<void>;
+}
+
 export interface JobManagerOptions {
   worker: PipelineWorker;
+  /** Absent: jobs run here, one at a time, in `worker`. */
+  executor?: JobExecutor;
   dataDir: string;
   version: string;
   /** Jobs waiting at most; more submissions get 429. */
@@ -85,12 +115,12 @@ export class JobManager implements JobService {
   private readonly store: JobStore;
   private readonly cache: InversionCache;
   private readonly rendersDir: string;
-  private current?: { id: string; cancel(): void };
+  /** Jobs handed to their executor and not finished: what cancels each. */
+  private readonly running = new Map<string, { cancel(): void }>();
   /** Submissions past the queue check and still being checked against their media: they hold a place in the queue. */
   private admitting = 0;
   /** The last admission to start; each next one starts an event-loop turn after it (see submit). */
   private admissionTurn: Promise<void> = Promise.resolve();
-  private pumping = false;
   private lastPersist = new Map<string, number>();
   private closed = false;
 
@@ -110,8 +140,13 @@ export class JobManager implements JobService {
   static async open(o: JobManagerOptions): Promise<JobManager> {
     const m = new JobManager(o);
     m.recover();
-    void m.pump();
+    m.pump();
     return m;
+  }
+
+  /** Jobs run by render nodes go on while this engine is down: a restart attaches to them again. */
+  private get remote(): boolean {
+    return this.o.executor !== undefined;
   }
 
   private log(line: string): void {
@@ -124,7 +159,7 @@ export class JobManager implements JobService {
       this.log(`ignoring unreadable job file ${file}: ${reason}`),
     )) {
       this.jobs.set(job.id, job);
-      if (job.state !== 'running') continue;
+      if (job.state !== 'running' || this.remote) continue;
       removePartialOutputs(job.outputPath);
       if (job.restarts >= maxRestarts) {
         this.finish(job, 'failed', {
@@ -295,7 +330,7 @@ export class JobManager implements JobService {
     this.jobs.set(id, job);
     this.emit(job, { type: 'progress', job });
     // Start on the next turn, so a caller that subscribes right after submitting sees every stage.
-    setImmediate(() => void this.pump());
+    setImmediate(() => this.pump());
     return structuredClone(job);
   }
 
@@ -322,9 +357,11 @@ export class JobManager implements JobService {
 
   cancel(id: string): Job {
     const job = this.require(id);
-    if (job.state === 'queued') return this.finish(job, 'canceled', {});
-    if (job.state === 'running') {
-      if (this.current?.id === id) this.current.cancel();
+    const running = this.running.get(id);
+    // A job waiting in a render queue is handed over already: only its executor can take it back.
+    if (job.state === 'queued' && !running) return this.finish(job, 'canceled', {});
+    if (job.state === 'queued' || job.state === 'running') {
+      running?.cancel();
       return job;
     }
     throw ProblemError.of(
@@ -384,6 +421,10 @@ export class JobManager implements JobService {
     };
   }
 
+  async workers(): Promise<WorkerStatus[]> {
+    return this.o.executor ? this.o.executor.workers() : [];
+  }
+
   models(): ModelSummary[] {
     const info = this.o.worker.info;
     return [
@@ -418,17 +459,24 @@ export class JobManager implements JobService {
     }
   }
 
-  /** Stops taking jobs; a running job is canceled and left queued for the next start. */
+  /**
+   * Stops taking jobs. A job running here is canceled and left queued for the next start; jobs handed to render
+   * nodes go on there, and the next start attaches to them again.
+   */
   async close(): Promise<void> {
     this.closed = true;
-    const running = this.current;
-    if (running) {
-      const job = this.jobs.get(running.id);
-      running.cancel();
-      await new Promise<void>((resolve) => {
-        const check = () => (this.current ? setTimeout(check, 20) : resolve());
-        check();
-      });
+    if (this.o.executor) {
+      await this.o.executor.close();
+      return;
+    }
+    const ids = [...this.running.keys()];
+    for (const id of ids) this.running.get(id)?.cancel();
+    await new Promise<void>((resolve) => {
+      const check = () => (this.running.size > 0 ? setTimeout(check, 20) : resolve());
+      check();
+    });
+    for (const id of ids) {
+      const job = this.jobs.get(id);
       if (job) this.update(job, { state: 'queued', progress: { stage: 'queued', fraction: 0 } }, true);
     }
   }
@@ -475,54 +523,48 @@ export class JobManager implements JobService {
     return job;
   }
 
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
-    try {
-      for (;;) {
-        if (this.closed) return;
-        const next = [...this.jobs.values()]
-          .filter((j) => j.state === 'queued')
-          .sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
-        if (!next) return;
-        await this.execute(next);
-      }
-    } finally {
-      this.pumping = false;
+  /** Hands waiting jobs to the executor, oldest first, while it has room. */
+  private pump(): void {
+    const limit = this.o.executor?.concurrency ?? 1;
+    while (!this.closed && this.running.size < limit) {
+      const next = [...this.jobs.values()]
+        // After a restart, a job a render node was running is attached to again like a waiting one.
+        .filter((j) => !this.running.has(j.id) && (j.state === 'queued' || (this.remote && j.state === 'running')))
+        .sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
+      if (!next) return;
+      void this.execute(next).finally(() => this.pump());
     }
   }
 
   private async execute(job: Job): Promise<void> {
-    const hook: { cancel(): void } = { cancel: () => (canceledEarly = true) };
-    let canceledEarly = false;
-    const ctx = {
-      worker: this.o.worker,
-      cache: this.cache,
-      seed: job.seed,
+    const hooks: RunHooks = {
       onProgress: (p: JobProgress) => this.update(job, { progress: p }, false),
       onPreview: (png: Buffer) => this.emit(job, { type: 'preview', jobId: job.id, png: png.toString('base64') }),
       onWarning: (w: string) => {
         if (!job.warnings.includes(w)) job.warnings.push(w);
       },
-      cancelHook: undefined as { cancel(): void } | undefined,
-      memoryLimitBytes: this.o.memoryLimitBytes,
+      onStart: (worker) =>
+        this.update(
+          job,
+          {
+            state: 'running',
+            worker,
+            startedAt: new Date().toISOString(),
+            progress: { stage: 'probing', fraction: 0 },
+          },
+          true,
+        ),
     };
-    this.current = { id: job.id, cancel: () => (ctx.cancelHook ?? hook).cancel() };
-    this.update(
-      job,
-      { state: 'running', startedAt: new Date().toISOString(), progress: { stage: 'probing', fraction: 0 } },
-      true,
-    );
+    // Synchronously, before any await: pump() counts this job as handed over from here on. Both executors set
+    // cancelHook before their first await.
+    this.running.set(job.id, { cancel: () => hooks.cancelHook?.cancel() });
     try {
-      // Jobs recovered after a restart were planned by another process; plan again against the media as it is now.
-      const plan =
-        this.plans.get(job.id) ??
-        (await planJob(job.request, this.o.worker.info, job.outputPath, undefined, this.o.memoryLimitBytes));
-      if (canceledEarly) throw new CanceledError();
-      const result = await runJob(job.request, plan, ctx);
+      const result = this.o.executor ? await this.o.executor.run(job, hooks) : await this.runHere(job, hooks);
       this.finish(job, 'succeeded', { result });
       this.log(`job ${job.id} succeeded: ${result.frames} frames in ${result.seconds.toFixed(1)} s → ${result.path}`);
     } catch (err) {
+      // A closing engine leaves handed-over jobs to their render nodes; it learns how they ended at its next start.
+      if (this.closed && this.remote) return;
       if (err instanceof CanceledError) {
         if (!this.closed) this.finish(job, 'canceled', {});
       } else {
@@ -538,8 +580,35 @@ export class JobManager implements JobService {
         this.log(`job ${job.id} failed: ${detail}`);
       }
     } finally {
-      this.current = undefined;
+      this.running.delete(job.id);
     }
+  }
+
+  /** The job in this process's compute worker. */
+  private async runHere(job: Job, hooks: RunHooks): Promise<JobResult> {
+    let canceledEarly = false;
+    const ctx = {
+      worker: this.o.worker,
+      cache: this.cache,
+      seed: job.seed,
+      onProgress: hooks.onProgress,
+      onPreview: hooks.onPreview,
+      onWarning: hooks.onWarning,
+      cancelHook: undefined as { cancel(): void } | undefined,
+      memoryLimitBytes: this.o.memoryLimitBytes,
+    };
+    hooks.cancelHook = { cancel: () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true)) };
+    this.update(
+      job,
+      { state: 'running', startedAt: new Date().toISOString(), progress: { stage: 'probing', fraction: 0 } },
+      true,
+    );
+    // Jobs recovered after a restart were planned by another process; plan again against the media as it is now.
+    const plan =
+      this.plans.get(job.id) ??
+      (await planJob(job.request, this.o.worker.info, job.outputPath, undefined, this.o.memoryLimitBytes));
+    if (canceledEarly) throw new CanceledError();
+    return runJob(job.request, plan, ctx);
   }
 }
 

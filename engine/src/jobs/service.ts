@@ -1,6 +1,6 @@
 // What the HTTP server (and the CLI) may ask of the engine. The server holds no editing logic: it parses with the
 // api/ schemas, calls this, and renders results or problem documents.
-import type { Health, Job, JobEvent, JobRequest, Problem } from '../api/schemas';
+import type { Health, Job, JobEvent, JobRequest, Problem, WorkerStatus } from '../api/schemas';
 import type { MediaInfo } from '../media/probe';
 
 /** An error that already knows its HTTP status and the sentence that tells a person what to do. */
@@ -48,6 +48,8 @@ export interface JobService {
   subscribe(id: string, listener: (e: JobEvent) => void): () => void;
   health(): Health;
   models(): ModelSummary[];
+  /** The render nodes that take this engine's jobs from a queue; empty when the engine runs them itself. */
+  workers(): Promise<WorkerStatus[]>;
   probe(path: string): Promise<MediaInfo>;
   /** PNG of the frame at t seconds (display orientation), at most maxWidth wide. */
   still(path: string, t: number, maxWidth?: number): Promise<Buffer>;

@@ -188,6 +188,9 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     listModels: (_req, res) => {
       res.json({ models: service.models() });
     },
+    listWorkers: async (_req, res) => {
+      res.json({ workers: await service.workers() });
+    },
     submitJob: async (req, res) => {
       const turn = submissionTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
       submissionTurn = turn;

@@ -1,7 +1,16 @@
 // GET /v1/openapi.json: components generated from the api/ zod schemas, paths from ROUTES plus the hand-written
 // table below. The table is keyed by operationId, so the compiler refuses a route without documentation.
 import { z } from 'zod';
-import { Health, Job, JobRequest, MediaInfoSchema, ModelEntry, Problem, type JobEvent } from '../api/schemas';
+import {
+  Health,
+  Job,
+  JobRequest,
+  MediaInfoSchema,
+  ModelEntry,
+  Problem,
+  WorkerStatus,
+  type JobEvent,
+} from '../api/schemas';
 import { ROUTES, openApiPath, type RouteId } from './routes';
 
 type Json = Record<string, unknown>;
@@ -39,6 +48,18 @@ const DOCS: Record<RouteId, Json> = {
       200: json(
         { type: 'object', properties: { models: { type: 'array', items: ref('ModelEntry') } }, required: ['models'] },
         'Known models',
+      ),
+    },
+  },
+  listWorkers: {
+    responses: {
+      200: json(
+        {
+          type: 'object',
+          properties: { workers: { type: 'array', items: ref('WorkerStatus') } },
+          required: ['workers'],
+        },
+        'Render nodes that announced themselves within the last heartbeats',
       ),
     },
   },
@@ -146,6 +167,7 @@ function components(): Json {
     .add(Job, { id: 'Job' })
     .add(Health, { id: 'Health' })
     .add(ModelEntry, { id: 'ModelEntry' })
+    .add(WorkerStatus, { id: 'WorkerStatus' })
     .add(MediaInfoSchema, { id: 'MediaInfo' })
     .add(Problem, { id: 'Problem' })
     .add(JobEventDoc, { id: 'JobEvent' });

@@ -36,6 +36,14 @@ export const ROUTES = [
     jsonBody: false,
   },
   {
+    method: 'GET',
+    path: '/v1/workers',
+    operationId: 'listWorkers',
+    summary: 'Render nodes taking jobs from the queue (empty when jobs run in this engine)',
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
     method: 'POST',
     path: '/v1/jobs',
     operationId: 'submitJob',

@@ -57,7 +57,9 @@ export function stageLine(job: Job): string {
     case 'queued':
       return 'Waiting in the queue';
     case 'succeeded':
-      return job.result ? `Done in ${seconds(job.result.seconds)} · ${job.result.frames} frames` : 'Done';
+      return (
+        (job.result ? `Done in ${seconds(job.result.seconds)} · ${job.result.frames} frames` : 'Done') + where(job)
+      );
     case 'failed':
       return job.error?.title ?? 'Failed';
     case 'canceled':
@@ -67,9 +69,14 @@ export function stageLine(job: Job): string {
       const parts = [STAGE_LABELS[p.stage] ?? p.stage];
       if (p.step !== undefined && p.steps) parts.push(`step ${p.step}/${p.steps}`);
       else if (p.frame !== undefined && p.frames) parts.push(`frame ${Math.min(p.frame, p.frames)}/${p.frames}`);
-      return parts.join(' · ');
+      return parts.join(' · ') + where(job);
     }
   }
+}
+
+/** The render node a farm job runs on (`reshoot serve --queue`); nothing for a job the engine runs itself. */
+function where(job: Job): string {
+  return job.worker ? ` · on ${job.worker.host}` : '';
 }
 
 export function maskLabel(mask: Job['request']['mask']): string {

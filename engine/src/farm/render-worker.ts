@@ -1,0 +1,206 @@
+// A render node: takes edits off the BullMQ queue and runs each with the same runner and compute worker as the local
+// engine (jobs/runner.ts, worker/pipeline-worker.ts), on this machine's paths for the shared storage. Faults are the
+// queue's: a node killed mid-job stops renewing its lock, and BullMQ's stalled-job check hands the job to another
+// node (or to this one after a restart); the result is written to a hidden temp file and renamed into place, so the
+// expected path never holds a partial file.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { JobProgress, JobRequest, JobResult, WorkerStatus } from '../api/schemas';
+import { CanceledError } from '../editing/types';
+import { removePartialOutputs } from '../jobs/manager';
+import { planJob, runJob } from '../jobs/runner';
+import { InversionCache } from '../store/inversion-cache';
+import type { PipelineWorker } from '../worker/pipeline-worker';
+import { connectionErrors, whenReady, type QueueConnection } from './connection';
+import { toEngine, toLocal, type PathMapping } from './path-map';
+import {
+  CANCEL_CHANNEL,
+  CANCELED_REASON,
+  canceledKey,
+  PREFIX,
+  QUEUE,
+  type FarmJobData,
+  type FarmJobResult,
+  type FarmProgress,
+} from './protocol';
+import { announce, withdraw } from './registry';
+
+export interface RenderWorkerOptions {
+  connection: QueueConnection;
+  worker: PipelineWorker;
+  /** This node's data folder: its inversion cache lives there. */
+  dataDir: string;
+  maps: PathMapping[];
+  /** Jobs at once (a big GPU may run several; they share the one compute worker). */
+  concurrency: number;
+  /**
+   * How long a job's lock lasts without renewal, and how often nodes look for jobs whose lock ran out: the time a
+   * killed node's job waits before another node takes it. BullMQ's defaults (30 s, 30 s) unless given.
+   */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  heartbeatMs: number;
+  memoryLimitBytes?: number;
+  log: (line: string) => void;
+}
+
+/** Progress messages at most this often (stage changes always go through): Redis carries every one to the engine. */
+const PROGRESS_INTERVAL_MS = 250;
+/** A job whose node died this many times is failed rather than handed out again. */
+const MAX_STALLS = 2;
+
+export class RenderWorker {
+  readonly id = `${os.hostname()}-${process.pid}`;
+  private readonly running = new Map<string, { cancel(): void }>();
+  private heartbeat?: NodeJS.Timeout;
+
+  private constructor(
+    private readonly o: RenderWorkerOptions,
+    private readonly redis: Redis,
+    private readonly subscriber: Redis,
+    private readonly cache: InversionCache,
+    private bull?: Worker<FarmJobData, FarmJobResult>,
+  ) {}
+
+  static async start(o: RenderWorkerOptions): Promise<RenderWorker> {
+    const onError = connectionErrors(o.connection.display, o.log);
+    const redis = new Redis(o.connection.options);
+    const subscriber = new Redis(o.connection.options);
+    redis.on('error', onError);
+    subscriber.on('error', onError);
+    await whenReady(o.connection, Promise.all([redis.ping(), subscriber.ping()]), () => {
+      redis.disconnect();
+      subscriber.disconnect();
+    });
+    const cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), 2 * 1024 ** 3);
+    const node = new RenderWorker(o, redis, subscriber, cache);
+    subscriber.on('message', (_channel: string, jobId: string) => node.running.get(jobId)?.cancel());
+    await subscriber.subscribe(CANCEL_CHANNEL);
+    node.bull = new Worker<FarmJobData, FarmJobResult>(QUEUE, (job) => node.process(job), {
+      connection: o.connection.bullmq,
+      prefix: PREFIX,
+      concurrency: o.concurrency,
+      maxStalledCount: MAX_STALLS,
+      ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
+      ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
+    });
+    node.bull.on('error', onError);
+    await node.bull.waitUntilReady();
+    await node.beat();
+    node.heartbeat = setInterval(() => void node.beat().catch(() => undefined), o.heartbeatMs);
+    return node;
+  }
+
+  status(): WorkerStatus {
+    const info = this.o.worker.info;
+    return {
+      id: this.id,
+      host: os.hostname(),
+      provider: info.provider,
+      models: [info.name],
+      concurrency: this.o.concurrency,
+      currentJobs: [...this.running.keys()],
+      lastHeartbeat: new Date().toISOString(),
+    };
+  }
+
+  private beat(): Promise<void> {
+    return announce(this.redis, this.status(), this.o.heartbeatMs);
+  }
+
+  private async process(bullJob: BullJob<FarmJobData, FarmJobResult>): Promise<FarmJobResult> {
+    const job = bullJob.data.job;
+    const worker = { id: this.id, host: os.hostname() };
+    const send = (p: DistributiveOmit<FarmProgress, 'worker'>) =>
+      bullJob.updateProgress({ ...p, worker }).catch(() => undefined);
+    if (await this.redis.exists(canceledKey(job.id))) throw new UnrecoverableError(CANCELED_REASON);
+    const request = this.localRequest(job.request, job.outputPath);
+    const outputPath = this.local(job.outputPath, 'output');
+    let canceledEarly = false;
+    const ctx = {
+      worker: this.o.worker,
+      cache: this.cache,
+      seed: job.seed,
+      onProgress: throttled((progress) => void send({ kind: 'progress', progress })),
+      onPreview: (png: Buffer) => void send({ kind: 'preview', png: png.toString('base64') }),
+      onWarning: (warning: string) => void send({ kind: 'warning', warning }),
+      cancelHook: undefined as { cancel(): void } | undefined,
+      memoryLimitBytes: this.o.memoryLimitBytes,
+    };
+    this.running.set(job.id, { cancel: () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true)) });
+    void this.beat().catch(() => undefined);
+    this.o.log(`job ${job.id} (attempt ${bullJob.attemptsMade + 1}): ${request.source.path} → ${outputPath}`);
+    try {
+      await send({ kind: 'start' });
+      // A node that died on this job before left its hidden temp files beside the output.
+      removePartialOutputs(outputPath);
+      // Planned again here: this node's model and its view of the media decide the working size and the batch.
+      const plan = await planJob(request, this.o.worker.info, outputPath, undefined, this.o.memoryLimitBytes);
+      if (canceledEarly) throw new CanceledError();
+      const result = await runJob(request, plan, ctx);
+      this.o.log(`job ${job.id} done: ${result.frames} frames in ${result.seconds.toFixed(1)} s`);
+      return this.engineResult(result, job.outputPath);
+    } catch (err) {
+      if (err instanceof CanceledError) {
+        this.o.log(`job ${job.id} canceled`);
+        throw new UnrecoverableError(CANCELED_REASON);
+      }
+      this.o.log(`job ${job.id} failed: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      this.running.delete(job.id);
+      void this.beat().catch(() => undefined);
+    }
+  }
+
+  /** A path of the job as this node names it; a path no --map covers fails this try (another node may map it). */
+  private local(p: string, field: string): string {
+    const mapped = toLocal(p, this.o.maps);
+    if (mapped === undefined)
+      throw new Error(
+        `render node ${os.hostname()} cannot reach the job's ${field} ${p}: no --map covers it (it maps ${this.o.maps
+          .map((m) => m.from)
+          .join(', ')}). Put the file on shared storage that the render nodes map, or add --map FROM=TO for it`,
+      );
+    return mapped;
+  }
+
+  private localRequest(req: JobRequest, outputPath: string): JobRequest {
+    const local = { ...req, source: { ...req.source, path: this.local(req.source.path, 'source') } };
+    if (req.mask.type === 'file') local.mask = { ...req.mask, path: this.local(req.mask.path, 'mask') };
+    // The output is named by the engine's plan (job.outputPath); the request's own output path must agree with it.
+    if (req.output?.path) local.output = { ...req.output, path: this.local(outputPath, 'output') };
+    return local;
+  }
+
+  /** The result as the engine names its files. */
+  private engineResult(result: JobResult, outputPath: string): JobResult {
+    const matte = result.mattePath ? toEngine(result.mattePath, this.o.maps) : undefined;
+    return { ...result, path: outputPath, ...(matte ? { mattePath: matte } : {}) };
+  }
+
+  /** Takes no new jobs, lets the running ones finish, and drops off the list of nodes. */
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.bull?.close();
+    await withdraw(this.redis, this.id).catch(() => undefined);
+    this.subscriber.disconnect();
+    this.redis.disconnect();
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function throttled(send: (p: JobProgress) => void): (p: JobProgress) => void {
+  let last = 0;
+  let stage = '';
+  return (p) => {
+    const now = Date.now();
+    if (p.stage === stage && now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    stage = p.stage;
+    send(p);
+  };
+}

@@ -1,0 +1,434 @@
+// The render farm end to end, every part real: redis-server (append-only, with a password), BullMQ, `reshoot serve
+// --queue` taking jobs over its HTTP API, and `reshoot worker` processes running them with the oracle model. What
+// an editor would check: the results are the local engine's bit for bit, a render node killed mid-job costs nothing
+// but time, a Redis restart loses no queued job, cancel reaches the node, shared-storage paths are mapped (or the job
+// says why not), and the password shows up nowhere.
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Job, WorkerStatus } from '../../engine/src/api/schemas';
+import { makeTestClip, probeMedia } from '../../engine/src/media';
+import { CLI, spawnTracked, startServe, type Served } from '../support/children';
+import { startRedis, type RedisServer } from '../support/redis';
+
+const PASSWORD = 'farm-secret-7f3a9c';
+
+let root: string;
+let clip: string;
+let redis: RedisServer;
+let engine: Served;
+let engineHome: string;
+
+interface Node {
+  proc: ChildProcess;
+  id: string;
+  stderr: string[];
+}
+
+const logs: string[][] = [];
+
+async function api(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${engine.origin}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${engine.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : undefined };
+}
+
+const workersNow = async () => ((await api('GET', '/v1/workers')).json as { workers: WorkerStatus[] }).workers;
+
+async function waitFor<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 120_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const job = async (id: string): Promise<Job> => (await api('GET', `/v1/jobs/${id}`)).json as Job;
+const finished = (id: string, timeoutMs?: number) =>
+  waitFor(
+    async () => {
+      const j = await job(id);
+      return ['succeeded', 'failed', 'canceled'].includes(j.state) ? j : undefined;
+    },
+    `job ${id} to end`,
+    timeoutMs,
+  );
+
+/** The first preview frame on the job's Server-Sent Events stream. */
+async function firstPreview(id: string): Promise<Buffer> {
+  const res = await fetch(`${engine.origin}/v1/jobs/${id}/events`, {
+    headers: { authorization: `Bearer ${engine.token}` },
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  let text = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the event stream ended without a preview: ${text.slice(-500)}`);
+      text += Buffer.from(value).toString();
+      const m = /event: preview\ndata: (.*)\n/.exec(text);
+      if (m) return Buffer.from((JSON.parse(m[1]) as { png: string }).png, 'base64');
+    }
+  } finally {
+    await reader.cancel();
+  }
+}
+
+/** `reshoot worker` with a home of its own; resolves once it says it is ready. */
+function startNode(args: string[] = []): Promise<Node> {
+  const home = fs.mkdtempSync(path.join(root, 'node-'));
+  return new Promise((resolve, reject) => {
+    const proc = spawnTracked(process.execPath, [CLI, 'worker', '--queue', redis.url, '--threads', '1', ...args], {
+      env: {
+        ...process.env,
+        RESHOOT_HOME: home,
+        REDIS_PASSWORD: PASSWORD,
+        // A killed node's job is handed out again within ~3 s instead of BullMQ's 30 s.
+        RESHOOT_QUEUE_LOCK_MS: '2000',
+        RESHOOT_QUEUE_STALLED_MS: '1000',
+        RESHOOT_QUEUE_HEARTBEAT_MS: '500',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const stderr: string[] = [];
+    logs.push(stderr);
+    proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /worker (\S+) ready/.exec(out);
+      if (m) resolve({ proc, id: m[1], stderr });
+    });
+    proc.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${stderr.join('')}`)));
+  });
+}
+
+function stopNode(node: Node, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (node.proc.exitCode !== null || node.proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    node.proc.once('exit', () => resolve());
+    node.proc.kill(signal);
+  });
+}
+
+/** A short edit of the clip: a few seconds of oracle compute on one thread. */
+function request(output: string, seed: number, extra: Record<string, unknown> = {}) {
+  return {
+    source: { path: clip, in: 0, out: 0.5 },
+    prompt: 'a blue car on a gray road',
+    sourcePrompt: 'a red car on a gray road',
+    steps: 4,
+    seed,
+    output: { path: output },
+    ...extra,
+  };
+}
+
+/** A job long enough to act on while it runs (tens of seconds on one core). */
+const longRequest = (output: string) =>
+  request(output, 7, { source: { path: clip, in: 0, out: 1 }, steps: 30, guidance: 1 });
+
+/** Tests that run a long job: a hang guard for a busy 2-core machine, not a speed requirement. */
+const LONG_TEST_MS = 360_000;
+
+beforeAll(async () => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'farm-'));
+  clip = path.join(root, 'clip.mp4');
+  await makeTestClip({
+    file: clip,
+    width: 128,
+    height: 72,
+    fps: { num: 24, den: 1 },
+    frames: 48,
+    content: 'moving-square',
+  });
+  redis = await startRedis({ password: PASSWORD });
+  engineHome = path.join(root, 'engine');
+  process.env.REDIS_PASSWORD = PASSWORD;
+  engine = await startServe({ home: engineHome, args: ['--queue', redis.url] });
+  logs.push(engine.stderr);
+});
+
+afterAll(() => {
+  delete process.env.REDIS_PASSWORD;
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+it('runs jobs submitted over HTTP on two render nodes, bit for bit as the local engine does', async () => {
+  const nodes = await Promise.all([startNode(), startNode()]);
+  try {
+    const workers = await waitFor(async () => {
+      const ws = await workersNow();
+      return ws.length === 2 ? ws : undefined;
+    }, 'two render nodes');
+    expect(workers.map((w) => w.id).sort()).toEqual(nodes.map((n) => n.id).sort());
+    for (const w of workers)
+      expect(w).toMatchObject({ host: os.hostname(), provider: 'cpu', models: ['oracle'], concurrency: 1 });
+
+    const outDir = path.join(root, 'farm-out');
+    fs.mkdirSync(outDir);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await api('POST', '/v1/jobs', request(path.join(outDir, `edit-${i}.mp4`), 100 + i));
+      expect(r.status).toBe(202);
+      ids.push((r.json as Job).id);
+    }
+    // While they run, `reshoot workers` shows the nodes and what they run.
+    const listed = spawnSync(process.execPath, [CLI, 'workers', '--queue', redis.url, '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, REDIS_PASSWORD: PASSWORD },
+    });
+    expect(listed.status).toBe(0);
+    expect((JSON.parse(listed.stdout) as { workers: WorkerStatus[] }).workers.map((w) => w.id).sort()).toEqual(
+      nodes.map((n) => n.id).sort(),
+    );
+
+    const done = await Promise.all(ids.map((id) => finished(id)));
+    for (const j of done) expect(j.state).toBe('succeeded');
+    // Both nodes took jobs, and each job says where it ran.
+    expect(new Set(done.map((j) => j.worker?.id)).size).toBe(2);
+    for (const j of done) expect(nodes.map((n) => n.id)).toContain(j.worker?.id);
+
+    // The same requests on an engine that runs them itself.
+    const local = await startServe({ home: path.join(root, 'local'), args: [] });
+    try {
+      const localDir = path.join(root, 'local-out');
+      fs.mkdirSync(localDir);
+      for (let i = 0; i < 4; i++) {
+        const r = await fetch(`${local.origin}/v1/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${local.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(request(path.join(localDir, `edit-${i}.mp4`), 100 + i)),
+        });
+        expect(r.status).toBe(202);
+        const id = ((await r.json()) as Job).id;
+        await waitFor(async () => {
+          const j = (await (
+            await fetch(`${local.origin}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${local.token}` } })
+          ).json()) as Job;
+          return j.state === 'succeeded' ? j : j.state === 'queued' || j.state === 'running' ? undefined : null;
+        }, 'the local job');
+        const farm = fs.readFileSync(path.join(outDir, `edit-${i}.mp4`));
+        expect(farm.length).toBeGreaterThan(1000);
+        expect(farm.equals(fs.readFileSync(path.join(localDir, `edit-${i}.mp4`)))).toBe(true);
+      }
+    } finally {
+      local.proc.kill('SIGTERM');
+    }
+    // The result route serves the node's file.
+    const file = await fetch(`${engine.origin}/v1/jobs/${ids[0]}/result`, {
+      headers: { authorization: `Bearer ${engine.token}` },
+    });
+    expect(file.status).toBe(200);
+    expect(Buffer.from(await file.arrayBuffer()).equals(fs.readFileSync(path.join(outDir, 'edit-0.mp4')))).toBe(true);
+  } finally {
+    await Promise.all(nodes.map((n) => stopNode(n)));
+  }
+});
+
+it(
+  'finishes a job on the other node when its node is killed mid-job, with one result and no partial file',
+  async () => {
+    const nodes = await Promise.all([startNode(), startNode()]);
+    try {
+      const outDir = path.join(root, 'kill-out');
+      fs.mkdirSync(outDir);
+      const output = path.join(outDir, 'long.mp4');
+      const r = await api('POST', '/v1/jobs', longRequest(output));
+      expect(r.status).toBe(202);
+      const id = (r.json as Job).id;
+      const running = await waitFor(async () => {
+        const j = await job(id);
+        return j.worker && j.progress.stage === 'inverting' ? j : undefined;
+      }, 'the job to compute on a node');
+      const victim = nodes.find((n) => n.id === running.worker!.id)!;
+      const survivor = nodes.find((n) => n !== victim)!;
+      await stopNode(victim, 'SIGKILL');
+      expect(fs.existsSync(output)).toBe(false);
+
+      const done = await finished(id, 240_000);
+      expect(done.state).toBe('succeeded');
+      expect(done.worker?.id).toBe(survivor.id);
+      expect((await probeMedia(output)).video.frameCount).toBe(24);
+      // One result where it was expected, and nothing else left beside it.
+      expect(fs.readdirSync(outDir)).toEqual(['long.mp4']);
+      // The node that died drops off the list once its heartbeat key expires.
+      await waitFor(async () => {
+        const ws = await workersNow();
+        return ws.length === 1 && ws[0].id === survivor.id ? true : undefined;
+      }, 'the killed node to drop off');
+    } finally {
+      await Promise.all(nodes.map((n) => stopNode(n)));
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it(
+  'cancels a job on the node that runs it, and one that no node has taken yet',
+  async () => {
+    const outDir = path.join(root, 'cancel-out');
+    fs.mkdirSync(outDir);
+    // No node yet: the job waits in the queue, and cancel takes it off.
+    const waiting = (await api('POST', '/v1/jobs', request(path.join(outDir, 'waiting.mp4'), 1))).json as Job;
+    expect((await api('POST', `/v1/jobs/${waiting.id}/cancel`)).status).toBe(200);
+    expect((await finished(waiting.id)).state).toBe('canceled');
+
+    const node = await startNode();
+    try {
+      const output = path.join(outDir, 'running.mp4');
+      const id = ((await api('POST', '/v1/jobs', longRequest(output))).json as Job).id;
+      await waitFor(async () => ((await job(id)).progress.stage === 'inverting' ? true : undefined), 'computing');
+      // The node's previews reach the panel's event stream as they do from a local engine.
+      const png = await firstPreview(id);
+      expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
+      expect((await api('POST', `/v1/jobs/${id}/cancel`)).status).toBe(200);
+      const done = await finished(id, 60_000);
+      expect(done.state).toBe('canceled');
+      expect(node.stderr.join('')).toContain(`job ${id} canceled`);
+      // The node stopped the job and left no file; it is free for the next one, which is never the canceled one.
+      expect(fs.readdirSync(outDir)).toEqual([]);
+      const next = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'next.mp4'), 2))).json as Job).id;
+      expect((await finished(next)).state).toBe('succeeded');
+      expect(fs.readdirSync(outDir)).toEqual(['next.mp4']);
+      expect((await job(waiting.id)).state).toBe('canceled');
+    } finally {
+      await stopNode(node);
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it('loses no queued job when Redis restarts between submissions', async () => {
+  const outDir = path.join(root, 'restart-out');
+  fs.mkdirSync(outDir);
+  const first = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'a.mp4'), 11))).json as Job).id;
+  await redis.restart();
+  const second = await waitFor(async () => {
+    // The engine reconnects by itself; a submission during the reconnect is refused, not lost.
+    const r = await api('POST', '/v1/jobs', request(path.join(outDir, 'b.mp4'), 12));
+    return r.status === 202 ? (r.json as Job).id : undefined;
+  }, 'a submission after the restart');
+  await redis.restart();
+  const node = await startNode();
+  try {
+    expect((await finished(first)).state).toBe('succeeded');
+    expect((await finished(second)).state).toBe('succeeded');
+    expect(fs.readdirSync(outDir).sort()).toEqual(['a.mp4', 'b.mp4']);
+  } finally {
+    await stopNode(node);
+  }
+});
+
+it('maps shared-storage paths on the node, and fails a job whose paths no mapping covers with that reason', async () => {
+  // The engine sees the shared folder at one path, the node at another (a link stands in for the mount).
+  const shared = path.join(root, 'nas');
+  const engineView = path.join(root, 'Volumes-Projects');
+  fs.mkdirSync(shared);
+  fs.copyFileSync(clip, path.join(shared, 'shot.mp4'));
+  fs.symlinkSync(shared, engineView);
+  const id = (
+    (
+      await api('POST', '/v1/jobs', {
+        ...request(path.join(engineView, 'shot-edit.mp4'), 21),
+        source: { path: path.join(engineView, 'shot.mp4'), in: 0, out: 0.5 },
+      })
+    ).json as Job
+  ).id;
+  // From here on only the node's own path reaches the files: without the mapping the job could not run.
+  fs.unlinkSync(engineView);
+  const node = await startNode(['--map', `${engineView}=${shared}`]);
+  try {
+    const done = await finished(id);
+    expect(done.state).toBe('succeeded');
+    // Reported as the engine names it; written where the node's path leads.
+    expect(done.result?.path).toBe(path.join(engineView, 'shot-edit.mp4'));
+    expect(fs.existsSync(path.join(shared, 'shot-edit.mp4'))).toBe(true);
+  } finally {
+    await stopNode(node);
+  }
+
+  const elsewhere = path.join(root, 'unmapped-out.mp4');
+  const refusing = await startNode(['--map', `/Volumes/Projects=${shared}`]);
+  try {
+    const bad = ((await api('POST', '/v1/jobs', request(elsewhere, 22))).json as Job).id;
+    const failed = await finished(bad);
+    expect(failed.state).toBe('failed');
+    expect(failed.error?.detail).toContain(`cannot reach the job's source ${clip}: no --map covers it`);
+    expect(failed.error?.detail).toContain('/Volumes/Projects');
+    expect(fs.existsSync(elsewhere)).toBe(false);
+  } finally {
+    await stopNode(refusing);
+  }
+});
+
+it(
+  'attaches again after an engine restart to the jobs its render nodes run meanwhile',
+  async () => {
+    const node = await startNode();
+    try {
+      const outDir = path.join(root, 'engine-restart-out');
+      fs.mkdirSync(outDir);
+      const output = path.join(outDir, 'long.mp4');
+      const id = ((await api('POST', '/v1/jobs', longRequest(output))).json as Job).id;
+      await waitFor(async () => ((await job(id)).progress.stage === 'inverting' ? true : undefined), 'computing');
+      engine.proc.kill('SIGKILL');
+      await new Promise((r) => engine.proc.once('exit', r));
+      // The node goes on without the engine; the partial file it writes is not the engine's to sweep.
+      engine = await startServe({ home: engineHome, args: ['--queue', redis.url] });
+      logs.push(engine.stderr);
+      const done = await finished(id, 240_000);
+      expect(done.state).toBe('succeeded');
+      expect(done.restarts).toBe(0);
+      expect(done.worker?.id).toBe(node.id);
+      expect(fs.readdirSync(outDir)).toEqual(['long.mp4']);
+      expect((await probeMedia(output)).video.frameCount).toBe(24);
+    } finally {
+      await stopNode(node);
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it('never shows the Redis password: not in logs, health, workers or errors', async () => {
+  const health = await api('GET', '/v1/health');
+  const workers = await api('GET', '/v1/workers');
+  const missing = await api('GET', '/v1/jobs/nope');
+  const jobs = await api('GET', '/v1/jobs');
+  for (const body of [health, workers, missing, jobs]) expect(JSON.stringify(body.json)).not.toContain(PASSWORD);
+  // A wrong password is refused with a sentence that names the queue, not the password tried.
+  const wrong = spawnSync(process.execPath, [CLI, 'workers', '--queue', redis.url], {
+    encoding: 'utf8',
+    env: { ...process.env, REDIS_PASSWORD: 'not-the-password' },
+    timeout: 60_000,
+  });
+  expect(wrong.status).toBe(1);
+  expect(wrong.stderr).toContain(`cannot read the render queue at redis://127.0.0.1:${redis.port}: WRONGPASS`);
+  expect(wrong.stderr + wrong.stdout).not.toContain('not-the-password');
+  // An engine and a render node given the wrong password stop at start with the reason, and leak neither password.
+  process.env.REDIS_PASSWORD = 'not-the-password';
+  try {
+    const refused = startServe({ home: path.join(root, 'wrong-pw'), args: ['--queue', redis.url] });
+    await expect(refused).rejects.toThrow(/cannot use the render queue at redis:\/\/127\.0\.0\.1:\d+: WRONGPASS/);
+    await expect(refused).rejects.not.toThrow(/not-the-password|farm-secret/);
+    const node = spawnSync(process.execPath, [CLI, 'worker', '--queue', redis.url], {
+      encoding: 'utf8',
+      env: { ...process.env, RESHOOT_HOME: path.join(root, 'wrong-pw-node') },
+      timeout: 60_000,
+    });
+    expect(node.status).toBe(1);
+    expect(node.stderr).toMatch(/cannot use the render queue at redis:\/\/127\.0\.0\.1:\d+: WRONGPASS/);
+    expect(node.stderr + node.stdout).not.toContain('not-the-password');
+  } finally {
+    process.env.REDIS_PASSWORD = PASSWORD;
+  }
+  for (const lines of logs) expect(lines.join('')).not.toContain(PASSWORD);
+  expect(engine.stderr.join('')).toContain(`render queue at redis://127.0.0.1:${redis.port}`);
+});
