@@ -205,8 +205,9 @@ export async function denoiseFromInversion(
 
   // Every frame's current latent; each batch steps its own slice in place.
   const out = Float32Array.from(traj.latents[K]);
-  // Embeddings depend on the batch size only, and there are few sizes (full, last, keyframes).
+  // Embeddings and UNet input depend on the batch size only, and there are few sizes (full, last, keyframes).
   const embFor = new Map<number, Float32Array>();
+  const inputFor = new Map<number, Float32Array>();
   const embeddings = (count: number) => {
     let emb = embFor.get(count);
     if (!emb) {
@@ -223,7 +224,8 @@ export async function denoiseFromInversion(
   const unet = async (frames: readonly number[], k: number, keyframes: boolean) => {
     const count = frames.length;
     const sz = count * per;
-    const input = new Float32Array(plan.branches.length * sz);
+    let input = inputFor.get(count);
+    if (!input) inputFor.set(count, (input = new Float32Array(plan.branches.length * sz)));
     plan.branches.forEach((b, i) => {
       const from = b.latent === 'target' ? out : traj.latents[k];
       frames.forEach((f, j) => input.set(from.subarray(f * per, (f + 1) * per), i * sz + j * per));
