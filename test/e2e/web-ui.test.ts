@@ -808,13 +808,13 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     );
     await panel.evaluate((s) => window.harness.setSelection(s), { ...clipSel, renderReason: null });
     await panel.waitForFunction(() =>
-      (document.querySelector('#clip-card')?.textContent ?? '').includes('00:10.00 – 00:11.00'),
+      (document.querySelector('#clip-card')?.textContent ?? '').includes('00:00:10:00 – 00:00:11:00'),
     );
     const card = (await panel.textContent('#clip-card'))!;
     expect(card).toContain('street.mp4');
     expect(card).toContain('V2');
     expect(card).toContain('24 frames');
-    expect(card).toContain('source 00:00.00 – 00:01.00');
+    expect(card).toContain('source 00:00:00:00 – 00:00:01:00');
 
     await panel.fill('#prompt', PROMPT);
     await panel.fill('#source-prompt', SOURCE_PROMPT);

@@ -1,18 +1,10 @@
-// How numbers read in the panel. Editors think in frames, so times are shown as mm:ss.ff (ff = frame within the
-// second at the nominal rate, 30 for 29.97), not as decimal seconds.
+// How numbers read in the panel. Editors think in frames, so times are SMPTE timecode as Premiere shows it
+// (HH:MM:SS:FF, drop-frame HH;MM;SS;FF at 29.97 and 59.94), not decimal seconds.
 import type { Job, JobProgress } from '../../../engine/src/api/schemas';
+import { secondsToTimecode } from '../../../engine/src/api/timecode';
 
 export function timecode(sec: number, fps: number): string {
-  if (!Number.isFinite(sec)) return '—';
-  const nominal = Math.max(1, Math.round(fps || 25));
-  const totalFrames = Math.round(Math.max(0, sec) * (fps || 25));
-  const ff = totalFrames % nominal;
-  const totalSec = Math.floor(totalFrames / nominal);
-  const ss = totalSec % 60;
-  const mm = Math.floor(totalSec / 60) % 60;
-  const hh = Math.floor(totalSec / 3600);
-  const core = `${pad(mm)}:${pad(ss)}.${pad(ff)}`;
-  return hh > 0 ? `${hh}:${core}` : core;
+  return secondsToTimecode(sec, fps);
 }
 
 export function seconds(sec: number): string {
@@ -109,10 +101,6 @@ export function ago(iso: string, now = Date.now()): string {
 /** 0-based video track index → Premiere's name for it. */
 export function trackName(index: number): string {
   return `V${index + 1}`;
-}
-
-function pad(n: number): string {
-  return n < 10 ? `0${n}` : String(n);
 }
 
 function trim(n: number, digits: number): string {
