@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Queue } from 'bullmq';
 import type { Job } from '../engine/src/api/schemas';
-import { PREFIX, QUEUE } from '../engine/src/farm/protocol';
+import { PREFIX, queueOf } from '../engine/src/farm/protocol';
+import { DEFAULT_MODEL } from '../engine/src/models/default-model';
 import { makeTestClip } from '../engine/src/media';
 import { spawnTracked, stopChildren } from '../test/support/children';
 import { startRedis } from '../test/support/redis';
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
       /(http:\/\/127\.0\.0\.1:\d+)\/\?token=([A-Za-z0-9_-]+)/,
     );
     engine = { proc: served.proc, origin: served.match[1], token: served.match[2] };
-    queue = new Queue(QUEUE, { connection: { host: '127.0.0.1', port: redis.port }, prefix: PREFIX });
+    queue = new Queue(queueOf(DEFAULT_MODEL), { connection: { host: '127.0.0.1', port: redis.port }, prefix: PREFIX });
     const first = await node(redis.url);
     await batch(1); // warm-up: both nodes' models are loaded before the clock starts
     const one = await batch(jobs);

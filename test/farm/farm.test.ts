@@ -7,6 +7,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Redis } from 'ioredis';
 import type { Job, WorkerStatus } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { CLI, spawnTracked, startServe, type Served } from '../support/children';
@@ -19,6 +20,8 @@ let clip: string;
 let redis: RedisServer;
 let engine: Served;
 let engineHome: string;
+/** The local engine's results of `request(…, 100 + i)`, made by the first test: what every farm run must equal. */
+let localDir: string;
 
 interface Node {
   proc: ChildProcess;
@@ -61,6 +64,11 @@ const finished = (id: string, timeoutMs?: number) =>
     timeoutMs,
   );
 
+/** With the error in the comparison: a failure says why. */
+function expectSucceeded(j: Job): void {
+  expect({ state: j.state, error: j.error }).toEqual({ state: 'succeeded', error: undefined });
+}
+
 /** The first preview frame on the job's Server-Sent Events stream. */
 async function firstPreview(id: string): Promise<Buffer> {
   const res = await fetch(`${engine.origin}/v1/jobs/${id}/events`, {
@@ -82,12 +90,14 @@ async function firstPreview(id: string): Promise<Buffer> {
 }
 
 /** `reshoot worker` with a home of its own; resolves once it says it is ready. */
-function startNode(args: string[] = []): Promise<Node> {
+function startNode(args: string[] = [], o: { url?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Node> {
   const home = fs.mkdtempSync(path.join(root, 'node-'));
   return new Promise((resolve, reject) => {
-    const proc = spawnTracked(process.execPath, [CLI, 'worker', '--queue', redis.url, '--threads', '1', ...args], {
+    const queue = o.url ?? redis.url;
+    const proc = spawnTracked(process.execPath, [CLI, 'worker', '--queue', queue, '--threads', '1', ...args], {
       env: {
         ...process.env,
+        ...o.env,
         RESHOOT_HOME: home,
         REDIS_PASSWORD: PASSWORD,
         // A killed node's job is handed out again within ~3 s instead of BullMQ's 30 s.
@@ -151,6 +161,7 @@ beforeAll(async () => {
   });
   redis = await startRedis({ password: PASSWORD });
   engineHome = path.join(root, 'engine');
+  localDir = path.join(root, 'local-out');
   process.env.REDIS_PASSWORD = PASSWORD;
   engine = await startServe({ home: engineHome, args: ['--queue', redis.url] });
   logs.push(engine.stderr);
@@ -199,7 +210,6 @@ it('runs jobs submitted over HTTP on two render nodes, bit for bit as the local 
     // The same requests on an engine that runs them itself.
     const local = await startServe({ home: path.join(root, 'local'), args: [] });
     try {
-      const localDir = path.join(root, 'local-out');
       fs.mkdirSync(localDir);
       for (let i = 0; i < 4; i++) {
         const r = await fetch(`${local.origin}/v1/jobs`, {
@@ -271,6 +281,62 @@ it(
   LONG_TEST_MS,
 );
 
+it('takes a job again after a node died between writing its result and the queue recording it', async () => {
+  const outDir = path.join(root, 'commit-out');
+  fs.mkdirSync(outDir);
+  const keys = new Redis({ host: '127.0.0.1', port: redis.port, password: PASSWORD });
+  try {
+    // Both jobs wait (no node yet); then each output path is made to look as a node that died would leave it.
+    const rerun = path.join(outDir, 'rerun.mp4');
+    const recorded = path.join(outDir, 'recorded.mp4');
+    const rerunId = ((await api('POST', '/v1/jobs', request(rerun, 100))).json as Job).id;
+    const recordedId = ((await api('POST', '/v1/jobs', request(recorded, 101))).json as Job).id;
+    // Renamed into place, then died before recording the result: the file is the job's own, but unvouched for.
+    fs.writeFileSync(rerun, 'what the dead try renamed into place');
+    await keys.set(`reshoot:committed:${rerunId}`, '1');
+    // Renamed and recorded, then died before the queue marked the job done.
+    fs.writeFileSync(recorded, 'the finished result');
+    await keys.set(`reshoot:committed:${recordedId}`, '1');
+    await keys.set(
+      `reshoot:result:${recordedId}`,
+      JSON.stringify({
+        path: recorded,
+        frames: 12,
+        fps: { num: 24, den: 1 },
+        width: 128,
+        height: 72,
+        durationSec: 0.5,
+        codec: 'h264',
+        workingSize: { width: 128, height: 72 },
+        unetEvaluations: 1,
+        inversionCacheHit: false,
+        seconds: 123.5,
+      }),
+    );
+
+    const node = await startNode();
+    try {
+      const [a, b] = await Promise.all([finished(rerunId), finished(recordedId)]);
+      // Run again: the file is what a full run writes, the local engine's bit for bit.
+      expectSucceeded(a);
+      expect(fs.readFileSync(rerun).equals(fs.readFileSync(path.join(localDir, 'edit-0.mp4')))).toBe(true);
+      // Reported as recorded, and its file left as it was.
+      expectSucceeded(b);
+      expect(b.result?.seconds).toBe(123.5);
+      expect(fs.readFileSync(recorded, 'utf8')).toBe('the finished result');
+      expect(node.stderr.join('')).toContain(`job ${recordedId}: an earlier try wrote ${recorded} and recorded it`);
+      expect(node.stderr.join('')).toContain(
+        `job ${rerunId}: an earlier try wrote ${rerun} and died before recording it`,
+      );
+      expect(fs.readdirSync(outDir).sort()).toEqual(['recorded.mp4', 'rerun.mp4']);
+    } finally {
+      await stopNode(node);
+    }
+  } finally {
+    keys.disconnect();
+  }
+});
+
 it(
   'cancels a job on the node that runs it, and one that no node has taken yet',
   async () => {
@@ -319,8 +385,7 @@ it('loses no queued job when Redis restarts between submissions', async () => {
   await redis.restart();
   const node = await startNode();
   try {
-    expect((await finished(first)).state).toBe('succeeded');
-    expect((await finished(second)).state).toBe('succeeded');
+    for (const id of [first, second]) expectSucceeded(await finished(id));
     expect(fs.readdirSync(outDir).sort()).toEqual(['a.mp4', 'b.mp4']);
   } finally {
     await stopNode(node);
@@ -392,6 +457,241 @@ it(
       expect((await probeMedia(output)).video.frameCount).toBe(24);
     } finally {
       await stopNode(node);
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it(
+  'routes each job to a node that has its model; a model a node cannot load goes to the nodes that have it',
+  async () => {
+    // Two more models, copies of the oracle under other names (the folder's name is the model's id): one that
+    // loads, and one whose UNet is damaged.
+    const oracle = path.join(engineHome, 'data', 'models', 'oracle');
+    const good = path.join(root, 'good-models', 'studio-xl');
+    const bad = path.join(root, 'bad-models', 'studio-xl');
+    fs.cpSync(oracle, good, { recursive: true });
+    fs.cpSync(oracle, bad, { recursive: true });
+    fs.writeFileSync(path.join(bad, 'unet', 'model.onnx'), 'not an onnx graph');
+
+    const outDir = path.join(root, 'models-out');
+    fs.mkdirSync(outDir);
+    const a = await startNode(['--model', 'oracle', '--model', bad]);
+    const b = await startNode(['--model', good]);
+    try {
+      expect(a.stderr.join('')).toMatch(
+        /cannot load model studio-xl \(.*bad-models.*\): .*; its jobs go to other render nodes/,
+      );
+      const workers = await waitFor(async () => {
+        const ws = await workersNow();
+        return ws.length === 2 ? ws : undefined;
+      }, 'two render nodes');
+      expect(Object.fromEntries(workers.map((w) => [w.id, w.models]))).toEqual({
+        [a.id]: ['oracle'],
+        [b.id]: ['studio-xl'],
+      });
+
+      // A model no node has is refused at once, saying which ones the nodes have.
+      const none = await api('POST', '/v1/jobs', request(path.join(outDir, 'none.mp4'), 5, { model: 'sd15-base' }));
+      expect(none.status).toBe(422);
+      expect(JSON.stringify(none.json)).toContain(
+        'no render node has model sd15-base now (they have oracle, studio-xl); start one with reshoot worker --model sd15-base',
+      );
+      expect(fs.existsSync(path.join(outDir, 'none.mp4'))).toBe(false);
+
+      // Four jobs each way: every one lands on the node with its model, none on the other.
+      const ids: { id: string; model: string }[] = [];
+      for (let i = 0; i < 4; i++) {
+        const xl = await api(
+          'POST',
+          '/v1/jobs',
+          request(path.join(outDir, `xl-${i}.mp4`), 100 + i, { model: 'studio-xl' }),
+        );
+        expect(xl.status).toBe(202);
+        ids.push({ id: (xl.json as Job).id, model: 'studio-xl' });
+        const own = await api('POST', '/v1/jobs', request(path.join(outDir, `own-${i}.mp4`), 100 + i));
+        expect(own.status).toBe(202);
+        // The engine names its own model on the jobs it queues without one.
+        expect((own.json as Job).request.model).toBe('oracle');
+        ids.push({ id: (own.json as Job).id, model: 'oracle' });
+      }
+      for (const { id, model } of ids) {
+        const done = await finished(id);
+        expect(done.state).toBe('succeeded');
+        expect(done.worker?.id).toBe(model === 'oracle' ? a.id : b.id);
+      }
+      // The copy has the oracle's weights: its results are the local engine's bit for bit.
+      for (let i = 0; i < 4; i++) {
+        const expected = fs.readFileSync(path.join(localDir, `edit-${i}.mp4`));
+        expect(fs.readFileSync(path.join(outDir, `xl-${i}.mp4`)).equals(expected)).toBe(true);
+        expect(fs.readFileSync(path.join(outDir, `own-${i}.mp4`)).equals(expected)).toBe(true);
+      }
+    } finally {
+      await Promise.all([a, b].map((n) => stopNode(n)));
+    }
+
+    // An engine without a queue runs its own model only, and says so.
+    const local = await startServe({ home: path.join(root, 'local-models'), args: [] });
+    try {
+      const r = await fetch(`${local.origin}/v1/jobs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${local.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(request(path.join(outDir, 'local.mp4'), 1, { model: 'studio-xl' })),
+      });
+      expect(r.status).toBe(422);
+      const body = (await r.json()) as { detail: string; field?: string };
+      expect(body.detail).toContain('this engine runs model oracle, not studio-xl; start it with --model studio-xl');
+    } finally {
+      local.proc.kill('SIGTERM');
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it(
+  'runs two jobs at once on a node with --concurrency 2, each bit for bit as the local engine',
+  async () => {
+    const outDir = path.join(root, 'concurrency-out');
+    fs.mkdirSync(outDir);
+    // Both wait before the node starts, so it takes them together.
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++)
+      ids.push(((await api('POST', '/v1/jobs', request(path.join(outDir, `edit-${i}.mp4`), 100 + i))).json as Job).id);
+    const node = await startNode(['--concurrency', '2']);
+    try {
+      const seen = await waitFor(async () => {
+        const w = (await workersNow()).find((x) => x.id === node.id);
+        return w && w.currentJobs.length === 2 ? w : undefined;
+      }, 'the node to run both jobs');
+      expect(seen.concurrency).toBe(2);
+      expect([...seen.currentJobs].sort()).toEqual([...ids].sort());
+      const done = await Promise.all(ids.map((id) => finished(id)));
+      for (const j of done) expect(j.state).toBe('succeeded');
+      // They overlapped: each started before the other finished.
+      expect(Date.parse(done[0].startedAt!)).toBeLessThan(Date.parse(done[1].finishedAt!));
+      expect(Date.parse(done[1].startedAt!)).toBeLessThan(Date.parse(done[0].finishedAt!));
+      for (let i = 0; i < 2; i++)
+        expect(
+          fs
+            .readFileSync(path.join(outDir, `edit-${i}.mp4`))
+            .equals(fs.readFileSync(path.join(localDir, `edit-${i}.mp4`))),
+        ).toBe(true);
+    } finally {
+      await stopNode(node);
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it(
+  'skips the inversion of a re-edit on another node when the nodes share an inversion cache (--cache)',
+  async () => {
+    const shared = path.join(root, 'shared-cache');
+    const outDir = path.join(root, 'cache-out');
+    fs.mkdirSync(outDir);
+    const first = await startNode(['--cache', shared]);
+    let inverted: Job;
+    try {
+      inverted = await finished(
+        ((await api('POST', '/v1/jobs', request(path.join(outDir, 'first.mp4'), 31))).json as Job).id,
+      );
+    } finally {
+      await stopNode(first);
+    }
+    expect(inverted.state).toBe('succeeded');
+    expect(inverted.result?.inversionCacheHit).toBe(false);
+    expect(fs.readdirSync(shared).filter((f) => f.endsWith('.traj'))).toHaveLength(1);
+
+    // The same range with another prompt, on a node that never saw it: the shared entry is a hit there.
+    // The node has its model at another path and names the source through a link: the entry is found by the names
+    // the farm knows them by, not by this node's paths.
+    const second = await startNode(['--cache', shared]);
+    try {
+      const reEdit = (extra: Record<string, unknown>, out: string) =>
+        api(
+          'POST',
+          '/v1/jobs',
+          request(path.join(outDir, out), 32, { prompt: 'a green car on a gray road', ...extra }),
+        );
+      const hit = await finished(((await reEdit({}, 'second.mp4')).json as Job).id);
+      expect(hit.state).toBe('succeeded');
+      expect(hit.worker?.id).toBe(second.id);
+      expect(hit.result?.inversionCacheHit).toBe(true);
+      expect(hit.result!.unetEvaluations).toBeLessThan(inverted.result!.unetEvaluations);
+    } finally {
+      await stopNode(second);
+    }
+    const alone = await startNode();
+    try {
+      const miss = await finished(
+        (
+          (
+            await api(
+              'POST',
+              '/v1/jobs',
+              request(path.join(outDir, 'third.mp4'), 33, { prompt: 'a green car on a gray road' }),
+            )
+          ).json as Job
+        ).id,
+      );
+      expect(miss.state).toBe('succeeded');
+      expect(miss.worker?.id).toBe(alone.id);
+      expect(miss.result?.inversionCacheHit).toBe(false);
+    } finally {
+      await stopNode(alone);
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it(
+  'works over TLS (rediss://) when the machines trust the certificate, and refuses one they do not',
+  async () => {
+    const tlsDir = path.join(__dirname, '..', 'fixtures', 'tls');
+    const cert = path.join(tlsDir, 'redis-cert.pem');
+    const secure = await startRedis({ password: PASSWORD, tls: { cert, key: path.join(tlsDir, 'redis-key.pem') } });
+    try {
+      expect(secure.url).toMatch(/^rediss:\/\/127\.0\.0\.1:\d+$/);
+      const untrusted = spawnSync(process.execPath, [CLI, 'workers', '--queue', secure.url], {
+        encoding: 'utf8',
+        env: { ...process.env, REDIS_PASSWORD: PASSWORD },
+        timeout: 60_000,
+      });
+      expect(untrusted.status).toBe(1);
+      expect(untrusted.stderr).toMatch(/render queue at rediss:\/\/127\.0\.0\.1:\d+: .*self[- ]signed certificate/);
+
+      // Trusted the way a studio trusts its own CA: NODE_EXTRA_CA_CERTS.
+      process.env.NODE_EXTRA_CA_CERTS = cert;
+      const tlsEngine = await startServe({ home: path.join(root, 'tls-engine'), args: ['--queue', secure.url] });
+      logs.push(tlsEngine.stderr);
+      const node = await startNode([], { url: secure.url, env: { NODE_EXTRA_CA_CERTS: cert } });
+      try {
+        const out = path.join(root, 'tls-out.mp4');
+        const r = await fetch(`${tlsEngine.origin}/v1/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${tlsEngine.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(request(out, 100)),
+        });
+        expect(r.status).toBe(202);
+        const id = ((await r.json()) as Job).id;
+        const done = await waitFor(async () => {
+          const j = (await (
+            await fetch(`${tlsEngine.origin}/v1/jobs/${id}`, {
+              headers: { authorization: `Bearer ${tlsEngine.token}` },
+            })
+          ).json()) as Job;
+          return j.state === 'queued' || j.state === 'running' ? undefined : j;
+        }, 'the job over TLS');
+        expect(done.state).toBe('succeeded');
+        expect(done.worker?.id).toBe(node.id);
+        expect(fs.readFileSync(out).equals(fs.readFileSync(path.join(localDir, 'edit-0.mp4')))).toBe(true);
+      } finally {
+        await stopNode(node);
+        tlsEngine.proc.kill('SIGTERM');
+      }
+    } finally {
+      delete process.env.NODE_EXTRA_CA_CERTS;
+      await secure.stop();
     }
   },
   LONG_TEST_MS,

@@ -44,14 +44,21 @@ function freePort(): Promise<number> {
   });
 }
 
-/** redis-server on 127.0.0.1, append-only, with `password` when given. */
-export async function startRedis(o: { password?: string } = {}): Promise<RedisServer> {
+/**
+ * redis-server on 127.0.0.1, append-only, with `password` when given; with `tls`, only a TLS port (rediss://), with
+ * that certificate and key, and no client certificates asked for.
+ */
+export async function startRedis(
+  o: { password?: string; tls?: { cert: string; key: string } } = {},
+): Promise<RedisServer> {
   const binary = redisServerBinary();
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redis-'));
   const args = [
-    '--port',
-    String(port),
+    ...(o.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.cert, '--tls-key-file', o.tls.key]
+      : ['--port', String(port)]),
+    ...(o.tls ? ['--tls-auth-clients', 'no'] : []),
     '--bind',
     '127.0.0.1',
     '--dir',
@@ -89,7 +96,7 @@ export async function startRedis(o: { password?: string } = {}): Promise<RedisSe
   await launch();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${o.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     dir,
     stop,
     restart: async () => {

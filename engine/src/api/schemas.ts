@@ -213,6 +213,9 @@ export const STRUCTURE_PRESETS = {
 
 export const PROMPT_MAX_CHARS = 2000;
 
+/** A model's id: the name of its folder, safe in a queue name and a Redis key. */
+export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 export const JobRequest = z
   .object({
     source: SourceRange,
@@ -287,6 +290,17 @@ export const JobRequest = z
       .strict()
       .optional(),
     output: OutputSpec.optional(),
+    /**
+     * The model to run, by id: its folder's name, as GET /v1/models and GET /v1/workers list it. Absent: the engine's
+     * own model. With a render queue (`reshoot serve --queue`) a render node that has the model runs the job.
+     */
+    model: z
+      .string()
+      .regex(
+        MODEL_ID,
+        'model is a model id (letters, digits, ".", "_" and "-", as GET /v1/workers lists them), not a path',
+      )
+      .optional(),
   })
   .strict();
 

@@ -28,9 +28,10 @@ Usage:
                 [--max-memory SIZE] [--unload-after SECONDS]
                 [--queue redis://HOST:PORT [--queue-password-env NAME]]
                                       --queue: jobs run on render nodes (reshoot worker) instead of here
-  reshoot worker --queue redis://HOST:PORT [--queue-password-env NAME] [--model DIR] [--provider LIST]
-                 [--threads N] [--concurrency N] [--map FROM=TO …]
-                                      a render node: runs the jobs of every engine on that queue
+  reshoot worker --queue redis://HOST:PORT [--queue-password-env NAME] [--model DIR …] [--provider LIST]
+                 [--threads N] [--concurrency N] [--map FROM=TO …] [--cache DIR]
+                                      a render node: runs the jobs of its models from every engine on that
+                                      queue; --cache: an inversion cache on shared storage, for all nodes
   reshoot workers --queue redis://HOST:PORT [--json]
                                       the render nodes on that queue: host, provider, models, current jobs
   reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]

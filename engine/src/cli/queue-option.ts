@@ -6,6 +6,7 @@ import {
   QueueUnreachableError,
   type QueueConnection,
 } from '../farm/connection';
+import { MODEL_ID } from '../api/schemas';
 import { CliError } from './args';
 
 export const QUEUE_OPTIONS = {
@@ -36,4 +37,13 @@ export async function reachQueue<T>(open: () => Promise<T>): Promise<T> {
     }
     throw err;
   }
+}
+
+/** A model that jobs on the queue name: its folder's name is its id, and must be one (it names a queue). */
+export function queueModelId(name: string, dir: string): string {
+  if (!MODEL_ID.test(name))
+    throw new CliError(
+      `the model folder ${dir} cannot be used with a render queue: its name "${name}" is its id there, and an id is letters, digits, ".", "_" and "-" (at most 64); rename the folder`,
+    );
+  return name;
 }

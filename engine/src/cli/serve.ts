@@ -13,7 +13,7 @@ import { makePrivateDir } from '../config/private-dir';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { VERSION } from '../version';
 import { CliError, intOption, parse, sizeOption } from './args';
-import { QUEUE_OPTIONS, queueOption, reachQueue } from './queue-option';
+import { QUEUE_OPTIONS, queueModelId, queueOption, reachQueue } from './queue-option';
 import { QueueExecutor } from '../farm/queue-executor';
 
 export const DEFAULT_PORT = 7865;
@@ -77,11 +77,13 @@ export async function runServe(argv: string[]): Promise<number> {
   );
   // With --queue the engine validates and plans each job as always, and render nodes (`reshoot worker`) run it.
   const executor = queue
-    ? await reachQueue(() => QueueExecutor.open(queue, log)).catch(async (err: unknown) => {
-        // The compute thread would keep the process alive after the error.
-        await worker.terminate();
-        throw err;
-      })
+    ? await reachQueue(() => QueueExecutor.open(queue, log, queueModelId(worker.info.name, worker.info.dir))).catch(
+        async (err: unknown) => {
+          // The compute thread would keep the process alive after the error.
+          await worker.terminate();
+          throw err;
+        },
+      )
     : undefined;
   if (queue) log(`jobs go to the render queue at ${queue.display}; start render nodes with reshoot worker --queue`);
   const manager = await JobManager.open({

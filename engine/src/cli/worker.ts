@@ -1,13 +1,15 @@
 // `reshoot worker`: a render node. Runs the jobs that engines started with `reshoot serve --queue` put on the queue.
+import * as path from 'node:path';
 import { dataDir } from '../config/paths';
 import { makePrivateDir } from '../config/private-dir';
 import { parseMapping } from '../farm/path-map';
 import { RenderWorker } from '../farm/render-worker';
-import { resolveModel } from '../models/default-model';
+import { DEFAULT_MODEL, resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';
+import type { SessionSettings } from '../models/providers';
 import { CliError, intOption, parse, sizeOption } from './args';
-import { QUEUE_OPTIONS, queueOption, reachQueue } from './queue-option';
+import { QUEUE_OPTIONS, queueModelId, queueOption, reachQueue } from './queue-option';
 import { escapeControls } from './serve';
 
 /** Seconds between a node's announcements; it drops off `reshoot workers` after three missed. */
@@ -16,12 +18,13 @@ const DEFAULT_HEARTBEAT_MS = 5000;
 export async function runWorker(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     ...QUEUE_OPTIONS,
-    model: { type: 'string' },
+    model: { type: 'string', multiple: true },
     provider: { type: 'string' },
     threads: { type: 'string' },
     concurrency: { type: 'string' },
     map: { type: 'string', multiple: true },
     'max-memory': { type: 'string' },
+    cache: { type: 'string' },
   });
   const queue = queueOption(values);
   if (!queue)
@@ -40,16 +43,15 @@ export async function runWorker(argv: string[]): Promise<number> {
   const log = (line: string) => console.error(`${new Date().toISOString()} ${escapeControls(line)}`);
   const privacy = makePrivateDir(dataDir());
   if (privacy) log(`warning: ${privacy}`);
-  const worker = await PipelineWorker.start(
-    resolveModel(values.model ?? process.env.RESHOOT_MODEL),
+  const models = await loadModels(
+    values.model?.length ? values.model : [process.env.RESHOOT_MODEL ?? DEFAULT_MODEL],
     {
       providers: values.provider ? parseProviders(values.provider) : [],
       threads: values.threads ? intOption(values.threads, 'threads', 1, 1, 256) : undefined,
     },
-    {},
-    // A render node keeps its model loaded: it exists to run jobs.
-    { unloadAfterMs: 0 },
+    log,
   );
+  const terminate = () => Promise.all(models.map((m) => m.terminate()));
   // The fault-detection timings, for tests and for farms that want a killed node's job back sooner than BullMQ's
   // 30 s default (a shorter lock costs more Redis traffic per running job).
   const ms = (name: string) => {
@@ -59,8 +61,9 @@ export async function runWorker(argv: string[]): Promise<number> {
   const node = await reachQueue(() =>
     RenderWorker.start({
       connection: queue,
-      worker,
+      models,
       dataDir: dataDir(),
+      ...(values.cache ? { cacheDir: path.resolve(values.cache) } : {}),
       maps,
       concurrency,
       lockDurationMs: ms('RESHOOT_QUEUE_LOCK_MS'),
@@ -70,13 +73,12 @@ export async function runWorker(argv: string[]): Promise<number> {
       log,
     }),
   ).catch(async (err: unknown) => {
-    // The compute thread would keep the process alive after the error.
-    await worker.terminate();
+    // The compute threads would keep the process alive after the error.
+    await terminate();
     throw err;
   });
-  const info = worker.info;
   log(
-    `render node ${node.id}: model ${info.name} on ${info.provider}, ${concurrency} job(s) at once, queue ${queue.display}` +
+    `render node ${node.id}: ${models.map((m) => `model ${m.info.name} on ${m.info.provider}`).join(', ')}; ${concurrency} job(s) of each at once, queue ${queue.display}` +
       (maps.length ? `; paths ${maps.map((m) => `${m.from} → ${m.to}`).join(', ')}` : ''),
   );
   // On stdout, one line, for scripts (and tests) that wait for the node to be ready.
@@ -90,6 +92,44 @@ export async function runWorker(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   await node.close();
-  await worker.terminate();
+  await terminate();
   return 0;
+}
+
+/**
+ * Each --model on a compute worker of its own. A model that does not load is left out with the reason, and its jobs
+ * go to the nodes that have it; a node with no model to offer does not start.
+ */
+async function loadModels(
+  args: string[],
+  settings: SessionSettings,
+  log: (line: string) => void,
+): Promise<PipelineWorker[]> {
+  const loaded: PipelineWorker[] = [];
+  for (const arg of args) {
+    const dir = resolveModel(arg);
+    queueModelId(path.basename(dir), dir);
+    try {
+      // A render node keeps its models loaded: it exists to run jobs.
+      const model = await PipelineWorker.start(dir, settings, {}, { unloadAfterMs: 0 });
+      const clash = loaded.find((m) => m.info.name === model.info.name);
+      if (clash) {
+        await Promise.all([model, ...loaded].map((m) => m.terminate()));
+        throw new CliError(
+          `two --model folders are named ${model.info.name} (${clash.info.dir}, ${model.info.dir}): the name is the model's id on the queue; rename one`,
+        );
+      }
+      loaded.push(model);
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      log(
+        `cannot load model ${path.basename(dir)} (${dir}): ${(err as Error).message}; its jobs go to other render nodes`,
+      );
+    }
+  }
+  if (loaded.length === 0)
+    throw new CliError(
+      `no model loaded (${args.join(', ')}); a render node needs at least one: check the --model folders (reshoot models lists the installed ones)`,
+    );
+  return loaded;
 }

@@ -1,6 +1,7 @@
 // Where the render queue is: a Redis URL (redis:// or rediss:// for TLS) and a password that never appears in a log,
 // a health document or an error. The password comes from the URL or from an environment variable, not from its own
 // command-line option: a command line is visible to every user of the machine (ps, Task Manager).
+import { isIP } from 'node:net';
 import type { RedisOptions } from 'ioredis';
 import type { ConnectionOptions } from 'bullmq';
 
@@ -53,7 +54,8 @@ export function queueConnection(
     ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
     ...(password ? { password } : {}),
     ...(db ? { db: Number(db) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: { servername: host } } : {}),
+    // TLS checks the certificate against the host; SNI carries names only (RFC 6066), never an address.
+    ...(u.protocol === 'rediss:' ? { tls: isIP(host) ? {} : { servername: host } } : {}),
     // BullMQ's blocking commands must wait as long as it takes, not fail after a retry count.
     maxRetriesPerRequest: null,
   };

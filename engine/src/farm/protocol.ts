@@ -1,10 +1,16 @@
 // What the engine and the render nodes say to each other through Redis. BullMQ carries the jobs, their progress and
 // their results; the rest (cancel requests, the nodes' heartbeats) is a few keys and one channel under the same prefix.
 import type { Job, JobProgress, JobResult, WorkerStatus } from '../api/schemas';
+import type { ModelInfo } from '../models/sd-model';
 
 /** BullMQ's key prefix and the queue's name: every key of the farm starts with `reshoot:`. */
 export const PREFIX = 'reshoot';
-export const QUEUE = 'edits';
+
+/**
+ * One queue per model: a render node takes jobs only from the queues of the models it loaded, so a job never reaches
+ * a node that cannot run it, and a node that failed to load a model leaves its jobs to the others.
+ */
+export const queueOf = (model: string) => `edits-${model}`;
 
 /** A queued edit: the job record as the engine planned it, paths as the engine names them. */
 export interface FarmJobData {
@@ -31,14 +37,30 @@ export const CANCELED_REASON = 'reshoot: canceled from the engine';
 export const CANCEL_CHANNEL = `${PREFIX}:cancel`;
 /** Set when a cancel is asked for, so a node that takes the job later does not start it. */
 export const canceledKey = (jobId: string) => `${PREFIX}:canceled:${jobId}`;
+/**
+ * Set by a node just before it renames a job's result into place, and the result once it has it: a node that takes
+ * the job again after its last one died in between knows that the file at the output path is this job's own.
+ */
+export const committedKey = (jobId: string) => `${PREFIX}:committed:${jobId}`;
+export const resultKey = (jobId: string) => `${PREFIX}:result:${jobId}`;
+/** How long those are kept: as long as the queue keeps finished jobs. */
+export const KEEP_FINISHED_S = 7 * 24 * 3600;
+
 /** One key per live render node, with a time to live of a few heartbeats. */
 export const workerKey = (id: string) => `${PREFIX}:workers:${id}`;
 export const WORKER_KEYS = `${PREFIX}:workers:*`;
 
-export function parseWorkerStatus(text: string | null): WorkerStatus | undefined {
+/** What a node announces: its status, and the models it loaded as it loaded them (engines plan jobs with them). */
+export interface Announcement {
+  status: WorkerStatus;
+  modelInfo: Record<string, ModelInfo>;
+}
+
+export function parseAnnouncement(text: string | null): Announcement | undefined {
   if (!text) return undefined;
   try {
-    return JSON.parse(text) as WorkerStatus;
+    const a = JSON.parse(text) as Partial<Announcement>;
+    return a.status && a.modelInfo ? (a as Announcement) : undefined;
   } catch {
     return undefined;
   }

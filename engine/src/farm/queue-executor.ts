@@ -6,55 +6,77 @@ import { Redis } from 'ioredis';
 import type { Job, JobResult, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
 import type { JobExecutor, RunHooks } from '../jobs/manager';
+import type { ModelInfo } from '../models/sd-model';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import {
   CANCEL_CHANNEL,
   CANCELED_REASON,
   canceledKey,
   PREFIX,
-  QUEUE,
+  KEEP_FINISHED_S,
+  queueOf,
   type FarmJobData,
   type FarmJobResult,
   type FarmProgress,
 } from './protocol';
-import { listWorkers } from './registry';
+import { announcedModel, listWorkers } from './registry';
 
 /** Tries of a job that fails on a node (its node died twice, or could not map its paths): another node may take it. */
 const ATTEMPTS = 3;
-/** Finished jobs stay in Redis this long, so that an engine that was down meanwhile still learns how they ended. */
-const KEEP_FINISHED_S = 7 * 24 * 3600;
 /** How long a cancel request is remembered for a job that a node has not taken yet. */
 const CANCEL_TTL_S = 24 * 3600;
+
+interface ModelQueue {
+  queue: Queue<FarmJobData, FarmJobResult>;
+  events: QueueEvents;
+}
 
 export class QueueExecutor implements JobExecutor {
   /** Every job goes to the queue at once: the render nodes, not the engine, decide how many run. */
   readonly concurrency = Number.POSITIVE_INFINITY;
   private readonly following = new Map<string, { hooks: RunHooks; started: boolean }>();
+  private readonly queues = new Map<string, ModelQueue>();
 
   private constructor(
-    private readonly queue: Queue<FarmJobData, FarmJobResult>,
-    private readonly events: QueueEvents,
+    private readonly connection: QueueConnection,
     private readonly redis: Redis,
-  ) {
-    events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data as FarmProgress));
-  }
+    private readonly onError: (err: Error) => void,
+  ) {}
 
-  static async open(connection: QueueConnection, log: (line: string) => void): Promise<QueueExecutor> {
+  /** `model`: the engine's own, whose queue is opened now so that an unreachable queue stops the start. */
+  static async open(connection: QueueConnection, log: (line: string) => void, model: string): Promise<QueueExecutor> {
     const onError = connectionErrors(connection.display, log);
     const redis = new Redis(connection.options);
-    const queue = new Queue<FarmJobData, FarmJobResult>(QUEUE, { connection: connection.bullmq, prefix: PREFIX });
-    const events = new QueueEvents(QUEUE, { connection: connection.bullmq, prefix: PREFIX });
     redis.on('error', onError);
-    queue.on('error', onError);
-    events.on('error', onError);
-    const executor = new QueueExecutor(queue, events, redis);
-    await whenReady(connection, Promise.all([queue.waitUntilReady(), events.waitUntilReady(), redis.ping()]), () => {
-      // Not close(): BullMQ's close waits for a connection that never became ready.
-      void queue.disconnect().catch(() => undefined);
-      void events.disconnect().catch(() => undefined);
-      redis.disconnect();
-    });
+    const executor = new QueueExecutor(connection, redis, onError);
+    const own = executor.queueOf(model);
+    await whenReady(
+      connection,
+      Promise.all([own.queue.waitUntilReady(), own.events.waitUntilReady(), redis.ping()]),
+      () => {
+        // Not close(): BullMQ's close waits for a connection that never became ready.
+        void own.queue.disconnect().catch(() => undefined);
+        void own.events.disconnect().catch(() => undefined);
+        redis.disconnect();
+      },
+    );
     return executor;
+  }
+
+  private queueOf(model: string): ModelQueue {
+    let q = this.queues.get(model);
+    if (!q) {
+      const opts = { connection: this.connection.bullmq, prefix: PREFIX };
+      q = {
+        queue: new Queue<FarmJobData, FarmJobResult>(queueOf(model), opts),
+        events: new QueueEvents(queueOf(model), opts),
+      };
+      q.queue.on('error', this.onError);
+      q.events.on('error', this.onError);
+      q.events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data as FarmProgress));
+      this.queues.set(model, q);
+    }
+    return q;
   }
 
   private onProgress(jobId: string, p: FarmProgress): void {
@@ -75,7 +97,8 @@ export class QueueExecutor implements JobExecutor {
     let canceled!: (err: Error) => void;
     const removed = new Promise<never>((_, reject) => (canceled = reject));
     let cancelAsked = false;
-    const cancel = () => void this.cancel(job.id).then((gone) => gone && canceled(new CanceledError()));
+    const cancel = () =>
+      void this.cancel(job.id, job.request.model!).then((gone) => gone && canceled(new CanceledError()));
     hooks.cancelHook = {
       cancel: () => {
         cancelAsked = true;
@@ -86,7 +109,9 @@ export class QueueExecutor implements JobExecutor {
     this.following.set(job.id, { hooks, started: job.state === 'running' });
     try {
       // The job id is the engine's: after an engine restart, adding it again attaches to the one already queued.
-      const added = await this.queue.add(
+      // The manager names the model of every job it queues.
+      const { queue, events } = this.queueOf(job.request.model!);
+      const added = await queue.add(
         'edit',
         { job },
         {
@@ -98,7 +123,7 @@ export class QueueExecutor implements JobExecutor {
       );
       // A cancel that came while the job was being added found nothing to take off the queue: again, now.
       if (cancelAsked) cancel();
-      return await Promise.race([added.waitUntilFinished(this.events), removed]);
+      return await Promise.race([added.waitUntilFinished(events), removed]);
     } catch (err) {
       if (err instanceof Error && err.message === CANCELED_REASON) throw new CanceledError();
       throw err;
@@ -111,10 +136,10 @@ export class QueueExecutor implements JobExecutor {
    * Asks the node running the job to stop (it sees the flag before it starts, or the message while it runs), and
    * takes a job that no node has taken yet off the queue. True when it was taken off: no node will report back.
    */
-  private async cancel(jobId: string): Promise<boolean> {
+  private async cancel(jobId: string, model: string): Promise<boolean> {
     await this.redis.set(canceledKey(jobId), '1', 'EX', CANCEL_TTL_S);
     await this.redis.publish(CANCEL_CHANNEL, jobId);
-    const queued = await this.queue.getJob(jobId);
+    const queued = await this.queueOf(model).queue.getJob(jobId);
     if (!queued) return false;
     try {
       // Refused while a node holds the job's lock: that node stops it and reports it canceled.
@@ -129,8 +154,12 @@ export class QueueExecutor implements JobExecutor {
     return listWorkers(this.redis);
   }
 
+  modelInfo(id: string): Promise<ModelInfo | undefined> {
+    return announcedModel(this.redis, id);
+  }
+
   async close(): Promise<void> {
-    await Promise.allSettled([this.events.close(), this.queue.close()]);
+    await Promise.allSettled([...this.queues.values()].flatMap((q) => [q.events.close(), q.queue.close()]));
     this.redis.disconnect();
   }
 }

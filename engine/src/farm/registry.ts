@@ -2,13 +2,14 @@
 // loses power or its network drops off the list by itself, with nothing to clean up.
 import type { Redis } from 'ioredis';
 import type { WorkerStatus } from '../api/schemas';
-import { parseWorkerStatus, WORKER_KEYS, workerKey } from './protocol';
+import type { ModelInfo } from '../models/sd-model';
+import { parseAnnouncement, WORKER_KEYS, workerKey, type Announcement } from './protocol';
 
 /** Heartbeats a node may miss before it drops off the list. */
 const MISSED_HEARTBEATS = 3;
 
-export async function announce(redis: Redis, status: WorkerStatus, heartbeatMs: number): Promise<void> {
-  await redis.set(workerKey(status.id), JSON.stringify(status), 'PX', heartbeatMs * MISSED_HEARTBEATS);
+export async function announce(redis: Redis, a: Announcement, heartbeatMs: number): Promise<void> {
+  await redis.set(workerKey(a.status.id), JSON.stringify(a), 'PX', heartbeatMs * MISSED_HEARTBEATS);
 }
 
 export async function withdraw(redis: Redis, id: string): Promise<void> {
@@ -17,6 +18,17 @@ export async function withdraw(redis: Redis, id: string): Promise<void> {
 
 /** The live render nodes, by host. */
 export async function listWorkers(redis: Redis): Promise<WorkerStatus[]> {
+  return (await announcements(redis))
+    .map((a) => a.status)
+    .sort((a, b) => a.host.localeCompare(b.host) || a.id.localeCompare(b.id));
+}
+
+/** The model a live node loaded under this id. */
+export async function announcedModel(redis: Redis, id: string): Promise<ModelInfo | undefined> {
+  return (await announcements(redis)).map((a) => a.modelInfo[id]).find((info) => info !== undefined);
+}
+
+async function announcements(redis: Redis): Promise<Announcement[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {
@@ -25,9 +37,5 @@ export async function listWorkers(redis: Redis): Promise<WorkerStatus[]> {
     cursor = next;
   } while (cursor !== '0');
   if (keys.length === 0) return [];
-  const values = await redis.mget(...keys);
-  return values
-    .map(parseWorkerStatus)
-    .filter((w): w is WorkerStatus => w !== undefined)
-    .sort((a, b) => a.host.localeCompare(b.host) || a.id.localeCompare(b.id));
+  return (await redis.mget(...keys)).map(parseAnnouncement).filter((a): a is Announcement => a !== undefined);
 }

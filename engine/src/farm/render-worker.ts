@@ -3,6 +3,7 @@
 // queue's: a node killed mid-job stops renewing its lock, and BullMQ's stalled-job check hands the job to another
 // node (or to this one after a restart); the result is written to a hidden temp file and renamed into place, so the
 // expected path never holds a partial file.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
@@ -20,7 +21,10 @@ import {
   CANCELED_REASON,
   canceledKey,
   PREFIX,
-  QUEUE,
+  committedKey,
+  KEEP_FINISHED_S,
+  queueOf,
+  resultKey,
   type FarmJobData,
   type FarmJobResult,
   type FarmProgress,
@@ -29,11 +33,17 @@ import { announce, withdraw } from './registry';
 
 export interface RenderWorkerOptions {
   connection: QueueConnection;
-  worker: PipelineWorker;
-  /** This node's data folder: its inversion cache lives there. */
+  /** The models this node loaded, one compute worker each: it takes the jobs of these models only. */
+  models: PipelineWorker[];
+  /** This node's data folder: its inversion cache lives there unless `cacheDir` says otherwise. */
   dataDir: string;
+  /**
+   * An inversion cache the nodes share (`--cache`, on shared storage): a re-edit of a range that another node inverted
+   * skips the inversion wherever it runs (docs/BENCHMARKS.md, "Render farm: where the inversion cache lives").
+   */
+  cacheDir?: string;
   maps: PathMapping[];
-  /** Jobs at once (a big GPU may run several; they share the one compute worker). */
+  /** Jobs of each model at once (a big GPU may run several; they share that model's compute worker). */
   concurrency: number;
   /**
    * How long a job's lock lasts without renewal, and how often nodes look for jobs whose lock ran out: the time a
@@ -61,7 +71,7 @@ export class RenderWorker {
     private readonly redis: Redis,
     private readonly subscriber: Redis,
     private readonly cache: InversionCache,
-    private bull?: Worker<FarmJobData, FarmJobResult>,
+    private readonly bulls: Worker<FarmJobData, FarmJobResult>[] = [],
   ) {}
 
   static async start(o: RenderWorkerOptions): Promise<RenderWorker> {
@@ -74,32 +84,35 @@ export class RenderWorker {
       redis.disconnect();
       subscriber.disconnect();
     });
-    const cache = new InversionCache(path.join(o.dataDir, 'cache', 'inversions'), 2 * 1024 ** 3);
+    const cache = new InversionCache(o.cacheDir ?? path.join(o.dataDir, 'cache', 'inversions'), 2 * 1024 ** 3);
     const node = new RenderWorker(o, redis, subscriber, cache);
     subscriber.on('message', (_channel: string, jobId: string) => node.running.get(jobId)?.cancel());
     await subscriber.subscribe(CANCEL_CHANNEL);
-    node.bull = new Worker<FarmJobData, FarmJobResult>(QUEUE, (job) => node.process(job), {
-      connection: o.connection.bullmq,
-      prefix: PREFIX,
-      concurrency: o.concurrency,
-      maxStalledCount: MAX_STALLS,
-      ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
-      ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
-    });
-    node.bull.on('error', onError);
-    await node.bull.waitUntilReady();
+    for (const model of o.models) {
+      const bull = new Worker<FarmJobData, FarmJobResult>(queueOf(model.info.name), (job) => node.process(job, model), {
+        connection: o.connection.bullmq,
+        prefix: PREFIX,
+        concurrency: o.concurrency,
+        maxStalledCount: MAX_STALLS,
+        ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
+        ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
+      });
+      bull.on('error', onError);
+      node.bulls.push(bull);
+    }
+    await Promise.all(node.bulls.map((b) => b.waitUntilReady()));
     await node.beat();
     node.heartbeat = setInterval(() => void node.beat().catch(() => undefined), o.heartbeatMs);
     return node;
   }
 
   status(): WorkerStatus {
-    const info = this.o.worker.info;
+    const infos = this.o.models.map((m) => m.info);
     return {
       id: this.id,
       host: os.hostname(),
-      provider: info.provider,
-      models: [info.name],
+      provider: [...new Set(infos.map((i) => i.provider))].join(', '),
+      models: infos.map((i) => i.name),
       concurrency: this.o.concurrency,
       currentJobs: [...this.running.keys()],
       lastHeartbeat: new Date().toISOString(),
@@ -107,10 +120,11 @@ export class RenderWorker {
   }
 
   private beat(): Promise<void> {
-    return announce(this.redis, this.status(), this.o.heartbeatMs);
+    const modelInfo = Object.fromEntries(this.o.models.map((m) => [m.info.name, m.info]));
+    return announce(this.redis, { status: this.status(), modelInfo }, this.o.heartbeatMs);
   }
 
-  private async process(bullJob: BullJob<FarmJobData, FarmJobResult>): Promise<FarmJobResult> {
+  private async process(bullJob: BullJob<FarmJobData, FarmJobResult>, model: PipelineWorker): Promise<FarmJobResult> {
     const job = bullJob.data.job;
     const worker = { id: this.id, host: os.hostname() };
     const send = (p: DistributiveOmit<FarmProgress, 'worker'>) =>
@@ -120,7 +134,7 @@ export class RenderWorker {
     const outputPath = this.local(job.outputPath, 'output');
     let canceledEarly = false;
     const ctx = {
-      worker: this.o.worker,
+      worker: model,
       cache: this.cache,
       seed: job.seed,
       onProgress: throttled((progress) => void send({ kind: 'progress', progress })),
@@ -128,6 +142,8 @@ export class RenderWorker {
       onWarning: (warning: string) => void send({ kind: 'warning', warning }),
       cancelHook: undefined as { cancel(): void } | undefined,
       memoryLimitBytes: this.o.memoryLimitBytes,
+      cacheNames: { source: job.request.source.path, model: model.info.name },
+      beforeCommit: async () => void (await this.redis.set(committedKey(job.id), '1', 'EX', KEEP_FINISHED_S)),
     };
     this.running.set(job.id, { cancel: () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true)) });
     void this.beat().catch(() => undefined);
@@ -136,12 +152,16 @@ export class RenderWorker {
       await send({ kind: 'start' });
       // A node that died on this job before left its hidden temp files beside the output.
       removePartialOutputs(outputPath);
+      const earlier = await this.earlierResult(job.id, outputPath);
+      if (earlier) return earlier;
       // Planned again here: this node's model and its view of the media decide the working size and the batch.
-      const plan = await planJob(request, this.o.worker.info, outputPath, undefined, this.o.memoryLimitBytes);
+      const plan = await planJob(request, model.info, outputPath, undefined, this.o.memoryLimitBytes);
       if (canceledEarly) throw new CanceledError();
       const result = await runJob(request, plan, ctx);
       this.o.log(`job ${job.id} done: ${result.frames} frames in ${result.seconds.toFixed(1)} s`);
-      return this.engineResult(result, job.outputPath);
+      const reported = this.engineResult(result, job.outputPath);
+      await this.redis.set(resultKey(job.id), JSON.stringify(reported), 'EX', KEEP_FINISHED_S);
+      return reported;
     } catch (err) {
       if (err instanceof CanceledError) {
         this.o.log(`job ${job.id} canceled`);
@@ -153,6 +173,24 @@ export class RenderWorker {
       this.running.delete(job.id);
       void this.beat().catch(() => undefined);
     }
+  }
+
+  /**
+   * A try of this job that died after renaming its result into place, before the queue recorded it: the file there
+   * is the job's own (the engine admitted the job only with that path free). Its result is reported as it was
+   * recorded; where the try died before recording it, the file goes and the job runs again (a seeded job gives the
+   * same file), rather than failing on "output exists" or keeping a result nobody can vouch for.
+   */
+  private async earlierResult(jobId: string, outputPath: string): Promise<FarmJobResult | undefined> {
+    if (!fs.existsSync(outputPath) || !(await this.redis.exists(committedKey(jobId)))) return undefined;
+    const recorded = await this.redis.get(resultKey(jobId));
+    if (recorded) {
+      this.o.log(`job ${jobId}: an earlier try wrote ${outputPath} and recorded it; reporting that result`);
+      return JSON.parse(recorded) as FarmJobResult;
+    }
+    this.o.log(`job ${jobId}: an earlier try wrote ${outputPath} and died before recording it; running it again`);
+    fs.rmSync(outputPath, { force: true });
+    return undefined;
   }
 
   /** A path of the job as this node names it; a path no --map covers fails this try (another node may map it). */
@@ -184,7 +222,7 @@ export class RenderWorker {
   /** Takes no new jobs, lets the running ones finish, and drops off the list of nodes. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
-    await this.bull?.close();
+    await Promise.all(this.bulls.map((b) => b.close()));
     await withdraw(this.redis, this.id).catch(() => undefined);
     this.subscriber.disconnect();
     this.redis.disconnect();

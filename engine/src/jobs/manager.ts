@@ -13,6 +13,7 @@ import { checkFfmpegPaths, checkNotAnInput, checkOutputTarget } from '../media/o
 import { probeMedia } from '../media/probe';
 import { extractStill } from '../media/still';
 import type { PipelineWorker } from '../worker/pipeline-worker';
+import type { ModelInfo } from '../models/sd-model';
 import { removeQuietly } from '../config/atomic-rename';
 import { makePrivateDir, PRIVATE_DIR_MODE } from '../config/private-dir';
 import { InversionCache } from '../store/inversion-cache';
@@ -45,6 +46,8 @@ export interface JobExecutor {
    */
   run(job: Job, hooks: RunHooks): Promise<JobResult>;
   workers(): Promise<WorkerStatus[]>;
+  /** The model a live render node announces under this id, as it loaded it; undefined when none has it now. */
+  modelInfo(id: string): Promise<ModelInfo | undefined>;
   /** Stops listening; the jobs handed over go on without this engine. */
   close(): Promise<void>;
 }
@@ -229,7 +232,10 @@ export class JobManager implements JobService {
     }
   }
 
-  private async admit(request: JobRequest): Promise<Job> {
+  private async admit(submitted: JobRequest): Promise<Job> {
+    const model = await this.modelOf(submitted);
+    // A queued job names its model, so that only a render node that has it takes the job.
+    const request = this.o.executor ? { ...submitted, model: model.name } : submitted;
     const mask = request.mask.type === 'file' ? request.mask : undefined;
     const out = request.output;
     checkPaths([
@@ -269,13 +275,7 @@ export class JobManager implements JobService {
               : 'output.folder',
       )(err);
     }
-    const plan: JobPlan = await planJob(
-      request,
-      this.o.worker.info,
-      outputPath,
-      undefined,
-      this.o.memoryLimitBytes,
-    ).catch(
+    const plan: JobPlan = await planJob(request, model, outputPath, undefined, this.o.memoryLimitBytes).catch(
       asMediaProblem((e) =>
         e.code === 'bad-range'
           ? /out point/.test(e.message)
@@ -419,6 +419,28 @@ export class JobManager implements JobService {
         running: all.filter((j) => j.state === 'running').length,
       },
     };
+  }
+
+  /** The model a request runs on: this engine's own, or with a render queue, one that a live node announces. */
+  private async modelOf(request: JobRequest): Promise<ModelInfo> {
+    const own = this.o.worker.info;
+    if (!request.model || request.model === own.name) return own;
+    if (!this.o.executor)
+      throw ProblemError.of(
+        422,
+        'Model not here',
+        `this engine runs model ${own.name}, not ${request.model}; start it with --model ${request.model} (reshoot models lists the installed ones), or leave model out`,
+        'model',
+      );
+    const found = await this.o.executor.modelInfo(request.model);
+    if (found) return found;
+    const have = [...new Set((await this.o.executor.workers()).flatMap((w) => w.models))].sort();
+    throw ProblemError.of(
+      422,
+      'No render node has this model',
+      `no render node has model ${request.model} now (${have.length ? `they have ${have.join(', ')}` : 'none is running'}); start one with reshoot worker --model ${request.model}, or choose a model a node has`,
+      'model',
+    );
   }
 
   async workers(): Promise<WorkerStatus[]> {

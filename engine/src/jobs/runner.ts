@@ -91,6 +91,13 @@ export interface RunContext {
   cancelHook?: { cancel(): void };
   /** `--max-memory`: the engine's peak may not exceed this (bytes), whatever is free. */
   memoryLimitBytes?: number;
+  /**
+   * Render nodes: the names the farm knows the source and the model by (the engine's path, the model's id), so nodes
+   * that share an inversion cache find each other's entries though they mount the files and the models elsewhere.
+   */
+  cacheNames?: { source: string; model: string };
+  /** Awaited just before the result is renamed into place: a render node records there that this try wrote it. */
+  beforeCommit?(): Promise<void>;
 }
 
 /** The job's box or file mask as media/mask-input.ts takes it; undefined for none and for the automatic mask. */
@@ -538,7 +545,10 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
     overwrite: req.output?.overwrite ?? false,
     colorMatrix: plan.info.video.colorMatrix,
     sampleAspect: plan.info.video.sampleAspect,
-    beforeRename: checkTarget,
+    beforeRename: async () => {
+      checkTarget();
+      await ctx.beforeCommit?.();
+    },
   });
   const seams = new ChunkOverlap(req, { ...plan, vaeScale: model.vaeScale });
   let unetEvaluations = 0;
@@ -589,11 +599,12 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
         key: () =>
           InversionCache.keyOf({
             file: req.source.path,
+            ...(ctx.cacheNames ? { name: ctx.cacheNames.source } : {}),
             startFrame: plan.startFrame + chunkStart,
             frameCount: chunk.n,
             width: plan.width,
             height: plan.height,
-            modelDir: model.dir,
+            modelDir: ctx.cacheNames?.model ?? model.dir,
             sourcePrompt: req.sourcePrompt,
             steps: req.steps,
             strength: plan.strength,

@@ -11,6 +11,8 @@ import type { InvertedTrajectory } from '../editing/types';
 
 export interface TrajectoryKey {
   file: string;
+  /** The name the file goes by where several machines share the cache (a render farm's engine path); default: its path here. */
+  name?: string;
   startFrame: number;
   frameCount: number;
   width: number;
@@ -37,7 +39,8 @@ export class InversionCache {
   /** Identity of the source file: path plus size and modification time, so a re-rendered file misses. */
   static keyOf(k: TrajectoryKey): string {
     const st = fs.statSync(k.file);
-    const identity = { ...k, file: path.resolve(k.file), size: st.size, mtimeMs: Math.floor(st.mtimeMs) };
+    const { name, ...rest } = k;
+    const identity = { ...rest, file: name ?? path.resolve(k.file), size: st.size, mtimeMs: Math.floor(st.mtimeMs) };
     return crypto.createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 40);
   }
 

@@ -81,7 +81,8 @@ async function runTask(task: Task, shouldStop: () => boolean, onProgress: (p: Pr
         const t = cache.get(key);
         mark = performance.now();
         timings.cacheMs += mark - start;
-        return t;
+        // The key names the model; an entry another render node wrote names that node's folder for it.
+        return t && { ...t, modelDir: m.info.dir };
       },
       put(t) {
         const start = performance.now();
