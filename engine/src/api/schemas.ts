@@ -315,7 +315,16 @@ export const JobProgress = z.object({
   steps: z.int().optional(),
   frame: z.int().optional(),
   frames: z.int().optional(),
+  /**
+   * The frames of `frames` the running stage works on, 1-based and inclusive (a chunk of a long clip, its overlap with
+   * the chunk before included): "frames 13–24 of 24". `step`/`steps` count within these frames and restart with each
+   * chunk; `fraction` is the whole job's and never goes back.
+   */
+  frameRange: z.object({ first: z.int(), last: z.int() }).optional(),
+  /** Seconds left, from the rate of the whole job so far. */
   etaSec: z.number().optional(),
+  /** A queued job's place in the queue, 1-based (1: the next to run); it moves up as the jobs ahead of it start. */
+  queuePosition: z.int().optional(),
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
