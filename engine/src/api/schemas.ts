@@ -8,11 +8,12 @@ const finiteSeconds = (name: string) =>
 export const SourceRange = z
   .object({
     path: z.string().min(1, "source.path is empty: give the absolute path of the clip's media file").max(4096),
-    in: finiteSeconds('source.in').min(0, 'source.in must be 0 or more seconds'),
-    out: finiteSeconds('source.out').positive('source.out must be more than 0 seconds'),
+    // In and Out as the editor calls them; the issue's path (source.in, source.out) says which field for the form.
+    in: finiteSeconds('In').min(0, 'In must be at the start of the clip or later (0 seconds or more)'),
+    out: finiteSeconds('Out').positive('Out must be after the start of the clip (more than 0 seconds)'),
   })
   .strict()
-  .refine((r) => r.out > r.in, { message: 'source.out must be later than source.in', path: ['out'] });
+  .refine((r) => r.out > r.in, { message: 'Out must be later than In', path: ['out'] });
 
 const unit = (name: string) =>
   z.number().min(0, `${name} must be between 0 and 1`).max(1, `${name} must be between 0 and 1`);
@@ -501,11 +502,20 @@ export function validationProblem(error: z.ZodError, what = 'request'): Problem 
     title: `Invalid ${what}`,
     status: 400,
     detail: issues
-      .map((i) => (i.field === '(body)' || i.message.startsWith(i.field) ? i.message : `${i.field}: ${i.message}`))
+      .map((i) =>
+        i.field === '(body)' || i.message.startsWith(i.field) || saysItsSubject(i.message)
+          ? i.message
+          : `${i.field}: ${i.message}`,
+      )
       .join('; '),
     field: first?.field,
     issues,
   };
+}
+
+/** Messages worded for the editor name what they are about themselves ("Out must be later than In"). */
+function saysItsSubject(message: string): boolean {
+  return /^(In|Out)\b/.test(message);
 }
 
 function humanIssue(i: z.core.$ZodIssue): string {

@@ -278,7 +278,7 @@ export class JobManager implements JobService {
     ).catch(
       asMediaProblem((e) =>
         e.code === 'bad-range'
-          ? /out point/.test(e.message)
+          ? /^(Out|In and Out)\b/.test(e.message)
             ? 'source.out'
             : 'source.in'
           : e.code === 'bad-mask'

@@ -2,6 +2,7 @@
 // machine (the engine reads files, the browser never uploads them), the "selection" is that file's range, and the
 // result is shown beside the original instead of being placed.
 import { SourceRange, validationProblem } from '../../../engine/src/api/schemas';
+import { secondsToTimecode } from '../../../engine/src/api/timecode';
 import { EngineClient, EngineError, type MediaInfo } from '../engine-client';
 import type { SourceFormValues, SourcePicker } from '../ui/source';
 import { FieldError } from '../ui/errors';
@@ -79,23 +80,25 @@ export class BrowserHost implements Host, SourcePicker {
     const first = Math.ceil(range.in * fps - 1e-6);
     const end = Math.min(v.frameCount, Math.ceil(range.out * fps - 1e-6));
     const frames = Math.max(0, end - first);
-    const length = `${v.frameCount} frames, ${Number(duration.toFixed(3))} s`;
+    // In the editor's words, like the engine's (media/range.ts): In and Out, times as timecode, the clip by name.
+    const tc = (t: number) => secondsToTimecode(t, v.fps);
+    const length = `${tc(duration)}, ${v.frameCount} frames`;
     if (range.in >= duration)
       throw new FieldError(
-        'Bad range',
-        `source.in is at or past the end of the media (${length}); choose an in point before ${Number(duration.toFixed(3))} s`,
+        'In is past the end',
+        `In is at or past the end of the clip (${length}); choose an In before ${tc(duration)}`,
         'source.in',
       );
     if (range.out > duration + (1 + 1e-6) / fps)
       throw new FieldError(
-        'Bad range',
-        `source.out is past the end of the media (${length}); leave it blank for the end, or choose a time at or before ${Number(duration.toFixed(3))} s`,
+        'Out is past the end',
+        `Out is past the end of the clip (${length}); leave it blank for the end, or choose a time at or before ${tc(duration)}`,
         'source.out',
       );
     if (frames === 0)
       throw new FieldError(
-        'Bad range',
-        `no frame starts between source.in and source.out (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`,
+        'Range too short',
+        `Out must be at least a frame after In: no frame starts between ${tc(range.in)} and ${tc(range.out)} (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`,
         'source.out',
       );
     const ticks = (frameCount: number) =>

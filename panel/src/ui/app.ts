@@ -95,13 +95,17 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     const connected = status.state.kind === 'connected';
     const clip = source.clip();
     form.setClip(clip);
+    const sourceProblem = source.problem();
     form.setEnabled(
       connected && !!clip,
       !connected
         ? 'Connect to the engine to edit.'
-        : host.kind === 'browser'
-          ? 'Choose a video file and press Probe.'
-          : 'Select one video clip on the timeline.',
+        : sourceProblem
+          ? // A file is chosen; what stops the edit is what the source section marks.
+            `${sourceProblem.title}: see the clip above.`
+          : host.kind === 'browser'
+            ? 'Choose a video file and press Probe.'
+            : 'Select one video clip on the timeline.',
     );
   };
   status.onChange((s, c) => {
@@ -137,13 +141,12 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     try {
       form.validateSettings(kind);
       const sel = await source.refresh();
-      if (!sel) throw new FieldError('No clip', 'the clip could not be read; see the message above', 'source');
-      if (sel.kind !== 'clip')
-        throw new FieldError(
-          'No clip to edit',
-          host.kind === 'browser' ? 'choose a video file and press Probe' : 'select one video clip on the timeline',
-          'source',
-        );
+      // The source section already says what is wrong with the clip, on its card or at its field: saying it again
+      // below the form showed every such problem twice.
+      if (!sel || sel.kind !== 'clip') {
+        source.el.scrollIntoView?.({ block: 'nearest' });
+        return;
+      }
       if (sel.renderReason) form.setBusy('Rendering the clip in Premiere first…');
       const src = await host.prepareSource(sel, (m) => form.setBusy(m));
       const folder = kind === 'edit' ? await host.resultsFolder() : '';

@@ -50,6 +50,7 @@ export class SourceSection {
   private readonly outField?: Field;
   private readonly probeLine = h('div', { class: 'probe-line', id: 'probe-info' });
   private selection: Selection | null = null;
+  private error: Problemish | null = null;
   private refreshing: Promise<Selection | null> | null = null;
   private again = false;
   private listeners: ((s: Selection | null) => void)[] = [];
@@ -99,6 +100,11 @@ export class SourceSection {
   /** The selected clip, when exactly one video clip is. */
   clip(): ClipSelection | null {
     return this.selection?.kind === 'clip' ? this.selection : null;
+  }
+
+  /** What is wrong with the source as last read (a range past the end, a file that is not a video), or null. */
+  problem(): Problemish | null {
+    return this.error;
   }
 
   /** Where a problem about `source.*` is shown. */
@@ -168,6 +174,7 @@ export class SourceSection {
   }
 
   private renderSelection(sel: Selection | null, error: Problemish | null): void {
+    this.error = error;
     this.clearInvalid();
     this.renderProbe(error);
     if (error) {
