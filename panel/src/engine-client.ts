@@ -115,6 +115,11 @@ export class EngineClient {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result`);
   }
 
+  /** The result as a file to save (Content-Disposition: attachment), under its own name. */
+  downloadUrl(id: string): string {
+    return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result?download=1`);
+  }
+
   eventsUrl(id: string): string {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/events`);
   }

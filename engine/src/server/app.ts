@@ -219,6 +219,9 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     getJobResult: async (req, res) => {
       const file = path.resolve(service.resultFile(String(req.params.id)));
       const type = RESULT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+      // ?download=1: save rather than play. A browser page cannot reach the file on disk, so this is how the web UI
+      // hands it over; the file is still the job's own result, never a path from the request.
+      if (req.query.download === '1') res.attachment(path.basename(file));
       await new Promise<void>((resolve, reject) => {
         // dotfiles 'allow': results often live under ~/.local/share, which send would otherwise answer with 404.
         res.sendFile(

@@ -87,7 +87,7 @@ export const ROUTES = [
     method: 'GET',
     path: '/v1/jobs/:id/result',
     operationId: 'getJobResult',
-    summary: 'The finished video file (Range requests supported)',
+    summary: 'The finished video file (Range requests supported; ?download=1 to save it as a file)',
     queryToken: true,
     jsonBody: false,
   },
