@@ -85,19 +85,19 @@ export class BrowserHost implements Host, SourcePicker {
     const length = `${tc(duration)}, ${v.frameCount} frames`;
     if (range.in >= duration)
       throw new FieldError(
-        'In is past the end',
+        'Check In and Out',
         `In is at or past the end of the clip (${length}); choose an In before ${tc(duration)}`,
         'source.in',
       );
     if (range.out > duration + (1 + 1e-6) / fps)
       throw new FieldError(
-        'Out is past the end',
+        'Check In and Out',
         `Out is past the end of the clip (${length}); leave it blank for the end, or choose a time at or before ${tc(duration)}`,
         'source.out',
       );
     if (frames === 0)
       throw new FieldError(
-        'Range too short',
+        'Check In and Out',
         `Out must be at least a frame after In: no frame starts between ${tc(range.in)} and ${tc(range.out)} (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`,
         'source.out',
       );

@@ -1,7 +1,7 @@
 // The panel's UI, the same in Premiere (UXP) and in a browser tab served by the engine. It talks to its host only
 // through the Host interface and to the engine only through EngineClient; the few things that differ by host
 // (events or polling, placing or comparing) are options with defaults taken from host.kind.
-import type { Job } from '../../../engine/src/api/schemas';
+import type { Job, JobRequestInput } from '../../../engine/src/api/schemas';
 import type { EngineClient } from '../engine-client';
 import type { HistoryEntry, Host, PlaceResult } from '../host/host';
 import { fill, h } from './dom';
@@ -58,6 +58,8 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     onEnded: (card) => void ended(card),
     onCompare: compare ? (job) => showCompare(job) : undefined,
     onReveal: reveal,
+    onRenderFull: (card) => void renderFull(card),
+    download: host.kind === 'browser',
   });
   const history = new HistoryView(host, {
     stillUrl,
@@ -95,6 +97,10 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     const connected = status.state.kind === 'connected';
     const clip = source.clip();
     form.setClip(clip);
+    // The browser knows the file's streams from its probe; Premiere's selection does not say (null: on, and the
+    // engine leaves out audio a clip does not have).
+    const probed = options.sourcePicker?.info();
+    form.setSourceAudio(clip && probed ? probed.audio.length > 0 : null);
     const sourceProblem = source.problem();
     form.setEnabled(
       connected && !!clip,
@@ -155,10 +161,35 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       form.setBusy('Sending to the engine…');
       const job = await c.submit(request);
       jobs.add(job, { kind, clip: sel, source: src });
+      if (kind === 'preview') form.fixSeed(job.seed);
     } catch (e) {
       form.showProblem(describeError(e), (name) => source.fieldFor(name));
     } finally {
       form.setBusy(null);
+    }
+  }
+
+  /**
+   * The preview's own request, whole: its seed (drawn by the engine when the form had none) and every setting, as the
+   * engine recorded them, so the full render is the preview's picture over the whole range. Only the output is the
+   * form's, since a preview has none.
+   */
+  async function renderFull(card: JobCard): Promise<void> {
+    const c = client();
+    if (!c) return;
+    const { preview: _preview, ...settings } = card.job.request;
+    try {
+      const folder = await host.resultsFolder();
+      const request: JobRequestInput = {
+        ...settings,
+        seed: card.job.seed,
+        output: { ...(folder ? { folder } : {}), ...form.output() },
+      };
+      const job = await c.submit(request);
+      jobs.add(job, card.ctx ? { ...card.ctx, kind: 'edit' } : null);
+    } catch (e) {
+      const p = describeError(e);
+      card.note(`${p.title}: ${p.detail}`, 'error');
     }
   }
 
