@@ -297,3 +297,40 @@ it('numbers queued jobs, and a job the engine dropped says so and that it starte
   await page.waitForSelector(`[data-job-id="${next}"][data-state="succeeded"]`, { timeout: 60_000 });
   expect(await page.isVisible(`[data-job-id="${next}"] .job-restarts`)).toBe(false);
 });
+
+it('keeps the clip and the form across a reload, and offers the clips chosen before', async () => {
+  const other = path.join(home, 'silent.mp4');
+  await makeTestClip({
+    file: other,
+    width: 64,
+    height: 36,
+    fps: { num: 24, den: 1 },
+    frames: 6,
+    content: 'moving-square',
+  });
+  await page.fill('#source-path', other);
+  await page.click('#probe');
+  await page.waitForFunction(() => /6 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
+  // No sound in this one: audio goes off by itself, and the form says why.
+  await page.waitForSelector('#audio [data-value="off"][aria-checked="true"]');
+  await page.fill('#prompt', 'a green car on a gray road');
+  await page.fill('#steps', '5');
+  await page.click('#codec [data-value="prores"]');
+
+  await page.reload();
+  await page.waitForSelector('#engine-status[data-state="connected"]');
+  expect(await page.inputValue('#source-path')).toBe(other);
+  expect(await page.inputValue('#prompt')).toBe('a green car on a gray road');
+  expect(await page.inputValue('#steps')).toBe('5');
+  expect(await page.getAttribute('#codec [data-value="prores"]', 'aria-checked')).toBe('true');
+  // The clip is read again without a Probe.
+  await page.waitForFunction(() => /6 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
+  await page.waitForSelector('#edit:not([disabled])');
+
+  // The clip from before is one click away.
+  await page.click(`#recent-clips [data-path="${clip}"]`);
+  await page.waitForFunction(() => /40 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
+  expect(await page.inputValue('#source-path')).toBe(clip);
+  await page.waitForSelector('#audio [data-value="on"][aria-checked="true"]');
+  expect(await page.getAttribute(`#recent-clips [data-path="${other}"]`, 'title')).toBe(other);
+});

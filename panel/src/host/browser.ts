@@ -12,6 +12,11 @@ import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceR
 const TICKS_PER_SECOND = 254016000000n;
 const TOKEN_KEY = 'reshoot.token';
 const HISTORY_KEY = 'reshoot.history.v1';
+/** The source fields as last typed, and the files probed without a problem: a reload keeps both. */
+const SOURCE_KEY = 'reshoot.source.v1';
+const RECENT_KEY = 'reshoot.recent.v1';
+const RECENT_MAX = 8;
+const DRAFT_KEY = 'reshoot.form.v1';
 
 export class BrowserHost implements Host, SourcePicker {
   readonly kind = 'browser' as const;
@@ -22,6 +27,22 @@ export class BrowserHost implements Host, SourcePicker {
 
   constructor(private readonly win: Window = window) {
     this.captureToken();
+    const saved = this.readJson(SOURCE_KEY) as Partial<SourceFormValues> | null;
+    if (saved && typeof saved.path === 'string')
+      this.form = { path: saved.path, in: String(saved.in ?? ''), out: String(saved.out ?? '') };
+  }
+
+  loadDraft(): unknown {
+    return this.readJson(DRAFT_KEY);
+  }
+
+  saveDraft(draft: unknown): void {
+    this.writeJson(DRAFT_KEY, draft);
+  }
+
+  recent(): string[] {
+    const list = this.readJson(RECENT_KEY);
+    return Array.isArray(list) ? list.filter((p): p is string => typeof p === 'string') : [];
   }
 
   engineUrl(): string {
@@ -44,6 +65,7 @@ export class BrowserHost implements Host, SourcePicker {
     const next = { ...this.form, ...values };
     if (next.path === this.form.path && next.in === this.form.in && next.out === this.form.out) return;
     this.form = next;
+    this.writeJson(SOURCE_KEY, next);
     for (const cb of this.listeners) cb();
   }
 
@@ -202,6 +224,24 @@ export class BrowserHost implements Host, SourcePicker {
     this.win.history.replaceState(this.win.history.state, '', `${url.pathname}${url.search}${url.hash}`);
   }
 
+  private readJson(key: string): unknown {
+    try {
+      const raw = this.storage('localStorage')?.getItem(key);
+      return raw ? (JSON.parse(raw) as unknown) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Best effort: a page without storage works as before, it only forgets on reload. */
+  private writeJson(key: string, value: unknown): void {
+    try {
+      this.storage('localStorage')?.setItem(key, JSON.stringify(value));
+    } catch {
+      // Storage full or refused.
+    }
+  }
+
   private storage(kind: 'localStorage' | 'sessionStorage'): Storage | null {
     // Storage access throws in some privacy modes instead of being absent.
     try {
@@ -222,6 +262,7 @@ export class BrowserHost implements Host, SourcePicker {
       try {
         const info = await (await this.client()).probe(path);
         this.probed = { path, info };
+        this.writeJson(RECENT_KEY, [path, ...this.recent().filter((p) => p !== path)].slice(0, RECENT_MAX));
         return info;
       } catch (e) {
         // Whatever the engine said about the file, it is the path field the user has to fix.

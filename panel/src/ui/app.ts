@@ -50,6 +50,14 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
 
   const source = new SourceSection(host, options.sourcePicker);
   const form = new EditForm({ onSubmit: (kind) => void submit(kind), stillUrl });
+  const picker = options.sourcePicker;
+  if (picker?.loadDraft && picker.saveDraft) {
+    form.restoreDraft(picker.loadDraft());
+    // After the form's own handlers, so the draft holds the choice just made.
+    const save = () => setTimeout(() => picker.saveDraft!(form.draft()), 0);
+    form.el.addEventListener('input', save);
+    form.el.addEventListener('click', save);
+  }
   const compare = compareEnabled ? new CompareView({ client, onReveal: reveal }) : null;
   const jobs = new JobList({
     client,
@@ -100,7 +108,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     // The browser knows the file's streams from its probe; Premiere's selection does not say (null: on, and the
     // engine leaves out audio a clip does not have).
     const probed = options.sourcePicker?.info();
-    form.setSourceAudio(clip && probed ? probed.audio.length > 0 : null);
+    form.setSourceAudio(clip && probed ? probed.audio.length > 0 : null, clip?.mediaPath ?? null);
     const sourceProblem = source.problem();
     form.setEnabled(
       connected && !!clip,

@@ -125,6 +125,23 @@ const AUDIO_HINT_ON = "The clip's sound, cut to the range, goes into the result.
 const AUDIO_HINT_NONE = 'The clip has no audio.';
 const SEED_HINT = 'Blank: a new one each time.';
 
+/** The form's fields as text and choices, as the browser keeps them across a reload. */
+interface FormDraft {
+  prompt: string;
+  sourcePrompt: string;
+  steps: string;
+  guidance: string;
+  strength: string;
+  seed: string;
+  emphasis: string;
+  method: string;
+  mask: string;
+  mattePath: string;
+  codec: string;
+  /** Only when the user chose it; otherwise the clip decides. */
+  audio?: 'on' | 'off';
+}
+
 export interface EditFormOptions {
   onSubmit(kind: SubmitKind): void;
   stillUrl: (path: string, t: number, maxWidth: number) => string | null;
@@ -525,15 +542,20 @@ export class EditForm {
 
   /**
    * Whether the chosen clip has sound (null: the host cannot tell, as in Premiere, where the engine leaves out audio a
-   * clip does not have). Audio is on by default whenever there may be some, unless the user turned it off.
+   * clip does not have). Audio is on by default whenever there may be some; the user's own choice holds for the clip
+   * it was made for (`clip`, its path), and another clip starts from its default again.
    */
-  setSourceAudio(has: boolean | null): void {
+  setSourceAudio(has: boolean | null, clip: string | null): void {
     this.audioHint.textContent = has === false ? AUDIO_HINT_NONE : AUDIO_HINT_ON;
+    if (clip === null) return;
+    if (this.audioClip !== undefined && clip !== this.audioClip) this.audioChosen = false;
+    this.audioClip = clip;
     if (this.audioChosen) return;
     // set() reports a change like a click would; this one is the form's, not the user's.
     this.audio.set(has === false ? 'off' : 'on');
     this.audioChosen = false;
   }
+  private audioClip: string | undefined;
 
   /**
    * Keeps the seed a preview drew, so Edit renders what the preview showed: with the field blank, each job would
@@ -544,6 +566,47 @@ export class EditForm {
     if (seedInput.value.trim() !== '') return;
     seedInput.value = String(seed);
     this.seedHint.textContent = "The preview's seed: Edit renders what it showed. Clear it for a new one each time.";
+  }
+
+  /** What a reload should give back: the text fields and the choices that are plain values (not a drawn box). */
+  draft(): FormDraft {
+    const v = (f: Field) => (f.control as HTMLInputElement).value;
+    return {
+      prompt: v(this.prompt),
+      sourcePrompt: v(this.sourcePrompt),
+      steps: v(this.steps),
+      guidance: v(this.guidance),
+      strength: v(this.strength),
+      seed: v(this.seed),
+      emphasis: v(this.emphasis),
+      method: this.method.value(),
+      mask: this.maskChoice.value() === 'box' ? 'none' : this.maskChoice.value(),
+      mattePath: v(this.mattePath),
+      codec: this.codec.value(),
+      ...(this.audioChosen ? { audio: this.audio.value() } : {}),
+    };
+  }
+
+  /** Puts a draft back; anything that is not what draft() wrote is left at the form's default. */
+  restoreDraft(raw: unknown): void {
+    if (!raw || typeof raw !== 'object') return;
+    const d = raw as Partial<Record<keyof FormDraft, unknown>>;
+    const text = (f: Field, value: unknown) => {
+      if (typeof value === 'string') (f.control as HTMLInputElement).value = value;
+    };
+    text(this.prompt, d.prompt);
+    text(this.sourcePrompt, d.sourcePrompt);
+    text(this.steps, d.steps);
+    text(this.guidance, d.guidance);
+    text(this.strength, d.strength);
+    text(this.seed, d.seed);
+    text(this.emphasis, d.emphasis);
+    text(this.mattePath, d.mattePath);
+    if ((METHODS as readonly unknown[]).includes(d.method)) this.method.set(d.method as Method);
+    if (d.mask === 'none' || d.mask === 'auto' || d.mask === 'file') this.maskChoice.set(d.mask);
+    if ((CODECS as readonly unknown[]).includes(d.codec)) this.codec.set(d.codec as Codec);
+    if (d.audio === 'on' || d.audio === 'off') this.audio.set(d.audio);
+    this.clearProblems();
   }
 
   /** The result's format and sound, as the request's output takes them. */

@@ -19,6 +19,11 @@ export interface SourcePicker {
   set(values: Partial<SourceFormValues>): void;
   /** The last probe of the current path, or null. */
   info(): MediaInfo | null;
+  /** Files chosen before (probed without a problem), newest first. */
+  recent?(): string[];
+  /** The edit form as last left, kept across reloads (the browser); undefined where nothing is kept. */
+  loadDraft?(): unknown;
+  saveDraft?(draft: unknown): void;
 }
 
 const SELECTION_MESSAGES: Record<
@@ -49,6 +54,7 @@ export class SourceSection {
   private readonly inField?: Field;
   private readonly outField?: Field;
   private readonly probeLine = h('div', { class: 'probe-line', id: 'probe-info' });
+  private readonly recentRow = h('div', { class: 'recent-clips', id: 'recent-clips' });
   private selection: Selection | null = null;
   private error: Problemish | null = null;
   private refreshing: Promise<Selection | null> | null = null;
@@ -74,6 +80,7 @@ export class SourceSection {
         title: "Read the file's size, frame rate and length through the engine",
       });
       this.pathField = field('Media file on this machine', pathInput, { extra: probeButton });
+      this.pathField.row.appendChild(this.recentRow);
       const inInput = input('source-in', { type: 'number', placeholder: 'start', step: 'any', min: '0' });
       const outInput = input('source-out', { type: 'number', placeholder: 'end', step: 'any', min: '0' });
       for (const el of [inInput, outInput]) el.addEventListener('change', () => this.applyRange());
@@ -90,7 +97,39 @@ export class SourceSection {
     }
     children.push(this.card, this.cardField.message);
     this.el = h('section', { class: 'section source' }, children);
+    // What the page had before a reload (the host keeps it): the fields show it, and the app reads it again once
+    // the engine answers.
+    if (picker) {
+      const v = picker.values();
+      (this.pathField!.control as HTMLInputElement).value = v.path;
+      (this.inField!.control as HTMLInputElement).value = v.in;
+      (this.outField!.control as HTMLInputElement).value = v.out;
+    }
+    this.renderRecent();
     this.renderSelection(null, null);
+  }
+
+  /** The files chosen before, one click each: typing an absolute path again is what a web page should spare. */
+  private renderRecent(): void {
+    const recent = this.picker?.recent?.() ?? [];
+    const current = this.picker?.values().path;
+    const others = recent.filter((p) => p !== current).slice(0, 5);
+    show(this.recentRow, others.length > 0);
+    fill(
+      this.recentRow,
+      others.length ? h('span', { class: 'recent-label', text: 'Recent:' }) : null,
+      others.map((p) => {
+        const b = button(basename(p), () => this.choose(p), { class: 'small quiet recent-clip', title: p });
+        b.setAttribute('data-path', p);
+        return b;
+      }),
+    );
+  }
+
+  private choose(path: string): void {
+    if (!this.pathField) return;
+    (this.pathField.control as HTMLInputElement).value = path;
+    this.probe();
   }
 
   onChange(cb: (s: Selection | null) => void): void {
@@ -133,6 +172,7 @@ export class SourceSection {
         try {
           result = await this.host.getSelection();
           this.renderSelection(result, null);
+          this.renderRecent();
         } catch (e) {
           result = null;
           this.renderSelection(null, describeError(e));
