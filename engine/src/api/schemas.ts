@@ -475,6 +475,22 @@ export const MediaInfoSchema = z
   })
   .passthrough();
 
+/** GET /v1/files: one folder inside the user's folders, for the web UI's picker (server/files.ts). */
+export const FolderListing = z.object({
+  roots: z.array(z.object({ name: z.string(), path: z.string() })),
+  /** The folder listed; absent when the roots were asked for. */
+  path: z.string().optional(),
+  /** The folder above it, while that is still inside a root. */
+  parent: z.string().optional(),
+  /** Folders and video files, hidden ones left out; links only where they stay inside a root, by where they lead. */
+  entries: z.array(
+    z.object({ name: z.string(), path: z.string(), kind: z.enum(['folder', 'video']), size: z.number().optional() }),
+  ),
+  /** More entries than the engine lists at once. */
+  truncated: z.boolean(),
+});
+export type FolderListing = z.infer<typeof FolderListing>;
+
 /** RFC 9457 problem document: every error body of the API. */
 export const Problem = z.object({
   type: z.string(),

@@ -109,6 +109,15 @@ export const ROUTES = [
   },
   {
     method: 'GET',
+    path: '/v1/files',
+    operationId: 'listFiles',
+    summary:
+      "Folders and video files inside the user's folders (home or RESHOOT_BROWSE_ROOTS), for the web UI's picker",
+    queryToken: false,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
     path: '/v1/openapi.json',
     operationId: 'getOpenApi',
     summary: 'This API as an OpenAPI 3.1 document',

@@ -1,7 +1,7 @@
 // The Host for a browser tab served by the engine itself. There is no timeline: the user types a media path on this
 // machine (the engine reads files, the browser never uploads them), the "selection" is that file's range, and the
 // result is shown beside the original instead of being placed.
-import { SourceRange, validationProblem } from '../../../engine/src/api/schemas';
+import { SourceRange, validationProblem, type FolderListing } from '../../../engine/src/api/schemas';
 import { secondsToTimecode } from '../../../engine/src/api/timecode';
 import { EngineClient, EngineError, type MediaInfo } from '../engine-client';
 import type { SourceFormValues, SourcePicker } from '../ui/source';
@@ -38,6 +38,10 @@ export class BrowserHost implements Host, SourcePicker {
 
   saveDraft(draft: unknown): void {
     this.writeJson(DRAFT_KEY, draft);
+  }
+
+  async listFolder(path?: string): Promise<FolderListing> {
+    return (await this.client()).files(path);
   }
 
   recent(): string[] {

@@ -67,6 +67,8 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     onCompare: compare ? (job) => showCompare(job) : undefined,
     onReveal: reveal,
     onRenderFull: (card) => void renderFull(card),
+    // The status line's queue figures followed only the end of a job; a job starting changes them too.
+    onStateChange: () => void status.check(),
     download: host.kind === 'browser',
   });
   const history = new HistoryView(host, {
@@ -169,6 +171,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       form.setBusy('Sending to the engine…');
       const job = await c.submit(request);
       jobs.add(job, { kind, clip: sel, source: src });
+      void status.check();
       if (kind === 'preview') form.fixSeed(job.seed);
     } catch (e) {
       form.showProblem(describeError(e), (name) => source.fieldFor(name));

@@ -26,6 +26,8 @@ export interface JobListOptions {
   onReveal(path: string): void;
   /** A finished preview: render the whole range with the preview's seed and settings. */
   onRenderFull?(card: JobCard): void;
+  /** A job this UI shows changed state (queued, running, ended): the queue figures elsewhere are stale. */
+  onStateChange?(): void;
   /** Offer the result as a download (a browser page cannot open the folder it is in). */
   download?: boolean;
 }
@@ -231,7 +233,9 @@ export class JobCard {
 
   update(job: Job): void {
     if (job.id !== this.job.id) return;
+    const was = this.job.state;
     this.job = job;
+    if (was !== job.state) this.opts.onStateChange?.();
     this.render();
     if (isTerminal(job.state) && !this.ended) {
       this.ended = true;
