@@ -876,6 +876,7 @@ describe('GET /v1/openapi.json', () => {
     });
     expect(schemas.Job.properties.state.enum).toEqual(['queued', 'running', 'succeeded', 'failed', 'canceled']);
     expect(Object.keys(schemas).sort()).toEqual([
+      'FolderListing',
       'Health',
       'Job',
       'JobEvent',
