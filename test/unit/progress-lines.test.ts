@@ -2,7 +2,7 @@
 // (which starts over with every chunk), and a waiting job's place in the queue.
 import type { Job, JobProgress } from '../../engine/src/api/schemas';
 import { ProgressLine } from '../../engine/src/cli/progress-line';
-import { ordinal, stageLine } from '../../panel/src/ui/format';
+import { eta, ordinal, stageLine } from '../../panel/src/ui/format';
 
 const job = (state: Job['state'], progress: JobProgress): Job => ({
   id: 'a1',
@@ -83,5 +83,19 @@ it("writes the CLI's line with the frames, the step and the queue place", () => 
   expect(lines).toEqual([
     '  0% queued, 3rd in the queue\n',
     ' 55% inverting, frames 13–32 of 40, step 2/4, ETA 12 s\n',
+  ]);
+});
+
+it('counts the ETA down in ten-second steps under ten minutes, so it moves while the job does', () => {
+  expect([45, 61, 95, 100, 134, 299, 599, 600, 1500].map(eta)).toEqual([
+    'about 45 s left',
+    'about 1 min left',
+    'about 1 min 40 s left',
+    'about 1 min 40 s left',
+    'about 2 min 10 s left',
+    'about 5 min left',
+    'about 10 min left',
+    'about 10 min left',
+    'about 25 min left',
   ]);
 });

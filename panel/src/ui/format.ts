@@ -23,6 +23,13 @@ export function eta(sec: number | undefined): string {
   if (sec === undefined || !Number.isFinite(sec)) return '';
   if (sec < 1) return 'almost done';
   if (sec < 60) return `about ${Math.ceil(sec)} s left`;
+  // Under ten minutes to the nearest ten seconds: whole minutes alone held "about 2 min" for a minute on end.
+  if (sec < 600) {
+    const tens = Math.round(sec / 10) * 10;
+    const m = Math.floor(tens / 60);
+    const s = tens - m * 60;
+    return s ? `about ${m} min ${s} s left` : `about ${m} min left`;
+  }
   if (sec < 3600) return `about ${Math.round(sec / 60)} min left`;
   return `about ${trim(sec / 3600, 1)} h left`;
 }
