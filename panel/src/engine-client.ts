@@ -3,7 +3,14 @@
 // timeouts. Types come from the engine's api/ schemas, imported as types only, so this file adds nothing to a
 // bundle by itself.
 import type { z } from 'zod';
-import type { Health, Job, JobRequestInput, MediaInfoSchema, Problem } from '../../engine/src/api/schemas';
+import type {
+  FolderListing,
+  Health,
+  Job,
+  JobRequestInput,
+  MediaInfoSchema,
+  Problem,
+} from '../../engine/src/api/schemas';
 
 export type MediaInfo = z.infer<typeof MediaInfoSchema>;
 
@@ -102,6 +109,11 @@ export class EngineClient {
     return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`);
   }
 
+  /** A folder inside the user's folders (the roots when `path` is absent): the web UI's file picker. */
+  files(path?: string): Promise<FolderListing> {
+    return this.request<FolderListing>('GET', path ? `/v1/files?path=${encodeURIComponent(path)}` : '/v1/files');
+  }
+
   async jobs(): Promise<Job[]> {
     return (await this.request<{ jobs: Job[] }>('GET', '/v1/jobs')).jobs;
   }
@@ -113,6 +125,11 @@ export class EngineClient {
   /** For <video src>: the one place besides events and stills where the engine takes the token in the URL. */
   resultUrl(id: string): string {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result`);
+  }
+
+  /** The result as a file to save (Content-Disposition: attachment), under its own name. */
+  downloadUrl(id: string): string {
+    return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result?download=1`);
   }
 
   eventsUrl(id: string): string {

@@ -217,7 +217,9 @@ it('probes a clip, and marks the field at fault for client-side and engine-side 
   await page.fill('#source-out', '5');
   await page.press('#source-out', 'Tab');
   await page.waitForSelector('#source-out[aria-invalid="true"]');
-  expect(await page.textContent('.range-message')).toContain('past the end of the media (24 frames, 1 s)');
+  expect(await page.textContent('.range-message')).toContain(
+    'Out is past the end of the clip (00:00:01:00, 24 frames)',
+  );
   expect(await page.isDisabled('#edit')).toBe(true);
   await page.fill('#source-out', '');
   await page.press('#source-out', 'Tab');

@@ -149,7 +149,8 @@ describe('jobs', () => {
     expect([p.status, p.field]).toEqual([422, 'source.path']);
     p = await problem(request({ source: { path: clip, in: 0.5, out: 9 } }));
     expect([p.status, p.field]).toEqual([422, 'source.out']);
-    expect(p.detail).toMatch(/1\.2/); // the clip's duration
+    // The clip's end as timecode (30 frames at 25 fps), in the editor's words rather than the field's path.
+    expect(p.detail).toMatch(/^Out is past the end of clip\.mp4 \(00:00:01:05, 30 frames\)/);
     const existing = path.join(root, 'exists.mp4');
     fs.writeFileSync(existing, 'x');
     p = await problem(request({ output: { path: existing } }));

@@ -235,13 +235,13 @@ describe('resolveRange', () => {
   });
 
   it.each([
-    ['NaN', { in: NaN, out: 1 }, 'finite'],
-    ['negative in', { in: -0.5, out: 1 }, 'negative'],
-    ['out before in', { in: 2, out: 1 }, 'after the in point'],
-    ['out equal to in', { in: 1, out: 1 }, 'after the in point'],
+    ['NaN', { in: NaN, out: 1 }, 'must be times from the start'],
+    ['negative in', { in: -0.5, out: 1 }, 'In is before the start of clip.mp4'],
+    ['out before in', { in: 2, out: 1 }, 'must come after In'],
+    ['out equal to in', { in: 1, out: 1 }, 'must come after In'],
     ['in at the end', { in: T * 300, out: T * 301 }, 'past the end'],
-    ['out beyond the end', { in: 1, out: T * 302 }, 'out point is past the end'],
-    ['no frame inside', { in: T * 10.2, out: T * 10.8 }, 'no frame starts inside'],
+    ['out beyond the end', { in: 1, out: T * 302 }, 'Out is past the end of clip.mp4'],
+    ['no frame inside', { in: T * 10.2, out: T * 10.8 }, 'no frame of clip.mp4 starts between'],
   ])('rejects %s', async (_name, range, why) => {
     await expectMediaError(() => resolveRange(src, range), 'bad-range', 'clip.mp4', why);
   });

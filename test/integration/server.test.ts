@@ -524,13 +524,13 @@ describe('POST /v1/jobs', () => {
       'a reversed range',
       () => ({ ...validRequest(), source: { path: clip, in: 3, out: 1 } }),
       'source.out',
-      /later than source.in/,
+      /^Out must be later than In$/,
     ],
     [
       'a non-number in point',
       () => ({ ...validRequest(), source: { path: clip, in: 'abc', out: 1 } }),
       'source.in',
-      /source.in must be a number of seconds/,
+      /^In must be a number of seconds/,
     ],
     ['steps 0', () => ({ ...validRequest(), steps: 0 }), 'steps', /at least 1/],
     ['steps 500', () => ({ ...validRequest(), steps: 500 }), 'steps', /at most 200/],
@@ -876,6 +876,7 @@ describe('GET /v1/openapi.json', () => {
     });
     expect(schemas.Job.properties.state.enum).toEqual(['queued', 'running', 'succeeded', 'failed', 'canceled']);
     expect(Object.keys(schemas).sort()).toEqual([
+      'FolderListing',
       'Health',
       'Job',
       'JobEvent',

@@ -8,11 +8,12 @@ const finiteSeconds = (name: string) =>
 export const SourceRange = z
   .object({
     path: z.string().min(1, "source.path is empty: give the absolute path of the clip's media file").max(4096),
-    in: finiteSeconds('source.in').min(0, 'source.in must be 0 or more seconds'),
-    out: finiteSeconds('source.out').positive('source.out must be more than 0 seconds'),
+    // In and Out as the editor calls them; the issue's path (source.in, source.out) says which field for the form.
+    in: finiteSeconds('In').min(0, 'In must be at the start of the clip or later (0 seconds or more)'),
+    out: finiteSeconds('Out').positive('Out must be after the start of the clip (more than 0 seconds)'),
   })
   .strict()
-  .refine((r) => r.out > r.in, { message: 'source.out must be later than source.in', path: ['out'] });
+  .refine((r) => r.out > r.in, { message: 'Out must be later than In', path: ['out'] });
 
 const unit = (name: string) =>
   z.number().min(0, `${name} must be between 0 and 1`).max(1, `${name} must be between 0 and 1`);
@@ -329,7 +330,16 @@ export const JobProgress = z.object({
   steps: z.int().optional(),
   frame: z.int().optional(),
   frames: z.int().optional(),
+  /**
+   * The frames of `frames` the running stage works on, 1-based and inclusive (a chunk of a long clip, its overlap with
+   * the chunk before included): "frames 13–24 of 24". `step`/`steps` count within these frames and restart with each
+   * chunk; `fraction` is the whole job's and never goes back.
+   */
+  frameRange: z.object({ first: z.int(), last: z.int() }).optional(),
+  /** Seconds left, from the rate of the whole job so far. */
   etaSec: z.number().optional(),
+  /** A queued job's place in the queue, 1-based (1: the next to run); it moves up as the jobs ahead of it start. */
+  queuePosition: z.int().optional(),
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
@@ -479,6 +489,22 @@ export const MediaInfoSchema = z
   })
   .passthrough();
 
+/** GET /v1/files: one folder inside the user's folders, for the web UI's picker (server/files.ts). */
+export const FolderListing = z.object({
+  roots: z.array(z.object({ name: z.string(), path: z.string() })),
+  /** The folder listed; absent when the roots were asked for. */
+  path: z.string().optional(),
+  /** The folder above it, while that is still inside a root. */
+  parent: z.string().optional(),
+  /** Folders and video files, hidden ones left out; links only where they stay inside a root, by where they lead. */
+  entries: z.array(
+    z.object({ name: z.string(), path: z.string(), kind: z.enum(['folder', 'video']), size: z.number().optional() }),
+  ),
+  /** More entries than the engine lists at once. */
+  truncated: z.boolean(),
+});
+export type FolderListing = z.infer<typeof FolderListing>;
+
 /** RFC 9457 problem document: every error body of the API. */
 export const Problem = z.object({
   type: z.string(),
@@ -506,11 +532,20 @@ export function validationProblem(error: z.ZodError, what = 'request'): Problem 
     title: `Invalid ${what}`,
     status: 400,
     detail: issues
-      .map((i) => (i.field === '(body)' || i.message.startsWith(i.field) ? i.message : `${i.field}: ${i.message}`))
+      .map((i) =>
+        i.field === '(body)' || i.message.startsWith(i.field) || saysItsSubject(i.message)
+          ? i.message
+          : `${i.field}: ${i.message}`,
+      )
       .join('; '),
     field: first?.field,
     issues,
   };
+}
+
+/** Messages worded for the editor name what they are about themselves ("Out must be later than In"). */
+function saysItsSubject(message: string): boolean {
+  return /^(In|Out)\b/.test(message);
 }
 
 function humanIssue(i: z.core.$ZodIssue): string {

@@ -17,7 +17,7 @@ export class ProgressLine {
 
   /** Progress of a whole job (edit). */
   updateJob(p: JobProgress): void {
-    this.render(p.fraction, p.stage, p.step, p.steps, p.frame, p.frames, p.etaSec);
+    this.render(p.fraction, p.stage, p.step, p.steps, p.frame, p.frames, p.etaSec, p.frameRange, p.queuePosition);
   }
 
   private render(
@@ -28,10 +28,15 @@ export class ProgressLine {
     frame?: number,
     frames?: number,
     eta?: number,
+    range?: JobProgress['frameRange'],
+    queuePosition?: number,
   ): void {
     const parts = [`${(fraction * 100).toFixed(0).padStart(3)}% ${stage}`];
+    if (queuePosition) parts.push(`${ordinal(queuePosition)} in the queue`);
+    // The frames the stage works on first: the step count restarts with every chunk, so alone it would run backwards.
+    if (range && frames) parts.push(`frames ${range.first}–${range.last} of ${frames}`);
     if (step) parts.push(`step ${step}/${steps}`);
-    if (frame !== undefined && frames) parts.push(`frames ${frame + 1}+ of ${frames}`);
+    if (!range && frame !== undefined && frames) parts.push(`frames ${frame + 1}+ of ${frames}`);
     if (eta !== undefined) parts.push(`ETA ${eta.toFixed(0)} s`);
     const text = parts.join(', ');
     if (this.tty) {
@@ -50,4 +55,10 @@ export class ProgressLine {
   done(): void {
     if (this.tty) process.stderr.write('\n');
   }
+}
+
+function ordinal(n: number): string {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  const suffix = teen ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
 }

@@ -278,7 +278,7 @@ export class JobManager implements JobService {
     const plan: JobPlan = await planJob(request, model, outputPath, undefined, this.o.memoryLimitBytes).catch(
       asMediaProblem((e) =>
         e.code === 'bad-range'
-          ? /out point/.test(e.message)
+          ? /^(Out|In and Out)\b/.test(e.message)
             ? 'source.out'
             : 'source.in'
           : e.code === 'bad-mask'
@@ -328,6 +328,7 @@ export class JobManager implements JobService {
     }
     this.plans.set(id, plan);
     this.jobs.set(id, job);
+    this.placeInQueue();
     this.emit(job, { type: 'progress', job });
     // Start on the next turn, so a caller that subscribes right after submitting sees every stage.
     setImmediate(() => this.pump());
@@ -542,7 +543,24 @@ export class JobManager implements JobService {
     this.lastPersist.delete(job.id);
     this.emit(job, { type: 'done', job });
     this.pruneHistory();
+    // A waiting job canceled moves those behind it up; a finished one is followed by pump(), which renumbers too.
+    this.placeInQueue();
     return job;
+  }
+
+  /**
+   * Numbers the waiting jobs 1, 2, … in the order they will run, and tells the followers of each job whose place
+   * changed (one ahead of it started, finished or was canceled), so a card never shows a stale place.
+   */
+  private placeInQueue(): void {
+    const waiting = [...this.jobs.values()]
+      .filter((j) => j.state === 'queued')
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    waiting.forEach((job, i) => {
+      if (job.progress.queuePosition === i + 1) return;
+      job.progress = { ...job.progress, queuePosition: i + 1 };
+      this.emit(job, { type: 'progress', job });
+    });
   }
 
   /** Hands waiting jobs to the executor, oldest first, while it has room. */
@@ -553,9 +571,10 @@ export class JobManager implements JobService {
         // After a restart, a job a render node was running is attached to again like a waiting one.
         .filter((j) => !this.running.has(j.id) && (j.state === 'queued' || (this.remote && j.state === 'running')))
         .sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
-      if (!next) return;
+      if (!next) break;
       void this.execute(next).finally(() => this.pump());
     }
+    this.placeInQueue();
   }
 
   private async execute(job: Job): Promise<void> {

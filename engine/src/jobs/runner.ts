@@ -3,7 +3,14 @@
 // Shared by the engine's queue and by `reshoot edit`, so both behave the same.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { JobMemory, JobProgress, JobRequest, JobResult, JobTimings } from '../api/schemas';
+import {
+  ConsistencySpec,
+  type JobMemory,
+  type JobProgress,
+  type JobRequest,
+  type JobResult,
+  type JobTimings,
+} from '../api/schemas';
 import type { MaskBatch } from '../diffusion/images';
 import { wordMapSites, wordMaskProblem } from '../editing/stages/auto-mask';
 import { crossFrameSites } from '../editing/stages/cross-frame';
@@ -423,33 +430,67 @@ export function rangeDecodeOptions(
   };
 }
 
-/** Maps the pipeline's per-chunk progress onto the whole job: 2 % probing, 96 % chunks, 2 % writing. */
-class JobProgressMapper {
-  private readonly started = Date.now();
+/**
+ * Maps the pipeline's per-chunk progress onto the whole job: 2 % before the first chunk, 96 % the chunks, 2 % writing.
+ * Each chunk is weighted by the frames it edits (its overlap with the chunk before included), so a short last chunk
+ * is a short stretch of the bar, and the fraction is held where it is rather than ever reported lower: a cache hit, a
+ * stage the model skips or a chunk that counts its units differently cannot move the bar back.
+ */
+export class JobProgressMapper {
+  private readonly work: number;
+  private base = 0;
+  private chunkWeight = 0;
+  private last = 0;
+  /** When the compute began and how far the job was then: the ETA is the whole job's rate since, not a chunk's. */
+  private rateFrom?: { t: number; fraction: number };
   constructor(
-    private readonly chunks: number,
     private readonly frames: number,
+    overlap: number,
+    chunkFrames: number,
     private readonly emit: (p: JobProgress) => void,
-  ) {}
-  stage(stage: JobProgress['stage'], fraction: number): void {
-    this.emit({ stage, fraction, frames: this.frames, etaSec: this.eta(fraction) });
+    private readonly now: () => number = Date.now,
+  ) {
+    const chunks = Math.max(1, Math.ceil(frames / chunkFrames));
+    this.work = Math.max(1, frames + (chunks - 1) * Math.min(overlap, chunkFrames));
   }
-  chunk(index: number, chunkStart: number, p: Progress): void {
-    const fraction = 0.02 + (0.96 * (index + p.done / p.total)) / this.chunks;
+  stage(stage: JobProgress['stage'], fraction: number): void {
+    const f = this.hold(fraction);
+    this.emit({ stage, fraction: f, frames: this.frames, ...this.eta(f) });
+  }
+  /** A chunk of `count` frames (from frame `chunkStart`, 0-based) is about to be edited. */
+  startChunk(chunkStart: number, count: number): void {
+    this.base += this.chunkWeight;
+    this.chunkWeight = count / this.work;
+    this.range = { first: chunkStart + 1, last: Math.min(this.frames, chunkStart + count) };
+  }
+  private range?: { first: number; last: number };
+  chunk(chunkStart: number, p: Progress): void {
+    const within = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
+    const f = this.hold(0.02 + 0.96 * Math.min(1, this.base + this.chunkWeight * within));
+    this.rateFrom ??= { t: this.now(), fraction: f };
     this.emit({
       stage: p.stage,
-      fraction,
+      fraction: f,
       step: p.step,
       steps: p.steps,
       frame: chunkStart + p.frame,
       frames: this.frames,
-      etaSec: this.eta(fraction),
+      ...(this.range ? { frameRange: this.range } : {}),
+      ...this.eta(f),
     });
   }
-  private eta(fraction: number): number | undefined {
-    if (fraction < 0.03) return undefined;
-    const elapsed = (Date.now() - this.started) / 1000;
-    return Math.round((elapsed / fraction) * (1 - fraction));
+  private hold(fraction: number): number {
+    this.last = Math.max(this.last, Math.min(1, fraction));
+    return this.last;
+  }
+  private eta(fraction: number): { etaSec?: number } {
+    const from = this.rateFrom;
+    if (!from) return {};
+    const seconds = (this.now() - from.t) / 1000;
+    const gained = fraction - from.fraction;
+    // Too little of the job behind it to say anything: the first batch also loads the model.
+    if (gained < 0.01 || seconds < 0.5) return {};
+    return { etaSec: Math.round((seconds / gained) * (1 - fraction)) };
   }
 }
 
@@ -475,7 +516,9 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   const model = ctx.worker.info;
   const chunkFrames = chunkFramesFor(req, plan, model, ctx.memoryLimitBytes);
   const chunks = Math.ceil(plan.frameCount / chunkFrames);
-  const progress = new JobProgressMapper(chunks, plan.frameCount, ctx.onProgress);
+  const overlap =
+    req.method === 'inversion' ? (req.consistency?.chunkOverlap ?? ConsistencySpec.parse({}).chunkOverlap) : 0;
+  const progress = new JobProgressMapper(plan.frameCount, overlap, chunkFrames, ctx.onProgress);
   let canceled = false;
   let running: RunningTask | undefined;
   let finishing: { abort(): Promise<void> } | undefined;
@@ -557,7 +600,6 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   const stagesRan = new Set<string>();
   let sink: OutputSink | undefined;
   try {
-    let index = 0;
     let done = 0;
     // Decode one chunk ahead and encode one chunk behind the compute, so ffmpeg's work overlaps the worker's.
     const decodeOpts = {
@@ -583,8 +625,9 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       const { frames: chunk, lead } = seams.next(decoded);
       const chunkStart = done - lead;
       const mask = fullMask && sliceMask(fullMask, chunkStart, chunk.n);
+      progress.startChunk(chunkStart, chunk.n);
       const onProgress = (p: Progress) => {
-        progress.chunk(index, chunkStart, p);
+        progress.chunk(chunkStart, p);
         if (p.preview && ctx.onPreview && Date.now() - lastPreview > 1000) {
           lastPreview = Date.now();
           ctx.onPreview(
@@ -643,7 +686,6 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
       times.encodeWaitMs += performance.now() - writeStart;
       if (ready.n) writing = handled(sink.write(ready));
       done += decoded.n;
-      index++;
       waitFrom = performance.now();
     }
     const lastWrite = performance.now();

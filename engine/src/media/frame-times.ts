@@ -6,6 +6,7 @@
 import { ffprobePath } from './binaries';
 import type { MediaInfo } from './probe';
 import { run } from './process';
+import { secondsToTimecode } from '../api/timecode';
 import { FrameRange, resolveRange } from './range';
 import { MediaError } from './errors';
 import { LOCAL_INPUT } from './local-input';
@@ -110,7 +111,7 @@ function variableRange(info: MediaInfo, range: { in: number; out: number }, time
   if (first === -1 || first >= last) {
     throw new MediaError(
       'bad-range',
-      `Range [${range.in}, ${range.out}) s of ${info.path}: no frame of this variable-frame-rate clip starts inside it. Widen the range.`,
+      `Out must be at least a frame after In: no frame of this variable-frame-rate clip (${info.path}) starts between ${secondsToTimecode(range.in, info.video.fps)} and ${secondsToTimecode(range.out, info.video.fps)}. Widen the range.`,
       { file: info.path },
     );
   }

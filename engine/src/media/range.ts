@@ -2,6 +2,7 @@
 // point of exactly 10·1001/30000 s must mean frame 10, not 11: the comparison carries a tolerance of a
 // millionth of a frame, far below any real timing difference and far above float rounding.
 
+import { secondsToTimecode } from '../api/timecode';
 import { MediaError } from './errors';
 import type { MediaInfo } from './probe';
 import { Rational, formatFps, frameTime } from './rational';
@@ -35,31 +36,35 @@ function sec(t: number): string {
 export function resolveRange(info: RangeSource | MediaInfo, range: { in: number; out: number }): FrameRange {
   const { fps, frameCount: total } = info.video;
   const file = info.path;
-  const bad = (why: string) => new MediaError('bad-range', `Range ${describe(range)} of ${file}: ${why}`, { file });
+  // In the editor's words: In and Out, times as Premiere shows them, the clip by its name. The field the message is
+  // about (source.in / source.out) travels beside it in the problem document, for pinning it to the form.
+  const bad = (why: string) => new MediaError('bad-range', why, { file });
+  const name = basename(file);
+  const tc = (t: number) => secondsToTimecode(t, fps);
   if (
     typeof range?.in !== 'number' ||
     typeof range?.out !== 'number' ||
     !Number.isFinite(range.in) ||
     !Number.isFinite(range.out)
   ) {
-    return fail(bad('in and out must be finite numbers of seconds from the start of the media.'));
+    return fail(bad(`In and Out of ${name} must be times from the start of the clip, in seconds.`));
   }
   const frameDur = frameTime(1, fps);
   const duration = frameTime(total, fps);
+  const length = `${tc(duration)}, ${total} frames`;
   if (range.in < 0)
-    return fail(bad('the in point is negative; in and out are seconds from the start of the media (0 = first frame).'));
-  if (range.out <= range.in) return fail(bad('the out point must come after the in point.'));
+    return fail(bad(`In is before the start of ${name}; In and Out count from its first frame (${tc(0)}).`));
+  if (range.out <= range.in)
+    return fail(bad(`Out (${tc(range.out)}) must come after In (${tc(range.in)}) on ${name}.`));
   if (range.in >= duration - frameDur * EPS_FRAMES) {
     return fail(
-      bad(
-        `the in point is at or past the end of the media (${total} frames, ${sec(duration)}). Choose an in point before ${sec(duration)}.`,
-      ),
+      bad(`In (${tc(range.in)}) is at or past the end of ${name} (${length}); choose an In before ${tc(duration)}.`),
     );
   }
   if (range.out > duration + frameDur * (1 + EPS_FRAMES)) {
     return fail(
       bad(
-        `the out point is past the end of the media (${total} frames, ${sec(duration)}). Choose an out point at or before ${sec(duration)}.`,
+        `Out is past the end of ${name} (${length}); choose an Out at or before ${tc(duration)}, or leave it blank for the end.`,
       ),
     );
   }
@@ -70,15 +75,16 @@ export function resolveRange(info: RangeSource | MediaInfo, range: { in: number;
   if (frameCount <= 0) {
     return fail(
       bad(
-        `no frame starts inside it (frames are ${sec(frameDur)} apart at ${formatFps(fps)}). Widen the range to at least one frame.`,
+        `Out must be at least a frame after In: no frame of ${name} starts between ${tc(range.in)} and ${tc(range.out)} (frames are ${sec(frameDur)} apart at ${formatFps(fps)}). Widen the range to at least one frame.`,
       ),
     );
   }
   return { startFrame, frameCount, inSec: frameTime(startFrame, fps), outSec: frameTime(endFrame, fps) };
 }
 
-function describe(range: { in: number; out: number } | undefined): string {
-  return `[${String(range?.in)}, ${String(range?.out)}) s`;
+/** The last part of a path, whichever separator the engine's platform or the client used. */
+function basename(p: string): string {
+  return p.split(/[\\/]/).filter(Boolean).pop() ?? p;
 }
 
 function fail(e: MediaError): never {

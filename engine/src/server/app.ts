@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { z } from 'zod';
 import { JobRequest, validationProblem } from '../api/schemas';
 import { ProblemError, type JobService } from '../jobs/service';
+import { browseRoots, listFolder } from './files';
 import { buildOpenApi } from './openapi';
 import { problem, problemFor, sendProblem } from './problems';
 import { ROUTES, isApiPath, routesForPath, type RouteId, type RouteSpec } from './routes';
@@ -27,6 +28,8 @@ export interface AppOptions {
   log?: (line: string) => void;
   /** SSE heartbeat period (default 15 s). */
   heartbeatMs?: number;
+  /** What GET /v1/files may show (default: RESHOOT_BROWSE_ROOTS, or the user's home). */
+  browseRoots?: string[];
 }
 
 const BODY_LIMIT = '64kb';
@@ -46,6 +49,7 @@ const numberParam = () =>
     .regex(/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/, 'must be a number')
     .transform(Number);
 const ProbeQuery = z.object({ path: PathParam }).strict();
+const FilesQuery = z.object({ path: PathParam.optional() }).strict();
 const StillQuery = z
   .object({
     path: PathParam,
@@ -70,6 +74,7 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
   const app = express();
   const log = opts.log ?? (() => {});
   const redactBody = makeSecretRedactor(opts.token);
+  const roots = opts.browseRoots ?? browseRoots();
   const redactLog = makeLogRedactor(opts.token);
   const logLine = (line: string) => log(redactLog(line));
   const tokens = new TokenChecker(opts.token);
@@ -219,6 +224,9 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     getJobResult: async (req, res) => {
       const file = path.resolve(service.resultFile(String(req.params.id)));
       const type = RESULT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+      // ?download=1: save rather than play. A browser page cannot reach the file on disk, so this is how the web UI
+      // hands it over; the file is still the job's own result, never a path from the request.
+      if (req.query.download === '1') res.attachment(path.basename(file));
       await new Promise<void>((resolve, reject) => {
         // dotfiles 'allow': results often live under ~/.local/share, which send would otherwise answer with 404.
         res.sendFile(
@@ -243,6 +251,10 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
           },
         );
       });
+    },
+    listFiles: (req, res) => {
+      const q = parseQuery(FilesQuery, req);
+      res.json(listFolder(q.path, roots));
     },
     probeMedia: async (req, res) => {
       const q = parseQuery(ProbeQuery, req);

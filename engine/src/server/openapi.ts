@@ -2,6 +2,7 @@
 // table below. The table is keyed by operationId, so the compiler refuses a route without documentation.
 import { z } from 'zod';
 import {
+  FolderListing,
   Health,
   Job,
   JobRequest,
@@ -126,6 +127,27 @@ const DOCS: Record<RouteId, Json> = {
       410: problemResponse('The result file was removed'),
     },
   },
+  listFiles: {
+    parameters: [
+      {
+        name: 'path',
+        in: 'query',
+        required: false,
+        description: 'An absolute folder inside a root; absent: the roots',
+        schema: { type: 'string' },
+      },
+    ],
+    responses: {
+      200: json(
+        { type: 'object' },
+        'The folder: its folders and video files (hidden ones left out), its parent, the roots',
+      ),
+      400: problemResponse('Bad query'),
+      403: problemResponse('The folder is outside the roots, or leads outside them through a link'),
+      404: problemResponse('No such folder'),
+      422: problemResponse('A relative path, or a file'),
+    },
+  },
   probeMedia: {
     parameters: [pathParam],
     responses: {
@@ -169,6 +191,7 @@ function components(): Json {
     .add(ModelEntry, { id: 'ModelEntry' })
     .add(WorkerStatus, { id: 'WorkerStatus' })
     .add(MediaInfoSchema, { id: 'MediaInfo' })
+    .add(FolderListing, { id: 'FolderListing' })
     .add(Problem, { id: 'Problem' })
     .add(JobEventDoc, { id: 'JobEvent' });
   const inSchemas = z.toJSONSchema(input, { io: 'input', uri, unrepresentable: 'any' }).schemas as Record<string, Json>;

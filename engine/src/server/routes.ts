@@ -87,7 +87,7 @@ export const ROUTES = [
     method: 'GET',
     path: '/v1/jobs/:id/result',
     operationId: 'getJobResult',
-    summary: 'The finished video file (Range requests supported)',
+    summary: 'The finished video file (Range requests supported; ?download=1 to save it as a file)',
     queryToken: true,
     jsonBody: false,
   },
@@ -105,6 +105,15 @@ export const ROUTES = [
     operationId: 'mediaStill',
     summary: 'One frame of a media file as PNG',
     queryToken: true,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
+    path: '/v1/files',
+    operationId: 'listFiles',
+    summary:
+      "Folders and video files inside the user's folders (home or RESHOOT_BROWSE_ROOTS), for the web UI's picker",
+    queryToken: false,
     jsonBody: false,
   },
   {

@@ -1,7 +1,8 @@
 // The Host for a browser tab served by the engine itself. There is no timeline: the user types a media path on this
 // machine (the engine reads files, the browser never uploads them), the "selection" is that file's range, and the
 // result is shown beside the original instead of being placed.
-import { SourceRange, validationProblem } from '../../../engine/src/api/schemas';
+import { SourceRange, validationProblem, type FolderListing } from '../../../engine/src/api/schemas';
+import { secondsToTimecode } from '../../../engine/src/api/timecode';
 import { EngineClient, EngineError, type MediaInfo } from '../engine-client';
 import type { SourceFormValues, SourcePicker } from '../ui/source';
 import { FieldError } from '../ui/errors';
@@ -11,6 +12,11 @@ import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceR
 const TICKS_PER_SECOND = 254016000000n;
 const TOKEN_KEY = 'reshoot.token';
 const HISTORY_KEY = 'reshoot.history.v1';
+/** The source fields as last typed, and the files probed without a problem: a reload keeps both. */
+const SOURCE_KEY = 'reshoot.source.v1';
+const RECENT_KEY = 'reshoot.recent.v1';
+const RECENT_MAX = 8;
+const DRAFT_KEY = 'reshoot.form.v1';
 
 export class BrowserHost implements Host, SourcePicker {
   readonly kind = 'browser' as const;
@@ -21,6 +27,26 @@ export class BrowserHost implements Host, SourcePicker {
 
   constructor(private readonly win: Window = window) {
     this.captureToken();
+    const saved = this.readJson(SOURCE_KEY) as Partial<SourceFormValues> | null;
+    if (saved && typeof saved.path === 'string')
+      this.form = { path: saved.path, in: String(saved.in ?? ''), out: String(saved.out ?? '') };
+  }
+
+  loadDraft(): unknown {
+    return this.readJson(DRAFT_KEY);
+  }
+
+  saveDraft(draft: unknown): void {
+    this.writeJson(DRAFT_KEY, draft);
+  }
+
+  async listFolder(path?: string): Promise<FolderListing> {
+    return (await this.client()).files(path);
+  }
+
+  recent(): string[] {
+    const list = this.readJson(RECENT_KEY);
+    return Array.isArray(list) ? list.filter((p): p is string => typeof p === 'string') : [];
   }
 
   engineUrl(): string {
@@ -43,6 +69,7 @@ export class BrowserHost implements Host, SourcePicker {
     const next = { ...this.form, ...values };
     if (next.path === this.form.path && next.in === this.form.in && next.out === this.form.out) return;
     this.form = next;
+    this.writeJson(SOURCE_KEY, next);
     for (const cb of this.listeners) cb();
   }
 
@@ -79,23 +106,25 @@ export class BrowserHost implements Host, SourcePicker {
     const first = Math.ceil(range.in * fps - 1e-6);
     const end = Math.min(v.frameCount, Math.ceil(range.out * fps - 1e-6));
     const frames = Math.max(0, end - first);
-    const length = `${v.frameCount} frames, ${Number(duration.toFixed(3))} s`;
+    // In the editor's words, like the engine's (media/range.ts): In and Out, times as timecode, the clip by name.
+    const tc = (t: number) => secondsToTimecode(t, v.fps);
+    const length = `${tc(duration)}, ${v.frameCount} frames`;
     if (range.in >= duration)
       throw new FieldError(
-        'Bad range',
-        `source.in is at or past the end of the media (${length}); choose an in point before ${Number(duration.toFixed(3))} s`,
+        'Check In and Out',
+        `In is at or past the end of the clip (${length}); choose an In before ${tc(duration)}`,
         'source.in',
       );
     if (range.out > duration + (1 + 1e-6) / fps)
       throw new FieldError(
-        'Bad range',
-        `source.out is past the end of the media (${length}); leave it blank for the end, or choose a time at or before ${Number(duration.toFixed(3))} s`,
+        'Check In and Out',
+        `Out is past the end of the clip (${length}); leave it blank for the end, or choose a time at or before ${tc(duration)}`,
         'source.out',
       );
     if (frames === 0)
       throw new FieldError(
-        'Bad range',
-        `no frame starts between source.in and source.out (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`,
+        'Check In and Out',
+        `Out must be at least a frame after In: no frame starts between ${tc(range.in)} and ${tc(range.out)} (frames are ${Number((1 / fps).toFixed(4))} s apart); widen the range`,
         'source.out',
       );
     const ticks = (frameCount: number) =>
@@ -199,6 +228,24 @@ export class BrowserHost implements Host, SourcePicker {
     this.win.history.replaceState(this.win.history.state, '', `${url.pathname}${url.search}${url.hash}`);
   }
 
+  private readJson(key: string): unknown {
+    try {
+      const raw = this.storage('localStorage')?.getItem(key);
+      return raw ? (JSON.parse(raw) as unknown) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Best effort: a page without storage works as before, it only forgets on reload. */
+  private writeJson(key: string, value: unknown): void {
+    try {
+      this.storage('localStorage')?.setItem(key, JSON.stringify(value));
+    } catch {
+      // Storage full or refused.
+    }
+  }
+
   private storage(kind: 'localStorage' | 'sessionStorage'): Storage | null {
     // Storage access throws in some privacy modes instead of being absent.
     try {
@@ -219,6 +266,7 @@ export class BrowserHost implements Host, SourcePicker {
       try {
         const info = await (await this.client()).probe(path);
         this.probed = { path, info };
+        this.writeJson(RECENT_KEY, [path, ...this.recent().filter((p) => p !== path)].slice(0, RECENT_MAX));
         return info;
       } catch (e) {
         // Whatever the engine said about the file, it is the path field the user has to fix.

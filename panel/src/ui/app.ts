@@ -1,7 +1,7 @@
 // The panel's UI, the same in Premiere (UXP) and in a browser tab served by the engine. It talks to its host only
 // through the Host interface and to the engine only through EngineClient; the few things that differ by host
 // (events or polling, placing or comparing) are options with defaults taken from host.kind.
-import type { Job } from '../../../engine/src/api/schemas';
+import type { Job, JobRequestInput } from '../../../engine/src/api/schemas';
 import type { EngineClient } from '../engine-client';
 import type { HistoryEntry, Host, PlaceResult } from '../host/host';
 import { fill, h } from './dom';
@@ -50,6 +50,14 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
 
   const source = new SourceSection(host, options.sourcePicker);
   const form = new EditForm({ onSubmit: (kind) => void submit(kind), stillUrl });
+  const picker = options.sourcePicker;
+  if (picker?.loadDraft && picker.saveDraft) {
+    form.restoreDraft(picker.loadDraft());
+    // After the form's own handlers, so the draft holds the choice just made.
+    const save = () => setTimeout(() => picker.saveDraft!(form.draft()), 0);
+    form.el.addEventListener('input', save);
+    form.el.addEventListener('click', save);
+  }
   const compare = compareEnabled ? new CompareView({ client, onReveal: reveal }) : null;
   const jobs = new JobList({
     client,
@@ -58,6 +66,10 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     onEnded: (card) => void ended(card),
     onCompare: compare ? (job) => showCompare(job) : undefined,
     onReveal: reveal,
+    onRenderFull: (card) => void renderFull(card),
+    // The status line's queue figures followed only the end of a job; a job starting changes them too.
+    onStateChange: () => void status.check(),
+    download: host.kind === 'browser',
   });
   const history = new HistoryView(host, {
     stillUrl,
@@ -95,13 +107,21 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     const connected = status.state.kind === 'connected';
     const clip = source.clip();
     form.setClip(clip);
+    // The browser knows the file's streams from its probe; Premiere's selection does not say (null: on, and the
+    // engine leaves out audio a clip does not have).
+    const probed = options.sourcePicker?.info();
+    form.setSourceAudio(clip && probed ? probed.audio.length > 0 : null, clip?.mediaPath ?? null);
+    const sourceProblem = source.problem();
     form.setEnabled(
       connected && !!clip,
       !connected
         ? 'Connect to the engine to edit.'
-        : host.kind === 'browser'
-          ? 'Choose a video file and press Probe.'
-          : 'Select one video clip on the timeline.',
+        : sourceProblem
+          ? // A file is chosen; what stops the edit is what the source section marks.
+            `${sourceProblem.title}: see the clip above.`
+          : host.kind === 'browser'
+            ? 'Choose a video file and press Probe.'
+            : 'Select one video clip on the timeline.',
     );
   };
   status.onChange((s, c) => {
@@ -137,13 +157,12 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     try {
       form.validateSettings(kind);
       const sel = await source.refresh();
-      if (!sel) throw new FieldError('No clip', 'the clip could not be read; see the message above', 'source');
-      if (sel.kind !== 'clip')
-        throw new FieldError(
-          'No clip to edit',
-          host.kind === 'browser' ? 'choose a video file and press Probe' : 'select one video clip on the timeline',
-          'source',
-        );
+      // The source section already says what is wrong with the clip, on its card or at its field: saying it again
+      // below the form showed every such problem twice.
+      if (!sel || sel.kind !== 'clip') {
+        source.el.scrollIntoView?.({ block: 'nearest' });
+        return;
+      }
       if (sel.renderReason) form.setBusy('Rendering the clip in Premiere first…');
       const src = await host.prepareSource(sel, (m) => form.setBusy(m));
       const folder = kind === 'edit' ? await host.resultsFolder() : '';
@@ -152,10 +171,36 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       form.setBusy('Sending to the engine…');
       const job = await c.submit(request);
       jobs.add(job, { kind, clip: sel, source: src });
+      void status.check();
+      if (kind === 'preview') form.fixSeed(job.seed);
     } catch (e) {
       form.showProblem(describeError(e), (name) => source.fieldFor(name));
     } finally {
       form.setBusy(null);
+    }
+  }
+
+  /**
+   * The preview's own request, whole: its seed (drawn by the engine when the form had none) and every setting, as the
+   * engine recorded them, so the full render is the preview's picture over the whole range. Only the output is the
+   * form's, since a preview has none.
+   */
+  async function renderFull(card: JobCard): Promise<void> {
+    const c = client();
+    if (!c) return;
+    const { preview: _preview, ...settings } = card.job.request;
+    try {
+      const folder = await host.resultsFolder();
+      const request: JobRequestInput = {
+        ...settings,
+        seed: card.job.seed,
+        output: { ...(folder ? { folder } : {}), ...form.output() },
+      };
+      const job = await c.submit(request);
+      jobs.add(job, card.ctx ? { ...card.ctx, kind: 'edit' } : null);
+    } catch (e) {
+      const p = describeError(e);
+      card.note(`${p.title}: ${p.detail}`, 'error');
     }
   }
 

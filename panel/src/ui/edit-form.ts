@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import {
   AttentionSpec,
+  CODECS,
   JobRequest,
   MaskSpec,
   METHODS,
@@ -115,6 +116,32 @@ function nearestStructure(strength: number): Structure {
   return best;
 }
 
+type Codec = (typeof CODECS)[number];
+const CODEC_TEXT: Record<string, { label: string; title: string }> = {
+  h264: { label: 'H.264 (.mp4)', title: 'Small files that play anywhere' },
+  prores: { label: 'ProRes (.mov)', title: 'ProRes 422 HQ: larger files that keep more of the picture for grading' },
+};
+const AUDIO_HINT_ON = "The clip's sound, cut to the range, goes into the result.";
+const AUDIO_HINT_NONE = 'The clip has no audio.';
+const SEED_HINT = 'Blank: a new one each time.';
+
+/** The form's fields as text and choices, as the browser keeps them across a reload. */
+interface FormDraft {
+  prompt: string;
+  sourcePrompt: string;
+  steps: string;
+  guidance: string;
+  strength: string;
+  seed: string;
+  emphasis: string;
+  method: string;
+  mask: string;
+  mattePath: string;
+  codec: string;
+  /** Only when the user chose it; otherwise the clip decides. */
+  audio?: 'on' | 'off';
+}
+
 export interface EditFormOptions {
   onSubmit(kind: SubmitKind): void;
   stillUrl: (path: string, t: number, maxWidth: number) => string | null;
@@ -145,6 +172,14 @@ export class EditForm {
   private readonly tokenFlow;
   private readonly tokenFlowField: Field;
   private readonly emphasis: Field;
+  private readonly codec;
+  private readonly codecField: Field;
+  private readonly audio;
+  private readonly audioField: Field;
+  private readonly audioHint = h('div', { class: 'field-hint', text: AUDIO_HINT_ON });
+  /** The user chose audio on or off themselves: a new clip does not change that choice. */
+  private audioChosen = false;
+  private readonly seedHint = h('div', { class: 'field-hint' });
   private readonly maskFrom;
   private readonly maskFromField: Field;
   private readonly maskFromHint = h('div', { class: 'field-hint' });
@@ -270,7 +305,10 @@ export class EditForm {
     );
     dice.appendChild(diceIcon());
     dice.setAttribute('aria-label', 'Random seed');
-    this.seed = field('Seed', seedInput, { extra: dice, hint: 'Blank: a new one each time.' });
+    this.seed = field('Seed', seedInput, { extra: dice });
+    this.seedHint.textContent = SEED_HINT;
+    this.seed.row.insertBefore(this.seedHint, this.seed.message);
+    seedInput.addEventListener('input', () => (this.seedHint.textContent = SEED_HINT));
     // The choices come from the contract, so a method the engine adds shows up here (under its own name at worst).
     this.method = segmented<Method>(
       'method',
@@ -404,6 +442,44 @@ export class EditForm {
     };
     this.tokenFlowField.row.appendChild(this.tokenFlowField.message);
     this.emphasis = field('Emphasis', input('emphasis', { placeholder: 'blue=2, car=0.5' }), { hint: EMPHASIS_HINT });
+    this.codec = segmented<Codec>(
+      'codec',
+      CODECS.map((c) => ({ value: c, label: CODEC_TEXT[c]?.label ?? c, title: CODEC_TEXT[c]?.title })),
+      'h264',
+      () => this.settle(this.codecField),
+    );
+    this.codec.el.classList.add('small');
+    this.codecField = {
+      row: h('div', { class: 'field' }, h('div', { class: 'field-label', text: 'Format' }), this.codec.el),
+      control: this.codec.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.codecField.row.appendChild(this.codecField.message);
+    this.audio = segmented<'on' | 'off'>(
+      'audio',
+      [
+        { value: 'on', label: 'Include', title: AUDIO_HINT_ON },
+        { value: 'off', label: 'Leave out', title: 'The result is picture only' },
+      ],
+      'on',
+      () => {
+        this.audioChosen = true;
+        this.settle(this.audioField);
+      },
+    );
+    this.audio.el.classList.add('small');
+    this.audioField = {
+      row: h(
+        'div',
+        { class: 'field' },
+        h('div', { class: 'field-label', text: 'Audio' }),
+        this.audio.el,
+        this.audioHint,
+      ),
+      control: this.audio.el,
+      message: h('div', { class: 'field-message' }),
+    };
+    this.audioField.row.appendChild(this.audioField.message);
     fill(
       this.advanced,
       h('div', { class: 'row two' }, this.steps.row, this.guidance.row),
@@ -448,6 +524,7 @@ export class EditForm {
       this.sourcePrompt.row,
       this.maskField.row,
       h('div', { class: 'mask-extra' }, this.maskFromField.row, this.mattePath.row, this.boxDrawer.el),
+      h('div', { class: 'row two output-choice' }, this.codecField.row, this.audioField.row),
       this.advancedToggle,
       this.advanced,
       this.problem,
@@ -461,6 +538,80 @@ export class EditForm {
 
   setClip(clip: ClipSelection | null): void {
     this.boxDrawer.setClip(clip);
+  }
+
+  /**
+   * Whether the chosen clip has sound (null: the host cannot tell, as in Premiere, where the engine leaves out audio a
+   * clip does not have). Audio is on by default whenever there may be some; the user's own choice holds for the clip
+   * it was made for (`clip`, its path), and another clip starts from its default again.
+   */
+  setSourceAudio(has: boolean | null, clip: string | null): void {
+    this.audioHint.textContent = has === false ? AUDIO_HINT_NONE : AUDIO_HINT_ON;
+    if (clip === null) return;
+    if (this.audioClip !== undefined && clip !== this.audioClip) this.audioChosen = false;
+    this.audioClip = clip;
+    if (this.audioChosen) return;
+    // set() reports a change like a click would; this one is the form's, not the user's.
+    this.audio.set(has === false ? 'off' : 'on');
+    this.audioChosen = false;
+  }
+  private audioClip: string | undefined;
+
+  /**
+   * Keeps the seed a preview drew, so Edit renders what the preview showed: with the field blank, each job would
+   * draw a seed of its own.
+   */
+  fixSeed(seed: number): void {
+    const seedInput = this.seed.control as HTMLInputElement;
+    if (seedInput.value.trim() !== '') return;
+    seedInput.value = String(seed);
+    this.seedHint.textContent = "The preview's seed: Edit renders what it showed. Clear it for a new one each time.";
+  }
+
+  /** What a reload should give back: the text fields and the choices that are plain values (not a drawn box). */
+  draft(): FormDraft {
+    const v = (f: Field) => (f.control as HTMLInputElement).value;
+    return {
+      prompt: v(this.prompt),
+      sourcePrompt: v(this.sourcePrompt),
+      steps: v(this.steps),
+      guidance: v(this.guidance),
+      strength: v(this.strength),
+      seed: v(this.seed),
+      emphasis: v(this.emphasis),
+      method: this.method.value(),
+      mask: this.maskChoice.value() === 'box' ? 'none' : this.maskChoice.value(),
+      mattePath: v(this.mattePath),
+      codec: this.codec.value(),
+      ...(this.audioChosen ? { audio: this.audio.value() } : {}),
+    };
+  }
+
+  /** Puts a draft back; anything that is not what draft() wrote is left at the form's default. */
+  restoreDraft(raw: unknown): void {
+    if (!raw || typeof raw !== 'object') return;
+    const d = raw as Partial<Record<keyof FormDraft, unknown>>;
+    const text = (f: Field, value: unknown) => {
+      if (typeof value === 'string') (f.control as HTMLInputElement).value = value;
+    };
+    text(this.prompt, d.prompt);
+    text(this.sourcePrompt, d.sourcePrompt);
+    text(this.steps, d.steps);
+    text(this.guidance, d.guidance);
+    text(this.strength, d.strength);
+    text(this.seed, d.seed);
+    text(this.emphasis, d.emphasis);
+    text(this.mattePath, d.mattePath);
+    if ((METHODS as readonly unknown[]).includes(d.method)) this.method.set(d.method as Method);
+    if (d.mask === 'none' || d.mask === 'auto' || d.mask === 'file') this.maskChoice.set(d.mask);
+    if ((CODECS as readonly unknown[]).includes(d.codec)) this.codec.set(d.codec as Codec);
+    if (d.audio === 'on' || d.audio === 'off') this.audio.set(d.audio);
+    this.clearProblems();
+  }
+
+  /** The result's format and sound, as the request's output takes them. */
+  output(): { codec: Codec; audio: boolean } {
+    return { codec: this.codec.value(), audio: this.audio.value() === 'on' };
   }
 
   setEnabled(enabled: boolean, reason = ''): void {
@@ -512,7 +663,7 @@ export class EditForm {
     if (Object.keys(attention).length) req.attention = attention;
     if (kind === 'preview') req.preview = { ...PREVIEW };
     // Previews are throwaway: they go to the engine's own folder, not next to the project.
-    else if (outputFolder) req.output = { folder: outputFolder };
+    else req.output = { ...(outputFolder ? { folder: outputFolder } : {}), ...this.output() };
     return req;
   }
 
@@ -658,6 +809,8 @@ export class EditForm {
       'attention.structure': this.structureField,
       'attention.wordSwap': this.wordSwapField,
       'attention.tokenFlow': this.tokenFlowField,
+      'output.codec': this.codecField,
+      'output.audio': this.audioField,
     };
     if (map[name]) return map[name];
     if (name.startsWith('mask')) return this.maskField;

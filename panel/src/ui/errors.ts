@@ -29,9 +29,19 @@ export class FieldError extends Error {
   }
 }
 
+/**
+ * The API's titles name the HTTP problem ("Invalid request"); the panel says what the editor has to look at. The
+ * detail and the fields at fault stay as they came: they already speak of In, Out and the settings by name.
+ */
+const TITLES: Record<string, string> = {
+  'Invalid request': 'Check the highlighted settings',
+  'Invalid range': 'Check In and Out',
+  'Bad range': 'Check In and Out',
+};
+
 export function describeError(e: unknown): Problemish {
   if (e instanceof EngineError || e instanceof FieldError)
-    return { title: e.title, detail: e.detail, field: e.field, issues: e.issues };
+    return { title: TITLES[e.title] ?? e.title, detail: e.detail, field: e.field, issues: e.issues };
   if (e instanceof Error) return { title: 'Something went wrong', detail: e.message };
   return { title: 'Something went wrong', detail: String(e) };
 }

@@ -23,6 +23,13 @@ export function eta(sec: number | undefined): string {
   if (sec === undefined || !Number.isFinite(sec)) return '';
   if (sec < 1) return 'almost done';
   if (sec < 60) return `about ${Math.ceil(sec)} s left`;
+  // Under ten minutes to the nearest ten seconds: whole minutes alone held "about 2 min" for a minute on end.
+  if (sec < 600) {
+    const tens = Math.round(sec / 10) * 10;
+    const m = Math.floor(tens / 60);
+    const s = tens - m * 60;
+    return s ? `about ${m} min ${s} s left` : `about ${m} min left`;
+  }
   if (sec < 3600) return `about ${Math.round(sec / 60)} min left`;
   return `about ${trim(sec / 3600, 1)} h left`;
 }
@@ -44,10 +51,22 @@ const STAGE_LABELS: Record<JobProgress['stage'], string> = {
   done: 'Finishing',
 };
 
+/** 1st, 2nd, 3rd, 4th … 11th, 12th, 13th, 21st. */
+export function ordinal(n: number): string {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  return `${n}${teen ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')}`;
+}
+
 export function stageLine(job: Job): string {
   switch (job.state) {
-    case 'queued':
-      return 'Waiting in the queue';
+    case 'queued': {
+      const place = job.progress.queuePosition;
+      return place === 1
+        ? 'Waiting in the queue · next'
+        : place
+          ? `Waiting in the queue · ${ordinal(place)} in line`
+          : 'Waiting in the queue';
+    }
     case 'succeeded':
       return (
         (job.result ? `Done in ${seconds(job.result.seconds)} · ${job.result.frames} frames` : 'Done') + where(job)
@@ -59,8 +78,11 @@ export function stageLine(job: Job): string {
     default: {
       const p = job.progress;
       const parts = [STAGE_LABELS[p.stage] ?? p.stage];
+      // The frames first: the step count starts over with every chunk of a long clip, so alone it seemed to go back.
+      if (p.frameRange && p.frames) parts.push(`frames ${p.frameRange.first}–${p.frameRange.last} of ${p.frames}`);
       if (p.step !== undefined && p.steps) parts.push(`step ${p.step}/${p.steps}`);
-      else if (p.frame !== undefined && p.frames) parts.push(`frame ${Math.min(p.frame, p.frames)}/${p.frames}`);
+      else if (!p.frameRange && p.frame !== undefined && p.frames)
+        parts.push(`frame ${Math.min(p.frame, p.frames)}/${p.frames}`);
       return parts.join(' · ') + where(job);
     }
   }

@@ -7,7 +7,7 @@ import type { ClipSelection, SourceRef } from '../host/host';
 import { button, fill, h, show } from './dom';
 import { describeError } from './errors';
 import type { SubmitKind } from './edit-form';
-import { eta, percent, stageLine } from './format';
+import { basename, eta, percent, stageLine } from './format';
 
 export interface JobContext {
   kind: SubmitKind;
@@ -24,6 +24,12 @@ export interface JobListOptions {
   /** Browser only: show the result beside the original. */
   onCompare?(job: Job): void;
   onReveal(path: string): void;
+  /** A finished preview: render the whole range with the preview's seed and settings. */
+  onRenderFull?(card: JobCard): void;
+  /** A job this UI shows changed state (queued, running, ended): the queue figures elsewhere are stale. */
+  onStateChange?(): void;
+  /** Offer the result as a download (a browser page cannot open the folder it is in). */
+  download?: boolean;
 }
 
 interface EventSourceLike {
@@ -105,6 +111,7 @@ export class JobList {
       };
       const es = new ES(client.eventsUrl(card.job.id));
       const onJob = (ev: { data: string }) => {
+        card.engineLost(false);
         const d = JSON.parse(ev.data) as { job?: Job };
         if (d.job) card.update(d.job);
         if (d.job && isTerminal(d.job.state)) {
@@ -115,7 +122,9 @@ export class JobList {
       for (const type of ['job', 'progress', 'done']) es.addEventListener(type, onJob);
       es.addEventListener('preview', (ev) => card.preview((JSON.parse(ev.data) as { png: string }).png));
       es.onerror = () => {
-        // EventSource retries by itself while CONNECTING; CLOSED means it gave up (or the job ended): poll instead.
+        // EventSource retries by itself while CONNECTING: the engine went away, and the job waits for it.
+        if (es.readyState === 0 && !isTerminal(card.job.state)) card.engineLost(true);
+        // CLOSED means it gave up (or the job ended): poll instead.
         if (es.readyState === 2) {
           release();
           if (!isTerminal(card.job.state)) card.stopWith(this.poll(client, card));
@@ -135,8 +144,8 @@ export class JobList {
     return client.watch(
       card.job.id,
       (j) => {
-        // The engine is back: the "cannot reach" line from the failed polls goes.
-        if (failing) card.note(null);
+        // The engine is back: the "engine stopped" state from the failed polls goes.
+        if (failing) card.engineLost(false);
         failing = false;
         card.update(j);
       },
@@ -144,7 +153,9 @@ export class JobList {
         intervalMs: this.opts.pollMs,
         onError: (e) => {
           failing = true;
-          card.note(e.detail, 'error');
+          // Unreachable: the job is where the engine left it and goes on when it is back. Anything else is news.
+          if (e.code === 'unreachable' || e.status === 0 || e.status >= 500) card.engineLost(true);
+          else card.note(e.detail, 'error');
         },
       },
     );
@@ -160,6 +171,8 @@ export class JobCard {
   private readonly pct = h('span', { class: 'job-pct' });
   private readonly etaEl = h('span', { class: 'job-eta' });
   private readonly noteEl = h('div', { class: 'job-note hidden' });
+  private readonly restartEl = h('div', { class: 'job-restarts hidden' });
+  private lost = false;
   private readonly actions = h('div', { class: 'job-actions hidden' });
   private readonly closeButton: HTMLButtonElement;
   private readonly cancelButton: HTMLButtonElement;
@@ -210,6 +223,7 @@ export class JobCard {
           this.bar,
         ),
         h('div', { class: 'job-meta' }, this.pct, this.etaEl),
+        this.restartEl,
         this.noteEl,
         this.actions,
       ),
@@ -219,7 +233,9 @@ export class JobCard {
 
   update(job: Job): void {
     if (job.id !== this.job.id) return;
+    const was = this.job.state;
     this.job = job;
+    if (was !== job.state) this.opts.onStateChange?.();
     this.render();
     if (isTerminal(job.state) && !this.ended) {
       this.ended = true;
@@ -233,6 +249,16 @@ export class JobCard {
     this.hadPreview = true;
     this.thumb.src = `data:image/png;base64,${pngBase64}`;
     this.thumb.classList.add('live');
+  }
+
+  /**
+   * The engine stopped answering while this job was not finished: the job is not lost (the engine picks it up again
+   * when it restarts), but nothing is waiting in a queue either, and Cancel cannot reach anyone.
+   */
+  engineLost(lost: boolean): void {
+    if (this.lost === lost || (lost && this.ended)) return;
+    this.lost = lost;
+    this.render();
   }
 
   /** A line under the progress: placement status, or why something failed. */
@@ -274,6 +300,14 @@ export class JobCard {
       this.thumb.classList.remove('live');
       fill(this.actions);
       show(this.actions, true);
+      const preview = !!j.request.preview;
+      if (preview && this.opts.onRenderFull)
+        this.actions.appendChild(
+          button('Render full', () => this.opts.onRenderFull!(this), {
+            class: 'small primary job-render-full',
+            title: `The whole range with this preview's seed (${j.seed}) and settings`,
+          }),
+        );
       if (this.opts.onCompare)
         this.actions.appendChild(
           button('Compare', () => this.opts.onCompare!(this.job), {
@@ -281,9 +315,22 @@ export class JobCard {
             title: 'Play the result beside the original',
           }),
         );
-      this.actions.appendChild(
-        button('Reveal file', () => this.opts.onReveal(j.result!.path), { class: 'small quiet' }),
-      );
+      if (this.opts.download && client) {
+        const a = h('a', {
+          class: 'btn small quiet job-download',
+          text: 'Download',
+          attrs: { href: client.downloadUrl(j.id), download: basename(j.result.path) },
+        });
+        this.actions.appendChild(a);
+      } else {
+        this.actions.appendChild(
+          button('Show in folder', () => this.opts.onReveal(j.result!.path), {
+            class: 'small quiet job-reveal',
+            title: 'Open the folder that holds the result',
+          }),
+        );
+      }
+      if (!preview) this.actions.appendChild(this.pathLine(j.result.path));
     } else if (j.state === 'failed' && j.error) {
       this.note(j.error.detail, 'error');
     } else if (j.state === 'canceled' && this.hadPreview) {
@@ -292,12 +339,38 @@ export class JobCard {
     this.opts.onEnded(this);
   }
 
+  /** Where the result is, selectable, with Copy: in a browser the path is the only way to find the file on disk. */
+  private pathLine(file: string): HTMLElement {
+    const field = h('input', {
+      class: 'input mono job-path',
+      attrs: { type: 'text', readonly: '', 'aria-label': 'Result file' },
+    });
+    field.value = file;
+    const copied = h('span', { class: 'job-copied', attrs: { 'aria-live': 'polite' } });
+    const copy = button(
+      'Copy',
+      () =>
+        void copyText(file, field).then((ok) => {
+          copied.textContent = ok ? 'Copied' : 'Select the path and copy it';
+        }),
+      { class: 'small quiet job-copy', title: 'Copy the path of the result file' },
+    );
+    return h('div', { class: 'job-path-row' }, field, copy, copied);
+  }
+
   private render(): void {
     const j = this.job;
     const p = j.progress;
     const terminal = isTerminal(j.state);
     this.el.setAttribute('data-state', j.state);
-    this.stage.textContent = stageLine(j);
+    if (this.lost && !terminal) this.el.setAttribute('data-engine-lost', 'true');
+    else this.el.removeAttribute('data-engine-lost');
+    this.stage.textContent = this.lost && !terminal ? 'Engine stopped — will resume when it is back' : stageLine(j);
+    show(this.restartEl, j.restarts > 0);
+    this.restartEl.textContent =
+      j.restarts > 0
+        ? `The engine stopped while this job ran; it restarted from the beginning${j.restarts > 1 ? ` (${j.restarts} times)` : ''}.`
+        : '';
     const fraction = j.state === 'succeeded' ? 1 : p.fraction;
     this.bar.style.width = `${Math.round(fraction * 1000) / 10}%`;
     this.bar.parentElement?.setAttribute('aria-valuenow', String(Math.floor(fraction * 100)));
@@ -308,8 +381,28 @@ export class JobCard {
           ? `stopped at ${percent(p.fraction)}`
           : percent(fraction);
     this.etaEl.textContent = j.state === 'running' ? eta(p.etaSec) : j.state === 'succeeded' ? `seed ${j.seed}` : '';
-    show(this.cancelButton, !terminal);
+    // No one to cancel with while the engine is away; the job itself is kept for its restart.
+    show(this.cancelButton, !terminal && !this.lost);
     show(this.closeButton, terminal);
-    if (j.warnings.length && !terminal) this.note(j.warnings[j.warnings.length - 1], 'info');
+    // The restart has its own line above; its warning would only say it again.
+    const warning = j.warnings.filter((w) => !/engine restarted while this job was running/.test(w)).at(-1);
+    if (warning && !terminal) this.note(warning, 'info');
   }
+}
+
+/** The clipboard where the host has one (browsers, on a click); else the text is selected for the user to copy. */
+async function copyText(text: string, field: HTMLInputElement): Promise<boolean> {
+  const clipboard = (globalThis as { navigator?: { clipboard?: { writeText(t: string): Promise<void> } } }).navigator
+    ?.clipboard;
+  try {
+    if (clipboard) {
+      await clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // Refused (no focus, no permission): fall back to selecting it.
+  }
+  field.focus?.();
+  field.select?.();
+  return false;
 }

@@ -1,5 +1,6 @@
 // What will be edited: Premiere's selected clip, or in a browser a media path typed by the user. Either way the UI
 // shows what host.getSelection() returns; the browser adds a small form that drives that selection.
+import type { FolderListing } from '../../../engine/src/api/schemas';
 import type { MediaInfo } from '../engine-client';
 import type { ClipSelection, Host, Selection } from '../host/host';
 import { button, field, fill, h, input, setInvalid, show, type Field } from './dom';
@@ -19,6 +20,13 @@ export interface SourcePicker {
   set(values: Partial<SourceFormValues>): void;
   /** The last probe of the current path, or null. */
   info(): MediaInfo | null;
+  /** Files chosen before (probed without a problem), newest first. */
+  recent?(): string[];
+  /** Folders and videos inside the user's folders, through the engine (a page cannot learn a picked file's path). */
+  listFolder?(path?: string): Promise<FolderListing>;
+  /** The edit form as last left, kept across reloads (the browser); undefined where nothing is kept. */
+  loadDraft?(): unknown;
+  saveDraft?(draft: unknown): void;
 }
 
 const SELECTION_MESSAGES: Record<
@@ -49,7 +57,10 @@ export class SourceSection {
   private readonly inField?: Field;
   private readonly outField?: Field;
   private readonly probeLine = h('div', { class: 'probe-line', id: 'probe-info' });
+  private readonly recentRow = h('div', { class: 'recent-clips', id: 'recent-clips' });
+  private readonly browser = h('div', { class: 'file-browser hidden', id: 'file-browser' });
   private selection: Selection | null = null;
+  private error: Problemish | null = null;
   private refreshing: Promise<Selection | null> | null = null;
   private again = false;
   private listeners: ((s: Selection | null) => void)[] = [];
@@ -72,7 +83,17 @@ export class SourceSection {
         id: 'probe',
         title: "Read the file's size, frame rate and length through the engine",
       });
-      this.pathField = field('Media file on this machine', pathInput, { extra: probeButton });
+      const extra = h('div', { class: 'field-buttons' }, probeButton);
+      if (picker.listFolder)
+        extra.appendChild(
+          button('Browse…', () => void this.toggleBrowser(), {
+            id: 'browse',
+            title: 'Choose a video from your folders',
+          }),
+        );
+      this.pathField = field('Media file on this machine', pathInput, { extra });
+      this.pathField.row.appendChild(this.recentRow);
+      this.pathField.row.appendChild(this.browser);
       const inInput = input('source-in', { type: 'number', placeholder: 'start', step: 'any', min: '0' });
       const outInput = input('source-out', { type: 'number', placeholder: 'end', step: 'any', min: '0' });
       for (const el of [inInput, outInput]) el.addEventListener('change', () => this.applyRange());
@@ -89,7 +110,93 @@ export class SourceSection {
     }
     children.push(this.card, this.cardField.message);
     this.el = h('section', { class: 'section source' }, children);
+    // What the page had before a reload (the host keeps it): the fields show it, and the app reads it again once
+    // the engine answers.
+    if (picker) {
+      const v = picker.values();
+      (this.pathField!.control as HTMLInputElement).value = v.path;
+      (this.inField!.control as HTMLInputElement).value = v.in;
+      (this.outField!.control as HTMLInputElement).value = v.out;
+    }
+    this.renderRecent();
     this.renderSelection(null, null);
+  }
+
+  /** The files chosen before, one click each: typing an absolute path again is what a web page should spare. */
+  private renderRecent(): void {
+    const recent = this.picker?.recent?.() ?? [];
+    const current = this.picker?.values().path;
+    const others = recent.filter((p) => p !== current).slice(0, 5);
+    show(this.recentRow, others.length > 0);
+    fill(
+      this.recentRow,
+      others.length ? h('span', { class: 'recent-label', text: 'Recent:' }) : null,
+      others.map((p) => {
+        const b = button(basename(p), () => this.choose(p), { class: 'small quiet recent-clip', title: p });
+        b.setAttribute('data-path', p);
+        return b;
+      }),
+    );
+  }
+
+  private async toggleBrowser(): Promise<void> {
+    if (!this.browser.classList.contains('hidden')) return show(this.browser, false);
+    show(this.browser, true);
+    const current = (this.pathField?.control as HTMLInputElement | undefined)?.value.trim() ?? '';
+    // Where the current clip is, when it is inside the user's folders; else the folders themselves.
+    const folder = current.replace(/[\\/][^\\/]*$/, '');
+    await this.browse(folder || undefined).catch(() => this.browse(undefined));
+  }
+
+  /** Lists a folder in the picker; rejects (for the caller to fall back) when the engine refuses it. */
+  private async browse(folder: string | undefined): Promise<void> {
+    const picker = this.picker;
+    if (!picker?.listFolder) return;
+    fill(this.browser, h('div', { class: 'file-browser-note', text: 'Reading the folder…' }));
+    let listing: FolderListing;
+    try {
+      listing = await picker.listFolder(folder);
+    } catch (e) {
+      const p = describeError(e);
+      fill(this.browser, h('div', { class: 'file-browser-note error', text: `${p.title}: ${p.detail}` }));
+      if (folder !== undefined) throw e;
+      return;
+    }
+    const rows = listing.entries.map((entry) => {
+      const b = button(entry.kind === 'folder' ? `${entry.name}/` : entry.name, () => {
+        if (entry.kind === 'folder') void this.browse(entry.path).catch(() => undefined);
+        else {
+          show(this.browser, false);
+          this.choose(entry.path);
+        }
+      });
+      b.className = `file-entry ${entry.kind}`;
+      b.setAttribute('data-path', entry.path);
+      b.title = entry.path;
+      return b;
+    });
+    fill(
+      this.browser,
+      h(
+        'div',
+        { class: 'file-browser-head' },
+        listing.parent
+          ? button('Up', () => void this.browse(listing.parent).catch(() => undefined), { class: 'small quiet' })
+          : null,
+        listing.path ? button('Your folders', () => void this.browse(undefined), { class: 'small quiet' }) : null,
+        h('span', { class: 'file-browser-path mono', text: listing.path ?? 'Your folders' }),
+      ),
+      rows.length
+        ? h('div', { class: 'file-list' }, rows)
+        : h('div', { class: 'file-browser-note', text: 'No folders or videos here.' }),
+      listing.truncated ? h('div', { class: 'file-browser-note', text: 'Only the first entries are listed.' }) : null,
+    );
+  }
+
+  private choose(path: string): void {
+    if (!this.pathField) return;
+    (this.pathField.control as HTMLInputElement).value = path;
+    this.probe();
   }
 
   onChange(cb: (s: Selection | null) => void): void {
@@ -99,6 +206,11 @@ export class SourceSection {
   /** The selected clip, when exactly one video clip is. */
   clip(): ClipSelection | null {
     return this.selection?.kind === 'clip' ? this.selection : null;
+  }
+
+  /** What is wrong with the source as last read (a range past the end, a file that is not a video), or null. */
+  problem(): Problemish | null {
+    return this.error;
   }
 
   /** Where a problem about `source.*` is shown. */
@@ -127,6 +239,7 @@ export class SourceSection {
         try {
           result = await this.host.getSelection();
           this.renderSelection(result, null);
+          this.renderRecent();
         } catch (e) {
           result = null;
           this.renderSelection(null, describeError(e));
@@ -168,6 +281,7 @@ export class SourceSection {
   }
 
   private renderSelection(sel: Selection | null, error: Problemish | null): void {
+    this.error = error;
     this.clearInvalid();
     this.renderProbe(error);
     if (error) {
