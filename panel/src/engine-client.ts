@@ -115,6 +115,11 @@ export class EngineClient {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result`);
   }
 
+  /** Frame `frame` of the automatic mask a finished job wrote, as PNG. */
+  matteUrl(id: string, frame: number): string {
+    return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/matte?frame=${frame}`);
+  }
+
   eventsUrl(id: string): string {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/events`);
   }

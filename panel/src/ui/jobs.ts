@@ -24,6 +24,9 @@ export interface JobListOptions {
   /** Browser only: show the result beside the original. */
   onCompare?(job: Job): void;
   onReveal(path: string): void;
+  /** Every state the card shows, and each live preview image (SSE only), for views that follow a job elsewhere. */
+  onUpdate?(job: Job): void;
+  onPreview?(job: Job, pngBase64: string): void;
 }
 
 interface EventSourceLike {
@@ -206,7 +209,10 @@ export class JobCard {
         this.stage,
         h(
           'div',
-          { class: 'bar', attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' } },
+          {
+            class: 'bar',
+            attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-label': 'Progress' },
+          },
           this.bar,
         ),
         h('div', { class: 'job-meta' }, this.pct, this.etaEl),
@@ -221,6 +227,7 @@ export class JobCard {
     if (job.id !== this.job.id) return;
     this.job = job;
     this.render();
+    this.opts.onUpdate?.(job);
     if (isTerminal(job.state) && !this.ended) {
       this.ended = true;
       this.stop();
@@ -233,6 +240,7 @@ export class JobCard {
     this.hadPreview = true;
     this.thumb.src = `data:image/png;base64,${pngBase64}`;
     this.thumb.classList.add('live');
+    this.opts.onPreview?.(this.job, pngBase64);
   }
 
   /** A line under the progress: placement status, or why something failed. */

@@ -73,7 +73,11 @@ export class BoxDrawer {
     this.renderRect();
     this.renderStatus();
     // Bubbles, so the viewer can show the box over the clip without the form passing it along.
-    this.el?.dispatchEvent(new Event('boxchange', { bubbles: true }));
+    try {
+      this.el?.dispatchEvent(new Event('boxchange', { bubbles: true }));
+    } catch {
+      // A host without the Event constructor (older UXP) only misses the box in the viewer.
+    }
   }
 
   setClip(clip: ClipSelection | null): void {
