@@ -258,6 +258,7 @@ export class Viewer {
     this.live.removeAttribute('src');
     this.title.textContent = job.request.prompt;
     this.title.title = job.request.prompt;
+    this.sub.textContent = `${basename(job.request.source.path)} · live ${job.request.preview ? 'preview' : 'edit'} · seed ${job.seed}`;
     this.render();
     this.update(job);
   }
