@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip } from '../../engine/src/media';
+import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { launchChromium } from '../support/browser';
+import { openPremierePanel } from '../support/premiere-panel';
 import { startServe, stopChildren, type Served } from '../support/children';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -55,6 +57,10 @@ declare const window: {
     ): Promise<{ violations: { id: string; impact: string | null; nodes: { target: string[] }[] }[] }>;
   };
 };
+/** window.harness of fixtures/premiere-harness.mts, as far as this file drives it. */
+interface Harness {
+  setSelection(sel: Selection): void;
+}
 type InputEl = El & { value: string; dispatchEvent(e: unknown): boolean };
 declare const Image: new () => { src: string; decode(): Promise<void> };
 declare const Event: new (type: string, init?: { bubbles?: boolean }) => unknown;
@@ -469,4 +475,69 @@ it('stays on the result the user is scrubbing when another job finishes', async 
   await page.waitForSelector(`#viewer[data-job-id="${queued}"]`);
   await docked('result', '05-result');
   expect(pageErrors).toEqual([]);
+});
+
+it('in Premiere mode: the selected clip shows under the clip card, and a preview is followed by polling', async () => {
+  const resultsFolder = path.join(home, 'Project', 'Reshoot Renders');
+  fs.mkdirSync(resultsFolder, { recursive: true });
+  const main = page;
+  const panel = await openPremierePanel(browser, engine, {
+    viewport: DOCKED,
+    resultsFolder,
+    onPageError: (m) => pageErrors.push(`premiere pageerror: ${m}`),
+  });
+  page = panel.page;
+  try {
+    await page.waitForSelector('#engine-status[data-state="connected"]');
+    const sel: ClipSelection = {
+      kind: 'clip',
+      name: 'street.mp4',
+      mediaPath: clip,
+      sourceIn: 0.5,
+      sourceOut: 1,
+      sequenceStart: 10,
+      sequenceEnd: 10.5,
+      sequenceStartTicks: String(10n * 254016000000n),
+      sequenceEndTicks: String(105n * 25401600000n),
+      fps: 24,
+      frameWidth: 128,
+      frameHeight: 72,
+      frames: 12,
+      trackIndex: 0,
+      renderReason: null,
+    };
+    await page.evaluate((s) => (window as unknown as { harness: Harness }).harness.setSelection(s), sel);
+    await page.waitForFunction(
+      () => (document.querySelector<{ naturalWidth: number }>('#before img')?.naturalWidth ?? 0) === 128,
+    );
+    expect(await page.textContent('#viewer-inout')).toBe('In 00:00:00:12 · Out 00:00:01:00 · 12 frames');
+    // No result player in Premiere (results go on the timeline), and the picture sits right under the clip card.
+    expect(await page.$('#compare')).toBeNull();
+    const order = await page.evaluate(() => ({
+      source: document.querySelector('.section.source')!.getBoundingClientRect().top,
+      viewer: document.querySelector('#viewer')!.getBoundingClientRect().top,
+      form: document.querySelector('.section.form')!.getBoundingClientRect().top,
+    }));
+    expect(order.source).toBeLessThan(order.viewer);
+    expect(order.viewer).toBeLessThan(order.form);
+    await expectInView('#preview');
+    await shot('premiere-01-clip');
+    await expectAccessible('premiere, clip selected');
+
+    await page.fill('#prompt', 'a blue car on a gray road');
+    await page.click('#preview');
+    const id = await waitForNewJob(null);
+    await expectInView(`#current-job[data-job-id="${id}"]`);
+    expect(await page.getAttribute('#viewer', 'data-showing')).toBe('live');
+    await page.waitForFunction(() => /^Preview · /.test(document.querySelector('#viewer-badge')?.textContent ?? ''));
+    await page.waitForSelector(`#current-job[data-job-id="${id}"][data-state="succeeded"]`, { timeout: 60_000 });
+    // Polled to the end (UXP has no EventSource), then back to the clip.
+    expect(panel.requests.some((r) => r.endsWith('/events'))).toBe(false);
+    await page.waitForSelector('#viewer[data-showing="source"]');
+    await shot('premiere-02-preview-done');
+    await expectAccessible('premiere, preview done');
+  } finally {
+    page = main;
+    await panel.context.close();
+  }
 });
