@@ -2,14 +2,10 @@
 // box normalised to the frame (x, y, w, h in 0..1), which is also what survives the clip being shown at any size.
 import type { ClipSelection } from '../host/host';
 import { append, button, h, isShown, show } from './dom';
+import { moveBox, resizeBox, type Box } from './box-geometry';
 import { timecode } from './format';
 
-export interface Box {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-}
+export type { Box } from './box-geometry';
 
 export class BoxDrawer {
   readonly el: HTMLElement;
@@ -223,16 +219,6 @@ export class BoxDrawer {
         ? `x ${fmt(b.x)} · y ${fmt(b.y)} · w ${fmt(b.w)} · h ${fmt(b.h)}`
         : 'Drag a rectangle over what should change, or press Enter here.';
   }
-}
-
-/** The box moved by (dx, dy), kept whole inside the frame. */
-export function moveBox(b: Box, dx: number, dy: number): Box {
-  return { ...b, x: clamp01(Math.min(b.x + dx, 1 - b.w)), y: clamp01(Math.min(b.y + dy, 1 - b.h)) };
-}
-
-/** The box with its bottom-right corner moved by (dx, dy): at least 1% of the frame, never past its edge. */
-export function resizeBox(b: Box, dx: number, dy: number): Box {
-  return { ...b, w: Math.max(0.01, Math.min(b.w + dx, 1 - b.x)), h: Math.max(0.01, Math.min(b.h + dy, 1 - b.y)) };
 }
 
 function clamp01(v: number): number {
