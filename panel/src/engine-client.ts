@@ -132,6 +132,11 @@ export class EngineClient {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result?download=1`);
   }
 
+  /** Frame `frame` of the automatic mask a finished job wrote, as PNG. */
+  matteUrl(id: string, frame: number): string {
+    return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/matte?frame=${frame}`);
+  }
+
   eventsUrl(id: string): string {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/events`);
   }

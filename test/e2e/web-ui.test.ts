@@ -8,17 +8,16 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { build } from 'esbuild';
 import type { Browser, BrowserContext, Page, Request as PageRequest } from 'playwright-core';
 import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip } from '../../engine/src/media';
 import type { ClipSelection, HistoryEntry, Selection } from '../../panel/src/host/host';
 import { launchChromium } from '../support/browser';
+import { openPremierePanel } from '../support/premiere-panel';
 import { startServe, stopChildren, type Served } from '../support/children';
 
 const ROOT = path.resolve(__dirname, '../..');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
-const HARNESS = path.join(__dirname, 'fixtures/premiere-harness.mts');
 const SHOTS = path.join(ROOT, 'test-output/e2e');
 const PROMPT = 'a blue car on a gray road';
 const SOURCE_PROMPT = 'a red car on a gray road';
@@ -62,7 +61,6 @@ declare const window: {
   scrollTo(x: number, y: number): void;
   sawPreview: boolean;
   harness: Harness;
-  harnessConfig: unknown;
 };
 declare const localStorage: {
   getItem(key: string): string | null;
@@ -242,6 +240,8 @@ it('draws a box mask on a still of the clip', async () => {
   await page.click('#mask-choice [data-value="box"]');
   const stage = await page.waitForSelector('#mask-stage img[src*="/v1/media/still"]');
   await page.waitForFunction(() => (document.querySelector<ImageEl>('#mask-stage img')?.naturalWidth ?? 0) > 0);
+  // The form scrolls between the header and the action bar: the still must be in view to be drawn on.
+  await stage.scrollIntoViewIfNeeded();
   const box = (await stage.boundingBox())!;
   await page.mouse.move(box.x + box.width * 0.25, box.y + box.height * 0.2);
   await page.mouse.down();
@@ -306,7 +306,7 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(duration).toBeGreaterThan(0.95);
   expect(duration).toBeLessThan(1.1);
   await page.waitForFunction(() => (document.querySelector<ImageEl>('#before img')?.naturalWidth ?? 0) === 128);
-  expect(await page.textContent('#compare')).toContain(PROMPT);
+  expect(await page.textContent('#viewer')).toContain(PROMPT);
 
   // Playing moves the result's clock, and the "before" side follows it frame by frame.
   await page.click('#play');
@@ -723,48 +723,20 @@ it('a page from another origin can neither submit a job nor read the API', async
 });
 
 it('in Premiere mode: explains each selection, polls the job, places the result and places it again', async () => {
-  // The shared UI mounted as main-uxp.ts mounts it, with a scripted host in place of the Premiere adapter. Its page is
-  // served at the engine's origin by request interception, so the engine sees it as its own page and nothing in the
-  // engine changes for the test.
-  const bundle = await build({
-    entryPoints: [HARNESS],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'browser',
-    target: 'chrome110',
-    absWorkingDir: ROOT,
-    logLevel: 'silent',
-  });
-  const files: Record<string, { body: string | Buffer; contentType: string }> = {
-    'index.html': {
-      body: '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="index.css"></head><body><div id="app"></div><script src="harness.js"></script></body></html>',
-      contentType: 'text/html',
-    },
-    'harness.js': { body: bundle.outputFiles[0].text, contentType: 'text/javascript' },
-    'index.css': { body: fs.readFileSync(path.join(path.dirname(WEB_UI), 'index.css')), contentType: 'text/css' },
-  };
+  // The shared UI mounted as main-uxp.ts mounts it, with a scripted host in place of the Premiere adapter
+  // (test/support/premiere-panel.ts).
   const resultsFolder = path.join(home, 'Project', 'Reshoot Renders');
   fs.mkdirSync(resultsFolder, { recursive: true });
-  const panelContext = await browser.newContext({ viewport: { width: 320, height: 760 }, deviceScaleFactor: 1 });
-  await panelContext.addInitScript(
-    (cfg) => {
-      window.harnessConfig = cfg;
-    },
-    { token: engine.token, resultsFolder },
-  );
-  await panelContext.route(`${engine.origin}/premiere-harness/*`, (route) => {
-    const file = files[new URL(route.request().url()).pathname.split('/').pop()!];
-    return file
-      ? route.fulfill({ status: 200, body: file.body, contentType: file.contentType })
-      : route.fulfill({ status: 404 });
+  const {
+    context: panelContext,
+    page: panel,
+    requests,
+  } = await openPremierePanel(browser, engine, {
+    viewport: { width: 320, height: 760 },
+    resultsFolder,
+    onPageError: (m) => pageErrors.push(`premiere pageerror: ${m}`),
   });
-  const panel = await panelContext.newPage();
-  const requests: string[] = [];
-  panel.on('request', (r) => requests.push(new URL(r.url()).pathname));
-  panel.on('pageerror', (e) => pageErrors.push(`premiere pageerror: ${e.message}`));
   try {
-    await panel.goto(`${engine.origin}/premiere-harness/index.html`);
     await panel.waitForSelector('#engine-status[data-state="connected"]');
     await panel.waitForFunction(() => /Nothing selected/.test(document.querySelector('#clip-card')?.textContent ?? ''));
     expect(await panel.isDisabled('#edit')).toBe(true);

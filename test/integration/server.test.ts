@@ -269,7 +269,8 @@ afterAll(async () => {
 function concretePath(p: string, id: string): string {
   return (
     p.replace(':id', id) +
-    (p === '/v1/media/probe' || p === '/v1/media/still' ? `?path=${encodeURIComponent(clip)}` : '')
+    (p === '/v1/media/probe' || p === '/v1/media/still' ? `?path=${encodeURIComponent(clip)}` : '') +
+    (p === '/v1/jobs/:id/matte' ? '?frame=0' : '')
   );
 }
 
@@ -342,7 +343,7 @@ describe('authentication', () => {
     expectProblem(await call('DELETE', `/v1/jobs/${job.id}`, { token: null }), 401);
   });
 
-  test('?token= is accepted only on job events, job result and media still', async () => {
+  test('?token= is accepted only on job events, job result, job matte and media still', async () => {
     const finished = await submit();
     service.finish(finished.id, writeResult('query-token.mp4'));
     const accepted: string[] = [];
@@ -354,12 +355,21 @@ describe('authentication', () => {
       });
       if (r.status === 401) {
         expect(Problem.parse(r.json).detail).toMatch(/only in the Authorization header/);
+      } else if (route.operationId === 'getJobMatte') {
+        // Past the token check: this fake result has no automatic mask, and the route says so.
+        expect(Problem.parse(r.json).title).toBe('No matte');
+        accepted.push(`${route.method} ${route.path}`);
       } else {
         expect(r.status).toBe(200);
         accepted.push(`${route.method} ${route.path}`);
       }
     }
-    expect(accepted.sort()).toEqual(['GET /v1/jobs/:id/events', 'GET /v1/jobs/:id/result', 'GET /v1/media/still']);
+    expect(accepted.sort()).toEqual([
+      'GET /v1/jobs/:id/events',
+      'GET /v1/jobs/:id/matte',
+      'GET /v1/jobs/:id/result',
+      'GET /v1/media/still',
+    ]);
     // A wrong query token is refused where query tokens are allowed.
     expectProblem(await call('GET', `/v1/jobs/${finished.id}/result?token=${WRONG_SAME_LENGTH}`, { token: null }), 401);
     expectProblem(

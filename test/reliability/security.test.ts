@@ -76,6 +76,7 @@ async function concreteRoutes(): Promise<{ method: string; path: string; queryTo
   const query: Record<string, string> = {
     '/v1/media/probe': `?path=${encodeURIComponent(fx.clip)}`,
     '/v1/media/still': `?path=${encodeURIComponent(fx.clip)}&t=0`,
+    '/v1/jobs/:id/matte': '?frame=0',
   };
   return ROUTES.map((r) => ({
     method: r.method,

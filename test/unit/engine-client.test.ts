@@ -75,6 +75,7 @@ it('puts the token in the URL only for what browser elements load', () => {
   const { c } = client(async () => reply(200, {}));
   expect(c.resultUrl('abc')).toBe(`http://127.0.0.1:7865/v1/jobs/abc/result?token=${TOKEN}`);
   expect(c.eventsUrl('abc')).toBe(`http://127.0.0.1:7865/v1/jobs/abc/events?token=${TOKEN}`);
+  expect(c.matteUrl('a/b', 7)).toBe(`http://127.0.0.1:7865/v1/jobs/a%2Fb/matte?frame=7&token=${TOKEN}`);
   expect(c.stillUrl('/x y/a&b.mp4', 1.25, 640)).toBe(
     `http://127.0.0.1:7865/v1/media/still?path=%2Fx%20y%2Fa%26b.mp4&t=1.25&maxWidth=640&token=${TOKEN}`,
   );

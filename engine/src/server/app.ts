@@ -68,6 +68,13 @@ const StillQuery = z
   })
   .strict();
 
+const MatteQuery = z
+  .object({
+    frame: numberParam().pipe(z.int('must be a whole frame number').min(0, 'must be 0 or more')),
+    token: TokenParam,
+  })
+  .strict();
+
 const RESULT_TYPES: Record<string, string> = { '.mp4': 'video/mp4', '.m4v': 'video/mp4', '.mov': 'video/quicktime' };
 
 export function createApp(service: JobService, opts: AppOptions): express.Express {
@@ -255,6 +262,58 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
     listFiles: (req, res) => {
       const q = parseQuery(FilesQuery, req);
       res.json(listFolder(q.path, roots));
+    },
+    // The viewer's matte overlay: only the PNGs the job itself wrote, named by frame, so the route reads no path a
+    // client chooses.
+    getJobMatte: async (req, res) => {
+      const id = String(req.params.id);
+      const q = parseQuery(MatteQuery, req);
+      const job = service.get(id);
+      if (!job) throw jobNotFound(id);
+      const pattern = job.result?.mattePath;
+      if (job.state !== 'succeeded' || !pattern)
+        throw new ProblemError(
+          problem(
+            404,
+            'no-matte',
+            'No matte',
+            `job ${id} wrote no automatic mask (it used another mask, or has not succeeded)`,
+          ),
+        );
+      if (q.frame >= job.result!.frames)
+        throw new ProblemError(
+          problem(
+            404,
+            'no-matte',
+            'No such frame',
+            `the result of job ${id} has ${job.result!.frames} frames, from 0`,
+            'frame',
+          ),
+        );
+      const file = path.resolve(
+        pattern.replace(/%0?(\d*)d/, (_m, w: string) => String(q.frame).padStart(Number(w) || 0, '0')),
+      );
+      await new Promise<void>((resolve, reject) => {
+        res.sendFile(
+          file,
+          { dotfiles: 'allow', headers: { 'Content-Type': 'image/png', 'Cache-Control': 'no-cache' } },
+          (err?: Error) => {
+            if (!err || res.headersSent) return resolve();
+            if ((err as { status?: number }).status === 404)
+              return reject(
+                new ProblemError(
+                  problem(
+                    410,
+                    'matte-gone',
+                    'Matte removed',
+                    `${file} no longer exists; it was moved or deleted after the job finished`,
+                  ),
+                ),
+              );
+            reject(err);
+          },
+        );
+      });
     },
     probeMedia: async (req, res) => {
       const q = parseQuery(ProbeQuery, req);

@@ -156,6 +156,24 @@ const DOCS: Record<RouteId, Json> = {
       422: problemResponse('The file is missing or not a video'),
     },
   },
+  getJobMatte: {
+    parameters: [
+      idParam,
+      {
+        name: 'frame',
+        in: 'query',
+        required: true,
+        schema: { type: 'integer', minimum: 0 },
+        description: 'Frame of the result, from 0',
+      },
+    ],
+    responses: {
+      200: { description: 'The matte', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } },
+      400: problemResponse('Bad query'),
+      404: problemResponse('No such job, or it wrote no matte, or no such frame'),
+      410: problemResponse('The matte was moved or deleted after the job finished'),
+    },
+  },
   mediaStill: {
     parameters: [
       pathParam,
@@ -239,7 +257,8 @@ export function buildOpenApi(version: string): Json {
           type: 'apiKey',
           in: 'query',
           name: 'token',
-          description: 'Only for job events, job result and media still, which browser elements load without headers',
+          description:
+            'Only for job events, job result, job matte and media still, which browser elements load without headers',
         },
       },
     },

@@ -93,6 +93,14 @@ export const ROUTES = [
   },
   {
     method: 'GET',
+    path: '/v1/jobs/:id/matte',
+    operationId: 'getJobMatte',
+    summary: 'One frame of the automatic mask a finished job wrote (result.mattePath), as PNG',
+    queryToken: true,
+    jsonBody: false,
+  },
+  {
+    method: 'GET',
     path: '/v1/media/probe',
     operationId: 'probeMedia',
     summary: 'Container, streams, frame rate and frame count of a media file',

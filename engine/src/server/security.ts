@@ -81,7 +81,7 @@ export class TokenChecker {
         return {
           ok: false,
           detail:
-            'this route takes the token only in the Authorization header ("Authorization: Bearer <token>"); ?token= is accepted only where a browser element cannot set headers (job events, job result, media still)',
+            'this route takes the token only in the Authorization header ("Authorization: Bearer <token>"); ?token= is accepted only where a browser element cannot set headers (job events, job result, job matte, media still)',
         };
       if (typeof query !== 'string') return { ok: false, detail: 'give the token once: ?token=<token>' };
       return this.matches(query)

@@ -4,8 +4,8 @@
 import type { Job, JobRequestInput } from '../../../engine/src/api/schemas';
 import type { EngineClient } from '../engine-client';
 import type { HistoryEntry, Host, PlaceResult } from '../host/host';
-import { fill, h } from './dom';
-import { CompareView } from './compare';
+import { ActionBar } from './action-bar';
+import { collapsible, fill, h, isShown } from './dom';
 import { EditForm, type SubmitKind } from './edit-form';
 import { EngineStatus, type EngineState } from './engine-status';
 import { describeError, FieldError } from './errors';
@@ -13,6 +13,7 @@ import { maskLabel, trackName } from './format';
 import { HistoryView } from './history';
 import { JobList, type JobCard } from './jobs';
 import { SourceSection, type SourcePicker } from './source';
+import { Viewer } from './viewer';
 
 export interface AppOptions {
   /** A form that chooses the source, for hosts without a selection of their own (the browser). */
@@ -58,7 +59,8 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     form.el.addEventListener('input', save);
     form.el.addEventListener('click', save);
   }
-  const compare = compareEnabled ? new CompareView({ client, onReveal: reveal }) : null;
+  const viewer = new Viewer({ client, onReveal: reveal, compare: compareEnabled });
+  const compare = compareEnabled ? viewer : null;
   const jobs = new JobList({
     client,
     live,
@@ -70,7 +72,15 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     // The status line's queue figures followed only the end of a job; a job starting changes them too.
     onStateChange: () => void status.check(),
     download: host.kind === 'browser',
+    onUpdate: (job) => {
+      bar.update(job);
+      viewer.update(job);
+    },
+    onPreview: (job, png) => viewer.preview(job, png),
   });
+  const bar = new ActionBar(form.actions, (id) =>
+    jobs.el.querySelector(`[data-job-id="${id}"]`)?.scrollIntoView?.({ block: 'nearest' }),
+  );
   const history = new HistoryView(host, {
     stillUrl,
     onPlace: placeResults ? (e) => placeAgain(e) : undefined,
@@ -79,6 +89,13 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     onReveal: (e) => reveal(e.resultPath),
   });
 
+  // Sections fold to their titles, so a docked panel can keep what the user works with on screen.
+  for (const section of [source.el, form.el, jobs.el, history.el]) {
+    const title = section.querySelector<HTMLElement>('.section-title');
+    if (title) collapsible(section, title);
+  }
+  // The header, the scrolling content and the action bar are three rows of a column as tall as the panel: the bar is
+  // in view without position: sticky, which UXP is not known to support.
   const app = h(
     'div',
     { class: `app host-${host.kind}` },
@@ -88,19 +105,31 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       h(
         'div',
         { class: 'brand' },
-        h('span', { class: 'logo', text: 'R' }),
-        h('span', { class: 'brand-name', text: 'Reshoot' }),
+        h('span', { class: 'logo', text: 'R', attrs: { 'aria-hidden': 'true' } }),
+        h('h1', { class: 'brand-name', text: 'Reshoot' }),
       ),
       status.el,
     ),
     h(
       'main',
-      { class: 'columns' },
-      h('div', { class: 'col col-controls' }, source.el, form.el),
-      h('div', { class: 'col col-results' }, jobs.el, compare?.el ?? null, history.el),
+      { class: 'columns', id: 'main' },
+      // In Premiere the panel is docked and narrow: the picture of the clip comes right under the clip, before the form.
+      h('div', { class: 'col col-controls' }, source.el, host.kind === 'premiere' ? viewer.el : null, form.el),
+      h('div', { class: 'col col-results' }, host.kind === 'premiere' ? null : viewer.el, jobs.el, history.el),
     ),
+    bar.el,
   );
   fill(root, app);
+  // The box drawn in the form shows over the clip in the viewer, while the box is the chosen mask.
+  const syncBox = () => {
+    const drawer = form.el.querySelector<HTMLElement>('.box-drawer');
+    const value = form.request({ path: '-', in: 0, out: 1 }, 'preview', '').mask;
+    const shown = !!drawer && isShown(drawer) && value?.type === 'box' && value.w > 0;
+    viewer.setBox(shown && value?.type === 'box' ? value : null);
+  };
+  form.el.addEventListener('boxchange', syncBox);
+  form.el.addEventListener('click', syncBox);
+  form.el.addEventListener('keyup', syncBox);
 
   let engineState: EngineState['kind'] = 'checking';
   const updateEnabled = () => {
@@ -111,6 +140,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     // engine leaves out audio a clip does not have).
     const probed = options.sourcePicker?.info();
     form.setSourceAudio(clip && probed ? probed.audio.length > 0 : null, clip?.mediaPath ?? null);
+    viewer.setClip(clip, probed?.durationSec);
     const sourceProblem = source.problem();
     form.setEnabled(
       connected && !!clip,
@@ -170,6 +200,8 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
       form.validate(request);
       form.setBusy('Sending to the engine…');
       const job = await c.submit(request);
+      viewer.follow(job);
+      bar.track(job);
       jobs.add(job, { kind, clip: sel, source: src });
       void status.check();
       if (kind === 'preview') form.fixSeed(job.seed);
@@ -208,9 +240,9 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     const job = card.job;
     // The queue figures in the status line changed.
     void status.check();
+    viewer.ended(job);
     if (job.state !== 'succeeded' || !job.result) return;
     const ctx = card.ctx;
-    if (compare && (job.request.preview || ctx)) showCompare(job);
     if (!ctx || ctx.kind === 'preview') return;
     const label = `Reshoot: ${job.request.prompt}`.slice(0, LABEL_MAX);
     const entry: HistoryEntry = {
@@ -280,9 +312,10 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     return placedText(placed);
   }
 
+  /** The user asked for this job's result: it stays in the viewer until they choose another. */
   function showCompare(job: Job): void {
     if (!compare) return;
-    compare.show(job);
+    compare.showResult(job, true);
     compare.el.scrollIntoView?.({ block: 'nearest' });
   }
 
@@ -300,7 +333,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     destroy(): void {
       status.stop();
       jobs.stopAll();
-      compare?.hide();
+      viewer.hide();
       unsubscribe();
       fill(root);
     },

@@ -182,7 +182,10 @@ export function diceIcon(): Node {
   return svg;
 }
 
-/** A row of toggle buttons acting as one choice (UXP's radio inputs are unreliable to style). */
+/**
+ * A row of toggle buttons acting as one choice (UXP's radio inputs are unreliable to style). It behaves as a radio
+ * group to the keyboard: one Tab stop (the chosen option), arrow keys, Home and End move the choice.
+ */
 export function segmented<T extends string>(
   id: string,
   options: { value: T; label: string; title?: string }[],
@@ -193,19 +196,55 @@ export function segmented<T extends string>(
   const buttons = options.map((o) => {
     const b = button(o.label, () => set(o.value, true), { class: 'seg', title: o.title });
     b.setAttribute('data-value', o.value);
+    b.setAttribute('role', 'radio');
     return b;
   });
   const el = h('div', { class: 'segmented', id, attrs: { role: 'radiogroup' } }, buttons);
+  el.addEventListener('keydown', (ev) => {
+    const k = ev.key;
+    const at = buttons.findIndex((b) => b.getAttribute('data-value') === current);
+    const next =
+      k === 'ArrowRight' || k === 'ArrowDown'
+        ? (at + 1) % buttons.length
+        : k === 'ArrowLeft' || k === 'ArrowUp'
+          ? (at - 1 + buttons.length) % buttons.length
+          : k === 'Home'
+            ? 0
+            : k === 'End'
+              ? buttons.length - 1
+              : -1;
+    if (next < 0) return;
+    ev.preventDefault();
+    set(options[next].value, true);
+    buttons[next].focus?.();
+  });
   function set(v: T, notify = false): void {
     current = v;
     for (const b of buttons) {
       const on = b.getAttribute('data-value') === v;
       b.classList.toggle('selected', on);
       b.setAttribute('aria-checked', on ? 'true' : 'false');
-      b.setAttribute('role', 'radio');
+      b.setAttribute('tabindex', on ? '0' : '-1');
     }
     if (notify) onChange(v);
   }
   set(initial);
   return { el, value: () => current, set: (v: T) => set(v, true) };
+}
+
+/**
+ * Lets a section fold to its title: the title becomes a button with aria-expanded, and everything after it hides.
+ * For a docked panel, where the form and the results cannot all be on screen at once.
+ */
+export function collapsible(section: HTMLElement, title: HTMLElement, open = true): { set(open: boolean): void } {
+  const label = title.textContent ?? '';
+  const toggle = h('button', { class: 'section-toggle', text: label, attrs: { type: 'button' } });
+  fill(title, toggle);
+  const set = (o: boolean) => {
+    section.classList.toggle('collapsed', !o);
+    toggle.setAttribute('aria-expanded', o ? 'true' : 'false');
+  };
+  toggle.addEventListener('click', () => set(section.classList.contains('collapsed')));
+  set(open);
+  return { set };
 }

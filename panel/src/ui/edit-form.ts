@@ -189,6 +189,8 @@ export class EditForm {
   private readonly editButton: HTMLButtonElement;
   private readonly hint = h('div', { class: 'action-hint', id: 'action-hint', attrs: { 'aria-live': 'polite' } });
   private readonly problem = h('div', { class: 'problem hidden', id: 'form-problem', attrs: { role: 'alert' } });
+  /** The two buttons and the line under them; the app may move them into its sticky action bar. */
+  readonly actions: HTMLElement;
   private enabled = false;
   private disabledReason = '';
   private busy: string | null = null;
@@ -528,9 +530,14 @@ export class EditForm {
       this.advancedToggle,
       this.advanced,
       this.problem,
+    );
+    this.actions = h(
+      'div',
+      { class: 'action-group' },
       h('div', { class: 'actions' }, this.previewButton, this.editButton),
       this.hint,
     );
+    this.el.appendChild(this.actions);
     this.renderMask();
     this.renderAttention();
     this.renderButtons();

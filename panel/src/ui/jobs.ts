@@ -30,6 +30,9 @@ export interface JobListOptions {
   onStateChange?(): void;
   /** Offer the result as a download (a browser page cannot open the folder it is in). */
   download?: boolean;
+  /** Every state the card shows, and each live preview image (SSE only), for views that follow a job elsewhere. */
+  onUpdate?(job: Job): void;
+  onPreview?(job: Job, pngBase64: string): void;
 }
 
 interface EventSourceLike {
@@ -219,7 +222,10 @@ export class JobCard {
         this.stage,
         h(
           'div',
-          { class: 'bar', attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' } },
+          {
+            class: 'bar',
+            attrs: { role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-label': 'Progress' },
+          },
           this.bar,
         ),
         h('div', { class: 'job-meta' }, this.pct, this.etaEl),
@@ -237,6 +243,7 @@ export class JobCard {
     this.job = job;
     if (was !== job.state) this.opts.onStateChange?.();
     this.render();
+    this.opts.onUpdate?.(job);
     if (isTerminal(job.state) && !this.ended) {
       this.ended = true;
       this.stop();
@@ -249,6 +256,7 @@ export class JobCard {
     this.hadPreview = true;
     this.thumb.src = `data:image/png;base64,${pngBase64}`;
     this.thumb.classList.add('live');
+    this.opts.onPreview?.(this.job, pngBase64);
   }
 
   /**
