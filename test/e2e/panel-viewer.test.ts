@@ -236,6 +236,21 @@ it('shows the chosen clip in the viewer with a filmstrip, in and out marks and s
   expect(await page.textContent('#compare-clock')).toBe('00:00:00:15 · frame 4 of 12');
   await page.waitForFunction(() => document.querySelector('#before img')?.getAttribute('alt') === 'Original frame 4');
   await docked('clip chosen', '02-clip');
+  // In and Out are typed as Premiere writes them, or in seconds; other text is refused with what to write.
+  await page.fill('#source-out', '00:00:00:20');
+  await page.press('#source-out', 'Tab');
+  await page.waitForFunction(() =>
+    /Out 00:00:00:20 · 8 frames/.test(document.querySelector('#viewer-inout')?.textContent ?? ''),
+  );
+  await page.fill('#source-out', '0:0:20');
+  await page.press('#source-out', 'Tab');
+  await page.waitForSelector('#source-out[aria-invalid="true"]');
+  expect(await page.textContent('.range-message')).toContain(
+    `Out "0:0:20" is not a time: write timecode in the clip's rate (00:00:01:12) or seconds (1.5)`,
+  );
+  await page.fill('#source-out', '');
+  await page.press('#source-out', 'Tab');
+  await page.waitForFunction(() => !document.querySelector('#source-out[aria-invalid="true"]'));
   await page.fill('#source-in', '');
   await page.press('#source-in', 'Tab');
   await page.waitForFunction(() => /^In 00:00:00:00/.test(document.querySelector('#viewer-inout')?.textContent ?? ''));

@@ -1,6 +1,7 @@
 import {
   framesToTimecode,
   isDropFrame,
+  parseTime,
   rateOf,
   secondsToTimecode,
   timecodeToFrames,
@@ -61,5 +62,22 @@ describe('SMPTE timecode', () => {
     expect(rateOf(25)).toEqual({ num: 25000, den: 1000 });
     expect(secondsToTimecode(3612.48, 25)).toBe('01:00:12:12');
     expect(secondsToTimecode(60.06, 29.97)).toBe('00;01;00;02');
+  });
+});
+
+describe('times typed by an editor', () => {
+  test('timecode or seconds', () => {
+    expect(parseTime('00:00:01:12', 24)).toBe(1.5);
+    expect(parseTime('1.5', 24)).toBe(1.5);
+    expect(parseTime(' 2 ', 25)).toBe(2);
+    expect(parseTime('00;01;00;02', NTSC)).toBeCloseTo((1800 * 1001) / 30000, 9);
+  });
+
+  test('anything else is not a time', () => {
+    expect(parseTime('', 24)).toBeUndefined();
+    expect(parseTime('-1', 24)).toBeUndefined();
+    expect(parseTime('1s', 24)).toBeUndefined();
+    expect(parseTime('00:00:01:24', 24)).toBeUndefined();
+    expect(parseTime('00;01;00;00', NTSC)).toBeUndefined();
   });
 });

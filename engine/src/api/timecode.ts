@@ -80,3 +80,15 @@ export function secondsToTimecode(sec: number, fps: number | Rate): string {
 function pad(v: number): string {
   return String(v).padStart(2, '0');
 }
+
+/**
+ * A time typed by an editor: timecode in the clip's rate (00:00:01:12, or 00;00;01;12 drop-frame) or seconds (1.5).
+ * Seconds; undefined when it is neither, or a label that does not exist at this rate.
+ */
+export function parseTime(text: string, fps: number | Rate): number | undefined {
+  const t = text.trim();
+  if (/^\d+(\.\d*)?$|^\.\d+$/.test(t)) return Number(t);
+  const rate = rateOf(fps);
+  const frame = timecodeToFrames(t, rate);
+  return frame === undefined ? undefined : (frame * rate.den) / rate.num;
+}

@@ -2,7 +2,7 @@
 // machine (the engine reads files, the browser never uploads them), the "selection" is that file's range, and the
 // result is shown beside the original instead of being placed.
 import { SourceRange, validationProblem, type FolderListing } from '../../../engine/src/api/schemas';
-import { secondsToTimecode } from '../../../engine/src/api/timecode';
+import { parseTime, secondsToTimecode } from '../../../engine/src/api/timecode';
 import { EngineClient, EngineError, type MediaInfo } from '../engine-client';
 import type { SourceFormValues, SourcePicker } from '../ui/source';
 import { FieldError } from '../ui/errors';
@@ -86,11 +86,18 @@ export class BrowserHost implements Host, SourcePicker {
     const v = info.video;
     const fps = v.fps.num / v.fps.den;
     const duration = (v.frameCount * v.fps.den) / v.fps.num;
-    const range = {
-      path,
-      in: this.form.in === '' ? 0 : Number(this.form.in),
-      out: this.form.out === '' ? duration : Number(this.form.out),
+    const time = (text: string, blank: number, name: 'In' | 'Out') => {
+      if (text.trim() === '') return blank;
+      const sec = parseTime(text, v.fps);
+      if (sec === undefined)
+        throw new FieldError(
+          'Check In and Out',
+          `${name} "${text.trim()}" is not a time: write timecode in the clip's rate (${secondsToTimecode(1.5, v.fps)}) or seconds (1.5)`,
+          name === 'In' ? 'source.in' : 'source.out',
+        );
+      return sec;
     };
+    const range = { path, in: time(this.form.in, 0, 'In'), out: time(this.form.out, duration, 'Out') };
     // The engine's own schema, so a bad range reads here exactly as the engine would word it.
     const parsed = SourceRange.safeParse(range);
     if (!parsed.success) {

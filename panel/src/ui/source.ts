@@ -94,13 +94,20 @@ export class SourceSection {
       this.pathField = field('Media file on this machine', pathInput, { extra });
       this.pathField.row.appendChild(this.recentRow);
       this.pathField.row.appendChild(this.browser);
-      const inInput = input('source-in', { type: 'number', placeholder: 'start', step: 'any', min: '0' });
-      const outInput = input('source-out', { type: 'number', placeholder: 'end', step: 'any', min: '0' });
+      // Timecode as Premiere writes it, or seconds: a text field, since a number field refuses "00:00:01:12".
+      const inInput = input('source-in', { type: 'text', placeholder: '00:00:00:00', autocomplete: 'off' });
+      const outInput = input('source-out', { type: 'text', placeholder: 'end', autocomplete: 'off' });
       for (const el of [inInput, outInput]) el.addEventListener('change', () => this.applyRange());
       // One message under both: a range problem is usually about the pair, and half the width is too narrow for it.
       const rangeMessage = h('div', { class: 'field-message range-message', attrs: { role: 'alert' } });
-      this.inField = { ...field('In (s)', inInput, { hint: 'Blank: the start' }), message: rangeMessage };
-      this.outField = { ...field('Out (s)', outInput, { hint: 'Blank: the end' }), message: rangeMessage };
+      this.inField = {
+        ...field('In', inInput, { hint: 'Timecode or seconds; blank: the start' }),
+        message: rangeMessage,
+      };
+      this.outField = {
+        ...field('Out', outInput, { hint: 'Timecode or seconds; blank: the end' }),
+        message: rangeMessage,
+      };
       children.push(
         this.pathField.row,
         this.probeLine,
