@@ -174,6 +174,20 @@ describe('inversion edit on the oracle model', () => {
     const withPreview = seen.find((p) => p.preview);
     expect(withPreview?.preview?.latent.length).toBe(4 * 24 * 32);
 
+    // With a mask, even the first, noisiest step's preview shows the footage itself wherever the edit does not reach.
+    const masked: Progress[] = [];
+    const r = await inversionEdit(
+      model,
+      clip.frames,
+      { ...base, prompt: TGT, steps: 5, batchSize: 3, mask: clip.objectMask },
+      { onProgress: (p) => masked.push(p) },
+    );
+    const first = masked.find((p) => p.stage === 'editing' && p.preview)!.preview!.latent;
+    const footage = r.trajectory.latents[0].subarray(0, first.length);
+    const same = first.filter((v, i) => v === footage[i]).length / first.length;
+    expect(same).toBeGreaterThan(0.5);
+    expect(same).toBeLessThan(1);
+
     let calls = 0;
     const run = inversionEdit(model, clip.frames, { ...base, steps: 10 }, { shouldStop: () => ++calls > 4 });
     await expect(run).rejects.toBeInstanceOf(CanceledError);

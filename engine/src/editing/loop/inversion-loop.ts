@@ -289,6 +289,9 @@ export async function denoiseFromInversion(
     const preview = hooks.onProgress
       ? toX0Eps(epsT.subarray(0, per), z.subarray(0, per), traj.alphas[k], type).x0
       : undefined;
+    // The editor's live preview: the prediction where the edit reaches and the footage itself where it does not, so
+    // an early, noisy step does not show a frame of flat colour over everything the edit leaves alone.
+    if (preview && batchMask) blendOutsideMask(preview, at(0).subarray(0, per), batchMask.subarray(0, hw), C, hw);
     z.set(next);
     track.advance(
       'editing',
