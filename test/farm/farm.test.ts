@@ -100,8 +100,10 @@ function startNode(args: string[] = [], o: { url?: string; env?: NodeJS.ProcessE
         ...o.env,
         RESHOOT_HOME: home,
         REDIS_PASSWORD: PASSWORD,
-        // A killed node's job is handed out again within ~3 s instead of BullMQ's 30 s.
-        RESHOOT_QUEUE_LOCK_MS: '2000',
+        // A killed node's job is handed out again within ~6 s instead of BullMQ's 30 s. Not shorter: a node renews
+        // its lock every half of it, and on a loaded 2-core machine a 2-s lock can run out under a live node, whose
+        // job the stalled check then hands out again (the likely cause of one failed run here).
+        RESHOOT_QUEUE_LOCK_MS: '5000',
         RESHOOT_QUEUE_STALLED_MS: '1000',
         RESHOOT_QUEUE_HEARTBEAT_MS: '500',
       },
