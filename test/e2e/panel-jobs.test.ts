@@ -1,7 +1,8 @@
 // The job flow of the web UI in real Chromium against a real `reshoot serve` (oracle model): a range problem said
 // once in the editor's words, a preview whose seed and settings the full render keeps, progress that never goes back
 // across the chunks of a longer clip, the result's audio and format, the result file handed over (path, Copy,
-// Download), queued jobs numbered, and a job the engine dropped when it was killed explained on its card.
+// Download), queued jobs numbered, a job the engine dropped when it was killed explained on its card, and a card
+// that stays ended when Cancel's reply crosses the job's end.
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -300,6 +301,34 @@ it('numbers queued jobs, and a job the engine dropped says so and that it starte
   expect(await page.textContent(`[data-job-id="${long}"] .job-restarts`)).toContain('restarted from the beginning');
   await page.waitForSelector(`[data-job-id="${next}"][data-state="succeeded"]`, { timeout: 60_000 });
   expect(await page.isVisible(`[data-job-id="${next}"] .job-restarts`)).toBe(false);
+});
+
+it('keeps a canceled card canceled when the answer to Cancel arrives after the job ended', async () => {
+  await page.fill('#steps', '200');
+  const before = (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
+  await page.click('#edit');
+  const id = await newestJobId(before);
+  const card = `[data-job-id="${id}"]`;
+  await page.waitForFunction((sel) => /\d+%/.test(document.querySelector(`${sel} .job-pct`)?.textContent ?? ''), card);
+
+  // A busy browser can deliver Cancel's reply (the job as it was when asked: running) after the event stream's
+  // `done`; here the reply is held until the card has shown the end.
+  await page.route(`**/v1/jobs/${id}/cancel*`, async (route) => {
+    const reply = await route.fetch();
+    await page.waitForSelector(`${card}[data-state="canceled"]`, { timeout: 60_000 });
+    await route.fulfill({ response: reply });
+  });
+  const answered = page.waitForEvent('requestfinished', (r) => r.url().includes(`/v1/jobs/${id}/cancel`));
+  await page.click(`${card} .job-cancel`);
+  const reply = (await (await (await answered).response())!.json()) as Job;
+  expect(reply.state).toBe('running');
+  // The page applies the reply a few tasks after the browser has it.
+  await page.evaluate(() => new Promise((r) => setTimeout(r, 500)));
+  expect(await page.getAttribute(card, 'data-state')).toBe('canceled');
+  expect(await page.textContent(`${card} .job-stage`)).toBe('Canceled');
+  expect(await page.isVisible(`${card} .job-cancel`)).toBe(false);
+  expect((await getJob(id)).state).toBe('canceled');
+  await page.unroute(`**/v1/jobs/${id}/cancel*`);
 });
 
 it('keeps the clip and the form across a reload, and offers the clips chosen before', async () => {

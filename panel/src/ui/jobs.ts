@@ -239,6 +239,9 @@ export class JobCard {
 
   update(job: Job): void {
     if (job.id !== this.job.id) return;
+    // Answers cross: Cancel's reply is the job as it was when asked (still running), and it can land after the event
+    // stream's `done`. An ended job never runs again, so a later answer that says otherwise is stale.
+    if (this.ended && !isTerminal(job.state)) return;
     const was = this.job.state;
     this.job = job;
     if (was !== job.state) this.opts.onStateChange?.();
