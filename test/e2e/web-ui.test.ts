@@ -49,6 +49,7 @@ interface Harness {
     label: string;
   }[];
   history: HistoryEntry[];
+  nextPick: string | null;
 }
 declare const document: {
   /** Typed like the DOM's: the caller names the kind of element its selector finds. */
@@ -779,6 +780,15 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     await panel.evaluate((s) => window.harness.setSelection(s), clipSel);
     await panel.waitForFunction(() =>
       /Premiere renders this clip first \(speed 50%\)/.test(document.querySelector('#clip-card')?.textContent ?? ''),
+    );
+    // No preset ships yet: the card says so and the editor picks one saved from Premiere.
+    await panel.waitForFunction(() =>
+      /^No render preset yet/.test(document.querySelector('#render-preset')?.textContent ?? ''),
+    );
+    await panel.evaluate(() => (window.harness.nextPick = '/Users/editor/Presets/ProRes HQ match.epr'));
+    await panel.click('#choose-preset');
+    await panel.waitForFunction(
+      () => document.querySelector('#render-preset')?.textContent === 'Render preset: ProRes HQ match.epr',
     );
     await panel.evaluate((s) => window.harness.setSelection(s), { ...clipSel, renderReason: null });
     await panel.waitForFunction(() =>

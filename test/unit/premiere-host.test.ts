@@ -8,6 +8,7 @@ import { tokenFile } from '../../engine/src/api/token-location';
 import { tokenDir, tokenPath } from '../../engine/src/server/token';
 import { UNDO_EFFECTS, UNDO_LOOK } from '../../panel/src/host/premiere-look';
 import { UNDO_TRIM } from '../../panel/src/host/premiere-place';
+import { CHOSEN_PRESET_KEY, memoryStore, type SettingsStore } from '../../panel/src/host/premiere-presets';
 import { UNDO_COPY, UNDO_MARK, UNDO_SOLO } from '../../panel/src/host/premiere-render';
 import {
   FakeClipProjectItem,
@@ -39,10 +40,19 @@ interface Setup {
   host: PremiereHost;
   seq: FakeSequence;
   openPath: jest.Mock<Promise<string>, [string, string?]>;
+  /** UXP's file dialog: what it returns is what the editor picked (null: closed). */
+  pick: jest.Mock<Promise<{ nativePath: string } | null>, [unknown?]>;
+  settings: SettingsStore;
 }
 
 function setup(
-  options: FakeOptions & { platform?: string; home?: string; uxp?: UxpModule; presets?: 'both' | 'h264' | 'none' } = {},
+  options: FakeOptions & {
+    platform?: string;
+    home?: string;
+    uxp?: UxpModule;
+    presets?: 'both' | 'h264' | 'none';
+    settings?: SettingsStore;
+  } = {},
 ): Setup {
   const fake = new FakePremiere(options);
   const presets = options.presets ?? 'both';
@@ -52,16 +62,21 @@ function setup(
     ? fake.addSequence({ name: 'Harbour edit', timebase: TB, videoTracks: 3, audioTracks: 2 })
     : (null as unknown as FakeSequence);
   const openPath = jest.fn(async (_path: string, _text?: string) => '');
+  const pick = jest.fn(async (_options?: unknown): Promise<{ nativePath: string } | null> => null);
+  const settings = options.settings ?? memoryStore();
   const host = new PremiereHost({
     ppro: fake.ppro,
     fs: fake.fs,
     os: { homedir: () => options.home ?? '/Users/editor', platform: () => options.platform ?? 'darwin' },
     uxp: options.uxp ?? {
       shell: { openPath },
-      storage: { localFileSystem: { getPluginFolder: async () => ({ nativePath: PLUGIN }) } },
+      storage: {
+        localFileSystem: { getPluginFolder: async () => ({ nativePath: PLUGIN }), getFileForOpening: pick },
+      },
     },
+    settings,
   });
-  return { fake, host, seq, openPath };
+  return { fake, host, seq, openPath, pick, settings };
 }
 
 /** The original clip of most scenarios: "Harbour wide" on V1, frames 48–168, with its audio on A1. */
@@ -318,15 +333,87 @@ describe('prepareSource', () => {
     expect(fake.renders).toHaveLength(1);
   });
 
-  test('no preset in the plugin folder: a clear error before anything is changed', async () => {
+  test('no preset at all: a clear error that says how to make and choose one, before anything is changed', async () => {
     const { fake, seq, host } = setup({ presets: 'none' });
     addOriginal(fake, seq, { speed: 2 });
-    await expect(host.prepareSource(await selectedClip(host))).rejects.toThrow(
-      /no usable export preset in .*com\.reshoot\.panel_0\.1\.0\/presets \(Reshoot ProRes 422 HQ\.epr is missing; Reshoot H\.264 High Quality\.epr is missing\).*Reinstall/,
+    const failure = host.prepareSource(await selectedClip(host));
+    await expect(failure).rejects.toThrow(
+      /no export preset it can render this clip with \(Reshoot ProRes 422 HQ\.epr is missing; Reshoot H\.264 High Quality\.epr is missing; bundled presets are looked for in .*com\.reshoot\.panel_0\.1\.0\/presets\)/,
     );
+    await expect(failure).rejects.toThrow(/Export mode.*Match Source.*\.epr.*"Choose render preset…"/);
+    await expect(failure).rejects.not.toThrow(/Reinstall/);
     expect(fake.undoStack).toHaveLength(0);
     expect(fake.exportCalls).toHaveLength(0);
     expect(fake.fs.dirs.has(RENDERS)).toBe(false);
+    expect(await host.exportPreset()).toEqual({ path: null, origin: 'none' });
+  });
+
+  describe('a render preset the editor chooses', () => {
+    const MINE = '/Users/editor/Documents/Adobe/Presets/ProRes HQ match.epr';
+
+    test('renders with it, with the extension Premiere gives, and a new panel remembers it', async () => {
+      const { fake, seq, host, pick, settings } = setup({ presets: 'none' });
+      fake.fs.addDir('/Users/editor/Documents/Adobe/Presets');
+      fake.addPreset(MINE, 'mov');
+      addOriginal(fake, seq, { speed: 2 });
+      pick.mockResolvedValueOnce({ nativePath: MINE });
+
+      expect(await host.chooseExportPreset()).toEqual({ path: MINE, origin: 'chosen' });
+      expect(pick).toHaveBeenCalledWith({ types: ['epr'], allowMultiple: false });
+      const source = await host.prepareSource(await selectedClip(host));
+      expect(fake.exportCalls.map((c) => c.presetFile)).toEqual([MINE]);
+      expect(source.path).toMatch(/\.source\.mov$/);
+      expect(fake.fs.files.has(source.path)).toBe(true);
+
+      // The panel reopened (a new adapter), same settings: the choice holds without asking again.
+      const again = new PremiereHost({
+        ppro: fake.ppro,
+        fs: fake.fs,
+        os: { homedir: () => '/Users/editor', platform: () => 'darwin' },
+        uxp: { storage: { localFileSystem: { getPluginFolder: async () => ({ nativePath: PLUGIN }) } } },
+        settings,
+      });
+      expect(await again.exportPreset()).toEqual({ path: MINE, origin: 'chosen' });
+    });
+
+    test('wins over the bundled preset; once moved away, the bundled one renders and the panel says why', async () => {
+      const { fake, seq, host, pick } = setup();
+      fake.fs.addDir('/Users/editor/Documents/Adobe/Presets');
+      fake.addPreset(MINE, 'mxf');
+      addOriginal(fake, seq, { reversed: true });
+      expect(await host.exportPreset()).toEqual({ path: PRORES, origin: 'bundled' });
+      pick.mockResolvedValueOnce({ nativePath: MINE });
+      await host.chooseExportPreset();
+      const first = await host.prepareSource(await selectedClip(host));
+      expect(first.path).toMatch(/\.source\.mxf$/);
+
+      fake.fs.files.delete(MINE);
+      expect(await host.exportPreset()).toEqual({
+        path: PRORES,
+        origin: 'bundled',
+        problem: `the preset you chose, ${MINE}, is no longer there`,
+      });
+      const second = await host.prepareSource(await selectedClip(host));
+      expect(second.path).toMatch(/\.source\.mov$/);
+      expect(fake.exportCalls.map((c) => c.presetFile)).toEqual([MINE, PRORES]);
+    });
+
+    test('a file that is no preset, or one Premiere cannot read, is refused and the choice stays as it was', async () => {
+      const { fake, host, pick, settings } = setup({ presets: 'none' });
+      fake.fs.addDir('/Users/editor/Documents');
+      fake.fs.addFile('/Users/editor/Documents/notes.txt', 'x');
+      fake.fs.addFile('/Users/editor/Documents/broken.epr', 'not xml');
+      pick.mockResolvedValueOnce({ nativePath: '/Users/editor/Documents/notes.txt' });
+      await expect(host.chooseExportPreset()).rejects.toThrow(/notes\.txt is not an export preset \(\.epr\)/);
+      pick.mockResolvedValueOnce({ nativePath: '/Users/editor/Documents/broken.epr' });
+      await expect(host.chooseExportPreset()).rejects.toThrow(
+        /Premiere cannot render with .*broken\.epr \(Premiere could not read it: Could not read the export preset/,
+      );
+      expect(settings.getItem(CHOSEN_PRESET_KEY)).toBeNull();
+      // Closing the dialog changes nothing either.
+      expect(await host.chooseExportPreset()).toBeNull();
+      expect(settings.getItem(CHOSEN_PRESET_KEY)).toBeNull();
+    });
   });
 
   test('the fake refuses a render without a preset, as the panel must assume Premiere does', async () => {

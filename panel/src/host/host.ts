@@ -94,6 +94,16 @@ export interface HistoryEntry {
   };
 }
 
+/** The export preset that renders clips Premiere has to render first. */
+export interface ExportPresetChoice {
+  /** Native path of the preset file, or null when there is none. */
+  path: string | null;
+  /** Chosen by the editor, bundled with the panel, or none at all. */
+  origin: 'chosen' | 'bundled' | 'none';
+  /** Why the editor's choice is not the one in use (moved or deleted). */
+  problem?: string;
+}
+
 export interface Host {
   readonly kind: 'premiere' | 'browser';
   /** Base URL of the engine, e.g. http://127.0.0.1:7865. */
@@ -121,6 +131,9 @@ export interface Host {
   ): Promise<PlaceResult>;
   /** Shows the file in the OS file browser (or opens it, where that is all a host can do). */
   revealFile(path: string): Promise<void>;
+  /** Premiere only: the preset that renders clips first, and a file dialog to choose another (null: closed). */
+  exportPreset?(): Promise<ExportPresetChoice>;
+  chooseExportPreset?(): Promise<ExportPresetChoice | null>;
   loadHistory(): Promise<HistoryEntry[]>;
   saveHistory(entries: HistoryEntry[]): Promise<void>;
 }

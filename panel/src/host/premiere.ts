@@ -16,12 +16,12 @@ import type {
   VideoClipTrackItem,
 } from '@adobe/premierepro';
 import { tokenFile } from '../../../engine/src/api/token-location';
-import type { ClipSelection, HistoryEntry, Host, PlaceResult, Selection, SourceRef } from './host';
-import { cleanExtension, EXPORT_PRESETS, PRESETS_FOLDER } from './export-presets';
+import type { ClipSelection, ExportPresetChoice, HistoryEntry, Host, PlaceResult, Selection, SourceRef } from './host';
 import { add, messageOf, transact } from './premiere-edit';
 import { dirname, hasFolder, joinPath, safeFileStem, samePath } from './premiere-paths';
 import { applyLook, readLook, remapsTime, TIME_REMAPPING, type LookComponent } from './premiere-look';
 import { ResultPlacer } from './premiere-place';
+import { ExportPresets, panelSettings, type PresetFileSystem, type SettingsStore } from './premiere-presets';
 import { ClipRenderer } from './premiere-render';
 import { parseTicks, ticksToSeconds, TICKS_PER_SECOND } from './premiere-ticks';
 
@@ -40,7 +40,7 @@ export interface UxpOs {
 
 export interface UxpModule {
   shell?: { openPath?: (path: string, developerText?: string) => Promise<string> };
-  storage?: { localFileSystem?: { getPluginFolder?: () => Promise<{ nativePath: string }> } };
+  storage?: { localFileSystem?: PresetFileSystem };
 }
 
 export interface PremiereHostOptions {
@@ -55,6 +55,8 @@ export interface PremiereHostOptions {
    * presets/, where the .ccx puts them.
    */
   presetFolder?: string;
+  /** Where the chosen export preset is remembered; localStorage by default. */
+  settings?: SettingsStore;
   /** Overrides os.platform() ("darwin", "win32", "win10"). */
   platform?: string;
   /** The frame rate of a media file as it is stored (the engine's probe), or null where unknown. */
@@ -108,7 +110,7 @@ export class PremiereHost implements Host {
 
   private readonly ppro: premierepro;
   private readonly engineBase: string;
-  private readonly presetFolderOverride: string | undefined;
+  private readonly presets: ExportPresets;
   private readonly mediaFrameRate: ((path: string) => Promise<number | null>) | undefined;
   private readonly frameRates = new Map<string, number>();
   private readonly platformOverride: string | undefined;
@@ -125,7 +127,13 @@ export class PremiereHost implements Host {
     this.fsModule = options.fs;
     this.osModule = options.os;
     this.engineBase = options.engineUrl ?? 'http://127.0.0.1:7865';
-    this.presetFolderOverride = options.presetFolder;
+    this.presets = new ExportPresets(
+      this.ppro,
+      () => this.uxp().storage?.localFileSystem,
+      async (path) => (await this.statOrNull(path)) !== null,
+      options.settings ?? panelSettings(),
+      options.presetFolder,
+    );
     this.mediaFrameRate = options.mediaFrameRate;
     this.platformOverride = options.platform;
   }
@@ -228,7 +236,7 @@ export class PremiereHost implements Host {
 
     const { project, sequence } = await this.contextFor(sel);
     // The preset first: without one nothing is created, not even the renders folder.
-    const preset = await this.exportPreset(sequence);
+    const preset = await this.presets.forRender(sequence);
     const folder = await this.resultsFolder();
     const outFile = joinPath(folder, `${safeFileStem(sel.name)}-${timestamp()}.source.${preset.extension}`);
     onStatus?.(RENDER_STATUS);
@@ -247,6 +255,15 @@ export class PremiereHost implements Host {
       );
     }
     return { path: outFile, in: 0, out: sel.sequenceEnd - sel.sequenceStart };
+  }
+
+  exportPreset(): Promise<ExportPresetChoice> {
+    return this.presets.current();
+  }
+
+  async chooseExportPreset(): Promise<ExportPresetChoice | null> {
+    const project = await this.ppro.Project.getActiveProject();
+    return this.presets.choose((await project?.getActiveSequence()) ?? null);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -680,42 +697,6 @@ export class PremiereHost implements Host {
       if (child.name === RESULTS_BIN_NAME && this.asFolder(child)) return child;
     }
     return null;
-  }
-
-  /** The first bundled preset that is there and that Premiere can read, with the extension it writes. */
-  private async exportPreset(sequence: Sequence): Promise<{ path: string; extension: string }> {
-    const folder = await this.presetFolder();
-    const problems: string[] = [];
-    for (const preset of EXPORT_PRESETS) {
-      const path = joinPath(folder, preset.file);
-      if (!(await this.statOrNull(path))) {
-        problems.push(`${preset.file} is missing`);
-        continue;
-      }
-      let extension: string | null;
-      try {
-        extension = cleanExtension(await this.ppro.EncoderManager.getExportFileExtension(sequence, path));
-      } catch (err) {
-        problems.push(`Premiere could not read ${preset.file} (${messageOf(err)})`);
-        continue;
-      }
-      if (extension) return { path, extension };
-      problems.push(`Premiere gave no file extension for ${preset.file}`);
-    }
-    throw new Error(
-      `Reshoot has no usable export preset in ${folder} (${problems.join('; ')}), so clips that need rendering cannot be rendered. Reinstall the Reshoot panel; the presets come with it.`,
-    );
-  }
-
-  private async presetFolder(): Promise<string> {
-    if (this.presetFolderOverride) return this.presetFolderOverride;
-    const getPluginFolder = this.uxp().storage?.localFileSystem?.getPluginFolder;
-    if (typeof getPluginFolder !== 'function')
-      throw new Error(
-        'This version of Premiere does not tell a panel where its plugin folder is, so the export presets cannot be found.',
-      );
-    const plugin = await getPluginFolder.call(this.uxp().storage?.localFileSystem);
-    return joinPath(plugin.nativePath, PRESETS_FOLDER);
   }
 
   // ---------------------------------------------------------------------------------------------------------------

@@ -359,7 +359,41 @@ export class SourceSection {
             text: `Premiere renders this clip first (${sel.renderReason}), then the engine edits the rendered copy.`,
           })
         : null,
+      sel.renderReason ? this.presetRow() : null,
     );
+  }
+
+  /** The export preset that render uses, and a way to choose one (no preset ships with the panel yet). */
+  private presetRow(): HTMLElement | null {
+    const host = this.host;
+    if (!host.exportPreset || !host.chooseExportPreset) return null;
+    const line = h('span', { class: 'preset-line', id: 'render-preset' });
+    const say = (text: string, tone: 'info' | 'error' = 'info') => {
+      line.textContent = text;
+      line.className = `preset-line ${tone}`;
+    };
+    const showCurrent = () =>
+      host.exportPreset!().then(
+        (p) =>
+          say(
+            p.path
+              ? `Render preset: ${basename(p.path)}${p.origin === 'bundled' ? ' (comes with Reshoot)' : ''}`
+              : `No render preset yet${p.problem ? ` (${p.problem})` : ''}: choose one saved from Premiere's Export mode.`,
+            p.path ? 'info' : 'error',
+          ),
+        (e) => say(describeError(e).detail, 'error'),
+      );
+    const choose = button(
+      'Choose render preset…',
+      () =>
+        void host.chooseExportPreset!().then(
+          (p) => (p ? showCurrent() : undefined),
+          (e) => say(describeError(e).detail, 'error'),
+        ),
+      { class: 'small quiet', id: 'choose-preset', title: 'An .epr export preset saved from Premiere' },
+    );
+    void showCurrent();
+    return h('div', { class: 'clip-preset' }, line, choose);
   }
 
   private renderProbe(error: Problemish | null): void {
