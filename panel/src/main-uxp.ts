@@ -9,6 +9,7 @@ type UiModule = typeof import('./ui/app');
 type PremiereHostModule = typeof import('./host/premiere');
 type EngineClientModule = typeof import('./engine-client');
 type ThemeModule = typeof import('./ui/theme');
+type DomModule = typeof import('./ui/dom');
 type HostTheme = import('./ui/theme').HostTheme;
 
 let mounted = false;
@@ -47,6 +48,7 @@ function mountOnce(rootNode: HTMLElement | undefined): void {
         return video.fps.den > 0 ? video.fps.num / video.fps.den : null;
       },
     });
+    (require('./ui/dom') as DomModule).useSpectrumWidgets(true);
     const { followHostTheme } = require('./ui/theme') as ThemeModule;
     followHostTheme(document.body, (document as unknown as { theme?: HostTheme }).theme);
     mountApp(container, host);

@@ -29,6 +29,7 @@ jest.setTimeout(90_000);
 // few browser names the callbacks use, with just the members they use.
 interface PageElement {
   id: string;
+  tagName: string;
   className: string;
   textContent: string | null;
   outerHTML: string;
@@ -755,6 +756,8 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
       await panel.waitForFunction((t) => (document.querySelector('#clip-card')?.textContent ?? '').includes(t), text);
       expect(await panel.isDisabled('#edit')).toBe(true);
     }
+    // Disabled the way a widget reads it: by its attribute.
+    expect(await panel.getAttribute('#edit', 'disabled')).toBe('');
     await panel.evaluate(() => window.harness.setSelection({ kind: 'several', count: 3 }));
     await panel.waitForFunction(() => /3 clips selected/.test(document.querySelector('#clip-card')?.textContent ?? ''));
     await shot('11a-premiere-320-several-selected', panel);
@@ -805,9 +808,34 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     await panel.click('#advanced-toggle');
     await panel.fill('#steps', '5');
     await panel.fill('#seed', '3');
+    // UXP's own Spectrum buttons, in the roles Spectrum gives them; only the panel's toggles stay native buttons.
+    const widget = (selector: string) =>
+      panel.$eval(selector, (el: PageElement) => ({
+        tag: el.tagName.toLowerCase(),
+        variant: el.getAttribute('variant'),
+        quiet: el.getAttribute('quiet') !== null,
+        size: el.getAttribute('size'),
+      }));
+    expect(await widget('#edit')).toEqual({ tag: 'sp-button', variant: 'cta', quiet: false, size: null });
+    expect(await widget('#preview')).toEqual({ tag: 'sp-button', variant: 'secondary', quiet: false, size: null });
+    expect(await widget('#seed-dice')).toMatchObject({ tag: 'sp-action-button', size: 's' });
+    expect(
+      await panel.$$eval('button', (els: PageElement[]) =>
+        els
+          .filter((b) => !/\b(seg|link|section-toggle|current-job)\b/.test(b.className))
+          .map((b) => b.id || b.className),
+      ),
+    ).toEqual([]);
     await panel.click('#edit');
     await panel.waitForSelector('#jobs article.job');
     const id = (await panel.getAttribute('#jobs article.job', 'data-job-id'))!;
+    expect(await widget(`[data-job-id="${id}"] .job-cancel`)).toEqual({
+      tag: 'sp-button',
+      variant: 'warning',
+      quiet: false,
+      size: 's',
+    });
+
     await panel.waitForFunction(
       (jid) => /[1-9]\d*%/.test(document.querySelector(`[data-job-id="${jid}"] .job-pct`)?.textContent ?? ''),
       id,
@@ -837,7 +865,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(requests.filter((r) => r === `/v1/jobs/${id}`).length).toBeGreaterThan(2);
 
     // "Place again" from the history reuses the clip's range and track.
-    await panel.click(`#history [data-job-id="${id}"] button:has-text("Place again")`);
+    await panel.click(`#history [data-job-id="${id}"] .history-place`);
     await panel.waitForFunction(
       (jid) =>
         /new track, V4/.test(

@@ -1,5 +1,9 @@
 // A few lines of DOM building instead of a framework: the same code has to run in UXP, whose DOM is a subset of a
 // browser's (no custom elements we rely on, no innerHTML templates needed, no CSS grid), and in Chromium.
+//
+// In UXP the buttons are its built-in Spectrum widgets (sp-button, sp-action-button), drawn by Premiere like its own
+// controls in every theme; a browser has no such elements, so the browser build keeps native buttons. Everything
+// else builds the same elements in both.
 
 type Child = Node | string | number | null | undefined | false;
 type Handler = (ev: Event) => void;
@@ -127,20 +131,65 @@ export function input(
   return el;
 }
 
+let spectrumWidgets = false;
+
+/** UXP only, once, before anything is built (main-uxp.ts). */
+export function useSpectrumWidgets(on: boolean): void {
+  spectrumWidgets = on;
+}
+
+export interface SpectrumButton {
+  tag: 'sp-button' | 'sp-action-button';
+  attrs: Record<string, string>;
+}
+
+/**
+ * The Spectrum widget for a button of these classes, or null where it stays native: the segmented toggles and
+ * inline links are drawn by the panel's own CSS, which UXP's widgets would not take. Spectrum's own roles: the one
+ * call to action, a warning for what stops work, action buttons for the small tools, secondary for the rest.
+ */
+export function spectrumButton(classes: readonly string[]): SpectrumButton | null {
+  const has = (c: string) => classes.includes(c);
+  if (has('seg') || has('link')) return null;
+  const size: Record<string, string> = has('small') || has('icon') ? { size: 's' } : {};
+  if (has('primary')) return { tag: 'sp-button', attrs: { variant: 'cta', ...size } };
+  if (has('danger')) return { tag: 'sp-button', attrs: { variant: 'warning', ...size } };
+  if (has('small') || has('icon') || has('quiet'))
+    return { tag: 'sp-action-button', attrs: { ...(has('quiet') ? { quiet: '' } : {}), ...size } };
+  return { tag: 'sp-button', attrs: { variant: 'secondary' } };
+}
+
 export function button(
   text: string,
   onClick: (ev: Event) => void,
   opts: { class?: string; title?: string; id?: string } = {},
 ): HTMLButtonElement {
-  const b = h('button', {
-    class: `btn ${opts.class ?? ''}`.trim(),
-    text,
-    title: opts.title,
-    id: opts.id,
-    on: { click: onClick },
+  const classes = `btn ${opts.class ?? ''}`.trim();
+  const widget = spectrumWidgets ? spectrumButton(classes.split(/\s+/)) : null;
+  if (!widget) {
+    const b = h('button', { class: classes, text, title: opts.title, id: opts.id, on: { click: onClick } });
+    b.setAttribute('type', 'button');
+    return b;
+  }
+  const el = document.createElement(widget.tag);
+  // Not .btn: the panel's button look would fight the widget's own; .widget gets only the layout rules.
+  el.className = classes.replace(/^btn\b/, 'widget');
+  if (opts.id) el.id = opts.id;
+  if (opts.title) el.title = opts.title;
+  el.textContent = text;
+  for (const [k, v] of Object.entries(widget.attrs)) el.setAttribute(k, v);
+  // A disabled native button fires no click; a widget is not known to hold back every kind of activation.
+  el.addEventListener('click', (ev) => {
+    if (!el.hasAttribute('disabled')) onClick(ev);
   });
-  b.setAttribute('type', 'button');
-  return b;
+  // Callers use what both kinds share: text, title, attributes, focus() and setDisabled().
+  return el as unknown as HTMLButtonElement;
+}
+
+/** The attribute, which native controls reflect and Spectrum widgets read; their `disabled` property is not documented. */
+export function setDisabled(el: HTMLElement, disabled: boolean): void {
+  if (disabled) el.setAttribute('disabled', '');
+  else el.removeAttribute('disabled');
 }
 
 /** A die showing five: the seed button. Drawn as SVG because emoji fonts are not everywhere (Linux, UXP). */
@@ -152,6 +201,8 @@ export function diceIcon(): Node {
   svg.setAttribute('width', '14');
   svg.setAttribute('height', '14');
   svg.setAttribute('aria-hidden', 'true');
+  // Where a Spectrum action button holds it, its icon slot; a native button ignores the attribute.
+  svg.setAttribute('slot', 'icon');
   const rect = document.createElementNS(NS, 'rect');
   for (const [k, v] of Object.entries({
     x: '1.5',

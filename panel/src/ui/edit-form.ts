@@ -11,7 +11,7 @@ import {
   type JobRequestInput,
 } from '../../../engine/src/api/schemas';
 import type { ClipSelection, HistoryEntry, SourceRef } from '../host/host';
-import { button, diceIcon, field, fill, h, input, segmented, setInvalid, show, type Field } from './dom';
+import { button, diceIcon, field, fill, h, input, segmented, setDisabled, setInvalid, show, type Field } from './dom';
 import { FieldError, type Problemish } from './errors';
 import { BoxDrawer, type Box } from './mask-box';
 
@@ -907,8 +907,8 @@ export class EditForm {
 
   private renderButtons(): void {
     const ok = this.enabled && !this.busy;
-    this.previewButton.disabled = !ok;
-    this.editButton.disabled = !ok;
+    setDisabled(this.previewButton, !ok);
+    setDisabled(this.editButton, !ok);
     this.hint.textContent = this.busy ?? (this.enabled ? '' : this.disabledReason);
     this.hint.classList.toggle('busy', !!this.busy);
   }

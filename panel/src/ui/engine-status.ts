@@ -3,7 +3,7 @@
 import type { Health } from '../../../engine/src/api/schemas';
 import { EngineClient, EngineError, SERVICE_COMMAND, START_COMMAND } from '../engine-client';
 import type { Host } from '../host/host';
-import { button, fill, h, richText } from './dom';
+import { button, fill, h, richText, setDisabled } from './dom';
 import { describeError } from './errors';
 
 export type EngineState =
@@ -67,7 +67,7 @@ export class EngineStatus {
     if (this.timer) clearTimeout(this.timer);
     if (this.countdown) clearInterval(this.countdown);
     if (this.state.kind !== 'connected') {
-      this.retryButton.disabled = true;
+      setDisabled(this.retryButton, true);
       this.retryButton.textContent = 'Checking…';
     }
     let next: EngineState;
@@ -110,7 +110,7 @@ export class EngineStatus {
     if (this.state.kind !== 'connected') {
       let left = Math.round(wait / 1000);
       this.retryButton.textContent = 'Retry';
-      this.retryButton.disabled = false;
+      setDisabled(this.retryButton, false);
       this.retryButton.title = `Checking again in ${left} s`;
       this.countdown = setInterval(() => {
         left = Math.max(0, left - 1);

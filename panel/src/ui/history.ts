@@ -1,6 +1,6 @@
 // This project's edits, newest first, kept by the host (next to the project in Premiere, localStorage in a browser).
 import type { Host, HistoryEntry } from '../host/host';
-import { button, fill, h, show } from './dom';
+import { button, fill, h, setDisabled, show } from './dom';
 import { describeError } from './errors';
 import { ago, basename } from './format';
 
@@ -99,7 +99,7 @@ export class HistoryView {
       const place = this.opts.onPlace;
       // Every outcome of a placement ends up in the entry's status line, so the click handler need not wait for it.
       const placeAgain = async (): Promise<void> => {
-        b.disabled = true;
+        setDisabled(b, true);
         status.textContent = 'Placing…';
         try {
           status.textContent = await place(e);
@@ -107,10 +107,10 @@ export class HistoryView {
           status.textContent = describeError(err).detail;
           status.classList.add('error');
         } finally {
-          b.disabled = false;
+          setDisabled(b, false);
         }
       };
-      const b = button('Place again', () => void placeAgain(), { class: 'small' });
+      const b = button('Place again', () => void placeAgain(), { class: 'small history-place' });
       actions.push(b);
     }
     if (this.opts.onCompare) actions.push(button('Compare', () => this.opts.onCompare!(e), { class: 'small' }));

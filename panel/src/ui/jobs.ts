@@ -4,7 +4,7 @@
 import type { Job } from '../../../engine/src/api/schemas';
 import { isTerminal, type EngineClient } from '../engine-client';
 import type { ClipSelection, SourceRef } from '../host/host';
-import { button, fill, h, show } from './dom';
+import { button, fill, h, setDisabled, show } from './dom';
 import { describeError } from './errors';
 import type { SubmitKind } from './edit-form';
 import { basename, eta, percent, stageLine } from './format';
@@ -290,14 +290,14 @@ export class JobCard {
   private async cancel(): Promise<void> {
     const client = this.opts.client();
     if (!client) return;
-    this.cancelButton.disabled = true;
+    setDisabled(this.cancelButton, true);
     this.cancelButton.textContent = 'Canceling…';
     try {
       this.update(await client.cancel(this.job.id));
     } catch (e) {
       const p = describeError(e);
       this.note(`${p.title}: ${p.detail}`, 'error');
-      this.cancelButton.disabled = false;
+      setDisabled(this.cancelButton, false);
       this.cancelButton.textContent = 'Cancel';
     }
   }

@@ -9,7 +9,7 @@ import type { Job } from '../../../engine/src/api/schemas';
 import { framesToTimecode } from '../../../engine/src/api/timecode';
 import type { EngineClient } from '../engine-client';
 import type { ClipSelection } from '../host/host';
-import { button, fill, h, segmented, show } from './dom';
+import { button, fill, h, segmented, setDisabled, show } from './dom';
 import { basename, stageLine } from './format';
 import type { Box } from './mask-box';
 
@@ -402,10 +402,10 @@ export class Viewer {
     const hasResult = kind === 'result';
     this.compareBar?.classList.toggle('empty', !hasResult);
     show(this.revealButton, hasResult);
-    this.playButton.disabled = !hasResult;
+    setDisabled(this.playButton, !hasResult);
     this.scrub.max = String(Math.max(0, (r?.frames ?? 1) - 1));
     this.scrub.value = '0';
-    this.scrub.disabled = !r;
+    setDisabled(this.scrub, !r);
     if (!hasResult) {
       this.video.pause();
       if (this.opts.compare && this.video.getAttribute('src')) {
