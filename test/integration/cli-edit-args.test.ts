@@ -86,10 +86,25 @@ describe('reshoot edit says what is wrong in its own words', () => {
     expect(err.message).not.toMatch(/--out must be later/);
   });
 
-  it('--out before --in says both are seconds and that --out may be left out', async () => {
+  it('--out before --in says both count from the start and that --out may be left out', async () => {
     const err = await failure([silent, '--prompt', 'a blue car', '--in', '0.4', '--out', '0.2']);
-    expect(err.message).toMatch(/--out 0\.2 must be later than --in 0\.4/);
+    expect(err.message).toMatch(/--out 0\.2 must be later than --in 0\.4; both count from the start of the clip/);
     expect(err.message).toMatch(/Leave out --out to edit to the end of the clip/);
+    // The same in timecode, quoted as typed.
+    const tc = await failure([silent, '--prompt', 'a blue car', '--in', '00:00:00:06', '--out', '00:00:00:03']);
+    expect(tc.message).toMatch(/^--out 00:00:00:03 must be later than --in 00:00:00:06/);
+  });
+
+  it("timecode that names no frame at the clip's rate, or that is not timecode, is refused with an example", async () => {
+    const err = await failure([silent, '--prompt', 'a blue car', '--in', '00:00:00:30']);
+    expect(err.message).toMatch(
+      /^--in 00:00:00:30 names no frame at the clip's 24 fps: frames run 00 to 23\. E\.g\. 1\.5 s is 00:00:01:12/,
+    );
+    expect(err.exitCode).toBe(2);
+    const shape = await failure([silent, '--prompt', 'a blue car', '--out', '1:2']);
+    expect(shape.message).toMatch(
+      /^--out takes seconds .*or timecode in the clip's rate, e\.g\. --out 00:00:01:12; got "1:2"/,
+    );
   });
 
   it('an empty prompt says it is empty and what to type', async () => {
@@ -279,5 +294,20 @@ describe('reshoot edit runs', () => {
     const info = await probeMedia(out);
     expect(info.video.frameCount).toBe(6); // frames 6..11
     expect(info.audio).toEqual([]);
+  });
+
+  it('--in and --out in timecode pick the same frames as seconds', async () => {
+    const out = path.join(root, 'middle.mp4');
+    const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const args = ['--prompt', 'a blue car', '--steps', '1', '--guidance', '1', '--model', oracle, '--json'];
+      expect(await runEdit([silent, ...args, '--in', '00:00:00:03', '--out', '00:00:00:09', '-o', out])).toBe(0);
+    } finally {
+      log.mockRestore();
+      quiet.mockRestore();
+    }
+    const info = await probeMedia(out);
+    expect(info.video.frameCount).toBe(6); // frames 3..8: 0.125 s to 0.375 s
   });
 });

@@ -11,18 +11,20 @@ import { ProblemError } from '../jobs/service';
 import { MediaError } from '../media/binaries';
 import { checkFfmpegPaths, inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
+import { parseTime, secondsToTimecode, type Rate } from '../api/timecode';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';
 import { CliError, intOption, parse, sizeOption } from './args';
 import { ProgressLine } from './progress-line';
 
-const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto[:attention|:both]|FILE|x,y,w,h]
+const USAGE = `usage: reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in T --out T] [--mask auto[:attention|:both]|FILE|x,y,w,h]
        [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S] [--seed N] [--batch N]
        [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR] [--provider LIST]
        [--attention-slices N] [--max-memory SIZE] [--cross-frame first|first+previous|all[,replace][,decoder]]
        [--reweight WORD=SCALE[,WORD=SCALE…]] [--structure PRESET|0-1] [--word-swap FRACTION]
-       [--token-flow EVERY] [--json]`;
+       [--token-flow EVERY] [--json]
+  T: seconds from the start of the clip (1.5), or timecode in the clip's rate (00:00:01:12; 00;00;01;12 drop-frame)`;
 
 export function maskArg(value: string | undefined): JobRequestInput['mask'] {
   if (value === undefined || value === 'none') return { type: 'none' };
@@ -45,16 +47,32 @@ function num(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
-/** --in/--out: seconds from the start of the clip. */
-function seconds(v: string | undefined, name: 'in' | 'out'): number | undefined {
+const TIMECODE = /^\d{1,2}[:;]\d{2}[:;]\d{2}[:;]\d{2}$/;
+
+/**
+ * --in/--out as typed: seconds, or timecode counted from the clip's first frame (as the web UI's In and Out). Checked
+ * for shape before the clip is probed; timecode becomes seconds once its rate is known (`atRate`).
+ */
+function timeArg(v: string | undefined, name: 'in' | 'out'): string | undefined {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0) {
+  const t = v.trim();
+  const n = Number(t);
+  if (TIMECODE.test(t) || (t !== '' && Number.isFinite(n) && n >= 0)) return t;
+  throw new CliError(
+    `--${name} takes seconds from the start of the clip, a number ≥ 0 (0 = the first frame), e.g. --${name} ${name === 'in' ? '1.5' : '3'}, or timecode in the clip's rate, e.g. --${name} 00:00:01:12; got "${v}"`,
+  );
+}
+
+function atRate(t: string | undefined, name: 'in' | 'out', fps: Rate): number | undefined {
+  if (t === undefined) return undefined;
+  const sec = parseTime(t, fps);
+  if (sec === undefined) {
+    const nominal = Math.round(fps.num / fps.den);
     throw new CliError(
-      `--${name} takes seconds from the start of the clip, a number ≥ 0 (0 = the first frame), e.g. --${name} ${name === 'in' ? '1.5' : '3'}; got "${v}"`,
+      `--${name} ${t} names no frame at the clip's ${Number((fps.num / fps.den).toFixed(3))} fps: frames run 00 to ${nominal - 1}${fps.den === 1001 ? ', and drop-frame timecode skips 00 and 01 at each minute that is not a tenth' : ''}. E.g. 1.5 s is ${secondsToTimecode(1.5, fps)}`,
     );
   }
-  return n;
+  return sec;
 }
 
 /**
@@ -208,8 +226,8 @@ export async function runEdit(argv: string[]): Promise<number> {
       `--prompt is empty: type what the edited range should show, in quotes, e.g. ${EXAMPLE_PROMPT} (and --source-prompt "…" for what it shows now)`,
     );
   }
-  const inSec = seconds(values.in, 'in');
-  const outSec = seconds(values.out, 'out');
+  const inText = timeArg(values.in, 'in');
+  const outText = timeArg(values.out, 'out');
   const input = path.resolve(positionals[0]);
   const json = Boolean(values.json);
   const emit = (obj: unknown) => json && console.log(JSON.stringify(obj));
@@ -228,14 +246,16 @@ export async function runEdit(argv: string[]): Promise<number> {
   const fps = media.video.fps;
   const clipSec = (media.video.frameCount * fps.den) / fps.num;
   const length = `${Number(clipSec.toFixed(3))} s (${media.video.frameCount} frames)`;
+  const inSec = atRate(inText, 'in', fps);
+  const outSec = atRate(outText, 'out', fps);
   if (outSec === undefined && inSec !== undefined && inSec >= clipSec) {
     throw new CliError(
-      `--in ${inSec} is at or past the end of the clip: ${input} is ${length} long. Give an --in below ${Number(clipSec.toFixed(3))}, or leave it out to start at the first frame.`,
+      `--in ${inText} is at or past the end of the clip: ${input} is ${length} long. Give an --in below ${Number(clipSec.toFixed(3))}, or leave it out to start at the first frame.`,
     );
   }
   if (outSec !== undefined && outSec <= (inSec ?? 0)) {
     throw new CliError(
-      `--out ${outSec} must be later than --in ${inSec ?? 0}; both are seconds from the start of the clip (${input} is ${length} long). Leave out --out to edit to the end of the clip.`,
+      `--out ${outText} must be later than --in ${inText ?? 0}; both count from the start of the clip (${input} is ${length} long). Leave out --out to edit to the end of the clip.`,
     );
   }
   if (values.audio && media.audio.length === 0)

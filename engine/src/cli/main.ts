@@ -34,7 +34,7 @@ Usage:
                                       queue; --cache: an inversion cache on shared storage, for all nodes
   reshoot workers --queue redis://HOST:PORT [--json]
                                       the render nodes on that queue: host, provider, models, current jobs
-  reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in S --out S] [--mask auto|FILE|x,y,w,h]
+  reshoot edit INPUT --prompt "…" [--source-prompt "…"] [--in T --out T] [--mask auto|FILE|x,y,w,h]
                [--method inversion|sdedit|fast] [--steps N] [--fast-steps 1-4] [--guidance G] [--strength S]
                [--seed N] [--batch N] [--codec h264|prores] [--audio] [-o OUTPUT] [--overwrite] [--model DIR]
                [--attention-slices N] [--max-memory SIZE] [--json]
