@@ -6,6 +6,8 @@
 //   e2e          the web UI and the panel in real Chromium against `reshoot serve` from dist/
 //   reliability  faults, kills, load, fuzzing and hostile input against a running engine
 
+const os = require('node:os');
+
 /** Settings every project shares: jest does not inherit top-level options into projects. */
 const shared = {
   rootDir: __dirname,
@@ -29,5 +31,13 @@ module.exports = {
   // jest-circus takes the timeout from the global config, not the project's: without this line every project would
   // fall back to 5 s.
   testTimeout: shared.testTimeout,
+  // jest's default is one worker less than the cores: one on a 2-core machine, where the suite then ran one file at a
+  // time with the second core idle (most tests run single-threaded ONNX Runtime sessions or wait on ffmpeg and child
+  // processes). Two there: 19.2 → 11.4 min on the 2-core CI machine (docs/BENCHMARKS.md, "The test suite").
+  maxWorkers: cores() >= 2 ? Math.max(2, cores() - 1) : 1,
   projects: ['unit', 'integration', 'e2e', 'reliability'].map(project),
 };
+
+function cores() {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
