@@ -377,7 +377,7 @@ export class SourceSection {
         (p) =>
           say(
             p.path
-              ? `Render preset: ${basename(p.path)}${p.origin === 'bundled' ? ' (comes with Reshoot)' : ''}`
+              ? `Render preset: ${basename(p.path)}${p.origin === 'bundled' ? ` (comes with Reshoot${p.problem ? `; ${p.problem}` : ''})` : ''}`
               : `No render preset yet${p.problem ? ` (${p.problem})` : ''}: choose one saved from Premiere's Export mode.`,
             p.path ? 'info' : 'error',
           ),
