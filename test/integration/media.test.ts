@@ -524,7 +524,7 @@ describe('createEncoder', () => {
     const durationSec = range.outSec - range.inSec;
     for (const [codec, ext, audioCodec] of [
       ['h264', 'mp4', 'aac'],
-      ['prores', 'mov', 'pcm_s16le'],
+      ['prores', 'mov', 'pcm_s24le'],
     ] as const) {
       const out = join(dir, `enc-audio.${ext}`);
       const enc = await createEncoder({
@@ -542,6 +542,56 @@ describe('createEncoder', () => {
       expect(info.audio).toHaveLength(1);
       expect(info.audio[0]).toMatchObject({ codec: audioCodec, channels: 2, sampleRate: 48000 });
       expect(Math.abs((info.audio[0].durationSec ?? 0) - durationSec)).toBeLessThan(0.05);
+    }
+  });
+
+  it('carries every audio stream, and 24-bit samples exactly into ProRes', async () => {
+    // As a camera or MXF file has them: two mono streams of 24-bit PCM, different on each.
+    const src = join(dir, 'two-mono-24bit.mov');
+    execFileSync(ffmpegPath(), [
+      ...['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=s=64x48:r=25:d=1'],
+      ...['-f', 'lavfi', '-i', 'aevalsrc=0.5*sin(2*PI*440*t):s=48000:d=1'],
+      ...['-f', 'lavfi', '-i', 'aevalsrc=0.3*sin(2*PI*1000*t+0.3):s=48000:d=1'],
+      ...['-map', '0:v', '-map', '1:a', '-map', '2:a', '-c:v', 'prores_ks', '-c:a', 'pcm_s24le', src],
+    ]);
+    const startSec = 0.2;
+    const durationSec = 0.4;
+    /** One audio stream of a file from startSec on, as 32-bit integers: the low bits a 16-bit path would drop. */
+    const samples = (file: string, stream: number, from: number) =>
+      execFileSync(ffmpegPath(), [
+        ...['-nostdin', '-v', 'error', '-ss', String(from), '-t', String(durationSec), '-i', file],
+        ...['-map', `0:a:${stream}`, '-f', 's32le', '-c:a', 'pcm_s32le', 'pipe:1'],
+      ]);
+    for (const codec of ['prores', 'h264'] as const) {
+      const out = join(dir, `two-streams.${codec === 'prores' ? 'mov' : 'mp4'}`);
+      const enc = await createEncoder({
+        output: out,
+        width: 64,
+        height: 48,
+        fps: FPS25,
+        codec,
+        audio: { file: src, startSec, durationSec },
+      });
+      await enc.write(solid(10, 64, 48, [90, 90, 90]));
+      await enc.finish();
+      const info = await probeMedia(out);
+      expect(info.audio.map((a) => [a.codec, a.channels, a.sampleRate])).toEqual(
+        codec === 'prores'
+          ? [
+              ['pcm_s24le', 1, 48000],
+              ['pcm_s24le', 1, 48000],
+            ]
+          : [
+              ['aac', 1, 48000],
+              ['aac', 1, 48000],
+            ],
+      );
+      if (codec === 'prores')
+        for (const stream of [0, 1]) {
+          const kept = samples(out, stream, 0);
+          expect(kept.length).toBe(Math.round(durationSec * 48000) * 4);
+          expect(kept.equals(samples(src, stream, startSec))).toBe(true);
+        }
     }
   });
 

@@ -31,7 +31,10 @@ export interface EncoderOptions {
   fps: Rational;
   /** 'h264': H.264 High 4:2:0 8-bit MP4 (crf 16). 'prores': ProRes 422 HQ 10-bit MOV. */
   codec: OutputCodec;
-  /** Carry the source's audio for the range (AAC in MP4, 16-bit PCM in MOV), trimmed to durationSec. */
+  /**
+   * Carry the source's audio for the range, every audio stream of it (camera and MXF files keep one mono stream per
+   * channel), trimmed to durationSec: AAC in MP4, 24-bit PCM in MOV, which keeps 16- and 24-bit sources exact.
+   */
   audio?: { file: string; startSec: number; durationSec: number };
   overwrite?: boolean;
   /** RGB->YUV matrix and the colour tags written; use the matrix the frames were decoded with (default bt709). */
@@ -282,7 +285,7 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
     );
   }
   args.push('-map', '0:v:0');
-  if (opts.audio) args.push('-map', '1:a:0?');
+  if (opts.audio) args.push('-map', '1:a?');
   args.push(
     '-vf',
     `${timing ? `${timing.filter},` : ''}scale=${outW}:${outH}:flags=bicubic+accurate_rnd+full_chroma_int:out_color_matrix=${matrix}:out_range=tv,` +
@@ -305,7 +308,7 @@ export async function createEncoder(opts: EncoderOptions): Promise<Encoder> {
       String(timing.timescale),
       ...(prores ? [] : ['-bf', '0']),
     );
-  if (opts.audio) args.push(...(container === 'mp4' ? ['-c:a', 'aac', '-b:a', '256k'] : ['-c:a', 'pcm_s16le']));
+  if (opts.audio) args.push(...(container === 'mp4' ? ['-c:a', 'aac', '-b:a', '256k'] : ['-c:a', 'pcm_s24le']));
   args.push(
     '-movflags',
     container === 'mov' ? '+faststart+write_colr' : '+faststart',
