@@ -1,4 +1,5 @@
 // `reshoot edit`'s own sentences: what a mistyped command line gets back, run in-process through runEdit.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +15,7 @@ import {
   wordSwapArg,
 } from '../../engine/src/cli/edit';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
+import { ffmpegPath } from '../../engine/src/media/binaries';
 import { generateOracle } from '../../engine/src/models/generate/oracle';
 
 let root: string;
@@ -294,6 +296,42 @@ describe('reshoot edit runs', () => {
     const info = await probeMedia(out);
     expect(info.video.frameCount).toBe(6); // frames 6..11
     expect(info.audio).toEqual([]);
+  });
+
+  it('a clip with an alpha channel is edited, and the warning says the result is opaque', async () => {
+    const alpha = path.join(root, 'lower-third.mov');
+    execFileSync(ffmpegPath(), [
+      ...['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=s=64x36:r=24:d=0.25,format=yuva444p10le'],
+      ...['-c:v', 'prores_ks', '-profile:v', '4444', alpha],
+    ]);
+    const out = path.join(root, 'lower-third.edit.mov');
+    const warnings: string[] = [];
+    const spy = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void warnings.push(a.join(' ')));
+    const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    try {
+      const args = [
+        '--prompt',
+        'a blue car',
+        '--steps',
+        '1',
+        '--guidance',
+        '1',
+        '--model',
+        oracle,
+        '--codec',
+        'prores',
+      ];
+      expect(await runEdit([alpha, ...args, '-o', out])).toBe(0);
+    } finally {
+      spy.mockRestore();
+      log.mockRestore();
+    }
+    expect(warnings.filter((w) => w.startsWith('warning:'))).toEqual([
+      expect.stringMatching(
+        /^warning: lower-third\.mov has an alpha channel \(yuva444p\d+le\) and the result has none: its transparent areas come back black/,
+      ),
+    ]);
+    expect((await probeMedia(out)).video.frameCount).toBe(6);
   });
 
   it('--in and --out in timecode pick the same frames as seconds', async () => {

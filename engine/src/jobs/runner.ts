@@ -24,7 +24,7 @@ import { decodeFrames, type DecodeOptions } from '../media/decode';
 import { createEncoder } from '../media/encode';
 import { loadMask, type MaskSpec, type MaskTarget } from '../media/mask-input';
 import { checkFfmpegPaths, checkNotAnInput, checkOutputTarget, inputClash } from '../media/output-target';
-import { probeMedia, type MediaInfo } from '../media/probe';
+import { hasAlpha, probeMedia, type MediaInfo } from '../media/probe';
 import { selectFrames, type FrameSelection } from '../media/frame-times';
 import { workingSize } from '../media/working-size';
 import type { ModelInfo } from '../models/sd-model';
@@ -542,6 +542,11 @@ export async function runJob(req: JobRequest, plan: JobPlan, ctx: RunContext): P
   // restarted), and once more just before the rename.
   const checkTarget = () => checkWriteTarget(req, plan);
   checkTarget();
+  // The result is opaque: placed where a clip with transparency was, it would cover what lies under it with black.
+  if (hasAlpha(plan.info.video.pixFmt))
+    ctx.onWarning?.(
+      `${path.basename(req.source.path)} has an alpha channel (${plan.info.video.pixFmt}) and the result has none: its transparent areas come back black. Key or mask the result again, or edit a version of the clip without transparency.`,
+    );
   let cost: PlanInput['cost'];
   if (measuresMemory(model)) {
     const key = memoryKey(model, plan);

@@ -153,6 +153,11 @@ function chooseFps(s: ProbeStream): Rational | null {
   return snap ?? avg;
 }
 
+/** A pixel format with an alpha channel (ProRes 4444, PNG/QuickTime Animation with transparency…). */
+export function hasAlpha(pixFmt: string): boolean {
+  return /^(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)/.test(pixFmt);
+}
+
 function bitDepthOf(s: ProbeStream): number {
   const raw = Number(s.bits_per_raw_sample);
   if (Number.isInteger(raw) && raw >= 8 && raw <= 16) return raw;
