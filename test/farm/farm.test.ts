@@ -64,9 +64,11 @@ const finished = (id: string, timeoutMs?: number) =>
     timeoutMs,
   );
 
-/** With the error in the comparison: a failure says why. */
+/** With the error, and what the engine and the nodes logged about the job, in the comparison: a failure says why. */
 function expectSucceeded(j: Job): void {
-  expect({ state: j.state, error: j.error }).toEqual({ state: 'succeeded', error: undefined });
+  const said =
+    j.state === 'succeeded' ? [] : logs.flatMap((l) => l.join('').split('\n')).filter((line) => line.includes(j.id));
+  expect({ state: j.state, error: j.error, said }).toEqual({ state: 'succeeded', error: undefined, said: [] });
 }
 
 /** The first preview frame on the job's Server-Sent Events stream. */
@@ -204,7 +206,7 @@ it('runs jobs submitted over HTTP on two render nodes, bit for bit as the local 
     );
 
     const done = await Promise.all(ids.map((id) => finished(id)));
-    for (const j of done) expect(j.state).toBe('succeeded');
+    for (const j of done) expectSucceeded(j);
     // Both nodes took jobs, and each job says where it ran.
     expect(new Set(done.map((j) => j.worker?.id)).size).toBe(2);
     for (const j of done) expect(nodes.map((n) => n.id)).toContain(j.worker?.id);
@@ -266,7 +268,7 @@ it(
       expect(fs.existsSync(output)).toBe(false);
 
       const done = await finished(id, 240_000);
-      expect(done.state).toBe('succeeded');
+      expectSucceeded(done);
       expect(done.worker?.id).toBe(survivor.id);
       expect((await probeMedia(output)).video.frameCount).toBe(24);
       // One result where it was expected, and nothing else left beside it.
@@ -364,7 +366,7 @@ it(
       // The node stopped the job and left no file; it is free for the next one, which is never the canceled one.
       expect(fs.readdirSync(outDir)).toEqual([]);
       const next = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'next.mp4'), 2))).json as Job).id;
-      expect((await finished(next)).state).toBe('succeeded');
+      expectSucceeded(await finished(next));
       expect(fs.readdirSync(outDir)).toEqual(['next.mp4']);
       expect((await job(waiting.id)).state).toBe('canceled');
     } finally {
@@ -414,7 +416,7 @@ it('maps shared-storage paths on the node, and fails a job whose paths no mappin
   const node = await startNode(['--map', `${engineView}=${shared}`]);
   try {
     const done = await finished(id);
-    expect(done.state).toBe('succeeded');
+    expectSucceeded(done);
     // Reported as the engine names it; written where the node's path leads.
     expect(done.result?.path).toBe(path.join(engineView, 'shot-edit.mp4'));
     expect(fs.existsSync(path.join(shared, 'shot-edit.mp4'))).toBe(true);
@@ -452,7 +454,7 @@ it(
       engine = await startServe({ home: engineHome, args: ['--queue', redis.url] });
       logs.push(engine.stderr);
       const done = await finished(id, 240_000);
-      expect(done.state).toBe('succeeded');
+      expectSucceeded(done);
       expect(done.restarts).toBe(0);
       expect(done.worker?.id).toBe(node.id);
       expect(fs.readdirSync(outDir)).toEqual(['long.mp4']);
@@ -519,7 +521,7 @@ it(
       }
       for (const { id, model } of ids) {
         const done = await finished(id);
-        expect(done.state).toBe('succeeded');
+        expectSucceeded(done);
         expect(done.worker?.id).toBe(model === 'oracle' ? a.id : b.id);
       }
       // The copy has the oracle's weights: its results are the local engine's bit for bit.
@@ -568,7 +570,7 @@ it(
       expect(seen.concurrency).toBe(2);
       expect([...seen.currentJobs].sort()).toEqual([...ids].sort());
       const done = await Promise.all(ids.map((id) => finished(id)));
-      for (const j of done) expect(j.state).toBe('succeeded');
+      for (const j of done) expectSucceeded(j);
       // They overlapped: each started before the other finished.
       expect(Date.parse(done[0].startedAt!)).toBeLessThan(Date.parse(done[1].finishedAt!));
       expect(Date.parse(done[1].startedAt!)).toBeLessThan(Date.parse(done[0].finishedAt!));
@@ -600,7 +602,7 @@ it(
     } finally {
       await stopNode(first);
     }
-    expect(inverted.state).toBe('succeeded');
+    expectSucceeded(inverted);
     expect(inverted.result?.inversionCacheHit).toBe(false);
     expect(fs.readdirSync(shared).filter((f) => f.endsWith('.traj'))).toHaveLength(1);
 
@@ -616,7 +618,7 @@ it(
           request(path.join(outDir, out), 32, { prompt: 'a green car on a gray road', ...extra }),
         );
       const hit = await finished(((await reEdit({}, 'second.mp4')).json as Job).id);
-      expect(hit.state).toBe('succeeded');
+      expectSucceeded(hit);
       expect(hit.worker?.id).toBe(second.id);
       expect(hit.result?.inversionCacheHit).toBe(true);
       expect(hit.result!.unetEvaluations).toBeLessThan(inverted.result!.unetEvaluations);
@@ -636,7 +638,7 @@ it(
           ).json as Job
         ).id,
       );
-      expect(miss.state).toBe('succeeded');
+      expectSucceeded(miss);
       expect(miss.worker?.id).toBe(alone.id);
       expect(miss.result?.inversionCacheHit).toBe(false);
     } finally {
@@ -684,7 +686,7 @@ it(
           ).json()) as Job;
           return j.state === 'queued' || j.state === 'running' ? undefined : j;
         }, 'the job over TLS');
-        expect(done.state).toBe('succeeded');
+        expectSucceeded(done);
         expect(done.worker?.id).toBe(node.id);
         expect(fs.readFileSync(out).equals(fs.readFileSync(path.join(localDir, 'edit-0.mp4')))).toBe(true);
       } finally {
