@@ -52,9 +52,16 @@ export function framesToTimecode(frame: number, fps: number | Rate, start = 0): 
   return [Math.floor(totalSec / 3600) % 24, Math.floor(totalSec / 60) % 60, totalSec % 60, ff].map(pad).join(sep);
 }
 
+const TIMECODE = /^(\d{1,2})[:;.](\d{1,2})[:;.](\d{1,2})[:;.](\d{1,3})$/;
+
+/** Written as timecode (HH:MM:SS:FF, any of the separators Premiere accepts), whatever the rate. */
+export function looksLikeTimecode(text: string): boolean {
+  return TIMECODE.test(text.trim());
+}
+
 /** The frame a label names; undefined when it is not a timecode of this rate (frame number past the rate, a dropped label). */
 export function timecodeToFrames(label: string, fps: number | Rate): number | undefined {
-  const m = /^(\d{1,2})[:;.](\d{1,2})[:;.](\d{1,2})[:;.](\d{1,3})$/.exec(label.trim());
+  const m = TIMECODE.exec(label.trim());
   if (!m) return undefined;
   const [hh, mm, ss, ff] = m.slice(1).map(Number) as [number, number, number, number];
   const rate = rateOf(fps);

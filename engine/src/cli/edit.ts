@@ -11,7 +11,7 @@ import { ProblemError } from '../jobs/service';
 import { MediaError } from '../media/binaries';
 import { checkFfmpegPaths, inputClash } from '../media/output-target';
 import { probeMedia, type MediaInfo } from '../media/probe';
-import { parseTime, secondsToTimecode, type Rate } from '../api/timecode';
+import { looksLikeTimecode, nominalFps, parseTime, secondsToTimecode, type Rate } from '../api/timecode';
 import { resolveModel } from '../models/default-model';
 import { parseProviders } from '../models/providers';
 import { PipelineWorker } from '../worker/pipeline-worker';
@@ -47,8 +47,6 @@ function num(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
-const TIMECODE = /^\d{1,2}[:;]\d{2}[:;]\d{2}[:;]\d{2}$/;
-
 /**
  * --in/--out as typed: seconds, or timecode counted from the clip's first frame (as the web UI's In and Out). Checked
  * for shape before the clip is probed; timecode becomes seconds once its rate is known (`atRate`).
@@ -57,7 +55,7 @@ function timeArg(v: string | undefined, name: 'in' | 'out'): string | undefined 
   if (v === undefined) return undefined;
   const t = v.trim();
   const n = Number(t);
-  if (TIMECODE.test(t) || (t !== '' && Number.isFinite(n) && n >= 0)) return t;
+  if (looksLikeTimecode(t) || (t !== '' && Number.isFinite(n) && n >= 0)) return t;
   throw new CliError(
     `--${name} takes seconds from the start of the clip, a number ≥ 0 (0 = the first frame), e.g. --${name} ${name === 'in' ? '1.5' : '3'}, or timecode in the clip's rate, e.g. --${name} 00:00:01:12; got "${v}"`,
   );
@@ -67,7 +65,7 @@ function atRate(t: string | undefined, name: 'in' | 'out', fps: Rate): number | 
   if (t === undefined) return undefined;
   const sec = parseTime(t, fps);
   if (sec === undefined) {
-    const nominal = Math.round(fps.num / fps.den);
+    const nominal = nominalFps(fps);
     throw new CliError(
       `--${name} ${t} names no frame at the clip's ${Number((fps.num / fps.den).toFixed(3))} fps: frames run 00 to ${nominal - 1}${fps.den === 1001 ? ', and drop-frame timecode skips 00 and 01 at each minute that is not a tenth' : ''}. E.g. 1.5 s is ${secondsToTimecode(1.5, fps)}`,
     );

@@ -25,6 +25,13 @@ export interface PresetFileSystem {
   }) => Promise<{ nativePath: string } | null | undefined>;
 }
 
+interface Candidate {
+  path: string;
+  origin: 'chosen' | 'bundled';
+  /** As the error names it. */
+  name: string;
+}
+
 export const CHOSEN_PRESET_KEY = 'reshoot.exportPreset';
 
 const HOW_TO_MAKE_ONE =
@@ -41,18 +48,12 @@ export class ExportPresets {
 
   /** The preset a render would use now, without asking Premiere to read it (that needs a sequence). */
   async current(): Promise<ExportPresetChoice> {
-    const chosen = this.settings.getItem(CHOSEN_PRESET_KEY);
+    const { candidates } = await this.candidates();
     let problem: string | undefined;
-    if (chosen) {
-      if (await this.exists(chosen)) return { path: chosen, origin: 'chosen' };
-      problem = `the preset you chose, ${chosen}, is no longer there`;
+    for (const c of candidates) {
+      if (await this.exists(c.path)) return { path: c.path, origin: c.origin, ...(problem ? { problem } : {}) };
+      if (c.origin === 'chosen') problem = `the preset you chose, ${c.path}, is no longer there`;
     }
-    const folder = await this.folder().catch(() => null);
-    if (folder)
-      for (const preset of EXPORT_PRESETS) {
-        const path = joinPath(folder, preset.file);
-        if (await this.exists(path)) return { path, origin: 'bundled', ...(problem ? { problem } : {}) };
-      }
     return { path: null, origin: 'none', ...(problem ? { problem } : {}) };
   }
 
@@ -82,17 +83,7 @@ export class ExportPresets {
 
   /** The preset to render with (the chosen one first) and the extension Premiere writes with it. */
   async forRender(sequence: Sequence): Promise<{ path: string; extension: string }> {
-    const problems: string[] = [];
-    const candidates: { path: string; name: string }[] = [];
-    const chosen = this.settings.getItem(CHOSEN_PRESET_KEY);
-    if (chosen) candidates.push({ path: chosen, name: `the preset you chose (${chosen})` });
-    let folder: string | null = null;
-    try {
-      folder = await this.folder();
-      for (const preset of EXPORT_PRESETS) candidates.push({ path: joinPath(folder, preset.file), name: preset.file });
-    } catch (err) {
-      problems.push(messageOf(err));
-    }
+    const { candidates, folder, problems } = await this.candidates();
     for (const candidate of candidates) {
       if (!(await this.exists(candidate.path))) {
         problems.push(`${candidate.name} is missing`);
@@ -106,6 +97,26 @@ export class ExportPresets {
     throw new Error(
       `Reshoot has no export preset it can render this clip with (${problems.join('; ')}). ${HOW_TO_MAKE_ONE}`,
     );
+  }
+
+  /** The chosen preset, then the bundled ones in order; where the plugin folder is unknown, why. */
+  private async candidates(): Promise<{
+    candidates: Candidate[];
+    folder: string | null;
+    problems: string[];
+  }> {
+    const chosen = this.settings.getItem(CHOSEN_PRESET_KEY);
+    const candidates: Candidate[] = chosen
+      ? [{ path: chosen, origin: 'chosen', name: `the preset you chose (${chosen})` }]
+      : [];
+    try {
+      const folder = await this.folder();
+      for (const preset of EXPORT_PRESETS)
+        candidates.push({ path: joinPath(folder, preset.file), origin: 'bundled', name: preset.file });
+      return { candidates, folder, problems: [] };
+    } catch (err) {
+      return { candidates, folder: null, problems: [messageOf(err)] };
+    }
   }
 
   private async extensionFor(sequence: Sequence, path: string): Promise<string | { problem: string }> {
