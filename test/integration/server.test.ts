@@ -722,6 +722,26 @@ describe('GET /v1/jobs/:id/events', () => {
   });
 });
 
+describe('GET /v1/jobs/:id/preview', () => {
+  test('204 until the first preview, then the newest one as PNG, and 204 again once the job ended', async () => {
+    const job = await submit();
+    const before = await call('GET', `/v1/jobs/${job.id}/preview`);
+    expect(before.status).toBe(204);
+    expect(before.text).toBe('');
+    service.advance(job.id, 0.25);
+    service.preview(job.id, Buffer.from('first'));
+    service.preview(job.id, PNG);
+    const newest = await call('GET', `/v1/jobs/${job.id}/preview`);
+    expect(newest.status).toBe(200);
+    expect(newest.headers['content-type']).toBe('image/png');
+    expect(newest.headers['cache-control']).toBe('no-store');
+    expect(newest.body.equals(PNG)).toBe(true);
+    service.finish(job.id, writeResult('preview.mp4'));
+    expect((await call('GET', `/v1/jobs/${job.id}/preview`)).status).toBe(204);
+    expectProblem(await call('GET', '/v1/jobs/nope/preview'), 404);
+  });
+});
+
 describe('POST /v1/jobs/:id/cancel', () => {
   test('cancels a queued job; a second cancel → 409; unknown → 404', async () => {
     const job = await submit();

@@ -18,6 +18,7 @@ const TERMINAL = new Set<Job['state']>(['succeeded', 'failed', 'canceled']);
 export class FakeJobService implements JobService {
   readonly jobs = new Map<string, Job>();
   private readonly listeners = new Map<string, Set<(e: JobEvent) => void>>();
+  private readonly previews = new Map<string, Buffer>();
   private nextId = 1;
   submitted: JobRequest[] = [];
   /** Queued + running jobs at most; tests may change it between calls. */
@@ -70,6 +71,11 @@ export class FakeJobService implements JobService {
 
   get(id: string): Job | undefined {
     return this.jobs.get(id);
+  }
+
+  latestPreview(id: string): Buffer | undefined {
+    this.require(id);
+    return this.previews.get(id);
   }
 
   cancel(id: string): Job {
@@ -163,6 +169,7 @@ export class FakeJobService implements JobService {
 
   preview(id: string, png: Buffer): void {
     this.require(id);
+    this.previews.set(id, png);
     this.emit({ type: 'preview', jobId: id, png: png.toString('base64') });
   }
 
@@ -192,6 +199,7 @@ export class FakeJobService implements JobService {
 
   private end(job: Job, state: 'succeeded' | 'failed' | 'canceled', patch: Partial<Job>): Job {
     Object.assign(job, patch, { state, finishedAt: new Date().toISOString() });
+    this.previews.delete(job.id);
     this.emit({ type: 'done', job });
     return job;
   }

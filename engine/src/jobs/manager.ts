@@ -125,6 +125,7 @@ export class JobManager implements JobService {
   /** The last admission to start; each next one starts an event-loop turn after it (see submit). */
   private admissionTurn: Promise<void> = Promise.resolve();
   private lastPersist = new Map<string, number>();
+  private previews = new Map<string, Buffer>();
   private closed = false;
 
   private constructor(private readonly o: JobManagerOptions) {
@@ -356,6 +357,11 @@ export class JobManager implements JobService {
     return job;
   }
 
+  latestPreview(id: string): Buffer | undefined {
+    this.require(id);
+    return this.previews.get(id);
+  }
+
   cancel(id: string): Job {
     const job = this.require(id);
     const running = this.running.get(id);
@@ -541,6 +547,7 @@ export class JobManager implements JobService {
     this.save(job);
     this.plans.delete(job.id);
     this.lastPersist.delete(job.id);
+    this.previews.delete(job.id);
     this.emit(job, { type: 'done', job });
     this.pruneHistory();
     // A waiting job canceled moves those behind it up; a finished one is followed by pump(), which renumbers too.
@@ -580,7 +587,10 @@ export class JobManager implements JobService {
   private async execute(job: Job): Promise<void> {
     const hooks: RunHooks = {
       onProgress: (p: JobProgress) => this.update(job, { progress: p }, false),
-      onPreview: (png: Buffer) => this.emit(job, { type: 'preview', jobId: job.id, png: png.toString('base64') }),
+      onPreview: (png: Buffer) => {
+        this.previews.set(job.id, png);
+        this.emit(job, { type: 'preview', jobId: job.id, png: png.toString('base64') });
+      },
       onWarning: (w: string) => {
         if (!job.warnings.includes(w)) job.warnings.push(w);
       },

@@ -44,6 +44,11 @@ export interface JobService {
   cancel(id: string): Job;
   /** The finished result's file; 404 unknown job, 409 not finished or failed. */
   resultFile(id: string): string;
+  /**
+   * The newest live preview of a running job, as PNG: what the event stream sends, for clients that can only poll.
+   * Undefined before the first preview and once the job ended; 404 for an unknown job.
+   */
+  latestPreview(id: string): Buffer | undefined;
   /** Events of one job until it ends; returns the unsubscribe function. */
   subscribe(id: string, listener: (e: JobEvent) => void): () => void;
   health(): Health;

@@ -225,6 +225,13 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       res.json(job);
     },
     jobEvents: (req, res) => streamJobEvents(app, service, heartbeatMs, req, res),
+    getJobPreview: (req, res) => {
+      const png = service.latestPreview(String(req.params.id));
+      // no-store: the same URL shows a newer picture at every step.
+      res.set('Cache-Control', 'no-store');
+      if (!png) res.status(204).end();
+      else res.type('image/png').send(png);
+    },
     cancelJob: (req, res) => {
       res.json(service.cancel(String(req.params.id)));
     },

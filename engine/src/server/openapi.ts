@@ -103,6 +103,17 @@ const DOCS: Record<RouteId, Json> = {
       404: problemResponse('No such job'),
     },
   },
+  getJobPreview: {
+    parameters: [idParam],
+    responses: {
+      200: {
+        description: 'The newest preview',
+        content: { 'image/png': { schema: { type: 'string', format: 'binary' } } },
+      },
+      204: { description: 'No preview yet, or the job ended' },
+      404: problemResponse('No such job'),
+    },
+  },
   cancelJob: {
     parameters: [idParam],
     responses: {

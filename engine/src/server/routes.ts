@@ -76,6 +76,14 @@ export const ROUTES = [
     jsonBody: false,
   },
   {
+    method: 'GET',
+    path: '/v1/jobs/:id/preview',
+    operationId: 'getJobPreview',
+    summary: 'The newest live preview of a running job, as PNG (for clients that poll instead of reading events)',
+    queryToken: true,
+    jsonBody: false,
+  },
+  {
     method: 'POST',
     path: '/v1/jobs/:id/cancel',
     operationId: 'cancelJob',
