@@ -12,7 +12,7 @@ const base = {
   restarts: 0,
 } satisfies Partial<Job>;
 
-it('names the render node while the job runs and once it is done, and nothing for a local job', () => {
+it('names the render node while the job runs, once it is done or failed, and nothing for a local job', () => {
   const running: Job = {
     ...base,
     state: 'running',
@@ -28,4 +28,7 @@ it('names the render node while the job runs and once it is done, and nothing fo
     result: { seconds: 12.5, frames: 24 } as Job['result'],
   };
   expect(stageLine(done)).toMatch(/24 frames · on gpu-07$/);
+  const failed: Job = { ...running, state: 'failed', error: { title: 'Out of GPU memory', detail: '…' } };
+  expect(stageLine(failed)).toBe('Out of GPU memory · on gpu-07');
+  expect(stageLine({ ...failed, worker: undefined })).toBe('Out of GPU memory');
 });

@@ -72,7 +72,8 @@ export function stageLine(job: Job): string {
         (job.result ? `Done in ${seconds(job.result.seconds)} · ${job.result.frames} frames` : 'Done') + where(job)
       );
     case 'failed':
-      return job.error?.title ?? 'Failed';
+      // Which node failed is what a farm's operator needs first: a bad GPU or a missing mount is per machine.
+      return (job.error?.title ?? 'Failed') + where(job);
     case 'canceled':
       return 'Canceled';
     default: {
