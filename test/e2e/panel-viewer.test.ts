@@ -14,7 +14,14 @@ import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { launchChromium } from '../support/browser';
 import { openPremierePanel } from '../support/premiere-panel';
 import { startServe, stopChildren, type Served } from '../support/children';
-import { DOCKED, WIDE, expectInView as inView, expectInViewDocked, panelChecks } from '../support/panel-checks';
+import {
+  DOCKED,
+  WIDE,
+  clickInView,
+  expectInView as inView,
+  expectInViewDocked,
+  panelChecks,
+} from '../support/panel-checks';
 
 const ROOT = path.resolve(__dirname, '../..');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
@@ -76,6 +83,8 @@ async function checkState(name: string): Promise<void> {
 }
 
 const expectInView = (selector: string) => inView(page, selector);
+/** Every click of this suite: afterwards, docked at 320×560, the action is still on screen. */
+const click = (selector: string) => clickInView(page, selector);
 
 async function newestJobId(): Promise<string> {
   return (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
@@ -164,11 +173,11 @@ it('opens docked at 320×560 with the actions in view, a level-one heading and n
 it('shows the chosen clip in the viewer with a filmstrip, in and out marks and source timecode', async () => {
   // 29.97: drop-frame timecode, as Premiere shows it, with semicolons.
   await page.fill('#source-path', ntscClip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(() => /^In 00;00;00;00/.test(document.querySelector('#viewer-inout')?.textContent ?? ''));
   expect(await page.textContent('#viewer-inout')).toBe('In 00;00;00;00 · Out 00;00;01;10 · 40 frames');
   await page.fill('#source-path', clip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(
     () => (document.querySelector<{ naturalWidth: number }>('#before img')?.naturalWidth ?? 0) === 128,
   );
@@ -281,15 +290,15 @@ it('draws, moves and resizes the box from the keyboard and the pointer, and show
 });
 
 it('keeps the action and the new job in view at 320×560 after every click, with the live preview in the viewer', async () => {
-  await page.click('#mask-choice [data-value="auto"]');
+  await click('#mask-choice [data-value="auto"]');
   await expectInView('#edit');
   await page.fill('#prompt', 'a blue car on a gray road');
   await page.fill('#source-prompt', 'a red car on a gray road');
-  await page.click('#advanced-toggle');
+  await click('#advanced-toggle');
   await expectInView('#preview');
   await page.fill('#steps', '10');
   await page.fill('#seed', '7');
-  await page.click('#preview');
+  await click('#preview');
   const preview = await waitForNewJob(null);
   await expectInView('#preview');
   await expectInView(`#current-job[data-job-id="${preview}"]`);
@@ -299,7 +308,7 @@ it('keeps the action and the new job in view at 320×560 after every click, with
   await page.waitForSelector(`#viewer[data-job-id="${preview}"][data-showing="result"]`);
 
   await page.fill('#steps', '30');
-  await page.click('#edit');
+  await click('#edit');
   const edit = await waitForNewJob(preview);
   await expectInView('#edit');
   await expectInView(`#current-job[data-job-id="${edit}"]`);
@@ -342,7 +351,7 @@ it('compares the result five ways, drawing the difference and the matte from rea
   await checkState('06-compare-ab');
 
   // Wipe: B over A, cut at the wipe position.
-  await page.click('#compare-mode [data-value="wipe"]');
+  await click('#compare-mode [data-value="wipe"]');
   await page.$eval('#wipe', (input: InputEl) => {
     input.value = '30';
     input.dispatchEvent(new Event('input', { bubbles: true }));
@@ -355,16 +364,16 @@ it('compares the result five ways, drawing the difference and the matte from rea
   await checkState('07-compare-wipe');
 
   // Toggle: one at a time, from the button or B in the viewer.
-  await page.click('#compare-mode [data-value="toggle"]');
+  await click('#compare-mode [data-value="toggle"]');
   expect(await page.textContent('#toggle-ab')).toBe('Showing B · After');
-  await page.click('#toggle-ab');
+  await click('#toggle-ab');
   expect(await page.getAttribute('#toggle-ab', 'aria-pressed')).toBe('false');
   expect(await page.$eval('#viewer .pane-b', (el: El) => window.getComputedStyle(el).visibility)).toBe('hidden');
   await expectInViewDocked(page, '#edit');
   await checkState('08-compare-toggle');
 
   // Difference: each pixel of the canvas is |A - B| of the frame on screen.
-  await page.click('#compare-mode [data-value="difference"]');
+  await click('#compare-mode [data-value="difference"]');
   await page.waitForSelector('#viewer-canvas[data-frame="0"]');
   const diff = await page.evaluate(() => {
     const canvas = document.querySelector<CanvasEl>('#viewer-canvas')!;
@@ -396,7 +405,7 @@ it('compares the result five ways, drawing the difference and the matte from rea
   await checkState('09-compare-difference');
 
   // Matte: the result, tinted where the automatic mask let the edit change it.
-  await page.click('#compare-mode [data-value="matte"]');
+  await click('#compare-mode [data-value="matte"]');
   await page.waitForSelector('#viewer-canvas[data-frame="0"][data-matte]');
   const matte = await page.evaluate(async () => {
     const canvas = document.querySelector<CanvasEl>('#viewer-canvas')!;
@@ -426,7 +435,7 @@ it('compares the result five ways, drawing the difference and the matte from rea
   expect(matte.error).toBeLessThanOrEqual(3);
   await expectInViewDocked(page, '#edit');
   await checkState('10-compare-matte');
-  await page.click('#compare-mode [data-value="ab"]');
+  await click('#compare-mode [data-value="ab"]');
 });
 
 it('stays on the result the user is scrubbing when another job finishes', async () => {
@@ -435,11 +444,11 @@ it('stays on the result the user is scrubbing when another job finishes', async 
   // A long edit, then a preview queued behind it: the viewer follows the preview, and shows the edit when it ends.
   await page.fill('#steps', '40');
   const top = await newestJobId();
-  await page.click('#edit');
+  await click('#edit');
   const long = await waitForNewJob(top);
   expect(long).not.toBe(looked);
   await page.fill('#steps', '5');
-  await page.click('#preview');
+  await click('#preview');
   const queued = await waitForNewJob(long);
   await expectInView(`#current-job[data-job-id="${queued}"]`);
   await page.waitForSelector(`#viewer[data-job-id="${long}"][data-showing="result"]`, { timeout: 90_000 });
@@ -454,7 +463,7 @@ it('stays on the result the user is scrubbing when another job finishes', async 
   expect(await page.textContent('#compare-clock')).toBe('00:00:00:05 · frame 6 of 24');
   await expectInView('#preview');
   // Asking for the other one shows it.
-  await page.click(`[data-job-id="${queued}"] button:has-text("Compare")`);
+  await click(`[data-job-id="${queued}"] button:has-text("Compare")`);
   await page.waitForSelector(`#viewer[data-job-id="${queued}"]`);
   await expectInView('#edit');
   await checkState('05-result');
@@ -508,7 +517,7 @@ it('in Premiere mode: the selected clip shows under the clip card, and a preview
     await checks.checkState(page, '11-premiere-clip');
 
     await page.fill('#prompt', 'a blue car on a gray road');
-    await page.click('#preview');
+    await click('#preview');
     const id = await waitForNewJob(null);
     await expectInView(`#current-job[data-job-id="${id}"]`);
     expect(await page.getAttribute('#viewer', 'data-showing')).toBe('live');

@@ -52,6 +52,12 @@ export async function expectInViewDocked(page: Page, ...selectors: string[]): Pr
   }
 }
 
+/** A click, after which the primary action must still be on screen at 320×560, wherever the click was. */
+export async function clickInView(page: Page, selector: string): Promise<void> {
+  await page.click(selector);
+  await expectInViewDocked(page, '#edit');
+}
+
 /** The checks of one suite, its screenshots in test-output/e2e/<suite>/. */
 export function panelChecks(suite: string) {
   const dir = path.join(ROOT, 'test-output/e2e', suite);
