@@ -2,7 +2,9 @@
 // once in the editor's words, a preview whose seed and settings the full render keeps, progress that never goes back
 // across the chunks of a longer clip, the result's audio and format, the result file handed over (path, Copy,
 // Download), queued jobs numbered, a job the engine dropped when it was killed explained on its card, and a card
-// that stays ended when Cancel's reply crosses the job's end.
+// that stays ended when Cancel's reply crosses the job's end. It runs docked, 320×560: after every click the action
+// and the new job's progress are on screen, and each state is pictured and checked with axe-core there and at
+// 1280×800 (test-output/e2e/panel-jobs/).
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,10 +14,11 @@ import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { launchChromium } from '../support/browser';
 import { startServe, stopChildren, type Served } from '../support/children';
+import { DOCKED, clickInView, expectInView as inView, panelChecks } from '../support/panel-checks';
 
 const ROOT = path.resolve(__dirname, '../..');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
-const SHOTS = path.join(ROOT, 'test-output/e2e');
+const checks = panelChecks('panel-jobs');
 const PROMPT = 'a blue car on a gray road';
 const FRAMES = 40;
 
@@ -49,6 +52,10 @@ async function api<T>(route: string): Promise<T> {
 }
 
 const getJob = (id: string) => api<Job>(`/v1/jobs/${id}`);
+const checkState = (name: string) => checks.checkState(page, name);
+const expectInView = (selector: string) => inView(page, selector);
+/** Every click of this suite: the action stays in view after it. */
+const click = (selector: string) => clickInView(page, selector);
 
 /** Every job the engine reports over its event stream until the job ends: what the panel itself listens to. */
 async function recordEvents(id: string): Promise<Job[]> {
@@ -112,7 +119,6 @@ function stopped(proc: ChildProcess): Promise<void> {
 beforeAll(async () => {
   if (!fs.existsSync(WEB_UI))
     throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
-  fs.mkdirSync(SHOTS, { recursive: true });
   home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-e2e-jobs-')));
   clip = path.join(home, 'street.mp4');
   // The engine's file picker shows this folder only (the engine child inherits the variable).
@@ -134,7 +140,7 @@ beforeAll(async () => {
   if (started.status === 'fulfilled') engine = started.value;
   if (launched.status === 'fulfilled') browser = launched.value.browser;
   for (const r of [clipMade, started, launched]) if (r.status === 'rejected') throw r.reason;
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const context = await browser.newContext({ viewport: DOCKED, deviceScaleFactor: 1, acceptDownloads: true });
   page = await context.newPage();
   page.on('request', (r: PageRequest) => {
     if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs')
@@ -150,12 +156,13 @@ afterAll(async () => {
   } finally {
     await stopChildren();
     if (home) fs.rmSync(home, { recursive: true, force: true });
+    if (checks.seen.length) process.stdout.write(`axe-core:\n  ${checks.seen.join('\n  ')}\n`);
   }
 });
 
 it("says a range problem once, in the editor's words, and the footer names it", async () => {
   await page.fill('#source-path', clip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(() => /40 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
   await page.fill('#prompt', PROMPT);
   await page.fill('#source-out', '5');
@@ -168,6 +175,8 @@ it("says a range problem once, in the editor's words, and the footer names it", 
   const hint = (await page.textContent('#action-hint'))!;
   expect(hint).not.toContain('Choose a video file');
   expect(hint).toContain('Check In and Out');
+  await expectInView('#edit');
+  await checkState('01-range-refused');
   await page.fill('#source-out', '');
   await page.press('#source-out', 'Tab');
   await page.waitForSelector('#edit:not([disabled])');
@@ -177,20 +186,30 @@ it('renders in full exactly what was previewed: same seed and settings, audio ke
   // The clip has sound: audio is on without the user asking, and H.264 is the format.
   expect(await page.getAttribute('#audio [data-value="on"]', 'aria-checked')).toBe('true');
   expect(await page.getAttribute('#codec [data-value="h264"]', 'aria-checked')).toBe('true');
-  await page.click('#advanced-toggle');
+  await click('#advanced-toggle');
   await page.fill('#steps', '4');
   expect(await page.inputValue('#seed')).toBe('');
 
-  await page.click('#preview');
+  await click('#preview');
   const previewId = await newestJobId();
+  await expectInView('#preview');
+  await expectInView(`#current-job[data-job-id="${previewId}"]`);
   await page.waitForSelector(`[data-job-id="${previewId}"][data-state="succeeded"]`, { timeout: 60_000 });
   const preview = await getJob(previewId);
   // The seed the engine drew for the preview stays in the form, so Edit would repeat it too.
   expect(await page.inputValue('#seed')).toBe(String(preview.seed));
 
-  await page.click(`[data-job-id="${previewId}"] .job-render-full`);
+  await checkState('02-preview-done');
+  await click(`[data-job-id="${previewId}"] .job-render-full`);
   const fullId = await newestJobId(previewId);
-  const [events] = await Promise.all([recordEvents(fullId), watchCard(fullId)]);
+  // Recorded from now to the job's end, while the page is checked as the click left it.
+  const recorded = recordEvents(fullId);
+  recorded.catch(() => undefined);
+  await watchCard(fullId);
+  await expectInView('#edit');
+  await expectInView(`[data-job-id="${fullId}"] .job-pct`);
+  await checkState('03-render-full-started');
+  const events = await recorded;
   await page.waitForSelector(`[data-job-id="${fullId}"][data-state="succeeded"]`, { timeout: 180_000 });
   const full = await getJob(fullId);
   expect(full.seed).toBe(preview.seed);
@@ -236,18 +255,20 @@ it('renders in full exactly what was previewed: same seed and settings, audio ke
     new RegExp(`^attachment; filename="?${path.basename(full.result!.path).replace(/\./g, '\\.')}"?$`),
   );
   expect(Buffer.from(await res.arrayBuffer()).equals(fs.readFileSync(full.result!.path))).toBe(true);
-  await page.screenshot({ path: path.join(SHOTS, '20-render-full-done.png'), fullPage: true });
+  await checkState('04-render-full-done');
 });
 
 it('leaves the audio out when asked, and writes ProRes when chosen', async () => {
   await page.fill('#source-out', '0.25');
   await page.press('#source-out', 'Tab');
   await page.waitForSelector('#edit:not([disabled])');
-  await page.click('#audio [data-value="off"]');
-  await page.click('#codec [data-value="prores"]');
+  await click('#audio [data-value="off"]');
+  await click('#codec [data-value="prores"]');
   const before = (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
-  await page.click('#edit');
+  await click('#edit');
   const id = await newestJobId(before);
+  await expectInView('#edit');
+  await expectInView(`#current-job[data-job-id="${id}"]`);
   await page.waitForSelector(`[data-job-id="${id}"][data-state="succeeded"]`, { timeout: 60_000 });
   const job = await getJob(id);
   expect(sent.at(-1)?.output).toEqual({ codec: 'prores', audio: false });
@@ -255,8 +276,8 @@ it('leaves the audio out when asked, and writes ProRes when chosen', async () =>
   const info = await probeMedia(job.result!.path);
   expect(info.video.codec).toBe('prores');
   expect(info.audio).toHaveLength(0);
-  await page.click('#audio [data-value="on"]');
-  await page.click('#codec [data-value="h264"]');
+  await click('#audio [data-value="on"]');
+  await click('#codec [data-value="h264"]');
 });
 
 it('numbers queued jobs, and a job the engine dropped says so and that it started over', async () => {
@@ -265,11 +286,13 @@ it('numbers queued jobs, and a job the engine dropped says so and that it starte
   await page.waitForSelector('#edit:not([disabled])');
   await page.fill('#steps', '4');
   const before = (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
-  await page.click('#edit');
+  await click('#edit');
   const long = await newestJobId(before);
   await page.fill('#steps', '2');
-  await page.click('#edit');
+  await click('#edit');
   const next = await newestJobId(long);
+  await expectInView('#edit');
+  await expectInView(`#current-job[data-job-id="${next}"]`);
   await page.waitForFunction(
     (id) =>
       /Waiting in the queue · next/.test(document.querySelector(`[data-job-id="${id}"] .job-stage`)?.textContent ?? ''),
@@ -279,6 +302,7 @@ it('numbers queued jobs, and a job the engine dropped says so and that it starte
     (id) => /\d+%/.test(document.querySelector(`[data-job-id="${id}"] .job-pct`)?.textContent ?? ''),
     long,
   );
+  await checkState('05-queued');
 
   // Killed mid-job, as a crash would: the cards say the engine stopped, not that the jobs wait in a queue.
   engine.proc.kill('SIGKILL');
@@ -293,12 +317,13 @@ it('numbers queued jobs, and a job the engine dropped says so and that it starte
       { timeout: 20_000 },
     );
   expect(await page.isVisible(`[data-job-id="${long}"] .job-cancel`)).toBe(false);
-  await page.screenshot({ path: path.join(SHOTS, '21-engine-stopped.png'), fullPage: true });
+  await checkState('06-engine-stopped');
 
   engine = await startServe({ home, port: Number(new URL(engine.origin).port) });
   await page.waitForSelector(`[data-job-id="${long}"][data-state="succeeded"]`, { timeout: 180_000 });
   expect((await getJob(long)).restarts).toBe(1);
   expect(await page.textContent(`[data-job-id="${long}"] .job-restarts`)).toContain('restarted from the beginning');
+  await checkState('07-restarted');
   await page.waitForSelector(`[data-job-id="${next}"][data-state="succeeded"]`, { timeout: 60_000 });
   expect(await page.isVisible(`[data-job-id="${next}"] .job-restarts`)).toBe(false);
 });
@@ -306,8 +331,10 @@ it('numbers queued jobs, and a job the engine dropped says so and that it starte
 it('keeps a canceled card canceled when the answer to Cancel arrives after the job ended', async () => {
   await page.fill('#steps', '200');
   const before = (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
-  await page.click('#edit');
+  await click('#edit');
   const id = await newestJobId(before);
+  await expectInView('#edit');
+  await expectInView(`#current-job[data-job-id="${id}"]`);
   const card = `[data-job-id="${id}"]`;
   await page.waitForFunction((sel) => /\d+%/.test(document.querySelector(`${sel} .job-pct`)?.textContent ?? ''), card);
 
@@ -319,7 +346,7 @@ it('keeps a canceled card canceled when the answer to Cancel arrives after the j
     await route.fulfill({ response: reply });
   });
   const answered = page.waitForEvent('requestfinished', (r) => r.url().includes(`/v1/jobs/${id}/cancel`));
-  await page.click(`${card} .job-cancel`);
+  await click(`${card} .job-cancel`);
   const reply = (await (await (await answered).response())!.json()) as Job;
   expect(reply.state).toBe('running');
   // The page applies the reply a few tasks after the browser has it.
@@ -328,6 +355,8 @@ it('keeps a canceled card canceled when the answer to Cancel arrives after the j
   expect(await page.textContent(`${card} .job-stage`)).toBe('Canceled');
   expect(await page.isVisible(`${card} .job-cancel`)).toBe(false);
   expect((await getJob(id)).state).toBe('canceled');
+  await expectInView('#edit');
+  await checkState('08-canceled');
   await page.unroute(`**/v1/jobs/${id}/cancel*`);
 });
 
@@ -342,13 +371,13 @@ it('keeps the clip and the form across a reload, and offers the clips chosen bef
     content: 'moving-square',
   });
   await page.fill('#source-path', other);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(() => /6 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
   // No sound in this one: audio goes off by itself, and the form says why.
   await page.waitForSelector('#audio [data-value="off"][aria-checked="true"]');
   await page.fill('#prompt', 'a green car on a gray road');
   await page.fill('#steps', '5');
-  await page.click('#codec [data-value="prores"]');
+  await click('#codec [data-value="prores"]');
 
   await page.reload();
   await page.waitForSelector('#engine-status[data-state="connected"]');
@@ -359,10 +388,13 @@ it('keeps the clip and the form across a reload, and offers the clips chosen bef
   // The clip is read again without a Probe.
   await page.waitForFunction(() => /6 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
   await page.waitForSelector('#edit:not([disabled])');
+  await expectInView('#edit');
+  await checkState('09-reloaded');
 
   // The clip from before is one click away.
-  await page.click(`#recent-clips [data-path="${clip}"]`);
+  await click(`#recent-clips [data-path="${clip}"]`);
   await page.waitForFunction(() => /40 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
+  await expectInView('#edit');
   expect(await page.inputValue('#source-path')).toBe(clip);
   await page.waitForSelector('#audio [data-value="on"][aria-checked="true"]');
   expect(await page.getAttribute(`#recent-clips [data-path="${other}"]`, 'title')).toBe(other);
@@ -370,16 +402,19 @@ it('keeps the clip and the form across a reload, and offers the clips chosen bef
 
 it("picks a clip from the user's folders through the engine, without typing a path", async () => {
   await page.fill('#source-path', '');
-  await page.click('#browse');
+  await click('#browse');
   // No clip named: the picker starts at the folders it may show.
-  await page.click(`#file-browser .file-entry.folder[data-path="${home}"]`);
+  await click(`#file-browser .file-entry.folder[data-path="${home}"]`);
   await page.waitForSelector(`#file-browser .file-entry.video[data-path="${clip}"]`);
   const names = (selector: string) =>
     page.$$eval(selector, (els: PageElement[]) => els.map((e) => e.textContent ?? ''));
   expect(await names('#file-browser .file-entry.video')).toEqual(['silent.mp4', 'street.mp4']);
   expect((await names('#file-browser .file-entry')).some((n) => n.includes('notes'))).toBe(false);
-  await page.click(`#file-browser .file-entry.video[data-path="${clip}"]`);
+  await checkState('10-file-browser');
+  await click(`#file-browser .file-entry.video[data-path="${clip}"]`);
   await page.waitForFunction(() => /40 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
   expect(await page.inputValue('#source-path')).toBe(clip);
   expect(await page.isVisible('#file-browser')).toBe(false);
+  await expectInView('#edit');
+  await checkState('11-clip-picked');
 });

@@ -2,8 +2,8 @@
 // against a real `reshoot serve` with the generated oracle model: the action and the new job's progress stay in view
 // after every click, the clip shows in the viewer as soon as it is chosen (filmstrip, in/out marks, source timecode),
 // the box mask is drawn, moved and resized from the keyboard, the result is compared five ways and stays on the job
-// the user is looking at, and axe-core finds no serious or critical violation in any state visited.
-// Screenshots of each state go to test-output/screenshots/.
+// the user is looking at, and axe-core finds no serious or critical violation in any state visited, at either size.
+// Screenshots of each state, at both sizes, go to test-output/e2e/panel-viewer/.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,13 +14,18 @@ import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { launchChromium } from '../support/browser';
 import { openPremierePanel } from '../support/premiere-panel';
 import { startServe, stopChildren, type Served } from '../support/children';
+import {
+  DOCKED,
+  WIDE,
+  clickInView,
+  expectInView as inView,
+  expectInViewDocked,
+  panelChecks,
+} from '../support/panel-checks';
 
 const ROOT = path.resolve(__dirname, '../..');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
-const SHOTS = path.join(ROOT, 'test-output/screenshots');
-const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const DOCKED = { width: 320, height: 560 };
-const WIDE = { width: 1280, height: 800 };
+const checks = panelChecks('panel-viewer');
 
 jest.setTimeout(120_000);
 
@@ -50,12 +55,6 @@ declare const document: {
 };
 declare const window: {
   getComputedStyle(el: unknown): Record<string, string>;
-  axe: {
-    run(
-      context: unknown,
-      options: unknown,
-    ): Promise<{ violations: { id: string; impact: string | null; nodes: { target: string[] }[] }[] }>;
-  };
 };
 /** window.harness of fixtures/premiere-harness.mts, as far as this file drives it. */
 interface Harness {
@@ -72,52 +71,20 @@ let engine: Served;
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
-const axeSeen: string[] = [];
 
 async function api<T>(route: string): Promise<T> {
   const res = await fetch(`${engine.origin}${route}`, { headers: { authorization: `Bearer ${engine.token}` } });
   return (await res.json()) as T;
 }
 
-async function shot(name: string): Promise<void> {
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+/** The state on screen, pictured and checked with axe-core docked, then in a browser tab at 1280×800. */
+async function checkState(name: string): Promise<void> {
+  await checks.checkState(page, name);
 }
 
-/** The docked state, then the same state in a browser tab at 1280×800, each pictured and checked with axe-core. */
-async function docked(state: string, name: string): Promise<void> {
-  await shot(`docked-${name}`);
-  await expectAccessible(`docked, ${state}`);
-  await page.setViewportSize(WIDE);
-  await shot(`wide-${name}`);
-  await expectAccessible(`wide, ${state}`);
-  await page.setViewportSize(DOCKED);
-}
-
-/** The element's box, which must lie wholly inside the viewport: the user sees it without scrolling. */
-async function expectInView(selector: string): Promise<void> {
-  const vp = page.viewportSize()!;
-  const box = await page.locator(selector).boundingBox();
-  expect({ selector, visible: box !== null }).toEqual({ selector, visible: true });
-  expect({ selector, top: box!.y >= 0, bottom: box!.y + box!.height <= vp.height + 0.5 }).toEqual({
-    selector,
-    top: true,
-    bottom: true,
-  });
-}
-
-/** axe-core, run in the page as it is now; serious and critical violations fail the test with their selectors. */
-async function expectAccessible(state: string): Promise<void> {
-  // Evaluated rather than added as a <script>: the page's Content-Security-Policy rightly refuses inline scripts.
-  if (!(await page.evaluate(() => typeof (window as { axe?: unknown }).axe === 'object'))) await page.evaluate(AXE);
-  const { violations } = await page.evaluate(() =>
-    window.axe.run(document, { resultTypes: ['violations'], rules: { region: { enabled: false } } }),
-  );
-  const bad = violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  axeSeen.push(`${state}: ${violations.length} violations, ${bad.length} serious or critical`);
-  expect({ state, bad }).toEqual({ state, bad: [] });
-}
+const expectInView = (selector: string) => inView(page, selector);
+/** Every click of this suite: afterwards, docked at 320×560, the action is still on screen. */
+const click = (selector: string) => clickInView(page, selector);
 
 async function newestJobId(): Promise<string> {
   return (await page.getAttribute('#jobs article.job:first-child', 'data-job-id'))!;
@@ -135,7 +102,6 @@ async function waitForNewJob(after: string | null): Promise<string> {
 beforeAll(async () => {
   if (!fs.existsSync(WEB_UI))
     throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
-  fs.mkdirSync(SHOTS, { recursive: true });
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-viewer-'));
   clip = path.join(home, 'street.mp4');
   ntscClip = path.join(home, 'ntsc.mp4');
@@ -167,7 +133,7 @@ afterAll(async () => {
     await stopChildren();
     if (home) fs.rmSync(home, { recursive: true, force: true });
     // The axe summary of every state, for the CI log.
-    if (axeSeen.length) process.stdout.write(`axe-core:\n  ${axeSeen.join('\n  ')}\n`);
+    if (checks.seen.length) process.stdout.write(`axe-core:\n  ${checks.seen.join('\n  ')}\n`);
   }
 });
 
@@ -181,19 +147,25 @@ it('opens docked at 320×560 with the actions in view, a level-one heading and n
   expect(await page.evaluate(() => document.querySelector<{ scrollHeight: number }>('html')!.scrollHeight)).toBe(
     DOCKED.height,
   );
-  await docked('empty', '01-empty');
+  await checkState('01-empty');
   // Each section folds to its title, which is a button saying whether it is open.
   const toggle = page.locator('.history .section-toggle');
   expect(await toggle.getAttribute('aria-expanded')).toBe('true');
   await toggle.click();
   expect(await toggle.getAttribute('aria-expanded')).toBe('false');
   expect(await page.isVisible('.history .empty-note')).toBe(false);
+  await expectInView('#preview');
+  await expectInView('#edit');
+  await checkState('01b-history-folded');
   await toggle.click();
   expect(await page.isVisible('.history .empty-note')).toBe(true);
-  // Premiere's light theme has its own colours: they must pass too.
-  await page.goto(`${engine.printedUrl}&theme=light`);
-  await page.waitForSelector('#engine-status[data-state="connected"]');
-  await expectAccessible('docked, empty, light theme');
+  await expectInView('#edit');
+  // Premiere's light and darkest themes have their own colours: they must pass too.
+  for (const theme of ['light', 'darkest']) {
+    await page.goto(`${engine.printedUrl}&theme=${theme}`);
+    await page.waitForSelector('#engine-status[data-state="connected"]');
+    await checkState(`01c-empty-${theme}`);
+  }
   await page.goto(engine.printedUrl);
   await page.waitForSelector('#engine-status[data-state="connected"]');
 });
@@ -201,11 +173,11 @@ it('opens docked at 320×560 with the actions in view, a level-one heading and n
 it('shows the chosen clip in the viewer with a filmstrip, in and out marks and source timecode', async () => {
   // 29.97: drop-frame timecode, as Premiere shows it, with semicolons.
   await page.fill('#source-path', ntscClip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(() => /^In 00;00;00;00/.test(document.querySelector('#viewer-inout')?.textContent ?? ''));
   expect(await page.textContent('#viewer-inout')).toBe('In 00;00;00;00 · Out 00;00;01;10 · 40 frames');
   await page.fill('#source-path', clip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(
     () => (document.querySelector<{ naturalWidth: number }>('#before img')?.naturalWidth ?? 0) === 128,
   );
@@ -235,7 +207,7 @@ it('shows the chosen clip in the viewer with a filmstrip, in and out marks and s
   });
   expect(await page.textContent('#compare-clock')).toBe('00:00:00:15 · frame 4 of 12');
   await page.waitForFunction(() => document.querySelector('#before img')?.getAttribute('alt') === 'Original frame 4');
-  await docked('clip chosen', '02-clip');
+  await checkState('02-clip');
   // In and Out are typed as Premiere writes them, or in seconds; other text is refused with what to write.
   await page.fill('#source-out', '00:00:00:20');
   await page.press('#source-out', 'Tab');
@@ -248,6 +220,7 @@ it('shows the chosen clip in the viewer with a filmstrip, in and out marks and s
   expect(await page.textContent('.range-message')).toContain(
     `Out "0:0:20" is not a time: write timecode in the clip's rate (00:00:01:12) or seconds (1.5)`,
   );
+  await checkState('02b-range-refused');
   await page.fill('#source-out', '');
   await page.press('#source-out', 'Tab');
   await page.waitForFunction(() => !document.querySelector('#source-out[aria-invalid="true"]'));
@@ -310,21 +283,22 @@ it('draws, moves and resizes the box from the keyboard and the pointer, and show
   await page.mouse.move(...at(0.4, 0.6), { steps: 4 });
   await page.mouse.up();
   expect(await page.textContent('#mask-box-value')).toMatch(/^x 0\.(19|20|21) · y 0\.(29|30|31) · w 0\.49 · h 0\.60$/);
-  await docked('box mask', '03-box');
+  await checkState('03-box');
   await page.keyboard.press('Delete');
   expect(await page.textContent('#mask-box-value')).toContain('Drag a rectangle');
   expect(await page.isVisible('#viewer-box')).toBe(false);
 });
 
 it('keeps the action and the new job in view at 320×560 after every click, with the live preview in the viewer', async () => {
-  await page.click('#mask-choice [data-value="auto"]');
+  await click('#mask-choice [data-value="auto"]');
+  await expectInView('#edit');
   await page.fill('#prompt', 'a blue car on a gray road');
   await page.fill('#source-prompt', 'a red car on a gray road');
-  await page.click('#advanced-toggle');
+  await click('#advanced-toggle');
   await expectInView('#preview');
   await page.fill('#steps', '10');
   await page.fill('#seed', '7');
-  await page.click('#preview');
+  await click('#preview');
   const preview = await waitForNewJob(null);
   await expectInView('#preview');
   await expectInView(`#current-job[data-job-id="${preview}"]`);
@@ -334,7 +308,7 @@ it('keeps the action and the new job in view at 320×560 after every click, with
   await page.waitForSelector(`#viewer[data-job-id="${preview}"][data-showing="result"]`);
 
   await page.fill('#steps', '30');
-  await page.click('#edit');
+  await click('#edit');
   const edit = await waitForNewJob(preview);
   await expectInView('#edit');
   await expectInView(`#current-job[data-job-id="${edit}"]`);
@@ -352,7 +326,7 @@ it('keeps the action and the new job in view at 320×560 after every click, with
   );
   await expectInView(`#current-job[data-job-id="${edit}"]`);
   await page.locator('#viewer').scrollIntoViewIfNeeded();
-  await docked('job running', '04-running');
+  await checkState('04-running');
   await page.waitForSelector(`#current-job[data-job-id="${edit}"][data-state="succeeded"]`, { timeout: 90_000 });
   await page.waitForSelector(`#viewer[data-job-id="${edit}"][data-showing="result"]`);
   await expectInView('#edit');
@@ -374,11 +348,10 @@ it('compares the result five ways, drawing the difference and the matte from rea
   const a = (await page.locator('#viewer .pane-a').boundingBox())!;
   const b = (await page.locator('#viewer .pane-b').boundingBox())!;
   expect(b.x).toBeGreaterThanOrEqual(a.x + a.width - 1);
-  await shot('wide-01-compare-ab');
-  await expectAccessible('wide, compare A|B');
+  await checkState('06-compare-ab');
 
   // Wipe: B over A, cut at the wipe position.
-  await page.click('#compare-mode [data-value="wipe"]');
+  await click('#compare-mode [data-value="wipe"]');
   await page.$eval('#wipe', (input: InputEl) => {
     input.value = '30';
     input.dispatchEvent(new Event('input', { bubbles: true }));
@@ -387,17 +360,20 @@ it('compares the result five ways, drawing the difference and the matte from rea
   const under = (await page.locator('#viewer .pane-a').boundingBox())!;
   expect(over.x).toBeCloseTo(under.x, 0);
   expect(await page.$eval('#viewer .pane-b', (el: El) => el.style.clipPath)).toBe('inset(0px 0px 0px 30%)');
-  await shot('wide-02-compare-wipe');
+  await expectInViewDocked(page, '#edit');
+  await checkState('07-compare-wipe');
 
   // Toggle: one at a time, from the button or B in the viewer.
-  await page.click('#compare-mode [data-value="toggle"]');
+  await click('#compare-mode [data-value="toggle"]');
   expect(await page.textContent('#toggle-ab')).toBe('Showing B · After');
-  await page.click('#toggle-ab');
+  await click('#toggle-ab');
   expect(await page.getAttribute('#toggle-ab', 'aria-pressed')).toBe('false');
   expect(await page.$eval('#viewer .pane-b', (el: El) => window.getComputedStyle(el).visibility)).toBe('hidden');
+  await expectInViewDocked(page, '#edit');
+  await checkState('08-compare-toggle');
 
   // Difference: each pixel of the canvas is |A - B| of the frame on screen.
-  await page.click('#compare-mode [data-value="difference"]');
+  await click('#compare-mode [data-value="difference"]');
   await page.waitForSelector('#viewer-canvas[data-frame="0"]');
   const diff = await page.evaluate(() => {
     const canvas = document.querySelector<CanvasEl>('#viewer-canvas')!;
@@ -425,10 +401,11 @@ it('compares the result five ways, drawing the difference and the matte from rea
   expect(diff.worst).toBeLessThanOrEqual(2);
   // The oracle's edit changes the picture: the difference is not black everywhere.
   expect(diff.mean).toBeGreaterThan(1);
-  await shot('wide-03-compare-difference');
+  await expectInViewDocked(page, '#edit');
+  await checkState('09-compare-difference');
 
   // Matte: the result, tinted where the automatic mask let the edit change it.
-  await page.click('#compare-mode [data-value="matte"]');
+  await click('#compare-mode [data-value="matte"]');
   await page.waitForSelector('#viewer-canvas[data-frame="0"][data-matte]');
   const matte = await page.evaluate(async () => {
     const canvas = document.querySelector<CanvasEl>('#viewer-canvas')!;
@@ -456,9 +433,9 @@ it('compares the result five ways, drawing the difference and the matte from rea
   });
   expect(matte.most).toBeGreaterThan(0);
   expect(matte.error).toBeLessThanOrEqual(3);
-  await shot('wide-04-compare-matte');
-  await expectAccessible('wide, compare matte');
-  await page.click('#compare-mode [data-value="ab"]');
+  await expectInViewDocked(page, '#edit');
+  await checkState('10-compare-matte');
+  await click('#compare-mode [data-value="ab"]');
 });
 
 it('stays on the result the user is scrubbing when another job finishes', async () => {
@@ -467,11 +444,11 @@ it('stays on the result the user is scrubbing when another job finishes', async 
   // A long edit, then a preview queued behind it: the viewer follows the preview, and shows the edit when it ends.
   await page.fill('#steps', '40');
   const top = await newestJobId();
-  await page.click('#edit');
+  await click('#edit');
   const long = await waitForNewJob(top);
   expect(long).not.toBe(looked);
   await page.fill('#steps', '5');
-  await page.click('#preview');
+  await click('#preview');
   const queued = await waitForNewJob(long);
   await expectInView(`#current-job[data-job-id="${queued}"]`);
   await page.waitForSelector(`#viewer[data-job-id="${long}"][data-showing="result"]`, { timeout: 90_000 });
@@ -486,9 +463,10 @@ it('stays on the result the user is scrubbing when another job finishes', async 
   expect(await page.textContent('#compare-clock')).toBe('00:00:00:05 · frame 6 of 24');
   await expectInView('#preview');
   // Asking for the other one shows it.
-  await page.click(`[data-job-id="${queued}"] button:has-text("Compare")`);
+  await click(`[data-job-id="${queued}"] button:has-text("Compare")`);
   await page.waitForSelector(`#viewer[data-job-id="${queued}"]`);
-  await docked('result', '05-result');
+  await expectInView('#edit');
+  await checkState('05-result');
   expect(pageErrors).toEqual([]);
 });
 
@@ -536,11 +514,10 @@ it('in Premiere mode: the selected clip shows under the clip card, and a preview
     expect(order.source).toBeLessThan(order.viewer);
     expect(order.viewer).toBeLessThan(order.form);
     await expectInView('#preview');
-    await shot('premiere-01-clip');
-    await expectAccessible('premiere, clip selected');
+    await checks.checkState(page, '11-premiere-clip');
 
     await page.fill('#prompt', 'a blue car on a gray road');
-    await page.click('#preview');
+    await click('#preview');
     const id = await waitForNewJob(null);
     await expectInView(`#current-job[data-job-id="${id}"]`);
     expect(await page.getAttribute('#viewer', 'data-showing')).toBe('live');
@@ -549,8 +526,8 @@ it('in Premiere mode: the selected clip shows under the clip card, and a preview
     // Polled to the end (UXP has no EventSource), then back to the clip.
     expect(panel.requests.some((r) => r.endsWith('/events'))).toBe(false);
     await page.waitForSelector('#viewer[data-showing="source"]');
-    await shot('premiere-02-preview-done');
-    await expectAccessible('premiere, preview done');
+    await expectInView('#edit');
+    await checks.checkState(page, '12-premiere-preview-done');
   } finally {
     page = main;
     await panel.context.close();

@@ -1,7 +1,8 @@
 // The web UI in real Chromium against a real `reshoot serve` on loopback with the generated oracle model: open the
 // printed URL, probe a clip, run an edit with live progress, cancel a second one, play the result beside the
 // original, read at the panel's 320 px, and check that a page of another origin cannot submit a job.
-// Screenshots of each state go to test-output/e2e/.
+// Each state is pictured and checked with axe-core at 1280×800 and docked at 320×560 (test-output/e2e/web-ui/), and
+// docked, the action and the new job stay in view after each click.
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -15,10 +16,11 @@ import type { ClipSelection, HistoryEntry, Selection } from '../../panel/src/hos
 import { launchChromium } from '../support/browser';
 import { openPremierePanel } from '../support/premiere-panel';
 import { startServe, stopChildren, type Served } from '../support/children';
+import { DOCKED, WIDE, clickInView, expectInView, expectInViewDocked, panelChecks } from '../support/panel-checks';
 
 const ROOT = path.resolve(__dirname, '../..');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
-const SHOTS = path.join(ROOT, 'test-output/e2e');
+const checks = panelChecks('web-ui');
 const PROMPT = 'a blue car on a gray road';
 const SOURCE_PROMPT = 'a red car on a gray road';
 
@@ -107,8 +109,14 @@ async function getJob(id: string): Promise<Job> {
   return (await api('GET', `/v1/jobs/${id}`)) as Job;
 }
 
-async function shot(name: string, p: Page = page): Promise<void> {
-  await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+/** The state on screen in `p`, pictured and checked with axe-core at both of the panel's sizes. */
+async function checkState(name: string, p: Page = page): Promise<void> {
+  await checks.checkState(p, name);
+}
+
+/** Every click on the panel: afterwards, docked at 320×560, the action is still on screen. */
+function click(selector: string, p: Page = page): Promise<void> {
+  return clickInView(p, selector);
 }
 
 async function jobPercent(id: string): Promise<number> {
@@ -137,7 +145,6 @@ async function newestJobId(): Promise<string> {
 beforeAll(async () => {
   if (!fs.existsSync(WEB_UI))
     throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
-  fs.mkdirSync(SHOTS, { recursive: true });
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-e2e-'));
   clip = path.join(home, 'street.mp4');
   // allSettled, not all: when one of the three fails, the others' results (a running engine, a browser) must still
@@ -157,7 +164,7 @@ beforeAll(async () => {
   if (started.status === 'fulfilled') engine = started.value;
   if (launched.status === 'fulfilled') browser = launched.value.browser;
   for (const r of [clipMade, started, launched]) if (r.status === 'rejected') throw r.reason;
-  context = await browser.newContext({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 });
+  context = await browser.newContext({ viewport: WIDE, deviceScaleFactor: 1 });
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
@@ -174,6 +181,7 @@ afterAll(async () => {
     // a variable.
     await stopChildren();
     if (home) fs.rmSync(home, { recursive: true, force: true });
+    if (checks.seen.length) process.stdout.write(`axe-core:\n  ${checks.seen.join('\n  ')}\n`);
   }
 });
 
@@ -186,18 +194,19 @@ it('opens the printed URL, connects to the engine and takes the token out of the
   expect(status).toContain('cpu');
   expect(page.url()).toBe(`${engine.origin}/`);
   expect(page.url()).not.toContain(engine.token);
-  await shot('01-connected-empty');
+  await checkState('01-connected-empty');
 });
 
 it('probes a clip, and marks the field at fault for client-side and engine-side problems', async () => {
   // A path that does not exist: the engine's problem lands on the path field.
   await page.fill('#source-path', path.join(home, 'missing.mp4'));
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForSelector('#source-path[aria-invalid="true"]');
   expect(await page.textContent('#clip-card')).toMatch(/missing\.mp4|not|No such/i);
+  await checkState('02a-path-refused');
 
   await page.fill('#source-path', clip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForFunction(() => /24 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
   const probe = (await page.textContent('#probe-info'))!;
   expect(probe).toContain('128×72');
@@ -208,9 +217,11 @@ it('probes a clip, and marks the field at fault for client-side and engine-side 
 
   // No prompt: the engine's own schema, run in the page, names the field; nothing is sent.
   const before = (await listJobs()).length;
-  await page.click('#edit');
+  await click('#edit');
   await page.waitForSelector('#prompt[aria-invalid="true"]');
   expect(await page.textContent('.field.invalid .field-message')).toContain('prompt is empty');
+  await expectInViewDocked(page, '#edit');
+  await checkState('02b-prompt-missing');
 
   // An out point past the end of the media: the browser host knows the length from the probe and says so at once.
   await page.fill('#prompt', PROMPT);
@@ -221,25 +232,27 @@ it('probes a clip, and marks the field at fault for client-side and engine-side 
     'Out is past the end of the clip (00:00:01:00, 24 frames)',
   );
   expect(await page.isDisabled('#edit')).toBe(true);
+  await checkState('02c-range-refused');
   await page.fill('#source-out', '');
   await page.press('#source-out', 'Tab');
   await page.waitForSelector('#edit:not([disabled])');
 
   // A matte that does not exist passes the schema but not the engine: its 422 problem document marks the field.
-  await page.click('#mask-choice [data-value="file"]');
+  await click('#mask-choice [data-value="file"]');
   await page.fill('#mask-path', path.join(home, 'no-such-matte.png'));
-  await page.click('#edit');
+  await click('#edit');
   await page.waitForSelector('#mask-path[aria-invalid="true"]');
   expect(await page.getAttribute('#form-problem', 'data-field')).toBe('mask.path');
   expect(await page.textContent('#form-problem')).toContain('Mask file not found');
   expect(await page.textContent('.field.invalid .field-message')).toContain('no-such-matte.png does not exist');
-  await shot('02-problem-marked');
+  await expectInViewDocked(page, '#edit');
+  await checkState('02d-matte-refused');
   expect((await listJobs()).length).toBe(before);
-  await page.click('#mask-choice [data-value="none"]');
+  await click('#mask-choice [data-value="none"]');
 });
 
 it('draws a box mask on a still of the clip', async () => {
-  await page.click('#mask-choice [data-value="box"]');
+  await click('#mask-choice [data-value="box"]');
   const stage = await page.waitForSelector('#mask-stage img[src*="/v1/media/still"]');
   await page.waitForFunction(() => (document.querySelector<ImageEl>('#mask-stage img')?.naturalWidth ?? 0) > 0);
   // The form scrolls between the header and the action bar: the still must be in view to be drawn on.
@@ -252,21 +265,23 @@ it('draws a box mask on a still of the clip', async () => {
   await page.mouse.up();
   const value = (await page.textContent('#mask-box-value'))!;
   expect(value).toMatch(/x 0\.2[45] · y 0\.(19|20|21) · w 0\.5[01] · h 0\.(59|60|61)/);
-  await shot('03-box-mask');
-  await page.click('#mask-box-clear');
-  await page.click('#mask-choice [data-value="auto"]');
+  await checkState('03-box-mask');
+  await click('#mask-box-clear');
+  await click('#mask-choice [data-value="auto"]');
+  await expectInViewDocked(page, '#edit');
 });
 
 it('runs an edit with live progress, cancels a second one, and plays the result beside the original', async () => {
   await page.fill('#source-prompt', SOURCE_PROMPT);
-  await page.click('#advanced-toggle');
+  await click('#advanced-toggle');
   await page.fill('#steps', '10');
   await page.fill('#seed', '7');
-  await shot('04-ready');
+  await checkState('04-ready');
 
-  await page.click('#edit');
+  await click('#edit');
   await page.waitForSelector('#jobs article.job');
   const first = await newestJobId();
+  await expectInViewDocked(page, '#edit', `#current-job[data-job-id="${first}"]`);
   // Previews arrive over SSE while the job runs; record them as they come, since the thumbnail turns into the
   // result's still once the job is done.
   await page.evaluate((id) => {
@@ -285,17 +300,18 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
     `[data-job-id="${first}"] .job-thumb-img.live, [data-job-id="${first}"][data-state="succeeded"]`,
     { timeout: 30_000 },
   );
-  await shot('05-running');
+  await checkState('05-running');
 
   // A second, long job queues behind the first.
   await page.fill('#steps', '200');
-  await page.click('#edit');
+  await click('#edit');
   await page.waitForFunction(
     (id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id,
     first,
   );
   const second = await newestJobId();
   expect(second).not.toBe(first);
+  await expectInViewDocked(page, '#edit', `#current-job[data-job-id="${second}"]`);
 
   // The first finishes: the before/after player loads its result.
   await page.waitForSelector(`[data-job-id="${first}"][data-state="succeeded"]`, { timeout: 60_000 });
@@ -311,12 +327,12 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(await page.textContent('#viewer')).toContain(PROMPT);
 
   // Playing moves the result's clock, and the "before" side follows it frame by frame.
-  await page.click('#play');
+  await click('#play');
   await page.waitForFunction(() => document.querySelector<VideoEl>('#after-video')!.currentTime > 0.3, undefined, {
     timeout: 10_000,
   });
   expect(await page.$eval('#after-video', (v: VideoEl) => v.paused)).toBe(false);
-  await page.click('#play');
+  await click('#play');
   await page.$eval('#scrub', (input: InputEl) => {
     input.value = '12';
     input.dispatchEvent(new window.Event('input', { bubbles: true }));
@@ -334,8 +350,8 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   // The second job runs once the first is done; cancel it mid-way.
   const p3 = await waitForPercentAbove(second, 0, 30_000);
   expect(p3).toBeGreaterThan(0);
-  await shot('06-done-and-second-running');
-  await page.click(`[data-job-id="${second}"] .job-cancel`);
+  await checkState('06-done-and-second-running');
+  await click(`[data-job-id="${second}"] .job-cancel`);
   try {
     await page.waitForSelector(`[data-job-id="${second}"][data-state="canceled"]`);
   } catch (err) {
@@ -360,16 +376,17 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect((await getJob(second)).state).toBe('canceled');
   expect((await getJob(first)).state).toBe('succeeded');
   await page.evaluate(() => window.scrollTo(0, 0));
-  await shot('07-done-before-after-and-canceled');
+  await checkState('07-done-before-after-and-canceled');
 
   // Preview: the first four frames at half size, shown in the same player.
   await page.fill('#steps', '10');
-  await page.click('#preview');
+  await click('#preview');
   await page.waitForFunction(
     (id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id,
     second,
   );
   const preview = await newestJobId();
+  await expectInViewDocked(page, '#preview', `#current-job[data-job-id="${preview}"]`);
   expect(await page.textContent(`[data-job-id="${preview}"] .badge`)).toBe('Preview');
   await page.waitForSelector(`[data-job-id="${preview}"][data-state="succeeded"]`, { timeout: 30_000 });
   await page.waitForFunction(() => /preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
@@ -379,6 +396,7 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(previewJob.request.output).toBeUndefined();
   await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2);
   expect(await page.$eval('#after-video', (v: VideoEl) => v.duration)).toBeCloseTo(4 / 24, 2);
+  await checkState('07a-preview-done');
 
   // The finished edit is in the history, with its seed and settings; the preview is not.
   const item = (await page.textContent(`#history [data-job-id="${first}"]`))!;
@@ -386,8 +404,10 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(item).toContain('seed 7');
   expect(item).toContain('10 steps');
   expect(await page.$(`#history [data-job-id="${preview}"]`)).toBeNull();
-  await page.click(`#history [data-job-id="${first}"] button:has-text("Compare")`);
+  await click(`#history [data-job-id="${first}"] button:has-text("Compare")`);
   await page.waitForFunction(() => !/preview/.test(document.querySelector('.compare-sub')?.textContent ?? ''));
+  await expectInViewDocked(page, '#edit');
+  await checkState('07d-history-compare');
 });
 
 it("offers the attention methods, and marks the engine's refusal of each on the oracle at its control", async () => {
@@ -402,23 +422,24 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     // Off by default, and the mode, which applies only with it on, is out of the way.
     expect(await page.getAttribute('#cross-frame [data-value="off"]', 'aria-checked')).toBe('true');
     expect(await page.isVisible('#cross-frame-mode')).toBe(false);
-    await page.click('#cross-frame [data-value="first"]');
+    await click('#cross-frame [data-value="first"]');
     expect(await page.isVisible('#cross-frame-mode')).toBe(true);
-    await page.click('#cross-frame-mode [data-value="replace"]');
+    await click('#cross-frame-mode [data-value="replace"]');
 
     // The oracle's UNet has no self-attention: the engine refuses the job at submission with a 422 for
     // attention.crossFrame, and the page marks the control.
     const before = await listJobs();
-    await page.click('#preview');
+    await click('#preview');
     await page.waitForSelector('#cross-frame[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.crossFrame');
     expect(await page.textContent('#form-problem')).toContain('See the highlighted field.');
     expect(await page.textContent('.field.invalid .field-message')).toContain('self-attention');
     expect(sent.at(-1)?.attention).toEqual({ crossFrame: { anchors: 'first', mode: 'replace' } });
     expect((await listJobs()).length).toBe(before.length);
-    await shot('07b-cross-frame-refused');
+    await expectInViewDocked(page, '#preview');
+    await checkState('07b-cross-frame-refused');
 
-    await page.click('#cross-frame [data-value="off"]');
+    await click('#cross-frame [data-value="off"]');
     expect(await page.getAttribute('#cross-frame', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#form-problem')).toBe(false);
     expect(await page.isVisible('#cross-frame-mode')).toBe(false);
@@ -434,15 +455,15 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     ]);
     expect(await page.getAttribute('#structure [data-value="off"]', 'aria-checked')).toBe('true');
     expect(await page.getAttribute('#word-swap [data-value="off"]', 'aria-checked')).toBe('true');
-    await page.click('#structure [data-value="balanced"]');
-    await page.click('#word-swap [data-value="on"]');
-    await page.click('#preview');
+    await click('#structure [data-value="balanced"]');
+    await click('#word-swap [data-value="on"]');
+    await click('#preview');
     await page.waitForSelector('#structure[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.structure');
     expect(sent.at(-1)?.attention).toEqual({ structure: 0.8, wordSwap: {} });
-    await page.click('#structure [data-value="off"]');
+    await click('#structure [data-value="off"]');
     expect(await page.isVisible('#form-problem')).toBe(false);
-    await page.click('#preview');
+    await click('#preview');
     await page.waitForSelector('#word-swap[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.wordSwap');
     expect(await page.textContent('.field.invalid .field-message')).toContain('cross-attention');
@@ -450,7 +471,7 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     expect((await listJobs()).length).toBe(before.length);
 
     // Off again: the mark and the summary go, and the request is the one it was before the options existed.
-    await page.click('#word-swap [data-value="off"]');
+    await click('#word-swap [data-value="off"]');
     expect(await page.getAttribute('#word-swap', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#form-problem')).toBe(false);
 
@@ -461,13 +482,13 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
       '1 in 8',
       '1 in 16',
     ]);
-    await page.click('#token-flow [data-value="8"]');
-    await page.click('#preview');
+    await click('#token-flow [data-value="8"]');
+    await click('#preview');
     await page.waitForSelector('#token-flow[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.tokenFlow');
     expect(await page.textContent('.field.invalid .field-message')).toContain('no self-attention');
     expect(sent.at(-1)?.attention).toEqual({ tokenFlow: { keyframeEvery: 8 } });
-    await page.click('#token-flow [data-value="off"]');
+    await click('#token-flow [data-value="off"]');
     expect(await page.getAttribute('#token-flow', 'aria-invalid')).toBe('false');
     expect((await listJobs()).length).toBe(before.length);
 
@@ -475,14 +496,14 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     // goes as attention.reweight, and the oracle's refusal (no cross-attention) lands at the same field.
     await page.fill('#emphasis', 'blue=x');
     const posted = sent.length;
-    await page.click('#preview');
+    await click('#preview');
     await page.waitForSelector('#emphasis[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.reweight');
     expect(await page.textContent('.field.invalid .field-message')).toContain('word=scale pairs');
     expect(sent.length).toBe(posted);
     await page.fill('#emphasis', 'blue=2');
     expect(await page.getAttribute('#emphasis', 'aria-invalid')).toBe('false');
-    await page.click('#preview');
+    await click('#preview');
     await page.waitForSelector('#emphasis[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('attention.reweight');
     expect(await page.textContent('.field.invalid .field-message')).toContain('this model has none');
@@ -500,24 +521,25 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     expect(await page.getAttribute('#mask-from [data-value="difference"]', 'aria-checked')).toBe('true');
     expect(await page.isVisible('#mask-from')).toBe(true);
     for (const other of ['none', 'file']) {
-      await page.click(`#mask-choice [data-value="${other}"]`);
+      await click(`#mask-choice [data-value="${other}"]`);
       expect(await page.isVisible('#mask-from')).toBe(false);
     }
-    await page.click('#mask-choice [data-value="auto"]');
-    await page.click('#mask-from [data-value="attention"]');
-    await page.click('#preview');
+    await click('#mask-choice [data-value="auto"]');
+    await click('#mask-from [data-value="attention"]');
+    await click('#preview');
     await page.waitForSelector('#mask-from[aria-invalid="true"]');
     expect(await page.getAttribute('#form-problem', 'data-field')).toBe('mask.from');
     expect(sent.at(-1)?.mask).toEqual({ type: 'auto', from: 'attention' });
     expect(sent.at(-1)).not.toHaveProperty('attention');
     expect((await listJobs()).length).toBe(before.length);
-    await shot('07c-mask-from-refused');
-    await page.click('#mask-from [data-value="difference"]');
+    await expectInViewDocked(page, '#preview');
+    await checkState('07c-mask-from-refused');
+    await click('#mask-from [data-value="difference"]');
     expect(await page.getAttribute('#mask-from', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#form-problem')).toBe(false);
     await page.fill('#steps', '1');
     const newest = await newestJobId();
-    await page.click('#preview');
+    await click('#preview');
     await page.waitForFunction(
       (id) => document.querySelector('#jobs article.job:first-child')?.getAttribute('data-job-id') !== id,
       newest,
@@ -563,8 +585,8 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
     try {
       await tab.goto(engine.printedUrl);
       await tab.waitForSelector('#history [data-job-id="sd-job"]');
-      await tab.click('#advanced-toggle');
-      await tab.click('#history [data-job-id="sd-job"] button:has-text("Reuse")');
+      await click('#advanced-toggle', tab);
+      await click('#history [data-job-id="sd-job"] button:has-text("Reuse")', tab);
       expect(await tab.getAttribute('#cross-frame [data-value="first+previous"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#cross-frame-mode [data-value="replace"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#cross-frame-mode')).toBe(true);
@@ -575,7 +597,8 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
       expect(await tab.getAttribute('#mask-choice [data-value="auto"]', 'aria-checked')).toBe('true');
       expect(await tab.getAttribute('#mask-from [data-value="attention"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#mask-from')).toBe(true);
-      await tab.click('#history [data-job-id="old-job"] button:has-text("Reuse")');
+      await checkState('07e-history-reused', tab);
+      await click('#history [data-job-id="old-job"] button:has-text("Reuse")', tab);
       expect(await tab.getAttribute('#cross-frame [data-value="off"]', 'aria-checked')).toBe('true');
       expect(await tab.isVisible('#cross-frame-mode')).toBe(false);
       expect(await tab.getAttribute('#structure [data-value="off"]', 'aria-checked')).toBe('true');
@@ -597,7 +620,7 @@ it("offers the attention methods, and marks the engine's refusal of each on the 
 });
 
 it('reads at the docked panel width of 320 px', async () => {
-  await page.setViewportSize({ width: 320, height: 900 });
+  await page.setViewportSize(DOCKED);
   await page.evaluate(() => window.scrollTo(0, 0));
   const overflow = await page.evaluate(
     () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
@@ -610,18 +633,17 @@ it('reads at the docked panel width of 320 px', async () => {
       .map((el) => el.id || el.className),
   );
   expect(outside).toEqual([]);
-  // The panel shows one screenful at a time: its top, then the jobs and the player further down; and the whole page.
-  await page.screenshot({ path: path.join(SHOTS, '08a-narrow-320-top.png') });
+  // The panel shows one screenful at a time: its top, then the jobs and the player further down.
+  await checkState('08a-narrow-top');
   await page.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
-  await page.screenshot({ path: path.join(SHOTS, '08b-narrow-320-results.png') });
-  await shot('08c-narrow-320-full');
-  await page.setViewportSize({ width: 1280, height: 860 });
+  await checkState('08b-narrow-results');
+  await page.setViewportSize(WIDE);
 });
 
 it('shows the light, dark and darkest themes with ?theme=, the same CSS Premiere switches by document.theme', async () => {
   const backgrounds: Record<string, string> = {};
   for (const theme of ['light', 'dark', 'darkest']) {
-    const themed = await browser.newPage({ viewport: { width: 320, height: 900 } });
+    const themed = await browser.newPage({ viewport: DOCKED });
     await themed.goto(`${engine.printedUrl}&theme=${theme}`);
     await themed.waitForSelector('#engine-status[data-state="connected"]');
     expect(await themed.evaluate(() => document.querySelector<{ className: string }>('body')!.className)).toBe(
@@ -633,7 +655,7 @@ it('shows the light, dark and darkest themes with ?theme=, the same CSS Premiere
           document.querySelector('body'),
         ).backgroundColor,
     );
-    await themed.screenshot({ path: path.join(SHOTS, `12-theme-${theme}.png`) });
+    await checkState(`12-theme-${theme}`, themed);
     await themed.close();
   }
   expect(backgrounds).toEqual({
@@ -650,11 +672,11 @@ it('keeps the token for the tab and the history across a reload', async () => {
   expect(await page.textContent('#history')).toContain(PROMPT);
 
   // A tab opened on the bare address has no token and says how to get one.
-  const other = await browser.newPage({ viewport: { width: 900, height: 600 } });
+  const other = await browser.newPage({ viewport: WIDE });
   await other.goto(`${engine.origin}/`);
   await other.waitForSelector('#engine-status[data-state="no-token"]');
   expect(await other.textContent('#engine-status')).toContain('?token=');
-  await shot('09-token-missing', other);
+  await checkState('09-token-missing', other);
   await other.close();
 });
 
@@ -734,7 +756,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     page: panel,
     requests,
   } = await openPremierePanel(browser, engine, {
-    viewport: { width: 320, height: 760 },
+    viewport: DOCKED,
     resultsFolder,
     onPageError: (m) => pageErrors.push(`premiere pageerror: ${m}`),
   });
@@ -744,6 +766,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(await panel.isDisabled('#edit')).toBe(true);
     expect(await panel.$('#source-path')).toBeNull();
     expect(await panel.$('#compare')).toBeNull();
+    await checkState('11-premiere-nothing-selected', panel);
 
     const messages: [Selection, string][] = [
       [{ kind: 'several', count: 3 }, '3 clips selected'],
@@ -755,12 +778,12 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
       await panel.evaluate((s) => window.harness.setSelection(s), sel);
       await panel.waitForFunction((t) => (document.querySelector('#clip-card')?.textContent ?? '').includes(t), text);
       expect(await panel.isDisabled('#edit')).toBe(true);
+      await checkState(`11-premiere-${sel.kind}`, panel);
     }
     // Disabled the way a widget reads it: by its attribute.
     expect(await panel.getAttribute('#edit', 'disabled')).toBe('');
     await panel.evaluate(() => window.harness.setSelection({ kind: 'several', count: 3 }));
     await panel.waitForFunction(() => /3 clips selected/.test(document.querySelector('#clip-card')?.textContent ?? ''));
-    await shot('11a-premiere-320-several-selected', panel);
 
     // One clip on V2 at 10 s on the timeline, playing its media from 0 s.
     const clipSel: ClipSelection = {
@@ -788,8 +811,9 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     await panel.waitForFunction(() =>
       /^No render preset yet/.test(document.querySelector('#render-preset')?.textContent ?? ''),
     );
+    await checkState('11-premiere-render-first', panel);
     await panel.evaluate(() => (window.harness.nextPick = '/Users/editor/Presets/ProRes HQ match.epr'));
-    await panel.click('#choose-preset');
+    await click('#choose-preset', panel);
     await panel.waitForFunction(
       () => document.querySelector('#render-preset')?.textContent === 'Render preset: ProRes HQ match.epr',
     );
@@ -802,10 +826,11 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(card).toContain('V2');
     expect(card).toContain('24 frames');
     expect(card).toContain('source 00:00:00:00 – 00:00:01:00');
+    await checkState('11-premiere-clip', panel);
 
     await panel.fill('#prompt', PROMPT);
     await panel.fill('#source-prompt', SOURCE_PROMPT);
-    await panel.click('#advanced-toggle');
+    await click('#advanced-toggle', panel);
     await panel.fill('#steps', '5');
     await panel.fill('#seed', '3');
     // UXP's own Spectrum buttons, in the roles Spectrum gives them; only the panel's toggles stay native buttons.
@@ -826,9 +851,11 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
           .map((b) => b.id || b.className),
       ),
     ).toEqual([]);
-    await panel.click('#edit');
+    await click('#edit', panel);
     await panel.waitForSelector('#jobs article.job');
     const id = (await panel.getAttribute('#jobs article.job', 'data-job-id'))!;
+    await expectInView(panel, '#edit');
+    await expectInView(panel, `#current-job[data-job-id="${id}"]`);
     expect(await widget(`[data-job-id="${id}"] .job-cancel`)).toEqual({
       tag: 'sp-button',
       variant: 'warning',
@@ -842,7 +869,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
       { timeout: 30_000 },
     );
     await panel.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
-    await panel.screenshot({ path: path.join(SHOTS, '11b-premiere-320-running.png') });
+    await checkState('11b-premiere-running', panel);
 
     // Done: placed by itself, above the original, labelled with the prompt.
     await panel.waitForSelector(`[data-job-id="${id}"] .job-note.ok`, { timeout: 60_000 });
@@ -865,7 +892,7 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
     expect(requests.filter((r) => r === `/v1/jobs/${id}`).length).toBeGreaterThan(2);
 
     // "Place again" from the history reuses the clip's range and track.
-    await panel.click(`#history [data-job-id="${id}"] .history-place`);
+    await click(`#history [data-job-id="${id}"] .history-place`, panel);
     await panel.waitForFunction(
       (jid) =>
         /new track, V4/.test(
@@ -884,10 +911,11 @@ it('in Premiere mode: explains each selection, polls the job, places the result 
       clipName: 'street.mp4',
       settings: { steps: 5, method: 'inversion' },
     });
+    await expectInView(panel, '#edit');
     await panel.$eval('.jobs', (el: PageElement) => el.scrollIntoView());
-    await panel.screenshot({ path: path.join(SHOTS, '11c-premiere-320-placed.png') });
+    await checkState('11c-premiere-placed', panel);
     await panel.evaluate(() => window.scrollTo(0, 0));
-    await panel.screenshot({ path: path.join(SHOTS, '11d-premiere-320-top.png') });
+    await checkState('11d-premiere-top', panel);
   } finally {
     await panelContext.close();
   }
@@ -900,13 +928,15 @@ it('says how to start the engine when it is not running, and reconnects by itsel
   expect(await page.textContent('#engine-status')).toContain('npx reshoot serve');
   expect(await page.isDisabled('#edit')).toBe(true);
   await page.evaluate(() => window.scrollTo(0, 0));
-  await shot('10-engine-not-running');
+  await checkState('10-engine-not-running');
 
   // Same home (same token) and same port: the page finds it again without a reload.
   engine = await startEngine(Number(new URL(engine.origin).port));
   await page.waitForSelector('#engine-status[data-state="connected"]', { timeout: 15_000 });
   await page.fill('#source-path', clip);
-  await page.click('#probe');
+  await click('#probe');
   await page.waitForSelector('#edit:not([disabled])');
+  await expectInViewDocked(page, '#edit');
+  await checkState('10b-engine-back');
   expect(pageErrors).toEqual([]);
 });
