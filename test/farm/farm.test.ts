@@ -31,10 +31,15 @@ interface Node {
 
 const logs: string[][] = [];
 
-async function api(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${engine.origin}${route}`, {
+async function api(
+  method: string,
+  route: string,
+  body?: unknown,
+  on: Served = engine,
+): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${on.origin}${route}`, {
     method,
-    headers: { authorization: `Bearer ${engine.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: { authorization: `Bearer ${on.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -435,6 +440,47 @@ it('maps shared-storage paths on the node, and fails a job whose paths no mappin
     expect(fs.existsSync(elsewhere)).toBe(false);
   } finally {
     await stopNode(refusing);
+  }
+});
+
+it('writes a job without an output folder into --renders on shared storage, and refuses it without', async () => {
+  const noOutput: Record<string, unknown> = request('', 100);
+  delete noOutput.output;
+  // The suite's engine has no --renders: a node cannot write into the engine's private renders folder.
+  const refused = await api('POST', '/v1/jobs', noOutput);
+  expect(refused.status).toBe(422);
+  expect(refused.json).toMatchObject({ field: 'output.folder' });
+  expect((refused.json as { detail: string }).detail).toContain(
+    'Choose an output folder on shared storage that the render nodes reach, or start the engine with reshoot serve --queue … --renders DIR',
+  );
+
+  const shared = path.join(root, 'shared-renders');
+  fs.mkdirSync(shared);
+  const withRenders = await startServe({
+    home: path.join(root, 'renders-engine'),
+    args: ['--queue', redis.url, '--renders', shared],
+  });
+  logs.push(withRenders.stderr);
+  const node = await startNode();
+  try {
+    const r = await api('POST', '/v1/jobs', noOutput, withRenders);
+    expect(r.status).toBe(202);
+    const id = (r.json as Job).id;
+    const done = await waitFor(async () => {
+      const j = (await api('GET', `/v1/jobs/${id}`, undefined, withRenders)).json as Job;
+      return j.state === 'queued' || j.state === 'running' ? undefined : j;
+    }, 'the job without an output folder');
+    expectSucceeded(done);
+    expect(path.dirname(done.result!.path)).toBe(shared);
+    expect(fs.readdirSync(shared)).toEqual([path.basename(done.result!.path)]);
+    const file = await fetch(`${withRenders.origin}/v1/jobs/${id}/result`, {
+      headers: { authorization: `Bearer ${withRenders.token}` },
+    });
+    expect(file.status).toBe(200);
+    expect(Buffer.from(await file.arrayBuffer()).equals(fs.readFileSync(path.join(localDir, 'edit-0.mp4')))).toBe(true);
+  } finally {
+    await stopNode(node);
+    withRenders.proc.kill('SIGTERM');
   }
 });
 
