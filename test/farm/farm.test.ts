@@ -401,47 +401,80 @@ it('loses no queued job when Redis restarts between submissions', async () => {
   }
 });
 
-it('maps shared-storage paths on the node, and fails a job whose paths no mapping covers with that reason', async () => {
-  // The engine sees the shared folder at one path, the node at another (a link stands in for the mount).
-  const shared = path.join(root, 'nas');
-  const engineView = path.join(root, 'Volumes-Projects');
-  fs.mkdirSync(shared);
-  fs.copyFileSync(clip, path.join(shared, 'shot.mp4'));
-  fs.symlinkSync(shared, engineView);
-  const id = (
-    (
-      await api('POST', '/v1/jobs', {
-        ...request(path.join(engineView, 'shot-edit.mp4'), 21),
-        source: { path: path.join(engineView, 'shot.mp4'), in: 0, out: 0.5 },
-      })
-    ).json as Job
-  ).id;
-  // From here on only the node's own path reaches the files: without the mapping the job could not run.
-  fs.unlinkSync(engineView);
-  const node = await startNode(['--map', `${engineView}=${shared}`]);
-  try {
-    const done = await finished(id);
-    expectSucceeded(done);
-    // Reported as the engine names it; written where the node's path leads.
-    expect(done.result?.path).toBe(path.join(engineView, 'shot-edit.mp4'));
-    expect(fs.existsSync(path.join(shared, 'shot-edit.mp4'))).toBe(true);
-  } finally {
-    await stopNode(node);
-  }
+it(
+  'leaves a job its node cannot map to a node that can, and fails one that no node can map once each has refused',
+  async () => {
+    // The engine sees the shared folder at one path, the nodes at another (a link stands in for the mount).
+    const shared = path.join(root, 'nas');
+    const engineView = path.join(root, 'Volumes-Projects');
+    fs.mkdirSync(shared);
+    fs.mkdirSync(path.join(shared, 'gone'));
+    fs.copyFileSync(clip, path.join(shared, 'shot.mp4'));
+    fs.symlinkSync(shared, engineView);
+    // One node maps the engine's path; the other maps another share only and is idle whenever the first is busy.
+    const [mapping, refusing] = await Promise.all([
+      startNode(['--map', `${engineView}=${shared}`]),
+      startNode(['--map', `/Volumes/Projects=${shared}`]),
+    ]);
+    try {
+      await waitFor(async () => ((await workersNow()).length === 2 ? true : undefined), 'two render nodes');
+      const submit = async (output: string, seed: number) => {
+        const r = await api('POST', '/v1/jobs', {
+          ...request(output, seed),
+          source: { path: path.join(engineView, 'shot.mp4'), in: 0, out: 0.5 },
+        });
+        expect(r.status).toBe(202);
+        return (r.json as Job).id;
+      };
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push(await submit(path.join(engineView, `shot-edit-${i}.mp4`), 100 + i));
+      // Its output folder is there when the engine checks it, and gone when a node does: the job's own fault.
+      const gone = await submit(path.join(engineView, 'gone', 'edit.mp4'), 9);
+      fs.rmdirSync(path.join(shared, 'gone'));
+      // From here on only the nodes' own path reaches the files.
+      fs.unlinkSync(engineView);
 
-  const elsewhere = path.join(root, 'unmapped-out.mp4');
-  const refusing = await startNode(['--map', `/Volumes/Projects=${shared}`]);
-  try {
-    const bad = ((await api('POST', '/v1/jobs', request(elsewhere, 22))).json as Job).id;
-    const failed = await finished(bad);
-    expect(failed.state).toBe('failed');
-    expect(failed.error?.detail).toContain(`cannot reach the job's source ${clip}: no --map covers it`);
-    expect(failed.error?.detail).toContain('/Volumes/Projects');
-    expect(fs.existsSync(elsewhere)).toBe(false);
-  } finally {
-    await stopNode(refusing);
-  }
-});
+      for (const [i, id] of ids.entries()) {
+        const done = await finished(id);
+        expectSucceeded(done);
+        expect(done.worker?.id).toBe(mapping.id);
+        // Reported as the engine names it; written where the node's path leads.
+        expect(done.result?.path).toBe(path.join(engineView, `shot-edit-${i}.mp4`));
+        expect(
+          fs
+            .readFileSync(path.join(shared, `shot-edit-${i}.mp4`))
+            .equals(fs.readFileSync(path.join(localDir, `edit-${i}.mp4`))),
+        ).toBe(true);
+      }
+      // The idle node took some first, and handed them on rather than fail them.
+      const refused = ids.filter((id) => refusing.stderr.join('').includes(`job ${id}: render node ${refusing.id}`));
+      expect(refused.length).toBeGreaterThan(0);
+
+      // Not tried again: one try, on the node that could reach its paths.
+      const failedGone = await finished(gone);
+      expect(failedGone.state).toBe('failed');
+      expect(failedGone.error?.detail).toContain(`${path.join(shared, 'gone')} does not exist`);
+      expect(mapping.stderr.join('').split(`job ${gone} (attempt`)).toHaveLength(2);
+
+      // Each live node refuses once, and the job fails with both reasons.
+      const elsewhere = path.join(root, 'unmapped-out.mp4');
+      const bad = ((await api('POST', '/v1/jobs', request(elsewhere, 22))).json as Job).id;
+      const failed = await finished(bad);
+      expect(failed.state).toBe('failed');
+      for (const node of [mapping, refusing]) {
+        expect(failed.error?.detail).toContain(
+          `${node.id}: render node ${node.id} cannot reach the job's source ${clip}: no --map covers it`,
+        );
+        expect(node.stderr.join('').split(`job ${bad}: render node`)).toHaveLength(2);
+      }
+      expect(failed.error?.detail).toContain('/Volumes/Projects');
+      expect(fs.existsSync(elsewhere)).toBe(false);
+    } finally {
+      await Promise.all([mapping, refusing].map((n) => stopNode(n)));
+    }
+  },
+  LONG_TEST_MS,
+);
 
 it('writes a job without an output folder into --renders on shared storage, and refuses it without', async () => {
   const noOutput: Record<string, unknown> = request('', 100);

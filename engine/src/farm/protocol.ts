@@ -15,6 +15,14 @@ export const queueOf = (model: string) => `edits-${model}`;
 /** A queued edit: the job record as the engine planned it, paths as the engine names them. */
 export interface FarmJobData {
   job: Job;
+  /** The nodes that could not run it (farm/hand-back.ts), each with why. */
+  refusals?: Refusal[];
+}
+
+export interface Refusal {
+  /** The node's id (host-pid). */
+  node: string;
+  reason: string;
 }
 
 export type FarmJobResult = JobResult;

@@ -21,7 +21,10 @@ import {
 } from './protocol';
 import { announcedModel, listWorkers } from './registry';
 
-/** Tries of a job that fails on a node (its node died twice, or could not map its paths): another node may take it. */
+/**
+ * Tries of a job whose try failed outside the nodes' own sorting of failures (farm/hand-back.ts): a node that lost
+ * Redis while handing it back. A job's own fault ends it at once; a node's fault hands it to the others.
+ */
 const ATTEMPTS = 3;
 /** How long a cancel request is remembered for a job that a node has not taken yet. */
 const CANCEL_TTL_S = 24 * 3600;

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { JobProgress, JobRequest, JobResult, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
@@ -15,6 +15,7 @@ import { planJob, runJob } from '../jobs/runner';
 import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
+import { handBack, isJobFault, refusedBy } from './hand-back';
 import { toEngine, toLocal, type PathMapping } from './path-map';
 import {
   CANCEL_CHANNEL,
@@ -89,14 +90,18 @@ export class RenderWorker {
     subscriber.on('message', (_channel: string, jobId: string) => node.running.get(jobId)?.cancel());
     await subscriber.subscribe(CANCEL_CHANNEL);
     for (const model of o.models) {
-      const bull = new Worker<FarmJobData, FarmJobResult>(queueOf(model.info.name), (job) => node.process(job, model), {
-        connection: o.connection.bullmq,
-        prefix: PREFIX,
-        concurrency: o.concurrency,
-        maxStalledCount: MAX_STALLS,
-        ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
-        ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
-      });
+      const bull = new Worker<FarmJobData, FarmJobResult>(
+        queueOf(model.info.name),
+        (job, token) => node.process(job, model, token),
+        {
+          connection: o.connection.bullmq,
+          prefix: PREFIX,
+          concurrency: o.concurrency,
+          maxStalledCount: MAX_STALLS,
+          ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
+          ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
+        },
+      );
       bull.on('error', onError);
       node.bulls.push(bull);
     }
@@ -124,14 +129,35 @@ export class RenderWorker {
     return announce(this.redis, { status: this.status(), modelInfo }, this.o.heartbeatMs);
   }
 
-  private async process(bullJob: BullJob<FarmJobData, FarmJobResult>, model: PipelineWorker): Promise<FarmJobResult> {
+  private async process(
+    bullJob: BullJob<FarmJobData, FarmJobResult>,
+    model: PipelineWorker,
+    token: string | undefined,
+  ): Promise<FarmJobResult> {
     const job = bullJob.data.job;
     const worker = { id: this.id, host: os.hostname() };
     const send = (p: DistributiveOmit<FarmProgress, 'worker'>) =>
       bullJob.updateProgress({ ...p, worker }).catch(() => undefined);
     if (await this.redis.exists(canceledKey(job.id))) throw new UnrecoverableError(CANCELED_REASON);
-    const request = this.localRequest(job.request, job.outputPath);
-    const outputPath = this.local(job.outputPath, 'output');
+    const refuse = (reason?: string) =>
+      handBack(
+        this.redis,
+        bullJob,
+        token,
+        reason === undefined ? undefined : { node: this.id, reason },
+        model.info.name,
+      );
+    // It would fail here again: the other nodes get it, or it fails once none is left to try.
+    if (refusedBy(bullJob.data, this.id)) return refuse();
+    let request: JobRequest;
+    let outputPath: string;
+    try {
+      request = this.localRequest(job.request, job.outputPath);
+      outputPath = this.local(job.outputPath, 'output');
+    } catch (err) {
+      this.o.log(`job ${job.id}: ${(err as Error).message}; leaving it to the other render nodes`);
+      return refuse((err as Error).message);
+    }
     let canceledEarly = false;
     const ctx = {
       worker: model,
@@ -167,8 +193,14 @@ export class RenderWorker {
         this.o.log(`job ${job.id} canceled`);
         throw new UnrecoverableError(CANCELED_REASON);
       }
-      this.o.log(`job ${job.id} failed: ${(err as Error).message}`);
-      throw err;
+      if (err instanceof DelayedError || err instanceof UnrecoverableError) throw err;
+      const reason = (err as Error).message;
+      if (isJobFault(err)) {
+        this.o.log(`job ${job.id} failed: ${reason}`);
+        throw new UnrecoverableError(reason);
+      }
+      this.o.log(`job ${job.id} failed on this node: ${reason}; leaving it to the other render nodes`);
+      return refuse(reason);
     } finally {
       this.running.delete(job.id);
       void this.beat().catch(() => undefined);
@@ -198,7 +230,7 @@ export class RenderWorker {
     const mapped = toLocal(p, this.o.maps);
     if (mapped === undefined)
       throw new Error(
-        `render node ${os.hostname()} cannot reach the job's ${field} ${p}: no --map covers it (it maps ${this.o.maps
+        `render node ${this.id} cannot reach the job's ${field} ${p}: no --map covers it (it maps ${this.o.maps
           .map((m) => m.from)
           .join(', ')}). Put the file on shared storage that the render nodes map, or add --map FROM=TO for it`,
       );
