@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { JobProgress, JobRequest, JobResult, WorkerStatus } from '../api/schemas';
+import type { JobProgress, JobRequest, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
 import { removePartialOutputs } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
@@ -16,7 +16,7 @@ import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import { handBack, isJobFault, refusedBy } from './hand-back';
-import { toEngine, toLocal, type PathMapping } from './path-map';
+import { resultForEngine, toLocal, type PathMapping } from './path-map';
 import {
   CANCEL_CHANNEL,
   CANCELED_REASON,
@@ -185,7 +185,7 @@ export class RenderWorker {
       if (canceledEarly) throw new CanceledError();
       const result = await runJob(request, plan, ctx);
       this.o.log(`job ${job.id} done: ${result.frames} frames in ${result.seconds.toFixed(1)} s`);
-      const reported = this.engineResult(result, job.outputPath);
+      const reported = resultForEngine(result, job.outputPath, this.o.maps);
       await this.redis.set(resultKey(job.id), JSON.stringify(reported), 'EX', KEEP_FINISHED_S);
       return reported;
     } catch (err) {
@@ -243,12 +243,6 @@ export class RenderWorker {
     // The output is named by the engine's plan (job.outputPath); the request's own output path must agree with it.
     if (req.output?.path) local.output = { ...req.output, path: this.local(outputPath, 'output') };
     return local;
-  }
-
-  /** The result as the engine names its files. */
-  private engineResult(result: JobResult, outputPath: string): JobResult {
-    const matte = result.mattePath ? toEngine(result.mattePath, this.o.maps) : undefined;
-    return { ...result, path: outputPath, ...(matte ? { mattePath: matte } : {}) };
   }
 
   /** Takes no new jobs, lets the running ones finish, and drops off the list of nodes. */
