@@ -1,6 +1,7 @@
 // The render farm's two pieces of pure configuration: the queue URL (with its password kept out of every message)
 // and the path mappings between the editor's machine and a render node.
 import { queueConnection } from '../../engine/src/farm/connection';
+import { bullJobId, engineJobId } from '../../engine/src/farm/protocol';
 import { parseMapping, resultForEngine, toEngine, toLocal } from '../../engine/src/farm/path-map';
 
 describe('queue URL', () => {
@@ -115,5 +116,14 @@ describe('path mapping', () => {
   it('refuses a mapping without both sides', () => {
     expect(() => parseMapping('/Volumes/Projects')).toThrow(/must be FROM=TO/);
     expect(() => parseMapping('=/mnt/x')).toThrow(/must be FROM=TO/);
+  });
+});
+
+describe('queue job ids', () => {
+  it('gives BullMQ no all-digit id, and keeps the others as they were', () => {
+    expect(bullJobId('753385957550')).not.toMatch(/^\d+$/);
+    expect(engineJobId(bullJobId('753385957550'))).toBe('753385957550');
+    expect(bullJobId('3fa85f64c2d1')).toBe('3fa85f64c2d1');
+    expect(engineJobId('3fa85f64c2d1')).toBe('3fa85f64c2d1');
   });
 });

@@ -9,6 +9,8 @@ import type { JobExecutor, RunHooks } from '../jobs/manager';
 import type { ModelInfo } from '../models/sd-model';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import {
+  bullJobId,
+  engineJobId,
   CANCEL_CHANNEL,
   CANCELED_REASON,
   canceledKey,
@@ -76,7 +78,7 @@ export class QueueExecutor implements JobExecutor {
       };
       q.queue.on('error', this.onError);
       q.events.on('error', this.onError);
-      q.events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data as FarmProgress));
+      q.events.on('progress', ({ jobId, data }) => this.onProgress(engineJobId(jobId), data as FarmProgress));
       this.queues.set(model, q);
     }
     return q;
@@ -118,7 +120,7 @@ export class QueueExecutor implements JobExecutor {
         'edit',
         { job },
         {
-          jobId: job.id,
+          jobId: bullJobId(job.id),
           attempts: ATTEMPTS,
           removeOnComplete: { age: KEEP_FINISHED_S },
           removeOnFail: { age: KEEP_FINISHED_S },
@@ -142,7 +144,7 @@ export class QueueExecutor implements JobExecutor {
   private async cancel(jobId: string, model: string): Promise<boolean> {
     await this.redis.set(canceledKey(jobId), '1', 'EX', CANCEL_TTL_S);
     await this.redis.publish(CANCEL_CHANNEL, jobId);
-    const queued = await this.queueOf(model).queue.getJob(jobId);
+    const queued = await this.queueOf(model).queue.getJob(bullJobId(jobId));
     if (!queued) return false;
     try {
       // Refused while a node holds the job's lock: that node stops it and reports it canceled.
