@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import type { Job, WorkerStatus } from '../../engine/src/api/schemas';
+import type { Health, Job, WorkerStatus } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { CLI, spawnTracked, startServe, type Served } from '../support/children';
 import { startRedis, type RedisServer } from '../support/redis';
@@ -381,7 +381,7 @@ it(
   LONG_TEST_MS,
 );
 
-it('loses no queued job when Redis restarts between submissions', async () => {
+it('loses no queued job when Redis restarts or is down at submission, and says why a job waits', async () => {
   const outDir = path.join(root, 'restart-out');
   fs.mkdirSync(outDir);
   const first = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'a.mp4'), 11))).json as Job).id;
@@ -392,10 +392,32 @@ it('loses no queued job when Redis restarts between submissions', async () => {
     return r.status === 202 ? (r.json as Job).id : undefined;
   }, 'a submission after the restart');
   await redis.restart();
+  // Redis down: a job is still accepted, and says why it waits; health says so; cancel still works.
+  await redis.stop();
+  const waitingReason = async (id: string) =>
+    waitFor(async () => (await job(id)).progress.waiting, `job ${id} to say why it waits`);
+  const third = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'c.mp4'), 13))).json as Job).id;
+  expect(await waitingReason(third)).toContain(
+    `waiting for the render farm's queue: Redis at ${redis.url} cannot be reached`,
+  );
+  expect((await job(third)).state).toBe('queued');
+  const health = (await api('GET', '/v1/health')).json as Health;
+  expect(health.queue).toMatchObject({ reachable: false, url: redis.url });
+  const dropped = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'd.mp4'), 14))).json as Job).id;
+  await waitingReason(dropped);
+  expect((await api('POST', `/v1/jobs/${dropped}/cancel`)).status).toBe(200);
+  expect((await finished(dropped, 30_000)).state).toBe('canceled');
+  await redis.restart();
+  await waitFor(
+    async () => (((await api('GET', '/v1/health')).json as Health).queue.reachable ? true : undefined),
+    'the queue to be reachable again',
+  );
+  await waitFor(async () => ((await job(third)).progress.waiting === undefined ? true : undefined), 'the note to go');
   const node = await startNode();
   try {
-    for (const id of [first, second]) expectSucceeded(await finished(id));
-    expect(fs.readdirSync(outDir).sort()).toEqual(['a.mp4', 'b.mp4']);
+    for (const id of [first, second, third]) expectSucceeded(await finished(id));
+    expect(fs.readdirSync(outDir).sort()).toEqual(['a.mp4', 'b.mp4', 'c.mp4']);
+    expect((await job(dropped)).state).toBe('canceled');
   } finally {
     await stopNode(node);
   }

@@ -21,6 +21,7 @@ import {
   type FarmJobResult,
   type FarmProgress,
 } from './protocol';
+import { QueueReachability, type QueueReach } from './queue-reach';
 import { announcedModel, listWorkers } from './registry';
 
 /**
@@ -41,12 +42,15 @@ export class QueueExecutor implements JobExecutor {
   readonly concurrency = Number.POSITIVE_INFINITY;
   private readonly following = new Map<string, { hooks: RunHooks; started: boolean }>();
   private readonly queues = new Map<string, ModelQueue>();
+  private readonly reach: QueueReachability;
 
   private constructor(
     private readonly connection: QueueConnection,
     private readonly redis: Redis,
     private readonly onError: (err: Error) => void,
-  ) {}
+  ) {
+    this.reach = new QueueReachability(redis);
+  }
 
   /** `model`: the engine's own, whose queue is opened now so that an unreachable queue stops the start. */
   static async open(connection: QueueConnection, log: (line: string) => void, model: string): Promise<QueueExecutor> {
@@ -102,21 +106,25 @@ export class QueueExecutor implements JobExecutor {
     let canceled!: (err: Error) => void;
     const removed = new Promise<never>((_, reject) => (canceled = reject));
     let cancelAsked = false;
+    let sent = false;
     const cancel = () =>
       void this.cancel(job.id, job.request.model!).then((gone) => gone && canceled(new CanceledError()));
     hooks.cancelHook = {
       cancel: () => {
         cancelAsked = true;
+        // Not on the queue yet (Redis may be down for hours): canceled now; taken off once it gets there.
+        if (!sent) canceled(new CanceledError());
         cancel();
       },
     };
     // After an engine restart, a job recorded as running has been started already.
     this.following.set(job.id, { hooks, started: job.state === 'running' });
+    const unwatch = this.waitingNote(job, hooks);
     try {
       // The job id is the engine's: after an engine restart, adding it again attaches to the one already queued.
       // The manager names the model of every job it queues.
       const { queue, events } = this.queueOf(job.request.model!);
-      const added = await queue.add(
+      const adding = queue.add(
         'edit',
         { job },
         {
@@ -126,15 +134,47 @@ export class QueueExecutor implements JobExecutor {
           removeOnFail: { age: KEEP_FINISHED_S },
         },
       );
-      // A cancel that came while the job was being added found nothing to take off the queue: again, now.
-      if (cancelAsked) cancel();
+      // A cancel that came while the job was being added found nothing to take off the queue: again, once it is on.
+      void adding.then(
+        () => cancelAsked && cancel(),
+        () => undefined,
+      );
+      const added = await Promise.race([adding, removed]);
+      sent = true;
+      unwatch();
       return await Promise.race([added.waitUntilFinished(events), removed]);
     } catch (err) {
       if (err instanceof Error && err.message === CANCELED_REASON) throw new CanceledError();
       throw err;
     } finally {
+      unwatch();
       this.following.delete(job.id);
     }
+  }
+
+  /**
+   * While the job waits to be sent, its progress says when that is because the queue cannot be reached (and the
+   * note goes when it can). Returns the function that stops it and takes the note away.
+   */
+  private waitingNote(job: Job, hooks: RunHooks): () => void {
+    const show = (r: QueueReach) => {
+      const progress = { ...job.progress };
+      if (r.reachable) delete progress.waiting;
+      else
+        progress.waiting = `waiting for the render farm's queue: Redis at ${this.connection.display} cannot be reached${r.detail ? ` (${r.detail})` : ''}; the job is sent when it is back`;
+      if (progress.waiting !== job.progress.waiting) hooks.onProgress(progress);
+    };
+    show(this.reach.now());
+    const stop = this.reach.watch(show);
+    return () => {
+      stop();
+      if (job.progress.waiting !== undefined) show({ reachable: true });
+    };
+  }
+
+  /** Whether the queue answers now, for /v1/health: never the password, which is in neither field. */
+  queueState(): { url: string } & QueueReach {
+    return { url: this.connection.display, ...this.reach.now() };
   }
 
   /**

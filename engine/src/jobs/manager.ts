@@ -48,6 +48,8 @@ export interface JobExecutor {
   workers(): Promise<WorkerStatus[]>;
   /** The model a live render node announces under this id, as it loaded it; undefined when none has it now. */
   modelInfo(id: string): Promise<ModelInfo | undefined>;
+  /** Whether the render queue answers now (for /v1/health); `url` carries no credentials. */
+  queueState(): { url: string; reachable: boolean; detail?: string };
   /** Stops listening; the jobs handed over go on without this engine. */
   close(): Promise<void>;
 }
@@ -444,6 +446,7 @@ export class JobManager implements JobService {
       queue: {
         queued: all.filter((j) => j.state === 'queued').length,
         running: all.filter((j) => j.state === 'running').length,
+        ...this.o.executor?.queueState(),
       },
     };
   }
