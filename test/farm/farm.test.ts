@@ -12,6 +12,7 @@ import type { Health, Job, WorkerStatus } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { CLI, spawnTracked, startServe, type Served } from '../support/children';
 import { startRedis, type RedisServer } from '../support/redis';
+import { startRelay } from '../support/tcp-relay';
 
 const PASSWORD = 'farm-secret-7f3a9c';
 
@@ -285,6 +286,50 @@ it(
       }, 'the killed node to drop off');
     } finally {
       await Promise.all(nodes.map((n) => stopNode(n)));
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it(
+  'stops a job on a live node that lost Redis longer than its lock, and leaves it to the node that took it over',
+  async () => {
+    // The first node reaches Redis through a relay that the test cuts, as a network outage would.
+    const relay = await startRelay(redis.port);
+    const cutOff = await startNode([], { url: relay.url });
+    let takeover: Node | undefined;
+    try {
+      const outDir = path.join(root, 'lock-out');
+      fs.mkdirSync(outDir);
+      const output = path.join(outDir, 'long.mp4');
+      const id = ((await api('POST', '/v1/jobs', longRequest(output))).json as Job).id;
+      await waitFor(async () => {
+        const j = await job(id);
+        return j.worker?.id === cutOff.id && j.progress.stage === 'inverting' ? true : undefined;
+      }, 'the job to compute on the first node');
+      relay.cut();
+      takeover = await startNode();
+      await waitFor(
+        async () => (cutOff.stderr.join('').includes(`job ${id}: this node's lock on it ran out`) ? true : undefined),
+        'the cut-off node to stop the job',
+      );
+      await waitFor(
+        async () => (cutOff.stderr.join('').includes(`job ${id} stopped here, nothing written`) ? true : undefined),
+        'the cut-off node to give the job up',
+      );
+      const done = await finished(id, 240_000);
+      expectSucceeded(done);
+      expect(done.worker?.id).toBe(takeover.id);
+      // Back in reach, the first node has nothing to write over the result.
+      relay.restore();
+      expect(cutOff.stderr.join('')).not.toContain(`job ${id} done`);
+      expect(fs.readdirSync(outDir)).toEqual(['long.mp4']);
+      expect((await probeMedia(output)).video.frameCount).toBe(24);
+    } finally {
+      // A node cut off from Redis cannot finish its stop (SIGTERM waits for its job to end on the queue).
+      relay.restore();
+      await Promise.all([cutOff, ...(takeover ? [takeover] : [])].map((n) => stopNode(n)));
+      await relay.close();
     }
   },
   LONG_TEST_MS,

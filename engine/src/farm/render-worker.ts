@@ -16,6 +16,7 @@ import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import { handBack, isJobFault, refusedBy } from './hand-back';
+import { LockWatch } from './lock-watch';
 import { resultForEngine, toLocal, type PathMapping } from './path-map';
 import {
   CANCEL_CHANNEL,
@@ -61,11 +62,19 @@ export interface RenderWorkerOptions {
 const PROGRESS_INTERVAL_MS = 250;
 /** A job whose node died this many times is failed rather than handed out again. */
 const MAX_STALLS = 2;
+/** BullMQ's default lockDuration. */
+const DEFAULT_LOCK_MS = 30_000;
+
+/** This node's lock on a job ran out (Redis out of reach too long): another node may run the job now. */
+class LockLostError extends Error {
+  override name = 'LockLostError';
+}
 
 export class RenderWorker {
   readonly id = `${os.hostname()}-${process.pid}`;
   private readonly running = new Map<string, { cancel(): void }>();
   private heartbeat?: NodeJS.Timeout;
+  private readonly locks: LockWatch;
 
   private constructor(
     private readonly o: RenderWorkerOptions,
@@ -73,7 +82,9 @@ export class RenderWorker {
     private readonly subscriber: Redis,
     private readonly cache: InversionCache,
     private readonly bulls: Worker<FarmJobData, FarmJobResult>[] = [],
-  ) {}
+  ) {
+    this.locks = new LockWatch(o.lockDurationMs ?? DEFAULT_LOCK_MS);
+  }
 
   static async start(o: RenderWorkerOptions): Promise<RenderWorker> {
     const onError = connectionErrors(o.connection.display, o.log);
@@ -103,6 +114,8 @@ export class RenderWorker {
         },
       );
       bull.on('error', onError);
+      bull.on('locksRenewed', ({ jobIds }) => node.locks.renewed(jobIds));
+      bull.on('lockRenewalFailed', (jobIds) => node.locks.failed(jobIds));
       node.bulls.push(bull);
     }
     await Promise.all(node.bulls.map((b) => b.waitUntilReady()));
@@ -159,6 +172,10 @@ export class RenderWorker {
       return refuse((err as Error).message);
     }
     let canceledEarly = false;
+    let lockLost!: (err: Error) => void;
+    const lost = new Promise<never>((_, reject) => (lockLost = reject));
+    lost.catch(() => undefined);
+    let lockGone = false;
     const ctx = {
       worker: model,
       cache: this.cache,
@@ -169,9 +186,22 @@ export class RenderWorker {
       cancelHook: undefined as { cancel(): void } | undefined,
       memoryLimitBytes: this.o.memoryLimitBytes,
       cacheNames: { source: job.request.source.path, model: model.info.name },
-      beforeCommit: async () => void (await this.redis.set(committedKey(job.id), '1', 'EX', KEEP_FINISHED_S)),
+      beforeCommit: async () => {
+        // The last moment to find out that another node has the job: after this, the result is renamed into place.
+        await Promise.race([this.holdsLock(bullJob, token), lost]);
+        await this.redis.set(committedKey(job.id), '1', 'EX', KEEP_FINISHED_S);
+      },
     };
-    this.running.set(job.id, { cancel: () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true)) });
+    const stop = () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true));
+    this.running.set(job.id, { cancel: stop });
+    const unwatch = this.locks.watch(bullJob.id!, () => {
+      lockGone = true;
+      this.o.log(
+        `job ${job.id}: this node's lock on it ran out (Redis out of reach for ${(this.o.lockDurationMs ?? DEFAULT_LOCK_MS) / 1000} s or more); stopping it here, another render node takes it`,
+      );
+      lockLost(new LockLostError(`render node ${this.id} lost its lock on job ${job.id}`));
+      stop();
+    });
     void this.beat().catch(() => undefined);
     this.o.log(`job ${job.id} (attempt ${bullJob.attemptsMade + 1}): ${request.source.path} → ${outputPath}`);
     try {
@@ -189,6 +219,11 @@ export class RenderWorker {
       await this.redis.set(resultKey(job.id), JSON.stringify(reported), 'EX', KEEP_FINISHED_S);
       return reported;
     } catch (err) {
+      // Whatever comes back to BullMQ is refused (the lock is another node's): the job is that node's now.
+      if (lockGone || err instanceof LockLostError) {
+        this.o.log(`job ${job.id} stopped here, nothing written: the render node that took it over finishes it`);
+        throw new LockLostError(`render node ${this.id} lost its lock on job ${job.id}`);
+      }
       if (err instanceof CanceledError) {
         this.o.log(`job ${job.id} canceled`);
         throw new UnrecoverableError(CANCELED_REASON);
@@ -202,9 +237,18 @@ export class RenderWorker {
       this.o.log(`job ${job.id} failed on this node: ${reason}; leaving it to the other render nodes`);
       return refuse(reason);
     } finally {
+      unwatch();
       this.running.delete(job.id);
       void this.beat().catch(() => undefined);
     }
+  }
+
+  /** Throws unless this node's try still holds the job's lock in Redis. */
+  private async holdsLock(bullJob: BullJob<FarmJobData, FarmJobResult>, token: string | undefined): Promise<void> {
+    if (token === undefined) return;
+    const held = await this.redis.get(`${bullJob.queueQualifiedName}:${bullJob.id}:lock`);
+    if (held !== token)
+      throw new LockLostError(`render node ${this.id} lost its lock on job ${bullJob.data.job.id} before writing it`);
   }
 
   /**
@@ -248,6 +292,7 @@ export class RenderWorker {
   /** Takes no new jobs, lets the running ones finish, and drops off the list of nodes. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
+    this.locks.close();
     await Promise.all(this.bulls.map((b) => b.close()));
     await withdraw(this.redis, this.id).catch(() => undefined);
     this.subscriber.disconnect();
