@@ -8,10 +8,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import type { Job, WorkerStatus } from '../../engine/src/api/schemas';
+import type { Health, Job, WorkerStatus } from '../../engine/src/api/schemas';
 import { makeTestClip, probeMedia } from '../../engine/src/media';
 import { CLI, spawnTracked, startServe, type Served } from '../support/children';
 import { startRedis, type RedisServer } from '../support/redis';
+import { startRelay } from '../support/tcp-relay';
 
 const PASSWORD = 'farm-secret-7f3a9c';
 
@@ -31,10 +32,15 @@ interface Node {
 
 const logs: string[][] = [];
 
-async function api(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${engine.origin}${route}`, {
+async function api(
+  method: string,
+  route: string,
+  body?: unknown,
+  on: Served = engine,
+): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${on.origin}${route}`, {
     method,
-    headers: { authorization: `Bearer ${engine.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: { authorization: `Bearer ${on.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -285,6 +291,50 @@ it(
   LONG_TEST_MS,
 );
 
+it(
+  'stops a job on a live node that lost Redis longer than its lock, and leaves it to the node that took it over',
+  async () => {
+    // The first node reaches Redis through a relay that the test cuts, as a network outage would.
+    const relay = await startRelay(redis.port);
+    const cutOff = await startNode([], { url: relay.url });
+    let takeover: Node | undefined;
+    try {
+      const outDir = path.join(root, 'lock-out');
+      fs.mkdirSync(outDir);
+      const output = path.join(outDir, 'long.mp4');
+      const id = ((await api('POST', '/v1/jobs', longRequest(output))).json as Job).id;
+      await waitFor(async () => {
+        const j = await job(id);
+        return j.worker?.id === cutOff.id && j.progress.stage === 'inverting' ? true : undefined;
+      }, 'the job to compute on the first node');
+      relay.cut();
+      takeover = await startNode();
+      await waitFor(
+        async () => (cutOff.stderr.join('').includes(`job ${id}: this node's lock on it ran out`) ? true : undefined),
+        'the cut-off node to stop the job',
+      );
+      await waitFor(
+        async () => (cutOff.stderr.join('').includes(`job ${id} stopped here, nothing written`) ? true : undefined),
+        'the cut-off node to give the job up',
+      );
+      const done = await finished(id, 240_000);
+      expectSucceeded(done);
+      expect(done.worker?.id).toBe(takeover.id);
+      // Back in reach, the first node has nothing to write over the result.
+      relay.restore();
+      expect(cutOff.stderr.join('')).not.toContain(`job ${id} done`);
+      expect(fs.readdirSync(outDir)).toEqual(['long.mp4']);
+      expect((await probeMedia(output)).video.frameCount).toBe(24);
+    } finally {
+      // A node cut off from Redis cannot finish its stop (SIGTERM waits for its job to end on the queue).
+      relay.restore();
+      await Promise.all([cutOff, ...(takeover ? [takeover] : [])].map((n) => stopNode(n)));
+      await relay.close();
+    }
+  },
+  LONG_TEST_MS,
+);
+
 it('takes a job again after a node died between writing its result and the queue recording it', async () => {
   const outDir = path.join(root, 'commit-out');
   fs.mkdirSync(outDir);
@@ -376,7 +426,7 @@ it(
   LONG_TEST_MS,
 );
 
-it('loses no queued job when Redis restarts between submissions', async () => {
+it('loses no queued job when Redis restarts or is down at submission, and says why a job waits', async () => {
   const outDir = path.join(root, 'restart-out');
   fs.mkdirSync(outDir);
   const first = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'a.mp4'), 11))).json as Job).id;
@@ -387,54 +437,150 @@ it('loses no queued job when Redis restarts between submissions', async () => {
     return r.status === 202 ? (r.json as Job).id : undefined;
   }, 'a submission after the restart');
   await redis.restart();
+  // Redis down: a job is still accepted, and says why it waits; health says so; cancel still works.
+  await redis.stop();
+  const waitingReason = async (id: string) =>
+    waitFor(async () => (await job(id)).progress.waiting, `job ${id} to say why it waits`);
+  const third = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'c.mp4'), 13))).json as Job).id;
+  expect(await waitingReason(third)).toContain(
+    `waiting for the render farm's queue: Redis at ${redis.url} cannot be reached`,
+  );
+  expect((await job(third)).state).toBe('queued');
+  const health = (await api('GET', '/v1/health')).json as Health;
+  expect(health.queue).toMatchObject({ reachable: false, url: redis.url });
+  const dropped = ((await api('POST', '/v1/jobs', request(path.join(outDir, 'd.mp4'), 14))).json as Job).id;
+  await waitingReason(dropped);
+  expect((await api('POST', `/v1/jobs/${dropped}/cancel`)).status).toBe(200);
+  expect((await finished(dropped, 30_000)).state).toBe('canceled');
+  await redis.restart();
+  await waitFor(
+    async () => (((await api('GET', '/v1/health')).json as Health).queue.reachable ? true : undefined),
+    'the queue to be reachable again',
+  );
+  await waitFor(async () => ((await job(third)).progress.waiting === undefined ? true : undefined), 'the note to go');
   const node = await startNode();
   try {
-    for (const id of [first, second]) expectSucceeded(await finished(id));
-    expect(fs.readdirSync(outDir).sort()).toEqual(['a.mp4', 'b.mp4']);
+    for (const id of [first, second, third]) expectSucceeded(await finished(id));
+    expect(fs.readdirSync(outDir).sort()).toEqual(['a.mp4', 'b.mp4', 'c.mp4']);
+    expect((await job(dropped)).state).toBe('canceled');
   } finally {
     await stopNode(node);
   }
 });
 
-it('maps shared-storage paths on the node, and fails a job whose paths no mapping covers with that reason', async () => {
-  // The engine sees the shared folder at one path, the node at another (a link stands in for the mount).
-  const shared = path.join(root, 'nas');
-  const engineView = path.join(root, 'Volumes-Projects');
+it(
+  'leaves a job its node cannot map to a node that can, and fails one that no node can map once each has refused',
+  async () => {
+    // The engine sees the shared folder at one path, the nodes at another (a link stands in for the mount).
+    const shared = path.join(root, 'nas');
+    const engineView = path.join(root, 'Volumes-Projects');
+    fs.mkdirSync(shared);
+    fs.mkdirSync(path.join(shared, 'gone'));
+    fs.copyFileSync(clip, path.join(shared, 'shot.mp4'));
+    fs.symlinkSync(shared, engineView);
+    // One node maps the engine's path; the other maps another share only and is idle whenever the first is busy.
+    const [mapping, refusing] = await Promise.all([
+      startNode(['--map', `${engineView}=${shared}`]),
+      startNode(['--map', `/Volumes/Projects=${shared}`]),
+    ]);
+    try {
+      await waitFor(async () => ((await workersNow()).length === 2 ? true : undefined), 'two render nodes');
+      const submit = async (output: string, seed: number) => {
+        const r = await api('POST', '/v1/jobs', {
+          ...request(output, seed),
+          source: { path: path.join(engineView, 'shot.mp4'), in: 0, out: 0.5 },
+        });
+        expect(r.status).toBe(202);
+        return (r.json as Job).id;
+      };
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push(await submit(path.join(engineView, `shot-edit-${i}.mp4`), 100 + i));
+      // Its output folder is there when the engine checks it, and gone when a node does: the job's own fault.
+      const gone = await submit(path.join(engineView, 'gone', 'edit.mp4'), 9);
+      fs.rmdirSync(path.join(shared, 'gone'));
+      // From here on only the nodes' own path reaches the files.
+      fs.unlinkSync(engineView);
+
+      for (const [i, id] of ids.entries()) {
+        const done = await finished(id);
+        expectSucceeded(done);
+        expect(done.worker?.id).toBe(mapping.id);
+        // Reported as the engine names it; written where the node's path leads.
+        expect(done.result?.path).toBe(path.join(engineView, `shot-edit-${i}.mp4`));
+        expect(
+          fs
+            .readFileSync(path.join(shared, `shot-edit-${i}.mp4`))
+            .equals(fs.readFileSync(path.join(localDir, `edit-${i}.mp4`))),
+        ).toBe(true);
+      }
+      // The idle node took some first, and handed them on rather than fail them.
+      const refused = ids.filter((id) => refusing.stderr.join('').includes(`job ${id}: render node ${refusing.id}`));
+      expect(refused.length).toBeGreaterThan(0);
+
+      // Not tried again: one try, on the node that could reach its paths.
+      const failedGone = await finished(gone);
+      expect(failedGone.state).toBe('failed');
+      expect(failedGone.error?.detail).toContain(`${path.join(shared, 'gone')} does not exist`);
+      expect(mapping.stderr.join('').split(`job ${gone} (attempt`)).toHaveLength(2);
+
+      // Each live node refuses once, and the job fails with both reasons.
+      const elsewhere = path.join(root, 'unmapped-out.mp4');
+      const bad = ((await api('POST', '/v1/jobs', request(elsewhere, 22))).json as Job).id;
+      const failed = await finished(bad);
+      expect(failed.state).toBe('failed');
+      for (const node of [mapping, refusing]) {
+        expect(failed.error?.detail).toContain(
+          `${node.id}: render node ${node.id} cannot reach the job's source ${clip}: no --map covers it`,
+        );
+        expect(node.stderr.join('').split(`job ${bad}: render node`)).toHaveLength(2);
+      }
+      expect(failed.error?.detail).toContain('/Volumes/Projects');
+      expect(fs.existsSync(elsewhere)).toBe(false);
+    } finally {
+      await Promise.all([mapping, refusing].map((n) => stopNode(n)));
+    }
+  },
+  LONG_TEST_MS,
+);
+
+it('writes a job without an output folder into --renders on shared storage, and refuses it without', async () => {
+  const noOutput: Record<string, unknown> = request('', 100);
+  delete noOutput.output;
+  // The suite's engine has no --renders: a node cannot write into the engine's private renders folder.
+  const refused = await api('POST', '/v1/jobs', noOutput);
+  expect(refused.status).toBe(422);
+  expect(refused.json).toMatchObject({ field: 'output.folder' });
+  expect((refused.json as { detail: string }).detail).toContain(
+    'Choose an output folder on shared storage that the render nodes reach, or start the engine with reshoot serve --queue … --renders DIR',
+  );
+
+  const shared = path.join(root, 'shared-renders');
   fs.mkdirSync(shared);
-  fs.copyFileSync(clip, path.join(shared, 'shot.mp4'));
-  fs.symlinkSync(shared, engineView);
-  const id = (
-    (
-      await api('POST', '/v1/jobs', {
-        ...request(path.join(engineView, 'shot-edit.mp4'), 21),
-        source: { path: path.join(engineView, 'shot.mp4'), in: 0, out: 0.5 },
-      })
-    ).json as Job
-  ).id;
-  // From here on only the node's own path reaches the files: without the mapping the job could not run.
-  fs.unlinkSync(engineView);
-  const node = await startNode(['--map', `${engineView}=${shared}`]);
+  const withRenders = await startServe({
+    home: path.join(root, 'renders-engine'),
+    args: ['--queue', redis.url, '--renders', shared],
+  });
+  logs.push(withRenders.stderr);
+  const node = await startNode();
   try {
-    const done = await finished(id);
+    const r = await api('POST', '/v1/jobs', noOutput, withRenders);
+    expect(r.status).toBe(202);
+    const id = (r.json as Job).id;
+    const done = await waitFor(async () => {
+      const j = (await api('GET', `/v1/jobs/${id}`, undefined, withRenders)).json as Job;
+      return j.state === 'queued' || j.state === 'running' ? undefined : j;
+    }, 'the job without an output folder');
     expectSucceeded(done);
-    // Reported as the engine names it; written where the node's path leads.
-    expect(done.result?.path).toBe(path.join(engineView, 'shot-edit.mp4'));
-    expect(fs.existsSync(path.join(shared, 'shot-edit.mp4'))).toBe(true);
+    expect(path.dirname(done.result!.path)).toBe(shared);
+    expect(fs.readdirSync(shared)).toEqual([path.basename(done.result!.path)]);
+    const file = await fetch(`${withRenders.origin}/v1/jobs/${id}/result`, {
+      headers: { authorization: `Bearer ${withRenders.token}` },
+    });
+    expect(file.status).toBe(200);
+    expect(Buffer.from(await file.arrayBuffer()).equals(fs.readFileSync(path.join(localDir, 'edit-0.mp4')))).toBe(true);
   } finally {
     await stopNode(node);
-  }
-
-  const elsewhere = path.join(root, 'unmapped-out.mp4');
-  const refusing = await startNode(['--map', `/Volumes/Projects=${shared}`]);
-  try {
-    const bad = ((await api('POST', '/v1/jobs', request(elsewhere, 22))).json as Job).id;
-    const failed = await finished(bad);
-    expect(failed.state).toBe('failed');
-    expect(failed.error?.detail).toContain(`cannot reach the job's source ${clip}: no --map covers it`);
-    expect(failed.error?.detail).toContain('/Volumes/Projects');
-    expect(fs.existsSync(elsewhere)).toBe(false);
-  } finally {
-    await stopNode(refusing);
+    withRenders.proc.kill('SIGTERM');
   }
 });
 

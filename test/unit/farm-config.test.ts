@@ -1,7 +1,8 @@
 // The render farm's two pieces of pure configuration: the queue URL (with its password kept out of every message)
 // and the path mappings between the editor's machine and a render node.
 import { queueConnection } from '../../engine/src/farm/connection';
-import { parseMapping, toEngine, toLocal } from '../../engine/src/farm/path-map';
+import { bullJobId, engineJobId } from '../../engine/src/farm/protocol';
+import { parseMapping, resultForEngine, toEngine, toLocal } from '../../engine/src/farm/path-map';
 
 describe('queue URL', () => {
   it('reads host, port, database and TLS, and shows the URL without credentials', () => {
@@ -60,6 +61,54 @@ describe('path mapping', () => {
     expect(toLocal('/Users/ed/Desktop/x.mov', maps)).toBeUndefined();
   });
 
+  it('folds the case of a drive written without its backslash, both ways', () => {
+    const bare = [parseMapping('P:=/mnt/projects')];
+    expect(toLocal('p:\\show\\shot.mov', bare)).toBe('/mnt/projects/show/shot.mov');
+    expect(toLocal('P:/show/shot.mov', bare)).toBe('/mnt/projects/show/shot.mov');
+    expect(toLocal('P:', bare)).toBe('/mnt/projects');
+    expect(toEngine('/mnt/projects/show/out.mp4', bare)).toBe('P:\\show\\out.mp4');
+    const toDrive = [parseMapping(`${mac}=p:`)];
+    expect(toLocal('/Volumes/Projects/show/shot.mov', toDrive)).toBe('p:\\show\\shot.mov');
+    expect(toLocal('/Volumes/Projects', toDrive)).toBe('p:\\');
+    expect(toEngine('P:\\show\\out.mp4', toDrive)).toBe('/Volumes/Projects/show/out.mp4');
+  });
+
+  it('maps UNC paths without case, and never a POSIX path of the same names', () => {
+    // A Windows editor's share, rendered on a Linux node.
+    const unc = [parseMapping('\\\\NAS\\Projects=/mnt/projects')];
+    expect(toLocal('\\\\nas\\projects\\show\\shot.mov', unc)).toBe('/mnt/projects/show/shot.mov');
+    expect(toEngine('/mnt/projects/show/out.mp4', unc)).toBe('\\\\NAS\\Projects\\show\\out.mp4');
+    expect(toLocal('/NAS/Projects/show/shot.mov', unc)).toBeUndefined();
+    expect(toLocal('\\\\nas\\other\\shot.mov', unc)).toBeUndefined();
+    // A Windows node as a service: the share by its UNC name, not a drive letter.
+    const service = [parseMapping(`${mac}=\\\\nas\\projects`)];
+    expect(toLocal('/Volumes/Projects/show/shot.mov', service)).toBe('\\\\nas\\projects\\show\\shot.mov');
+    expect(toEngine('\\\\NAS\\projects\\show\\out.mp4', service)).toBe('/Volumes/Projects/show/out.mp4');
+  });
+
+  it('reports the matte by the engine’s path, or not at all, never by the node’s', () => {
+    const result = {
+      path: 'p:\\show\\out.mp4',
+      mattePath: 'p:\\show\\out.matte\\%06d.png',
+      frames: 12,
+      fps: { num: 24, den: 1 },
+      width: 128,
+      height: 72,
+      durationSec: 0.5,
+      codec: 'h264' as const,
+      workingSize: { width: 128, height: 72 },
+      unetEvaluations: 1,
+      inversionCacheHit: false,
+      seconds: 1,
+    };
+    const engine = '/Volumes/Projects/show/out.mp4';
+    expect(resultForEngine(result, engine, [parseMapping(`${mac}=P:`)])).toMatchObject({
+      path: engine,
+      mattePath: '/Volumes/Projects/show/out.matte/%06d.png',
+    });
+    expect(resultForEngine(result, engine, [parseMapping(`${mac}=Q:`)])).not.toHaveProperty('mattePath');
+  });
+
   it('leaves paths alone without mappings (the same mount everywhere)', () => {
     expect(toLocal('/srv/media/x.mov', [])).toBe('/srv/media/x.mov');
   });
@@ -67,5 +116,14 @@ describe('path mapping', () => {
   it('refuses a mapping without both sides', () => {
     expect(() => parseMapping('/Volumes/Projects')).toThrow(/must be FROM=TO/);
     expect(() => parseMapping('=/mnt/x')).toThrow(/must be FROM=TO/);
+  });
+});
+
+describe('queue job ids', () => {
+  it('gives BullMQ no all-digit id, and keeps the others as they were', () => {
+    expect(bullJobId('753385957550')).not.toMatch(/^\d+$/);
+    expect(engineJobId(bullJobId('753385957550'))).toBe('753385957550');
+    expect(bullJobId('3fa85f64c2d1')).toBe('3fa85f64c2d1');
+    expect(engineJobId('3fa85f64c2d1')).toBe('3fa85f64c2d1');
   });
 });

@@ -340,6 +340,11 @@ export const JobProgress = z.object({
   etaSec: z.number().optional(),
   /** A queued job's place in the queue, 1-based (1: the next to run); it moves up as the jobs ahead of it start. */
   queuePosition: z.int().optional(),
+  /**
+   * Why a queued job is not moving on, in the editor's words, when it is something other than the jobs ahead of it:
+   * "waiting for the render farm's queue: Redis … cannot be reached". Absent once that is over.
+   */
+  waiting: z.string().optional(),
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
@@ -453,7 +458,16 @@ export const Health = z.object({
   providerFallbacks: z.array(z.string()),
   /** Whether ffmpeg/ffprobe can be started; when not, detail says how to point the engine at them. */
   ffmpeg: z.object({ ok: z.boolean(), detail: z.string().optional() }).optional(),
-  queue: z.object({ queued: z.int(), running: z.int() }),
+  queue: z.object({
+    queued: z.int(),
+    running: z.int(),
+    /** With a render queue (serve --queue): whether the engine reaches its Redis now. Absent without one. */
+    reachable: z.boolean().optional(),
+    /** The render queue's URL, without credentials. */
+    url: z.string().optional(),
+    /** Why it cannot be reached, when it cannot. */
+    detail: z.string().optional(),
+  }),
 });
 export type Health = z.infer<typeof Health>;
 

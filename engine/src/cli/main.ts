@@ -26,8 +26,9 @@ const USAGE = `reshoot — prompt-based video editing on a local diffusion engin
 Usage:
   reshoot serve [--port N] [--model DIR] [--provider LIST] [--threads N] [--attention-slices N]
                 [--max-memory SIZE] [--unload-after SECONDS]
-                [--queue redis://HOST:PORT [--queue-password-env NAME]]
-                                      --queue: jobs run on render nodes (reshoot worker) instead of here
+                [--queue redis://HOST:PORT [--queue-password-env NAME]] [--renders DIR]
+                                      --queue: jobs run on render nodes (reshoot worker) instead of here;
+                                      --renders: where jobs without an output folder write (shared storage)
   reshoot worker --queue redis://HOST:PORT [--queue-password-env NAME] [--model DIR …] [--provider LIST]
                  [--threads N] [--concurrency N] [--map FROM=TO …] [--cache DIR]
                                       a render node: runs the jobs of its models from every engine on that

@@ -37,9 +37,11 @@ export async function runServe(argv: string[]): Promise<number> {
     'attention-slices': { type: 'string' },
     'unload-after': { type: 'string' },
     'max-memory': { type: 'string' },
+    renders: { type: 'string' },
     ...QUEUE_OPTIONS,
   });
   const queue = queueOption(values);
+  const rendersDir = values.renders === undefined ? undefined : rendersOption(values.renders);
   const memoryLimitBytes = sizeOption(values['max-memory'], 'max-memory');
   const unloadAfterS = intOption(values['unload-after'], 'unload-after', DEFAULT_UNLOAD_AFTER_S, 0, MAX_UNLOAD_AFTER_S);
   const port = intOption(values.port ?? process.env.RESHOOT_PORT, 'port', DEFAULT_PORT, 0, 65535);
@@ -86,6 +88,11 @@ export async function runServe(argv: string[]): Promise<number> {
       )
     : undefined;
   if (queue) log(`jobs go to the render queue at ${queue.display}; start render nodes with reshoot worker --queue`);
+  if (rendersDir) log(`jobs without an output folder write into ${rendersDir} (--renders)`);
+  else if (queue)
+    log(
+      "no --renders: jobs without an output folder are refused (render nodes cannot write into this machine's private renders folder)",
+    );
   const manager = await JobManager.open({
     worker,
     executor,
@@ -93,6 +100,7 @@ export async function runServe(argv: string[]): Promise<number> {
     version: VERSION,
     log,
     memoryLimitBytes,
+    rendersDir,
   });
   // The web UI is built next to the engine (dist/panel-web, by `npm run build`); without it the API still runs.
   const webDir = path.resolve(__dirname, '../../../panel-web');
@@ -128,6 +136,19 @@ export async function runServe(argv: string[]): Promise<number> {
   await server.close();
   await worker.terminate();
   return 0;
+}
+
+/**
+ * `--renders DIR`: where jobs without an output folder write. It must exist already: on a farm it is a folder on
+ * shared storage, and creating it would create a local folder of the same name when the share is not mounted.
+ */
+function rendersOption(dir: string): string {
+  const full = path.resolve(dir);
+  if (!fs.statSync(full, { throwIfNoEntry: false })?.isDirectory())
+    throw new CliError(
+      `--renders ${full} is not a folder: create it (on shared storage that the render nodes reach, for a farm) or mount its share, then start again`,
+    );
+  return full;
 }
 
 /** Control characters (and the Unicode line separators) written as \uXXXX. */

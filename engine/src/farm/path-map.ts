@@ -1,6 +1,8 @@
 // Shared storage is mounted at different places on different machines: /Volumes/Projects on the editor's Mac,
 // /mnt/projects on a Linux render node, P:\ on a Windows one. A render node maps the paths a job names (as the
 // engine that queued it sees them) to its own, and its result path back.
+import type { JobResult } from '../api/schemas';
+
 export interface PathMapping {
   /** The prefix as the engine writes it. */
   from: string;
@@ -20,13 +22,20 @@ export function parseMapping(spec: string): PathMapping {
   return { from, to };
 }
 
-const isWindowsPath = (p: string) => /^[A-Za-z]:[\\/]/.test(p) || p.startsWith('\\\\');
+/** A drive (`P:`, with or without its backslash: `--map P:=/mnt/projects` is how people write it) or a UNC path. */
+const isWindowsPath = (p: string) => /^[A-Za-z]:([\\/]|$)/.test(p) || p.startsWith('\\\\');
 
-/** Path segments, separators of either kind; Windows drive paths compare without case (as Windows does). */
+/**
+ * Path segments, separators of either kind. The first is the root: '' for `/`, `\\` for a UNC path (so that
+ * `\\nas\projects` never matches `/nas/projects`), the drive for a drive path.
+ */
 function segments(p: string): string[] {
-  return p.split(/[\\/]+/).filter((s, i) => s !== '' || i === 0);
+  const parts = p.split(/[\\/]+/).filter((s, i) => s !== '' || i === 0);
+  if (p.startsWith('\\\\')) parts[0] = '\\\\';
+  return parts;
 }
 
+/** Windows paths (drives, servers, shares, folders) compare without case, as Windows does. */
 function startsWith(p: string, prefix: string): number | undefined {
   const a = segments(p);
   const b = segments(prefix);
@@ -37,8 +46,9 @@ function startsWith(p: string, prefix: string): number | undefined {
 }
 
 function join(base: string, rest: string[]): string {
-  if (rest.length === 0) return base;
   const sep = isWindowsPath(base) ? '\\' : '/';
+  // `P:` alone is the drive's current folder to Windows, not its root.
+  if (rest.length === 0) return /^[A-Za-z]:$/.test(base) ? base + sep : base;
   return base.replace(/[\\/]+$/, '') + sep + rest.join(sep);
 }
 
@@ -67,4 +77,14 @@ export function toEngine(p: string, maps: PathMapping[]): string | undefined {
     p,
     maps.map((m) => [m.to, m.from]),
   );
+}
+
+/**
+ * A node's result as the engine names its files. A matte path the mappings cannot name is left out rather than
+ * reported with this node's own path, which means nothing (or another file) on the editor's machine.
+ */
+export function resultForEngine(result: JobResult, enginePath: string, maps: PathMapping[]): JobResult {
+  const { mattePath, ...rest } = result;
+  const matte = mattePath === undefined ? undefined : toEngine(mattePath, maps);
+  return { ...rest, path: enginePath, ...(matte ? { mattePath: matte } : {}) };
 }

@@ -12,9 +12,24 @@ export const PREFIX = 'reshoot';
  */
 export const queueOf = (model: string) => `edits-${model}`;
 
+/**
+ * BullMQ refuses a custom job id made of digits only ("Custom Id cannot be integers"), and one engine id in ~280 is
+ * (12 hex digits): such ids get a letter in front. Others stay as they are, so jobs queued before keep theirs.
+ */
+export const bullJobId = (id: string) => (/^\d+$/.test(id) ? `j${id}` : id);
+export const engineJobId = (bullId: string) => bullId.replace(/^j(?=\d+$)/, '');
+
 /** A queued edit: the job record as the engine planned it, paths as the engine names them. */
 export interface FarmJobData {
   job: Job;
+  /** The nodes that could not run it (farm/hand-back.ts), each with why. */
+  refusals?: Refusal[];
+}
+
+export interface Refusal {
+  /** The node's id (host-pid). */
+  node: string;
+  reason: string;
 }
 
 export type FarmJobResult = JobResult;

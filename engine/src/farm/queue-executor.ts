@@ -9,6 +9,8 @@ import type { JobExecutor, RunHooks } from '../jobs/manager';
 import type { ModelInfo } from '../models/sd-model';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
 import {
+  bullJobId,
+  engineJobId,
   CANCEL_CHANNEL,
   CANCELED_REASON,
   canceledKey,
@@ -19,9 +21,13 @@ import {
   type FarmJobResult,
   type FarmProgress,
 } from './protocol';
+import { QueueReachability, type QueueReach } from './queue-reach';
 import { announcedModel, listWorkers } from './registry';
 
-/** Tries of a job that fails on a node (its node died twice, or could not map its paths): another node may take it. */
+/**
+ * Tries of a job whose try failed outside the nodes' own sorting of failures (farm/hand-back.ts): a node that lost
+ * Redis while handing it back. A job's own fault ends it at once; a node's fault hands it to the others.
+ */
 const ATTEMPTS = 3;
 /** How long a cancel request is remembered for a job that a node has not taken yet. */
 const CANCEL_TTL_S = 24 * 3600;
@@ -36,12 +42,15 @@ export class QueueExecutor implements JobExecutor {
   readonly concurrency = Number.POSITIVE_INFINITY;
   private readonly following = new Map<string, { hooks: RunHooks; started: boolean }>();
   private readonly queues = new Map<string, ModelQueue>();
+  private readonly reach: QueueReachability;
 
   private constructor(
     private readonly connection: QueueConnection,
     private readonly redis: Redis,
     private readonly onError: (err: Error) => void,
-  ) {}
+  ) {
+    this.reach = new QueueReachability(redis);
+  }
 
   /** `model`: the engine's own, whose queue is opened now so that an unreachable queue stops the start. */
   static async open(connection: QueueConnection, log: (line: string) => void, model: string): Promise<QueueExecutor> {
@@ -73,7 +82,7 @@ export class QueueExecutor implements JobExecutor {
       };
       q.queue.on('error', this.onError);
       q.events.on('error', this.onError);
-      q.events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data as FarmProgress));
+      q.events.on('progress', ({ jobId, data }) => this.onProgress(engineJobId(jobId), data as FarmProgress));
       this.queues.set(model, q);
     }
     return q;
@@ -97,39 +106,75 @@ export class QueueExecutor implements JobExecutor {
     let canceled!: (err: Error) => void;
     const removed = new Promise<never>((_, reject) => (canceled = reject));
     let cancelAsked = false;
+    let sent = false;
     const cancel = () =>
       void this.cancel(job.id, job.request.model!).then((gone) => gone && canceled(new CanceledError()));
     hooks.cancelHook = {
       cancel: () => {
         cancelAsked = true;
+        // Not on the queue yet (Redis may be down for hours): canceled now; taken off once it gets there.
+        if (!sent) canceled(new CanceledError());
         cancel();
       },
     };
     // After an engine restart, a job recorded as running has been started already.
     this.following.set(job.id, { hooks, started: job.state === 'running' });
+    const unwatch = this.waitingNote(job, hooks);
     try {
       // The job id is the engine's: after an engine restart, adding it again attaches to the one already queued.
       // The manager names the model of every job it queues.
       const { queue, events } = this.queueOf(job.request.model!);
-      const added = await queue.add(
+      const adding = queue.add(
         'edit',
         { job },
         {
-          jobId: job.id,
+          jobId: bullJobId(job.id),
           attempts: ATTEMPTS,
           removeOnComplete: { age: KEEP_FINISHED_S },
           removeOnFail: { age: KEEP_FINISHED_S },
         },
       );
-      // A cancel that came while the job was being added found nothing to take off the queue: again, now.
-      if (cancelAsked) cancel();
+      // A cancel that came while the job was being added found nothing to take off the queue: again, once it is on.
+      void adding.then(
+        () => cancelAsked && cancel(),
+        () => undefined,
+      );
+      const added = await Promise.race([adding, removed]);
+      sent = true;
+      unwatch();
       return await Promise.race([added.waitUntilFinished(events), removed]);
     } catch (err) {
       if (err instanceof Error && err.message === CANCELED_REASON) throw new CanceledError();
       throw err;
     } finally {
+      unwatch();
       this.following.delete(job.id);
     }
+  }
+
+  /**
+   * While the job waits to be sent, its progress says when that is because the queue cannot be reached (and the
+   * note goes when it can). Returns the function that stops it and takes the note away.
+   */
+  private waitingNote(job: Job, hooks: RunHooks): () => void {
+    const show = (r: QueueReach) => {
+      const progress = { ...job.progress };
+      if (r.reachable) delete progress.waiting;
+      else
+        progress.waiting = `waiting for the render farm's queue: Redis at ${this.connection.display} cannot be reached${r.detail ? ` (${r.detail})` : ''}; the job is sent when it is back`;
+      if (progress.waiting !== job.progress.waiting) hooks.onProgress(progress);
+    };
+    show(this.reach.now());
+    const stop = this.reach.watch(show);
+    return () => {
+      stop();
+      if (job.progress.waiting !== undefined) show({ reachable: true });
+    };
+  }
+
+  /** Whether the queue answers now, for /v1/health: never the password, which is in neither field. */
+  queueState(): { url: string } & QueueReach {
+    return { url: this.connection.display, ...this.reach.now() };
   }
 
   /**
@@ -139,7 +184,7 @@ export class QueueExecutor implements JobExecutor {
   private async cancel(jobId: string, model: string): Promise<boolean> {
     await this.redis.set(canceledKey(jobId), '1', 'EX', CANCEL_TTL_S);
     await this.redis.publish(CANCEL_CHANNEL, jobId);
-    const queued = await this.queueOf(model).queue.getJob(jobId);
+    const queued = await this.queueOf(model).queue.getJob(bullJobId(jobId));
     if (!queued) return false;
     try {
       // Refused while a node holds the job's lock: that node stops it and reports it canceled.

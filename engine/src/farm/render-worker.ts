@@ -6,16 +6,18 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { JobProgress, JobRequest, JobResult, WorkerStatus } from '../api/schemas';
+import type { JobProgress, JobRequest, WorkerStatus } from '../api/schemas';
 import { CanceledError } from '../editing/types';
 import { removePartialOutputs } from '../jobs/manager';
 import { planJob, runJob } from '../jobs/runner';
 import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
-import { toEngine, toLocal, type PathMapping } from './path-map';
+import { handBack, isJobFault, refusedBy } from './hand-back';
+import { LockWatch } from './lock-watch';
+import { resultForEngine, toLocal, type PathMapping } from './path-map';
 import {
   CANCEL_CHANNEL,
   CANCELED_REASON,
@@ -60,11 +62,19 @@ export interface RenderWorkerOptions {
 const PROGRESS_INTERVAL_MS = 250;
 /** A job whose node died this many times is failed rather than handed out again. */
 const MAX_STALLS = 2;
+/** BullMQ's default lockDuration. */
+const DEFAULT_LOCK_MS = 30_000;
+
+/** This node's lock on a job ran out (Redis out of reach too long): another node may run the job now. */
+class LockLostError extends Error {
+  override name = 'LockLostError';
+}
 
 export class RenderWorker {
   readonly id = `${os.hostname()}-${process.pid}`;
   private readonly running = new Map<string, { cancel(): void }>();
   private heartbeat?: NodeJS.Timeout;
+  private readonly locks: LockWatch;
 
   private constructor(
     private readonly o: RenderWorkerOptions,
@@ -72,7 +82,9 @@ export class RenderWorker {
     private readonly subscriber: Redis,
     private readonly cache: InversionCache,
     private readonly bulls: Worker<FarmJobData, FarmJobResult>[] = [],
-  ) {}
+  ) {
+    this.locks = new LockWatch(o.lockDurationMs ?? DEFAULT_LOCK_MS);
+  }
 
   static async start(o: RenderWorkerOptions): Promise<RenderWorker> {
     const onError = connectionErrors(o.connection.display, o.log);
@@ -89,15 +101,21 @@ export class RenderWorker {
     subscriber.on('message', (_channel: string, jobId: string) => node.running.get(jobId)?.cancel());
     await subscriber.subscribe(CANCEL_CHANNEL);
     for (const model of o.models) {
-      const bull = new Worker<FarmJobData, FarmJobResult>(queueOf(model.info.name), (job) => node.process(job, model), {
-        connection: o.connection.bullmq,
-        prefix: PREFIX,
-        concurrency: o.concurrency,
-        maxStalledCount: MAX_STALLS,
-        ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
-        ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
-      });
+      const bull = new Worker<FarmJobData, FarmJobResult>(
+        queueOf(model.info.name),
+        (job, token) => node.process(job, model, token),
+        {
+          connection: o.connection.bullmq,
+          prefix: PREFIX,
+          concurrency: o.concurrency,
+          maxStalledCount: MAX_STALLS,
+          ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
+          ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
+        },
+      );
       bull.on('error', onError);
+      bull.on('locksRenewed', ({ jobIds }) => node.locks.renewed(jobIds));
+      bull.on('lockRenewalFailed', (jobIds) => node.locks.failed(jobIds));
       node.bulls.push(bull);
     }
     await Promise.all(node.bulls.map((b) => b.waitUntilReady()));
@@ -124,15 +142,40 @@ export class RenderWorker {
     return announce(this.redis, { status: this.status(), modelInfo }, this.o.heartbeatMs);
   }
 
-  private async process(bullJob: BullJob<FarmJobData, FarmJobResult>, model: PipelineWorker): Promise<FarmJobResult> {
+  private async process(
+    bullJob: BullJob<FarmJobData, FarmJobResult>,
+    model: PipelineWorker,
+    token: string | undefined,
+  ): Promise<FarmJobResult> {
     const job = bullJob.data.job;
     const worker = { id: this.id, host: os.hostname() };
     const send = (p: DistributiveOmit<FarmProgress, 'worker'>) =>
       bullJob.updateProgress({ ...p, worker }).catch(() => undefined);
     if (await this.redis.exists(canceledKey(job.id))) throw new UnrecoverableError(CANCELED_REASON);
-    const request = this.localRequest(job.request, job.outputPath);
-    const outputPath = this.local(job.outputPath, 'output');
+    const refuse = (reason?: string) =>
+      handBack(
+        this.redis,
+        bullJob,
+        token,
+        reason === undefined ? undefined : { node: this.id, reason },
+        model.info.name,
+      );
+    // It would fail here again: the other nodes get it, or it fails once none is left to try.
+    if (refusedBy(bullJob.data, this.id)) return refuse();
+    let request: JobRequest;
+    let outputPath: string;
+    try {
+      request = this.localRequest(job.request, job.outputPath);
+      outputPath = this.local(job.outputPath, 'output');
+    } catch (err) {
+      this.o.log(`job ${job.id}: ${(err as Error).message}; leaving it to the other render nodes`);
+      return refuse((err as Error).message);
+    }
     let canceledEarly = false;
+    let lockLost!: (err: Error) => void;
+    const lost = new Promise<never>((_, reject) => (lockLost = reject));
+    lost.catch(() => undefined);
+    let lockGone = false;
     const ctx = {
       worker: model,
       cache: this.cache,
@@ -143,9 +186,22 @@ export class RenderWorker {
       cancelHook: undefined as { cancel(): void } | undefined,
       memoryLimitBytes: this.o.memoryLimitBytes,
       cacheNames: { source: job.request.source.path, model: model.info.name },
-      beforeCommit: async () => void (await this.redis.set(committedKey(job.id), '1', 'EX', KEEP_FINISHED_S)),
+      beforeCommit: async () => {
+        // The last moment to find out that another node has the job: after this, the result is renamed into place.
+        await Promise.race([this.holdsLock(bullJob, token), lost]);
+        await this.redis.set(committedKey(job.id), '1', 'EX', KEEP_FINISHED_S);
+      },
     };
-    this.running.set(job.id, { cancel: () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true)) });
+    const stop = () => (ctx.cancelHook ? ctx.cancelHook.cancel() : (canceledEarly = true));
+    this.running.set(job.id, { cancel: stop });
+    const unwatch = this.locks.watch(bullJob.id!, () => {
+      lockGone = true;
+      this.o.log(
+        `job ${job.id}: this node's lock on it ran out (Redis out of reach for ${(this.o.lockDurationMs ?? DEFAULT_LOCK_MS) / 1000} s or more); stopping it here, another render node takes it`,
+      );
+      lockLost(new LockLostError(`render node ${this.id} lost its lock on job ${job.id}`));
+      stop();
+    });
     void this.beat().catch(() => undefined);
     this.o.log(`job ${job.id} (attempt ${bullJob.attemptsMade + 1}): ${request.source.path} → ${outputPath}`);
     try {
@@ -159,20 +215,40 @@ export class RenderWorker {
       if (canceledEarly) throw new CanceledError();
       const result = await runJob(request, plan, ctx);
       this.o.log(`job ${job.id} done: ${result.frames} frames in ${result.seconds.toFixed(1)} s`);
-      const reported = this.engineResult(result, job.outputPath);
+      const reported = resultForEngine(result, job.outputPath, this.o.maps);
       await this.redis.set(resultKey(job.id), JSON.stringify(reported), 'EX', KEEP_FINISHED_S);
       return reported;
     } catch (err) {
+      // Whatever comes back to BullMQ is refused (the lock is another node's): the job is that node's now.
+      if (lockGone || err instanceof LockLostError) {
+        this.o.log(`job ${job.id} stopped here, nothing written: the render node that took it over finishes it`);
+        throw new LockLostError(`render node ${this.id} lost its lock on job ${job.id}`);
+      }
       if (err instanceof CanceledError) {
         this.o.log(`job ${job.id} canceled`);
         throw new UnrecoverableError(CANCELED_REASON);
       }
-      this.o.log(`job ${job.id} failed: ${(err as Error).message}`);
-      throw err;
+      if (err instanceof DelayedError || err instanceof UnrecoverableError) throw err;
+      const reason = (err as Error).message;
+      if (isJobFault(err)) {
+        this.o.log(`job ${job.id} failed: ${reason}`);
+        throw new UnrecoverableError(reason);
+      }
+      this.o.log(`job ${job.id} failed on this node: ${reason}; leaving it to the other render nodes`);
+      return refuse(reason);
     } finally {
+      unwatch();
       this.running.delete(job.id);
       void this.beat().catch(() => undefined);
     }
+  }
+
+  /** Throws unless this node's try still holds the job's lock in Redis. */
+  private async holdsLock(bullJob: BullJob<FarmJobData, FarmJobResult>, token: string | undefined): Promise<void> {
+    if (token === undefined) return;
+    const held = await this.redis.get(`${bullJob.queueQualifiedName}:${bullJob.id}:lock`);
+    if (held !== token)
+      throw new LockLostError(`render node ${this.id} lost its lock on job ${bullJob.data.job.id} before writing it`);
   }
 
   /**
@@ -198,7 +274,7 @@ export class RenderWorker {
     const mapped = toLocal(p, this.o.maps);
     if (mapped === undefined)
       throw new Error(
-        `render node ${os.hostname()} cannot reach the job's ${field} ${p}: no --map covers it (it maps ${this.o.maps
+        `render node ${this.id} cannot reach the job's ${field} ${p}: no --map covers it (it maps ${this.o.maps
           .map((m) => m.from)
           .join(', ')}). Put the file on shared storage that the render nodes map, or add --map FROM=TO for it`,
       );
@@ -213,15 +289,10 @@ export class RenderWorker {
     return local;
   }
 
-  /** The result as the engine names its files. */
-  private engineResult(result: JobResult, outputPath: string): JobResult {
-    const matte = result.mattePath ? toEngine(result.mattePath, this.o.maps) : undefined;
-    return { ...result, path: outputPath, ...(matte ? { mattePath: matte } : {}) };
-  }
-
   /** Takes no new jobs, lets the running ones finish, and drops off the list of nodes. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
+    this.locks.close();
     await Promise.all(this.bulls.map((b) => b.close()));
     await withdraw(this.redis, this.id).catch(() => undefined);
     this.subscriber.disconnect();

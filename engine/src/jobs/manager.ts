@@ -48,6 +48,8 @@ export interface JobExecutor {
   workers(): Promise<WorkerStatus[]>;
   /** The model a live render node announces under this id, as it loaded it; undefined when none has it now. */
   modelInfo(id: string): Promise<ModelInfo | undefined>;
+  /** Whether the render queue answers now (for /v1/health); `url` carries no credentials. */
+  queueState(): { url: string; reachable: boolean; detail?: string };
   /** Stops listening; the jobs handed over go on without this engine. */
   close(): Promise<void>;
 }
@@ -68,6 +70,11 @@ export interface JobManagerOptions {
   maxHistory?: number;
   /** `--max-memory`: no job may plan for a larger peak (bytes) than this, whatever is free (jobs/memory-plan.ts). */
   memoryLimitBytes?: number;
+  /**
+   * `--renders`: where jobs that name no output folder write, instead of the engine's private renders folder. With an
+   * executor, the render nodes write the result, so it must be on shared storage; without it such jobs are refused.
+   */
+  rendersDir?: string;
   log?(line: string): void;
 }
 
@@ -105,6 +112,20 @@ function checkPaths(fields: [string, string | undefined][]): void {
         'relative-path',
       );
   }
+}
+
+/**
+ * A job with no output folder on an engine that hands its jobs to render nodes: they would write into the engine's
+ * private renders folder on their own disks, where the editor never sees the result.
+ */
+function noSharedOutput(privateDir: string): ProblemError {
+  return ProblemError.of(
+    422,
+    'No output folder for the render farm',
+    `this engine sends its jobs to render nodes, and they cannot write into its own renders folder (${privateDir}). Choose an output folder on shared storage that the render nodes reach, or start the engine with reshoot serve --queue … --renders DIR, DIR a folder on that storage`,
+    'output.folder',
+    'no-shared-output',
+  );
 }
 
 function titleOf(code: string): string {
@@ -245,21 +266,28 @@ export class JobManager implements JobService {
       ['output.path', out?.path],
       ['output.folder', out?.folder],
     ]);
+    const named = !!(out?.path || out?.folder);
+    if (!named && !this.o.rendersDir && this.o.executor) throw noSharedOutput(this.rendersDir);
     const id = crypto.randomBytes(6).toString('hex');
-    const outputPath = defaultOutputPath(request, id, this.rendersDir);
+    const outputPath = defaultOutputPath(request, id, this.o.rendersDir ?? this.rendersDir);
     const asMediaProblem =
       (field: (e: MediaError) => string) =>
       (err: unknown): never => {
         throw err instanceof MediaError ? mediaProblem(err, field(err)) : err;
       };
-    // The default renders folder is the engine's own; a folder or file the client named is checked like any input.
-    if (out?.path || out?.folder) {
+    // The private renders folder is the engine's own; a folder or file the client or --renders named is checked like
+    // any input.
+    if (named || this.o.rendersDir) {
       try {
         // First: a result never replaces what the job reads or the engine's state, even with overwrite.
         checkNotAnInput(outputPath, { source: request.source.path, mask: mask?.path, stateDir: this.o.dataDir });
-        checkOutputTarget(outputPath, { overwrite: out.overwrite, mayCreateFolder: !out.path, videoName: !!out.path });
+        checkOutputTarget(outputPath, {
+          overwrite: out?.overwrite ?? false,
+          mayCreateFolder: !out?.path,
+          videoName: !!out?.path,
+        });
       } catch (err) {
-        asMediaProblem(() => (out.path ? 'output.path' : 'output.folder'))(err);
+        asMediaProblem(() => (out?.path ? 'output.path' : 'output.folder'))(err);
       }
     }
     // Windows: a path ffmpeg cannot open (MAX_PATH) is refused now, before the probe that would fail on it.
@@ -424,6 +452,7 @@ export class JobManager implements JobService {
       queue: {
         queued: all.filter((j) => j.state === 'queued').length,
         running: all.filter((j) => j.state === 'running').length,
+        ...this.o.executor?.queueState(),
       },
     };
   }
