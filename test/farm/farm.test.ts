@@ -190,8 +190,15 @@ it('runs jobs submitted over HTTP on two render nodes, bit for bit as the local 
       return ws.length === 2 ? ws : undefined;
     }, 'two render nodes');
     expect(workers.map((w) => w.id).sort()).toEqual(nodes.map((n) => n.id).sort());
+    const cpu = `${os.cpus()[0].model.trim()} (${os.cpus().length} threads)`;
     for (const w of workers)
-      expect(w).toMatchObject({ host: os.hostname(), provider: 'cpu', models: ['oracle'], concurrency: 1 });
+      expect(w).toMatchObject({
+        host: os.hostname(),
+        provider: 'cpu',
+        device: cpu,
+        models: ['oracle'],
+        concurrency: 1,
+      });
 
     const outDir = path.join(root, 'farm-out');
     fs.mkdirSync(outDir);

@@ -439,6 +439,8 @@ export const WorkerStatus = z.object({
   host: z.string(),
   /** The execution provider its model runs on (e.g. "cuda", "cpu"). */
   provider: z.string(),
+  /** The card (or processor) it computes on, as its driver names it; absent when the node cannot tell. */
+  device: z.string().optional(),
   models: z.array(z.string()),
   /** Jobs it takes at once. */
   concurrency: z.int(),

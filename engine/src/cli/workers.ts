@@ -33,7 +33,9 @@ export async function runWorkers(argv: string[]): Promise<number> {
       for (const w of workers) {
         const age = ((Date.now() - Date.parse(w.lastHeartbeat)) / 1000).toFixed(0);
         const jobs = w.currentJobs.length ? `running ${w.currentJobs.join(', ')}` : 'idle';
-        console.log(`${w.host}\t${w.id}\t${w.provider}\t${w.models.join(',')}\t${jobs}\theartbeat ${age} s ago`);
+        console.log(
+          `${w.host}\t${w.id}\t${w.provider}${w.device ? ` (${w.device})` : ''}\t${w.models.join(',')}\t${jobs}\theartbeat ${age} s ago`,
+        );
       }
     }
     return 0;

@@ -15,6 +15,7 @@ import { planJob, runJob } from '../jobs/runner';
 import { InversionCache } from '../store/inversion-cache';
 import type { PipelineWorker } from '../worker/pipeline-worker';
 import { connectionErrors, whenReady, type QueueConnection } from './connection';
+import { deviceName } from './device-name';
 import { handBack, isJobFault, refusedBy } from './hand-back';
 import { LockWatch } from './lock-watch';
 import { resultForEngine, toLocal, type PathMapping } from './path-map';
@@ -75,6 +76,7 @@ export class RenderWorker {
   private readonly running = new Map<string, { cancel(): void }>();
   private heartbeat?: NodeJS.Timeout;
   private readonly locks: LockWatch;
+  private device?: string;
 
   private constructor(
     private readonly o: RenderWorkerOptions,
@@ -98,6 +100,7 @@ export class RenderWorker {
     });
     const cache = new InversionCache(o.cacheDir ?? path.join(o.dataDir, 'cache', 'inversions'), 2 * 1024 ** 3);
     const node = new RenderWorker(o, redis, subscriber, cache);
+    node.device = await deviceName(o.models[0]?.info.provider ?? 'cpu');
     subscriber.on('message', (_channel: string, jobId: string) => node.running.get(jobId)?.cancel());
     await subscriber.subscribe(CANCEL_CHANNEL);
     for (const model of o.models) {
@@ -130,6 +133,7 @@ export class RenderWorker {
       id: this.id,
       host: os.hostname(),
       provider: [...new Set(infos.map((i) => i.provider))].join(', '),
+      ...(this.device ? { device: this.device } : {}),
       models: infos.map((i) => i.name),
       concurrency: this.o.concurrency,
       currentJobs: [...this.running.keys()],
