@@ -72,9 +72,9 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     // The status line's queue figures followed only the end of a job; a job starting changes them too.
     onStateChange: () => void status.check(),
     download: host.kind === 'browser',
-    onUpdate: (job) => {
-      bar.update(job);
-      viewer.update(job);
+    onUpdate: (job, engineLost) => {
+      bar.update(job, engineLost);
+      viewer.update(job, engineLost);
     },
     onPreview: (job, png) => viewer.preview(job, png),
   });

@@ -10,7 +10,7 @@ import { framesToTimecode } from '../../../engine/src/api/timecode';
 import type { EngineClient } from '../engine-client';
 import type { ClipSelection } from '../host/host';
 import { button, fill, h, segmented, setDisabled, show } from './dom';
-import { basename, stageLine } from './format';
+import { basename, jobLine } from './format';
 import type { Box } from './mask-box';
 
 export interface ViewerOptions {
@@ -263,9 +263,9 @@ export class Viewer {
     this.update(job);
   }
 
-  update(job: Job): void {
+  update(job: Job, engineLost = false): void {
     if (this.showing.kind !== 'live' || this.showing.jobId !== job.id) return;
-    this.badge.textContent = `${job.request.preview ? 'Preview' : 'Edit'} · ${stageLine(job)}`;
+    this.badge.textContent = `${job.request.preview ? 'Preview' : 'Edit'} · ${jobLine(job, engineLost)}`;
   }
 
   preview(job: Job, pngBase64: string): void {
