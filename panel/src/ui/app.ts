@@ -229,7 +229,11 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         output: { ...(folder ? { folder } : {}), ...form.output() },
       };
       const job = await c.submit(request);
+      // A render the user asked for, like Edit: the bar and the viewer follow it.
+      viewer.follow(job);
+      bar.track(job);
       jobs.add(job, card.ctx ? { ...card.ctx, kind: 'edit' } : null);
+      void status.check();
     } catch (e) {
       const p = describeError(e);
       card.note(`${p.title}: ${p.detail}`, 'error');
