@@ -297,8 +297,9 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   const second = await newestJobId();
   expect(second).not.toBe(first);
 
-  // The first finishes: the before/after player loads its result.
+  // The first finishes; the viewer stays on the second, the last one started, until the first is asked for.
   await page.waitForSelector(`[data-job-id="${first}"][data-state="succeeded"]`, { timeout: 60_000 });
+  await page.click(`[data-job-id="${first}"] button:has-text("Compare")`);
   expect(await page.evaluate(() => window.sawPreview)).toBe(true);
   await page.waitForSelector('#compare:not(.empty)');
   await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2, undefined, {

@@ -82,7 +82,7 @@ export class Viewer {
   private readonly message = h('div', { class: 'compare-message hidden' });
   private readonly revealButton: HTMLButtonElement;
   private showing: Showing = { kind: 'none' };
-  /** Set once the user works with a result (scrubs, plays, changes the mode): a job ending elsewhere must not replace it. */
+  /** Set once the user works with a result (scrubs, plays, changes the mode): choosing another clip must not replace it. */
   private pinned = false;
   private clip: ClipSelection | null = null;
   private clipMediaSec: number | undefined;
@@ -275,14 +275,14 @@ export class Viewer {
     this.stage.classList.add('has-live');
   }
 
-  /** A job ended: its result replaces the view only when the view was following it or nothing is pinned. */
+  /**
+   * A job ended: its result shows only when the viewer was following it. The viewer stays on what the user last
+   * started or chose; another job ending (queued earlier, or from elsewhere) says so on its own card.
+   */
   ended(job: Job): void {
-    const following = this.showing.kind === 'live' && this.showing.jobId === job.id;
-    if (job.state === 'succeeded' && job.result && this.opts.compare) {
-      if (following || !this.pinned) this.showResult(job, false);
-    } else if (following) {
-      this.showSource();
-    }
+    if (this.showing.kind !== 'live' || this.showing.jobId !== job.id) return;
+    if (job.state === 'succeeded' && job.result && this.opts.compare) this.showResult(job, false);
+    else this.showSource();
   }
 
   /** Shows a finished job; from a button the user pressed (pin), or because it just finished (no pin). */
