@@ -250,6 +250,8 @@ export class Viewer {
   /** A job this page submitted: the viewer follows it (a new action of the user's, so it unpins any result). */
   follow(job: Job): void {
     this.pinned = false;
+    // What went wrong with the result shown before is not about this job.
+    show(this.message, false);
     this.stopClock();
     this.video.pause();
     this.showing = { kind: 'live', jobId: job.id };
