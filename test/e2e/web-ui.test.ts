@@ -327,7 +327,7 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(Math.floor(t * 24)).toBe(12);
   expect(await page.textContent('#compare-clock')).toContain('frame 13 of 24');
 
-  // "Open video" shows the result file itself in a new tab (a browser cannot reveal a folder).
+  // "Open in a tab" shows the result file itself in a new tab (a browser cannot reveal a folder).
   const [tab] = await Promise.all([context.waitForEvent('page'), page.click('#open-result')]);
   await tab.waitForURL(new RegExp(`/v1/jobs/${first}/result\\?token=`));
   await tab.close();

@@ -59,7 +59,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     form.el.addEventListener('input', save);
     form.el.addEventListener('click', save);
   }
-  const viewer = new Viewer({ client, onReveal: reveal, compare: compareEnabled });
+  const viewer = new Viewer({ client, compare: compareEnabled });
   const compare = compareEnabled ? viewer : null;
   const jobs = new JobList({
     client,
@@ -87,6 +87,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     onCompare: compare ? (e) => void compareEntry(e) : undefined,
     onReuse: (e) => form.reuse(e),
     onReveal: (e) => reveal(e.resultPath),
+    downloadUrl: host.kind === 'browser' ? (e) => client()?.downloadUrl(e.jobId) ?? null : undefined,
   });
 
   // Sections fold to their titles, so a docked panel can keep what the user works with on screen.

@@ -15,7 +15,6 @@ import type { Box } from './mask-box';
 
 export interface ViewerOptions {
   client(): EngineClient | null;
-  onReveal(path: string): void;
   /** The result video and the compare modes (the browser); without it the viewer shows the clip and live previews. */
   compare: boolean;
 }
@@ -80,7 +79,20 @@ export class Viewer {
   private readonly scrub = h('input', { class: 'scrub', id: 'scrub' });
   private readonly clock = h('span', { class: 'clock mono', id: 'compare-clock', attrs: { 'aria-live': 'off' } });
   private readonly message = h('div', { class: 'compare-message hidden' });
-  private readonly revealButton: HTMLButtonElement;
+  // A browser cannot open the folder the result is in: it can play the file in a tab of its own, or save it.
+  private readonly openLink = h('a', {
+    class: 'btn small quiet',
+    id: 'open-result',
+    text: 'Open in a tab',
+    title: 'Play the result file in a new browser tab',
+    attrs: { target: '_blank', rel: 'noopener' },
+  });
+  private readonly downloadLink = h('a', {
+    class: 'btn small quiet',
+    id: 'download-result',
+    text: 'Download',
+    title: 'Save the result file',
+  });
   private showing: Showing = { kind: 'none' };
   /** Set once the user works with a result (scrubs, plays, changes the mode): choosing another clip must not replace it. */
   private pinned = false;
@@ -113,11 +125,6 @@ export class Viewer {
     this.wipe.value = '50';
     this.wipe.setAttribute('aria-label', 'Wipe position, percent from the left');
     this.playButton = button('Play', () => this.togglePlay(), { class: 'play', id: 'play' });
-    this.revealButton = button(
-      'Open video',
-      () => this.showing.kind === 'result' && this.opts.onReveal(this.showing.job.result!.path),
-      { class: 'small quiet', id: 'open-result' },
-    );
     this.toggleButton = button('Showing B', () => this.flip(), { class: 'small', id: 'toggle-ab' });
     this.toggleButton.setAttribute('aria-pressed', 'true');
 
@@ -201,7 +208,7 @@ export class Viewer {
           this.title,
           this.sub,
         ),
-        this.revealButton,
+        h('div', { class: 'viewer-links' }, this.openLink, this.downloadLink),
       ),
       this.stage,
       this.compareBar,
@@ -311,6 +318,9 @@ export class Viewer {
     this.title.title = job.request.prompt;
     this.sub.textContent = `${basename(job.request.source.path)} · ${r.frames} frames · ${r.width}×${r.height}${job.request.preview ? ' · preview' : ''} · seed ${job.seed}`;
     show(this.message, false);
+    this.openLink.setAttribute('href', client.resultUrl(job.id));
+    this.downloadLink.setAttribute('href', client.downloadUrl(job.id));
+    this.downloadLink.setAttribute('download', basename(r.path));
     this.video.src = client.resultUrl(job.id);
     this.video.load();
     this.render();
@@ -403,7 +413,8 @@ export class Viewer {
     this.paneB.style.aspectRatio = aspect;
     const hasResult = kind === 'result';
     this.compareBar?.classList.toggle('empty', !hasResult);
-    show(this.revealButton, hasResult);
+    show(this.openLink, hasResult);
+    show(this.downloadLink, hasResult);
     setDisabled(this.playButton, !hasResult);
     this.scrub.max = String(Math.max(0, (r?.frames ?? 1) - 1));
     this.scrub.value = '0';
