@@ -50,6 +50,8 @@ const PREFETCH_SPREAD = 100;
 const CONCURRENT_STILLS = 2;
 const FILMSTRIP_THUMBS = 8;
 const MATTE_TINT = [255, 64, 160] as const;
+// HTMLMediaElement's code for a source it cannot decode; Chromium gives the same code when the file is missing.
+const MEDIA_ERR_SRC_NOT_SUPPORTED = 4;
 
 export class Viewer {
   readonly el: HTMLElement;
@@ -190,8 +192,7 @@ export class Viewer {
     this.video.addEventListener('seeked', () => this.sync(!this.playing()));
     this.video.addEventListener('loadeddata', () => this.sync(true));
     this.video.addEventListener('error', () => {
-      if (this.showing.kind === 'result')
-        this.fail('The result video could not be loaded. It may have been moved or deleted.');
+      if (this.showing.kind === 'result') void this.explainUnplayable(this.showing.job);
     });
     this.video.addEventListener('click', () => this.togglePlay());
 
@@ -711,8 +712,30 @@ export class Viewer {
     this.canvas.setAttribute('data-matte', matte.src);
   }
 
-  private fail(text: string): void {
-    this.message.textContent = text;
+  /**
+   * Why the result does not play. Chromium reports a missing file and a codec it lacks alike, so the engine is asked
+   * whether the file is there: ProRes, the usual finishing format, plays in Premiere but not in Chromium.
+   */
+  private async explainUnplayable(job: Job): Promise<void> {
+    const unsupported = this.video.error?.code === MEDIA_ERR_SRC_NOT_SUPPORTED;
+    const there = await this.opts.client()?.resultExists(job.id);
+    if (this.showing.kind !== 'result' || this.showing.job.id !== job.id) return;
+    const download = () =>
+      h('a', {
+        class: 'btn small link',
+        text: 'Download',
+        attrs: { href: this.downloadLink.getAttribute('href') ?? '', download: basename(job.result?.path ?? '') },
+      });
+    if (there === false) this.fail('The result video could not be loaded. It may have been moved or deleted.');
+    else if (there && job.result?.codec === 'prores')
+      this.fail('This browser cannot play ProRes; Download it, or open it in Premiere. ', download());
+    else if (there && unsupported)
+      this.fail('This browser cannot play this video; Download it to play it elsewhere. ', download());
+    else this.fail('The result video could not be loaded; check that the engine is running.');
+  }
+
+  private fail(text: string, action?: HTMLElement): void {
+    fill(this.message, text, action ?? null);
     show(this.message, true);
   }
 }
