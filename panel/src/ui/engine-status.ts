@@ -150,9 +150,7 @@ export class EngineStatus {
               h('span', { class: 'strong', text: hl.provider }),
               hl.providerFallbacks.length ? ' (fell back)' : '',
             ),
-            queue
-              ? h('span', { class: 'fact', text: `${hl.queue.running} running, ${hl.queue.queued} waiting` })
-              : null,
+            queue ? h('span', { class: 'fact queue', text: queueLine(hl.queue.running, hl.queue.queued) }) : null,
           ),
         );
         break;
@@ -216,4 +214,9 @@ export class EngineStatus {
         break;
     }
   }
+}
+
+/** "1 running, 2 waiting", leaving out a part that is zero. */
+function queueLine(running: number, queued: number): string {
+  return [running ? `${running} running` : '', queued ? `${queued} waiting` : ''].filter(Boolean).join(', ');
 }
