@@ -127,6 +127,22 @@ export class EngineClient {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result`);
   }
 
+  /**
+   * Whether the job's result file is still there: true or false from the engine, undefined when it does not answer.
+   * A <video> that fails says nothing about why.
+   */
+  async resultExists(id: string): Promise<boolean | undefined> {
+    try {
+      const res = await this.fetchFn(`${this.baseUrl}/v1/jobs/${encodeURIComponent(id)}/result`, {
+        method: 'HEAD',
+        headers: this.token ? { Authorization: `Bearer ${this.token}` } : {},
+      });
+      return res.ok;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The result as a file to save (Content-Disposition: attachment), under its own name. */
   downloadUrl(id: string): string {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result?download=1`);

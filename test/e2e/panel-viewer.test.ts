@@ -441,7 +441,7 @@ it('compares the result five ways, drawing the difference and the matte from rea
 it('stays on the result the user is scrubbing when another job finishes', async () => {
   await page.setViewportSize(DOCKED);
   const looked = (await page.getAttribute('#viewer', 'data-job-id'))!;
-  // A long edit, then a preview queued behind it: the viewer follows the preview, and shows the edit when it ends.
+  // A long edit, then a preview queued behind it: the viewer follows the preview, and the user asks for the edit.
   await page.fill('#steps', '40');
   const top = await newestJobId();
   await click('#edit');
@@ -451,7 +451,9 @@ it('stays on the result the user is scrubbing when another job finishes', async 
   await click('#preview');
   const queued = await waitForNewJob(long);
   await expectInView(`#current-job[data-job-id="${queued}"]`);
-  await page.waitForSelector(`#viewer[data-job-id="${long}"][data-showing="result"]`, { timeout: 90_000 });
+  await page.waitForSelector(`#jobs [data-job-id="${long}"][data-state="succeeded"]`, { timeout: 90_000 });
+  await page.click(`[data-job-id="${long}"] button:has-text("Compare")`);
+  await page.waitForSelector(`#viewer[data-job-id="${long}"][data-showing="result"]`);
   // The user scrubs the long edit's result while the preview runs.
   await page.$eval('#scrub', (input: InputEl) => {
     input.value = '5';

@@ -313,8 +313,9 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(second).not.toBe(first);
   await expectInViewDocked(page, '#edit', `#current-job[data-job-id="${second}"]`);
 
-  // The first finishes: the before/after player loads its result.
+  // The first finishes; the viewer stays on the second, the last one started, until the first is asked for.
   await page.waitForSelector(`[data-job-id="${first}"][data-state="succeeded"]`, { timeout: 60_000 });
+  await page.click(`[data-job-id="${first}"] button:has-text("Compare")`);
   expect(await page.evaluate(() => window.sawPreview)).toBe(true);
   await page.waitForSelector('#compare:not(.empty)');
   await page.waitForFunction(() => (document.querySelector<VideoEl>('#after-video')?.readyState ?? 0) >= 2, undefined, {
@@ -342,7 +343,7 @@ it('runs an edit with live progress, cancels a second one, and plays the result 
   expect(Math.floor(t * 24)).toBe(12);
   expect(await page.textContent('#compare-clock')).toContain('frame 13 of 24');
 
-  // "Open video" shows the result file itself in a new tab (a browser cannot reveal a folder).
+  // "Open in a tab" shows the result file itself in a new tab (a browser cannot reveal a folder).
   const [tab] = await Promise.all([context.waitForEvent('page'), page.click('#open-result')]);
   await tab.waitForURL(new RegExp(`/v1/jobs/${first}/result\\?token=`));
   await tab.close();

@@ -4,7 +4,7 @@
 import type { Job } from '../../../engine/src/api/schemas';
 import { isTerminal } from '../engine-client';
 import { h, show } from './dom';
-import { percent, stageLine } from './format';
+import { jobLine, percent } from './format';
 
 export class ActionBar {
   readonly el: HTMLElement;
@@ -50,15 +50,17 @@ export class ActionBar {
     this.update(job);
   }
 
-  update(job: Job): void {
+  update(job: Job, engineLost = false): void {
     if (job.id !== this.jobId) return;
     const kind = job.request.preview ? 'Preview' : 'Edit';
     show(this.current, true);
     this.current.setAttribute('data-job-id', job.id);
     this.current.setAttribute('data-state', job.state);
+    if (engineLost && !isTerminal(job.state)) this.current.setAttribute('data-engine-lost', 'true');
+    else this.current.removeAttribute('data-engine-lost');
     this.badge.className = `badge ${kind.toLowerCase()}`;
     this.badge.textContent = kind;
-    this.stage.textContent = stageLine(job);
+    this.stage.textContent = jobLine(job, engineLost);
     const fraction = job.state === 'succeeded' ? 1 : job.progress.fraction;
     this.pct.textContent =
       job.state === 'queued' || (isTerminal(job.state) && job.state !== 'succeeded') ? '' : percent(fraction);

@@ -59,7 +59,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     form.el.addEventListener('input', save);
     form.el.addEventListener('click', save);
   }
-  const viewer = new Viewer({ client, onReveal: reveal, compare: compareEnabled });
+  const viewer = new Viewer({ client, compare: compareEnabled });
   const compare = compareEnabled ? viewer : null;
   const jobs = new JobList({
     client,
@@ -72,9 +72,9 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     // The status line's queue figures followed only the end of a job; a job starting changes them too.
     onStateChange: () => void status.check(),
     download: host.kind === 'browser',
-    onUpdate: (job) => {
-      bar.update(job);
-      viewer.update(job);
+    onUpdate: (job, engineLost) => {
+      bar.update(job, engineLost);
+      viewer.update(job, engineLost);
     },
     onPreview: (job, png) => viewer.preview(job, png),
   });
@@ -87,6 +87,7 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
     onCompare: compare ? (e) => void compareEntry(e) : undefined,
     onReuse: (e) => form.reuse(e),
     onReveal: (e) => reveal(e.resultPath),
+    downloadUrl: host.kind === 'browser' ? (e) => client()?.downloadUrl(e.jobId) ?? null : undefined,
   });
 
   // Sections fold to their titles, so a docked panel can keep what the user works with on screen.
@@ -229,7 +230,11 @@ export function mountApp(root: HTMLElement, host: Host, options: AppOptions = {}
         output: { ...(folder ? { folder } : {}), ...form.output() },
       };
       const job = await c.submit(request);
+      // A render the user asked for, like Edit: the bar and the viewer follow it.
+      viewer.follow(job);
+      bar.track(job);
       jobs.add(job, card.ctx ? { ...card.ctx, kind: 'edit' } : null);
+      void status.check();
     } catch (e) {
       const p = describeError(e);
       card.note(`${p.title}: ${p.detail}`, 'error');

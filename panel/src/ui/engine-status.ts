@@ -29,6 +29,8 @@ export class EngineStatus {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private countdown: ReturnType<typeof setInterval> | undefined;
   private checking = false;
+  /** Asked again while a check was on its way: its answer may predate what prompted the ask (a job ending). */
+  private again = false;
   private stopped = false;
   private listeners: ((s: EngineState, client: EngineClient | null) => void)[] = [];
   private readonly retryMs: number;
@@ -62,8 +64,13 @@ export class EngineStatus {
   }
 
   async check(): Promise<void> {
-    if (this.checking || this.stopped) return;
+    if (this.stopped) return;
+    if (this.checking) {
+      this.again = true;
+      return;
+    }
     this.checking = true;
+    this.again = false;
     if (this.timer) clearTimeout(this.timer);
     if (this.countdown) clearInterval(this.countdown);
     if (this.state.kind !== 'connected') {
@@ -101,7 +108,8 @@ export class EngineStatus {
     this.client = next.kind === 'connected' ? client : null;
     this.render();
     if (changed || next.kind === 'connected') for (const cb of this.listeners) cb(this.state, this.client);
-    this.schedule();
+    if (this.again) void this.check();
+    else this.schedule();
   }
 
   private schedule(): void {
@@ -150,9 +158,7 @@ export class EngineStatus {
               h('span', { class: 'strong', text: hl.provider }),
               hl.providerFallbacks.length ? ' (fell back)' : '',
             ),
-            queue
-              ? h('span', { class: 'fact', text: `${hl.queue.running} running, ${hl.queue.queued} waiting` })
-              : null,
+            queue ? h('span', { class: 'fact queue', text: queueLine(hl.queue.running, hl.queue.queued) }) : null,
           ),
         );
         break;
@@ -216,4 +222,9 @@ export class EngineStatus {
         break;
     }
   }
+}
+
+/** "1 running, 2 waiting", leaving out a part that is zero. */
+function queueLine(running: number, queued: number): string {
+  return [running ? `${running} running` : '', queued ? `${queued} waiting` : ''].filter(Boolean).join(', ');
 }

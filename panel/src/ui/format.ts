@@ -2,6 +2,7 @@
 // (HH:MM:SS:FF, drop-frame HH;MM;SS;FF at 29.97 and 59.94), not decimal seconds.
 import type { Job, JobProgress } from '../../../engine/src/api/schemas';
 import { secondsToTimecode } from '../../../engine/src/api/timecode';
+import { isTerminal } from '../engine-client';
 
 export function timecode(sec: number, fps: number): string {
   return secondsToTimecode(sec, fps);
@@ -55,6 +56,14 @@ const STAGE_LABELS: Record<JobProgress['stage'], string> = {
 export function ordinal(n: number): string {
   const teen = n % 100 >= 11 && n % 100 <= 13;
   return `${n}${teen ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')}`;
+}
+
+/** What every view of a job says while the engine is away: the job is kept, not waiting in any queue. */
+export const ENGINE_STOPPED = 'Engine stopped — will resume when it is back';
+
+/** The job's stage, or that the engine stopped while the job was not finished. */
+export function jobLine(job: Job, engineLost: boolean): string {
+  return engineLost && !isTerminal(job.state) ? ENGINE_STOPPED : stageLine(job);
 }
 
 export function stageLine(job: Job): string {

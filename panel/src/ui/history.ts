@@ -13,7 +13,10 @@ export interface HistoryOptions {
   /** Browser: show it in the before/after player. */
   onCompare?(e: HistoryEntry): void;
   onReuse(e: HistoryEntry): void;
+  /** Premiere: open the folder that holds the result. Browser: play the file in a new tab. */
   onReveal(e: HistoryEntry): void;
+  /** Browser: the result as a file to save; a page cannot open a folder on disk. */
+  downloadUrl?(e: HistoryEntry): string | null;
 }
 
 export class HistoryView {
@@ -114,7 +117,23 @@ export class HistoryView {
       actions.push(b);
     }
     if (this.opts.onCompare) actions.push(button('Compare', () => this.opts.onCompare!(e), { class: 'small' }));
-    actions.push(button('Reveal file', () => this.opts.onReveal(e), { class: 'small quiet', title: e.resultPath }));
+    const browser = this.host.kind === 'browser';
+    actions.push(
+      button(browser ? 'Open in a tab' : 'Reveal file', () => this.opts.onReveal(e), {
+        class: 'small quiet history-open',
+        title: browser ? `Play ${basename(e.resultPath)} in a new browser tab` : e.resultPath,
+      }),
+    );
+    const download = this.opts.downloadUrl?.(e);
+    if (download)
+      actions.push(
+        h('a', {
+          class: 'btn small quiet history-download',
+          text: 'Download',
+          title: e.resultPath,
+          attrs: { href: download, download: basename(e.resultPath) },
+        }),
+      );
     actions.push(
       button('Reuse', () => this.opts.onReuse(e), {
         class: 'small quiet',

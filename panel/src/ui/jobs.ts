@@ -7,7 +7,7 @@ import type { ClipSelection, SourceRef } from '../host/host';
 import { button, fill, h, setDisabled, show } from './dom';
 import { describeError } from './errors';
 import type { SubmitKind } from './edit-form';
-import { basename, eta, percent, stageLine } from './format';
+import { basename, eta, jobLine, percent } from './format';
 
 export interface JobContext {
   kind: SubmitKind;
@@ -30,8 +30,11 @@ export interface JobListOptions {
   onStateChange?(): void;
   /** Offer the result as a download (a browser page cannot open the folder it is in). */
   download?: boolean;
-  /** Every state the card shows, and each live preview image (SSE only), for views that follow a job elsewhere. */
-  onUpdate?(job: Job): void;
+  /**
+   * Every state the card shows, and each live preview image (SSE only), for views that follow a job elsewhere;
+   * engineLost: the engine stopped answering while the job was not finished.
+   */
+  onUpdate?(job: Job, engineLost: boolean): void;
   onPreview?(job: Job, pngBase64: string): void;
 }
 
@@ -246,7 +249,7 @@ export class JobCard {
     this.job = job;
     if (was !== job.state) this.opts.onStateChange?.();
     this.render();
-    this.opts.onUpdate?.(job);
+    this.opts.onUpdate?.(job, this.lost);
     if (isTerminal(job.state) && !this.ended) {
       this.ended = true;
       this.stop();
@@ -270,6 +273,8 @@ export class JobCard {
     if (this.lost === lost || (lost && this.ended)) return;
     this.lost = lost;
     this.render();
+    // The action bar and the viewer show this job too: they must not say it waits in a queue that is gone.
+    this.opts.onUpdate?.(this.job, lost);
   }
 
   /** A line under the progress: placement status, or why something failed. */
@@ -376,7 +381,7 @@ export class JobCard {
     this.el.setAttribute('data-state', j.state);
     if (this.lost && !terminal) this.el.setAttribute('data-engine-lost', 'true');
     else this.el.removeAttribute('data-engine-lost');
-    this.stage.textContent = this.lost && !terminal ? 'Engine stopped — will resume when it is back' : stageLine(j);
+    this.stage.textContent = jobLine(j, this.lost);
     show(this.restartEl, j.restarts > 0);
     this.restartEl.textContent =
       j.restarts > 0

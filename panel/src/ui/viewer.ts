@@ -10,12 +10,11 @@ import { framesToTimecode } from '../../../engine/src/api/timecode';
 import type { EngineClient } from '../engine-client';
 import type { ClipSelection } from '../host/host';
 import { button, fill, h, segmented, setDisabled, show } from './dom';
-import { basename, stageLine } from './format';
+import { basename, jobLine } from './format';
 import type { Box } from './mask-box';
 
 export interface ViewerOptions {
   client(): EngineClient | null;
-  onReveal(path: string): void;
   /** The result video and the compare modes (the browser); without it the viewer shows the clip and live previews. */
   compare: boolean;
 }
@@ -51,6 +50,8 @@ const PREFETCH_SPREAD = 100;
 const CONCURRENT_STILLS = 2;
 const FILMSTRIP_THUMBS = 8;
 const MATTE_TINT = [255, 64, 160] as const;
+// HTMLMediaElement's code for a source it cannot decode; Chromium gives the same code when the file is missing.
+const MEDIA_ERR_SRC_NOT_SUPPORTED = 4;
 
 export class Viewer {
   readonly el: HTMLElement;
@@ -80,9 +81,22 @@ export class Viewer {
   private readonly scrub = h('input', { class: 'scrub', id: 'scrub' });
   private readonly clock = h('span', { class: 'clock mono', id: 'compare-clock', attrs: { 'aria-live': 'off' } });
   private readonly message = h('div', { class: 'compare-message hidden' });
-  private readonly revealButton: HTMLButtonElement;
+  // A browser cannot open the folder the result is in: it can play the file in a tab of its own, or save it.
+  private readonly openLink = h('a', {
+    class: 'btn small quiet',
+    id: 'open-result',
+    text: 'Open in a tab',
+    title: 'Play the result file in a new browser tab',
+    attrs: { target: '_blank', rel: 'noopener' },
+  });
+  private readonly downloadLink = h('a', {
+    class: 'btn small quiet',
+    id: 'download-result',
+    text: 'Download',
+    title: 'Save the result file',
+  });
   private showing: Showing = { kind: 'none' };
-  /** Set once the user works with a result (scrubs, plays, changes the mode): a job ending elsewhere must not replace it. */
+  /** Set once the user works with a result (scrubs, plays, changes the mode): choosing another clip must not replace it. */
   private pinned = false;
   private clip: ClipSelection | null = null;
   private clipMediaSec: number | undefined;
@@ -113,11 +127,6 @@ export class Viewer {
     this.wipe.value = '50';
     this.wipe.setAttribute('aria-label', 'Wipe position, percent from the left');
     this.playButton = button('Play', () => this.togglePlay(), { class: 'play', id: 'play' });
-    this.revealButton = button(
-      'Open video',
-      () => this.showing.kind === 'result' && this.opts.onReveal(this.showing.job.result!.path),
-      { class: 'small quiet', id: 'open-result' },
-    );
     this.toggleButton = button('Showing B', () => this.flip(), { class: 'small', id: 'toggle-ab' });
     this.toggleButton.setAttribute('aria-pressed', 'true');
 
@@ -183,8 +192,7 @@ export class Viewer {
     this.video.addEventListener('seeked', () => this.sync(!this.playing()));
     this.video.addEventListener('loadeddata', () => this.sync(true));
     this.video.addEventListener('error', () => {
-      if (this.showing.kind === 'result')
-        this.fail('The result video could not be loaded. It may have been moved or deleted.');
+      if (this.showing.kind === 'result') void this.explainUnplayable(this.showing.job);
     });
     this.video.addEventListener('click', () => this.togglePlay());
 
@@ -201,7 +209,7 @@ export class Viewer {
           this.title,
           this.sub,
         ),
-        this.revealButton,
+        h('div', { class: 'viewer-links' }, this.openLink, this.downloadLink),
       ),
       this.stage,
       this.compareBar,
@@ -250,6 +258,8 @@ export class Viewer {
   /** A job this page submitted: the viewer follows it (a new action of the user's, so it unpins any result). */
   follow(job: Job): void {
     this.pinned = false;
+    // What went wrong with the result shown before is not about this job.
+    show(this.message, false);
     this.stopClock();
     this.video.pause();
     this.showing = { kind: 'live', jobId: job.id };
@@ -263,9 +273,9 @@ export class Viewer {
     this.update(job);
   }
 
-  update(job: Job): void {
+  update(job: Job, engineLost = false): void {
     if (this.showing.kind !== 'live' || this.showing.jobId !== job.id) return;
-    this.badge.textContent = `${job.request.preview ? 'Preview' : 'Edit'} · ${stageLine(job)}`;
+    this.badge.textContent = `${job.request.preview ? 'Preview' : 'Edit'} · ${jobLine(job, engineLost)}`;
   }
 
   preview(job: Job, pngBase64: string): void {
@@ -275,14 +285,14 @@ export class Viewer {
     this.stage.classList.add('has-live');
   }
 
-  /** A job ended: its result replaces the view only when the view was following it or nothing is pinned. */
+  /**
+   * A job ended: its result shows only when the viewer was following it. The viewer stays on what the user last
+   * started or chose; another job ending (queued earlier, or from elsewhere) says so on its own card.
+   */
   ended(job: Job): void {
-    const following = this.showing.kind === 'live' && this.showing.jobId === job.id;
-    if (job.state === 'succeeded' && job.result && this.opts.compare) {
-      if (following || !this.pinned) this.showResult(job, false);
-    } else if (following) {
-      this.showSource();
-    }
+    if (this.showing.kind !== 'live' || this.showing.jobId !== job.id) return;
+    if (job.state === 'succeeded' && job.result && this.opts.compare) this.showResult(job, false);
+    else this.showSource();
   }
 
   /** Shows a finished job; from a button the user pressed (pin), or because it just finished (no pin). */
@@ -309,6 +319,9 @@ export class Viewer {
     this.title.title = job.request.prompt;
     this.sub.textContent = `${basename(job.request.source.path)} · ${r.frames} frames · ${r.width}×${r.height}${job.request.preview ? ' · preview' : ''} · seed ${job.seed}`;
     show(this.message, false);
+    this.openLink.setAttribute('href', client.resultUrl(job.id));
+    this.downloadLink.setAttribute('href', client.downloadUrl(job.id));
+    this.downloadLink.setAttribute('download', basename(r.path));
     this.video.src = client.resultUrl(job.id);
     this.video.load();
     this.render();
@@ -401,7 +414,8 @@ export class Viewer {
     this.paneB.style.aspectRatio = aspect;
     const hasResult = kind === 'result';
     this.compareBar?.classList.toggle('empty', !hasResult);
-    show(this.revealButton, hasResult);
+    show(this.openLink, hasResult);
+    show(this.downloadLink, hasResult);
     setDisabled(this.playButton, !hasResult);
     this.scrub.max = String(Math.max(0, (r?.frames ?? 1) - 1));
     this.scrub.value = '0';
@@ -698,8 +712,30 @@ export class Viewer {
     this.canvas.setAttribute('data-matte', matte.src);
   }
 
-  private fail(text: string): void {
-    this.message.textContent = text;
+  /**
+   * Why the result does not play. Chromium reports a missing file and a codec it lacks alike, so the engine is asked
+   * whether the file is there: ProRes, the usual finishing format, plays in Premiere but not in Chromium.
+   */
+  private async explainUnplayable(job: Job): Promise<void> {
+    const unsupported = this.video.error?.code === MEDIA_ERR_SRC_NOT_SUPPORTED;
+    const there = await this.opts.client()?.resultExists(job.id);
+    if (this.showing.kind !== 'result' || this.showing.job.id !== job.id) return;
+    const download = () =>
+      h('a', {
+        class: 'btn small link',
+        text: 'Download',
+        attrs: { href: this.downloadLink.getAttribute('href') ?? '', download: basename(job.result?.path ?? '') },
+      });
+    if (there === false) this.fail('The result video could not be loaded. It may have been moved or deleted.');
+    else if (there && job.result?.codec === 'prores')
+      this.fail('This browser cannot play ProRes; Download it, or open it in Premiere. ', download());
+    else if (there && unsupported)
+      this.fail('This browser cannot play this video; Download it to play it elsewhere. ', download());
+    else this.fail('The result video could not be loaded; check that the engine is running.');
+  }
+
+  private fail(text: string, action?: HTMLElement): void {
+    fill(this.message, text, action ?? null);
     show(this.message, true);
   }
 }
