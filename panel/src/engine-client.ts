@@ -143,6 +143,21 @@ export class EngineClient {
     }
   }
 
+  /**
+   * The newest live preview of a running job, base64 PNG as the event stream sends it: for hosts that poll (UXP).
+   * Undefined before the first preview and once the job ended.
+   */
+  async latestPreview(id: string): Promise<string | undefined> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const res = await this.fetchFn(`${this.baseUrl}/v1/jobs/${encodeURIComponent(id)}/preview`, {
+      method: 'GET',
+      headers,
+    });
+    if (res.status !== 200) return undefined;
+    return (JSON.parse(await res.text()) as { png: string }).png;
+  }
+
   /** The result as a file to save (Content-Disposition: attachment), under its own name. */
   downloadUrl(id: string): string {
     return this.withToken(`/v1/jobs/${encodeURIComponent(id)}/result?download=1`);

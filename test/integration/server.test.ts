@@ -343,7 +343,7 @@ describe('authentication', () => {
     expectProblem(await call('DELETE', `/v1/jobs/${job.id}`, { token: null }), 401);
   });
 
-  test('?token= is accepted only on job events, job result, job matte and media still', async () => {
+  test('?token= is accepted only on job events, preview, result, matte and media still', async () => {
     const finished = await submit();
     service.finish(finished.id, writeResult('query-token.mp4'));
     const accepted: string[] = [];
@@ -359,6 +359,10 @@ describe('authentication', () => {
         // Past the token check: this fake result has no automatic mask, and the route says so.
         expect(Problem.parse(r.json).title).toBe('No matte');
         accepted.push(`${route.method} ${route.path}`);
+      } else if (route.operationId === 'getJobPreview') {
+        // Past the token check: the job ended, so there is no live preview to show.
+        expect(r.status).toBe(204);
+        accepted.push(`${route.method} ${route.path}`);
       } else {
         expect(r.status).toBe(200);
         accepted.push(`${route.method} ${route.path}`);
@@ -367,6 +371,7 @@ describe('authentication', () => {
     expect(accepted.sort()).toEqual([
       'GET /v1/jobs/:id/events',
       'GET /v1/jobs/:id/matte',
+      'GET /v1/jobs/:id/preview',
       'GET /v1/jobs/:id/result',
       'GET /v1/media/still',
     ]);
@@ -736,6 +741,8 @@ describe('GET /v1/jobs/:id/preview', () => {
     expect(newest.headers['content-type']).toBe('image/png');
     expect(newest.headers['cache-control']).toBe('no-store');
     expect(newest.body.equals(PNG)).toBe(true);
+    const asJson = await call('GET', `/v1/jobs/${job.id}/preview`, { headers: { accept: 'application/json' } });
+    expect(asJson.json).toEqual({ png: PNG.toString('base64') });
     service.finish(job.id, writeResult('preview.mp4'));
     expect((await call('GET', `/v1/jobs/${job.id}/preview`)).status).toBe(204);
     expectProblem(await call('GET', '/v1/jobs/nope/preview'), 404);

@@ -230,6 +230,9 @@ export function createApp(service: JobService, opts: AppOptions): express.Expres
       // no-store: the same URL shows a newer picture at every step.
       res.set('Cache-Control', 'no-store');
       if (!png) res.status(204).end();
+      // As JSON, base64 as the event stream sends it: UXP can read text but has no way to turn bytes into an image.
+      else if (req.accepts(['image/png', 'application/json']) === 'application/json')
+        res.json({ png: png.toString('base64') });
       else res.type('image/png').send(png);
     },
     cancelJob: (req, res) => {

@@ -107,8 +107,14 @@ const DOCS: Record<RouteId, Json> = {
     parameters: [idParam],
     responses: {
       200: {
-        description: 'The newest preview',
-        content: { 'image/png': { schema: { type: 'string', format: 'binary' } } },
+        description:
+          'The newest preview; with Accept: application/json, `{ png }` in base64 as the event stream sends it',
+        content: {
+          'image/png': { schema: { type: 'string', format: 'binary' } },
+          'application/json': {
+            schema: { type: 'object', properties: { png: { type: 'string' } }, required: ['png'] },
+          },
+        },
       },
       204: { description: 'No preview yet, or the job ended' },
       404: problemResponse('No such job'),

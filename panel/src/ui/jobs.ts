@@ -1,6 +1,6 @@
 // Jobs in flight: one card each with stage, percent, ETA, a live thumbnail and Cancel. Browsers follow a job over
 // Server-Sent Events (progress and preview images as they happen); UXP has no EventSource and no TextDecoder to
-// read a stream by hand, so there the card polls GET /v1/jobs/:id and does without preview images.
+// read a stream by hand, so there the card polls GET /v1/jobs/:id, and the newest preview whenever the job moved on.
 import type { Job } from '../../../engine/src/api/schemas';
 import { isTerminal, type EngineClient } from '../engine-client';
 import type { ClipSelection, SourceRef } from '../host/host';
@@ -31,7 +31,7 @@ export interface JobListOptions {
   /** Offer the result as a download (a browser page cannot open the folder it is in). */
   download?: boolean;
   /**
-   * Every state the card shows, and each live preview image (SSE only), for views that follow a job elsewhere;
+   * Every state the card shows, and each live preview image, for views that follow a job elsewhere;
    * engineLost: the engine stopped answering while the job was not finished.
    */
   onUpdate?(job: Job, engineLost: boolean): void;
@@ -147,6 +147,23 @@ export class JobList {
 
   private poll(client: EngineClient, card: JobCard): () => void {
     let failing = false;
+    let shownAt = '';
+    let fetching = false;
+    const fetchPreview = (j: Job) => {
+      // A new picture comes with a new step (or frames, or stage); one request at a time, a lost one is not retried.
+      const at = `${j.progress.stage}:${j.progress.frameRange?.first}:${j.progress.step}`;
+      if (j.state !== 'running' || at === shownAt || fetching) return;
+      fetching = true;
+      client
+        .latestPreview(j.id)
+        .then((png) => {
+          if (!png) return;
+          shownAt = at;
+          card.preview(png);
+        })
+        .catch(() => undefined)
+        .finally(() => (fetching = false));
+    };
     return client.watch(
       card.job.id,
       (j) => {
@@ -154,6 +171,7 @@ export class JobList {
         if (failing) card.engineLost(false);
         failing = false;
         card.update(j);
+        fetchPreview(j);
       },
       {
         intervalMs: this.opts.pollMs,
