@@ -2,7 +2,8 @@
 // (oracle model): Render full is followed like Edit, the viewer stays on the job the user started, a result that
 // cannot play says why (ProRes, or a file that is gone), the result is handed over as a tab or a download, the
 // header's queue figure fits and follows a job's end at once, and a stopped engine is said the same way on the
-// card, in the action bar and in the viewer, in the browser and in Premiere (polling).
+// card, in the action bar and in the viewer, in the browser and in Premiere (polling), where the live preview shows
+// too. Every state it stops at is pictured and run through axe at both panel sizes (support/panel-checks).
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,12 +13,13 @@ import type { Job } from '../../engine/src/api/schemas';
 import { makeTestClip } from '../../engine/src/media';
 import type { ClipSelection, Selection } from '../../panel/src/host/host';
 import { launchChromium } from '../support/browser';
+import { panelChecks } from '../support/panel-checks';
 import { openPremierePanel } from '../support/premiere-panel';
 import { startServe, stopChildren, type Served } from '../support/children';
 
 const ROOT = path.resolve(__dirname, '../..');
 const WEB_UI = path.join(ROOT, 'dist/panel-web/index.html');
-const SHOTS = path.join(ROOT, 'test-output/e2e');
+const { checkState } = panelChecks('panel-feedback');
 const DOCKED = { width: 320, height: 560 };
 const STOPPED = 'Engine stopped — will resume when it is back';
 const PRORES = 'This browser cannot play ProRes; Download it, or open it in Premiere.';
@@ -103,10 +105,30 @@ function stopped(proc: ChildProcess): Promise<void> {
     : new Promise((r) => proc.once('exit', () => r()));
 }
 
+/** The clip as Premiere's selection gives it: a quarter second of the test clip on track 1. */
+function premiereClip(): ClipSelection {
+  return {
+    kind: 'clip',
+    name: 'street.mp4',
+    mediaPath: clip,
+    sourceIn: 0,
+    sourceOut: 0.25,
+    sequenceStart: 0,
+    sequenceEnd: 0.25,
+    sequenceStartTicks: '0',
+    sequenceEndTicks: String(254016000000n / 4n),
+    fps: 24,
+    frameWidth: 64,
+    frameHeight: 36,
+    frames: 6,
+    trackIndex: 0,
+    renderReason: null,
+  };
+}
+
 beforeAll(async () => {
   if (!fs.existsSync(WEB_UI))
     throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
-  fs.mkdirSync(SHOTS, { recursive: true });
   home = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'reshoot-e2e-feedback-')));
   clip = path.join(home, 'street.mp4');
   const [clipMade, started, launched] = await Promise.allSettled([
@@ -160,6 +182,7 @@ it('follows Render full in the action bar and the viewer, as it does Edit', asyn
   await page.waitForSelector(`#current-job[data-job-id="${full}"][data-state="succeeded"]`);
   await page.waitForSelector(`#viewer[data-job-id="${full}"][data-showing="result"]`);
   rendered = full;
+  await checkState(page, '33-render-full-done');
 });
 
 it('stays on the job started last while an earlier one finishes, and shows its previews and result', async () => {
@@ -195,6 +218,7 @@ it('stays on the job started last while an earlier one finishes, and shows its p
   expect(previews.length).toBeGreaterThan(0);
   expect(new Set(previews)).toEqual(new Set([last]));
   unseen = earlier;
+  await checkState(page, '34-viewer-stayed');
 });
 
 it('says a result was removed, clears that for the next edit, and says ProRes does not play here', async () => {
@@ -225,7 +249,7 @@ it('says a result was removed, clears that for the next edit, and says ProRes do
   const res = await fetch(href);
   expect(res.headers.get('content-disposition')).toMatch(/^attachment/);
   expect(Buffer.from(await res.arrayBuffer()).equals(fs.readFileSync(job.result!.path))).toBe(true);
-  await page.screenshot({ path: path.join(SHOTS, '30-prores-result.png') });
+  await checkState(page, '30-prores-result');
   await page.click('#codec [data-value="h264"]');
 });
 
@@ -266,14 +290,22 @@ it('fits the queue in the header at 320 px, and says the engine stopped on the c
     () => document.querySelector('#engine-status .fact.queue')?.textContent === '1 running, 1 waiting',
   );
   const clipped = await page.evaluate(() =>
-    ['.topbar', '#engine-status', '.status-text', '.status-title', '.status-facts', '.fact.queue'].flatMap((s) =>
+    [
+      '.topbar',
+      '#engine-status',
+      '.status-text',
+      '.status-title',
+      '.status-facts',
+      '.fact.queue',
+      '.segmented .seg',
+    ].flatMap((s) =>
       [...document.querySelectorAll(s)]
         .filter((e) => e.scrollWidth > e.clientWidth)
-        .map((e) => `${s}: ${e.scrollWidth} > ${e.clientWidth}`),
+        .map((e) => `${s} "${e.textContent}": ${e.scrollWidth} > ${e.clientWidth}`),
     ),
   );
   expect(clipped).toEqual([]);
-  await page.screenshot({ path: path.join(SHOTS, '31-header-queue.png') });
+  await checkState(page, '31-header-queue');
 
   // The same engine seen from Premiere, where jobs are polled: an edit queued behind the two.
   const panel = await openPremierePanel(browser, engine, {
@@ -284,23 +316,7 @@ it('fits the queue in the header at 320 px, and says the engine stopped on the c
   const premiere = panel.page;
   try {
     await premiere.waitForSelector('#engine-status[data-state="connected"]');
-    const sel: ClipSelection = {
-      kind: 'clip',
-      name: 'street.mp4',
-      mediaPath: clip,
-      sourceIn: 0,
-      sourceOut: 0.25,
-      sequenceStart: 0,
-      sequenceEnd: 0.25,
-      sequenceStartTicks: '0',
-      sequenceEndTicks: String(254016000000n / 4n),
-      fps: 24,
-      frameWidth: 64,
-      frameHeight: 36,
-      frames: 6,
-      trackIndex: 0,
-      renderReason: null,
-    };
+    const sel = premiereClip();
     await premiere.evaluate((s) => (window as unknown as { harness: Harness }).harness.setSelection(s), sel);
     await premiere.fill('#prompt', 'a green car on a gray road');
     await premiere.click('#advanced-toggle');
@@ -327,7 +343,8 @@ it('fits the queue in the header at 320 px, and says the engine stopped on the c
     await says(premiere, `[data-job-id="${placed}"] .job-stage`, STOPPED);
     await says(premiere, `#current-job[data-job-id="${placed}"] .current-stage`, STOPPED);
     await says(premiere, '#viewer-badge', `Edit · ${STOPPED}`);
-    await page.screenshot({ path: path.join(SHOTS, '32-engine-stopped-docked.png') });
+    await checkState(page, '32-engine-stopped');
+    await checkState(premiere, '32-engine-stopped-premiere');
 
     // Back: the bar and the viewer say what the job does again, and the jobs finish.
     engine = await startServe({ home, port: Number(new URL(engine.origin).port) });
@@ -359,6 +376,54 @@ it('fits the queue in the header at 320 px, and says the engine stopped on the c
   }
 });
 
+it('shows the live preview in Premiere too, where jobs are polled, on the card and in the viewer', async () => {
+  const resultsFolder = path.join(home, 'Project', 'Reshoot Renders');
+  fs.mkdirSync(resultsFolder, { recursive: true });
+  const panel = await openPremierePanel(browser, engine, {
+    viewport: DOCKED,
+    resultsFolder,
+    onPageError: (m) => pageErrors.push(`premiere: ${m}`),
+  });
+  const premiere = panel.page;
+  try {
+    await premiere.waitForSelector('#engine-status[data-state="connected"]');
+    await premiere.evaluate((s) => (window as unknown as { harness: Harness }).harness.setSelection(s), premiereClip());
+    await premiere.fill('#prompt', 'a green car on a gray road');
+    await premiere.click('#advanced-toggle');
+    await premiere.fill('#steps', '30');
+    const id = await click(premiere, '#edit');
+    // A picture of the edit as it goes, polled (GET /v1/jobs/:id/preview): the same one on the card and the viewer.
+    const png = 'data:image/png;base64,iVBORw0KGgo';
+    await premiere.waitForFunction(
+      ([jid, magic]) =>
+        document.querySelector(`[data-job-id="${jid}"] .job-thumb-img.live`)?.getAttribute('src')?.startsWith(magic) &&
+        document.querySelector('#viewer-live')?.getAttribute('src')?.startsWith(magic),
+      [id, png] as const,
+      { timeout: 120_000 },
+    );
+    const [thumb, live] = await premiere.evaluate(() => [
+      document.querySelector('.job-thumb-img.live')!.getAttribute('src'),
+      document.querySelector('#viewer-live')!.getAttribute('src'),
+    ]);
+    expect((await getJob(id)).state).toBe('running');
+    expect(live).toBe(thumb);
+    await checkState(premiere, '35-premiere-live-preview');
+    await done(premiere, id);
+  } finally {
+    await panel.context.close();
+  }
+});
+
+/** Cancels the job through the API, as another client would, and waits for its card to say it ended. */
+async function cancelAndWait(p: Page, id: string): Promise<void> {
+  if (!['canceled', 'succeeded', 'failed'].includes((await getJob(id)).state))
+    await fetch(`${engine.origin}/v1/jobs/${id}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${engine.token}` },
+    });
+  await p.waitForSelector(`#jobs [data-job-id="${id}"][data-state="canceled"]`, { timeout: 120_000 });
+}
+
 it("counts a job's end in the header at once, even when a check was on its way as it ended", async () => {
   // The panel's own clock is stopped, so no periodic check can put the figure right: only the panel's answer to the
   // job's end can.
@@ -371,7 +436,8 @@ it("counts a job's end in the header at once, even when a check was on its way a
   await p.waitForFunction(() => /12 frames/.test(document.querySelector('#probe-info')?.textContent ?? ''));
   await p.fill('#prompt', 'a blue car on a gray road');
   if (!(await p.isVisible('#steps'))) await p.click('#advanced-toggle');
-  await p.fill('#steps', '40');
+  // Long enough to be running still when the held check is answered on a busy machine; it ends by Cancel.
+  await p.fill('#steps', '200');
   const id = await click(p, '#edit');
   await running(p, id);
   await p.waitForFunction(() => document.querySelector('#engine-status .fact.queue')?.textContent === '1 running');
@@ -392,13 +458,13 @@ it("counts a job's end in the header at once, even when a check was on its way a
     const stale = await route.fetch();
     stateWhenHeld = (await getJob(id)).state;
     entered();
-    await done(p, id);
+    await cancelAndWait(p, id);
     await route.fulfill({ response: stale });
   });
   await p.clock.runFor(6000);
   await held;
   expect(stateWhenHeld).toBe('running');
-  await done(p, id);
+  await cancelAndWait(p, id);
   await p.waitForFunction(() => !document.querySelector('#engine-status .fact.queue'), undefined, {
     timeout: 30_000,
   });
