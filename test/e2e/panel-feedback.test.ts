@@ -126,6 +126,21 @@ function premiereClip(): ClipSelection {
   };
 }
 
+/** The panel in the Premiere harness, docked, connected, with the clip selected, a prompt and the settings open. */
+async function premiereWithClip(resultsFolder: string): ReturnType<typeof openPremierePanel> {
+  const panel = await openPremierePanel(browser, engine, {
+    viewport: DOCKED,
+    resultsFolder,
+    onPageError: (m) => pageErrors.push(`premiere: ${m}`),
+  });
+  const premiere = panel.page;
+  await premiere.waitForSelector('#engine-status[data-state="connected"]');
+  await premiere.evaluate((s) => (window as unknown as { harness: Harness }).harness.setSelection(s), premiereClip());
+  await premiere.fill('#prompt', 'a green car on a gray road');
+  await premiere.click('#advanced-toggle');
+  return panel;
+}
+
 beforeAll(async () => {
   if (!fs.existsSync(WEB_UI))
     throw new Error(`${WEB_UI} is missing: run npm run build (npm test does) before the e2e tests`);
@@ -308,18 +323,9 @@ it('fits the queue in the header at 320 px, and says the engine stopped on the c
   await checkState(page, '31-header-queue');
 
   // The same engine seen from Premiere, where jobs are polled: an edit queued behind the two.
-  const panel = await openPremierePanel(browser, engine, {
-    viewport: DOCKED,
-    resultsFolder,
-    onPageError: (m) => pageErrors.push(`premiere: ${m}`),
-  });
+  const panel = await premiereWithClip(resultsFolder);
   const premiere = panel.page;
   try {
-    await premiere.waitForSelector('#engine-status[data-state="connected"]');
-    const sel = premiereClip();
-    await premiere.evaluate((s) => (window as unknown as { harness: Harness }).harness.setSelection(s), sel);
-    await premiere.fill('#prompt', 'a green car on a gray road');
-    await premiere.click('#advanced-toggle');
     await premiere.fill('#steps', '2');
     const placed = await click(premiere, '#edit');
     await premiere.waitForSelector(`#current-job[data-job-id="${placed}"][data-state="queued"]`);
@@ -379,17 +385,9 @@ it('fits the queue in the header at 320 px, and says the engine stopped on the c
 it('shows the live preview in Premiere too, where jobs are polled, on the card and in the viewer', async () => {
   const resultsFolder = path.join(home, 'Project', 'Reshoot Renders');
   fs.mkdirSync(resultsFolder, { recursive: true });
-  const panel = await openPremierePanel(browser, engine, {
-    viewport: DOCKED,
-    resultsFolder,
-    onPageError: (m) => pageErrors.push(`premiere: ${m}`),
-  });
+  const panel = await premiereWithClip(resultsFolder);
   const premiere = panel.page;
   try {
-    await premiere.waitForSelector('#engine-status[data-state="connected"]');
-    await premiere.evaluate((s) => (window as unknown as { harness: Harness }).harness.setSelection(s), premiereClip());
-    await premiere.fill('#prompt', 'a green car on a gray road');
-    await premiere.click('#advanced-toggle');
     await premiere.fill('#steps', '30');
     const id = await click(premiere, '#edit');
     // A picture of the edit as it goes, polled (GET /v1/jobs/:id/preview): the same one on the card and the viewer.
