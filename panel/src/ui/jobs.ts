@@ -99,9 +99,10 @@ export class JobList {
     show(this.el, this.cards.size > 0);
   }
 
+  /** Drops the ended cards added first, past the last few: the one the user just canceled or finished stays. */
   private trim(): void {
     const ended = [...this.cards.values()].filter((c) => isTerminal(c.job.state));
-    for (const c of ended.slice(MAX_ENDED_CARDS)) this.remove(c.job.id);
+    for (const c of ended.slice(0, -MAX_ENDED_CARDS)) this.remove(c.job.id);
   }
 
   private follow(card: JobCard): void {
