@@ -148,14 +148,12 @@ export class EngineClient {
    * Undefined before the first preview and once the job ended.
    */
   async latestPreview(id: string): Promise<string | undefined> {
-    const headers: Record<string, string> = { Accept: 'application/json' };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    const res = await this.fetchFn(`${this.baseUrl}/v1/jobs/${encodeURIComponent(id)}/preview`, {
-      method: 'GET',
-      headers,
-    });
-    if (res.status !== 200) return undefined;
-    return (JSON.parse(await res.text()) as { png: string }).png;
+    // request() asks for JSON and reads 204's empty body as undefined.
+    const preview = await this.request<{ png: string } | undefined>(
+      'GET',
+      `/v1/jobs/${encodeURIComponent(id)}/preview`,
+    );
+    return preview?.png;
   }
 
   /** The result as a file to save (Content-Disposition: attachment), under its own name. */
